@@ -1,0 +1,1 @@
+"""forecourt core: configuration, models, data access, Scrapy plumbing and the CLI."""

@@ -1,0 +1,63 @@
+"""The `forecourt` command: a thin layer over the library.
+
+Each command group lives in its own module and registers itself on `app`. Domain errors
+become one readable line with the fix; bad arguments too. No business rules here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from crawler.cli.common import console, fail
+from crawler.errors import ForecourtError
+
+app = typer.Typer(
+    name="forecourt",
+    help="Keep dealers' vehicle inventory current: crawl sites, ingest feeds, check, store.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    from crawler.cli import crawl, db, dealers, demo, extract, vehicles
+
+    for module in (db, dealers, crawl, vehicles, extract, demo):
+        module.register(app)
+
+
+# Typer vendors click; its usage errors are the bases of the exported BadParameter.
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+ClickExit = next(c for c in typer.Exit.__mro__ if c.__name__ == "Exit")
+
+
+def main(argv: list[str] | None = None) -> int:
+    _register()
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv if argv is not None else sys.argv[1:], prog_name="forecourt",
+                     standalone_mode=False)
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            console.print(exc.ctx.get_help() if exc.ctx else "", markup=False)
+            return 0
+        where = exc.ctx.command_path if exc.ctx else "forecourt"
+        return fail(f"{exc.format_message()}", f"see `{where} --help`", code=2)
+    except typer.Abort:
+        return fail("aborted", None, code=130)
+    except (typer.Exit, ClickExit) as exc:
+        return getattr(exc, "exit_code", 0)
+    except ForecourtError as exc:
+        return fail(str(exc), exc.hint)
+    except KeyboardInterrupt:
+        return fail("interrupted", None, code=130)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""What every command shares: the console, one-line errors, a migrated connection."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+import psycopg
+from rich.console import Console
+
+from crawler.db import connect, migrate
+
+# Wide enough for summary tables when the output is a file or a pipe (transcripts, CI).
+console = Console(highlight=False, soft_wrap=False,
+                  width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, hint: str | None, code: int = 1) -> int:
+    """Print one readable error line (with the fix) to stderr; return the exit code."""
+    line = f"error: {message}"
+    if hint:
+        line += f" ({hint})"
+    err_console.print(line, markup=False, soft_wrap=True)
+    return code
+
+
+@contextmanager
+def database():
+    """A connection to a migrated database (migrations are applied on first use)."""
+    conn = connect()
+    try:
+        migrate(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+def interactive() -> bool:
+    return sys.stdout.isatty()
+
+
+def connection_hint(exc: psycopg.Error) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,48 @@
+"""`forecourt crawl`: crawl one dealership now, with live progress and a summary."""
+
+from __future__ import annotations
+
+import socket
+
+import typer
+
+from crawler.cli.common import console, database
+from crawler.cli.render import job_progress, status_line, summary_table
+from crawler.crawl_runner import run_crawl
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.errors import InvalidInput
+from crawler.models import Job
+
+
+def crawl_now(conn, slug: str, trigger: str = "operator") -> Job:
+    """Create (or join) the dealer's crawl job and run it here, showing progress."""
+    dealer = dealers_db.get(conn, slug)
+    if not dealer.website_url:
+        raise InvalidInput(f"dealership {slug!r} has no website URL",
+                           hint="set one, or ingest its feed with `forecourt ingest`")
+    job, created = jobs_db.create_or_get_active(conn, dealer.id, "crawl", trigger)
+    if not created:
+        raise InvalidInput(f"dealership {slug!r} already has job {job.id} {job.state}",
+                           hint=f"follow it with `forecourt jobs show {job.id} --follow`")
+    jobs_db.start(conn, job.id, worker=f"cli@{socket.gethostname()}")
+    with job_progress() as progress:
+        task = progress.add_task(f"crawl {slug}", total=None, status="starting")
+
+        def tick(j: Job) -> None:
+            progress.update(task, status=status_line(j))
+
+        job = run_crawl(job.id, on_tick=tick)
+        progress.update(task, total=1, completed=1, status=status_line(job))
+    return job
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("crawl")
+    def crawl(slug: str = typer.Argument(..., help="The dealership's slug.")) -> None:
+        """Crawl a dealership's website now and store what it yields."""
+        with database() as conn:
+            job = crawl_now(conn, slug)
+        console.print(summary_table([(slug, job)]))
+        if job.state not in ("succeeded", "partial"):
+            raise typer.Exit(1)

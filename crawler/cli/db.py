@@ -1,0 +1,34 @@
+"""`forecourt db`: schema migrations and the embedded servers."""
+
+from __future__ import annotations
+
+import typer
+
+from crawler import embedded
+from crawler.cli.common import console
+from crawler.config import get_settings
+from crawler.db import connect, database_url, migrate
+
+
+def register(app: typer.Typer) -> None:
+    db_app = typer.Typer(help="Database schema and embedded servers.", no_args_is_help=True)
+    app.add_typer(db_app, name="db")
+
+    @db_app.command("migrate")
+    def migrate_cmd() -> None:
+        """Apply pending schema migrations (commands that need the database do this too)."""
+        with connect() as conn:
+            applied = migrate(conn)
+        console.print(f"applied {len(applied)} migration(s)" +
+                      (": " + ", ".join(applied) if applied else "; schema is current"))
+
+    @db_app.command("url")
+    def url_cmd() -> None:
+        """Print the database URL in use (starting the embedded server if needed)."""
+        console.print(database_url(), markup=False)
+
+    @db_app.command("stop")
+    def stop_cmd() -> None:
+        """Stop the embedded PostgreSQL and Redis (their data stays in the data directory)."""
+        embedded.stop(get_settings().data_dir)
+        console.print("embedded servers stopped")

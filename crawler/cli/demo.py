@@ -1,0 +1,103 @@
+"""`forecourt demo`: crawl and ingest the bundled fixture dealers, then show what was stored."""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+
+import typer
+from rich.table import Table
+
+from crawler import fixture_server
+from crawler.cli.common import console, database
+from crawler.cli.crawl import crawl_now
+from crawler.cli.render import job_progress, status_line, summary_table
+from crawler.config import PROJECT_ROOT
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.errors import ConfigError, NotFound
+from ingest import feed as feed_mod
+
+DEMO_FILE = PROJECT_ROOT / "fixtures" / "demo.toml"
+
+
+def _ensure_dealer(conn, spec: dict, website: str | None):
+    fields = {"name": spec["name"], "website_url": website,
+              "feed_url": str(PROJECT_ROOT / spec["feed"]) if spec.get("feed") else None,
+              "platform": spec.get("platform")}
+    try:
+        dealer = dealers_db.get(conn, spec["slug"])
+    except NotFound:
+        return dealers_db.create(conn, slug=spec["slug"], **fields)
+    return dealers_db.update(conn, dealer.id, **fields)
+
+
+def ingest_now(conn, slug: str, source: str, trigger: str = "operator", fmt: str | None = None):
+    dealer = dealers_db.get(conn, slug)
+    jobs_db.settle_abandoned(conn, 120, dealer.id)
+    job, _ = jobs_db.create_or_get_active(conn, dealer.id, "feed", trigger, {"source": source})
+    jobs_db.start(conn, job.id, worker=f"cli@{socket.gethostname()}")
+    with job_progress() as progress:
+        task = progress.add_task(f"ingest {slug}", total=None, status="reading")
+
+        def tick(counters):
+            progress.update(task, status=f"rows {counters.get('items', 0)}  stored "
+                                         f"{counters.get('upserted', 0)}  rejected "
+                                         f"{counters.get('rejected', 0)}")
+
+        job = feed_mod.run_job(conn, job.id, source, fmt=fmt, on_batch=tick)
+        progress.update(task, total=1, completed=1, status=status_line(job))
+    return job
+
+
+def stored_table(conn, slugs: list[str]) -> Table:
+    table = Table(title="Stored")
+    for col in ("dealer", "active vehicles", "removed", "rejects", "avg quality",
+                "events"):
+        table.add_column(col, justify="right" if col != "dealer" else "left")
+    for row in dealers_db.stored_summary(conn, slugs):
+        table.add_row(row["slug"], str(row["active"]), str(row["removed"]), str(row["rejects"]),
+                      f"{row['avg_quality']:.0f}" if row["avg_quality"] is not None else "-",
+                      str(row["events"]))
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo() -> None:
+        """Crawl and ingest the bundled fixture dealers and print what was stored."""
+        spec = tomllib.loads(DEMO_FILE.read_text())["dealers"]
+        servers = []
+        try:
+            with database() as conn:
+                results = []
+                for d in spec:
+                    website = None
+                    if d.get("site"):
+                        try:
+                            server = fixture_server.serve(d["site"], int(d.get("port", 0)))
+                        except OSError as exc:
+                            raise ConfigError(
+                                f"cannot serve fixture site on port {d.get('port')}: {exc}",
+                                hint="stop whatever uses that port, or change fixtures/demo.toml",
+                            ) from exc
+                        servers.append(server)
+                        website = fixture_server.base_url(server) + "/inventory/"
+                    _ensure_dealer(conn, d, website)
+                for d in spec:
+                    if d.get("site"):
+                        results.append((d["slug"], crawl_now(conn, d["slug"], trigger="demo")))
+                    if d.get("feed"):
+                        results.append((d["slug"], ingest_now(conn, d["slug"],
+                                                              str(PROJECT_ROOT / d["feed"]),
+                                                              trigger="demo")))
+                console.print(summary_table(results, title="Demo runs"))
+                console.print(stored_table(conn, [d["slug"] for d in spec]))
+                changes = sum(j.counters.get(k, 0) for _, j in results
+                              for k in ("added", "changed", "removed", "relisted"))
+                console.print("no changes since the last run" if changes == 0
+                              else f"{changes} change(s) stored")
+        finally:
+            for server in servers:
+                server.shutdown()
+                server.server_close()

@@ -1,0 +1,68 @@
+"""`forecourt extract`: what forecourt would extract from one page, as JSON lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from crawler.cli.common import console, err_console
+from crawler.errors import InvalidInput
+from crawler.urls import check_http_url
+from spiders.extract.dispatch import extract_page
+
+
+def _fetch(url: str) -> tuple[str, int]:
+    import httpx
+
+    check_http_url(url)
+    try:
+        response = httpx.get(url, follow_redirects=True, timeout=30,
+                             headers={"User-Agent": "forecourt-extract/0.1"})
+    except httpx.HTTPError as exc:
+        raise InvalidInput(f"cannot fetch {url}: {exc}", hint="check the URL") from exc
+    return response.text, response.status_code
+
+
+def item_json(item, raw: bool) -> dict:
+    return item.model_dump(mode="json", exclude_none=True, exclude=None if raw else {"raw"})
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("extract")
+    def extract(
+        page: str = typer.Argument(..., help="A saved page (HTML or JSON) or a URL."),
+        url: str | None = typer.Option(None, "--url",
+                                       help="The page's original URL (for a saved page)."),
+        platform: str | None = typer.Option(None, "--platform",
+                                            help="Extract as this platform (default: detect)."),
+        raw: bool = typer.Option(False, "--raw", help="Include the source's raw fields."),
+        record: bool = typer.Option(False, "--record",
+                                    help="Save the result as <page>.json: a saved-page test case."),
+    ) -> None:
+        """Print, as JSON lines, the items forecourt would extract from a page; store nothing."""
+        if page.startswith(("http://", "https://")):
+            text, status = _fetch(page)
+            page_url = url or page
+        else:
+            path = Path(page)
+            if not path.is_file():
+                raise InvalidInput(f"no file {page!r}", hint="give a saved page or a URL")
+            text, status = path.read_text(errors="replace"), 200
+            page_url = url or path.resolve().as_uri()
+        kind, items = extract_page(text, page_url, platform, status)
+        rows = [item_json(i, raw) for i in items]
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        err_console.print(f"# {kind}: {len(items)} item(s) from {page_url}", markup=False)
+        if record:
+            if page.startswith(("http://", "https://")):
+                raise InvalidInput("--record works on saved pages", hint="save the page first")
+            case = Path(page).with_suffix(".json")
+            case.write_text(json.dumps({"url": page_url, "platform": platform,
+                                        "classification": kind,
+                                        "items": [item_json(i, False) for i in items]},
+                                       indent=1, ensure_ascii=False) + "\n")
+            console.print(f"recorded {case}")

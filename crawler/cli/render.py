@@ -1,0 +1,41 @@
+"""Rich renderings shared by commands: live job progress and run summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crawler.models import Job
+
+SUMMARY_COLUMNS = ("items", "added", "changed", "unchanged", "removed", "rejected")
+
+
+def job_progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=False)
+
+
+def status_line(job: Job) -> str:
+    c = job.counters
+    return (f"{job.state}/{job.phase or '-'}  pages {c.get('pages', 0)}  "
+            f"items {c.get('items', 0)}  stored {c.get('upserted', 0)}  "
+            f"rejected {c.get('rejected', 0)}")
+
+
+def summary_table(rows: Iterable[tuple[str, Job]], title: str = "Run summary") -> Table:
+    table = Table(title=title)
+    table.add_column("dealer")
+    table.add_column("job", justify="right")
+    table.add_column("kind")
+    table.add_column("state")
+    for col in SUMMARY_COLUMNS:
+        table.add_column(col, justify="right")
+    table.add_column("verdict")
+    for slug, job in rows:
+        c = job.counters
+        table.add_row(slug, str(job.id), job.kind, job.state,
+                      *(str(c.get(k, 0)) for k in SUMMARY_COLUMNS),
+                      (job.verdict or "-") + (f": {job.error}" if job.error else ""))
+    return table

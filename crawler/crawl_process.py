@@ -1,0 +1,42 @@
+"""Entry point of a crawl's child process: `python -m crawler.crawl_process JOB_ID`.
+
+Scrapy's reactor cannot be restarted inside a process, so every crawl runs here, alone. The
+store pipeline settles the run and the job record; this module only starts the crawl.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
+
+
+def main(argv: list[str]) -> int:
+    from scrapy.crawler import CrawlerProcess
+    from scrapy.utils.project import get_project_settings
+
+    from crawler.db import connect
+    from crawler.db import dealers as dealers_db
+    from crawler.db import jobs as jobs_db
+    from spiders.registry import spider_for
+
+    job_id = int(argv[1])
+    with connect() as conn:
+        job = jobs_db.get(conn, job_id)
+        dealer = dealers_db.get_by_id(conn, job.dealership_id)
+    url = job.params.get("url") or dealer.website_url
+    platform = job.params.get("platform") or dealer.platform
+    settings = get_project_settings()
+    settings.set("FORECOURT_JOB_ID", job_id)
+    settings.set("FORECOURT_DEALERSHIP_ID", dealer.id)
+    for key, value in (dealer.settings.get("scrapy") or {}).items():
+        settings.set(key, value, priority="spider")
+    process = CrawlerProcess(settings, install_root_handler=True)
+    process.crawl(spider_for(platform), url=url, dealer_settings=dealer.settings)
+    process.start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,108 @@
+"""Run one crawl job in a child process, watch it, and settle it if the child could not.
+
+Used by `forecourt crawl` and by the job workers alike. The child settles the job itself
+when the crawl ends; the parent settles it only when the child crashed, hung past its time
+limit, or was cancelled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from collections.abc import Callable
+
+from crawler.config import PROJECT_ROOT, get_settings
+from crawler.db import connect, database_url, redis_url
+from crawler.db import jobs as jobs_db
+from crawler.models import Job
+
+
+def child_env() -> dict[str, str]:
+    """The child sees the same servers the parent resolved, embedded or not."""
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url()
+    env.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
+    try:
+        env["REDIS_URL"] = redis_url()
+    except Exception:  # the crawl itself can run without Redis
+        pass
+    return env
+
+
+def run_crawl(job_id: int, *, time_limit_s: int | None = None,
+              on_tick: Callable[[Job], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> Job:
+    """Run the job's crawl to its end and return the settled job record.
+
+    The child's Scrapy log goes to `<data dir>/logs/job-<id>.log`.
+    """
+    settings = get_settings()
+    limit = time_limit_s or settings.crawl_time_limit_s
+    path = log_path(job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "crawler.crawl_process", str(job_id)],
+            cwd=str(PROJECT_ROOT), env=child_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + limit
+    reason = None
+    with connect() as conn:
+        while child.poll() is None:
+            if time.monotonic() > deadline:
+                reason = ("timeout", f"crawl exceeded its time limit of {limit} s")
+            elif should_stop is not None and should_stop():
+                reason = ("cancelled", "cancelled while running")
+            if reason:
+                _kill(child)
+                break
+            if on_tick is not None:
+                on_tick(jobs_db.get(conn, job_id))
+            time.sleep(0.25)
+        job = jobs_db.get(conn, job_id)
+        if job.state == "running":
+            if reason and reason[0] == "cancelled":
+                job = jobs_db.finish(conn, job_id, "cancelled", counters=job.counters,
+                                     error=reason[1], error_kind="cancelled")
+            elif reason:
+                job = jobs_db.finish(conn, job_id, "failed", counters=job.counters,
+                                     error=reason[1], error_kind=reason[0])
+            else:
+                job = jobs_db.finish(conn, job_id, "failed", counters=job.counters,
+                                     error=f"crawl process died (exit code {child.returncode});"
+                                           f" {_last_error(path)}",
+                                     error_kind="crash")
+        if on_tick is not None:
+            on_tick(job)
+    return job
+
+
+def log_path(job_id: int) -> Path:
+    return get_settings().data_dir / "logs" / f"job-{job_id}.log"
+
+
+def _last_error(path: Path) -> str:
+    """The last error line of a crawl log, for the job's error message."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()[-400:]
+    except OSError:
+        return "no log"
+    errors = [ln for ln in lines if "ERROR" in ln or "Error" in ln or "Traceback" in ln]
+    return (errors[-1] if errors else (lines[-1] if lines else "empty log"))[-300:]
+
+
+def _kill(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.wait()

@@ -1,0 +1,43 @@
+"""Where the database and Redis are, and how to open a connection."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import psycopg
+from psycopg.rows import dict_row
+
+from crawler import embedded
+from crawler.config import get_settings
+from crawler.errors import ConfigError
+
+
+@lru_cache(maxsize=1)
+def database_url() -> str:
+    """DATABASE_URL when set, else the embedded PostgreSQL (started on demand)."""
+    settings = get_settings()
+    return settings.database_url or embedded.postgres_url(settings.data_dir)
+
+
+@lru_cache(maxsize=1)
+def redis_url() -> str:
+    """REDIS_URL when set, else the embedded Redis (started on demand)."""
+    settings = get_settings()
+    return settings.redis_url or embedded.redis_url(settings.data_dir)
+
+
+def forget_urls() -> None:
+    database_url.cache_clear()
+    redis_url.cache_clear()
+
+
+def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
+    """An autocommit connection with dict rows; use `conn.transaction()` for atomic work."""
+    target = url or database_url()
+    try:
+        return psycopg.connect(target, autocommit=True, row_factory=dict_row,
+                               connect_timeout=10, **kwargs)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot connect to PostgreSQL: {first}",
+                          hint="check DATABASE_URL, or unset it to use the embedded server") from exc

@@ -1,0 +1,102 @@
+"""SQL for dealerships."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from crawler.errors import AlreadyExists, NotFound
+from crawler.models import Dealership
+
+_COLUMNS = ("slug", "name", "website_url", "platform", "feed_url", "feed_format", "feed_mapping",
+            "schedule_cron", "schedule_tz", "schedule_interval_s", "paused", "settings",
+            "webhook_url")
+_JSON = {"feed_mapping", "settings"}
+
+
+def _adapt(field: str, value: Any) -> Any:
+    return Jsonb(value) if field in _JSON and value is not None else value
+
+
+def create(conn: psycopg.Connection, **fields: Any) -> Dealership:
+    unknown = set(fields) - set(_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown dealership fields: {sorted(unknown)}")
+    names = list(fields)
+    cols = ", ".join(names)
+    marks = ", ".join(f"%({n})s" for n in names)
+    params = {n: _adapt(n, v) for n, v in fields.items()}
+    try:
+        row = conn.execute(
+            f"INSERT INTO dealerships ({cols}) VALUES ({marks}) RETURNING *", params
+        ).fetchone()
+    except psycopg.errors.UniqueViolation as exc:
+        raise AlreadyExists(f"dealership {fields.get('slug')!r} already exists",
+                            hint="choose another slug, or edit the existing dealer") from exc
+    return Dealership.model_validate(row)
+
+
+def update(conn: psycopg.Connection, dealership_id: int, **fields: Any) -> Dealership:
+    unknown = set(fields) - set(_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown dealership fields: {sorted(unknown)}")
+    sets = ", ".join(f"{n} = %({n})s" for n in fields)
+    params = {n: _adapt(n, v) for n, v in fields.items()} | {"id": dealership_id}
+    row = conn.execute(
+        f"UPDATE dealerships SET {sets}, updated_at = now() WHERE id = %(id)s RETURNING *", params
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no dealership with id {dealership_id}")
+    return Dealership.model_validate(row)
+
+
+def get(conn: psycopg.Connection, slug: str) -> Dealership:
+    row = conn.execute("SELECT * FROM dealerships WHERE slug = %s", (slug,)).fetchone()
+    if row is None:
+        raise NotFound(f"no dealership {slug!r}",
+                       hint="see `forecourt dealers list`, or add it with `forecourt dealers add`")
+    return Dealership.model_validate(row)
+
+
+def get_by_id(conn: psycopg.Connection, dealership_id: int) -> Dealership:
+    row = conn.execute("SELECT * FROM dealerships WHERE id = %s", (dealership_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no dealership with id {dealership_id}")
+    return Dealership.model_validate(row)
+
+
+def list_all(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Dealerships with their active vehicle counts and last job, by slug."""
+    return conn.execute(
+        """
+        SELECT d.*,
+               (SELECT count(*) FROM vehicles v
+                 WHERE v.dealership_id = d.id AND v.status = 'active') AS active_vehicles,
+               (SELECT j.state FROM jobs j WHERE j.dealership_id = d.id
+                 ORDER BY j.id DESC LIMIT 1) AS last_job_state
+          FROM dealerships d ORDER BY d.slug
+        """
+    ).fetchall()
+
+
+def stored_summary(conn: psycopg.Connection, slugs: list[str]) -> list[dict[str, Any]]:
+    """Per dealership: active and removed vehicles, rejects of its latest run, mean quality,
+    events."""
+    return conn.execute(
+        """
+        SELECT d.slug,
+               count(v.id) FILTER (WHERE v.status = 'active') AS active,
+               count(v.id) FILTER (WHERE v.status = 'removed') AS removed,
+               (SELECT count(*) FROM rejects r WHERE r.dealership_id = d.id
+                   AND r.job_id = (SELECT max(j.id) FROM jobs j
+                                    WHERE j.dealership_id = d.id)) AS rejects,
+               avg(v.quality_score) FILTER (WHERE v.status = 'active') AS avg_quality,
+               (SELECT count(*) FROM vehicle_events e WHERE e.dealership_id = d.id) AS events
+          FROM dealerships d LEFT JOIN vehicles v ON v.dealership_id = d.id
+         WHERE d.slug = ANY(%s)
+         GROUP BY d.id, d.slug ORDER BY d.slug
+        """,
+        (slugs,),
+    ).fetchall()

@@ -1,0 +1,206 @@
+"""SQL for vehicles and their events: the batched upsert, removals, and reads.
+
+Writes go through a binary COPY into a temporary staging table and one statement that
+inserts new vehicles, updates only those whose content hash changed (or that come back after
+removal), and records the events, all in one snapshot so old values are read before they
+are overwritten. Unchanged vehicles cost no write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from crawler.models import Vehicle
+
+# (column, PostgreSQL type for binary COPY), in staging-table order.
+STAGE_COLUMNS: list[tuple[str, str]] = [
+    ("vin", "text"), ("stock_number", "text"), ("condition", "text"), ("year", "int2"),
+    ("make", "text"), ("model", "text"), ("trim", "text"), ("body_style", "text"),
+    ("exterior_color", "text"), ("interior_color", "text"), ("transmission", "text"),
+    ("drivetrain", "text"), ("fuel_type", "text"), ("engine", "text"), ("mileage", "int4"),
+    ("price", "numeric"), ("msrp", "numeric"), ("currency", "text"), ("availability", "text"),
+    ("url", "text"), ("image_urls", "text[]"), ("description", "text"),
+    ("vin_decoded", "jsonb"), ("vin_placeholder", "bool"), ("quality_score", "int2"),
+    ("quality_flags", "text[]"), ("source", "text"), ("source_hash", "text"),
+    ("content_hash", "text"),
+]
+_NAMES = [c for c, _ in STAGE_COLUMNS]
+_TYPES = [t for _, t in STAGE_COLUMNS]
+_COLS = ", ".join(_NAMES)
+
+_CREATE_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS stage_vehicles ("
+    + ", ".join(f"{c} {'smallint' if t == 'int2' else 'integer' if t == 'int4' else 'boolean' if t == 'bool' else t}"
+                for c, t in STAGE_COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
+)
+
+_UPDATE_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in _NAMES if c != "vin")
+
+_UPSERT = f"""
+WITH stage AS (
+    SELECT DISTINCT ON (vin) * FROM stage_vehicles ORDER BY vin
+), old AS (
+    SELECT v.vin, v.price, v.status, v.availability
+      FROM vehicles v JOIN stage s ON s.vin = v.vin
+     WHERE v.dealership_id = %(d)s
+), up AS (
+    INSERT INTO vehicles (dealership_id, last_job_id, {_COLS})
+    SELECT %(d)s, %(j)s, {_COLS} FROM stage
+    ON CONFLICT (dealership_id, vin) DO UPDATE
+       SET {_UPDATE_SET}, status = 'active', removed_at = NULL, last_seen = now(),
+           updated_at = now(), last_job_id = EXCLUDED.last_job_id
+     WHERE vehicles.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+        OR vehicles.status <> 'active'
+    RETURNING vin, price, availability, (xmax = 0) AS inserted
+), ev AS (
+    INSERT INTO vehicle_events (dealership_id, vin, job_id, kind, old_value, new_value)
+    SELECT %(d)s, up.vin, %(j)s, e.kind, e.old_value, e.new_value
+      FROM up LEFT JOIN old USING (vin)
+     CROSS JOIN LATERAL (VALUES
+        (CASE WHEN up.inserted THEN 'added' END,
+         NULL::jsonb,
+         jsonb_build_object('price', up.price, 'availability', up.availability)),
+        (CASE WHEN NOT up.inserted AND old.status = 'removed' THEN 'relisted' END,
+         jsonb_build_object('status', 'removed'),
+         jsonb_build_object('status', 'active', 'price', up.price)),
+        (CASE WHEN NOT up.inserted AND old.price IS DISTINCT FROM up.price
+              THEN 'price_changed' END,
+         jsonb_build_object('price', old.price),
+         jsonb_build_object('price', up.price)),
+        (CASE WHEN NOT up.inserted AND old.availability IS DISTINCT FROM up.availability
+              THEN 'status_changed' END,
+         jsonb_build_object('availability', old.availability),
+         jsonb_build_object('availability', up.availability))
+     ) AS e(kind, old_value, new_value)
+     WHERE e.kind IS NOT NULL
+    RETURNING kind
+), seen AS (
+    INSERT INTO run_seen (job_id, vin) SELECT %(j)s, vin FROM stage
+    ON CONFLICT DO NOTHING
+)
+SELECT (SELECT count(*) FROM stage) AS total,
+       (SELECT count(*) FROM up WHERE inserted) AS added,
+       (SELECT count(*) FROM up WHERE NOT inserted) AS changed,
+       (SELECT count(*) FROM ev WHERE kind = 'relisted') AS relisted,
+       (SELECT count(*) FROM ev WHERE kind = 'price_changed') AS price_changed
+"""
+
+
+def _row(v: Vehicle, content_hash: str) -> tuple[Any, ...]:
+    d = v.model_dump()
+    d["content_hash"] = content_hash
+    d["vin_decoded"] = Jsonb(d["vin_decoded"]) if d["vin_decoded"] is not None else None
+    return tuple(d[c] for c in _NAMES)
+
+
+def upsert(conn: psycopg.Connection, dealership_id: int, job_id: int,
+           vehicles: Sequence[tuple[Vehicle, str]]) -> dict[str, int]:
+    """Write a batch of (vehicle, content_hash); returns counts of total/added/changed/...
+
+    Atomic: the whole batch commits, or none of it does.
+    """
+    if not vehicles:
+        return {"total": 0, "added": 0, "changed": 0, "relisted": 0, "price_changed": 0}
+    with conn.transaction():
+        conn.execute(_CREATE_STAGE)
+        with conn.cursor().copy(f"COPY stage_vehicles ({_COLS}) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(_TYPES)
+            for vehicle, content_hash in vehicles:
+                cp.write_row(_row(vehicle, content_hash))
+        row = conn.execute(_UPSERT, {"d": dealership_id, "j": job_id}).fetchone()
+    return {k: int(v) for k, v in row.items()}
+
+
+def mark_seen(conn: psycopg.Connection, job_id: int, vins: Sequence[str]) -> None:
+    """Record VINs a run saw without writing their vehicles (the unchanged fast path)."""
+    if not vins:
+        return
+    with conn.cursor().copy("COPY run_seen (job_id, vin) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(["int8", "text"])
+        for vin in vins:
+            cp.write_row((job_id, vin))
+
+
+def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
+               remove_unseen: bool) -> dict[str, int]:
+    """End a run: refresh last_seen of what it saw (at most twice a day per vehicle, so an
+    unchanged inventory costs almost no writes), optionally mark the unseen removed, and
+    forget the run's seen set. Returns {"removed": n}."""
+    removed = 0
+    with conn.transaction():
+        conn.execute(
+            """
+            UPDATE vehicles v SET last_seen = now()
+              FROM run_seen s
+             WHERE s.job_id = %(j)s AND v.dealership_id = %(d)s AND v.vin = s.vin
+               AND v.last_seen < now() - interval '12 hours'
+            """,
+            {"d": dealership_id, "j": job_id},
+        )
+        if remove_unseen:
+            removed = conn.execute(
+                """
+                WITH gone AS (
+                    UPDATE vehicles v
+                       SET status = 'removed', removed_at = now(), updated_at = now(),
+                           last_job_id = %(j)s
+                     WHERE v.dealership_id = %(d)s AND v.status = 'active'
+                       AND NOT EXISTS (SELECT 1 FROM run_seen s
+                                        WHERE s.job_id = %(j)s AND s.vin = v.vin)
+                    RETURNING v.vin, v.price
+                ), ev AS (
+                    INSERT INTO vehicle_events
+                           (dealership_id, vin, job_id, kind, old_value, new_value)
+                    SELECT %(d)s, vin, %(j)s, 'removed',
+                           jsonb_build_object('status', 'active', 'price', price),
+                           jsonb_build_object('status', 'removed')
+                      FROM gone
+                    RETURNING 1
+                )
+                SELECT count(*) AS n FROM ev
+                """,
+                {"d": dealership_id, "j": job_id},
+            ).fetchone()["n"]
+        conn.execute("DELETE FROM run_seen WHERE job_id = %s", (job_id,))
+    return {"removed": int(removed)}
+
+
+def seen_count(conn: psycopg.Connection, job_id: int) -> int:
+    return conn.execute("SELECT count(*) AS n FROM run_seen WHERE job_id = %s",
+                        (job_id,)).fetchone()["n"]
+
+
+def active_count(conn: psycopg.Connection, dealership_id: int) -> int:
+    return conn.execute(
+        "SELECT count(*) AS n FROM vehicles WHERE dealership_id = %s AND status = 'active'",
+        (dealership_id,),
+    ).fetchone()["n"]
+
+
+def list_for(conn: psycopg.Connection, dealership_id: int, status: str | None = "active",
+             limit: int = 100) -> list[dict[str, Any]]:
+    return conn.execute(
+        """
+        SELECT * FROM vehicles
+         WHERE dealership_id = %(d)s AND (%(s)s::text IS NULL OR status = %(s)s)
+         ORDER BY make, model, year, vin LIMIT %(n)s
+        """,
+        {"d": dealership_id, "s": status, "n": limit},
+    ).fetchall()
+
+
+def events_for(conn: psycopg.Connection, dealership_id: int, vin: str | None = None,
+               limit: int = 200) -> list[dict[str, Any]]:
+    return conn.execute(
+        """
+        SELECT * FROM vehicle_events
+         WHERE dealership_id = %(d)s AND (%(v)s::text IS NULL OR vin = %(v)s)
+         ORDER BY id DESC LIMIT %(n)s
+        """,
+        {"d": dealership_id, "v": vin, "n": limit},
+    ).fetchall()

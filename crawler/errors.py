@@ -1,0 +1,48 @@
+"""One error hierarchy for forecourt. Each class says when it is raised.
+
+Errors are translated only at the edges: a reject in pipelines, a retry or dead letter in
+actors, one readable line in the CLI, problem+json in the API.
+"""
+
+
+class ForecourtError(Exception):
+    """Base of every error forecourt raises on purpose. `hint` tells the user the fix."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class ConfigError(ForecourtError):
+    """Raised when configuration or the environment cannot work (bad URL, missing server)."""
+
+
+class NotFound(ForecourtError):
+    """Raised when a named dealership, job or vehicle does not exist."""
+
+
+class AlreadyExists(ForecourtError):
+    """Raised when creating something whose unique name is taken."""
+
+
+class InvalidInput(ForecourtError):
+    """Raised when a user-supplied value (slug, URL, cron, file) is malformed."""
+
+
+class Transient(ForecourtError):
+    """Raised for failures worth retrying: network errors, 5xx, timeouts, lost connections."""
+
+
+class Permanent(ForecourtError):
+    """Raised for failures a retry cannot fix: a site that is gone, a feed that does not parse."""
+
+
+class Blocked(Permanent):
+    """Raised when a site answers with a captcha or bot challenge instead of inventory."""
+
+
+class UnsafeURL(Permanent):
+    """Raised when a URL, or a redirect it leads to, points at a forbidden address."""

@@ -1,0 +1,133 @@
+"""Serve the bundled fixture dealer websites on 127.0.0.1, for the demo and the tests.
+
+Each site is a folder under fixtures/sites/ served on its own port, so each has its own
+robots.txt. Text files may say `{{BASE}}` where the site's own origin belongs
+(http://127.0.0.1:PORT); it is filled in when served, so sitemaps and links are absolute.
+A folder's optional `routes.json` adds behaviours for paths (status codes, delays, failures
+for the first N requests), which the tests use to make sites misbehave.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from crawler.config import PROJECT_ROOT
+
+SITES_DIR = PROJECT_ROOT / "fixtures" / "sites"
+_TEXT = {".html", ".htm", ".xml", ".txt", ".json", ".js", ".css", ".csv"}
+
+
+def _handler(root: Path):
+    routes = {}
+    if (root / "routes.json").exists():
+        routes = json.loads((root / "routes.json").read_text())
+    hits: Counter = Counter()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_HEAD(self):
+            self._serve(head=True)
+
+        def do_GET(self):
+            self._serve(head=False)
+
+        def _serve(self, head: bool):
+            parts = urlsplit(self.path)
+            path = unquote(parts.path)
+            with lock:
+                hits[path] += 1
+                count = hits[path]
+            rule = routes.get(path) or routes.get(self.path)
+            if rule:
+                if rule.get("delay_s"):
+                    time.sleep(float(rule["delay_s"]))
+                fail_times = rule.get("fail_times")
+                if "status" in rule and (fail_times is None or count <= fail_times):
+                    return self._send(int(rule["status"]), b"fixture failure", "text/plain",
+                                      head)
+            target = self._resolve(path, parts.query)
+            if target is None:
+                body = (root / "404.html").read_bytes() if (root / "404.html").exists() \
+                    else b"<html><title>404 Not Found</title></html>"
+                return self._send(404, self._fill(body, ".html"), "text/html", head)
+            body = self._fill(target.read_bytes(), target.suffix)
+            ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+            if target.suffix in _TEXT:
+                ctype += "; charset=utf-8"
+            status = int(rule.get("serve_status", 200)) if rule else 200
+            self._send(status, body, ctype, head)
+
+        def _resolve(self, path: str, query: str) -> Path | None:
+            rel = path.lstrip("/")
+            stems = []
+            if query:  # '/inventory/?page=2' is served from 'inventory__page-2(.html)'
+                stems.append(rel.rstrip("/") + "__" + query.replace("&", "_").replace("=", "-"))
+            stems += [rel, rel.rstrip("/") + "/index.html"]
+            top = root.resolve()
+            for stem in stems:
+                for name in (stem, stem + ".html"):
+                    c = (root / name).resolve()
+                    if c.is_file() and top in c.parents:
+                        return c
+            return None
+
+        def _fill(self, body: bytes, suffix: str) -> bytes:
+            if suffix in _TEXT:
+                host = self.server.server_address
+                base = f"http://{host[0]}:{host[1]}"
+                return body.replace(b"{{BASE}}", base.encode())
+            return body
+
+        def _send(self, status: int, body: bytes, ctype: str, head: bool):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+    Handler.hits = hits
+    return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def serve(site: str | Path, port: int = 0) -> ThreadingHTTPServer:
+    """Start serving one fixture site in a background thread; returns the server."""
+    root = Path(site) if Path(site).is_absolute() else SITES_DIR / str(site)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no fixture site at {root}")
+    server = _Server(("127.0.0.1", port), _handler(root))
+    threading.Thread(target=server.serve_forever, daemon=True, name=f"site:{root.name}").start()
+    return server
+
+
+def base_url(server: ThreadingHTTPServer) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}"
+
+
+@contextmanager
+def serving(site: str | Path, port: int = 0):
+    server = serve(site, port)
+    try:
+        yield base_url(server)
+    finally:
+        server.shutdown()
+        server.server_close()

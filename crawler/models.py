@@ -1,0 +1,141 @@
+"""The records that cross module boundaries.
+
+`VehicleItem` is what a source (spider or feed reader) yields: raw fields exactly as found,
+plus where they came from. `Vehicle` is the canonical record the pipeline stages produce and
+`store` writes. Everything between is a stage function over batches.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Condition = Literal["new", "used", "certified"]
+
+
+class VehicleItem(BaseModel):
+    """Raw vehicle fields from one source location. Values are whatever the source sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: str = Field(description="URL, or 'row N' of a feed, the item came from")
+    vin: Any = None
+    stock_number: Any = None
+    condition: Any = None
+    year: Any = None
+    make: Any = None
+    model: Any = None
+    trim: Any = None
+    body_style: Any = None
+    exterior_color: Any = None
+    interior_color: Any = None
+    transmission: Any = None
+    drivetrain: Any = None
+    fuel_type: Any = None
+    engine: Any = None
+    mileage: Any = None
+    mileage_unit: Any = None
+    price: Any = None
+    # Labelled prices when a page offers several (e.g. {"msrp": ..., "final": ...}).
+    prices: dict[str, Any] | None = None
+    msrp: Any = None
+    currency: Any = None
+    availability: Any = None
+    url: Any = None
+    image_urls: Any = None
+    description: Any = None
+    # The source's own fields, kept for rejects and debugging.
+    raw: dict[str, Any] | None = None
+
+
+class Vehicle(BaseModel):
+    """The canonical vehicle record."""
+
+    vin: str
+    source: str
+    stock_number: str | None = None
+    condition: Condition | None = None
+    year: int | None = None
+    make: str | None = None
+    model: str | None = None
+    trim: str | None = None
+    body_style: str | None = None
+    exterior_color: str | None = None
+    interior_color: str | None = None
+    transmission: str | None = None
+    drivetrain: str | None = None
+    fuel_type: str | None = None
+    engine: str | None = None
+    mileage: int | None = None
+    price: Decimal | None = None
+    msrp: Decimal | None = None
+    currency: str = "USD"
+    availability: str | None = None
+    url: str | None = None
+    image_urls: list[str] = Field(default_factory=list)
+    description: str | None = None
+    vin_decoded: dict[str, Any] | None = None
+    vin_placeholder: bool = False
+    quality_score: int | None = None
+    quality_flags: list[str] = Field(default_factory=list)
+    source_hash: str | None = None
+
+
+class Reject(BaseModel):
+    """An item or row that could not become a vehicle, with every reason."""
+
+    source: str
+    reasons: list[str]
+    payload: dict[str, Any] | None = None
+
+
+class Dealership(BaseModel):
+    id: int
+    slug: str
+    name: str
+    website_url: str | None = None
+    platform: str | None = None
+    feed_url: str | None = None
+    feed_format: str | None = None
+    feed_mapping: dict[str, Any] | None = None
+    schedule_cron: str | None = None
+    schedule_tz: str = "UTC"
+    schedule_interval_s: int | None = None
+    paused: bool = False
+    settings: dict[str, Any] = Field(default_factory=dict)
+    webhook_url: str | None = None
+    created_at: datetime | None = None
+
+
+JobKind = Literal["crawl", "feed"]
+JobTrigger = Literal["schedule", "operator", "api", "retry", "demo"]
+JobState = Literal["queued", "running", "succeeded", "partial", "failed", "blocked",
+                   "cancelled", "dead"]
+FINAL_STATES = ("succeeded", "partial", "failed", "blocked", "cancelled", "dead")
+
+
+class Job(BaseModel):
+    id: int
+    dealership_id: int
+    kind: JobKind
+    trigger: JobTrigger
+    state: JobState
+    phase: str | None = None
+    attempts: int = 0
+    params: dict[str, Any] = Field(default_factory=dict)
+    counters: dict[str, int] = Field(default_factory=dict)
+    verdict: str | None = None
+    report: dict[str, Any] | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    errors: list[Any] = Field(default_factory=list)
+    worker: str | None = None
+    message_id: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None

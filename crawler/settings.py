@@ -1,0 +1,35 @@
+"""Scrapy settings for every forecourt crawl. Values that vary come from crawler.config."""
+
+from crawler.config import get_settings
+
+_s = get_settings()
+
+BOT_NAME = "forecourt"
+SPIDER_MODULES = ["spiders"]
+NEWSPIDER_MODULE = "spiders"
+
+USER_AGENT = _s.user_agent
+ROBOTSTXT_OBEY = _s.obey_robots
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = _s.concurrent_requests_per_domain
+DOWNLOAD_DELAY = _s.download_delay
+AUTOTHROTTLE_ENABLED = _s.autothrottle
+AUTOTHROTTLE_START_DELAY = 0.25
+AUTOTHROTTLE_MAX_DELAY = 30
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_MAXSIZE = _s.max_response_bytes
+DOWNLOAD_WARNSIZE = 0
+RETRY_ENABLED = True
+RETRY_TIMES = 2
+COOKIES_ENABLED = True
+TELNETCONSOLE_ENABLED = False
+LOG_LEVEL = _s.log_level
+REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+FEED_EXPORT_ENCODING = "utf-8"
+
+# Every stage, in order; each also works directly on batches (see pipelines/).
+ITEM_PIPELINES = {
+    "pipelines.scrapy_stages.StorePipeline": 900,
+}

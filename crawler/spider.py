@@ -1,0 +1,70 @@
+"""The base of every dealer spider: page classification, problems, completeness.
+
+A spider only extracts. It yields VehicleItems; it records what kind of page each response
+was, and it marks the run incomplete when a listing page could not be read, so the gate never
+mistakes a broken crawl for a dealer that sold everything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+import scrapy
+from twisted.python.failure import Failure
+
+from crawler import pages
+
+
+class DealerSpider(scrapy.Spider):
+    """Common state and helpers; subclasses implement `start` and their parse callbacks."""
+
+    name = "dealer"
+
+    def __init__(self, url: str | None = None, dealer_settings: dict[str, Any] | None = None,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        if not url:
+            raise ValueError(f"{self.name} spider needs url=<dealer website>")
+        self.start_url = url
+        self.dealer_settings = dealer_settings or {}
+        host = urlparse(url).hostname or ""
+        self.allowed_domains = [host] if host else []
+        self.problems: list[str] = []
+        self.incomplete = False
+        self.page_kinds: dict[str, int] = {}
+
+    def note_page(self, response: scrapy.http.Response, vehicles_found: int,
+                  listing: bool) -> str:
+        """Classify a response, count it, and record it as a problem when it matters."""
+        body = response.text if hasattr(response, "text") else ""
+        kind = pages.classify(response.status, body, vehicles_found)
+        self.page_kinds[kind] = self.page_kinds.get(kind, 0) + 1
+        self.crawler.stats.inc_value(f"forecourt/pages/{kind}")
+        if listing and kind in (pages.BLOCKED, pages.NOT_FOUND):
+            self.problems.append(f"{kind} listing page {response.url}")
+        elif kind == pages.BLOCKED:
+            self.problems.append(f"blocked page {response.url}")
+        return kind
+
+    def listing_failed(self, failure: Failure) -> None:
+        """Errback for listing pages: without them the inventory is not known in full."""
+        request = getattr(failure, "request", None)
+        url = request.url if request is not None else "?"
+        response = getattr(failure.value, "response", None)
+        if response is not None and response.status in (401, 403, 429):
+            self.problems.append(f"blocked listing page {url} (HTTP {response.status})")
+        elif response is not None and response.status in (404, 410):
+            self.problems.append(f"not_found listing page {url} (HTTP {response.status})")
+        else:
+            self.problems.append(f"listing page {url} failed: {failure.getErrorMessage()}")
+        self.incomplete = True
+
+    def detail_failed(self, failure: Failure) -> None:
+        """Errback for detail pages: the run can still be judged, but it is not complete."""
+        request = getattr(failure, "request", None)
+        self.crawler.stats.inc_value("forecourt/detail_failures")
+        self.logger.warning("detail page %s failed: %s",
+                            request.url if request is not None else "?",
+                            failure.getErrorMessage())
+        self.incomplete = True

@@ -1,0 +1,1 @@
+"""Feed ingestion: streaming readers, column mappings and the feed loop."""

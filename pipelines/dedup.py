@@ -1,0 +1,55 @@
+"""Dedup stage: the same VIN twice in one run is merged into one vehicle, never stored twice."""
+
+from __future__ import annotations
+
+from crawler.models import Vehicle
+
+
+def merge(first: Vehicle, second: Vehicle) -> Vehicle:
+    """Fields the first sighting lacks are taken from the second; images and flags united."""
+    updates = {}
+    for name, value in second:
+        current = getattr(first, name)
+        if current in (None, "", [], {}) and value not in (None, "", [], {}):
+            updates[name] = value
+    images = list(dict.fromkeys([*first.image_urls, *second.image_urls]))
+    updates["image_urls"] = images
+    updates["quality_flags"] = sorted(set(first.quality_flags) | set(second.quality_flags))
+    return first.model_copy(update=updates)
+
+
+def batch(vehicles: list[Vehicle], seen: dict[str, Vehicle | None]) -> tuple[list[Vehicle], int]:
+    """Merge duplicates within the batch and against earlier batches of the run.
+
+    `seen` is the run's memory: VIN -> the merged vehicle stored so far (or None when the run
+    keeps only VINs, as large feeds do; a later duplicate is then dropped). Returns the
+    vehicles to store and how many duplicates were folded in.
+    """
+    out: dict[str, Vehicle] = {}
+    duplicates = 0
+    for v in vehicles:
+        if v.vin in out:
+            out[v.vin] = merge(out[v.vin], v)
+            duplicates += 1
+        elif v.vin in seen:
+            duplicates += 1
+            earlier = seen[v.vin]
+            if earlier is not None:
+                merged = merge(earlier, v)
+                if merged != earlier:
+                    out[v.vin] = merged
+        else:
+            out[v.vin] = v
+    for vin_, v in out.items():
+        seen[vin_] = v if _keeps_vehicles(seen) else None
+    return list(out.values()), duplicates
+
+
+def _keeps_vehicles(seen: dict) -> bool:
+    return not getattr(seen, "vins_only", False)
+
+
+class VinsOnly(dict):
+    """A `seen` map that remembers VINs but not vehicles (flat memory for huge feeds)."""
+
+    vins_only = True

@@ -1,0 +1,305 @@
+"""Turn what sources really send into canonical values.
+
+Every function takes one raw value and returns the canonical value or None; none raises on
+bad input. `normalize` applies them to a VehicleItem and returns a Vehicle plus the notes
+(flags) about what it had to discard, such as a placeholder price.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urljoin
+
+from crawler.models import Vehicle, VehicleItem
+
+KM_PER_MILE = Decimal("1.609344")
+_EMPTY = {"", "n/a", "na", "none", "null", "-", "--", "tbd", "unknown", "not specified"}
+_WS = re.compile(r"\s+")
+
+
+def text(value: Any) -> str | None:
+    """A trimmed single-line string, or None for empty and placeholder values."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value if v is not None)
+    if isinstance(value, dict):
+        value = value.get("name") or value.get("@value") or value.get("value")
+        if value is None:
+            return None
+    s = _WS.sub(" ", str(value)).strip()
+    return None if s.lower() in _EMPTY else s
+
+
+def vin(value: Any) -> str:
+    """Upper case, no spaces or separators. Missing gives ''."""
+    s = text(value) or ""
+    return re.sub(r"[\s\-_.]", "", s).upper()
+
+
+_NUMBER = re.compile(r"-?\d[\d,. ]*")
+
+
+def number(value: Any) -> Decimal | None:
+    """The first number in a value: '$24,995.00*' -> 24995.00, '1.234,5' -> 1234.5."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, Decimal)):
+        try:
+            d = Decimal(str(value))
+        except InvalidOperation:
+            return None
+        return d if d.is_finite() else None
+    if isinstance(value, dict):
+        return number(value.get("value") or value.get("price") or value.get("amount"))
+    m = _NUMBER.search(str(value))
+    if not m:
+        return None
+    raw = m.group(0).strip().replace(" ", "")
+    if "," in raw and "." in raw:
+        # whichever separator comes last is the decimal point
+        if raw.rfind(",") > raw.rfind("."):
+            raw = raw.replace(".", "").replace(",", ".")
+        else:
+            raw = raw.replace(",", "")
+    elif "," in raw:
+        head, _, tail = raw.rpartition(",")
+        raw = raw.replace(",", "") if len(tail) == 3 else head.replace(",", "") + "." + tail
+    elif raw.count(".") > 1 or re.search(r"\.\d{3}$", raw) and len(raw) > 5:
+        raw = raw.replace(".", "")  # '24.995' thousands dot (European)
+    try:
+        return Decimal(raw)
+    except InvalidOperation:
+        return None
+
+
+def price(value: Any) -> tuple[Decimal | None, str | None]:
+    """(price, note). Placeholders (0, 1, 'Call for price') give None with a note."""
+    if value is None:
+        return None, None
+    if isinstance(value, str) and not re.search(r"\d", value):
+        return None, ("price_placeholder" if text(value) else None)
+    amount = number(value)
+    if amount is None:
+        return None, None
+    if amount <= 1 or amount < 100:
+        return None, "price_placeholder"
+    if amount > 10_000_000:
+        return None, "price_implausible"
+    return amount.quantize(Decimal("0.01")), None
+
+
+# Labels dealers put on prices, best first for "what a buyer pays".
+_BUYER_PRICE_KEYS = ("final", "final_price", "total_price", "sale", "sale_price", "internet",
+                     "internet_price", "selling", "selling_price", "our_price", "price",
+                     "asking", "asking_price", "list", "list_price")
+_MSRP_KEYS = ("msrp", "retail", "retail_price", "original_price", "sticker")
+
+
+def best_price(item: VehicleItem) -> tuple[Decimal | None, Decimal | None, list[str]]:
+    """(price a buyer would pay, MSRP, notes) from `price`, `msrp` and labelled `prices`."""
+    notes: list[str] = []
+    labelled = {re.sub(r"[^a-z]+", "_", str(k).lower()).strip("_"): v
+                for k, v in (item.prices or {}).items()}
+    chosen: Decimal | None = None
+    for key in _BUYER_PRICE_KEYS:
+        if key in labelled:
+            chosen, note = price(labelled[key])
+            if note:
+                notes.append(note)
+            if chosen is not None:
+                break
+    if chosen is None:
+        chosen, note = price(item.price)
+        if note:
+            notes.append(note)
+    msrp_value, _ = price(item.msrp)
+    if msrp_value is None:
+        for key in _MSRP_KEYS:
+            if key in labelled:
+                msrp_value, _ = price(labelled[key])
+                if msrp_value is not None:
+                    break
+    if chosen is not None:
+        notes = [n for n in notes if n != "price_placeholder"]
+    return chosen, msrp_value, sorted(set(notes))
+
+
+def mileage(value: Any, unit: Any = None) -> int | None:
+    """Miles as an integer: '12,345 mi', '20 000 km', {'value': 53100, 'unitCode': 'KMT'}."""
+    if isinstance(value, dict):
+        unit = unit or value.get("unitCode") or value.get("unitText") or value.get("unit")
+        value = value.get("value")
+    amount = number(value)
+    if amount is None or amount < 0:
+        return None
+    u = (text(unit) or (value if isinstance(value, str) else "") or "").lower()
+    if re.search(r"\b(km|kmt|kms|kilomet)", u) or u.endswith("km"):
+        amount = amount / KM_PER_MILE
+    elif re.search(r"\bmil\b", u) and "mile" not in u:
+        amount = amount * 10 / KM_PER_MILE  # Scandinavian 'mil' is 10 km
+    if amount > 2_000_000:
+        return None
+    return int(amount.to_integral_value())
+
+
+_CONDITIONS = [
+    (re.compile(r"certified|\bcpo\b", re.I), "certified"),
+    (re.compile(r"\bnew\b|newcondition|brand new", re.I), "new"),
+    (re.compile(r"used|pre-?owned|usedcondition|second.?hand|demo|refurbished", re.I), "used"),
+]
+
+
+def condition(value: Any) -> str | None:
+    s = text(value)
+    if not s:
+        return None
+    for pattern, canonical in _CONDITIONS:
+        if pattern.search(s):
+            return canonical
+    return None
+
+
+MAKES = {
+    "chevy": "Chevrolet", "chevrolet": "Chevrolet", "vw": "Volkswagen",
+    "volkswagen": "Volkswagen", "mercedes": "Mercedes-Benz", "mercedes-benz": "Mercedes-Benz",
+    "mercedes benz": "Mercedes-Benz", "mb": "Mercedes-Benz", "benz": "Mercedes-Benz",
+    "bmw": "BMW", "gmc": "GMC", "mini": "MINI", "ram": "Ram", "fiat": "FIAT",
+    "alfa": "Alfa Romeo", "alfa romeo": "Alfa Romeo", "land rover": "Land Rover",
+    "landrover": "Land Rover", "range rover": "Land Rover", "rolls royce": "Rolls-Royce",
+    "rolls-royce": "Rolls-Royce", "aston martin": "Aston Martin", "mclaren": "McLaren",
+    "infinity": "INFINITI", "infiniti": "INFINITI", "kia": "Kia", "hyundai": "Hyundai",
+    "genesis": "Genesis", "toyota": "Toyota", "lexus": "Lexus", "honda": "Honda",
+    "acura": "Acura", "nissan": "Nissan", "mazda": "Mazda", "subaru": "Subaru",
+    "mitsubishi": "Mitsubishi", "ford": "Ford", "lincoln": "Lincoln", "chrysler": "Chrysler",
+    "dodge": "Dodge", "jeep": "Jeep", "cadillac": "Cadillac", "buick": "Buick",
+    "tesla": "Tesla", "volvo": "Volvo", "polestar": "Polestar", "porsche": "Porsche",
+    "audi": "Audi", "jaguar": "Jaguar", "maserati": "Maserati", "ferrari": "Ferrari",
+    "lamborghini": "Lamborghini", "bentley": "Bentley", "rivian": "Rivian", "lucid": "Lucid",
+    "peugeot": "Peugeot", "citroen": "Citroën", "citroën": "Citroën", "renault": "Renault",
+    "skoda": "Škoda", "škoda": "Škoda", "seat": "SEAT", "smart": "smart", "saab": "Saab",
+    "pontiac": "Pontiac", "saturn": "Saturn", "scion": "Scion", "suzuki": "Suzuki",
+    "hummer": "HUMMER", "mercury": "Mercury", "isuzu": "Isuzu", "oldsmobile": "Oldsmobile",
+    "plymouth": "Plymouth", "dacia": "Dacia", "opel": "Opel", "cupra": "CUPRA",
+}
+
+
+def make(value: Any) -> str | None:
+    s = text(value)
+    if not s:
+        return None
+    key = s.lower().replace("_", " ").strip()
+    if key in MAKES:
+        return MAKES[key]
+    return s if any(c.islower() for c in s) else s.title()
+
+
+def year(value: Any) -> int | None:
+    if isinstance(value, str):
+        m = re.search(r"\b(19[0-9]{2}|20[0-9]{2})\b", value)
+        value = m.group(1) if m else None
+    n = number(value)
+    if n is None:
+        return None
+    y = int(n)
+    return y if 1900 <= y <= 2100 else None
+
+
+_DRIVES = [
+    (re.compile(r"\b(awd|all[- ]?wheel)", re.I), "AWD"),
+    (re.compile(r"\b(4wd|4x4|four[- ]?wheel|4matic)", re.I), "4WD"),
+    (re.compile(r"\b(fwd|front[- ]?wheel)", re.I), "FWD"),
+    (re.compile(r"\b(rwd|rear[- ]?wheel|2wd)", re.I), "RWD"),
+]
+
+
+def drivetrain(value: Any) -> str | None:
+    s = text(value)
+    if not s:
+        return None
+    s = s.rsplit("/", 1)[-1] if s.startswith("http") else s
+    for pattern, canonical in _DRIVES:
+        if pattern.search(s):
+            return canonical
+    return s
+
+
+def transmission(value: Any) -> str | None:
+    s = text(value)
+    if not s:
+        return None
+    low = s.lower()
+    if "cvt" in low or "variable" in low:
+        return "CVT"
+    if "manual" in low or re.search(r"\bm/?t\b", low):
+        return "Manual"
+    if "auto" in low or re.search(r"\ba/?t\b", low) or "dual clutch" in low or "dct" in low:
+        return "Automatic"
+    return s
+
+
+def image_urls(value: Any, base: str | None = None) -> list[str]:
+    """A de-duplicated list of absolute http(s) image URLs from a list or a joined string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        parts = re.split(r"[|,\s]+(?=https?://|//|/)", value.strip()) if value.strip() else []
+    elif isinstance(value, dict):
+        parts = [value.get("url") or value.get("contentUrl") or value.get("src")]
+    else:
+        parts = []
+        for v in value:
+            parts.extend(image_urls(v, base) if isinstance(v, (dict, list)) else [v])
+    out: list[str] = []
+    for p in parts:
+        s = text(p)
+        if not s:
+            continue
+        if base and not s.startswith(("http://", "https://")):
+            s = urljoin(base, s)
+        elif s.startswith("//"):
+            s = "https:" + s
+        if s.startswith(("http://", "https://")) and s not in out:
+            out.append(s)
+    return out
+
+
+def normalize(item: VehicleItem) -> Vehicle:
+    """Canonical vehicle from raw fields. Never raises; VIN may be '' (validate rejects it)."""
+    price_value, msrp_value, notes = best_price(item)
+    base = text(item.url) or (item.source if item.source.startswith("http") else None)
+    url = text(item.url)
+    if url and base and not url.startswith(("http://", "https://")):
+        url = urljoin(base, url)
+    return Vehicle(
+        vin=vin(item.vin),
+        source=item.source,
+        stock_number=text(item.stock_number),
+        condition=condition(item.condition),
+        year=year(item.year),
+        make=make(item.make),
+        model=text(item.model),
+        trim=text(item.trim),
+        body_style=text(item.body_style),
+        exterior_color=text(item.exterior_color),
+        interior_color=text(item.interior_color),
+        transmission=transmission(item.transmission),
+        drivetrain=drivetrain(item.drivetrain),
+        fuel_type=text(item.fuel_type),
+        engine=text(item.engine),
+        mileage=mileage(item.mileage, item.mileage_unit),
+        price=price_value,
+        msrp=msrp_value,
+        currency=(text(item.currency) or "USD").upper()[:3],
+        availability=text(item.availability),
+        url=url,
+        image_urls=image_urls(item.image_urls, base),
+        description=text(item.description),
+        quality_flags=notes,
+    )
+
+
+def batch(items: list[VehicleItem]) -> list[tuple[VehicleItem, Vehicle]]:
+    return [(item, normalize(item)) for item in items]

@@ -1,0 +1,100 @@
+"""One run of the pipeline for one dealership and job: batches in, a settled run out.
+
+Crawls (through the Scrapy wrappers) and feeds (through the ingest loop) both open a run,
+feed it batches of VehicleItems, and close it with what they know about completeness.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.db import vehicles as vehicles_db
+from crawler.models import VehicleItem
+from pipelines import dedup, normalize, quality, store, validate
+from pipelines import vin as vin_stage
+from quality import gate
+
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass
+class Run:
+    """The mutable state of one run: its connection, counters and the VINs it has seen."""
+
+    conn: psycopg.Connection
+    dealership_id: int
+    job_id: int
+    kind: str
+    counters: Counter = field(default_factory=Counter)
+    seen: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    last_progress: float = 0.0
+
+
+def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: str,
+             vins_only: bool = False) -> Run:
+    return Run(conn=conn, dealership_id=dealership_id, job_id=job_id, kind=kind,
+               seen=dedup.VinsOnly() if vins_only else {})
+
+
+def process(run: Run, items: list[VehicleItem]) -> dict[str, int]:
+    """Every stage over one batch; the batch is stored atomically."""
+    run.counters["items"] += len(items)
+    pairs = normalize.batch(items)
+    vehicles, rejects = validate.batch(pairs)
+    vehicles = vin_stage.batch(vehicles)
+    vehicles, duplicates = dedup.batch(vehicles, run.seen)
+    vehicles = quality.batch(vehicles)
+    counts = store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects)
+    run.counters["valid"] += len(items) - len(rejects)
+    run.counters["rejected"] += len(rejects)
+    run.counters["duplicates"] += duplicates
+    run.counters["added"] += counts["added"]
+    run.counters["changed"] += counts["changed"] - counts["relisted"]
+    run.counters["relisted"] += counts["relisted"]
+    run.counters["upserted"] += counts["added"] + counts["changed"]
+    run.counters["unchanged"] += counts["total"] - counts["added"] - counts["changed"]
+    run.counters["price_changed"] += counts["price_changed"]
+    report_progress(run)
+    return counts
+
+
+def report_progress(run: Run, phase: str | None = None, force: bool = False) -> None:
+    now = time.monotonic()
+    if force or now - run.last_progress >= PROGRESS_EVERY_S:
+        jobs_db.progress(run.conn, run.job_id, dict(run.counters), phase)
+        run.last_progress = now
+
+
+def close(run: Run, complete: bool, problems: list[str] | None = None) -> dict[str, Any]:
+    """Judge the run, remove the unseen only if it is healthy and complete, settle the job's
+    counters and report. Returns the report, with the job state it earns."""
+    all_problems = [*run.problems, *(problems or [])]
+    dealer = dealers_db.get_by_id(run.conn, run.dealership_id)
+    history = [j.counters.get("valid", 0) for j in
+               jobs_db.recent_healthy(run.conn, run.dealership_id, run.kind,
+                                      exclude_job=run.job_id)]
+    report = gate.evaluate(dict(run.counters), complete=complete, problems=all_problems,
+                           history_counts=history, limits=gate.thresholds(dealer.settings))
+    settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
+                                     remove_unseen=report["may_remove"])
+    run.counters["removed"] += settled["removed"]
+    report["removed"] = settled["removed"]
+    if any(p.startswith("blocked") for p in all_problems):
+        state = "blocked"
+    elif report["verdict"] == "failed":
+        state = "failed"
+    elif report["may_remove"]:
+        state = "succeeded"
+    else:
+        state = "partial"
+    report["state"] = state
+    report["counters"] = dict(run.counters)
+    return report

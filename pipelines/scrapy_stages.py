@@ -1,0 +1,84 @@
+"""The pipeline stages wrapped once as a Scrapy item pipeline.
+
+Items are buffered and handed to `pipelines.run` in batches, so a crawl runs exactly the
+stages a feed runs. The run is closed when the spider closes, with the close reason and the
+spider's page problems deciding whether it was complete.
+"""
+
+from __future__ import annotations
+
+from scrapy import signals
+from scrapy.exceptions import NotConfigured
+
+from crawler.config import get_settings
+from crawler.db import connect
+from crawler.db import jobs as jobs_db
+from crawler.models import VehicleItem
+from pipelines import run as run_mod
+
+
+class StorePipeline:
+    """Runs normalize, validate, vin, dedup, quality and store over batches of items."""
+
+    def __init__(self, crawler, job_id: int, dealership_id: int, batch_size: int):
+        self.crawler = crawler
+        self.job_id = job_id
+        self.dealership_id = dealership_id
+        self.batch_size = batch_size
+        self.buffer: list[VehicleItem] = []
+        self.run: run_mod.Run | None = None
+        self.report: dict | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        job_id = crawler.settings.getint("FORECOURT_JOB_ID")
+        dealership_id = crawler.settings.getint("FORECOURT_DEALERSHIP_ID")
+        if not job_id or not dealership_id:
+            raise NotConfigured("no FORECOURT_JOB_ID: items are not stored")
+        batch_size = crawler.settings.getint("FORECOURT_BATCH_SIZE", get_settings().batch_size)
+        pipeline = cls(crawler, job_id, dealership_id, batch_size)
+        crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
+        return pipeline
+
+    def open_spider(self, spider=None):
+        conn = connect()
+        self.run = run_mod.open_run(conn, self.dealership_id, self.job_id, "crawl")
+        run_mod.report_progress(self.run, phase="crawling", force=True)
+
+    def process_item(self, item, spider=None):
+        if isinstance(item, VehicleItem):
+            self.buffer.append(item)
+            if len(self.buffer) >= self.batch_size:
+                self._flush()
+        return item
+
+    def _flush(self) -> None:
+        if self.buffer and self.run is not None:
+            batch, self.buffer = self.buffer, []
+            self.run.counters["pages"] = self._stat("response_received_count")
+            run_mod.process(self.run, batch)
+
+    def _stat(self, name: str) -> int:
+        return int(self.crawler.stats.get_value(name, 0) or 0)
+
+    def spider_closed(self, spider, reason):
+        assert self.run is not None
+        self._flush()
+        run = self.run
+        run.counters["pages"] = self._stat("response_received_count")
+        problems = list(getattr(spider, "problems", []))
+        errors = sum(int(v) for k, v in self.crawler.stats.get_stats().items()
+                     if k.startswith("spider_exceptions/") and isinstance(v, int))
+        if errors:
+            problems.append(f"{errors} page(s) raised errors while parsing")
+        complete = reason == "finished" and not getattr(spider, "incomplete", False)
+        run_mod.report_progress(run, phase="settling", force=True)
+        report = run_mod.close(run, complete=complete, problems=problems)
+        report["close_reason"] = reason
+        ok = report["state"] == "succeeded"
+        jobs_db.finish(run.conn, run.job_id, report["state"], counters=report["counters"],
+                       verdict=report["verdict"], report=report,
+                       error=None if ok else ("; ".join(report["reasons"]) or None),
+                       error_kind=None if ok else report["state"])
+        self.report = report
+        run.conn.close()

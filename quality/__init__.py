@@ -1,0 +1,1 @@
+"""Vehicle scoring, VIN decoding and checks, run reports and the delisting gate."""

@@ -1,0 +1,97 @@
+"""The generic spider: any dealer site that publishes schema.org vehicles.
+
+Vehicle detail pages are found three ways: sitemaps named in robots.txt (and sitemap
+indexes), links from listing pages (following pagination), and `ItemList`s in JSON-LD.
+Extraction is the pure `spiders.extract.structured.extract`.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urljoin, urlparse
+
+import scrapy
+from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
+
+from crawler.spider import DealerSpider
+from spiders.extract.structured import extract, item_list_urls
+
+VEHICLE_LINK = re.compile(
+    r"/(vehicle|vehicles|inventory|vdp|detail|details|used|new|cpo|certified)[/-].*"
+    r"([A-HJ-NPR-Z0-9]{17}|\d{4,})|[?&](vin|stock)=|/vehicle-details?/",
+    re.I,
+)
+LISTING_LINK = re.compile(
+    r"/(inventory|new-inventory|used-inventory|new-vehicles|used-vehicles|all-inventory|"
+    r"search(new|used)?|cars-for-sale)(/|\.|$|\?)|[?&](page|pn|pg|p)=\d+", re.I,
+)
+
+
+class GenericSpider(DealerSpider):
+    name = "generic"
+
+    async def start(self):
+        robots = urljoin(self.start_url, "/robots.txt")
+        yield scrapy.Request(robots, callback=self.parse_robots, errback=self.robots_failed,
+                             dont_filter=True, meta={"dont_obey_robotstxt": True})
+        yield scrapy.Request(self.start_url, callback=self.parse_page,
+                             errback=self.listing_failed, cb_kwargs={"listing": True})
+
+    def robots_failed(self, failure):
+        self.logger.info("no robots.txt: %s", failure.getErrorMessage())
+
+    def parse_robots(self, response):
+        for url in sitemap_urls_from_robots(response.text, base_url=response.url):
+            yield scrapy.Request(url, callback=self.parse_sitemap, errback=self.listing_failed)
+
+    def parse_sitemap(self, response):
+        body = response.body
+        if response.url.endswith(".gz") or body[:2] == b"\x1f\x8b":
+            from scrapy.utils.gz import gunzip
+
+            body = gunzip(body, max_size=self.settings.getint("DOWNLOAD_MAXSIZE"))
+        try:
+            sitemap = Sitemap(body)
+        except Exception:  # lxml refuses broken XML
+            self.problems.append(f"unreadable sitemap {response.url}")
+            return
+        for entry in sitemap:
+            loc = entry.get("loc", "").strip()
+            if not loc or not self._same_site(loc):
+                continue
+            if sitemap.type == "sitemapindex":
+                yield scrapy.Request(loc, callback=self.parse_sitemap,
+                                     errback=self.listing_failed)
+            elif VEHICLE_LINK.search(loc):
+                yield scrapy.Request(loc, callback=self.parse_page, errback=self.detail_failed,
+                                     cb_kwargs={"listing": False})
+
+    def parse_page(self, response, listing: bool):
+        if not hasattr(response, "text"):
+            self.note_page(response, 0, listing)
+            return
+        items = extract(response.text, response.url)
+        kind = self.note_page(response, len(items), listing)
+        if kind in ("blocked", "not_found"):
+            return
+        yield from items
+        if not listing:
+            return
+        for url in item_list_urls(response.text, response.url):
+            url = urljoin(response.url, url)
+            if self._same_site(url):
+                yield scrapy.Request(url, callback=self.parse_page, errback=self.detail_failed,
+                                     cb_kwargs={"listing": False})
+        for href in response.css("a::attr(href)").getall():
+            url = urljoin(response.url, href.strip())
+            if not self._same_site(url) or url.split("#")[0] == response.url:
+                continue
+            if VEHICLE_LINK.search(url):
+                yield scrapy.Request(url, callback=self.parse_page, errback=self.detail_failed,
+                                     cb_kwargs={"listing": False})
+            elif LISTING_LINK.search(url):
+                yield scrapy.Request(url, callback=self.parse_page, errback=self.listing_failed,
+                                     cb_kwargs={"listing": True})
+
+    def _same_site(self, url: str) -> bool:
+        return urlparse(url).hostname in self.allowed_domains
