@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     # Crawl subprocess limit, seconds.
     crawl_time_limit_s: int = 30 * 60
     log_level: str = "INFO"
+    # The demo serves its fixture sites from this port up (fixtures/demo.toml's when unset).
+    demo_port: int | None = None
 
 
 @lru_cache(maxsize=1)

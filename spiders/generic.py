@@ -95,3 +95,8 @@ class GenericSpider(DealerSpider):
 
     def _same_site(self, url: str) -> bool:
         return urlparse(url).hostname in self.allowed_domains
+
+
+PLATFORM = "generic"
+Spider = GenericSpider
+# `extract` (imported above) is this platform's page extractor.

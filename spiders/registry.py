@@ -1,19 +1,42 @@
-"""Which spider crawls which platform."""
+"""Which spider crawls which platform, and which function extracts its pages.
+
+Every module in `spiders/` that defines `PLATFORM` (a name), `Spider` (a DealerSpider) and
+`extract(text, url) -> list[VehicleItem]` is a platform; nothing else needs registering.
+"""
 
 from __future__ import annotations
 
-from crawler.errors import InvalidInput
-from spiders.generic import GenericSpider
+import importlib
+import pkgutil
+from functools import lru_cache
+from types import ModuleType
 
-SPIDERS = {
-    "generic": GenericSpider,
-}
+import spiders
+from crawler.errors import InvalidInput
+
+
+@lru_cache(maxsize=1)
+def platforms() -> dict[str, ModuleType]:
+    found = {}
+    for info in pkgutil.iter_modules(spiders.__path__):
+        if info.name.startswith("_") or info.ispkg:
+            continue
+        module = importlib.import_module(f"spiders.{info.name}")
+        name = getattr(module, "PLATFORM", None)
+        if name and hasattr(module, "Spider"):
+            found[name] = module
+    return found
 
 
 def spider_for(platform: str | None):
     name = platform or "generic"
-    try:
-        return SPIDERS[name]
-    except KeyError:
+    module = platforms().get(name)
+    if module is None:
         raise InvalidInput(f"no spider for platform {name!r}",
-                           hint=f"use one of: {', '.join(sorted(SPIDERS))}") from None
+                           hint=f"use one of: {', '.join(sorted(platforms()))}")
+    return module.Spider
+
+
+def extractor_for(platform: str | None):
+    module = platforms().get(platform or "generic")
+    return getattr(module, "extract", None) if module else None

@@ -25,10 +25,16 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from crawler.cli import crawl, db, dealers, demo, extract, vehicles
+    """Every module in crawler/cli with a `register(app)` adds its commands."""
+    import importlib
+    import pkgutil
 
-    for module in (db, dealers, crawl, vehicles, extract, demo):
-        module.register(app)
+    import crawler.cli as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"crawler.cli.{info.name}")
+        if hasattr(module, "register"):
+            module.register(app)
 
 
 # Typer vendors click; its usage errors are the bases of the exported BadParameter.

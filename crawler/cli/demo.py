@@ -12,7 +12,7 @@ from crawler import fixture_server
 from crawler.cli.common import console, database
 from crawler.cli.crawl import crawl_now
 from crawler.cli.render import job_progress, status_line, summary_table
-from crawler.config import PROJECT_ROOT
+from crawler.config import PROJECT_ROOT, get_settings
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.errors import ConfigError, NotFound
@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
     def demo() -> None:
         """Crawl and ingest the bundled fixture dealers and print what was stored."""
         spec = tomllib.loads(DEMO_FILE.read_text())["dealers"]
+        port_base = get_settings().demo_port
         servers = []
         try:
             with database() as conn:
@@ -75,7 +76,10 @@ def register(app: typer.Typer) -> None:
                     website = None
                     if d.get("site"):
                         try:
-                            server = fixture_server.serve(d["site"], int(d.get("port", 0)))
+                            port = int(d.get("port", 0))
+                            if port_base is not None and port:
+                                port = port_base + len(servers)
+                            server = fixture_server.serve(d["site"], port)
                         except OSError as exc:
                             raise ConfigError(
                                 f"cannot serve fixture site on port {d.get('port')}: {exc}",
