@@ -18,6 +18,8 @@ DEFAULTS: dict[str, float] = {
     # share of items rejected above which a run is degraded / failed
     "max_reject_rate": 0.2,
     "fail_reject_rate": 0.6,
+    # drops smaller than this many vehicles are ordinary sales, whatever the ratio
+    "min_count_drop": 5,
 }
 
 
@@ -57,7 +59,7 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
     elif items and reject_rate > limits["max_reject_rate"]:
         worse("degraded", f"reject rate {reject_rate:.0%}")
     baseline = statistics.median(history_counts) if history_counts else None
-    if baseline and items:
+    if baseline and items and baseline - valid > limits.get("min_count_drop", 0):
         ratio = valid / baseline
         if ratio < limits["fail_count_ratio"]:
             worse("failed", f"{valid} vehicles against a usual {baseline:g} ({ratio:.0%})")

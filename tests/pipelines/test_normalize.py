@@ -1,0 +1,137 @@
+"""Normalization on the values real sources send (fixtures/real/ holds real third-party data)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from crawler.models import VehicleItem
+from pipelines import normalize as n
+from pipelines import validate
+from spiders.extract.structured import from_json_ld
+
+REAL = Path(__file__).resolve().parents[2] / "fixtures" / "real"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("$24,995", Decimal("24995.00")), ("24995.00", Decimal("24995.00")),
+    ("$24,995*", Decimal("24995.00")), (24995, Decimal("24995.00")),
+    ("USD 31,990.50", Decimal("31990.50")), ("24.995 €", Decimal("24995.00")),
+    ("1 059 900 kr", Decimal("1059900.00")), ("Call for price", None), ("0", None),
+    (0, None), (1, None), ("$1", None), ("", None), (None, None), ("TBD", None),
+    ("99999999999", None),
+])
+def test_price_parses_real_spellings_and_drops_placeholders(raw, expected):
+    assert n.price(raw)[0] == expected
+
+
+def test_placeholder_prices_are_noted_not_stored():
+    assert n.price("Call for price") == (None, "price_placeholder")
+    assert n.price(1) == (None, "price_placeholder")
+
+
+@pytest.mark.parametrize("raw, unit, miles", [
+    ("12,345 mi", None, 12345), ("12345", None, 12345), ("28,112 miles", None, 28112),
+    ("20 000 km", None, 12427), ({"value": "53100", "unitCode": "KMT"}, None, 32995),
+    ("53100", "KMT", 32995), ({"@type": "QuantitativeValue", "value": 14020,
+                               "unitCode": "SMI"}, None, 14020),
+    ("20 600 mil", None, 128002),  # Swedish mil = 10 km (fixtures/real/sweden)
+    ("-5", None, None), ("n/a", None, None),
+])
+def test_mileage_in_miles_whatever_the_unit(raw, unit, miles):
+    assert n.mileage(raw, unit) == miles
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("New", "new"), ("NEW", "new"), ("https://schema.org/NewCondition", "new"),
+    ("Used", "used"), ("Pre-Owned", "used"), ("pre-owned", "used"),
+    ("Certified Pre-Owned", "certified"), ("CPO", "certified"), ("certified", "certified"),
+    ("https://schema.org/UsedCondition", "used"), ("", None), ("banana", None),
+])
+def test_condition_words(raw, expected):
+    assert n.condition(raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("CHEVROLET", "Chevrolet"), ("Chevy", "Chevrolet"), ("chevy", "Chevrolet"),
+    ("Mercedes-Benz", "Mercedes-Benz"), ("MERCEDES BENZ", "Mercedes-Benz"),
+    ("VW", "Volkswagen"), ("TOYOTA", "Toyota"), ("bmw", "BMW"), ("Land Rover", "Land Rover"),
+    ("KOENIGSEGG", "Koenigsegg"), ("McLaren", "McLaren"),
+])
+def test_make_spellings(raw, expected):
+    assert n.make(raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("1hgcm82633a004352", "1HGCM82633A004352"), (" 1HGCM 82633A 004352 ", "1HGCM82633A004352"),
+    ("1HG-CM826-33A004352", "1HGCM82633A004352"), (None, ""),
+])
+def test_vin_case_and_separators(raw, expected):
+    assert n.vin(raw) == expected
+
+
+def _snapshot_rows():
+    for path in sorted((REAL / "jkomskis-daily").glob("inventory_*.json.gz"))[:10]:
+        with gzip.open(path, "rt") as fh:
+            yield from json.load(fh)
+
+
+def test_real_daily_snapshots_normalize_to_canonical_values():
+    rows = list(_snapshot_rows())
+    assert len(rows) > 2000
+    for row in rows:
+        item = VehicleItem(source="row", vin=row["vin"], year=row["year"], trim=row["trim"],
+                           drivetrain=row["drivetrain"], exterior_color=row["exterior_color"],
+                           price=row["total_price"], msrp=row["msrp"],
+                           availability=row["status"], url=row["detail_url"],
+                           stock_number=row["stock_number"], make="Toyota", model="RAV4")
+        v = n.normalize(item)
+        assert v.vin == (row["vin"] or "").upper().replace(" ", "")
+        assert v.year == (int(row["year"]) if row["year"] else None)
+        if isinstance(row["total_price"], (int, float)) and row["total_price"] > 100:
+            assert v.price == Decimal(str(row["total_price"])).quantize(Decimal("0.01"))
+        else:
+            assert v.price is None
+        assert v.drivetrain in (None, "AWD", "FWD", "4WD", "RWD")
+        assert v.availability == (row["status"] or None)
+
+
+def test_real_vpic_vins_survive_case_and_spacing():
+    with open(REAL / "vins-vpic" / "all_vins_decoded.csv") as fh:
+        vins = [r["vin"] for r in csv.DictReader(fh)]
+    assert len(vins) > 9000
+    for vin in vins:
+        messy = " " + vin.lower()[:8] + " " + vin.lower()[8:] + " "
+        assert n.vin(messy) == vin.upper()
+
+
+def test_schema_org_car_example_with_old_vin_property_and_kilometres():
+    doc = (REAL / "jsonld" / "sdo-automobile-example_car_jsonld.json").read_text()
+    html = f'<script type="application/ld+json">{doc}</script>'
+    [item] = from_json_ld(html, "https://example.test/car")
+    v = n.normalize(item)
+    assert v.mileage == 32995  # 53,100 km
+    assert v.price == Decimal("18000.00") and v.currency == "USD"
+    assert v.year == 2009 and v.transmission == "Automatic" and v.drivetrain == "FWD"
+    # its VIN is a masked placeholder ('WVWZZZ1KZ9U######'): rejected with the reason
+    ok, rejects = validate.batch([(item, v)])
+    assert ok == [] and "is not 17 letters and digits" in rejects[0].reasons[0]
+
+
+def test_best_price_prefers_what_a_buyer_pays_and_keeps_msrp():
+    item = VehicleItem(source="x", prices={"MSRP": "$41,250", "Sale Price": "$38,990",
+                                           "Final Price": "$37,490"})
+    price, msrp, notes = n.best_price(item)
+    assert price == Decimal("37490.00") and msrp == Decimal("41250.00") and notes == []
+
+
+def test_image_urls_from_joined_strings_and_objects():
+    assert n.image_urls("https://a.test/1.jpg|https://a.test/2.jpg,https://a.test/1.jpg") == [
+        "https://a.test/1.jpg", "https://a.test/2.jpg"]
+    assert n.image_urls([{"url": "/p/1.jpg"}, "//cdn.test/2.jpg"], "https://d.test/car") == [
+        "https://d.test/p/1.jpg", "https://cdn.test/2.jpg"]

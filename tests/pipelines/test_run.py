@@ -1,0 +1,98 @@
+"""One run over batches, straight through the stages into a real PostgreSQL."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.models import VehicleItem
+from pipelines import dedup, run as run_mod
+from pipelines.store import content_hash
+
+CIVIC = "19XFC2F7XME104512"
+RAV4 = "2T3P1RFV7PC338201"
+
+
+def item(vin, **kw):
+    base = dict(source=f"https://d.test/{vin}", vin=vin, year="2021", make="Honda",
+                model="Civic", price="$20,000")
+    return VehicleItem(**{**base, **kw})
+
+
+@pytest.fixture
+def job(db):
+    dealer = dealers_db.create(db, slug="d1", name="D1", website_url="https://d.test/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
+    jobs_db.start(db, job.id, "test")
+    return job
+
+
+def test_same_vin_twice_in_a_run_is_merged_not_stored_twice(db, job):
+    run = run_mod.open_run(db, job.dealership_id, job.id, "feed")
+    run_mod.process(run, [item(CIVIC, trim=None), item(CIVIC, trim="EX", exterior_color="Red")])
+    run_mod.process(run, [item(CIVIC, image_urls=["https://d.test/1.jpg"])])
+    rows = db.execute("SELECT * FROM vehicles").fetchall()
+    assert len(rows) == 1
+    assert rows[0]["trim"] == "EX" and rows[0]["exterior_color"] == "Red"
+    assert rows[0]["image_urls"] == ["https://d.test/1.jpg"]
+    assert run.counters["duplicates"] == 2
+    kinds = [r["kind"] for r in db.execute("SELECT kind FROM vehicle_events")]
+    assert kinds == ["added"]  # merging later sightings is not a price change or re-add
+
+
+def test_vins_only_memory_drops_later_duplicates():
+    seen = dedup.VinsOnly()
+    from pipelines.normalize import normalize
+
+    first, _ = dedup.batch([normalize(item(CIVIC))], seen)
+    again, dups = dedup.batch([normalize(item(CIVIC, trim="EX"))], seen)
+    assert len(first) == 1 and again == [] and dups == 1 and seen[CIVIC] is None
+
+
+def test_a_failing_batch_commits_nothing(db, job):
+    run = run_mod.open_run(db, job.dealership_id, job.id, "feed")
+    good = item(RAV4, make="Toyota", model="RAV4")
+    db.execute("ALTER TABLE vehicles ADD CONSTRAINT no_red CHECK (exterior_color <> 'Red')")
+    try:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            run_mod.process(run, [good, item(CIVIC, exterior_color="Red")])
+    finally:
+        db.execute("ALTER TABLE vehicles DROP CONSTRAINT no_red")
+    assert db.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"] == 0
+    assert db.execute("SELECT count(*) AS n FROM vehicle_events").fetchone()["n"] == 0
+
+
+def test_unhealthy_run_removes_nothing_and_healthy_run_removes_the_unseen(db, job):
+    run = run_mod.open_run(db, job.dealership_id, job.id, "feed")
+    run_mod.process(run, [item(CIVIC), item(RAV4, make="Toyota", model="RAV4")])
+    report = run_mod.close(run, complete=True)
+    assert report["verdict"] == "healthy" and report["removed"] == 0
+    jobs_db.finish(db, job.id, report["state"], counters=report["counters"], verdict="healthy")
+    # an incomplete run that saw only one of the two removes nothing
+    job2, _ = jobs_db.create_or_get_active(db, job.dealership_id, "feed", "operator")
+    run = run_mod.open_run(db, job.dealership_id, job2.id, "feed")
+    run_mod.process(run, [item(CIVIC)])
+    report = run_mod.close(run, complete=False)
+    assert report["may_remove"] is False and report["removed"] == 0
+    assert report["state"] == "partial"
+    jobs_db.finish(db, job2.id, report["state"], counters=report["counters"])
+    # a complete healthy run removes the one it did not see
+    job3, _ = jobs_db.create_or_get_active(db, job.dealership_id, "feed", "operator")
+    run = run_mod.open_run(db, job.dealership_id, job3.id, "feed")
+    run_mod.process(run, [item(RAV4, make="Toyota", model="RAV4")])
+    report = run_mod.close(run, complete=True)
+    assert report["removed"] == 1 and report["state"] == "succeeded", report
+    status = {r["vin"]: r["status"] for r in db.execute("SELECT vin, status FROM vehicles")}
+    assert status == {CIVIC: "removed", RAV4: "active"}
+    assert db.execute("SELECT count(*) AS n FROM run_seen").fetchone()["n"] == 0
+
+
+def test_content_hash_ignores_where_the_vehicle_was_seen():
+    from pipelines.normalize import normalize
+
+    a = normalize(item(CIVIC, source="https://d.test/a"))
+    b = normalize(item(CIVIC, source="https://d.test/b"))
+    assert content_hash(a) == content_hash(b)
+    assert content_hash(a) != content_hash(normalize(item(CIVIC, price="$19,999")))
