@@ -32,6 +32,8 @@ def _register() -> None:
     import crawler.cli as package
 
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
         module = importlib.import_module(f"crawler.cli.{info.name}")
         if hasattr(module, "register"):
             module.register(app)

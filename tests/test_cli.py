@@ -1,0 +1,108 @@
+"""The CLI as a user meets it: every command documented, helpful, and one-line errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+ROOT = Path(__file__).resolve().parent.parent
+FORECOURT = str(Path(sys.executable).parent / "forecourt")
+
+
+def command_paths() -> list[str]:
+    from crawler.cli import _register, app
+
+    _register()
+    root = typer.main.get_command(app)
+    paths = []
+
+    def walk(cmd, prefix):
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            for name, sub in subs.items():
+                walk(sub, f"{prefix} {name}")
+        else:
+            paths.append(prefix.strip())
+
+    walk(root, "")
+    return sorted(paths)
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([FORECOURT, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_every_command_is_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    missing = [p for p in command_paths() if f"forecourt {p}" not in readme]
+    assert not missing, f"commands missing from README.md: {missing}"
+
+
+@pytest.mark.parametrize("path", command_paths())
+def test_every_command_has_help(path):
+    result = run(*path.split(), "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage: forecourt " + path in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["crawl"], "Missing argument 'SLUG'"),
+    (["crawl", "--bogus"], "No such option: --bogus"),
+    (["vehicles", "x", "--limit", "0"], "--limit"),
+    (["nonsense"], "No such command 'nonsense'"),
+    (["dealers", "add", "Bad Slug", "--name", "x", "--url", "https://x.test/"], "slug"),
+    (["dealers", "add", "ok-slug", "--name", "x", "--url", "ftp://x.test/"], "http(s) URL"),
+    (["vehicles", "no-such-dealer"], "no dealership 'no-such-dealer'"),
+    (["extract", "/no/such/page.html"], "no file"),
+])
+def test_bad_input_is_one_readable_line_with_the_fix(args, message):
+    result = run(*args)
+    assert result.returncode != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()
+             and "RuntimeDirWarning" not in ln and "user_runtime_dir" not in ln]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and message.lower() in lines[0].lower()
+    assert "Traceback" not in result.stderr
+    assert re.search(r"\(.+\)$", lines[0]), "the line ends with the fix in parentheses"
+
+
+def test_dealers_add_list_and_vehicles_round_trip(db):
+    added = run("dealers", "add", "acme-motors", "--name", "Acme Motors", "--url",
+                "https://acme.test/", "--platform", "generic")
+    assert added.returncode == 0, added.stderr
+    again = run("dealers", "add", "acme-motors", "--name", "Acme", "--url",
+                "https://acme.test/", "--platform", "generic")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    listing = run("dealers", "list")
+    assert "acme-motors" in listing.stdout and "Acme Motors" in listing.stdout
+    vehicles = run("vehicles", "acme-motors")
+    assert vehicles.returncode == 0 and "0 vehicle(s)" in vehicles.stdout
+
+
+def test_extract_prints_json_lines_and_stores_nothing(db):
+    page = ROOT / "fixtures/sites/generic/cases/graph.html"
+    result = run("extract", str(page), "--url", "https://maple.test/civic")
+    assert result.returncode == 0, result.stderr
+    import json
+
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["vin"] for r in rows] == ["19XFC2F7XME104512"]
+    assert rows[0]["source"] == "https://maple.test/civic"
+    assert "inventory: 1 item(s)" in result.stderr
+    assert db.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"] == 0
+
+
+def test_crawl_command_shows_progress_and_a_summary(db, site):
+    base = site("generic")
+    assert run("dealers", "add", "maple", "--name", "Maple", "--url", base + "/inventory/",
+               "--platform", "generic").returncode == 0
+    result = run("crawl", "maple")
+    assert result.returncode == 0, result.stderr
+    assert "Run summary" in result.stdout and "succeeded" in result.stdout
+    table = run("vehicles", "maple")
+    assert "10 vehicle(s)" in table.stdout and "19XFC2F7XME104512" in table.stdout
