@@ -1,0 +1,79 @@
+"""The README's main-job command, run from a fresh clone on the embedded servers."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 65000:
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("127.0.0.1", port + 1))
+                    return port
+                except OSError:
+                    continue
+    raise RuntimeError("no free ports")
+
+
+def _readme_main_command() -> str:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"^(\./dev demo)\b", readme, re.M)
+    assert match, "README must give the main-job command"
+    return match.group(1)
+
+
+def _row(output: str, dealer: str) -> list[str]:
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.split("│")]
+        if len(cells) > 3 and cells[1] == dealer:
+            return cells[1:-1]
+    raise AssertionError(f"no row for {dealer} in:\n{output}")
+
+
+def test_readme_main_job_from_a_fresh_clone_on_embedded_servers(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FORECOURT_", "DATABASE_URL", "REDIS_URL", "PYTEST",
+                                "VIRTUAL_ENV"))}
+    env["FORECOURT_DEMO_PORT"] = str(_free_port_pair())
+    command = _readme_main_command()
+    try:
+        first = subprocess.run(command, shell=True, cwd=clone, env=env, capture_output=True,
+                               text=True, timeout=900)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        assert (clone / ".forecourt" / "postgres").is_dir(), "embedded PostgreSQL not used"
+        crawl = _row(first.stdout, "maple-ridge-motors")
+        # dealer, job, kind, state, items, added, changed, unchanged, removed, rejected, verdict
+        assert crawl[2:6] == ["crawl", "succeeded", "11", "10"], crawl
+        feed = _row(first.stdout, "harbor-city-auto")
+        assert feed[2:6] == ["feed", "succeeded", "7", "6"], feed
+        assert feed[9] == "1"
+        stored = first.stdout.split("Stored", 1)[1]
+        assert _row(stored, "maple-ridge-motors")[1] == "10"
+        assert _row(stored, "harbor-city-auto")[1:4] == ["6", "0", "1"]
+
+        second = subprocess.run(command, shell=True, cwd=clone, env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+        assert "no changes since the last run" in second.stdout
+        crawl = _row(second.stdout, "maple-ridge-motors")
+        assert crawl[5:9] == ["0", "0", "10", "0"], crawl
+    finally:
+        subprocess.run([str(clone / ".venv" / "bin" / "forecourt"), "db", "stop"], cwd=clone,
+                       env=env, capture_output=True, timeout=120)
