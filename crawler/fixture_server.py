@@ -4,11 +4,15 @@ Each site is a folder under fixtures/sites/ served on its own port, so each has 
 robots.txt. Text files may say `{{BASE}}` where the site's own origin belongs
 (http://127.0.0.1:PORT); it is filled in when served, so sitemaps and links are absolute.
 A folder's optional `routes.json` adds behaviours for paths (status codes, delays, failures
-for the first N requests), which the tests use to make sites misbehave.
+for the first N requests), which the tests use to make sites misbehave. A folder's optional
+`handler.py` answers requests static files cannot (POST APIs whose answer depends on the JSON
+body): its `handle(request)` gets a namespace (root, method, path, query, body, headers) and
+returns (status, content type, bytes), or None to fall back to the static files.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import mimetypes
 import threading
@@ -17,7 +21,8 @@ from collections import Counter
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from types import SimpleNamespace
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from crawler.config import PROJECT_ROOT
 
@@ -31,6 +36,7 @@ def _handler(root: Path):
         routes = json.loads((root / "routes.json").read_text())
     hits: Counter = Counter()
     lock = threading.Lock()
+    hook = _site_hook(root)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -44,7 +50,11 @@ def _handler(root: Path):
         def do_GET(self):
             self._serve(head=False)
 
-        def _serve(self, head: bool):
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            self._serve(head=False, body=self.rfile.read(length) if length else b"")
+
+        def _serve(self, head: bool, body: bytes | None = None):
             parts = urlsplit(self.path)
             path = unquote(parts.path)
             with lock:
@@ -58,6 +68,16 @@ def _handler(root: Path):
                 if "status" in rule and (fail_times is None or count <= fail_times):
                     return self._send(int(rule["status"]), b"fixture failure", "text/plain",
                                       head)
+            if hook is not None:
+                answer = hook(SimpleNamespace(root=root, method=self.command, path=path,
+                                              query=parse_qs(parts.query), body=body or b"",
+                                              headers=self.headers))
+                if answer is not None:
+                    status, ctype, payload = answer
+                    suffix = ".json" if "json" in ctype else ".html" if "text" in ctype else ""
+                    return self._send(status, self._fill(payload, suffix), ctype, head)
+            if body is not None:
+                return self._send(405, b"method not allowed", "text/plain", head)
             target = self._resolve(path, parts.query)
             if target is None:
                 body = (root / "404.html").read_bytes() if (root / "404.html").exists() \
@@ -101,6 +121,17 @@ def _handler(root: Path):
 
     Handler.hits = hits
     return Handler
+
+
+def _site_hook(root: Path):
+    """The `handle` function of a site's optional handler.py, or None."""
+    path = root / "handler.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(f"fixture_site_{root.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handle
 
 
 class _Server(ThreadingHTTPServer):
