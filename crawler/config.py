@@ -41,9 +41,57 @@ class Settings(BaseSettings):
     chromium_path: str | None = None
     # Crawl subprocess limit, seconds.
     crawl_time_limit_s: int = 30 * 60
+    # Job queue (jobs/): Dramatiq on Redis. A worker process missing heartbeats for
+    # job_broker_heartbeat_ms is dead and its messages go back to their queue; maintenance
+    # (which does that) runs on job_broker_maintenance_chance of a million broker commands.
+    job_broker_heartbeat_ms: int = 10_000
+    job_broker_maintenance_chance: int = 100_000
+    # A running job whose record was not heartbeaten for this long may be taken over by a
+    # redelivered message; the reaper requeues (or buries) it after job_reap_after_s.
+    job_stale_after_s: float = 8.0
+    job_beat_interval_s: float = 1.0
+    job_reap_after_s: float = 60.0
+    # A queued job whose message seems lost is sent again after this long.
+    job_resend_after_s: float = 900.0
+    # Attempts before a transiently failing job is dead; exponential backoff with jitter.
+    job_max_attempts: int = 4
+    job_min_backoff_s: float = 5.0
+    job_max_backoff_s: float = 600.0
+    # Worker threads per worker process (set by `forecourt worker --threads`); one of them is
+    # kept free of scheduled work for operator/API triggers when there are two or more.
+    worker_threads: int = 2
+    # Scheduler: tick, jitter added to each slot, backoff cap after repeated failures.
+    scheduler_tick_s: float = 5.0
+    schedule_jitter_s: float = 30.0
+    schedule_backoff_max_s: float = 6 * 3600.0
     log_level: str = "INFO"
+    # Log lines: "json" (one object per line, with job_id and dealership_id) or "text".
+    log_format: str = "json"
     # The demo serves its fixture sites from this port up (fixtures/demo.toml's when unset).
     demo_port: int | None = None
+    # Feeds: the decompressed size at which reading stops (compression bombs, runaway feeds),
+    # the largest download, the largest single field or JSON record, rows per store batch,
+    # and HTTP fetching (timeout per request, attempts with exponential backoff).
+    feed_max_bytes: int = 8 * 1024**3
+    feed_max_download_bytes: int = 2 * 1024**3
+    feed_max_record_chars: int = 4 * 1024 * 1024
+    feed_batch_size: int = 5000
+    feed_fetch_timeout_s: float = 60.0
+    feed_fetch_attempts: int = 4
+    feed_fetch_backoff_s: float = 1.0
+    # HTTP API (`forecourt api`).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_workers: int = 1
+    # Per token: at most api_rate_limit requests in each api_rate_window_s window (in Redis).
+    api_rate_limit: int = 600
+    api_rate_window_s: int = 60
+    api_max_body_bytes: int = 16 * 1024
+    api_wait_max_s: float = 30.0
+    # Async PostgreSQL connections per API process (waiters hold none).
+    api_pool_size: int = 10
+    # Origins of the dealer UI allowed by CORS (none: CORS off).
+    api_cors_origins: list[str] = Field(default_factory=list)
 
 
 @lru_cache(maxsize=1)

@@ -35,10 +35,12 @@ def child_env() -> dict[str, str]:
 
 def run_crawl(job_id: int, *, time_limit_s: int | None = None,
               on_tick: Callable[[Job], None] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> Job:
+              should_stop: Callable[[], bool] | None = None,
+              owner: str | None = None) -> Job:
     """Run the job's crawl to its end and return the settled job record.
 
-    The child's Scrapy log goes to `<data dir>/logs/job-<id>.log`.
+    The child's Scrapy log goes to `<data dir>/logs/job-<id>.log`. With `owner` (a job
+    worker's name), the parent settles the job only while that worker still owns it.
     """
     settings = get_settings()
     limit = time_limit_s or settings.crawl_time_limit_s
@@ -48,7 +50,7 @@ def run_crawl(job_id: int, *, time_limit_s: int | None = None,
         child = subprocess.Popen(
             [sys.executable, "-m", "crawler.crawl_process", str(job_id)],
             cwd=str(PROJECT_ROOT), env=child_env(), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_parent,
         )
     deadline = time.monotonic() + limit
     reason = None
@@ -65,7 +67,7 @@ def run_crawl(job_id: int, *, time_limit_s: int | None = None,
                 on_tick(jobs_db.get(conn, job_id))
             time.sleep(0.25)
         job = jobs_db.get(conn, job_id)
-        if job.state == "running":
+        if job.state == "running" and (owner is None or job.worker == owner):
             if reason and reason[0] == "cancelled":
                 job = jobs_db.finish(conn, job_id, "cancelled", counters=job.counters,
                                      error=reason[1], error_kind="cancelled")
@@ -80,6 +82,25 @@ def run_crawl(job_id: int, *, time_limit_s: int | None = None,
         if on_tick is not None:
             on_tick(job)
     return job
+
+
+def _load_prctl():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the reaper and ownership checks remain
+        return None
+
+
+_PRCTL = _load_prctl()  # loaded before any fork: nothing is imported in the forked child
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: be killed when the parent dies (a worker killed with -9
+    must not leave its crawl running and writing beside the attempt that replaces it)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def log_path(job_id: int) -> Path:

@@ -134,8 +134,30 @@ class Job(BaseModel):
     errors: list[Any] = Field(default_factory=list)
     worker: str | None = None
     message_id: str | None = None
+    # Job queue (migration 0003): queue name, pending retry, cancel request, replay link.
+    queue: str | None = None
+    retry_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    replayed_as: int | None = None
     created_at: datetime
     started_at: datetime | None = None
     heartbeat_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+TokenRole = Literal["dealer", "operator"]
+
+
+class ApiToken(BaseModel):
+    """An API bearer token's record (never the token itself: only its hash is stored)."""
+
+    id: int
+    prefix: str
+    role: TokenRole
+    dealership_id: int | None = None
+    dealership_slug: str | None = None
+    label: str | None = None
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None

@@ -142,3 +142,201 @@ def settle_abandoned(conn: psycopg.Connection, stale_after_s: int,
         (stale_after_s, dealership_id, dealership_id),
     ).fetchall()
     return [r["id"] for r in rows]
+
+
+# --- the job queue (issue 5): claiming, heartbeats, retries, cancellation, dead letters ---
+
+def set_message(conn: psycopg.Connection, job_id: int, queue: str, message_id: str) -> None:
+    """Record which queue message carries the job (for operators; the record stays the truth)."""
+    conn.execute("UPDATE jobs SET queue = %s, message_id = %s, updated_at = now() WHERE id = %s",
+                 (queue, message_id, job_id))
+
+
+def claim(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s: float) -> Job | None:
+    """Start an attempt of a queued job, or take over a running one whose worker stopped
+    heartbeating (a redelivered message). None when the job is not ours to run."""
+    row = conn.execute(
+        """
+        UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = %s,
+               started_at = coalesce(started_at, now()), heartbeat_at = now(),
+               updated_at = now(), phase = 'starting', retry_at = NULL, finished_at = NULL
+         WHERE id = %s AND cancel_requested_at IS NULL
+           AND (state = 'queued'
+                OR (state = 'running' AND coalesce(heartbeat_at, started_at, created_at)
+                                          < now() - make_interval(secs => %s)))
+        RETURNING *
+        """,
+        (worker, job_id, stale_after_s),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
+def beat(conn: psycopg.Connection, job_id: int, worker: str) -> Job | None:
+    """The running worker's heartbeat; None when the job is no longer this worker's."""
+    row = conn.execute(
+        """
+        UPDATE jobs SET heartbeat_at = now()
+         WHERE id = %s AND state = 'running' AND worker = %s RETURNING *
+        """,
+        (job_id, worker),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
+def fail_running(conn: psycopg.Connection, job_id: int, error: str, error_kind: str,
+                 state: str = "failed") -> Job | None:
+    """Settle a job that is still running (its attempt ended without the child settling it)."""
+    row = conn.execute(
+        """
+        UPDATE jobs SET state = %s, error = %s, error_kind = %s, phase = 'done',
+               errors = errors || jsonb_build_array(jsonb_build_object(
+                   'at', now(), 'attempt', attempts, 'kind', %s::text, 'error', %s::text)),
+               finished_at = now(), updated_at = now()
+         WHERE id = %s AND state = 'running' RETURNING *
+        """,
+        (state, error, error_kind, error_kind, error, job_id),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
+def requeue(conn: psycopg.Connection, job_id: int, retry_at_s: float) -> Job | None:
+    """Put a failed attempt back in line for a retry after `retry_at_s` seconds. None when
+    the job is no longer failed, or the dealership already has another active job."""
+    try:
+        row = conn.execute(
+            """
+            UPDATE jobs SET state = 'queued', phase = 'retrying', worker = NULL,
+                   retry_at = now() + make_interval(secs => %s), finished_at = NULL,
+                   updated_at = now()
+             WHERE id = %s AND state = 'failed' RETURNING *
+            """,
+            (retry_at_s, job_id),
+        ).fetchone()
+    except psycopg.errors.UniqueViolation:
+        return None
+    return Job.model_validate(row) if row is not None else None
+
+
+def bury(conn: psycopg.Connection, job_id: int) -> Job | None:
+    """A failed job out of retries becomes a dead letter (its error history stays)."""
+    row = conn.execute(
+        "UPDATE jobs SET state = 'dead', updated_at = now() WHERE id = %s AND state = 'failed'"
+        " RETURNING *", (job_id,)).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
+def cancel_queued(conn: psycopg.Connection, job_id: int) -> Job | None:
+    row = conn.execute(
+        """
+        UPDATE jobs SET state = 'cancelled', phase = 'done', error = 'cancelled before it ran',
+               error_kind = 'cancelled', cancel_requested_at = now(), finished_at = now(),
+               updated_at = now()
+         WHERE id = %s AND state = 'queued' RETURNING *
+        """,
+        (job_id,),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
+def request_cancel(conn: psycopg.Connection, job_id: int) -> Job | None:
+    row = conn.execute(
+        """
+        UPDATE jobs SET cancel_requested_at = coalesce(cancel_requested_at, now()),
+               phase = 'cancelling', updated_at = now()
+         WHERE id = %s AND state = 'running' RETURNING *
+        """,
+        (job_id,),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
+def dead_letters(conn: psycopg.Connection, dealership_id: int | None = None,
+                 limit: int = 200) -> list[Job]:
+    rows = conn.execute(
+        """
+        SELECT * FROM jobs
+         WHERE state = 'dead' AND dlq_cleared_at IS NULL
+           AND (%(d)s::bigint IS NULL OR dealership_id = %(d)s)
+         ORDER BY id DESC LIMIT %(n)s
+        """,
+        {"d": dealership_id, "n": limit},
+    ).fetchall()
+    return [Job.model_validate(r) for r in rows]
+
+
+def mark_replayed(conn: psycopg.Connection, job_id: int, new_job_id: int) -> None:
+    conn.execute(
+        "UPDATE jobs SET replayed_as = %s, dlq_cleared_at = now(), updated_at = now()"
+        " WHERE id = %s", (new_job_id, job_id))
+
+
+def purge_dead(conn: psycopg.Connection, dealership_id: int) -> int:
+    """Take a dealership's dead letters off the list; the job records stay as history."""
+    cur = conn.execute(
+        "UPDATE jobs SET dlq_cleared_at = now(), updated_at = now()"
+        " WHERE dealership_id = %s AND state = 'dead' AND dlq_cleared_at IS NULL",
+        (dealership_id,))
+    return cur.rowcount
+
+
+def stale_running(conn: psycopg.Connection, stale_after_s: float, limit: int = 500) -> list[Job]:
+    """Running jobs whose worker stopped heartbeating `stale_after_s` ago."""
+    rows = conn.execute(
+        """
+        SELECT * FROM jobs
+         WHERE state = 'running'
+           AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => %s)
+         ORDER BY id LIMIT %s
+        """,
+        (stale_after_s, limit),
+    ).fetchall()
+    return [Job.model_validate(r) for r in rows]
+
+
+def stale_queued(conn: psycopg.Connection, stale_after_s: float, limit: int = 500) -> list[Job]:
+    """Queued jobs due for `stale_after_s` whose message seems lost (Redis flushed, a crash
+    between the record and the send)."""
+    rows = conn.execute(
+        """
+        SELECT * FROM jobs
+         WHERE state = 'queued'
+           AND greatest(coalesce(retry_at, created_at), updated_at)
+               < now() - make_interval(secs => %s)
+         ORDER BY id LIMIT %s
+        """,
+        (stale_after_s, limit),
+    ).fetchall()
+    return [Job.model_validate(r) for r in rows]
+
+
+def touch(conn: psycopg.Connection, job_id: int) -> None:
+    conn.execute("UPDATE jobs SET updated_at = now() WHERE id = %s", (job_id,))
+
+
+# Async reads for the HTTP API (psycopg AsyncConnection with dict rows).
+
+async def aget_with_slug(conn: psycopg.AsyncConnection, job_id: int) -> tuple[Job, str] | None:
+    """A job and its dealership's slug, or None."""
+    cur = await conn.execute(
+        "SELECT j.*, d.slug AS dealership_slug FROM jobs j"
+        " JOIN dealerships d ON d.id = j.dealership_id WHERE j.id = %s", (job_id,))
+    row = await cur.fetchone()
+    return None if row is None else (Job.model_validate(row), row["dealership_slug"])
+
+
+async def alist_page(conn: psycopg.AsyncConnection, dealership_id: int, *,
+                     state: str | None = None, kind: str | None = None,
+                     before_id: int | None = None, limit: int = 20) -> list[Job]:
+    """A dealership's jobs newest first, with id < before_id (keyset pagination)."""
+    cur = await conn.execute(
+        """
+        SELECT * FROM jobs
+         WHERE dealership_id = %(d)s
+           AND (%(s)s::text IS NULL OR state = %(s)s)
+           AND (%(k)s::text IS NULL OR kind = %(k)s)
+           AND (%(b)s::bigint IS NULL OR id < %(b)s)
+         ORDER BY id DESC LIMIT %(n)s
+        """,
+        {"d": dealership_id, "s": state, "k": kind, "b": before_id, "n": limit},
+    )
+    return [Job.model_validate(r) for r in await cur.fetchall()]

@@ -1,0 +1,183 @@
+"""Dramatiq actors: each takes only a job id and runs one attempt of that job.
+
+Queues. `priority` carries operator, API and retry work; `scheduled` carries the scheduler's.
+Each queue has its own consumer in every worker, so a backlog of scheduled messages in Redis
+never hides an operator message. Inside a worker, the priority actors have a lower Dramatiq
+priority number, so a free thread always takes operator work first; and when a worker has two
+or more threads, scheduled attempts may hold all but one of them: a scheduled message arriving
+when that many are busy is put back with a short delay, so one thread stays free for operator
+work even while scheduled crawls run for many minutes.
+
+Idempotence. The job record decides: a message runs an attempt only if it can claim the job
+(queued, or running with a heartbeat stale enough that its worker died: a redelivery).
+A message for a finished job, or for a job another live worker runs, does nothing. Re-running
+after a crash stores nothing twice: the store writes by (dealership, VIN) and content hash.
+
+Errors. Transient failures are retried by this module (not Dramatiq's Retries, which is set to
+0): the job goes back to `queued` with `retry_at`, and a delayed message is sent, with
+exponential backoff and jitter, until `job_max_attempts`; then the job is `dead`. Permanent
+failures end the job at once with their reason. If even the database is unreachable the
+message fails and the job's stale heartbeat brings the reaper to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+import dramatiq
+
+from crawler.config import get_settings
+from crawler.db import connect
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.errors import NotFound
+from crawler.models import Job
+from jobs import attempt, outcome
+from jobs.broker import get_broker
+
+log = logging.getLogger("forecourt.jobs")
+get_broker()
+
+PRIORITY = "priority"
+SCHEDULED = "scheduled"
+QUEUES = (PRIORITY, SCHEDULED)
+
+_scheduled_slots: threading.BoundedSemaphore | None = None
+_slots_lock = threading.Lock()
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+
+
+def _slots() -> threading.BoundedSemaphore:
+    global _scheduled_slots
+    with _slots_lock:
+        if _scheduled_slots is None:
+            threads = max(1, get_settings().worker_threads)
+            _scheduled_slots = threading.BoundedSemaphore(max(1, threads - 1))
+        return _scheduled_slots
+
+
+def execute(job_id: int, queue: str) -> None:
+    """Run one attempt of the job if it is ours to run; retry or bury it if it failed."""
+    slots = _slots() if queue == SCHEDULED else None
+    if slots is not None and not slots.acquire(blocking=False):
+        with connect() as conn:
+            job = jobs_db.get(conn, job_id)
+            if job.state == "queued":
+                send(conn, job, delay_s=1.0)
+        return
+    try:
+        _attempt(job_id)
+    finally:
+        if slots is not None:
+            slots.release()
+
+
+def _attempt(job_id: int) -> None:
+    settings = get_settings()
+    me = worker_name()
+    with connect() as conn:
+        job = jobs_db.claim(conn, job_id, me, settings.job_stale_after_s)
+        if job is None:
+            try:
+                current = jobs_db.get(conn, job_id)
+            except NotFound:
+                log.info("job %s no longer exists; message dropped", job_id)
+                return
+            log.info("job %s is %s (worker %s); message dropped", job_id, current.state,
+                     current.worker)
+            return
+        log.info("job %s attempt %s started by %s", job_id, job.attempts, me)
+        try:
+            dealer = dealers_db.get_by_id(conn, job.dealership_id)
+            run = attempt.crawl if job.kind == "crawl" else attempt.feed
+            job = run(conn, job, dealer, me)
+            failure = outcome.classify_settled(job)
+        except Exception as exc:  # translated here: retry or dead letter
+            failure = outcome.classify_exception(exc)
+            log.warning("job %s attempt %s raised %s: %s", job_id, job.attempts,
+                        type(exc).__name__, exc)
+            job = _settle_after_error(job_id, exc, failure)
+            if job is None:
+                raise
+        if job.state == "failed" and failure is not None:
+            with connect() as fresh:
+                after_failure(fresh, job, failure)
+        log.info("job %s attempt %s ended %s", job_id, job.attempts, job.state)
+
+
+def _settle_after_error(job_id: int, exc: Exception, failure: str) -> Job | None:
+    """Record the exception on the job (over a fresh connection: the old one may be the
+    thing that broke). None when even that fails."""
+    message = (str(exc) or type(exc).__name__).splitlines()[0][:500]
+    try:
+        with connect() as conn:
+            job = jobs_db.fail_running(conn, job_id, message, f"{failure}:{type(exc).__name__}")
+            return job or jobs_db.get(conn, job_id)
+    except Exception:  # noqa: BLE001 - the reaper settles it once the database is back
+        log.exception("job %s could not be settled", job_id)
+        return None
+
+
+def after_failure(conn, job: Job, failure: str) -> Job:
+    """A failed attempt: retry it later if transient and attempts remain, else bury it if
+    transient, else leave it failed (permanent)."""
+    settings = get_settings()
+    if failure != outcome.TRANSIENT:
+        return job
+    if job.attempts >= settings.job_max_attempts:
+        return jobs_db.bury(conn, job.id) or job
+    delay = outcome.backoff_s(job.attempts, settings.job_min_backoff_s,
+                              settings.job_max_backoff_s)
+    queued = jobs_db.requeue(conn, job.id, delay)
+    if queued is None:
+        return job
+    send(conn, queued, delay_s=delay)
+    return queued
+
+
+def queue_for(job: Job) -> str:
+    return job.queue or (SCHEDULED if job.trigger == "schedule" else PRIORITY)
+
+
+def send(conn, job: Job, delay_s: float = 0.0) -> str:
+    """Put a message for the job on its queue; returns the message id."""
+    queue = queue_for(job)
+    actor = _ACTORS[(job.kind, queue)]
+    message = actor.send_with_options(args=(job.id,),
+                                      delay=int(delay_s * 1000) if delay_s > 0 else None)
+    jobs_db.set_message(conn, job.id, queue, message.message_id)
+    return message.message_id
+
+
+@dramatiq.actor(queue_name=PRIORITY, priority=0, max_retries=0)
+def run_crawl_job(job_id: int) -> None:
+    execute(job_id, PRIORITY)
+
+
+@dramatiq.actor(queue_name=PRIORITY, priority=0, max_retries=0)
+def run_feed_job(job_id: int) -> None:
+    execute(job_id, PRIORITY)
+
+
+@dramatiq.actor(queue_name=SCHEDULED, priority=10, max_retries=0)
+def run_scheduled_crawl_job(job_id: int) -> None:
+    execute(job_id, SCHEDULED)
+
+
+@dramatiq.actor(queue_name=SCHEDULED, priority=10, max_retries=0)
+def run_scheduled_feed_job(job_id: int) -> None:
+    execute(job_id, SCHEDULED)
+
+
+_ACTORS = {
+    ("crawl", PRIORITY): run_crawl_job,
+    ("feed", PRIORITY): run_feed_job,
+    ("crawl", SCHEDULED): run_scheduled_crawl_job,
+    ("feed", SCHEDULED): run_scheduled_feed_job,
+}

@@ -1,0 +1,103 @@
+"""One attempt of a job, in the worker: a crawl in its child process, or a feed ingest here.
+
+The worker that claimed the job heartbeats its record while the attempt runs, stops when the
+job is cancelled or no longer its own (taken over after the worker looked dead), and leaves
+the record settled (the crawl child or the feed loop settles it; we settle it otherwise).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+
+from crawler.config import get_settings
+from crawler.crawl_runner import run_crawl
+from crawler.db import jobs as jobs_db
+from crawler.errors import InvalidInput, Permanent, Transient
+from crawler.models import Dealership, Job
+
+
+class Stopped(Exception):
+    """Raised inside a feed ingest when its job was cancelled or taken over."""
+
+
+def _watch(conn: psycopg.Connection, job_id: int, worker: str):
+    """A should_stop callable that heartbeats the job at most once per beat interval.
+    Returns (callable, last reason) where reason is 'cancelled' or 'lost'."""
+    interval = get_settings().job_beat_interval_s
+    state = {"next": 0.0, "reason": None}
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if now < state["next"]:
+            return False
+        state["next"] = now + interval
+        job = jobs_db.beat(conn, job_id, worker)
+        if job is None:
+            state["reason"] = "lost"
+        elif job.cancel_requested_at is not None:
+            state["reason"] = "cancelled"
+        return state["reason"] is not None
+
+    return should_stop, state
+
+
+def crawl(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str) -> Job:
+    if not (job.params.get("url") or dealer.website_url):
+        raise InvalidInput(f"dealership {dealer.slug!r} has no website URL",
+                           hint="set one with `forecourt dealers`, or ingest its feed")
+    limit = int(dealer.settings.get("time_limit_s") or get_settings().crawl_time_limit_s)
+    should_stop, _ = _watch(conn, job.id, worker)
+    return run_crawl(job.id, time_limit_s=limit, should_stop=should_stop, owner=worker)
+
+
+def feed(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str) -> Job:
+    from ingest.feed import run_job
+
+    source = job.params.get("source") or dealer.feed_url
+    if not source:
+        raise InvalidInput(f"dealership {dealer.slug!r} has no feed URL",
+                           hint="set its feed_url, or pass a source file")
+    path = _fetch(str(source), job.id)
+    should_stop, state = _watch(conn, job.id, worker)
+
+    def on_batch(_counters: dict[str, int]) -> None:
+        if should_stop():
+            raise Stopped(state["reason"])
+
+    try:
+        return run_job(conn, job.id, path, fmt=job.params.get("format") or dealer.feed_format,
+                       mapping=job.params.get("mapping") or dealer.feed_mapping,
+                       on_batch=on_batch)
+    except Stopped as stop:
+        if str(stop) == "cancelled":
+            return jobs_db.fail_running(conn, job.id, "cancelled while running", "cancelled",
+                                        state="cancelled") or jobs_db.get(conn, job.id)
+        return jobs_db.get(conn, job.id)
+
+
+def _fetch(source: str, job_id: int) -> Path:
+    """A local path for the feed: a file as is, an http(s) feed downloaded first."""
+    if source.startswith("file://"):
+        return Path(source[len("file://"):])
+    if not source.startswith(("http://", "https://")):
+        return Path(source)
+    import httpx
+
+    target = get_settings().data_dir / "feeds" / f"job-{job_id}{Path(source.split('?')[0]).suffix}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with httpx.stream("GET", source, timeout=60, follow_redirects=True) as response:
+            if response.status_code >= 500 or response.status_code == 429:
+                raise Transient(f"feed {source} answered HTTP {response.status_code}")
+            if response.status_code >= 400:
+                raise Permanent(f"feed {source} answered HTTP {response.status_code}",
+                                hint="check the dealership's feed URL")
+            with open(target, "wb") as out:
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+    except httpx.TransportError as exc:
+        raise Transient(f"feed {source} could not be fetched: {exc}") from exc
+    return target

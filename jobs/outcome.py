@@ -1,0 +1,64 @@
+"""Whether a failed attempt is worth retrying: the actors' error classes.
+
+Transient: network errors, 5xx, timeouts of a request, lost database or Redis connections, a
+crawl child that crashed. Permanent: a site that is gone (404/410 listings), blocked, a feed
+that does not parse, a dealer misconfigured (crawler.errors.Permanent, InvalidInput,
+NotFound, ConfigError), a crawl past its time limit. Anything unexpected is retried: after
+the last attempt it is a dead letter, which is where an operator looks at it.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from crawler.errors import ConfigError, InvalidInput, NotFound, Permanent, Transient
+from crawler.models import Job
+
+TRANSIENT = "transient"
+PERMANENT = "permanent"
+
+# Spider problems that a later attempt may not meet: a listing page that failed at the
+# network level or answered 5xx (crawler.spider.DealerSpider.listing_failed).
+_TRANSIENT_PROBLEM = re.compile(
+    r"listing page \S+ failed:|HTTP 5\d\d|non-200|timed? ?out|refused|connection|DNS",
+    re.I)
+
+
+def classify_exception(exc: BaseException) -> str:
+    """The class of an exception raised while running an attempt."""
+    if isinstance(exc, Transient):
+        return TRANSIENT
+    if isinstance(exc, (Permanent, InvalidInput, NotFound)):
+        return PERMANENT
+    if isinstance(exc, ConfigError):
+        # "cannot connect to PostgreSQL" is a lost connection; other config errors are not.
+        return TRANSIENT if "cannot connect" in str(exc) else PERMANENT
+    return TRANSIENT  # network, OS, database, Redis errors, bugs: retried, then dead
+
+
+def classify_settled(job: Job) -> str | None:
+    """For a job its attempt settled: None when it needs nothing more, else the error class
+    of its failure."""
+    if job.state != "failed":
+        return None
+    kind = job.error_kind or ""
+    if kind in ("crash", "abandoned", TRANSIENT) or kind.startswith("transient"):
+        return TRANSIENT
+    if kind in ("timeout", "cancelled", PERMANENT) or kind.startswith("permanent"):
+        return PERMANENT
+    if job.kind == "feed":  # ingest.feed.run_job records the exception's class name
+        return TRANSIENT if kind in ("Transient", "OperationalError") else PERMANENT
+    reasons = (job.report or {}).get("reasons") or [job.error or ""]
+    if any(r.startswith("not_found") for r in reasons):
+        return PERMANENT
+    if any(_TRANSIENT_PROBLEM.search(r) for r in reasons):
+        return TRANSIENT
+    return PERMANENT
+
+
+def backoff_s(attempt: int, minimum: float, maximum: float) -> float:
+    """Exponential backoff with full jitter over the upper half: attempt 1 waits about
+    `minimum`, each further attempt twice as long, never past `maximum`."""
+    ceiling = min(maximum, minimum * 2 ** max(0, attempt - 1))
+    return ceiling / 2 + random.random() * ceiling / 2

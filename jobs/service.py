@@ -1,0 +1,136 @@
+"""What the CLI and the HTTP API do with jobs: trigger, cancel, replay, dead letters.
+
+Every function takes an open connection (crawler.db.connect()) and returns Job records;
+errors are crawler.errors types (NotFound, InvalidInput, Transient) for the edges to
+translate. The jobs table is the truth; Redis only carries "run job N" messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.errors import ForecourtError, InvalidInput, Transient
+from crawler.models import FINAL_STATES, Job
+
+KINDS = ("crawl", "feed")
+TRIGGERS = ("schedule", "operator", "api", "retry", "demo")
+
+
+def trigger(conn: psycopg.Connection, dealership_id: int, kind: str, trigger: str,
+            params: dict[str, Any] | None = None) -> tuple[Job, bool]:
+    """Queue a job for the dealership, or return its queued/running one. (job, created).
+
+    created=False: the existing active job, nothing enqueued again (safe under any race: the
+    database allows one active job per dealership).
+    """
+    if kind not in KINDS:
+        raise InvalidInput(f"unknown job kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
+    if trigger not in TRIGGERS:
+        raise InvalidInput(f"unknown trigger {trigger!r}",
+                           hint=f"use one of {', '.join(TRIGGERS)}")
+    dealer = dealers_db.get_by_id(conn, dealership_id)
+    params = dict(params or {})
+    if kind == "crawl" and not (params.get("url") or dealer.website_url):
+        raise InvalidInput(f"dealership {dealer.slug!r} has no website URL",
+                           hint="set its website URL, or trigger a feed ingest")
+    if kind == "feed" and not (params.get("source") or dealer.feed_url):
+        raise InvalidInput(f"dealership {dealer.slug!r} has no feed URL",
+                           hint="set its feed URL, or pass a source")
+    job, created = jobs_db.create_or_get_active(conn, dealership_id, kind, trigger, params)
+    if created:
+        job = _enqueue(conn, job)
+    return job, created
+
+
+def _enqueue(conn: psycopg.Connection, job: Job) -> Job:
+    """Send the job's message; a job whose message cannot be sent is failed, not left queued."""
+    from jobs import actors  # imports the broker: only callers that enqueue need Redis
+
+    try:
+        actors.send(conn, job)
+    except Exception as exc:  # Redis unreachable, embedded Redis failing to start
+        if isinstance(exc, ForecourtError) and not isinstance(exc, Transient):
+            detail = str(exc)
+        else:
+            detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        jobs_db.finish(conn, job.id, "failed", counters=job.counters,
+                       error=f"could not enqueue: {detail}", error_kind="enqueue")
+        raise Transient(f"could not queue job {job.id}: {detail}",
+                        hint="check REDIS_URL and that Redis is up, then trigger again") from exc
+    return jobs_db.get(conn, job.id)
+
+
+def get(conn: psycopg.Connection, job_id: int) -> Job:
+    return jobs_db.get(conn, job_id)
+
+
+def list_jobs(conn: psycopg.Connection, dealership_id: int | None = None,
+              state: str | None = None, limit: int = 50) -> list[Job]:
+    return jobs_db.list_for(conn, dealership_id, state, limit)
+
+
+def cancel(conn: psycopg.Connection, job_id: int) -> Job:
+    """Cancel a job. Queued: cancelled at once (its message will do nothing). Running: the
+    cancel is requested (phase 'cancelling'); its worker stops the crawl child within about a
+    second and settles it `cancelled`. Already cancelled: returned as is."""
+    job = jobs_db.cancel_queued(conn, job_id)
+    if job is not None:
+        return job
+    job = jobs_db.request_cancel(conn, job_id)
+    if job is not None:
+        return job
+    job = jobs_db.get(conn, job_id)
+    if job.state == "cancelled":
+        return job
+    if job.state in ("queued", "running"):  # it moved between the two statements
+        return cancel(conn, job_id)
+    raise InvalidInput(f"job {job_id} already ended {job.state}; nothing to cancel",
+                       hint="trigger a new job, or `forecourt dlq replay` a dead one")
+
+
+def replay(conn: psycopg.Connection, job_id: int, trigger_name: str = "retry") -> Job:
+    """Run a dead (or failed) job again as a new queued job with the same kind and params.
+
+    The dead letter is cleared and points at the new job. When the dealership already has an
+    active job, that job is returned and nothing is queued twice."""
+    old = jobs_db.get(conn, job_id)
+    if old.state not in ("dead", "failed"):
+        raise InvalidInput(f"job {job_id} is {old.state}; only dead or failed jobs replay",
+                           hint="see `forecourt dlq list`")
+    params = {k: v for k, v in old.params.items()} | {"replay_of": old.id}
+    dealer = dealers_db.get_by_id(conn, old.dealership_id)
+    new, _ = trigger(conn, dealer.id, old.kind, trigger_name, params)
+    jobs_db.mark_replayed(conn, old.id, new.id)
+    return new
+
+
+def dead_letters(conn: psycopg.Connection, dealership_id: int | None = None,
+                 limit: int = 200) -> list[Job]:
+    """Dead jobs not yet replayed or purged, newest first; each keeps `errors`, its history."""
+    return jobs_db.dead_letters(conn, dealership_id, limit)
+
+
+def replay_dead(conn: psycopg.Connection, dealership_id: int) -> list[Job]:
+    """Replay a dealership's dead letters. One job runs per dealership at a time, so the
+    newest dead letter of each kind is replayed and the rest are cleared into it."""
+    out: list[Job] = []
+    for dead in dead_letters(conn, dealership_id):
+        if any(j.kind == dead.kind for j in out):
+            jobs_db.mark_replayed(conn, dead.id, next(j.id for j in out if j.kind == dead.kind))
+            continue
+        out.append(replay(conn, dead.id))
+    return out
+
+
+def purge_dead(conn: psycopg.Connection, dealership_id: int) -> int:
+    """Clear a dealership's dead letters (the job records stay as history); returns how many."""
+    dealers_db.get_by_id(conn, dealership_id)
+    return jobs_db.purge_dead(conn, dealership_id)
+
+
+def is_final(job: Job) -> bool:
+    return job.state in FINAL_STATES
