@@ -27,12 +27,26 @@ def main(argv: list[str]) -> int:
         dealer = dealers_db.get_by_id(conn, job.dealership_id)
     url = job.params.get("url") or dealer.website_url
     platform = job.params.get("platform") or dealer.platform
+    from crawler import logging as fc_logging
+    from crawler import netguard
+    from crawler.errors import UnsafeURL
+
+    # JSON (or text) lines carrying this job's ids, secrets redacted (crawler/logging.py).
+    fc_logging.configure(static={"job_id": job_id, "dealership_id": dealer.id})
+    try:  # a dealer URL that points at a forbidden address never starts a crawl
+        netguard.check_url(url or "")
+    except UnsafeURL as exc:
+        with connect() as conn:
+            jobs_db.finish(conn, job_id, "failed", counters=job.counters, error=str(exc),
+                           error_kind="unsafe_url")
+        return 0
     settings = get_project_settings()
     settings.set("FORECOURT_JOB_ID", job_id)
     settings.set("FORECOURT_DEALERSHIP_ID", dealer.id)
     for key, value in (dealer.settings.get("scrapy") or {}).items():
         settings.set(key, value, priority="spider")
-    process = CrawlerProcess(settings, install_root_handler=True)
+    settings.set("LOG_INSTALL_ROOT_HANDLER", False)  # fc_logging's handler is the root's
+    process = CrawlerProcess(settings)
     process.crawl(spider_for(platform), url=url, dealer_settings=dealer.settings)
     process.start()
     return 0

@@ -8,13 +8,26 @@ for the first N requests), which the tests use to make sites misbehave. A folder
 `handler.py` answers requests static files cannot (POST APIs whose answer depends on the JSON
 body): its `handle(request)` gets a namespace (root, method, path, query, body, headers) and
 returns (status, content type, bytes), or None to fall back to the static files.
+
+Misbehaviours for fault tests (a routes.json rule may say, for a path):
+  "redirect": "{{BASE}}/elsewhere" (with optional "redirect_status", default 302);
+  "hang": true        accept the request and never answer (until the server stops, or
+                      "hang_s" seconds);
+  "reset": true       reset the connection (TCP RST) instead of answering;
+  "endless": true     answer 200 and stream filler forever, without a Content-Length;
+  "huge_bytes": N     answer 200 with a Content-Length of N and stream N bytes;
+  "gzip_bomb_bytes": N  answer a small gzip body (Content-Encoding: gzip) that expands to
+                      N bytes.
 """
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import mimetypes
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -64,6 +77,8 @@ def _handler(root: Path):
             if rule:
                 if rule.get("delay_s"):
                     time.sleep(float(rule["delay_s"]))
+                if self._misbehave(rule, head):
+                    return
                 fail_times = rule.get("fail_times")
                 if "status" in rule and (fail_times is None or count <= fail_times):
                     return self._send(int(rule["status"]), b"fixture failure", "text/plain",
@@ -89,6 +104,61 @@ def _handler(root: Path):
                 ctype += "; charset=utf-8"
             status = int(rule.get("serve_status", 200)) if rule else 200
             self._send(status, body, ctype, head)
+
+        def _misbehave(self, rule: dict, head: bool) -> bool:
+            """Act out a fault rule; True when the request was handled that way."""
+            if "redirect" in rule:
+                location = self._fill(str(rule["redirect"]).encode(), ".txt").decode()
+                self.send_response(int(rule.get("redirect_status", 302)))
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+            if rule.get("hang"):
+                self.server.stopping.wait(float(rule.get("hang_s", 3600)))
+                self.close_connection = True
+                return True
+            if rule.get("reset"):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.close_connection = True
+                try:
+                    self.connection.close()
+                except OSError:
+                    pass
+                return True
+            if rule.get("endless") or rule.get("huge_bytes"):
+                size = int(rule.get("huge_bytes") or 0)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                if size:
+                    self.send_header("Content-Length", str(size))
+                else:
+                    self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                if head:
+                    return True
+                chunk, sent = b"<!-- filler -->" * 4096, 0
+                try:
+                    while not self.server.stopping.is_set() and (not size or sent < size):
+                        piece = chunk if not size else chunk[:size - sent]
+                        self.wfile.write(piece)
+                        sent += len(piece)
+                except OSError:  # the client gave up, as it should
+                    pass
+                return True
+            if rule.get("gzip_bomb_bytes"):
+                body = _gzip_zeros(int(rule["gzip_bomb_bytes"]))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+                return True
+            return False
 
         def _resolve(self, path: str, query: str) -> Path | None:
             rel = path.lstrip("/")
@@ -134,17 +204,39 @@ def _site_hook(root: Path):
     return module.handle
 
 
+def _gzip_zeros(size: int) -> bytes:
+    """A gzip stream of `size` zero bytes, built without holding them in memory."""
+    import io
+
+    out = io.BytesIO()
+    block = bytes(1 << 20)
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9) as gz:
+        left = size
+        while left > 0:
+            gz.write(block[:min(left, len(block))])
+            left -= len(block)
+    return out.getvalue()
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def __init__(self, *args, **kwargs):
+        self.stopping = threading.Event()  # releases hanging and streaming requests
+        super().__init__(*args, **kwargs)
 
-def serve(site: str | Path, port: int = 0) -> ThreadingHTTPServer:
+    def shutdown(self):
+        self.stopping.set()
+        super().shutdown()
+
+
+def serve(site: str | Path, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """Start serving one fixture site in a background thread; returns the server."""
     root = Path(site) if Path(site).is_absolute() else SITES_DIR / str(site)
     if not root.is_dir():
         raise FileNotFoundError(f"no fixture site at {root}")
-    server = _Server(("127.0.0.1", port), _handler(root))
+    server = _Server((host, port), _handler(root))
     threading.Thread(target=server.serve_forever, daemon=True, name=f"site:{root.name}").start()
     return server
 

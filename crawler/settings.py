@@ -29,6 +29,13 @@ REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 FEED_EXPORT_ENCODING = "utf-8"
 
+# Outbound safety: every request and every connection goes only to allowed addresses
+# (crawler/netguard.py; FORECOURT_ALLOW_PRIVATE_HOSTS lists exceptions).
+DNS_RESOLVER = "crawler.middlewares_security.NetGuardResolver"
+DOWNLOADER_MIDDLEWARES = {
+    "crawler.middlewares_security.NetGuardMiddleware": 40,
+}
+
 # Every stage, in order; each also works directly on batches (see pipelines/).
 ITEM_PIPELINES = {
     "pipelines.scrapy_stages.StorePipeline": 900,

@@ -12,4 +12,6 @@ def check_http_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InvalidInput(f"{url!r} is not an http(s) URL",
                            hint="give a full address such as https://dealer.example/")
-    return url
+    from crawler import netguard  # no loopback, private or metadata addresses (SSRF)
+
+    return netguard.check_url(url)
