@@ -36,6 +36,8 @@ def register(app: typer.Typer) -> None:
             raise InvalidInput("a dealer needs --url or --feed", hint="give its website or feed")
         if url:
             check_http_url(url)
+        if feed_url and "://" in feed_url:  # a feed URL is fetched too: same address rules
+            check_http_url(feed_url)
         with database() as conn:
             dealer = dealers_db.create(conn, slug=slug, name=name, website_url=url,
                                        platform=platform, feed_url=feed_url)

@@ -123,3 +123,22 @@ def test_dealer_urls_are_checked_when_added(monkeypatch):
     finally:
         monkeypatch.undo()
         reset_settings()
+
+
+def test_dealers_add_refuses_private_website_and_feed_urls(db):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    forecourt = str(Path(sys.executable).parent / "forecourt")
+    env = dict(os.environ, FORECOURT_ALLOW_PRIVATE_HOSTS="[]")
+    for args in (["--url", "http://169.254.169.254/latest/"],
+                 ["--url", "http://10.0.0.7/inventory"],
+                 ["--url", "https://dealer.example/", "--feed", "http://127.0.0.1:6379/feed"]):
+        out = subprocess.run([forecourt, "dealers", "add", "evil", "--name", "Evil", *args],
+                             capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode != 0
+        assert "refused" in out.stdout + out.stderr
+        assert "Traceback" not in out.stdout + out.stderr
+    assert db.execute("SELECT count(*) AS n FROM dealerships").fetchone()["n"] == 0
