@@ -1,8 +1,20 @@
-"""The feed loop: read a feed in batches, run every pipeline stage, settle the run."""
+"""The feed loop: read a feed in batches, skip unchanged rows, run every pipeline stage on
+the rest, settle the run.
+
+Fast path: every source row is hashed (blake2b, 64 bits, keyed by the mapping in use and
+PIPELINE_VERSION). The dealer's active vehicles' row hashes are loaded once per run into a
+set of ints (about 60 bytes a vehicle); a row whose hash is in it is the very row that
+produced a stored vehicle, so it is only recorded as seen: no validation, no write.
+Everything else goes through normalize, validate, VIN, dedup, quality and store like crawled
+items, and store writes the row hash with the vehicle.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -10,68 +22,184 @@ from typing import Any
 import psycopg
 
 from crawler.config import get_settings
-from crawler.models import Reject, VehicleItem
+from crawler.db import feeds as feeds_db
+from crawler.db import jobs as jobs_db
 from crawler.db import rejects as rejects_db
+from crawler.db import vehicles as vehicles_db
+from crawler.errors import ForecourtError, Permanent
+from crawler.models import Job, Reject
 from ingest import mapping as mapping_mod
 from ingest import readers
+from ingest.readers import Unreadable
+from pipelines import normalize
 from pipelines import run as run_mod
+
+# Bump when normalize/validate/quality rules change what a row becomes: every row then takes
+# the full path once.
+PIPELINE_VERSION = "1"
+MAX_UNKNOWN_LISTED = 50
+
+
+def _hasher(spec: dict[str, Any]) -> Callable[[dict], int]:
+    seed = hashlib.blake2b(
+        (PIPELINE_VERSION + json.dumps(spec, sort_keys=True, default=str)).encode(),
+        digest_size=8)
+    copy = seed.copy
+
+    def row_hash(row: dict) -> int:
+        h = copy()
+        try:
+            h.update("\x1f".join(row.values()).encode())  # CSV: all strings, header order
+        except TypeError:
+            h.update(json.dumps(row, ensure_ascii=False, default=str).encode())
+        return int.from_bytes(h.digest(), "big")
+    return row_hash
+
+
+def _batches(rows: Iterator, size: int) -> Iterator[list]:
+    while True:
+        chunk = list(islice(rows, size))
+        if not chunk:
+            return
+        yield chunk
 
 
 def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: str | Path, *,
            fmt: str | None = None, mapping: dict[str, Any] | None = None,
            on_batch: Callable[[dict[str, int]], None] | None = None) -> dict[str, Any]:
     """Ingest one feed file for one dealership as job `job_id`; returns the run report."""
+    started = time.monotonic()
     path = Path(source)
-    batch_size = get_settings().batch_size
+    if not path.is_file():
+        raise Permanent(f"no feed file {str(path)!r}",
+                                hint="give an existing file, or an http(s) URL")
+    settings = get_settings()
     run = run_mod.open_run(conn, dealership_id, job_id, "feed", vins_only=True)
     run_mod.report_progress(run, phase="ingesting", force=True)
-    rows = readers.read(path, fmt)
-    resolved: dict[str, str] | None = None
-    complete = True
-    problems: list[str] = []
-    while True:
-        chunk = list(islice(rows, batch_size))
-        if not chunk:
-            break
-        if resolved is None:
-            columns = list(chunk[0][1].keys())
-            chosen = mapping or mapping_mod.BUILTIN[mapping_mod.detect(columns)]
-            resolved = mapping_mod.resolve(chosen, columns)
-            run.counters["unknown_columns"] = len(mapping_mod.unknown_columns(resolved, columns))
-        items: list[VehicleItem] = []
-        broken: list[Reject] = []
-        for number, row in chunk:
-            if "__error__" in row:
-                broken.append(Reject(source=f"row {number}", reasons=[row["__error__"]]))
-            else:
-                items.append(mapping_mod.to_item(row, resolved, f"row {number}"))
-        if broken:
-            rejects_db.add(conn, dealership_id, job_id, broken)
-            run.counters["items"] += len(broken)
-            run.counters["rejected"] += len(broken)
-        run_mod.process(run, items)
-        if on_batch is not None:
-            on_batch(dict(run.counters))
+    info: dict[str, Any] = {}
+    complete, problems = True, []
+    plans: dict[tuple, mapping_mod.Plan] = {}
+    spec: dict[str, Any] | None = None
+    mapping_name = ""
+    known: set[int] = set()
+    row_hash: Callable[[dict], int] | None = None
+    unknown: dict[str, None] = {}
+    seen = run.seen
+    try:
+        for chunk in _batches(readers.read(path, fmt, info), settings.feed_batch_size):
+            if spec is None:
+                columns = list(dict.fromkeys(k for _, r in chunk[:200] if isinstance(r, dict)
+                                             for k in r))
+                mapping_name, spec = mapping_mod.choose(columns, mapping)
+                row_hash = _hasher(spec)
+                known = vehicles_db.source_hashes(conn, dealership_id)
+            items, broken, fast = [], [], []
+            duplicates = 0
+            for number, row in chunk:
+                if isinstance(row, Unreadable):
+                    broken.append(Reject(source=f"row {number}", reasons=[row.reason],
+                                         payload={"raw": row.raw} if row.raw else None))
+                    if row.fatal:
+                        complete = False
+                        problems.append(f"feed truncated: {row.reason}")
+                    continue
+                keys = tuple(row)
+                plan = plans.get(keys)
+                if plan is None:
+                    plan = plans[keys] = mapping_mod.Plan(spec, list(keys))
+                    unknown.update(dict.fromkeys(plan.unknown))
+                h = row_hash(row)
+                if h in known and "vin" in plan.getters:
+                    vin = normalize.vin(plan.getters["vin"](row))
+                    if vin in seen:
+                        duplicates += 1
+                    else:
+                        seen[vin] = None
+                        fast.append(vin)
+                    continue
+                items.append(plan.item(row, f"row {number}", source_hash=f"{h:016x}"))
+            if broken:
+                rejects_db.add(conn, dealership_id, job_id, broken)
+                run.counters["items"] += len(broken)
+                run.counters["rejected"] += len(broken)
+            if fast or duplicates:
+                vehicles_db.mark_seen(conn, job_id, fast)
+                n = len(fast) + duplicates
+                run.counters["items"] += n
+                run.counters["valid"] += n
+                run.counters["unchanged"] += len(fast)
+                run.counters["duplicates"] += duplicates
+            run.counters["unknown_columns"] = len(unknown)
+            run_mod.process(run, items)
+            if on_batch is not None:
+                on_batch(dict(run.counters))
+    except BaseException:
+        vehicles_db.settle_run(conn, dealership_id, job_id, remove_unseen=False)
+        raise
     report = run_mod.close(run, complete=complete, problems=problems)
+    report["feed"] = {**info, "mapping": mapping_name or None}
+    report["unknown_columns"] = list(unknown)[:MAX_UNKNOWN_LISTED]
+    report["seconds"] = round(time.monotonic() - started, 3)
     return report
 
 
-def run_job(conn: psycopg.Connection, job_id: int, source: str | Path, *,
+def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = None, *,
             fmt: str | None = None, mapping: dict[str, Any] | None = None,
-            on_batch: Callable[[dict[str, int]], None] | None = None):
-    """Run a started feed job to its end and settle its record; returns the job."""
-    from crawler.db import jobs as jobs_db
-    from crawler.errors import ForecourtError
+            on_batch: Callable[[dict[str, int]], None] | None = None) -> Job:
+    """Run a started feed job to its end and settle its record; returns the job.
+
+    `source` is a file path or an http(s) URL (default: the dealership's feed_url); `fmt`
+    and `mapping` default to the dealership's feed_format and feed_mapping. A URL whose
+    server answers 304, or whose body is byte-identical to the last one processed, ends the
+    job succeeded with the note "feed unchanged" and removes nothing.
+    """
+    from crawler.db import dealers as dealers_db
+    from ingest import fetch as fetch_mod
 
     job = jobs_db.get(conn, job_id)
+    dealer = dealers_db.get_by_id(conn, job.dealership_id)
+    source = str(source or dealer.feed_url or "")
+    fmt = fmt or dealer.feed_format
+    mapping = mapping if mapping is not None else dealer.feed_mapping
+    fetched = None
     try:
-        report = ingest(conn, job.dealership_id, job_id, source, fmt=fmt, mapping=mapping,
+        if not source:
+            raise Permanent(f"dealership {dealer.slug!r} has no feed",
+                                    hint="pass a file or URL, or set the dealer's feed URL")
+        if source.startswith(("http://", "https://")):
+            jobs_db.progress(conn, job_id, {}, phase="fetching")
+            fetched = fetch_mod.fetch(source, feeds_db.get(conn, dealer.id, source))
+            if fetched.unchanged:
+                feeds_db.touch(conn, dealer.id)
+                note = ("feed unchanged (HTTP 304)" if fetched.status == 304
+                        else "feed unchanged (same content as the last run)")
+                report = {"note": note, "unchanged_feed": True, "removed": 0,
+                          "fetch": {"status": fetched.status, "attempts": fetched.attempts}}
+                return jobs_db.finish(conn, job_id, "succeeded",
+                                      counters={"fetch_attempts": fetched.attempts},
+                                      report=report)
+            path: str | Path = fetched.path
+        else:
+            path = source[len("file://"):] if source.startswith("file://") else source
+        report = ingest(conn, dealer.id, job_id, path, fmt=fmt, mapping=mapping,
                         on_batch=on_batch)
     except (ForecourtError, OSError, ValueError) as exc:
         job = jobs_db.get(conn, job_id)
         return jobs_db.finish(conn, job_id, "failed", counters=job.counters,
                               error=str(exc), error_kind=type(exc).__name__)
+    finally:
+        if fetched is not None and fetched.path is not None:
+            fetched.path.unlink(missing_ok=True)
     ok = report["state"] == "succeeded"
+    if fetched is not None:
+        report["fetch"] = {"status": fetched.status, "attempts": fetched.attempts,
+                           "bytes": fetched.body_bytes}
+        report["counters"]["fetch_attempts"] = fetched.attempts
+        if ok:
+            feeds_db.record(conn, dealer.id, source, etag=fetched.etag,
+                            last_modified=fetched.last_modified,
+                            body_sha256=fetched.body_sha256, body_bytes=fetched.body_bytes,
+                            job_id=job_id)
     return jobs_db.finish(conn, job_id, report["state"], counters=report["counters"],
                           verdict=report["verdict"], report=report,
                           error=None if ok else ("; ".join(report["reasons"]) or None),

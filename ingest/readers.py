@@ -1,88 +1,317 @@
-"""Streaming feed readers: each yields (row number, row dict) and holds one row at a time."""
+"""Streaming feed readers: each yields (row number, row) and holds one row at a time.
+
+A row is a dict of the source's own fields, or `Unreadable` (why, the raw text when there is
+some) for a row that could not be read: bad CSV quoting, a JSON record that does not parse.
+Unreadable rows become rejects and the run goes on; `Unreadable.fatal` means reading could
+not continue (a truncated file), so the run is incomplete and removes nothing.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+from crawler.config import get_settings
 from crawler.errors import Permanent
+from ingest import streams
 
-Row = tuple[int, dict]
+FORMATS = ("csv", "tsv", "json", "jsonl", "xml")
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    reason: str
+    raw: str | None = None
+    fatal: bool = False
+
+
+Row = tuple[int, "dict | Unreadable"]
+
+
+def format_from_name(name: str) -> str | None:
+    low = name.lower()
+    for suffix, fmt in ((".csv", "csv"), (".tsv", "tsv"), (".tab", "tsv"), (".jsonl", "jsonl"),
+                        (".ndjson", "jsonl"), (".json", "json"), (".xml", "xml")):
+        if low.endswith(suffix):
+            return fmt
+    return None
+
+
+def sniff_format(head: bytes) -> str:
+    """Guess a format from the first bytes when the name does not say."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"<"):
+        return "xml"
+    if text.startswith(b"["):
+        return "json"
+    if text.startswith(b"{"):
+        first, _, rest = text.partition(b"\n")
+        return "jsonl" if first.rstrip().endswith(b"}") and rest.lstrip().startswith(b"{") \
+            else "json"
+    return "csv"
 
 
 def detect_format(path: Path, declared: str | None = None) -> str:
     if declared:
-        return declared.lower()
-    name = path.name.lower().removesuffix(".gz")
-    for suffix, fmt in ((".csv", "csv"), (".tsv", "tsv"), (".jsonl", "jsonl"),
-                        (".ndjson", "jsonl"), (".json", "json"), (".xml", "xml")):
-        if name.endswith(suffix):
-            return fmt
-    raise Permanent(f"cannot tell the format of {path.name}",
-                    hint="pass --format csv|tsv|json|jsonl|xml")
+        fmt = declared.lower()
+        if fmt not in FORMATS:
+            raise Permanent(f"feed format {declared!r} is not supported",
+                            hint="use --format " + "|".join(FORMATS))
+        return fmt
+    return format_from_name(path.name.removesuffix(".gz")) or "auto"
+
+
+# -- CSV / TSV -------------------------------------------------------------------------------
+
+def _delimiter(first_line: str) -> str:
+    counts = {d: first_line.count(d) for d in (",", "\t", ";", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
 
 
 def read_csv(stream: io.TextIOBase, delimiter: str | None = None) -> Iterator[Row]:
-    head = stream.read(64 * 1024)
+    """Rows of a delimited file as dicts keyed by its header (any delimiter, quoted fields
+    with embedded newlines). Rows with more or fewer fields than the header are unreadable."""
+    csv.field_size_limit(get_settings().feed_max_record_chars)
     if delimiter is None:
+        first = stream.readline(get_settings().feed_max_record_chars)
+        delimiter = _delimiter(first)
+        source: Iterator[str] = _prepend(first, stream)
+    else:
+        source = stream
+    reader = csv.reader(source, delimiter=delimiter, strict=True)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise Permanent(f"the feed's header cannot be read: {exc}") from exc
+    width = len(header)
+    number = 0
+    while True:
+        line = reader.line_num
         try:
-            delimiter = csv.Sniffer().sniff(head.split("\n", 1)[0], delimiters=",\t;|").delimiter
-        except csv.Error:
-            delimiter = ","
-    reader = csv.DictReader(_chain(head, stream), delimiter=delimiter)
-    for number, row in enumerate(reader, start=1):
-        yield number, {(k or "").strip(): v for k, v in row.items() if k is not None}
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            number += 1
+            at_end = "unexpected end of data" in str(exc)
+            yield number, Unreadable(f"line {line + 1}: {exc}", fatal=at_end)
+            if at_end:
+                return
+            continue
+        if not values or (len(values) == 1 and not values[0].strip()):
+            continue  # blank line
+        number += 1
+        if len(values) != width:
+            yield number, Unreadable(
+                f"line {line + 1}: {len(values)} fields where the header has {width}",
+                raw=delimiter.join(values)[:10_000])
+            continue
+        yield number, dict(zip(header, values, strict=False))
 
 
-def _chain(head: str, rest: io.TextIOBase) -> Iterator[str]:
-    yield from io.StringIO(head + rest.readline())
+def _prepend(first: str, rest: io.TextIOBase) -> Iterator[str]:
+    yield first
     yield from rest
 
 
+# -- JSON ------------------------------------------------------------------------------------
+
+_WRAPPER_KEYS = ("vehicles", "items", "inventory", "data", "results", "listings", "records")
+_RESYNC = re.compile(r"[}\]]\s*,\s*(?=\{)")
+_CHUNK = 256 * 1024
+
+
+class _Buffer:
+    """Text read in chunks with a cursor; consumed text is dropped as the cursor moves."""
+
+    def __init__(self, stream: io.TextIOBase):
+        self.stream, self.text, self.pos, self.eof = stream, "", 0, False
+
+    def more(self) -> bool:
+        if self.eof:
+            return False
+        chunk = self.stream.read(_CHUNK)
+        if not chunk:
+            self.eof = True
+            return False
+        self.text += chunk
+        return True
+
+    def compact(self) -> None:
+        """Forget consumed text (only between records, so positions stay valid within one)."""
+        if self.pos > _CHUNK:
+            self.text, self.pos = self.text[self.pos:], 0
+
+    def skip_ws(self) -> str:
+        """The next non-blank character ('' at the end), cursor on it."""
+        while True:
+            n = len(self.text)
+            while self.pos < n and self.text[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < n:
+                return self.text[self.pos]
+            if not self.more():
+                return ""
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _decode_value(buf: _Buffer, limit: int) -> object:
+    """Decode the JSON value at the cursor, reading more as needed. Raises ValueError."""
+    while True:
+        try:
+            value, end = _DECODER.raw_decode(buf.text, buf.pos)
+        except json.JSONDecodeError as exc:
+            if len(buf.text) - buf.pos > limit:
+                raise ValueError(f"a record is larger than {limit:,} characters") from exc
+            if buf.more():
+                continue
+            raise
+        # a number or literal cut by the chunk boundary must not be taken as complete
+        if end == len(buf.text) and not buf.eof and buf.more():
+            continue
+        buf.pos = end
+        return value
+
+
 def read_json(stream: io.TextIOBase) -> Iterator[Row]:
-    data = json.load(stream)
-    if isinstance(data, dict):
-        for key in ("vehicles", "items", "inventory", "data", "results", "listings"):
-            if isinstance(data.get(key), list):
-                data = data[key]
-                break
-    if not isinstance(data, list):
-        raise Permanent("JSON feed is not a list of vehicles")
-    for number, row in enumerate(data, start=1):
-        yield number, row if isinstance(row, dict) else {"value": row}
+    """Records of a JSON array (or an object wrapping one under a key such as "vehicles"),
+    decoded one at a time: memory holds one record, not the feed."""
+    limit = get_settings().feed_max_record_chars
+    buf = _Buffer(stream)
+    first = buf.skip_ws()
+    if first == "{":
+        if not _enter_wrapped_array(buf, limit):
+            raise Permanent("JSON feed is an object without a list of vehicles",
+                            hint='give an array, or an object with a "vehicles" list')
+    elif first == "[":
+        buf.pos += 1
+    else:
+        raise Permanent("JSON feed is not a list of vehicles", hint="give a JSON array")
+    number = 0
+    while True:
+        buf.compact()
+        ch = buf.skip_ws()
+        if ch == "," and number:
+            buf.pos += 1
+            ch = buf.skip_ws()
+        if ch == "]":
+            return
+        if ch == "":
+            yield number + 1, Unreadable("the JSON feed ends before its closing ]", fatal=True)
+            return
+        number += 1
+        start = buf.pos
+        try:
+            value = _decode_value(buf, limit)
+        except ValueError as exc:
+            raw = buf.text[start:start + 2000]
+            if buf.eof:
+                yield number, Unreadable(f"record {number} is cut off: {exc}", raw=raw,
+                                         fatal=True)
+                return
+            yield number, Unreadable(f"record {number} is not JSON: {exc}", raw=raw)
+            if not _resync(buf, start, limit):
+                yield number + 1, Unreadable("the JSON feed cannot be read past this point",
+                                             fatal=True)
+                return
+            continue
+        yield number, value if isinstance(value, dict) else Unreadable(
+            f"record {number} is a {type(value).__name__}, not an object", raw=str(value)[:2000])
+
+
+def _resync(buf: _Buffer, start: int, limit: int) -> bool:
+    """Move the cursor to the next record after a broken one."""
+    while True:
+        m = _RESYNC.search(buf.text, start + 1)
+        if m:
+            buf.pos = m.end()
+            return True
+        if len(buf.text) - start > limit or not buf.more():
+            return False
+
+
+def _enter_wrapped_array(buf: _Buffer, limit: int) -> bool:
+    """Cursor on '{': walk the object's keys until a wrapper key holding an array."""
+    buf.pos += 1
+    while True:
+        ch = buf.skip_ws()
+        if ch in ("}", ""):
+            return False
+        if ch == ",":
+            buf.pos += 1
+            continue
+        key = _decode_value(buf, limit)
+        if buf.skip_ws() != ":":
+            return False
+        buf.pos += 1
+        if isinstance(key, str) and key.lower() in _WRAPPER_KEYS and buf.skip_ws() == "[":
+            buf.pos += 1
+            return True
+        _decode_value(buf, limit)  # some other member: skip it
 
 
 def read_jsonl(stream: io.TextIOBase) -> Iterator[Row]:
-    for number, line in enumerate(stream, start=1):
-        line = line.strip()
-        if line:
-            try:
-                yield number, json.loads(line)
-            except ValueError as exc:
-                yield number, {"__error__": f"line {number} is not JSON: {exc}"}
+    limit = get_settings().feed_max_record_chars
+    number = 0
+    line_no = 0
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        line_no += 1
+        if len(line) > limit and not line.endswith("\n"):
+            number += 1
+            yield number, Unreadable(f"line {line_no} is longer than {limit:,} characters")
+            while line and not line.endswith("\n"):
+                line = stream.readline(limit + 1)
+            continue
+        text = line.strip()
+        if not text:
+            continue
+        number += 1
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            yield number, Unreadable(f"line {line_no} is not JSON: {exc}", raw=text[:2000])
+            continue
+        yield number, value if isinstance(value, dict) else Unreadable(
+            f"line {line_no} is a {type(value).__name__}, not an object", raw=text[:2000])
 
 
-def open_text(path: Path) -> io.TextIOBase:
-    raw = path.open("rb")
-    if path.name.endswith(".gz"):
-        import gzip
+# -- dispatch --------------------------------------------------------------------------------
 
-        raw = gzip.GzipFile(fileobj=raw)
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+def read(path: Path, fmt: str | None = None, info: dict | None = None) -> Iterator[Row]:
+    """Rows of a feed file of any supported format, compressed or not. `info`, when given,
+    receives what was detected: format, encoding, inner file name."""
+    from ingest import xml_reader
 
-
-def read(path: Path, fmt: str | None = None) -> Iterator[Row]:
+    settings = get_settings()
     fmt = detect_format(path, fmt)
-    with open_text(path) as stream:
+    with streams.open_binary(path, settings.feed_max_bytes) as (binary, inner_name):
+        if fmt == "auto":
+            fmt = format_from_name(inner_name) or sniff_format(
+                binary.peek(streams.HEAD_BYTES)[:streams.HEAD_BYTES])
+        if info is not None:
+            info.update(format=fmt, file=inner_name)
+        if fmt == "xml":
+            yield from xml_reader.read_xml(binary)
+            return
+        text, encoding = streams.text_stream(binary)
+        if info is not None:
+            info["encoding"] = encoding
         if fmt in ("csv", "tsv"):
-            yield from read_csv(stream, "\t" if fmt == "tsv" else None)
+            yield from read_csv(text, "\t" if fmt == "tsv" else None)
         elif fmt == "json":
-            yield from read_json(stream)
-        elif fmt == "jsonl":
-            yield from read_jsonl(stream)
+            yield from read_json(text)
         else:
-            raise Permanent(f"feed format {fmt!r} is not supported",
-                            hint="use csv, tsv, json or jsonl")
+            yield from read_jsonl(text)

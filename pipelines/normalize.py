@@ -298,6 +298,8 @@ def normalize(item: VehicleItem) -> Vehicle:
         image_urls=image_urls(item.image_urls, base),
         description=text(item.description),
         quality_flags=notes,
+        # a feed row's content hash (ingest sets it), stored so an unchanged row is skipped
+        source_hash=(item.model_extra or {}).get("source_hash"),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import tomllib
 
 import typer
@@ -11,12 +10,11 @@ from rich.table import Table
 from crawler import fixture_server
 from crawler.cli.common import console, database
 from crawler.cli.crawl import crawl_now
-from crawler.cli.render import job_progress, status_line, summary_table
+from crawler.cli.ingest import ingest_now
+from crawler.cli.render import summary_table
 from crawler.config import PROJECT_ROOT, get_settings
 from crawler.db import dealers as dealers_db
-from crawler.db import jobs as jobs_db
 from crawler.errors import ConfigError, NotFound
-from ingest import feed as feed_mod
 
 DEMO_FILE = PROJECT_ROOT / "fixtures" / "demo.toml"
 
@@ -30,24 +28,6 @@ def _ensure_dealer(conn, spec: dict, website: str | None):
     except NotFound:
         return dealers_db.create(conn, slug=spec["slug"], **fields)
     return dealers_db.update(conn, dealer.id, **fields)
-
-
-def ingest_now(conn, slug: str, source: str, trigger: str = "operator", fmt: str | None = None):
-    dealer = dealers_db.get(conn, slug)
-    jobs_db.settle_abandoned(conn, 120, dealer.id)
-    job, _ = jobs_db.create_or_get_active(conn, dealer.id, "feed", trigger, {"source": source})
-    jobs_db.start(conn, job.id, worker=f"cli@{socket.gethostname()}")
-    with job_progress() as progress:
-        task = progress.add_task(f"ingest {slug}", total=None, status="reading")
-
-        def tick(counters):
-            progress.update(task, status=f"rows {counters.get('items', 0)}  stored "
-                                         f"{counters.get('upserted', 0)}  rejected "
-                                         f"{counters.get('rejected', 0)}")
-
-        job = feed_mod.run_job(conn, job.id, source, fmt=fmt, on_batch=tick)
-        progress.update(task, total=1, completed=1, status=status_line(job))
-    return job
 
 
 def stored_table(conn, slugs: list[str]) -> Table:

@@ -45,7 +45,7 @@ _UPSERT = f"""
 WITH stage AS (
     SELECT DISTINCT ON (vin) * FROM stage_vehicles ORDER BY vin
 ), old AS (
-    SELECT v.vin, v.price, v.status, v.availability
+    SELECT v.vin, v.price, v.status, v.availability, v.content_hash
       FROM vehicles v JOIN stage s ON s.vin = v.vin
      WHERE v.dealership_id = %(d)s
 ), up AS (
@@ -53,10 +53,16 @@ WITH stage AS (
     SELECT %(d)s, %(j)s, {_COLS} FROM stage
     ON CONFLICT (dealership_id, vin) DO UPDATE
        SET {_UPDATE_SET}, status = 'active', removed_at = NULL, last_seen = now(),
-           updated_at = now(), last_job_id = EXCLUDED.last_job_id
+           updated_at = CASE WHEN vehicles.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+                               OR vehicles.status <> 'active' THEN now()
+                             ELSE vehicles.updated_at END,
+           last_job_id = EXCLUDED.last_job_id
      WHERE vehicles.content_hash IS DISTINCT FROM EXCLUDED.content_hash
         OR vehicles.status <> 'active'
-    RETURNING vin, price, availability, (xmax = 0) AS inserted
+        -- same content from a different source row: only the source hash is refreshed
+        OR (EXCLUDED.source_hash IS NOT NULL
+            AND vehicles.source_hash IS DISTINCT FROM EXCLUDED.source_hash)
+    RETURNING vin, price, availability, content_hash, (xmax = 0) AS inserted
 ), ev AS (
     INSERT INTO vehicle_events (dealership_id, vin, job_id, kind, old_value, new_value)
     SELECT %(d)s, up.vin, %(j)s, e.kind, e.old_value, e.new_value
@@ -85,7 +91,9 @@ WITH stage AS (
 )
 SELECT (SELECT count(*) FROM stage) AS total,
        (SELECT count(*) FROM up WHERE inserted) AS added,
-       (SELECT count(*) FROM up WHERE NOT inserted) AS changed,
+       (SELECT count(*) FROM up LEFT JOIN old USING (vin)
+         WHERE NOT inserted AND (old.content_hash IS DISTINCT FROM up.content_hash
+                                 OR old.status <> 'active')) AS changed,
        (SELECT count(*) FROM ev WHERE kind = 'relisted') AS relisted,
        (SELECT count(*) FROM ev WHERE kind = 'price_changed') AS price_changed
 """
@@ -124,6 +132,26 @@ def mark_seen(conn: psycopg.Connection, job_id: int, vins: Sequence[str]) -> Non
         cp.set_types(["int8", "text"])
         for vin in vins:
             cp.write_row((job_id, vin))
+
+
+def source_hashes(conn: psycopg.Connection, dealership_id: int) -> set[int]:
+    """The source-row hashes of a dealer's active vehicles (hex text stored, ints returned:
+    about 60 bytes each in memory). Streamed with COPY, so a million cost well under a
+    second."""
+    out: set[int] = set()
+    with conn.cursor().copy(
+        "COPY (SELECT source_hash FROM vehicles WHERE dealership_id = %s AND status = 'active'"
+        " AND source_hash IS NOT NULL) TO STDOUT", (dealership_id,)
+    ) as cp:
+        tail = b""
+        for chunk in cp:
+            data = tail + bytes(chunk)
+            lines = data.split(b"\n")
+            tail = lines.pop()
+            out.update(int(h, 16) for h in lines if h)
+        if tail:
+            out.add(int(tail, 16))
+    return out
 
 
 def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,

@@ -1,0 +1,120 @@
+"""`forecourt ingest`: ingest a dealership's feed (a file or an http(s) URL) now, with a
+progress bar in rows per second and a summary table."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crawler.cli.common import console, database
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.errors import InvalidInput
+from crawler.models import Job
+from ingest import feed as feed_mod
+from ingest import mapping as mapping_mod
+from ingest.readers import FORMATS
+
+SUMMARY = ("added", "changed", "unchanged", "relisted", "removed", "rejected", "duplicates")
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                    TextColumn("{task.completed:,.0f} rows  {task.fields[rate]}"),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+                    transient=False)
+
+
+def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "operator",
+               fmt: str | None = None, mapping: dict | None = None) -> Job:
+    """Create (or join) the dealer's feed job and run it here, showing rows per second."""
+    dealer = dealers_db.get(conn, slug)
+    source = source or dealer.feed_url
+    if not source:
+        raise InvalidInput(f"dealership {slug!r} has no feed", hint="pass a file or URL")
+    if not source.startswith(("http://", "https://")) and not Path(
+            source.removeprefix("file://")).is_file():
+        raise InvalidInput(f"no feed file {source!r}", hint="give an existing file or a URL")
+    jobs_db.settle_abandoned(conn, 120, dealer.id)
+    job, created = jobs_db.create_or_get_active(conn, dealer.id, "feed", trigger,
+                                                {"source": source})
+    if not created:
+        raise InvalidInput(f"dealership {slug!r} already has job {job.id} {job.state}",
+                           hint=f"wait for it, or see `forecourt jobs show {job.id}`")
+    jobs_db.start(conn, job.id, worker=f"cli@{socket.gethostname()}")
+    started = time.monotonic()
+    with _progress() as progress:
+        task = progress.add_task(f"ingest {slug}", total=None, rate="", status="reading")
+
+        def tick(counters: dict[str, int]) -> None:
+            rows = counters.get("items", 0)
+            rate = rows / max(time.monotonic() - started, 1e-6)
+            progress.update(task, completed=rows, rate=f"{rate:,.0f} rows/s",
+                            status=f"added {counters.get('added', 0):,}  changed "
+                                   f"{counters.get('changed', 0):,}  rejected "
+                                   f"{counters.get('rejected', 0):,}")
+
+        job = feed_mod.run_job(conn, job.id, source, fmt=fmt, mapping=mapping, on_batch=tick)
+        rows = job.counters.get("items", 0)
+        progress.update(task, total=max(rows, 1), completed=max(rows, 1),
+                        status=job.state + (f" ({job.verdict})" if job.verdict else ""))
+    return job
+
+
+def ingest_summary(slug: str, job: Job) -> Table:
+    c, report = job.counters, job.report or {}
+    table = Table(title=f"Ingest {slug}: job {job.id} {job.state}")
+    table.add_column("", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("rows", f"{c.get('items', 0):,}")
+    for key in SUMMARY:
+        table.add_row(key, f"{c.get(key, 0):,}")
+    unknown = report.get("unknown_columns") or []
+    table.add_row("unknown columns", f"{c.get('unknown_columns', len(unknown))}"
+                  + (f": {', '.join(unknown)}" if unknown else ""))
+    feed = report.get("feed") or {}
+    if feed:
+        table.add_row("feed", ", ".join(f"{k} {v}" for k, v in feed.items() if v))
+    seconds = report.get("seconds")
+    if seconds is None and job.started_at and job.finished_at:
+        seconds = (job.finished_at - job.started_at).total_seconds()
+    if seconds:
+        rate = c.get("items", 0) / seconds if seconds else 0
+        table.add_row("time", f"{seconds:.2f} s ({rate:,.0f} rows/s)")
+    verdict = job.verdict or "-"
+    reasons = report.get("reasons") or []
+    table.add_row("verdict", verdict + (f": {'; '.join(reasons)}" if reasons else ""))
+    if report.get("note"):
+        table.add_row("note", report["note"])
+    if job.error and job.state == "failed":
+        table.add_row("error", job.error)
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ingest")
+    def ingest(
+        slug: str = typer.Argument(..., help="The dealership's slug."),
+        source: str | None = typer.Argument(
+            None, help="Feed file or http(s) URL (default: the dealership's feed URL)."),
+        fmt: str | None = typer.Option(
+            None, "--format", help="Feed format: " + ", ".join(FORMATS)
+            + " (default: from the name or the content)."),
+        mapping: str | None = typer.Option(
+            None, "--mapping", help="Column mapping file (.json or .toml) for this feed."),
+    ) -> None:
+        """Ingest a dealership's inventory feed now: CSV, TSV, XML, JSON or JSON Lines,
+        optionally gzip or zip; prints added, changed, unchanged, removed and rejected."""
+        if fmt is not None and fmt.lower() not in FORMATS:
+            raise InvalidInput(f"unknown format {fmt!r}", hint="one of " + ", ".join(FORMATS))
+        override = mapping_mod.load_override(mapping) if mapping is not None else None
+        with database() as conn:
+            job = ingest_now(conn, slug, source, fmt=fmt, mapping=override)
+        console.print(ingest_summary(slug, job))
+        if job.state == "failed":
+            raise typer.Exit(1)

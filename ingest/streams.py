@@ -1,0 +1,134 @@
+"""Byte and text streams under the readers: decompression, a size limit, encoding detection.
+
+A feed file may be plain, gzip or zip (detected from its first bytes, not its name). Whatever
+it is, reading stops with `FeedTooLarge` once more than `feed_max_bytes` decompressed bytes
+came out, so a compression bomb costs a bounded amount of work and no memory. Text is UTF-8
+(with or without BOM), UTF-16 with BOM, or Windows-1252; a UTF-8 feed with a few stray
+Windows-1252 bytes is decoded byte by byte instead of failing.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import io
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from crawler.errors import Permanent
+
+HEAD_BYTES = 64 * 1024
+FEED_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".xml")
+
+
+class FeedTooLarge(Permanent):
+    """Raised when a feed decompresses (or downloads) to more than the configured limit."""
+
+
+def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    bad = exc.object[exc.start:exc.end]
+    return bad.decode("cp1252", errors="replace"), exc.end
+
+
+codecs.register_error("forecourt-cp1252", _cp1252_fallback)
+
+
+class Limited(io.RawIOBase):
+    """A read-only stream that serves `head` first, then `inner`, and refuses to go past
+    `limit` bytes in total."""
+
+    def __init__(self, inner: BinaryIO, limit: int, head: bytes = b"", what: str = "feed"):
+        self._inner, self._limit, self._head, self._what = inner, limit, head, what
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+        else:
+            data = self._inner.read(len(view))
+            n = len(data)
+            view[:n] = data
+        self.count += n
+        if self.count > self._limit:
+            raise FeedTooLarge(
+                f"{self._what} is larger than {self._limit:,} bytes once decompressed; "
+                "reading stopped",
+                hint="raise FORECOURT_FEED_MAX_BYTES if the feed is really this large")
+        return n
+
+
+def _zip_member(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
+    members = [i for i in zf.infolist() if not i.is_dir()
+               and not i.filename.startswith("__MACOSX/")
+               and not i.filename.rsplit("/", 1)[-1].startswith(".")]
+    if not members:
+        raise Permanent(f"zip archive {name} holds no file")
+    feeds = [i for i in members if i.filename.lower().endswith(FEED_SUFFIXES)]
+    if len(feeds) > 1 or (not feeds and len(members) > 1):
+        names = ", ".join(i.filename for i in (feeds or members)[:5])
+        raise Permanent(f"zip archive {name} holds several files ({names})",
+                        hint="zip a single feed file")
+    return (feeds or members)[0]
+
+
+@contextmanager
+def open_binary(path: Path, limit: int) -> Iterator[tuple[io.BufferedReader, str]]:
+    """The decompressed bytes of a feed file, and the name of what is inside (which tells
+    the format: 'x.csv.gz' -> 'x.csv', a zip member's name)."""
+    raw = path.open("rb")
+    try:
+        magic = raw.read(4)
+        raw.seek(0)
+        inner_name = path.name
+        if magic[:2] == b"\x1f\x8b":
+            inner: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")
+            inner_name = path.name[:-3] if path.name.lower().endswith(".gz") else path.stem
+        elif magic == b"PK\x03\x04":
+            zf = zipfile.ZipFile(raw)
+            info = _zip_member(zf, path.name)
+            if info.file_size > limit:
+                raise FeedTooLarge(
+                    f"{path.name}: {info.filename} would decompress to {info.file_size:,} "
+                    f"bytes, over the {limit:,} limit",
+                    hint="raise FORECOURT_FEED_MAX_BYTES if the feed is really this large")
+            inner = zf.open(info)
+            inner_name = info.filename.rsplit("/", 1)[-1]
+        else:
+            inner = raw
+        yield io.BufferedReader(Limited(inner, limit, what=path.name), 256 * 1024), inner_name
+    finally:
+        raw.close()
+
+
+def detect_encoding(head: bytes) -> tuple[str, int]:
+    """(codec, BOM length) for the start of a text feed."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8", 3
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", 0
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "cp1252", 0
+    return "utf-8", 0
+
+
+def text_stream(binary: io.BufferedReader) -> tuple[io.TextIOWrapper, str]:
+    """Decode a feed's bytes; returns the text stream and the encoding detected."""
+    head = binary.peek(HEAD_BYTES)[:HEAD_BYTES]
+    encoding, bom = detect_encoding(head)
+    if bom:
+        binary.read(bom)
+    errors = "forecourt-cp1252" if encoding == "utf-8" else "replace"
+    return io.TextIOWrapper(binary, encoding=encoding, errors=errors, newline=""), encoding
