@@ -100,3 +100,43 @@ def stored_summary(conn: psycopg.Connection, slugs: list[str]) -> list[dict[str,
         """,
         (slugs,),
     ).fetchall()
+
+
+# Async reads for the HTTP API (psycopg AsyncConnection with dict rows).
+
+async def aget(conn: psycopg.AsyncConnection, slug: str) -> Dealership | None:
+    cur = await conn.execute("SELECT * FROM dealerships WHERE slug = %s", (slug,))
+    row = await cur.fetchone()
+    return None if row is None else Dealership.model_validate(row)
+
+
+async def ainventory(conn: psycopg.AsyncConnection, dealership_id: int) -> dict[str, Any]:
+    """Active and removed vehicles, quality figures of the active ones, and the last
+    successful run with its rejects, in one round trip."""
+    cur = await conn.execute(
+        """
+        WITH v AS (
+            SELECT count(*) FILTER (WHERE status = 'active') AS active_vehicles,
+                   count(*) FILTER (WHERE status = 'removed') AS removed_vehicles,
+                   avg(quality_score) FILTER (WHERE status = 'active') AS avg_quality_score,
+                   min(quality_score) FILTER (WHERE status = 'active') AS min_quality_score,
+                   count(*) FILTER (WHERE status = 'active' AND cardinality(quality_flags) > 0)
+                       AS flagged_vehicles,
+                   count(*) FILTER (WHERE status = 'active' AND vin_placeholder)
+                       AS placeholder_vins
+              FROM vehicles WHERE dealership_id = %(d)s
+        ), last_ok AS (
+            SELECT id, kind, finished_at, verdict, counters FROM jobs
+             WHERE dealership_id = %(d)s AND state = 'succeeded'
+             ORDER BY id DESC LIMIT 1
+        )
+        SELECT v.*, l.id AS last_job_id, l.kind AS last_job_kind,
+               l.finished_at AS last_job_finished_at, l.verdict AS last_job_verdict,
+               l.counters AS last_job_counters,
+               (SELECT count(*) FROM rejects r
+                 WHERE r.dealership_id = %(d)s AND r.job_id = l.id) AS last_job_rejects
+          FROM v LEFT JOIN last_ok l ON true
+        """,
+        {"d": dealership_id},
+    )
+    return await cur.fetchone()

@@ -340,3 +340,81 @@ async def alist_page(conn: psycopg.AsyncConnection, dealership_id: int, *,
         {"d": dealership_id, "s": state, "k": kind, "b": before_id, "n": limit},
     )
     return [Job.model_validate(r) for r in await cur.fetchall()]
+
+
+# Async reads for the HTTP API (psycopg AsyncConnection with dict rows).
+
+async def aget_with_slug(conn: psycopg.AsyncConnection, job_id: int) -> tuple[Job, str] | None:
+    """A job and its dealership's slug, or None."""
+    cur = await conn.execute(
+        "SELECT j.*, d.slug AS dealership_slug FROM jobs j"
+        " JOIN dealerships d ON d.id = j.dealership_id WHERE j.id = %s", (job_id,))
+    row = await cur.fetchone()
+    return None if row is None else (Job.model_validate(row), row["dealership_slug"])
+
+
+async def alist_page(conn: psycopg.AsyncConnection, dealership_id: int, *,
+                     state: str | None = None, kind: str | None = None,
+                     before_id: int | None = None, limit: int = 20) -> list[Job]:
+    """A dealership's jobs newest first, with id < before_id (keyset pagination)."""
+    cur = await conn.execute(
+        """
+        SELECT * FROM jobs
+         WHERE dealership_id = %(d)s
+           AND (%(s)s::text IS NULL OR state = %(s)s)
+           AND (%(k)s::text IS NULL OR kind = %(k)s)
+           AND (%(b)s::bigint IS NULL OR id < %(b)s)
+         ORDER BY id DESC LIMIT %(n)s
+        """,
+        {"d": dealership_id, "s": state, "k": kind, "b": before_id, "n": limit},
+    )
+    return [Job.model_validate(r) for r in await cur.fetchall()]
+
+
+def abandon(conn: psycopg.Connection, job_id: int, stale_after_s: float) -> Job | None:
+    """Fail a running job whose heartbeat is still stale (nobody took it over meanwhile)."""
+    row = conn.execute(
+        """
+        UPDATE jobs SET state = 'failed', phase = 'done', finished_at = now(), updated_at = now(),
+               error = 'worker stopped heartbeating', error_kind = 'abandoned',
+               errors = errors || jsonb_build_array(jsonb_build_object(
+                   'at', now(), 'attempt', attempts, 'kind', 'abandoned',
+                   'error', 'worker stopped heartbeating', 'worker', worker))
+         WHERE id = %s AND state = 'running'
+           AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => %s)
+        RETURNING *
+        """,
+        (job_id, stale_after_s),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
+async def astats(conn: psycopg.AsyncConnection, buckets: tuple[float, ...]) -> dict[str, Any]:
+    """Totals for metrics: jobs by state; per kind, finished jobs' duration histogram
+    (cumulative counts at each bucket bound, count and sum); vehicles upserted; rejects."""
+    cur = await conn.execute("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+    states = {r["state"]: r["n"] for r in await cur.fetchall()}
+    # width_bucket: 0 below the first bound, i from bound i on; cumulated into "<= bound".
+    cur = await conn.execute(
+        """
+        SELECT kind, width_bucket(d, %s::float8[]) AS slot, count(*) AS n, sum(d) AS total
+          FROM (SELECT kind, extract(epoch FROM finished_at - started_at)::float8 AS d
+                  FROM jobs WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) x
+         GROUP BY kind, slot
+        """,
+        ([float(b) for b in buckets],),
+    )
+    durations: dict[str, dict[str, Any]] = {}
+    for r in await cur.fetchall():
+        kind = durations.setdefault(r["kind"], {"count": 0, "sum": 0.0,
+                                                "buckets": [0] * len(buckets)})
+        kind["count"] += r["n"]
+        kind["sum"] += float(r["total"] or 0)
+        for i in range(r["slot"], len(buckets)):  # slot k counts in every bucket from k on
+            kind["buckets"][i] += r["n"]
+    cur = await conn.execute(
+        "SELECT coalesce(sum((counters->>'upserted')::bigint), 0) AS upserted,"
+        "       coalesce(sum((counters->>'rejected')::bigint), 0) AS rejected FROM jobs")
+    totals = await cur.fetchone()
+    return {"states": states, "durations": durations, "upserted": int(totals["upserted"]),
+            "rejected": int(totals["rejected"])}

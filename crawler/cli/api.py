@@ -1,0 +1,49 @@
+"""`forecourt api`: serve the HTTP API for the dealer UI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import typer
+
+from crawler.cli.common import console, database
+from crawler.config import get_settings
+from crawler.errors import InvalidInput
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("api")
+    def api(
+        host: str | None = typer.Option(None, "--host", help="Address to bind "
+                                        "(FORECOURT_API_HOST, default 127.0.0.1)."),
+        port: int | None = typer.Option(None, "--port", help="Port to bind "
+                                        "(FORECOURT_API_PORT, default 8080)."),
+        workers: int | None = typer.Option(None, "--workers", help="Worker processes "
+                                           "(FORECOURT_API_WORKERS, default 1)."),
+        access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    ) -> None:
+        """Serve the versioned JSON API (job status, triggers, inventory; docs at /v1/docs)."""
+        import uvicorn
+
+        settings = get_settings()
+        host = host or settings.api_host
+        port = settings.api_port if port is None else port
+        workers = workers or settings.api_workers
+        if not 0 <= port <= 65535:
+            raise InvalidInput(f"port {port} is out of range", hint="use 1-65535")
+        if workers < 1:
+            raise InvalidInput("--workers must be at least 1", hint="e.g. --workers 2")
+        with database():
+            pass  # migrations run once here, not in every worker
+        if workers > 1:
+            # Worker processes share API latency metrics through files in this directory.
+            metrics_dir = settings.data_dir / "api-metrics" / str(os.getpid())
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        console.print(f"forecourt API on http://{host}:{port}/v1 (OpenAPI: /v1/openapi.json, "
+                      f"docs: /v1/docs), {workers} worker(s); Ctrl-C stops it")
+        uvicorn.run("jobs.api.app:create_app", factory=True, host=host, port=port,
+                    workers=workers, access_log=access_log, server_header=False,
+                    log_level=settings.log_level.lower(), timeout_graceful_shutdown=5)

@@ -1,0 +1,68 @@
+"""`forecourt tokens`: create, list and revoke API bearer tokens."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from crawler.cli.common import console, database
+from crawler.db import dealers as dealers_db
+from crawler.db import tokens as tokens_db
+from crawler.errors import InvalidInput
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def register(app: typer.Typer) -> None:
+    tokens_app = typer.Typer(help="API bearer tokens: create, list, revoke.",
+                             no_args_is_help=True)
+    app.add_typer(tokens_app, name="tokens")
+
+    @tokens_app.command("create")
+    def create(
+        dealer: str | None = typer.Option(None, "--dealer", help="Slug of the one dealership "
+                                          "the token may see and act on."),
+        operator: bool = typer.Option(False, "--operator", help="A token that sees every "
+                                      "dealership."),
+        label: str | None = typer.Option(None, "--label", help="A note: who or what uses it."),
+    ) -> None:
+        """Create a token; it is printed once and only its hash is stored."""
+        if bool(dealer) == operator:
+            raise InvalidInput("give exactly one of --dealer <slug> or --operator",
+                               hint="e.g. `forecourt tokens create --dealer acme-motors`")
+        with database() as conn:
+            dealership_id = dealers_db.get(conn, dealer).id if dealer else None
+            record, token = tokens_db.create(conn, "dealer" if dealer else "operator",
+                                             dealership_id, label)
+        scope = f"dealership {dealer}" if dealer else "every dealership (operator)"
+        console.print(f"created token {record.id} for {scope}; store it now, it is not "
+                      "shown again:")
+        console.print(token, markup=False)
+
+    @tokens_app.command("list")
+    def list_cmd(
+        active: bool = typer.Option(False, "--active", help="Only tokens not revoked."),
+    ) -> None:
+        """List tokens (never the tokens themselves): scope, use and revocation."""
+        with database() as conn:
+            rows = tokens_db.list_all(conn, include_revoked=not active)
+        table = Table(title=f"{len(rows)} token(s)")
+        for col in ("id", "prefix", "role", "dealership", "label", "created", "last used",
+                    "revoked"):
+            table.add_column(col)
+        for t in rows:
+            table.add_row(str(t.id), t.prefix, t.role, t.dealership_slug or "*",
+                          t.label or "-", _when(t.created_at), _when(t.last_used_at),
+                          _when(t.revoked_at))
+        console.print(table)
+
+    @tokens_app.command("revoke")
+    def revoke(token_id: int = typer.Argument(..., help="The token's id (see `forecourt "
+                                              "tokens list`).")) -> None:
+        """Revoke a token: it stops working at once."""
+        with database() as conn:
+            record = tokens_db.revoke(conn, token_id)
+        console.print(f"revoked token {record.id} ({record.prefix}) at "
+                      f"{_when(record.revoked_at)}")

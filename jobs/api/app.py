@@ -1,0 +1,88 @@
+"""The FastAPI application: versioned routes under /v1, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from redis.exceptions import RedisError
+
+from crawler.config import Settings, get_settings
+from jobs.api import metrics, problems, routes_dealers, routes_jobs
+from jobs.api.bodylimit import BodyLimit
+from jobs.api.runtime import close_runtime, open_runtime, runtime_of
+from jobs.api.schemas import Health
+
+DESCRIPTION = """Job status and triggers for the dealer UI.
+
+Authenticate with `Authorization: Bearer <token>` (tokens come from `forecourt tokens create`).
+A dealer token sees only its own dealership; anything else answers 404. Errors are RFC 9457
+problem+json. Poll jobs cheaply with `If-None-Match` (304 while unchanged) and `wait`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.runtime = await open_runtime(settings)
+        try:
+            yield
+        finally:
+            await close_runtime(app.state.runtime)
+
+    app = FastAPI(title="forecourt API", version="1.0.0", description=DESCRIPTION,
+                  lifespan=lifespan, openapi_url="/v1/openapi.json", docs_url="/v1/docs",
+                  redoc_url=None)
+    problems.install(app)
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_dealers.router)
+    _add_operational_routes(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    if settings.api_cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "If-None-Match"],
+                           expose_headers=["ETag", "Retry-After", "Location"])
+    app.add_middleware(metrics.Latency)
+    return app
+
+
+def _add_operational_routes(app: FastAPI) -> None:
+    @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, tags=["operations"],
+             summary="Database and Redis are reachable",
+             responses={503: {"model": Health, "description": "a dependency is unreachable"}})
+    async def readyz(request: Request, response: Response) -> Health:
+        rt = runtime_of(request)
+        checks = {}
+        try:
+            async with asyncio.timeout(2):
+                async with rt.pool.connection() as conn:
+                    await conn.execute("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure means not ready
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        try:
+            async with asyncio.timeout(2):
+                await rt.redis.ping()
+            checks["redis"] = "ok"
+        except (RedisError, OSError, TimeoutError) as exc:
+            checks["redis"] = f"unreachable: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        if not ok:
+            response.status_code = 503
+        return Health(status="ok" if ok else "unavailable", checks=checks)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+             response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    async def metrics_page(request: Request) -> Response:
+        body, content_type = await metrics.exposition(runtime_of(request).pool)
+        return Response(body, media_type=content_type)

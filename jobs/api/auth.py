@@ -1,0 +1,97 @@
+"""Bearer-token authentication, per-token rate limits, and what a token may see.
+
+A dealer token sees its own dealership only: anything of another dealership answers exactly
+as if it did not exist (404), so existence does not leak. An operator token sees all.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from crawler.db import dealers as dealers_db
+from crawler.db import tokens as tokens_db
+from crawler.errors import NotFound
+from crawler.models import ApiToken, Dealership, Job
+from jobs.api.problems import ApiProblem
+from jobs.api.runtime import Runtime, runtime_of
+
+bearer = HTTPBearer(auto_error=False, bearerFormat="fct_<prefix>_<secret>",
+                    description="a token from `forecourt tokens create`")
+
+TOUCH_EVERY_S = 60.0
+_CHALLENGE = 'Bearer realm="forecourt"'
+
+
+def _unauthorized(detail: str) -> ApiProblem:
+    return ApiProblem(401, detail, "unauthorized",
+                      {"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'})
+
+
+async def principal(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> ApiToken:
+    """The request's token, or 401; then its rate limit, or 429."""
+    if creds is None or not creds.credentials:
+        raise ApiProblem(401, "a bearer token is required", "unauthorized",
+                         {"WWW-Authenticate": _CHALLENGE})
+    rt = runtime_of(request)
+    async with rt.pool.connection() as conn:
+        token = await tokens_db.alookup(conn, creds.credentials)
+        if token is not None:
+            now = time.monotonic()
+            if now - rt.touched.get(token.id, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
+                rt.touched[token.id] = now
+                await tokens_db.atouch(conn, token.id)
+    if token is None:
+        raise _unauthorized("the bearer token is unknown or revoked")
+    allowed, _remaining, retry_after = await rt.limiter.hit(token.id)
+    if not allowed:
+        raise ApiProblem(429, f"rate limit of {rt.limiter.limit} requests per "
+                         f"{rt.limiter.window_ms // 1000} s exceeded; retry in "
+                         f"{retry_after} s", "rate-limited", {"Retry-After": str(retry_after)})
+    request.state.token = token
+    return token
+
+
+def no_dealership(slug: str) -> NotFound:
+    return NotFound(f"no dealership {slug!r}")
+
+
+def no_job(job_id: int) -> NotFound:
+    return NotFound(f"no job {job_id}")
+
+
+async def dealership_id_for(rt: Runtime, token: ApiToken, slug: str) -> int:
+    """The id of a dealership this token may see, else NotFound (same for absent ones)."""
+    if token.role == "dealer":
+        if slug != token.dealership_slug:
+            raise no_dealership(slug)
+        return token.dealership_id  # type: ignore[return-value]
+    return (await dealership_for(rt, token, slug)).id
+
+
+async def dealership_for(rt: Runtime, token: ApiToken, slug: str) -> Dealership:
+    if token.role == "dealer" and slug != token.dealership_slug:
+        raise no_dealership(slug)
+    async with rt.pool.connection() as conn:
+        dealer = await dealers_db.aget(conn, slug)
+    if dealer is None:
+        raise no_dealership(slug)
+    return dealer
+
+
+def may_see(token: ApiToken, job: Job) -> bool:
+    return token.role == "operator" or job.dealership_id == token.dealership_id
+
+
+async def job_for(rt: Runtime, token: ApiToken, job_id: int) -> tuple[Job, str]:
+    """A job this token may see, with its dealership's slug, else NotFound."""
+    got = await rt.job(job_id)
+    if got is None or not may_see(token, got[0]):
+        raise no_job(job_id)
+    return got

@@ -1,0 +1,102 @@
+"""Prometheus metrics: API latency (per process, aggregated across worker processes through
+PROMETHEUS_MULTIPROC_DIR when set) and job figures read from the jobs table, so every API
+process reports the same totals: jobs by state, job durations, vehicles upserted, rejects."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crawler.db import jobs as jobs_db
+from crawler.models import JobState
+
+_STATES = JobState.__args__  # type: ignore[attr-defined]
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+_CACHE_S = 5.0
+
+API_LATENCY = Histogram(
+    "forecourt_api_request_duration_seconds", "API request latency",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+class Latency:
+    """ASGI middleware observing each request's duration by route template and status."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            API_LATENCY.labels(scope["method"], getattr(route, "path", "unmatched"),
+                               str(status)).observe(time.perf_counter() - start)
+
+
+class _Fixed:
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return self.families
+
+
+_cache: dict[str, tuple[float, list]] = {}
+
+
+async def job_families(pool) -> list:
+    hit = _cache.get("jobs")
+    if hit and time.monotonic() - hit[0] < _CACHE_S:
+        return hit[1]
+    async with pool.connection() as conn:
+        stats = await jobs_db.astats(conn, DURATION_BUCKETS)
+    by_state = GaugeMetricFamily("forecourt_jobs", "jobs by state", labels=["state"])
+    for state in _STATES:
+        by_state.add_metric([state], stats["states"].get(state, 0))
+    durations = HistogramMetricFamily("forecourt_job_duration_seconds",
+                                      "duration of finished jobs", labels=["kind"])
+    for kind, row in stats["durations"].items():
+        buckets = [(str(float(b)), row["buckets"][i]) for i, b in enumerate(DURATION_BUCKETS)]
+        buckets.append(("+Inf", row["count"]))
+        durations.add_metric([kind], buckets, sum_value=row["sum"])
+    upserted = CounterMetricFamily("forecourt_vehicles_upserted",
+                                   "vehicles written (added or changed) by jobs")
+    upserted.add_metric([], stats["upserted"])
+    rejects = CounterMetricFamily("forecourt_rejects", "items rejected by jobs")
+    rejects.add_metric([], stats["rejected"])
+    families = [by_state, durations, upserted, rejects]
+    _cache["jobs"] = (time.monotonic(), families)
+    return families
+
+
+async def exposition(pool) -> tuple[bytes, str]:
+    """The metrics page: this process's (or all workers') API figures plus job figures."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        api = CollectorRegistry()
+        multiprocess.MultiProcessCollector(api)
+    else:
+        from prometheus_client import REGISTRY as api
+    jobs = CollectorRegistry()
+    jobs.register(_Fixed(await job_families(pool)))
+    return generate_latest(api) + generate_latest(jobs), CONTENT_TYPE_LATEST

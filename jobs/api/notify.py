@@ -1,0 +1,104 @@
+"""Waiting for a job to change without holding a database connection per waiter.
+
+One LISTEN connection per API process receives `forecourt_jobs` notifications (a trigger on
+jobs updates sends the job id). Requests waiting on a job register a future; when the job's
+notification arrives the job is fetched once, on a pooled connection for a moment, and handed
+to every waiter of that job. Thousands of waiting tabs cost thousands of futures, not
+connections. If the listener loses its connection it reconnects and wakes every waiter to
+re-read, so no change is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+
+log = logging.getLogger("forecourt.api")
+
+CHANNEL = "forecourt_jobs"
+
+Fetch = Callable[[int], Awaitable[Any]]
+
+
+class JobWatch:
+    def __init__(self, dsn: str, fetch: Fetch):
+        self.dsn = dsn
+        self.fetch = fetch
+        self.waiters: dict[int, set[asyncio.Future]] = {}
+        self.listening = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._deliveries: set[asyncio.Task] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="job-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._wake_all()
+
+    def register(self, job_id: int) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(job_id, set()).add(fut)
+        return fut
+
+    def unregister(self, job_id: int, fut: asyncio.Future) -> None:
+        futs = self.waiters.get(job_id)
+        if futs is not None:
+            futs.discard(fut)
+            if not futs:
+                del self.waiters[job_id]
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    delay = 0.2
+                    self._wake_all()  # anything may have changed while we were not listening
+                    async for note in conn.notifies():
+                        if note.payload.isdigit():
+                            self._notified(int(note.payload))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # connection lost: reconnect with backoff
+                log.warning("job listener lost its connection: %s", exc)
+            self.listening.clear()
+            self._wake_all()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _notified(self, job_id: int) -> None:
+        futs = self.waiters.pop(job_id, None)
+        if futs:
+            task = asyncio.create_task(self._deliver(job_id, futs))
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, job_id: int, futs: set[asyncio.Future]) -> None:
+        try:
+            got = await self.fetch(job_id)
+        except Exception as exc:  # the waiters re-read for themselves
+            log.warning("could not fetch job %s for its waiters: %s", job_id, exc)
+            got = None
+        for fut in futs:
+            if not fut.done():
+                fut.set_result(got)
+
+    def _wake_all(self) -> None:
+        waiters, self.waiters = self.waiters, {}
+        for futs in waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(None)

@@ -1,0 +1,133 @@
+"""RFC 9457 problem details for every 4xx and 5xx the API answers, and never a stack trace.
+
+Domain errors (crawler.errors) are translated here and only here; routes raise them, or
+`ApiProblem` for purely HTTP conditions (auth, rate limit, bad cursor).
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crawler import errors
+
+log = logging.getLogger("forecourt.api")
+
+MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:forecourt:problem:"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = Field(description="URI identifying the problem type; about:blank for plain "
+                                  "HTTP status problems")
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = Field(default=None, description="the request path")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="validation errors: location and message of each")
+
+
+class ApiProblem(Exception):
+    """An HTTP-level problem raised by a route or dependency."""
+
+    def __init__(self, status: int, detail: str, kind: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.kind = kind
+        self.headers = headers or {}
+
+
+def problem_response(request: Request | None, status: int, detail: str | None = None,
+                     kind: str | None = None, headers: dict[str, str] | None = None,
+                     **extra: Any) -> JSONResponse:
+    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + kind if kind else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path if request is not None else None,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+# Domain error -> (status, problem kind). The first matching class wins.
+_DOMAIN = [
+    (errors.NotFound, 404, "not-found"),
+    (errors.AlreadyExists, 409, "conflict"),
+    (errors.InvalidInput, 422, "invalid-input"),
+    (errors.Transient, 503, "unavailable"),
+    (errors.ConfigError, 503, "unavailable"),
+    (errors.Permanent, 409, "cannot-run"),
+]
+
+
+def domain_status(exc: errors.ForecourtError) -> tuple[int, str]:
+    for cls, status, kind in _DOMAIN:
+        if isinstance(exc, cls):
+            return status, kind
+    return 500, "internal"
+
+
+async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
+    return problem_response(request, exc.status, exc.detail, exc.kind, exc.headers)
+
+
+async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route {request.url.path}"
+    elif exc.status_code == 405 and detail == "Method Not Allowed":
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return problem_response(request, exc.status_code, detail,
+                            headers=getattr(exc, "headers", None))
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    details = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+               for e in exc.errors()]
+    first = details[0] if details else None
+    detail = (f"{'.'.join(first['loc'])}: {first['msg']}" if first else "invalid request")
+    return problem_response(request, 422, detail, "validation", errors=details)
+
+
+async def _domain(request: Request, exc: errors.ForecourtError) -> JSONResponse:
+    status, kind = domain_status(exc)
+    if status >= 500:
+        log.error("domain error on %s %s: %s", request.method, request.url.path, exc)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    detail = str(exc) if status < 500 or status == 503 else "internal error"
+    return problem_response(request, status, detail, kind, headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(request, 500, "internal error; the server logged it", "internal")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiProblem, _api_problem)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(errors.ForecourtError, _domain)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries documenting problem+json answers."""
+    return {s: {"model": Problem, "description": HTTPStatus(s).phrase,
+                "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for s in statuses}

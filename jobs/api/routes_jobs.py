@@ -1,0 +1,129 @@
+"""/v1/jobs/{id}: one job (with ETag and long-poll `wait`), cancel, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+
+from crawler.errors import InvalidInput
+from crawler.models import ApiToken, Job
+from jobs.api import etag
+from jobs.api.auth import job_for, may_see, principal
+from jobs.api.problems import ApiProblem, responses
+from jobs.api.runtime import Runtime, runtime_of
+from jobs.api.schemas import JobDetail, version_of
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the job's id")]
+_COMMON = responses(401, 404, 422, 429)
+
+
+def _body(job: Job, slug: str) -> bytes:
+    return JobDetail.of(job, slug).model_dump_json().encode()
+
+
+def _service():
+    from jobs import service  # the job queue's functions, shared with the CLI
+
+    return service
+
+
+@router.get("/{job_id}", response_model=JobDetail, summary="Get a job",
+            responses={**_COMMON, 304: {"description": "Not Modified: the job is unchanged "
+                                                         "(If-None-Match matched)"}})
+async def get_job(
+    request: Request,
+    job_id: JobId,
+    token: Annotated[ApiToken, Depends(principal)],
+    wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for the job to "
+                                 "change (from the If-None-Match ETag or `since`) before "
+                                 "answering; 0 answers at once")] = 0,
+    since: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="the `version` you "
+                                       "have; with `wait`, answer when it differs")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """State, phase, live counters, timestamps, quality verdict and error of one job.
+
+    Poll cheaply: send the last ETag as If-None-Match and get 304 while nothing changed; add
+    `wait=N` to hold the request until the job changes (or N seconds pass)."""
+    rt = runtime_of(request)
+    job, slug = await job_for(rt, token, job_id)
+    body = _body(job, slug)
+    if wait > 0 and _unchanged(job, body, since, if_none_match):
+        wait = min(wait, rt.settings.api_wait_max_s)
+        job, slug, body = await _wait_for_change(rt, token, job_id, job, slug, body, since,
+                                                 if_none_match, wait)
+    return etag.conditional(body, if_none_match)
+
+
+def _unchanged(job: Job, body: bytes, since: int | None, if_none_match: str | None) -> bool:
+    if since is not None:
+        return version_of(job) == since
+    return etag.matches(if_none_match, etag.etag_of(body))
+
+
+async def _wait_for_change(rt: Runtime, token: ApiToken, job_id: int, job: Job, slug: str,
+                           body: bytes, since: int | None, if_none_match: str | None,
+                           wait: float) -> tuple[Job, str, bytes]:
+    deadline = time.monotonic() + wait
+    fut = rt.watch.register(job_id)
+    try:
+        got = await rt.job(job_id)  # registered first, so no change can slip between
+        while True:
+            if got is not None and may_see(token, got[0]):
+                job, slug = got
+                body = _body(job, slug)
+                if not _unchanged(job, body, since, if_none_match):
+                    return job, slug, body
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return job, slug, body
+            try:
+                got = await asyncio.wait_for(asyncio.shield(fut), remaining)
+            except TimeoutError:
+                return job, slug, body
+            rt.watch.unregister(job_id, fut)
+            fut = rt.watch.register(job_id)
+            if got is None:  # the listener asked everyone to re-read
+                got = await rt.job(job_id)
+    finally:
+        rt.watch.unregister(job_id, fut)
+        if not fut.done():
+            fut.cancel()
+
+
+@router.post("/{job_id}/cancel", response_model=JobDetail, summary="Cancel a job",
+             responses={**_COMMON, **responses(409)})
+async def cancel_job(request: Request, job_id: JobId,
+                     token: Annotated[ApiToken, Depends(principal)]) -> Response:
+    """Cancel a queued job at once, or ask a running one to stop (its phase shows
+    'cancelling' until its worker settles it). A job that already ended answers 409."""
+    rt = runtime_of(request)
+    await job_for(rt, token, job_id)
+    try:
+        job = await rt.call(_service().cancel, job_id)
+    except InvalidInput as exc:
+        raise ApiProblem(409, str(exc), "conflict") from exc
+    _, slug = await job_for(rt, token, job.id)
+    return etag.conditional(_body(job, slug), None)
+
+
+@router.post("/{job_id}/replay", response_model=JobDetail, status_code=202,
+             summary="Replay a dead job", responses={**_COMMON, **responses(409, 503)})
+async def replay_job(request: Request, job_id: JobId,
+                     token: Annotated[ApiToken, Depends(principal)]) -> Response:
+    """Run a dead (or failed) job again as a new queued job; answers the new job (or the
+    dealership's already active one). A job in any other state answers 409."""
+    rt = runtime_of(request)
+    await job_for(rt, token, job_id)
+    try:
+        job = await rt.call(_service().replay, job_id)
+    except InvalidInput as exc:
+        raise ApiProblem(409, str(exc), "conflict") from exc
+    _, slug = await job_for(rt, token, job.id)
+    return etag.conditional(_body(job, slug), None, status=202,
+                            headers={"Location": f"/v1/jobs/{job.id}"})

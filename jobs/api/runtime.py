@@ -1,0 +1,73 @@
+"""What one API process holds open: database pools, Redis, the rate limiter, the job watch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis.asyncio as aredis
+from fastapi import Request
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from starlette.concurrency import run_in_threadpool
+
+from crawler.config import Settings
+from crawler.db import database_url, redis_url
+from crawler.db import jobs as jobs_db
+from crawler.models import Job
+from jobs.api.notify import JobWatch
+from jobs.api.ratelimit import Limiter
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: AsyncConnectionPool
+    redis: aredis.Redis
+    limiter: Limiter
+    watch: JobWatch
+    # Writes go through the same synchronous functions as the CLI, on worker threads.
+    sync_pool: ConnectionPool | None = None
+    touched: dict[int, float] = field(default_factory=dict)
+
+    async def job(self, job_id: int) -> tuple[Job, str] | None:
+        async with self.pool.connection() as conn:
+            return await jobs_db.aget_with_slug(conn, job_id)
+
+    async def call(self, fn, *args, **kwargs):
+        """Run a synchronous library function with a pooled connection on a worker thread."""
+        def run():
+            with self.sync_pool.connection() as conn:
+                return fn(conn, *args, **kwargs)
+        return await run_in_threadpool(run)
+
+
+async def open_runtime(settings: Settings) -> Runtime:
+    dsn = await run_in_threadpool(database_url)  # may start the embedded server
+    rurl = await run_in_threadpool(redis_url)
+    pool = AsyncConnectionPool(
+        dsn, min_size=min(2, settings.api_pool_size), max_size=settings.api_pool_size,
+        kwargs={"autocommit": True, "row_factory": dict_row}, open=False, timeout=10)
+    await pool.open(wait=True, timeout=30)
+    sync_pool = ConnectionPool(dsn, min_size=0, max_size=4,
+                               kwargs={"autocommit": True, "row_factory": dict_row},
+                               open=True, timeout=10)
+    client = aredis.Redis.from_url(rurl, socket_timeout=2, socket_connect_timeout=2)
+    limiter = Limiter(client, settings.redis_namespace, settings.api_rate_limit,
+                      settings.api_rate_window_s)
+    runtime = Runtime(settings=settings, pool=pool, redis=client, limiter=limiter,
+                      watch=None, sync_pool=sync_pool)  # type: ignore[arg-type]
+    runtime.watch = JobWatch(dsn, runtime.job)
+    runtime.watch.start()
+    return runtime
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    await runtime.watch.stop()
+    await runtime.pool.close()
+    if runtime.sync_pool is not None:
+        await run_in_threadpool(runtime.sync_pool.close)
+    await runtime.redis.aclose()
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime

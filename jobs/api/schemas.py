@@ -1,0 +1,136 @@
+"""What the API accepts and answers: the public records, independent of the table layout."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crawler.models import Job, JobKind, JobState, JobTrigger
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def version_of(job: Job) -> int:
+    """The job's version: its updated_at in microseconds (moves on every change)."""
+    stamp = job.updated_at or job.created_at
+    return (stamp - _EPOCH) // timedelta(microseconds=1)
+
+
+class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: JobKind = Field(description="crawl the dealer's website, or ingest its feed")
+
+
+class JobSummary(BaseModel):
+    """A job as listed: state, phase, live counters, timestamps, verdict, error."""
+
+    id: int
+    dealership: str = Field(description="the dealership's slug")
+    kind: JobKind
+    trigger: JobTrigger
+    state: JobState
+    phase: str | None = None
+    attempts: int
+    counters: dict[str, int]
+    verdict: str | None = Field(default=None, description="quality verdict of the run: "
+                                "healthy, degraded or failed")
+    error: str | None = None
+    error_kind: str | None = None
+    cancel_requested: bool = False
+    replayed_as: int | None = Field(default=None, description="the job a dead job was "
+                                    "replayed as")
+    created_at: datetime
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime
+    version: int = Field(description="changes whenever the job does; pass it as `since` "
+                                     "to wait for the next change")
+
+    @classmethod
+    def of(cls, job: Job, slug: str, **extra: Any):
+        return cls(
+            id=job.id, dealership=slug, kind=job.kind, trigger=job.trigger, state=job.state,
+            phase=job.phase, attempts=job.attempts, counters=job.counters,
+            verdict=job.verdict, error=job.error, error_kind=job.error_kind,
+            cancel_requested=getattr(job, "cancel_requested_at", None) is not None,
+            replayed_as=getattr(job, "replayed_as", None),
+            created_at=job.created_at, started_at=job.started_at,
+            heartbeat_at=job.heartbeat_at, finished_at=job.finished_at,
+            updated_at=job.updated_at or job.created_at, version=version_of(job), **extra)
+
+
+class JobDetail(JobSummary):
+    """One job in full: adds the run's quality report, the error history and the worker."""
+
+    report: dict[str, Any] | None = Field(default=None, description="the run's quality "
+                                          "report: verdict, reasons and figures")
+    errors: list[Any] = Field(default_factory=list, description="every attempt's error")
+    worker: str | None = None
+
+    @classmethod
+    def of(cls, job: Job, slug: str, **extra: Any):
+        return super().of(job, slug, report=job.report, errors=job.errors, worker=job.worker,
+                          **extra)
+
+
+class JobPage(BaseModel):
+    items: list[JobSummary]
+    next_cursor: str | None = Field(default=None, description="pass as `cursor` for the "
+                                    "next (older) page; null on the last page")
+
+
+class DeadLetters(BaseModel):
+    items: list[JobDetail]
+
+
+class LastRun(BaseModel):
+    job_id: int
+    kind: JobKind
+    finished_at: datetime | None = None
+    verdict: str | None = None
+    counters: dict[str, int]
+
+
+class Quality(BaseModel):
+    avg_score: float | None = Field(default=None, description="mean quality score (0-100) of "
+                                    "active vehicles")
+    min_score: int | None = None
+    flagged_vehicles: int = Field(description="active vehicles with quality flags")
+    placeholder_vins: int = Field(description="active vehicles without a real VIN")
+    last_run_rejects: int = Field(description="items the last successful run rejected")
+    last_run_verdict: str | None = None
+
+
+class Inventory(BaseModel):
+    dealership: str
+    name: str
+    active_vehicles: int
+    removed_vehicles: int
+    last_successful_run: LastRun | None = None
+    quality: Quality
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)
+
+
+def encode_cursor(job_id: int) -> str:
+    return base64.urlsafe_b64encode(f"j{job_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The id a cursor stands for, or None when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    if len(raw) < 2 or raw[0] != "j" or not raw[1:].isdigit() or len(raw) > 20:
+        return None
+    return int(raw[1:])
