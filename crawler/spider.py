@@ -68,3 +68,74 @@ class DealerSpider(scrapy.Spider):
                             request.url if request is not None else "?",
                             failure.getErrorMessage())
         self.incomplete = True
+
+
+class CardSiteSpider(DealerSpider):
+    """Crawl for platforms that list vehicles as HTML cards and detail each on its own page.
+
+    A subclass sets `extract` (pure: page text and URL to VehicleItems, listing cards or the
+    detail page's vehicle) and `next_page` (pure: the next results page or None), and may
+    override `detail_url`. Listing pages come from the dealer URL plus the dealer's
+    `listing_urls` setting. A card whose detail page cannot be read still yields the card's
+    own fields, so a flaky detail page never makes a listed vehicle look sold.
+    """
+
+    extract = None
+    next_page = None
+
+    async def start(self):
+        urls = [self.start_url, *self.dealer_settings.get("listing_urls", [])]
+        for url in dict.fromkeys(urls):
+            yield scrapy.Request(url, callback=self.parse_listing, errback=self.listing_failed)
+
+    @staticmethod
+    def page_text(response) -> str:
+        if hasattr(response, "text"):
+            return response.text
+        return response.body.decode("utf-8", "replace")
+
+    def detail_url(self, card, text: str, page_url: str) -> str | None:
+        """Where a card's full record is; None to take the card as it is."""
+        url = card.url
+        return url if url and url.split("#")[0] != page_url.split("#")[0] else None
+
+    def parse_listing(self, response):
+        text = self.page_text(response)
+        cards = type(self).extract(text, response.url)
+        kind = self.note_page(response, len(cards), listing=True)
+        if kind in (pages.BLOCKED, pages.NOT_FOUND):
+            return
+        for card in cards:
+            url = self.detail_url(card, text, response.url)
+            if url and urlparse(url).hostname in self.allowed_domains:
+                yield scrapy.Request(url, callback=self.parse_detail, errback=self.detail_lost,
+                                     cb_kwargs={"card": card})
+            else:
+                yield card
+        following = type(self).next_page(text, response.url)
+        if following:
+            yield scrapy.Request(following, callback=self.parse_listing,
+                                 errback=self.listing_failed)
+
+    def parse_detail(self, response, card):
+        items = type(self).extract(self.page_text(response), response.url)
+        kind = self.note_page(response, len(items), listing=False)
+        if not items or kind in (pages.BLOCKED, pages.NOT_FOUND):
+            self.crawler.stats.inc_value("forecourt/detail_fallback_to_card")
+            yield card
+            return
+        for item in items:
+            missing = {k: v for k, v in card if v is not None and getattr(item, k) is None
+                       and k not in ("source", "raw")}
+            yield item.model_copy(update=missing) if missing else item
+
+    def detail_lost(self, failure):
+        """Errback for detail pages: count it and keep the vehicle as its card showed it."""
+        self.crawler.stats.inc_value("forecourt/detail_failures")
+        request = getattr(failure, "request", None)
+        self.logger.warning("detail page %s failed: %s; keeping the listing card",
+                            request.url if request is not None else "?",
+                            failure.getErrorMessage())
+        card = request.cb_kwargs.get("card") if request is not None else None
+        if card is not None:
+            yield card

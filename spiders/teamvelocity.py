@@ -1,0 +1,23 @@
+"""Team Velocity sites: `/inventory/new` style results paged with `page=N`, each card's full
+record read from the site's `/api/Inventory/vehicle` JSON (the card stands in when the API
+fails). Extraction is `spiders.extract.teamvelocity`."""
+
+from __future__ import annotations
+
+from crawler.spider import CardSiteSpider
+from spiders.extract.teamvelocity import account_id, api_url, extract, next_page
+
+PLATFORM = "teamvelocity"
+
+
+class Spider(CardSiteSpider):
+    name = "teamvelocity"
+    rate_limit_backend = PLATFORM
+    extract = staticmethod(extract)
+    next_page = staticmethod(next_page)
+
+    def detail_url(self, card, text: str, page_url: str) -> str | None:
+        account = account_id(text)
+        if card.vin and account:
+            return api_url(page_url, card.vin, account)
+        return super().detail_url(card, text, page_url)
