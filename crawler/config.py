@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     feed_fetch_timeout_s: float = 60.0
     feed_fetch_attempts: int = 4
     feed_fetch_backoff_s: float = 1.0
+    # Quality webhooks (a dealer's webhook_url hears of runs that are not healthy): timeout
+    # per POST, attempts, and the first backoff between attempts (doubling).
+    webhook_timeout_s: float = 3.0
+    webhook_attempts: int = 3
+    webhook_backoff_s: float = 0.2
     # HTTP API (`forecourt api`).
     api_host: str = "127.0.0.1"
     api_port: int = 8080

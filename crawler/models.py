@@ -82,6 +82,8 @@ class Vehicle(BaseModel):
     quality_score: int | None = None
     quality_flags: list[str] = Field(default_factory=list)
     source_hash: str | None = None
+    # Version of the scoring rules that set quality_score (quality/score.py RULES_VERSION).
+    rules_version: int | None = None
 
 
 class Reject(BaseModel):

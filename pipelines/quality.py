@@ -1,14 +1,132 @@
-"""Quality stage: score each vehicle and attach its flags."""
+"""Quality stage: score each vehicle and attach its flags; and the writes that keep scores current.
+
+`batch(vehicles, ctx)` is pure: it scores a batch against a `Context`. `context_for` builds
+that context for one batch of a run from the database (market price medians loaded once per
+run, photos other vehicles use, VINs other dealers list). `settle_duplicates` runs when a
+run ends and flags (or clears) cross-dealer duplicates on every dealer involved; `rescore`
+recomputes stored vehicles under the current rules.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import psycopg
+
+from crawler.db import quality as quality_db
 from crawler.models import Vehicle
-from quality.score import score
+from pipelines import store
+from pipelines import vin as vin_stage
+from quality import score as score_mod
+from quality.score import RULES_VERSION, Context, score
 
 
-def batch(vehicles: list[Vehicle]) -> list[Vehicle]:
+@dataclass
+class RunQuality:
+    """What one run keeps between batches: the market medians and the photos it has seen."""
+
+    price_medians: dict[tuple[str, str, int], tuple[Decimal, int]] = field(default_factory=dict)
+    photo_users: dict[str, set[str]] = field(default_factory=dict)
+
+
+def open_run(conn: psycopg.Connection) -> RunQuality:
+    return RunQuality(price_medians=quality_db.price_medians(conn, score_mod.PRICE_MIN_SAMPLE))
+
+
+def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Vehicle],
+                state: RunQuality | None = None) -> Context:
+    """The scoring context of one batch; records the batch's photos in the run's state."""
+    state = state or RunQuality()
+    for v in vehicles:
+        for url in v.image_urls:
+            state.photo_users.setdefault(url, set()).add(v.vin)
+    heroes = list({v.image_urls[0] for v in vehicles if v.image_urls})
+    users = {u: set(vs) for u, vs in state.photo_users.items()}
+    for url, vins in quality_db.hero_photo_users(conn, heroes).items():
+        users.setdefault(url, set()).update(vins)
+    others = quality_db.vins_at_other_dealers(
+        conn, dealership_id, [v.vin for v in vehicles if not v.vin_placeholder])
+    return Context(price_medians=state.price_medians, photo_users=users,
+                   other_dealer_vins=others)
+
+
+def batch(vehicles: list[Vehicle], ctx: Context | None = None) -> list[Vehicle]:
     out = []
     for v in vehicles:
-        points, flags = score(v)
-        out.append(v.model_copy(update={"quality_score": points, "quality_flags": flags}))
+        points, flags = score(v, ctx)
+        out.append(v.model_copy(update={"quality_score": points, "quality_flags": flags,
+                                        "rules_version": RULES_VERSION}))
     return out
+
+
+def settle_duplicates(conn: psycopg.Connection, dealership_id: int) -> int:
+    """Flag every active vehicle whose (real) VIN another dealer also lists, on both sides,
+    and clear the flag where that is no longer so. Returns how many vehicles changed."""
+    updates = []
+    for row in quality_db.duplicate_candidates(conn, dealership_id):
+        flags = set(row["quality_flags"])
+        has = "cross_dealer_duplicate" in flags
+        if row["duplicated"] == has:
+            continue
+        flags.symmetric_difference_update({"cross_dealer_duplicate"})
+        updates.append((row["id"], sorted(flags), score_mod.points(flags)))
+    return quality_db.set_flags(conn, updates)
+
+
+_VEHICLE_FIELDS = set(Vehicle.model_fields)
+
+
+def vehicle_from_row(row: dict) -> Vehicle:
+    data = {k: v for k, v in row.items() if k in _VEHICLE_FIELDS and v is not None}
+    return Vehicle.model_validate(data)
+
+
+def rescore(conn: psycopg.Connection, dealership_id: int | None = None, *,
+            batch_size: int = 500, everything: bool = False,
+            on_batch: Callable[[int, int], None] | None = None) -> dict[str, int]:
+    """Recompute VIN checks, flags and scores of stored vehicles scored under other rules
+    (all of them with `everything`), batch by batch. Returns {"seen", "changed"}."""
+    seen = changed = 0
+    medians = quality_db.price_medians(conn, score_mod.PRICE_MIN_SAMPLE)
+    for rows in quality_db.vehicles_to_rescore(conn, dealership_id, RULES_VERSION,
+                                               batch_size, everything):
+        by_dealer: dict[int, list[tuple[int, Vehicle]]] = {}
+        for row in rows:
+            by_dealer.setdefault(row["dealership_id"], []).append(
+                (row["id"], vehicle_from_row(row)))
+        out = []
+        for dealer_id, pairs in by_dealer.items():
+            vehicles = vin_stage.batch([v for _, v in pairs])
+            state = RunQuality(price_medians=medians)
+            vehicles = batch(vehicles, context_for(conn, dealer_id, vehicles, state))
+            for (vid, _), v in zip(pairs, vehicles, strict=True):
+                out.append((vid, v.vin_decoded, v.vin_placeholder, v.quality_flags,
+                            v.quality_score, RULES_VERSION, store.content_hash(v)))
+        seen += len(rows)
+        changed += quality_db.write_rescored(conn, out)
+        if on_batch is not None:
+            on_batch(seen, changed)
+    return {"seen": seen, "changed": changed}
+
+
+def coverage_counts(vehicles: list[Vehicle]) -> dict[str, int]:
+    """Per-batch field counts for the gate's coverage check (counters coverage_<field>)."""
+    counts = {"coverage_base": len(vehicles)}
+    checks = {
+        "price": lambda v: v.price is not None,
+        "mileage": lambda v: v.mileage is not None,
+        "images": lambda v: any(not score_mod.placeholder_photo(u) for u in v.image_urls),
+        "trim": lambda v: bool(v.trim),
+        "model": lambda v: bool(v.model),
+        "year": lambda v: v.year is not None,
+        "make": lambda v: bool(v.make),
+        "exterior_color": lambda v: bool(v.exterior_color),
+        "description": lambda v: bool(v.description),
+        "condition": lambda v: v.condition is not None,
+        "real_vin": lambda v: not v.vin_placeholder,
+    }
+    for name, has in checks.items():
+        counts[f"coverage_{name}"] = sum(1 for v in vehicles if has(v))
+    return counts

@@ -19,7 +19,7 @@ from crawler.db import vehicles as vehicles_db
 from crawler.models import VehicleItem
 from pipelines import dedup, normalize, quality, store, validate
 from pipelines import vin as vin_stage
-from quality import gate
+from quality import gate, webhook
 
 PROGRESS_EVERY_S = 1.0
 
@@ -36,12 +36,13 @@ class Run:
     seen: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     last_progress: float = 0.0
+    quality: Any = None  # pipelines.quality.RunQuality: market medians, photos seen
 
 
 def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: str,
              vins_only: bool = False) -> Run:
     return Run(conn=conn, dealership_id=dealership_id, job_id=job_id, kind=kind,
-               seen=dedup.VinsOnly() if vins_only else {})
+               seen=dedup.VinsOnly() if vins_only else {}, quality=quality.open_run(conn))
 
 
 def process(run: Run, items: list[VehicleItem]) -> dict[str, int]:
@@ -51,7 +52,9 @@ def process(run: Run, items: list[VehicleItem]) -> dict[str, int]:
     vehicles, rejects = validate.batch(pairs)
     vehicles = vin_stage.batch(vehicles)
     vehicles, duplicates = dedup.batch(vehicles, run.seen)
-    vehicles = quality.batch(vehicles)
+    vehicles = quality.batch(vehicles, quality.context_for(run.conn, run.dealership_id,
+                                                           vehicles, run.quality))
+    run.counters.update(quality.coverage_counts(vehicles))
     counts = store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects)
     run.counters["valid"] += len(items) - len(rejects)
     run.counters["rejected"] += len(rejects)
@@ -78,15 +81,17 @@ def close(run: Run, complete: bool, problems: list[str] | None = None) -> dict[s
     counters and report. Returns the report, with the job state it earns."""
     all_problems = [*run.problems, *(problems or [])]
     dealer = dealers_db.get_by_id(run.conn, run.dealership_id)
-    history = [j.counters.get("valid", 0) for j in
-               jobs_db.recent_healthy(run.conn, run.dealership_id, run.kind,
-                                      exclude_job=run.job_id)]
+    baseline = jobs_db.recent_healthy(run.conn, run.dealership_id, run.kind,
+                                      exclude_job=run.job_id)
+    history = [j.counters.get("valid", 0) for j in baseline]
     report = gate.evaluate(dict(run.counters), complete=complete, problems=all_problems,
-                           history_counts=history, limits=gate.thresholds(dealer.settings))
+                           history_counts=history, limits=gate.thresholds(dealer.settings),
+                           history=[j.counters for j in baseline])
     settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
                                      remove_unseen=report["may_remove"])
     run.counters["removed"] += settled["removed"]
     report["removed"] = settled["removed"]
+    report["cross_dealer_updated"] = quality.settle_duplicates(run.conn, run.dealership_id)
     if any(p.startswith("blocked") for p in all_problems):
         state = "blocked"
     elif report["verdict"] == "failed":
@@ -97,4 +102,7 @@ def close(run: Run, complete: bool, problems: list[str] | None = None) -> dict[s
         state = "partial"
     report["state"] = state
     report["counters"] = dict(run.counters)
+    if report["verdict"] != "healthy" and dealer.webhook_url:
+        report["webhook_sent"] = webhook.send(
+            dealer.webhook_url, webhook.notice(dealer.slug, run.job_id, report))
     return report

@@ -1,31 +1,36 @@
-"""VIN stage: decode each VIN, flag check-digit failures and disagreements with the source."""
+"""VIN stage: decode each VIN, check it, and flag what disagrees with the source.
+
+The decode (make, model, year, body, placeholder verdict) is stored as `vin_decoded`; each
+failed check becomes a quality flag (see quality/vin_checks.py). A missing make is filled
+from the VIN. Placeholders are kept and flagged, never rejected.
+"""
 
 from __future__ import annotations
 
 from crawler.models import Vehicle
-from quality import vins
+from quality import vin_checks, vins
+
+_VIN_FLAGS = {"vin_invalid", "vin_placeholder", "vin_check_digit", "vin_make_mismatch",
+              "vin_year_mismatch", "vin_model_mismatch", "vin_body_mismatch"}
 
 
 def check(vehicle: Vehicle) -> Vehicle:
     decoded = vins.decode(vehicle.vin)
-    flags = list(vehicle.quality_flags)
-    placeholder = bool(decoded.get("placeholder"))
-    if placeholder:
-        flags.append("vin_placeholder")
-    elif not decoded["check_digit_ok"] and vins.check_digit_required(vehicle.vin):
-        flags.append("vin_check_digit")
-    decoded_make = decoded.get("make")
-    if not placeholder and decoded_make and vehicle.make and \
-            decoded_make.lower() not in vehicle.make.lower() and \
-            vehicle.make.lower() not in decoded_make.lower():
-        flags.append("vin_make_mismatch")
-    years = decoded.get("years") or []
-    if not placeholder and years and vehicle.year and vehicle.year not in years:
-        flags.append("vin_year_mismatch")
-    updates = {"vin_decoded": decoded, "vin_placeholder": placeholder,
-               "quality_flags": sorted(set(flags))}
-    if vehicle.make is None and decoded_make and not placeholder:
-        updates["make"] = decoded_make
+    results = vin_checks.checks(decoded, make=vehicle.make, year=vehicle.year,
+                                model=vehicle.model, body=vehicle.body_style)
+    flags = {f for f in vehicle.quality_flags if f not in _VIN_FLAGS}
+    flags.update(vin_checks.flags(results))
+    summary = decoded.model_dump(include={
+        "make", "model", "series", "trim", "body_class", "vehicle_type", "model_year",
+        "model_years", "country", "decoder", "check_digit_ok", "placeholder",
+        "placeholder_reason"}, exclude_none=True)
+    updates: dict = {"vin_decoded": summary, "vin_placeholder": decoded.placeholder,
+                     "quality_flags": sorted(flags)}
+    if decoded.vin != vehicle.vin and not decoded.errors:
+        updates["vin"] = decoded.vin  # an I/O/Q typo the check digit proves
+    filler = decoded.placeholder and decoded.decoder is None
+    if vehicle.make is None and decoded.make and not filler:
+        updates["make"] = decoded.make
     return vehicle.model_copy(update=updates)
 
 

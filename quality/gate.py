@@ -4,11 +4,22 @@ A run ends by asking for a verdict: healthy, degraded or failed, with reasons. O
 complete run may mark vehicles it did not see as removed. The baseline is the dealer's own
 recent healthy runs, so a crawl that suddenly finds a tenth of the usual inventory, or a feed
 that arrives half empty, changes nothing it did not see.
+
+Like Spidermon's monitors, each check is a small function over the run's counters and the
+baseline, and each may make the verdict worse, never better:
+- item count against the median of recent healthy runs;
+- field coverage (share of vehicles with a price, mileage, photos, trim...) against the same
+  runs' coverage: a page template change that empties a field shows here;
+- reject rate; error rate and block rate (pages that raised errors or were blocked);
+- completeness and the run's own problems (a blocked or missing listing page fails it).
+Thresholds come from DEFAULTS, overridden per dealer by `dealership.settings["gate"]`.
 """
 
 from __future__ import annotations
 
+import re
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 DEFAULTS: dict[str, float] = {
@@ -18,9 +29,23 @@ DEFAULTS: dict[str, float] = {
     # share of items rejected above which a run is degraded / failed
     "max_reject_rate": 0.2,
     "fail_reject_rate": 0.6,
-    # drops smaller than this many vehicles are ordinary sales, whatever the ratio
-    "min_count_drop": 5,
+    # a field's coverage falling by more than this fraction of its usual share: degraded
+    "max_coverage_drop": 0.3,
+    # fields need this usual share, and runs this many vehicles, to be compared at all
+    "min_usual_coverage": 0.5,
+    "min_coverage_sample": 10,
+    # share of pages that raised errors / were blocked above which a run is degraded / failed
+    "max_error_rate": 0.1,
+    "fail_error_rate": 0.5,
+    "max_block_rate": 0.0,
+    "fail_block_rate": 0.2,
 }
+
+# Fields whose coverage a run counts (counters coverage_<field>, over coverage_base).
+COVERAGE_FIELDS = ("price", "mileage", "images", "trim", "model", "year", "make",
+                   "exterior_color", "description", "condition", "real_vin")
+ORDER = ["healthy", "degraded", "failed"]
+_ERRORS = re.compile(r"^(\d+) page\(s\) raised errors")
 
 
 def thresholds(dealer_settings: dict[str, Any] | None) -> dict[str, float]:
@@ -30,41 +55,110 @@ def thresholds(dealer_settings: dict[str, Any] | None) -> dict[str, float]:
     return merged
 
 
+def coverage(counters: dict[str, int]) -> dict[str, float]:
+    """Share of the run's vehicles with each field, from its counters."""
+    base = counters.get("coverage_base", 0)
+    if not base:
+        return {}
+    return {f: round(counters.get(f"coverage_{f}", 0) / base, 4) for f in COVERAGE_FIELDS
+            if f"coverage_{f}" in counters}
+
+
+Verdict = Callable[[str, str], None]
+
+
+def check_problems(worse: Verdict, problems: list[str], complete: bool) -> None:
+    for problem in problems:
+        if problem.startswith(("blocked listing", "not_found listing")):
+            worse("failed", problem)
+        elif not problem.startswith("blocked page") and not _ERRORS.match(problem):
+            worse("degraded", problem)
+    if not complete:
+        worse("degraded", "run did not complete")
+
+
+def check_count(worse: Verdict, valid: int, items: int, baseline: float | None,
+                limits: dict[str, float]) -> None:
+    if items == 0:
+        worse("failed", "no vehicles found")
+    if baseline and items:
+        ratio = valid / baseline
+        if ratio < limits["fail_count_ratio"]:
+            worse("failed", f"{valid} vehicles against a usual {baseline:g} ({ratio:.0%})")
+        elif ratio < limits["min_count_ratio"]:
+            worse("degraded", f"{valid} vehicles against a usual {baseline:g} ({ratio:.0%})")
+
+
+def check_rate(worse: Verdict, name: str, count: int, total: int, degrade: float,
+               fail: float) -> float:
+    rate = count / total if total else 0.0
+    if count and rate > fail:
+        worse("failed", f"{name} {rate:.0%} ({count} of {total})")
+    elif count and rate > degrade:
+        worse("degraded", f"{name} {rate:.0%} ({count} of {total})")
+    return rate
+
+
+def check_coverage(worse: Verdict, now: dict[str, float], usual: dict[str, float],
+                   base: int, limits: dict[str, float]) -> None:
+    if base < limits["min_coverage_sample"]:
+        return
+    for name, share in usual.items():
+        if name not in now or share < limits["min_usual_coverage"]:
+            continue
+        if now[name] < share * (1 - limits["max_coverage_drop"]):
+            worse("degraded", f"{name} coverage {now[name]:.0%} against a usual {share:.0%}")
+
+
+def usual_coverage(history: list[dict[str, int]], min_sample: float) -> dict[str, float]:
+    """Median share per field over the baseline runs large enough to count."""
+    shares: dict[str, list[float]] = {}
+    for counters in history:
+        if counters.get("coverage_base", 0) < min_sample:
+            continue
+        for name, share in coverage(counters).items():
+            shares.setdefault(name, []).append(share)
+    return {name: statistics.median(values) for name, values in shares.items()}
+
+
 def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
-             history_counts: list[int], limits: dict[str, float] | None = None) -> dict[str, Any]:
-    """The run report: verdict, reasons and the figures they rest on."""
-    limits = limits or DEFAULTS
+             history_counts: list[int], limits: dict[str, float] | None = None,
+             history: list[dict[str, int]] | None = None) -> dict[str, Any]:
+    """The run report: verdict, reasons and the figures they rest on.
+
+    `history_counts` are the valid-vehicle counts of the baseline runs; `history` their full
+    counters (for coverage), when known.
+    """
+    limits = {**DEFAULTS, **(limits or {})}
     reasons: list[str] = []
     verdict = "healthy"
 
     def worse(level: str, reason: str) -> None:
         nonlocal verdict
         reasons.append(reason)
-        order = ["healthy", "degraded", "failed"]
-        if order.index(level) > order.index(verdict):
+        if ORDER.index(level) > ORDER.index(verdict):
             verdict = level
 
     items = counters.get("items", 0)
     valid = counters.get("valid", 0)
     rejected = counters.get("rejected", 0)
-    for problem in problems:
-        worse("failed" if problem.startswith(("blocked", "not_found")) else "degraded", problem)
-    if not complete:
-        worse("degraded", "run did not complete")
-    if items == 0:
-        worse("failed", "no vehicles found")
-    reject_rate = rejected / items if items else 0.0
-    if items and reject_rate > limits["fail_reject_rate"]:
-        worse("failed", f"reject rate {reject_rate:.0%}")
-    elif items and reject_rate > limits["max_reject_rate"]:
-        worse("degraded", f"reject rate {reject_rate:.0%}")
+    pages = counters.get("pages", 0)
+    check_problems(worse, problems, complete)
     baseline = statistics.median(history_counts) if history_counts else None
-    if baseline and items and baseline - valid > limits.get("min_count_drop", 0):
-        ratio = valid / baseline
-        if ratio < limits["fail_count_ratio"]:
-            worse("failed", f"{valid} vehicles against a usual {baseline:g} ({ratio:.0%})")
-        elif ratio < limits["min_count_ratio"]:
-            worse("degraded", f"{valid} vehicles against a usual {baseline:g} ({ratio:.0%})")
+    check_count(worse, valid, items, baseline, limits)
+    reject_rate = check_rate(worse, "reject rate", rejected, items,
+                             limits["max_reject_rate"], limits["fail_reject_rate"])
+    errors = counters.get("errors") or sum(int(m.group(1)) for p in problems
+                                           if (m := _ERRORS.match(p)))
+    blocked = counters.get("pages_blocked") or sum(p.startswith("blocked page")
+                                                   for p in problems)
+    error_rate = check_rate(worse, "error rate", errors, max(pages, errors),
+                            limits["max_error_rate"], limits["fail_error_rate"])
+    block_rate = check_rate(worse, "block rate", blocked, max(pages, blocked),
+                            limits["max_block_rate"], limits["fail_block_rate"])
+    now = coverage(counters)
+    usual = usual_coverage(history or [], limits["min_coverage_sample"])
+    check_coverage(worse, now, usual, counters.get("coverage_base", 0), limits)
     return {
         "verdict": verdict,
         "reasons": reasons,
@@ -73,6 +167,11 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
         "valid": valid,
         "rejected": rejected,
         "reject_rate": round(reject_rate, 4),
+        "error_rate": round(error_rate, 4),
+        "block_rate": round(block_rate, 4),
         "baseline_count": baseline,
+        "baseline_runs": len(history_counts),
+        "coverage": now,
+        "usual_coverage": {k: round(v, 4) for k, v in usual.items()},
         "may_remove": verdict == "healthy" and complete,
     }

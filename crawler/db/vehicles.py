@@ -26,6 +26,7 @@ STAGE_COLUMNS: list[tuple[str, str]] = [
     ("url", "text"), ("image_urls", "text[]"), ("description", "text"),
     ("vin_decoded", "jsonb"), ("vin_placeholder", "bool"), ("quality_score", "int2"),
     ("quality_flags", "text[]"), ("source", "text"), ("source_hash", "text"),
+    ("rules_version", "int2"),
     ("content_hash", "text"),
 ]
 _NAMES = [c for c, _ in STAGE_COLUMNS]

@@ -1,0 +1,195 @@
+"""SQL for quality: market prices, shared photos, cross-dealer duplicates, rescoring, history.
+
+Everything the scoring rules and the run gate need from the rest of the database, and the
+writes that keep flags current outside a dealer's own run (a VIN another dealer lists, a
+rescore under new rules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from crawler.models import Job
+
+
+def price_medians(conn: psycopg.Connection, min_sample: int = 3
+                  ) -> dict[tuple[str, str, int], tuple[Decimal, int]]:
+    """Median asking price per (make, model, year), lower-cased, over active vehicles of every
+    dealership, where at least `min_sample` vehicles have a price."""
+    rows = conn.execute(
+        """
+        SELECT lower(make) AS make, lower(model) AS model, year,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY price) AS median, count(*) AS n
+          FROM vehicles
+         WHERE status = 'active' AND price IS NOT NULL AND make IS NOT NULL
+           AND model IS NOT NULL AND year IS NOT NULL
+         GROUP BY 1, 2, 3
+        HAVING count(*) >= %s
+        """,
+        (min_sample,),
+    ).fetchall()
+    return {(r["make"], r["model"], r["year"]): (Decimal(str(r["median"])), int(r["n"]))
+            for r in rows}
+
+
+def hero_photo_users(conn: psycopg.Connection, urls: Sequence[str]) -> dict[str, set[str]]:
+    """For each URL, the VINs of active vehicles (any dealer) whose first photo it is."""
+    if not urls:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT image_urls[1] AS url, array_agg(DISTINCT vin) AS vins
+          FROM vehicles
+         WHERE status = 'active' AND image_urls[1] = ANY(%s)
+         GROUP BY 1
+        """,
+        (list(urls),),
+    ).fetchall()
+    return {r["url"]: set(r["vins"]) for r in rows}
+
+
+def vins_at_other_dealers(conn: psycopg.Connection, dealership_id: int,
+                          vins: Sequence[str]) -> set[str]:
+    """Which of these VINs another dealership lists as active (placeholders never count)."""
+    if not vins:
+        return set()
+    rows = conn.execute(
+        """
+        SELECT DISTINCT vin FROM vehicles
+         WHERE vin = ANY(%s) AND dealership_id <> %s AND status = 'active'
+           AND NOT vin_placeholder
+        """,
+        (list(vins), dealership_id),
+    ).fetchall()
+    return {r["vin"] for r in rows}
+
+
+def duplicate_candidates(conn: psycopg.Connection, dealership_id: int) -> list[dict[str, Any]]:
+    """Every vehicle whose cross-dealer flag may change because of this dealer's inventory:
+    its own and any other dealer's vehicle with one of its VINs, with whether the VIN is
+    listed as active (and real) by another dealership than the vehicle's own."""
+    return conn.execute(
+        """
+        WITH mine AS (SELECT vin FROM vehicles WHERE dealership_id = %(d)s)
+        SELECT v.id, v.vin, v.dealership_id, v.quality_flags,
+               (v.status = 'active' AND NOT v.vin_placeholder AND EXISTS (
+                    SELECT 1 FROM vehicles o
+                     WHERE o.vin = v.vin AND o.dealership_id <> v.dealership_id
+                       AND o.status = 'active' AND NOT o.vin_placeholder)) AS duplicated
+          FROM vehicles v
+         WHERE v.vin IN (SELECT vin FROM mine)
+        """,
+        {"d": dealership_id},
+    ).fetchall()
+
+
+def set_flags(conn: psycopg.Connection, updates: Sequence[tuple[int, list[str], int]]) -> int:
+    """Write (vehicle id, flags, score) for vehicles whose flags changed outside their run."""
+    if not updates:
+        return 0
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE vehicles SET quality_flags = %s, quality_score = %s, updated_at = now()"
+            " WHERE id = %s",
+            [(flags, score, vid) for vid, flags, score in updates],
+        )
+    return len(updates)
+
+
+def vehicles_to_rescore(conn: psycopg.Connection, dealership_id: int | None,
+                        rules_version: int, batch_size: int = 500,
+                        everything: bool = False) -> Iterator[list[dict[str, Any]]]:
+    """Stored vehicles scored under other rules (or all with `everything`), in id order,
+    one batch of rows at a time (keyset pagination: safe while they are rewritten)."""
+    last = 0
+    while True:
+        rows = conn.execute(
+            """
+            SELECT * FROM vehicles
+             WHERE id > %(last)s AND (%(d)s::bigint IS NULL OR dealership_id = %(d)s)
+               AND (%(all)s OR rules_version IS DISTINCT FROM %(v)s)
+             ORDER BY id LIMIT %(n)s
+            """,
+            {"last": last, "d": dealership_id, "all": everything, "v": rules_version,
+             "n": batch_size},
+        ).fetchall()
+        if not rows:
+            return
+        yield rows
+        last = rows[-1]["id"]
+
+
+def write_rescored(conn: psycopg.Connection,
+                   rows: Sequence[tuple[int, Any, bool, list[str], int, int, str]]) -> int:
+    """Write (id, vin_decoded, vin_placeholder, flags, score, rules_version, content_hash);
+    returns how many vehicles actually changed."""
+    if not rows:
+        return 0
+    from psycopg.types.json import Jsonb
+
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_rescore (
+                           id bigint, vin_decoded jsonb, vin_placeholder boolean,
+                           quality_flags text[], quality_score smallint,
+                           rules_version smallint, content_hash text) ON COMMIT DELETE ROWS""")
+        with cur.copy("COPY stage_rescore FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(["int8", "jsonb", "bool", "text[]", "int2", "int2", "text"])
+            for r in rows:
+                cp.write_row((r[0], Jsonb(r[1]) if r[1] is not None else None, *r[2:]))
+        cur.execute(
+            """
+            UPDATE vehicles v
+               SET vin_decoded = s.vin_decoded, vin_placeholder = s.vin_placeholder,
+                   quality_flags = s.quality_flags, quality_score = s.quality_score,
+                   rules_version = s.rules_version, content_hash = s.content_hash,
+                   updated_at = now()
+              FROM stage_rescore s
+             WHERE v.id = s.id
+               AND (v.quality_flags, v.quality_score, v.rules_version, v.content_hash)
+                   IS DISTINCT FROM
+                   (s.quality_flags, s.quality_score, s.rules_version, s.content_hash)
+            """
+        )
+        return cur.rowcount
+
+
+def worst_vehicles(conn: psycopg.Connection, dealership_id: int, job_id: int | None = None,
+                   limit: int = 10) -> list[dict[str, Any]]:
+    """The lowest-scored active vehicles (those last written by `job_id`, when given)."""
+    return conn.execute(
+        """
+        SELECT vin, year, make, model, trim, price, quality_score, quality_flags, url
+          FROM vehicles
+         WHERE dealership_id = %(d)s AND status = 'active'
+           AND (%(j)s::bigint IS NULL OR last_job_id = %(j)s)
+         ORDER BY quality_score ASC NULLS FIRST, vin LIMIT %(n)s
+        """,
+        {"d": dealership_id, "j": job_id, "n": limit},
+    ).fetchall()
+
+
+def flag_counts(conn: psycopg.Connection, dealership_id: int) -> dict[str, int]:
+    """How many active vehicles carry each flag."""
+    rows = conn.execute(
+        """
+        SELECT f AS flag, count(*) AS n
+          FROM vehicles, unnest(quality_flags) AS f
+         WHERE dealership_id = %s AND status = 'active'
+         GROUP BY f ORDER BY n DESC, f
+        """,
+        (dealership_id,),
+    ).fetchall()
+    return {r["flag"]: int(r["n"]) for r in rows}
+
+
+def recent_healthy_runs(conn: psycopg.Connection, dealership_id: int, kind: str,
+                        exclude_job: int | None, limit: int = 5) -> list[Job]:
+    """The baseline for the gate: this dealer's latest healthy runs of this kind."""
+    from crawler.db import jobs as jobs_db
+
+    return jobs_db.recent_healthy(conn, dealership_id, kind, limit=limit,
+                                  exclude_job=exclude_job)

@@ -1,0 +1,223 @@
+"""An offline VIN decoder over NHTSA vPIC data (the subset the `vin` package ships as sqlite).
+
+vPIC describes each manufacturer code (WMI) by patterns over the VIN's descriptor: positions
+4-8 and 10-17 written as `VDS|VIS`, each pattern valid for a span of model years and naming
+some of make, model, series, trim and body class. A VIN decodes to the merge of every
+pattern that matches it, most recent and most specific first (the `vin` package's order).
+
+Unlike `vin.VIN`, which runs one SQL query with a Python REGEXP callback per VIN (about a
+millisecond), this module loads a WMI's patterns once, compiles them, and caches each decode
+per VIN *pattern*: the WMI plus as many descriptor characters as that WMI's longest pattern
+reads (usually the squish VIN: positions 1-8 and 10). Serial numbers never reach the key, so
+a dealer's inventory of one model decodes with a dictionary lookup per VIN.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+from typing import Any
+
+FIELDS = ("make", "model", "series", "trim", "body_class", "vehicle_type", "manufacturer",
+          "country", "electrification_level")
+_TOKEN = re.compile(r"\[[^\]]*\]|\\.|.")
+_LOCK = threading.Lock()
+
+_PATTERNS_SQL = """
+select vds, from_year, to_year, make_id, model_id, series_id, trim_id, body_class_id,
+       electrification_level_id
+  from pattern where wmi = ?
+ order by from_year desc, coalesce(updated, created) desc, id asc
+"""
+_NAME_TABLES = ("make", "model", "series", "trim", "body_class", "electrification_level")
+
+_WMI_SQL = """
+select wmi.code, make.name as make, manufacturer.name as manufacturer,
+       country.name as country, vehicle_type.name as vehicle_type,
+       wmi.vehicle_type_id, wmi.truck_type_id
+  from wmi
+  join manufacturer on manufacturer.id = wmi.manufacturer_id
+  join vehicle_type on vehicle_type.id = wmi.vehicle_type_id
+  left join make on make.id = wmi.make_id
+  left join country on country.alpha_2_code = wmi.country
+ where wmi.code = ?
+"""
+
+
+@dataclass(frozen=True)
+class Pattern:
+    vds: str
+    from_year: int
+    to_year: int
+    values: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Wmi:
+    """What vPIC knows about one manufacturer code, and its patterns."""
+
+    code: str
+    make: str | None  # the one make this WMI builds, or None when it builds several
+    manufacturer: str
+    country: str | None
+    vehicle_type: str
+    light_vehicle: bool  # car, MPV or light truck: the 30-year cycle rule of position 7
+    patterns: tuple[Pattern, ...]
+    key_length: int  # descriptor characters any pattern of this WMI reads
+    last_year: int  # the latest model year a pattern starts in (0: none)
+    pattern_makes: frozenset[str]
+
+
+@lru_cache(maxsize=1)
+def _connection() -> sqlite3.Connection:
+    uri = files("vin").joinpath("vehicle.db").as_uri() + "?immutable=1"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def version() -> dict[str, Any]:
+    with _LOCK:
+        row = _connection().execute("select * from vpic_version").fetchone()
+    return dict(row) if row else {}
+
+
+def wmi_code(vin: str) -> str:
+    """Three characters, or six for small makers (position 3 is 9: positions 1-3 and 12-14)."""
+    return vin[:3] + vin[11:14] if vin[2] == "9" else vin[:3]
+
+
+def descriptor(vin: str) -> str:
+    return f"{vin[3:8]}|{vin[9:]}"
+
+
+@lru_cache(maxsize=1)
+def _names() -> dict[str, dict[int, str]]:
+    """The small name tables, and each model's make, loaded once (joins in sqlite are slow)."""
+    conn = _connection()
+    names = {t: dict(conn.execute(f"select id, name from {t}").fetchall())  # noqa: S608
+             for t in _NAME_TABLES}
+    names["model_make"] = dict(conn.execute("select model_id, make_id from make_model"))
+    return names
+
+
+@lru_cache(maxsize=4096)
+def wmi(code: str) -> Wmi | None:
+    """Load a WMI once: its facts and every pattern, compiled. None if vPIC does not know it."""
+    with _LOCK:
+        conn = _connection()
+        head = conn.execute(_WMI_SQL, (code,)).fetchone()
+        rows = conn.execute(_PATTERNS_SQL, (code,)).fetchall() if head else []
+        names = _names()
+    if head is None:
+        return None
+    patterns = []
+    key_length = 7  # always through the model-year character
+    makes = set()
+    for r in rows:
+        make_id = names["model_make"].get(r["model_id"]) or r["make_id"]
+        found = {"make": names["make"].get(make_id)}
+        for table in _NAME_TABLES[1:]:
+            found[table] = names[table].get(r[f"{table}_id"])
+        values = tuple((f, v) for f, v in found.items() if v)
+        if found["make"]:
+            makes.add(found["make"])
+        key_length = max(key_length, _positions(r["vds"]))
+        patterns.append(Pattern(r["vds"], r["from_year"], r["to_year"], values))
+    light = head["vehicle_type_id"] in (2, 7) or (
+        head["vehicle_type_id"] == 3 and head["truck_type_id"] in (None, 1))
+    return Wmi(code=code, make=head["make"], manufacturer=head["manufacturer"],
+               country=head["country"], vehicle_type=head["vehicle_type"],
+               light_vehicle=light, patterns=tuple(patterns), key_length=key_length,
+               last_year=max((p.from_year for p in patterns), default=0),
+               pattern_makes=frozenset(makes))
+
+
+@lru_cache(maxsize=None)
+def _compile(vds: str) -> re.Pattern[str]:
+    return re.compile(vds)
+
+
+@lru_cache(maxsize=None)
+def _positions(vds: str) -> int:
+    """How many descriptor characters a pattern reads ('.R[67]' reads three)."""
+    return len(_TOKEN.findall(vds))
+
+
+@lru_cache(maxsize=16384)
+def _in_year(code: str, year: int | None) -> tuple[Pattern, ...]:
+    info = wmi(code)
+    if info is None:
+        return ()
+    return tuple(p for p in info.patterns if year is None or p.from_year <= year <= p.to_year)
+
+
+def cache_key(vin: str) -> str | None:
+    """The part of a VIN its vPIC decode depends on (None when the WMI is unknown)."""
+    info = wmi(wmi_code(vin))
+    if info is None:
+        return None
+    return info.code + descriptor(vin)[:info.key_length]
+
+
+def match(info: Wmi, desc: str, year: int | None) -> dict[str, str]:
+    """Merge every pattern matching the descriptor in that model year, best first."""
+    out: dict[str, str] = {}
+    for p in _in_year(info.code, year):
+        if _compile(p.vds).match(desc):
+            for k, v in p.values:
+                out.setdefault(k, v)
+            if len(out) == 6:
+                break
+    return out
+
+
+def has_patterns(info: Wmi, year: int) -> bool:
+    return any(p.from_year <= year <= p.to_year for p in info.patterns)
+
+
+@lru_cache(maxsize=200_000)
+def decode_key(key: str, years: tuple[int, ...]) -> dict[str, Any] | None:
+    """Decode one VIN pattern (see cache_key) for candidate model years, likeliest first.
+
+    The first year with a matching pattern wins; if none matches, the WMI's own facts
+    (its one make, manufacturer, country, vehicle type) are still returned, with the first
+    candidate year. None when vPIC does not know the WMI.
+    """
+    code_len = 6 if len(key) > 2 and key[2] == "9" else 3
+    info = wmi(key[:code_len])
+    if info is None:
+        return None
+    desc = key[code_len:]
+    found: dict[str, str] = {}
+    model_year = years[0] if years else None
+    for year in years:
+        found = match(info, desc, year)
+        if found:
+            model_year = year
+            break
+    if not found and years:
+        # No pattern for this year yet (a model newer than the data): the latest patterns
+        # still tell make and often model, but the year stays the VIN's own.
+        latest = match(info, desc, None)
+        found = {k: v for k, v in latest.items() if k == "make"}
+    make = found.get("make") or info.make or (
+        next(iter(info.pattern_makes)) if len(info.pattern_makes) == 1 else None)
+    return {
+        "make": make, "model": found.get("model"), "series": found.get("series"),
+        "trim": found.get("trim"), "body_class": found.get("body_class"),
+        "electrification_level": found.get("electrification_level"),
+        "manufacturer": info.manufacturer, "country": info.country,
+        "vehicle_type": info.vehicle_type, "model_year": model_year,
+        "matched": bool(found.get("model") or found.get("body_class")),
+    }
+
+
+def clear_cache() -> None:
+    """Forget decoded patterns and loaded WMIs (benchmarks measure cold decoding)."""
+    for cached in (decode_key, wmi, _in_year, _compile, _positions, _names):
+        cached.cache_clear()
