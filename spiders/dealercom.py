@@ -1,0 +1,79 @@
+"""Dealer.com (Cox Automotive) sites: inventory from the getInventory widget API.
+
+The search page's inline script names the API call; the spider replays it page by page
+(offset `inventoryParameters.start`) and extracts with `spiders.extract.dealercom`. No detail
+pages are needed: the API answer carries every field. A start page without the call (a home
+page) leads to the site's `/all-inventory/index.htm`; a page without it there either goes
+down the fallback chain (spiders.detect).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urljoin, urlsplit
+
+import scrapy
+
+from crawler import pages
+from crawler.spider import DealerSpider
+from spiders import detect
+from spiders.extract.dealercom import InventoryCall, extract, from_api, inventory_call, next_start
+
+PLATFORM = "dealercom"
+PATH = "api"
+LISTING_PATH = "/all-inventory/index.htm"
+
+
+class Spider(DealerSpider):
+    name = "dealercom"
+    rate_limit_backend = PLATFORM
+
+    async def start(self):
+        yield scrapy.Request(self.start_url, callback=self.parse_listing,
+                             errback=self.listing_failed, cb_kwargs={"tried_listing": False})
+
+    def parse_listing(self, response, tried_listing: bool):
+        text = response.text if hasattr(response, "text") else ""
+        call = inventory_call(text, response.url)
+        if call is not None:
+            self.note_page(response, 0, listing=False)
+            yield self.api_request(call, 0, response.url)
+            return
+        on_listing = urlsplit(response.url).path.endswith("-inventory/index.htm")
+        if not tried_listing and not on_listing and response.status == 200 \
+                and pages.classify(response.status, text, 0) == pages.OTHER:
+            yield scrapy.Request(urljoin(response.url, LISTING_PATH), callback=self.parse_listing,
+                                 errback=self.listing_failed, cb_kwargs={"tried_listing": True})
+            return
+        yield from detect.fallback(self, response)
+
+    def parse_rendered(self, response):
+        yield from detect.fallback(self, response, rendered=True)
+
+    def api_request(self, call: InventoryCall, start: int, referer: str) -> scrapy.Request:
+        return scrapy.Request(
+            call.url, method="POST", body=json.dumps(call.at(start)),
+            headers={"Content-Type": "application/json", "Accept": "application/json",
+                     "Referer": referer},
+            callback=self.parse_api, errback=self.listing_failed,
+            cb_kwargs={"call": call, "start": start, "referer": referer})
+
+    def parse_api(self, response, call: InventoryCall, start: int, referer: str):
+        try:
+            data = json.loads(response.text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or "inventory" not in data:
+            self.note_page(response, 0, listing=True)
+            self.problems.append(f"getInventory answer at start={start} is not inventory JSON")
+            self.incomplete = True
+            return
+        items = from_api(data, call.url)
+        self.note_page(response, len(items), listing=True)
+        yield from items
+        nxt = next_start(data)
+        if nxt is not None and nxt > start:
+            yield self.api_request(call, nxt, referer)
+
+
+__all__ = ["PLATFORM", "Spider", "extract"]

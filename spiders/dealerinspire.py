@@ -1,0 +1,68 @@
+"""DealerInspire sites: inventory from the hosted search index named in the page config.
+
+The spider reads the index's app id, search key, index name, page size and refinements from
+the page's JavaScript (`spiders.extract.dealerinspire.index_config`), then asks the index
+page by page (`page` from 0 to `nbPages`). The index host is the platform's (Algolia) unless
+the config names one. A page without the config goes down the fallback chain.
+"""
+
+from __future__ import annotations
+
+import json
+
+import scrapy
+
+from crawler.spider import DealerSpider
+from spiders import detect
+from spiders.extract.dealerinspire import IndexConfig, extract, from_api, index_config, next_page
+
+PLATFORM = "dealerinspire"
+PATH = "api"
+
+
+class Spider(DealerSpider):
+    name = "dealerinspire"
+    rate_limit_backend = PLATFORM
+
+    async def start(self):
+        yield scrapy.Request(self.start_url, callback=self.parse_page,
+                             errback=self.listing_failed)
+
+    def parse_page(self, response):
+        text = response.text if hasattr(response, "text") else ""
+        config = index_config(text)
+        if config is None:
+            yield from detect.fallback(self, response)
+            return
+        self.note_page(response, 0, listing=False)
+        yield self.index_request(config, 0)
+
+    def parse_rendered(self, response):
+        yield from detect.fallback(self, response, rendered=True)
+
+    def index_request(self, config: IndexConfig, page: int) -> scrapy.Request:
+        return scrapy.Request(
+            config.query_url, method="POST", body=config.body(page), headers=config.headers(),
+            callback=self.parse_index, errback=self.listing_failed,
+            cb_kwargs={"config": config, "page": page},
+            meta={"allow_offsite": True})  # the index is on the platform's search host
+
+    def parse_index(self, response, config: IndexConfig, page: int):
+        try:
+            data = json.loads(response.text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or "hits" not in data:
+            self.note_page(response, 0, listing=True)
+            self.problems.append(f"search index page {page} is not a hits answer")
+            self.incomplete = True
+            return
+        items = from_api(data, config.query_url)
+        self.note_page(response, len(items), listing=True)
+        yield from items
+        nxt = next_page(data)
+        if nxt is not None and nxt > page:
+            yield self.index_request(config, nxt)
+
+
+__all__ = ["PLATFORM", "Spider", "extract"]

@@ -1,0 +1,59 @@
+"""DealerOn sites: vehicles from the listing pages' card attributes and JSON-LD ItemList.
+
+The first result page (the dealer URL, or `/searchall.aspx` when that is a home page) gives
+the total (`dealeron_tagging_data.itemCount`); the other pages are `?pt=2..N` with the same
+search. Cards carry every field, so no detail pages are fetched. A page with neither cards
+nor tagging data goes down the fallback chain (spiders.detect).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin
+
+import scrapy
+
+from crawler import pages
+from crawler.spider import DealerSpider
+from spiders import detect
+from spiders.extract.dealeron import extract, page_urls, tagging_data
+
+PLATFORM = "dealeron"
+PATH = "platform"
+LISTING_PATH = "/searchall.aspx"
+
+
+class Spider(DealerSpider):
+    name = "dealeron"
+    rate_limit_backend = PLATFORM
+
+    async def start(self):
+        yield scrapy.Request(self.start_url, callback=self.parse_listing,
+                             errback=self.listing_failed, cb_kwargs={"first": True})
+
+    def parse_listing(self, response, first: bool, tried_listing: bool = False):
+        text = response.text if hasattr(response, "text") else ""
+        items = extract(text, response.url)
+        is_listing = bool(items) or bool(tagging_data(text))
+        if not is_listing:
+            if first and not tried_listing and response.status == 200 \
+                    and pages.classify(response.status, text, 0) == pages.OTHER:
+                yield scrapy.Request(urljoin(response.url, LISTING_PATH),
+                                     callback=self.parse_listing, errback=self.listing_failed,
+                                     cb_kwargs={"first": True, "tried_listing": True})
+                return
+            yield from detect.fallback(self, response)
+            return
+        kind = self.note_page(response, len(items), listing=True)
+        if kind in (pages.BLOCKED, pages.NOT_FOUND):
+            return
+        yield from items
+        if first:
+            for url in page_urls(text, response.url):
+                yield scrapy.Request(url, callback=self.parse_listing,
+                                     errback=self.listing_failed, cb_kwargs={"first": False})
+
+    def parse_rendered(self, response):
+        yield from detect.fallback(self, response, rendered=True)
+
+
+__all__ = ["PLATFORM", "Spider", "extract"]

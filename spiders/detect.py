@@ -1,0 +1,212 @@
+"""Which platform a dealer site runs on, and which path forecourt takes to its inventory.
+
+`detect(html, url)` is pure: it scores page signals (script and asset hosts, generator meta,
+JavaScript globals, data attributes, API calls in inline scripts) for every known platform
+and returns the winner, the signals it saw, and the path a crawl will take.
+
+The fallback chain, per dealer and per page (first step that yields vehicles wins):
+
+1. **platform**: the platform's own spider. For Dealer.com and DealerInspire this is their
+   JSON API (getInventory; the hosted search index); for DealerOn the listing cards' data
+   attributes; for the HTML platforms their cards and detail pages.
+2. **json-ld**: schema.org vehicles in JSON-LD (or microdata) on the page.
+3. **data-vin**: vehicles as `data-vin` style attributes on cards (spiders.extract.attributes).
+4. **javascript**: a headless browser renders the page, then steps 2-3 run on the result.
+   Taken only when a `javascript` platform is registered (spiders/javascript.py, built on
+   scrapy-playwright); its `render_request(url, **kwargs)` makes the request, or a request
+   with scrapy-playwright's `playwright` meta key is made when it has none.
+
+A platform spider that does not find its platform's data on a page (the config moved, the
+site left the platform) runs steps 2-4 on that page via `fallback`, so a wrong or stale
+platform never means an empty crawl. The generic spider runs steps 2-3 on every page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from crawler import pages
+from crawler.models import VehicleItem
+from spiders.extract import attributes, structured
+
+# (platform, pattern, weight, what it means). Weights: 3 = decisive alone, 1 = a hint.
+_SIGNALS: list[tuple[str, re.Pattern, int, str]] = [
+    ("dealercom", re.compile(r"/api/widget/ws-inv-data/getInventory|ws-inv-data", re.I), 3,
+     "inventory widget API ws-inv-data/getInventory"),
+    ("dealercom", re.compile(r"\bDDC\.(WS|dataLayer|WidgetData)\b|window\.DDC\b"), 2,
+     "JS global DDC"),
+    ("dealercom", re.compile(r"//(static|pictures|images)\.dealer\.com/", re.I), 2,
+     "asset host *.dealer.com"),
+    ("dealercom", re.compile(r"<meta[^>]+generator[^>]+Dealer\.com", re.I), 2,
+     "generator meta Dealer.com"),
+    ("dealercom", re.compile(r"data-widget-name=", re.I), 1, "data-widget-name attributes"),
+    ("dealerinspire", re.compile(r"\b(algoliaConfig|mvnAlgSettings)\s*=", re.I), 2,
+     "JS search-index config (algoliaConfig)"),
+    ("dealerinspire", re.compile(r"\binventoryLightningSettings\s*=", re.I), 2,
+     "JS global inventoryLightningSettings"),
+    ("dealerinspire", re.compile(r"dealerinspire\.com|dealer-inspire", re.I), 2,
+     "DealerInspire host or plugin"),
+    ("dealerinspire", re.compile(r"algolia(net|\.net|search)|-dsn\.algolia\.net", re.I), 1,
+     "Algolia search host"),
+    ("dealeron", re.compile(r"id=[\"']dealeron_tagging_data", re.I), 3,
+     "dealeron_tagging_data script"),
+    ("dealeron", re.compile(r"dealeron(\.js|cdn|\.com)", re.I), 2, "DealerOn script or host"),
+    ("dealeron", re.compile(r"data-vehicle-information", re.I), 1,
+     "data-vehicle-information cards"),
+    ("dealeron", re.compile(r"/search(new|used|all)\.aspx", re.I), 1, "search*.aspx links"),
+    ("dealereprocess", re.compile(r"dealereprocess\.(com|org|net)|\bdeprocess\b", re.I), 3,
+     "Dealer eProcess host"),
+    ("dealervenom", re.compile(r"dealervenom\.com|\bvenom-", re.I), 3, "DealerVenom host"),
+    ("teamvelocity", re.compile(r"teamvelocity(portal|marketing)?\.(com|net)|\btvm-", re.I), 3,
+     "Team Velocity host"),
+]
+_JS_SHELL = re.compile(r"<noscript>[^<]*(enable|requires?) javascript|__NEXT_DATA__|"
+                       r"<div id=[\"'](root|app|__next)[\"']>\s*</div>", re.I)
+MIN_SCORE = 3
+
+STEP_PLATFORM, STEP_JSON_LD, STEP_DATA_VIN, STEP_JAVASCRIPT, STEP_LINKS = (
+    "platform", "json-ld", "data-vin", "javascript", "links")
+
+
+class Detection(BaseModel):
+    """What `forecourt detect` reports: platform (None when unknown), signals and path."""
+
+    platform: str | None
+    signals: list[str]
+    spider: str
+    path: str
+    detail: str
+    vehicles_on_page: int = 0
+
+
+def platform_signals(html: str) -> dict[str, list[str]]:
+    """Every platform with the signals the page gives for it."""
+    head = html[:1_500_000]
+    seen: dict[str, list[str]] = {}
+    for platform, pattern, weight, meaning in _SIGNALS:
+        if pattern.search(head):
+            seen.setdefault(platform, []).append(f"{meaning} (+{weight})")
+    return seen
+
+
+def _score(signals: list[str]) -> int:
+    return sum(int(s.rsplit("(+", 1)[1].rstrip(")")) for s in signals)
+
+
+def detect_platform(html: str) -> tuple[str | None, list[str]]:
+    """(platform, its signals); None when no platform scores MIN_SCORE or two tie."""
+    seen = platform_signals(html)
+    ranked = sorted(((_score(s), p) for p, s in seen.items()), reverse=True)
+    if not ranked or ranked[0][0] < MIN_SCORE or (len(ranked) > 1
+                                                   and ranked[1][0] == ranked[0][0]):
+        return None, [f"{p}: {s}" for p, sigs in seen.items() for s in sigs]
+    return ranked[0][1], seen[ranked[0][1]]
+
+
+def fallback_items(html: str, url: str) -> tuple[str, list[VehicleItem]]:
+    """Chain steps 2-3 on one page: (step that found vehicles, vehicles)."""
+    items = structured.extract(html, url)
+    if items:
+        return STEP_JSON_LD, items
+    items = attributes.extract(html, url)
+    if items:
+        return STEP_DATA_VIN, items
+    return STEP_LINKS, []
+
+
+def _registered() -> dict[str, Any]:
+    from spiders.registry import platforms  # late: platform modules import this module
+
+    return platforms()
+
+
+def _platform_path(platform: str, html: str, url: str) -> str:
+    """How the platform spider will find inventory from this page."""
+    from spiders.extract import dealercom, dealerinspire, dealeron
+
+    if platform == "dealercom":
+        call = dealercom.inventory_call(html, url)
+        return (f"getInventory API {call.url} (siteId {call.body.get('siteId')})" if call else
+                "getInventory API, from the site's /all-inventory/index.htm page")
+    if platform == "dealerinspire":
+        config = dealerinspire.index_config(html)
+        return (f"search index {config.index} at {config.query_url}" if config else
+                "search index named in the page config (not on this page)")
+    if platform == "dealeron":
+        return ("listing cards' data attributes, pages ?pt=N" if dealeron.tagging_data(html)
+                else "listing cards' data attributes, from /searchall.aspx")
+    return "platform spider (cards and detail pages)"
+
+
+def detect(html: str, url: str) -> Detection:
+    """Platform, signals and the chain step a crawl of this dealer will start with."""
+    platform, signals = detect_platform(html)
+    registered = _registered()
+    if platform and platform in registered:
+        module = registered[platform]
+        items = module.extract(html, url) if hasattr(module, "extract") else []
+        return Detection(platform=platform, signals=signals, spider=platform,
+                         path=STEP_PLATFORM, detail=_platform_path(platform, html, url),
+                         vehicles_on_page=len(items))
+    step, items = fallback_items(html, url)
+    note = f"; no spider for {platform}, so the generic spider crawls" if platform else ""
+    if items:
+        detail = {STEP_JSON_LD: "schema.org vehicles on the page",
+                  STEP_DATA_VIN: "vehicle cards' data-vin attributes"}[step]
+        return Detection(platform=platform, signals=signals, spider="generic", path=step,
+                         detail=detail + note, vehicles_on_page=len(items))
+    if "javascript" in registered and _JS_SHELL.search(html):
+        return Detection(platform=platform, signals=signals + ["page is a JavaScript shell"],
+                         spider="javascript", path=STEP_JAVASCRIPT,
+                         detail="headless browser renders pages, then JSON-LD and data-vin"
+                         + note)
+    return Detection(platform=platform, signals=signals, spider="generic", path=STEP_LINKS,
+                     detail="no vehicles on this page: sitemaps and links to vehicle pages, "
+                            "each read as JSON-LD then data-vin" + note)
+
+
+def stored_platform(detection: Detection) -> str | None:
+    """The platform to store for a dealer (None means the generic spider)."""
+    return None if detection.spider == "generic" else detection.spider
+
+
+# --- the chain at crawl time -------------------------------------------------------------
+
+def javascript_request(url: str, **kwargs: Any):
+    """A request that renders `url` in the headless browser, or None without that path."""
+    module = _registered().get("javascript")
+    if module is None:
+        return None
+    if hasattr(module, "render_request"):
+        return module.render_request(url, **kwargs)
+    import scrapy
+
+    meta = {**kwargs.pop("meta", {}), "playwright": True}
+    return scrapy.Request(url, meta=meta, **kwargs)
+
+
+def fallback(spider, response, listing: bool = True, rendered: bool = False) -> Iterator[Any]:
+    """Steps 2-4 for a page where a platform spider found none of its platform's data."""
+    text = response.text if hasattr(response, "text") else ""
+    step, items = fallback_items(text, response.url)
+    kind = spider.note_page(response, len(items), listing)
+    if kind in (pages.BLOCKED, pages.NOT_FOUND):
+        return
+    if items:
+        spider.crawler.stats.inc_value(f"forecourt/fallback/{step}")
+        yield from items
+        return
+    request = None if rendered else javascript_request(
+        response.url, callback=spider.parse_rendered, errback=spider.listing_failed,
+        dont_filter=True)
+    if request is not None:
+        spider.crawler.stats.inc_value("forecourt/fallback/javascript")
+        yield request
+    elif kind != pages.EMPTY:
+        spider.problems.append(f"no vehicles found on {response.url} by the platform API, "
+                               f"JSON-LD or data-vin attributes")
+        spider.incomplete = True
