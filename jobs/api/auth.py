@@ -44,12 +44,12 @@ async def principal(
         token = await tokens_db.alookup(conn, creds.credentials)
         if token is not None:
             now = time.monotonic()
-            if now - rt.touched.get(token.id, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
-                rt.touched[token.id] = now
+            if now - rt.touched.get(token.prefix, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
+                rt.touched[token.prefix] = now
                 await tokens_db.atouch(conn, token.id)
     if token is None:
         raise _unauthorized("the bearer token is unknown or revoked")
-    allowed, _remaining, retry_after = await rt.limiter.hit(token.id)
+    allowed, _remaining, retry_after = await rt.limiter.hit(token.prefix)
     if not allowed:
         raise ApiProblem(429, f"rate limit of {rt.limiter.limit} requests per "
                          f"{rt.limiter.window_ms // 1000} s exceeded; retry in "

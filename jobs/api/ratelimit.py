@@ -35,13 +35,13 @@ class Limiter:
         self.window_ms = int(window_s * 1000)
         self.script = client.register_script(_SCRIPT)
 
-    def key(self, token_id: int) -> str:
-        return f"{self.namespace}:api:rate:{token_id}"
+    def key(self, token_key: str) -> str:
+        return f"{self.namespace}:api:rate:{token_key}"
 
-    async def hit(self, token_id: int) -> tuple[bool, int, int]:
+    async def hit(self, token_key: str) -> tuple[bool, int, int]:
         """(allowed, remaining, retry_after_s) after counting one request."""
         try:
-            count, ttl_ms = await self.script(keys=[self.key(token_id)], args=[self.window_ms])
+            count, ttl_ms = await self.script(keys=[self.key(token_key)], args=[self.window_ms])
         except (RedisError, OSError) as exc:
             log.warning("rate limit not checked, Redis unavailable: %s", exc)
             return True, self.limit, 0

@@ -27,7 +27,7 @@ class Runtime:
     watch: JobWatch
     # Writes go through the same synchronous functions as the CLI, on worker threads.
     sync_pool: ConnectionPool | None = None
-    touched: dict[int, float] = field(default_factory=dict)
+    touched: dict[str, float] = field(default_factory=dict)
 
     async def job(self, job_id: int) -> tuple[Job, str] | None:
         async with self.pool.connection() as conn:

@@ -1,0 +1,112 @@
+"""The API served for real: `forecourt api` subprocesses on 127.0.0.1, the session database,
+httpx clients. Tokens and dealers are created per test (the `db` fixture empties tables)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from crawler.db import dealers as dealers_db
+from crawler.db import tokens as tokens_db
+
+FORECOURT = str(Path(sys.executable).parent / "forecourt")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, env: dict[str, str] | None = None, workers: int = 1):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(os.environ["FORECOURT_DATA_DIR"]) / f"api-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [FORECOURT, "api", "--port", str(self.port), "--workers", str(workers)],
+            env={**os.environ, "FORECOURT_LOG_LEVEL": "WARNING", **(env or {})},
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"API exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code in (200, 503):
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"API did not start: {self.log.read_text()[-2000:]}")
+
+    def logs(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def api_server(forecourt_env):
+    server = Server({"FORECOURT_API_RATE_LIMIT": "100000", "FORECOURT_API_POOL_SIZE": "4"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(api_server):
+    with httpx.Client(base_url=api_server.url, timeout=40) as client:
+        yield client
+
+
+@pytest.fixture
+def world(db):
+    """Two dealerships (acme with a website, bolt with a feed) and a token for each, plus an
+    operator token: {'acme': Dealership, 'bolt': ..., 'tokens': {name: token}}."""
+    acme = dealers_db.create(db, slug="acme", name="Acme Motors", website_url="https://acme.test/")
+    bolt = dealers_db.create(db, slug="bolt", name="Bolt Cars", feed_url="https://bolt.test/f.csv")
+    tokens = {
+        "acme": tokens_db.create(db, "dealer", acme.id, "acme ui")[1],
+        "bolt": tokens_db.create(db, "dealer", bolt.id, "bolt ui")[1],
+        "operator": tokens_db.create(db, "operator", None, "ops")[1],
+    }
+    return {"acme": acme, "bolt": bolt, "tokens": tokens, "db": db}
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def add_job(db, dealership_id: int, kind: str = "crawl", state: str = "succeeded",
+            **fields) -> int:
+    """Insert a job record directly (the API only reads it)."""
+    cols = {"dealership_id": dealership_id, "kind": kind, "trigger": "schedule",
+            "state": state, **fields}
+    from psycopg.types.json import Jsonb
+
+    values = [Jsonb(v) if isinstance(v, dict | list) else v for v in cols.values()]
+    row = db.execute(
+        f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
+        " RETURNING id", values).fetchone()
+    return row["id"]
+
+
+def assert_problem(resp: httpx.Response, status: int) -> dict:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    body = resp.json()
+    assert body["status"] == status
+    assert {"type", "title", "status", "detail", "instance"} <= set(body)
+    assert "Traceback" not in resp.text and 'File "' not in resp.text
+    return body

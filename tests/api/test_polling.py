@@ -1,0 +1,123 @@
+"""Cheap polling: ETags with 304, and `wait` holding a request until the job changes, without
+a database connection per waiter."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+
+from crawler.db import connect
+from tests.api.conftest import add_job, assert_problem, auth
+
+
+def _update(job_id: int, **fields) -> None:
+    """Change a job from another connection, as a worker would."""
+    sets = ", ".join(f"{k} = %s" for k in fields)
+    with connect() as conn:
+        conn.execute(f"UPDATE jobs SET {sets}, updated_at = now() WHERE id = %s",
+                     (*fields.values(), job_id))
+
+
+def test_job_etag_answers_304_until_the_job_changes(api, world):
+    job = add_job(world["db"], world["acme"].id, state="running", phase="crawling")
+    acme = auth(world["tokens"]["acme"])
+    first = api.get(f"/v1/jobs/{job}", headers=acme)
+    tag = first.headers["etag"]
+    same = api.get(f"/v1/jobs/{job}", headers=acme | {"If-None-Match": tag})
+    assert same.status_code == 304 and same.content == b"" and same.headers["etag"] == tag
+    _update(job, phase="storing")
+    changed = api.get(f"/v1/jobs/{job}", headers=acme | {"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.json()["phase"] == "storing"
+    assert changed.headers["etag"] != tag
+
+
+def test_list_etag_answers_304_until_a_job_is_added(api, world):
+    add_job(world["db"], world["acme"].id)
+    acme = auth(world["tokens"]["acme"])
+    tag = api.get("/v1/dealerships/acme/jobs", headers=acme).headers["etag"]
+    assert api.get("/v1/dealerships/acme/jobs",
+                   headers=acme | {"If-None-Match": tag}).status_code == 304
+    add_job(world["db"], world["acme"].id, kind="feed")
+    again = api.get("/v1/dealerships/acme/jobs", headers=acme | {"If-None-Match": tag})
+    assert again.status_code == 200 and len(again.json()["items"]) == 2
+
+
+def _wait_in_thread(api, path, headers):
+    result = {}
+    done = threading.Event()
+
+    def run():
+        result["resp"] = api.get(path, headers=headers)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return result, done
+
+
+def test_wait_holds_the_request_and_answers_as_soon_as_the_job_changes(api, world):
+    job = add_job(world["db"], world["acme"].id, state="running", phase="crawling")
+    acme = auth(world["tokens"]["acme"])
+    tag = api.get(f"/v1/jobs/{job}", headers=acme).headers["etag"]
+    result, done = _wait_in_thread(api, f"/v1/jobs/{job}?wait=30",
+                                   acme | {"If-None-Match": tag})
+    assert not done.wait(0.7), "nothing changed, so the request is still waiting"
+    _update(job, phase="storing", counters='{"items": 5}')
+    assert done.wait(20), "the change answered the waiting request"
+    resp = result["resp"]
+    # A timeout would have answered 304 with the old ETag: this is the change itself.
+    assert resp.status_code == 200 and resp.json()["phase"] == "storing"
+    assert resp.json()["counters"] == {"items": 5} and resp.headers["etag"] != tag
+
+
+def test_wait_with_since_version_answers_on_change(api, world):
+    job = add_job(world["db"], world["acme"].id, state="queued")
+    acme = auth(world["tokens"]["acme"])
+    version = api.get(f"/v1/jobs/{job}", headers=acme).json()["version"]
+    result, done = _wait_in_thread(api, f"/v1/jobs/{job}?wait=30&since={version}", acme)
+    assert not done.wait(0.7)
+    _update(job, state="running", phase="starting")
+    assert done.wait(20)
+    body = result["resp"].json()
+    assert body["state"] == "running" and body["version"] != version
+
+
+def test_wait_without_change_ends_with_304(api, world):
+    job = add_job(world["db"], world["acme"].id)
+    acme = auth(world["tokens"]["acme"])
+    tag = api.get(f"/v1/jobs/{job}", headers=acme).headers["etag"]
+    resp = api.get(f"/v1/jobs/{job}?wait=0.5", headers=acme | {"If-None-Match": tag})
+    assert resp.status_code == 304 and resp.headers["etag"] == tag
+    assert_problem(api.get(f"/v1/jobs/{job}?wait=31", headers=acme), 422)
+    other = add_job(world["db"], world["bolt"].id)
+    assert_problem(api.get(f"/v1/jobs/{other}?wait=5", headers=acme), 404)
+
+
+def test_many_waiters_hold_no_database_connections(api_server, world):
+    """120 waiters on a server whose pool has 4 connections: other requests still answer, and
+    one change answers every waiter."""
+    db = world["db"]
+    job = add_job(db, world["acme"].id, state="running", phase="crawling")
+    other = add_job(db, world["acme"].id, state="succeeded")
+    acme = auth(world["tokens"]["acme"])
+
+    async def scenario():
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=api_server.url, timeout=30,
+                                     limits=limits) as client:
+            tag = (await client.get(f"/v1/jobs/{job}", headers=acme)).headers["etag"]
+            waiters = [asyncio.create_task(client.get(
+                f"/v1/jobs/{job}?wait=25", headers=acme | {"If-None-Match": tag}))
+                for _ in range(120)]
+            await asyncio.sleep(1.0)
+            assert not any(w.done() for w in waiters)
+            async with httpx.AsyncClient(base_url=api_server.url, timeout=5) as side:
+                quick = [await side.get(f"/v1/jobs/{other}", headers=acme) for _ in range(10)]
+            assert [r.status_code for r in quick] == [200] * 10
+            await asyncio.to_thread(_update, job, phase="storing")
+            return await asyncio.gather(*waiters)
+
+    answers = asyncio.run(scenario())
+    assert [r.status_code for r in answers] == [200] * 120
+    assert {r.json()["phase"] for r in answers} == {"storing"}
