@@ -37,8 +37,20 @@ class Settings(BaseSettings):
     obey_robots: bool = True
     user_agent: str = "forecourt/0.1 (+inventory sync; contact: operator)"
     max_response_bytes: int = 20 * 1024 * 1024
-    # Chromium for JavaScript sites (Playwright cannot download its own browser here).
+    # Shared request budget per platform backend, across every worker (crawler/ratelimit.py):
+    # requests per second on average, keyed by the spider's `rate_limit_backend` (or name);
+    # `platform_rate_burst` may go at once. Platforms not named here are not limited this way.
+    platform_rate_limits: dict[str, float] = Field(default_factory=lambda: {
+        "dealercom": 10.0, "dealerinspire": 10.0, "dealeron": 10.0,
+        "dealereprocess": 10.0, "dealervenom": 10.0, "teamvelocity": 10.0,
+    })
+    platform_rate_burst: int = 10
+    # Chromium for JavaScript sites (Playwright cannot download its own browser here);
+    # unset: /usr/bin/chromium or whatever `chromium` is on PATH.
     chromium_path: str | None = None
+    # Playwright bounds: browser contexts and pages per context open at once.
+    playwright_max_contexts: int = 2
+    playwright_max_pages_per_context: int = 4
     # Crawl subprocess limit, seconds.
     crawl_time_limit_s: int = 30 * 60
     # Job queue (jobs/): Dramatiq on Redis. A worker process missing heartbeats for

@@ -34,6 +34,9 @@ FEED_EXPORT_ENCODING = "utf-8"
 DNS_RESOLVER = "crawler.middlewares_security.NetGuardResolver"
 DOWNLOADER_MIDDLEWARES = {
     "crawler.middlewares_security.NetGuardMiddleware": 40,
+    # a shared budget per platform backend, across every worker (crawler/ratelimit.py);
+    # after robots.txt (100) so disallowed requests spend nothing
+    "crawler.middlewares.PlatformRateLimitMiddleware": 120,
 }
 
 # Every stage, in order; each also works directly on batches (see pipelines/).

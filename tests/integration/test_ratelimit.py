@@ -1,0 +1,102 @@
+"""The platform budget in Redis is shared by separate processes: counted grants, not timings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import redis
+
+from crawler import ratelimit
+from crawler.config import PROJECT_ROOT
+from crawler.crawl_runner import child_env, run_crawl
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.db import redis_url
+
+pytestmark = pytest.mark.integration
+
+CONSUMER = """
+import json, sys, time
+import redis
+from crawler import ratelimit
+url, ns, backend, rate, burst, start, stop, tries = sys.argv[1:]
+limiter = ratelimit.SharedLimiter(redis.Redis.from_url(url), ns)
+budget = ratelimit.Budget(rate=float(rate), burst=int(burst))
+while time.time() < float(start):
+    time.sleep(0.005)
+granted = attempts = 0
+while time.time() < float(stop) and attempts < int(tries):
+    attempts += 1
+    if limiter.try_acquire(backend, budget) == 0:
+        granted += 1
+print(json.dumps({"granted": granted, "attempts": attempts}))
+"""
+
+
+def consumers(backend: str, rate: float, burst: int, window_s: float, tries: int,
+              n: int = 2) -> list[dict]:
+    """Run `n` consumer processes over the same window; their reports."""
+    ns = f"rl-{os.getpid()}-{time.time_ns()}"
+    start = time.time() + 1.0  # every process is up and connected before the window opens
+    args = [redis_url(), ns, backend, str(rate), str(burst), str(start),
+            str(start + window_s), str(tries)]
+    procs = [subprocess.Popen([sys.executable, "-c", CONSUMER, *args], cwd=PROJECT_ROOT,
+                              env=child_env(), stdout=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    reports = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    stats = ratelimit.SharedLimiter(redis.Redis.from_url(redis_url()), ns).stats(backend)
+    assert stats["granted"] == sum(r["granted"] for r in reports)
+    return reports
+
+
+def test_two_processes_split_one_burst_exactly():
+    # a budget that does not refill within the test: 10 requests in all, whoever asks
+    reports = consumers("slowapi", rate=0.0001, burst=10, window_s=5, tries=25)
+    assert sum(r["attempts"] for r in reports) == 50
+    assert sum(r["granted"] for r in reports) == 10
+
+
+def test_two_processes_share_the_refill_rate():
+    rate, burst, window = 20.0, 2, 1.5
+    reports = consumers("busyapi", rate=rate, burst=burst, window_s=window, tries=10**7)
+    total = sum(r["granted"] for r in reports)
+    # one budget: at most burst + rate x window between them (each alone could take that)
+    assert total <= burst + rate * window + 1
+    assert total > burst  # and it refilled during the window
+    assert all(r["attempts"] > r["granted"] for r in reports)  # both were held back
+
+
+def test_two_crawls_of_one_platform_share_its_budget(db, site, monkeypatch):
+    monkeypatch.setenv("FORECOURT_PLATFORM_RATE_LIMITS", json.dumps({"dealervenom": 5}))
+    monkeypatch.setenv("FORECOURT_PLATFORM_RATE_BURST", "1")
+    client = redis.Redis.from_url(redis_url())
+    limiter = ratelimit.SharedLimiter(client)
+    before = limiter.stats("dealervenom")
+    jobs = []
+    for slug in ("juniper-a", "juniper-b"):
+        base = site("dealervenom")
+        dealer = dealers_db.create(db, slug=slug, name=slug, platform="dealervenom",
+                                   website_url=base + "/new-vehicles/")
+        job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+        jobs_db.start(db, job.id, "test")
+        jobs.append(job.id)
+    results = {}
+    threads = [threading.Thread(target=lambda j=j: results.update({j: run_crawl(j, time_limit_s=120)}))
+               for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(results[j].state == "succeeded" for j in jobs), [results[j].error for j in jobs]
+    after = limiter.stats("dealervenom")
+    granted = after.get("granted", 0) - before.get("granted", 0)
+    waits = after.get("waits", 0) - before.get("waits", 0)
+    # robots.txt, two result pages and four detail pages per dealer, all through one budget
+    assert granted == 14
+    assert waits > 0
