@@ -28,8 +28,9 @@ from quality import vpic
 
 _WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
 _VALUES = {**{str(d): d for d in range(10)},
-           **dict(zip("ABCDEFGH", range(1, 9))), **dict(zip("JKLMN", range(1, 6))),
-           "P": 7, "R": 9, **dict(zip("STUVWXYZ", range(2, 10)))}
+           **dict(zip("ABCDEFGH", range(1, 9), strict=True)),
+           **dict(zip("JKLMN", range(1, 6), strict=True)),
+           "P": 7, "R": 9, **dict(zip("STUVWXYZ", range(2, 10), strict=True))}
 # Pre-production identifiers take I, O and Q at their place in the alphabet runs.
 _PLACEHOLDER_VALUES = {**_VALUES, "I": 9, "O": 6, "Q": 8}
 _NORTH_AMERICA = set("12345")  # first character: US, Canada, Mexico

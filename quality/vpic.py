@@ -18,7 +18,7 @@ import re
 import sqlite3
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from typing import Any
 
@@ -137,12 +137,12 @@ def wmi(code: str) -> Wmi | None:
                pattern_makes=frozenset(makes))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compile(vds: str) -> re.Pattern[str]:
     return re.compile(vds)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _positions(vds: str) -> int:
     """How many descriptor characters a pattern reads ('.R[67]' reads three)."""
     return len(_TOKEN.findall(vds))

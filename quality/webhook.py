@@ -13,8 +13,7 @@ import logging
 from typing import Any
 
 import httpx
-from tenacity import (retry, retry_if_exception_type, stop_after_attempt,
-                      wait_exponential)
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from crawler import netguard
 from crawler.config import get_settings

@@ -1,0 +1,129 @@
+"""`forecourt quality`: a run's report and the worst vehicles; `forecourt quality rescore`."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from crawler.cli.common import console, database
+from crawler.cli.render import job_progress
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.db import quality as quality_db
+from crawler.errors import InvalidInput, NotFound
+from crawler.models import Job
+from quality.score import RULES_VERSION
+
+_VERDICT = {"healthy": "green", "degraded": "yellow", "failed": "red"}
+
+
+def _finished_job(conn, dealer_id: int, job_id: int | None) -> Job:
+    if job_id is not None:
+        job = jobs_db.get(conn, job_id)
+        if job.dealership_id != dealer_id:
+            raise NotFound(f"job {job_id} belongs to another dealership",
+                           hint="see `forecourt jobs list`")
+        return job
+    for job in jobs_db.list_for(conn, dealer_id, limit=20):
+        if job.report is not None or job.verdict is not None:
+            return job
+    raise NotFound("this dealership has no finished run yet",
+                   hint="run `forecourt crawl <dealer>` or ingest its feed first")
+
+
+def _report(slug: str, job_id: int | None, worst: int) -> None:
+    with database() as conn:
+        dealer = dealers_db.get(conn, slug)
+        job = _finished_job(conn, dealer.id, job_id)
+        vehicles = quality_db.worst_vehicles(conn, dealer.id, None, worst)
+        flags = quality_db.flag_counts(conn, dealer.id)
+    report = job.report or {}
+    verdict = job.verdict or report.get("verdict") or "-"
+    head = Table(title=f"{dealer.name}: job {job.id} ({job.kind}, {job.state})",
+                 show_header=False)
+    head.add_column("what")
+    head.add_column("value", overflow="fold")
+    head.add_row("verdict", f"[{_VERDICT.get(verdict, 'white')}]{verdict}[/]")
+    for reason in report.get("reasons") or ["-"]:
+        head.add_row("reason", reason)
+    c = job.counters
+    head.add_row("vehicles", f"{c.get('valid', 0)} valid of {c.get('items', 0)} items; usual "
+                 f"{report.get('baseline_count') or '-'} over "
+                 f"{report.get('baseline_runs', 0)} healthy run(s)")
+    head.add_row("rates", f"rejected {report.get('reject_rate', 0):.1%}, errors "
+                 f"{report.get('error_rate', 0):.1%}, blocked {report.get('block_rate', 0):.1%}")
+    head.add_row("removed", f"{c.get('removed', 0)} (only a healthy complete run removes)")
+    console.print(head)
+    now, usual = report.get("coverage") or {}, report.get("usual_coverage") or {}
+    if now:
+        cov = Table(title="Field coverage")
+        for col in ("field", "this run", "usual"):
+            cov.add_column(col, justify="right" if col != "field" else "left")
+        for name, share in now.items():
+            cov.add_row(name, f"{share:.0%}", f"{usual[name]:.0%}" if name in usual else "-")
+        console.print(cov)
+    worst_table = Table(title=f"Worst {len(vehicles)} active vehicle(s)")
+    for col in ("score", "VIN", "vehicle", "price", "flags"):
+        worst_table.add_column(col, overflow="fold")
+    for v in vehicles:
+        name = " ".join(str(x) for x in (v["year"], v["make"], v["model"], v["trim"]) if x)
+        worst_table.add_row(str(v["quality_score"]), v["vin"], name,
+                            f"{v['price']:,.0f}" if v["price"] is not None else "-",
+                            ", ".join(v["quality_flags"]))
+    console.print(worst_table)
+    if flags:
+        console.print("flags: " + ", ".join(f"{k} {n}" for k, n in flags.items()))
+
+
+def _rescore(slug: str | None, everything: bool, batch_size: int) -> None:
+    from pipelines import quality as quality_stage
+
+    with database() as conn:
+        dealer_id = dealers_db.get(conn, slug).id if slug else None
+        with job_progress() as progress:
+            task = progress.add_task(f"rescore {slug or 'all dealers'}", total=None,
+                                     status="starting")
+
+            def on_batch(seen: int, changed: int) -> None:
+                progress.update(task, status=f"{seen} vehicle(s), {changed} changed")
+
+            counts = quality_stage.rescore(conn, dealer_id, batch_size=batch_size,
+                                           everything=everything, on_batch=on_batch)
+            progress.update(task, total=1, completed=1,
+                            status=f"{counts['seen']} vehicle(s), {counts['changed']} changed")
+    table = Table(title="Rescore summary")
+    for col in ("dealer", "rules version", "rescored", "changed"):
+        table.add_column(col)
+    table.add_row(slug or "all", str(RULES_VERSION), str(counts["seen"]), str(counts["changed"]))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("quality")
+    def quality(
+        target: str = typer.Argument(..., help="A dealership's slug for its run report, or "
+                                     "`rescore` to rescore stored vehicles."),
+        job: int | None = typer.Option(None, "--job", help="Report on this job (default: "
+                                       "the dealer's latest finished run)."),
+        worst: int = typer.Option(10, "--worst", min=0, max=1000,
+                                  help="How many of the worst vehicles to list."),
+        dealer: str | None = typer.Option(None, "--dealer", help="rescore: only this "
+                                          "dealership's vehicles."),
+        everything: bool = typer.Option(False, "--all", help="rescore: every vehicle, not "
+                                        "only those scored under older rules."),
+        batch_size: int = typer.Option(500, "--batch-size", min=1, max=100_000,
+                                       help="rescore: vehicles per batch."),
+    ) -> None:
+        """Show a run's verdict, reasons, field coverage and worst vehicles, or rescore.
+
+        `forecourt quality <dealer> [--job ID]` reports; `forecourt quality rescore
+        [--dealer SLUG] [--all]` recomputes VIN checks, flags and scores of stored vehicles
+        scored under older rules (all of them with --all), in batches.
+        """
+        if target == "rescore":
+            _rescore(dealer, everything, batch_size)
+            return
+        if dealer or everything:
+            raise InvalidInput("--dealer and --all go with `rescore`",
+                               hint=f"use `forecourt quality {target}` alone for its report")
+        _report(target, job, worst)

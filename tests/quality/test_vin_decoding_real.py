@@ -1,0 +1,133 @@
+"""VIN decoding measured on every real VIN set in fixtures/real, against vininfo alone.
+
+Agreement is counted the same way for both decoders (quality.vin_checks.same_make: equal
+names ignoring case, spaces and punctuation, or one inside the other), so the margin is
+what the vPIC decoder adds, not a difference in counting.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from functools import lru_cache
+
+import pytest
+import yaml
+
+from quality import vin_checks, vins
+from tests.conftest import REAL
+
+VPIC = REAL / "vins-vpic"
+JKOMSKIS = REAL / "jkomskis-daily"
+
+
+@lru_cache(maxsize=1)
+def vpic_rows() -> list[dict]:
+    with open(VPIC / "all_vins_decoded.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@lru_cache(maxsize=1)
+def snapshot_vins() -> dict[str, dict]:
+    """Every VIN in the 45 daily snapshots, with every status it was listed under."""
+    out: dict[str, dict] = {}
+    for path in sorted(JKOMSKIS.glob("inventory_*.json.gz")):
+        with gzip.open(path) as fh:
+            for rec in json.load(fh):
+                if not rec.get("vin"):
+                    continue
+                entry = out.setdefault(rec["vin"], {"year": int(rec["year"]), "statuses": set()})
+                entry["statuses"].add(rec.get("status") or "")
+    return out
+
+
+def vininfo_view(vin: str) -> tuple[str | None, int | None]:
+    """What vininfo alone says: manufacturer, and its most recent model year."""
+    info = vins._vininfo(vin)
+    years = info.get("years") or []
+    return info.get("make"), (max(years) if years else None)
+
+
+def agreement(pairs: list[tuple[str, int, str]]) -> dict[str, float]:
+    """Share of (vin, year, make) decoded to the same make and year, ours and vininfo's."""
+    ours_make = ours_year = theirs_make = theirs_year = 0
+    for vin, year, make in pairs:
+        d = vins.decode(vin)
+        ours_make += bool(d.make) and vin_checks.same_make(make, d.make)
+        ours_year += d.model_year == year
+        their_make, their_year = vininfo_view(vin)
+        theirs_make += bool(their_make) and vin_checks.same_make(make, their_make)
+        theirs_year += their_year == year
+    n = len(pairs)
+    return {"make": ours_make / n, "year": ours_year / n,
+            "vininfo_make": theirs_make / n, "vininfo_year": theirs_year / n, "n": n}
+
+
+def test_vpic_set_make_and_year_agree_far_better_than_vininfo():
+    pairs = [(r["vin"], int(r["model_year"]), r["make"]) for r in vpic_rows()]
+    got = agreement(pairs)
+    print(f"vPIC set: {got}")
+    assert got["n"] == 9896
+    assert got["make"] >= 0.999 and got["year"] >= 0.999
+    assert got["make"] - got["vininfo_make"] >= 0.03  # vininfo: Genesis as Hyundai, ...
+    assert got["year"] >= got["vininfo_year"]
+
+
+def test_vpic_set_models_agree():
+    rows = [r for r in vpic_rows() if r["model"]]
+    same = sum(vin_checks.same_model(r["model"], vins.decode(r["vin"]).model or "")
+               and vins.decode(r["vin"]).model is not None for r in rows)
+    assert same / len(rows) >= 0.99
+
+
+@pytest.mark.parametrize("group, make", [("test_vin_exceptions", "Genesis"),
+                                         ("test_honda_2024", "Honda"),
+                                         ("test_tesla", "Tesla"), ("test_kia_2024", "Kia"),
+                                         ("test_ford_2023", "Ford")])
+def test_each_vpic_group_decodes_its_make(group, make):
+    rows = [r for r in vpic_rows() if r["group"] == group]
+    decoded = [vins.decode(r["vin"]) for r in rows]
+    assert rows and all(d.make and d.make.lower() == make.lower() for d in decoded)
+
+
+def test_shared_chrysler_codes_and_hyundai_built_genesis_get_the_right_brand():
+    rows = {r["vin"]: r for r in vpic_rows() if r["make"] in ("Jeep", "Genesis")}
+    wrong_before = [v for v, r in rows.items()
+                    if not vin_checks.same_make(r["make"], vininfo_view(v)[0] or "?")]
+    assert len(wrong_before) >= 100  # vininfo names Dodge for Jeeps, Hyundai for Genesis
+    assert all(vins.decode(v).make == rows[v]["make"] for v in wrong_before)
+
+
+def test_genesis_exceptions_decode_despite_a_wrong_check_digit_that_is_no_error():
+    data = yaml.safe_load((VPIC / "test_vin_exceptions.yaml").read_text())
+    cases = data["test_vin_exceptions"]
+    assert len(cases) == 299
+    for case in cases:
+        d = vins.decode(case["vin"])
+        assert not d.check_digit_ok and not d.check_digit_required  # made in Korea
+        assert (d.make, d.model, d.model_year) == (case["make"], case["model"],
+                                                   case["model_year"])
+        assert d.body_class == case["body_class"]
+        results = vin_checks.checks(d, make="Genesis", year=2024, model="G80", body="Sedan")
+        assert vin_checks.flags(results) == []
+        assert {c.name: c.status for c in results}["check digit"] == "warn"
+
+
+def test_cars_test_decode_yaml_agrees_on_make_model_and_year():
+    cases = yaml.safe_load((VPIC / "cars__test_decode.yaml").read_text())["test_decode"]
+    got = agreement([(c["vin"], c["model_year"], c["make"]) for c in cases])
+    assert got["make"] >= 0.98 and got["year"] == 1.0
+    assert got["make"] >= got["vininfo_make"]
+
+
+def test_snapshot_vins_decode_to_toyota_of_the_stated_year():
+    snap = snapshot_vins()
+    pairs = [(v, e["year"], "Toyota") for v, e in snap.items()]
+    got = agreement(pairs)
+    print(f"snapshots: {got}")
+    assert got["n"] == len(snap) > 800
+    # Every listed car, placeholders included (their WMI and year code are real). vininfo
+    # rejects the 28 placeholders carrying I or Q outright.
+    assert got["make"] == 1.0 and got["year"] == 1.0
+    assert got["vininfo_make"] < 0.97

@@ -1,0 +1,142 @@
+"""VIN syntax, normalization, check digit, placeholders and checks: vininfo's own test VINs,
+the real snapshots' placeholders, and the rules one by one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from quality import vin_checks, vins
+from tests.conftest import REAL
+from tests.quality.test_vin_decoding_real import snapshot_vins
+
+VININFO = json.loads((REAL / "vins-vininfo" / "vininfo_test_vins.json").read_text())
+REJECTED = ["tooshort", "AAAAAAAAAAAAAAAAO", "1\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n\\n1",
+            "AAAAAAAIAAAAAAAAA", "AAAAAAA:AAAAAAAAA"]
+
+
+def test_strings_vininfo_rejects_are_not_vins():
+    listed = [c["vin"] for c in VININFO if c["source"] == "test_module.py"]
+    for raw in REJECTED:
+        assert raw in listed
+        d = vins.decode(raw)
+        assert d.errors, raw
+        assert d.make is None and d.model is None
+
+
+@pytest.mark.parametrize("case", [c for c in VININFO if c["vin"] not in REJECTED],
+                         ids=lambda c: c["vin"])
+def test_vininfo_test_vins_decode_as_vininfo_specifies(case):
+    d = vins.decode(case["vin"])
+    expected = case["expected"]
+    assert not d.errors
+    if expected.get("manufacturer") and expected["manufacturer"] != "UnsupportedBrand":
+        assert vin_checks.same_make(expected["manufacturer"], d.make or ""), d
+    if expected.get("manufacturer") == "UnsupportedBrand":
+        assert d.make is None and d.country is None
+    if expected.get("country"):
+        assert d.country == expected["country"]
+    if expected.get("years"):
+        # ours is never wider than vininfo's candidates, and usually narrower
+        assert d.model_years and set(d.model_years) <= set(expected["years"])
+    if expected.get("wmi"):
+        assert d.wmi == expected["wmi"]
+    if "squish_vin" in expected:
+        assert d.squish_vin == expected["squish_vin"]
+    if "verify_checksum" in expected:
+        # the fixture records that vininfo's test checks it; vininfo says what the answer is
+        # (Ford Australia's position 9 is a body code: never a check digit)
+        from vininfo import Vin
+
+        assert d.check_digit_ok == Vin(case["vin"]).verify_checksum()
+
+
+def test_vininfo_checksum_and_small_maker_cases():
+    assert vins.decode("1M8GDM9AXKP042788").check_digit_ok
+    assert not vins.decode("1M8GDM9AyKP042788").check_digit_ok  # faked, lower case
+    lenient = vins.decode("WBA71DC010CH14720")  # valid check digit, 0 is no year code
+    assert lenient.check_digit_ok and not lenient.year_code_ok
+    assert vins.decode("KF1SF08WJ8B257338").squish_vin == "KF1SF08W8B"
+    assert vins.decode("TM912345678901234").wmi == "TM9901"  # small maker: 6 characters
+    assert vins.decode("JSA12345678901234").make == "Suzuki"
+
+
+def test_snapshot_placeholders_are_flagged_and_real_vins_are_not():
+    snap = snapshot_vins()
+    in_production = {v for v, e in snap.items() if e["statuses"] and
+                     all("Production" in s for s in e["statuses"] if s)}
+    with_letters = {v for v in snap if any(c.isalpha() for c in v[12:])}
+    arrived = {v for v, e in snap.items() if any("Stock" in s or "Transit" in s
+                                                 for s in e["statuses"])}
+    # The characterisation, on the data itself: letters in positions 13-17 only on cars
+    # in production (one dealer kept showing a placeholder after the car arrived), every
+    # one with a check digit counting I as 9 and Q as 8.
+    assert with_letters - in_production == {"2T36CRAV4TW15E540"}
+    assert len(with_letters) > 350 and len(in_production - with_letters) > 60
+    for v in with_letters:
+        d = vins.decode(v)
+        assert d.placeholder and "production sequence" in d.placeholder_reason, v
+        assert vins._check_digit(v, vins._PLACEHOLDER_VALUES) == v[8]
+        flags = vin_checks.flags(vin_checks.checks(d, make="Toyota", year=snap[v]["year"]))
+        assert flags == ["vin_placeholder"], (v, flags)
+    for v in (arrived | in_production) - with_letters:
+        d = vins.decode(v)
+        assert not d.placeholder and d.check_digit_ok, v
+        assert vin_checks.flags(vin_checks.checks(d, make="Toyota", year=2026)) == []
+    iq = [v for v in with_letters if set(v) & set("IOQ")]
+    assert len(iq) == 28 and all(vins.normalize(v) == (v, None) for v in iq)
+
+
+@pytest.mark.parametrize("raw, vin", [
+    (" 1fmcu14t3ju402061 ", "1FMCU14T3JU402061"),
+    ("1FM-CU14T3-JU402061", "1FMCU14T3JU402061"),
+    ("1FMCU14T3JU4O2O61", "1FMCU14T3JU402061"),  # O for 0, proven by the check digit
+    ("1FMCUI4T3JU402061", "1FMCU14T3JU402061"),  # I for 1
+])
+def test_normalize_fixes_case_separators_and_proven_typos(raw, vin):
+    d = vins.decode(raw)
+    assert d.vin == vin and not d.errors
+    assert d.make == "Ford" and d.model_year == 1988
+
+
+def test_unprovable_i_o_q_stays_and_is_flagged():
+    d = vins.decode("1FMCU14T4JU4O2O61")  # check digit fails either way
+    assert d.vin == "1FMCU14T4JU4O2O61" and d.errors
+    assert d.placeholder
+    assert "vin_placeholder" in vin_checks.flags(vin_checks.checks(d))
+
+
+def test_check_digit_is_required_in_north_america_only():
+    us = vins.decode("1FMCU14T4JU402061")
+    assert us.check_digit_required and not us.check_digit_ok
+    assert vin_checks.flags(vin_checks.checks(us)) == ["vin_check_digit"]
+    korea = vins.decode("KMTGA4SCDRU227656")
+    assert not korea.check_digit_ok and not korea.check_digit_required
+    assert vin_checks.flags(vin_checks.checks(korea)) == []
+
+
+@pytest.mark.parametrize("stated, flag", [
+    ({"make": "Ford", "year": 1988, "model": "Bronco II", "body": "SUV"}, None),
+    ({"make": "Chevrolet", "year": 1988}, "vin_make_mismatch"),
+    ({"make": "Ford", "year": 1989}, "vin_year_mismatch"),
+    ({"make": "Ford", "model": "Mustang"}, "vin_model_mismatch"),
+    ({"make": "Ford", "body": "Convertible"}, "vin_body_mismatch"),
+])
+def test_each_disagreement_with_the_source_is_its_own_flag(stated, flag):
+    results = vin_checks.checks(vins.decode("1FMCU14T3JU402061"), **stated)
+    assert vin_checks.flags(results) == ([flag] if flag else [])
+
+
+def test_filler_and_counting_placeholders():
+    assert vins.decode("1XXXXXXXXXXXXXXXX").placeholder_reason == "filler characters"
+    assert vins.decode("JSA12345678901234").placeholder
+    assert not vins.decode("W0LPC6DB3CC123456").placeholder  # six in a row can be real
+
+
+def test_make_comparison_is_forgiving_only_where_names_differ():
+    assert vin_checks.same_make("Mercedes Benz", "Mercedes-Benz")
+    assert vin_checks.same_make("Skoda", "Škoda")
+    assert not vin_checks.same_make("Hyundai", "Genesis")
+    assert vin_checks.same_make("Chevrolet", "General Motors", exact=False)
+    assert not vin_checks.same_make("Chevrolet", "General Motors")
