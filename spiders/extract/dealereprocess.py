@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlun
 from parsel import Selector
 
 from crawler.models import VehicleItem
-from spiders.extract import structured
+from spiders.extract import attributes, structured
 
 _WS = re.compile(r"\s+")
 
@@ -69,14 +69,20 @@ def labelled_prices(dl: Selector) -> dict[str, str]:
 
 
 def availability(text: str | None) -> str | None:
-    low = (text or "").lower()
-    if "in transit" in low or "intransit" in low or "on its way" in low:
-        return "InTransit"
-    if "build phase" in low or "in production" in low:
-        return "InProduction"
-    if "in stock" in low or "on the lot" in low:
-        return "InStock"
-    return None
+    """The stored availability label (spiders.extract.attributes) for a status badge's text."""
+    words = _WS.sub(" ", text or "").strip()
+    if not words:
+        return None
+    low = words.lower()
+    if "in transit" in low or "on its way" in low:
+        words = "in transit" + (" pending" if "pending" in low else "")
+    elif "build phase" in low or "in production" in low:
+        words = "in production" + (" pending" if "pending" in low else "")
+    elif "in stock" in low:
+        words = "in stock"
+    elif "pending" not in low:
+        return None
+    return attributes.availability(words)
 
 
 def data_vehicle(raw: str | None) -> dict:
@@ -171,7 +177,7 @@ def detail(sel: Selector, html: str, page_url: str) -> list[VehicleItem]:
         # the pricing block says what the buyer pays; JSON-LD `offers.price` is often MSRP
         "prices": prices or item.prices,
         "availability": availability(" ".join(sel.css(".intransit ::text").getall()))
-        or item.availability,
+        or attributes.availability(item.availability),
         "url": page_url,
         "raw": {"json-ld": node, "data-vehicle": data, "prices": prices},
     }

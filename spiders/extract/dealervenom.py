@@ -23,7 +23,7 @@ from urllib.parse import urljoin
 from parsel import Selector
 
 from crawler.models import VehicleItem
-from spiders.extract import structured
+from spiders.extract import attributes, structured
 from spiders.extract.dealereprocess import price_key
 
 _WS = re.compile(r"\s+")
@@ -50,18 +50,16 @@ def price_stack(scope: Selector) -> dict[str, str]:
 
 
 def status(scope: Selector, fallback: str | None = None) -> str | None:
-    if scope.css(".in-transit-vehicle"):
-        return "InTransit"
-    if scope.css(".allocated-vehicle"):
-        return "InProduction"
-    if scope.css(".in-stock-vehicle"):
-        return "InStock"
-    low = (fallback or "").lower()
-    if "transit" in low:
-        return "InTransit"
-    if "production" in low or "allocated" in low:
-        return "InProduction"
-    return None
+    """The availability label from the platform's status blocks, with "sale pending"."""
+    pending = bool(re.search(r"sale\s+pending", " ".join(
+        scope.css(".dv-sp-disclaimer ::text").getall()), re.I))
+    words = ("pending " if pending else "") + (
+        "" if fallback is None or fallback.lower() in ("new", "used", "certified") else fallback)
+    label = attributes.availability(
+        words.strip() or None, in_transit=bool(scope.css(".in-transit-vehicle")),
+        in_production=bool(scope.css(".allocated-vehicle")),
+        in_stock=bool(scope.css(".in-stock-vehicle")))
+    return label
 
 
 def card_item(card: Selector, page_url: str) -> VehicleItem:
@@ -128,8 +126,6 @@ def detail(sel: Selector, html: str, page_url: str) -> list[VehicleItem]:
     if data.get("displayedPrice") not in (None, ""):
         prices.setdefault("final", data["displayedPrice"])
     main = sel.css("main[data-vehicle], .vdp[data-vehicle]")[0]
-    sale_pending = re.search(r"sale\s+pending", " ".join(
-        main.css(".dv-sp-disclaimer ::text").getall()), re.I)
     fields = {
         "vin": data.get("vin") or item.vin,
         "stock_number": data.get("stockNumber") or item.stock_number,
@@ -147,10 +143,10 @@ def detail(sel: Selector, html: str, page_url: str) -> list[VehicleItem]:
         "fuel_type": data.get("fuelType") or item.fuel_type,
         "mileage": data.get("mileage") if data.get("mileage") is not None else item.mileage,
         "prices": prices or item.prices,
-        "availability": status(main, data.get("status")) or item.availability,
+        "availability": status(main, data.get("status"))
+        or attributes.availability(item.availability),
         "url": page_url,
-        "raw": {"data-vehicle": data, "json-ld": node, "prices": prices,
-                "sale_pending": bool(sale_pending)},
+        "raw": {"data-vehicle": data, "json-ld": node, "prices": prices},
     }
     return [item.model_copy(update=fields)]
 

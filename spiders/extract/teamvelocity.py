@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urljoin
 from parsel import Selector
 
 from crawler.models import VehicleItem
+from spiders.extract import attributes
 from spiders.extract.dealereprocess import price_key
 
 _WS = re.compile(r"\s+")
@@ -84,9 +85,7 @@ def card_item(card: Selector, page_url: str) -> VehicleItem:
         exterior_color=_spec(card, "ext"),
         mileage=_spec(card, "mileage"),
         prices=prices or None,
-        availability=("InTransit" if "transit" in badge else
-                      "InProduction" if "production" in badge else
-                      "InStock" if "in stock" in badge else None),
+        availability=attributes.availability(badge) if badge.strip() else None,
         url=urljoin(page_url, href.split("#")[0]) if href else None,
         image_urls=[urljoin(page_url, s) for s in card.css("img.vehicle-image::attr(src)").getall()],
         raw={"data-itemid": itemid, "title": title, "prices": prices},
@@ -102,13 +101,11 @@ def listing(sel: Selector, page_url: str) -> list[VehicleItem]:
 
 
 def _availability(data: dict[str, Any]) -> str | None:
-    if data.get("inTransit"):
-        return "InTransit"
-    if data.get("inProduction"):
-        return "InProduction"
-    if data.get("inStock") or data.get("dateInStock"):
-        return "InStock"
-    return None
+    moving = data.get("inTransit") or data.get("inProduction")
+    return attributes.availability(
+        "pending" if data.get("reserved") else None, in_transit=bool(data.get("inTransit")),
+        in_production=bool(data.get("inProduction")),
+        in_stock=not moving and bool(data.get("inStock") or data.get("dateInStock")))
 
 
 def api_item(data: dict[str, Any], page_url: str) -> VehicleItem:

@@ -65,7 +65,7 @@ def test_dealereprocess_site_crawls_then_datadome_block_and_empty_page_keep_inve
     camry = got["4T1G11AK5SU123401"]  # advertised price below MSRP; discount line ignored
     assert (money(camry["price"]), money(camry["msrp"])) == (money(29980), money(31245))
     rav4 = got["2T3P1RFV4SW087712"]
-    assert rav4["availability"] == "InTransit" and rav4["drivetrain"] == "AWD"
+    assert rav4["availability"] == "In Transit" and rav4["drivetrain"] == "AWD"
     assert money(got["3TMLB5JN9SM044190"]["price"]) == money(43850)  # dealer-branded ePrice
     assert got["1HGCV1F34KA105533"]["price"] is None  # "$0" card, "Call for Price" page
     corolla = got["5YFB4MDE5SP210077"]  # detail page 404s: the listing card stands in
@@ -107,9 +107,9 @@ def test_dealervenom_site_crawls_then_a_cloudflare_challenge_keeps_inventory(db,
                         "5XXG64J27SG303377", "KNDJ23AU2N7801562"}
     sportage = got["5XYK53DF0SG201145"]
     assert (money(sportage["price"]), money(sportage["msrp"])) == (money(31990), money(33290))
-    assert got["KNDNB5H36S6154420"]["availability"] == "InTransit"
+    assert got["KNDNB5H36S6154420"]["availability"] == "Sale Pending - In Transit"
     hybrid = got["KNDPUCDG1S7233018"]  # allocated: in production; rebate line ignored
-    assert hybrid["availability"] == "InProduction" and money(hybrid["price"]) == money(40390)
+    assert hybrid["availability"] == "In Production" and money(hybrid["price"]) == money(40390)
     soul = got["KNDJ23AU2N7801562"]  # "$1" placeholder is never the price
     assert soul["price"] is None and soul["condition"] == "used" and soul["mileage"] == 36540
     assert "KNDJN2A28H7000123" not in got and "5XYK33DF1SG999001" not in got
@@ -137,10 +137,10 @@ def test_teamvelocity_site_crawls_via_vehicle_api_then_a_soft_404_keeps_inventor
     rogue = got["JN8BT3BB8SW120455"]  # buy-for price beats selling price; MSRP kept apart
     assert (money(rogue["price"]), money(rogue["msrp"])) == (money(32780), money(34480))
     assert rogue["interior_color"] == "Charcoal Cloth"  # only the API has it
-    assert got["1N4BL4DW0SN301188"]["availability"] == "InTransit"
+    assert got["1N4BL4DW0SN301188"]["availability"] == "Sale Pending - In Transit"
     pathfinder = got["5N1DR3BD8SC440912"]  # sellingPrice 0 is a placeholder, not a price
     assert pathfinder["price"] is None and money(pathfinder["msrp"]) == money(45710)
-    assert pathfinder["availability"] == "InProduction"
+    assert pathfinder["availability"] == "In Production"
     rogue_sport = got["JN1BJ1AW9MW455871"]  # its API call fails: the card stands in
     assert money(rogue_sport["price"]) == money(19495)
     assert rogue_sport["condition"] == "certified"
