@@ -5,8 +5,9 @@ from crawler.config import get_settings
 _s = get_settings()
 
 BOT_NAME = "forecourt"
-SPIDER_MODULES = ["spiders"]
-NEWSPIDER_MODULE = "spiders"
+# Spiders are chosen per dealer by spiders.registry (crawls run through crawler.crawl_process),
+# not by name through Scrapy's spider loader.
+SPIDER_MODULES: list[str] = []
 
 USER_AGENT = _s.user_agent
 ROBOTSTXT_OBEY = _s.obey_robots

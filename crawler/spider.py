@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import scrapy
+from scrapy.exceptions import IgnoreRequest
 from twisted.python.failure import Failure
 
 from crawler import pages
@@ -49,6 +50,8 @@ class DealerSpider(scrapy.Spider):
 
     def listing_failed(self, failure: Failure) -> None:
         """Errback for listing pages: without them the inventory is not known in full."""
+        if self._ignored(failure):
+            return
         request = getattr(failure, "request", None)
         url = request.url if request is not None else "?"
         response = getattr(failure.value, "response", None)
@@ -60,8 +63,17 @@ class DealerSpider(scrapy.Spider):
             self.problems.append(f"listing page {url} failed: {failure.getErrorMessage()}")
         self.incomplete = True
 
+    def _ignored(self, failure: Failure) -> bool:
+        """Requests we chose not to make (robots.txt, offsite) are not failures of the site."""
+        if failure.check(IgnoreRequest):
+            self.crawler.stats.inc_value("forecourt/ignored_requests")
+            return True
+        return False
+
     def detail_failed(self, failure: Failure) -> None:
         """Errback for detail pages: the run can still be judged, but it is not complete."""
+        if self._ignored(failure):
+            return
         request = getattr(failure, "request", None)
         self.crawler.stats.inc_value("forecourt/detail_failures")
         self.logger.warning("detail page %s failed: %s",

@@ -51,6 +51,11 @@ def test_crawl_stores_every_vehicle_with_events_and_rejects(db, site):
     assert rejects[0]["payload"]["model"] == "Soul"
     assert job.counters["added"] == 10 and job.counters["rejected"] == 1
     assert job.counters["pages"] >= 12
+    # robots.txt forbids /inventory/private/: the Audi linked from the listing is never fetched
+    assert "WAUENAF42LA000777" not in by_vin
+    from crawler.crawl_runner import log_path
+
+    assert "robotstxt/forbidden': 1" in log_path(job.id).read_text()
 
 
 def test_recrawl_of_unchanged_site_writes_nothing(db, site):
