@@ -33,7 +33,7 @@ DEFAULTS: dict[str, float] = {
     "max_coverage_drop": 0.3,
     # fields need this usual share, and runs this many vehicles, to be compared at all
     "min_usual_coverage": 0.5,
-    "min_coverage_sample": 10,
+    "min_coverage_sample": 5,
     # share of pages that raised errors / were blocked above which a run is degraded / failed
     "max_error_rate": 0.1,
     "fail_error_rate": 0.5,

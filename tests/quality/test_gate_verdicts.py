@@ -1,0 +1,78 @@
+"""The gate's verdicts from counters and a baseline (pure: the DB-backed runs are in
+tests/integration/test_gate_runs.py)."""
+
+from __future__ import annotations
+
+from quality import gate
+
+
+def counters(valid=100, rejected=0, pages=20, **coverage):
+    c = {"items": valid + rejected, "valid": valid, "rejected": rejected, "pages": pages,
+         "coverage_base": valid}
+    for name in ("price", "mileage", "images", "trim"):
+        c[f"coverage_{name}"] = coverage.get(name, valid)
+    return c
+
+
+def judge(c, history=None, problems=(), complete=True, limits=None):
+    history = history if history is not None else [counters() for _ in range(3)]
+    return gate.evaluate(c, complete=complete, problems=list(problems),
+                         history_counts=[h["valid"] for h in history],
+                         limits=limits, history=history)
+
+
+def test_a_run_like_its_history_is_healthy_and_may_remove():
+    report = judge(counters(valid=98))
+    assert report["verdict"] == "healthy" and report["may_remove"]
+    assert report["reasons"] == []
+    assert report["coverage"]["price"] == 1.0 and report["usual_coverage"]["price"] == 1.0
+
+
+def test_a_tenth_of_the_usual_count_fails():
+    report = judge(counters(valid=10))
+    assert report["verdict"] == "failed" and not report["may_remove"]
+    assert "10 vehicles against a usual 100 (10%)" in report["reasons"]
+
+
+def test_half_the_usual_count_is_degraded():
+    assert judge(counters(valid=50))["verdict"] == "degraded"
+
+
+def test_a_field_emptied_by_a_template_change_degrades_the_run():
+    report = judge(counters(valid=100, price=3))
+    assert report["verdict"] == "degraded" and not report["may_remove"]
+    assert report["reasons"] == ["price coverage 3% against a usual 100%"]
+
+
+def test_a_field_the_dealer_never_fills_is_not_judged():
+    history = [counters(trim=10) for _ in range(3)]
+    assert judge(counters(trim=0), history=history)["verdict"] == "healthy"
+
+
+def test_without_history_only_the_run_itself_is_judged():
+    report = judge(counters(valid=5, price=0), history=[])
+    assert report["verdict"] == "healthy" and report["baseline_count"] is None
+
+
+def test_reject_error_and_block_rates():
+    assert judge(counters(valid=70, rejected=30))["verdict"] == "degraded"
+    assert judge(counters(valid=30, rejected=70), history=[])["verdict"] == "failed"
+    errors = judge(counters(pages=20), problems=["5 page(s) raised errors while parsing"])
+    assert errors["verdict"] == "degraded" and errors["error_rate"] == 0.25
+    blocked = judge(counters(pages=20), problems=[f"blocked page /v/{i}" for i in range(6)])
+    assert blocked["verdict"] == "failed" and blocked["block_rate"] == 0.3
+    one = judge(counters(pages=20), problems=["blocked page /v/1"])
+    assert one["verdict"] == "degraded"
+
+
+def test_blocked_listing_fails_and_incomplete_degrades():
+    assert judge(counters(), problems=["blocked listing page /inv"])["verdict"] == "failed"
+    report = judge(counters(), complete=False)
+    assert report["verdict"] == "degraded" and not report["may_remove"]
+
+
+def test_thresholds_are_per_dealer():
+    limits = gate.thresholds({"gate": {"min_count_ratio": 0.4, "max_coverage_drop": 0.99}})
+    assert limits["fail_count_ratio"] == gate.DEFAULTS["fail_count_ratio"]
+    report = judge(counters(valid=50, price=2), limits=limits)
+    assert report["verdict"] == "healthy"
