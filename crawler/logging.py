@@ -108,7 +108,7 @@ class RedactingFilter(logging.Filter):
 
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
-    "message", "asctime", "taskName"}
+    "message", "asctime", "taskName", "crawler"}  # Scrapy's crawler extra is an object repr
 
 
 class JsonFormatter(logging.Formatter):

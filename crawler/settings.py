@@ -32,7 +32,7 @@ FEED_EXPORT_ENCODING = "utf-8"
 
 # Outbound safety: every request and every connection goes only to allowed addresses
 # (crawler/netguard.py; FORECOURT_ALLOW_PRIVATE_HOSTS lists exceptions).
-DNS_RESOLVER = "crawler.middlewares_security.NetGuardResolver"
+TWISTED_DNS_RESOLVER = "crawler.middlewares_security.NetGuardResolver"
 DOWNLOADER_MIDDLEWARES = {
     "crawler.middlewares_security.NetGuardMiddleware": 40,
     # a shared budget per platform backend, across every worker (crawler/ratelimit.py);

