@@ -29,6 +29,8 @@ DEFAULTS: dict[str, float] = {
     # share of items rejected above which a run is degraded / failed
     "max_reject_rate": 0.2,
     "fail_reject_rate": 0.6,
+    # drops smaller than this many vehicles are ordinary sales, whatever the ratio
+    "min_count_drop": 5,
     # a field's coverage falling by more than this fraction of its usual share: degraded
     "max_coverage_drop": 0.3,
     # fields need this usual share, and runs this many vehicles, to be compared at all
@@ -81,7 +83,7 @@ def check_count(worse: Verdict, valid: int, items: int, baseline: float | None,
                 limits: dict[str, float]) -> None:
     if items == 0:
         worse("failed", "no vehicles found")
-    if baseline and items:
+    if baseline and items and baseline - valid > limits.get("min_count_drop", 0):
         ratio = valid / baseline
         if ratio < limits["fail_count_ratio"]:
             worse("failed", f"{valid} vehicles against a usual {baseline:g} ({ratio:.0%})")

@@ -38,7 +38,7 @@ _YEAR_CODES = "ABCDEFGHJKLMNPRSTVWXY123456789"
 _VIN_CHARS = set("0123456789ABCDEFGHJKLMNPRSTUVWXYZ")
 _SEPARATORS = re.compile(r"[\s\-_.]+")
 _FILLER = re.compile(r"X{4,}|0{6,}|(.)\1{6,}")
-_ASCENDING = "01234567890123456789"
+_COUNTING = re.compile("|".join("01234567890123456789"[i:i + 7] for i in range(10)))
 _REGIONS = [("ABCDEFGH", "Africa"), ("JKLMNPR", "Asia"), ("STUVWXYZ", "Europe"),
             ("12345", "North America"), ("67", "Oceania"), ("89", "South America")]
 
@@ -141,7 +141,7 @@ def placeholder_reason(vin: str, light_vehicle: bool | None = None) -> str | Non
         return None
     if _FILLER.search(vin):
         return "filler characters"
-    if any(_ASCENDING[i:i + 7] in vin for i in range(10)):
+    if _COUNTING.search(vin):
         return "a counting sequence, not a serial number"
     serial_letters = re.search(r"[A-Z]", vin[12:])
     north_american_light = vin[0] in _NORTH_AMERICA and light_vehicle is not False
@@ -188,8 +188,15 @@ def _light_vehicle(vin: str) -> bool | None:
     return info.light_vehicle if info else None
 
 
-@lru_cache(maxsize=65536)
 def _vininfo(vin: str) -> dict[str, Any]:
+    """vininfo's make, country and years. They never depend on the serial number, so they
+    are cached per VIN without it (a small maker's WMI, positions 12-14, is kept)."""
+    key = vin[:8] + vin[9:11] + (vin[11:14] if len(vin) == 17 and vin[2] == "9" else "")
+    return _vininfo_cached(key, vin)
+
+
+@lru_cache(maxsize=65536)
+def _vininfo_cached(key: str, vin: str) -> dict[str, Any]:
     from vininfo import Vin
 
     try:
@@ -238,10 +245,11 @@ def _decode17(vin: str, errors: tuple[str, ...], corrected_from: str | None) -> 
         fields["country"] = vi["country"]
     if vi.get("years") and decoder in ("vininfo", None) and region(vin) != "North America":
         years = sorted(vi["years"], reverse=True)  # brand rules vininfo knows (Ford Australia)
+    expected = check_digit(vin)
     return VinDecode(
         vin=vin, errors=list(errors), corrected_from=corrected_from,
         wmi=vpic.wmi_code(vin), squish_vin=vin[:8] + vin[9:11], region=region(vin),
-        check_digit=check_digit(vin), check_digit_ok=check_digit_ok(vin),
+        check_digit=expected, check_digit_ok=expected == vin[8],
         check_digit_required=check_digit_required(vin), year_code_ok=vin[9] in _YEAR_CODES,
         model_years=years, model_year=years[0] if years else None, decoder=decoder,
         vininfo_make=vi.get("make"), placeholder=reason is not None,
