@@ -41,7 +41,8 @@ class Spider(DealerSpider):
             return
         on_listing = urlsplit(response.url).path.endswith("-inventory/index.htm")
         if not tried_listing and not on_listing and response.status == 200 \
-                and pages.classify(response.status, text, 0) == pages.OTHER:
+                and pages.classify(response.status, text, 0) == pages.OTHER \
+                and not detect.fallback_items(text, response.url)[1]:
             yield scrapy.Request(urljoin(response.url, LISTING_PATH), callback=self.parse_listing,
                                  errback=self.listing_failed, cb_kwargs={"tried_listing": True})
             return
@@ -50,12 +51,15 @@ class Spider(DealerSpider):
     def parse_rendered(self, response):
         yield from detect.fallback(self, response, rendered=True)
 
+    def api_failed(self, failure):
+        detect.api_failed(self, failure)
+
     def api_request(self, call: InventoryCall, start: int, referer: str) -> scrapy.Request:
         return scrapy.Request(
             call.url, method="POST", body=json.dumps(call.at(start)),
             headers={"Content-Type": "application/json", "Accept": "application/json",
                      "Referer": referer},
-            callback=self.parse_api, errback=self.listing_failed,
+            callback=self.parse_api, errback=self.api_failed,
             cb_kwargs={"call": call, "start": start, "referer": referer})
 
     def parse_api(self, response, call: InventoryCall, start: int, referer: str):

@@ -40,10 +40,13 @@ class Spider(DealerSpider):
     def parse_rendered(self, response):
         yield from detect.fallback(self, response, rendered=True)
 
+    def api_failed(self, failure):
+        detect.api_failed(self, failure)
+
     def index_request(self, config: IndexConfig, page: int) -> scrapy.Request:
         return scrapy.Request(
             config.query_url, method="POST", body=config.body(page), headers=config.headers(),
-            callback=self.parse_index, errback=self.listing_failed,
+            callback=self.parse_index, errback=self.api_failed,
             cb_kwargs={"config": config, "page": page},
             meta={"allow_offsite": True})  # the index is on the platform's search host
 

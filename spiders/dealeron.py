@@ -36,7 +36,8 @@ class Spider(DealerSpider):
         is_listing = bool(items) or bool(tagging_data(text))
         if not is_listing:
             if first and not tried_listing and response.status == 200 \
-                    and pages.classify(response.status, text, 0) == pages.OTHER:
+                    and pages.classify(response.status, text, 0) == pages.OTHER \
+                    and not detect.fallback_items(text, response.url)[1]:
                 yield scrapy.Request(urljoin(response.url, LISTING_PATH),
                                      callback=self.parse_listing, errback=self.listing_failed,
                                      cb_kwargs={"first": True, "tried_listing": True})

@@ -210,3 +210,20 @@ def fallback(spider, response, listing: bool = True, rendered: bool = False) -> 
         spider.problems.append(f"no vehicles found on {response.url} by the platform API, "
                                f"JSON-LD or data-vin attributes")
         spider.incomplete = True
+
+
+def api_failed(spider, failure) -> None:
+    """Errback for platform API requests: any HTTP error answer leaves the inventory unknown.
+
+    (A refused API key answers 403: that is a block, and the run must say so.)
+    """
+    response = getattr(failure.value, "response", None)
+    request = getattr(failure, "request", None)
+    if response is None:
+        spider.listing_failed(failure)
+        return
+    url = request.url if request is not None else response.url
+    kind = "blocked" if response.status in (401, 403, 429) else \
+        "not_found" if response.status in (404, 410) else "failed"
+    spider.problems.append(f"{kind} listing page {url} (platform API, HTTP {response.status})")
+    spider.incomplete = True

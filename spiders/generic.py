@@ -2,7 +2,8 @@
 
 Vehicle detail pages are found three ways: sitemaps named in robots.txt (and sitemap
 indexes), links from listing pages (following pagination), and `ItemList`s in JSON-LD.
-Extraction is the pure `spiders.extract.structured.extract`.
+Extraction is the pure `extract` below: schema.org data (`spiders.extract.structured`), and
+`data-vin` card attributes (`spiders.extract.attributes`) on pages without structured data.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import scrapy
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 
 from crawler.spider import DealerSpider
-from spiders.extract.structured import extract, item_list_urls
+from spiders.extract import attributes, structured
+from spiders.extract.structured import item_list_urls
 
 VEHICLE_LINK = re.compile(
     r"/(vehicle|vehicles|inventory|vdp|detail|details|used|new|cpo|certified)[/-].*"
@@ -25,6 +27,12 @@ LISTING_LINK = re.compile(
     r"/(inventory|new-inventory|used-inventory|new-vehicles|used-vehicles|all-inventory|"
     r"search(new|used)?|cars-for-sale)(/|\.|$|\?)|[?&](page|pn|pg|p)=\d+", re.I,
 )
+
+
+def extract(html: str, page_url: str):
+    """Steps 2-3 of the fallback chain (spiders/detect.py): JSON-LD or microdata, else
+    vehicles in `data-vin` style card attributes."""
+    return structured.extract(html, page_url) or attributes.extract(html, page_url)
 
 
 class GenericSpider(DealerSpider):
@@ -99,4 +107,4 @@ class GenericSpider(DealerSpider):
 
 PLATFORM = "generic"
 Spider = GenericSpider
-# `extract` (imported above) is this platform's page extractor.
+# `extract` (defined above) is this platform's page extractor.

@@ -9,10 +9,28 @@ from rich.table import Table
 
 from crawler.cli.common import console, database
 from crawler.db import dealers as dealers_db
-from crawler.errors import InvalidInput
+from crawler.errors import ForecourtError, InvalidInput
 from crawler.urls import check_http_url
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def _detected_platform(url: str) -> str | None:
+    """The platform detected from the dealer's page; None (the generic spider) when the page
+    cannot be fetched or names no platform forecourt has a spider for."""
+    from crawler.cli.detect import fetch_page
+    from spiders.detect import detect, stored_platform
+
+    try:
+        text, final_url = fetch_page(url)
+    except ForecourtError as exc:
+        console.print(f"platform not detected ({exc}): stored as generic; "
+                      f"set it with --platform", markup=False)
+        return None
+    found = detect(text, final_url)
+    console.print(f"detected platform: {found.platform or 'unknown'}; crawl path: "
+                  f"{found.path} ({found.spider} spider)", markup=False)
+    return stored_platform(found)
 
 
 def register(app: typer.Typer) -> None:
@@ -38,6 +56,8 @@ def register(app: typer.Typer) -> None:
             check_http_url(url)
         if feed_url and "://" in feed_url:  # a feed URL is fetched too: same address rules
             check_http_url(feed_url)
+        if url and not platform:
+            platform = _detected_platform(url)
         with database() as conn:
             dealer = dealers_db.create(conn, slug=slug, name=name, website_url=url,
                                        platform=platform, feed_url=feed_url)

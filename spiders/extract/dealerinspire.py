@@ -113,7 +113,7 @@ def index_config(html: str) -> IndexConfig | None:
         hosts = hosts[0] if hosts else None
     if isinstance(hosts, dict):
         hosts = hosts.get("url")
-    host = str(hosts) if hosts else f"https://{app_id}-dsn.algolia.net"
+    host = str(hosts) if hosts else f"https://{str(app_id).lower()}-dsn.algolia.net"
     if not host.startswith(("http://", "https://")):
         host = "https://" + host
     per_page = objects["PARAMS"].get("hitsPerPage") or DEFAULT_HITS_PER_PAGE

@@ -31,8 +31,14 @@ from parsel import Selector
 
 from crawler.models import VehicleItem
 from spiders.extract import structured
-from spiders.extract.attributes import (VIN_SHAPE, availability, card_item, data_attributes,
-                                        first, flag)
+from spiders.extract.attributes import (
+    VIN_SHAPE,
+    availability,
+    card_item,
+    data_attributes,
+    first,
+    flag,
+)
 
 DEFAULT_PAGE_SIZE = 12
 

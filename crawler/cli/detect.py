@@ -1,0 +1,63 @@
+"""`forecourt detect`: which platform a dealer site runs on and the path a crawl will take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from crawler.cli.common import console
+from crawler.errors import InvalidInput, Transient
+from crawler.urls import check_http_url
+from spiders.detect import Detection, detect
+
+
+def fetch_page(url: str, timeout_s: float = 20.0) -> tuple[str, str]:
+    """(HTML, final URL) of a dealer page; Transient when it cannot be fetched."""
+    import httpx
+
+    from crawler.config import get_settings
+
+    check_http_url(url)
+    try:
+        response = httpx.get(url, follow_redirects=True, timeout=timeout_s,
+                             headers={"User-Agent": get_settings().user_agent})
+    except httpx.HTTPError as exc:
+        raise Transient(f"cannot fetch {url}: {exc or type(exc).__name__}",
+                        hint="check the URL, or give --platform") from exc
+    if response.status_code >= 400:
+        raise Transient(f"cannot fetch {url}: HTTP {response.status_code}",
+                        hint="check the URL, or give --platform")
+    return response.text, str(response.url)
+
+
+def detect_url_or_file(page: str, url: str | None = None) -> Detection:
+    if page.startswith(("http://", "https://")):
+        text, final_url = fetch_page(page)
+        return detect(text, url or final_url)
+    path = Path(page)
+    if not path.is_file():
+        raise InvalidInput(f"no file {page!r}", hint="give a saved page or a URL")
+    return detect(path.read_text(errors="replace"), url or path.resolve().as_uri())
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("detect")
+    def detect_cmd(
+        page: str = typer.Argument(..., help="A dealer site URL or a saved page."),
+        url: str | None = typer.Option(None, "--url",
+                                       help="The page's original URL (for a saved page)."),
+    ) -> None:
+        """Name a site's platform from page signals and the path a crawl will take."""
+        found = detect_url_or_file(page, url)
+        table = Table(title=f"platform: {found.platform or 'unknown'}", show_header=False)
+        table.add_column("what")
+        table.add_column("value")
+        table.add_row("platform", found.platform or "unknown (no platform signals)")
+        table.add_row("spider", found.spider)
+        table.add_row("path", f"{found.path}: {found.detail}")
+        table.add_row("vehicles on page", str(found.vehicles_on_page))
+        for i, signal in enumerate(found.signals or ["none"]):
+            table.add_row("signals" if i == 0 else "", signal)
+        console.print(table)

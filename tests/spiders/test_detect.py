@@ -1,0 +1,86 @@
+"""Platform detection from page signals, the chosen path, and `forecourt detect` /
+`dealers add` detecting on real HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spiders.detect import detect, detect_platform
+
+ROOT = Path(__file__).resolve().parents[2]
+SITES = ROOT / "fixtures" / "sites"
+FORECOURT = str(Path(sys.executable).parent / "forecourt")
+
+
+def page(rel: str) -> str:
+    return (SITES / rel).read_text().replace("{{BASE}}", "https://dealer.example")
+
+
+@pytest.mark.parametrize("rel, platform, path, detail", [
+    ("dealercom/all-inventory/index.htm", "dealercom", "platform", "getInventory API"),
+    ("dealercom/index.html", "dealercom", "platform", "/all-inventory/index.htm"),
+    ("dealerinspire/inventory/index.html", "dealerinspire", "platform", "search index"),
+    ("dealeron/searchall.aspx.html", "dealeron", "platform", "pages ?pt=N"),
+    ("dealeron/index.html", "dealeron", "platform", "/searchall.aspx"),
+])
+def test_platform_pages_are_named_with_their_signals_and_path(rel, platform, path, detail):
+    found = detect(page(rel), "https://dealer.example/")
+    assert (found.platform, found.spider, found.path) == (platform, platform, path)
+    assert detail in found.detail
+    assert found.signals
+
+
+def test_a_page_with_schema_org_vehicles_takes_the_json_ld_path():
+    found = detect(page("generic/inventory/new-2024-chevrolet-equinox-3GNAXKEG2RS112233.html"),
+                   "https://dealer.example/x")
+    assert (found.platform, found.spider, found.path) == (None, "generic", "json-ld")
+    assert found.vehicles_on_page == 1
+
+
+def test_a_page_with_only_card_attributes_takes_the_data_vin_path():
+    html = ('<div data-vin="1HGCV1F30RA000001" data-year="2024" data-make="Honda" '
+            'data-model="Accord"></div>')
+    found = detect(html, "https://dealer.example/")
+    assert (found.spider, found.path, found.vehicles_on_page) == ("generic", "data-vin", 1)
+
+
+def test_an_unknown_page_without_vehicles_is_crawled_through_links():
+    found = detect("<html><title>Welcome</title><a href='/inventory/'>Cars</a></html>", "u")
+    assert (found.platform, found.spider, found.path) == (None, "generic", "links")
+
+
+def test_weak_or_tied_signals_name_no_platform():
+    assert detect_platform('<a href="/searchnew.aspx">New</a>')[0] is None  # one hint only
+    tied = '<script src="x.dealeron.com/a.js"></script><script src="//static.dealer.com/b.js">'
+    assert detect_platform(tied)[0] is None
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([FORECOURT, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_detect_command_on_a_saved_page_and_a_url(site):
+    result = run("detect", str(SITES / "dealeron" / "cases" / "searchall-page-1.html"))
+    assert result.returncode == 0, result.stderr
+    assert "platform: dealeron" in result.stdout and "dealeron_tagging_data" in result.stdout
+    base = site("dealerinspire")
+    result = run("detect", base + "/inventory/")
+    assert result.returncode == 0, result.stderr
+    assert "dealerinspire" in result.stdout and base + "/1/indexes/" in result.stdout
+
+
+def test_dealers_add_detects_the_platform_or_stores_generic_when_unreachable(db, site):
+    base = site("dealerinspire")
+    result = run("dealers", "add", "bayside", "--name", "Bayside", "--url", base + "/inventory/")
+    assert result.returncode == 0, result.stderr
+    assert "detected platform: dealerinspire" in result.stdout
+    result = run("dealers", "add", "gone", "--name", "Gone", "--url", base + "/no-such-page/")
+    assert result.returncode == 0, result.stderr
+    assert "platform not detected" in result.stdout and "generic" in result.stdout
+    rows = db.execute("SELECT slug, platform FROM dealerships ORDER BY slug").fetchall()
+    assert [(r["slug"], r["platform"]) for r in rows] == [("bayside", "dealerinspire"),
+                                                          ("gone", None)]
