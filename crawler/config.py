@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     api_pool_size: int = 10
     # Origins of the dealer UI allowed by CORS (none: CORS off).
     api_cors_origins: list[str] = Field(default_factory=list)
+    # /metrics reads job figures from the database at most this often per process.
+    api_metrics_cache_s: float = 5.0
 
 
 @lru_cache(maxsize=1)

@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   lifespan=lifespan, openapi_url="/v1/openapi.json", docs_url="/v1/docs",
                   redoc_url=None)
     problems.install(app)
+    problems.add_to_openapi(app)
     app.include_router(routes_jobs.router)
     app.include_router(routes_dealers.router)
     _add_operational_routes(app)
@@ -84,5 +85,6 @@ def _add_operational_routes(app: FastAPI) -> None:
              response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics_page(request: Request) -> Response:
-        body, content_type = await metrics.exposition(runtime_of(request).pool)
+        rt = runtime_of(request)
+        body, content_type = await metrics.exposition(rt.pool, rt.settings.api_metrics_cache_s)
         return Response(body, media_type=content_type)

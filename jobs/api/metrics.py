@@ -16,7 +16,6 @@ from crawler.models import JobState
 
 _STATES = JobState.__args__  # type: ignore[attr-defined]
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
-_CACHE_S = 5.0
 
 API_LATENCY = Histogram(
     "forecourt_api_request_duration_seconds", "API request latency",
@@ -63,9 +62,9 @@ class _Fixed:
 _cache: dict[str, tuple[float, list]] = {}
 
 
-async def job_families(pool) -> list:
+async def job_families(pool, cache_s: float) -> list:
     hit = _cache.get("jobs")
-    if hit and time.monotonic() - hit[0] < _CACHE_S:
+    if hit and time.monotonic() - hit[0] < cache_s:
         return hit[1]
     async with pool.connection() as conn:
         stats = await jobs_db.astats(conn, DURATION_BUCKETS)
@@ -88,7 +87,7 @@ async def job_families(pool) -> list:
     return families
 
 
-async def exposition(pool) -> tuple[bytes, str]:
+async def exposition(pool, cache_s: float) -> tuple[bytes, str]:
     """The metrics page: this process's (or all workers') API figures plus job figures."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -98,5 +97,5 @@ async def exposition(pool) -> tuple[bytes, str]:
     else:
         from prometheus_client import REGISTRY as api
     jobs = CollectorRegistry()
-    jobs.register(_Fixed(await job_families(pool)))
+    jobs.register(_Fixed(await job_families(pool, cache_s)))
     return generate_latest(api) + generate_latest(jobs), CONTENT_TYPE_LATEST

@@ -128,6 +128,32 @@ def install(app: FastAPI) -> None:
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries documenting problem+json answers."""
-    return {s: {"model": Problem, "description": HTTPStatus(s).phrase,
+    return {s: {"description": HTTPStatus(s).phrase,
                 "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
             for s in statuses}
+
+
+def add_to_openapi(app: FastAPI) -> None:
+    """Publish the Problem schema (routes reference it only as problem+json content) and
+    describe FastAPI's own 422 answers as the problems they are."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = build()
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        for path in doc.get("paths", {}).values():
+            for op in path.values():
+                answer = op.get("responses", {}).get("422")
+                if answer is not None:
+                    answer["description"] = "Unprocessable Entity: the request is not valid"
+                    answer["content"] = {MEDIA_TYPE: {
+                        "schema": {"$ref": "#/components/schemas/Problem"}}}
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi

@@ -8,6 +8,8 @@ import redis.asyncio as aredis
 from fastapi import Request
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.concurrency import run_in_threadpool
 
 from crawler.config import Settings
@@ -51,7 +53,9 @@ async def open_runtime(settings: Settings) -> Runtime:
     sync_pool = ConnectionPool(dsn, min_size=0, max_size=4,
                                kwargs={"autocommit": True, "row_factory": dict_row},
                                open=True, timeout=10)
-    client = aredis.Redis.from_url(rurl, socket_timeout=2, socket_connect_timeout=2)
+    # One quick retry: a request must not stall on a Redis that is down (see ratelimit).
+    client = aredis.Redis.from_url(rurl, socket_timeout=1, socket_connect_timeout=0.5,
+                                   retry=Retry(NoBackoff(), 1))
     limiter = Limiter(client, settings.redis_namespace, settings.api_rate_limit,
                       settings.api_rate_window_s)
     runtime = Runtime(settings=settings, pool=pool, redis=client, limiter=limiter,

@@ -34,13 +34,15 @@ class Server:
             [FORECOURT, "api", "--port", str(self.port), "--workers", str(workers)],
             env={**os.environ, "FORECOURT_LOG_LEVEL": "WARNING", **(env or {})},
             stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+
+    def ready(self) -> Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"API exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code in (200, 503):
-                    return
+                if httpx.get(self.url + "/readyz", timeout=3).status_code in (200, 503):
+                    return self
             except httpx.TransportError:
                 time.sleep(0.1)
         raise RuntimeError(f"API did not start: {self.log.read_text()[-2000:]}")
@@ -58,10 +60,29 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def api_server(forecourt_env):
-    server = Server({"FORECOURT_API_RATE_LIMIT": "100000", "FORECOURT_API_POOL_SIZE": "4"})
-    yield server
-    server.stop()
+def servers(forecourt_env):
+    """Every API process the tests use, started together (startup is mostly waiting):
+    main: generous limits, a 4-connection pool, no metrics cache;
+    limited_a, limited_b: 5 requests per token per minute, sharing Redis;
+    no_redis: Redis unreachable."""
+    limited = {"FORECOURT_API_RATE_LIMIT": "5", "FORECOURT_API_RATE_WINDOW_S": "60"}
+    started = {
+        "main": Server({"FORECOURT_API_RATE_LIMIT": "100000", "FORECOURT_API_POOL_SIZE": "4",
+                        "FORECOURT_API_METRICS_CACHE_S": "0"}),
+        "limited_a": Server(limited),
+        "limited_b": Server(limited),
+        "no_redis": Server({"REDIS_URL": "redis://127.0.0.1:9/0"}),  # nothing on port 9
+    }
+    try:
+        yield {name: server.ready() for name, server in started.items()}
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def api_server(servers):
+    return servers["main"]
 
 
 @pytest.fixture

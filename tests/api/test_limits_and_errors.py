@@ -1,0 +1,59 @@
+"""Limits (per-token rate limit in Redis across API processes, request size) and problem+json
+error bodies for every kind of failure, never a stack trace."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.api.conftest import add_job, assert_problem, auth
+
+
+def test_rate_limit_holds_across_processes_with_429_and_retry_after(servers, world):
+    """Two API processes sharing Redis, each allowing 5 requests per token per minute."""
+    job = add_job(world["db"], world["acme"].id)
+    acme, bolt = auth(world["tokens"]["acme"]), auth(world["tokens"]["bolt"])
+    a, b = (httpx.Client(base_url=servers[n].url, timeout=10) for n in ("limited_a", "limited_b"))
+    with a, b:
+        statuses = [c.get(f"/v1/jobs/{job}", headers=acme).status_code
+                    for c in (a, b, a, b, a)]
+        assert statuses == [200] * 5
+        for client in (a, b):
+            over = client.get(f"/v1/jobs/{job}", headers=acme)
+            body = assert_problem(over, 429)
+            assert body["type"].endswith("rate-limited")
+            assert 1 <= int(over.headers["retry-after"]) <= 60
+        # the limit is per token: another dealer's token is unaffected
+        other = add_job(world["db"], world["bolt"].id)
+        assert b.get(f"/v1/jobs/{other}", headers=bolt).status_code == 200
+
+
+def test_oversized_bodies_are_refused_with_413(api, world):
+    acme = auth(world["tokens"]["acme"])
+    big = b'{"kind": "crawl", "pad": "' + b"x" * 40_000 + b'"}'
+    declared = api.post("/v1/dealerships/acme/jobs", content=big,
+                        headers=acme | {"Content-Type": "application/json"})
+    assert_problem(declared, 413)
+
+    def chunks():
+        for _ in range(40):
+            yield b"x" * 1000
+
+    streamed = api.post("/v1/dealerships/acme/jobs", content=chunks(),
+                        headers=acme | {"Content-Type": "application/json"})
+    assert_problem(streamed, 413)
+    assert world["db"].execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 0
+
+
+def test_unknown_routes_wrong_methods_and_bad_input_are_problems(api, world):
+    acme = auth(world["tokens"]["acme"])
+    assert assert_problem(api.get("/v1/nothing-here", headers=acme), 404)["type"] == "about:blank"
+    wrong = api.delete("/v1/jobs/1", headers=acme)
+    assert_problem(wrong, 405)
+    assert "GET" in wrong.headers["allow"]
+    bad_id = assert_problem(api.get("/v1/jobs/not-a-number", headers=acme), 422)
+    assert bad_id["errors"][0]["loc"] == ["path", "job_id"]
+    assert_problem(api.get("/v1/jobs/99999999999999999999", headers=acme), 422)
+    bad_json = api.post("/v1/dealerships/acme/jobs", content=b"{nope",
+                        headers=acme | {"Content-Type": "application/json"})
+    assert_problem(bad_json, 422)
+    assert_problem(api.get("/v1/dealerships/Not_A_Slug/jobs", headers=acme), 422)

@@ -1,0 +1,57 @@
+"""Health, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.api.conftest import add_job, auth
+
+
+def test_healthz_and_readyz_report_the_process_and_its_dependencies(api):
+    assert api.get("/healthz").json()["status"] == "ok"
+    ready = api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_readyz_is_503_when_redis_is_unreachable_while_reads_still_work(servers, world):
+    with httpx.Client(base_url=servers["no_redis"].url, timeout=10) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"] == "ok"
+        assert ready.json()["checks"]["redis"].startswith("unreachable")
+        job = add_job(world["db"], world["acme"].id)
+        for _ in range(3):  # rate limits are skipped, not failed, while Redis is down
+            got = client.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["acme"]))
+            assert got.status_code == 200, "status reads do not need Redis"
+
+
+def _sample(text: str, name: str, labels: str = "") -> float:
+    pattern = re.escape(name) + (r"\{" + labels + r"\}" if labels else "") + r" (\S+)"
+    found = re.search(r"^" + pattern + "$", text, re.M)
+    assert found, f"{name}{{{labels}}} not in metrics"
+    return float(found.group(1))
+
+
+def test_metrics_report_jobs_durations_vehicles_rejects_and_api_latency(api, world):
+    db, aid = world["db"], world["acme"].id
+    for minutes, counters in [(2, {"upserted": 10, "rejected": 1}),
+                              (20, {"upserted": 5, "rejected": 3})]:
+        add_job(db, aid, state="succeeded", counters=counters,
+                started_at="2026-01-01T10:00:00Z",
+                finished_at=f"2026-01-01T10:{minutes:02d}:00Z")
+    add_job(db, aid, state="dead", kind="feed")
+    api.get("/v1/jobs/1", headers=auth(world["tokens"]["acme"]))
+    text = api.get("/metrics").text
+    assert _sample(text, "forecourt_jobs", 'state="succeeded"') == 2
+    assert _sample(text, "forecourt_jobs", 'state="dead"') == 1
+    assert _sample(text, "forecourt_job_duration_seconds_count", 'kind="crawl"') == 2
+    assert _sample(text, "forecourt_job_duration_seconds_bucket",
+                   'kind="crawl",le="300.0"') == 1
+    assert _sample(text, "forecourt_job_duration_seconds_sum", 'kind="crawl"') == 1320
+    assert _sample(text, "forecourt_vehicles_upserted_total") == 15
+    assert _sample(text, "forecourt_rejects_total") == 4
+    assert 'forecourt_api_request_duration_seconds_count{method="GET",' \
+           'route="/v1/jobs/{job_id}",status="200"}' in text
