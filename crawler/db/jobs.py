@@ -342,35 +342,6 @@ async def alist_page(conn: psycopg.AsyncConnection, dealership_id: int, *,
     return [Job.model_validate(r) for r in await cur.fetchall()]
 
 
-# Async reads for the HTTP API (psycopg AsyncConnection with dict rows).
-
-async def aget_with_slug(conn: psycopg.AsyncConnection, job_id: int) -> tuple[Job, str] | None:
-    """A job and its dealership's slug, or None."""
-    cur = await conn.execute(
-        "SELECT j.*, d.slug AS dealership_slug FROM jobs j"
-        " JOIN dealerships d ON d.id = j.dealership_id WHERE j.id = %s", (job_id,))
-    row = await cur.fetchone()
-    return None if row is None else (Job.model_validate(row), row["dealership_slug"])
-
-
-async def alist_page(conn: psycopg.AsyncConnection, dealership_id: int, *,
-                     state: str | None = None, kind: str | None = None,
-                     before_id: int | None = None, limit: int = 20) -> list[Job]:
-    """A dealership's jobs newest first, with id < before_id (keyset pagination)."""
-    cur = await conn.execute(
-        """
-        SELECT * FROM jobs
-         WHERE dealership_id = %(d)s
-           AND (%(s)s::text IS NULL OR state = %(s)s)
-           AND (%(k)s::text IS NULL OR kind = %(k)s)
-           AND (%(b)s::bigint IS NULL OR id < %(b)s)
-         ORDER BY id DESC LIMIT %(n)s
-        """,
-        {"d": dealership_id, "s": state, "k": kind, "b": before_id, "n": limit},
-    )
-    return [Job.model_validate(r) for r in await cur.fetchall()]
-
-
 def abandon(conn: psycopg.Connection, job_id: int, stale_after_s: float) -> Job | None:
     """Fail a running job whose heartbeat is still stale (nobody took it over meanwhile)."""
     row = conn.execute(
