@@ -12,9 +12,12 @@ The fallback chain, per dealer and per page (first step that yields vehicles win
 2. **json-ld**: schema.org vehicles in JSON-LD (or microdata) on the page.
 3. **data-vin**: vehicles as `data-vin` style attributes on cards (spiders.extract.attributes).
 4. **javascript**: a headless browser renders the page, then steps 2-3 run on the result.
-   Taken only when a `javascript` platform is registered (spiders/javascript.py, built on
-   scrapy-playwright); its `render_request(url, **kwargs)` makes the request, or a request
-   with scrapy-playwright's `playwright` meta key is made when it has none.
+   Only when a `javascript` platform is registered (spiders/javascript.py, scrapy-playwright).
+   Detection chooses it for a dealer whose page is a script shell with no vehicles (so
+   `dealers add` stores platform "javascript"). The browser is switched on only in that
+   spider's own crawl, so inside another platform's crawl step 4 happens only if the
+   javascript module offers `render_request(url, **request_kwargs)`; otherwise the run records
+   that no step found vehicles and that the page may need the browser, and stays incomplete.
 
 A platform spider that does not find its platform's data on a page (the config moved, the
 site left the platform) runs steps 2-4 on that page via `fallback`, so a wrong or stale
@@ -64,8 +67,9 @@ _SIGNALS: list[tuple[str, re.Pattern, int, str]] = [
     ("teamvelocity", re.compile(r"teamvelocity(portal|marketing)?\.(com|net)|\btvm-", re.I), 3,
      "Team Velocity host"),
 ]
-_JS_SHELL = re.compile(r"<noscript>[^<]*(enable|requires?) javascript|__NEXT_DATA__|"
-                       r"<div id=[\"'](root|app|__next)[\"']>\s*</div>", re.I)
+_JS_SHELL = re.compile(r"<noscript>[^<]*(enable|requires?|turn on) javascript|__NEXT_DATA__|"
+                       r"<div id=[\"'](root|app|__next)[\"']>\s*</div>|"
+                       r">\s*loading (vehicles|inventory)", re.I)
 MIN_SCORE = 3
 
 STEP_PLATFORM, STEP_JSON_LD, STEP_DATA_VIN, STEP_JAVASCRIPT, STEP_LINKS = (
@@ -177,16 +181,11 @@ def stored_platform(detection: Detection) -> str | None:
 # --- the chain at crawl time -------------------------------------------------------------
 
 def javascript_request(url: str, **kwargs: Any):
-    """A request that renders `url` in the headless browser, or None without that path."""
+    """A request rendering `url` in the headless browser within the current crawl, or None
+    when the javascript platform is missing or offers no `render_request`."""
     module = _registered().get("javascript")
-    if module is None:
-        return None
-    if hasattr(module, "render_request"):
-        return module.render_request(url, **kwargs)
-    import scrapy
-
-    meta = {**kwargs.pop("meta", {}), "playwright": True}
-    return scrapy.Request(url, meta=meta, **kwargs)
+    make = getattr(module, "render_request", None) if module is not None else None
+    return make(url, **kwargs) if make is not None else None
 
 
 def fallback(spider, response, listing: bool = True, rendered: bool = False) -> Iterator[Any]:
@@ -207,8 +206,10 @@ def fallback(spider, response, listing: bool = True, rendered: bool = False) -> 
         spider.crawler.stats.inc_value("forecourt/fallback/javascript")
         yield request
     elif kind != pages.EMPTY:
+        hint = (" (it may need the headless browser: platform javascript)"
+                if "javascript" in _registered() and not rendered else "")
         spider.problems.append(f"no vehicles found on {response.url} by the platform API, "
-                               f"JSON-LD or data-vin attributes")
+                               f"JSON-LD or data-vin attributes{hint}")
         spider.incomplete = True
 
 

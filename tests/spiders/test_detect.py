@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,6 @@ from spiders.detect import detect, detect_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 SITES = ROOT / "fixtures" / "sites"
-FORECOURT = str(Path(sys.executable).parent / "forecourt")
 
 
 def page(rel: str) -> str:
@@ -59,28 +56,43 @@ def test_weak_or_tied_signals_name_no_platform():
     assert detect_platform(tied)[0] is None
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FORECOURT, *args], capture_output=True, text=True, timeout=60)
+def run(*args: str):
+    """The CLI in this process (a subprocess per command costs seconds)."""
+    from typer.testing import CliRunner
+
+    from crawler.cli import _register, app
+
+    if not app.registered_commands:
+        _register()
+    return CliRunner().invoke(app, list(args))
 
 
 def test_detect_command_on_a_saved_page_and_a_url(site):
     result = run("detect", str(SITES / "dealeron" / "cases" / "searchall-page-1.html"))
-    assert result.returncode == 0, result.stderr
-    assert "platform: dealeron" in result.stdout and "dealeron_tagging_data" in result.stdout
+    assert result.exit_code == 0, result.output
+    assert "platform: dealeron" in result.output and "dealeron_tagging_data" in result.output
     base = site("dealerinspire")
     result = run("detect", base + "/inventory/")
-    assert result.returncode == 0, result.stderr
-    assert "dealerinspire" in result.stdout and base + "/1/indexes/" in result.stdout
+    assert result.exit_code == 0, result.output
+    assert "dealerinspire" in result.output and base + "/1/indexes/" in result.output
 
 
 def test_dealers_add_detects_the_platform_or_stores_generic_when_unreachable(db, site):
     base = site("dealerinspire")
     result = run("dealers", "add", "bayside", "--name", "Bayside", "--url", base + "/inventory/")
-    assert result.returncode == 0, result.stderr
-    assert "detected platform: dealerinspire" in result.stdout
+    assert result.exit_code == 0, result.output
+    assert "detected platform: dealerinspire" in result.output
     result = run("dealers", "add", "gone", "--name", "Gone", "--url", base + "/no-such-page/")
-    assert result.returncode == 0, result.stderr
-    assert "platform not detected" in result.stdout and "generic" in result.stdout
+    assert result.exit_code == 0, result.output
+    assert "platform not detected" in result.output and "generic" in result.output
     rows = db.execute("SELECT slug, platform FROM dealerships ORDER BY slug").fetchall()
     assert [(r["slug"], r["platform"]) for r in rows] == [("bayside", "dealerinspire"),
                                                           ("gone", None)]
+
+
+def test_a_script_shell_without_vehicles_takes_the_javascript_path():
+    shell = ("<html><title>Inventory</title><div id='inventory-app'><p class='loading'>"
+             "Loading vehicles&hellip;</p></div><noscript>Please enable JavaScript to see our "
+             "inventory.</noscript></html>")
+    found = detect(shell, "https://dealer.example/inventory/")
+    assert (found.platform, found.spider, found.path) == (None, "javascript", "javascript")
