@@ -46,9 +46,7 @@ def reserialize(vin: str, n: int) -> str:
 
 
 def clear_all() -> None:
-    vpic.clear_cache()
-    vins._decode17.cache_clear()
-    vins._vininfo_cached.cache_clear()
+    vins.clear_caches()
 
 
 def rate(fn, items) -> tuple[float, float]:
@@ -92,7 +90,6 @@ def main() -> None:
     clear_all()
     cold, cold_s = rate(vins.decode, items)
     vins._decode17.cache_clear()
-    vins._vininfo_cached.cache_clear()
     warm, warm_s = rate(vins.decode, fresh)
     keys = vpic.decode_key.cache_info().currsize
     sample = items[: args.sample]

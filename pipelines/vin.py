@@ -10,20 +10,19 @@ from __future__ import annotations
 from crawler.models import Vehicle
 from quality import vin_checks, vins
 
+_SUMMARY = ("make", "model", "series", "trim", "body_class", "vehicle_type", "model_year",
+            "model_years", "country", "decoder", "check_digit_ok", "placeholder",
+            "placeholder_reason")
 _VIN_FLAGS = {"vin_invalid", "vin_placeholder", "vin_check_digit", "vin_make_mismatch",
               "vin_year_mismatch", "vin_model_mismatch", "vin_body_mismatch"}
 
 
 def check(vehicle: Vehicle) -> Vehicle:
     decoded = vins.decode(vehicle.vin)
-    results = vin_checks.checks(decoded, make=vehicle.make, year=vehicle.year,
-                                model=vehicle.model, body=vehicle.body_style)
     flags = {f for f in vehicle.quality_flags if f not in _VIN_FLAGS}
-    flags.update(vin_checks.flags(results))
-    summary = decoded.model_dump(include={
-        "make", "model", "series", "trim", "body_class", "vehicle_type", "model_year",
-        "model_years", "country", "decoder", "check_digit_ok", "placeholder",
-        "placeholder_reason"}, exclude_none=True)
+    flags.update(vin_checks.fast_flags(decoded, make=vehicle.make, year=vehicle.year,
+                                       model=vehicle.model, body=vehicle.body_style))
+    summary = {k: getattr(decoded, k) for k in _SUMMARY if getattr(decoded, k) is not None}
     updates: dict = {"vin_decoded": summary, "vin_placeholder": decoded.placeholder,
                      "quality_flags": sorted(flags)}
     if decoded.vin != vehicle.vin and not decoded.errors:

@@ -36,6 +36,7 @@ _PLACEHOLDER_VALUES = {**_VALUES, "I": 9, "O": 6, "Q": 8}
 _NORTH_AMERICA = set("12345")  # first character: US, Canada, Mexico
 _YEAR_CODES = "ABCDEFGHJKLMNPRSTVWXY123456789"
 _VIN_CHARS = set("0123456789ABCDEFGHJKLMNPRSTUVWXYZ")
+_VALID = re.compile(r"[0-9A-HJ-NPR-Z]{17}")
 _SEPARATORS = re.compile(r"[\s\-_.]+")
 _FILLER = re.compile(r"X{4,}|0{6,}|(.)\1{6,}")
 _COUNTING = re.compile("|".join("01234567890123456789"[i:i + 7] for i in range(10)))
@@ -77,12 +78,10 @@ class VinDecode(BaseModel):
 def _check_digit(vin: str, values: dict[str, int]) -> str | None:
     if len(vin) != 17:
         return None
-    total = 0
-    for ch, weight in zip(vin, _WEIGHTS, strict=True):
-        value = values.get(ch)
-        if value is None:
-            return None
-        total += value * weight
+    try:
+        total = sum(values[ch] * weight for ch, weight in zip(vin, _WEIGHTS, strict=True))
+    except KeyError:
+        return None
     rem = total % 11
     return "X" if rem == 10 else str(rem)
 
@@ -103,6 +102,8 @@ def check_digit_required(vin: str) -> bool:
 
 def syntax_errors(vin: str) -> list[str]:
     """Why a (normalized) string cannot be a VIN; empty when it can."""
+    if _VALID.fullmatch(vin):
+        return []
     out = []
     if len(vin) != 17:
         out.append(f"{len(vin)} characters, not 17")
@@ -188,15 +189,23 @@ def _light_vehicle(vin: str) -> bool | None:
     return info.light_vehicle if info else None
 
 
+_VININFO: dict[str, dict[str, Any]] = {}
+_VININFO_MAX = 65536
+
+
 def _vininfo(vin: str) -> dict[str, Any]:
-    """vininfo's make, country and years. They never depend on the serial number, so they
-    are cached per VIN without it (a small maker's WMI, positions 12-14, is kept)."""
+    """vininfo's make, country and years. They never depend on the check digit or serial
+    number, so they are cached per squish VIN (a small maker's WMI, positions 12-14, kept)."""
     key = vin[:8] + vin[9:11] + (vin[11:14] if len(vin) == 17 and vin[2] == "9" else "")
-    return _vininfo_cached(key, vin)
+    found = _VININFO.get(key)
+    if found is None:
+        if len(_VININFO) >= _VININFO_MAX:
+            _VININFO.clear()
+        found = _VININFO[key] = _vininfo_uncached(vin)
+    return found
 
 
-@lru_cache(maxsize=65536)
-def _vininfo_cached(key: str, vin: str) -> dict[str, Any]:
+def _vininfo_uncached(vin: str) -> dict[str, Any]:
     from vininfo import Vin
 
     try:
@@ -206,6 +215,13 @@ def _vininfo_cached(key: str, vin: str) -> dict[str, Any]:
                 "country": info.country, "years": list(info.years or [])}
     except Exception:  # vininfo raises its own ValidationError (or worse) on bad input
         return {}
+
+
+def clear_caches() -> None:
+    """Forget every decode (benchmarks measure cold decoding)."""
+    _decode17.cache_clear()
+    _VININFO.clear()
+    vpic.clear_cache()
 
 
 def decode(raw: Any) -> VinDecode:

@@ -44,7 +44,7 @@ def snapshot_vins() -> dict[str, dict]:
 
 def vininfo_view(vin: str) -> tuple[str | None, int | None]:
     """What vininfo alone says: manufacturer, and its most recent model year."""
-    info = vins._vininfo(vin)
+    info = vins._vininfo_uncached(vin)
     years = info.get("years") or []
     return info.get("make"), (max(years) if years else None)
 

@@ -140,3 +140,18 @@ def test_make_comparison_is_forgiving_only_where_names_differ():
     assert not vin_checks.same_make("Hyundai", "Genesis")
     assert vin_checks.same_make("Chevrolet", "General Motors", exact=False)
     assert not vin_checks.same_make("Chevrolet", "General Motors")
+
+
+def test_fast_flags_equal_the_full_checks_on_every_real_vin():
+    from tests.quality.test_vin_decoding_real import vpic_rows
+
+    stated = [dict(make="Toyota", year=2026, model="RAV4", body="SUV"),
+              dict(make="Honda", year=2024, model="Accord", body="Sedan"),
+              dict(make=None, year=None), dict(make="Genesis", year=2023, model="GV70")]
+    raws = [r["vin"] for r in vpic_rows()[::7]] + list(snapshot_vins())[::3] + \
+        [c["vin"] for c in VININFO]
+    for raw in raws:
+        d = vins.decode(raw)
+        for kw in stated:
+            assert vin_checks.fast_flags(d, **kw) == \
+                vin_checks.flags(vin_checks.checks(d, **kw)), (raw, kw)
