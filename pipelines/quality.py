@@ -25,10 +25,9 @@ from quality.score import RULES_VERSION, Context, score
 
 @dataclass
 class RunQuality:
-    """What one run keeps between batches: the market medians and the photos it has seen."""
+    """What one run keeps between batches: the market medians, loaded once at its start."""
 
     price_medians: dict[tuple[str, str, int], tuple[Decimal, int]] = field(default_factory=dict)
-    photo_users: dict[str, set[str]] = field(default_factory=dict)
 
 
 def open_run(conn: psycopg.Connection) -> RunQuality:
@@ -37,13 +36,18 @@ def open_run(conn: psycopg.Connection) -> RunQuality:
 
 def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Vehicle],
                 state: RunQuality | None = None) -> Context:
-    """The scoring context of one batch; records the batch's photos in the run's state."""
+    """The scoring context of one batch.
+
+    Photos: any photo shared inside the batch, and each vehicle's first photo against the
+    first photos of active vehicles in the database (earlier batches of this run are stored
+    already), so nothing grows with the size of a run.
+    """
     state = state or RunQuality()
+    users: dict[str, set[str]] = {}
     for v in vehicles:
         for url in v.image_urls:
-            state.photo_users.setdefault(url, set()).add(v.vin)
+            users.setdefault(url, set()).add(v.vin)
     heroes = list({v.image_urls[0] for v in vehicles if v.image_urls})
-    users = {u: set(vs) for u, vs in state.photo_users.items()}
     for url, vins in quality_db.hero_photo_users(conn, heroes).items():
         users.setdefault(url, set()).update(vins)
     others = quality_db.vins_at_other_dealers(

@@ -276,3 +276,18 @@ def test_real_crawl_whose_template_drops_mileage_removes_nothing_and_notifies(
     (notice,) = server.bodies
     assert notice["verdict"] == "degraded" and notice["job_id"] == second.id
     assert Decimal(str(notice["coverage"]["mileage"])) == 0
+
+
+def test_the_same_photo_on_two_vehicles_is_flagged_on_both(db, dealer):
+    stock = ["https://cdn.test/stock/civic-front.jpg",
+             *[f"https://cdn.test/x/{i}.jpg" for i in range(3)]]
+    items = [item(r) for r in HONDAS[:40]]
+    items[0] = item(HONDAS[0], image_urls=stock)
+    items[30] = item(HONDAS[30], image_urls=stock)  # a later batch of the same run
+    run(db, dealer.id, items)
+    flags = flags_of(db, dealer.id)
+    assert "photo_reused" in flags[HONDAS[30]["vin"]]  # found in the database
+    run(db, dealer.id, items)
+    flags = flags_of(db, dealer.id)
+    assert {v for v, f in flags.items() if "photo_reused" in f} == \
+        {HONDAS[0]["vin"], HONDAS[30]["vin"]}
