@@ -14,7 +14,12 @@ from spiders.registry import extractor_for
 
 def extract_page(text: str, url: str, platform: str | None = None,
                  status: int = 200) -> tuple[str, list[VehicleItem]]:
-    """(classification, items) for one page, extracted as `platform` (default: generic)."""
-    extractor = extractor_for(platform) or structured.extract
+    """(classification, items) for one page, extracted as `platform` (default: the platform
+    detected from the page's signals, else generic)."""
+    if platform is None:
+        from spiders.detect import detect_platform
+
+        platform = detect_platform(text)[0]
+    extractor = extractor_for(platform) or extractor_for("generic") or structured.extract
     items = extractor(text, url)
     return pages.classify(status, text, len(items)), items
