@@ -11,6 +11,12 @@ Two parts, both switched on in crawler/settings.py:
   and a name that re-resolves to a forbidden address later (DNS rebinding) is refused at
   connection time.
 
+`DownloadFaultsMiddleware` (same file: the crawl's limits are part of its safety) counts the
+downloads that failed for good (after Scrapy's retries) by cause: timed out
+(DOWNLOAD_TIMEOUT), connection refused/lost/reset, cut off at DOWNLOAD_MAXSIZE, HTTP 5xx,
+host not found; at the end it records one summary problem for the run report, so a job says
+why its crawl was incomplete.
+
 Residual risk: pages rendered in Chromium (scrapy-playwright) fetch their sub-resources
 through the browser's own network stack; only the page request itself is checked here.
 """
@@ -21,6 +27,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
+from scrapy.downloadermiddlewares.httpcompression import HttpCompressionMiddleware
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.resolver import CachingThreadedResolver
 from scrapy.utils.defer import maybe_deferred_to_future
@@ -110,3 +117,95 @@ class NetGuardMiddleware:
     def _refuse(self, request, reason: str) -> None:
         self._record(request, reason)
         raise IgnoreRequest(f"netguard {reason}")
+
+
+FAULT_KINDS = (
+    ("DownloadTimeoutError", "timed out"), ("TimeoutError", "timed out"),
+    ("DownloadCancelledError", "cut off at the size limit"),
+    ("CancelledError", "cut off at the size limit"),
+    ("DownloadConnectionRefusedError", "connection refused"),
+    ("ConnectionRefusedError", "connection refused"),
+    ("CannotResolveHostError", "host not found"), ("DNSLookupError", "host not found"),
+    ("ResponseDataLossError", "connection lost mid-response"),
+)
+
+
+def fault_kind(exception: BaseException) -> str:
+    names = [c.__name__ for c in type(exception).__mro__]
+    for name, kind in FAULT_KINDS:
+        if name in names:
+            return kind
+    return "connection lost or reset"
+
+
+def count_fault(crawler, request, kind: str) -> None:
+    if urlsplit(request.url).path == "/robots.txt":
+        return  # robots.txt is optional; its absence is no fault of the site
+    crawler.stats.inc_value(f"forecourt/download_faults/{kind}")
+
+
+class ResponseTooLarge(Exception):
+    """A response expanded past DOWNLOAD_MAXSIZE when decompressed (a compression bomb)."""
+
+
+class HttpCompressionLimitMiddleware(HttpCompressionMiddleware):
+    """Scrapy's decompression, where a body that expands past DOWNLOAD_MAXSIZE is a failed
+    download (the page's errback sees it, the run is incomplete) rather than a request the
+    spider chose to ignore, which could let an unseen vehicle look sold."""
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        mw = super().from_crawler(crawler)
+        mw._fc_crawler = crawler
+        return mw
+
+    def process_response(self, request, response, spider=None):
+        try:
+            return super().process_response(request, response)
+        except IgnoreRequest as exc:
+            count_fault(self._fc_crawler, request, "cut off at the size limit")
+            raise ResponseTooLarge(str(exc)) from None
+
+
+class DownloadFaultsMiddleware:
+    """Counts downloads that failed for good, by cause, and reports them when the crawl ends."""
+
+    def __init__(self, crawler):
+        from scrapy import signals
+
+        self.crawler = crawler
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def _count(self, request, kind: str) -> None:
+        count_fault(self.crawler, request, kind)
+
+    def process_response(self, request, response, spider=None):
+        if response.status >= 500:
+            self._count(request, f"HTTP {response.status}")
+        return response
+
+    def process_exception(self, request, exception, spider=None):
+        if not isinstance(exception, IgnoreRequest):
+            self._count(request, fault_kind(exception))
+        return None
+
+    def spider_closed(self, spider, reason):
+        prefix = "forecourt/download_faults/"
+        faults = {k[len(prefix):]: int(v) for k, v in self.crawler.stats.get_stats().items()
+                  if k.startswith(prefix) and v}
+        if not faults:
+            return
+        settings = self.crawler.settings
+        limits = {"timed out": f" (DOWNLOAD_TIMEOUT {settings.getfloat('DOWNLOAD_TIMEOUT'):g} s)",
+                  "cut off at the size limit":
+                      f" (DOWNLOAD_MAXSIZE {settings.getint('DOWNLOAD_MAXSIZE')} bytes)"}
+        summary = ", ".join(f"{n} {kind}{limits.get(kind, '')}"
+                            for kind, n in sorted(faults.items()))
+        problems = getattr(spider, "problems", None)
+        if isinstance(problems, list):
+            problems.append(f"downloads failed: {summary}")
+        logger.warning("downloads failed: %s", summary)

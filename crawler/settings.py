@@ -35,6 +35,9 @@ FEED_EXPORT_ENCODING = "utf-8"
 TWISTED_DNS_RESOLVER = "crawler.middlewares_security.NetGuardResolver"
 DOWNLOADER_MIDDLEWARES = {
     "crawler.middlewares_security.NetGuardMiddleware": 40,
+    "crawler.middlewares_security.DownloadFaultsMiddleware": 45,
+    "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware": None,
+    "crawler.middlewares_security.HttpCompressionLimitMiddleware": 590,
     # a shared budget per platform backend, across every worker (crawler/ratelimit.py);
     # after robots.txt (100) so disallowed requests spend nothing
     "crawler.middlewares.PlatformRateLimitMiddleware": 120,
