@@ -29,8 +29,11 @@ class Spider(DealerSpider):
     rate_limit_backend = PLATFORM
 
     async def start(self):
-        yield scrapy.Request(self.start_url, callback=self.parse_listing,
-                             errback=self.listing_failed, cb_kwargs={"tried_listing": False})
+        # more search pages (e.g. new and used on separate widgets): setting `listing_urls`
+        urls = [self.start_url, *self.dealer_settings.get("listing_urls", [])]
+        for url in dict.fromkeys(urls):
+            yield scrapy.Request(url, callback=self.parse_listing, errback=self.listing_failed,
+                                 cb_kwargs={"tried_listing": False})
 
     def parse_listing(self, response, tried_listing: bool):
         text = response.text if hasattr(response, "text") else ""

@@ -27,8 +27,11 @@ class Spider(DealerSpider):
     rate_limit_backend = PLATFORM
 
     async def start(self):
-        yield scrapy.Request(self.start_url, callback=self.parse_listing,
-                             errback=self.listing_failed, cb_kwargs={"first": True})
+        # more searches (e.g. searchnew.aspx and searchused.aspx): setting `listing_urls`
+        urls = [self.start_url, *self.dealer_settings.get("listing_urls", [])]
+        for url in dict.fromkeys(urls):
+            yield scrapy.Request(url, callback=self.parse_listing, errback=self.listing_failed,
+                                 cb_kwargs={"first": True})
 
     def parse_listing(self, response, first: bool, tried_listing: bool = False):
         text = response.text if hasattr(response, "text") else ""
