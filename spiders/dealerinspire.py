@@ -60,7 +60,7 @@ class Spider(DealerSpider):
             self.problems.append(f"search index page {page} is not a hits answer")
             self.incomplete = True
             return
-        items = from_api(data, config.query_url)
+        items = from_api(data, config.query_url, self.start_url)
         self.note_page(response, len(items), listing=True)
         yield from items
         nxt = next_page(data)

@@ -61,11 +61,21 @@ _SIGNALS: list[tuple[str, re.Pattern, int, str]] = [
     ("dealeron", re.compile(r"data-vehicle-information", re.I), 1,
      "data-vehicle-information cards"),
     ("dealeron", re.compile(r"/search(new|used|all)\.aspx", re.I), 1, "search*.aspx links"),
-    ("dealereprocess", re.compile(r"dealereprocess\.(com|org|net)|\bdeprocess\b", re.I), 3,
-     "Dealer eProcess host"),
-    ("dealervenom", re.compile(r"dealervenom\.com|\bvenom-", re.I), 3, "DealerVenom host"),
-    ("teamvelocity", re.compile(r"teamvelocity(portal|marketing)?\.(com|net)|\btvm-", re.I), 3,
-     "Team Velocity host"),
+    ("dealereprocess", re.compile(r"dealereprocess\.|dep_require\.js", re.I), 3,
+     "Dealer eProcess host or dep_require.js"),
+    ("dealereprocess", re.compile(r"[\"'](https?://[^\"']*)?/dep/(js|css|images)/", re.I), 2,
+     "asset path /dep/"),
+    ("dealereprocess", re.compile(r"[?&](amp;)?s:pr=|/auto/(new|used|certified)-[\w-]+/\d+/",
+                                  re.I), 1, "search ?s:pr= or /auto/<slug>/<id>/ links"),
+    ("dealervenom", re.compile(r"dealervenom", re.I), 3,
+     "DealerVenom host or theme"),
+    ("dealervenom", re.compile(r"\bdv-(cta|srp|analytics)\b", re.I), 1, "dv-* classes"),
+    ("teamvelocity", re.compile(r"teamvelocity|secureoffersites\.", re.I), 3,
+     "Team Velocity host (secureoffersites)"),
+    ("teamvelocity", re.compile(r"/viewdetails/(new|used|certified)/", re.I), 2,
+     "/viewdetails/ links"),
+    ("teamvelocity", re.compile(r"si-vehicle-box|\binventory_listing\b", re.I), 1,
+     "si-vehicle-box cards"),
 ]
 _JS_SHELL = re.compile(r"<noscript>[^<]*(enable|requires?|turn on) javascript|__NEXT_DATA__|"
                        r"<div id=[\"'](root|app|__next)[\"']>\s*</div>|"
@@ -85,6 +95,7 @@ class Detection(BaseModel):
     path: str
     detail: str
     vehicles_on_page: int = 0
+    page_kind: str = pages.OTHER  # crawler.pages classification of the page looked at
 
 
 def platform_signals(html: str) -> dict[str, list[str]]:
@@ -150,6 +161,11 @@ def detect(html: str, url: str) -> Detection:
     """Platform, signals and the chain step a crawl of this dealer will start with."""
     platform, signals = detect_platform(html)
     registered = _registered()
+    kind = pages.classify(200, html, 0)
+    if kind == pages.BLOCKED and platform is None:
+        return Detection(platform=None, signals=signals, spider="generic", path=STEP_LINKS,
+                         detail="the page is a bot challenge, not the dealer's site: detect "
+                                "again from a page that is not blocked", page_kind=kind)
     if platform and platform in registered:
         module = registered[platform]
         items = module.extract(html, url) if hasattr(module, "extract") else []

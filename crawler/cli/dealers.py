@@ -28,6 +28,10 @@ def _detected_platform(url: str) -> str | None:
                       f"set it with --platform", markup=False)
         return None
     found = detect(text, final_url)
+    if found.page_kind == "blocked":
+        console.print("platform not detected (the page is a bot challenge): stored as "
+                      "generic; set it with --platform", markup=False)
+        return None
     console.print(f"detected platform: {found.platform or 'unknown'}; crawl path: "
                   f"{found.path} ({found.spider} spider)", markup=False)
     return stored_platform(found)

@@ -58,6 +58,7 @@ def register(app: typer.Typer) -> None:
         table.add_row("spider", found.spider)
         table.add_row("path", f"{found.path}: {found.detail}")
         table.add_row("vehicles on page", str(found.vehicles_on_page))
+        table.add_row("page", found.page_kind)
         for i, signal in enumerate(found.signals or ["none"]):
             table.add_row("signals" if i == 0 else "", signal)
         console.print(table)

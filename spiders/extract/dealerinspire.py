@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 from pydantic import BaseModel, Field
 
@@ -143,8 +143,8 @@ def _condition(hit: dict) -> Any:
     return kind
 
 
-def vehicle(hit: dict, source: str) -> VehicleItem:
-    """One index hit as raw vehicle fields."""
+def vehicle(hit: dict, source: str, site_url: str | None = None) -> VehicleItem:
+    """One index hit as raw vehicle fields (relative links are on the dealer's site)."""
     lightning = hit.get("lightning") if isinstance(hit.get("lightning"), dict) else {}
     status = lightning.get("statusLabel") or lightning.get("status") or hit.get("vehicle_status")
     prices = {k: hit[k] for k in ("our_price", "msrp") if hit.get(k) not in (None, "")}
@@ -167,19 +167,21 @@ def vehicle(hit: dict, source: str) -> VehicleItem:
         mileage=hit.get("miles"),
         prices=prices or None,
         availability=availability(status),
-        url=hit.get("link"),
+        url=urljoin(site_url or source, hit["link"]) if hit.get("link") else None,
         image_urls=hit.get("thumbnail"),
         raw=hit,
     )
 
 
-def from_api(data: dict, source: str) -> list[VehicleItem]:
-    """Vehicles of one index answer (single query, or the multi-query `results` form)."""
+def from_api(data: dict, source: str, site_url: str | None = None) -> list[VehicleItem]:
+    """Vehicles of one index answer (single query, or the multi-query `results` form);
+    `source` is the index URL, `site_url` the dealer page the config came from."""
     answers = data.get("results") if isinstance(data.get("results"), list) else [data]
     items = []
     for answer in answers:
         where = f"{source}#page={answer.get('page', 0)}"
-        items += [vehicle(h, where) for h in answer.get("hits") or [] if isinstance(h, dict)]
+        items += [vehicle(h, where, site_url) for h in answer.get("hits") or []
+                  if isinstance(h, dict)]
     return items
 
 

@@ -73,3 +73,10 @@ def test_multi_query_answers_are_read_too():
 def test_vin_traps_in_the_page_yield_nothing():
     assert "4T1BF1FKXFU000512" in PAGE.upper() and "JTDKARFU1J3041189" in PAGE.upper()
     assert dealerinspire.extract(PAGE, "https://www.baysideharbortoyota.example/inventory/") == []
+
+
+def test_relative_links_are_on_the_dealer_site_not_the_index_host():
+    answer = {"hits": [{"vin": "JTDADABU2SJ071552", "link": "/inventory/new-prius/"}]}
+    (item,) = dealerinspire.from_api(answer, "https://a1-dsn.algolia.net/1/indexes/i/query",
+                                     "https://www.dealer.example/new-vehicles/")
+    assert item.url == "https://www.dealer.example/inventory/new-prius/"

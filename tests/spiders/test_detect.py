@@ -96,3 +96,23 @@ def test_a_script_shell_without_vehicles_takes_the_javascript_path():
              "inventory.</noscript></html>")
     found = detect(shell, "https://dealer.example/inventory/")
     assert (found.platform, found.spider, found.path) == (None, "javascript", "javascript")
+
+
+@pytest.mark.parametrize("html, platform", [
+    ('<script src="/dep/js/dep_require.js"></script><a href="/search/all-x/?s:pr=1">All</a>',
+     "dealereprocess"),
+    ('<link rel="stylesheet" href="/wp-content/themes/dealervenom/style.css">', "dealervenom"),
+    ('<script src="https://cdn.secureoffersites.com/apollo/app.js"></script>'
+     '<a href="/viewdetails/new/1n4bl4dw0sn301188/2025-nissan-altima">Altima</a>',
+     "teamvelocity"),
+])
+def test_html_platforms_are_named_from_their_hosts_and_paths(html, platform):
+    assert detect_platform(html)[0] == platform
+
+
+def test_a_bot_challenge_names_no_platform_and_says_so():
+    challenge = ("<html><head><title>Just a moment...</title></head><body>"
+                 "<div id='cf-challenge'>Checking your browser</div></body></html>")
+    found = detect(challenge, "https://dealer.example/")
+    assert (found.platform, found.page_kind) == (None, "blocked")
+    assert "bot challenge" in found.detail
