@@ -111,7 +111,8 @@ def syntax_errors(vin: str) -> list[str]:
     iqo = [c for c in bad if c in "IOQ"]
     other = [c for c in bad if c not in "IOQ"]
     if iqo:
-        out.append(f"letters {', '.join(iqo)}, which no VIN contains")
+        out.append(f"{'letter' if len(iqo) == 1 else 'letters'} {', '.join(iqo)}, "
+                   "which no VIN contains")
     if other:
         out.append(f"characters {''.join(other)!r} that no VIN contains")
     return out
