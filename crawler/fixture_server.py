@@ -165,7 +165,7 @@ def _handler(root: Path):
             stems = []
             if query:  # '/inventory/?page=2' is served from 'inventory__page-2(.html)'
                 stems.append(rel.rstrip("/") + "__" + query.replace("&", "_").replace("=", "-"))
-            stems += [rel, rel.rstrip("/") + "/index.html"]
+            stems += [rel, (rel.rstrip("/") + "/index.html").lstrip("/")]  # "/" too
             top = root.resolve()
             for stem in stems:
                 for name in (stem, stem + ".html"):

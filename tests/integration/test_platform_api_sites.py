@@ -46,7 +46,7 @@ def money(value) -> float | None:
 def test_dealercom_site_is_crawled_through_the_getinventory_api(db, site):
     base = site("dealercom")
     dealer = dealers_db.create(db, slug="larkspur", name="Larkspur Valley Honda",
-                               website_url=base + "/index.html", platform="dealercom")
+                               website_url=base + "/", platform="dealercom")
     job = crawl(db, dealer.id)  # the home page leads to /all-inventory/index.htm, then the API
     assert job.state == "succeeded", (job.error, job.report)
     cars = stored(db, dealer.id)
