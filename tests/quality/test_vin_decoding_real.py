@@ -131,3 +131,20 @@ def test_snapshot_vins_decode_to_toyota_of_the_stated_year():
     # rejects the 28 placeholders carrying I or Q outright.
     assert got["make"] == 1.0 and got["year"] == 1.0
     assert got["vininfo_make"] < 0.97
+
+
+def with_check_digit(vin: str) -> str:
+    return vin[:8] + vins.check_digit(vin[:8] + "0" + vin[9:]) + vin[9:]
+
+
+def test_toyotas_built_by_subaru_or_mazda_are_toyotas():
+    # VINs built on vPIC's own patterns for these models (serials made up, check digits
+    # computed): vininfo names the plant's owner instead of the brand.
+    cases = [("JF1ZNBB10R8700001", "GR86", 2024), ("3MYDLBJV0LY700001", "Yaris", 2020),
+             ("7MUABAAG0RV000001", "Corolla Cross", 2024)]
+    for raw, model, year in cases:
+        vin = with_check_digit(raw)
+        d = vins.decode(vin)
+        assert (d.make, d.model, d.model_year, d.decoder) == ("Toyota", model, year, "vpic")
+        theirs = vininfo_view(vin)[0]  # Subaru / Scion, Mazda Mexico, nothing
+        assert theirs is None or not vin_checks.same_make("Toyota", theirs)
