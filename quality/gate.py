@@ -73,7 +73,9 @@ def check_problems(worse: Verdict, problems: list[str], complete: bool) -> None:
     for problem in problems:
         if problem.startswith(("blocked listing", "not_found listing")):
             worse("failed", problem)
-        elif not problem.startswith("blocked page") and not _ERRORS.match(problem):
+        elif problem.startswith("blocked page") or _ERRORS.match(problem):
+            worse("healthy", problem)  # reported; the block and error rates judge them
+        else:
             worse("degraded", problem)
     if not complete:
         worse("degraded", "run did not complete")
