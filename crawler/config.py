@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     api_cors_origins: list[str] = Field(default_factory=list)
     # /metrics reads job figures from the database at most this often per process.
     api_metrics_cache_s: float = 5.0
+    # Token records are cached per process this long (revocations evict them at once).
+    api_token_cache_s: float = 60.0
 
 
 @lru_cache(maxsize=1)

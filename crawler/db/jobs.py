@@ -327,10 +327,14 @@ async def aget_with_slug(conn: psycopg.AsyncConnection, job_id: int) -> tuple[Jo
 async def alist_page(conn: psycopg.AsyncConnection, dealership_id: int, *,
                      state: str | None = None, kind: str | None = None,
                      before_id: int | None = None, limit: int = 20) -> list[Job]:
-    """A dealership's jobs newest first, with id < before_id (keyset pagination)."""
+    """A dealership's jobs newest first, with id < before_id (keyset pagination). Lists
+    leave out the large columns (params, report, errors)."""
     cur = await conn.execute(
         """
-        SELECT * FROM jobs
+        SELECT id, dealership_id, kind, trigger, state, phase, attempts, counters, verdict,
+               error, error_kind, worker, message_id, queue, retry_at, cancel_requested_at,
+               replayed_as, created_at, started_at, heartbeat_at, finished_at, updated_at
+          FROM jobs
          WHERE dealership_id = %(d)s
            AND (%(s)s::text IS NULL OR state = %(s)s)
            AND (%(k)s::text IS NULL OR kind = %(k)s)

@@ -87,8 +87,9 @@ def revoke(conn: psycopg.Connection, token_id: int) -> ApiToken:
 
 # Async reads and writes for the API's hot path.
 
-async def alookup(conn: psycopg.AsyncConnection, token: str) -> ApiToken | None:
-    """The live token record for a presented token, or None (unknown, revoked, malformed)."""
+async def alookup(conn: psycopg.AsyncConnection, token: str) -> tuple[ApiToken, bytes] | None:
+    """The live token record for a presented token and its stored hash, or None (unknown,
+    revoked, malformed, wrong secret)."""
     prefix = prefix_of(token)
     if prefix is None:
         return None
@@ -98,7 +99,7 @@ async def alookup(conn: psycopg.AsyncConnection, token: str) -> ApiToken | None:
     row = await cur.fetchone()
     if row is None or not matches(token, row["secret_hash"]):
         return None
-    return ApiToken.model_validate(row)
+    return ApiToken.model_validate(row), bytes(row["secret_hash"])
 
 
 async def atouch(conn: psycopg.AsyncConnection, token_id: int) -> None:

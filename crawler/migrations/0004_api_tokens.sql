@@ -17,6 +17,21 @@ CREATE TABLE api_tokens (
     CHECK ((role = 'dealer') = (dealership_id IS NOT NULL))
 );
 
+-- API processes cache token records; a change that matters (revocation, deletion, also by
+-- cascade from its dealership; not last_used_at) tells them to drop it at once.
+CREATE FUNCTION api_tokens_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('forecourt_tokens', OLD.prefix);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER api_tokens_notify_delete AFTER DELETE ON api_tokens
+    FOR EACH ROW EXECUTE FUNCTION api_tokens_notify();
+CREATE TRIGGER api_tokens_notify_update AFTER UPDATE ON api_tokens
+    FOR EACH ROW WHEN ((OLD.prefix, OLD.secret_hash, OLD.role, OLD.dealership_id, OLD.revoked_at)
+                       IS DISTINCT FROM
+                       (NEW.prefix, NEW.secret_hash, NEW.role, NEW.dealership_id, NEW.revoked_at))
+    EXECUTE FUNCTION api_tokens_notify();
+
 -- A job's version (its updated_at) must move on every change, even from a writer that
 -- forgets to set it, so pollers comparing versions or ETags never miss one.
 CREATE FUNCTION jobs_touch() RETURNS trigger LANGUAGE plpgsql AS $$

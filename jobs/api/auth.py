@@ -40,13 +40,7 @@ async def principal(
         raise ApiProblem(401, "a bearer token is required", "unauthorized",
                          {"WWW-Authenticate": _CHALLENGE})
     rt = runtime_of(request)
-    async with rt.pool.connection() as conn:
-        token = await tokens_db.alookup(conn, creds.credentials)
-        if token is not None:
-            now = time.monotonic()
-            if now - rt.touched.get(token.prefix, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
-                rt.touched[token.prefix] = now
-                await tokens_db.atouch(conn, token.id)
+    token = await _lookup(rt, creds.credentials)
     if token is None:
         raise _unauthorized("the bearer token is unknown or revoked")
     allowed, _remaining, retry_after = await rt.limiter.hit(token.prefix)
@@ -55,6 +49,31 @@ async def principal(
                          f"{rt.limiter.window_ms // 1000} s exceeded; retry in "
                          f"{retry_after} s", "rate-limited", {"Retry-After": str(retry_after)})
     request.state.token = token
+    return token
+
+
+async def _lookup(rt: Runtime, presented: str) -> ApiToken | None:
+    """The live token record: from the process cache (kept only while the job watch listens,
+    which evicts revoked tokens at once), else from the database."""
+    now = time.monotonic()
+    prefix = tokens_db.prefix_of(presented)
+    hit = rt.token_cache.get(prefix) if prefix else None
+    if hit is not None and hit[2] > now and tokens_db.matches(presented, hit[1]):
+        token = hit[0]
+    else:
+        generation = rt.token_generation
+        async with rt.pool.connection() as conn:
+            found = await tokens_db.alookup(conn, presented)
+        if found is None:
+            return None
+        token, secret_hash = found
+        ttl = rt.settings.api_token_cache_s
+        if ttl > 0 and rt.watch.listening.is_set() and generation == rt.token_generation:
+            rt.token_cache[token.prefix] = (token, secret_hash, now + ttl)
+    if now - rt.touched.get(token.prefix, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
+        rt.touched[token.prefix] = now
+        async with rt.pool.connection() as conn:
+            await tokens_db.atouch(conn, token.id)
     return token
 
 

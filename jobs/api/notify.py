@@ -6,6 +6,10 @@ notification arrives the job is fetched once, on a pooled connection for a momen
 to every waiter of that job. Thousands of waiting tabs cost thousands of futures, not
 connections. If the listener loses its connection it reconnects and wakes every waiter to
 re-read, so no change is missed.
+
+The same connection hears `forecourt_tokens` (a token was revoked or deleted), so the
+process's token cache drops it at once; the cache is cleared whenever the listener
+(re)connects, and only used while it listens.
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ import psycopg
 log = logging.getLogger("forecourt.api")
 
 CHANNEL = "forecourt_jobs"
+TOKENS_CHANNEL = "forecourt_tokens"
 
 Fetch = Callable[[int], Awaitable[Any]]
 
 
 class JobWatch:
-    def __init__(self, dsn: str, fetch: Fetch):
+    def __init__(self, dsn: str, fetch: Fetch,
+                 on_token: Callable[[str | None], None] = lambda prefix: None):
         self.dsn = dsn
         self.fetch = fetch
+        self.on_token = on_token  # called with a changed token's prefix, or None for all
         self.waiters: dict[int, set[asyncio.Future]] = {}
         self.listening = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -64,17 +71,22 @@ class JobWatch:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {TOKENS_CHANNEL}")
                     self.listening.set()
                     delay = 0.2
                     self._wake_all()  # anything may have changed while we were not listening
+                    self.on_token(None)
                     async for note in conn.notifies():
-                        if note.payload.isdigit():
+                        if note.channel == TOKENS_CHANNEL:
+                            self.on_token(note.payload)
+                        elif note.payload.isdigit():
                             self._notified(int(note.payload))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # connection lost: reconnect with backoff
                 log.warning("job listener lost its connection: %s", exc)
             self.listening.clear()
+            self.on_token(None)
             self._wake_all()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

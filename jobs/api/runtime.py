@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from crawler.config import Settings
 from crawler.db import database_url, redis_url
 from crawler.db import jobs as jobs_db
-from crawler.models import Job
+from crawler.models import ApiToken, Job
 from jobs.api.notify import JobWatch
 from jobs.api.ratelimit import Limiter
 
@@ -30,6 +30,17 @@ class Runtime:
     # Writes go through the same synchronous functions as the CLI, on worker threads.
     sync_pool: ConnectionPool | None = None
     touched: dict[str, float] = field(default_factory=dict)
+    # prefix -> (token record, stored hash, expiry): valid only while the watch listens.
+    token_cache: dict[str, tuple[ApiToken, bytes, float]] = field(default_factory=dict)
+
+    token_generation: int = 0  # moves on every eviction: lookups racing one are not cached
+
+    def forget_token(self, prefix: str | None) -> None:
+        self.token_generation += 1
+        if prefix is None:
+            self.token_cache.clear()
+        else:
+            self.token_cache.pop(prefix, None)
 
     async def job(self, job_id: int) -> tuple[Job, str] | None:
         async with self.pool.connection() as conn:
@@ -60,7 +71,7 @@ async def open_runtime(settings: Settings) -> Runtime:
                       settings.api_rate_window_s)
     runtime = Runtime(settings=settings, pool=pool, redis=client, limiter=limiter,
                       watch=None, sync_pool=sync_pool)  # type: ignore[arg-type]
-    runtime.watch = JobWatch(dsn, runtime.job)
+    runtime.watch = JobWatch(dsn, runtime.job, runtime.forget_token)
     runtime.watch.start()
     return runtime
 

