@@ -138,7 +138,8 @@ class Bare(scrapy.Spider):
 process = CrawlerProcess({"CONCURRENT_REQUESTS": int(sys.argv[2]),
                           "CONCURRENT_REQUESTS_PER_DOMAIN": int(sys.argv[2]),
                           "LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": False,
-                          "TWISTED_REACTOR": "twisted.internet.asyncioreactor.AsyncioSelectorReactor"})
+                          "TWISTED_REACTOR":
+                              "twisted.internet.asyncioreactor.AsyncioSelectorReactor"})
 crawler = process.create_crawler(Bare)
 process.crawl(crawler)
 process.start()

@@ -10,7 +10,8 @@
 
 All result pages are given up front, so pages render side by side within the configured
 bounds. Prints, for each, rendered pages per minute (Scrapy's elapsed crawl time, browser
-launch included), vehicles found, requests the site served, and the peak RSS of the crawl process tree (Scrapy plus Chromium); then the ratio of
+launch included), vehicles found, requests the site served, and the peak RSS of the crawl
+process tree (Scrapy plus Chromium); then the ratio of
 pages per minute, blocked over unblocked.
 
     .venv/bin/python bench/bench_playwright.py [--pages 20] [--cards 24] [--seed 7]
@@ -53,9 +54,11 @@ APP = """(function () {
     var html = d.vehicles.map(function (v) {
       return '<article class="vehicle-card" data-vin="' + v.vin + '" data-year="' + v.year +
         '" data-make="' + v.make + '" data-model="' + v.model + '" data-saleprice="' + v.price +
-        '"><img src="' + v.photo + '"><h2>' + v.year + " " + v.make + " " + v.model + "</h2></article>";
+        '"><img src="' + v.photo + '"><h2>' + v.year + " " + v.make + " " + v.model +
+        "</h2></article>";
     }).join("");
-    if (d.page < d.pages) html += '<a rel="next" href="/inventory/?page=' + (d.page + 1) + '">Next</a>';
+    if (d.page < d.pages)
+      html += '<a rel="next" href="/inventory/?page=' + (d.page + 1) + '">Next</a>';
     document.getElementById("app").innerHTML = html;
   });
 })();"""
@@ -160,7 +163,8 @@ def crawl(mode: str, server, url: str, pages: int) -> dict:
     hits = server.RequestHandlerClass.hits
     hits.clear()
     t0 = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", RUN, mode, url, str(pages)], cwd=ROOT, env=child_env(),
+    child = subprocess.Popen([sys.executable, "-c", RUN, mode, url, str(pages)], cwd=ROOT,
+                             env=child_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rss = TreeRSS(child.pid)
     out, err = child.communicate(timeout=1800)

@@ -137,7 +137,8 @@ def card_item(card: Selector, page_url: str) -> VehicleItem:
         prices=prices or None,
         availability=availability(" ".join(card.css(".intransit ::text").getall())),
         url=urljoin(page_url, href) if href else None,
-        image_urls=[urljoin(page_url, s) for s in card.css("img.vehicle_image::attr(src)").getall()],
+        image_urls=[urljoin(page_url, s)
+                    for s in card.css("img.vehicle_image::attr(src)").getall()],
         raw={"data-vehicle": data, "prices": prices, "title": title},
     )
 

@@ -83,7 +83,8 @@ def card_item(card: Selector, page_url: str) -> VehicleItem:
         prices=prices or None,
         availability=status(card),
         url=urljoin(page_url, a["data-url"]) if a.get("data-url") else None,
-        image_urls=[urljoin(page_url, s) for s in card.css(".listing-image img::attr(src)").getall()],
+        image_urls=[urljoin(page_url, s)
+                    for s in card.css(".listing-image img::attr(src)").getall()],
         raw={"attributes": dict(a), "prices": prices, "title": title},
     )
 

@@ -87,7 +87,8 @@ def card_item(card: Selector, page_url: str) -> VehicleItem:
         prices=prices or None,
         availability=attributes.availability(badge) if badge.strip() else None,
         url=urljoin(page_url, href.split("#")[0]) if href else None,
-        image_urls=[urljoin(page_url, s) for s in card.css("img.vehicle-image::attr(src)").getall()],
+        image_urls=[urljoin(page_url, s)
+                    for s in card.css("img.vehicle-image::attr(src)").getall()],
         raw={"data-itemid": itemid, "title": title, "prices": prices},
     )
 

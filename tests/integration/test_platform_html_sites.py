@@ -52,7 +52,8 @@ DEP_LISTING = "/search/all-cedar-hollow-or/?s:pr=1&tp=all"
 DEP_LISTING_FILE = "search/all-cedar-hollow-or__s:pr-1_tp-all.html"
 
 
-def test_dealereprocess_site_crawls_then_datadome_block_and_empty_page_keep_inventory(db, site, tmp_path):
+def test_dealereprocess_site_crawls_then_datadome_block_and_empty_page_keep_inventory(
+        db, site, tmp_path):
     root = copy_site(tmp_path, "dealereprocess")
     base = site(root)
     dealer = dealers_db.create(db, slug="cedar", name="Cedar Hollow Toyota",

@@ -87,8 +87,8 @@ def test_two_crawls_of_one_platform_share_its_budget(db, site, monkeypatch):
         jobs_db.start(db, job.id, "test")
         jobs.append(job.id)
     results = {}
-    threads = [threading.Thread(target=lambda j=j: results.update({j: run_crawl(j, time_limit_s=120)}))
-               for j in jobs]
+    threads = [threading.Thread(
+        target=lambda j=j: results.update({j: run_crawl(j, time_limit_s=120)})) for j in jobs]
     for t in threads:
         t.start()
     for t in threads:
