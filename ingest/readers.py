@@ -225,8 +225,22 @@ def read_json(stream: io.TextIOBase) -> Iterator[Row]:
                                              fatal=True)
                 return
             continue
+        if buf.text.find("\\u0000", start, buf.pos) != -1:
+            value = _no_nul(value)
         yield number, value if isinstance(value, dict) else Unreadable(
             f"record {number} is a {type(value).__name__}, not an object", raw=str(value)[:2000])
+
+
+def _no_nul(value: object) -> object:
+    """A decoded JSON value without NUL characters (a \\u0000 escape): PostgreSQL text and
+    jsonb cannot hold them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_no_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_no_nul(k): _no_nul(v) for k, v in value.items()}
+    return value
 
 
 def _resync(buf: _Buffer, start: int, limit: int) -> bool:
@@ -284,6 +298,8 @@ def read_jsonl(stream: io.TextIOBase) -> Iterator[Row]:
         except ValueError as exc:
             yield number, Unreadable(f"line {line_no} is not JSON: {exc}", raw=text[:2000])
             continue
+        if "\\u0000" in text:
+            value = _no_nul(value)
         yield number, value if isinstance(value, dict) else Unreadable(
             f"line {line_no} is a {type(value).__name__}, not an object", raw=text[:2000])
 

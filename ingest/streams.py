@@ -13,6 +13,7 @@ import codecs
 import gzip
 import io
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,13 @@ FEED_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".xml")
 
 class FeedTooLarge(Permanent):
     """Raised when a feed decompresses (or downloads) to more than the configured limit."""
+
+
+class CorruptFeed(Permanent):
+    """Raised when a compressed feed is corrupt or truncated (bad CRC, lying sizes, cut off)."""
+
+
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, gzip.BadGzipFile)
 
 
 def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
@@ -56,7 +64,11 @@ class Limited(io.RawIOBase):
             view[:n] = self._head[:n]
             self._head = self._head[n:]
         else:
-            data = self._inner.read(len(view))
+            try:
+                data = self._inner.read(len(view))
+            except _CORRUPT as exc:
+                raise CorruptFeed(f"{self._what} is a corrupt or truncated archive: {exc}",
+                                  hint="send the feed again, whole") from exc
             n = len(data)
             view[:n] = data
         self.count += n
@@ -95,7 +107,10 @@ def open_binary(path: Path, limit: int) -> Iterator[tuple[io.BufferedReader, str
             inner: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")
             inner_name = path.name[:-3] if path.name.lower().endswith(".gz") else path.stem
         elif magic == b"PK\x03\x04":
-            zf = zipfile.ZipFile(raw)
+            try:
+                zf = zipfile.ZipFile(raw)
+            except _CORRUPT as exc:
+                raise CorruptFeed(f"{path.name} is a corrupt zip archive: {exc}") from exc
             info = _zip_member(zf, path.name)
             if info.file_size > limit:
                 raise FeedTooLarge(
@@ -124,11 +139,53 @@ def detect_encoding(head: bytes) -> tuple[str, int]:
     return "utf-8", 0
 
 
-def text_stream(binary: io.BufferedReader) -> tuple[io.TextIOWrapper, str]:
+class NulFree(io.RawIOBase):
+    """Bytes without NUL: PostgreSQL text and jsonb cannot hold one, and no single-byte or
+    UTF-8 feed means one (binary junk). Works per chunk, so it costs nothing per row."""
+
+    def __init__(self, inner: io.BufferedReader):
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        while True:
+            data = self._inner.read1(len(view))
+            if not data:
+                return 0
+            data = data.replace(b"\x00", b"")
+            if data:
+                view[:len(data)] = data
+                return len(data)
+
+
+class _NulFreeText(io.TextIOBase):
+    """The same for UTF-16 text, where NUL bytes are part of every character."""
+
+    def __init__(self, inner: io.TextIOBase):
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        return self._inner.read(size).replace("\x00", "")
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        return self._inner.readline(size).replace("\x00", "")
+
+
+def text_stream(binary: io.BufferedReader) -> tuple[io.TextIOBase, str]:
     """Decode a feed's bytes; returns the text stream and the encoding detected."""
     head = binary.peek(HEAD_BYTES)[:HEAD_BYTES]
     encoding, bom = detect_encoding(head)
     if bom:
         binary.read(bom)
     errors = "forecourt-cp1252" if encoding == "utf-8" else "replace"
-    return io.TextIOWrapper(binary, encoding=encoding, errors=errors, newline=""), encoding
+    if encoding == "utf-16":
+        return _NulFreeText(io.TextIOWrapper(binary, encoding=encoding, errors=errors,
+                                             newline="")), encoding
+    clean = io.BufferedReader(NulFree(binary), 256 * 1024)
+    return io.TextIOWrapper(clean, encoding=encoding, errors=errors, newline=""), encoding

@@ -60,8 +60,16 @@ def read_xml(binary: io.BufferedReader) -> Iterator[Row]:
                        remove_comments=True, remove_pis=True, recover=False)
     number = 0
     context = etree.iterparse(binary, **parser_args)
+    checked = False
     try:
         for _, elem in context:
+            if not checked:  # a DOCTYPE past the first 64 KB, or in UTF-16, is still one
+                checked = True
+                info = elem.getroottree().docinfo
+                if info.doctype or info.internalDTD is not None:
+                    raise UnsafeXML("XML feed declares a DOCTYPE; refused (entity expansion "
+                                    "and external entities are not allowed)",
+                                    hint="send the feed without a DOCTYPE")
             if _local(elem.tag) not in RECORD_TAGS:
                 continue
             parent = elem.getparent()
