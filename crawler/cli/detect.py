@@ -17,12 +17,14 @@ def fetch_page(url: str, timeout_s: float = 20.0) -> tuple[str, str]:
     """(HTML, final URL) of a dealer page; Transient when it cannot be fetched."""
     import httpx
 
+    from crawler import netguard
     from crawler.config import get_settings
 
     check_http_url(url)
-    try:
-        response = httpx.get(url, follow_redirects=True, timeout=timeout_s,
-                             headers={"User-Agent": get_settings().user_agent})
+    try:  # checked connections only (no private or metadata addresses, redirects too)
+        with netguard.safe_client(timeout=timeout_s, follow_redirects=True,
+                                  headers={"User-Agent": get_settings().user_agent}) as client:
+            response = client.get(url)
     except httpx.HTTPError as exc:
         raise Transient(f"cannot fetch {url}: {exc or type(exc).__name__}",
                         hint="check the URL, or give --platform") from exc
