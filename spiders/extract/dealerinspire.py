@@ -89,12 +89,28 @@ def _js_object(html: str, name: str) -> dict | None:
         elif ch == "}":
             depth -= 1
             if depth == 0:
-                try:
-                    value = json.loads(html[start:i + 1])
-                except ValueError:
-                    return None
+                value = _loads_js(html[start:i + 1])
                 return value if isinstance(value, dict) else None
     return None
+
+
+_BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_$][\w$]*)\s*:")
+_SINGLE_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
+
+
+def _loads_js(text: str) -> Any:
+    """JSON, or a plain JS object literal (bare keys, single quotes, trailing commas)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    fixed = _SINGLE_QUOTED.sub(lambda m: json.dumps(m.group(1).replace("\\'", "'")), text)
+    fixed = _BARE_KEY.sub(r'\1"\2":', fixed)
+    fixed = re.sub(r",\s*([}\]])", r"\1", fixed)
+    try:
+        return json.loads(fixed)
+    except ValueError:
+        return None
 
 
 def index_config(html: str) -> IndexConfig | None:

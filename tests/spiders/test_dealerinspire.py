@@ -80,3 +80,10 @@ def test_relative_links_are_on_the_dealer_site_not_the_index_host():
     (item,) = dealerinspire.from_api(answer, "https://a1-dsn.algolia.net/1/indexes/i/query",
                                      "https://www.dealer.example/new-vehicles/")
     assert item.url == "https://www.dealer.example/inventory/new-prius/"
+
+
+def test_config_written_as_a_plain_js_object_literal_is_read():
+    page = ("<script>window.algoliaConfig = {appId: 'QX1', apiKeySearch: 'k2', "
+            "indexName: 'dealer_inv',};</script>")
+    config = dealerinspire.index_config(page)
+    assert (config.app_id, config.api_key, config.index) == ("QX1", "k2", "dealer_inv")
