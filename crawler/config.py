@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # A running job whose record was not heartbeaten for this long may be taken over by a
     # redelivered message; the reaper requeues (or buries) it after job_reap_after_s.
     job_stale_after_s: float = 8.0
-    job_beat_interval_s: float = 1.0
+    job_beat_interval_s: float = 0.5
     job_reap_after_s: float = 60.0
     # A queued job whose message seems lost is sent again after this long.
     job_resend_after_s: float = 900.0

@@ -61,7 +61,10 @@ def run_crawl(job_id: int, *, time_limit_s: int | None = None,
             elif should_stop is not None and should_stop():
                 reason = ("cancelled", "cancelled while running")
             if reason:
-                _kill(child)
+                # At once, not SIGTERM: a child shutting down gracefully would settle the job
+                # itself (as a failed, incomplete run) before the reason is recorded. What it
+                # stored stays; an unsettled run removes nothing.
+                _kill(child, hard=True)
                 break
             if on_tick is not None:
                 on_tick(jobs_db.get(conn, job_id))
@@ -117,7 +120,14 @@ def _last_error(path: Path) -> str:
     return (errors[-1] if errors else (lines[-1] if lines else "empty log"))[-300:]
 
 
-def _kill(child: subprocess.Popen) -> None:
+def _kill(child: subprocess.Popen, hard: bool = False) -> None:
+    if hard:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.wait()
+        return
     try:
         os.killpg(child.pid, signal.SIGTERM)
         child.wait(timeout=5)

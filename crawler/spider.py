@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 import scrapy
 from scrapy.exceptions import IgnoreRequest
+from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from crawler import pages
@@ -64,8 +65,9 @@ class DealerSpider(scrapy.Spider):
         self.incomplete = True
 
     def _ignored(self, failure: Failure) -> bool:
-        """Requests we chose not to make (robots.txt, offsite) are not failures of the site."""
-        if failure.check(IgnoreRequest):
+        """Requests we chose not to make (robots.txt, offsite) are not failures of the site.
+        An HTTP error answer (HttpError subclasses IgnoreRequest) is one."""
+        if failure.check(IgnoreRequest) and not failure.check(HttpError):
             self.crawler.stats.inc_value("forecourt/ignored_requests")
             return True
         return False

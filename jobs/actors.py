@@ -39,7 +39,19 @@ from jobs import attempt, outcome
 from jobs.broker import get_broker
 
 log = logging.getLogger("forecourt.jobs")
-get_broker()
+
+
+class ReaperMiddleware(dramatiq.Middleware):
+    """Every worker process runs the reaper in a thread (see jobs/reaper.py)."""
+
+    def after_worker_boot(self, broker, worker):
+        from jobs import reaper
+
+        reaper.start_thread()
+
+
+if not any(isinstance(m, ReaperMiddleware) for m in get_broker().middleware):
+    get_broker().add_middleware(ReaperMiddleware())
 
 PRIORITY = "priority"
 SCHEDULED = "scheduled"
@@ -72,31 +84,47 @@ def execute(job_id: int, queue: str) -> None:
                 send(conn, job, delay_s=1.0)
         return
     try:
-        _attempt(job_id)
+        _attempt(job_id, _current_message_id())
     finally:
         if slots is not None:
             slots.release()
 
 
-def _attempt(job_id: int) -> None:
+def _current_message_id() -> str | None:
+    from dramatiq.middleware import CurrentMessage
+
+    message = CurrentMessage.get_current_message()
+    return message.message_id if message is not None else None
+
+
+def _attempt(job_id: int, message_id: str | None) -> None:
     settings = get_settings()
     me = worker_name()
     with connect() as conn:
-        job = jobs_db.claim(conn, job_id, me, settings.job_stale_after_s)
+        job = jobs_db.claim(conn, job_id, me, settings.job_stale_after_s, message_id)
         if job is None:
             try:
                 current = jobs_db.get(conn, job_id)
             except NotFound:
                 log.info("job %s no longer exists; message dropped", job_id)
                 return
-            log.info("job %s is %s (worker %s); message dropped", job_id, current.state,
-                     current.worker)
+            log.info("job %s is %s (worker %s, message %s); message %s dropped", job_id,
+                     current.state, current.worker, current.message_id, message_id)
             return
         log.info("job %s attempt %s started by %s", job_id, job.attempts, me)
         try:
             dealer = dealers_db.get_by_id(conn, job.dealership_id)
             run = attempt.crawl if job.kind == "crawl" else attempt.feed
-            job = run(conn, job, dealer, me)
+
+            def settled(j: Job) -> None:
+                failure = outcome.classify_settled(j)
+                if failure is not None:
+                    after_failure(conn, j, failure)
+
+            job = run(conn, job, dealer, me, on_settled=settled)
+            if job.worker != me:  # retried already, or taken over while we looked dead
+                log.info("job %s moved on: %s (worker %s)", job_id, job.state, job.worker)
+                return
             failure = outcome.classify_settled(job)
         except Exception as exc:  # translated here: retry or dead letter
             failure = outcome.classify_exception(exc)
@@ -146,12 +174,16 @@ def queue_for(job: Job) -> str:
 
 
 def send(conn, job: Job, delay_s: float = 0.0) -> str:
-    """Put a message for the job on its queue; returns the message id."""
+    """Put a message for the job on its queue; returns the message id.
+
+    The id is recorded on the job before the message is sent, and only the job's current
+    message may claim it: a stale message (superseded by a retry or a re-send, or left from
+    before a database restore) finds a different id and does nothing."""
     queue = queue_for(job)
     actor = _ACTORS[(job.kind, queue)]
-    message = actor.send_with_options(args=(job.id,),
-                                      delay=int(delay_s * 1000) if delay_s > 0 else None)
+    message = actor.message_with_options(args=(job.id,))
     jobs_db.set_message(conn, job.id, queue, message.message_id)
+    actor.broker.enqueue(message, delay=int(delay_s * 1000) if delay_s > 0 else None)
     return message.message_id
 
 

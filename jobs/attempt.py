@@ -8,6 +8,7 @@ the record settled (the crawl child or the feed loop settles it; we settle it ot
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -23,11 +24,14 @@ class Stopped(Exception):
     """Raised inside a feed ingest when its job was cancelled or taken over."""
 
 
-def _watch(conn: psycopg.Connection, job_id: int, worker: str):
+def _watch(conn: psycopg.Connection, job_id: int, worker: str,
+           on_settled: Callable[[Job], None] | None = None):
     """A should_stop callable that heartbeats the job at most once per beat interval.
-    Returns (callable, last reason) where reason is 'cancelled' or 'lost'."""
+    Returns (callable, state) where state["reason"] is 'cancelled' or 'lost' once stopping.
+    `on_settled` sees the job as soon as the attempt has settled it (while the crawl child
+    is still exiting), so a retry is decided before anyone reads the failure as final."""
     interval = get_settings().job_beat_interval_s
-    state = {"next": 0.0, "reason": None}
+    state: dict = {"next": 0.0, "reason": None, "settled": False}
 
     def should_stop() -> bool:
         now = time.monotonic()
@@ -36,7 +40,12 @@ def _watch(conn: psycopg.Connection, job_id: int, worker: str):
         state["next"] = now + interval
         job = jobs_db.beat(conn, job_id, worker)
         if job is None:
-            state["reason"] = "lost"
+            current = jobs_db.get(conn, job_id)
+            if current.state == "running" or current.worker != worker:
+                state["reason"] = "lost"  # taken over by another worker
+            elif not state["settled"] and on_settled is not None:
+                state["settled"] = True  # settled by the child, which is exiting
+                on_settled(current)
         elif job.cancel_requested_at is not None:
             state["reason"] = "cancelled"
         return state["reason"] is not None
@@ -44,16 +53,18 @@ def _watch(conn: psycopg.Connection, job_id: int, worker: str):
     return should_stop, state
 
 
-def crawl(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str) -> Job:
+def crawl(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
+          on_settled: Callable[[Job], None] | None = None) -> Job:
     if not (job.params.get("url") or dealer.website_url):
         raise InvalidInput(f"dealership {dealer.slug!r} has no website URL",
                            hint="set one with `forecourt dealers`, or ingest its feed")
     limit = int(dealer.settings.get("time_limit_s") or get_settings().crawl_time_limit_s)
-    should_stop, _ = _watch(conn, job.id, worker)
+    should_stop, _ = _watch(conn, job.id, worker, on_settled)
     return run_crawl(job.id, time_limit_s=limit, should_stop=should_stop, owner=worker)
 
 
-def feed(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str) -> Job:
+def feed(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
+         on_settled: Callable[[Job], None] | None = None) -> Job:
     from ingest.feed import run_job
 
     source = job.params.get("source") or dealer.feed_url

@@ -39,8 +39,28 @@ def crawl_now(conn, slug: str, trigger: str = "operator") -> Job:
 
 def register(app: typer.Typer) -> None:
     @app.command("crawl")
-    def crawl(slug: str = typer.Argument(..., help="The dealership's slug.")) -> None:
+    def crawl(slug: str = typer.Argument(..., help="The dealership's slug."),
+              queue: bool = typer.Option(False, "--queue", help="Enqueue the crawl for the "
+                                         "workers and print the job id instead of crawling "
+                                         "here."),
+              wait: bool = typer.Option(False, "--wait", help="With --queue: follow the job "
+                                        "live until it ends.")) -> None:
         """Crawl a dealership's website now and store what it yields."""
+        if queue or wait:
+            from crawler.cli.jobs import follow
+            from jobs import service
+
+            with database() as conn:
+                dealer = dealers_db.get(conn, slug)
+                job, created = service.trigger(conn, dealer.id, "crawl", "operator")
+                console.print(f"job {job.id} {'queued' if created else 'already ' + job.state}")
+                if not wait:
+                    return
+                job = follow(conn, job.id, f"crawl {slug}")
+            console.print(summary_table([(slug, job)]))
+            if job.state not in ("succeeded", "partial"):
+                raise typer.Exit(1)
+            return
         with database() as conn:
             job = crawl_now(conn, slug)
         console.print(summary_table([(slug, job)]))

@@ -152,9 +152,11 @@ def set_message(conn: psycopg.Connection, job_id: int, queue: str, message_id: s
                  (queue, message_id, job_id))
 
 
-def claim(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s: float) -> Job | None:
+def claim(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s: float,
+          message_id: str | None = None) -> Job | None:
     """Start an attempt of a queued job, or take over a running one whose worker stopped
-    heartbeating (a redelivered message). None when the job is not ours to run."""
+    heartbeating (a redelivered message). None when the job is not ours to run, including
+    when `message_id` is not the job's current message."""
     row = conn.execute(
         """
         UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = %s,
@@ -164,9 +166,10 @@ def claim(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s: flo
            AND (state = 'queued'
                 OR (state = 'running' AND coalesce(heartbeat_at, started_at, created_at)
                                           < now() - make_interval(secs => %s)))
+           AND (%s::text IS NULL OR message_id IS NULL OR message_id = %s)
         RETURNING *
         """,
-        (worker, job_id, stale_after_s),
+        (worker, job_id, stale_after_s, message_id, message_id),
     ).fetchone()
     return Job.model_validate(row) if row is not None else None
 

@@ -1,0 +1,66 @@
+"""`forecourt dlq`: dead letters (jobs that failed every retry), per dealership."""
+
+from __future__ import annotations
+
+import typer
+
+from crawler.cli.common import console, database
+from crawler.cli.jobs import job_detail, jobs_table
+from crawler.db import dealers as dealers_db
+from crawler.errors import InvalidInput
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="List, inspect, replay and purge dead letters.",
+                        no_args_is_help=True)
+    app.add_typer(group, name="dlq")
+
+    @group.command("list")
+    def list_(dealer: str = typer.Option(None, "--dealer", "-d", help="Only this dealership.")
+              ) -> None:
+        """List dead jobs not yet replayed or purged, newest first."""
+        from jobs import service
+
+        with database() as conn:
+            dealer_id = dealers_db.get(conn, dealer).id if dealer else None
+            dead = service.dead_letters(conn, dealer_id)
+            console.print(jobs_table(conn, dead, title="Dead letters"))
+
+    @group.command("show")
+    def show(job_id: int = typer.Argument(..., help="The dead job's id.")) -> None:
+        """Inspect a dead letter: its params and every attempt's error."""
+        from jobs import service
+
+        with database() as conn:
+            console.print(job_detail(conn, service.get(conn, job_id)))
+
+    @group.command("replay")
+    def replay(job_id: int = typer.Argument(None, help="The dead job's id."),
+               dealer: str = typer.Option(None, "--dealer", "-d",
+                                          help="Replay this dealership's dead letters.")
+               ) -> None:
+        """Run a dead job (or a dealership's dead jobs) again as a new queued job."""
+        from jobs import service
+
+        if (job_id is None) == (dealer is None):
+            raise InvalidInput("give a job id or --dealer, not both or neither",
+                               hint="see `forecourt dlq list`")
+        with database() as conn:
+            if job_id is not None:
+                jobs = [service.replay(conn, job_id)]
+            else:
+                jobs = service.replay_dead(conn, dealers_db.get(conn, dealer).id)
+            for job in jobs:
+                console.print(f"queued job {job.id} ({job.kind}, {job.state})")
+            if not jobs:
+                console.print("no dead letters to replay")
+
+    @group.command("purge")
+    def purge(dealer: str = typer.Option(..., "--dealer", "-d",
+                                         help="The dealership whose dead letters go.")) -> None:
+        """Clear a dealership's dead letters (the job records stay as history)."""
+        from jobs import service
+
+        with database() as conn:
+            count = service.purge_dead(conn, dealers_db.get(conn, dealer).id)
+        console.print(f"purged {count} dead letter(s) of {dealer}")

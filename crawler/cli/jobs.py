@@ -1,0 +1,126 @@
+"""`forecourt jobs`: list, inspect, follow and cancel jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import typer
+from rich.table import Table
+
+from crawler.cli.common import console, database
+from crawler.cli.render import job_progress, status_line, summary_table
+from crawler.db import dealers as dealers_db
+from crawler.models import FINAL_STATES, Job
+
+STATES = ("queued", "running", "succeeded", "partial", "failed", "blocked", "cancelled", "dead")
+
+
+def slugs(conn) -> dict[int, str]:
+    return {r["id"]: r["slug"] for r in dealers_db.list_all(conn)}
+
+
+def jobs_table(conn, jobs: list[Job], title: str = "Jobs") -> Table:
+    names = slugs(conn)
+    table = Table(title=title)
+    for col in ("job", "dealer", "kind", "trigger", "state", "phase", "attempts", "items",
+                "stored", "created", "error"):
+        table.add_column(col, justify="right" if col in ("job", "attempts", "items",
+                                                         "stored") else "left")
+    for j in jobs:
+        table.add_row(str(j.id), names.get(j.dealership_id, str(j.dealership_id)), j.kind,
+                      j.trigger, j.state, j.phase or "-", str(j.attempts),
+                      str(j.counters.get("items", 0)), str(j.counters.get("upserted", 0)),
+                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"), (j.error or "")[:60])
+    return table
+
+
+def job_detail(conn, job: Job) -> Table:
+    names = slugs(conn)
+    table = Table(title=f"Job {job.id}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    rows = [("dealer", names.get(job.dealership_id, str(job.dealership_id))),
+            ("kind", job.kind), ("trigger", job.trigger), ("state", job.state),
+            ("phase", job.phase or "-"), ("attempts", str(job.attempts)),
+            ("queue", job.queue or "-"), ("worker", job.worker or "-"),
+            ("created", str(job.created_at)), ("started", str(job.started_at or "-")),
+            ("heartbeat", str(job.heartbeat_at or "-")),
+            ("finished", str(job.finished_at or "-")),
+            ("retry at", str(job.retry_at or "-")),
+            ("counters", json.dumps(job.counters, sort_keys=True)),
+            ("verdict", job.verdict or "-"), ("error", job.error or "-"),
+            ("error kind", job.error_kind or "-")]
+    if job.params:
+        rows.append(("params", json.dumps(job.params, sort_keys=True)))
+    if job.replayed_as:
+        rows.append(("replayed as", str(job.replayed_as)))
+    for n, e in enumerate(job.errors, 1):
+        rows.append((f"error #{n}", f"attempt {e.get('attempt')} {e.get('kind')}: "
+                                    f"{e.get('error')} ({e.get('at')})"))
+    for field, value in rows:
+        table.add_row(field, value)
+    return table
+
+
+def follow(conn, job_id: int, label: str, interval_s: float = 0.5) -> Job:
+    """Show a job's progress live until it ends; returns the final record."""
+    from jobs import service
+
+    with job_progress() as progress:
+        task = progress.add_task(label, total=None, status="queued")
+        while True:
+            job = service.get(conn, job_id)
+            progress.update(task, status=status_line(job))
+            if job.state in FINAL_STATES:
+                progress.update(task, total=1, completed=1)
+                return job
+            time.sleep(interval_s)
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="List, inspect, follow and cancel jobs.", no_args_is_help=True)
+    app.add_typer(group, name="jobs")
+
+    @group.command("list")
+    def list_(dealer: str = typer.Option(None, "--dealer", "-d", help="Only this dealership."),
+              state: str = typer.Option(None, "--state", "-s",
+                                        help=f"Only this state: {', '.join(STATES)}."),
+              limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many, newest first.")
+              ) -> None:
+        """List jobs, newest first."""
+        from crawler.errors import InvalidInput
+        from jobs import service
+
+        if state is not None and state not in STATES:
+            raise InvalidInput(f"unknown state {state!r}", hint=f"use one of {', '.join(STATES)}")
+        with database() as conn:
+            dealer_id = dealers_db.get(conn, dealer).id if dealer else None
+            console.print(jobs_table(conn, service.list_jobs(conn, dealer_id, state, limit)))
+
+    @group.command("show")
+    def show(job_id: int = typer.Argument(..., help="The job's id."),
+             follow_: bool = typer.Option(False, "--follow", "-f",
+                                          help="Follow it live until it ends.")) -> None:
+        """Show one job: state, phase, counters, error history."""
+        from jobs import service
+
+        with database() as conn:
+            job = service.get(conn, job_id)
+            if follow_ and job.state not in FINAL_STATES:
+                job = follow(conn, job_id, f"job {job_id}")
+                console.print(summary_table([(slugs(conn).get(job.dealership_id, "?"), job)]))
+            console.print(job_detail(conn, job))
+
+    @group.command("cancel")
+    def cancel(job_id: int = typer.Argument(..., help="The job's id.")) -> None:
+        """Cancel a queued job, or stop a running one (its crawl child is killed)."""
+        from jobs import service
+
+        with database() as conn:
+            job = service.cancel(conn, job_id)
+        if job.state == "cancelled":
+            console.print(f"job {job_id} cancelled")
+        else:
+            console.print(f"job {job_id} is stopping (its worker ends it within a second or "
+                          f"two); see `forecourt jobs show {job_id}`")

@@ -1,0 +1,83 @@
+"""`forecourt schedule`: set, pause, resume and list dealerships' schedules."""
+
+from __future__ import annotations
+
+import re
+
+import typer
+from rich.table import Table
+
+from crawler.cli.common import console, database
+from crawler.db import dealers as dealers_db
+from crawler.db import schedules as schedules_db
+
+_INTERVAL = re.compile(r"^(\d+)\s*([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse(spec: str) -> tuple[str | None, int | None]:
+    """'0 6 * * *' is cron; '15m', '2h', '900s' an interval."""
+    m = _INTERVAL.match(spec.strip())
+    if m:
+        return None, int(m.group(1)) * _UNITS[m.group(2)]
+    return spec.strip(), None
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Set, pause, resume and list dealerships' schedules.",
+                        no_args_is_help=True)
+    app.add_typer(group, name="schedule")
+
+    @group.command("set")
+    def set_(dealer: str = typer.Argument(..., help="The dealership's slug."),
+             spec: str = typer.Argument(..., metavar="CRON",
+                                        help="A cron line ('0 6 * * *') or an interval "
+                                             "('30m', '6h')."),
+             tz: str = typer.Option("UTC", "--tz", help="Timezone of the cron line (IANA).")
+             ) -> None:
+        """Give a dealership its schedule; the scheduler runs it from the next slot."""
+        from jobs.scheduler import validate
+
+        cron, interval = parse(spec)
+        validate(cron, tz, interval)
+        with database() as conn:
+            d = dealers_db.get(conn, dealer)
+            dealers_db.update(conn, d.id, schedule_cron=cron, schedule_interval_s=interval,
+                              schedule_tz=tz)
+            schedules_db.clear(conn, d.id)
+        what = f"cron '{cron}' ({tz})" if cron else f"every {interval} s"
+        console.print(f"{dealer}: {what}")
+
+    @group.command("pause")
+    def pause(dealer: str = typer.Argument(..., help="The dealership's slug.")) -> None:
+        """Stop scheduling a dealership (operator triggers still run)."""
+        with database() as conn:
+            d = dealers_db.get(conn, dealer)
+            dealers_db.update(conn, d.id, paused=True)
+        console.print(f"{dealer}: paused")
+
+    @group.command("resume")
+    def resume(dealer: str = typer.Argument(..., help="The dealership's slug.")) -> None:
+        """Schedule a paused dealership again, from its next slot (missed ones are skipped)."""
+        with database() as conn:
+            d = dealers_db.get(conn, dealer)
+            dealers_db.update(conn, d.id, paused=False)
+            schedules_db.clear(conn, d.id)
+        console.print(f"{dealer}: resumed")
+
+    @group.command("list")
+    def list_() -> None:
+        """List dealerships' schedules and next runs."""
+        table = Table(title="Schedules")
+        for col in ("dealer", "schedule", "tz", "paused", "next run", "last run"):
+            table.add_column(col)
+        with database() as conn:
+            for row in dealers_db.list_all(conn):
+                if not (row["schedule_cron"] or row["schedule_interval_s"]):
+                    continue
+                st = schedules_db.state(conn, row["id"]) or {}
+                table.add_row(row["slug"], row["schedule_cron"] or
+                              f"every {row['schedule_interval_s']} s", row["schedule_tz"],
+                              "yes" if row["paused"] else "no",
+                              str(st.get("next_run_at") or "-"), str(st.get("last_run_at") or "-"))
+        console.print(table)

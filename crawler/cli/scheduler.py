@@ -1,0 +1,32 @@
+"""`forecourt scheduler`: enqueue dealerships' jobs on their schedules (leader-elected)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+
+from crawler.cli.common import console, database
+from crawler.config import get_settings, reset_settings
+from crawler.db import database_url, redis_url
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("scheduler")
+    def scheduler() -> None:
+        """Run the scheduler until stopped. Run several for high availability: one leads
+        (a PostgreSQL advisory lock) and enqueues, the others stand by."""
+        with database():
+            pass
+        os.environ["DATABASE_URL"] = database_url()
+        os.environ["REDIS_URL"] = redis_url()
+        reset_settings()
+        logging.basicConfig(level=get_settings().log_level,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        from jobs import scheduler as scheduler_mod
+
+        console.print(f"scheduler: ticking every {get_settings().scheduler_tick_s:g} s; "
+                      "Ctrl-C to stop")
+        scheduler_mod.run()
+        console.print("scheduler stopped")

@@ -1,0 +1,80 @@
+"""SQL for dealership schedules and the scheduler's per-dealership state (migration 0003)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from crawler.models import Dealership
+
+SCHEDULER_LOCK = 7_301_005  # advisory lock key held by the leading scheduler
+
+
+def try_lead(conn: psycopg.Connection) -> bool:
+    """Take (or confirm) the session-level leader lock; held until the connection closes."""
+    return bool(conn.execute("SELECT pg_try_advisory_lock(%s) AS ok",
+                             (SCHEDULER_LOCK,)).fetchone()["ok"])
+
+
+def scheduled(conn: psycopg.Connection) -> list[tuple[Dealership, datetime | None]]:
+    """Every unpaused dealership with a schedule, with its next run time (None: not set)."""
+    rows = conn.execute(
+        """
+        SELECT d.*, s.next_run_at AS _next_run_at FROM dealerships d
+          LEFT JOIN schedule_state s ON s.dealership_id = d.id
+         WHERE NOT d.paused AND (d.schedule_cron IS NOT NULL OR d.schedule_interval_s IS NOT NULL)
+         ORDER BY s.next_run_at NULLS FIRST, d.id
+        """
+    ).fetchall()
+    return [(Dealership.model_validate(r), r["_next_run_at"]) for r in rows]
+
+
+def set_next(conn: psycopg.Connection, dealership_id: int, next_run_at: datetime,
+             expected: datetime | None, last_job_id: int | None = None,
+             ran: bool = False) -> bool:
+    """Move the dealership's next run, only if nobody moved it since we read `expected`."""
+    row = conn.execute(
+        """
+        INSERT INTO schedule_state AS s (dealership_id, next_run_at, last_run_at, last_job_id)
+        VALUES (%(d)s, %(n)s, CASE WHEN %(ran)s THEN now() END, %(j)s)
+        ON CONFLICT (dealership_id) DO UPDATE
+           SET next_run_at = excluded.next_run_at,
+               last_run_at = CASE WHEN %(ran)s THEN now() ELSE s.last_run_at END,
+               last_job_id = coalesce(excluded.last_job_id, s.last_job_id),
+               updated_at = now()
+         WHERE s.next_run_at IS NOT DISTINCT FROM %(e)s
+        RETURNING dealership_id
+        """,
+        {"d": dealership_id, "n": next_run_at, "e": expected, "j": last_job_id, "ran": ran},
+    ).fetchone()
+    return row is not None
+
+
+def clear(conn: psycopg.Connection, dealership_id: int) -> None:
+    """Forget the next run (the schedule changed or resumed): recomputed from now."""
+    conn.execute("DELETE FROM schedule_state WHERE dealership_id = %s", (dealership_id,))
+
+
+def state(conn: psycopg.Connection, dealership_id: int) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM schedule_state WHERE dealership_id = %s",
+                        (dealership_id,)).fetchone()
+
+
+def consecutive_failures(conn: psycopg.Connection, dealership_id: int) -> int:
+    """How many of the dealership's latest finished jobs failed in a row."""
+    row = conn.execute(
+        """
+        SELECT count(*) AS n FROM jobs
+         WHERE dealership_id = %(d)s AND state IN ('failed', 'dead', 'blocked')
+           AND id > coalesce((SELECT max(id) FROM jobs WHERE dealership_id = %(d)s
+                               AND state IN ('succeeded', 'partial')), 0)
+        """,
+        {"d": dealership_id},
+    ).fetchone()
+    return int(row["n"])
+
+
+def server_now(conn: psycopg.Connection) -> datetime:
+    return conn.execute("SELECT now() AS t").fetchone()["t"]

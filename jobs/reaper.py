@@ -1,0 +1,65 @@
+"""The reaper: no job is left "running" forever, and no queued job waits on a lost message.
+
+A running job whose worker stopped heartbeating is normally taken over by its redelivered
+message (Dramatiq redelivers a dead worker's messages after the broker heartbeat timeout,
+~10 s, and the new delivery claims the job once its record heartbeat is `job_stale_after_s`
+old). The reaper is the safety net for when that did not happen (the message itself was
+lost, the worker died while the database was down): after `job_reap_after_s` it settles the
+attempt as abandoned and retries it with backoff, or makes it a dead letter after the last
+attempt. Queued jobs due long ago whose message seems lost are sent again (a duplicate
+message is harmless: only one delivery can claim the job).
+
+Runs in the scheduler's leader on each tick and in every worker process (a thread), so
+either alone is enough. Any number may run: every change is a conditional update.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+
+from crawler.config import get_settings
+from crawler.db import connect
+from crawler.db import jobs as jobs_db
+from jobs import outcome
+
+log = logging.getLogger("forecourt.reaper")
+
+
+def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
+    """One pass. Returns the ids it requeued, buried and re-sent."""
+    from jobs import actors
+
+    settings = get_settings()
+    done: dict[str, list[int]] = {"requeued": [], "dead": [], "resent": []}
+    for stale in jobs_db.stale_running(conn, settings.job_reap_after_s):
+        job = jobs_db.abandon(conn, stale.id, settings.job_reap_after_s)
+        if job is None:
+            continue
+        job = actors.after_failure(conn, job, outcome.TRANSIENT)
+        done["dead" if job.state == "dead" else "requeued"].append(job.id)
+        log.warning("job %s abandoned by %s: %s", job.id, stale.worker, job.state)
+    for lost in jobs_db.stale_queued(conn, settings.job_resend_after_s):
+        actors.send(conn, lost)
+        done["resent"].append(lost.id)
+    return done
+
+
+def start_thread(interval_s: float | None = None) -> threading.Thread:
+    """Reap every `interval_s` in a daemon thread of this process (worker processes)."""
+    interval = interval_s or max(5.0, get_settings().job_reap_after_s / 4)
+
+    def loop() -> None:
+        stop = threading.Event()
+        while not stop.wait(interval):
+            try:
+                with connect() as conn:
+                    reap(conn)
+            except Exception:  # noqa: BLE001 - keep reaping once the database is back
+                log.exception("reaper pass failed")
+
+    thread = threading.Thread(target=loop, name="forecourt-reaper", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,137 @@
+"""The scheduler: enqueues each dealership's job when its schedule says so.
+
+Each dealership has a cron expression in its own timezone (`schedule_cron`, `schedule_tz`) or
+an interval (`schedule_interval_s`). After each run the next slot is computed from *now*, so
+slots missed while no scheduler ran are run once, not once per missed slot. Each slot gets
+random jitter (`schedule_jitter_s`) so dealers sharing a cron line do not start at once.
+A paused dealership is skipped. After two or more failures in a row the next run is pushed
+back exponentially (capped at `schedule_backoff_max_s`), and a success resets it.
+
+High availability: any number of `forecourt scheduler` processes may run. Each tries to take
+a PostgreSQL session advisory lock; the one holding it leads and enqueues, the others wait
+and take over within a tick of the leader's connection closing (process death). Moving a
+dealership's next run is also a compare-and-set, so even two leaders could not both enqueue
+one slot; and triggering goes through jobs.service, which allows one active job per
+dealership.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+from croniter import croniter
+
+from crawler.config import get_settings
+from crawler.db import connect
+from crawler.db import schedules as schedules_db
+from crawler.errors import ForecourtError, InvalidInput
+from crawler.models import Dealership
+from jobs import reaper, service
+
+log = logging.getLogger("forecourt.scheduler")
+
+
+def validate(cron: str | None, tz: str, interval_s: int | None = None) -> None:
+    """Raise InvalidInput unless the schedule can be computed."""
+    if cron is None and not interval_s:
+        raise InvalidInput("a schedule needs a cron expression or an interval")
+    if interval_s is not None and interval_s < 1:
+        raise InvalidInput(f"interval {interval_s} s is not positive")
+    if cron is not None and not croniter.is_valid(cron):
+        raise InvalidInput(f"not a cron expression: {cron!r}",
+                           hint="five fields, e.g. '0 6 * * *' for 06:00 daily")
+    try:
+        ZoneInfo(tz)
+    except Exception as exc:  # ZoneInfoNotFoundError, ValueError
+        raise InvalidInput(f"unknown timezone {tz!r}",
+                           hint="an IANA name such as 'America/Chicago'") from exc
+
+
+def next_slot(dealer: Dealership, after: datetime) -> datetime:
+    """The dealership's first scheduled time strictly after `after` (aware, in UTC)."""
+    if dealer.schedule_cron:
+        zone = ZoneInfo(dealer.schedule_tz or "UTC")
+        return croniter(dealer.schedule_cron, after.astimezone(zone)).get_next(datetime) \
+            .astimezone(ZoneInfo("UTC"))
+    return after + timedelta(seconds=int(dealer.schedule_interval_s or 3600))
+
+
+def backoff_s(failures: int) -> float:
+    """How far to push the next run back after `failures` failures in a row."""
+    if failures < 2:
+        return 0.0
+    return min(get_settings().schedule_backoff_max_s, 300.0 * 2 ** (failures - 2))
+
+
+def job_kind(dealer: Dealership) -> str:
+    return dealer.settings.get("schedule_kind") or ("crawl" if dealer.website_url else "feed")
+
+
+def tick(conn: psycopg.Connection) -> list[int]:
+    """One leader pass: enqueue every due dealership; returns the job ids it created."""
+    settings = get_settings()
+    now = schedules_db.server_now(conn)
+    created: list[int] = []
+    for dealer, next_run in schedules_db.scheduled(conn):
+        jitter = random.uniform(0, settings.schedule_jitter_s)
+        if next_run is None:  # new or changed schedule: first run at its next slot
+            schedules_db.set_next(conn, dealer.id, next_slot(dealer, now)
+                                  + timedelta(seconds=jitter), None)
+            continue
+        if next_run > now:
+            continue
+        failures = schedules_db.consecutive_failures(conn, dealer.id)
+        upcoming = max(next_slot(dealer, now), now + timedelta(seconds=backoff_s(failures)))
+        upcoming += timedelta(seconds=jitter)
+        # Claim the slot first (compare-and-set), then enqueue: a slot is enqueued once.
+        if not schedules_db.set_next(conn, dealer.id, upcoming, next_run, ran=True):
+            continue
+        try:
+            job, was_created = service.trigger(conn, dealer.id, job_kind(dealer), "schedule")
+        except ForecourtError as exc:
+            log.warning("dealership %s: scheduled job not queued: %s", dealer.slug, exc)
+            continue
+        schedules_db.set_next(conn, dealer.id, upcoming, upcoming, last_job_id=job.id)
+        if was_created:
+            created.append(job.id)
+            log.info("dealership %s: job %s queued; next run %s", dealer.slug, job.id,
+                     upcoming.isoformat())
+    return created
+
+
+def run(stop: threading.Event | None = None, on_tick=None) -> None:
+    """Lead when possible, else stand by; until `stop` is set or SIGTERM/SIGINT."""
+    settings = get_settings()
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    conn = None
+    leading = False
+    while not stop.is_set():
+        try:
+            if conn is None or conn.closed:
+                conn, leading = connect(), False
+            if not leading:
+                leading = schedules_db.try_lead(conn)
+                if leading:
+                    log.info("this scheduler leads")
+            if leading:
+                created = tick(conn)
+                reaper.reap(conn)
+                if on_tick is not None:
+                    on_tick(created)
+        except (psycopg.Error, ForecourtError, OSError) as exc:
+            log.warning("scheduler tick failed: %s", exc)
+            if conn is not None:
+                conn.close()
+            conn, leading = None, False
+        stop.wait(settings.scheduler_tick_s)
+    if conn is not None:
+        conn.close()

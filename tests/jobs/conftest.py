@@ -1,0 +1,184 @@
+"""Job-queue fixtures: short timings, real `forecourt worker`/`scheduler` processes, sites.
+
+Workers and schedulers are started as subprocesses with the session's environment (its
+database, Redis namespace and data directory) plus the short backoffs and heartbeats below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from crawler.config import PROJECT_ROOT, reset_settings
+
+GENERIC = PROJECT_ROOT / "fixtures" / "sites" / "generic"
+FORECOURT = str(Path(sys.executable).parent / "forecourt")
+EXPECTED_VINS = {
+    "19XFC2F7XME104512", "2T3P1RFV7PC338201", "1FTFW1E8XNFA20418", "3GNAXKEG2RS112233",
+    "3VW6T7AU3KM022910", "4S4BTACC1L3210987", "KM8JBCD16RU412377", "W1KAF4HB3MR023456",
+    "1C4HJXDG2NW150034", "JN8BT3BB7NW300112",
+}
+
+FAST = {
+    "FORECOURT_JOB_MIN_BACKOFF_S": "0.2",
+    "FORECOURT_JOB_MAX_BACKOFF_S": "0.5",
+    "FORECOURT_JOB_MAX_ATTEMPTS": "3",
+    "FORECOURT_JOB_BROKER_HEARTBEAT_MS": "3000",
+    "FORECOURT_JOB_BROKER_MAINTENANCE_CHANCE": "1000000",
+    "FORECOURT_JOB_STALE_AFTER_S": "2",
+    "FORECOURT_JOB_BEAT_INTERVAL_S": "0.25",
+    "FORECOURT_JOB_REAP_AFTER_S": "60",
+    "FORECOURT_SCHEDULER_TICK_S": "0.25",
+    "FORECOURT_SCHEDULE_JITTER_S": "0",
+    "FORECOURT_LOG_FORMAT": "text",
+}
+
+
+@pytest.fixture(scope="session")
+def job_env(forecourt_env):
+    """The environment of this process and of every worker/scheduler it starts."""
+    from crawler.db import redis_url
+
+    os.environ.update(FAST)
+    reset_settings()
+    os.environ["REDIS_URL"] = redis_url()
+    reset_settings()
+    return dict(os.environ)
+
+
+@contextmanager
+def _process(args: list[str], env: dict, log: Path, ready: str | None, timeout: float = 40):
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([FORECOURT, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=str(PROJECT_ROOT), start_new_session=True)
+    try:
+        if ready is not None:
+            deadline = time.monotonic() + timeout
+            while ready not in log.read_text(errors="replace"):
+                assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+                assert time.monotonic() < deadline, f"{args} not ready: " + \
+                    log.read_text(errors="replace")[-3000:]
+                time.sleep(0.1)
+        yield proc
+    finally:
+        stop(proc, signal.SIGKILL)  # its work is over; a graceful stop only costs time
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop a started process group (SIGTERM, then SIGKILL)."""
+    if proc.poll() is None and sig != signal.SIGKILL:
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+@pytest.fixture
+def start_worker(job_env, tmp_path):
+    """Start `forecourt worker` processes; each is stopped at the end of the test."""
+    started = []
+
+    def start(processes: int = 1, threads: int = 2, name: str = "worker"):
+        log = tmp_path / f"{name}-{len(started)}.log"
+        cm = _process(["worker", "--processes", str(processes), "--threads", str(threads)],
+                      job_env, log, "Worker process is ready for action")
+        proc = cm.__enter__()
+        proc.log = log
+        started.append(cm)
+        return proc
+
+    yield start
+    for cm in reversed(started):
+        cm.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def shared_worker(job_env, tmp_path_factory):
+    """One worker (1 process x 2 threads) for a whole test module."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with _process(["worker", "--processes", "1", "--threads", "2"], job_env, log,
+                  "Worker process is ready for action") as proc:
+        proc.log = log
+        yield proc
+
+
+@pytest.fixture
+def start_scheduler(job_env, tmp_path):
+    started = []
+
+    def start(name: str = "scheduler"):
+        log = tmp_path / f"{name}-{len(started)}.log"
+        cm = _process(["scheduler"], job_env, log, "scheduler: ticking")
+        proc = cm.__enter__()
+        proc.log = log
+        started.append(cm)
+        return proc
+
+    yield start
+    for cm in reversed(started):
+        cm.__exit__(None, None, None)
+
+
+def site_copy(tmp_path: Path, routes: dict, name: str = "site", sitemaps: bool = True) -> Path:
+    """The generic fixture site with its own routes.json (failures, delays). Without
+    sitemaps its listing pages are the only way in, so a failing listing fails the crawl."""
+    target = tmp_path / name
+    shutil.copytree(GENERIC, target)
+    (target / "routes.json").write_text(json.dumps(routes))
+    if not sitemaps:
+        robots = target / "robots.txt"
+        robots.write_text("".join(line for line in robots.read_text().splitlines(True)
+                                  if not line.lower().startswith("sitemap")))
+    return target
+
+
+DETAIL_PATHS = sorted(
+    "/inventory/" + p.stem for p in (GENERIC / "inventory").glob("*.html") if p.stem != "index")
+
+
+def slow_routes(delay_s: float, step_s: float = 0.0) -> dict:
+    """Vehicle pages answer after `delay_s` (plus `step_s` more for each further page, so
+    vehicles trickle in): a crawl that takes a while."""
+    return {path: {"delay_s": delay_s + i * step_s} for i, path in enumerate(DETAIL_PATHS)}
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
+def wait_final(conn, job_id: int, timeout: float = 60):
+    from crawler.db import jobs as jobs_db
+    from crawler.models import FINAL_STATES
+
+    def settled():
+        job = jobs_db.get(conn, job_id)
+        if job.state not in FINAL_STATES:
+            return None
+        # A transiently failed attempt is `failed` for a moment before its worker requeues
+        # it: an end is an end when it holds.
+        time.sleep(0.6)
+        again = jobs_db.get(conn, job_id)
+        return again if again.updated_at == job.updated_at else None
+
+    return wait_for(settled, timeout=timeout, what=f"job {job_id} to end")

@@ -1,0 +1,76 @@
+"""Pure rules of the job queue: error classes, backoff, schedule slots."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import psycopg
+import pytest
+
+from crawler.errors import InvalidInput, NotFound, Permanent, Transient
+from crawler.models import Dealership, Job
+from jobs import outcome
+from jobs.scheduler import backoff_s, next_slot, validate
+
+
+def _job(**kw) -> Job:
+    base = {"id": 1, "dealership_id": 1, "kind": "crawl", "trigger": "operator",
+            "state": "failed", "created_at": datetime.now(timezone.utc)}
+    return Job.model_validate(base | kw)
+
+
+@pytest.mark.parametrize("exc, expected", [
+    (Transient("x"), "transient"), (psycopg.OperationalError("lost"), "transient"),
+    (ConnectionResetError(), "transient"), (Permanent("gone"), "permanent"),
+    (InvalidInput("bad"), "permanent"), (NotFound("no"), "permanent"),
+])
+def test_exceptions_are_classed_transient_or_permanent(exc, expected):
+    assert outcome.classify_exception(exc) == expected
+
+
+def test_settled_jobs_are_classed_by_their_error():
+    assert outcome.classify_settled(_job(state="succeeded")) is None
+    assert outcome.classify_settled(_job(state="partial")) is None
+    assert outcome.classify_settled(_job(error_kind="crash")) == "transient"
+    assert outcome.classify_settled(_job(error_kind="timeout")) == "permanent"
+    failed_5xx = _job(error_kind="failed", report={"reasons": [
+        "listing page http://x/inventory/ failed: Ignoring non-200 response", "no vehicles found"]})
+    assert outcome.classify_settled(failed_5xx) == "transient"
+    gone = _job(error_kind="failed", report={"reasons": [
+        "not_found listing page http://x/inventory/ (HTTP 404)", "no vehicles found"]})
+    assert outcome.classify_settled(gone) == "permanent"
+    assert outcome.classify_settled(_job(kind="feed", error_kind="InvalidInput")) == "permanent"
+    assert outcome.classify_settled(_job(kind="feed", error_kind="Transient")) == "transient"
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap():
+    for attempt, ceiling in ((1, 5), (2, 10), (3, 20), (8, 60)):
+        waits = [outcome.backoff_s(attempt, 5, 60) for _ in range(200)]
+        assert all(ceiling / 2 <= w <= ceiling for w in waits)
+        assert len(set(waits)) > 1
+
+
+def test_cron_slots_follow_the_dealers_timezone_across_dst():
+    dealer = Dealership(id=1, slug="d", name="D", schedule_cron="0 6 * * *",
+                        schedule_tz="America/New_York")
+    before_dst = next_slot(dealer, datetime(2026, 3, 7, 12, tzinfo=timezone.utc))
+    after_dst = next_slot(dealer, datetime(2026, 3, 8, 12, tzinfo=timezone.utc))
+    assert before_dst == datetime(2026, 3, 8, 10, tzinfo=timezone.utc)  # 06:00 EDT
+    assert after_dst == datetime(2026, 3, 9, 10, tzinfo=timezone.utc)
+    assert next_slot(dealer.model_copy(update={"schedule_cron": None,
+                                               "schedule_interval_s": 900}),
+                     before_dst).timestamp() - before_dst.timestamp() == 900
+
+
+def test_schedule_backoff_starts_at_the_second_failure_and_is_capped():
+    assert backoff_s(0) == backoff_s(1) == 0
+    assert 0 < backoff_s(2) < backoff_s(3) < backoff_s(4)
+    assert backoff_s(50) == 6 * 3600
+
+
+def test_bad_schedules_are_refused_with_the_fix():
+    with pytest.raises(InvalidInput, match="cron"):
+        validate("every day", "UTC")
+    with pytest.raises(InvalidInput, match="timezone"):
+        validate("0 6 * * *", "Mars/Olympus")
+    validate("*/15 * * * *", "Europe/Berlin")

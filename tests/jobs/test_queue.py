@@ -1,0 +1,164 @@
+"""Jobs through real `forecourt worker` processes, Redis and crawls of fixture sites."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from crawler.db import connect
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from tests.jobs.conftest import EXPECTED_VINS, site_copy, slow_routes, wait_final, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _vins(db, dealer_id):
+    return {r["vin"] for r in db.execute(
+        "SELECT vin FROM vehicles WHERE dealership_id = %s AND status = 'active'",
+        (dealer_id,)).fetchall()}
+
+
+def test_job_goes_queued_running_succeeded_with_counters(db, site, shared_worker):
+    from jobs import service
+
+    dealer = dealers_db.create(db, slug="maple", name="Maple",
+                               website_url=site("generic") + "/inventory/")
+    job, created = service.trigger(db, dealer.id, "crawl", "api")
+    assert created and job.state == "queued" and job.queue == "priority" and job.message_id
+    again, created_again = service.trigger(db, dealer.id, "crawl", "operator")
+    assert not created_again and again.id == job.id
+    seen = [job.state]
+    while seen[-1] in ("queued", "running"):
+        state = jobs_db.get(db, job.id).state
+        if state != seen[-1]:
+            seen.append(state)
+        time.sleep(0.02)
+    assert seen == ["queued", "running", "succeeded"]
+    done = wait_final(db, job.id)
+    assert done.state == "succeeded" and done.verdict == "healthy" and done.attempts == 1
+    assert done.counters["added"] == 10 and done.counters["upserted"] == 10
+    assert done.counters["rejected"] == 1 and done.counters["pages"] >= 12
+    assert done.worker and done.started_at and done.finished_at and not done.errors
+    assert _vins(db, dealer.id) == EXPECTED_VINS
+
+
+def test_duplicate_triggers_racing_get_one_job(db, site, shared_worker):
+    from jobs import service
+
+    dealer = dealers_db.create(db, slug="race", name="Race",
+                               website_url=site("generic") + "/inventory/")
+    barrier = threading.Barrier(8)
+    results = []
+
+    def race():
+        with connect() as conn:
+            barrier.wait()
+            results.append(service.trigger(conn, dealer.id, "crawl", "api"))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({job.id for job, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    done = wait_final(db, results[0][0].id)
+    assert done.state == "succeeded" and done.attempts == 1
+    assert db.execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 1
+
+
+def test_site_failing_twice_then_working_succeeds_on_retry(db, site, shared_worker, tmp_path):
+    from jobs import service
+
+    root = site_copy(tmp_path, {"/inventory/": {"status": 503, "fail_times": 2}}, sitemaps=False)
+    dealer = dealers_db.create(db, slug="flaky", name="Flaky", website_url=site(root) + "/inventory/",
+                               settings={"scrapy": {"RETRY_ENABLED": False}})
+    job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+    done = wait_final(db, job.id)
+    assert done.state == "succeeded", done.errors
+    assert done.attempts == 3 and len(done.errors) == 2
+    assert all(e["attempt"] in (1, 2) for e in done.errors)
+    assert _vins(db, dealer.id) == EXPECTED_VINS
+    assert done.counters["added"] == 10 and done.error is None
+
+
+def test_always_failing_site_ends_dead_and_replays_from_dead_letters(db, site, shared_worker,
+                                                                      tmp_path):
+    from jobs import service
+
+    # Fails every attempt of the first job (3, the test maximum), then works.
+    root = site_copy(tmp_path, {"/inventory/": {"status": 502, "fail_times": 3}}, sitemaps=False)
+    dealer = dealers_db.create(db, slug="down", name="Down", website_url=site(root) + "/inventory/",
+                               settings={"scrapy": {"RETRY_ENABLED": False}})
+    job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+    dead = wait_final(db, job.id)
+    assert dead.state == "dead" and dead.attempts == 3
+    assert [e["attempt"] for e in dead.errors] == [1, 2, 3]
+    assert [j.id for j in service.dead_letters(db, dealer.id)] == [job.id]
+    assert service.dead_letters(db, dealer.id + 1000) == []
+    replayed = service.replay(db, job.id)
+    assert replayed.id != job.id and replayed.trigger == "retry"
+    assert replayed.params["replay_of"] == job.id
+    assert service.dead_letters(db, dealer.id) == []
+    assert jobs_db.get(db, job.id).replayed_as == replayed.id
+    done = wait_final(db, replayed.id)
+    assert done.state == "succeeded" and done.attempts == 1
+    assert _vins(db, dealer.id) == EXPECTED_VINS
+
+
+def test_permanent_failure_fails_at_once_with_its_reason(db, site, shared_worker, tmp_path):
+    from jobs import service
+
+    root = site_copy(tmp_path, {}, sitemaps=False)
+    dealer = dealers_db.create(db, slug="gone", name="Gone",
+                               website_url=site(root) + "/no-such-inventory/")
+    job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+    done = wait_final(db, job.id)
+    assert done.state == "failed" and done.attempts == 1 and len(done.errors) == 1
+    assert done.error and done.retry_at is None
+
+
+def test_cancelled_job_stops_its_crawl_child(db, site, shared_worker, tmp_path):
+    import psutil
+
+    from jobs import service
+
+    root = site_copy(tmp_path, slow_routes(20))
+    dealer = dealers_db.create(db, slug="slow", name="Slow", website_url=site(root) + "/inventory/")
+    job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+
+    def child():
+        for proc in psutil.Process(shared_worker.pid).children(recursive=True):
+            try:
+                cmd = proc.cmdline()
+            except psutil.NoSuchProcess:
+                continue
+            if "crawler.crawl_process" in cmd and cmd[-1] == str(job.id):
+                return proc
+        return None
+
+    proc = wait_for(child, what="the crawl child")
+    wait_for(lambda: jobs_db.get(db, job.id).phase == "crawling", what="the crawl to start")
+    requested = service.cancel(db, job.id)
+    assert requested.state in ("running", "cancelled")
+    done = wait_final(db, job.id, timeout=20)
+    assert done.state == "cancelled" and done.error_kind == "cancelled"
+    wait_for(lambda: not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE, timeout=10,
+             what="the crawl child to exit")
+    assert service.cancel(db, job.id).state == "cancelled"  # idempotent
+
+
+def test_purge_clears_a_dealers_dead_letters_only(db):
+    from jobs import service
+
+    a = dealers_db.create(db, slug="a", name="A", website_url="http://127.0.0.1:9/")
+    b = dealers_db.create(db, slug="b", name="B", website_url="http://127.0.0.1:9/")
+    for dealer in (a, b):
+        job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+        db.execute("UPDATE jobs SET state = 'dead' WHERE id = %s", (job.id,))
+    assert service.purge_dead(db, a.id) == 1
+    assert [j.dealership_id for j in service.dead_letters(db)] == [b.id]
+    assert jobs_db.get(db, 1).state == "dead"  # the record stays as history

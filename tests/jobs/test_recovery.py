@@ -1,0 +1,83 @@
+"""A worker killed with SIGKILL mid-crawl: its job is redelivered and finished elsewhere."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import psutil
+import pytest
+
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from tests.jobs.conftest import (EXPECTED_VINS, site_copy, slow_routes, stop, wait_final,
+                                 wait_for)
+
+pytestmark = pytest.mark.integration
+
+COLUMNS = ("vin", "stock_number", "condition", "year", "make", "model", "trim", "mileage",
+           "price", "msrp", "url", "image_urls", "quality_score", "quality_flags",
+           "content_hash", "status")
+
+
+def _family(proc) -> dict[int, psutil.Process]:
+    root = psutil.Process(proc.pid)
+    return {p.pid: p for p in [root, *root.children(recursive=True)]}
+
+
+def _stored(db, dealer_id: int, base: str) -> list[tuple]:
+    rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM vehicles WHERE dealership_id = %s"
+                      " ORDER BY vin", (dealer_id,)).fetchall()
+    return [tuple(str(r[c]).replace(base, "BASE") for c in COLUMNS) for r in rows]
+
+
+def _events(db, dealer_id: int) -> list[tuple]:
+    return [(r["vin"], r["kind"]) for r in db.execute(
+        "SELECT vin, kind FROM vehicle_events WHERE dealership_id = %s ORDER BY vin, kind",
+        (dealer_id,)).fetchall()]
+
+
+def test_worker_killed_mid_crawl_has_its_job_finished_by_another(db, site, start_worker,
+                                                                tmp_path):
+    from jobs import service
+
+    base = site(site_copy(tmp_path, slow_routes(0.3, step_s=0.25)))
+    # Small store batches and every page requested at once: vehicles are stored one pair
+    # at a time as their pages answer, so the first attempt has stored some when killed.
+    settings = {"scrapy": {"FORECOURT_BATCH_SIZE": 2, "AUTOTHROTTLE_ENABLED": False,
+                           "CONCURRENT_REQUESTS_PER_DOMAIN": 16}}
+    first, second = start_worker(threads=1, name="a"), start_worker(threads=1, name="b")
+    dealer = dealers_db.create(db, slug="killed", name="Killed",
+                               website_url=base + "/inventory/", settings=settings)
+    job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+    running = wait_for(lambda: (j := jobs_db.get(db, job.id)).state == "running"
+                       and j.counters.get("upserted", 0) >= 2 and j, what="vehicles stored")
+    pid = int(running.worker.split(":")[1])
+    victim, survivor = (first, second) if pid in _family(first) else (second, first)
+    crawl_child = next(p for p in _family(victim).values()
+                       if "crawler.crawl_process" in " ".join(p.cmdline()))
+    killed_at = time.monotonic()
+    stop(victim, signal.SIGKILL)  # the worker's process group: main and worker process
+    # The crawl child (its own session) dies with its parent: it cannot write beside the
+    # attempt that replaces it.
+    wait_for(lambda: not crawl_child.is_running() or
+             crawl_child.status() == psutil.STATUS_ZOMBIE, timeout=5, what="the orphan to die")
+    wait_for(lambda: jobs_db.get(db, job.id).attempts == 2, timeout=30, what="redelivery")
+    print(f"redelivered and restarted {time.monotonic() - killed_at:.1f} s after the kill")
+    done = wait_final(db, job.id, timeout=60)
+    assert done.state == "succeeded" and done.attempts == 2, done.errors
+    assert int(done.worker.split(":")[1]) in _family(survivor)
+    assert {r[0] for r in _stored(db, dealer.id, base)} == EXPECTED_VINS
+
+    stored, events = _stored(db, dealer.id, base), _events(db, dealer.id)
+    assert [k for _, k in events] == ["added"] * 10
+
+    # Exactly what an uninterrupted crawl of the same site stores (the first dealer goes,
+    # so the baseline's vehicles are not flagged as another dealer's duplicates).
+    db.execute("DELETE FROM dealerships WHERE id = %s", (dealer.id,))
+    baseline = dealers_db.create(db, slug="baseline", name="Baseline",
+                                 website_url=base + "/inventory/", settings=settings)
+    clean, _ = service.trigger(db, baseline.id, "crawl", "operator")
+    assert wait_final(db, clean.id, timeout=60).state == "succeeded"
+    assert stored == _stored(db, baseline.id, base)
+    assert events == _events(db, baseline.id)

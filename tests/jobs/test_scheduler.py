@@ -1,0 +1,62 @@
+"""Real `forecourt scheduler` processes: leader election, one enqueue per slot, failover."""
+
+from __future__ import annotations
+
+import signal
+from datetime import timedelta
+
+import pytest
+
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.db import schedules as schedules_db
+from tests.jobs.conftest import stop, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _jobs(db, dealer_id):
+    return jobs_db.list_for(db, dealer_id)
+
+
+def test_two_schedulers_enqueue_a_due_dealer_once_and_fail_over(db, start_scheduler):
+    now = schedules_db.server_now(db)
+    due = dealers_db.create(db, slug="due", name="Due", website_url="http://127.0.0.1:9/",
+                            schedule_interval_s=3600)
+    paused = dealers_db.create(db, slug="paused", name="Paused",
+                               website_url="http://127.0.0.1:9/", schedule_interval_s=60,
+                               paused=True)
+    later = dealers_db.create(db, slug="later", name="Later", website_url="http://127.0.0.1:9/",
+                              schedule_cron="0 3 * * *", schedule_tz="America/Chicago")
+    # Missed many slots (a day of hourly runs while no scheduler ran): runs once.
+    schedules_db.set_next(db, due.id, now - timedelta(hours=24), None)
+    schedules_db.set_next(db, paused.id, now - timedelta(hours=1), None)
+    schedulers = [start_scheduler("s1"), start_scheduler("s2")]
+    job = wait_for(lambda: _jobs(db, due.id), what="the scheduled job")[0]
+    wait_for(lambda: schedules_db.state(db, later.id), what="the cron dealer's next run")
+    import time
+
+    time.sleep(1.5)  # several more ticks of both schedulers
+    assert [j.id for j in _jobs(db, due.id)] == [job.id]
+    assert job.trigger == "schedule" and job.queue == "scheduled"
+    assert _jobs(db, paused.id) == [] and _jobs(db, later.id) == []
+    state = schedules_db.state(db, due.id)
+    assert state["next_run_at"] >= now + timedelta(seconds=3590)
+    assert state["last_job_id"] == job.id
+    cron_next = schedules_db.state(db, later.id)["next_run_at"]
+    from zoneinfo import ZoneInfo
+
+    local = cron_next.astimezone(ZoneInfo("America/Chicago"))
+    assert (local.hour, local.minute) == (3, 0)
+    leaders = [s for s in schedulers if "this scheduler leads" in s.log.read_text()]
+    assert len(leaders) == 1
+
+    # The leader dies; the standby takes the lock and runs the next due slot.
+    stop(leaders[0], signal.SIGKILL)
+    standby = next(s for s in schedulers if s is not leaders[0])
+    db.execute("UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = %s",
+               (job.id,))
+    db.execute("UPDATE schedule_state SET next_run_at = now() - interval '1 minute'"
+               " WHERE dealership_id = %s", (due.id,))
+    wait_for(lambda: len(_jobs(db, due.id)) == 2, timeout=20, what="the standby's job")
+    assert "this scheduler leads" in standby.log.read_text()
