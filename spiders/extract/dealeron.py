@@ -79,6 +79,8 @@ def _card(el: Selector, page_url: str) -> VehicleItem | None:
         return None
     link = el.xpath(".//a[contains(@class,'vehicle-title') or contains(@class,'vdp')]/@href"
                     ).get() or el.xpath(".//a[@href][1]/@href").get()
+    if not link and "vdp" in (el.attrib.get("class") or "").split():
+        link = page_url  # the detail page's own container
     image = el.xpath(".//img/@data-src | .//img/@src").get()
     shown = {k: v for k, v in attrs.items() if not k.startswith("dotagging")}
     shown["odometer"] = attrs.get("dotagging-item-odometer") or attrs.get("odometer") or ""
