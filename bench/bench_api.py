@@ -271,7 +271,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="API worker processes")
     ap.add_argument("--load-procs", type=int, default=1, help="load generator processes")
     ap.add_argument("--seconds", type=float, default=8.0, help="per scenario and mode")
-    ap.add_argument("--interval", type=float, default=0.25,
+    ap.add_argument("--interval", type=float, default=1.0,
                     help="paced mode: seconds between one poller's requests")
     args = ap.parse_args()
 

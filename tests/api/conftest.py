@@ -62,13 +62,14 @@ class Server:
 @pytest.fixture(scope="session")
 def servers(forecourt_env):
     """Every API process the tests use, started together (startup is mostly waiting):
-    main: generous limits, a 4-connection pool, no metrics cache;
+    main: generous limits, a 4-connection pool, no metrics cache, CORS for one UI origin;
     limited_a, limited_b: 5 requests per token per minute, sharing Redis;
     no_redis: Redis unreachable."""
     limited = {"FORECOURT_API_RATE_LIMIT": "5", "FORECOURT_API_RATE_WINDOW_S": "60"}
     started = {
         "main": Server({"FORECOURT_API_RATE_LIMIT": "100000", "FORECOURT_API_POOL_SIZE": "4",
-                        "FORECOURT_API_METRICS_CACHE_S": "0"}),
+                        "FORECOURT_API_METRICS_CACHE_S": "0",
+                        "FORECOURT_API_CORS_ORIGINS": '["https://ui.example"]'}),
         "limited_a": Server(limited),
         "limited_b": Server(limited),
         "no_redis": Server({"REDIS_URL": "redis://127.0.0.1:9/0"}),  # nothing on port 9

@@ -55,3 +55,18 @@ def test_metrics_report_jobs_durations_vehicles_rejects_and_api_latency(api, wor
     assert _sample(text, "forecourt_rejects_total") == 4
     assert 'forecourt_api_request_duration_seconds_count{method="GET",' \
            'route="/v1/jobs/{job_id}",status="200"}' in text
+
+
+def test_cors_lets_the_dealer_ui_origin_read_etags_and_nobody_else(api, world):
+    preflight = api.options("/v1/jobs/1", headers={
+        "Origin": "https://ui.example", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization, if-none-match"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://ui.example"
+    job = add_job(world["db"], world["acme"].id)
+    got = api.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["acme"])
+                  | {"Origin": "https://ui.example"})
+    assert "etag" in got.headers["access-control-expose-headers"].lower()
+    other = api.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["acme"])
+                    | {"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
