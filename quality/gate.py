@@ -53,7 +53,12 @@ _ERRORS = re.compile(r"^(\d+) page\(s\) raised errors")
 def thresholds(dealer_settings: dict[str, Any] | None) -> dict[str, float]:
     """Defaults overridden by the dealer's own `gate` settings."""
     merged = dict(DEFAULTS)
-    merged.update((dealer_settings or {}).get("gate", {}))
+    overrides = (dealer_settings or {}).get("gate") or {}
+    for name, value in overrides.items() if isinstance(overrides, dict) else ():
+        try:
+            merged[name] = float(value)
+        except (TypeError, ValueError):
+            continue  # a malformed setting never breaks a run: the default stands
     return merged
 
 

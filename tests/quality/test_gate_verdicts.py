@@ -72,7 +72,9 @@ def test_blocked_listing_fails_and_incomplete_degrades():
 
 
 def test_thresholds_are_per_dealer():
-    limits = gate.thresholds({"gate": {"min_count_ratio": 0.4, "max_coverage_drop": 0.99}})
+    limits = gate.thresholds({"gate": {"min_count_ratio": 0.4, "max_coverage_drop": "0.99",
+                                       "max_reject_rate": "lots"}})
+    assert limits["max_reject_rate"] == gate.DEFAULTS["max_reject_rate"]
     assert limits["fail_count_ratio"] == gate.DEFAULTS["fail_count_ratio"]
     report = judge(counters(valid=50, price=2), limits=limits)
     assert report["verdict"] == "healthy"
