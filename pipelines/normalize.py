@@ -29,8 +29,10 @@ def text(value: Any) -> str | None:
         value = value.get("name") or value.get("@value") or value.get("value")
         if value is None:
             return None
-    s = _WS.sub(" ", str(value)).strip()
-    return None if s.lower() in _EMPTY else s
+    s = value.strip() if isinstance(value, str) else str(value).strip()
+    if "  " in s or "\n" in s or "\t" in s or "\r" in s or "\xa0" in s:
+        s = _WS.sub(" ", s)
+    return None if len(s) < 16 and s.lower() in _EMPTY else s
 
 
 def vin(value: Any) -> str:

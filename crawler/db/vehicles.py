@@ -30,6 +30,7 @@ STAGE_COLUMNS: list[tuple[str, str]] = [
     ("content_hash", "text"),
 ]
 _NAMES = [c for c, _ in STAGE_COLUMNS]
+_DECODED = _NAMES.index("vin_decoded")
 _TYPES = [t for _, t in STAGE_COLUMNS]
 _COLS = ", ".join(_NAMES)
 
@@ -100,11 +101,17 @@ SELECT (SELECT count(*) FROM stage) AS total,
 """
 
 
+_FIELD_NAMES = _NAMES[:-1]  # every staged column but content_hash is a Vehicle field
+
+
 def _row(v: Vehicle, content_hash: str) -> tuple[Any, ...]:
-    d = v.model_dump()
-    d["content_hash"] = content_hash
-    d["vin_decoded"] = Jsonb(d["vin_decoded"]) if d["vin_decoded"] is not None else None
-    return tuple(d[c] for c in _NAMES)
+    d = v.__dict__  # the field values themselves: model_dump() costs ~10x more per row
+    row = [d[c] for c in _FIELD_NAMES]
+    row.append(content_hash)
+    decoded = d["vin_decoded"]
+    if decoded is not None:
+        row[_DECODED] = Jsonb(decoded if isinstance(decoded, dict) else decoded.model_dump())
+    return tuple(row)
 
 
 def upsert(conn: psycopg.Connection, dealership_id: int, job_id: int,

@@ -1,0 +1,157 @@
+"""Feed ingestion against plain binary COPY, in one run on one database.
+
+1. generate a seeded HomeNet-style CSV feed (fixtures/tools/make_feed.py), not timed;
+2. forecourt end to end: `ingest.feed.run_job` on a new dealership (read, map, normalize,
+   validate, VIN, dedup, quality, store with events, settle);
+3. the baseline: the same CSV read with the csv module, each row typed just enough for
+   binary COPY (ints, numerics, the image list split) and COPYed into a table created
+   `LIKE vehicles INCLUDING ALL` (same columns, defaults, indexes and constraints);
+4. the same feed with 10% of rows re-priced, re-ingested by forecourt (the fast path skips
+   the 90% unchanged rows).
+
+Prints rows/s of each, forecourt's ratios to COPY, and the process's peak RSS (sampled, and
+getrusage's maximum). Targets: first load >= 0.6x COPY, re-ingest >= 2x COPY, RSS < 500 MB.
+
+    .venv/bin/python bench/bench_ingest.py [--rows 1000000] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "fixtures" / "tools"))
+
+import make_feed  # noqa: E402
+import psutil  # noqa: E402
+
+from crawler.db import connect, migrate  # noqa: E402
+from crawler.db import dealers as dealers_db  # noqa: E402
+from crawler.db import jobs as jobs_db  # noqa: E402
+from ingest import feed  # noqa: E402
+
+COPY_COLUMNS = [("stock_number", "text"), ("condition", "text"), ("year", "int2"),
+                ("make", "text"), ("model", "text"), ("trim", "text"), ("body_style", "text"),
+                ("exterior_color", "text"), ("interior_color", "text"),
+                ("transmission", "text"), ("drivetrain", "text"), ("fuel_type", "text"),
+                ("engine", "text"), ("mileage", "int4"), ("price", "numeric"),
+                ("msrp", "numeric"), ("vin", "text"), ("image_urls", "text[]"),
+                ("description", "text"), ("dealership_id", "int8"), ("content_hash", "text")]
+
+
+class PeakRSS:
+    """Samples this process's RSS every 50 ms; .peak in bytes."""
+
+    def __init__(self):
+        self.peak, self._stop = 0, threading.Event()
+        self._proc = psutil.Process()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _int(s: str) -> int | None:
+    s = s.replace(",", "").strip()
+    return int(s) if s else None
+
+
+def _num(s: str) -> Decimal | None:
+    s = s.replace("$", "").replace(",", "").strip()
+    return Decimal(s) if s else None
+
+
+def copy_baseline(conn, path: Path, dealership_id: int) -> float:
+    conn.execute("DROP TABLE IF EXISTS bench_copy")
+    conn.execute("CREATE TABLE bench_copy (LIKE vehicles INCLUDING ALL)")
+    names = ", ".join(c for c, _ in COPY_COLUMNS)
+    started = time.perf_counter()
+    with path.open(newline="", encoding="utf-8") as f, conn.transaction():
+        reader = csv.reader(f)
+        next(reader)
+        with conn.cursor().copy(f"COPY bench_copy ({names}) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types([t for _, t in COPY_COLUMNS])
+            for r in reader:
+                cp.write_row((r[0], r[1].lower(), int(r[2]), *r[3:13], _int(r[13]),
+                              _num(r[14]), _num(r[15]), r[16], r[17].split("|"), r[18],
+                              dealership_id, ""))
+    return time.perf_counter() - started
+
+
+def forecourt_load(conn, dealership_id: int, path: Path) -> tuple[float, dict]:
+    job, _ = jobs_db.create_or_get_active(conn, dealership_id, "feed", "operator")
+    jobs_db.start(conn, job.id, "bench")
+    started = time.perf_counter()
+    job = feed.run_job(conn, job.id, path)
+    elapsed = time.perf_counter() - started
+    if job.state != "succeeded":
+        raise SystemExit(f"forecourt run ended {job.state}: {job.error}")
+    return elapsed, job.counters
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--keep", action="store_true", help="keep the bench dealership's rows")
+    args = ap.parse_args()
+    n = args.rows
+    tmp = Path(tempfile.mkdtemp(prefix="forecourt-bench-"))
+    first, second = tmp / "feed.csv", tmp / "feed-next-day.csv"
+    t = time.perf_counter()
+    make_feed.write(first, n, seed=11)
+    make_feed.write(second, n, seed=11, changed=0.10)
+    print(f"generated 2 x {n:,} rows ({first.stat().st_size / 1e6:,.0f} MB each) "
+          f"in {time.perf_counter() - t:.1f} s")
+    conn = connect()
+    migrate(conn)
+    slug = f"bench-{os.getpid()}-{int(time.time())}"
+    dealer = dealers_db.create(conn, slug=slug, name="Bench Motors")
+    try:
+        with PeakRSS() as rss:
+            t_first, c1 = forecourt_load(conn, dealer.id, first)
+            t_copy = copy_baseline(conn, first, dealer.id)
+            t_again, c2 = forecourt_load(conn, dealer.id, second)
+        copy_rate, first_rate, again_rate = n / t_copy, n / t_first, n / t_again
+        print(f"\n{'run':<34}{'seconds':>9}{'rows/s':>11}{'x COPY':>9}")
+        print(f"{'binary COPY (baseline)':<34}{t_copy:>9.1f}{copy_rate:>11,.0f}{1:>9.2f}")
+        print(f"{'forecourt first load':<34}{t_first:>9.1f}{first_rate:>11,.0f}"
+              f"{first_rate / copy_rate:>9.2f}   target >= 0.6")
+        print(f"{'forecourt re-ingest, 10% changed':<34}{t_again:>9.1f}{again_rate:>11,.0f}"
+              f"{again_rate / copy_rate:>9.2f}   target >= 2")
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak RSS {rss.peak / 2**20:,.0f} MB sampled, {maxrss:,.0f} MB max "
+              f"(target < 500 MB)")
+        print(f"first load: added {c1.get('added'):,}, rejected {c1.get('rejected'):,}; "
+              f"re-ingest: unchanged {c2.get('unchanged'):,}, changed {c2.get('changed'):,}, "
+              f"price_changed {c2.get('price_changed'):,}")
+    finally:
+        if not args.keep:
+            conn.execute("DELETE FROM dealerships WHERE id = %s", (dealer.id,))
+        conn.execute("DROP TABLE IF EXISTS bench_copy")
+        for p in (first, second):
+            p.unlink(missing_ok=True)
+        tmp.rmdir()
+
+
+if __name__ == "__main__":
+    main()
