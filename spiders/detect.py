@@ -98,28 +98,24 @@ class Detection(BaseModel):
     page_kind: str = pages.OTHER  # crawler.pages classification of the page looked at
 
 
-def platform_signals(html: str) -> dict[str, list[str]]:
-    """Every platform with the signals the page gives for it."""
+def platform_signals(html: str) -> dict[str, list[tuple[str, int]]]:
+    """Every platform with the signals (meaning, weight) the page gives for it."""
     head = html[:1_500_000]
-    seen: dict[str, list[str]] = {}
+    seen: dict[str, list[tuple[str, int]]] = {}
     for platform, pattern, weight, meaning in _SIGNALS:
         if pattern.search(head):
-            seen.setdefault(platform, []).append(f"{meaning} (+{weight})")
+            seen.setdefault(platform, []).append((meaning, weight))
     return seen
 
 
-def _score(signals: list[str]) -> int:
-    return sum(int(s.rsplit("(+", 1)[1].rstrip(")")) for s in signals)
-
-
 def detect_platform(html: str) -> tuple[str | None, list[str]]:
-    """(platform, its signals); None when no platform scores MIN_SCORE or two tie."""
+    """(platform, the signals seen); None when no platform scores MIN_SCORE or two tie."""
     seen = platform_signals(html)
-    ranked = sorted(((_score(s), p) for p, s in seen.items()), reverse=True)
+    ranked = sorted(((sum(w for _, w in sigs), p) for p, sigs in seen.items()), reverse=True)
     if not ranked or ranked[0][0] < MIN_SCORE or (len(ranked) > 1
                                                    and ranked[1][0] == ranked[0][0]):
-        return None, [f"{p}: {s}" for p, sigs in seen.items() for s in sigs]
-    return ranked[0][1], seen[ranked[0][1]]
+        return None, [f"{p}: {m} (+{w})" for p, sigs in seen.items() for m, w in sigs]
+    return ranked[0][1], [f"{m} (+{w})" for m, w in seen[ranked[0][1]]]
 
 
 def fallback_items(html: str, url: str) -> tuple[str, list[VehicleItem]]:

@@ -52,8 +52,10 @@ def test_an_unknown_page_without_vehicles_is_crawled_through_links():
 
 def test_weak_or_tied_signals_name_no_platform():
     assert detect_platform('<a href="/searchnew.aspx">New</a>')[0] is None  # one hint only
-    tied = '<script src="x.dealeron.com/a.js"></script><script src="//static.dealer.com/b.js">'
-    assert detect_platform(tied)[0] is None
+    tied = ('<script id="dealeron_tagging_data" type="application/json">{}</script>'
+            '<script>fetch("/api/widget/ws-inv-data/getInventory", {})</script>')
+    platform, signals = detect_platform(tied)
+    assert platform is None and len(signals) == 2  # both shown, neither chosen
 
 
 def run(*args: str):
