@@ -20,7 +20,6 @@ from spiders import detect
 from spiders.extract.dealercom import InventoryCall, extract, from_api, inventory_call, next_start
 
 PLATFORM = "dealercom"
-PATH = "api"
 LISTING_PATH = "/all-inventory/index.htm"
 
 

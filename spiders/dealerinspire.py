@@ -17,7 +17,6 @@ from spiders import detect
 from spiders.extract.dealerinspire import IndexConfig, extract, from_api, index_config, next_page
 
 PLATFORM = "dealerinspire"
-PATH = "api"
 
 
 class Spider(DealerSpider):

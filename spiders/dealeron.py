@@ -18,7 +18,6 @@ from spiders import detect
 from spiders.extract.dealeron import extract, page_urls, tagging_data
 
 PLATFORM = "dealeron"
-PATH = "platform"
 LISTING_PATH = "/searchall.aspx"
 
 
