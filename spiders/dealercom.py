@@ -66,7 +66,7 @@ class Spider(DealerSpider):
 
     def parse_api(self, response, call: InventoryCall, start: int, referer: str):
         try:
-            data = json.loads(response.text)
+            data = json.loads(response.body)
         except ValueError:
             data = None
         if not isinstance(data, dict) or "inventory" not in data:

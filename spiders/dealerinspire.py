@@ -51,7 +51,7 @@ class Spider(DealerSpider):
 
     def parse_index(self, response, config: IndexConfig, page: int):
         try:
-            data = json.loads(response.text)
+            data = json.loads(response.body)
         except ValueError:
             data = None
         if not isinstance(data, dict) or "hits" not in data:
