@@ -165,17 +165,28 @@ class _Buffer:
 _DECODER = json.JSONDecoder()
 
 
+class CutOff(ValueError):
+    """The JSON text ends inside a value."""
+
+
 def _decode_value(buf: _Buffer, limit: int) -> object:
     """Decode the JSON value at the cursor, reading more as needed. Raises ValueError."""
+    buf.skip_ws()
     while True:
         try:
             value, end = _DECODER.raw_decode(buf.text, buf.pos)
         except json.JSONDecodeError as exc:
+            # an error before the end of what is buffered is a malformed record; at the end
+            # (or in a string still open) more text may complete it
+            at_end = exc.pos >= len(buf.text.rstrip()) - 16 or exc.msg.startswith(
+                "Unterminated string")
+            if not at_end:
+                raise
             if len(buf.text) - buf.pos > limit:
                 raise ValueError(f"a record is larger than {limit:,} characters") from exc
             if buf.more():
                 continue
-            raise
+            raise CutOff(str(exc)) from exc
         # a number or literal cut by the chunk boundary must not be taken as complete
         if end == len(buf.text) and not buf.eof and buf.more():
             continue
@@ -190,7 +201,11 @@ def read_json(stream: io.TextIOBase) -> Iterator[Row]:
     buf = _Buffer(stream)
     first = buf.skip_ws()
     if first == "{":
-        if not _enter_wrapped_array(buf, limit):
+        try:
+            entered = _enter_wrapped_array(buf, limit)
+        except ValueError:  # cut off or malformed before its list began
+            entered = False
+        if not entered:
             raise Permanent("JSON feed is an object without a list of vehicles",
                             hint='give an array, or an object with a "vehicles" list')
     elif first == "[":
@@ -215,7 +230,7 @@ def read_json(stream: io.TextIOBase) -> Iterator[Row]:
             value = _decode_value(buf, limit)
         except ValueError as exc:
             raw = buf.text[start:start + 2000]
-            if buf.eof:
+            if isinstance(exc, CutOff):
                 yield number, Unreadable(f"record {number} is cut off: {exc}", raw=raw,
                                          fatal=True)
                 return

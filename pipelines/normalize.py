@@ -250,6 +250,8 @@ def image_urls(value: Any, base: str | None = None) -> list[str]:
         parts = re.split(r"[|,\s]+(?=https?://|//|/)", value.strip()) if value.strip() else []
     elif isinstance(value, dict):
         parts = [value.get("url") or value.get("contentUrl") or value.get("src")]
+    elif not isinstance(value, (list, tuple)):  # a number or boolean is no image
+        return []
     else:
         parts = []
         for v in value:

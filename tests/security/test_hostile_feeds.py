@@ -195,6 +195,9 @@ JUNK = {
     "binary.json": b"[" + bytes(range(256)) * 10,
     "binary.xml": b"<?xml version='1.0'?><rss>" + bytes(range(1, 256)) * 10,
     "nul-bytes.csv": _csv([_row(Description="before\x00after", Trim="S\x00E")]),
+    "odd-types.json": json.dumps([{"VIN": "4T1G11AK9LU401122", "Year": [2020], "Make": 7,
+                                   "Model": {"x": 1}, "ImageList": True, "Miles": False,
+                                   "SellingPrice": [1, "2"], "Description": None}]).encode(),
     "empty.csv": b"",
     "header-only.csv": b",".join(h.encode() for h in HEADER) + b"\n",
 }
