@@ -50,10 +50,9 @@ class Spider(DealerSpider):
         if kind in (pages.BLOCKED, pages.NOT_FOUND):
             return
         yield from items
-        if first:
-            for url in page_urls(text, response.url):
-                yield scrapy.Request(url, callback=self.parse_listing,
-                                     errback=self.listing_failed, cb_kwargs={"first": False})
+        for url in page_urls(text, response.url):  # all from page 1, or rel=next page by page
+            yield scrapy.Request(url, callback=self.parse_listing,
+                                 errback=self.listing_failed, cb_kwargs={"first": False})
 
     def parse_rendered(self, response):
         yield from detect.fallback(self, response, rendered=True)

@@ -110,22 +110,23 @@ def tagging_data(html: str) -> dict:
 
 
 def page_urls(html: str, url: str) -> list[str]:
-    """The other result pages of a first result page (from itemCount and the page size)."""
+    """The result pages still to fetch: from the first page, all others (itemCount and the
+    page size `pn`); on a page without itemCount, its `<link rel="next">`."""
     query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-    if int(query.get("pt") or 1) != 1:
-        return []
     try:
+        page = int(query.get("pt") or 1)
         count = int(tagging_data(html).get("itemCount") or 0)
         size = int(query.get("pn") or DEFAULT_PAGE_SIZE)
     except (TypeError, ValueError):
         return []
-    pages = math.ceil(count / size) if size > 0 else 0
+    if not count:
+        nxt = Selector(text=html).css('link[rel="next"]::attr(href)').get()
+        return [urljoin(url, nxt.strip())] if nxt else []
+    if page != 1 or size <= 0:
+        return []
     parts = urlsplit(url)
-    out = []
-    for page in range(2, min(pages, 500) + 1):
-        q = {**query, "pt": str(page)}
-        out.append(urlunsplit(parts._replace(query=urlencode(q))))
-    return out
+    return [urlunsplit(parts._replace(query=urlencode({**query, "pt": str(n)})))
+            for n in range(2, min(math.ceil(count / size), 500) + 1)]
 
 
 def extract(html: str, url: str) -> list[VehicleItem]:

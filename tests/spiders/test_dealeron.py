@@ -50,6 +50,8 @@ def test_other_pages_come_from_item_count_and_page_size():
     assert dealeron.page_urls(PAGE1, URL + "?pn=6&st=Price+asc") == [
         URL + "?pn=6&st=Price+asc&pt=2", URL + "?pn=6&st=Price+asc&pt=3"]
     assert dealeron.page_urls(PAGE1, URL + "?pt=2") == []
+    no_count = PAGE1.replace('"itemCount": 15', '"itemCount": null')
+    assert dealeron.page_urls(no_count, URL) == [URL + "?pt=2"]  # its <link rel="next">
 
 
 def test_item_list_links_complete_cards_without_a_link():
