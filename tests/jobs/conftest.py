@@ -55,19 +55,29 @@ def job_env(forecourt_env):
     return dict(os.environ)
 
 
-@contextmanager
-def _process(args: list[str], env: dict, log: Path, ready: str | None, timeout: float = 40):
+def _spawn(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         proc = subprocess.Popen([FORECOURT, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=str(PROJECT_ROOT), start_new_session=True)
+    proc.log = log
+    return proc
+
+
+def _ready(proc: subprocess.Popen, ready: str, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while ready not in proc.log.read_text(errors="replace"):
+        assert proc.poll() is None, proc.log.read_text(errors="replace")[-3000:]
+        assert time.monotonic() < deadline, "not ready: " + \
+            proc.log.read_text(errors="replace")[-3000:]
+        time.sleep(0.1)
+
+
+@contextmanager
+def _process(args: list[str], env: dict, log: Path, ready: str | None, timeout: float = 40):
+    proc = _spawn(args, env, log)
     try:
         if ready is not None:
-            deadline = time.monotonic() + timeout
-            while ready not in log.read_text(errors="replace"):
-                assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-                assert time.monotonic() < deadline, f"{args} not ready: " + \
-                    log.read_text(errors="replace")[-3000:]
-                time.sleep(0.1)
+            _ready(proc, ready, timeout)
         yield proc
     finally:
         stop(proc, signal.SIGKILL)  # its work is over; a graceful stop only costs time
@@ -88,50 +98,54 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
     proc.wait()
 
 
-@pytest.fixture
-def start_worker(job_env, tmp_path):
-    """Start `forecourt worker` processes; each is stopped at the end of the test."""
-    started = []
+WORKER_READY = "Worker process is ready for action"
 
-    def start(processes: int = 1, threads: int = 2, name: str = "worker"):
-        log = tmp_path / f"{name}-{len(started)}.log"
-        cm = _process(["worker", "--processes", str(processes), "--threads", str(threads)],
-                      job_env, log, "Worker process is ready for action")
-        proc = cm.__enter__()
-        proc.log = log
-        started.append(cm)
-        return proc
+
+@pytest.fixture
+def start_workers(job_env, tmp_path):
+    """Start `forecourt worker` processes (at once) and wait until each is ready; every one
+    is killed at the end of the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(count: int = 1, processes: int = 1, threads: int = 2) -> list[subprocess.Popen]:
+        procs = [_spawn(["worker", "--processes", str(processes), "--threads", str(threads)],
+                        job_env, tmp_path / f"worker-{len(started) + i}.log")
+                 for i in range(count)]
+        started.extend(procs)
+        for proc in procs:
+            _ready(proc, WORKER_READY)
+        return procs
 
     yield start
-    for cm in reversed(started):
-        cm.__exit__(None, None, None)
+    for proc in started:
+        stop(proc, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
 def shared_worker(job_env, tmp_path_factory):
-    """One worker (1 process x 2 threads) for a whole test module."""
+    """One worker (1 process x 3 threads) for a whole test module."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with _process(["worker", "--processes", "1", "--threads", "2"], job_env, log,
-                  "Worker process is ready for action") as proc:
-        proc.log = log
+    with _process(["worker", "--processes", "1", "--threads", "3"], job_env, log,
+                  WORKER_READY) as proc:
         yield proc
 
 
 @pytest.fixture
-def start_scheduler(job_env, tmp_path):
-    started = []
+def start_schedulers(job_env, tmp_path):
+    """Start `forecourt scheduler` processes (at once); killed at the end of the test."""
+    started: list[subprocess.Popen] = []
 
-    def start(name: str = "scheduler"):
-        log = tmp_path / f"{name}-{len(started)}.log"
-        cm = _process(["scheduler"], job_env, log, "scheduler: ticking")
-        proc = cm.__enter__()
-        proc.log = log
-        started.append(cm)
-        return proc
+    def start(count: int = 1) -> list[subprocess.Popen]:
+        procs = [_spawn(["scheduler"], job_env, tmp_path / f"scheduler-{len(started) + i}.log")
+                 for i in range(count)]
+        started.extend(procs)
+        for proc in procs:
+            _ready(proc, "scheduler: ticking")
+        return procs
 
     yield start
-    for cm in reversed(started):
-        cm.__exit__(None, None, None)
+    for proc in started:
+        stop(proc, signal.SIGKILL)
 
 
 def site_copy(tmp_path: Path, routes: dict, name: str = "site", sitemaps: bool = True) -> Path:

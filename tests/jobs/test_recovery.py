@@ -37,16 +37,16 @@ def _events(db, dealer_id: int) -> list[tuple]:
         (dealer_id,)).fetchall()]
 
 
-def test_worker_killed_mid_crawl_has_its_job_finished_by_another(db, site, start_worker,
+def test_worker_killed_mid_crawl_has_its_job_finished_by_another(db, site, start_workers,
                                                                 tmp_path):
     from jobs import service
 
-    base = site(site_copy(tmp_path, slow_routes(0.3, step_s=0.25)))
+    base = site(site_copy(tmp_path, slow_routes(0.3, step_s=0.15)))
     # Small store batches and every page requested at once: vehicles are stored one pair
     # at a time as their pages answer, so the first attempt has stored some when killed.
     settings = {"scrapy": {"FORECOURT_BATCH_SIZE": 2, "AUTOTHROTTLE_ENABLED": False,
                            "CONCURRENT_REQUESTS_PER_DOMAIN": 16}}
-    first, second = start_worker(threads=1, name="a"), start_worker(threads=1, name="b")
+    first, second = start_workers(2, threads=1)
     dealer = dealers_db.create(db, slug="killed", name="Killed",
                                website_url=base + "/inventory/", settings=settings)
     job, _ = service.trigger(db, dealer.id, "crawl", "operator")

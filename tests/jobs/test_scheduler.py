@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,7 @@ def _jobs(db, dealer_id):
     return jobs_db.list_for(db, dealer_id)
 
 
-def test_two_schedulers_enqueue_a_due_dealer_once_and_fail_over(db, start_scheduler):
+def test_two_schedulers_enqueue_a_due_dealer_once_and_fail_over(db, start_schedulers):
     now = schedules_db.server_now(db)
     due = dealers_db.create(db, slug="due", name="Due", website_url="http://127.0.0.1:9/",
                             schedule_interval_s=3600)
@@ -31,13 +32,12 @@ def test_two_schedulers_enqueue_a_due_dealer_once_and_fail_over(db, start_schedu
     # Missed many slots (a day of hourly runs while no scheduler ran): runs once.
     schedules_db.set_next(db, due.id, now - timedelta(hours=24), None)
     schedules_db.set_next(db, paused.id, now - timedelta(hours=1), None)
-    schedulers = [start_scheduler("s1"), start_scheduler("s2")]
+    schedulers = start_schedulers(2)
     job = wait_for(lambda: _jobs(db, due.id), what="the scheduled job")[0]
     wait_for(lambda: schedules_db.state(db, later.id), what="the cron dealer's next run")
-    import time
-
     time.sleep(1.5)  # several more ticks of both schedulers
     assert [j.id for j in _jobs(db, due.id)] == [job.id]
+    job = jobs_db.get(db, job.id)
     assert job.trigger == "schedule" and job.queue == "scheduled"
     assert _jobs(db, paused.id) == [] and _jobs(db, later.id) == []
     state = schedules_db.state(db, due.id)
