@@ -232,14 +232,16 @@ class Plan:
 
 
 def _collect(getters: list[Getter]) -> Getter:
-    def get(row: dict) -> list:
+    """Every listed column's values, joined as one '|'-separated string when they are all
+    text (so 'a.jpg,b.jpg' in one column splits like a single list column does)."""
+    def get(row: dict) -> Any:
         out: list = []
         for g in getters:
             v = g(row)
             if v in (None, ""):
                 continue
             out.extend(v if isinstance(v, list) else [v])
-        return out
+        return "|".join(out) if all(isinstance(x, str) for x in out) else out
     return get
 
 

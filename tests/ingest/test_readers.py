@@ -1,0 +1,324 @@
+"""Streaming readers: every format, encodings, compression, size limits and broken input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from crawler.config import PROJECT_ROOT, reset_settings
+from crawler.errors import Permanent
+from ingest import readers
+from ingest.readers import Unreadable
+from ingest.streams import FeedTooLarge
+from ingest.xml_reader import UnsafeXML
+
+FEEDS = PROJECT_ROOT / "fixtures" / "feeds"
+
+
+def read(path: Path, fmt: str | None = None, info: dict | None = None):
+    return list(readers.read(path, fmt, info))
+
+
+def rows_of(path: Path, fmt: str | None = None):
+    return [r for _, r in read(path, fmt)]
+
+
+@pytest.fixture
+def limits(monkeypatch):
+    """Set feed limits through the environment, as an operator would."""
+    def set_(**values):
+        for k, v in values.items():
+            monkeypatch.setenv(f"FORECOURT_{k.upper()}", str(v))
+        reset_settings()
+    yield set_
+    monkeypatch.undo()
+    reset_settings()
+
+
+# -- CSV and TSV -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("delimiter", [",", ";", "|", "\t"])
+def test_any_delimiter_and_quoted_fields_with_newlines(tmp_path, delimiter):
+    d = delimiter
+    text = (f'VIN{d}Make{d}Description\n'
+            f'19XFC2F7XME104512{d}Honda{d}"Line one\nline two, with ""quotes"" {d} too"\n'
+            f'2T3P1RFV7PC338201{d}Toyota{d}plain\n')
+    path = tmp_path / "feed.txt"
+    path.write_text(text)
+    rows = rows_of(path, "csv")
+    assert rows == [
+        {"VIN": "19XFC2F7XME104512", "Make": "Honda",
+         "Description": f'Line one\nline two, with "quotes" {d} too'},
+        {"VIN": "2T3P1RFV7PC338201", "Make": "Toyota", "Description": "plain"},
+    ]
+
+
+def test_tsv_by_extension(tmp_path):
+    path = tmp_path / "feed.tsv"
+    path.write_text("VIN\tPrice\n19XFC2F7XME104512\t$1,000\n")
+    assert rows_of(path) == [{"VIN": "19XFC2F7XME104512", "Price": "$1,000"}]
+
+
+def test_bom_is_not_part_of_the_first_column(tmp_path):
+    path = tmp_path / "feed.csv"
+    path.write_bytes("\ufeffVIN,Make\n19XFC2F7XME104512,Škoda\n".encode())
+    info: dict = {}
+    assert [r for _, r in read(path, info=info)] == [{"VIN": "19XFC2F7XME104512",
+                                                     "Make": "Škoda"}]
+    assert info["encoding"] == "utf-8"
+
+
+def test_windows_1252_is_detected(tmp_path):
+    path = tmp_path / "feed.csv"
+    path.write_bytes("VIN,Make,Description\n1,Citroën,“Très bien” – 5€\n".encode("cp1252"))
+    info: dict = {}
+    rows = [r for _, r in read(path, info=info)]
+    assert info["encoding"] == "cp1252"
+    assert rows[0]["Make"] == "Citroën" and rows[0]["Description"] == "“Très bien” – 5€"
+
+
+def test_stray_windows_1252_bytes_in_a_utf8_feed_are_decoded_not_dropped(tmp_path):
+    head = "VIN,Make\n" + "".join(f"{i},Škoda\n" for i in range(30_000))  # > the sniffed head
+    path = tmp_path / "feed.csv"
+    path.write_bytes(head.encode() + "99,Citroën\n".encode("cp1252"))
+    rows = rows_of(path)
+    assert rows[0]["Make"] == "Škoda" and rows[-1] == {"VIN": "99", "Make": "Citroën"}
+
+
+def test_utf16_with_bom(tmp_path):
+    path = tmp_path / "feed.csv"
+    path.write_bytes("VIN,Make\n1,Škoda\n".encode("utf-16"))
+    assert rows_of(path) == [{"VIN": "1", "Make": "Škoda"}]
+
+
+def test_malformed_rows_become_unreadable_with_row_numbers_and_reading_goes_on(tmp_path):
+    path = tmp_path / "feed.csv"
+    path.write_bytes(b'VIN,Make,Model\n'
+                     b'AAA,Honda,Civic\n'
+                     b'BBB,Toyota\n'  # too few fields
+                     b'CCC,Ford,F-150,extra\n'  # too many
+                     b'DDD,"Kia"x,Soul\n'  # junk after a closing quote
+                     b'\x00\x01\x02\xff\xfe,\x80\x81,\x00\n'  # binary junk: 3 fields, read
+                     b'EEE,Mazda,CX-5\n')
+    got = read(path)
+    numbers = [n for n, _ in got]
+    assert numbers == [1, 2, 3, 4, 5, 6]
+    assert got[0][1]["VIN"] == "AAA" and got[5][1]["VIN"] == "EEE"
+    bad = {n: r for n, r in got if isinstance(r, Unreadable)}
+    assert set(bad) == {2, 3, 4}
+    assert "2 fields where the header has 3" in bad[2].reason
+    assert "4 fields" in bad[3].reason and bad[3].raw == "CCC,Ford,F-150,extra"
+    assert not any(r.fatal for r in bad.values())
+    assert isinstance(got[4][1], dict)  # junk that parses is a row; validation rejects it
+
+
+def test_unterminated_quote_at_the_end_is_a_fatal_unreadable_row(tmp_path):
+    path = tmp_path / "feed.csv"
+    path.write_text('VIN,Make\nAAA,Honda\nBBB,"Toyo\n')
+    got = read(path)
+    assert got[0] == (1, {"VIN": "AAA", "Make": "Honda"})
+    assert isinstance(got[1][1], Unreadable) and got[1][1].fatal
+
+
+def test_a_field_over_the_limit_is_unreadable_and_the_next_row_is_read(tmp_path, limits):
+    limits(feed_max_record_chars=1000)
+    path = tmp_path / "feed.csv"
+    path.write_text("VIN,Description\nAAA," + "x" * 5000 + "\nBBB,short\n")
+    got = read(path)
+    assert isinstance(got[0][1], Unreadable) and "field limit" in got[0][1].reason
+    assert got[-1][1] == {"VIN": "BBB", "Description": "short"}
+
+
+# -- JSON and JSON Lines -----------------------------------------------------------------------
+
+RECORDS = [{"vin": f"VIN{i:05d}", "price": 20000 + i, "note": "ünïcode ✓ " * (i % 3)}
+           for i in range(50)]
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_json_array_streams_records_across_tiny_chunks(tmp_path, monkeypatch, wrapped):
+    monkeypatch.setattr(readers, "_CHUNK", 7)  # every record straddles chunk boundaries
+    data = {"generated": "today", "meta": {"n": [1, 2]}, "vehicles": RECORDS} if wrapped \
+        else RECORDS
+    path = tmp_path / "feed.json"
+    path.write_text(json.dumps(data, indent=1))
+    assert rows_of(path) == RECORDS
+
+
+def test_json_broken_record_is_skipped_and_the_rest_read(tmp_path):
+    path = tmp_path / "feed.json"
+    path.write_text('[{"vin": "A", "price": 1}, {"vin": "B", "price": 2x}, {"vin": "C"}, 7]')
+    got = read(path)
+    assert got[0] == (1, {"vin": "A", "price": 1})
+    assert isinstance(got[1][1], Unreadable) and got[1][0] == 2 and not got[1][1].fatal
+    assert got[2] == (3, {"vin": "C"})
+    assert isinstance(got[3][1], Unreadable) and "int, not an object" in got[3][1].reason
+
+
+def test_truncated_json_keeps_what_was_read_and_says_it_is_cut(tmp_path):
+    path = tmp_path / "feed.json"
+    path.write_text(json.dumps(RECORDS)[:-40])
+    got = read(path)
+    good = [r for _, r in got if isinstance(r, dict)]
+    assert good == RECORDS[:len(good)] and len(good) >= 45
+    assert isinstance(got[-1][1], Unreadable) and got[-1][1].fatal
+
+
+def test_json_that_is_not_a_list_is_refused(tmp_path):
+    path = tmp_path / "feed.json"
+    path.write_text('{"dealer": "x"}')
+    with pytest.raises(Permanent, match="without a list"):
+        read(path)
+
+
+def test_json_lines_bad_line_is_unreadable(tmp_path):
+    path = tmp_path / "feed.jsonl"
+    path.write_text('{"vin": "A"}\n\nnot json\n[1]\n{"vin": "B"}\n')
+    got = read(path)
+    assert [n for n, _ in got] == [1, 2, 3, 4]
+    assert got[0][1] == {"vin": "A"} and got[3][1] == {"vin": "B"}
+    assert "line 3 is not JSON" in got[1][1].reason and "not an object" in got[2][1].reason
+
+
+# -- XML ---------------------------------------------------------------------------------------
+
+def test_google_vehicle_listings_rss():
+    rows = rows_of(FEEDS / "google-vehicle-listings.xml")
+    assert len(rows) == 3
+    first = rows[0]
+    assert first["vin"] == "19XFC2F7XME104512" and first["price"] == "24995 USD"
+    assert first["additional_image_link"] == ["https://lakeside.example/img/civic-2.jpg",
+                                              "https://lakeside.example/img/civic-3.jpg"]
+    assert "<b>new tires</b>" in first["description"]  # CDATA kept as text
+
+
+def test_meta_catalog_nested_fields():
+    rows = rows_of(FEEDS / "meta-automotive-catalog.xml")
+    assert rows[0]["mileage"] == {"value": "12", "unit": "MI"}
+    assert [i["url"] for i in rows[0]["image"]] == ["https://riverside.example/i/rm1-a.jpg",
+                                                    "https://riverside.example/i/rm1-b.jpg"]
+    assert rows[1]["image"] == {"url": "https://riverside.example/i/rm2-a.jpg"}
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<rss><channel><item><vin>&lol3;</vin></item></channel></rss>"""
+
+
+def test_entity_expansion_and_external_entities_are_refused(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET")
+    xxe = (f'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY s SYSTEM "file://{secret}">]>'
+           '<listings><listing><vin>&s;</vin></listing></listings>').encode()
+    for i, body in enumerate((BILLION_LAUGHS, xxe)):
+        path = tmp_path / f"evil{i}.xml"
+        path.write_bytes(body)
+        with pytest.raises(UnsafeXML, match="DOCTYPE"):
+            read(path)
+
+
+def test_undeclared_entity_without_doctype_is_never_expanded(tmp_path):
+    path = tmp_path / "feed.xml"
+    path.write_text("<listings><listing><vin>&ent;</vin></listing></listings>")
+    try:
+        rows = rows_of(path)
+    except UnsafeXML:
+        return
+    assert all(isinstance(r, Unreadable) or not r.get("vin") for r in rows)
+
+
+def test_truncated_xml_yields_what_it_read_then_a_fatal_unreadable(tmp_path):
+    text = (FEEDS / "google-vehicle-listings.xml").read_text()
+    path = tmp_path / "feed.xml"
+    path.write_text(text[:text.index("LS-503")])
+    got = read(path)
+    assert [r["vin"] for _, r in got[:2]] == ["19XFC2F7XME104512", "2T3P1RFV7PC338201"]
+    assert isinstance(got[-1][1], Unreadable) and got[-1][1].fatal
+
+
+# -- compression and size limits ---------------------------------------------------------------
+
+def test_gzip_and_zip_are_read_transparently(tmp_path):
+    source = FEEDS / "harbor-city-auto.csv"
+    expected = rows_of(source)
+    gz = tmp_path / "feed.csv.gz"
+    gz.write_bytes(gzip.compress(source.read_bytes()))
+    disguised = tmp_path / "download.bin"  # format and compression from the content
+    disguised.write_bytes(gzip.compress(source.read_bytes()))
+    zipped = tmp_path / "feed.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("__MACOSX/._inventory.csv", b"junk")
+        zf.writestr("export/inventory.csv", source.read_bytes())
+    for path in (gz, disguised, zipped):
+        info: dict = {}
+        assert [r for _, r in read(path, info=info)] == expected, path
+        assert info["format"] == "csv"
+
+
+def test_zip_with_several_feeds_is_refused(tmp_path):
+    zipped = tmp_path / "feed.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("a.csv", "VIN\n1\n")
+        zf.writestr("b.csv", "VIN\n2\n")
+    with pytest.raises(Permanent, match="several files"):
+        read(zipped)
+
+
+def test_gzip_bomb_stops_at_the_decompressed_limit(tmp_path, limits):
+    limits(feed_max_bytes=1_000_000)
+    bomb = tmp_path / "bomb.csv.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as out:
+        out.write(b"VIN,Make\n")
+        for _ in range(30):
+            out.write(b"0" * 1_000_000)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(FeedTooLarge, match="larger than 1,000,000 bytes"):
+        read(bomb)
+
+
+def test_zip_bomb_is_refused_from_its_declared_size_and_its_real_size(tmp_path, limits):
+    limits(feed_max_bytes=1_000_000)
+    zipped = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("inventory.csv", b"VIN\n" + b"1" * 5_000_000)
+    with pytest.raises(FeedTooLarge):
+        read(zipped)
+
+
+def test_unknown_extension_is_sniffed(tmp_path):
+    for body, fmt in ((b'[{"vin": "A"}]', "json"), (b'{"vin": "A"}\n{"vin": "B"}\n', "jsonl"),
+                      (b"<listings><listing><vin>A</vin></listing></listings>", "xml"),
+                      (b"VIN,Make\nA,Kia\n", "csv")):
+        path = tmp_path / "feed.dat"
+        path.write_bytes(body)
+        info: dict = {}
+        rows = [r for _, r in read(path, info=info)]
+        assert info["format"] == fmt and rows[0]["vin" if fmt != "csv" else "VIN"] == "A"
+
+
+def test_unsupported_format_is_a_clear_error(tmp_path):
+    path = tmp_path / "feed.csv"
+    path.write_text("VIN\n1\n")
+    with pytest.raises(Permanent, match="not supported"):
+        read(path, "xlsx")
+
+
+def test_memory_stays_flat_over_a_large_streamed_feed(tmp_path):
+    """A 20 MB JSON array is read with a small, bounded buffer (no json.load of the file)."""
+    path = tmp_path / "big.json"
+    record = json.dumps({"vin": "X" * 17, "description": "y" * 900})
+    with path.open("w") as out:
+        out.write("[" + ",".join([record] * 20_000) + "]")
+    import tracemalloc
+
+    tracemalloc.start()
+    count = sum(1 for _ in readers.read(path))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 20_000
+    assert peak < 3_000_000, f"peak {peak:,} bytes"
