@@ -7,16 +7,17 @@ the record settled (the crawl child or the feed loop settles it; we settle it ot
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
 
 from crawler.config import get_settings
 from crawler.crawl_runner import run_crawl
+from crawler.db import connect
 from crawler.db import jobs as jobs_db
-from crawler.errors import InvalidInput, Permanent, Transient
+from crawler.errors import InvalidInput
 from crawler.models import Dealership, Job
 
 
@@ -71,44 +72,35 @@ def feed(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
     if not source:
         raise InvalidInput(f"dealership {dealer.slug!r} has no feed URL",
                            hint="set its feed_url, or pass a source file")
-    path = _fetch(str(source), job.id)
-    should_stop, state = _watch(conn, job.id, worker)
+    # The ingest runs in this thread; a second one heartbeats the job on its own connection
+    # (a feed download can take minutes between batches) and notes a cancel request.
+    done = threading.Event()
+    state: dict = {"reason": None}
+
+    def beat_loop() -> None:
+        with connect() as beat_conn:
+            should_stop, watched = _watch(beat_conn, job.id, worker)
+            while not done.wait(get_settings().job_beat_interval_s / 2):
+                if should_stop():
+                    state["reason"] = watched["reason"]
+                    return
+
+    beater = threading.Thread(target=beat_loop, name=f"beat-{job.id}", daemon=True)
+    beater.start()
 
     def on_batch(_counters: dict[str, int]) -> None:
-        if should_stop():
+        if state["reason"]:
             raise Stopped(state["reason"])
 
     try:
-        return run_job(conn, job.id, path, fmt=job.params.get("format") or dealer.feed_format,
-                       mapping=job.params.get("mapping") or dealer.feed_mapping,
-                       on_batch=on_batch)
+        # run_job fetches an http(s) feed itself (outbound safety, conditional GET, retries).
+        return run_job(conn, job.id, str(source), fmt=job.params.get("format"),
+                       mapping=job.params.get("mapping"), on_batch=on_batch)
     except Stopped as stop:
         if str(stop) == "cancelled":
             return jobs_db.fail_running(conn, job.id, "cancelled while running", "cancelled",
                                         state="cancelled") or jobs_db.get(conn, job.id)
         return jobs_db.get(conn, job.id)
-
-
-def _fetch(source: str, job_id: int) -> Path:
-    """A local path for the feed: a file as is, an http(s) feed downloaded first."""
-    if source.startswith("file://"):
-        return Path(source[len("file://"):])
-    if not source.startswith(("http://", "https://")):
-        return Path(source)
-    import httpx
-
-    target = get_settings().data_dir / "feeds" / f"job-{job_id}{Path(source.split('?')[0]).suffix}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with httpx.stream("GET", source, timeout=60, follow_redirects=True) as response:
-            if response.status_code >= 500 or response.status_code == 429:
-                raise Transient(f"feed {source} answered HTTP {response.status_code}")
-            if response.status_code >= 400:
-                raise Permanent(f"feed {source} answered HTTP {response.status_code}",
-                                hint="check the dealership's feed URL")
-            with open(target, "wb") as out:
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
-    except httpx.TransportError as exc:
-        raise Transient(f"feed {source} could not be fetched: {exc}") from exc
-    return target
+    finally:
+        done.set()
+        beater.join(timeout=5)

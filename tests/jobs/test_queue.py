@@ -165,3 +165,23 @@ def test_purge_clears_a_dealers_dead_letters_only(db):
     assert service.purge_dead(db, a.id) == 1
     assert [j.dealership_id for j in service.dead_letters(db)] == [b.id]
     assert jobs_db.get(db, 1).state == "dead"  # the record stays as history
+
+
+def test_feed_jobs_ingest_in_the_worker_and_a_missing_feed_fails_at_once(db, shared_worker,
+                                                                         tmp_path):
+    from crawler.config import PROJECT_ROOT
+    from jobs import service
+
+    feed = PROJECT_ROOT / "fixtures" / "feeds" / "harbor-city-auto.csv"
+    dealer = dealers_db.create(db, slug="harbor", name="Harbor", feed_url=str(feed))
+    job, _ = service.trigger(db, dealer.id, "feed", "api")
+    assert job.queue == "priority"
+    done = wait_final(db, job.id)
+    assert done.state in ("succeeded", "partial") and done.attempts == 1, done.error
+    assert done.counters["upserted"] == len(_vins(db, dealer.id)) > 0
+
+    broken = dealers_db.create(db, slug="broken", name="Broken",
+                               feed_url=str(tmp_path / "no-such-feed.csv"))
+    job, _ = service.trigger(db, broken.id, "feed", "operator")
+    done = wait_final(db, job.id)
+    assert done.state == "failed" and done.attempts == 1 and len(done.errors) == 1
