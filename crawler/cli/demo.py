@@ -44,7 +44,9 @@ def stored_table(conn, slugs: list[str]) -> Table:
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
-    def demo() -> None:
+    def demo(workers: bool = typer.Option(
+            False, "--workers", help="Run the same work through real `forecourt worker` and "
+            "`forecourt scheduler` processes (crawls enqueued by the scheduler).")) -> None:
         """Crawl and ingest the bundled fixture dealers and print what was stored."""
         spec = tomllib.loads(DEMO_FILE.read_text())["dealers"]
         port_base = get_settings().demo_port
@@ -68,7 +70,14 @@ def register(app: typer.Typer) -> None:
                         servers.append(server)
                         website = fixture_server.base_url(server) + "/inventory/"
                     _ensure_dealer(conn, d, website)
-                for d in spec:
+                if workers:
+                    from crawler.cli.worker import run_with_workers
+
+                    results = run_with_workers(
+                        conn, [d["slug"] for d in spec if d.get("site")],
+                        [(d["slug"], str(PROJECT_ROOT / d["feed"])) for d in spec
+                         if d.get("feed")], allow_hosts=["127.0.0.1"])
+                for d in ([] if workers else spec):
                     if d.get("site"):
                         results.append((d["slug"], crawl_now(conn, d["slug"], trigger="demo")))
                     if d.get("feed"):
