@@ -218,11 +218,14 @@ def main() -> None:
     ap.add_argument("--vehicles", type=int, default=3000)
     ap.add_argument("--per-page", type=int, default=50)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--without-rate-limit", action="store_true",
+                    help="switch the shared Redis rate limiter off (to see its cost)")
     args = ap.parse_args()
     os.environ.setdefault("FORECOURT_ALLOW_PRIVATE_HOSTS", '["127.0.0.1"]')
     # a budget far above what one machine serves: the limiter's Redis round trip is measured,
     # never its waiting
-    os.environ["FORECOURT_PLATFORM_RATE_LIMITS"] = json.dumps({"dealervenom": 100000})
+    os.environ["FORECOURT_PLATFORM_RATE_LIMITS"] = json.dumps(
+        {} if args.without_rate_limit else {"dealervenom": 100000})
     os.environ["FORECOURT_PLATFORM_RATE_BURST"] = "100000"
     with scratch_servers(), tempfile.TemporaryDirectory(prefix="forecourt-bench-site-") as tmp:
         site = Path(tmp)
