@@ -1,0 +1,137 @@
+"""Column mappings: detection, every built-in style, overrides and unknown columns."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from crawler.config import PROJECT_ROOT
+from crawler.errors import InvalidInput
+from ingest import mapping, readers
+from pipelines.normalize import normalize
+
+FEEDS = PROJECT_ROOT / "fixtures" / "feeds"
+
+
+def vehicles(name: str, override: dict | None = None):
+    """(mapping name, [(vehicle, unknown columns)]) for a fixture feed."""
+    rows = [r for _, r in readers.read(FEEDS / name) if isinstance(r, dict)]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    chosen, spec = mapping.choose(columns, override)
+    out = []
+    for n, row in enumerate(rows, 1):
+        plan = mapping.Plan(spec, list(row))
+        out.append((normalize(plan.item(row, f"row {n}")), plan.unknown))
+    return chosen, out
+
+
+@pytest.mark.parametrize("columns, expected", [
+    (["Stock", "VIN", "Year", "Make", "Model", "Miles", "SellingPrice", "ImageList"], "homenet"),
+    (["id", "vin", "brand", "model", "year", "mileage", "price", "image_link",
+      "additional_image_link", "condition"], "google"),
+    (["vehicle_id", "vin", "make", "model", "year", "mileage.value", "mileage.unit",
+      "image[0].url", "state_of_vehicle", "price"], "meta"),
+    (["vin", "year", "trim", "total_price", "msrp", "status", "detail_url", "dealer_name",
+      "exterior_color", "stock_number"], "snapshot"),
+])
+def test_detection_picks_the_mapping_that_fits(columns, expected):
+    assert mapping.detect(columns) == expected
+
+
+def test_homenet_csv():
+    name, got = vehicles("harbor-city-auto.csv")
+    assert name == "homenet"
+    camry = got[0][0]
+    assert (camry.vin, camry.stock_number, camry.make, camry.mileage, camry.price) == \
+        ("4T1G11AK9LU401122", "HC1001", "Toyota", 34210, Decimal("22995.00"))
+    assert len(camry.image_urls) == 3 and camry.exterior_color == "Celestial Silver"
+    assert got[0][1] == []
+
+
+def test_google_xml_prices_with_currency_mileage_with_units_and_all_images():
+    name, got = vehicles("google-vehicle-listings.xml")
+    assert name == "google"
+    civic, rav4, f150 = (v for v, _ in got)
+    assert (civic.price, civic.currency, civic.mileage, civic.make) == \
+        (Decimal("24995.00"), "USD", 12000, "Honda")
+    assert civic.image_urls == ["https://lakeside.example/img/civic-1.jpg",
+                                "https://lakeside.example/img/civic-2.jpg",
+                                "https://lakeside.example/img/civic-3.jpg"]
+    assert civic.condition == "used" and civic.url.endswith("/19XFC2F7XME104512")
+    assert rav4.price == Decimal("33450.00") and rav4.condition == "new"
+    assert f150.currency == "CAD" and f150.mileage == 12427  # 20000 km
+    assert got[0][1] == ["vehicle_fulfillment"]  # reported, not silently dropped
+
+
+def test_google_tsv_with_comma_joined_additional_images():
+    name, got = vehicles("google-vehicle-ads.tsv")
+    assert name == "google"
+    outback = got[0][0]
+    assert len(outback.image_urls) == 3 and outback.mileage == 41000
+    assert got[0][1] == ["store_code"]
+
+
+@pytest.mark.parametrize("feed", ["meta-automotive-catalog.xml", "meta-automotive-catalog.csv"])
+def test_meta_catalog_nested_xml_and_flattened_csv_agree(feed):
+    name, got = vehicles(feed)
+    assert name == "meta"
+    equinox, jetta = (v for v, _ in got)
+    assert (equinox.vin, equinox.stock_number, equinox.condition, equinox.mileage) == \
+        ("3GNAXKEG2RS112233", "RM-1", "new", 12)
+    assert equinox.image_urls == ["https://riverside.example/i/rm1-a.jpg",
+                                  "https://riverside.example/i/rm1-b.jpg"]
+    assert jetta.condition == "certified" and jetta.mileage == 31069  # 50000 km
+    assert equinox.price == Decimal("31200.00")
+
+
+def test_snapshot_json_lines():
+    name, got = vehicles("aggregator.jsonl")
+    assert name == "snapshot"
+    benz = got[0][0]
+    assert benz.price == Decimal("38900.00") and benz.msrp == Decimal("45100.00")
+    assert benz.availability == "In Stock" and benz.condition == "used"
+    assert got[1][0].condition == "new"  # the snapshot mapping's default
+
+
+def test_override_file_stands_alone():
+    override = mapping.load_override(FEEDS / "dealer-custom.mapping.toml")
+    name, got = vehicles("dealer-custom.csv", override)
+    assert name == "custom"
+    civic = got[0][0]
+    assert civic.price == Decimal("24995.00") and civic.mileage == 12000  # 19.312 km
+    assert civic.image_urls == ["https://custom.example/a.jpg", "https://custom.example/b.jpg"]
+    assert got[0][1] == ["Lot Location"]
+
+
+def test_override_extends_a_builtin(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"price": ["Our Price"], "defaults": {"currency": "CAD"}}))
+    override = mapping.load_override(path)
+    name, spec = mapping.choose(["VIN", "Year", "Make", "Model", "Our Price", "SellingPrice"],
+                                override)
+    assert name == "homenet+override"
+    plan = mapping.Plan(spec, ["VIN", "Year", "Make", "Model", "Our Price", "SellingPrice"])
+    item = plan.item({"VIN": "X", "Year": "2020", "Make": "Kia", "Model": "Soul",
+                      "Our Price": "$9,000", "SellingPrice": "$9,999"}, "row 1")
+    assert item.price == "$9,000" and item.currency == "CAD" and item.make == "Kia"
+    assert plan.unknown == ["SellingPrice"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"colour": "Paint"}', "unknown field"),
+    ('{"vin": 7}', "column name or a list"),
+    ('{"extends": "nope"}', "extends unknown"),
+    ("not json", "does not parse"),
+])
+def test_bad_override_files_are_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "m.json"
+    path.write_text(content)
+    with pytest.raises(InvalidInput, match=message):
+        mapping.load_override(path)
+
+
+def test_missing_override_file():
+    with pytest.raises(InvalidInput, match="no mapping file"):
+        mapping.load_override("/no/such/mapping.toml")

@@ -1,0 +1,276 @@
+"""Feeds end to end into a real PostgreSQL: every format, rejects, the unchanged-row fast
+path, HTTP fetching with retries and conditional requests, and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from crawler.config import PROJECT_ROOT, reset_settings
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.db import rejects as rejects_db
+from ingest import feed
+
+sys.path.insert(0, str(PROJECT_ROOT / "fixtures" / "tools"))
+import make_feed  # noqa: E402
+
+pytestmark = pytest.mark.integration
+FEEDS = PROJECT_ROOT / "fixtures" / "feeds"
+
+
+def dealer(db, slug="d1", **fields):
+    return dealers_db.create(db, slug=slug, name=slug.upper(), **fields)
+
+
+def ingest(db, d, source=None, **kw):
+    job, created = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
+    assert created
+    jobs_db.start(db, job.id, "test")
+    return feed.run_job(db, job.id, source, **kw)
+
+
+def snapshot(db, d):
+    """Per VIN: (updated_at, xmin, source_hash): xmin changes on any write of the row."""
+    return {r["vin"]: (r["updated_at"], r["xmin"], r["source_hash"]) for r in db.execute(
+        "SELECT vin, updated_at, xmin::text AS xmin, source_hash FROM vehicles"
+        " WHERE dealership_id = %s", (d.id,))}
+
+
+def events(db, d, kind=None):
+    return db.execute("SELECT * FROM vehicle_events WHERE dealership_id = %s"
+                      " AND (%s::text IS NULL OR kind = %s) ORDER BY id",
+                      (d.id, kind, kind)).fetchall()
+
+
+@pytest.mark.parametrize("name, added, rejected", [
+    ("harbor-city-auto.csv", 6, 1),
+    ("google-vehicle-listings.xml", 3, 0),
+    ("google-vehicle-ads.tsv", 2, 0),
+    ("meta-automotive-catalog.xml", 2, 0),
+    ("meta-automotive-catalog.csv", 2, 0),
+    ("aggregator.jsonl", 2, 2),
+])
+def test_every_format_is_stored(db, name, added, rejected):
+    d = dealer(db)
+    job = ingest(db, d, FEEDS / name)
+    assert job.counters["added"] == added and job.counters["rejected"] == rejected
+    assert job.state in ("succeeded", "partial") and job.report["feed"]["format"]
+    stored = db.execute("SELECT count(*) AS n, count(source_hash) AS h FROM vehicles"
+                        " WHERE dealership_id = %s", (d.id,)).fetchone()
+    assert stored["n"] == added and stored["h"] == added  # store writes the row hash
+
+
+def test_rejects_keep_row_number_reasons_and_raw_row(db):
+    d = dealer(db)
+    ingest(db, d, FEEDS / "aggregator.jsonl")
+    rejects = {r["source"]: r for r in rejects_db.list_for(db, d.id)}
+    assert set(rejects) == {"row 3", "row 4"}
+    assert "not JSON" in rejects["row 3"]["reasons"][0]
+    assert rejects["row 3"]["payload"]["raw"].startswith('{"vin": "JN8BT3BB7NW300112"')
+    assert any("17 letters" in r for r in rejects["row 4"]["reasons"])
+    assert rejects["row 4"]["payload"]["raw"]["vin"] == "NOTAVIN"
+
+
+def test_unknown_columns_are_reported(db):
+    d = dealer(db)
+    job = ingest(db, d, FEEDS / "google-vehicle-listings.xml")
+    assert job.counters["unknown_columns"] == 1
+    assert job.report["unknown_columns"] == ["vehicle_fulfillment"]
+    assert job.report["feed"]["mapping"] == "google"
+
+
+def test_dealer_mapping_and_format_are_used(db, tmp_path):
+    import tomllib
+
+    spec = tomllib.loads((FEEDS / "dealer-custom.mapping.toml").read_text())
+    renamed = tmp_path / "export.dat"
+    renamed.write_bytes((FEEDS / "dealer-custom.csv").read_bytes())
+    d = dealer(db, feed_url=str(renamed), feed_format="csv", feed_mapping=spec)
+    job = ingest(db, d)
+    assert job.counters["added"] == 2 and job.report["feed"]["mapping"] == "custom"
+
+
+def write_csv(path: Path, rows: list[list[str]], header=make_feed.HEADER):
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def test_unchanged_rows_cost_no_write_and_changed_ones_are_written(db, tmp_path):
+    d = dealer(db)
+    rows = list(make_feed.rows(300, seed=3))
+    first = ingest(db, d, write_csv(tmp_path / "a.csv", rows))
+    assert first.counters["added"] == 300
+    before, n_events = snapshot(db, d), len(events(db, d))
+
+    again = ingest(db, d, write_csv(tmp_path / "b.csv", rows))
+    assert again.state == "succeeded"
+    assert again.counters["unchanged"] == 300
+    assert again.counters.get("added", 0) == again.counters.get("changed", 0) == 0
+    assert again.counters.get("upserted", 0) == 0
+    assert snapshot(db, d) == before  # not one vehicle row written (xmin unchanged)
+    assert len(events(db, d)) == n_events
+
+    for r in rows[:3]:
+        r[14] = "$1,234,567"  # SellingPrice
+    third = ingest(db, d, write_csv(tmp_path / "c.csv", rows))
+    assert third.counters["changed"] == 3 and third.counters["unchanged"] == 297
+    after = snapshot(db, d)
+    changed = {v for v in after if after[v] != before[v]}
+    assert changed == {r[16] for r in rows[:3]}
+    priced = events(db, d, "price_changed")
+    assert {e["vin"] for e in priced} == changed
+    assert all(e["new_value"] == {"price": 1234567.0} for e in priced)
+
+
+def test_a_row_that_changes_only_in_unmapped_columns_refreshes_its_hash_silently(db, tmp_path):
+    d = dealer(db)
+    header = [*make_feed.HEADER, "Lot"]
+    rows = [[*r, "north"] for r in make_feed.rows(20, seed=4)]
+    ingest(db, d, write_csv(tmp_path / "a.csv", rows, header))
+    before = snapshot(db, d)
+    rows[0][-1] = "south"
+    second = ingest(db, d, write_csv(tmp_path / "b.csv", rows, header))
+    assert second.counters["unchanged"] == 20 and second.counters.get("changed", 0) == 0
+    after = snapshot(db, d)
+    vin = rows[0][16]
+    assert after[vin][0] == before[vin][0] and after[vin][2] != before[vin][2]
+    assert len(events(db, d)) == 20  # only the 20 'added'
+    third = ingest(db, d, write_csv(tmp_path / "c.csv", rows, header))
+    assert third.counters["unchanged"] == 20 and snapshot(db, d) == after
+
+
+def test_compressed_feed_is_ingested(db, tmp_path):
+    d = dealer(db)
+    gz = tmp_path / "inventory.xml.gz"
+    gz.write_bytes(gzip.compress((FEEDS / "google-vehicle-listings.xml").read_bytes()))
+    assert ingest(db, d, gz).counters["added"] == 3
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+
+class FeedServer:
+    """A feed URL on 127.0.0.1 that can fail a few times, then serves with an ETag."""
+
+    def __init__(self, body: bytes, fail: int = 0, status: int = 500):
+        self.body, self.fail, self.status, self.requests = body, fail, status, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(dict(self.headers))
+                if server.fail > 0:
+                    server.fail -= 1
+                    self.send_response(server.status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.headers.get("If-None-Match") == '"v1"':
+                    self.send_response(304)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv")
+                self.send_header("ETag", '"v1"')
+                self.send_header("Content-Length", str(len(server.body)))
+                self.end_headers()
+                self.wfile.write(server.body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/feeds/inventory"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    monkeypatch.setenv("FORECOURT_FEED_FETCH_BACKOFF_S", "0.01")
+    reset_settings()
+    yield
+    monkeypatch.undo()
+    reset_settings()
+
+
+def test_feed_over_http_is_retried_then_not_reprocessed_when_unchanged(db, fast_retries):
+    server = FeedServer((FEEDS / "harbor-city-auto.csv").read_bytes(), fail=2)
+    try:
+        d = dealer(db, feed_url=server.url)
+        job = ingest(db, d)
+        assert job.state == "succeeded" and job.counters["added"] == 6
+        assert job.counters["fetch_attempts"] == 3 and len(server.requests) == 3
+        second = ingest(db, d)
+        assert second.state == "succeeded" and second.report["note"].startswith(
+            "feed unchanged")
+        assert second.report["removed"] == 0 and second.verdict is None
+        assert server.requests[-1].get("If-None-Match") == '"v1"'
+        active = db.execute("SELECT count(*) AS n FROM vehicles WHERE dealership_id = %s"
+                            " AND status = 'active'", (d.id,)).fetchone()["n"]
+        assert active == 6
+        from crawler.config import get_settings
+
+        assert not list((get_settings().data_dir / "feeds").glob("feed-*"))  # temp removed
+    finally:
+        server.close()
+
+
+def test_feed_that_keeps_failing_fails_the_job_transiently(db, fast_retries):
+    server = FeedServer(b"", fail=10)
+    try:
+        job = ingest(db, dealer(db), server.url)
+        assert job.state == "failed" and job.error_kind == "Transient"
+        assert len(server.requests) == 4  # feed_fetch_attempts
+    finally:
+        server.close()
+
+
+def test_feed_gone_fails_at_once(db, fast_retries):
+    server = FeedServer(b"", fail=10, status=404)
+    try:
+        job = ingest(db, dealer(db), server.url)
+        assert job.state == "failed" and job.error_kind == "Permanent"
+        assert len(server.requests) == 1 and "404" in job.error
+    finally:
+        server.close()
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+def forecourt(capsys, *args: str) -> tuple[int, str, str]:
+    """The CLI in this process (a subprocess costs seconds of imports)."""
+    from crawler.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_ingest_with_mapping_then_history(db, capsys):
+    dealer(db, "custom-motors")
+    code, out, err = forecourt(capsys, "ingest", "custom-motors",
+                               str(FEEDS / "dealer-custom.csv"),
+                               "--mapping", str(FEEDS / "dealer-custom.mapping.toml"))
+    assert code == 0, err
+    assert "rows/s" in out and "Lot Location" in out
+    added = next(line for line in out.splitlines() if line.strip("│ ").startswith("added"))
+    assert "2" in added
+    code, out, err = forecourt(capsys, "history", "custom-motors", "--vin", "19xfc2f7xme104512")
+    assert code == 0, err
+    assert "added" in out and "19XFC2F7XME104512" in out and "2T3P1RFV7PC338201" not in out
+    code, out, err = forecourt(capsys, "ingest", "custom-motors", "/no/such/feed.csv")
+    assert code != 0 and err.startswith("error: no feed file")
