@@ -25,30 +25,36 @@ CONSUMER = """
 import json, sys, time
 import redis
 from crawler import ratelimit
-url, ns, backend, rate, burst, start, stop, tries = sys.argv[1:]
+url, ns, backend, rate, burst, tries = sys.argv[1:]
 limiter = ratelimit.SharedLimiter(redis.Redis.from_url(url), ns)
 budget = ratelimit.Budget(rate=float(rate), burst=int(burst))
-while time.time() < float(start):
-    time.sleep(0.005)
+limiter.client.ping()
+print("ready", flush=True)
+stop = float(sys.stdin.readline())  # the parent opens the window once every process is ready
 granted = attempts = 0
-while time.time() < float(stop) and attempts < int(tries):
+while time.time() < stop and attempts < int(tries):
     attempts += 1
     if limiter.try_acquire(backend, budget) == 0:
         granted += 1
-print(json.dumps({"granted": granted, "attempts": attempts}))
+print(json.dumps({"granted": granted, "attempts": attempts}), flush=True)
 """
 
 
 def consumers(backend: str, rate: float, burst: int, window_s: float, tries: int,
               n: int = 2) -> list[dict]:
-    """Run `n` consumer processes over the same window; their reports."""
+    """Run `n` consumer processes over one window opened when all are ready; their reports."""
     ns = f"rl-{os.getpid()}-{time.time_ns()}"
-    start = time.time() + 1.0  # every process is up and connected before the window opens
-    args = [redis_url(), ns, backend, str(rate), str(burst), str(start),
-            str(start + window_s), str(tries)]
+    args = [redis_url(), ns, backend, str(rate), str(burst), str(tries)]
     procs = [subprocess.Popen([sys.executable, "-c", CONSUMER, *args], cwd=PROJECT_ROOT,
-                              env=child_env(), stdout=subprocess.PIPE, text=True)
+                              env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
              for _ in range(n)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    stop = time.time() + window_s
+    for p in procs:
+        p.stdin.write(f"{stop}\n")
+        p.stdin.flush()
     reports = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
     stats = ratelimit.SharedLimiter(redis.Redis.from_url(redis_url()), ns).stats(backend)
     assert stats["granted"] == sum(r["granted"] for r in reports)
