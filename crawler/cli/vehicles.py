@@ -24,12 +24,13 @@ def register(app: typer.Typer) -> None:
                                         limit)
         table = Table(title=f"{dealer.name}: {len(rows)} vehicle(s) ({status})")
         for col in ("VIN", "year", "make", "model", "trim", "cond.", "miles", "price",
-                    "quality", "flags", "status"):
+                    "quality", "flags", "status", "days on lot"):
             table.add_column(col, overflow="fold")
         for r in rows:
             table.add_row(r["vin"], str(r["year"] or ""), r["make"] or "", r["model"] or "",
                           r["trim"] or "", r["condition"] or "",
                           f"{r['mileage']:,}" if r["mileage"] is not None else "",
                           f"{r['price']:,.0f}" if r["price"] is not None else "",
-                          str(r["quality_score"]), ", ".join(r["quality_flags"]), r["status"])
+                          str(r["quality_score"]), ", ".join(r["quality_flags"]), r["status"],
+                          str(r.get("days_on_lot", "")))
         console.print(table)

@@ -222,7 +222,9 @@ def list_for(conn: psycopg.Connection, dealership_id: int, status: str | None = 
              limit: int = 100) -> list[dict[str, Any]]:
     return conn.execute(
         """
-        SELECT * FROM vehicles
+        SELECT *, floor(extract(epoch FROM coalesce(removed_at, now()) - first_seen)
+                        / 86400)::int AS days_on_lot
+          FROM vehicles
          WHERE dealership_id = %(d)s AND (%(s)s::text IS NULL OR status = %(s)s)
          ORDER BY make, model, year, vin LIMIT %(n)s
         """,

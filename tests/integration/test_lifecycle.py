@@ -1,0 +1,187 @@
+"""The inventory lifecycle, for feeds and crawls alike: added, price and status changes,
+removal (never deletion) only after a complete healthy run, relisting, days on lot."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+from crawler.config import PROJECT_ROOT
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+from crawler.db import vehicles as vehicles_db
+from crawler.models import VehicleItem
+from ingest import feed
+from pipelines import run as run_mod
+
+sys.path.insert(0, str(PROJECT_ROOT / "fixtures" / "tools"))
+import make_feed  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+CARS = {  # VIN -> (make, model, year)
+    "19XFC2F7XME104512": ("Honda", "Civic", "2021"),
+    "2T3P1RFV7PC338201": ("Toyota", "RAV4", "2023"),
+    "1FTFW1E8XNFA20418": ("Ford", "F-150", "2022"),
+    "3GNAXKEG2RS112233": ("Chevrolet", "Equinox", "2024"),
+    "3VW6T7AU3KM022910": ("Volkswagen", "Jetta", "2019"),
+}
+CIVIC, RAV4, F150, EQUINOX, JETTA = CARS
+
+
+def write_feed(path: Path, cars: dict[str, tuple[int, str]], truncated: bool = False) -> Path:
+    """cars: VIN -> (price, status)."""
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["VIN", "Make", "Model", "Year", "SellingPrice", "Status"])
+        for vin, (price, status) in cars.items():
+            w.writerow([vin, *CARS[vin], f"${price:,}", status])
+    if truncated:
+        with path.open("a") as f:
+            f.write(f'{JETTA},Volkswagen,"Jet')  # the download stopped mid-row
+    return path
+
+
+@pytest.fixture
+def dealer(db):
+    return dealers_db.create(db, slug="lot", name="Lot")
+
+
+@pytest.fixture
+def run_feed(db, dealer, tmp_path):
+    counter = iter(range(1000))
+
+    def run(cars, truncated=False):
+        path = write_feed(tmp_path / f"feed{next(counter)}.csv", cars, truncated)
+        job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
+        jobs_db.start(db, job.id, "test")
+        return feed.run_job(db, job.id, path)
+    return run
+
+
+def vehicle(db, dealer, vin):
+    return db.execute("SELECT * FROM vehicles WHERE dealership_id = %s AND vin = %s",
+                      (dealer.id, vin)).fetchone()
+
+
+def kinds(db, job):
+    return sorted((e["kind"], e["vin"]) for e in db.execute(
+        "SELECT kind, vin FROM vehicle_events WHERE job_id = %s", (job.id,)))
+
+
+def test_added_changed_removed_and_relisted_with_old_and_new_values(db, dealer, run_feed):
+    first = run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock"),
+                      F150: (40000, "In Stock")})
+    assert kinds(db, first) == [("added", CIVIC), ("added", F150), ("added", RAV4)]
+
+    second = run_feed({CIVIC: (19500, "In Stock"), RAV4: (30000, "Sale Pending")})
+    assert second.state == "succeeded" and second.counters["removed"] == 1
+    assert kinds(db, second) == [("price_changed", CIVIC), ("removed", F150),
+                                 ("status_changed", RAV4)]
+    ev = {e["kind"]: e for e in vehicles_db.events_for(db, dealer.id)}
+    assert ev["price_changed"]["old_value"] == {"price": 20000.0}
+    assert ev["price_changed"]["new_value"] == {"price": 19500.0}
+    assert ev["status_changed"]["old_value"] == {"availability": "In Stock"}
+    assert ev["status_changed"]["new_value"] == {"availability": "Sale Pending"}
+    assert ev["removed"]["old_value"] == {"status": "active", "price": 40000.0}
+    gone = vehicle(db, dealer, F150)
+    assert gone is not None, "removed vehicles are kept, not deleted"
+    assert gone["status"] == "removed" and gone["removed_at"] is not None
+
+    third = run_feed({CIVIC: (19500, "In Stock"), RAV4: (30000, "Sale Pending"),
+                      F150: (38000, "In Stock")})
+    assert kinds(db, third) == [("price_changed", F150), ("relisted", F150)]
+    back = vehicle(db, dealer, F150)
+    assert back["status"] == "active" and back["removed_at"] is None
+    assert third.counters["relisted"] == 1 and third.counters["unchanged"] == 2
+
+
+def test_a_truncated_feed_removes_nothing(db, dealer, run_feed):
+    run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock"), F150: (1, "x")})
+    partial = run_feed({CIVIC: (20000, "In Stock")}, truncated=True)
+    assert partial.state == "partial" and partial.counters.get("removed", 0) == 0
+    assert any("truncated" in r for r in partial.report["reasons"])
+    assert vehicle(db, dealer, RAV4)["status"] == "active"
+    assert vehicle(db, dealer, F150)["status"] == "active"
+
+
+def test_an_unhealthy_run_removes_nothing(db, dealer, tmp_path):
+    rows = list(make_feed.rows(40, seed=8))
+
+    def run(rows, name):
+        path = tmp_path / name
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerows([make_feed.HEADER, *rows])
+        job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
+        jobs_db.start(db, job.id, "test")
+        return feed.run_job(db, job.id, path)
+
+    assert run(rows, "a.csv").state == "succeeded"
+    assert run(rows, "b.csv").state == "succeeded"  # all unchanged: still a healthy 40
+    shrunk = run(rows[:4], "c.csv")  # 4 of the usual 40
+    assert shrunk.verdict in ("degraded", "failed") and shrunk.state != "succeeded"
+    assert shrunk.counters.get("removed", 0) == 0
+    active = db.execute("SELECT count(*) AS n FROM vehicles WHERE dealership_id = %s"
+                        " AND status = 'active'", (dealer.id,)).fetchone()["n"]
+    assert active == 40
+
+
+def test_an_empty_or_unreadable_feed_removes_nothing(db, dealer, run_feed, tmp_path):
+    run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock")})
+    empty = run_feed({})
+    assert empty.state == "failed" and empty.counters.get("removed", 0) == 0
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
+    jobs_db.start(db, job.id, "test")
+    junk = tmp_path / "junk.xml"
+    junk.write_text("<listings><listing><vin>")
+    broken = feed.run_job(db, job.id, junk)
+    assert broken.state != "succeeded" and broken.counters.get("removed", 0) == 0
+    assert db.execute("SELECT count(*) AS n FROM vehicles WHERE status = 'active'"
+                      ).fetchone()["n"] == 2
+    assert db.execute("SELECT count(*) AS n FROM run_seen").fetchone()["n"] == 0
+
+
+def item(vin: str, price: int) -> VehicleItem:
+    make, model, year = CARS[vin]
+    return VehicleItem(source=f"https://lot.test/{vin}", vin=vin, make=make, model=model,
+                       year=year, price=str(price))
+
+
+def crawl(db, dealer, items, complete=True):
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    jobs_db.start(db, job.id, "test")
+    run = run_mod.open_run(db, dealer.id, job.id, "crawl")
+    run_mod.process(run, items)
+    report = run_mod.close(run, complete=complete)
+    jobs_db.finish(db, job.id, report["state"], counters=report["counters"],
+                   verdict=report["verdict"], report=report)
+    return report
+
+
+def test_crawls_follow_the_same_rules(db, dealer):
+    assert crawl(db, dealer, [item(CIVIC, 20000), item(RAV4, 30000)])["removed"] == 0
+    incomplete = crawl(db, dealer, [item(CIVIC, 20000)], complete=False)
+    assert incomplete["state"] == "partial" and incomplete["removed"] == 0
+    assert vehicle(db, dealer, RAV4)["status"] == "active"
+    complete = crawl(db, dealer, [item(CIVIC, 21000), item(RAV4, 30000)])
+    assert complete["state"] == "succeeded"
+    gone = crawl(db, dealer, [item(CIVIC, 21000)])
+    assert gone["removed"] == 1 and vehicle(db, dealer, RAV4)["status"] == "removed"
+    back = crawl(db, dealer, [item(CIVIC, 21000), item(RAV4, 30000)])
+    assert back["counters"]["relisted"] == 1
+    history = [e["kind"] for e in vehicles_db.events_for(db, dealer.id, RAV4)][::-1]
+    assert history == ["added", "removed", "relisted"]
+
+
+def test_days_on_lot(db, dealer, run_feed):
+    run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock")})
+    run_feed({CIVIC: (20000, "In Stock")})
+    db.execute("UPDATE vehicles SET first_seen = first_seen - interval '10 days',"
+               " removed_at = removed_at - interval '3 days' WHERE dealership_id = %s",
+               (dealer.id,))
+    rows = {r["vin"]: r for r in vehicles_db.list_for(db, dealer.id, status=None)}
+    assert rows[CIVIC]["days_on_lot"] == 10  # still listed: until today
+    assert rows[RAV4]["days_on_lot"] == 7  # removed 3 days ago, listed 10 days ago
