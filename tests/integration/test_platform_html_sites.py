@@ -142,7 +142,7 @@ def test_teamvelocity_site_crawls_via_vehicle_api_then_a_soft_404_keeps_inventor
     pathfinder = got["5N1DR3BD8SC440912"]  # sellingPrice 0 is a placeholder, not a price
     assert pathfinder["price"] is None and money(pathfinder["msrp"]) == money(45710)
     assert pathfinder["availability"] == "In Production"
-    rogue_sport = got["JN1BJ1AW9MW455871"]  # its API call fails: the card stands in
+    rogue_sport = got["JN1BJ1AW9MW455871"]  # its API answers 404: the card stands in
     assert money(rogue_sport["price"]) == money(19495)
     assert rogue_sport["condition"] == "certified"
     assert "1N4AL3APXHC112233" not in got  # recently viewed / redirect map / sold link
