@@ -36,6 +36,9 @@ DEFAULTS: dict[str, float] = {
     # fields need this usual share, and runs this many vehicles, to be compared at all
     "min_usual_coverage": 0.5,
     "min_coverage_sample": 5,
+    # ... and that share of their vehicles must have gone through the stages (a feed's
+    # unchanged rows skip them: coverage of a few changed rows says little)
+    "min_coverage_share": 0.5,
     # share of pages that raised errors / were blocked above which a run is degraded / failed
     "max_error_rate": 0.1,
     "fail_error_rate": 0.5,
@@ -108,9 +111,15 @@ def check_rate(worse: Verdict, name: str, count: int, total: int, degrade: float
     return rate
 
 
+def coverage_judgeable(counters: dict[str, int], limits: dict[str, float]) -> bool:
+    base = counters.get("coverage_base", 0)
+    return base >= limits["min_coverage_sample"] and \
+        base >= limits["min_coverage_share"] * counters.get("valid", base)
+
+
 def check_coverage(worse: Verdict, now: dict[str, float], usual: dict[str, float],
-                   base: int, limits: dict[str, float]) -> None:
-    if base < limits["min_coverage_sample"]:
+                   counters: dict[str, int], limits: dict[str, float]) -> None:
+    if not coverage_judgeable(counters, limits):
         return
     for name, share in usual.items():
         if name not in now or share < limits["min_usual_coverage"]:
@@ -119,11 +128,12 @@ def check_coverage(worse: Verdict, now: dict[str, float], usual: dict[str, float
             worse("degraded", f"{name} coverage {now[name]:.0%} against a usual {share:.0%}")
 
 
-def usual_coverage(history: list[dict[str, int]], min_sample: float) -> dict[str, float]:
+def usual_coverage(history: list[dict[str, int]], limits: dict[str, float]
+                   ) -> dict[str, float]:
     """Median share per field over the baseline runs large enough to count."""
     shares: dict[str, list[float]] = {}
     for counters in history:
-        if counters.get("coverage_base", 0) < min_sample:
+        if not coverage_judgeable(counters, limits):
             continue
         for name, share in coverage(counters).items():
             shares.setdefault(name, []).append(share)
@@ -166,8 +176,8 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
     block_rate = check_rate(worse, "block rate", blocked, max(pages, blocked),
                             limits["max_block_rate"], limits["fail_block_rate"])
     now = coverage(counters)
-    usual = usual_coverage(history or [], limits["min_coverage_sample"])
-    check_coverage(worse, now, usual, counters.get("coverage_base", 0), limits)
+    usual = usual_coverage(history or [], limits)
+    check_coverage(worse, now, usual, counters, limits)
     return {
         "verdict": verdict,
         "reasons": reasons,

@@ -78,3 +78,13 @@ def test_thresholds_are_per_dealer():
     assert limits["fail_count_ratio"] == gate.DEFAULTS["fail_count_ratio"]
     report = judge(counters(valid=50, price=2), limits=limits)
     assert report["verdict"] == "healthy"
+
+
+def test_coverage_of_a_few_changed_feed_rows_is_not_judged():
+    # a feed whose unchanged rows took the fast path: only 8 of 100 went through the stages
+    c = counters(valid=100, mileage=0)
+    c.update(coverage_base=8, coverage_price=8, coverage_mileage=0, coverage_images=8,
+             coverage_trim=8)
+    assert judge(c)["verdict"] == "healthy"
+    c.update(coverage_base=100, coverage_price=100, coverage_images=100, coverage_trim=100)
+    assert judge(c)["verdict"] == "degraded"  # every row changed: a format change shows
