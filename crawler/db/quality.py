@@ -13,8 +13,6 @@ from typing import Any
 
 import psycopg
 
-from crawler.models import Job
-
 
 def price_medians(conn: psycopg.Connection, min_sample: int = 3
                   ) -> dict[tuple[str, str, int], tuple[Decimal, int]]:
@@ -193,11 +191,3 @@ def flag_counts(conn: psycopg.Connection, dealership_id: int) -> dict[str, int]:
     ).fetchall()
     return {r["flag"]: int(r["n"]) for r in rows}
 
-
-def recent_healthy_runs(conn: psycopg.Connection, dealership_id: int, kind: str,
-                        exclude_job: int | None, limit: int = 5) -> list[Job]:
-    """The baseline for the gate: this dealer's latest healthy runs of this kind."""
-    from crawler.db import jobs as jobs_db
-
-    return jobs_db.recent_healthy(conn, dealership_id, kind, limit=limit,
-                                  exclude_job=exclude_job)
