@@ -56,11 +56,11 @@ class Settings(BaseSettings):
     # Job queue (jobs/): Dramatiq on Redis. A worker process missing heartbeats for
     # job_broker_heartbeat_ms is dead and its messages go back to their queue; maintenance
     # (which does that) runs on job_broker_maintenance_chance of a million broker commands.
-    job_broker_heartbeat_ms: int = 10_000
-    job_broker_maintenance_chance: int = 100_000
+    job_broker_heartbeat_ms: int = 8_000
+    job_broker_maintenance_chance: int = 300_000
     # A running job whose record was not heartbeaten for this long may be taken over by a
     # redelivered message; the reaper requeues (or buries) it after job_reap_after_s.
-    job_stale_after_s: float = 8.0
+    job_stale_after_s: float = 6.0
     job_beat_interval_s: float = 0.5
     job_reap_after_s: float = 60.0
     # A queued job whose message seems lost is sent again after this long.

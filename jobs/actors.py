@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 import dramatiq
 
@@ -101,15 +102,8 @@ def _attempt(job_id: int, message_id: str | None) -> None:
     settings = get_settings()
     me = worker_name()
     with connect() as conn:
-        job = jobs_db.claim(conn, job_id, me, settings.job_stale_after_s, message_id)
+        job = _claim(conn, job_id, me, message_id)
         if job is None:
-            try:
-                current = jobs_db.get(conn, job_id)
-            except NotFound:
-                log.info("job %s no longer exists; message dropped", job_id)
-                return
-            log.info("job %s is %s (worker %s, message %s); message %s dropped", job_id,
-                     current.state, current.worker, current.message_id, message_id)
             return
         log.info("job %s attempt %s started by %s", job_id, job.attempts, me)
         try:
@@ -137,6 +131,29 @@ def _attempt(job_id: int, message_id: str | None) -> None:
             with connect() as fresh:
                 after_failure(fresh, job, failure)
         log.info("job %s attempt %s ended %s", job_id, job.attempts, job.state)
+
+
+def _claim(conn, job_id: int, me: str, message_id: str | None) -> Job | None:
+    """Claim the job for this delivery. A redelivery (the job runs under this very message)
+    can arrive before the dead worker's job heartbeat looks stale: it waits for that."""
+    stale_after = get_settings().job_stale_after_s
+    deadline = time.monotonic() + stale_after + 5
+    while True:
+        job = jobs_db.claim(conn, job_id, me, stale_after, message_id)
+        if job is not None:
+            return job
+        try:
+            current = jobs_db.get(conn, job_id)
+        except NotFound:
+            log.info("job %s no longer exists; message dropped", job_id)
+            return None
+        redelivery = current.state == "running" and message_id is not None \
+            and current.message_id == message_id
+        if not redelivery or time.monotonic() > deadline:
+            log.info("job %s is %s (worker %s, message %s); message %s dropped", job_id,
+                     current.state, current.worker, current.message_id, message_id)
+            return None
+        time.sleep(0.5)
 
 
 def _settle_after_error(job_id: int, exc: Exception, failure: str) -> Job | None:
