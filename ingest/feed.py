@@ -74,6 +74,9 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
         raise Permanent(f"no feed file {str(path)!r}",
                                 hint="give an existing file, or an http(s) URL")
     settings = get_settings()
+    # A redelivered attempt (its predecessor died mid-run) starts from a clean seen set:
+    # the fast path's COPY into run_seen would otherwise collide with the VINs it left.
+    vehicles_db.settle_run(conn, dealership_id, job_id, remove_unseen=False)
     run = run_mod.open_run(conn, dealership_id, job_id, "feed", vins_only=True)
     run_mod.report_progress(run, phase="ingesting", force=True)
     info: dict[str, Any] = {}
