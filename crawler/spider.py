@@ -100,7 +100,16 @@ class CardSiteSpider(DealerSpider):
     async def start(self):
         urls = [self.start_url, *self.dealer_settings.get("listing_urls", [])]
         for url in dict.fromkeys(urls):
-            yield scrapy.Request(url, callback=self.parse_listing, errback=self.listing_failed)
+            yield self.listing_request(url)
+
+    def listing_request(self, url: str) -> scrapy.Request:
+        return scrapy.Request(url, callback=self.parse_listing, errback=self.listing_failed)
+
+    def extract_page(self, text: str, url: str) -> list:
+        return type(self).extract(text, url)
+
+    def next_page_url(self, text: str, url: str) -> str | None:
+        return type(self).next_page(text, url)
 
     @staticmethod
     def page_text(response) -> str:
@@ -115,7 +124,7 @@ class CardSiteSpider(DealerSpider):
 
     def parse_listing(self, response):
         text = self.page_text(response)
-        cards = type(self).extract(text, response.url)
+        cards = self.extract_page(text, response.url)
         kind = self.note_page(response, len(cards), listing=True)
         if kind in (pages.BLOCKED, pages.NOT_FOUND):
             return
@@ -126,13 +135,12 @@ class CardSiteSpider(DealerSpider):
                                      cb_kwargs={"card": card})
             else:
                 yield card
-        following = type(self).next_page(text, response.url)
-        if following:
-            yield scrapy.Request(following, callback=self.parse_listing,
-                                 errback=self.listing_failed)
+        following = self.next_page_url(text, response.url)
+        if following and following != response.url:
+            yield self.listing_request(following)
 
     def parse_detail(self, response, card):
-        items = type(self).extract(self.page_text(response), response.url)
+        items = self.extract_page(self.page_text(response), response.url)
         kind = self.note_page(response, len(items), listing=False)
         if not items or kind in (pages.BLOCKED, pages.NOT_FOUND):
             self.crawler.stats.inc_value("forecourt/detail_fallback_to_card")

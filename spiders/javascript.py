@@ -11,8 +11,11 @@ fetched (PLAYWRIGHT_ABORT_REQUEST), contexts and pages per context are capped (c
 callbacks, so scrapy-playwright closes each one as soon as its HTML is read. Browser-side
 requests to private or metadata addresses named literally are aborted too (crawler.netguard).
 
-Per-dealer settings: `wait_for` (a CSS selector to wait for instead of network idle) and
-`listing_urls` (more listing pages to start from).
+Per-dealer settings: `wait_for` (a CSS selector to wait for instead of network idle),
+`listing_urls` (more listing pages to start from) and `extract_as` (a platform, e.g.
+`dealervenom`, whose result pages need the browser: its extractor and pager read the
+rendered page, and its detail pages or API, which do not need the browser, are fetched over
+plain HTTP; the listing card stands in when one fails).
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urljoin
 
 import scrapy
+from parsel import Selector
 
 from crawler.config import get_settings
 from crawler.errors import ConfigError, ForecourtError
 from crawler.models import VehicleItem
-from crawler.spider import DealerSpider
+from crawler.spider import CardSiteSpider
+from spiders import registry
 from spiders.extract import attributes, structured
 
 PLATFORM = "javascript"
@@ -98,34 +104,50 @@ def render_meta(wait_for: str | None = None) -> dict:
     return meta
 
 
-class Spider(DealerSpider):
+class Spider(CardSiteSpider):
+    """Listing pages rendered in Chromium; with `extract_as`, detail pages over plain HTTP."""
+
     name = "javascript"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.platform = self.dealer_settings.get("extract_as")
+        self.platform_module = registry.platforms().get(self.platform) if self.platform else None
+        if self.platform and self.platform_module is None:
+            raise ValueError(f"extract_as names no platform: {self.platform!r}")
 
     @classmethod
     def update_settings(cls, settings):
         super().update_settings(settings)
         settings.setdict(playwright_settings(), priority="spider")
 
-    async def start(self):
-        urls = [self.start_url, *self.dealer_settings.get("listing_urls", [])]
-        for url in dict.fromkeys(urls):
-            yield self.render(url)
-
-    def render(self, url: str) -> scrapy.Request:
+    def listing_request(self, url: str) -> scrapy.Request:
         return scrapy.Request(url, meta=render_meta(self.dealer_settings.get("wait_for")),
                               callback=self.parse_listing, errback=self.listing_failed)
 
-    def parse_listing(self, response):
-        items = extract(response.text, response.url)
-        kind = self.note_page(response, len(items), listing=True)
-        if kind in ("blocked", "not_found"):
-            return
-        yield from items
-        following = response.css("a[rel~='next']::attr(href)").get()
-        if following:
-            url = response.urljoin(following)
-            if url != response.url:
-                yield self.render(url)
+    def extract_page(self, text: str, url: str) -> list[VehicleItem]:
+        if self.platform_module is not None:
+            items = self.platform_module.extract(text, url)
+            if items:
+                return items
+        return extract(text, url)
+
+    def next_page_url(self, text: str, url: str) -> str | None:
+        following = getattr(self.platform_module, "next_page", None)
+        if following is not None:
+            found = following(text, url)
+            if found:
+                return found
+        href = Selector(text=text).css("a[rel~='next']::attr(href)").get()
+        return urljoin(url, href) if href else None
+
+    def detail_url(self, card, text: str, page_url: str) -> str | None:
+        """Detail pages (fetched without the browser) only for a platform's cards."""
+        if self.platform_module is None:
+            return None
+        pick = getattr(self.platform_module, "card_detail_url", None)
+        return pick(card, text, page_url) if pick is not None \
+            else super().detail_url(card, text, page_url)
 
     def closed(self, reason):
         for what, count in ABORTED.items():

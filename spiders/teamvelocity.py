@@ -10,6 +10,14 @@ from spiders.extract.teamvelocity import account_id, api_url, extract, next_page
 PLATFORM = "teamvelocity"
 
 
+def card_detail_url(card, text: str, page_url: str) -> str | None:
+    """Where a card's full record is: the vehicle API, with the page's account id."""
+    account = account_id(text)
+    if card.vin and account:
+        return api_url(page_url, card.vin, account)
+    return None
+
+
 class Spider(CardSiteSpider):
     name = "teamvelocity"
     rate_limit_backend = PLATFORM
@@ -17,7 +25,4 @@ class Spider(CardSiteSpider):
     next_page = staticmethod(next_page)
 
     def detail_url(self, card, text: str, page_url: str) -> str | None:
-        account = account_id(text)
-        if card.vin and account:
-            return api_url(page_url, card.vin, account)
-        return super().detail_url(card, text, page_url)
+        return card_detail_url(card, text, page_url) or super().detail_url(card, text, page_url)

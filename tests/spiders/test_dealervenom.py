@@ -51,3 +51,18 @@ def test_displayed_price_and_msrp_come_from_data_vehicle_when_no_price_stack():
     html = f"<html><body><main data-vehicle=\"{escape(json.dumps(data))}\"></main></body></html>"
     [item] = extract(html, BASE + "/vehicle/x/")
     assert item.prices == {"msrp": 33290, "final": 31990} and item.availability is None
+
+
+def test_javascript_spider_follows_detail_pages_only_with_extract_as():
+    from spiders.javascript import Spider
+
+    spider = Spider(url=BASE + "/new-vehicles/")
+    html = (SITE / "new-vehicles" / "index.html").read_text()
+    plain = spider.extract_page(html, BASE + "/new-vehicles/")  # the data-vin step reads them
+    assert [c.vin for c in plain][:1] == ["5XYK53DF0SG201145"]
+    as_dv = Spider(url=BASE + "/new-vehicles/", dealer_settings={"extract_as": "dealervenom"})
+    cards = as_dv.extract_page(html, BASE + "/new-vehicles/")
+    assert [c.vin for c in cards][:1] == ["5XYK53DF0SG201145"]
+    assert as_dv.detail_url(cards[0], html, BASE + "/new-vehicles/") == cards[0].url
+    assert spider.detail_url(cards[0], html, BASE + "/new-vehicles/") is None
+    assert as_dv.next_page_url(html, BASE + "/new-vehicles/") == BASE + "/new-vehicles/?pg=2"

@@ -58,3 +58,17 @@ def test_broken_or_vinless_api_answers_give_nothing():
     assert extract("{not json", BASE + "/api") == []
     assert extract(json.dumps({"error": "not found"}), BASE + "/api") == []
     assert [i.vin for i in extract(json.dumps([{"vin": "A"}, {"x": 1}]), BASE + "/api")] == ["A"]
+
+
+def test_javascript_spider_with_extract_as_reads_cards_and_fetches_the_api_plainly():
+    from spiders.javascript import Spider
+
+    spider = Spider(url=BASE + "/inventory/new", dealer_settings={"extract_as": "teamvelocity"})
+    html = (SITE / "inventory" / "new.html").read_text()
+    cards = spider.extract_page(html, BASE + "/inventory/new")
+    assert len(cards) == 3
+    assert spider.detail_url(cards[0], html, BASE + "/inventory/new") == \
+        BASE + "/api/Inventory/vehicle?vin=JN8BT3BB8SW120455&accountid=48213"
+    assert spider.next_page_url(html, BASE + "/inventory/new") == BASE + "/inventory/new?page=2"
+    request = spider.listing_request(BASE + "/inventory/new?page=2")
+    assert request.meta["playwright"] is True  # result pages go through the browser
