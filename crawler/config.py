@@ -45,6 +45,8 @@ class Settings(BaseSettings):
         "dealereprocess": 10.0, "dealervenom": 10.0, "teamvelocity": 10.0,
     })
     platform_rate_burst: int = 10
+    # The longest a request waits for its platform's budget before going anyway (counted).
+    platform_rate_max_wait_s: float = 30.0
     # Chromium for JavaScript sites (Playwright cannot download its own browser here);
     # unset: /usr/bin/chromium or whatever `chromium` is on PATH.
     chromium_path: str | None = None

@@ -34,8 +34,6 @@ class PlatformRateLimitMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler):
-        if not crawler.settings.getbool("FORECOURT_RATE_LIMIT_ENABLED", True):
-            raise NotConfigured("FORECOURT_RATE_LIMIT_ENABLED is off")
         budgets = ratelimit.budgets()
         if not budgets:
             raise NotConfigured("no platform budgets configured")
@@ -46,8 +44,18 @@ class PlatformRateLimitMiddleware:
         except Exception as exc:  # no Redis at all: the crawl still runs, politely
             log.warning("platform rate limits off, no Redis: %s", exc)
             raise NotConfigured("no Redis") from exc
-        return cls(crawler, budgets, url, crawler.settings.getfloat(
-            "FORECOURT_RATE_LIMIT_MAX_WAIT_S", 30.0))
+        from scrapy import signals
+
+        from crawler.config import get_settings
+
+        middleware = cls(crawler, budgets, url, get_settings().platform_rate_max_wait_s)
+        crawler.signals.connect(middleware.spider_closed, signal=signals.spider_closed)
+        return middleware
+
+    async def spider_closed(self, spider=None):
+        if self._limiter is not None:
+            await self._limiter.client.aclose()
+            self._limiter = None
 
     def _backend(self, request, spider) -> str | None:
         spider = spider or getattr(self.crawler, "spider", None)
