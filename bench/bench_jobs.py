@@ -29,7 +29,6 @@ import os
 import random
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -256,8 +255,8 @@ def main() -> None:
                       f"{r['vehicles_per_s']:>12.0f}{r['wait_p50']:>9.2f}s{r['wait_p95']:>9.2f}s"
                       f"  {r['states']}")
         if baseline:
-            print(f"ratio workers / baseline: {work['jobs_per_min'] / baseline['jobs_per_min']:.2f}x"
-                  " jobs per minute")
+            ratio = work["jobs_per_min"] / baseline["jobs_per_min"]
+            print(f"ratio workers / baseline: {ratio:.2f}x jobs per minute")
         print("(wait = trigger to running; the backlog is queued all at once, so its wait is "
               "mostly queueing; operator probes go on the priority queue)")
     finally:

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     job_beat_interval_s: float = 0.5
     job_reap_after_s: float = 60.0
     # A queued job whose message seems lost is sent again after this long.
-    job_resend_after_s: float = 900.0
+    job_resend_after_s: float = 3600.0
     # Attempts before a transiently failing job is dead; exponential backoff with jitter.
     job_max_attempts: int = 4
     job_min_backoff_s: float = 5.0

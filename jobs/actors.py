@@ -99,7 +99,6 @@ def _current_message_id() -> str | None:
 
 
 def _attempt(job_id: int, message_id: str | None) -> None:
-    settings = get_settings()
     me = worker_name()
     with connect() as conn:
         job = _claim(conn, job_id, me, message_id)

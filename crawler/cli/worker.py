@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(2, "--threads", "-t", min=1,
                                     help="Jobs each process runs at once (crawls run in "
                                          "child processes)."),
-        queues: list[str] = typer.Option(None, "--queue", "-Q",
+        queues: list[str] = typer.Option(None, "--queue", "-Q",  # noqa: B008
                                          help="Consume only these queues (priority, "
                                               "scheduled); default both."),
         log_file: str = typer.Option(None, "--log-file", help="Write logs here, not stderr."),

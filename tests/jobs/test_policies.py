@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -15,7 +15,7 @@ from jobs.scheduler import backoff_s, next_slot, validate
 
 def _job(**kw) -> Job:
     base = {"id": 1, "dealership_id": 1, "kind": "crawl", "trigger": "operator",
-            "state": "failed", "created_at": datetime.now(timezone.utc)}
+            "state": "failed", "created_at": datetime.now(UTC)}
     return Job.model_validate(base | kw)
 
 
@@ -53,10 +53,10 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap():
 def test_cron_slots_follow_the_dealers_timezone_across_dst():
     dealer = Dealership(id=1, slug="d", name="D", schedule_cron="0 6 * * *",
                         schedule_tz="America/New_York")
-    before_dst = next_slot(dealer, datetime(2026, 3, 7, 12, tzinfo=timezone.utc))
-    after_dst = next_slot(dealer, datetime(2026, 3, 8, 12, tzinfo=timezone.utc))
-    assert before_dst == datetime(2026, 3, 8, 10, tzinfo=timezone.utc)  # 06:00 EDT
-    assert after_dst == datetime(2026, 3, 9, 10, tzinfo=timezone.utc)
+    before_dst = next_slot(dealer, datetime(2026, 3, 7, 12, tzinfo=UTC))
+    after_dst = next_slot(dealer, datetime(2026, 3, 8, 12, tzinfo=UTC))
+    assert before_dst == datetime(2026, 3, 8, 10, tzinfo=UTC)  # 06:00 EDT
+    assert after_dst == datetime(2026, 3, 9, 10, tzinfo=UTC)
     assert next_slot(dealer.model_copy(update={"schedule_cron": None,
                                                "schedule_interval_s": 900}),
                      before_dst).timestamp() - before_dst.timestamp() == 900

@@ -10,8 +10,7 @@ import pytest
 
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
-from tests.jobs.conftest import (EXPECTED_VINS, site_copy, slow_routes, stop, wait_final,
-                                 wait_for)
+from tests.jobs.conftest import EXPECTED_VINS, site_copy, slow_routes, stop, wait_final, wait_for
 
 pytestmark = pytest.mark.integration
 
