@@ -106,3 +106,28 @@ def test_two_crawls_of_one_platform_share_its_budget(db, site, monkeypatch):
     # robots.txt, two result pages and four detail pages per dealer, all through one budget
     assert granted == 14
     assert waits > 0
+
+
+def test_requests_go_ahead_and_are_counted_when_redis_is_unreachable():
+    import asyncio
+    import socket
+
+    import scrapy
+    from scrapy.utils.test import get_crawler
+
+    from crawler.middlewares import PlatformRateLimitMiddleware
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    crawler = get_crawler(scrapy.Spider)
+    crawler.stats.open_spider()
+    middleware = PlatformRateLimitMiddleware(
+        crawler, {"dealervenom": ratelimit.Budget(rate=1, burst=1)},
+        f"redis://127.0.0.1:{port}/0", max_wait_s=1)
+    request = scrapy.Request("http://127.0.0.1/x", meta={"rate_limit_backend": "dealervenom"})
+    assert asyncio.run(middleware.process_request(request)) is None
+    assert crawler.stats.get_value("forecourt/ratelimit/unchecked") == 1
+    other = scrapy.Request("http://127.0.0.1/y", meta={"rate_limit_backend": "unbudgeted"})
+    assert asyncio.run(middleware.process_request(other)) is None
+    assert crawler.stats.get_value("forecourt/ratelimit/unchecked") == 1
