@@ -185,3 +185,26 @@ def test_feed_jobs_ingest_in_the_worker_and_a_missing_feed_fails_at_once(db, sha
     job, _ = service.trigger(db, broken.id, "feed", "operator")
     done = wait_final(db, job.id)
     assert done.state == "failed" and done.attempts == 1 and len(done.errors) == 1
+
+
+def test_cli_queues_follows_shows_and_refuses_with_one_line(db, site, shared_worker, job_env):
+    import subprocess
+
+    from tests.jobs.conftest import FORECOURT
+
+    def run(*args):
+        return subprocess.run([FORECOURT, *args], capture_output=True, text=True, env=job_env,
+                              timeout=120)
+
+    dealers_db.create(db, slug="cli-dealer", name="CLI",
+                      website_url=site("generic") + "/inventory/")
+    out = run("crawl", "cli-dealer", "--queue", "--wait")
+    assert out.returncode == 0, out.stderr
+    job_id = int(out.stdout.split("job ", 1)[1].split()[0])
+    assert "succeeded" in out.stdout and "Run summary" in out.stdout
+    shown = run("jobs", "show", str(job_id))
+    assert shown.returncode == 0 and "succeeded" in shown.stdout and "priority" in shown.stdout
+    refused = run("jobs", "cancel", str(job_id))
+    assert refused.returncode == 1
+    assert refused.stderr.strip().startswith("error: job") and "already ended" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
