@@ -36,23 +36,26 @@ REDACTED = "***"
 _SECRET_WORDS = (r"password|passwd|pwd|secret|token|access_token|refresh_token|auth_token|"
                  r"api_key|apikey|api-key|client_secret|private_key|sessionid|signature|"
                  r"x-amz-signature|x-amz-security-token")
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+_WORDS = tuple(_SECRET_WORDS.split("|"))
+# (pattern, replacement, substrings of the lower-cased text of which one must be present for
+# the pattern to have anything to do): plain substring tests first, regexes only when needed.
+_PATTERNS: list[tuple[re.Pattern[str], str, tuple[str, ...]]] = [
     # scheme://user:password@host -> scheme://user:***@host (postgresql, redis, amqp, http...)
     (re.compile(r"(?P<pre>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s'\"]*:)[^@\s'\"]+(?=@)"),
-     rf"\g<pre>{REDACTED}"),
+     rf"\g<pre>{REDACTED}", ("@",)),
     # Authorization / Proxy-Authorization / Cookie headers, as text or in a dict repr
     (re.compile(r"(?i)(?P<pre>['\"]?(?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)"
-                r"[^'\"\r\n,}]+"), rf"\g<pre>{REDACTED}"),
+                r"[^'\"\r\n,}]+"), rf"\g<pre>{REDACTED}", ("authoriz",)),
     (re.compile(r"(?i)(?P<pre>['\"]?(?:set-)?cookie['\"]?\s*[:=]\s*['\"]?)[^'\"\r\n}]+"),
-     rf"\g<pre>{REDACTED}"),
+     rf"\g<pre>{REDACTED}", ("cookie",)),
     # Bearer / Basic credentials wherever they appear
     (re.compile(r"(?i)\b(?P<pre>bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
-     rf"\g<pre> {REDACTED}"),
+     rf"\g<pre> {REDACTED}", ("bearer", "basic")),
     # key=value and "key": "value" for secret-sounding keys (query strings, DSNs, JSON)
     (re.compile(rf"(?i)(?P<pre>\b(?:{_SECRET_WORDS})\b['\"]?\s*[=:]\s*['\"]?)"
-                r"(?!\*\*\*)[^\s&'\",;}]+"), rf"\g<pre>{REDACTED}"),
+                r"(?!\*\*\*)[^\s&'\",;}]+"), rf"\g<pre>{REDACTED}", _WORDS),
     # forecourt API tokens, whatever surrounds them
-    (re.compile(r"\bfct_[A-Za-z0-9_-]{8,}"), f"fct_{REDACTED}"),
+    (re.compile(r"\bfct_[A-Za-z0-9_-]{8,}"), f"fct_{REDACTED}", ("fct_",)),
 ]
 
 
@@ -60,8 +63,10 @@ def redact(text: str) -> str:
     """`text` with every credential the patterns know replaced by ***."""
     if not text:
         return text
-    for pattern, repl in _PATTERNS:
-        text = pattern.sub(repl, text)
+    low = text.lower()
+    for pattern, repl, triggers in _PATTERNS:
+        if any(t in low for t in triggers):
+            text = pattern.sub(repl, text)
     return text
 
 
@@ -100,6 +105,7 @@ class RedactingFilter(logging.Filter):
             message = f"{record.msg!r} {record.args!r}"
         record.msg = redact(message)
         record.args = None
+        record._fc_redacted = True
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -120,7 +126,8 @@ class JsonFormatter(logging.Formatter):
                 timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "msg": record.getMessage() if getattr(record, "_fc_redacted", False)
+            else redact(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_") and key not in doc:
@@ -141,8 +148,10 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
+        if not getattr(record, "_fc_redacted", False):
+            line = redact(line)
         ids = " ".join(f"{k}={v}" for k, v in current_fields().items())
-        return redact(f"{line} [{ids}]" if ids else line)
+        return f"{line} [{ids}]" if ids else line
 
 
 def make_handler(fmt: str | None = None, stream: Any = None) -> logging.Handler:
