@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.config import PROJECT_ROOT, reset_settings
+from crawler.config import PROJECT_ROOT
 
 GENERIC = PROJECT_ROOT / "fixtures" / "sites" / "generic"
 FORECOURT = str(Path(sys.executable).parent / "forecourt")
@@ -45,14 +45,11 @@ FAST = {
 
 @pytest.fixture(scope="session")
 def job_env(forecourt_env):
-    """The environment of this process and of every worker/scheduler it starts."""
+    """The environment of every worker/scheduler the tests start: the session's servers
+    plus the short timings above (this process's own environment is left alone)."""
     from crawler.db import redis_url
 
-    os.environ.update(FAST)
-    reset_settings()
-    os.environ["REDIS_URL"] = redis_url()
-    reset_settings()
-    return dict(os.environ)
+    return {**os.environ, **FAST, "REDIS_URL": redis_url()}
 
 
 def _spawn(args: list[str], env: dict, log: Path) -> subprocess.Popen:
