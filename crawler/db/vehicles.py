@@ -143,23 +143,15 @@ def mark_seen(conn: psycopg.Connection, job_id: int, vins: Sequence[str]) -> Non
 
 
 def source_hashes(conn: psycopg.Connection, dealership_id: int) -> set[int]:
-    """The source-row hashes of a dealer's active vehicles (hex text stored, ints returned:
-    about 60 bytes each in memory). Streamed with COPY, so a million cost well under a
-    second."""
-    out: set[int] = set()
-    with conn.cursor().copy(
-        "COPY (SELECT source_hash FROM vehicles WHERE dealership_id = %s AND status = 'active'"
-        " AND source_hash IS NOT NULL) TO STDOUT", (dealership_id,)
-    ) as cp:
-        tail = b""
-        for chunk in cp:
-            data = tail + bytes(chunk)
-            lines = data.split(b"\n")
-            tail = lines.pop()
-            out.update(int(h, 16) for h in lines if h)
-        if tail:
-            out.add(int(tail, 16))
-    return out
+    """The source-row hashes of a dealer's active vehicles (16 hex characters stored, ints
+    returned: about 60 bytes each in memory). One row holding them all end to end (16 MB
+    for a million) is far cheaper than a million rows (COPY TO sends one message a row)."""
+    blob = conn.execute(
+        "SELECT string_agg(source_hash, '') AS h FROM vehicles WHERE dealership_id = %s"
+        " AND status = 'active' AND length(source_hash) = 16",
+        (dealership_id,),
+    ).fetchone()["h"] or ""
+    return {int(blob[i:i + 16], 16) for i in range(0, len(blob), 16)}
 
 
 def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
