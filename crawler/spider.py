@@ -140,13 +140,17 @@ class CardSiteSpider(DealerSpider):
             yield self.listing_request(following)
 
     def parse_detail(self, response, card):
+        """The detail page's record of the card's vehicle, completed from the card. A page
+        about another vehicle (a sold car's page redirected elsewhere) is not this one."""
         items = self.extract_page(self.page_text(response), response.url)
         kind = self.note_page(response, len(items), listing=False)
-        if not items or kind in (pages.BLOCKED, pages.NOT_FOUND):
+        same = [i for i in items if _same_vin(i.vin, card.vin)] \
+            if kind not in (pages.BLOCKED, pages.NOT_FOUND) else []
+        if not same:
             self.crawler.stats.inc_value("forecourt/detail_fallback_to_card")
             yield card
             return
-        for item in items:
+        for item in same[:1]:
             missing = {k: v for k, v in card if v is not None and getattr(item, k) is None
                        and k not in ("source", "raw")}
             yield item.model_copy(update=missing) if missing else item
@@ -161,3 +165,10 @@ class CardSiteSpider(DealerSpider):
         card = request.cb_kwargs.get("card") if request is not None else None
         if card is not None:
             yield card
+
+
+def _same_vin(found, listed) -> bool:
+    """Whether a detail page's VIN is the card's (a card without a VIN takes the page's)."""
+    if not listed:
+        return True
+    return str(found or "").strip().upper() == str(listed).strip().upper()

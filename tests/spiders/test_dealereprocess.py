@@ -70,3 +70,24 @@ def test_data_vehicle_is_url_encoded_json():
     raw = quote(json.dumps({"vin": "X", "vdpHref": "/auto/a/1/"}))
     assert dep.data_vehicle(raw) == {"vin": "X", "vdpHref": "/auto/a/1/"}
     assert dep.data_vehicle("%5B1%2C2%5D") == {} and dep.data_vehicle(None) == {}
+
+
+def test_a_detail_page_about_another_vehicle_keeps_the_listing_card():
+    from scrapy.http import HtmlResponse, Request
+    from scrapy.utils.test import get_crawler
+
+    from spiders.dealereprocess import Spider
+
+    crawler = get_crawler(Spider)
+    spider = Spider.from_crawler(crawler, url=BASE + "/search/all-cedar-hollow-or/")
+    crawler.stats.open_spider()
+    listing = (CASES / "search-page-1-with-traps.html").read_text()
+    camry, rav4_card = extract(listing, BASE + "/search/all-cedar-hollow-or/")[:2]
+    vdp = (CASES / "vdp-in-transit.html").read_text()  # the RAV4's page
+    url = BASE + "/auto/new-2025-toyota-rav4-cedar-hollow-or/10482577/"
+    response = HtmlResponse(url, body=vdp.encode(), encoding="utf-8", request=Request(url))
+    # the Camry's link led to the RAV4's page: the Camry stays as its card showed it
+    assert list(spider.parse_detail(response, card=camry)) == [camry]
+    [rav4] = spider.parse_detail(response, card=rav4_card)
+    assert rav4.vin == "2T3P1RFV4SW087712" and rav4.drivetrain == "AWD"  # from the page
+    assert crawler.stats.get_value("forecourt/detail_fallback_to_card") == 1
