@@ -261,6 +261,105 @@ def run_scenario(port: int, pollers: list[dict], scenario: str, seconds: float,
             "p99": q[98] * 1000, "n": len(lat), "statuses": statuses}
 
 
+# --- long polls: many waiting tabs, one change each ----------------------------------------
+
+def _long_poll_process(port, specs, waiters, ready, out):
+    async def main():
+        etags = {}
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for spec in specs:  # each job's current ETag, as a tab has from its last poll
+            path = f"/v1/jobs/{spec['jobs'][0]}"
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                         f"{spec['token']}\r\n\r\n".encode())
+            etags[path] = (await _read(reader))[2].decode()
+        writer.close()
+
+        async def open_waiter(i):
+            spec = specs[i % len(specs)]
+            path = f"/v1/jobs/{spec['jobs'][0]}"
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path}?wait=30 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                         f"{spec['token']}\r\nIf-None-Match: {etags[path]}\r\n\r\n".encode())
+            return reader, writer
+
+        conns = await asyncio.gather(*(open_waiter(i) for i in range(waiters)))
+        ready.put(len(conns))
+
+        async def answer(reader):
+            status, _, _ = await _read(reader)
+            return status, time.time()
+
+        got = await asyncio.gather(*(answer(c[0]) for c in conns))
+        for c in conns:
+            c[1].close()
+        return got
+
+    out.put(asyncio.run(main()))
+
+
+def _waiting(port: int) -> float:
+    data = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            while chunk := s.recv(65536):
+                data += chunk
+    except OSError:
+        return 0.0
+    for line in data.decode().splitlines():
+        if line.startswith("forecourt_api_waiting_requests "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def _rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def run_long_poll(port: int, api_pid: int, url: str, name: str, pollers: list[dict],
+                  waiters: int) -> None:
+    import psycopg
+
+    ctx = mp.get_context("fork")
+    ready, out = ctx.Queue(), ctx.Queue()
+    proc = ctx.Process(target=_long_poll_process, args=(port, pollers, waiters, ready, out))
+    rss_before = _rss_mb(_descendants(api_pid))
+    proc.start()
+    ready.get(timeout=300)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the server holds every request waiting
+        if _waiting(port) >= waiters:
+            break
+        time.sleep(0.2)
+    rss_waiting = _rss_mb(_descendants(api_pid))
+    with psycopg.connect(url, autocommit=True) as conn:
+        backends = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                                " AND pid <> pg_backend_pid()", (name,)).fetchone()[0]
+        jobs = sorted({p["jobs"][0] for p in pollers[:waiters]})
+        changed_at = time.time()
+        conn.execute("UPDATE jobs SET phase = 'bench-changed', updated_at = now()"
+                     " WHERE id = ANY(%s)", (jobs,))
+    answers = out.get(timeout=120)
+    proc.join()
+    delays = sorted((t - changed_at) * 1000 for _, t in answers)
+    ok = sum(1 for status, _ in answers if status == 200)
+    q = statistics.quantiles(delays, n=100, method="inclusive")
+    print(f"\nlong polls: {waiters:,} requests waiting (wait=30, If-None-Match) on {len(jobs)} "
+          f"jobs, then one UPDATE changes them all")
+    print(f"  answered 200 with the change: {ok:,}/{len(answers):,}; from the UPDATE to the "
+          f"answer p50 {q[49]:.0f} ms, p95 {q[94]:.0f} ms, last {delays[-1]:.0f} ms")
+    print(f"  while waiting: {backends} PostgreSQL connections (pools and listeners of all "
+          f"API processes), API RSS {rss_before:.0f} MB before, {rss_waiting:.0f} MB waiting")
+
+
 # --- main -------------------------------------------------------------------------------
 
 def main() -> None:
@@ -271,6 +370,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="API worker processes")
     ap.add_argument("--load-procs", type=int, default=1, help="load generator processes")
     ap.add_argument("--seconds", type=float, default=8.0, help="per scenario and mode")
+    ap.add_argument("--waiters", type=int, default=1000, help="long-poll requests")
     ap.add_argument("--interval", type=float, default=1.0,
                     help="paced mode: seconds between one poller's requests")
     args = ap.parse_args()
@@ -314,10 +414,15 @@ def main() -> None:
                       f"{r['p99']:>9.2f}{r['p95'] / base_p95:>12.2f}x"
                       f"{(api1 - api0) / n * 1000:>7.2f}ms{(db1 - db0) / n * 1000:>6.2f}ms"
                       f"  {r['statuses']}")
+        run_long_poll(port, server.pid, url, name, data["pollers"], args.waiters)
     finally:
         if server is not None:
             server.terminate()
-            server.wait(15)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
         drop_database(base, name)
 
 

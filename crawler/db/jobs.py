@@ -327,6 +327,16 @@ async def aget_with_slug(conn: psycopg.AsyncConnection, job_id: int) -> tuple[Jo
     return None if row is None else (Job.model_validate(row), row["dealership_slug"])
 
 
+async def aget_many_with_slug(conn: psycopg.AsyncConnection,
+                              job_ids: list[int]) -> dict[int, tuple[Job, str]]:
+    """Several jobs with their dealerships' slugs, by id (missing ids are left out)."""
+    cur = await conn.execute(
+        "SELECT j.*, d.slug AS dealership_slug FROM jobs j"
+        " JOIN dealerships d ON d.id = j.dealership_id WHERE j.id = ANY(%s)", (job_ids,))
+    return {r["id"]: (Job.model_validate(r), r["dealership_slug"])
+            for r in await cur.fetchall()}
+
+
 async def alist_page(conn: psycopg.AsyncConnection, dealership_id: int, *,
                      state: str | None = None, kind: str | None = None,
                      before_id: int | None = None, limit: int = 20) -> list[Job]:

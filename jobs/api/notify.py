@@ -4,8 +4,8 @@ One LISTEN connection per API process receives `forecourt_jobs` notifications (a
 jobs updates sends the job id). Requests waiting on a job register a future; when the job's
 notification arrives the job is fetched once, on a pooled connection for a moment, and handed
 to every waiter of that job. Thousands of waiting tabs cost thousands of futures, not
-connections. If the listener loses its connection it reconnects and wakes every waiter to
-re-read, so no change is missed.
+connections; notifications arriving together are fetched in one query. If the listener
+loses its connection it reconnects and wakes every waiter to re-read, so no change is missed.
 
 The same connection hears `forecourt_tokens` (a token was revoked or deleted), so the
 process's token cache drops it at once; the cache is cleared whenever the listener
@@ -26,14 +26,15 @@ log = logging.getLogger("forecourt.api")
 CHANNEL = "forecourt_jobs"
 TOKENS_CHANNEL = "forecourt_tokens"
 
-Fetch = Callable[[int], Awaitable[Any]]
+FetchMany = Callable[[list[int]], Awaitable[dict[int, Any]]]
 
 
 class JobWatch:
-    def __init__(self, dsn: str, fetch: Fetch,
+    def __init__(self, dsn: str, fetch_many: FetchMany,
                  on_token: Callable[[str | None], None] = lambda prefix: None):
         self.dsn = dsn
-        self.fetch = fetch
+        self.fetch_many = fetch_many
+        self._pending: dict[int, set[asyncio.Future]] = {}
         self.on_token = on_token  # called with a changed token's prefix, or None for all
         self.waiters: dict[int, set[asyncio.Future]] = {}
         self.listening = asyncio.Event()
@@ -93,20 +94,27 @@ class JobWatch:
 
     def _notified(self, job_id: int) -> None:
         futs = self.waiters.pop(job_id, None)
-        if futs:
-            task = asyncio.create_task(self._deliver(job_id, futs))
+        if not futs:
+            return
+        if not self._pending:  # the first of a batch: deliver once the batch is read
+            task = asyncio.create_task(self._deliver())
             self._deliveries.add(task)
             task.add_done_callback(self._deliveries.discard)
+        self._pending.setdefault(job_id, set()).update(futs)
 
-    async def _deliver(self, job_id: int, futs: set[asyncio.Future]) -> None:
+    async def _deliver(self) -> None:
+        await asyncio.sleep(0)  # let the notifications that arrived together join the batch
+        batch, self._pending = self._pending, {}
         try:
-            got = await self.fetch(job_id)
+            got = await self.fetch_many(list(batch))
         except Exception as exc:  # the waiters re-read for themselves
-            log.warning("could not fetch job %s for its waiters: %s", job_id, exc)
-            got = None
-        for fut in futs:
-            if not fut.done():
-                fut.set_result(got)
+            log.warning("could not fetch %d changed job(s) for their waiters: %s",
+                        len(batch), exc)
+            got = {}
+        for job_id, futs in batch.items():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(got.get(job_id))
 
     def _wake_all(self) -> None:
         waiters, self.waiters = self.waiters, {}

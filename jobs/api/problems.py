@@ -10,9 +10,11 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -113,6 +115,12 @@ async def _domain(request: Request, exc: errors.ForecourtError) -> JSONResponse:
     return problem_response(request, status, detail, kind, headers)
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(request, 503, "the database is busy or unreachable; retry shortly",
+                            "unavailable", {"Retry-After": "2"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(request, 500, "internal error; the server logged it", "internal")
@@ -123,6 +131,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(errors.ForecourtError, _domain)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -12,8 +12,9 @@ from crawler.errors import InvalidInput
 from crawler.models import ApiToken, Job
 from jobs.api import etag
 from jobs.api.auth import job_for, may_see, principal
+from jobs.api.metrics import WAITING
 from jobs.api.problems import ApiProblem, responses
-from jobs.api.runtime import Runtime, runtime_of
+from jobs.api.runtime import runtime_of
 from jobs.api.schemas import JobDetail, version_of
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -51,12 +52,35 @@ async def get_job(
     Poll cheaply: send the last ETag as If-None-Match and get 304 while nothing changed; add
     `wait=N` to hold the request until the job changes (or N seconds pass)."""
     rt = runtime_of(request)
-    job, slug = await job_for(rt, token, job_id)
-    body = _body(job, slug)
-    if wait > 0 and _unchanged(job, body, since, if_none_match):
-        wait = min(wait, rt.settings.api_wait_max_s)
-        job, slug, body = await _wait_for_change(rt, token, job_id, job, slug, body, since,
-                                                 if_none_match, wait)
+    if wait <= 0:
+        job, slug = await job_for(rt, token, job_id)
+        return etag.conditional(_body(job, slug), if_none_match)
+    # Register before the first read, so no change can slip in between, with one read.
+    fut = rt.watch.register(job_id)
+    WAITING.inc()
+    try:
+        job, slug = await job_for(rt, token, job_id)
+        body = _body(job, slug)
+        deadline = time.monotonic() + min(wait, rt.settings.api_wait_max_s)
+        while _unchanged(job, body, since, if_none_match):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                got = await asyncio.wait_for(asyncio.shield(fut), remaining)
+            except TimeoutError:
+                break
+            fut = rt.watch.register(job_id)  # the answered future left the watch
+            if got is None:  # the listener asked everyone to re-read
+                got = await rt.job(job_id)
+            if got is not None and may_see(token, got[0]):
+                job, slug = got
+                body = _body(job, slug)
+    finally:
+        WAITING.dec()
+        rt.watch.unregister(job_id, fut)
+        if not fut.done():
+            fut.cancel()
     return etag.conditional(body, if_none_match)
 
 
@@ -64,36 +88,6 @@ def _unchanged(job: Job, body: bytes, since: int | None, if_none_match: str | No
     if since is not None:
         return version_of(job) == since
     return etag.matches(if_none_match, etag.etag_of(body))
-
-
-async def _wait_for_change(rt: Runtime, token: ApiToken, job_id: int, job: Job, slug: str,
-                           body: bytes, since: int | None, if_none_match: str | None,
-                           wait: float) -> tuple[Job, str, bytes]:
-    deadline = time.monotonic() + wait
-    fut = rt.watch.register(job_id)
-    try:
-        got = await rt.job(job_id)  # registered first, so no change can slip between
-        while True:
-            if got is not None and may_see(token, got[0]):
-                job, slug = got
-                body = _body(job, slug)
-                if not _unchanged(job, body, since, if_none_match):
-                    return job, slug, body
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return job, slug, body
-            try:
-                got = await asyncio.wait_for(asyncio.shield(fut), remaining)
-            except TimeoutError:
-                return job, slug, body
-            rt.watch.unregister(job_id, fut)
-            fut = rt.watch.register(job_id)
-            if got is None:  # the listener asked everyone to re-read
-                got = await rt.job(job_id)
-    finally:
-        rt.watch.unregister(job_id, fut)
-        if not fut.done():
-            fut.cancel()
 
 
 @router.post("/{job_id}/cancel", response_model=JobDetail, summary="Cancel a job",

@@ -46,6 +46,10 @@ class Runtime:
         async with self.pool.connection() as conn:
             return await jobs_db.aget_with_slug(conn, job_id)
 
+    async def jobs(self, job_ids: list[int]) -> dict[int, tuple[Job, str]]:
+        async with self.pool.connection() as conn:
+            return await jobs_db.aget_many_with_slug(conn, job_ids)
+
     async def call(self, fn, *args, **kwargs):
         """Run a synchronous library function with a pooled connection on a worker thread."""
         def run():
@@ -71,7 +75,7 @@ async def open_runtime(settings: Settings) -> Runtime:
                       settings.api_rate_window_s)
     runtime = Runtime(settings=settings, pool=pool, redis=client, limiter=limiter,
                       watch=None, sync_pool=sync_pool)  # type: ignore[arg-type]
-    runtime.watch = JobWatch(dsn, runtime.job, runtime.forget_token)
+    runtime.watch = JobWatch(dsn, runtime.jobs, runtime.forget_token)
     runtime.watch.start()
     return runtime
 

@@ -112,7 +112,8 @@ def test_many_waiters_hold_no_database_connections(api_server, world):
                 for _ in range(120)]
             await asyncio.sleep(1.0)
             assert not any(w.done() for w in waiters)
-            async with httpx.AsyncClient(base_url=api_server.url, timeout=5) as side:
+            # were waiters holding connections, these would wait out the pool (503)
+            async with httpx.AsyncClient(base_url=api_server.url, timeout=30) as side:
                 quick = [await side.get(f"/v1/jobs/{other}", headers=acme) for _ in range(10)]
             assert [r.status_code for r in quick] == [200] * 10
             await asyncio.to_thread(_update, job, phase="storing")
