@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
@@ -10,7 +11,14 @@ import pytest
 from crawler.db import connect
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
-from tests.jobs.conftest import EXPECTED_VINS, site_copy, slow_routes, wait_final, wait_for
+from tests.jobs.conftest import (
+    EXPECTED_VINS,
+    FORECOURT,
+    site_copy,
+    slow_routes,
+    wait_final,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -21,28 +29,39 @@ def _vins(db, dealer_id):
         (dealer_id,)).fetchall()}
 
 
-def test_job_goes_queued_running_succeeded_with_counters(db, site, shared_worker):
+def test_job_goes_queued_running_succeeded_with_counters(db, site, shared_worker, job_env):
+    """Through the CLI: `crawl --queue --wait` enqueues, follows and summarizes."""
     from jobs import service
 
     dealer = dealers_db.create(db, slug="maple", name="Maple",
                                website_url=site("generic") + "/inventory/")
-    job, created = service.trigger(db, dealer.id, "crawl", "api")
-    assert created and job.state == "queued" and job.queue == "priority" and job.message_id
-    again, created_again = service.trigger(db, dealer.id, "crawl", "operator")
-    assert not created_again and again.id == job.id
+    cli = subprocess.Popen([FORECOURT, "crawl", "maple", "--queue", "--wait"], env=job_env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job = wait_for(lambda: next(iter(jobs_db.list_for(db, dealer.id)), None), timeout=60,
+                   interval=0.02, what="the CLI's job")
     seen = [job.state]
+    again, created_again = service.trigger(db, dealer.id, "crawl", "api")
+    assert not created_again and again.id == job.id
     while seen[-1] in ("queued", "running"):
         state = jobs_db.get(db, job.id).state
         if state != seen[-1]:
             seen.append(state)
         time.sleep(0.02)
-    assert seen == ["queued", "running", "succeeded"]
+    assert seen in (["queued", "running", "succeeded"], ["running", "succeeded"])
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 0, err
+    assert f"job {job.id} queued" in out and "Run summary" in out and "succeeded" in out
     done = wait_final(db, job.id)
     assert done.state == "succeeded" and done.verdict == "healthy" and done.attempts == 1
+    assert done.queue == "priority" and done.trigger == "operator" and done.message_id
     assert done.counters["added"] == 10 and done.counters["upserted"] == 10
     assert done.counters["rejected"] == 1 and done.counters["pages"] >= 12
     assert done.worker and done.started_at and done.finished_at and not done.errors
     assert _vins(db, dealer.id) == EXPECTED_VINS
+    refused = subprocess.run([FORECOURT, "jobs", "cancel", str(job.id)], env=job_env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert refused.stderr.startswith(f"error: job {job.id} already ended succeeded")
 
 
 def test_duplicate_triggers_racing_get_one_job(db, site, shared_worker):
@@ -185,26 +204,3 @@ def test_feed_jobs_ingest_in_the_worker_and_a_missing_feed_fails_at_once(db, sha
     job, _ = service.trigger(db, broken.id, "feed", "operator")
     done = wait_final(db, job.id)
     assert done.state == "failed" and done.attempts == 1 and len(done.errors) == 1
-
-
-def test_cli_queues_follows_shows_and_refuses_with_one_line(db, site, shared_worker, job_env):
-    import subprocess
-
-    from tests.jobs.conftest import FORECOURT
-
-    def run(*args):
-        return subprocess.run([FORECOURT, *args], capture_output=True, text=True, env=job_env,
-                              timeout=120)
-
-    dealers_db.create(db, slug="cli-dealer", name="CLI",
-                      website_url=site("generic") + "/inventory/")
-    out = run("crawl", "cli-dealer", "--queue", "--wait")
-    assert out.returncode == 0, out.stderr
-    job_id = int(out.stdout.split("job ", 1)[1].split()[0])
-    assert "succeeded" in out.stdout and "Run summary" in out.stdout
-    shown = run("jobs", "show", str(job_id))
-    assert shown.returncode == 0 and "succeeded" in shown.stdout and "priority" in shown.stdout
-    refused = run("jobs", "cancel", str(job_id))
-    assert refused.returncode == 1
-    assert refused.stderr.strip().startswith("error: job") and "already ended" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 1
