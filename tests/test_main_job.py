@@ -15,18 +15,21 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
 
 
-def _free_port_pair() -> int:
+def _free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports (the demo serves one site per port)."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 65000:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", port + 1))
-                    return port
-                except OSError:
-                    continue
+            first = s.getsockname()[1]
+        if first + count > 65535:
+            continue
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
     raise RuntimeError("no free ports")
 
 
@@ -51,7 +54,7 @@ def test_readme_main_job_from_a_fresh_clone_on_embedded_servers(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FORECOURT_", "DATABASE_URL", "REDIS_URL", "PYTEST",
                                 "VIRTUAL_ENV"))}
-    env["FORECOURT_DEMO_PORT"] = str(_free_port_pair())
+    env["FORECOURT_DEMO_PORT"] = str(_free_ports(3))
     command = _readme_main_command()
     try:
         first = subprocess.run(command, shell=True, cwd=clone, env=env, capture_output=True,
@@ -61,6 +64,9 @@ def test_readme_main_job_from_a_fresh_clone_on_embedded_servers(tmp_path):
         crawl = _row(first.stdout, "maple-ridge-motors")
         # dealer, job, kind, state, items, added, changed, unchanged, removed, rejected, verdict
         assert crawl[2:6] == ["crawl", "succeeded", "11", "10"], crawl
+        assert _row(first.stdout, "larkspur-valley-honda")[2:6] == ["crawl", "succeeded", "21",
+                                                                   "20"]
+        assert _row(first.stdout, "cedar-point-auto")[2:6] == ["crawl", "succeeded", "15", "15"]
         feed = _row(first.stdout, "harbor-city-auto")
         assert feed[2:6] == ["feed", "succeeded", "7", "6"], feed
         assert feed[9] == "1"

@@ -12,7 +12,7 @@ from crawler.cli.common import console, database
 from crawler.cli.crawl import crawl_now
 from crawler.cli.ingest import ingest_now
 from crawler.cli.render import summary_table
-from crawler.config import PROJECT_ROOT, get_settings
+from crawler.config import PROJECT_ROOT, get_settings, reset_settings
 from crawler.db import dealers as dealers_db
 from crawler.errors import ConfigError, NotFound
 
@@ -42,6 +42,17 @@ def stored_table(conn, slugs: list[str]) -> Table:
     return table
 
 
+def _allow_loopback() -> None:
+    """The demo's dealer sites are served on 127.0.0.1, which outbound safety refuses by
+    default: allow exactly that address for this process and the crawls it starts."""
+    import json
+    import os
+
+    allowed = set(get_settings().allow_private_hosts) | {"127.0.0.1"}
+    os.environ["FORECOURT_ALLOW_PRIVATE_HOSTS"] = json.dumps(sorted(allowed))
+    reset_settings()
+
+
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(workers: bool = typer.Option(
@@ -49,6 +60,7 @@ def register(app: typer.Typer) -> None:
             "`forecourt scheduler` processes (crawls enqueued by the scheduler).")) -> None:
         """Crawl and ingest the bundled fixture dealers and print what was stored."""
         spec = tomllib.loads(DEMO_FILE.read_text())["dealers"]
+        _allow_loopback()
         port_base = get_settings().demo_port
         servers = []
         try:
@@ -68,7 +80,7 @@ def register(app: typer.Typer) -> None:
                                 hint="stop whatever uses that port, or change fixtures/demo.toml",
                             ) from exc
                         servers.append(server)
-                        website = fixture_server.base_url(server) + "/inventory/"
+                        website = fixture_server.base_url(server) + d.get("path", "/")
                     _ensure_dealer(conn, d, website)
                 if workers:
                     from crawler.cli.worker import run_with_workers
