@@ -27,7 +27,7 @@ from tests.faults.conftest import kill_group, wait_for
 pytestmark = pytest.mark.integration
 
 GENERIC = PROJECT_ROOT / "fixtures" / "sites" / "generic"
-ROWS, BATCH = 1200, 200
+ROWS, BATCH = 600, 100
 # Vehicle data as stored. Not the quality flags (nor the content hash that covers them):
 # market-relative rules (price_outlier) judge against the market as it stood when the run
 # started, which after a crash includes the batches the first attempt committed.
