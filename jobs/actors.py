@@ -79,9 +79,15 @@ def execute(job_id: int, queue: str) -> None:
     """Run one attempt of the job if it is ours to run; retry or bury it if it failed."""
     slots = _slots() if queue == SCHEDULED else None
     if slots is not None and not slots.acquire(blocking=False):
+        # All the threads scheduled work may use are busy: put the message back for later
+        # (a redelivery of a running job's message too, so that it is not lost).
         with connect() as conn:
-            job = jobs_db.get(conn, job_id)
-            if job.state == "queued":
+            try:
+                job = jobs_db.get(conn, job_id)
+            except NotFound:
+                return
+            if job.state == "queued" or (job.state == "running"
+                                         and job.message_id == _current_message_id()):
                 send(conn, job, delay_s=1.0)
         return
     try:
