@@ -23,11 +23,11 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "forecourt_log_context", default={})
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "forecourt_log_context", default=None)
 # Set by configure(static=...): fields every record of this process carries (a crawl child
 # logs for one job, whatever thread Scrapy logs from).
 _static: dict[str, Any] = {}
@@ -73,8 +73,8 @@ def redact(text: str) -> str:
 @contextmanager
 def bind(**fields: Any) -> Iterator[None]:
     """Add fields (job_id, dealership_id, ...) to every record logged inside the block."""
-    token = _context.set({**_context.get(), **{k: v for k, v in fields.items()
-                                               if v is not None}})
+    token = _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items()
+                                                       if v is not None}})
     try:
         yield
     finally:
@@ -82,7 +82,7 @@ def bind(**fields: Any) -> Iterator[None]:
 
 
 def current_fields() -> dict[str, Any]:
-    return {**_static, **_context.get()}
+    return {**_static, **(_context.get() or {})}
 
 
 class ContextFilter(logging.Filter):
@@ -122,7 +122,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(
                 timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,

@@ -137,7 +137,8 @@ def test_worker_killed_mid_feed_store_batch_finishes_elsewhere_storing_the_same(
     assert run_job(db, clean_job.id).state == "succeeded"
     print(f"baseline {time.monotonic() - t0:.1f} s")
     baseline = _stored(db, clean.id)
-    diff = [(c, a, b) for x, y in zip(baseline, stored) for c, a, b in zip(COLUMNS, x, y)
+    diff = [(c, a, b) for x, y in zip(baseline, stored, strict=False)
+            for c, a, b in zip(COLUMNS, x, y, strict=True)
             if a != b]
     assert baseline == stored, diff[:5]
     assert _events(db, clean.id) == events

@@ -99,7 +99,7 @@ def test_well_formed_csv_comes_back_exactly(header, data, delimiter):
     out = io.StringIO(newline="")
     csv.writer(out, delimiter=delimiter, quoting=csv.QUOTE_ALL).writerows([header, *rows])
     got = _read_all(out.getvalue().encode(), "tsv" if delimiter == "\t" else "csv")
-    assert [r for _, r in got] == [dict(zip(header, r)) for r in rows]
+    assert [r for _, r in got] == [dict(zip(header, r, strict=True)) for r in rows]
 
 
 json_values = st.recursive(

@@ -34,7 +34,7 @@ HEADER = ["Stock", "Type", "Year", "Make", "Model", "Trim", "Body", "ExteriorCol
 def _row(**over):
     row = dict(zip(HEADER, ["HC1", "Used", "2020", "Toyota", "Camry", "SE", "Sedan", "Silver",
                             "Black", "Automatic", "FWD", "Gasoline", "2.5L I4", "34210",
-                            "22995", "", VIN, "", "Clean"]))
+                            "22995", "", VIN, "", "Clean"], strict=True))
     row.update(over)
     return row
 
