@@ -13,6 +13,8 @@ shared machine, where wall-clock latency also measures everyone else's load):
              is the service time plus ordinary queueing
   saturated  every poller sends its next request as soon as the last one answers; this is
              the throughput ceiling, and latency is mostly queueing (Little's law)
+  single     one poller back to back: the service time of one request, without queueing
+and finally 1,000 long polls (`wait`) answered by one change to their jobs.
 
 Run: .venv/bin/python bench/bench_api.py [--jobs 100000] [--pollers 200] [--workers 2]
 Uses DATABASE_URL/REDIS_URL when set (a scratch database is created and dropped), else the
@@ -390,8 +392,11 @@ def main() -> None:
         print(f"API: {args.workers} worker process(es); load: {args.load_procs} process(es), "
               f"{args.pollers} keep-alive connections; {os.cpu_count()} cores shared")
         scenarios = ["baseline", "get-job", "list-jobs", "not-modified"]
-        for mode, interval in (("paced", args.interval), ("saturated", 0.0)):
-            if mode == "paced":
+        for mode, interval in (("single", 0.0), ("paced", args.interval), ("saturated", 0.0)):
+            pollers = data["pollers"][:1] if mode == "single" else data["pollers"]
+            if mode == "single":
+                print("\nsingle: one poller back to back (service time, no queueing)")
+            elif mode == "paced":
                 offered = args.pollers / args.interval
                 print(f"\n{mode}: each poller every {args.interval:g} s "
                       f"(offered {offered:,.0f} req/s)")
@@ -401,11 +406,11 @@ def main() -> None:
                   f"{'p95 vs base':>13}{'API CPU':>9}{'DB CPU':>8}  statuses")
             base_p95 = None
             for scenario in scenarios:
-                run_scenario(port, data["pollers"], scenario, 1.0, interval,
-                             args.load_procs)  # warm-up: connections, prepared statements
+                run_scenario(port, pollers, scenario, 1.0, interval,
+                             min(args.load_procs, len(pollers)))  # warm-up
                 api0, db0 = cpu_snapshot(server.pid, url, name)
-                r = run_scenario(port, data["pollers"], scenario, args.seconds, interval,
-                                 args.load_procs)
+                r = run_scenario(port, pollers, scenario, args.seconds, interval,
+                                 min(args.load_procs, len(pollers)))
                 api1, db1 = cpu_snapshot(server.pid, url, name)
                 n = max(r["n"], 1)
                 base_p95 = base_p95 or r["p95"] or 1.0
