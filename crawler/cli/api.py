@@ -44,6 +44,10 @@ def register(app: typer.Typer) -> None:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         console.print(f"forecourt API on http://{host}:{port}/v1 (OpenAPI: /v1/openapi.json, "
                       f"docs: /v1/docs), {workers} worker(s); Ctrl-C stops it")
-        uvicorn.run("jobs.api.app:create_app", factory=True, host=host, port=port,
-                    workers=workers, access_log=access_log, server_header=False,
-                    log_level=settings.log_level.lower(), timeout_graceful_shutdown=5)
+        try:
+            uvicorn.run("jobs.api.app:create_app", factory=True, host=host, port=port,
+                        workers=workers, access_log=access_log, server_header=False,
+                        log_level=settings.log_level.lower(), timeout_graceful_shutdown=5)
+        finally:
+            if workers > 1:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
