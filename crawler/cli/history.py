@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from crawler.cli.common import console, database
@@ -39,6 +40,7 @@ def register(app: typer.Typer) -> None:
         for col in ("when (UTC)", "job", "VIN", "event", "old", "new"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            table.add_row(r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), str(r["job_id"] or ""),
-                          r["vin"], r["kind"], _value(r["old_value"]), _value(r["new_value"]))
+            table.add_row(*map(escape, (  # stored values are text, never rich markup
+                r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), str(r["job_id"] or ""),
+                r["vin"], r["kind"], _value(r["old_value"]), _value(r["new_value"]))))
         console.print(table)

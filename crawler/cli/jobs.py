@@ -6,6 +6,7 @@ import json
 import time
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from crawler.cli.common import console, database
@@ -31,7 +32,7 @@ def jobs_table(conn, jobs: list[Job], title: str = "Jobs") -> Table:
         table.add_row(str(j.id), names.get(j.dealership_id, str(j.dealership_id)), j.kind,
                       j.trigger, j.state, j.phase or "-", str(j.attempts),
                       str(j.counters.get("items", 0)), str(j.counters.get("upserted", 0)),
-                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"), (j.error or "")[:60])
+                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"), escape((j.error or "")[:60]))
     return table
 
 
@@ -58,8 +59,8 @@ def job_detail(conn, job: Job) -> Table:
     for n, e in enumerate(job.errors, 1):
         rows.append((f"error #{n}", f"attempt {e.get('attempt')} {e.get('kind')}: "
                                     f"{e.get('error')} ({e.get('at')})"))
-    for field, value in rows:
-        table.add_row(field, value)
+    for field, value in rows:  # errors quote pages and feeds: text, never rich markup
+        table.add_row(field, escape(value))
     return table
 
 

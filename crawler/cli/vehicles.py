@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from crawler.cli.common import console, database
@@ -27,10 +28,12 @@ def register(app: typer.Typer) -> None:
                     "quality", "flags", "status", "days on lot"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            table.add_row(r["vin"], str(r["year"] or ""), r["make"] or "", r["model"] or "",
-                          r["trim"] or "", r["condition"] or "",
-                          f"{r['mileage']:,}" if r["mileage"] is not None else "",
-                          f"{r['price']:,.0f}" if r["price"] is not None else "",
-                          str(r["quality_score"]), ", ".join(r["quality_flags"]), r["status"],
-                          str(r.get("days_on_lot", "")))
+            # values come from dealer sites and feeds: shown as text, never as rich markup
+            table.add_row(*map(escape, (
+                r["vin"], str(r["year"] or ""), r["make"] or "", r["model"] or "",
+                r["trim"] or "", r["condition"] or "",
+                f"{r['mileage']:,}" if r["mileage"] is not None else "",
+                f"{r['price']:,.0f}" if r["price"] is not None else "",
+                str(r["quality_score"]), ", ".join(r["quality_flags"]), r["status"],
+                str(r.get("days_on_lot", "")))))
         console.print(table)
