@@ -230,6 +230,13 @@ class _Server(ThreadingHTTPServer):
         self.stopping.set()
         super().shutdown()
 
+    def handle_error(self, request, client_address):
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # a client that went away (a killed crawl) is not the site's problem
+        super().handle_error(request, client_address)
+
 
 def serve(site: str | Path, port: int = 0, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """Start serving one fixture site in a background thread; returns the server."""
