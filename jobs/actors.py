@@ -46,8 +46,10 @@ class ReaperMiddleware(dramatiq.Middleware):
     """Every worker process runs the reaper in a thread (see jobs/reaper.py)."""
 
     def after_worker_boot(self, broker, worker):
+        from crawler import logging as fc_logging
         from jobs import reaper
 
+        fc_logging.configure()  # structured (JSON) logs with job ids, secrets redacted
         reaper.start_thread()
 
 
@@ -90,8 +92,11 @@ def execute(job_id: int, queue: str) -> None:
                                          and job.message_id == _current_message_id()):
                 send(conn, job, delay_s=1.0)
         return
+    from crawler import logging as fc_logging
+
     try:
-        _attempt(job_id, _current_message_id())
+        with fc_logging.bind(job_id=job_id):
+            _attempt(job_id, _current_message_id())
     finally:
         if slots is not None:
             slots.release()

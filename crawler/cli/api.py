@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         try:
             uvicorn.run("jobs.api.app:create_app", factory=True, host=host, port=port,
                         workers=workers, access_log=access_log, server_header=False,
+                        log_config=None,  # forecourt's JSON logging, configured by the app
                         log_level=settings.log_level.lower(), timeout_graceful_shutdown=5)
         finally:
             if workers > 1:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 import typer
 
+from crawler import logging as fc_logging
 from crawler.cli.common import console, database
 from crawler.config import get_settings, reset_settings
 from crawler.db import database_url, redis_url
@@ -22,8 +22,7 @@ def register(app: typer.Typer) -> None:
         os.environ["DATABASE_URL"] = database_url()
         os.environ["REDIS_URL"] = redis_url()
         reset_settings()
-        logging.basicConfig(level=get_settings().log_level,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        fc_logging.configure()
         from jobs import scheduler as scheduler_mod
 
         console.print(f"scheduler: ticking every {get_settings().scheduler_tick_s:g} s; "

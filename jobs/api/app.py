@@ -28,6 +28,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from crawler import logging as fc_logging
+
+        fc_logging.configure()  # structured (JSON) logs, secrets redacted
         app.state.runtime = await open_runtime(settings)
         try:
             yield
