@@ -178,12 +178,14 @@ def test_purge_clears_a_dealers_dead_letters_only(db):
 
     a = dealers_db.create(db, slug="a", name="A", website_url="http://127.0.0.1:9/")
     b = dealers_db.create(db, slug="b", name="B", website_url="http://127.0.0.1:9/")
+    dead = {}
     for dealer in (a, b):
         job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
         db.execute("UPDATE jobs SET state = 'dead' WHERE id = %s", (job.id,))
+        dead[dealer.id] = job.id
     assert service.purge_dead(db, a.id) == 1
     assert [j.dealership_id for j in service.dead_letters(db)] == [b.id]
-    assert jobs_db.get(db, 1).state == "dead"  # the record stays as history
+    assert jobs_db.get(db, dead[a.id]).state == "dead"  # the record stays as history
 
 
 def test_feed_jobs_ingest_in_the_worker_and_a_missing_feed_fails_at_once(db, shared_worker,
