@@ -169,10 +169,4 @@ def from_api(data: dict, source: str) -> list[VehicleItem]:
 
 def extract(text: str, url: str) -> list[VehicleItem]:
     """getInventory JSON, or an HTML page (detail pages publish schema.org JSON-LD)."""
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return []
-        return from_api(data, url) if isinstance(data, dict) else []
-    return structured.extract(text, url)
+    return structured.api_or_page(text, url, from_api)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from parsel import Selector
@@ -213,3 +213,16 @@ def from_microdata(html: str, page_url: str) -> list[VehicleItem]:
 def extract(html: str, page_url: str) -> list[VehicleItem]:
     """Vehicles a page publishes as structured data: JSON-LD first, microdata otherwise."""
     return from_json_ld(html, page_url) or from_microdata(html, page_url)
+
+
+def api_or_page(text: str, url: str,
+                from_api: Callable[[dict, str], list[VehicleItem]]) -> list[VehicleItem]:
+    """A platform API's JSON answer through `from_api`, or an HTML page's structured data
+    (platform detail pages publish schema.org JSON-LD)."""
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return []
+        return from_api(data, url) if isinstance(data, dict) else []
+    return extract(text, url)

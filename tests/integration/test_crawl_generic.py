@@ -7,9 +7,8 @@ import shutil
 import pytest
 
 from crawler.config import PROJECT_ROOT
-from crawler.crawl_runner import run_crawl
 from crawler.db import dealers as dealers_db
-from crawler.db import jobs as jobs_db
+from tests.crawling import crawl
 
 pytestmark = pytest.mark.integration
 
@@ -19,13 +18,6 @@ EXPECTED_VINS = {
     "3VW6T7AU3KM022910", "4S4BTACC1L3210987", "KM8JBCD16RU412377", "W1KAF4HB3MR023456",
     "1C4HJXDG2NW150034", "JN8BT3BB7NW300112",
 }
-
-
-def crawl(db, dealer_id: int):
-    job, created = jobs_db.create_or_get_active(db, dealer_id, "crawl", "operator")
-    assert created
-    jobs_db.start(db, job.id, "test")
-    return run_crawl(job.id, time_limit_s=120)
 
 
 def test_crawl_stores_every_vehicle_with_events_and_rejects(db, site):

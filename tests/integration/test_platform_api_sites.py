@@ -10,25 +10,15 @@ import shutil
 import pytest
 
 from crawler.config import PROJECT_ROOT
-from crawler.crawl_runner import run_crawl
 from crawler.db import dealers as dealers_db
-from crawler.db import jobs as jobs_db
+from tests.crawling import crawl
+from tests.crawling import vehicles_by_vin as stored
 
 pytestmark = pytest.mark.integration
 
 SITES = PROJECT_ROOT / "fixtures" / "sites"
 
 
-def crawl(db, dealer_id: int):
-    job, created = jobs_db.create_or_get_active(db, dealer_id, "crawl", "operator")
-    assert created
-    jobs_db.start(db, job.id, "test")
-    return run_crawl(job.id, time_limit_s=120)
-
-
-def stored(db, dealer_id: int) -> dict[str, dict]:
-    rows = db.execute("SELECT * FROM vehicles WHERE dealership_id = %s", (dealer_id,)).fetchall()
-    return {r["vin"]: r for r in rows}
 
 
 def assert_traps_ignored(page: str, traps: set[str], cars: dict) -> None:

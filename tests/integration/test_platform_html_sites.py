@@ -12,25 +12,15 @@ from decimal import Decimal
 import pytest
 
 from crawler.config import PROJECT_ROOT
-from crawler.crawl_runner import run_crawl
 from crawler.db import dealers as dealers_db
-from crawler.db import jobs as jobs_db
+from tests.crawling import crawl
+from tests.crawling import vehicles_by_vin as vehicles
 
 pytestmark = pytest.mark.integration
 
 SITES = PROJECT_ROOT / "fixtures" / "sites"
 
 
-def crawl(db, dealer_id: int):
-    job, created = jobs_db.create_or_get_active(db, dealer_id, "crawl", "operator")
-    assert created
-    jobs_db.start(db, job.id, "test")
-    return run_crawl(job.id, time_limit_s=120)
-
-
-def vehicles(db, dealer_id: int) -> dict[str, dict]:
-    rows = db.execute("SELECT * FROM vehicles WHERE dealership_id = %s", (dealer_id,)).fetchall()
-    return {r["vin"]: r for r in rows}
 
 
 def active(db, dealer_id: int) -> int:

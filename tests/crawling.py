@@ -1,0 +1,19 @@
+"""Helpers shared by the crawl integration tests: run a crawl job, read what it stored."""
+
+from __future__ import annotations
+
+from crawler.crawl_runner import run_crawl
+from crawler.db import jobs as jobs_db
+
+
+def crawl(db, dealer_id: int):
+    """Create the dealer's crawl job, start it, and run it to its settled record."""
+    job, created = jobs_db.create_or_get_active(db, dealer_id, "crawl", "operator")
+    assert created
+    jobs_db.start(db, job.id, "test")
+    return run_crawl(job.id, time_limit_s=120)
+
+
+def vehicles_by_vin(db, dealer_id: int) -> dict[str, dict]:
+    rows = db.execute("SELECT * FROM vehicles WHERE dealership_id = %s", (dealer_id,)).fetchall()
+    return {r["vin"]: r for r in rows}
