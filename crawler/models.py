@@ -51,6 +51,31 @@ class VehicleItem(BaseModel):
     raw: dict[str, Any] | None = None
 
 
+_ITEM_FIELDS = frozenset(VehicleItem.model_fields)
+_ITEM_EMPTY = dict.fromkeys(VehicleItem.model_fields)  # every default is None
+
+
+def raw_item(source: str, fields: dict[str, Any], raw: dict[str, Any] | None = None,
+             **extra: Any) -> VehicleItem:
+    """A VehicleItem built without validation, for feeds (every field is Any, so there is
+    nothing to validate). What `VehicleItem.model_construct` does, at a tenth of its cost
+    (pydantic's generic constructor resolves each field's default on every call): ~2 us
+    instead of ~20, per row of a million-row feed."""
+    if not fields.keys() <= _ITEM_FIELDS:  # a name that is no field is kept as an extra
+        extra = {**{k: v for k, v in fields.items() if k not in _ITEM_FIELDS}, **extra}
+        fields = {k: v for k, v in fields.items() if k in _ITEM_FIELDS}
+    values = dict(_ITEM_EMPTY)
+    values.update(fields)
+    values["source"], values["raw"] = source, raw
+    item = object.__new__(VehicleItem)
+    object.__setattr__(item, "__dict__", values)
+    object.__setattr__(item, "__pydantic_fields_set__",
+                       {"source", *fields, *extra, *(("raw",) if raw is not None else ())})
+    object.__setattr__(item, "__pydantic_extra__", extra)
+    object.__setattr__(item, "__pydantic_private__", None)
+    return item
+
+
 class Vehicle(BaseModel):
     """The canonical vehicle record."""
 

@@ -19,10 +19,28 @@ _EMPTY = {"", "n/a", "na", "none", "null", "-", "--", "tbd", "unknown", "not spe
 _WS = re.compile(r"\s+")
 
 
+_NEEDS_SPACING = re.compile(r"\s\s|[\n\t\r\xa0]")
+_TEXT: dict[str, str | None] = {}  # short strings repeat (models, colours, trims)
+
+
 def text(value: Any) -> str | None:
     """A trimmed single-line string, or None for empty and placeholder values."""
     if value is None:
         return None
+    if value.__class__ is str:  # the common case, kept short: called ~25 times a row
+        try:
+            return _TEXT[value]
+        except KeyError:
+            pass
+        s = value.strip()
+        if _NEEDS_SPACING.search(s):
+            s = _WS.sub(" ", s)
+        s = None if len(s) < 16 and s.lower() in _EMPTY else s
+        if len(value) <= 40:
+            if len(_TEXT) >= 8192:
+                _TEXT.clear()
+            _TEXT[value] = s
+        return s
     if isinstance(value, (list, tuple)):
         value = ", ".join(str(v) for v in value if v is not None)
     if isinstance(value, dict):
@@ -75,6 +93,25 @@ def number(value: Any) -> Decimal | None:
         return Decimal(raw)
     except InvalidOperation:
         return None
+
+
+def _memo(fn):
+    """Cache a normalizer's answers for string values (make, condition, transmission...
+    repeat across a feed's rows; a bounded dict, emptied when full)."""
+    cache: dict[str, Any] = {}
+
+    def cached(value: Any, *rest: Any) -> Any:
+        if rest or value.__class__ is not str:
+            return fn(value, *rest)
+        try:
+            return cache[value]
+        except KeyError:
+            if len(cache) >= 4096:
+                cache.clear()
+            out = cache[value] = fn(value)
+            return out
+    cached.__doc__, cached.__name__, cached.__wrapped__ = fn.__doc__, fn.__name__, fn
+    return cached
 
 
 def price(value: Any) -> tuple[Decimal | None, str | None]:
@@ -154,6 +191,7 @@ _CONDITIONS = [
 ]
 
 
+@_memo
 def condition(value: Any) -> str | None:
     s = text(value)
     if not s:
@@ -188,6 +226,7 @@ MAKES = {
 }
 
 
+@_memo
 def make(value: Any) -> str | None:
     s = text(value)
     if not s:
@@ -198,6 +237,7 @@ def make(value: Any) -> str | None:
     return s if any(c.islower() for c in s) else s.title()
 
 
+@_memo
 def year(value: Any) -> int | None:
     if isinstance(value, str):
         m = re.search(r"\b(19[0-9]{2}|20[0-9]{2})\b", value)
@@ -217,6 +257,7 @@ _DRIVES = [
 ]
 
 
+@_memo
 def drivetrain(value: Any) -> str | None:
     s = text(value)
     if not s:
@@ -228,6 +269,7 @@ def drivetrain(value: Any) -> str | None:
     return s
 
 
+@_memo
 def transmission(value: Any) -> str | None:
     s = text(value)
     if not s:
@@ -242,12 +284,17 @@ def transmission(value: Any) -> str | None:
     return s
 
 
+_IMAGE_SPLIT = re.compile(r"[|,\s]+(?=https?://|//|/)")
+_ABSOLUTE = ("http://", "https://")
+
+
 def image_urls(value: Any, base: str | None = None) -> list[str]:
     """A de-duplicated list of absolute http(s) image URLs from a list or a joined string."""
     if value is None:
         return []
     if isinstance(value, str):
-        parts = re.split(r"[|,\s]+(?=https?://|//|/)", value.strip()) if value.strip() else []
+        value = value.strip()
+        parts = _IMAGE_SPLIT.split(value) if value else []
     elif isinstance(value, dict):
         parts = [value.get("url") or value.get("contentUrl") or value.get("src")]
     elif not isinstance(value, (list, tuple)):  # a number or boolean is no image
@@ -256,18 +303,20 @@ def image_urls(value: Any, base: str | None = None) -> list[str]:
         parts = []
         for v in value:
             parts.extend(image_urls(v, base) if isinstance(v, (dict, list)) else [v])
-    out: list[str] = []
+    out: dict[str, None] = {}  # ordered, de-duplicated
     for p in parts:
         s = text(p)
         if not s:
             continue
-        if base and not s.startswith(("http://", "https://")):
-            s = urljoin(base, s)
-        elif s.startswith("//"):
-            s = "https:" + s
-        if s.startswith(("http://", "https://")) and s not in out:
-            out.append(s)
-    return out
+        if not s.startswith(_ABSOLUTE):
+            if base:
+                s = urljoin(base, s)
+            elif s.startswith("//"):
+                s = "https:" + s
+            if not s.startswith(_ABSOLUTE):
+                continue
+        out[s] = None
+    return list(out)
 
 
 def normalize(item: VehicleItem) -> Vehicle:

@@ -7,6 +7,7 @@ feed it batches of VehicleItems, and close it with what they know about complete
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,12 +38,14 @@ class Run:
     problems: list[str] = field(default_factory=list)
     last_progress: float = 0.0
     quality: Any = None  # pipelines.quality.RunQuality: market medians, photos seen
+    fresh: bool = False  # the dealership had no vehicles when the run began
 
 
 def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: str,
              vins_only: bool = False) -> Run:
     return Run(conn=conn, dealership_id=dealership_id, job_id=job_id, kind=kind,
-               seen=dedup.VinsOnly() if vins_only else {}, quality=quality.open_run(conn))
+               seen=dedup.VinsOnly() if vins_only else {}, quality=quality.open_run(conn),
+               fresh=not vehicles_db.has_vehicles(conn, dealership_id))
 
 
 def process(run: Run, items: list[VehicleItem]) -> dict[str, int]:
@@ -55,7 +58,8 @@ def process(run: Run, items: list[VehicleItem]) -> dict[str, int]:
     vehicles = quality.batch(vehicles, quality.context_for(run.conn, run.dealership_id,
                                                            vehicles, run.quality))
     run.counters.update(quality.coverage_counts(vehicles))
-    counts = store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects)
+    counts = store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects,
+                         fresh=run.fresh)
     run.counters["valid"] += len(items) - len(rejects)
     run.counters["rejected"] += len(rejects)
     run.counters["duplicates"] += duplicates
@@ -76,9 +80,14 @@ def report_progress(run: Run, phase: str | None = None, force: bool = False) -> 
         run.last_progress = now
 
 
-def close(run: Run, complete: bool, problems: list[str] | None = None) -> dict[str, Any]:
+def close(run: Run, complete: bool, problems: list[str] | None = None,
+          unseen_hashes: Collection[str] | None = None) -> dict[str, Any]:
     """Judge the run, remove the unseen only if it is healthy and complete, settle the job's
-    counters and report. Returns the report, with the job state it earns."""
+    counters and report. Returns the report, with the job state it earns.
+
+    `unseen_hashes`: for a feed run whose fast path skipped unchanged rows without recording
+    them, the source-row hashes present at its start that no row carried (see
+    crawler.db.vehicles.settle_run)."""
     all_problems = [*run.problems, *(problems or [])]
     dealer = dealers_db.get_by_id(run.conn, run.dealership_id)
     baseline = jobs_db.recent_healthy(run.conn, run.dealership_id, run.kind,
@@ -88,7 +97,8 @@ def close(run: Run, complete: bool, problems: list[str] | None = None) -> dict[s
                            history_counts=history, limits=gate.thresholds(dealer.settings),
                            history=[j.counters for j in baseline])
     settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
-                                     remove_unseen=report["may_remove"])
+                                     remove_unseen=report["may_remove"],
+                                     unseen_hashes=unseen_hashes)
     run.counters["removed"] += settled["removed"]
     report["removed"] = settled["removed"]
     report["cross_dealer_updated"] = quality.settle_duplicates(run.conn, run.dealership_id)

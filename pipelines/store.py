@@ -35,8 +35,13 @@ def content_hash(v: Vehicle) -> str:
 
 
 def batch(conn: psycopg.Connection, dealership_id: int, job_id: int,
-          vehicles: list[Vehicle], rejects: list[Reject]) -> dict[str, int]:
-    counts = vehicles_db.upsert(conn, dealership_id, job_id,
-                                [(v, content_hash(v)) for v in vehicles])
+          vehicles: list[Vehicle], rejects: list[Reject], fresh: bool = False
+          ) -> dict[str, int]:
+    """Write one batch. `fresh`: the dealership had no vehicles when the run began, so the
+    batch is most likely all new and goes in with a plain COPY (an upsert if not)."""
+    rows = [(v, content_hash(v)) for v in vehicles]
+    counts = vehicles_db.insert_new(conn, dealership_id, job_id, rows) if fresh else None
+    if counts is None:
+        counts = vehicles_db.upsert(conn, dealership_id, job_id, rows)
     counts["rejected"] = rejects_db.add(conn, dealership_id, job_id, rejects)
     return counts

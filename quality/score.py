@@ -94,8 +94,24 @@ def placeholder_photo(url: str) -> bool:
     return bool(_PLACEHOLDER_PHOTO.search(url))
 
 
+# Every placeholder pattern contains one of these: a URL holding none needs no regex search
+# (the case-insensitive search costs ~5 us a URL; these substring tests ~0.2 us).
+_PLACEHOLDER_WORDS = ("soon", "image", "photo", "pic", "available", "placeholder",
+                      "awaiting", "default", "stock", "blank.")
+
+
+def real_photos(urls: list[str]) -> list[str]:
+    """The URLs that are not placeholder images."""
+    if not urls:
+        return urls
+    joined = " ".join(urls).lower()
+    if not any(w in joined for w in _PLACEHOLDER_WORDS):
+        return urls
+    return [u for u in urls if not placeholder_photo(u)]
+
+
 def rule_photos(v: Vehicle, ctx: Context) -> list[str]:
-    real = [u for u in v.image_urls if not placeholder_photo(u)]
+    real = real_photos(v.image_urls)
     flags = ["photo_placeholder"] if len(real) < len(v.image_urls) else []
     if not real:
         return [*flags, "no_photos"]

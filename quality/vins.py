@@ -220,7 +220,7 @@ def _vininfo_uncached(vin: str) -> dict[str, Any]:
 
 def clear_caches() -> None:
     """Forget every decode (benchmarks measure cold decoding)."""
-    _decode17.cache_clear()
+    _PATTERNS.clear()
     _VININFO.clear()
     vpic.clear_cache()
 
@@ -235,18 +235,42 @@ def decode(raw: Any) -> VinDecode:
     return _decode17(vin, tuple(errors), corrected_from)
 
 
-# Per VIN: a feed's VINs are all different, so this cache only helps re-decodes within a
-# crawl; 100k entries held ~700 MB on a million-row feed. The per-pattern cache
-# (vpic.decode_key) is what makes decoding fast.
-@lru_cache(maxsize=8192)
+# Per pattern, not per VIN: a feed's VINs are all different, but everything except the
+# check digit and the placeholder verdict depends only on the characters a decoder reads
+# (positions 1-8, the model-year and plant codes, and as much of the serial as any vPIC
+# pattern of that maker reads), so a million-row feed decodes a few thousand patterns.
+_PATTERNS: dict[tuple, dict[str, Any]] = {}
+_PATTERNS_MAX = 65536
+_NOT_ALNUM = re.compile(r"[^A-Z0-9]")
+
+
 def _decode17(vin: str, errors: tuple[str, ...], corrected_from: str | None) -> VinDecode:
-    info = vpic.wmi(vpic.wmi_code(vin)) if not re.search(r"[^A-Z0-9]", vin) else None
+    alnum = not _NOT_ALNUM.search(vin)
+    info = vpic.wmi(vpic.wmi_code(vin)) if alnum else None
+    reads = 9 + max(2, info.key_length - 6) if info is not None else 11
+    key = (vin[:8], vin[9:reads], vin[11:14] if vin[2] == "9" else "", bool(errors), alnum)
+    fields = _PATTERNS.get(key)
+    if fields is None:
+        if len(_PATTERNS) >= _PATTERNS_MAX:
+            _PATTERNS.clear()
+        fields = _PATTERNS[key] = _decode_pattern(vin, bool(errors), info)
+    expected = check_digit(vin)
+    reason = placeholder_reason(vin, fields["_light"])
+    data = {k: v for k, v in fields.items() if k != "_light"}
+    data["model_years"] = list(fields["model_years"])
+    return VinDecode(
+        vin=vin, errors=list(errors), corrected_from=corrected_from, check_digit=expected,
+        check_digit_ok=expected == vin[8], placeholder=reason is not None,
+        placeholder_reason=reason, **data)
+
+
+def _decode_pattern(vin: str, has_errors: bool, info: vpic.Wmi | None) -> dict[str, Any]:
+    """The fields of a decode that depend on the VIN's pattern alone (plus `_light`)."""
     light = info.light_vehicle if info else None
-    reason = placeholder_reason(vin, light)
     years = model_years(vin, bool(light))
     fields: dict[str, Any] = {}
     decoder = None
-    vi = _vininfo(vin) if not errors else {}
+    vi = _vininfo(vin) if not has_errors else {}
     if info is not None:
         decoded = vpic.decode_key(info.code + vpic.descriptor(vin)[:info.key_length],
                                   tuple(years))
@@ -265,13 +289,12 @@ def _decode17(vin: str, errors: tuple[str, ...], corrected_from: str | None) -> 
         fields["country"] = vi["country"]
     if vi.get("years") and decoder in ("vininfo", None) and region(vin) != "North America":
         years = sorted(vi["years"], reverse=True)  # brand rules vininfo knows (Ford Australia)
-    expected = check_digit(vin)
-    return VinDecode(
-        vin=vin, errors=list(errors), corrected_from=corrected_from,
-        wmi=vpic.wmi_code(vin), squish_vin=vin[:8] + vin[9:11], region=region(vin),
-        check_digit=expected, check_digit_ok=expected == vin[8],
-        check_digit_required=check_digit_required(vin), year_code_ok=vin[9] in _YEAR_CODES,
-        model_years=years, model_year=years[0] if years else None, decoder=decoder,
-        vininfo_make=vi.get("make"), placeholder=reason is not None,
-        placeholder_reason=reason, **fields,
-    )
+    return {
+        "_light": light, "wmi": vpic.wmi_code(vin), "squish_vin": vin[:8] + vin[9:11],
+        "region": region(vin), "check_digit_required": check_digit_required(vin),
+        "year_code_ok": vin[9] in _YEAR_CODES, "model_years": years,
+        "model_year": years[0] if years else None, "decoder": decoder,
+        "vininfo_make": vi.get("make"), "make": None, "model": None, "series": None,
+        "trim": None, "body_class": None, "vehicle_type": None, "manufacturer": None,
+        "country": None, **fields,
+    }

@@ -32,8 +32,13 @@ def forget_urls() -> None:
 
 
 def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
-    """An autocommit connection with dict rows; use `conn.transaction()` for atomic work."""
+    """An autocommit connection with dict rows; use `conn.transaction()` for atomic work.
+
+    JIT compilation is off: forecourt's statements are batch lookups and upserts whose
+    plans cross the JIT cost threshold on large tables but run in milliseconds, and
+    compiling them cost more than running them."""
     target = url or database_url()
+    kwargs.setdefault("options", "-c jit=off")
     try:
         return psycopg.connect(target, autocommit=True, row_factory=dict_row,
                                connect_timeout=10, **kwargs)

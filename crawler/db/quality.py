@@ -38,12 +38,15 @@ def hero_photo_users(conn: psycopg.Connection, urls: Sequence[str]) -> dict[str,
     """For each URL, the VINs of active vehicles (any dealer) whose first photo it is."""
     if not urls:
         return {}
+    # One index probe per URL whatever the planner believes of the table's size (its
+    # statistics lag behind a bulk load, and it would then scan every active vehicle).
     rows = conn.execute(
         """
-        SELECT image_urls[1] AS url, array_agg(DISTINCT vin) AS vins
-          FROM vehicles
-         WHERE status = 'active' AND image_urls[1] = ANY(%s)
-         GROUP BY 1
+        SELECT u.url, h.vins
+          FROM unnest(%s::text[]) AS u(url)
+         CROSS JOIN LATERAL (SELECT array_agg(DISTINCT v.vin) AS vins FROM vehicles v
+                              WHERE v.image_urls[1] = u.url AND v.status = 'active') h
+         WHERE h.vins IS NOT NULL
         """,
         (list(urls),),
     ).fetchall()
@@ -55,11 +58,14 @@ def vins_at_other_dealers(conn: psycopg.Connection, dealership_id: int,
     """Which of these VINs another dealership lists as active (placeholders never count)."""
     if not vins:
         return set()
-    rows = conn.execute(
+    rows = conn.execute(  # one index probe per VIN (see hero_photo_users)
         """
-        SELECT DISTINCT vin FROM vehicles
-         WHERE vin = ANY(%s) AND dealership_id <> %s AND status = 'active'
-           AND NOT vin_placeholder
+        SELECT u.vin
+          FROM unnest(%s::text[]) AS u(vin)
+         CROSS JOIN LATERAL (SELECT 1 FROM vehicles v
+                              WHERE v.vin = u.vin AND v.dealership_id <> %s
+                                AND v.status = 'active' AND NOT v.vin_placeholder
+                              LIMIT 1) o
         """,
         (list(vins), dealership_id),
     ).fetchall()

@@ -8,7 +8,7 @@ are overwritten. Unchanged vehicles cost no write.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import psycopg
@@ -88,7 +88,9 @@ WITH stage AS (
      WHERE e.kind IS NOT NULL
     RETURNING kind
 ), seen AS (
-    INSERT INTO run_seen (job_id, vin) SELECT %(j)s, vin FROM stage
+    -- what was written carries last_job_id = j; only what was not is remembered here
+    INSERT INTO run_seen (job_id, vin)
+    SELECT %(j)s, vin FROM stage WHERE NOT EXISTS (SELECT 1 FROM up WHERE up.vin = stage.vin)
     ON CONFLICT DO NOTHING
 )
 SELECT (SELECT count(*) FROM stage) AS total,
@@ -132,14 +134,43 @@ def upsert(conn: psycopg.Connection, dealership_id: int, job_id: int,
     return {k: int(v) for k, v in row.items()}
 
 
-def mark_seen(conn: psycopg.Connection, job_id: int, vins: Sequence[str]) -> None:
-    """Record VINs a run saw without writing their vehicles (the unchanged fast path)."""
-    if not vins:
-        return
-    with conn.cursor().copy("COPY run_seen (job_id, vin) FROM STDIN (FORMAT BINARY)") as cp:
-        cp.set_types(["int8", "text"])
-        for vin in vins:
-            cp.write_row((job_id, vin))
+_INSERT_COLS = "dealership_id, last_job_id, " + _COLS
+_ADDED_EVENTS = """
+INSERT INTO vehicle_events (dealership_id, vin, job_id, kind, new_value)
+SELECT %(d)s, vin, %(j)s, 'added', jsonb_build_object('price', price, 'availability', availability)
+  FROM unnest(%(vins)s::text[], %(prices)s::numeric[], %(avail)s::text[]) AS t(vin, price, availability)
+"""
+
+
+def insert_new(conn: psycopg.Connection, dealership_id: int, job_id: int,
+               vehicles: Sequence[tuple[Vehicle, str]]) -> dict[str, int] | None:
+    """Write a batch of vehicles the dealership has never listed: one binary COPY straight
+    into vehicles and their 'added' events, no staging and no conflict handling (a first
+    load costs about what a bare COPY does). Atomic. Returns the counts, or None, with
+    nothing written, when some VIN is there already (the caller upserts instead)."""
+    if not vehicles:
+        return {"total": 0, "added": 0, "changed": 0, "relisted": 0, "price_changed": 0}
+    try:
+        with conn.transaction():
+            with conn.cursor().copy(
+                    f"COPY vehicles ({_INSERT_COLS}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["int8", "int8", *_TYPES])
+                for vehicle, content_hash in vehicles:
+                    cp.write_row((dealership_id, job_id, *_row(vehicle, content_hash)))
+            conn.execute(_ADDED_EVENTS, {
+                "d": dealership_id, "j": job_id,
+                "vins": [v.vin for v, _ in vehicles], "prices": [v.price for v, _ in vehicles],
+                "avail": [v.availability for v, _ in vehicles]})
+    except psycopg.errors.UniqueViolation:
+        return None
+    n = len(vehicles)
+    return {"total": n, "added": n, "changed": 0, "relisted": 0, "price_changed": 0}
+
+
+def has_vehicles(conn: psycopg.Connection, dealership_id: int) -> bool:
+    """Whether the dealership has any vehicle row, active or removed."""
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM vehicles WHERE dealership_id = %s) AS x",
+                        (dealership_id,)).fetchone()["x"]
 
 
 def source_hashes(conn: psycopg.Connection, dealership_id: int) -> set[int]:
@@ -154,32 +185,49 @@ def source_hashes(conn: psycopg.Connection, dealership_id: int) -> set[int]:
     return {int(blob[i:i + 16], 16) for i in range(0, len(blob), 16)}
 
 
+# A vehicle the run saw: written by it (last_job_id), remembered in run_seen, or, for a feed
+# run's fast path, holding a source-row hash that was present at the start and is not
+# among the hashes the run left unseen (temp table unseen_hashes).
+_SEEN = """(v.last_job_id IS NOT DISTINCT FROM %(j)s
+    OR EXISTS (SELECT 1 FROM run_seen s WHERE s.job_id = %(j)s AND s.vin = v.vin)
+    OR (%(fast)s AND coalesce(length(v.source_hash) = 16, false)
+        AND NOT EXISTS (SELECT 1 FROM unseen_hashes u WHERE u.h = v.source_hash)))"""
+
+
 def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
-               remove_unseen: bool) -> dict[str, int]:
-    """End a run: refresh last_seen of what it saw (at most twice a day per vehicle, so an
-    unchanged inventory costs almost no writes), optionally mark the unseen removed, and
-    forget the run's seen set. Returns {"removed": n}."""
+               remove_unseen: bool, unseen_hashes: Collection[str] | None = None
+               ) -> dict[str, int]:
+    """End a run: refresh last_seen of what it saw and did not write (at most twice a day
+    per vehicle), optionally mark the unseen removed, and forget the run's seen set.
+
+    `unseen_hashes` is for a feed run that skipped unchanged rows without recording them:
+    the 16-hex source-row hashes of active vehicles present at the start that no row of the
+    run carried. An active vehicle with such a hash, and which the run neither wrote nor
+    recorded, was not seen. Returns {"removed": n}."""
     removed = 0
+    params = {"d": dealership_id, "j": job_id, "fast": unseen_hashes is not None}
     with conn.transaction():
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS unseen_hashes (h text PRIMARY KEY)"
+                     " ON COMMIT DELETE ROWS")
+        if unseen_hashes:
+            with conn.cursor().copy("COPY unseen_hashes (h) FROM STDIN") as cp:
+                for h in unseen_hashes:
+                    cp.write_row((h,))
         conn.execute(
-            """
+            f"""
             UPDATE vehicles v SET last_seen = now()
-              FROM run_seen s
-             WHERE s.job_id = %(j)s AND v.dealership_id = %(d)s AND v.vin = s.vin
-               AND v.last_seen < now() - interval '12 hours'
-            """,
-            {"d": dealership_id, "j": job_id},
-        )
+             WHERE v.dealership_id = %(d)s AND v.status = 'active'
+               AND v.last_seen < now() - interval '12 hours' AND {_SEEN}
+            """, params)
         if remove_unseen:
             removed = conn.execute(
-                """
+                f"""
                 WITH gone AS (
                     UPDATE vehicles v
                        SET status = 'removed', removed_at = now(), updated_at = now(),
                            last_job_id = %(j)s
                      WHERE v.dealership_id = %(d)s AND v.status = 'active'
-                       AND NOT EXISTS (SELECT 1 FROM run_seen s
-                                        WHERE s.job_id = %(j)s AND s.vin = v.vin)
+                       AND NOT {_SEEN}
                     RETURNING v.vin, v.price
                 ), ev AS (
                     INSERT INTO vehicle_events
@@ -191,16 +239,9 @@ def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
                     RETURNING 1
                 )
                 SELECT count(*) AS n FROM ev
-                """,
-                {"d": dealership_id, "j": job_id},
-            ).fetchone()["n"]
+                """, params).fetchone()["n"]
         conn.execute("DELETE FROM run_seen WHERE job_id = %s", (job_id,))
     return {"removed": int(removed)}
-
-
-def seen_count(conn: psycopg.Connection, job_id: int) -> int:
-    return conn.execute("SELECT count(*) AS n FROM run_seen WHERE job_id = %s",
-                        (job_id,)).fetchone()["n"]
 
 
 def active_count(conn: psycopg.Connection, dealership_id: int) -> int:

@@ -185,3 +185,26 @@ def test_days_on_lot(db, dealer, run_feed):
     rows = {r["vin"]: r for r in vehicles_db.list_for(db, dealer.id, status=None)}
     assert rows[CIVIC]["days_on_lot"] == 10  # still listed: until today
     assert rows[RAV4]["days_on_lot"] == 7  # removed 3 days ago, listed 10 days ago
+
+
+def test_skipped_unchanged_rows_are_seen_and_only_the_missing_one_is_removed(db, dealer,
+                                                                              run_feed):
+    run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock"),
+              F150: (40000, "In Stock"), EQUINOX: (25000, "In Stock")})
+    again = run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock"),
+                      F150: (41000, "In Stock")})
+    assert again.counters["unchanged"] == 2 and again.counters["removed"] == 1
+    assert kinds(db, again) == [("price_changed", F150), ("removed", EQUINOX)]
+    status = {vin: vehicle(db, dealer, vin)["status"] for vin in (CIVIC, RAV4, F150, EQUINOX)}
+    assert status == {CIVIC: "active", RAV4: "active", F150: "active", EQUINOX: "removed"}
+    assert db.execute("SELECT count(*) AS n FROM run_seen").fetchone()["n"] == 0
+
+
+def test_a_feed_after_a_crawl_removes_crawled_vehicles_it_does_not_carry(db, dealer, run_feed):
+    crawl(db, dealer, [item(CIVIC, 20000), item(JETTA, 18000)])
+    run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock")})
+    # the crawl's vehicles have no source-row hash: never taken as seen by the fast path
+    third = run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock")})
+    assert third.counters["unchanged"] == 2
+    assert vehicle(db, dealer, JETTA)["status"] == "removed"
+    assert vehicle(db, dealer, CIVIC)["status"] == "active"

@@ -135,3 +135,24 @@ def test_image_urls_from_joined_strings_and_objects():
         "https://a.test/1.jpg", "https://a.test/2.jpg"]
     assert n.image_urls([{"url": "/p/1.jpg"}, "//cdn.test/2.jpg"], "https://d.test/car") == [
         "https://d.test/p/1.jpg", "https://cdn.test/2.jpg"]
+
+
+def test_raw_item_is_the_item_validation_would_build():
+    from crawler.models import raw_item
+
+    fields = {"vin": " 1hgcm82633a004352 ", "make": "honda", "price": "$1,000"}
+    fast = raw_item("row 7", {**fields, "not_a_field": 3}, {"VIN": "x"}, source_hash="ab")
+    slow = VehicleItem(source="row 7", raw={"VIN": "x"}, source_hash="ab", not_a_field=3,
+                       **fields)
+    assert fast == slow and fast.model_fields_set == slow.model_fields_set
+    assert fast.model_dump(mode="json") == slow.model_dump(mode="json")
+    assert n.normalize(fast) == n.normalize(slow)
+
+
+def test_memoised_normalizers_answer_as_the_plain_ones():
+    for fn in (n.condition, n.make, n.year, n.drivetrain, n.transmission, n.text):
+        plain = getattr(fn, "__wrapped__", None)
+        for value in ("Used", " chevy ", "2021", "All-Wheel Drive", "6-Speed A/T", "  n/a ",
+                      "Pre-Owned", "a  b\tc"):
+            assert fn(value) == fn(value) == (plain(value) if plain else fn(value))
+    assert n.text("  two  spaces ") == "two spaces" and n.text(" N/A ") is None

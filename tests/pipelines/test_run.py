@@ -96,3 +96,32 @@ def test_content_hash_ignores_where_the_vehicle_was_seen():
     b = normalize(item(CIVIC, source="https://d.test/b"))
     assert content_hash(a) == content_hash(b)
     assert content_hash(a) != content_hash(normalize(item(CIVIC, price="$19,999")))
+
+
+def test_a_fresh_dealers_batch_is_copied_in_with_its_added_events(db, job):
+    run = run_mod.open_run(db, job.dealership_id, job.id, "feed")
+    assert run.fresh
+    counts = run_mod.process(run, [item(CIVIC, availability="In Stock"),
+                                   item(RAV4, make="Toyota", model="RAV4", price="31000")])
+    assert counts["added"] == 2
+    events = {e["vin"]: e for e in db.execute("SELECT * FROM vehicle_events")}
+    assert events[CIVIC]["kind"] == "added"
+    assert events[CIVIC]["new_value"] == {"price": 20000.0, "availability": "In Stock"}
+    assert events[RAV4]["new_value"] == {"price": 31000.0, "availability": None}
+    stored = db.execute("SELECT last_job_id, content_hash FROM vehicles").fetchall()
+    assert all(r["last_job_id"] == job.id and r["content_hash"] for r in stored)
+    assert not run_mod.open_run(db, job.dealership_id, job.id, "feed").fresh
+
+
+def test_a_plain_copy_that_meets_a_stored_vin_writes_nothing_and_declines(db, job):
+    from crawler.db import vehicles as vehicles_db
+    from pipelines.normalize import normalize
+
+    civic = normalize(item(CIVIC))
+    assert vehicles_db.insert_new(db, job.dealership_id, job.id, [(civic, content_hash(civic))])
+    rav4 = normalize(item(RAV4, make="Toyota", model="RAV4"))
+    declined = vehicles_db.insert_new(db, job.dealership_id, job.id,
+                                      [(rav4, content_hash(rav4)), (civic, content_hash(civic))])
+    assert declined is None
+    vins = [r["vin"] for r in db.execute("SELECT vin FROM vehicles")]
+    assert vins == [CIVIC]  # the batch's RAV4 went nowhere: the caller upserts it instead

@@ -107,3 +107,15 @@ def test_stage_stamps_rules_version_and_counts_coverage():
     assert counts["coverage_base"] == 2
     assert counts["coverage_price"] == 1 and counts["coverage_images"] == 1
     assert counts["coverage_trim"] == 2
+
+
+def test_real_photos_agrees_with_the_per_url_check():
+    from quality.score import placeholder_photo, real_photos
+
+    urls = ["https://cdn.test/a/1.jpg", "https://cdn.test/images/coming-soon.png",
+            "https://cdn.test/photos/2.jpg", "https://cdn.test/NoImage.gif",
+            "https://cdn.test/stock_photo.jpg", "https://cdn.test/blank.png"]
+    assert real_photos(urls) == [u for u in urls if not placeholder_photo(u)]
+    assert real_photos(urls) == ["https://cdn.test/a/1.jpg", "https://cdn.test/photos/2.jpg"]
+    plain = ["https://cdn.test/x/1.jpg", "https://cdn.test/x/2.jpg"]
+    assert real_photos(plain) == plain and real_photos([]) == []
