@@ -1,5 +1,6 @@
 """Scrapy settings for every forecourt crawl. Values that vary come from crawler.config."""
 
+from crawler import browser
 from crawler.config import get_settings
 
 _s = get_settings()
@@ -42,6 +43,18 @@ DOWNLOADER_MIDDLEWARES = {
     # after robots.txt (100) so disallowed requests spend nothing
     "crawler.middlewares.PlatformRateLimitMiddleware": 120,
 }
+
+# Headless Chromium for the pages that need it (requests with meta playwright=True): the
+# browser starts on the first such request, so a crawl that never renders never starts one;
+# every other request goes through Scrapy's own HTTP handler (crawler/browser_handler.py).
+DOWNLOAD_HANDLERS = {"http": "crawler.browser_handler.BrowserOnDemandHandler",
+                     "https": "crawler.browser_handler.BrowserOnDemandHandler"}
+PLAYWRIGHT_BROWSER_TYPE = "chromium"
+PLAYWRIGHT_LAUNCH_OPTIONS = browser.launch_options()  # the system Chromium, --no-sandbox
+PLAYWRIGHT_ABORT_REQUEST = "crawler.browser.should_abort_request"  # images, fonts, media
+PLAYWRIGHT_MAX_CONTEXTS = _s.playwright_max_contexts
+PLAYWRIGHT_MAX_PAGES_PER_CONTEXT = _s.playwright_max_pages_per_context
+PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT = 30_000
 
 # Every stage, in order; each also works directly on batches (see pipelines/).
 ITEM_PIPELINES = {

@@ -1,8 +1,10 @@
 """The base of every dealer spider: page classification, problems, completeness.
 
 A spider only extracts. It yields VehicleItems; it records what kind of page each response
-was, and it marks the run incomplete when a listing page could not be read, so the gate never
-mistakes a broken crawl for a dealer that sold everything.
+was (and which pages were rendered in the headless browser), and it marks the run incomplete
+when a listing page could not be read, so the gate never mistakes a broken crawl for a dealer
+that sold everything. Per-platform crawl shapes live in spiders/ (spiders/cards.py for the
+HTML-card platforms).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from crawler import pages
+from crawler import browser, pages
+
+RENDERED_LISTED = 100
 
 
 class DealerSpider(scrapy.Spider):
@@ -35,6 +39,9 @@ class DealerSpider(scrapy.Spider):
         self.problems: list[str] = []
         self.incomplete = False
         self.page_kinds: dict[str, int] = {}
+        # pages read after rendering in the browser (the first RENDERED_LISTED; all counted
+        # in the stats as forecourt/rendered/pages)
+        self.rendered_pages: list[str] = []
 
     def note_page(self, response: scrapy.http.Response, vehicles_found: int,
                   listing: bool) -> str:
@@ -43,6 +50,11 @@ class DealerSpider(scrapy.Spider):
         kind = pages.classify(response.status, body, vehicles_found)
         self.page_kinds[kind] = self.page_kinds.get(kind, 0) + 1
         self.crawler.stats.inc_value(f"forecourt/pages/{kind}")
+        if browser.was_rendered(response):
+            if len(self.rendered_pages) < RENDERED_LISTED:
+                self.rendered_pages.append(response.url)
+            self.crawler.stats.inc_value("forecourt/rendered/pages")
+            self.crawler.stats.inc_value(f"forecourt/rendered/{kind}")
         if listing and kind in (pages.BLOCKED, pages.NOT_FOUND):
             self.problems.append(f"{kind} listing page {response.url}")
         elif kind == pages.BLOCKED:
@@ -83,92 +95,5 @@ class DealerSpider(scrapy.Spider):
                             failure.getErrorMessage())
         self.incomplete = True
 
-
-class CardSiteSpider(DealerSpider):
-    """Crawl for platforms that list vehicles as HTML cards and detail each on its own page.
-
-    A subclass sets `extract` (pure: page text and URL to VehicleItems, listing cards or the
-    detail page's vehicle) and `next_page` (pure: the next results page or None), and may
-    override `detail_url`. Listing pages come from the dealer URL plus the dealer's
-    `listing_urls` setting. A card whose detail page cannot be read still yields the card's
-    own fields, so a flaky detail page never makes a listed vehicle look sold.
-    """
-
-    extract = None
-    next_page = None
-
-    async def start(self):
-        urls = [self.start_url, *self.dealer_settings.get("listing_urls", [])]
-        for url in dict.fromkeys(urls):
-            yield self.listing_request(url)
-
-    def listing_request(self, url: str) -> scrapy.Request:
-        return scrapy.Request(url, callback=self.parse_listing, errback=self.listing_failed)
-
-    def extract_page(self, text: str, url: str) -> list:
-        return type(self).extract(text, url)
-
-    def next_page_url(self, text: str, url: str) -> str | None:
-        return type(self).next_page(text, url)
-
-    @staticmethod
-    def page_text(response) -> str:
-        if hasattr(response, "text"):
-            return response.text
-        return response.body.decode("utf-8", "replace")
-
-    def detail_url(self, card, text: str, page_url: str) -> str | None:
-        """Where a card's full record is; None to take the card as it is."""
-        url = card.url
-        return url if url and url.split("#")[0] != page_url.split("#")[0] else None
-
-    def parse_listing(self, response):
-        text = self.page_text(response)
-        cards = self.extract_page(text, response.url)
-        kind = self.note_page(response, len(cards), listing=True)
-        if kind in (pages.BLOCKED, pages.NOT_FOUND):
-            return
-        for card in cards:
-            url = self.detail_url(card, text, response.url)
-            if url and urlparse(url).hostname in self.allowed_domains:
-                yield scrapy.Request(url, callback=self.parse_detail, errback=self.detail_lost,
-                                     cb_kwargs={"card": card})
-            else:
-                yield card
-        following = self.next_page_url(text, response.url)
-        if following and following != response.url:
-            yield self.listing_request(following)
-
-    def parse_detail(self, response, card):
-        """The detail page's record of the card's vehicle, completed from the card. A page
-        about another vehicle (a sold car's page redirected elsewhere) is not this one."""
-        items = self.extract_page(self.page_text(response), response.url)
-        kind = self.note_page(response, len(items), listing=False)
-        same = [i for i in items if _same_vin(i.vin, card.vin)] \
-            if kind not in (pages.BLOCKED, pages.NOT_FOUND) else []
-        if not same:
-            self.crawler.stats.inc_value("forecourt/detail_fallback_to_card")
-            yield card
-            return
-        for item in same[:1]:
-            missing = {k: v for k, v in card if v is not None and getattr(item, k) is None
-                       and k not in ("source", "raw")}
-            yield item.model_copy(update=missing) if missing else item
-
-    def detail_lost(self, failure):
-        """Errback for detail pages: count it and keep the vehicle as its card showed it."""
-        self.crawler.stats.inc_value("forecourt/detail_failures")
-        request = getattr(failure, "request", None)
-        self.logger.warning("detail page %s failed: %s; keeping the listing card",
-                            request.url if request is not None else "?",
-                            failure.getErrorMessage())
-        card = request.cb_kwargs.get("card") if request is not None else None
-        if card is not None:
-            yield card
-
-
-def _same_vin(found, listed) -> bool:
-    """Whether a detail page's VIN is the card's (a card without a VIN takes the page's)."""
-    if not listed:
-        return True
-    return str(found or "").strip().upper() == str(listed).strip().upper()
+    def closed(self, reason: str) -> None:
+        browser.record_stats(self.crawler.stats)

@@ -2,7 +2,8 @@
 
 Items are buffered and handed to `pipelines.run` in batches, so a crawl runs exactly the
 stages a feed runs. The run is closed when the spider closes, with the close reason and the
-spider's page problems deciding whether it was complete.
+spider's page problems deciding whether it was complete. Pages read after rendering in the
+headless browser are counted (`counters["rendered"]`) and listed (`report["rendered_pages"]`).
 """
 
 from __future__ import annotations
@@ -55,8 +56,16 @@ class StorePipeline:
     def _flush(self) -> None:
         if self.buffer and self.run is not None:
             batch, self.buffer = self.buffer, []
-            self.run.counters["pages"] = self._stat("response_received_count")
+            self._count_pages()
             run_mod.process(self.run, batch)
+
+    def _count_pages(self) -> None:
+        """Pages fetched, and of them the ones read after rendering in the browser."""
+        assert self.run is not None
+        self.run.counters["pages"] = self._stat("response_received_count")
+        rendered = self._stat("forecourt/rendered/pages")
+        if rendered:
+            self.run.counters["rendered"] = rendered
 
     def _stat(self, name: str) -> int:
         return int(self.crawler.stats.get_value(name, 0) or 0)
@@ -65,7 +74,7 @@ class StorePipeline:
         assert self.run is not None
         self._flush()
         run = self.run
-        run.counters["pages"] = self._stat("response_received_count")
+        self._count_pages()
         problems = list(getattr(spider, "problems", []))
         errors = sum(int(v) for k, v in self.crawler.stats.get_stats().items()
                      if k.startswith("spider_exceptions/") and isinstance(v, int))
@@ -75,6 +84,9 @@ class StorePipeline:
         run_mod.report_progress(run, phase="settling", force=True)
         report = run_mod.close(run, complete=complete, problems=problems)
         report["close_reason"] = reason
+        rendered = list(getattr(spider, "rendered_pages", []))
+        if rendered:  # which pages needed the headless browser (the first 100)
+            report["rendered_pages"] = rendered
         ok = report["state"] == "succeeded"
         jobs_db.finish(run.conn, run.job_id, report["state"], counters=report["counters"],
                        verdict=report["verdict"], report=report,

@@ -4,7 +4,8 @@ The search page's inline script names the API call; the spider replays it page b
 (offset `inventoryParameters.start`) and extracts with `spiders.extract.dealercom`. No detail
 pages are needed: the API answer carries every field. A start page without the call (a home
 page) leads to the site's `/all-inventory/index.htm`; a page without it there either goes
-down the fallback chain (spiders.detect).
+down the rest of the fallback chain (spiders/chain.py): JSON-LD, data-vin, then the page
+rendered in the headless browser and read again here (its rendered DOM may name the call).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import scrapy
 
 from crawler import pages
 from crawler.spider import DealerSpider
-from spiders import detect
+from spiders import chain
 from spiders.extract.dealercom import InventoryCall, extract, from_api, inventory_call, next_start
 
 PLATFORM = "dealercom"
@@ -44,17 +45,14 @@ class Spider(DealerSpider):
         on_listing = urlsplit(response.url).path.endswith("-inventory/index.htm")
         if not tried_listing and not on_listing and response.status == 200 \
                 and pages.classify(response.status, text, 0) == pages.OTHER \
-                and not detect.fallback_items(text, response.url)[1]:
+                and not chain.fallback_items(text, response.url)[1]:
             yield scrapy.Request(urljoin(response.url, LISTING_PATH), callback=self.parse_listing,
                                  errback=self.listing_failed, cb_kwargs={"tried_listing": True})
             return
-        yield from detect.fallback(self, response)
-
-    def parse_rendered(self, response):
-        yield from detect.fallback(self, response, rendered=True)
+        yield from chain.fallback(self, response)
 
     def api_failed(self, failure):
-        detect.api_failed(self, failure)
+        chain.api_failed(self, failure)
 
     def api_request(self, call: InventoryCall, start: int, referer: str) -> scrapy.Request:
         return scrapy.Request(

@@ -3,7 +3,7 @@ detail pages. Extraction is `spiders.extract.dealereprocess`."""
 
 from __future__ import annotations
 
-from crawler.spider import CardSiteSpider
+from spiders.cards import CardSiteSpider
 from spiders.extract.dealereprocess import extract, next_page
 
 PLATFORM = "dealereprocess"

@@ -3,7 +3,8 @@
 The spider reads the index's app id, search key, index name, page size and refinements from
 the page's JavaScript (`spiders.extract.dealerinspire.index_config`), then asks the index
 page by page (`page` from 0 to `nbPages`). The index host is the platform's (Algolia) unless
-the config names one. A page without the config goes down the fallback chain.
+the config names one. A page without the config goes down the rest of the fallback chain
+(spiders/chain.py), the page rendered in the headless browser included.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import scrapy
 
 from crawler.spider import DealerSpider
-from spiders import detect
+from spiders import chain
 from spiders.extract.dealerinspire import IndexConfig, extract, from_api, index_config, next_page
 
 PLATFORM = "dealerinspire"
@@ -31,16 +32,13 @@ class Spider(DealerSpider):
         text = response.text if hasattr(response, "text") else ""
         config = index_config(text)
         if config is None:
-            yield from detect.fallback(self, response)
+            yield from chain.fallback(self, response)
             return
         self.note_page(response, 0, listing=False)
         yield self.index_request(config, 0)
 
-    def parse_rendered(self, response):
-        yield from detect.fallback(self, response, rendered=True)
-
     def api_failed(self, failure):
-        detect.api_failed(self, failure)
+        chain.api_failed(self, failure)
 
     def index_request(self, config: IndexConfig, page: int) -> scrapy.Request:
         return scrapy.Request(

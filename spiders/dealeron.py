@@ -3,22 +3,26 @@
 The first result page (the dealer URL, or `/searchall.aspx` when that is a home page) gives
 the total (`dealeron_tagging_data.itemCount`); the other pages are `?pt=2..N` with the same
 search. Cards carry every field, so no detail pages are fetched. A page with neither cards
-nor tagging data goes down the fallback chain (spiders.detect).
+nor tagging data goes down the rest of the fallback chain (spiders/chain.py): JSON-LD,
+data-vin, then the page rendered in the headless browser and read again here; the other
+result pages of a rendered page are rendered too.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urljoin
+import re
+from urllib.parse import urljoin, urlsplit
 
 import scrapy
 
 from crawler import pages
 from crawler.spider import DealerSpider
-from spiders import detect
+from spiders import chain
 from spiders.extract.dealeron import extract, page_urls, tagging_data
 
 PLATFORM = "dealeron"
 LISTING_PATH = "/searchall.aspx"
+SEARCH_PAGE = re.compile(r"/search(new|used|all|cpo)?\.aspx$", re.I)
 
 
 class Spider(DealerSpider):
@@ -37,25 +41,27 @@ class Spider(DealerSpider):
         items = extract(text, response.url)
         is_listing = bool(items) or bool(tagging_data(text))
         if not is_listing:
-            if first and not tried_listing and response.status == 200 \
+            on_search = bool(SEARCH_PAGE.search(urlsplit(response.url).path))
+            if first and not tried_listing and not on_search and response.status == 200 \
                     and pages.classify(response.status, text, 0) == pages.OTHER \
-                    and not detect.fallback_items(text, response.url)[1]:
+                    and not chain.fallback_items(text, response.url)[1]:
                 yield scrapy.Request(urljoin(response.url, LISTING_PATH),
                                      callback=self.parse_listing, errback=self.listing_failed,
                                      cb_kwargs={"first": True, "tried_listing": True})
                 return
-            yield from detect.fallback(self, response)
+            yield from chain.fallback(self, response)
             return
         kind = self.note_page(response, len(items), listing=True)
         if kind in (pages.BLOCKED, pages.NOT_FOUND):
             return
+        if not items and kind == pages.OTHER:  # tagging data, but no cards in the HTML
+            yield from chain.render_or_give_up(self, response)
+            return
         yield from items
         for url in page_urls(text, response.url):  # all from page 1, or rel=next page by page
-            yield scrapy.Request(url, callback=self.parse_listing,
-                                 errback=self.listing_failed, cb_kwargs={"first": False})
+            yield chain.follow(self, response, url, callback=self.parse_listing,
+                               errback=self.listing_failed, cb_kwargs={"first": False})
 
-    def parse_rendered(self, response):
-        yield from detect.fallback(self, response, rendered=True)
 
 
 __all__ = ["PLATFORM", "Spider", "extract"]

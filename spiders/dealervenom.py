@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from crawler.spider import CardSiteSpider
+from spiders.cards import CardSiteSpider
 from spiders.extract.dealervenom import extract, next_page
 
 PLATFORM = "dealervenom"

@@ -2,39 +2,50 @@
 
 `detect(html, url)` is pure: it scores page signals (script and asset hosts, generator meta,
 JavaScript globals, data attributes, API calls in inline scripts) for every known platform
-and returns the winner, the signals it saw, and the path a crawl will take.
+and returns the winner, the signals it saw, the path a crawl will take, and whether that
+crawl renders pages in the headless browser.
 
-The fallback chain, per dealer and per page (first step that yields vehicles wins):
+The fallback chain, per dealer and per listing page (first step that yields vehicles wins):
 
 1. **platform**: the platform's own spider. For Dealer.com and DealerInspire this is their
    JSON API (getInventory; the hosted search index); for DealerOn the listing cards' data
    attributes; for the HTML platforms their cards and detail pages.
 2. **json-ld**: schema.org vehicles in JSON-LD (or microdata) on the page.
 3. **data-vin**: vehicles as `data-vin` style attributes on cards (spiders.extract.attributes).
-4. **javascript**: a headless browser renders the page, then steps 2-3 run on the result.
-   Only when a `javascript` platform is registered (spiders/javascript.py, scrapy-playwright).
-   Detection chooses it for a dealer whose page is a script shell with no vehicles (so
-   `dealers add` stores platform "javascript"). The browser is switched on only in that
-   spider's own crawl, so inside another platform's crawl step 4 happens only if the
-   javascript module offers `render_request(url, **request_kwargs)`; otherwise the run records
-   that no step found vehicles and that the page may need the browser, and stays incomplete.
+4. **javascript**: the page again, rendered in headless Chromium
+   (`spiders.javascript.render_request`), and read by the same callback: the platform's own
+   extraction, then steps 2-3, on the rendered DOM.
 
+Step 4 runs inside any platform's crawl (spiders/chain.py): a listing page whose HTML gives
+no vehicles and is not an empty-results, not-found or challenge page is rendered once, the
+result pages it leads to are requested rendered directly, and detail pages and APIs stay
+plain HTTP. Every crawl can render (crawler/browser_handler.py), but the browser starts only
+for the first rendered page, so a crawl that never needs it never launches Chromium. Only if
+the rendered page shows no vehicles either does the run record the page and stay
+incomplete; the pages that were rendered are counted in the run's stats and listed in its
+report (`rendered_pages`).
+
+Detection therefore names the platform even when its result pages are script-rendered (a
+DealerVenom results page with the platform's signals and no vehicle cards in its HTML stays
+`dealervenom`, and `forecourt detect` says its pages will be rendered), so the dealer keeps
+its platform's extraction, pager and detail pages. It chooses the `javascript` spider, which
+renders every listing page from the start, only for a script shell with no platform signals.
 A platform spider that does not find its platform's data on a page (the config moved, the
-site left the platform) runs steps 2-4 on that page via `fallback`, so a wrong or stale
-platform never means an empty crawl. The generic spider runs steps 2-3 on every page.
+site left the platform) runs steps 2-4 on that page, so a wrong or stale platform never
+means an empty crawl. The generic spider runs steps 2-3 on every page and step 4 on listing
+pages that show no vehicles and link to none (see spiders/generic.py).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from crawler import pages
-from crawler.models import VehicleItem
-from spiders.extract import attributes, structured
+from spiders import chain
 
 # (platform, pattern, weight, what it means). Weights: 3 = decisive alone, 1 = a hint.
 _SIGNALS: list[tuple[str, re.Pattern, int, str]] = [
@@ -77,13 +88,7 @@ _SIGNALS: list[tuple[str, re.Pattern, int, str]] = [
     ("teamvelocity", re.compile(r"si-vehicle-box|\binventory_listing\b", re.I), 1,
      "si-vehicle-box cards"),
 ]
-_JS_SHELL = re.compile(r"<noscript>[^<]*(enable|requires?|turn on) javascript|__NEXT_DATA__|"
-                       r"<div id=[\"'](root|app|__next)[\"']>\s*</div>|"
-                       r">\s*loading (vehicles|inventory)", re.I)
 MIN_SCORE = 3
-
-STEP_PLATFORM, STEP_JSON_LD, STEP_DATA_VIN, STEP_JAVASCRIPT, STEP_LINKS = (
-    "platform", "json-ld", "data-vin", "javascript", "links")
 
 
 class Detection(BaseModel):
@@ -96,6 +101,7 @@ class Detection(BaseModel):
     detail: str
     vehicles_on_page: int = 0
     page_kind: str = pages.OTHER  # crawler.pages classification of the page looked at
+    renders: bool = False  # the crawl renders this page (and its result pages) in Chromium
 
 
 def platform_signals(html: str) -> dict[str, list[tuple[str, int]]]:
@@ -116,17 +122,6 @@ def detect_platform(html: str) -> tuple[str | None, list[str]]:
                                                    and ranked[1][0] == ranked[0][0]):
         return None, [f"{p}: {m} (+{w})" for p, sigs in seen.items() for m, w in sigs]
     return ranked[0][1], [f"{m} (+{w})" for m, w in seen[ranked[0][1]]]
-
-
-def fallback_items(html: str, url: str) -> tuple[str, list[VehicleItem]]:
-    """Chain steps 2-3 on one page: (step that found vehicles, vehicles)."""
-    items = structured.extract(html, url)
-    if items:
-        return STEP_JSON_LD, items
-    items = attributes.extract(html, url)
-    if items:
-        return STEP_DATA_VIN, items
-    return STEP_LINKS, []
 
 
 def _registered() -> dict[str, Any]:
@@ -153,34 +148,96 @@ def _platform_path(platform: str, html: str, url: str) -> str:
     return "platform spider (cards and detail pages)"
 
 
+def _renders_here(platform: str, html: str, url: str) -> bool:
+    """Whether the platform's spider, finding no vehicles on this page by steps 1-3, renders
+    it (rather than first moving on to the platform's own results page)."""
+    from spiders.dealeron import SEARCH_PAGE
+    from spiders.extract import dealercom, dealerinspire, dealeron
+
+    path = urlsplit(url).path
+    if platform == "dealercom":  # a home page leads to /all-inventory/index.htm first
+        return dealercom.inventory_call(html, url) is None and \
+            path.endswith("-inventory/index.htm")
+    if platform == "dealerinspire":
+        return dealerinspire.index_config(html) is None
+    if platform == "dealeron":  # a home page leads to /searchall.aspx first
+        return bool(SEARCH_PAGE.search(path)) or bool(dealeron.tagging_data(html))
+    return True  # the HTML-card platforms read the page they are given
+
+
+RENDERED_DETAIL = ("no vehicles in this page's HTML (and it is not an empty-results, "
+                   "not-found or challenge page): the {spider} spider re-requests it rendered in "
+                   "headless Chromium and reads the rendered page as {reads}; the result pages "
+                   "it leads to are rendered directly{details}")
+
+
+def _home_page_hint(url: str) -> str:
+    if urlsplit(url).path not in ("", "/"):
+        return ""
+    return ("; this is the site's home page: if it lists no vehicles, crawl from the results "
+            "page instead (its URL, or the dealer's settings.listing_urls)")
+
+
 def detect(html: str, url: str) -> Detection:
-    """Platform, signals and the chain step a crawl of this dealer will start with."""
+    """Platform, signals, the chain step a crawl of this dealer will start with, and whether
+    it renders pages in the headless browser."""
     platform, signals = detect_platform(html)
     registered = _registered()
     kind = pages.classify(200, html, 0)
     if kind == pages.BLOCKED and platform is None:
-        return Detection(platform=None, signals=signals, spider="generic", path=STEP_LINKS,
+        return Detection(platform=None, signals=signals, spider="generic", path=chain.STEP_LINKS,
                          detail="the page is a bot challenge, not the dealer's site: detect "
                                 "again from a page that is not blocked", page_kind=kind)
+    step, items = chain.fallback_items(html, url)
     if platform and platform in registered:
         module = registered[platform]
-        items = module.extract(html, url) if hasattr(module, "extract") else []
+        own = module.extract(html, url) if hasattr(module, "extract") else []
+        found = own or items
+        page_kind = pages.classify(200, html, len(found))
+        if not found and page_kind == pages.OTHER and "javascript" in registered \
+                and _renders_here(platform, html, url):
+            from spiders.cards import CardSiteSpider
+
+            details = "; detail pages and APIs over plain HTTP" \
+                if issubclass(module.Spider, CardSiteSpider) else ""
+            return Detection(
+                platform=platform, signals=signals + ["no vehicles in the page's HTML"],
+                spider=platform, path=chain.STEP_JAVASCRIPT, page_kind=page_kind, renders=True,
+                detail=RENDERED_DETAIL.format(
+                    spider=platform, details=details,
+                    reads=f"{platform} cards, then JSON-LD, then data-vin attributes")
+                + _home_page_hint(url))
         return Detection(platform=platform, signals=signals, spider=platform,
-                         path=STEP_PLATFORM, detail=_platform_path(platform, html, url),
-                         vehicles_on_page=len(items))
-    step, items = fallback_items(html, url)
+                         path=chain.STEP_PLATFORM, detail=_platform_path(platform, html, url),
+                         vehicles_on_page=len(found), page_kind=page_kind)
     note = f"; no spider for {platform}, so the generic spider crawls" if platform else ""
+    page_kind = pages.classify(200, html, len(items))
     if items:
-        detail = {STEP_JSON_LD: "schema.org vehicles on the page",
-                  STEP_DATA_VIN: "vehicle cards' data-vin attributes"}[step]
+        detail = {chain.STEP_JSON_LD: "schema.org vehicles on the page",
+                  chain.STEP_DATA_VIN: "vehicle cards' data-vin attributes"}[step]
         return Detection(platform=platform, signals=signals, spider="generic", path=step,
-                         detail=detail + note, vehicles_on_page=len(items))
-    if "javascript" in registered and _JS_SHELL.search(html):
+                         detail=detail + note, vehicles_on_page=len(items),
+                         page_kind=page_kind)
+    if "javascript" in registered and chain.script_shell(html):
         return Detection(platform=platform, signals=signals + ["page is a JavaScript shell"],
-                         spider="javascript", path=STEP_JAVASCRIPT,
-                         detail="headless browser renders pages, then JSON-LD and data-vin"
-                         + note)
-    return Detection(platform=platform, signals=signals, spider="generic", path=STEP_LINKS,
+                         spider="javascript", path=chain.STEP_JAVASCRIPT, renders=True,
+                         page_kind=page_kind,
+                         detail="headless browser renders every listing page, then JSON-LD "
+                                "and data-vin" + note)
+    from spiders.generic import page_links, worth_rendering
+
+    vehicle_urls, _ = page_links(html, url)
+    if "javascript" in registered and page_kind == pages.OTHER \
+            and worth_rendering(html, url, len(vehicle_urls)):
+        return Detection(platform=platform, signals=signals + ["no vehicles or vehicle links "
+                                                               "on a results page"],
+                         spider="generic", path=chain.STEP_JAVASCRIPT, renders=True,
+                         page_kind=page_kind,
+                         detail=RENDERED_DETAIL.format(
+                             spider="generic", details="; vehicle pages over plain HTTP",
+                             reads="JSON-LD, then data-vin attributes") + note)
+    return Detection(platform=platform, signals=signals, spider="generic", path=chain.STEP_LINKS,
+                     page_kind=page_kind,
                      detail="no vehicles on this page: sitemaps and links to vehicle pages, "
                             "each read as JSON-LD then data-vin" + note)
 
@@ -188,55 +245,3 @@ def detect(html: str, url: str) -> Detection:
 def stored_platform(detection: Detection) -> str | None:
     """The platform to store for a dealer (None means the generic spider)."""
     return None if detection.spider == "generic" else detection.spider
-
-
-# --- the chain at crawl time -------------------------------------------------------------
-
-def javascript_request(url: str, **kwargs: Any):
-    """A request rendering `url` in the headless browser within the current crawl, or None
-    when the javascript platform is missing or offers no `render_request`."""
-    module = _registered().get("javascript")
-    make = getattr(module, "render_request", None) if module is not None else None
-    return make(url, **kwargs) if make is not None else None
-
-
-def fallback(spider, response, listing: bool = True, rendered: bool = False) -> Iterator[Any]:
-    """Steps 2-4 for a page where a platform spider found none of its platform's data."""
-    text = response.text if hasattr(response, "text") else ""
-    step, items = fallback_items(text, response.url)
-    kind = spider.note_page(response, len(items), listing)
-    if kind in (pages.BLOCKED, pages.NOT_FOUND):
-        return
-    if items:
-        spider.crawler.stats.inc_value(f"forecourt/fallback/{step}")
-        yield from items
-        return
-    request = None if rendered else javascript_request(
-        response.url, callback=spider.parse_rendered, errback=spider.listing_failed,
-        dont_filter=True)
-    if request is not None:
-        spider.crawler.stats.inc_value("forecourt/fallback/javascript")
-        yield request
-    elif kind != pages.EMPTY:
-        hint = (" (it may need the headless browser: platform javascript)"
-                if "javascript" in _registered() and not rendered else "")
-        spider.problems.append(f"no vehicles found on {response.url} by the platform API, "
-                               f"JSON-LD or data-vin attributes{hint}")
-        spider.incomplete = True
-
-
-def api_failed(spider, failure) -> None:
-    """Errback for platform API requests: any HTTP error answer leaves the inventory unknown.
-
-    (A refused API key answers 403: that is a block, and the run must say so.)
-    """
-    response = getattr(failure.value, "response", None)
-    request = getattr(failure, "request", None)
-    if response is None:
-        spider.listing_failed(failure)
-        return
-    url = request.url if request is not None else response.url
-    kind = "blocked" if response.status in (401, 403, 429) else \
-        "not_found" if response.status in (404, 410) else "failed"
-    spider.problems.append(f"{kind} listing page {url} (platform API, HTTP {response.status})")
-    spider.incomplete = True

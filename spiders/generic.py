@@ -4,6 +4,11 @@ Vehicle detail pages are found three ways: sitemaps named in robots.txt (and sit
 indexes), links from listing pages (following pagination), and `ItemList`s in JSON-LD.
 Extraction is the pure `extract` below: schema.org data (`spiders.extract.structured`), and
 `data-vin` card attributes (`spiders.extract.attributes`) on pages without structured data.
+
+A listing page that gives no vehicles, links to no vehicle pages and still looks like a
+results page (`worth_rendering`: its URL, or a "please enable JavaScript" shell) is rendered
+in the headless browser and read again (step 4 of the chain, spiders/chain.py); the listing
+pages a rendered page links to are rendered directly, its vehicle pages fetched plainly.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from urllib.parse import urljoin, urlparse
 import scrapy
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 
+from crawler import browser, pages
 from crawler.spider import DealerSpider
+from spiders import chain
 from spiders.extract import attributes, structured
 from spiders.extract.structured import item_list_urls
 
@@ -33,6 +40,38 @@ def extract(html: str, page_url: str):
     """Steps 2-3 of the fallback chain (spiders/detect.py): JSON-LD or microdata, else
     vehicles in `data-vin` style card attributes."""
     return structured.extract(html, page_url) or attributes.extract(html, page_url)
+
+
+def page_links(html: str, page_url: str) -> tuple[list[str], list[str]]:
+    """(vehicle page URLs, listing page URLs) a page leads to on its own site: JSON-LD
+    `ItemList` entries and vehicle-looking links, then results-looking links."""
+    from parsel import Selector
+
+    host = urlparse(page_url).hostname
+    here = page_url.split("#")[0]
+    vehicles: list[str] = []
+    listings: list[str] = []
+    for url in item_list_urls(html, page_url):
+        url = urljoin(page_url, url)
+        if urlparse(url).hostname == host:
+            vehicles.append(url)
+    for href in Selector(text=html).css("a::attr(href)").getall():
+        url = urljoin(page_url, href.strip())
+        if urlparse(url).hostname != host or url.split("#")[0] == here:
+            continue
+        if VEHICLE_LINK.search(url):
+            vehicles.append(url)
+        elif LISTING_LINK.search(url):
+            listings.append(url)
+    return list(dict.fromkeys(vehicles)), list(dict.fromkeys(listings))
+
+
+def worth_rendering(html: str, page_url: str, vehicle_links: int) -> bool:
+    """Whether a listing page that gave no vehicles may show them once its scripts run: it
+    links to no vehicle pages, and it is a results page by its URL or a script shell (a
+    home page that only links onwards is not rendered)."""
+    return vehicle_links == 0 and (bool(LISTING_LINK.search(page_url))
+                                   or chain.script_shell(html))
 
 
 class GenericSpider(DealerSpider):
@@ -80,26 +119,24 @@ class GenericSpider(DealerSpider):
             return
         items = extract(response.text, response.url)
         kind = self.note_page(response, len(items), listing)
-        if kind in ("blocked", "not_found"):
+        if kind in (pages.BLOCKED, pages.NOT_FOUND):
             return
         yield from items
         if not listing:
             return
-        for url in item_list_urls(response.text, response.url):
-            url = urljoin(response.url, url)
-            if self._same_site(url):
-                yield scrapy.Request(url, callback=self.parse_page, errback=self.detail_failed,
-                                     cb_kwargs={"listing": False})
-        for href in response.css("a::attr(href)").getall():
-            url = urljoin(response.url, href.strip())
-            if not self._same_site(url) or url.split("#")[0] == response.url:
-                continue
-            if VEHICLE_LINK.search(url):
-                yield scrapy.Request(url, callback=self.parse_page, errback=self.detail_failed,
-                                     cb_kwargs={"listing": False})
-            elif LISTING_LINK.search(url):
-                yield scrapy.Request(url, callback=self.parse_page, errback=self.listing_failed,
-                                     cb_kwargs={"listing": True})
+        vehicle_urls, listing_urls = (
+            [u for u in urls if self._same_site(u)]
+            for urls in page_links(response.text, response.url))
+        for url in vehicle_urls:
+            yield scrapy.Request(url, callback=self.parse_page, errback=self.detail_failed,
+                                 cb_kwargs={"listing": False})
+        for url in listing_urls:
+            yield chain.follow(self, response, url, callback=self.parse_page,
+                               errback=self.listing_failed, cb_kwargs={"listing": True})
+        if not items and kind == pages.OTHER and not vehicle_urls and (
+                browser.was_rendered(response)
+                or worth_rendering(response.text, response.url, len(vehicle_urls))):
+            yield from chain.render_or_give_up(self, response)  # step 4, once
 
     def _same_site(self, url: str) -> bool:
         return urlparse(url).hostname in self.allowed_domains

@@ -1,9 +1,12 @@
-"""Dealer sites whose listing pages show vehicles only after their scripts run.
+"""Dealer sites whose listing pages show vehicles only after their scripts run, and the
+headless-browser step of every other platform's fallback chain.
 
-The page is rendered in headless Chromium through scrapy-playwright, then extracted from the
-rendered DOM like any other page: schema.org data first, else `data-*` vehicle cards
-(spiders.extract.attributes). Only this spider turns the browser on: its settings add the
-Playwright download handler, so every other crawl keeps plain HTTP and never starts a browser.
+The `javascript` spider renders each listing page in headless Chromium (scrapy-playwright,
+crawler/browser.py) and extracts from the rendered DOM like any other page: schema.org data
+first, else `data-*` vehicle cards (spiders.extract.attributes). `render_request` is the same
+page setup for any crawl: a platform spider whose listing page shows no vehicles in its HTML
+re-requests it through this (spiders/detect.py, step 4), and the page is read again by that
+platform's own callback.
 
 Resources are bounded so memory stays flat on long crawls: images, fonts and media are never
 fetched (PLAYWRIGHT_ABORT_REQUEST), contexts and pages per context are capped (config
@@ -11,81 +14,28 @@ fetched (PLAYWRIGHT_ABORT_REQUEST), contexts and pages per context are capped (c
 callbacks, so scrapy-playwright closes each one as soon as its HTML is read. Browser-side
 requests to private or metadata addresses named literally are aborted too (crawler.netguard).
 
-Per-dealer settings: `wait_for` (a CSS selector to wait for instead of network idle),
-`listing_urls` (more listing pages to start from) and `extract_as` (a platform, e.g.
-`dealervenom`, whose result pages need the browser: its extractor and pager read the
-rendered page, and its detail pages or API, which do not need the browser, are fetched over
-plain HTTP; the listing card stands in when one fails).
+Per-dealer settings: `wait_for` (a CSS selector to wait for instead of network idle; used by
+the in-crawl fallback of other platforms too), `listing_urls` (more listing pages to start
+from) and `extract_as` (a platform whose result pages need the browser: its extractor and
+pager read the rendered page, and its detail pages or API, which do not need the browser, are
+fetched over plain HTTP; the listing card stands in when one fails). A platform's own spider
+does the same by itself when its result pages turn out to be script-rendered.
 """
 
 from __future__ import annotations
 
-import shutil
-from collections import Counter
-from pathlib import Path
 from urllib.parse import urljoin
 
 import scrapy
 from parsel import Selector
 
-from crawler.config import get_settings
-from crawler.errors import ConfigError, ForecourtError
+from crawler import browser
 from crawler.models import VehicleItem
-from crawler.spider import CardSiteSpider
 from spiders import registry
+from spiders.cards import CardSiteSpider
 from spiders.extract import attributes, structured
 
 PLATFORM = "javascript"
-HANDLER = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-BLOCKED_RESOURCES = frozenset({"image", "font", "media"})
-# what the abort predicate refused in this process, by reason (copied into crawl stats)
-ABORTED: Counter = Counter()
-
-
-def chromium_path() -> str:
-    """The system Chromium (config `chromium_path`, else /usr/bin/chromium or PATH)."""
-    configured = get_settings().chromium_path
-    for candidate in (configured, "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    raise ConfigError("no Chromium for JavaScript sites"
-                      + (f" at {configured}" if configured else ""),
-                      hint="apt-get install -y chromium, or set FORECOURT_CHROMIUM_PATH")
-
-
-def should_abort_request(request) -> bool:
-    """PLAYWRIGHT_ABORT_REQUEST: skip heavy resources and unsafe browser-side requests."""
-    if request.resource_type in BLOCKED_RESOURCES:
-        ABORTED[request.resource_type] += 1
-        return True
-    if request.url.startswith(("http://", "https://")):
-        from crawler import netguard
-
-        try:
-            netguard.check_static(request.url)
-        except ForecourtError:
-            ABORTED["unsafe"] += 1
-            return True
-    return False
-
-
-def playwright_settings(block_resources: bool = True) -> dict:
-    """The Scrapy settings that route `meta={"playwright": True}` requests to Chromium."""
-    s = get_settings()
-    return {
-        "DOWNLOAD_HANDLERS": {"http": HANDLER, "https": HANDLER},
-        "PLAYWRIGHT_BROWSER_TYPE": "chromium",
-        "PLAYWRIGHT_LAUNCH_OPTIONS": {"executable_path": chromium_path(), "headless": True,
-                                      "args": CHROMIUM_ARGS},
-        "PLAYWRIGHT_ABORT_REQUEST": should_abort_request if block_resources else None,
-        "PLAYWRIGHT_MAX_CONTEXTS": s.playwright_max_contexts,
-        "PLAYWRIGHT_MAX_PAGES_PER_CONTEXT": s.playwright_max_pages_per_context,
-        "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": 30_000,
-    }
 
 
 def extract(html: str, page_url: str) -> list[VehicleItem]:
@@ -94,14 +44,28 @@ def extract(html: str, page_url: str) -> list[VehicleItem]:
 
 
 def render_meta(wait_for: str | None = None) -> dict:
+    """The page setup of a rendered request: wait for `wait_for` (a CSS selector) when given,
+    else for network idle (the page's scripts have fetched and drawn its vehicles)."""
     from scrapy_playwright.page import PageMethod
 
-    meta: dict = {"playwright": True}
+    meta: dict = {"playwright": True, browser.RENDERED: True}
     if wait_for:
         meta["playwright_page_methods"] = [PageMethod("wait_for_selector", wait_for)]
     else:
         meta["playwright_page_goto_kwargs"] = {"wait_until": "networkidle"}
     return meta
+
+
+def render_request(url: str, wait_for: str | None = None, **request_kwargs) -> scrapy.Request:
+    """Step 4 of the fallback chain (spiders/detect.py), for any platform's crawl: `url`
+    rendered in headless Chromium with this spider's page setup (see `render_meta`; resources
+    blocked and pages bounded and closed by crawler/browser.py's settings). The other keyword
+    arguments are scrapy.Request's (callback, errback, cb_kwargs, meta...); the request is
+    not filtered as a duplicate unless `dont_filter=False` is given, since the same URL was
+    usually fetched plainly first."""
+    meta = {**(request_kwargs.pop("meta", None) or {}), **render_meta(wait_for)}
+    request_kwargs.setdefault("dont_filter", True)
+    return scrapy.Request(url, meta=meta, **request_kwargs)
 
 
 class Spider(CardSiteSpider):
@@ -116,14 +80,10 @@ class Spider(CardSiteSpider):
         if self.platform and self.platform_module is None:
             raise ValueError(f"extract_as names no platform: {self.platform!r}")
 
-    @classmethod
-    def update_settings(cls, settings):
-        super().update_settings(settings)
-        settings.setdict(playwright_settings(), priority="spider")
-
-    def listing_request(self, url: str) -> scrapy.Request:
-        return scrapy.Request(url, meta=render_meta(self.dealer_settings.get("wait_for")),
-                              callback=self.parse_listing, errback=self.listing_failed)
+    def listing_request(self, url: str, render: bool = True) -> scrapy.Request:
+        return render_request(url, wait_for=self.dealer_settings.get("wait_for"),
+                              callback=self.parse_listing, errback=self.listing_failed,
+                              dont_filter=False)
 
     def extract_page(self, text: str, url: str) -> list[VehicleItem]:
         if self.platform_module is not None:
@@ -148,7 +108,3 @@ class Spider(CardSiteSpider):
         pick = getattr(self.platform_module, "card_detail_url", None)
         return pick(card, text, page_url) if pick is not None \
             else super().detail_url(card, text, page_url)
-
-    def closed(self, reason):
-        for what, count in ABORTED.items():
-            self.crawler.stats.set_value(f"forecourt/playwright/aborted/{what}", count)

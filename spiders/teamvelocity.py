@@ -4,7 +4,7 @@ fails). Extraction is `spiders.extract.teamvelocity`."""
 
 from __future__ import annotations
 
-from crawler.spider import CardSiteSpider
+from spiders.cards import CardSiteSpider
 from spiders.extract.teamvelocity import account_id, api_url, extract, next_page
 
 PLATFORM = "teamvelocity"

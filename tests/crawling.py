@@ -17,3 +17,15 @@ def crawl(db, dealer_id: int):
 def vehicles_by_vin(db, dealer_id: int) -> dict[str, dict]:
     rows = db.execute("SELECT * FROM vehicles WHERE dealership_id = %s", (dealer_id,)).fetchall()
     return {r["vin"]: r for r in rows}
+
+
+def logged_stats(job_id: int) -> dict[str, int]:
+    """Integer stats from the crawl's final 'Dumping Scrapy stats' log record."""
+    import json
+    import re
+
+    from crawler.crawl_runner import log_path
+
+    dump = next(json.loads(line)["msg"] for line in reversed(
+        log_path(job_id).read_text().splitlines()) if "Dumping Scrapy stats" in line)
+    return {k: int(v) for k, v in re.findall(r"'([^']+)': (\d+)\b(?![.:-])", dump)}

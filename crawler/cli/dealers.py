@@ -32,8 +32,9 @@ def _detected_platform(url: str) -> str | None:
         console.print("platform not detected (the page is a bot challenge): stored as "
                       "generic; set it with --platform", markup=False)
         return None
+    rendered = ", pages rendered in the headless browser" if found.renders else ""
     console.print(f"detected platform: {found.platform or 'unknown'}; crawl path: "
-                  f"{found.path} ({found.spider} spider)", markup=False)
+                  f"{found.path} ({found.spider} spider{rendered})", markup=False)
     return stored_platform(found)
 
 

@@ -59,6 +59,8 @@ def register(app: typer.Typer) -> None:
         table.add_row("platform", found.platform or "unknown (no platform signals)")
         table.add_row("spider", found.spider)
         table.add_row("path", f"{found.path}: {found.detail}")
+        table.add_row("browser", "yes: pages are rendered in headless Chromium" if found.renders
+                      else "no: plain HTTP (a listing page that shows no vehicles is rendered)")
         table.add_row("vehicles on page", str(found.vehicles_on_page))
         table.add_row("page", found.page_kind)
         for i, signal in enumerate(found.signals or ["none"]):

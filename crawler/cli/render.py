@@ -19,7 +19,8 @@ def job_progress() -> Progress:
 
 def status_line(job: Job) -> str:
     c = job.counters
-    return (f"{job.state}/{job.phase or '-'}  pages {c.get('pages', 0)}  "
+    rendered = f" (rendered {c['rendered']})" if c.get("rendered") else ""
+    return (f"{job.state}/{job.phase or '-'}  pages {c.get('pages', 0)}{rendered}  "
             f"items {c.get('items', 0)}  stored {c.get('upserted', 0)}  "
             f"rejected {c.get('rejected', 0)}")
 

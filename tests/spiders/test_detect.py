@@ -118,3 +118,48 @@ def test_a_bot_challenge_names_no_platform_and_says_so():
     found = detect(challenge, "https://dealer.example/")
     assert (found.platform, found.page_kind) == (None, "blocked")
     assert "bot challenge" in found.detail
+
+
+def test_a_dealervenom_results_page_drawn_by_scripts_keeps_its_platform_and_is_rendered():
+    url = "https://www.junipervalleykia.example/certified-vehicles/"
+    found = detect(page("dealervenom/certified-vehicles/index.html"), url)
+    assert (found.platform, found.spider, found.path) == ("dealervenom", "dealervenom",
+                                                          "javascript")
+    assert found.renders and found.vehicles_on_page == 0 and found.page_kind == "other"
+    assert "rendered in headless Chromium" in found.detail
+    assert "detail pages and APIs over plain HTTP" in found.detail
+    assert "home page" not in found.detail
+    served = detect(page("dealervenom/new-vehicles/index.html"), url)  # cards in the HTML
+    assert (served.path, served.renders, served.vehicles_on_page) == ("platform", False, 3)
+
+
+def test_platform_home_pages_lead_to_their_results_page_before_any_rendering():
+    # Dealer.com and DealerOn spiders move from a home page to their results page first
+    for rel in ("dealercom/index.html", "dealeron/index.html"):
+        assert not detect(page(rel), "https://dealer.example/").renders
+    home = detect(page("dealervenom/index.html"), "https://dealer.example/")
+    assert home.renders and "home page" in home.detail  # a card platform reads what it gets
+
+
+def test_a_generic_results_page_with_no_vehicles_or_links_is_rendered_by_the_generic_spider():
+    found = detect("<html><title>Used inventory</title><div id='srp'></div></html>",
+                   "https://dealer.example/used-inventory/")
+    assert (found.platform, found.spider, found.path, found.renders) == (
+        None, "generic", "javascript", True)
+
+
+def test_detect_and_dealers_add_say_a_script_drawn_results_page_will_be_rendered(db, site):
+    result = run("detect", str(SITES / "dealervenom" / "certified-vehicles" / "index.html"),
+                 "--url", "https://www.junipervalleykia.example/certified-vehicles/")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "platform: dealervenom" in text and "path javascript: no vehicles" in text
+    assert "browser yes: pages are rendered in headless Chromium" in text
+    base = site("dealervenom")
+    result = run("dealers", "add", "juniper", "--name", "Juniper Valley Kia",
+                 "--url", base + "/certified-vehicles/")
+    assert result.exit_code == 0, result.output
+    assert "detected platform: dealervenom; crawl path: javascript (dealervenom spider, pages " \
+           "rendered in the headless browser)" in " ".join(result.output.split())
+    row = db.execute("SELECT platform FROM dealerships WHERE slug = 'juniper'").fetchone()
+    assert row["platform"] == "dealervenom"  # the crawl renders by itself: no settings needed

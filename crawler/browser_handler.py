@@ -1,0 +1,91 @@
+"""The http/https download handler of every crawl: Scrapy's HTTP, and Chromium on demand.
+
+A request without `meta["playwright"]` is downloaded by Scrapy's own HTTP/1.1 handler (this
+class is one), exactly as without this module. The first request that asks for the browser
+builds scrapy-playwright's download handler and starts Playwright; scrapy-playwright then
+launches Chromium for its first page (`_maybe_launch_browser`, on the first context). Why not
+install scrapy-playwright's handler directly: it starts the Playwright driver (a Node.js
+process) when the engine starts, so every crawl would pay for a process it may never use
+(measured with scrapy-playwright 0.0.48: a plain crawl with that handler has a `node` child
+and no Chromium). Here a crawl that never renders starts neither.
+
+Scrapy builds one handler per scheme (http, https); both share one browser per crawl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from scrapy.core.downloader.handlers.http11 import HTTP11DownloadHandler
+
+from crawler import browser
+
+logger = logging.getLogger(__name__)
+
+
+class _Browser:
+    """The crawl's scrapy-playwright handler, started by the first request that needs it."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+        self.handler: Any = None
+        self.lock = asyncio.Lock()
+        self.closed = False
+
+    async def get(self):
+        async with self.lock:
+            if self.handler is None:
+                if self.closed:
+                    raise RuntimeError("the crawl's browser is closed")
+                options = self.crawler.settings.getdict("PLAYWRIGHT_LAUNCH_OPTIONS")
+                if not options.get("executable_path"):
+                    browser.chromium_path()  # raises ConfigError with the fix
+                from scrapy_playwright.handler import ScrapyPlaywrightDownloadHandler
+
+                handler = ScrapyPlaywrightDownloadHandler.from_crawler(self.crawler)
+                # scrapy-playwright starts Playwright on engine_started, which has passed:
+                # start it the way that signal would have.
+                await handler._maybe_launch_in_thread()
+                self.handler = handler
+                self.crawler.stats.set_value("forecourt/browser/started", 1)
+                logger.info("headless browser started for the first rendered page")
+            return self.handler
+
+    async def close(self) -> None:
+        async with self.lock:
+            self.closed = True
+            handler, self.handler = self.handler, None
+        if handler is not None:
+            await handler.close()
+
+
+def _shared(crawler) -> _Browser:
+    found = getattr(crawler, "_forecourt_browser", None)
+    if found is None:
+        found = _Browser(crawler)
+        crawler._forecourt_browser = found
+    return found
+
+
+class BrowserOnDemandHandler(HTTP11DownloadHandler):
+    """HTTP/1.1 for plain requests; scrapy-playwright, started lazily, for rendered ones."""
+
+    def __init__(self, crawler):
+        super().__init__(crawler)
+        self._browser = _shared(crawler)
+
+    @property
+    def browser_started(self) -> bool:
+        return self._browser.handler is not None
+
+    async def download_request(self, request):
+        if not request.meta.get("playwright"):
+            return await super().download_request(request)
+        handler = await self._browser.get()
+        return await handler.download_request(request)
+
+    async def close(self) -> None:
+        await super().close()
+        await self._browser.close()

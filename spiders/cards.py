@@ -1,0 +1,126 @@
+"""The crawl of platforms that list vehicles as HTML cards and detail each on its own page
+(Dealer eProcess, DealerVenom, Team Velocity, and the javascript spider's rendered pages).
+
+A result page whose HTML holds no cards goes down the rest of the fallback chain
+(spiders/chain.py): JSON-LD, data-vin attributes, then the same page rendered in headless
+Chromium and read again by `parse_listing` (platform cards first). The next result pages of a
+rendered page are rendered directly; detail pages are always fetched over plain HTTP.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import scrapy
+
+from crawler import browser, pages
+from crawler.spider import DealerSpider
+from spiders import chain
+
+
+class CardSiteSpider(DealerSpider):
+    """Crawl for platforms that list vehicles as HTML cards and detail each on its own page.
+
+    A subclass sets `extract` (pure: page text and URL to VehicleItems, listing cards or the
+    detail page's vehicle) and `next_page` (pure: the next results page or None), and may
+    override `detail_url`. Listing pages come from the dealer URL plus the dealer's
+    `listing_urls` setting. A card whose detail page cannot be read still yields the card's
+    own fields, so a flaky detail page never makes a listed vehicle look sold. A result
+    page without cards goes down the rest of the fallback chain (see the module).
+    """
+
+    extract = None
+    next_page = None
+
+    async def start(self):
+        urls = [self.start_url, *self.dealer_settings.get("listing_urls", [])]
+        for url in dict.fromkeys(urls):
+            yield self.listing_request(url)
+
+    def listing_request(self, url: str, render: bool = False) -> scrapy.Request:
+        """A result page; rendered in the browser when `render` (a page it was found on
+        needed the browser)."""
+        if render:
+            request = chain.javascript_request(
+                url, wait_for=self.dealer_settings.get("wait_for"), dont_filter=False,
+                callback=self.parse_listing, errback=self.listing_failed)
+            if request is not None:
+                return request
+        return scrapy.Request(url, callback=self.parse_listing, errback=self.listing_failed)
+
+    def extract_page(self, text: str, url: str) -> list:
+        return type(self).extract(text, url)
+
+    def next_page_url(self, text: str, url: str) -> str | None:
+        return type(self).next_page(text, url)
+
+    @staticmethod
+    def page_text(response) -> str:
+        if hasattr(response, "text"):
+            return response.text
+        return response.body.decode("utf-8", "replace")
+
+    def detail_url(self, card, text: str, page_url: str) -> str | None:
+        """Where a card's full record is; None to take the card as it is."""
+        url = card.url
+        return url if url and url.split("#")[0] != page_url.split("#")[0] else None
+
+    def parse_listing(self, response):
+        text = self.page_text(response)
+        cards = self.extract_page(text, response.url)
+        step = chain.STEP_PLATFORM
+        if not cards:  # steps 2-3 of the chain
+            step, cards = chain.fallback_items(text, response.url)
+        kind = self.note_page(response, len(cards), listing=True)
+        if kind in (pages.BLOCKED, pages.NOT_FOUND):
+            return
+        if not cards:
+            if kind != pages.EMPTY:  # step 4: the browser, once
+                yield from chain.render_or_give_up(self, response)
+            return
+        if step != chain.STEP_PLATFORM:
+            self.crawler.stats.inc_value(f"forecourt/fallback/{step}")
+        for card in cards:
+            url = self.detail_url(card, text, response.url)
+            if url and urlparse(url).hostname in self.allowed_domains:
+                yield scrapy.Request(url, callback=self.parse_detail, errback=self.detail_lost,
+                                     cb_kwargs={"card": card})
+            else:
+                yield card
+        following = self.next_page_url(text, response.url)
+        if following and following != response.url:
+            yield self.listing_request(following, render=browser.was_rendered(response))
+
+    def parse_detail(self, response, card):
+        """The detail page's record of the card's vehicle, completed from the card. A page
+        about another vehicle (a sold car's page redirected elsewhere) is not this one."""
+        items = self.extract_page(self.page_text(response), response.url)
+        kind = self.note_page(response, len(items), listing=False)
+        same = [i for i in items if _same_vin(i.vin, card.vin)] \
+            if kind not in (pages.BLOCKED, pages.NOT_FOUND) else []
+        if not same:
+            self.crawler.stats.inc_value("forecourt/detail_fallback_to_card")
+            yield card
+            return
+        for item in same[:1]:
+            missing = {k: v for k, v in card if v is not None and getattr(item, k) is None
+                       and k not in ("source", "raw")}
+            yield item.model_copy(update=missing) if missing else item
+
+    def detail_lost(self, failure):
+        """Errback for detail pages: count it and keep the vehicle as its card showed it."""
+        self.crawler.stats.inc_value("forecourt/detail_failures")
+        request = getattr(failure, "request", None)
+        self.logger.warning("detail page %s failed: %s; keeping the listing card",
+                            request.url if request is not None else "?",
+                            failure.getErrorMessage())
+        card = request.cb_kwargs.get("card") if request is not None else None
+        if card is not None:
+            yield card
+
+
+def _same_vin(found, listed) -> bool:
+    """Whether a detail page's VIN is the card's (a card without a VIN takes the page's)."""
+    if not listed:
+        return True
+    return str(found or "").strip().upper() == str(listed).strip().upper()
