@@ -140,8 +140,12 @@ _MSRP_KEYS = ("msrp", "retail", "retail_price", "original_price", "sticker")
 def best_price(item: VehicleItem) -> tuple[Decimal | None, Decimal | None, list[str]]:
     """(price a buyer would pay, MSRP, notes) from `price`, `msrp` and labelled `prices`."""
     notes: list[str] = []
+    if not item.prices:  # one price (feeds, most pages): no labels to weigh
+        chosen, note = price(item.price)
+        msrp_value, _ = price(item.msrp)
+        return chosen, msrp_value, [note] if note and chosen is None else []
     labelled = {re.sub(r"[^a-z]+", "_", str(k).lower()).strip("_"): v
-                for k, v in (item.prices or {}).items()}
+                for k, v in item.prices.items()}
     chosen: Decimal | None = None
     for key in _BUYER_PRICE_KEYS:
         if key in labelled:
@@ -286,6 +290,7 @@ def transmission(value: Any) -> str | None:
 
 _IMAGE_SPLIT = re.compile(r"[|,\s]+(?=https?://|//|/)")
 _ABSOLUTE = ("http://", "https://")
+_SPACE_OR_COMMA = re.compile(r"[\s,]")
 
 
 def image_urls(value: Any, base: str | None = None) -> list[str]:
@@ -294,7 +299,13 @@ def image_urls(value: Any, base: str | None = None) -> list[str]:
         return []
     if isinstance(value, str):
         value = value.strip()
-        parts = _IMAGE_SPLIT.split(value) if value else []
+        if not value:
+            return []
+        if not _SPACE_OR_COMMA.search(value):  # 'https://a/1.jpg|https://a/2.jpg', as feeds
+            parts = value.split("|")
+            if all(p.startswith(_ABSOLUTE) for p in parts):
+                return list(dict.fromkeys(parts))
+        parts = _IMAGE_SPLIT.split(value)
     elif isinstance(value, dict):
         parts = [value.get("url") or value.get("contentUrl") or value.get("src")]
     elif not isinstance(value, (list, tuple)):  # a number or boolean is no image

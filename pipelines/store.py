@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 
 import psycopg
 from pydantic import BaseModel
@@ -16,6 +17,8 @@ _NOT_CONTENT = {"source", "source_hash"}
 
 
 _CONTENT = sorted(f for f in Vehicle.model_fields if f not in _NOT_CONTENT)
+_NESTED = _CONTENT.index("vin_decoded")  # the one field that is not a plain value
+_VALUES = operator.itemgetter(*_CONTENT)
 
 
 def content_hash(v: Vehicle) -> str:
@@ -23,14 +26,11 @@ def content_hash(v: Vehicle) -> str:
 
     Read from the field values directly (a model_dump per vehicle cost more than the rest of
     the store stage); nested data is JSON with sorted keys, so dict order never matters."""
-    d = v.__dict__
-    parts = []
-    for name in _CONTENT:
-        value = d[name]
-        if isinstance(value, (dict, BaseModel)):
-            value = json.dumps(value.model_dump(mode="json") if isinstance(value, BaseModel)
-                               else value, sort_keys=True, default=str)
-        parts.append(value)
+    parts = list(_VALUES(v.__dict__))
+    nested = parts[_NESTED]
+    if nested is not None:
+        parts[_NESTED] = json.dumps(nested.model_dump(mode="json") if isinstance(nested, BaseModel)
+                                    else nested, sort_keys=True, default=str)
     return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
 

@@ -22,7 +22,8 @@ def check(vehicle: Vehicle) -> Vehicle:
     flags = {f for f in vehicle.quality_flags if f not in _VIN_FLAGS}
     flags.update(vin_checks.fast_flags(decoded, make=vehicle.make, year=vehicle.year,
                                        model=vehicle.model, body=vehicle.body_style))
-    summary = {k: getattr(decoded, k) for k in _SUMMARY if getattr(decoded, k) is not None}
+    fields = decoded.__dict__
+    summary = {k: fields[k] for k in _SUMMARY if fields[k] is not None}
     updates: dict = {"vin_decoded": summary, "vin_placeholder": decoded.placeholder,
                      "quality_flags": sorted(flags)}
     if decoded.vin != vehicle.vin and not decoded.errors:

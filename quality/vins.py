@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from functools import lru_cache
+from operator import mul
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -79,7 +80,7 @@ def _check_digit(vin: str, values: dict[str, int]) -> str | None:
     if len(vin) != 17:
         return None
     try:
-        total = sum(values[ch] * weight for ch, weight in zip(vin, _WEIGHTS, strict=True))
+        total = sum(map(mul, map(values.__getitem__, vin), _WEIGHTS))
     except KeyError:
         return None
     rem = total % 11
