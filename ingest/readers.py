@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -81,7 +82,7 @@ def read_csv(stream: io.TextIOBase, delimiter: str | None = None) -> Iterator[Ro
     if delimiter is None:
         first = stream.readline(get_settings().feed_max_record_chars)
         delimiter = _delimiter(first)
-        source: Iterator[str] = _prepend(first, stream)
+        source: Iterator[str] = itertools.chain((first,), stream)
     else:
         source = stream
     reader = csv.reader(source, delimiter=delimiter, strict=True)
@@ -115,11 +116,6 @@ def read_csv(stream: io.TextIOBase, delimiter: str | None = None) -> Iterator[Ro
                 raw=delimiter.join(values)[:10_000])
             continue
         yield number, dict(zip(header, values, strict=False))
-
-
-def _prepend(first: str, rest: io.TextIOBase) -> Iterator[str]:
-    yield first
-    yield from rest
 
 
 # -- JSON ------------------------------------------------------------------------------------

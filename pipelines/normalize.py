@@ -53,10 +53,16 @@ def text(value: Any) -> str | None:
     return None if len(s) < 16 and s.lower() in _EMPTY else s
 
 
+_VIN_SEPARATORS = re.compile(r"[\s\-_.]")
+_PLAIN_VIN = re.compile(r"[A-Z0-9]{17}")
+
+
 def vin(value: Any) -> str:
     """Upper case, no spaces or separators. Missing gives ''."""
+    if value.__class__ is str and _PLAIN_VIN.fullmatch(value):
+        return value  # already canonical: most feed rows
     s = text(value) or ""
-    return re.sub(r"[\s\-_.]", "", s).upper()
+    return _VIN_SEPARATORS.sub("", s).upper()
 
 
 _NUMBER = re.compile(r"-?\d[\d,. ]*")

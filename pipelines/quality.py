@@ -28,6 +28,8 @@ class RunQuality:
     """What one run keeps between batches: the market medians, loaded once at its start."""
 
     price_medians: dict[tuple[str, str, int], tuple[Decimal, int]] = field(default_factory=dict)
+    # VINs of this run's vehicles that other dealers list: settled on both sides at the end
+    shared_vins: set[str] = field(default_factory=set)
 
 
 def open_run(conn: psycopg.Connection) -> RunQuality:
@@ -52,6 +54,7 @@ def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Veh
         users.setdefault(url, set()).update(vins)
     others = quality_db.vins_at_other_dealers(
         conn, dealership_id, [v.vin for v in vehicles if not v.vin_placeholder])
+    state.shared_vins.update(others)
     return Context(price_medians=state.price_medians, photo_users=users,
                    other_dealer_vins=others)
 
@@ -65,11 +68,14 @@ def batch(vehicles: list[Vehicle], ctx: Context | None = None) -> list[Vehicle]:
     return out
 
 
-def settle_duplicates(conn: psycopg.Connection, dealership_id: int) -> int:
-    """Flag every active vehicle whose (real) VIN another dealer also lists, on both sides,
-    and clear the flag where that is no longer so. Returns how many vehicles changed."""
+def settle_duplicates(conn: psycopg.Connection, dealership_id: int, job_id: int,
+                      state: RunQuality) -> int:
+    """After a run: flag every active vehicle whose (real) VIN another dealer also lists, on
+    both sides, and clear the flag where that is no longer so, for the VINs the run found
+    at other dealers or removed. Returns how many vehicles changed."""
     updates = []
-    for row in quality_db.duplicate_candidates(conn, dealership_id):
+    for row in quality_db.duplicate_candidates(conn, dealership_id, job_id,
+                                               sorted(state.shared_vins)):
         flags = set(row["quality_flags"])
         has = "cross_dealer_duplicate" in flags
         if row["duplicated"] == has:

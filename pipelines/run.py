@@ -101,7 +101,8 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
                                      unseen_hashes=unseen_hashes)
     run.counters["removed"] += settled["removed"]
     report["removed"] = settled["removed"]
-    report["cross_dealer_updated"] = quality.settle_duplicates(run.conn, run.dealership_id)
+    report["cross_dealer_updated"] = quality.settle_duplicates(run.conn, run.dealership_id,
+                                                               run.job_id, run.quality)
     if any(p.startswith("blocked") for p in all_problems):
         state = "blocked"
     elif report["verdict"] == "failed":

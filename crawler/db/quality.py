@@ -72,17 +72,24 @@ def vins_at_other_dealers(conn: psycopg.Connection, dealership_id: int,
     return {r["vin"] for r in rows}
 
 
-def duplicate_candidates(conn: psycopg.Connection, dealership_id: int) -> list[dict[str, Any]]:
-    """Every vehicle whose cross-dealer flag may change because of this dealer's inventory:
-    its own and any other dealer's vehicle with one of its VINs, with whether the VIN is
-    listed as active (and real) by another dealership than the vehicle's own."""
-    # Set-based (hash joins, one pass): an active real vehicle is duplicated exactly when
-    # its VIN is listed active and real by two or more dealerships. Only rows whose flag
-    # must change are returned, so a dealer with a million vehicles fetches a handful.
+def duplicate_candidates(conn: psycopg.Connection, dealership_id: int, job_id: int,
+                         vins: Sequence[str]) -> list[dict[str, Any]]:
+    """Every vehicle whose cross-dealer flag may have changed because of one run: any
+    dealer's vehicle with one of `vins` (VINs the run found at other dealers) or with a VIN
+    the run removed, with whether the VIN is listed as active (and real) by another
+    dealership than the vehicle's own. Only rows whose flag must change are returned.
+
+    A run changes who lists a VIN only by adding, relisting or removing it; the VINs it
+    added or relisted that another dealer lists are exactly those its batches found there
+    (`vins`). So the work follows what changed, not the size of the dealer's inventory."""
     return conn.execute(
         """
-        WITH mine AS (SELECT DISTINCT vin FROM vehicles WHERE dealership_id = %(d)s),
-        listed AS (
+        WITH mine AS (
+            SELECT unnest(%(vins)s::text[]) AS vin
+            UNION
+            SELECT vin FROM vehicle_events
+             WHERE job_id = %(j)s AND dealership_id = %(d)s AND kind = 'removed'
+        ), listed AS (
             SELECT o.vin FROM vehicles o JOIN mine USING (vin)
              WHERE o.status = 'active' AND NOT o.vin_placeholder
              GROUP BY o.vin HAVING count(DISTINCT o.dealership_id) > 1
@@ -95,7 +102,7 @@ def duplicate_candidates(conn: psycopg.Connection, dealership_id: int) -> list[d
         SELECT * FROM candidates
          WHERE duplicated <> ('cross_dealer_duplicate' = ANY(quality_flags))
         """,
-        {"d": dealership_id},
+        {"d": dealership_id, "j": job_id, "vins": list(vins)},
     ).fetchall()
 
 

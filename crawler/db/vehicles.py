@@ -47,9 +47,13 @@ _UPSERT = f"""
 WITH stage AS (
     SELECT DISTINCT ON (vin) * FROM stage_vehicles ORDER BY vin
 ), old AS (
-    SELECT v.vin, v.price, v.status, v.availability, v.content_hash
-      FROM vehicles v JOIN stage s ON s.vin = v.vin
-     WHERE v.dealership_id = %(d)s
+    -- one probe of the VIN index per staged row, whatever the planner believes of the
+    -- dealer's size: statistics lag behind a bulk load, and it then hash-joined all the
+    -- dealer's vehicles, or walked them through a dealership_id index filtering on vin.
+    -- LIMIT keeps the subquery a per-row probe; "+ 0" keeps dealership_id indexes out.
+    SELECT o.* FROM stage s CROSS JOIN LATERAL (
+        SELECT v.vin, v.price, v.status, v.availability, v.content_hash FROM vehicles v
+         WHERE v.vin = s.vin AND v.dealership_id + 0 = %(d)s LIMIT 1) o
 ), up AS (
     INSERT INTO vehicles (dealership_id, last_job_id, {_COLS})
     SELECT %(d)s, %(j)s, {_COLS} FROM stage
