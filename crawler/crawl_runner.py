@@ -12,8 +12,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from crawler.config import PROJECT_ROOT, get_settings
 from crawler.db import connect, database_url, redis_url

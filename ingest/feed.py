@@ -98,7 +98,8 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     settings = get_settings()
     # A redelivered attempt (its predecessor died mid-run) starts from a clean seen set.
     vehicles_db.settle_run(conn, dealership_id, job_id, remove_unseen=False)
-    run = run_mod.open_run(conn, dealership_id, job_id, "feed", vins_only=True)
+    run = run_mod.open_run(conn, dealership_id, job_id, "feed", vins_only=True,
+                           overlap_writes=True)
     run_mod.report_progress(run, phase="ingesting", force=True)
     info: dict[str, Any] = {}
     complete, problems = True, []
@@ -157,7 +158,9 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
             run_mod.process(run, items)
             if on_batch is not None:
                 on_batch(dict(run.counters))
+        run_mod.wait_for_writes(run)  # a failed last batch fails the run here
     except BaseException:
+        run_mod.abandon(run)
         vehicles_db.settle_run(conn, dealership_id, job_id, remove_unseen=False)
         raise
     report = run_mod.close(run, complete=complete, problems=problems,

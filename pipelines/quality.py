@@ -1,10 +1,10 @@
 """Quality stage: score each vehicle and attach its flags; and the writes that keep scores current.
 
 `batch(vehicles, ctx)` is pure: it scores a batch against a `Context`. `context_for` builds
-that context for one batch of a run from the database (market price medians loaded once per
-run, photos other vehicles use, VINs other dealers list). `settle_duplicates` runs when a
-run ends and flags (or clears) cross-dealer duplicates on every dealer involved; `rescore`
-recomputes stored vehicles under the current rules.
+that context for one batch of a run from the database (market price medians of the models
+the run meets, read once each; photos other vehicles use; VINs other dealers list).
+`settle_duplicates` runs when a run ends and flags (or clears) cross-dealer duplicates on
+every dealer involved; `rescore` recomputes stored vehicles under the current rules.
 """
 
 from __future__ import annotations
@@ -25,15 +25,18 @@ from quality.score import RULES_VERSION, Context, score
 
 @dataclass
 class RunQuality:
-    """What one run keeps between batches: the market medians, loaded once at its start."""
+    """What one run keeps between batches: market medians of the (make, model, year) keys
+    met so far (read from the database the first time a batch holds the key), and the VINs
+    other dealers list."""
 
     price_medians: dict[tuple[str, str, int], tuple[Decimal, int]] = field(default_factory=dict)
+    medians_read: set[tuple[str, str, int]] = field(default_factory=set)
     # VINs of this run's vehicles that other dealers list: settled on both sides at the end
     shared_vins: set[str] = field(default_factory=set)
 
 
 def open_run(conn: psycopg.Connection) -> RunQuality:
-    return RunQuality(price_medians=quality_db.price_medians(conn, score_mod.PRICE_MIN_SAMPLE))
+    return RunQuality()
 
 
 def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Vehicle],
@@ -45,6 +48,13 @@ def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Veh
     already), so nothing grows with the size of a run.
     """
     state = state or RunQuality()
+    keys = {score_mod.market_key(v.make, v.model, v.year) for v in vehicles
+            if v.price is not None and v.make and v.model and v.year}
+    keys -= state.medians_read
+    if keys:
+        state.price_medians.update(quality_db.price_medians_for(
+            conn, sorted(keys), score_mod.PRICE_MIN_SAMPLE))
+        state.medians_read |= keys
     users: dict[str, set[str]] = {}
     for v in vehicles:
         for url in v.image_urls:
@@ -109,7 +119,7 @@ def rescore(conn: psycopg.Connection, dealership_id: int | None = None, *,
         out = []
         for dealer_id, pairs in by_dealer.items():
             vehicles = vin_stage.batch([v for _, v in pairs])
-            state = RunQuality(price_medians=medians)
+            state = RunQuality(price_medians=medians, medians_read=set(medians))
             vehicles = batch(vehicles, context_for(conn, dealer_id, vehicles, state))
             for (vid, _), v in zip(pairs, vehicles, strict=True):
                 out.append((vid, v.vin_decoded, v.vin_placeholder, v.quality_flags,

@@ -7,8 +7,9 @@ feed it batches of VehicleItems, and close it with what they know about complete
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
 from collections import Counter
+from collections.abc import Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ import psycopg
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import vehicles as vehicles_db
+from crawler.db.connect import sibling
 from crawler.models import VehicleItem
 from pipelines import dedup, normalize, quality, store, validate
 from pipelines import vin as vin_stage
@@ -39,30 +41,77 @@ class Run:
     last_progress: float = 0.0
     quality: Any = None  # pipelines.quality.RunQuality: market medians, photos seen
     fresh: bool = False  # the dealership had no vehicles when the run began
+    # Overlapped writes (feeds): batch N is stored on its own connection by a thread while
+    # batch N+1 goes through the stages; `pending` is that write.
+    writer: ThreadPoolExecutor | None = None
+    writer_conn: psycopg.Connection | None = None
+    pending: Future | None = None
 
 
 def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: str,
-             vins_only: bool = False) -> Run:
-    return Run(conn=conn, dealership_id=dealership_id, job_id=job_id, kind=kind,
-               seen=dedup.VinsOnly() if vins_only else {}, quality=quality.open_run(conn),
-               fresh=not vehicles_db.has_vehicles(conn, dealership_id))
+             vins_only: bool = False, overlap_writes: bool = False) -> Run:
+    """`overlap_writes`: store each batch on a second connection in a thread while the
+    next batch goes through the stages (the database's work then overlaps Python's).
+    Call `close` or `abandon` to end such a run."""
+    run = Run(conn=conn, dealership_id=dealership_id, job_id=job_id, kind=kind,
+              seen=dedup.VinsOnly() if vins_only else {}, quality=quality.open_run(conn),
+              fresh=not vehicles_db.has_vehicles(conn, dealership_id))
+    if overlap_writes:
+        run.writer_conn = sibling(conn)
+        run.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"store-{job_id}")
+    return run
 
 
-def process(run: Run, items: list[VehicleItem]) -> dict[str, int]:
-    """Every stage over one batch; the batch is stored atomically."""
+def process(run: Run, items: list[VehicleItem]) -> None:
+    """Every stage over one batch; the batch is stored atomically (with overlapped writes,
+    by the time the next batch is scored, or the run is closed)."""
     run.counters["items"] += len(items)
     pairs = normalize.batch(items)
     vehicles, rejects = validate.batch(pairs)
     vehicles = vin_stage.batch(vehicles)
     vehicles, duplicates = dedup.batch(vehicles, run.seen)
+    wait_for_writes(run)  # this batch's context must see every earlier batch stored
     vehicles = quality.batch(vehicles, quality.context_for(run.conn, run.dealership_id,
                                                            vehicles, run.quality))
     run.counters.update(quality.coverage_counts(vehicles))
-    counts = store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects,
-                         fresh=run.fresh)
     run.counters["valid"] += len(items) - len(rejects)
     run.counters["rejected"] += len(rejects)
     run.counters["duplicates"] += duplicates
+    if run.writer is not None:
+        run.pending = run.writer.submit(store.batch, run.writer_conn, run.dealership_id,
+                                        run.job_id, vehicles, rejects, fresh=run.fresh)
+        return
+    _count(run, store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects,
+                            fresh=run.fresh))
+
+
+def wait_for_writes(run: Run) -> None:
+    """Wait for the batch being stored (if any) and count what it wrote; its error, if it
+    failed, is raised here."""
+    if run.pending is not None:
+        pending, run.pending = run.pending, None
+        _count(run, pending.result())
+
+
+def abandon(run: Run) -> None:
+    """End a run that failed midway: let a pending write finish (its error is the caller's
+    to report already) and release the writer. Idempotent."""
+    if run.pending is not None:
+        run.pending.exception()
+        run.pending = None
+    _stop_writer(run)
+
+
+def _stop_writer(run: Run) -> None:
+    if run.writer is not None:
+        run.writer.shutdown(wait=True)
+        run.writer = None
+    if run.writer_conn is not None:
+        run.writer_conn.close()
+        run.writer_conn = None
+
+
+def _count(run: Run, counts: dict[str, int]) -> None:
     run.counters["added"] += counts["added"]
     run.counters["changed"] += counts["changed"] - counts["relisted"]
     run.counters["relisted"] += counts["relisted"]
@@ -70,7 +119,6 @@ def process(run: Run, items: list[VehicleItem]) -> dict[str, int]:
     run.counters["unchanged"] += counts["total"] - counts["added"] - counts["changed"]
     run.counters["price_changed"] += counts["price_changed"]
     report_progress(run)
-    return counts
 
 
 def report_progress(run: Run, phase: str | None = None, force: bool = False) -> None:
@@ -88,6 +136,10 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
     `unseen_hashes`: for a feed run whose fast path skipped unchanged rows without recording
     them, the source-row hashes present at its start that no row carried (see
     crawler.db.vehicles.settle_run)."""
+    try:
+        wait_for_writes(run)
+    finally:
+        _stop_writer(run)
     all_problems = [*run.problems, *(problems or [])]
     dealer = dealers_db.get_by_id(run.conn, run.dealership_id)
     baseline = jobs_db.recent_healthy(run.conn, run.dealership_id, run.kind,

@@ -117,8 +117,12 @@ def rule_photos(v: Vehicle, ctx: Context) -> list[str]:
         return [*flags, "no_photos"]
     if len(real) < MIN_PHOTOS:
         flags.append("few_photos")
-    if any(ctx.photo_users.get(u, set()) - {v.vin} for u in real):
-        flags.append("photo_reused")
+    users = ctx.photo_users
+    for u in real:
+        found = users.get(u)
+        if found and (len(found) > 1 or v.vin not in found):  # another vehicle uses it
+            flags.append("photo_reused")
+            break
     return flags
 
 

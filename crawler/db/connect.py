@@ -26,6 +26,12 @@ def redis_url() -> str:
     return settings.redis_url or embedded.redis_url(settings.data_dir)
 
 
+def sibling(conn: psycopg.Connection) -> psycopg.Connection:
+    """A second connection to the same database as `conn`, set up like `connect`'s."""
+    return psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True,
+                           row_factory=dict_row, connect_timeout=10, options="-c jit=off")
+
+
 def forget_urls() -> None:
     database_url.cache_clear()
     redis_url.cache_clear()
@@ -45,4 +51,5 @@ def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot connect to PostgreSQL: {first}",
-                          hint="check DATABASE_URL, or unset it to use the embedded server") from exc
+                          hint="check DATABASE_URL, or unset it to use the embedded server"
+                          ) from exc

@@ -34,6 +34,30 @@ def price_medians(conn: psycopg.Connection, min_sample: int = 3
             for r in rows}
 
 
+def price_medians_for(conn: psycopg.Connection, keys: Sequence[tuple[str, str, int]],
+                      min_sample: int = 3) -> dict[tuple[str, str, int], tuple[Decimal, int]]:
+    """`price_medians` for these (make, model, year) keys only, lower-cased: one range of
+    the market index per key, so a run pays for the models it lists, not for the table."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT k.make, k.model, k.year, m.median, m.n
+          FROM unnest(%s::text[], %s::text[], %s::int[]) AS k(make, model, year)
+         CROSS JOIN LATERAL (
+               SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v.price) AS median,
+                      count(*) AS n
+                 FROM vehicles v
+                WHERE lower(v.make) = k.make AND lower(v.model) = k.model
+                  AND v.year = k.year AND v.status = 'active' AND v.price IS NOT NULL) m
+         WHERE m.n >= %s
+        """,
+        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], min_sample),
+    ).fetchall()
+    return {(r["make"], r["model"], r["year"]): (Decimal(str(r["median"])), int(r["n"]))
+            for r in rows}
+
+
 def hero_photo_users(conn: psycopg.Connection, urls: Sequence[str]) -> dict[str, set[str]]:
     """For each URL, the VINs of active vehicles (any dealer) whose first photo it is."""
     if not urls:

@@ -34,10 +34,10 @@ _DECODED = _NAMES.index("vin_decoded")
 _TYPES = [t for _, t in STAGE_COLUMNS]
 _COLS = ", ".join(_NAMES)
 
+_SQL_TYPES = {"int2": "smallint", "int4": "integer", "bool": "boolean"}
 _CREATE_STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_vehicles ("
-    + ", ".join(f"{c} {'smallint' if t == 'int2' else 'integer' if t == 'int4' else 'boolean' if t == 'bool' else t}"
-                for c, t in STAGE_COLUMNS)
+    + ", ".join(f"{c} {_SQL_TYPES.get(t, t)}" for c, t in STAGE_COLUMNS)
     + ") ON COMMIT DELETE ROWS"
 )
 
@@ -141,8 +141,10 @@ def upsert(conn: psycopg.Connection, dealership_id: int, job_id: int,
 _INSERT_COLS = "dealership_id, last_job_id, " + _COLS
 _ADDED_EVENTS = """
 INSERT INTO vehicle_events (dealership_id, vin, job_id, kind, new_value)
-SELECT %(d)s, vin, %(j)s, 'added', jsonb_build_object('price', price, 'availability', availability)
-  FROM unnest(%(vins)s::text[], %(prices)s::numeric[], %(avail)s::text[]) AS t(vin, price, availability)
+SELECT %(d)s, vin, %(j)s, 'added',
+       jsonb_build_object('price', price, 'availability', availability)
+  FROM unnest(%(vins)s::text[], %(prices)s::numeric[], %(avail)s::text[])
+       AS t(vin, price, availability)
 """
 
 

@@ -29,8 +29,8 @@ pytestmark = pytest.mark.integration
 GENERIC = PROJECT_ROOT / "fixtures" / "sites" / "generic"
 ROWS, BATCH = 600, 100
 # Vehicle data as stored. Not the quality flags (nor the content hash that covers them):
-# market-relative rules (price_outlier) judge against the market as it stood when the run
-# started, which after a crash includes the batches the first attempt committed.
+# market-relative rules (price_outlier) judge against the market as it stands when the run
+# first meets a model, which after a crash includes the batches the first attempt committed.
 COLUMNS = ("vin", "stock_number", "condition", "year", "make", "model", "trim", "body_style",
            "exterior_color", "interior_color", "transmission", "drivetrain", "fuel_type",
            "engine", "mileage", "price", "msrp", "currency", "url", "image_urls",

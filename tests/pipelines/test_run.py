@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import psycopg
 import pytest
 
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.models import VehicleItem
-from pipelines import dedup, run as run_mod
+from pipelines import dedup
+from pipelines import run as run_mod
 from pipelines.store import content_hash
 
 CIVIC = "19XFC2F7XME104512"
@@ -101,9 +104,9 @@ def test_content_hash_ignores_where_the_vehicle_was_seen():
 def test_a_fresh_dealers_batch_is_copied_in_with_its_added_events(db, job):
     run = run_mod.open_run(db, job.dealership_id, job.id, "feed")
     assert run.fresh
-    counts = run_mod.process(run, [item(CIVIC, availability="In Stock"),
-                                   item(RAV4, make="Toyota", model="RAV4", price="31000")])
-    assert counts["added"] == 2
+    run_mod.process(run, [item(CIVIC, availability="In Stock"),
+                          item(RAV4, make="Toyota", model="RAV4", price="31000")])
+    assert run.counters["added"] == 2
     events = {e["vin"]: e for e in db.execute("SELECT * FROM vehicle_events")}
     assert events[CIVIC]["kind"] == "added"
     assert events[CIVIC]["new_value"] == {"price": 20000.0, "availability": "In Stock"}
@@ -125,3 +128,53 @@ def test_a_plain_copy_that_meets_a_stored_vin_writes_nothing_and_declines(db, jo
     assert declined is None
     vins = [r["vin"] for r in db.execute("SELECT vin FROM vehicles")]
     assert vins == [CIVIC]  # the batch's RAV4 went nowhere: the caller upserts it instead
+
+
+def test_overlapped_writes_store_every_batch_before_the_next_is_scored(db, job):
+    run = run_mod.open_run(db, job.dealership_id, job.id, "feed", vins_only=True,
+                           overlap_writes=True)
+    writer_conn = run.writer_conn
+    run_mod.process(run, [item(CIVIC, image_urls=["https://d.test/shared.jpg"])])
+    # the second batch's context is read after the first is committed: its photo is reused
+    run_mod.process(run, [item(RAV4, make="Toyota", model="RAV4",
+                               image_urls=["https://d.test/shared.jpg"])])
+    report = run_mod.close(run, complete=True)
+    assert report["counters"]["added"] == 2 and run.writer is None and writer_conn.closed
+    flags = {r["vin"]: r["quality_flags"] for r in db.execute("SELECT * FROM vehicles")}
+    assert "photo_reused" in flags[RAV4] and "photo_reused" not in flags[CIVIC]
+
+
+def test_an_overlapped_write_that_fails_is_raised_and_commits_nothing(db, job):
+    run = run_mod.open_run(db, job.dealership_id, job.id, "feed", overlap_writes=True)
+    db.execute("ALTER TABLE vehicles ADD CONSTRAINT no_red CHECK (exterior_color <> 'Red')")
+    try:
+        run_mod.process(run, [item(RAV4, make="Toyota", model="RAV4"),
+                              item(CIVIC, exterior_color="Red")])
+        with pytest.raises(psycopg.errors.CheckViolation):
+            run_mod.wait_for_writes(run)
+    finally:
+        run_mod.abandon(run)
+        db.execute("ALTER TABLE vehicles DROP CONSTRAINT no_red")
+    assert run.writer is None and run.writer_conn is None
+    assert db.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"] == 0
+    assert db.execute("SELECT count(*) AS n FROM vehicle_events").fetchone()["n"] == 0
+
+
+def test_market_medians_are_read_for_the_models_a_run_meets(db, job):
+    market = dealers_db.create(db, slug="market", name="Market")
+    mjob, _ = jobs_db.create_or_get_active(db, market.id, "feed", "operator")
+    jobs_db.start(db, mjob.id, "test")
+    civics = ["1HGCM82633A004352", "1HGCM82633A004353", "1HGCM82633A004354"]
+    run = run_mod.open_run(db, market.id, mjob.id, "feed")
+    run_mod.process(run, [item(v, price="$20,000") for v in civics])
+    run_mod.close(run, complete=True)
+
+    run = run_mod.open_run(db, job.dealership_id, job.id, "feed")
+    assert run.quality.price_medians == {}  # nothing is read before a batch needs it
+    run_mod.process(run, [item(CIVIC, price="$60,000"),
+                          item(RAV4, make="Toyota", model="RAV4", price="$60,000")])
+    assert run.quality.price_medians == {("honda", "civic", 2021): (Decimal("20000"), 3)}
+    flags = {r["vin"]: r["quality_flags"] for r in db.execute(
+        "SELECT vin, quality_flags FROM vehicles WHERE dealership_id = %s",
+        (job.dealership_id,))}
+    assert "price_outlier" in flags[CIVIC] and "price_outlier" not in flags[RAV4]
