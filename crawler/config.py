@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     feed_fetch_timeout_s: float = 60.0
     feed_fetch_attempts: int = 4
     feed_fetch_backoff_s: float = 1.0
+    # Worker processes for a large feed's per-row stages (0: none), started once this many
+    # rows have taken the full path (a small feed is not worth the processes' start-up).
+    feed_stage_processes: int = 1
+    feed_stage_min_rows: int = 20_000
     # Quality webhooks (a dealer's webhook_url hears of runs that are not healthy): timeout
     # per POST, attempts, and the first backoff between attempts (doubling).
     webhook_timeout_s: float = 3.0

@@ -17,7 +17,9 @@ import gc
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
@@ -33,7 +35,7 @@ from crawler.db import vehicles as vehicles_db
 from crawler.errors import ForecourtError, Permanent
 from crawler.models import Job, Reject
 from ingest import mapping as mapping_mod
-from ingest import readers
+from ingest import readers, workers
 from ingest.readers import Unreadable
 from pipelines import normalize
 from pipelines import run as run_mod
@@ -110,6 +112,9 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     row_hash: Callable[[dict], int] | None = None
     unknown: dict[str, None] = {}
     seen = run.seen
+    processes, full_rows, pooled_rows = max(0, settings.feed_stage_processes), 0, 0
+    pool: ProcessPoolExecutor | None = None
+    staging: deque = deque()
     try:
         for chunk in _batches(readers.read(path, fmt, info), settings.feed_batch_size):
             if spec is None:
@@ -118,7 +123,8 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 mapping_name, spec = mapping_mod.choose(columns, mapping)
                 row_hash = _hasher(spec)
                 known = vehicles_db.source_hashes(conn, dealership_id)
-            items, broken, fast = [], [], 0
+            work: list[workers.Work] = []
+            broken, fast = [], 0
             duplicates = 0
             for number, row in chunk:
                 if isinstance(row, Unreadable):
@@ -143,7 +149,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                         seen[vin] = None
                         fast += 1
                     continue
-                items.append(plan.item(row, f"row {number}", source_hash=f"{h:016x}"))
+                work.append((number, row, f"{h:016x}"))
             if broken:
                 rejects_db.add(conn, dealership_id, job_id, broken)
                 run.counters["items"] += len(broken)
@@ -155,18 +161,32 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 run.counters["unchanged"] += fast
                 run.counters["duplicates"] += duplicates
             run.counters["unknown_columns"] = len(unknown)
-            run_mod.process(run, items)
+            if pool is None and processes and full_rows >= settings.feed_stage_min_rows:
+                pool = workers.start_pool(spec, processes)
+            full_rows += len(work)
+            if pool is None:
+                run_mod.process(run, workers.items_of(spec, plans, work))
+            else:  # chunks in flight: one a worker is staging, one waiting for each
+                workers.submit(pool, staging, work)
+                pooled_rows += len(work)
+                for staged in workers.ready(staging, keep=2 * processes):
+                    run_mod.process_staged(run, *staged)
             if on_batch is not None:
                 on_batch(dict(run.counters))
+        for staged in workers.ready(staging, keep=0):
+            run_mod.process_staged(run, *staged)
         run_mod.wait_for_writes(run)  # a failed last batch fails the run here
     except BaseException:
         run_mod.abandon(run)
         vehicles_db.settle_run(conn, dealership_id, job_id, remove_unseen=False)
         raise
+    finally:
+        workers.stop(pool)
     report = run_mod.close(run, complete=complete, problems=problems,
                            unseen_hashes=None if row_hash is None
                            else [f"{h:016x}" for h in known])
-    report["feed"] = {**info, "mapping": mapping_name or None}
+    report["feed"] = {**info, "mapping": mapping_name or None,
+                      "rows_staged_in_workers": pooled_rows}
     report["unknown_columns"] = list(unknown)[:MAX_UNKNOWN_LISTED]
     report["seconds"] = round(time.monotonic() - started, 3)
     return report

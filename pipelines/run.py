@@ -19,7 +19,7 @@ from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import vehicles as vehicles_db
 from crawler.db.connect import sibling
-from crawler.models import VehicleItem
+from crawler.models import Reject, Vehicle, VehicleItem
 from pipelines import dedup, normalize, quality, store, validate
 from pipelines import vin as vin_stage
 from quality import gate, webhook
@@ -62,19 +62,30 @@ def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: st
     return run
 
 
+def stage_items(items: list[VehicleItem]) -> tuple[list[Vehicle], list[Reject]]:
+    """normalize, validate and the VIN stage over one batch: the stages that need nothing
+    but the items (a large feed runs them in worker processes, ingest/workers.py)."""
+    vehicles, rejects = validate.batch(normalize.batch(items))
+    return vin_stage.batch(vehicles), rejects
+
+
 def process(run: Run, items: list[VehicleItem]) -> None:
     """Every stage over one batch; the batch is stored atomically (with overlapped writes,
     by the time the next batch is scored, or the run is closed)."""
-    run.counters["items"] += len(items)
-    pairs = normalize.batch(items)
-    vehicles, rejects = validate.batch(pairs)
-    vehicles = vin_stage.batch(vehicles)
+    process_staged(run, *stage_items(items), len(items))
+
+
+def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
+                   items: int) -> None:
+    """The rest of `process` for `items` items already through `stage_items`: dedup,
+    quality and store."""
+    run.counters["items"] += items
     vehicles, duplicates = dedup.batch(vehicles, run.seen)
     wait_for_writes(run)  # this batch's context must see every earlier batch stored
     vehicles = quality.batch(vehicles, quality.context_for(run.conn, run.dealership_id,
                                                            vehicles, run.quality))
     run.counters.update(quality.coverage_counts(vehicles))
-    run.counters["valid"] += len(items) - len(rejects)
+    run.counters["valid"] += items - len(rejects)
     run.counters["rejected"] += len(rejects)
     run.counters["duplicates"] += duplicates
     if run.writer is not None:

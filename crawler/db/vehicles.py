@@ -203,8 +203,12 @@ _SEEN = """(v.last_job_id IS NOT DISTINCT FROM %(j)s
 def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
                remove_unseen: bool, unseen_hashes: Collection[str] | None = None
                ) -> dict[str, int]:
-    """End a run: refresh last_seen of what it saw and did not write (at most twice a day
-    per vehicle), optionally mark the unseen removed, and forget the run's seen set.
+    """End a run: optionally mark the unseen removed, and forget the run's seen set.
+
+    Nothing is written for what the run saw unchanged: `last_seen` is when a run last wrote
+    the vehicle (added, changed, relisted). That an active vehicle is still listed is what
+    its dealership's latest complete run says; refreshing a column on every unchanged row
+    would make a daily re-ingest of a million-row feed rewrite a million rows.
 
     `unseen_hashes` is for a feed run that skipped unchanged rows without recording them:
     the 16-hex source-row hashes of active vehicles present at the start that no row of the
@@ -219,12 +223,6 @@ def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
             with conn.cursor().copy("COPY unseen_hashes (h) FROM STDIN") as cp:
                 for h in unseen_hashes:
                     cp.write_row((h,))
-        conn.execute(
-            f"""
-            UPDATE vehicles v SET last_seen = now()
-             WHERE v.dealership_id = %(d)s AND v.status = 'active'
-               AND v.last_seen < now() - interval '12 hours' AND {_SEEN}
-            """, params)
         if remove_unseen:
             removed = conn.execute(
                 f"""

@@ -104,8 +104,10 @@ def test_worker_killed_mid_feed_store_batch_finishes_elsewhere_storing_the_same(
         db, fault_env, workers, feed_file):
     from ingest.feed import run_job
 
+    # the rows after the first 200 are staged in a worker process of the worker's own
     env = servers.env_for(fault_env, FORECOURT_REDIS_NAMESPACE=_namespace(),
-                          FORECOURT_FEED_BATCH_SIZE=str(BATCH))
+                          FORECOURT_FEED_BATCH_SIZE=str(BATCH),
+                          FORECOURT_FEED_STAGE_MIN_ROWS="200")
     t0 = time.monotonic()
     procs = {"a": workers(env, "a"), "b": workers(env, "b")}
     print(f"workers ready {time.monotonic() - t0:.1f} s")

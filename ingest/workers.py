@@ -1,0 +1,92 @@
+"""The pure per-row stages of a large feed in worker processes.
+
+Mapping a row to an item, normalize, validate and the VIN stage need nothing but the row:
+they are the CPU-bound half of a feed's cost. For a large feed they run in a pool of spawned
+processes (`FORECOURT_FEED_STAGE_PROCESSES`, started once the feed has sent
+`FORECOURT_FEED_STAGE_MIN_ROWS` rows down the full path), while the parent reads, hashes and
+skips unchanged rows, and runs dedup, quality and the store, which need the run's state and
+the database. Chunks come back in the order they were sent.
+
+Workers are spawned, not forked: the parent may be a threaded worker holding locks and an
+open SQLite handle (the vPIC data), neither of which may cross a fork. Vehicles come back as
+tuples of field values (a pickled pydantic model costs three times more) and are rebuilt
+without validation: they were validated in the worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+from crawler.models import Reject, Vehicle, VehicleItem
+from ingest import mapping as mapping_mod
+from pipelines.run import stage_items
+
+# (row number, source row, source-row hash as 16 hex characters)
+Work = tuple[int, dict, str]
+Staged = tuple[list[Vehicle], list[Reject], int]  # vehicles, rejects, rows sent
+
+_FIELDS = tuple(Vehicle.model_fields)
+_ALL_SET = frozenset(_FIELDS)
+_spec: dict[str, Any] = {}
+_plans: dict[tuple, mapping_mod.Plan] = {}
+
+
+def items_of(spec: dict[str, Any], plans: dict[tuple, mapping_mod.Plan],
+             work: list[Work]) -> list[VehicleItem]:
+    out = []
+    for number, row, row_hash in work:
+        keys = tuple(row)
+        plan = plans.get(keys)
+        if plan is None:
+            plan = plans[keys] = mapping_mod.Plan(spec, list(keys))
+        out.append(plan.item(row, f"row {number}", source_hash=row_hash))
+    return out
+
+
+def _start(spec: dict[str, Any]) -> None:
+    _spec.clear()
+    _spec.update(spec)
+    _plans.clear()
+
+
+def _stage_chunk(work: list[Work]) -> tuple[list[tuple], list[Reject]]:
+    vehicles, rejects = stage_items(items_of(_spec, _plans, work))
+    return [tuple(v.__dict__.values()) for v in vehicles], rejects
+
+
+def vehicle_from_values(values: tuple) -> Vehicle:
+    """A Vehicle from its field values in declaration order, without validating again."""
+    vehicle = object.__new__(Vehicle)
+    object.__setattr__(vehicle, "__dict__", dict(zip(_FIELDS, values, strict=True)))
+    object.__setattr__(vehicle, "__pydantic_fields_set__", set(_ALL_SET))
+    object.__setattr__(vehicle, "__pydantic_extra__", None)
+    object.__setattr__(vehicle, "__pydantic_private__", None)
+    return vehicle
+
+
+def start_pool(spec: dict[str, Any], processes: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=processes,
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start, initargs=(spec,))
+
+
+def submit(pool: ProcessPoolExecutor, pending: deque, work: list[Work]) -> None:
+    future: Future = pool.submit(_stage_chunk, work)
+    pending.append((future, len(work)))
+
+
+def ready(pending: deque, keep: int) -> Iterator[Staged]:
+    """Results of the oldest chunks, in order, until at most `keep` are left in flight."""
+    while len(pending) > keep:
+        future, sent = pending.popleft()
+        values, rejects = future.result()
+        yield [vehicle_from_values(v) for v in values], rejects, sent
+
+
+def stop(pool: ProcessPoolExecutor | None) -> None:
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
