@@ -165,15 +165,21 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 pool = workers.start_pool(spec, processes)
             full_rows += len(work)
             if pool is None:
+                for staged in workers.ready(staging, keep=0, spec=spec, plans=plans):
+                    run_mod.process_staged(run, *staged)  # chunks sent before, in order
                 run_mod.process(run, workers.items_of(spec, plans, work))
             else:  # chunks in flight: one a worker is staging, one waiting for each
-                workers.submit(pool, staging, work)
-                pooled_rows += len(work)
-                for staged in workers.ready(staging, keep=2 * processes):
+                if workers.submit(pool, staging, work):
+                    pooled_rows += len(work)
+                else:  # the workers died: the parent carries on alone
+                    workers.stop(pool)
+                    pool, processes = None, 0
+                for staged in workers.ready(staging, keep=2 * processes, spec=spec,
+                                            plans=plans):
                     run_mod.process_staged(run, *staged)
             if on_batch is not None:
                 on_batch(dict(run.counters))
-        for staged in workers.ready(staging, keep=0):
+        for staged in workers.ready(staging, keep=0, spec=spec, plans=plans):
             run_mod.process_staged(run, *staged)
         run_mod.wait_for_writes(run)  # a failed last batch fails the run here
     except BaseException:

@@ -15,10 +15,12 @@ without validation: they were validated in the worker.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from crawler.models import Reject, Vehicle, VehicleItem
@@ -31,6 +33,7 @@ Staged = tuple[list[Vehicle], list[Reject], int]  # vehicles, rejects, rows sent
 
 _FIELDS = tuple(Vehicle.model_fields)
 _ALL_SET = frozenset(_FIELDS)
+log = logging.getLogger(__name__)
 _spec: dict[str, Any] = {}
 _plans: dict[tuple, mapping_mod.Plan] = {}
 
@@ -74,17 +77,36 @@ def start_pool(spec: dict[str, Any], processes: int) -> ProcessPoolExecutor:
                                initializer=_start, initargs=(spec,))
 
 
-def submit(pool: ProcessPoolExecutor, pending: deque, work: list[Work]) -> None:
-    future: Future = pool.submit(_stage_chunk, work)
-    pending.append((future, len(work)))
+def submit(pool: ProcessPoolExecutor, pending: deque, work: list[Work]) -> bool:
+    """Send a chunk to the workers. False when they are gone: the chunk is then queued to
+    be staged in the parent, in its turn, and the caller should stop the pool."""
+    try:
+        future: Future = pool.submit(_stage_chunk, work)
+    except BrokenProcessPool as exc:
+        future = Future()
+        future.set_exception(exc)
+        pending.append((future, work))
+        return False
+    pending.append((future, work))
+    return True
 
 
-def ready(pending: deque, keep: int) -> Iterator[Staged]:
-    """Results of the oldest chunks, in order, until at most `keep` are left in flight."""
+def ready(pending: deque, keep: int, spec: dict[str, Any],
+          plans: dict[tuple, mapping_mod.Plan]) -> Iterator[Staged]:
+    """Results of the oldest chunks, in order, until at most `keep` are left in flight.
+
+    A chunk whose worker died (killed, out of memory) is staged here instead, so the run
+    loses nothing; the caller stops sending chunks when `submit` says the pool is broken."""
     while len(pending) > keep:
-        future, sent = pending.popleft()
-        values, rejects = future.result()
-        yield [vehicle_from_values(v) for v in values], rejects, sent
+        future, work = pending.popleft()
+        try:
+            values, rejects = future.result()
+        except BrokenProcessPool:
+            log.warning("feed stage worker died; staging %d rows in the parent", len(work))
+            vehicles, rejects = stage_items(items_of(spec, plans, work))
+            yield vehicles, rejects, len(work)
+            continue
+        yield [vehicle_from_values(v) for v in values], rejects, len(work)
 
 
 def stop(pool: ProcessPoolExecutor | None) -> None:

@@ -1,0 +1,46 @@
+"""The feed's stage worker processes: what comes back is what the parent would stage, and a
+worker that dies loses no rows."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+
+from crawler.config import PROJECT_ROOT
+from ingest import mapping, workers
+from pipelines.run import stage_items
+
+sys.path.insert(0, str(PROJECT_ROOT / "fixtures" / "tools"))
+import make_feed  # noqa: E402
+
+
+def work_of(n: int) -> list[workers.Work]:
+    return [(i + 1, dict(zip(make_feed.HEADER, row, strict=True)), f"{i:016x}")
+            for i, row in enumerate(make_feed.rows(n, seed=9))]
+
+
+def local(spec, work):
+    return stage_items(workers.items_of(spec, {}, work))
+
+
+def test_workers_stage_what_the_parent_would_and_a_dead_one_loses_nothing():
+    work = work_of(30)
+    _, spec = mapping.choose(list(make_feed.HEADER))
+    pool = workers.start_pool(spec, 1)
+    try:
+        pending: deque = deque()
+        assert workers.submit(pool, pending, work[:10])
+        [(vehicles, rejects, sent)] = list(workers.ready(pending, 0, spec, {}))
+        assert sent == 10 and rejects == [] and vehicles == local(spec, work[:10])[0]
+
+        death = pool.submit(os._exit, 1)  # the worker process dies...
+        workers.submit(pool, pending, work[10:20])  # ...with this chunk queued behind it
+        death.exception()
+        accepted = workers.submit(pool, pending, work[20:])
+        staged = list(workers.ready(pending, 0, spec, {}))
+    finally:
+        workers.stop(pool)
+    assert not accepted  # the caller is told to carry on without workers
+    assert [sent for _, _, sent in staged] == [10, 10]  # both chunks, in order
+    assert [v for vehicles, _, _ in staged for v in vehicles] == local(spec, work[10:])[0]
