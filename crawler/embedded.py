@@ -110,5 +110,9 @@ def stop(data_dir: Path) -> None:
     pgdata = data_dir / "postgres"
     if (pgdata / "postmaster.pid").exists():
         import pgserver
+        from pgserver._commands import pg_ctl  # what pgserver's own "stop" cleanup runs
 
-        pgserver.get_server(pgdata, cleanup_mode=None).cleanup()
+        # A handle made with cleanup_mode=None never stops the server on cleanup(), and one
+        # made with "stop" only does when no other process holds a handle: stop it plainly.
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
