@@ -80,6 +80,13 @@ def _few_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
+def _store_staged(run: run_mod.Run, staging: deque, keep: int, spec: dict[str, Any],
+                  plans: dict[tuple, mapping_mod.Plan]) -> None:
+    """Finish the chunks the workers have staged, oldest first, leaving `keep` in flight."""
+    for staged in workers.ready(staging, keep, spec, plans):
+        run_mod.process_staged(run, *staged)
+
+
 def _batches(rows: Iterator, size: int) -> Iterator[list]:
     while True:
         chunk = list(islice(rows, size))
@@ -165,8 +172,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 pool = workers.start_pool(spec, processes)
             full_rows += len(work)
             if pool is None:
-                for staged in workers.ready(staging, keep=0, spec=spec, plans=plans):
-                    run_mod.process_staged(run, *staged)  # chunks sent before, in order
+                _store_staged(run, staging, 0, spec, plans)  # chunks sent before, in order
                 run_mod.process(run, workers.items_of(spec, plans, work))
             else:  # chunks in flight: one a worker is staging, one waiting for each
                 if workers.submit(pool, staging, work):
@@ -174,13 +180,10 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 else:  # the workers died: the parent carries on alone
                     workers.stop(pool)
                     pool, processes = None, 0
-                for staged in workers.ready(staging, keep=2 * processes, spec=spec,
-                                            plans=plans):
-                    run_mod.process_staged(run, *staged)
+                _store_staged(run, staging, 2 * processes, spec, plans)
             if on_batch is not None:
                 on_batch(dict(run.counters))
-        for staged in workers.ready(staging, keep=0, spec=spec, plans=plans):
-            run_mod.process_staged(run, *staged)
+        _store_staged(run, staging, 0, spec, plans)
         run_mod.wait_for_writes(run)  # a failed last batch fails the run here
     except BaseException:
         run_mod.abandon(run)

@@ -35,10 +35,6 @@ class RunQuality:
     shared_vins: set[str] = field(default_factory=set)
 
 
-def open_run(conn: psycopg.Connection) -> RunQuality:
-    return RunQuality()
-
-
 def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Vehicle],
                 state: RunQuality | None = None) -> Context:
     """The scoring context of one batch.

@@ -54,7 +54,7 @@ def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: st
     next batch goes through the stages (the database's work then overlaps Python's).
     Call `close` or `abandon` to end such a run."""
     run = Run(conn=conn, dealership_id=dealership_id, job_id=job_id, kind=kind,
-              seen=dedup.VinsOnly() if vins_only else {}, quality=quality.open_run(conn),
+              seen=dedup.VinsOnly() if vins_only else {}, quality=quality.RunQuality(),
               fresh=not vehicles_db.has_vehicles(conn, dealership_id))
     if overlap_writes:
         run.writer_conn = sibling(conn)
