@@ -127,7 +127,7 @@ def upsert(conn: psycopg.Connection, dealership_id: int, job_id: int,
     Atomic: the whole batch commits, or none of it does.
     """
     if not vehicles:
-        return {"total": 0, "added": 0, "changed": 0, "relisted": 0, "price_changed": 0}
+        return _added(0)
     with conn.transaction():
         conn.execute(_CREATE_STAGE)
         with conn.cursor().copy(f"COPY stage_vehicles ({_COLS}) FROM STDIN (FORMAT BINARY)") as cp:
@@ -136,6 +136,11 @@ def upsert(conn: psycopg.Connection, dealership_id: int, job_id: int,
                 cp.write_row(_row(vehicle, content_hash))
         row = conn.execute(_UPSERT, {"d": dealership_id, "j": job_id}).fetchone()
     return {k: int(v) for k, v in row.items()}
+
+
+def _added(n: int) -> dict[str, int]:
+    """The counts of a batch of n vehicles that were all new."""
+    return {"total": n, "added": n, "changed": 0, "relisted": 0, "price_changed": 0}
 
 
 _INSERT_COLS = "dealership_id, last_job_id, " + _COLS
@@ -155,7 +160,7 @@ def insert_new(conn: psycopg.Connection, dealership_id: int, job_id: int,
     load costs about what a bare COPY does). Atomic. Returns the counts, or None, with
     nothing written, when some VIN is there already (the caller upserts instead)."""
     if not vehicles:
-        return {"total": 0, "added": 0, "changed": 0, "relisted": 0, "price_changed": 0}
+        return _added(0)
     try:
         with conn.transaction():
             with conn.cursor().copy(
@@ -169,8 +174,7 @@ def insert_new(conn: psycopg.Connection, dealership_id: int, job_id: int,
                 "avail": [v.availability for v, _ in vehicles]})
     except psycopg.errors.UniqueViolation:
         return None
-    n = len(vehicles)
-    return {"total": n, "added": n, "changed": 0, "relisted": 0, "price_changed": 0}
+    return _added(len(vehicles))
 
 
 def has_vehicles(conn: psycopg.Connection, dealership_id: int) -> bool:
