@@ -25,6 +25,7 @@ from pipelines import vin as vin_stage
 from quality import gate, webhook
 
 PROGRESS_EVERY_S = 1.0
+STATISTICS_EVERY_S = 10.0  # how often a run checks whether its tables need ANALYZE
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Run:
     seen: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     last_progress: float = 0.0
+    last_statistics: float = 0.0
+    upserted_at_statistics: int = 0  # counters["upserted"] when the tables were analyzed
     quality: Any = None  # pipelines.quality.RunQuality: market medians, photos seen
     fresh: bool = False  # the dealership had no vehicles when the run began
     # Overlapped writes (feeds): batch N is stored on its own connection by a thread while
@@ -82,6 +85,8 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
     run.counters["items"] += items
     vehicles, duplicates = dedup.batch(vehicles, run.seen)
     wait_for_writes(run)  # this batch's context must see every earlier batch stored
+    if time.monotonic() - run.last_statistics >= STATISTICS_EVERY_S:
+        refresh_statistics(run)  # a bulk load must not outrun the planner's statistics
     vehicles = quality.batch(vehicles, quality.context_for(run.conn, run.dealership_id,
                                                            vehicles, run.quality))
     run.counters.update(quality.coverage_counts(vehicles))
@@ -94,6 +99,15 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
         return
     _count(run, store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects,
                             fresh=run.fresh))
+
+
+def refresh_statistics(run: Run) -> None:
+    """ANALYZE the vehicle tables if they changed a lot since they last were (see
+    crawler.db.vehicles.refresh_statistics)."""
+    run.last_statistics = time.monotonic()
+    written = run.counters["upserted"] - run.upserted_at_statistics
+    if vehicles_db.refresh_statistics(run.conn, written):
+        run.upserted_at_statistics = run.counters["upserted"]
 
 
 def wait_for_writes(run: Run) -> None:
@@ -159,6 +173,7 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
     report = gate.evaluate(dict(run.counters), complete=complete, problems=all_problems,
                            history_counts=history, limits=gate.thresholds(dealer.settings),
                            history=[j.counters for j in baseline])
+    refresh_statistics(run)
     settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
                                      remove_unseen=report["may_remove"],
                                      unseen_hashes=unseen_hashes)

@@ -82,12 +82,16 @@ def vins_at_other_dealers(conn: psycopg.Connection, dealership_id: int,
     """Which of these VINs another dealership lists as active (placeholders never count)."""
     if not vins:
         return set()
-    rows = conn.execute(  # one index probe per VIN (see hero_photo_users)
+    # One probe of the VIN index per VIN, whatever the statistics say: OFFSET 0 keeps the
+    # other conditions out of the scan. Without statistics the planner had combined the VIN
+    # index with a partial index on status = 'active', reading every active vehicle per VIN.
+    rows = conn.execute(
         """
         SELECT u.vin
           FROM unnest(%s::text[]) AS u(vin)
-         CROSS JOIN LATERAL (SELECT 1 FROM vehicles v
-                              WHERE v.vin = u.vin AND v.dealership_id <> %s
+         CROSS JOIN LATERAL (SELECT 1 FROM (SELECT v.dealership_id, v.status, v.vin_placeholder
+                                              FROM vehicles v WHERE v.vin = u.vin OFFSET 0) v
+                              WHERE v.dealership_id <> %s
                                 AND v.status = 'active' AND NOT v.vin_placeholder
                               LIMIT 1) o
         """,
