@@ -41,7 +41,8 @@ class Run:
     problems: list[str] = field(default_factory=list)
     last_progress: float = 0.0
     last_statistics: float = 0.0
-    upserted_at_statistics: int = 0  # counters["upserted"] when the tables were analyzed
+    # per table, counters["upserted"] when forecourt last analyzed it
+    upserted_at_statistics: Counter = field(default_factory=Counter)
     quality: Any = None  # pipelines.quality.RunQuality: market medians, photos seen
     fresh: bool = False  # the dealership had no vehicles when the run began
     # Overlapped writes (feeds): batch N is stored on its own connection by a thread while
@@ -86,7 +87,8 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
     vehicles, duplicates = dedup.batch(vehicles, run.seen)
     wait_for_writes(run)  # this batch's context must see every earlier batch stored
     if time.monotonic() - run.last_statistics >= STATISTICS_EVERY_S:
-        refresh_statistics(run)  # a bulk load must not outrun the planner's statistics
+        # a bulk load must not outrun the planner's statistics (of the table batches read)
+        refresh_statistics(run, ("vehicles",))
     vehicles = quality.batch(vehicles, quality.context_for(run.conn, run.dealership_id,
                                                            vehicles, run.quality))
     run.counters.update(quality.coverage_counts(vehicles))
@@ -101,13 +103,16 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
                             fresh=run.fresh))
 
 
-def refresh_statistics(run: Run) -> None:
+def refresh_statistics(run: Run, tables: tuple[str, ...] = ("vehicles", "vehicle_events")
+                       ) -> None:
     """ANALYZE the vehicle tables if they changed a lot since they last were (see
     crawler.db.vehicles.refresh_statistics)."""
     run.last_statistics = time.monotonic()
-    written = run.counters["upserted"] - run.upserted_at_statistics
-    if vehicles_db.refresh_statistics(run.conn, written):
-        run.upserted_at_statistics = run.counters["upserted"]
+    upserted = run.counters["upserted"]
+    for table in tables:  # one at a time: each has its own count of rows written since
+        written = upserted - run.upserted_at_statistics[table]
+        if vehicles_db.refresh_statistics(run.conn, written, (table,)):
+            run.upserted_at_statistics[table] = upserted
 
 
 def wait_for_writes(run: Run) -> None:

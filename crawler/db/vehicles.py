@@ -257,11 +257,12 @@ def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
 STATS_MIN_CHANGES = 5_000
 
 
-def refresh_statistics(conn: psycopg.Connection, written: int = 0) -> list[str]:
-    """ANALYZE vehicles and vehicle_events if they changed a lot since their last ANALYZE;
-    returns the tables analyzed. `written`: rows the caller wrote since it last asked
-    (PostgreSQL's own count, n_mod_since_analyze, reaches the statistics views only when
-    the writing backend flushes them, up to a second or more later).
+def refresh_statistics(conn: psycopg.Connection, written: int = 0,
+                       tables: Sequence[str] = ("vehicles", "vehicle_events")) -> list[str]:
+    """ANALYZE these tables (of vehicles and vehicle_events) if they changed a lot since
+    their last ANALYZE; returns the tables analyzed. `written`: rows the caller wrote since
+    it last asked (PostgreSQL's own count, n_mod_since_analyze, reaches the statistics
+    views only when the writing backend flushes them, up to a second or more later).
 
     Autovacuum may be off (it is on some managed and CI servers) and, when on, lags a bulk
     load by a minute or more. Without statistics the planner treats a million-row vehicles
@@ -273,8 +274,8 @@ def refresh_statistics(conn: psycopg.Connection, written: int = 0) -> list[str]:
         SELECT s.relname, s.n_mod_since_analyze AS changed,
                greatest(c.reltuples, 0)::bigint AS rows_then
           FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-         WHERE s.relid IN ('vehicles'::regclass, 'vehicle_events'::regclass)
-        """).fetchall()
+         WHERE s.relname = ANY(%s) AND s.schemaname = current_schema()
+        """, ([t for t in tables if t in ("vehicles", "vehicle_events")],)).fetchall()
     stale = sorted(r["relname"] for r in rows
                    if max(r["changed"], written) >= max(STATS_MIN_CHANGES, r["rows_then"] // 2))
     if stale:
