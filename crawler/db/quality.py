@@ -115,17 +115,29 @@ def duplicate_candidates(conn: psycopg.Connection, dealership_id: int, job_id: i
         WITH mine AS (
             SELECT unnest(%(vins)s::text[]) AS vin
             UNION
+            -- the run's events through the job index ("+ 0" keeps the (dealership_id, vin)
+            -- index out: without statistics the planner ANDed it in, reading every event
+            -- the dealer ever had)
             SELECT vin FROM vehicle_events
-             WHERE job_id = %(j)s AND dealership_id = %(d)s AND kind = 'removed'
+             WHERE job_id = %(j)s AND dealership_id + 0 = %(d)s AND kind = 'removed'
+        ), found AS (
+            -- every dealer's vehicles with these VINs: one probe of the VIN index per VIN,
+            -- whatever the statistics say (OFFSET 0 keeps the subquery a per-VIN probe).
+            -- Without statistics the planner read every active vehicle through a partial
+            -- index on status = 'active', then seq-scanned the whole table for the rest.
+            SELECT f.* FROM mine m CROSS JOIN LATERAL (
+                SELECT v.id, v.vin, v.dealership_id, v.quality_flags, v.status,
+                       v.vin_placeholder
+                  FROM vehicles v WHERE v.vin = m.vin OFFSET 0) f
         ), listed AS (
-            SELECT o.vin FROM vehicles o JOIN mine USING (vin)
-             WHERE o.status = 'active' AND NOT o.vin_placeholder
-             GROUP BY o.vin HAVING count(DISTINCT o.dealership_id) > 1
+            SELECT vin FROM found
+             WHERE status = 'active' AND NOT vin_placeholder
+             GROUP BY vin HAVING count(DISTINCT dealership_id) > 1
         ), candidates AS (
-            SELECT v.id, v.vin, v.dealership_id, v.quality_flags,
-                   (v.status = 'active' AND NOT v.vin_placeholder
+            SELECT f.id, f.vin, f.dealership_id, f.quality_flags,
+                   (f.status = 'active' AND NOT f.vin_placeholder
                     AND l.vin IS NOT NULL) AS duplicated
-              FROM vehicles v JOIN mine USING (vin) LEFT JOIN listed l USING (vin)
+              FROM found f LEFT JOIN listed l USING (vin)
         )
         SELECT * FROM candidates
          WHERE duplicated <> ('cross_dealer_duplicate' = ANY(quality_flags))
@@ -152,12 +164,19 @@ def vehicles_to_rescore(conn: psycopg.Connection, dealership_id: int | None,
                         everything: bool = False) -> Iterator[list[dict[str, Any]]]:
     """Stored vehicles scored under other rules (or all with `everything`), in id order,
     one batch of rows at a time (keyset pagination: safe while they are rewritten)."""
+    # Each batch walks the primary key on from the last id until it has a batch, so a whole
+    # rescore reads the table once, whatever the statistics say. coalesce (the test is never
+    # NULL) makes the dealer test opaque to the planner: no index serves it, and it is taken
+    # to keep half the rows, so the walk is planned for its first rows. Without statistics
+    # "dealership_id = d" was taken to keep 0.5% of the rows, fewer than a batch, and every
+    # batch read and sorted all the dealer's remaining vehicles: quadratic in its size.
     last = 0
     while True:
         rows = conn.execute(
             """
             SELECT * FROM vehicles
-             WHERE id > %(last)s AND (%(d)s::bigint IS NULL OR dealership_id = %(d)s)
+             WHERE id > %(last)s
+               AND coalesce(%(d)s::bigint IS NULL OR dealership_id = %(d)s, false)
                AND (%(all)s OR rules_version IS DISTINCT FROM %(v)s)
              ORDER BY id LIMIT %(n)s
             """,
