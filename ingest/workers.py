@@ -25,7 +25,7 @@ from typing import Any
 
 from crawler.models import Reject, Vehicle, VehicleItem
 from ingest import mapping as mapping_mod
-from pipelines.run import stage_items
+from pipelines.stages import stage_items
 
 # (row number, source row, source-row hash as 16 hex characters)
 Work = tuple[int, dict, str]

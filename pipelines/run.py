@@ -20,8 +20,8 @@ from crawler.db import jobs as jobs_db
 from crawler.db import vehicles as vehicles_db
 from crawler.db.connect import sibling
 from crawler.models import Reject, Vehicle, VehicleItem
-from pipelines import dedup, normalize, quality, store, validate
-from pipelines import vin as vin_stage
+from pipelines import dedup, quality, store
+from pipelines.stages import stage_items
 from quality import gate, webhook
 
 PROGRESS_EVERY_S = 1.0
@@ -64,13 +64,6 @@ def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: st
         run.writer_conn = sibling(conn)
         run.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"store-{job_id}")
     return run
-
-
-def stage_items(items: list[VehicleItem]) -> tuple[list[Vehicle], list[Reject]]:
-    """normalize, validate and the VIN stage over one batch: the stages that need nothing
-    but the items (a large feed runs them in worker processes, ingest/workers.py)."""
-    vehicles, rejects = validate.batch(normalize.batch(items))
-    return vin_stage.batch(vehicles), rejects
 
 
 def process(run: Run, items: list[VehicleItem]) -> None:

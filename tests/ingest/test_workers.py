@@ -9,7 +9,7 @@ from collections import deque
 
 from crawler.config import PROJECT_ROOT
 from ingest import mapping, workers
-from pipelines.run import stage_items
+from pipelines.stages import stage_items
 
 sys.path.insert(0, str(PROJECT_ROOT / "fixtures" / "tools"))
 import make_feed  # noqa: E402

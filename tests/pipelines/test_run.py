@@ -54,6 +54,21 @@ def test_vins_only_memory_drops_later_duplicates():
     assert len(first) == 1 and again == [] and dups == 1 and seen[CIVIC] is None
 
 
+def test_vins_only_memory_tells_every_vin_apart():
+    seen = dedup.VinsOnly()
+    vins = [CIVIC, CIVIC[:-1] + "0", "0" * 17, "Z" * 17, "2" + CIVIC[1:], "SHORT", "",
+            "WVWZZZ1JZXW000001-EXTRA", "ÀBCDEFGHJKLMNPRST", "1_000_000_000_000"]
+    for vin in vins[:5]:
+        seen[vin] = None
+    assert all(v in seen for v in vins[:5]) and len(seen) == 5
+    assert not any(v in seen for v in vins[5:])
+    for vin in vins[5:]:  # not VIN-shaped: kept as text, still told apart
+        seen[vin] = None
+    assert all(v in seen for v in vins) and len(seen) == len(vins)
+    with pytest.raises(KeyError):
+        seen["2HGFC2F59JH000001"]
+
+
 def test_a_failing_batch_commits_nothing(db, job):
     run = run_mod.open_run(db, job.dealership_id, job.id, "feed")
     good = item(RAV4, make="Toyota", model="RAV4")
