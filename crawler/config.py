@@ -94,9 +94,11 @@ class Settings(BaseSettings):
     feed_fetch_attempts: int = 4
     feed_fetch_backoff_s: float = 1.0
     # Worker processes for a large feed's per-row stages (0: none), started once this many
-    # rows have taken the full path (a small feed is not worth the processes' start-up).
+    # rows have taken the full path, or at the first row that does in a feed file of at
+    # least feed_stage_min_bytes (a small feed is not worth the processes' start-up).
     feed_stage_processes: int = 1
     feed_stage_min_rows: int = 20_000
+    feed_stage_min_bytes: int = 16 * 1024**2
     # Quality webhooks (a dealer's webhook_url hears of runs that are not healthy): timeout
     # per POST, attempts, and the first backoff between attempts (doubling).
     webhook_timeout_s: float = 3.0

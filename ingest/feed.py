@@ -120,6 +120,9 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     unknown: dict[str, None] = {}
     seen = run.seen
     processes, full_rows, pooled_rows = max(0, settings.feed_stage_processes), 0, 0
+    # A large file starts its workers at its first changed row: a re-ingest that changes
+    # 10% of a million rows would otherwise stage its first 20,000 in the parent.
+    large = path.stat().st_size >= settings.feed_stage_min_bytes
     pool: ProcessPoolExecutor | None = None
     staging: deque = deque()
     try:
@@ -149,12 +152,10 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 h = row_hash(row)
                 if h in known and "vin" in plan.getters:
                     known.discard(h)  # what is left at the end was not seen
-                    vin = normalize.vin(plan.getters["vin"](row))
-                    if vin in seen:
-                        duplicates += 1
-                    else:
-                        seen[vin] = None
+                    if seen.add(normalize.vin(plan.getters["vin"](row))):
                         fast += 1
+                    else:
+                        duplicates += 1
                     continue
                 work.append((number, row, f"{h:016x}"))
             if broken:
@@ -168,7 +169,8 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 run.counters["unchanged"] += fast
                 run.counters["duplicates"] += duplicates
             run.counters["unknown_columns"] = len(unknown)
-            if pool is None and processes and full_rows >= settings.feed_stage_min_rows:
+            if (pool is None and processes and work
+                    and (large or full_rows >= settings.feed_stage_min_rows)):
                 pool = workers.start_pool(spec, processes)
             full_rows += len(work)
             if pool is None:

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from crawler.errors import Permanent
 
 HEAD_BYTES = 64 * 1024
+CHUNK_BYTES = 256 * 1024
 FEED_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".ndjson", ".xml")
 
 
@@ -121,7 +122,7 @@ def open_binary(path: Path, limit: int) -> Iterator[tuple[io.BufferedReader, str
             inner_name = info.filename.rsplit("/", 1)[-1]
         else:
             inner = raw
-        yield io.BufferedReader(Limited(inner, limit, what=path.name), 256 * 1024), inner_name
+        yield io.BufferedReader(Limited(inner, limit, what=path.name), CHUNK_BYTES), inner_name
     finally:
         raw.close()
 
@@ -187,5 +188,10 @@ def text_stream(binary: io.BufferedReader) -> tuple[io.TextIOBase, str]:
     if encoding == "utf-16":
         return _NulFreeText(io.TextIOWrapper(binary, encoding=encoding, errors=errors,
                                              newline="")), encoding
-    clean = io.BufferedReader(NulFree(binary), 256 * 1024)
-    return io.TextIOWrapper(clean, encoding=encoding, errors=errors, newline=""), encoding
+    clean = io.BufferedReader(NulFree(binary), CHUNK_BYTES)
+    text = io.TextIOWrapper(clean, encoding=encoding, errors=errors, newline="")
+    # Decode in 256 KB steps, not 8 KB: each read below releases the GIL, and the run's
+    # writer thread then holds it for up to a switch interval (5 ms) before the reader gets
+    # it back; 32 times fewer reads cost a 512 MB feed seconds less of waiting.
+    text._CHUNK_SIZE = CHUNK_BYTES  # type: ignore[attr-defined]
+    return text, encoding

@@ -78,5 +78,13 @@ class VinsOnly:
     def __setitem__(self, vin: str, value: None) -> None:
         self._keys.add(self._key(vin))
 
+    def add(self, vin: str) -> bool:
+        """Remember a VIN; False if it was remembered already (one conversion, not two)."""
+        key = self._key(vin)
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        return True
+
     def __len__(self) -> int:
         return len(self._keys)
