@@ -353,3 +353,51 @@ def test_a_bulk_load_leaves_the_planner_statistics_of_what_it_wrote(db, tmp_path
     # analyzed again once as many rows changed as the larger of 5,000 and half the table
     assert vehicles_db.refresh_statistics(db, written=4_999) == []
     assert vehicles_db.refresh_statistics(db, written=5_000) == ["vehicle_events", "vehicles"]
+
+
+# Columns a re-ingest rewrites on a re-priced vehicle. While no index holds one of them (as
+# a key, an INCLUDE column, in an expression or in a predicate), PostgreSQL updates the row
+# in place (a HOT update: no index entries, one heap page) instead of inserting into every
+# index of vehicles; migration 0006.
+REWRITTEN = ("price", "msrp", "source_hash", "content_hash", "quality_score",
+             "quality_flags", "updated_at", "last_seen", "last_job_id", "vin_decoded",
+             "availability", "mileage", "description")
+
+
+def test_no_index_holds_a_column_a_re_ingest_rewrites(db):
+    import re
+
+    defs = [r["d"] for r in db.execute(
+        "SELECT pg_get_indexdef(indexrelid) AS d FROM pg_index"
+        " WHERE indrelid = 'vehicles'::regclass")]
+    assert len(defs) >= 6
+    for d in defs:
+        used = {c for c in REWRITTEN if re.search(rf"\b{c}\b", d.split(" USING ", 1)[1])}
+        assert not used, f"{d} holds {used}: re-priced vehicles would no longer update in place"
+    options = db.execute("SELECT reloptions FROM pg_class WHERE oid = 'vehicles'::regclass"
+                         ).fetchone()["reloptions"]
+    assert "fillfactor=80" in options  # room on each page for the new row versions
+
+
+def test_re_priced_vehicles_are_updated_in_place(db, tmp_path):
+    import time
+
+    def hot_updates():
+        return db.execute("SELECT n_tup_hot_upd AS n FROM pg_stat_user_tables"
+                          " WHERE relname = 'vehicles'").fetchone()["n"]
+
+    d = dealer(db)
+    rows = list(make_feed.rows(200, seed=9))
+    assert ingest(db, d, write_csv(tmp_path / "a.csv", rows)).counters["added"] == 200
+    before = hot_updates()
+    # every tenth vehicle: a page holds about six, and keeps room for one new version each
+    # (a daily feed re-prices a few percent of a dealer's cars, spread over the table)
+    for r in rows[::10]:
+        r[14] = "$54,321"  # SellingPrice
+    again = ingest(db, d, write_csv(tmp_path / "b.csv", rows))
+    assert again.counters["changed"] == 20 and again.counters["price_changed"] == 20
+    # the writer's backend reports its counts when its connection closes, a moment later
+    deadline = time.monotonic() + 15
+    while hot_updates() - before < 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert hot_updates() - before >= 20
