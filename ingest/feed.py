@@ -66,13 +66,11 @@ def _hasher(spec: dict[str, Any]) -> Callable[[dict], int]:
 def _few_collections() -> Iterator[None]:
     """Run the feed loop with the cyclic garbage collector mostly out of the way.
 
-    A feed allocates millions of short-lived, acyclic objects (rows, items, vehicles); with
-    the default thresholds the collector ran every 700 allocations and re-scanned every
-    live container, which cost about a quarter of each row's time. Objects that exist
+    See workers.GC_THRESHOLDS (the stage workers run the same way). Objects that exist
     before the run are frozen out of its scans; the thresholds are restored after."""
     before = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(*workers.GC_THRESHOLDS)
     try:
         yield
     finally:

@@ -44,3 +44,16 @@ def test_workers_stage_what_the_parent_would_and_a_dead_one_loses_nothing():
     assert not accepted  # the caller is told to carry on without workers
     assert [sent for _, _, sent in staged] == [10, 10]  # both chunks, in order
     assert [v for vehicles, _, _ in staged for v in vehicles] == local(spec, work[10:])[0]
+
+
+def test_workers_run_with_the_feed_loops_garbage_collector_settings():
+    import gc
+
+    _, spec = mapping.choose(list(make_feed.HEADER))
+    pool = workers.start_pool(spec, 1)
+    try:  # the default thresholds cost a worker about a quarter of each row's time
+        assert pool.submit(gc.get_threshold).result() == workers.GC_THRESHOLDS
+        assert pool.submit(gc.get_freeze_count).result() > 0
+    finally:
+        workers.stop(pool)
+    assert gc.get_threshold() != workers.GC_THRESHOLDS  # the parent's own are untouched
