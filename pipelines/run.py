@@ -37,7 +37,7 @@ class Run:
     job_id: int
     kind: str
     counters: Counter = field(default_factory=Counter)
-    seen: dict = field(default_factory=dict)
+    seen: dict | dedup.VinsOnly = field(default_factory=dict)  # see dedup.batch
     problems: list[str] = field(default_factory=list)
     last_progress: float = 0.0
     last_statistics: float = 0.0
