@@ -35,9 +35,13 @@ ABORTED: Counter = Counter()
 
 
 def find_chromium() -> str | None:
-    """The system Chromium (config `chromium_path`, else /usr/bin/chromium or PATH), or None."""
-    for candidate in (get_settings().chromium_path, "/usr/bin/chromium",
-                      shutil.which("chromium"), shutil.which("chromium-browser")):
+    """The system Chromium, or None: the configured `chromium_path` if set (a wrong path is
+    an error to report, not a reason to run another browser), else /usr/bin/chromium or
+    the first `chromium` on PATH."""
+    configured = get_settings().chromium_path
+    candidates = (configured,) if configured else (
+        "/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"))
+    for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
     return None

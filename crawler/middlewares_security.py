@@ -35,7 +35,7 @@ from twisted.internet import defer
 from twisted.internet.error import DNSLookupError
 
 from crawler import netguard
-from crawler.errors import UnsafeURL
+from crawler.errors import ForecourtError, UnsafeURL
 
 logger = logging.getLogger(__name__)
 STAT = "forecourt/netguard/refused"
@@ -131,6 +131,8 @@ FAULT_KINDS = (
 
 
 def fault_kind(exception: BaseException) -> str:
+    if isinstance(exception, ForecourtError):  # never sent: forecourt could not (no browser)
+        return f"not sent ({type(exception).__name__})"
     names = [c.__name__ for c in type(exception).__mro__]
     for name, kind in FAULT_KINDS:
         if name in names:

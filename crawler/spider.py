@@ -73,7 +73,9 @@ class DealerSpider(scrapy.Spider):
         elif response is not None and response.status in (404, 410):
             self.problems.append(f"not_found listing page {url} (HTTP {response.status})")
         else:
-            self.problems.append(f"listing page {url} failed: {failure.getErrorMessage()}")
+            hint = getattr(failure.value, "hint", "")  # a ForecourtError says the fix
+            self.problems.append(f"listing page {url} failed: {failure.getErrorMessage()}"
+                                 + (f" ({hint})" if hint else ""))
         self.incomplete = True
 
     def _ignored(self, failure: Failure) -> bool:

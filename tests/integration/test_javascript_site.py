@@ -57,3 +57,33 @@ def test_javascript_dealer_crawl_renders_stores_blocks_resources_and_closes_page
     assert stats["forecourt/playwright/aborted/font"] >= 1
     assert job.counters["rendered"] == 2  # every listing page of this platform is rendered
     assert job.report["rendered_pages"] == [base + "/inventory/", base + "/inventory/?page=2"]
+
+
+def test_without_chromium_a_javascript_crawl_fails_with_the_fix(db, monkeypatch):
+    from crawler.config import reset_settings
+
+    monkeypatch.setenv("FORECOURT_CHROMIUM_PATH", "/nonexistent/chromium")
+    reset_settings()
+    server = fixture_server.serve("javascript")
+    try:
+        base = fixture_server.base_url(server)
+        dealer = dealers_db.create(db, slug="dark", name="Dark Lot",
+                                   website_url=base + "/inventory/", platform="javascript")
+        job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+        jobs_db.start(db, job.id, "test")
+        job = run_crawl(job.id, time_limit_s=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+        monkeypatch.undo()
+        reset_settings()
+    # the browser was never started, and the job says why and what to do, in one line each
+    assert job.state == "failed" and job.counters.get("rendered", 0) == 0
+    missing = [r for r in job.report["reasons"] if "no Chromium" in r]
+    assert missing == [f"listing page {base}/inventory/ failed: no Chromium for JavaScript "
+                       "sites at /nonexistent/chromium (apt-get install -y chromium, or set "
+                       "FORECOURT_CHROMIUM_PATH)"]
+    assert "downloads failed: 1 not sent (ConfigError)" in job.report["reasons"]
+    assert "no Chromium" in job.error
+    assert not db.execute("SELECT 1 FROM vehicles WHERE dealership_id = %s",
+                          (dealer.id,)).fetchall()
