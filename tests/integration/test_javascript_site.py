@@ -21,11 +21,13 @@ VINS = {"1FMCU9J92MUA22451", "JTMB1RFV8KD016732", "5YJ3E1EA9LF612208", "1C6SRFFT
         "WBA53BJ04MWW95560"}
 
 
-def test_javascript_dealer_crawl_renders_stores_blocks_resources_and_closes_pages(db):
+def crawl_javascript_site(db, slug: str, name: str):
+    """Serve the JavaScript fixture site and crawl it for a new dealer, to the job's end.
+    Returns (job, dealer, base URL, the server's request counts by path)."""
     server = fixture_server.serve("javascript")
     try:
         base = fixture_server.base_url(server)
-        dealer = dealers_db.create(db, slug="sunset", name="Sunset Ridge Auto Gallery",
+        dealer = dealers_db.create(db, slug=slug, name=name,
                                    website_url=base + "/inventory/", platform="javascript")
         job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
         jobs_db.start(db, job.id, "test")
@@ -33,6 +35,11 @@ def test_javascript_dealer_crawl_renders_stores_blocks_resources_and_closes_page
     finally:
         server.shutdown()
         server.server_close()
+    return job, dealer, base, server.RequestHandlerClass.hits
+
+
+def test_javascript_dealer_crawl_renders_stores_blocks_resources_and_closes_pages(db):
+    job, dealer, base, hits = crawl_javascript_site(db, "sunset", "Sunset Ridge Auto Gallery")
     assert job.state == "succeeded", job.error
     rows = {r["vin"]: r for r in db.execute(
         "SELECT * FROM vehicles WHERE dealership_id = %s", (dealer.id,))}
@@ -46,7 +53,6 @@ def test_javascript_dealer_crawl_renders_stores_blocks_resources_and_closes_page
     assert tesla["condition"] == "certified"
     assert rows["WBA53BJ04MWW95560"]["availability"] == "Sale Pending"
     # the page's script fetched both JSON pages; no image or font ever reached the server
-    hits = server.RequestHandlerClass.hits
     assert hits["/api/inventory-1.json"] == 1 and hits["/api/inventory-2.json"] == 1
     assert not [p for p in hits if p.startswith(("/static/img/", "/static/fonts/"))]
     stats = logged_stats(job.id)
@@ -64,17 +70,9 @@ def test_without_chromium_a_javascript_crawl_fails_with_the_fix(db, monkeypatch)
 
     monkeypatch.setenv("FORECOURT_CHROMIUM_PATH", "/nonexistent/chromium")
     reset_settings()
-    server = fixture_server.serve("javascript")
     try:
-        base = fixture_server.base_url(server)
-        dealer = dealers_db.create(db, slug="dark", name="Dark Lot",
-                                   website_url=base + "/inventory/", platform="javascript")
-        job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
-        jobs_db.start(db, job.id, "test")
-        job = run_crawl(job.id, time_limit_s=120)
+        job, dealer, base, _ = crawl_javascript_site(db, "dark", "Dark Lot")
     finally:
-        server.shutdown()
-        server.server_close()
         monkeypatch.undo()
         reset_settings()
     # the browser was never started, and the job says why and what to do, in one line each
