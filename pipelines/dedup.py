@@ -31,18 +31,21 @@ def batch(vehicles: list[Vehicle], seen: dict[str, Vehicle | None]) -> tuple[lis
         if v.vin in out:
             out[v.vin] = merge(out[v.vin], v)
             duplicates += 1
-        elif v.vin in seen:
+        elif (earlier := seen.get(v.vin, _UNSEEN)) is not _UNSEEN:
             duplicates += 1
-            earlier = seen[v.vin]
             if earlier is not None:
                 merged = merge(earlier, v)
                 if merged != earlier:
                     out[v.vin] = merged
         else:
             out[v.vin] = v
+    keep = _keeps_vehicles(seen)
     for vin_, v in out.items():
-        seen[vin_] = v if _keeps_vehicles(seen) else None
+        seen[vin_] = v if keep else None
     return list(out.values()), duplicates
+
+
+_UNSEEN = object()
 
 
 def _keeps_vehicles(seen: dict) -> bool:
@@ -69,6 +72,10 @@ class VinsOnly:
 
     def __contains__(self, vin: object) -> bool:
         return isinstance(vin, str) and self._key(vin) in self._keys
+
+    def get(self, vin: str, default: object = None) -> object:
+        """None (nothing is kept but the VIN) if the VIN is remembered, else `default`."""
+        return None if self._key(vin) in self._keys else default
 
     def __getitem__(self, vin: str) -> None:
         if vin not in self:
