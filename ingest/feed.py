@@ -2,11 +2,15 @@
 the rest, settle the run.
 
 Fast path: every source row is hashed (blake2b, 64 bits, keyed by the mapping in use and
-PIPELINE_VERSION). The dealer's active vehicles' row hashes are loaded once per run into a
-set of ints (about 60 bytes a vehicle); a row whose hash is in it is the very row that
-produced a stored vehicle, so its hash is struck from the set and its VIN remembered for
-dedup: no validation, no write, not even a "seen" row. The hashes left in the set when the
-feed ends name the vehicles no row carried; settling the run removes those (unless written).
+PIPELINE_VERSION): a CSV record as the text it is in the file, any other row as its
+values. The dealer's active vehicles' row hashes are loaded once per run into a dict of
+ints (hash -> VIN as dedup keeps it, about 120 bytes a vehicle); a row whose hash is in it
+is the very row that produced a stored vehicle, so its hash is struck from the dict and its
+VIN remembered for dedup: no validation, no write, not even a "seen" row. A CSV record is
+looked up before it is parsed (its first line is hashed; a line that is a stored record is
+a whole record), so an unchanged CSV row costs a hash and a dict look-up. The hashes left
+when the feed ends name the vehicles no row carried; settling the run removes those
+(unless written).
 Everything else goes through normalize, validate, VIN, dedup, quality and store like crawled
 items, and store writes the row hash with the vehicle.
 """
@@ -36,8 +40,8 @@ from crawler.errors import ForecourtError, Permanent
 from crawler.models import Job, Reject
 from ingest import mapping as mapping_mod
 from ingest import readers, workers
-from ingest.readers import Unreadable
-from pipelines import normalize
+from ingest.readers import CsvRow, Unreadable
+from pipelines import dedup
 from pipelines import run as run_mod
 
 # Bump when normalize/validate/quality rules change what a row becomes: every row then takes
@@ -46,20 +50,31 @@ PIPELINE_VERSION = "1"
 MAX_UNKNOWN_LISTED = 50
 
 
-def _hasher(spec: dict[str, Any]) -> Callable[[dict], int]:
+def _hashers(spec: dict[str, Any], columns: list[str]
+             ) -> tuple[Callable[[dict], int], Callable[[str], int]]:
+    """(hash of a row's values, hash of a CSV record's text), keyed by the mapping in use,
+    PIPELINE_VERSION and the columns."""
     seed = hashlib.blake2b(
         (PIPELINE_VERSION + json.dumps(spec, sort_keys=True, default=str)).encode(),
         digest_size=8)
     copy = seed.copy
+    text_seed = seed.copy()
+    text_seed.update("\x1e".join(columns).encode())
+    text_copy = text_seed.copy
 
     def row_hash(row: dict) -> int:
         h = copy()
         try:
-            h.update("\x1f".join(row.values()).encode())  # CSV: all strings, header order
+            h.update("\x1f".join(row.values()).encode())  # all strings, in column order
         except TypeError:
             h.update(json.dumps(row, ensure_ascii=False, default=str).encode())
         return int.from_bytes(h.digest(), "big")
-    return row_hash
+
+    def text_hash(text: str) -> int:
+        h = text_copy()
+        h.update(text.encode())
+        return int.from_bytes(h.digest(), "big")
+    return row_hash, text_hash
 
 
 @contextmanager
@@ -113,8 +128,10 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     plans: dict[tuple, mapping_mod.Plan] = {}
     spec: dict[str, Any] | None = None
     mapping_name = ""
-    known: set[int] = set()
+    known: dict[int, int | str] = {}  # source-row hash -> VIN key (dedup.vin_key)
     row_hash: Callable[[dict], int] | None = None
+    text_hash: Callable[[str], int] | None = None
+    skipped = [0, 0]  # CSV records the reader skipped: VINs new to the run, duplicates
     unknown: dict[str, None] = {}
     seen = run.seen
     processes, full_rows, pooled_rows = max(0, settings.feed_stage_processes), 0, 0
@@ -123,18 +140,33 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     large = path.stat().st_size >= settings.feed_stage_min_bytes
     pool: ProcessPoolExecutor | None = None
     staging: deque = deque()
+
+    def unchanged(line: str) -> bool:
+        """Whether a CSV line is a record the stored inventory came from (then skipped)."""
+        if not known or text_hash is None:
+            return False
+        key = known.pop(text_hash(line.rstrip("\r\n")), None)
+        if key is None:
+            return False
+        skipped[0 if seen.add_key(key) else 1] += 1
+        return True
+
     try:
-        for chunk in _batches(readers.read(path, fmt, info), settings.feed_batch_size):
+        rows = readers.read(path, fmt, info, unchanged=unchanged)
+        for chunk in _batches(rows, settings.feed_batch_size):
             if spec is None:
                 columns = list(dict.fromkeys(k for _, r in chunk[:200] if isinstance(r, dict)
                                              for k in r))
                 mapping_name, spec = mapping_mod.choose(columns, mapping)
-                row_hash = _hasher(spec)
-                known = vehicles_db.source_hashes(conn, dealership_id)
+                row_hash, text_hash = _hashers(spec, columns)
+                known = {h: dedup.vin_key(vin)
+                         for h, vin in vehicles_db.source_hashes(conn, dealership_id)}
             work: list[workers.Work] = []
             broken, fast = [], 0
             duplicates = 0
             for number, row in chunk:
+                if row is None:  # skipped by `unchanged`, counted there
+                    continue
                 if isinstance(row, Unreadable):
                     broken.append(Reject(source=f"row {number}", reasons=[row.reason],
                                          payload={"raw": row.raw} if row.raw else None))
@@ -147,15 +179,17 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 if plan is None:
                     plan = plans[keys] = mapping_mod.Plan(spec, list(keys))
                     unknown.update(dict.fromkeys(plan.unknown))
-                h = row_hash(row)
-                if h in known and "vin" in plan.getters:
-                    known.discard(h)  # what is left at the end was not seen
-                    if seen.add(normalize.vin(plan.getters["vin"](row))):
+                h = text_hash(row.text) if type(row) is CsvRow else row_hash(row)
+                key = known.pop(h, None)  # what is left at the end was not seen
+                if key is not None:
+                    if seen.add_key(key):
                         fast += 1
                     else:
                         duplicates += 1
                     continue
                 work.append((number, row, f"{h:016x}"))
+            fast, duplicates = fast + skipped[0], duplicates + skipped[1]
+            skipped[:] = (0, 0)
             if broken:
                 rejects_db.add(conn, dealership_id, job_id, broken)
                 run.counters["items"] += len(broken)
@@ -171,7 +205,9 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                     and (large or full_rows >= settings.feed_stage_min_rows)):
                 pool = workers.start_pool(spec, processes)
             full_rows += len(work)
-            if pool is None:
+            if not work:
+                pass  # nothing to stage: every row was unchanged, a duplicate or unreadable
+            elif pool is None:
                 _store_staged(run, staging, 0, spec, plans)  # chunks sent before, in order
                 run_mod.process(run, workers.items_of(spec, plans, work))
             else:  # chunks in flight: one a worker is staging, one waiting for each

@@ -13,7 +13,7 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ class Unreadable:
     fatal: bool = False
 
 
-Row = tuple[int, "dict | Unreadable"]
+Row = tuple[int, "dict | Unreadable | None"]  # None: see read_csv's `unchanged`
 
 
 def format_from_name(name: str) -> str | None:
@@ -75,17 +75,42 @@ def _delimiter(first_line: str) -> str:
     return best if counts[best] else ","
 
 
-def read_csv(stream: io.TextIOBase, delimiter: str | None = None) -> Iterator[Row]:
-    """Rows of a delimited file as dicts keyed by its header (any delimiter, quoted fields
-    with embedded newlines). Rows with more or fewer fields than the header are unreadable."""
-    csv.field_size_limit(get_settings().feed_max_record_chars)
+class CsvRow(dict):
+    """A CSV row: its fields by header name, and `text`, the record as it stands in the file
+    (without its line terminator), which the feed's fast path hashes."""
+
+    __slots__ = ("text",)
+
+
+def read_csv(stream: io.TextIOBase, delimiter: str | None = None,
+             unchanged: Callable[[str], bool] | None = None) -> Iterator[Row]:
+    """Rows of a delimited file as `CsvRow`s keyed by its header (any delimiter, quoted
+    fields with embedded newlines). Rows with more or fewer fields than the header are
+    unreadable.
+
+    `unchanged(line)`, when given, is asked about each record's first line before anything
+    parses it; a record it recognises (see ingest.feed: the line is, byte for byte, a record
+    the dealer's stored inventory came from, so it is a whole record) is yielded as
+    (number, None) without being parsed. Every other record is parsed exactly, however many
+    lines it spans."""
+    limit = get_settings().feed_max_record_chars
+    csv.field_size_limit(limit)
+    first = stream.readline(limit)
     if delimiter is None:
-        first = stream.readline(get_settings().feed_max_record_chars)
         delimiter = _delimiter(first)
-        source: Iterator[str] = itertools.chain((first,), stream)
-    else:
-        source = stream
-    reader = csv.reader(source, delimiter=delimiter, strict=True)
+    lines = itertools.chain((first,), stream)
+    ahead: list[str] = []  # the line the loop read first, for the parser to take
+    taken: list[str] = []  # the lines of the record being parsed
+
+    def source() -> Iterator[str]:
+        while True:
+            line = ahead.pop() if ahead else next(lines, None)
+            if line is None:
+                return
+            taken.append(line)
+            yield line
+
+    reader = csv.reader(source(), delimiter=delimiter, strict=True)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -93,29 +118,39 @@ def read_csv(stream: io.TextIOBase, delimiter: str | None = None) -> Iterator[Ro
     except csv.Error as exc:
         raise Permanent(f"the feed's header cannot be read: {exc}") from exc
     width = len(header)
-    number = 0
-    while True:
-        line = reader.line_num
+    number, line_no = 0, len(taken)
+    for line in lines:
+        if unchanged is not None and unchanged(line):
+            number += 1
+            line_no += 1
+            yield number, None
+            continue
+        ahead.append(line)
+        taken.clear()
+        start = line_no + 1
         try:
             values = next(reader)
-        except StopIteration:
-            return
         except csv.Error as exc:
+            line_no += len(taken)
             number += 1
             at_end = "unexpected end of data" in str(exc)
-            yield number, Unreadable(f"line {line + 1}: {exc}", fatal=at_end)
+            yield number, Unreadable(f"line {start}: {exc}", raw="".join(taken)[:10_000],
+                                     fatal=at_end)
             if at_end:
                 return
             continue
+        line_no += len(taken)
         if not values or (len(values) == 1 and not values[0].strip()):
             continue  # blank line
         number += 1
         if len(values) != width:
             yield number, Unreadable(
-                f"line {line + 1}: {len(values)} fields where the header has {width}",
+                f"line {start}: {len(values)} fields where the header has {width}",
                 raw=delimiter.join(values)[:10_000])
             continue
-        yield number, dict(zip(header, values, strict=False))
+        row = CsvRow(zip(header, values, strict=False))
+        row.text = (line if len(taken) == 1 else "".join(taken)).rstrip("\r\n")
+        yield number, row
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -317,9 +352,11 @@ def read_jsonl(stream: io.TextIOBase) -> Iterator[Row]:
 
 # -- dispatch --------------------------------------------------------------------------------
 
-def read(path: Path, fmt: str | None = None, info: dict | None = None) -> Iterator[Row]:
+def read(path: Path, fmt: str | None = None, info: dict | None = None,
+         unchanged: Callable[[str], bool] | None = None) -> Iterator[Row]:
     """Rows of a feed file of any supported format, compressed or not. `info`, when given,
-    receives what was detected: format, encoding, inner file name."""
+    receives what was detected: format, encoding, inner file name. `unchanged`: see
+    read_csv (other formats ignore it)."""
     from ingest import xml_reader
 
     settings = get_settings()
@@ -337,7 +374,7 @@ def read(path: Path, fmt: str | None = None, info: dict | None = None) -> Iterat
         if info is not None:
             info["encoding"] = encoding
         if fmt in ("csv", "tsv"):
-            yield from read_csv(text, "\t" if fmt == "tsv" else None)
+            yield from read_csv(text, "\t" if fmt == "tsv" else None, unchanged)
         elif fmt == "json":
             yield from read_json(text)
         else:

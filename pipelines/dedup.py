@@ -52,6 +52,14 @@ def _keeps_vehicles(seen: dict) -> bool:
     return not getattr(seen, "vins_only", False)
 
 
+def vin_key(vin: str) -> int | str:
+    """How VinsOnly keeps a VIN: the integer a 17-character ASCII alphanumeric VIN spells in
+    base 36, anything else as it is."""
+    if len(vin) == 17 and vin.isascii() and vin.isalnum():
+        return int(vin, 36)
+    return vin
+
+
 class VinsOnly:
     """A `seen` map that remembers VINs but not vehicles (flat memory for huge feeds): a
     VIN that is 17 ASCII letters and digits, as every valid one is, is kept as the integer
@@ -64,18 +72,12 @@ class VinsOnly:
     def __init__(self) -> None:
         self._keys: set[int | str] = set()
 
-    @staticmethod
-    def _key(vin: str) -> int | str:
-        if len(vin) == 17 and vin.isascii() and vin.isalnum():
-            return int(vin, 36)
-        return vin
-
     def __contains__(self, vin: object) -> bool:
-        return isinstance(vin, str) and self._key(vin) in self._keys
+        return isinstance(vin, str) and vin_key(vin) in self._keys
 
     def get(self, vin: str, default: object = None) -> object:
         """None (nothing is kept but the VIN) if the VIN is remembered, else `default`."""
-        return None if self._key(vin) in self._keys else default
+        return None if vin_key(vin) in self._keys else default
 
     def __getitem__(self, vin: str) -> None:
         if vin not in self:
@@ -83,11 +85,14 @@ class VinsOnly:
         return None
 
     def __setitem__(self, vin: str, value: None) -> None:
-        self._keys.add(self._key(vin))
+        self._keys.add(vin_key(vin))
 
     def add(self, vin: str) -> bool:
         """Remember a VIN; False if it was remembered already (one conversion, not two)."""
-        key = self._key(vin)
+        return self.add_key(vin_key(vin))
+
+    def add_key(self, key: int | str) -> bool:
+        """`add` for a VIN already turned into its key (vin_key)."""
         if key in self._keys:
             return False
         self._keys.add(key)

@@ -8,7 +8,7 @@ are overwritten. Unchanged vehicles cost no write.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -183,16 +183,18 @@ def has_vehicles(conn: psycopg.Connection, dealership_id: int) -> bool:
                         (dealership_id,)).fetchone()["x"]
 
 
-def source_hashes(conn: psycopg.Connection, dealership_id: int) -> set[int]:
-    """The source-row hashes of a dealer's active vehicles (16 hex characters stored, ints
-    returned: about 60 bytes each in memory). One row holding them all end to end (16 MB
-    for a million) is far cheaper than a million rows (COPY TO sends one message a row)."""
+def source_hashes(conn: psycopg.Connection, dealership_id: int) -> Iterator[tuple[int, str]]:
+    """(source-row hash, VIN) of each of a dealer's active vehicles that has a source-row
+    hash (16 hex characters stored, an int given). One row holding them all end to end
+    (33 MB for a million) is far cheaper than a million rows (COPY TO sends one message a
+    row)."""
     blob = conn.execute(
-        "SELECT string_agg(source_hash, '') AS h FROM vehicles WHERE dealership_id = %s"
-        " AND status = 'active' AND length(source_hash) = 16",
+        "SELECT string_agg(source_hash || vin, '') AS h FROM vehicles WHERE dealership_id = %s"
+        " AND status = 'active' AND length(source_hash) = 16 AND length(vin) = 17",
         (dealership_id,),
     ).fetchone()["h"] or ""
-    return {int(blob[i:i + 16], 16) for i in range(0, len(blob), 16)}
+    for i in range(0, len(blob), 33):
+        yield int(blob[i:i + 16], 16), blob[i + 16:i + 33]
 
 
 # A vehicle the run saw: written by it (last_job_id), remembered in run_seen, or, for a feed

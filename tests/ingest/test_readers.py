@@ -57,6 +57,37 @@ def test_any_delimiter_and_quoted_fields_with_newlines(tmp_path, delimiter):
     ]
 
 
+def test_records_the_caller_recognises_are_skipped_unparsed_and_the_rest_parsed_exactly(
+        tmp_path):
+    # a literal quote in an unquoted field (odd count, one line), a quoted field spanning
+    # lines, and a line whose quotes are even although it opens a multi-line field
+    text = ('VIN,Trim,Description\r\n'
+            'A1,Base,plain\r\n'
+            'A2,20" wheels,one line\r\n'
+            'A3,Sport,"two\r\nlines"\r\n'
+            'A4,5" lift,"opens\r\nand closes"\r\n'
+            'A5,Base,last')
+    path = tmp_path / "f.csv"
+    path.write_bytes(text.encode())
+    asked: list[str] = []
+
+    def unchanged(line):
+        asked.append(line)
+        return line.startswith("A1") or line.startswith("A5")
+
+    rows = list(readers.read(path, unchanged=unchanged))
+    assert [n for n, _ in rows] == [1, 2, 3, 4, 5]
+    assert rows[0][1] is None and rows[4][1] is None
+    a2, a3, a4 = (r for _, r in rows[1:4])
+    assert a2 == {"VIN": "A2", "Trim": '20" wheels', "Description": "one line"}
+    assert a3["Description"] == "two\r\nlines" and a4["Description"] == "opens\r\nand closes"
+    # what the fast path hashes: the record as written, without its line terminator
+    assert a2.text == 'A2,20" wheels,one line'
+    assert a4.text == 'A4,5" lift,"opens\r\nand closes"'
+    # asked once per record, with its first line; never about a continuation line
+    assert [a[:2] for a in asked] == ["A1", "A2", "A3", "A4", "A5"]
+
+
 def test_tsv_by_extension(tmp_path):
     path = tmp_path / "feed.tsv"
     path.write_text("VIN\tPrice\n19XFC2F7XME104512\t$1,000\n")

@@ -132,6 +132,71 @@ def test_unchanged_rows_cost_no_write_and_changed_ones_are_written(db, tmp_path)
     assert all(e["new_value"] == {"price": 1234567.0} for e in priced)
 
 
+def _hand_rolled_csv(path: Path, rows: list[list[str]]) -> Path:
+    """CSV as hand-rolled exporters write it: CRLF, a field quoted only when it holds the
+    delimiter or a line break, a quote in an unquoted field left as it is."""
+    def field(v: str) -> str:
+        return '"' + v.replace('"', '""') + '"' if ("," in v or "\n" in v) else v
+    path.write_text("".join(",".join(map(field, r)) + "\r\n"
+                            for r in [make_feed.HEADER, *rows]), newline="")
+    return path
+
+
+def test_unchanged_csv_records_are_skipped_before_parsing_and_the_rest_read_exactly(
+        db, tmp_path, monkeypatch):
+    rows = list(make_feed.rows(60, seed=6))
+    for r in rows[:10]:
+        r[18] = f"{r[18]}\nSecond line of the description."  # a record over two lines
+    for r in rows[10:15]:
+        r[5] = f'{r[5]} 20" wheels'  # a literal quote in an unquoted field
+    parsed: list[int] = []  # rows the reader handed over parsed (not skipped as unchanged)
+    real_read = feed.readers.read
+
+    def spy(*args, **kwargs):
+        for number, row in real_read(*args, **kwargs):
+            if row is not None:
+                parsed.append(number)
+            yield number, row
+    monkeypatch.setattr(feed.readers, "read", spy)
+    monkeypatch.setenv("FORECOURT_FEED_BATCH_SIZE", "7")  # the reader skips from row 8 on
+    reset_settings()
+    d = dealer(db)
+    try:
+        first = ingest(db, d, _hand_rolled_csv(tmp_path / "a.csv", rows))
+        assert first.counters["added"] == 60
+        trims = {v: r["trim"] for v, r in stored(db, d).items()}
+        assert all(trims[r[16]] == r[5] for r in rows[10:15])  # 'Sport 20" wheels'
+        assert all(r["description"].endswith(" Second line of the description.")
+                   for v, r in stored(db, d).items() if v in {x[16] for x in rows[:10]})
+        before = snapshot(db, d)
+
+        parsed.clear()
+        again = ingest(db, d, _hand_rolled_csv(tmp_path / "b.csv", rows))
+        assert again.counters["unchanged"] == 60 and snapshot(db, d) == before
+        # parsed: the first batch (read before the mapping is known) and the records over
+        # two lines (a first line alone is no record); both were then known by their text
+        assert parsed == list(range(1, 11))
+
+        for r in (rows[2], rows[12], rows[40]):  # two lines, literal quote, plain
+            r[14] = "$99,999"
+        gone = rows.pop(50)
+        rows.append([*rows[30][:16], rows[30][16], *rows[30][17:]])  # the same car twice
+        rows[-1][0] = "DUP-STOCK"
+        parsed.clear()
+        third = ingest(db, d, _hand_rolled_csv(tmp_path / "c.csv", rows))
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    assert third.state == "succeeded"
+    c = third.counters
+    assert (c["changed"], c["unchanged"], c["removed"], c["duplicates"]) == (3, 56, 1, 1)
+    assert {e["vin"] for e in events(db, d, "price_changed")} == {
+        rows[2][16], rows[12][16], rows[40][16]}
+    assert [e["vin"] for e in events(db, d, "removed")] == [gone[16]]
+    # parsed: as before, the two changed one-line records and the duplicate
+    assert parsed == [*range(1, 11), 13, 41, 60]
+
+
 def test_a_row_that_changes_only_in_unmapped_columns_refreshes_its_hash_silently(db, tmp_path):
     d = dealer(db)
     header = [*make_feed.HEADER, "Lot"]
