@@ -83,7 +83,8 @@ class CsvRow(dict):
 
 
 def read_csv(stream: io.TextIOBase, delimiter: str | None = None,
-             unchanged: Callable[[str], bool] | None = None) -> Iterator[Row]:
+             unchanged: Callable[[str], bool] | None = None,
+             info: dict | None = None) -> Iterator[Row]:
     """Rows of a delimited file as `CsvRow`s keyed by its header (any delimiter, quoted
     fields with embedded newlines). Rows with more or fewer fields than the header are
     unreadable.
@@ -92,12 +93,14 @@ def read_csv(stream: io.TextIOBase, delimiter: str | None = None,
     parses it; a record it recognises (see ingest.feed: the line is, byte for byte, a record
     the dealer's stored inventory came from, so it is a whole record) is yielded as
     (number, None) without being parsed. Every other record is parsed exactly, however many
-    lines it spans."""
+    lines it spans. `info`, when given, receives the delimiter."""
     limit = get_settings().feed_max_record_chars
     csv.field_size_limit(limit)
     first = stream.readline(limit)
     if delimiter is None:
         delimiter = _delimiter(first)
+    if info is not None:
+        info["delimiter"] = delimiter
     lines = itertools.chain((first,), stream)
     ahead: list[str] = []  # the line the loop read first, for the parser to take
     taken: list[str] = []  # the lines of the record being parsed
@@ -355,8 +358,8 @@ def read_jsonl(stream: io.TextIOBase) -> Iterator[Row]:
 def read(path: Path, fmt: str | None = None, info: dict | None = None,
          unchanged: Callable[[str], bool] | None = None) -> Iterator[Row]:
     """Rows of a feed file of any supported format, compressed or not. `info`, when given,
-    receives what was detected: format, encoding, inner file name. `unchanged`: see
-    read_csv (other formats ignore it)."""
+    receives what was detected: format, encoding, inner file name, CSV delimiter.
+    `unchanged`: see read_csv (other formats ignore it)."""
     from ingest import xml_reader
 
     settings = get_settings()
@@ -374,7 +377,7 @@ def read(path: Path, fmt: str | None = None, info: dict | None = None,
         if info is not None:
             info["encoding"] = encoding
         if fmt in ("csv", "tsv"):
-            yield from read_csv(text, "\t" if fmt == "tsv" else None, unchanged)
+            yield from read_csv(text, "\t" if fmt == "tsv" else None, unchanged, info)
         elif fmt == "json":
             yield from read_json(text)
         else:

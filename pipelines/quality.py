@@ -16,7 +16,7 @@ from decimal import Decimal
 import psycopg
 
 from crawler.db import quality as quality_db
-from crawler.models import Vehicle
+from crawler.models import Vehicle, updated
 from pipelines import store
 from pipelines import vin as vin_stage
 from quality import score as score_mod
@@ -33,6 +33,9 @@ class RunQuality:
     medians_read: set[tuple[str, str, int]] = field(default_factory=set)
     # VINs of this run's vehicles that other dealers list: settled on both sides at the end
     shared_vins: set[str] = field(default_factory=set)
+    # first photo -> VINs, of the batch being written while the next one is scored (see
+    # pipelines.run: overlapped writes); the database may not hold it yet
+    unstored_heroes: dict[str, set[str]] = field(default_factory=dict)
 
 
 def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Vehicle],
@@ -40,8 +43,9 @@ def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Veh
     """The scoring context of one batch.
 
     Photos: any photo shared inside the batch, and each vehicle's first photo against the
-    first photos of active vehicles in the database (earlier batches of this run are stored
-    already), so nothing grows with the size of a run.
+    first photos of active vehicles in the database and of the batch still being written
+    (`state.unstored_heroes`; earlier batches of this run are stored already), so nothing
+    grows with the size of a run.
     """
     state = state or RunQuality()
     keys = {score_mod.market_key(v.make, v.model, v.year) for v in vehicles
@@ -58,6 +62,10 @@ def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Veh
     heroes = list({v.image_urls[0] for v in vehicles if v.image_urls})
     for url, vins in quality_db.hero_photo_users(conn, heroes).items():
         users.setdefault(url, set()).update(vins)
+    if state.unstored_heroes:
+        for url in heroes:
+            if url in state.unstored_heroes:
+                users[url].update(state.unstored_heroes[url])
     others = quality_db.vins_at_other_dealers(
         conn, dealership_id, [v.vin for v in vehicles if not v.vin_placeholder])
     state.shared_vins.update(others)
@@ -69,8 +77,8 @@ def batch(vehicles: list[Vehicle], ctx: Context | None = None) -> list[Vehicle]:
     out = []
     for v in vehicles:
         points, flags = score(v, ctx)
-        out.append(v.model_copy(update={"quality_score": points, "quality_flags": flags,
-                                        "rules_version": RULES_VERSION}))
+        out.append(updated(v, {"quality_score": points, "quality_flags": flags,
+                               "rules_version": RULES_VERSION}))
     return out
 
 

@@ -78,17 +78,25 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
     quality and store."""
     run.counters["items"] += items
     vehicles, duplicates = dedup.batch(vehicles, run.seen)
-    wait_for_writes(run)  # this batch's context must see every earlier batch stored
     if time.monotonic() - run.last_statistics >= STATISTICS_EVERY_S:
         # a bulk load must not outrun the planner's statistics (of the table batches read)
         refresh_statistics(run, ("vehicles",))
+    # With overlapped writes the batch before this one may still be being written: its
+    # first photos come from memory (RunQuality.unstored_heroes), the rest of the context
+    # does not depend on this dealer's latest batch.
     vehicles = quality.batch(vehicles, quality.context_for(run.conn, run.dealership_id,
                                                            vehicles, run.quality))
     run.counters.update(quality.coverage_counts(vehicles))
     run.counters["valid"] += items - len(rejects)
     run.counters["rejected"] += len(rejects)
     run.counters["duplicates"] += duplicates
+    wait_for_writes(run)  # batches are written in order, one at a time
     if run.writer is not None:
+        heroes: dict[str, set[str]] = {}
+        for v in vehicles:
+            if v.image_urls:
+                heroes.setdefault(v.image_urls[0], set()).add(v.vin)
+        run.quality.unstored_heroes = heroes
         run.pending = run.writer.submit(store.batch, run.writer_conn, run.dealership_id,
                                         run.job_id, vehicles, rejects, fresh=run.fresh)
         return

@@ -7,7 +7,7 @@ from the VIN. Placeholders are kept and flagged, never rejected.
 
 from __future__ import annotations
 
-from crawler.models import Vehicle
+from crawler.models import Vehicle, updated
 from quality import vin_checks, vins
 
 _SUMMARY = ("make", "model", "series", "trim", "body_class", "vehicle_type", "model_year",
@@ -31,7 +31,7 @@ def check(vehicle: Vehicle) -> Vehicle:
     filler = decoded.placeholder and decoded.decoder is None
     if vehicle.make is None and decoded.make and not filler:
         updates["make"] = decoded.make
-    return vehicle.model_copy(update=updates)
+    return updated(vehicle, updates)
 
 
 def batch(vehicles: list[Vehicle]) -> list[Vehicle]:

@@ -148,14 +148,6 @@ def _positions(vds: str) -> int:
     return len(_TOKEN.findall(vds))
 
 
-@lru_cache(maxsize=16384)
-def _in_year(code: str, year: int | None) -> tuple[Pattern, ...]:
-    info = wmi(code)
-    if info is None:
-        return ()
-    return tuple(p for p in info.patterns if year is None or p.from_year <= year <= p.to_year)
-
-
 def cache_key(vin: str) -> str | None:
     """The part of a VIN its vPIC decode depends on (None when the WMI is unknown)."""
     info = wmi(wmi_code(vin))
@@ -164,10 +156,59 @@ def cache_key(vin: str) -> str | None:
     return info.code + descriptor(vin)[:info.key_length]
 
 
+_VIN_ALPHABET = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"
+
+
+@cache
+def _admits(token: str) -> frozenset[str] | None:
+    """The VIN characters one pattern token admits; None for any (or a token not understood,
+    which then narrows nothing)."""
+    if len(token) == 1 and token.isalnum():
+        return frozenset(token)
+    if token.startswith("[") and token.endswith("]"):
+        chars = frozenset(c for c in _VIN_ALPHABET if re.fullmatch(token, c))
+        return None if len(chars) == len(_VIN_ALPHABET) else chars
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _index(code: str) -> tuple[dict[tuple[int, str], list[int]], list[int]]:
+    """A known WMI's patterns indexed for `match`: each pattern's position in its
+    `patterns`, under the characters its most selective position (of the five VDS
+    positions) admits, or in the free list when no position narrows it. A large maker has
+    thousands of patterns; a descriptor then meets the few hundred that can match it."""
+    patterns = wmi(code).patterns  # type: ignore[union-attr]
+    buckets: dict[tuple[int, str], list[int]] = {}
+    free: list[int] = []
+    for i, p in enumerate(patterns):
+        tokens = _TOKEN.findall(p.vds)
+        if any(t in "*+?{}()|^$\\" for t in tokens):  # not a plain positional pattern
+            free.append(i)
+            continue
+        best: tuple[int, frozenset[str]] | None = None
+        for pos, token in enumerate(tokens[:5]):
+            chars = _admits(token)
+            if chars is not None and (best is None or len(chars) < len(best[1])):
+                best = (pos, chars)
+        if best is None:
+            free.append(i)
+            continue
+        for c in best[1]:
+            buckets.setdefault((best[0], c), []).append(i)
+    return buckets, free
+
+
 def match(info: Wmi, desc: str, year: int | None) -> dict[str, str]:
     """Merge every pattern matching the descriptor in that model year, best first."""
     out: dict[str, str] = {}
-    for p in _in_year(info.code, year):
+    buckets, free = _index(info.code)
+    candidates = list(free)
+    for pos, c in enumerate(desc[:5]):
+        candidates.extend(buckets.get((pos, c), ()))
+    candidates.sort()  # the patterns' own order: best first
+    for p in map(info.patterns.__getitem__, candidates):
+        if year is not None and not p.from_year <= year <= p.to_year:
+            continue
         if _compile(p.vds).match(desc):
             for k, v in p.values:
                 out.setdefault(k, v)
@@ -219,5 +260,5 @@ def decode_key(key: str, years: tuple[int, ...]) -> dict[str, Any] | None:
 
 def clear_cache() -> None:
     """Forget decoded patterns and loaded WMIs (benchmarks measure cold decoding)."""
-    for cached in (decode_key, wmi, _in_year, _compile, _positions, _names):
+    for cached in (decode_key, wmi, _index, _admits, _compile, _positions, _names):
         cached.cache_clear()

@@ -34,10 +34,19 @@ def price_medians(conn: psycopg.Connection, min_sample: int = 3
             for r in rows}
 
 
+# A run's market median of a model-year reads at most this many listings of it: a sample
+# this size puts the median within a few percent, far inside the price-outlier band, and
+# keeps the cost bounded (a 1M-vehicle market's 132 model-years cost 3 s read in full).
+PRICE_SAMPLE_MAX = 1001
+
+
 def price_medians_for(conn: psycopg.Connection, keys: Sequence[tuple[str, str, int]],
-                      min_sample: int = 3) -> dict[tuple[str, str, int], tuple[Decimal, int]]:
+                      min_sample: int = 3, max_sample: int = PRICE_SAMPLE_MAX
+                      ) -> dict[tuple[str, str, int], tuple[Decimal, int]]:
     """`price_medians` for these (make, model, year) keys only, lower-cased: one range of
-    the market index per key, so a run pays for the models it lists, not for the table."""
+    the market index per key, so a run pays for the models it lists, not for the table.
+    Each median is of at most `max_sample` listings (in index order, which is the order
+    they were stored in, not price order); n is how many it read."""
     if not keys:
         return {}
     rows = conn.execute(
@@ -45,14 +54,17 @@ def price_medians_for(conn: psycopg.Connection, keys: Sequence[tuple[str, str, i
         SELECT k.make, k.model, k.year, m.median, m.n
           FROM unnest(%s::text[], %s::text[], %s::int[]) AS k(make, model, year)
          CROSS JOIN LATERAL (
-               SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v.price) AS median,
+               SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.price) AS median,
                       count(*) AS n
-                 FROM vehicles v
-                WHERE lower(v.make) = k.make AND lower(v.model) = k.model
-                  AND v.year = k.year AND v.status = 'active' AND v.price IS NOT NULL) m
+                 FROM (SELECT v.price FROM vehicles v
+                        WHERE lower(v.make) = k.make AND lower(v.model) = k.model
+                          AND v.year = k.year AND v.status = 'active'
+                          AND v.price IS NOT NULL
+                        LIMIT %s) s) m
          WHERE m.n >= %s
         """,
-        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], min_sample),
+        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], max_sample,
+         min_sample),
     ).fetchall()
     return {(r["make"], r["model"], r["year"]): (Decimal(str(r["median"])), int(r["n"]))
             for r in rows}

@@ -362,6 +362,7 @@ def test_stage_worker_processes_store_exactly_what_the_parent_would(db, tmp_path
     rows = list(make_feed.rows(260, seed=5))
     rows[100][16] = rows[3][16]  # a duplicate VIN: first met by the parent, then by a worker
     rows[150][16] = ""  # a reject (no VIN) in a worker's chunk
+    rows[200][18] = 'Two lines,\r\nand a "quoted" word'  # a worker parses its text again
     path = write_csv(tmp_path / "feed.csv", rows)
     monkeypatch.setenv("FORECOURT_FEED_BATCH_SIZE", "40")
     monkeypatch.setenv("FORECOURT_FEED_STAGE_PROCESSES", "0")

@@ -145,14 +145,25 @@ def test_a_plain_copy_that_meets_a_stored_vin_writes_nothing_and_declines(db, jo
     assert vins == [CIVIC]  # the batch's RAV4 went nowhere: the caller upserts it instead
 
 
-def test_overlapped_writes_store_every_batch_before_the_next_is_scored(db, job):
+def test_overlapped_writes_score_a_batch_against_the_one_still_being_written(db, job):
+    import threading
+
+    from pipelines import quality
+    from pipelines.normalize import normalize
+
     run = run_mod.open_run(db, job.dealership_id, job.id, "feed", vins_only=True,
                            overlap_writes=True)
     writer_conn = run.writer_conn
+    hold = threading.Event()
+    run.writer.submit(hold.wait)  # the writer is busy: the first batch waits behind this
     run_mod.process(run, [item(CIVIC, image_urls=["https://d.test/shared.jpg"])])
-    # the second batch's context is read after the first is committed: its photo is reused
-    run_mod.process(run, [item(RAV4, make="Toyota", model="RAV4",
-                               image_urls=["https://d.test/shared.jpg"])])
+    assert not run.pending.done()
+    assert db.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"] == 0
+    rav4 = item(RAV4, make="Toyota", model="RAV4", image_urls=["https://d.test/shared.jpg"])
+    ctx = quality.context_for(run.conn, job.dealership_id, [normalize(rav4)], run.quality)
+    assert ctx.photo_users["https://d.test/shared.jpg"] == {CIVIC, RAV4}  # from memory
+    hold.set()
+    run_mod.process(run, [rav4])
     report = run_mod.close(run, complete=True)
     assert report["counters"]["added"] == 2 and run.writer is None and writer_conn.closed
     flags = {r["vin"]: r["quality_flags"] for r in db.execute("SELECT * FROM vehicles")}
@@ -193,3 +204,17 @@ def test_market_medians_are_read_for_the_models_a_run_meets(db, job):
         "SELECT vin, quality_flags FROM vehicles WHERE dealership_id = %s",
         (job.dealership_id,))}
     assert "price_outlier" in flags[CIVIC] and "price_outlier" not in flags[RAV4]
+
+
+def test_a_market_median_is_of_a_bounded_sample_of_listings(db, job):
+    from crawler.db import quality as quality_db
+
+    run = run_mod.open_run(db, job.dealership_id, job.id, "feed")
+    # nine 2021 Civics priced 10,000 ... 18,000 (VINs need not decode for this)
+    run_mod.process(run, [item(f"19XFC2F5{i}ME10451{i}", price=f"${10_000 + 1_000 * i}")
+                          for i in range(9)])
+    key = ("honda", "civic", 2021)
+    assert quality_db.price_medians_for(db, [key]) == {key: (Decimal("14000"), 9)}
+    median, n = quality_db.price_medians_for(db, [key], max_sample=5)[key]
+    assert n == 5 and Decimal("12000") <= median <= Decimal("16000")
+    assert quality_db.price_medians_for(db, [key], min_sample=3, max_sample=2) == {}

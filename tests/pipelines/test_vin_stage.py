@@ -49,3 +49,20 @@ def test_batch_checks_every_vehicle():
     out = vin_stage.batch([vehicle("1FMCU14T3JU402061", make="Ford", year=1990),
                            vehicle("JTM6CRAV4T102AQ22", make="Toyota", year=2026)])
     assert [v.quality_flags for v in out] == [["vin_year_mismatch"], ["vin_placeholder"]]
+
+
+def test_updated_copies_as_model_copy_does():
+    import pickle
+    from decimal import Decimal
+
+    from crawler.models import updated
+
+    v = vehicle("KMTGA4SCDRU227656", make="Genesis", price=Decimal("41000"),
+                image_urls=["https://x.test/1.jpg"])
+    changes = {"quality_score": 90, "quality_flags": ["no_trim"], "make": "GENESIS"}
+    new = updated(v, changes)
+    assert new == v.model_copy(update=changes)
+    assert new.model_dump() == v.model_copy(update=changes).model_dump()
+    assert new.model_fields_set == v.model_copy(update=changes).model_fields_set
+    assert v.make == "Genesis" and v.quality_score is None  # the original is untouched
+    assert pickle.loads(pickle.dumps(new)) == new
