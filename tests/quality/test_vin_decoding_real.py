@@ -148,3 +148,32 @@ def test_toyotas_built_by_subaru_or_mazda_are_toyotas():
         assert (d.make, d.model, d.model_year, d.decoder) == ("Toyota", model, year, "vpic")
         theirs = vininfo_view(vin)[0]  # Subaru / Scion, Mazda Mexico, nothing
         assert theirs is None or not vin_checks.same_make("Toyota", theirs)
+
+
+def test_indexed_pattern_matching_equals_trying_every_pattern():
+    """vpic.match looks only at the patterns a descriptor's characters admit: on every real
+    VIN of the vPIC set, in several model years, it merges what trying them all merges."""
+    from quality import vpic
+
+    def every_pattern(info, desc, year):
+        out: dict[str, str] = {}
+        for p in info.patterns:
+            if (year is None or p.from_year <= year <= p.to_year) and \
+                    vpic._compile(p.vds).match(desc):
+                for k, v in p.values:
+                    out.setdefault(k, v)
+                if len(out) == 6:
+                    break
+        return out
+
+    compared = 0
+    for row in vpic_rows():
+        vin = row["vin"].strip().upper()
+        info = vpic.wmi(vpic.wmi_code(vin)) if len(vin) == 17 else None
+        if info is None:
+            continue
+        desc = vpic.descriptor(vin)
+        for year in (None, 2018):
+            assert vpic.match(info, desc, year) == every_pattern(info, desc, year), (vin, year)
+            compared += 1
+    assert compared > 1000
