@@ -467,3 +467,23 @@ def test_re_priced_vehicles_are_updated_in_place(db, tmp_path):
     while hot_updates() - before < 20 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert hot_updates() - before >= 20
+
+
+def test_known_source_hashes_stream_in_groups_of_ids(db, tmp_path):
+    from crawler.db import vehicles as vehicles_db
+
+    d = dealer(db)
+    rows = list(make_feed.rows(20, seed=8))
+    ingest(db, d, write_csv(tmp_path / "a.csv", rows[:10]))
+    db.execute("SELECT setval(pg_get_serial_sequence('vehicles', 'id'), 300000)")
+    ingest(db, d, write_csv(tmp_path / "b.csv", rows))  # the second ten: ids past 300,000
+    ids = [r["id"] >> 16 for r in db.execute(
+        "SELECT id FROM vehicles WHERE dealership_id = %s", (d.id,))]
+    assert len(set(ids)) == 2  # two groups, so two streamed rows
+    known = dict(vehicles_db.source_hashes(db, d.id))
+    stored = {r["source_hash"]: r["vin"] for r in db.execute(
+        "SELECT source_hash, vin FROM vehicles WHERE dealership_id = %s", (d.id,))}
+    assert {f"{h:016x}": vin for h, vin in known.items()} == stored
+    assert len(stored) == 20
+    again = ingest(db, d, write_csv(tmp_path / "c.csv", rows))
+    assert again.counters["unchanged"] == 20
