@@ -93,6 +93,16 @@ def _few_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
+def _not_met(known: dict[int, int | str], unhashed: list[str], seen: dedup.VinsOnly
+             ) -> list[str]:
+    """VINs of the active vehicles a feed run did not meet: those whose source row no row
+    carried (the hashes left in `known`) and those without a source-row hash, less every
+    VIN a valid row of the run carried (a re-priced row's vehicle left its old hash)."""
+    out = [dedup.vin_of_key(key) for key in known.values() if not seen.holds_key(key)]
+    out.extend(vin for vin in unhashed if vin not in seen)
+    return out
+
+
 def _store_staged(run: run_mod.Run, staging: deque, keep: int, spec: dict[str, Any],
                   plans: dict[tuple, mapping_mod.Plan]) -> None:
     """Finish the chunks the workers have staged, oldest first, leaving `keep` in flight."""
@@ -129,6 +139,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     spec: dict[str, Any] | None = None
     mapping_name = ""
     known: dict[int, int | str] = {}  # source-row hash -> VIN key (dedup.vin_key)
+    unhashed: list[str] = []  # VINs of active vehicles without a source-row hash
     row_hash: Callable[[dict], int] | None = None
     text_hash: Callable[[str], int] | None = None
     skipped = [0, 0]  # CSV records the reader skipped: VINs new to the run, duplicates
@@ -185,8 +196,11 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                                              for k in r))
                 mapping_name, spec = mapping_mod.choose(columns, mapping)
                 row_hash, text_hash = _hashers(spec, columns)
-                known = {h: dedup.vin_key(vin)
-                         for h, vin in vehicles_db.source_hashes(conn, dealership_id)}
+                for h, vin in vehicles_db.source_hashes(conn, dealership_id):
+                    if h is None:
+                        unhashed.append(vin)
+                    else:
+                        known[h] = dedup.vin_key(vin)
             broken, fast = [], 0
             duplicates = 0
             for number, row in chunk:
@@ -242,8 +256,8 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     finally:
         workers.stop(pool)
     report = run_mod.close(run, complete=complete, problems=problems,
-                           unseen_hashes=None if row_hash is None
-                           else [f"{h:016x}" for h in known])
+                           candidates=None if row_hash is None
+                           else _not_met(known, unhashed, seen))
     report["feed"] = {**info, "mapping": mapping_name or None,
                       "rows_staged_in_workers": pooled_rows}
     report["unknown_columns"] = list(unknown)[:MAX_UNKNOWN_LISTED]

@@ -160,12 +160,12 @@ def report_progress(run: Run, phase: str | None = None, force: bool = False) -> 
 
 
 def close(run: Run, complete: bool, problems: list[str] | None = None,
-          unseen_hashes: Collection[str] | None = None) -> dict[str, Any]:
+          candidates: Collection[str] | None = None) -> dict[str, Any]:
     """Judge the run, remove the unseen only if it is healthy and complete, settle the job's
     counters and report. Returns the report, with the job state it earns.
 
-    `unseen_hashes`: for a feed run whose fast path skipped unchanged rows without recording
-    them, the source-row hashes present at its start that no row carried (see
+    `candidates`: for a feed run whose fast path skipped unchanged rows without recording
+    them, the VINs of active vehicles it may not have seen (see
     crawler.db.vehicles.settle_run)."""
     try:
         wait_for_writes(run)
@@ -182,7 +182,7 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
     refresh_statistics(run)
     settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
                                      remove_unseen=report["may_remove"],
-                                     unseen_hashes=unseen_hashes)
+                                     candidates=candidates)
     run.counters["removed"] += settled["removed"]
     report["removed"] = settled["removed"]
     report["cross_dealer_updated"] = quality.settle_duplicates(run.conn, run.dealership_id,

@@ -183,16 +183,18 @@ def has_vehicles(conn: psycopg.Connection, dealership_id: int) -> bool:
                         (dealership_id,)).fetchone()["x"]
 
 
-def source_hashes(conn: psycopg.Connection, dealership_id: int) -> Iterator[tuple[int, str]]:
-    """(source-row hash, VIN) of each of a dealer's active vehicles that has a source-row
-    hash (16 hex characters stored, an int given). They come as a few rows each holding
-    65,536 ids' worth end to end (3.4 MB), streamed one at a time: a row per vehicle costs
-    far more (COPY TO sends one message a row), and one row for all of them (34 MB for a
-    million, held twice while it is decoded) would raise the run's peak memory by 70 MB."""
+def source_hashes(conn: psycopg.Connection, dealership_id: int
+                  ) -> Iterator[tuple[int | None, str]]:
+    """(source-row hash, VIN) of each of a dealer's active vehicles; the hash (16 hex
+    characters stored) as an int, None for a vehicle without one (crawled, say). They come
+    as a few rows each holding 65,536 ids' worth end to end (3.4 MB), streamed one at a
+    time: a row per vehicle costs far more (COPY TO sends one message a row), and one row
+    for all of them (34 MB for a million, held twice while it is decoded) would raise the
+    run's peak memory by 70 MB."""
     rows = conn.cursor().stream(
-        "SELECT string_agg(source_hash || vin, E'\\n') AS h FROM vehicles"
-        " WHERE dealership_id = %s AND status = 'active' AND length(source_hash) = 16"
-        " GROUP BY id >> 16",
+        "SELECT string_agg(CASE WHEN length(source_hash) = 16 THEN source_hash"
+        " ELSE '----------------' END || vin, E'\\n') AS h FROM vehicles"
+        " WHERE dealership_id = %s AND status = 'active' GROUP BY id >> 16",
         (dealership_id,),
     )
     for row in rows:
@@ -201,21 +203,34 @@ def source_hashes(conn: psycopg.Connection, dealership_id: int) -> Iterator[tupl
         while start < end:  # not blob.split(): as many strings at once again
             stop = blob.find("\n", start)
             stop = end if stop < 0 else stop
-            yield int(blob[start:start + 16], 16), blob[start + 16:stop]
+            h = blob[start:start + 16]
+            yield None if h[0] == "-" else int(h, 16), blob[start + 16:stop]
             start = stop + 1
 
 
-# A vehicle the run saw: written by it (last_job_id), remembered in run_seen, or, for a feed
-# run's fast path, holding a source-row hash that was present at the start and is not
-# among the hashes the run left unseen (temp table unseen_hashes).
+# A vehicle the run saw: written by it (last_job_id), or remembered in run_seen.
 _SEEN = """(v.last_job_id IS NOT DISTINCT FROM %(j)s
-    OR EXISTS (SELECT 1 FROM run_seen s WHERE s.job_id = %(j)s AND s.vin = v.vin)
-    OR (%(fast)s AND coalesce(length(v.source_hash) = 16, false)
-        AND NOT EXISTS (SELECT 1 FROM unseen_hashes u WHERE u.h = v.source_hash)))"""
+    OR EXISTS (SELECT 1 FROM run_seen s WHERE s.job_id = %(j)s AND s.vin = v.vin))"""
+
+_REMOVE = """
+WITH gone AS (
+    UPDATE vehicles v
+       SET status = 'removed', removed_at = now(), updated_at = now(), last_job_id = %(j)s
+     WHERE v.dealership_id = %(d)s AND v.status = 'active' AND {only} AND NOT {seen}
+    RETURNING v.vin, v.price
+), ev AS (
+    INSERT INTO vehicle_events (dealership_id, vin, job_id, kind, old_value, new_value)
+    SELECT %(d)s, vin, %(j)s, 'removed', jsonb_build_object('status', 'active', 'price', price),
+           jsonb_build_object('status', 'removed')
+      FROM gone
+    RETURNING 1
+)
+SELECT count(*) AS n FROM ev
+"""
 
 
 def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
-               remove_unseen: bool, unseen_hashes: Collection[str] | None = None
+               remove_unseen: bool, candidates: Collection[str] | None = None
                ) -> dict[str, int]:
     """End a run: optionally mark the unseen removed, and forget the run's seen set.
 
@@ -224,40 +239,18 @@ def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
     its dealership's latest complete run says; refreshing a column on every unchanged row
     would make a daily re-ingest of a million-row feed rewrite a million rows.
 
-    `unseen_hashes` is for a feed run that skipped unchanged rows without recording them:
-    the 16-hex source-row hashes of active vehicles present at the start that no row of the
-    run carried. An active vehicle with such a hash, and which the run neither wrote nor
-    recorded, was not seen. Returns {"removed": n}."""
+    `candidates` is for a feed run that skipped unchanged rows without recording them: the
+    VINs of the active vehicles it may not have seen (what its fast path knows it did not
+    meet). Only they can be removed, found through the VIN index; without it every active
+    vehicle of the dealer is checked (a million-vehicle dealer's whole table: ~2.7 s).
+    Either way a vehicle the run wrote or recorded is seen. Returns {"removed": n}."""
     removed = 0
-    params = {"d": dealership_id, "j": job_id, "fast": unseen_hashes is not None}
+    params: dict[str, Any] = {"d": dealership_id, "j": job_id, "vins": list(candidates or ())}
+    only = "true" if candidates is None else "v.vin = ANY(%(vins)s::text[])"
     with conn.transaction():
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS unseen_hashes (h text PRIMARY KEY)"
-                     " ON COMMIT DELETE ROWS")
-        if unseen_hashes:
-            with conn.cursor().copy("COPY unseen_hashes (h) FROM STDIN") as cp:
-                for h in unseen_hashes:
-                    cp.write_row((h,))
-        if remove_unseen:
-            removed = conn.execute(
-                f"""
-                WITH gone AS (
-                    UPDATE vehicles v
-                       SET status = 'removed', removed_at = now(), updated_at = now(),
-                           last_job_id = %(j)s
-                     WHERE v.dealership_id = %(d)s AND v.status = 'active'
-                       AND NOT {_SEEN}
-                    RETURNING v.vin, v.price
-                ), ev AS (
-                    INSERT INTO vehicle_events
-                           (dealership_id, vin, job_id, kind, old_value, new_value)
-                    SELECT %(d)s, vin, %(j)s, 'removed',
-                           jsonb_build_object('status', 'active', 'price', price),
-                           jsonb_build_object('status', 'removed')
-                      FROM gone
-                    RETURNING 1
-                )
-                SELECT count(*) AS n FROM ev
-                """, params).fetchone()["n"]
+        if remove_unseen and (candidates is None or params["vins"]):
+            removed = conn.execute(_REMOVE.format(only=only, seen=_SEEN),  # noqa: S608
+                                   params).fetchone()["n"]
         conn.execute("DELETE FROM run_seen WHERE job_id = %s", (job_id,))
     return {"removed": int(removed)}
 

@@ -218,3 +218,11 @@ def test_a_market_median_is_of_a_bounded_sample_of_listings(db, job):
     median, n = quality_db.price_medians_for(db, [key], max_sample=5)[key]
     assert n == 5 and Decimal("12000") <= median <= Decimal("16000")
     assert quality_db.price_medians_for(db, [key], min_sample=3, max_sample=2) == {}
+
+
+def test_a_vin_key_gives_its_vin_back():
+    for vin in (CIVIC, RAV4, "00000000000000001", "ZZZZZZZZZZZZZZZZZ", "short-vin"):
+        assert dedup.vin_of_key(dedup.vin_key(vin)) == vin
+    seen = dedup.VinsOnly()
+    seen.add(CIVIC)
+    assert seen.holds_key(dedup.vin_key(CIVIC)) and not seen.holds_key(dedup.vin_key(RAV4))
