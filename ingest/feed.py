@@ -142,8 +142,10 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     unknown: dict[str, None] = {}
     seen = run.seen
     processes, full_rows, pooled_rows = max(0, settings.feed_stage_processes), 0, 0
-    # A large file starts its workers at its first changed row: a re-ingest that changes
-    # 10% of a million rows would otherwise stage its first 20,000 in the parent.
+    # A large file starts its workers as soon as its mapping is known, while the dealer's
+    # known rows load (they take seconds to start, and the other core is idle then); a
+    # re-ingest that changes 10% of a million rows would otherwise stage its first 20,000
+    # in the parent.
     large = path.stat().st_size >= settings.feed_stage_min_bytes
     pool: ProcessPoolExecutor | None = None
     staging: deque = deque()
@@ -192,6 +194,8 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                                              for k in r))
                 mapping_name, spec = mapping_mod.choose(columns, mapping)
                 row_hash, text_hash = _hashers(spec, columns)
+                if large and processes:
+                    pool = workers.start_pool(spec, processes)
                 for h, vin in vehicles_db.source_hashes(conn, dealership_id):
                     if h is None:
                         unhashed.append(vin)
