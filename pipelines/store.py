@@ -21,16 +21,23 @@ _NESTED = _CONTENT.index("vin_decoded")  # the one field that is not a plain val
 _VALUES = operator.itemgetter(*_CONTENT)
 
 
-def content_hash(v: Vehicle) -> str:
+def content_hash(v: Vehicle, decoded_json: dict[int, str] | None = None) -> str:
     """Stable hash of everything about a vehicle that is worth a write when it changes.
 
     Read from the field values directly (a model_dump per vehicle cost more than the rest of
-    the store stage); nested data is JSON with sorted keys, so dict order never matters."""
+    the store stage); nested data is JSON with sorted keys, so dict order never matters.
+    `decoded_json`: JSON already made of vin_decoded dicts, by id (the VIN stage shares one
+    dict among vehicles with the same decode); filled in as it goes."""
     parts = list(_VALUES(v.__dict__))
     nested = parts[_NESTED]
     if nested is not None:
-        parts[_NESTED] = json.dumps(nested.model_dump(mode="json") if isinstance(nested, BaseModel)
-                                    else nested, sort_keys=True, default=str)
+        text = decoded_json.get(id(nested)) if decoded_json is not None else None
+        if text is None:
+            text = json.dumps(nested.model_dump(mode="json") if isinstance(nested, BaseModel)
+                              else nested, sort_keys=True, default=str)
+            if decoded_json is not None:
+                decoded_json[id(nested)] = text
+        parts[_NESTED] = text
     return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
 
@@ -39,9 +46,11 @@ def batch(conn: psycopg.Connection, dealership_id: int, job_id: int,
           ) -> dict[str, int]:
     """Write one batch. `fresh`: the dealership had no vehicles when the run began, so the
     batch is most likely all new and goes in with a plain COPY (an upsert if not)."""
-    rows = [(v, content_hash(v)) for v in vehicles]
-    counts = vehicles_db.insert_new(conn, dealership_id, job_id, rows) if fresh else None
+    decoded_json: dict[int, str] = {}  # ids stay valid: the batch holds every vehicle
+    rows = [(v, content_hash(v, decoded_json)) for v in vehicles]
+    counts = (vehicles_db.insert_new(conn, dealership_id, job_id, rows, decoded_json)
+              if fresh else None)
     if counts is None:
-        counts = vehicles_db.upsert(conn, dealership_id, job_id, rows)
+        counts = vehicles_db.upsert(conn, dealership_id, job_id, rows, decoded_json)
     counts["rejected"] = rejects_db.add(conn, dealership_id, job_id, rejects)
     return counts

@@ -17,6 +17,23 @@ _VIN_FLAGS = {"vin_invalid", "vin_placeholder", "vin_check_digit", "vin_make_mis
               "vin_year_mismatch", "vin_model_mismatch", "vin_body_mismatch"}
 
 
+# One dict per distinct decode summary, shared by every vehicle that has it: a feed's
+# thousands of cars of one model then carry one object, pickled once per chunk by a stage
+# worker and turned into JSON once per batch by the store (see store.batch).
+_SHARED: dict[tuple, dict] = {}
+_SHARED_MAX = 65536
+
+
+def _shared(summary: dict) -> dict:
+    key = tuple((k, tuple(v) if v.__class__ is list else v) for k, v in summary.items())
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED[key] = summary
+    return found
+
+
 def check(vehicle: Vehicle) -> Vehicle:
     decoded = vins.decode(vehicle.vin)
     flags = {f for f in vehicle.quality_flags if f not in _VIN_FLAGS}
@@ -24,7 +41,7 @@ def check(vehicle: Vehicle) -> Vehicle:
                                        model=vehicle.model, body=vehicle.body_style))
     fields = decoded.__dict__
     summary = {k: fields[k] for k in _SUMMARY if fields[k] is not None}
-    updates: dict = {"vin_decoded": summary, "vin_placeholder": decoded.placeholder,
+    updates: dict = {"vin_decoded": _shared(summary), "vin_placeholder": decoded.placeholder,
                      "quality_flags": sorted(flags)}
     if decoded.vin != vehicle.vin and not decoded.errors:
         updates["vin"] = decoded.vin  # an I/O/Q typo the check digit proves

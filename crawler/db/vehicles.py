@@ -110,19 +110,29 @@ SELECT (SELECT count(*) FROM stage) AS total,
 _FIELD_NAMES = _NAMES[:-1]  # every staged column but content_hash is a Vehicle field
 
 
-def _row(v: Vehicle, content_hash: str) -> tuple[Any, ...]:
+def _as_is(text: str) -> str:
+    return text
+
+
+def _row(v: Vehicle, content_hash: str, decoded_json: dict[int, str] | None = None
+         ) -> tuple[Any, ...]:
+    """`decoded_json`: JSON already made of vin_decoded dicts, by id (see store.batch)."""
     d = v.__dict__  # the field values themselves: model_dump() costs ~10x more per row
     row = [d[c] for c in _FIELD_NAMES]
     row.append(content_hash)
     decoded = d["vin_decoded"]
     if decoded is not None:
-        row[_DECODED] = Jsonb(decoded if isinstance(decoded, dict) else decoded.model_dump())
+        text = decoded_json.get(id(decoded)) if decoded_json else None
+        row[_DECODED] = (Jsonb(text, dumps=_as_is) if text is not None else
+                         Jsonb(decoded if isinstance(decoded, dict) else decoded.model_dump()))
     return tuple(row)
 
 
 def upsert(conn: psycopg.Connection, dealership_id: int, job_id: int,
-           vehicles: Sequence[tuple[Vehicle, str]]) -> dict[str, int]:
+           vehicles: Sequence[tuple[Vehicle, str]],
+           decoded_json: dict[int, str] | None = None) -> dict[str, int]:
     """Write a batch of (vehicle, content_hash); returns counts of total/added/changed/...
+    (`decoded_json`: see _row).
 
     Atomic: the whole batch commits, or none of it does.
     """
@@ -133,7 +143,7 @@ def upsert(conn: psycopg.Connection, dealership_id: int, job_id: int,
         with conn.cursor().copy(f"COPY stage_vehicles ({_COLS}) FROM STDIN (FORMAT BINARY)") as cp:
             cp.set_types(_TYPES)
             for vehicle, content_hash in vehicles:
-                cp.write_row(_row(vehicle, content_hash))
+                cp.write_row(_row(vehicle, content_hash, decoded_json))
         row = conn.execute(_UPSERT, {"d": dealership_id, "j": job_id}).fetchone()
     return {k: int(v) for k, v in row.items()}
 
@@ -154,7 +164,8 @@ SELECT %(d)s, vin, %(j)s, 'added',
 
 
 def insert_new(conn: psycopg.Connection, dealership_id: int, job_id: int,
-               vehicles: Sequence[tuple[Vehicle, str]]) -> dict[str, int] | None:
+               vehicles: Sequence[tuple[Vehicle, str]],
+               decoded_json: dict[int, str] | None = None) -> dict[str, int] | None:
     """Write a batch of vehicles the dealership has never listed: one binary COPY straight
     into vehicles and their 'added' events, no staging and no conflict handling (a first
     load costs about what a bare COPY does). Atomic. Returns the counts, or None, with
@@ -167,7 +178,8 @@ def insert_new(conn: psycopg.Connection, dealership_id: int, job_id: int,
                     f"COPY vehicles ({_INSERT_COLS}) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.set_types(["int8", "int8", *_TYPES])
                 for vehicle, content_hash in vehicles:
-                    cp.write_row((dealership_id, job_id, *_row(vehicle, content_hash)))
+                    cp.write_row((dealership_id, job_id,
+                                  *_row(vehicle, content_hash, decoded_json)))
             conn.execute(_ADDED_EVENTS, {
                 "d": dealership_id, "j": job_id,
                 "vins": [v.vin for v, _ in vehicles], "prices": [v.price for v, _ in vehicles],

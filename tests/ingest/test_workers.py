@@ -57,3 +57,26 @@ def test_workers_run_with_the_feed_loops_garbage_collector_settings():
     finally:
         workers.stop(pool)
     assert gc.get_threshold() != workers.GC_THRESHOLDS  # the parent's own are untouched
+
+
+def test_a_chunk_staged_a_few_rows_at_a_time_gives_what_staging_it_whole_does(monkeypatch):
+    import csv
+    import io
+
+    work = work_of(25)
+    work[7][1]["VIN"] = ""  # a reject in the second part
+    _, spec = mapping.choose(list(make_feed.HEADER))
+    workers._start(spec)
+    whole = workers._stage_chunk(work)
+    monkeypatch.setattr(workers, "STAGE_ROWS", 4)
+    parts = workers._stage_chunk(work)
+    assert parts[0] == whole[0] and len(parts[0]) == 24
+    assert [r.source for r in parts[1]] == [r.source for r in whole[1]] == ["row 8"]
+    # and CSV records sent as text are parsed back into the same rows
+    texts = []
+    for n, row, h in work:
+        out = io.StringIO()
+        csv.writer(out).writerow(row.values())
+        texts.append((n, out.getvalue().rstrip("\r\n"), h))
+    layout = (tuple(make_feed.HEADER), ",", 1_000_000)
+    assert workers._stage_chunk(texts, layout)[0] == whole[0]

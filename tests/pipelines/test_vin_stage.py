@@ -66,3 +66,15 @@ def test_updated_copies_as_model_copy_does():
     assert new.model_fields_set == v.model_copy(update=changes).model_fields_set
     assert v.make == "Genesis" and v.quality_score is None  # the original is untouched
     assert pickle.loads(pickle.dumps(new)) == new
+
+
+def test_vehicles_with_the_same_decode_share_one_summary_and_hash_as_if_they_did_not():
+    from pipelines.store import content_hash
+
+    a = vin_stage.check(vehicle("1C4HJXDG2NW150034", year=2022, model="Wrangler"))
+    b = vin_stage.check(vehicle("1C4HJXDG4NW150035", year=2022, model="Wrangler"))
+    assert a.vin_decoded is b.vin_decoded  # one object, pickled and dumped once
+    memo: dict[int, str] = {}
+    assert [content_hash(a, memo), content_hash(b, memo)] == [content_hash(a),
+                                                              content_hash(b)]
+    assert list(memo) == [id(a.vin_decoded)]
