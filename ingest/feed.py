@@ -23,8 +23,10 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -99,11 +101,36 @@ def _not_met(known: dict[int, int | str], unhashed: list[str], seen: dedup.VinsO
     return out
 
 
+@dataclass
+class _Aheads:
+    """Look-ups read ahead for chunks in flight, by chunk number (see _read_ahead). Chunks
+    are finished in order; `finished` is the number of the last one."""
+
+    number: dict[Future, int] = field(default_factory=dict)  # of each chunk in flight
+    looks: dict[int, Future] = field(default_factory=dict)
+    sent: int = 0
+    finished: int = 0
+
+
 def _store_staged(run: run_mod.Run, staging: deque, keep: int, spec: dict[str, Any],
-                  plans: dict[tuple, mapping_mod.Plan]) -> None:
+                  plans: dict[tuple, mapping_mod.Plan], aheads: _Aheads) -> None:
     """Finish the chunks the workers have staged, oldest first, leaving `keep` in flight."""
-    for staged in workers.ready(staging, keep, spec, plans):
-        run_mod.process_staged(run, *staged, upcoming=workers.peek(staging))
+    for future, staged in workers.ready(staging, keep, spec, plans):
+        aheads.finished = aheads.number.pop(future, aheads.finished)
+        run_mod.process_staged(run, *staged, ahead=aheads.looks.pop(aheads.finished, None))
+
+
+def _read_ahead(run: run_mod.Run, aheads: _Aheads, number: int, future: Future) -> None:
+    """Done-callback of chunk `number` sent to a worker: start reading its look-ups at once
+    (the parent is still scoring earlier chunks). Runs in the pool's manager thread: a chunk
+    finished meanwhile gets none, and keeps none."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    ahead = run_mod.read_ahead(run, *workers.lookup_keys(future.result()[0]))
+    if ahead is not None:
+        aheads.looks[number] = ahead
+        if number <= aheads.finished:  # too late: the chunk was finished without it
+            aheads.looks.pop(number, None)
 
 
 def _batches(rows: Iterator, size: int) -> Iterator[list]:
@@ -149,6 +176,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     large = path.stat().st_size >= settings.feed_stage_min_bytes
     pool: ProcessPoolExecutor | None = None
     staging: deque = deque()
+    aheads = _Aheads()
     layout: workers.CsvLayout | None = None  # a CSV feed's, once rows go to the workers
 
     def unchanged(line: str) -> bool:
@@ -169,7 +197,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
             pool = workers.start_pool(spec, processes)
         full_rows += len(work)
         if pool is None:
-            _store_staged(run, staging, 0, spec, plans)  # chunks sent before, in order
+            _store_staged(run, staging, 0, spec, plans, aheads)  # chunks sent before, in order
             run_mod.process(run, workers.items_of(spec, plans, work))
             return
         # chunks in flight: one a worker is staging, one waiting for each
@@ -177,10 +205,14 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
             layout = (tuple(work[0][1]), info["delimiter"], settings.feed_max_record_chars)
         if workers.submit(pool, staging, work, layout):
             pooled_rows += len(work)
+            future = staging[-1][0]
+            aheads.sent += 1
+            aheads.number[future] = aheads.sent
+            future.add_done_callback(partial(_read_ahead, run, aheads, aheads.sent))
         else:  # the workers died: the parent carries on alone
             workers.stop(pool)
             pool, processes = None, 0
-        _store_staged(run, staging, 2 * processes, spec, plans)
+        _store_staged(run, staging, 2 * processes, spec, plans, aheads)
 
     # Rows for the full path gather across chunks into batches of at least half a chunk:
     # a re-ingest that changed 10% of its rows would otherwise stage and store batches a
@@ -247,7 +279,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 on_batch(dict(run.counters))
         if work:
             stage(work)
-        _store_staged(run, staging, 0, spec, plans)
+        _store_staged(run, staging, 0, spec, plans, aheads)
         run_mod.wait_for_writes(run)  # a failed last batch fails the run here
     except BaseException:
         run_mod.abandon(run)

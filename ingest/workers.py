@@ -138,8 +138,9 @@ def submit(pool: ProcessPoolExecutor, pending: deque, work: list[Work],
 
 
 def ready(pending: deque, keep: int, spec: dict[str, Any],
-          plans: dict[tuple, mapping_mod.Plan]) -> Iterator[Staged]:
-    """Results of the oldest chunks, in order, until at most `keep` are left in flight.
+          plans: dict[tuple, mapping_mod.Plan]) -> Iterator[tuple[Future, Staged]]:
+    """Results of the oldest chunks, in order (each with its future), until at most `keep`
+    are left in flight.
 
     A chunk whose worker died (killed, out of memory) is staged here instead, so the run
     loses nothing; the caller stops sending chunks when `submit` says the pool is broken."""
@@ -150,21 +151,18 @@ def ready(pending: deque, keep: int, spec: dict[str, Any],
         except BrokenProcessPool:
             log.warning("feed stage worker died; staging %d rows in the parent", len(work))
             vehicles, rejects = stage_items(items_of(spec, plans, work))
-            yield vehicles, rejects, len(work)
+            yield future, (vehicles, rejects, len(work))
             continue
-        yield [vehicle_from_values(v) for v in values], rejects, len(work)
+        yield future, ([vehicle_from_values(v) for v in values], rejects, len(work))
 
 
 _VIN, _IMAGES, _PLACEHOLDER = (_FIELDS.index(f) for f in ("vin", "image_urls",
                                                             "vin_placeholder"))
 
 
-def peek(pending: deque) -> tuple[set[str], set[str]] | None:
-    """The first photos and real VINs of the oldest chunk in flight if a worker has staged
-    it already (for pipelines.run.process_staged's `upcoming`), else None."""
-    if not pending or not pending[0][0].done() or pending[0][0].exception() is not None:
-        return None
-    values, _ = pending[0][0].result()
+def lookup_keys(values: list[tuple]) -> tuple[set[str], set[str]]:
+    """The first photos and real VINs of a staged chunk's vehicles (for
+    pipelines.run.read_ahead)."""
     return ({v[_IMAGES][0] for v in values if v[_IMAGES]},
             {v[_VIN] for v in values if not v[_PLACEHOLDER]})
 

@@ -9,7 +9,8 @@ every dealer involved; `rescore` recomputes stored vehicles under the current ru
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -33,19 +34,43 @@ class RunQuality:
     medians_read: set[tuple[str, str, int]] = field(default_factory=set)
     # VINs of this run's vehicles that other dealers list: settled on both sides at the end
     shared_vins: set[str] = field(default_factory=set)
-    # first photo -> VINs, of the batch being written while the next one is scored (see
-    # pipelines.run: overlapped writes); the database may not hold it yet
-    unstored_heroes: dict[str, set[str]] = field(default_factory=dict)
+    # first photo -> VINs, of each of the last four batches sent to be written (see
+    # pipelines.run: overlapped writes, look-ups read ahead as soon as a batch is staged,
+    # up to three batches before it is scored); the database may not hold them yet when a
+    # batch's photos are looked up
+    unstored_heroes: deque[dict[str, set[str]]] = field(
+        default_factory=lambda: deque(maxlen=4))
+
+
+@dataclass
+class Lookups:
+    """What the database said about some first photos and VINs: the VINs of active
+    vehicles (any dealer) whose first photo each URL is, and which VINs other dealers list.
+    `heroes` and `vins` are what was asked."""
+
+    heroes: set[str]
+    vins: set[str]
+    hero_users: dict[str, set[str]]
+    other_dealer_vins: set[str]
+
+
+def look_up(conn: psycopg.Connection, dealership_id: int, heroes: Collection[str],
+            vins: Collection[str]) -> Lookups:
+    """The database half of a batch's photo and cross-dealer context (a run reads it for
+    the next batch while it scores this one: see pipelines.run)."""
+    return Lookups(set(heroes), set(vins), quality_db.hero_photo_users(conn, list(heroes)),
+                   quality_db.vins_at_other_dealers(conn, dealership_id, list(vins)))
 
 
 def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Vehicle],
-                state: RunQuality | None = None) -> Context:
+                state: RunQuality | None = None, ahead: Lookups | None = None) -> Context:
     """The scoring context of one batch.
 
     Photos: any photo shared inside the batch, and each vehicle's first photo against the
-    first photos of active vehicles in the database and of the batch still being written
+    first photos of active vehicles in the database and of the batches still being written
     (`state.unstored_heroes`; earlier batches of this run are stored already), so nothing
-    grows with the size of a run.
+    grows with the size of a run. `ahead`: look-ups read for this batch before it got here
+    (what they did not ask is looked up now).
     """
     state = state or RunQuality()
     keys = {score_mod.market_key(v.make, v.model, v.year) for v in vehicles
@@ -59,15 +84,18 @@ def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Veh
     for v in vehicles:
         for url in v.image_urls:
             users.setdefault(url, set()).add(v.vin)
-    heroes = list({v.image_urls[0] for v in vehicles if v.image_urls})
-    for url, vins in quality_db.hero_photo_users(conn, heroes).items():
-        users.setdefault(url, set()).update(vins)
-    if state.unstored_heroes:
-        for url in heroes:
-            if url in state.unstored_heroes:
-                users[url].update(state.unstored_heroes[url])
-    others = quality_db.vins_at_other_dealers(
-        conn, dealership_id, [v.vin for v in vehicles if not v.vin_placeholder])
+    heroes = {v.image_urls[0] for v in vehicles if v.image_urls}
+    vins = {v.vin for v in vehicles if not v.vin_placeholder}
+    if ahead is None or not (heroes <= ahead.heroes and vins <= ahead.vins):
+        ahead = look_up(conn, dealership_id, heroes, vins)
+    for url in heroes:
+        found = ahead.hero_users.get(url)
+        if found:
+            users[url].update(found)
+        for unstored in state.unstored_heroes:
+            if url in unstored:
+                users[url].update(unstored[url])
+    others = ahead.other_dealer_vins & vins
     state.shared_vins.update(others)
     return Context(price_medians=state.price_medians, photo_users=users,
                    other_dealer_vins=others)

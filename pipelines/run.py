@@ -50,19 +50,26 @@ class Run:
     writer: ThreadPoolExecutor | None = None
     writer_conn: psycopg.Connection | None = None
     pending: Future | None = None
+    # Look-ups read ahead (feeds): a batch's photo and cross-dealer look-ups, read on a third
+    # connection by a thread as soon as the batch is staged (see read_ahead).
+    reader: ThreadPoolExecutor | None = None
+    reader_conn: psycopg.Connection | None = None
 
 
 def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: str,
              vins_only: bool = False, overlap_writes: bool = False) -> Run:
     """`overlap_writes`: store each batch on a second connection in a thread while the
-    next batch goes through the stages (the database's work then overlaps Python's).
-    Call `close` or `abandon` to end such a run."""
+    next batch goes through the stages (the database's work then overlaps Python's), and
+    read the look-ups of the batch announced as next on a third while this one is scored
+    (see process_staged). Call `close` or `abandon` to end such a run."""
     run = Run(conn=conn, dealership_id=dealership_id, job_id=job_id, kind=kind,
               seen=dedup.VinsOnly() if vins_only else {}, quality=quality.RunQuality(),
               fresh=not vehicles_db.has_vehicles(conn, dealership_id))
     if overlap_writes:
         run.writer_conn = sibling(conn)
         run.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"store-{job_id}")
+        run.reader_conn = sibling(conn)
+        run.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"look-{job_id}")
     return run
 
 
@@ -72,20 +79,36 @@ def process(run: Run, items: list[VehicleItem]) -> None:
     process_staged(run, *stage_items(items), len(items))
 
 
+def read_ahead(run: Run, heroes: set[str], vins: set[str]) -> Future | None:
+    """Start reading a coming batch's look-ups (its first photos, its real VINs) on the
+    run's reader; pass the future to process_staged. None when the run has no reader (or
+    it has stopped). Safe to call from any thread."""
+    reader = run.reader
+    if reader is None:
+        return None
+    try:
+        return reader.submit(quality.look_up, run.reader_conn, run.dealership_id, heroes, vins)
+    except RuntimeError:  # shut down meanwhile: the run is ending
+        return None
+
+
 def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
-                   items: int) -> None:
+                   items: int, ahead: Future | None = None) -> None:
     """The rest of `process` for `items` items already through `stage_items`: dedup,
-    quality and store."""
+    quality and store. `ahead`: this batch's look-ups, from read_ahead."""
+    # begun or done: wait for it; still queued behind others: cancelled and read here
+    looked = ahead.result() if ahead is not None and not ahead.cancel() else None
     run.counters["items"] += items
     vehicles, duplicates = dedup.batch(vehicles, run.seen)
     if time.monotonic() - run.last_statistics >= STATISTICS_EVERY_S:
         # a bulk load must not outrun the planner's statistics (of the table batches read)
         refresh_statistics(run, ("vehicles",))
-    # With overlapped writes the batch before this one may still be being written: its
-    # first photos come from memory (RunQuality.unstored_heroes), the rest of the context
-    # does not depend on this dealer's latest batch.
+    # With overlapped writes the two batches before this one may not have been stored when
+    # its look-ups were read: their first photos come from memory
+    # (RunQuality.unstored_heroes); the rest of the context does not depend on this
+    # dealer's latest batches.
     vehicles = quality.batch(vehicles, quality.context_for(run.conn, run.dealership_id,
-                                                           vehicles, run.quality))
+                                                           vehicles, run.quality, looked))
     run.counters.update(quality.coverage_counts(vehicles))
     run.counters["valid"] += items - len(rejects)
     run.counters["rejected"] += len(rejects)
@@ -96,7 +119,7 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
         for v in vehicles:
             if v.image_urls:
                 heroes.setdefault(v.image_urls[0], set()).add(v.vin)
-        run.quality.unstored_heroes = heroes
+        run.quality.unstored_heroes.append(heroes)
         run.pending = run.writer.submit(store.batch, run.writer_conn, run.dealership_id,
                                         run.job_id, vehicles, rejects, fresh=run.fresh)
         return
@@ -134,12 +157,15 @@ def abandon(run: Run) -> None:
 
 
 def _stop_writer(run: Run) -> None:
-    if run.writer is not None:
-        run.writer.shutdown(wait=True)
-        run.writer = None
-    if run.writer_conn is not None:
-        run.writer_conn.close()
-        run.writer_conn = None
+    """Stop the writer and the reader (their work done) and close their connections."""
+    for pool in ("writer", "reader"):
+        if getattr(run, pool) is not None:
+            getattr(run, pool).shutdown(wait=True)
+            setattr(run, pool, None)
+        conn = getattr(run, f"{pool}_conn")
+        if conn is not None:
+            conn.close()
+            setattr(run, f"{pool}_conn", None)
 
 
 def _count(run: Run, counts: dict[str, int]) -> None:

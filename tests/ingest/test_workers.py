@@ -31,14 +31,14 @@ def test_workers_stage_what_the_parent_would_and_a_dead_one_loses_nothing():
     try:
         pending: deque = deque()
         assert workers.submit(pool, pending, work[:10])
-        [(vehicles, rejects, sent)] = list(workers.ready(pending, 0, spec, {}))
+        [(_, (vehicles, rejects, sent))] = list(workers.ready(pending, 0, spec, {}))
         assert sent == 10 and rejects == [] and vehicles == local(spec, work[:10])[0]
 
         death = pool.submit(os._exit, 1)  # the worker process dies...
         workers.submit(pool, pending, work[10:20])  # ...with this chunk queued behind it
         death.exception()
         accepted = workers.submit(pool, pending, work[20:])
-        staged = list(workers.ready(pending, 0, spec, {}))
+        staged = [batch for _, batch in workers.ready(pending, 0, spec, {})]
     finally:
         workers.stop(pool)
     assert not accepted  # the caller is told to carry on without workers
