@@ -487,3 +487,30 @@ def test_known_source_hashes_stream_in_groups_of_ids(db, tmp_path):
     assert len(stored) == 20
     again = ingest(db, d, write_csv(tmp_path / "c.csv", rows))
     assert again.counters["unchanged"] == 20
+
+
+def test_look_ups_are_read_ahead_for_a_staged_chunk_and_dropped_when_too_late(db):
+    from concurrent.futures import Future
+
+    from crawler.models import Vehicle
+    from pipelines import run as run_mod
+
+    d = dealer(db)
+    job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
+    run = run_mod.open_run(db, d.id, job.id, "feed", vins_only=True, overlap_writes=True)
+    try:
+        car = Vehicle(vin="1HGCM82633A004352", source="row 1",
+                      image_urls=["https://cdn.test/a.jpg"])
+        chunk: Future = Future()
+        chunk.set_result(([tuple(car.__dict__.values())], []))
+        aheads = feed._Aheads(finished=0)
+        feed._read_ahead(run, aheads, 1, chunk)  # staged before the parent got to it
+        looked = aheads.looks[1].result()
+        assert looked.heroes == {"https://cdn.test/a.jpg"}
+        assert looked.vins == {"1HGCM82633A004352"}
+        late = feed._Aheads(finished=2)
+        feed._read_ahead(run, late, 2, chunk)  # the parent finished chunk 2 without it
+        assert late.looks == {}
+    finally:
+        run_mod.close(run, complete=False)
+    assert run.reader is None and run.writer is None
