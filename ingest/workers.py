@@ -119,21 +119,20 @@ def start_pool(spec: dict[str, Any], processes: int) -> ProcessPoolExecutor:
 
 def submit(pool: ProcessPoolExecutor, pending: deque, work: list[Work],
            layout: CsvLayout | None = None) -> bool:
-    """Send a chunk to the workers (CSV rows as their text, given the feed's `layout`).
-    False when they are gone: the chunk is then queued to be staged in the parent, in its
-    turn, and the caller should stop the pool."""
+    """Send a chunk to the workers (CSV rows as their text, given the feed's `layout`: only
+    the text is kept for `ready`, not the parsed rows). False when they are gone: the chunk
+    is then queued to be staged in the parent, in its turn, and the caller should stop the
+    pool."""
+    sent = work if layout is None else [(n, getattr(r, "text", r), h) for n, r, h in work]
     try:
-        if layout is not None:
-            sent = [(n, getattr(r, "text", r), h) for n, r, h in work]
-            future: Future = pool.submit(_stage_chunk, sent, layout)
-        else:
-            future = pool.submit(_stage_chunk, work)
+        future: Future = (pool.submit(_stage_chunk, sent) if layout is None
+                          else pool.submit(_stage_chunk, sent, layout))
     except BrokenProcessPool as exc:
         future = Future()
         future.set_exception(exc)
-        pending.append((future, work))
+        pending.append((future, sent, layout))
         return False
-    pending.append((future, work))
+    pending.append((future, sent, layout))
     return True
 
 
@@ -145,15 +144,16 @@ def ready(pending: deque, keep: int, spec: dict[str, Any],
     A chunk whose worker died (killed, out of memory) is staged here instead, so the run
     loses nothing; the caller stops sending chunks when `submit` says the pool is broken."""
     while len(pending) > keep:
-        future, work = pending.popleft()
+        future, sent, layout = pending.popleft()
         try:
             values, rejects = future.result()
         except BrokenProcessPool:
-            log.warning("feed stage worker died; staging %d rows in the parent", len(work))
+            log.warning("feed stage worker died; staging %d rows in the parent", len(sent))
+            work = sent if layout is None else _parsed(sent, layout)
             vehicles, rejects = stage_items(items_of(spec, plans, work))
-            yield future, (vehicles, rejects, len(work))
+            yield future, (vehicles, rejects, len(sent))
             continue
-        yield future, ([vehicle_from_values(v) for v in values], rejects, len(work))
+        yield future, ([vehicle_from_values(v) for v in values], rejects, len(sent))
 
 
 _VIN, _IMAGES, _PLACEHOLDER = (_FIELDS.index(f) for f in ("vin", "image_urls",

@@ -80,3 +80,32 @@ def test_a_chunk_staged_a_few_rows_at_a_time_gives_what_staging_it_whole_does(mo
         texts.append((n, out.getvalue().rstrip("\r\n"), h))
     layout = (tuple(make_feed.HEADER), ",", 1_000_000)
     assert workers._stage_chunk(texts, layout)[0] == whole[0]
+
+
+def test_a_csv_chunk_whose_worker_died_is_parsed_from_its_text_in_the_parent():
+    import csv
+    import io
+
+    from ingest.readers import CsvRow
+
+    work = work_of(12)
+    rows = []
+    for n, row, h in work:  # as the CSV reader hands them over: rows knowing their text
+        out = io.StringIO()
+        csv.writer(out).writerow(row.values())
+        csv_row = CsvRow(row)
+        csv_row.text = out.getvalue().rstrip("\r\n")
+        rows.append((n, csv_row, h))
+    layout = (tuple(make_feed.HEADER), ",", 1_000_000)
+    _, spec = mapping.choose(list(make_feed.HEADER))
+    pool = workers.start_pool(spec, 1)
+    try:
+        pending: deque = deque()
+        pool.submit(os._exit, 1).exception()  # the worker process dies first
+        workers.submit(pool, pending, rows, layout)
+        assert all(isinstance(r, str) for _, r, _ in pending[0][1])  # only text is kept
+        [(_, (vehicles, rejects, sent))] = list(workers.ready(pending, 0, spec, {}))
+    finally:
+        workers.stop(pool)
+    assert sent == 12 and rejects == []
+    assert vehicles == local(spec, work)[0]
