@@ -101,6 +101,15 @@ def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Veh
                    other_dealer_vins=others)
 
 
+def remember_unstored(state: RunQuality, vehicles: list[Vehicle]) -> None:
+    """Keep a batch's first photos in memory while it is written (see unstored_heroes)."""
+    heroes: dict[str, set[str]] = {}
+    for v in vehicles:
+        if v.image_urls:
+            heroes.setdefault(v.image_urls[0], set()).add(v.vin)
+    state.unstored_heroes.append(heroes)
+
+
 def batch(vehicles: list[Vehicle], ctx: Context | None = None) -> list[Vehicle]:
     out = []
     for v in vehicles:

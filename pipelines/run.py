@@ -60,8 +60,8 @@ def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: st
              vins_only: bool = False, overlap_writes: bool = False) -> Run:
     """`overlap_writes`: store each batch on a second connection in a thread while the
     next batch goes through the stages (the database's work then overlaps Python's), and
-    read the look-ups of the batch announced as next on a third while this one is scored
-    (see process_staged). Call `close` or `abandon` to end such a run."""
+    read batches' look-ups ahead on a third (see read_ahead). Call `close` or `abandon` to
+    end such a run."""
     run = Run(conn=conn, dealership_id=dealership_id, job_id=job_id, kind=kind,
               seen=dedup.VinsOnly() if vins_only else {}, quality=quality.RunQuality(),
               fresh=not vehicles_db.has_vehicles(conn, dealership_id))
@@ -103,10 +103,9 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
     if time.monotonic() - run.last_statistics >= STATISTICS_EVERY_S:
         # a bulk load must not outrun the planner's statistics (of the table batches read)
         refresh_statistics(run, ("vehicles",))
-    # With overlapped writes the two batches before this one may not have been stored when
-    # its look-ups were read: their first photos come from memory
-    # (RunQuality.unstored_heroes); the rest of the context does not depend on this
-    # dealer's latest batches.
+    # With overlapped writes the batches before this one may not have been stored when its
+    # look-ups were read: their first photos come from memory (quality.remember_unstored);
+    # the rest of the context does not depend on this dealer's latest batches.
     vehicles = quality.batch(vehicles, quality.context_for(run.conn, run.dealership_id,
                                                            vehicles, run.quality, looked))
     run.counters.update(quality.coverage_counts(vehicles))
@@ -115,11 +114,7 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
     run.counters["duplicates"] += duplicates
     wait_for_writes(run)  # batches are written in order, one at a time
     if run.writer is not None:
-        heroes: dict[str, set[str]] = {}
-        for v in vehicles:
-            if v.image_urls:
-                heroes.setdefault(v.image_urls[0], set()).add(v.vin)
-        run.quality.unstored_heroes.append(heroes)
+        quality.remember_unstored(run.quality, vehicles)
         run.pending = run.writer.submit(store.batch, run.writer_conn, run.dealership_id,
                                         run.job_id, vehicles, rejects, fresh=run.fresh)
         return

@@ -110,10 +110,6 @@ SELECT (SELECT count(*) FROM stage) AS total,
 _FIELD_NAMES = _NAMES[:-1]  # every staged column but content_hash is a Vehicle field
 
 
-def _as_is(text: str) -> str:
-    return text
-
-
 def _row(v: Vehicle, content_hash: str, decoded_json: dict[int, str] | None = None
          ) -> tuple[Any, ...]:
     """`decoded_json`: JSON already made of vin_decoded dicts, by id (see store.batch)."""
@@ -123,7 +119,7 @@ def _row(v: Vehicle, content_hash: str, decoded_json: dict[int, str] | None = No
     decoded = d["vin_decoded"]
     if decoded is not None:
         text = decoded_json.get(id(decoded)) if decoded_json else None
-        row[_DECODED] = (Jsonb(text, dumps=_as_is) if text is not None else
+        row[_DECODED] = (Jsonb(text, dumps=str) if text is not None else
                          Jsonb(decoded if isinstance(decoded, dict) else decoded.model_dump()))
     return tuple(row)
 
