@@ -19,6 +19,7 @@ import csv
 import gc
 import logging
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -28,6 +29,7 @@ from typing import Any
 from crawler.models import Reject, Vehicle, VehicleItem
 from ingest import mapping as mapping_mod
 from pipelines.stages import stage_items
+from quality import vins
 
 # (row number, source row, source-row hash as 16 hex characters)
 Work = tuple[int, dict, str]
@@ -111,10 +113,22 @@ def vehicle_from_values(values: tuple) -> Vehicle:
     return vehicle
 
 
+def _warm() -> int:
+    """A worker's first task: its imports are done by now; this opens the vPIC data too."""
+    vins.decode("1HGCM82633A004352")
+    return os.getpid()
+
+
 def start_pool(spec: dict[str, Any], processes: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=processes,
+    """Stage workers, started now: a pool spawns a process only when a task is submitted,
+    so each gets a warm-up task at once (a spawned worker takes most of a second to import
+    the stages and open the vPIC data; the feed meanwhile loads the dealer's known rows)."""
+    pool = ProcessPoolExecutor(max_workers=processes,
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start, initargs=(spec,))
+    for _ in range(processes):
+        pool.submit(_warm)
+    return pool
 
 
 def submit(pool: ProcessPoolExecutor, pending: deque, work: list[Work],

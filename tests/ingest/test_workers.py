@@ -109,3 +109,17 @@ def test_a_csv_chunk_whose_worker_died_is_parsed_from_its_text_in_the_parent():
         workers.stop(pool)
     assert sent == 12 and rejects == []
     assert vehicles == local(spec, work)[0]
+
+
+def test_the_pool_starts_its_workers_at_once_not_at_the_first_chunk():
+    import psutil
+
+    _, spec = mapping.choose(list(make_feed.HEADER))
+    before = {p.pid for p in psutil.Process().children()}
+    pool = workers.start_pool(spec, 2)
+    try:  # spawned by start_pool itself: they import while the feed loads its known rows
+        started = {p.pid for p in psutil.Process().children()} - before
+        assert len(started) >= 2
+        assert {pool.submit(os.getpid).result() for _ in range(8)} <= started
+    finally:
+        workers.stop(pool)
