@@ -65,13 +65,11 @@ class Limited(io.RawIOBase):
             view[:n] = self._head[:n]
             self._head = self._head[n:]
         else:
-            try:
-                data = self._inner.read(len(view))
+            try:  # straight into the caller's buffer (a plain file: no copy of its own)
+                n = self._inner.readinto(view) or 0
             except _CORRUPT as exc:
                 raise CorruptFeed(f"{self._what} is a corrupt or truncated archive: {exc}",
                                   hint="send the feed again, whole") from exc
-            n = len(data)
-            view[:n] = data
         self.count += n
         if self.count > self._limit:
             raise FeedTooLarge(
@@ -156,7 +154,8 @@ class NulFree(io.RawIOBase):
             data = self._inner.read1(len(view))
             if not data:
                 return 0
-            data = data.replace(b"\x00", b"")
+            if b"\x00" in data:  # a scan, not a copy, for the common clean chunk
+                data = data.replace(b"\x00", b"")
             if data:
                 view[:len(data)] = data
                 return len(data)
