@@ -228,11 +228,12 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 row_hash, text_hash = _hashers(spec, columns)
                 if large and processes:
                     pool = workers.start_pool(spec, processes)
-                for h, vin in vehicles_db.source_hashes(conn, dealership_id):
-                    if h is None:
-                        unhashed.append(vin)
-                    else:
-                        known[h] = dedup.vin_key(vin)
+                for hashes, vins in vehicles_db.source_hashes(conn, dealership_id):
+                    if None in hashes:
+                        unhashed.extend(v for h, v in zip(hashes, vins, strict=True) if h is None)
+                        vins = [v for h, v in zip(hashes, vins, strict=True) if h is not None]
+                        hashes = [h for h in hashes if h is not None]
+                    known.update(zip(hashes, map(dedup.vin_key, vins), strict=True))
             broken, fast = [], 0
             duplicates = 0
             for number, row in chunk:

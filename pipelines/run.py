@@ -115,8 +115,9 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
     wait_for_writes(run)  # batches are written in order, one at a time
     if run.writer is not None:
         quality.remember_unstored(run.quality, vehicles)
-        run.pending = run.writer.submit(store.batch, run.writer_conn, run.dealership_id,
-                                        run.job_id, vehicles, rejects, fresh=run.fresh)
+        run.pending = run.writer.submit(store.write, run.writer_conn, run.dealership_id,
+                                        run.job_id, store.prepare(vehicles), rejects,
+                                        fresh=run.fresh)
         return
     _count(run, store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects,
                             fresh=run.fresh))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
+from typing import Any
 
 import psycopg
 from pydantic import BaseModel
@@ -41,16 +42,29 @@ def content_hash(v: Vehicle, decoded_json: dict[int, str] | None = None) -> str:
     return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
 
+def prepare(vehicles: list[Vehicle]) -> list[tuple[Any, ...]]:
+    """A batch's rows as the writes take them, content hashes included. Pure: a run with
+    overlapped writes prepares a batch before queueing its write, so the writer thread (the
+    longest chain of a re-ingest) does nothing but the COPY and the statement."""
+    decoded_json: dict[int, str] = {}  # ids stay valid: `vehicles` holds every one
+    return [vehicles_db.stage_row(v, content_hash(v, decoded_json), decoded_json)
+            for v in vehicles]
+
+
+def write(conn: psycopg.Connection, dealership_id: int, job_id: int,
+          rows: list[tuple[Any, ...]], rejects: list[Reject], fresh: bool = False
+          ) -> dict[str, int]:
+    """Write one prepared batch. `fresh`: the dealership had no vehicles when the run began,
+    so the batch is most likely all new and goes in with a plain COPY (an upsert if not)."""
+    counts = vehicles_db.insert_new(conn, dealership_id, job_id, rows) if fresh else None
+    if counts is None:
+        counts = vehicles_db.upsert(conn, dealership_id, job_id, rows)
+    counts["rejected"] = rejects_db.add(conn, dealership_id, job_id, rejects)
+    return counts
+
+
 def batch(conn: psycopg.Connection, dealership_id: int, job_id: int,
           vehicles: list[Vehicle], rejects: list[Reject], fresh: bool = False
           ) -> dict[str, int]:
-    """Write one batch. `fresh`: the dealership had no vehicles when the run began, so the
-    batch is most likely all new and goes in with a plain COPY (an upsert if not)."""
-    decoded_json: dict[int, str] = {}  # ids stay valid: the batch holds every vehicle
-    rows = [(v, content_hash(v, decoded_json)) for v in vehicles]
-    counts = (vehicles_db.insert_new(conn, dealership_id, job_id, rows, decoded_json)
-              if fresh else None)
-    if counts is None:
-        counts = vehicles_db.upsert(conn, dealership_id, job_id, rows, decoded_json)
-    counts["rejected"] = rejects_db.add(conn, dealership_id, job_id, rejects)
-    return counts
+    """Prepare and write one batch (see `write`)."""
+    return write(conn, dealership_id, job_id, prepare(vehicles), rejects, fresh)

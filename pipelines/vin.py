@@ -19,7 +19,7 @@ _VIN_FLAGS = {"vin_invalid", "vin_placeholder", "vin_check_digit", "vin_make_mis
 
 # One dict per distinct decode summary, shared by every vehicle that has it: a feed's
 # thousands of cars of one model then carry one object, pickled once per chunk by a stage
-# worker and turned into JSON once per batch by the store (see store.batch).
+# worker and turned into JSON once per batch by the store (see store.prepare).
 _SHARED: dict[tuple, dict] = {}
 _SHARED_MAX = 65536
 

@@ -480,7 +480,9 @@ def test_known_source_hashes_stream_in_groups_of_ids(db, tmp_path):
     ids = [r["id"] >> 16 for r in db.execute(
         "SELECT id FROM vehicles WHERE dealership_id = %s", (d.id,))]
     assert len(set(ids)) == 2  # two groups, so two streamed rows
-    known = dict(vehicles_db.source_hashes(db, d.id))
+    groups = list(vehicles_db.source_hashes(db, d.id))
+    assert len(groups) == 2
+    known = {h: vin for hashes, vins in groups for h, vin in zip(hashes, vins, strict=True)}
     stored = {r["source_hash"]: r["vin"] for r in db.execute(
         "SELECT source_hash, vin FROM vehicles WHERE dealership_id = %s", (d.id,))}
     assert {f"{h:016x}": vin for h, vin in known.items()} == stored

@@ -10,7 +10,7 @@ import pytest
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.models import VehicleItem
-from pipelines import dedup
+from pipelines import dedup, store
 from pipelines import run as run_mod
 from pipelines.store import content_hash
 
@@ -136,10 +136,10 @@ def test_a_plain_copy_that_meets_a_stored_vin_writes_nothing_and_declines(db, jo
     from pipelines.normalize import normalize
 
     civic = normalize(item(CIVIC))
-    assert vehicles_db.insert_new(db, job.dealership_id, job.id, [(civic, content_hash(civic))])
+    assert vehicles_db.insert_new(db, job.dealership_id, job.id, store.prepare([civic]))
     rav4 = normalize(item(RAV4, make="Toyota", model="RAV4"))
     declined = vehicles_db.insert_new(db, job.dealership_id, job.id,
-                                      [(rav4, content_hash(rav4)), (civic, content_hash(civic))])
+                                      store.prepare([rav4, civic]))
     assert declined is None
     vins = [r["vin"] for r in db.execute("SELECT vin FROM vehicles")]
     assert vins == [CIVIC]  # the batch's RAV4 went nowhere: the caller upserts it instead
