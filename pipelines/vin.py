@@ -7,6 +7,8 @@ from the VIN. Placeholders are kept and flagged, never rejected.
 
 from __future__ import annotations
 
+import operator
+
 from crawler.models import Vehicle, updated
 from quality import vin_checks, vins
 
@@ -19,18 +21,25 @@ _VIN_FLAGS = {"vin_invalid", "vin_placeholder", "vin_check_digit", "vin_make_mis
 
 # One dict per distinct decode summary, shared by every vehicle that has it: a feed's
 # thousands of cars of one model then carry one object, pickled once per chunk by a stage
-# worker and turned into JSON once per batch by the store (see store.prepare).
+# worker and turned into JSON once per batch by the store (see store.prepare). Keyed by the
+# summary's values as they stand (model_years as a tuple), so a known decode costs a tuple,
+# not a dict.
 _SHARED: dict[tuple, dict] = {}
 _SHARED_MAX = 65536
+_SUMMARY_VALUES = operator.itemgetter(*_SUMMARY)
+_YEARS_AT = _SUMMARY.index("model_years")
 
 
-def _shared(summary: dict) -> dict:
-    key = tuple((k, tuple(v) if v.__class__ is list else v) for k, v in summary.items())
+def _shared(fields: dict) -> dict:
+    """The shared summary dict (the non-None values of _SUMMARY) of a decode's fields."""
+    values = _SUMMARY_VALUES(fields)
+    key = (*values[:_YEARS_AT], tuple(values[_YEARS_AT]), *values[_YEARS_AT + 1:])
     found = _SHARED.get(key)
     if found is None:
         if len(_SHARED) >= _SHARED_MAX:
             _SHARED.clear()
-        found = _SHARED[key] = summary
+        found = _SHARED[key] = {k: v for k, v in zip(_SUMMARY, values, strict=True)
+                                if v is not None}
     return found
 
 
@@ -39,10 +48,8 @@ def check(vehicle: Vehicle) -> Vehicle:
     flags = {f for f in vehicle.quality_flags if f not in _VIN_FLAGS}
     flags.update(vin_checks.fast_flags(decoded, make=vehicle.make, year=vehicle.year,
                                        model=vehicle.model, body=vehicle.body_style))
-    fields = decoded.__dict__
-    summary = {k: fields[k] for k in _SUMMARY if fields[k] is not None}
-    updates: dict = {"vin_decoded": _shared(summary), "vin_placeholder": decoded.placeholder,
-                     "quality_flags": sorted(flags)}
+    updates: dict = {"vin_decoded": _shared(decoded.__dict__),
+                     "vin_placeholder": decoded.placeholder, "quality_flags": sorted(flags)}
     if decoded.vin != vehicle.vin and not decoded.errors:
         updates["vin"] = decoded.vin  # an I/O/Q typo the check digit proves
     filler = decoded.placeholder and decoded.decoder is None

@@ -239,7 +239,7 @@ def decode(raw: Any) -> VinDecode:
 # check digit and the placeholder verdict depends only on the characters a decoder reads
 # (positions 1-8, the model-year and plant codes, and as much of the serial as any vPIC
 # pattern of that maker reads), so a million-row feed decodes a few thousand patterns.
-_PATTERNS: dict[tuple, dict[str, Any]] = {}
+_PATTERNS: dict[tuple, tuple[bool | None, dict[str, Any]]] = {}  # key -> (light, fields)
 _PATTERNS_MAX = 65536
 _NOT_ALNUM = re.compile(r"[^A-Z0-9]")
 
@@ -249,19 +249,27 @@ def _decode17(vin: str, errors: tuple[str, ...], corrected_from: str | None) -> 
     info = vpic.wmi(vpic.wmi_code(vin)) if alnum else None
     reads = 9 + max(2, info.key_length - 6) if info is not None else 11
     key = (vin[:8], vin[9:reads], vin[11:14] if vin[2] == "9" else "", bool(errors), alnum)
-    fields = _PATTERNS.get(key)
-    if fields is None:
+    known = _PATTERNS.get(key)
+    fields = _decode_pattern(vin, bool(errors), info) if known is None else known[1]
+    light = fields.pop("_light", None) if known is None else known[0]
+    expected = check_digit(vin)
+    reason = placeholder_reason(vin, light)
+    values = {**fields, "vin": vin, "errors": list(errors), "corrected_from": corrected_from,
+              "check_digit": expected, "check_digit_ok": expected == vin[8],
+              "placeholder": reason is not None, "placeholder_reason": reason,
+              "model_years": list(fields["model_years"])}
+    if known is None:  # a pattern's first VIN is validated; the rest reuse its checked types
         if len(_PATTERNS) >= _PATTERNS_MAX:
             _PATTERNS.clear()
-        fields = _PATTERNS[key] = _decode_pattern(vin, bool(errors), info)
-    expected = check_digit(vin)
-    reason = placeholder_reason(vin, fields["_light"])
-    data = {k: v for k, v in fields.items() if k != "_light"}
-    data["model_years"] = list(fields["model_years"])
-    return VinDecode(
-        vin=vin, errors=list(errors), corrected_from=corrected_from, check_digit=expected,
-        check_digit_ok=expected == vin[8], placeholder=reason is not None,
-        placeholder_reason=reason, **data)
+        decode = VinDecode(**values)
+        _PATTERNS[key] = (light, fields)
+        return decode
+    decode = object.__new__(VinDecode)
+    object.__setattr__(decode, "__dict__", values)
+    object.__setattr__(decode, "__pydantic_fields_set__", set(values))
+    object.__setattr__(decode, "__pydantic_extra__", None)
+    object.__setattr__(decode, "__pydantic_private__", None)
+    return decode
 
 
 def _decode_pattern(vin: str, has_errors: bool, info: vpic.Wmi | None) -> dict[str, Any]:

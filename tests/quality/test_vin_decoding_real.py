@@ -177,3 +177,19 @@ def test_indexed_pattern_matching_equals_trying_every_pattern():
             assert vpic.match(info, desc, year) == every_pattern(info, desc, year), (vin, year)
             compared += 1
     assert compared > 1000
+
+
+def test_a_decode_from_the_pattern_cache_equals_a_cold_validated_one():
+    """A pattern's first VIN is decoded and validated; later VINs of the pattern reuse its
+    checked fields without validating again: on real dealer VINs (a dealer's cars share a
+    few patterns) each such decode equals what validating it gives, and a cold decode."""
+    rows = sorted(snapshot_vins())[:1500] + [row["vin"].strip() for row in vpic_rows()][:300]
+    vins.clear_caches()
+    forward = [vins.decode(v) for v in rows]  # patterns met again come from the cache
+    cached = sum(1 for v in rows if len(v) == 17) - len(vins._PATTERNS)
+    assert cached > 500  # the comparisons below cover many cached decodes
+    vins.clear_caches()
+    backward = [vins.decode(v) for v in reversed(rows)][::-1]  # other VINs come first
+    for decode, again in zip(forward, backward, strict=True):
+        assert vins.VinDecode.model_validate(decode.__dict__, strict=True) == decode
+        assert decode == again
