@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urljoin
 
-from crawler.models import Vehicle, VehicleItem
+from crawler.models import Vehicle, VehicleItem, canonical_vehicle
 
 KM_PER_MILE = Decimal("1.609344")
 _EMPTY = {"", "n/a", "na", "none", "null", "-", "--", "tbd", "unknown", "not specified"}
@@ -66,6 +66,11 @@ def vin(value: Any) -> str:
 
 
 _NUMBER = re.compile(r"-?\d[\d,. ]*")
+_THOUSANDS_DOT = re.compile(r"\.\d{3}$")
+_DIGIT = re.compile(r"\d")
+_KM = re.compile(r"\b(km|kmt|kms|kilomet)")
+_MIL = re.compile(r"\bmil\b")
+_YEAR = re.compile(r"\b(19[0-9]{2}|20[0-9]{2})\b")
 
 
 def number(value: Any) -> Decimal | None:
@@ -93,7 +98,7 @@ def number(value: Any) -> Decimal | None:
     elif "," in raw:
         head, _, tail = raw.rpartition(",")
         raw = raw.replace(",", "") if len(tail) == 3 else head.replace(",", "") + "." + tail
-    elif raw.count(".") > 1 or re.search(r"\.\d{3}$", raw) and len(raw) > 5:
+    elif raw.count(".") > 1 or _THOUSANDS_DOT.search(raw) and len(raw) > 5:
         raw = raw.replace(".", "")  # '24.995' thousands dot (European)
     try:
         return Decimal(raw)
@@ -124,7 +129,7 @@ def price(value: Any) -> tuple[Decimal | None, str | None]:
     """(price, note). Placeholders (0, 1, 'Call for price') give None with a note."""
     if value is None:
         return None, None
-    if isinstance(value, str) and not re.search(r"\d", value):
+    if isinstance(value, str) and not _DIGIT.search(value):
         return None, ("price_placeholder" if text(value) else None)
     amount = number(value)
     if amount is None:
@@ -185,10 +190,11 @@ def mileage(value: Any, unit: Any = None) -> int | None:
     if amount is None or amount < 0:
         return None
     u = (text(unit) or (value if isinstance(value, str) else "") or "").lower()
-    if re.search(r"\b(km|kmt|kms|kilomet)", u) or u.endswith("km"):
-        amount = amount / KM_PER_MILE
-    elif re.search(r"\bmil\b", u) and "mile" not in u:
-        amount = amount * 10 / KM_PER_MILE  # Scandinavian 'mil' is 10 km
+    if "k" in u or "mil" in u:  # else miles, as most feeds give: no pattern to try
+        if _KM.search(u) or u.endswith("km"):
+            amount = amount / KM_PER_MILE
+        elif _MIL.search(u) and "mile" not in u:
+            amount = amount * 10 / KM_PER_MILE  # Scandinavian 'mil' is 10 km
     if amount > 2_000_000:
         return None
     return int(amount.to_integral_value())
@@ -250,7 +256,7 @@ def make(value: Any) -> str | None:
 @_memo
 def year(value: Any) -> int | None:
     if isinstance(value, str):
-        m = re.search(r"\b(19[0-9]{2}|20[0-9]{2})\b", value)
+        m = _YEAR.search(value)
         value = m.group(1) if m else None
     n = number(value)
     if n is None:
@@ -343,7 +349,7 @@ def normalize(item: VehicleItem) -> Vehicle:
     url = text(item.url)
     if url and base and not url.startswith(("http://", "https://")):
         url = urljoin(base, url)
-    return Vehicle(
+    return canonical_vehicle(
         vin=vin(item.vin),
         source=item.source,
         stock_number=text(item.stock_number),
