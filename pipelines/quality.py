@@ -173,13 +173,15 @@ def rescore(conn: psycopg.Connection, dealership_id: int | None = None, *,
 
 
 def coverage_counts(vehicles: list[Vehicle]) -> dict[str, int]:
-    """Per-batch field counts for the gate's coverage check (counters coverage_<field>)."""
+    """Per-batch field counts for the gate's coverage check (counters coverage_<field>), of
+    scored vehicles: one with no real photo carries the no_photos flag (the photo check is
+    not run twice a vehicle)."""
     c = dict.fromkeys(("price", "mileage", "images", "trim", "model", "year", "make",
                        "exterior_color", "description", "condition", "real_vin"), 0)
     for v in vehicles:  # one pass, plain attribute reads: it runs on every stored vehicle
         c["price"] += v.price is not None
         c["mileage"] += v.mileage is not None
-        c["images"] += bool(score_mod.real_photos(v.image_urls))
+        c["images"] += "no_photos" not in v.quality_flags
         c["trim"] += bool(v.trim)
         c["model"] += bool(v.model)
         c["year"] += v.year is not None

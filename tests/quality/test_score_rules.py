@@ -101,12 +101,16 @@ def test_score_never_goes_below_zero():
 
 def test_stage_stamps_rules_version_and_counts_coverage():
     vehicles = quality_stage.batch([car(), car(vin="2T3P1RFV7PC338201", price=None,
-                                                image_urls=[])], ctx())
+                                                image_urls=[]),
+                                    car(vin="1HGCV1F34LA000001",
+                                        image_urls=["https://cdn.test/coming-soon.jpg"])],
+                                   ctx())
     assert all(v.rules_version == s.RULES_VERSION for v in vehicles)
     counts = quality_stage.coverage_counts(vehicles)
-    assert counts["coverage_base"] == 2
-    assert counts["coverage_price"] == 1 and counts["coverage_images"] == 1
-    assert counts["coverage_trim"] == 2
+    assert counts["coverage_base"] == 3
+    # a placeholder photo is no photo
+    assert counts["coverage_price"] == 2 and counts["coverage_images"] == 1
+    assert counts["coverage_trim"] == 3
 
 
 def test_real_photos_agrees_with_the_per_url_check():
