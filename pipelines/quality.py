@@ -80,21 +80,32 @@ def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Veh
         state.price_medians.update(quality_db.price_medians_for(
             conn, sorted(keys), score_mod.PRICE_MIN_SAMPLE))
         state.medians_read |= keys
+    # Only photos more than one vehicle uses are kept (rule_photos reads a missing photo as
+    # used by nobody else): a set per photo of every vehicle cost ~5 us a vehicle.
+    owner: dict[str, str] = {}  # each photo of the batch -> the first VIN that uses it
     users: dict[str, set[str]] = {}
     for v in vehicles:
+        vin = v.vin
         for url in v.image_urls:
-            users.setdefault(url, set()).add(v.vin)
+            first = owner.setdefault(url, vin)
+            if first != vin:
+                users.setdefault(url, {first}).add(vin)
     heroes = {v.image_urls[0] for v in vehicles if v.image_urls}
     vins = {v.vin for v in vehicles if not v.vin_placeholder}
     if ahead is None or not (heroes <= ahead.heroes and vins <= ahead.vins):
         ahead = look_up(conn, dealership_id, heroes, vins)
     for url in heroes:
         found = ahead.hero_users.get(url)
+        unstored = [u[url] for u in state.unstored_heroes if url in u]
+        if not found and not unstored:
+            continue
+        every = users.get(url) or {owner[url]}
         if found:
-            users[url].update(found)
-        for unstored in state.unstored_heroes:
-            if url in unstored:
-                users[url].update(unstored[url])
+            every = every | found
+        for more in unstored:
+            every = every | more
+        if len(every) > 1:
+            users[url] = every
     others = ahead.other_dealer_vins & vins
     state.shared_vins.update(others)
     return Context(price_medians=state.price_medians, photo_users=users,

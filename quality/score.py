@@ -69,7 +69,8 @@ class Context:
 
     # (make, model, year) lower-cased -> (median price, vehicles)
     price_medians: dict[tuple[str, str, int], tuple[Decimal, int]] = field(default_factory=dict)
-    # photo URL -> VINs known to use it (other vehicles, this run and the database)
+    # photo URL -> VINs known to use it (this run and the database), for the photos more
+    # than one vehicle uses: a photo missing here is used by no other vehicle
     photo_users: dict[str, set[str]] = field(default_factory=dict)
     # VINs another dealership lists as active
     other_dealer_vins: set[str] = field(default_factory=set)
