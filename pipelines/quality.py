@@ -34,12 +34,12 @@ class RunQuality:
     medians_read: set[tuple[str, str, int]] = field(default_factory=set)
     # VINs of this run's vehicles that other dealers list: settled on both sides at the end
     shared_vins: set[str] = field(default_factory=set)
-    # first photo -> VINs, of each of the last six batches sent to be written (see
-    # pipelines.run: look-ups are read ahead as soon as a batch is staged, while up to two
-    # batches before it are still to be scored and two more are being written; six leaves
-    # a margin); the database may not hold them yet when a batch's photos are looked up
+    # first photo -> VINs, of each of the last four batches sent to be written (see
+    # pipelines.run: overlapped writes, look-ups read ahead as soon as a batch is staged,
+    # up to three batches before it is scored); the database may not hold them yet when a
+    # batch's photos are looked up
     unstored_heroes: deque[dict[str, set[str]]] = field(
-        default_factory=lambda: deque(maxlen=6))
+        default_factory=lambda: deque(maxlen=4))
 
 
 @dataclass

@@ -7,7 +7,7 @@ feed it batches of VehicleItems, and close it with what they know about complete
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +26,6 @@ from quality import gate, webhook
 
 PROGRESS_EVERY_S = 1.0
 STATISTICS_EVERY_S = 10.0  # how often a run checks whether its tables need ANALYZE
-WRITERS = 2  # batch writes of one run in flight at once (see open_run)
 
 
 @dataclass
@@ -46,13 +45,11 @@ class Run:
     upserted_at_statistics: Counter = field(default_factory=Counter)
     quality: Any = None  # pipelines.quality.RunQuality: market medians, photos seen
     fresh: bool = False  # the dealership had no vehicles when the run began
-    # Overlapped writes (feeds): batches are stored by WRITERS threads, each on its own
-    # connection, while the next batches go through the stages. Batch i goes to writer
-    # i % WRITERS; `pending` holds the writes in flight, oldest first.
-    writers: list[ThreadPoolExecutor] = field(default_factory=list)
-    writer_conns: list[psycopg.Connection] = field(default_factory=list)
-    pending: deque[Future] = field(default_factory=deque)
-    sent_to_write: int = 0
+    # Overlapped writes (feeds): batch N is stored on its own connection by a thread while
+    # batch N+1 goes through the stages; `pending` is that write.
+    writer: ThreadPoolExecutor | None = None
+    writer_conn: psycopg.Connection | None = None
+    pending: Future | None = None
     # Look-ups read ahead (feeds): a batch's photo and cross-dealer look-ups, read on a third
     # connection by a thread as soon as the batch is staged (see read_ahead).
     reader: ThreadPoolExecutor | None = None
@@ -61,18 +58,16 @@ class Run:
 
 def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: str,
              vins_only: bool = False, overlap_writes: bool = False) -> Run:
-    """`overlap_writes`: store batches on WRITERS more connections, each in a thread, while
-    the next batches go through the stages (the database's work then overlaps Python's,
-    and two batches' statements run at once), and read batches' look-ups ahead on one more
-    (see read_ahead). Call `close` or `abandon` to end such a run."""
+    """`overlap_writes`: store each batch on a second connection in a thread while the
+    next batch goes through the stages (the database's work then overlaps Python's), and
+    read batches' look-ups ahead on a third (see read_ahead). Call `close` or `abandon` to
+    end such a run."""
     run = Run(conn=conn, dealership_id=dealership_id, job_id=job_id, kind=kind,
               seen=dedup.VinsOnly() if vins_only else {}, quality=quality.RunQuality(),
               fresh=not vehicles_db.has_vehicles(conn, dealership_id))
     if overlap_writes:
-        for i in range(WRITERS):
-            run.writer_conns.append(sibling(conn))
-            run.writers.append(ThreadPoolExecutor(max_workers=1,
-                                                  thread_name_prefix=f"store-{job_id}-{i}"))
+        run.writer_conn = sibling(conn)
+        run.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"store-{job_id}")
         run.reader_conn = sibling(conn)
         run.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"look-{job_id}")
     return run
@@ -117,15 +112,12 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
     run.counters["valid"] += items - len(rejects)
     run.counters["rejected"] += len(rejects)
     run.counters["duplicates"] += duplicates
-    if run.writers:
-        # a writer is free once at most WRITERS - 1 writes are in flight: its last is done
-        wait_for_writes(run, keep=len(run.writers) - 1)
+    wait_for_writes(run)  # batches are written in order, one at a time
+    if run.writer is not None:
         quality.remember_unstored(run.quality, vehicles)
-        i = run.sent_to_write % len(run.writers)
-        run.sent_to_write += 1
-        run.pending.append(run.writers[i].submit(
-            store.write, run.writer_conns[i], run.dealership_id, run.job_id,
-            store.prepare(vehicles), rejects, fresh=run.fresh))
+        run.pending = run.writer.submit(store.write, run.writer_conn, run.dealership_id,
+                                        run.job_id, store.prepare(vehicles), rejects,
+                                        fresh=run.fresh)
         return
     _count(run, store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects,
                             fresh=run.fresh))
@@ -143,32 +135,33 @@ def refresh_statistics(run: Run, tables: tuple[str, ...] = ("vehicles", "vehicle
             run.upserted_at_statistics[table] = upserted
 
 
-def wait_for_writes(run: Run, keep: int = 0) -> None:
-    """Wait for the oldest writes in flight until at most `keep` are left, and count what
-    they wrote; the error of one that failed is raised here. Batches hold different VINs
-    (dedup keeps a VIN to one batch of a run), so writes in flight never touch one row."""
-    while len(run.pending) > keep:
-        _count(run, run.pending.popleft().result())
+def wait_for_writes(run: Run) -> None:
+    """Wait for the batch being stored (if any) and count what it wrote; its error, if it
+    failed, is raised here."""
+    if run.pending is not None:
+        pending, run.pending = run.pending, None
+        _count(run, pending.result())
 
 
 def abandon(run: Run) -> None:
     """End a run that failed midway: let a pending write finish (its error is the caller's
     to report already) and release the writer. Idempotent."""
-    while run.pending:  # every write in flight finishes (committed or rolled back)
-        run.pending.popleft().exception()
+    if run.pending is not None:
+        run.pending.exception()
+        run.pending = None
     _stop_writer(run)
 
 
 def _stop_writer(run: Run) -> None:
-    """Stop the writers and the reader (their work done) and close their connections."""
-    for pool in [*run.writers, run.reader]:
-        if pool is not None:
-            pool.shutdown(wait=True)
-    run.writers, run.reader = [], None
-    for conn in [*run.writer_conns, run.reader_conn]:
+    """Stop the writer and the reader (their work done) and close their connections."""
+    for pool in ("writer", "reader"):
+        if getattr(run, pool) is not None:
+            getattr(run, pool).shutdown(wait=True)
+            setattr(run, pool, None)
+        conn = getattr(run, f"{pool}_conn")
         if conn is not None:
             conn.close()
-    run.writer_conns, run.reader_conn = [], None
+            setattr(run, f"{pool}_conn", None)
 
 
 def _count(run: Run, counts: dict[str, int]) -> None:

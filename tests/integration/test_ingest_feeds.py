@@ -515,4 +515,4 @@ def test_look_ups_are_read_ahead_for_a_staged_chunk_and_dropped_when_too_late(db
         assert late.looks == {}
     finally:
         run_mod.close(run, complete=False)
-    assert run.reader is None and run.writers == []
+    assert run.reader is None and run.writer is None

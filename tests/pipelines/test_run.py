@@ -153,12 +153,11 @@ def test_overlapped_writes_score_a_batch_against_the_one_still_being_written(db,
 
     run = run_mod.open_run(db, job.dealership_id, job.id, "feed", vins_only=True,
                            overlap_writes=True)
-    writer_conns = list(run.writer_conns)
+    writer_conn = run.writer_conn
     hold = threading.Event()
-    for writer in run.writers:  # every writer is busy: the first batch waits behind this
-        writer.submit(hold.wait)
+    run.writer.submit(hold.wait)  # the writer is busy: the first batch waits behind this
     run_mod.process(run, [item(CIVIC, image_urls=["https://d.test/shared.jpg"])])
-    assert len(run.pending) == 1 and not run.pending[0].done()
+    assert not run.pending.done()
     assert db.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"] == 0
     rav4 = item(RAV4, make="Toyota", model="RAV4", image_urls=["https://d.test/shared.jpg"])
     ctx = quality.context_for(run.conn, job.dealership_id, [normalize(rav4)], run.quality)
@@ -166,8 +165,7 @@ def test_overlapped_writes_score_a_batch_against_the_one_still_being_written(db,
     hold.set()
     run_mod.process(run, [rav4])
     report = run_mod.close(run, complete=True)
-    assert report["counters"]["added"] == 2 and run.writers == []
-    assert len(writer_conns) == run_mod.WRITERS and all(c.closed for c in writer_conns)
+    assert report["counters"]["added"] == 2 and run.writer is None and writer_conn.closed
     flags = {r["vin"]: r["quality_flags"] for r in db.execute("SELECT * FROM vehicles")}
     assert "photo_reused" in flags[RAV4] and "photo_reused" not in flags[CIVIC]
 
@@ -183,39 +181,9 @@ def test_an_overlapped_write_that_fails_is_raised_and_commits_nothing(db, job):
     finally:
         run_mod.abandon(run)
         db.execute("ALTER TABLE vehicles DROP CONSTRAINT no_red")
-    assert run.writers == [] and run.writer_conns == []
+    assert run.writer is None and run.writer_conn is None
     assert db.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"] == 0
     assert db.execute("SELECT count(*) AS n FROM vehicle_events").fetchone()["n"] == 0
-
-
-def test_two_batches_are_written_at_once_on_their_own_connections(db, job):
-    import threading
-
-    run = run_mod.open_run(db, job.dealership_id, job.id, "feed", vins_only=True,
-                           overlap_writes=True)
-    assert run_mod.WRITERS == 2 and len(run.writer_conns) == 2
-    both, release = threading.Barrier(3, timeout=30), threading.Event()
-    real_write = store.write
-
-    def write(conn, *args, **kwargs):  # each write waits until both are under way
-        both.wait()
-        release.wait(30)
-        return real_write(conn, *args, **kwargs)
-
-    store.write = write
-    try:
-        run_mod.process(run, [item(CIVIC)])
-        run_mod.process(run, [item(RAV4, make="Toyota", model="RAV4")])
-        both.wait()  # would time out if the second write waited for the first
-        assert len(run.pending) == 2
-        release.set()
-        report = run_mod.close(run, complete=True)
-    finally:
-        store.write = real_write
-        release.set()
-        run_mod.abandon(run)
-    assert report["counters"]["added"] == 2
-    assert {r["vin"] for r in db.execute("SELECT vin FROM vehicles")} == {CIVIC, RAV4}
 
 
 def test_market_medians_are_read_for_the_models_a_run_meets(db, job):
