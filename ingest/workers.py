@@ -26,7 +26,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from crawler.models import Reject, Vehicle, VehicleItem
+from crawler.models import Reject, Vehicle, VehicleItem, built
 from ingest import mapping as mapping_mod
 from pipelines.stages import stage_items
 from quality import vins
@@ -105,12 +105,7 @@ def _stage_chunk(work: list[Work], layout: CsvLayout | None = None
 
 def vehicle_from_values(values: tuple) -> Vehicle:
     """A Vehicle from its field values in declaration order, without validating again."""
-    vehicle = object.__new__(Vehicle)
-    object.__setattr__(vehicle, "__dict__", dict(zip(_FIELDS, values, strict=True)))
-    object.__setattr__(vehicle, "__pydantic_fields_set__", set(_ALL_SET))
-    object.__setattr__(vehicle, "__pydantic_extra__", None)
-    object.__setattr__(vehicle, "__pydantic_private__", None)
-    return vehicle
+    return built(Vehicle, dict(zip(_FIELDS, values, strict=True)), set(_ALL_SET))
 
 
 def _warm() -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from crawler.models import built
 from quality import vpic
 
 _WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
@@ -241,6 +242,7 @@ def decode(raw: Any) -> VinDecode:
 # pattern of that maker reads), so a million-row feed decodes a few thousand patterns.
 _PATTERNS: dict[tuple, tuple[bool | None, dict[str, Any]]] = {}  # key -> (light, fields)
 _PATTERNS_MAX = 65536
+_DECODE_FIELDS = dict.fromkeys(VinDecode.model_fields)
 _NOT_ALNUM = re.compile(r"[^A-Z0-9]")
 
 
@@ -254,22 +256,19 @@ def _decode17(vin: str, errors: tuple[str, ...], corrected_from: str | None) -> 
     light = fields.pop("_light", None) if known is None else known[0]
     expected = check_digit(vin)
     reason = placeholder_reason(vin, light)
-    values = {**fields, "vin": vin, "errors": list(errors), "corrected_from": corrected_from,
-              "check_digit": expected, "check_digit_ok": expected == vin[8],
-              "placeholder": reason is not None, "placeholder_reason": reason,
-              "model_years": list(fields["model_years"])}
+    values = dict(_DECODE_FIELDS)  # in declaration order, as validating would give
+    values.update(fields)
+    values.update(vin=vin, errors=list(errors), corrected_from=corrected_from,
+                  check_digit=expected, check_digit_ok=expected == vin[8],
+                  placeholder=reason is not None, placeholder_reason=reason,
+                  model_years=list(fields["model_years"]))
     if known is None:  # a pattern's first VIN is validated; the rest reuse its checked types
         if len(_PATTERNS) >= _PATTERNS_MAX:
             _PATTERNS.clear()
         decode = VinDecode(**values)
         _PATTERNS[key] = (light, fields)
         return decode
-    decode = object.__new__(VinDecode)
-    object.__setattr__(decode, "__dict__", values)
-    object.__setattr__(decode, "__pydantic_fields_set__", set(values))
-    object.__setattr__(decode, "__pydantic_extra__", None)
-    object.__setattr__(decode, "__pydantic_private__", None)
-    return decode
+    return built(VinDecode, values, set(values))
 
 
 def _decode_pattern(vin: str, has_errors: bool, info: vpic.Wmi | None) -> dict[str, Any]:

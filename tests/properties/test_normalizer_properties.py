@@ -65,7 +65,8 @@ def test_any_item_normalizes_and_validates_without_raising(fields, prices):
     vehicle = normalize.normalize(item)
     assert isinstance(vehicle, Vehicle)
     # built without validation (canonical_vehicle): exactly what validating would give
-    assert Vehicle.model_validate(vehicle.__dict__, strict=True) == vehicle
+    validated = Vehicle.model_validate(vehicle.__dict__, strict=True)
+    assert validated == vehicle and list(validated.__dict__) == list(vehicle.__dict__)
     why = validate.reasons(vehicle)
     assert all(isinstance(r, str) and r for r in why)
     validate.payload(item)  # the reject payload is JSON-safe whatever came in

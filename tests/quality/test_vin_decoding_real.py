@@ -191,5 +191,6 @@ def test_a_decode_from_the_pattern_cache_equals_a_cold_validated_one():
     vins.clear_caches()
     backward = [vins.decode(v) for v in reversed(rows)][::-1]  # other VINs come first
     for decode, again in zip(forward, backward, strict=True):
-        assert vins.VinDecode.model_validate(decode.__dict__, strict=True) == decode
+        validated = vins.VinDecode.model_validate(decode.__dict__, strict=True)
+        assert validated == decode and list(validated.__dict__) == list(decode.__dict__)
         assert decode == again
