@@ -70,21 +70,31 @@ def price_medians_for(conn: psycopg.Connection, keys: Sequence[tuple[str, str, i
             for r in rows}
 
 
+# A photo's users are read from at most this many of its listings: the rules only ask
+# whether another vehicle uses it, and a maker's stock photo may head thousands of listings.
+HERO_USERS_MAX = 100
+
+
 def hero_photo_users(conn: psycopg.Connection, urls: Sequence[str]) -> dict[str, set[str]]:
-    """For each URL, the VINs of active vehicles (any dealer) whose first photo it is."""
+    """For each URL, the VINs of active vehicles (any dealer) whose first photo it is, read
+    from at most HERO_USERS_MAX of its listings."""
     if not urls:
         return {}
     # One index probe per URL whatever the planner believes of the table's size (its
-    # statistics lag behind a bulk load, and it would then scan every active vehicle).
+    # statistics lag behind a bulk load, and it would then scan every active vehicle); the
+    # LIMIT also makes it a plain index scan (a bitmap scan per URL cost a fifth more).
     rows = conn.execute(
         """
         SELECT u.url, h.vins
           FROM unnest(%s::text[]) AS u(url)
-         CROSS JOIN LATERAL (SELECT array_agg(DISTINCT v.vin) AS vins FROM vehicles v
-                              WHERE v.image_urls[1] = u.url AND v.status = 'active') h
+         CROSS JOIN LATERAL (
+               SELECT array_agg(DISTINCT s.vin) AS vins
+                 FROM (SELECT v.vin FROM vehicles v
+                        WHERE v.image_urls[1] = u.url AND v.status = 'active'
+                        LIMIT %s) s) h
          WHERE h.vins IS NOT NULL
         """,
-        (list(urls),),
+        (list(urls), HERO_USERS_MAX),
     ).fetchall()
     return {r["url"]: set(r["vins"]) for r in rows}
 

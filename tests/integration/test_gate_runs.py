@@ -291,3 +291,19 @@ def test_the_same_photo_on_two_vehicles_is_flagged_on_both(db, dealer):
     flags = flags_of(db, dealer.id)
     assert {v for v, f in flags.items() if "photo_reused" in f} == \
         {HONDAS[0]["vin"], HONDAS[30]["vin"]}
+
+
+def test_a_stock_photo_on_many_listings_is_read_from_a_few_and_still_flags(
+        db, dealer, monkeypatch):
+    from crawler.db import quality as quality_db
+
+    monkeypatch.setattr(quality_db, "HERO_USERS_MAX", 3)
+    stock = ["https://cdn.test/stock/maker-front.jpg",
+             *[f"https://cdn.test/y/{i}.jpg" for i in range(3)]]
+    run(db, dealer.id, [item(r, image_urls=stock) for r in HONDAS[:8]])
+    users = quality_db.hero_photo_users(db, [stock[0]])[stock[0]]
+    assert 1 < len(users) <= 3 and users <= {r["vin"] for r in HONDAS[:8]}
+    other = dealers_db.create(db, slug="other-lot", name="Other Lot")
+    run(db, other.id, [item(HONDAS[20], image_urls=stock)])
+    assert "photo_reused" in flags_of(db, other.id)[HONDAS[20]["vin"]]
+    assert all("photo_reused" in f for f in flags_of(db, dealer.id).values())
