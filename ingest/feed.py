@@ -91,6 +91,18 @@ def _few_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
+def _load_known(conn: psycopg.Connection, dealership_id: int, known: dict[int, int | str],
+                unhashed: list[str]) -> None:
+    """Fill `known` (source-row hash -> VIN key) with the dealer's active vehicles, and
+    `unhashed` with the VINs of those without a source-row hash (crawled, say)."""
+    for hashes, vins in vehicles_db.source_hashes(conn, dealership_id):
+        if None in hashes:
+            unhashed.extend(v for h, v in zip(hashes, vins, strict=True) if h is None)
+            vins = [v for h, v in zip(hashes, vins, strict=True) if h is not None]
+            hashes = [h for h in hashes if h is not None]
+        known.update(zip(hashes, map(dedup.vin_key, vins), strict=True))
+
+
 def _not_met(known: dict[int, int | str], unhashed: list[str], seen: dedup.VinsOnly
              ) -> list[str]:
     """VINs of the active vehicles a feed run did not meet: those whose source row no row
@@ -228,12 +240,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 row_hash, text_hash = _hashers(spec, columns)
                 if large and processes:
                     pool = workers.start_pool(spec, processes)
-                for hashes, vins in vehicles_db.source_hashes(conn, dealership_id):
-                    if None in hashes:
-                        unhashed.extend(v for h, v in zip(hashes, vins, strict=True) if h is None)
-                        vins = [v for h, v in zip(hashes, vins, strict=True) if h is not None]
-                        hashes = [h for h in hashes if h is not None]
-                    known.update(zip(hashes, map(dedup.vin_key, vins), strict=True))
+                _load_known(conn, dealership_id, known, unhashed)
             broken, fast = [], 0
             duplicates = 0
             for number, row in chunk:

@@ -97,15 +97,10 @@ def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Veh
     for url in heroes:
         found = ahead.hero_users.get(url)
         unstored = [u[url] for u in state.unstored_heroes if url in u]
-        if not found and not unstored:
-            continue
-        every = users.get(url) or {owner[url]}
-        if found:
-            every = every | found
-        for more in unstored:
-            every = every | more
-        if len(every) > 1:
-            users[url] = every
+        if found or unstored:
+            every = set().union(users.get(url) or {owner[url]}, found or (), *unstored)
+            if len(every) > 1:
+                users[url] = every
     others = ahead.other_dealer_vins & vins
     state.shared_vins.update(others)
     return Context(price_medians=state.price_medians, photo_users=users,

@@ -46,7 +46,8 @@ def prepare(vehicles: list[Vehicle]) -> list[tuple[Any, ...]]:
     """A batch's rows as the writes take them, content hashes included. Pure: a run with
     overlapped writes prepares a batch before queueing its write, so the writer thread (the
     longest chain of a re-ingest) does nothing but the COPY and the statement."""
-    decoded_json: dict[int, str] = {}  # ids stay valid: `vehicles` holds every one
+    # filled by content_hash, read by stage_row; ids stay valid: `vehicles` holds every one
+    decoded_json: dict[int, str] = {}
     return [vehicles_db.stage_row(v, content_hash(v, decoded_json), decoded_json)
             for v in vehicles]
 

@@ -252,8 +252,11 @@ def _decode17(vin: str, errors: tuple[str, ...], corrected_from: str | None) -> 
     reads = 9 + max(2, info.key_length - 6) if info is not None else 11
     key = (vin[:8], vin[9:reads], vin[11:14] if vin[2] == "9" else "", bool(errors), alnum)
     known = _PATTERNS.get(key)
-    fields = _decode_pattern(vin, bool(errors), info) if known is None else known[1]
-    light = fields.pop("_light", None) if known is None else known[0]
+    if known is None:
+        fields = _decode_pattern(vin, bool(errors), info)
+        light = fields.pop("_light")
+    else:
+        light, fields = known
     expected = check_digit(vin)
     reason = placeholder_reason(vin, light)
     values = dict(_DECODE_FIELDS)  # in declaration order, as validating would give

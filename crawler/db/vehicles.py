@@ -115,18 +115,16 @@ _FIELD_NAMES = _NAMES[:-1]  # every staged column but content_hash is a Vehicle 
 _VIN, _PRICE, _AVAILABILITY = (_NAMES.index(c) for c in ("vin", "price", "availability"))
 
 
-def stage_row(v: Vehicle, content_hash: str, decoded_json: dict[int, str] | None = None
+def stage_row(v: Vehicle, content_hash: str, decoded_json: dict[int, str]
               ) -> tuple[Any, ...]:
     """A vehicle as the batch writes take it: its values in STAGE_COLUMNS order.
-    `decoded_json`: JSON already made of vin_decoded dicts, by id (see store.prepare)."""
+    `decoded_json`: the JSON of its vin_decoded, by id (store.content_hash made it)."""
     d = v.__dict__  # the field values themselves: model_dump() costs ~10x more per row
     row = [d[c] for c in _FIELD_NAMES]
     row.append(content_hash)
     decoded = d["vin_decoded"]
     if decoded is not None:
-        text = decoded_json.get(id(decoded)) if decoded_json else None
-        row[_DECODED] = (Jsonb(text, dumps=str) if text is not None else
-                         Jsonb(decoded if isinstance(decoded, dict) else decoded.model_dump()))
+        row[_DECODED] = Jsonb(decoded_json[id(decoded)], dumps=str)
     return tuple(row)
 
 
