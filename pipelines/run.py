@@ -116,10 +116,11 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
     if run.writer is not None:
         quality.remember_unstored(run.quality, vehicles)
         run.pending = run.writer.submit(store.write, run.writer_conn, run.dealership_id,
-                                        run.job_id, store.prepare(vehicles), rejects,
-                                        fresh=run.fresh)
+                                        run.job_id, store.prepare(vehicles),
+                                        vehicles, rejects, fresh=run.fresh)
         return
-    _count(run, store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects,
+    _count(run, store.write(run.conn, run.dealership_id, run.job_id,
+                            store.prepare(vehicles), vehicles, rejects,
                             fresh=run.fresh))
 
 

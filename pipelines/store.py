@@ -2,64 +2,49 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import operator
-from typing import Any
-
 import psycopg
-from pydantic import BaseModel
+import xxhash
 
 from crawler.db import rejects as rejects_db
 from crawler.db import vehicles as vehicles_db
 from crawler.models import Reject, Vehicle
 
-_NOT_CONTENT = {"source", "source_hash"}
+_HASH = xxhash.xxh3_128_hexdigest
 
 
-_CONTENT = sorted(f for f in Vehicle.model_fields if f not in _NOT_CONTENT)
-_NESTED = _CONTENT.index("vin_decoded")  # the one field that is not a plain value
-_VALUES = operator.itemgetter(*_CONTENT)
+def content_hash(v: Vehicle, body: str | None = None) -> str:
+    """Stable hash of everything about a vehicle that is worth a write when it changes: its
+    content and scores as COPY text (so the text a write sends is the text hashed), not
+    where it was seen (source, source_hash). `body`: its vehicles_db.copy_body, if made."""
+    if body is None:
+        body = vehicles_db.copy_body(v)
+    return _HASH(f"{body}\t{vehicles_db.copy_scores(v)}".encode())
 
 
-def content_hash(v: Vehicle, decoded_json: dict[int, str] | None = None) -> str:
-    """Stable hash of everything about a vehicle that is worth a write when it changes.
-
-    Read from the field values directly (a model_dump per vehicle cost more than the rest of
-    the store stage); nested data is JSON with sorted keys, so dict order never matters.
-    `decoded_json`: JSON already made of vin_decoded dicts, by id (the VIN stage shares one
-    dict among vehicles with the same decode); filled in as it goes."""
-    parts = list(_VALUES(v.__dict__))
-    nested = parts[_NESTED]
-    if nested is not None:
-        text = decoded_json.get(id(nested)) if decoded_json is not None else None
-        if text is None:
-            text = json.dumps(nested.model_dump(mode="json") if isinstance(nested, BaseModel)
-                              else nested, sort_keys=True, default=str)
-            if decoded_json is not None:
-                decoded_json[id(nested)] = text
-        parts[_NESTED] = text
-    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+def prepare(vehicles: list[Vehicle]) -> list[str]:
+    """A batch's COPY lines as the writes take them, content hashes included. Pure: a run
+    with overlapped writes prepares a batch before queueing its write, so the writer thread
+    (the longest chain of a re-ingest) does nothing but the COPY and the statement."""
+    json_of: dict[int, str] = {}  # ids stay valid: `vehicles` holds every one
+    lines = []
+    for v in vehicles:
+        body = vehicles_db.copy_body(v, json_of)
+        scores = vehicles_db.copy_scores(v)
+        lines.append(vehicles_db.copy_line(body, scores, v,
+                                           _HASH(f"{body}\t{scores}".encode())))
+    return lines
 
 
-def prepare(vehicles: list[Vehicle]) -> list[tuple[Any, ...]]:
-    """A batch's rows as the writes take them, content hashes included. Pure: a run with
-    overlapped writes prepares a batch before queueing its write, so the writer thread (the
-    longest chain of a re-ingest) does nothing but the COPY and the statement."""
-    # filled by content_hash, read by stage_row; ids stay valid: `vehicles` holds every one
-    decoded_json: dict[int, str] = {}
-    return [vehicles_db.stage_row(v, content_hash(v, decoded_json), decoded_json)
-            for v in vehicles]
-
-
-def write(conn: psycopg.Connection, dealership_id: int, job_id: int,
-          rows: list[tuple[Any, ...]], rejects: list[Reject], fresh: bool = False
+def write(conn: psycopg.Connection, dealership_id: int, job_id: int, lines: list[str],
+          vehicles: list[Vehicle], rejects: list[Reject], fresh: bool = False
           ) -> dict[str, int]:
-    """Write one prepared batch. `fresh`: the dealership had no vehicles when the run began,
-    so the batch is most likely all new and goes in with a plain COPY (an upsert if not)."""
-    counts = vehicles_db.insert_new(conn, dealership_id, job_id, rows) if fresh else None
+    """Write one prepared batch (`lines`, of `vehicles`). `fresh`: the dealership had no
+    vehicles when the run began, so the batch is most likely all new and goes in with a
+    plain COPY (an upsert if not)."""
+    counts = (vehicles_db.insert_new(conn, dealership_id, job_id, lines, vehicles)
+              if fresh else None)
     if counts is None:
-        counts = vehicles_db.upsert(conn, dealership_id, job_id, rows)
+        counts = vehicles_db.upsert(conn, dealership_id, job_id, lines)
     counts["rejected"] = rejects_db.add(conn, dealership_id, job_id, rejects)
     return counts
 
@@ -68,4 +53,4 @@ def batch(conn: psycopg.Connection, dealership_id: int, job_id: int,
           vehicles: list[Vehicle], rejects: list[Reject], fresh: bool = False
           ) -> dict[str, int]:
     """Prepare and write one batch (see `write`)."""
-    return write(conn, dealership_id, job_id, prepare(vehicles), rejects, fresh)
+    return write(conn, dealership_id, job_id, prepare(vehicles), vehicles, rejects, fresh)

@@ -1,44 +1,122 @@
 """SQL for vehicles and their events: the batched upsert, removals, and reads.
 
-Writes go through a binary COPY into a temporary staging table and one statement that
-inserts new vehicles, updates only those whose content hash changed (or that come back after
-removal), and records the events, all in one snapshot so old values are read before they
-are overwritten. Unchanged vehicles cost no write.
+Writes go through a COPY into a temporary staging table and one statement that inserts new
+vehicles, updates only those whose content hash changed (or that come back after removal),
+and records the events, all in one snapshot so old values are read before they are
+overwritten. Unchanged vehicles cost no write.
+
+A vehicle goes to COPY as a line of COPY's text format, made in three parts (see
+`copy_line`): its content (`copy_body`), its scores and where it came from; the content
+hash is taken over the first two as they are sent. A line costs a few string joins, where
+binary COPY's per-value adaptation (on the writer thread, holding the interpreter lock
+the feed loop needs) cost about as much as the rest of the store stage.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterator, Sequence
 from itertools import repeat
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from crawler.models import Vehicle
 
-# (column, PostgreSQL type for binary COPY), in staging-table order.
-STAGE_COLUMNS: list[tuple[str, str]] = [
-    ("vin", "text"), ("stock_number", "text"), ("condition", "text"), ("year", "int2"),
+# (column, PostgreSQL type) in COPY order: the content (copy_body), the scores
+# (copy_scores), where the vehicle came from (copy_line), its content hash.
+BODY_COLUMNS: list[tuple[str, str]] = [
+    ("vin", "text"), ("stock_number", "text"), ("condition", "text"), ("year", "smallint"),
     ("make", "text"), ("model", "text"), ("trim", "text"), ("body_style", "text"),
     ("exterior_color", "text"), ("interior_color", "text"), ("transmission", "text"),
-    ("drivetrain", "text"), ("fuel_type", "text"), ("engine", "text"), ("mileage", "int4"),
+    ("drivetrain", "text"), ("fuel_type", "text"), ("engine", "text"), ("mileage", "integer"),
     ("price", "numeric"), ("msrp", "numeric"), ("currency", "text"), ("availability", "text"),
     ("url", "text"), ("image_urls", "text[]"), ("description", "text"),
-    ("vin_decoded", "jsonb"), ("vin_placeholder", "bool"), ("quality_score", "int2"),
-    ("quality_flags", "text[]"), ("source", "text"), ("source_hash", "text"),
-    ("rules_version", "int2"),
-    ("content_hash", "text"),
+    ("vin_decoded", "jsonb"), ("vin_placeholder", "boolean"),
 ]
+SCORE_COLUMNS: list[tuple[str, str]] = [
+    ("quality_score", "smallint"), ("quality_flags", "text[]"), ("rules_version", "smallint")]
+STAGE_COLUMNS: list[tuple[str, str]] = [
+    *BODY_COLUMNS, *SCORE_COLUMNS, ("source", "text"), ("source_hash", "text"),
+    ("content_hash", "text")]
 _NAMES = [c for c, _ in STAGE_COLUMNS]
-_DECODED = _NAMES.index("vin_decoded")
-_TYPES = [t for _, t in STAGE_COLUMNS]
 _COLS = ", ".join(_NAMES)
 
-_SQL_TYPES = {"int2": "smallint", "int4": "integer", "bool": "boolean"}
+_NULL = "\\N"
+_BODY_TABS = len(BODY_COLUMNS) - 1
+
+
+def _escaped(value: str) -> str:
+    """A value as COPY's text format takes it."""
+    return (value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+            .replace("\t", "\\t"))
+
+
+def _line(values: list[str | None], tabs: int) -> str:
+    """Values (None for NULL) as tab-separated COPY text. Almost no value holds a backslash,
+    tab or line break (the normalizers fold whitespace): one count over the joined line
+    finds those that do, and only their lines are escaped value by value."""
+    line = "\t".join([_NULL if v is None else v for v in values])
+    if (line.count("\\") != values.count(None) or line.count("\t") != tabs
+            or "\n" in line or "\r" in line):
+        line = "\t".join([_NULL if v is None else _escaped(v) for v in values])
+    return line
+
+
+def _array(values: list[str]) -> str:
+    """A text[] literal: every element quoted, quotes and backslashes escaped."""
+    if not values:
+        return "{}"
+    inner = '","'.join(values)
+    if '"' in inner or "\\" in inner:
+        inner = '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return '{"' + inner + '"}'
+
+
+def _json(value: Any, json_of: dict[int, str] | None) -> str:
+    """JSON of a vin_decoded dict, with sorted keys; `json_of` keeps what was made by id
+    (the VIN stage shares one dict among the vehicles with the same decode)."""
+    text = json_of.get(id(value)) if json_of is not None else None
+    if text is None:
+        text = json.dumps(value, sort_keys=True, default=str)
+        if json_of is not None:
+            json_of[id(value)] = text
+    return text
+
+
+def copy_body(v: Vehicle, json_of: dict[int, str] | None = None) -> str:
+    """The COPY text of a vehicle's content (BODY_COLUMNS): everything a store compares but
+    its scores. `json_of`: see _json (its ids are only valid while the vehicles live)."""
+    d = v.__dict__  # the field values themselves: model_dump() costs ~10x more per row
+    year, mileage, price, msrp, decoded = (d["year"], d["mileage"], d["price"], d["msrp"],
+                                           d["vin_decoded"])
+    return _line([
+        d["vin"], d["stock_number"], d["condition"], None if year is None else str(year),
+        d["make"], d["model"], d["trim"], d["body_style"], d["exterior_color"],
+        d["interior_color"], d["transmission"], d["drivetrain"], d["fuel_type"], d["engine"],
+        None if mileage is None else str(mileage), None if price is None else str(price),
+        None if msrp is None else str(msrp), d["currency"], d["availability"], d["url"],
+        _array(d["image_urls"]), d["description"],
+        None if decoded is None else _json(decoded, json_of),
+        "t" if d["vin_placeholder"] else "f"], _BODY_TABS)
+
+
+def copy_scores(v: Vehicle) -> str:
+    """The COPY text of a vehicle's scores (SCORE_COLUMNS)."""
+    d = v.__dict__
+    score, version = d["quality_score"], d["rules_version"]
+    return _line([None if score is None else str(score), _array(d["quality_flags"]),
+                  None if version is None else str(version)], 2)
+
+
+def copy_line(body: str, scores: str, v: Vehicle, content_hash: str) -> str:
+    """A vehicle's whole COPY line (STAGE_COLUMNS) from its parts."""
+    return f"{body}\t{scores}\t{_line([v.source, v.source_hash], 1)}\t{content_hash}"
+
+
 _CREATE_STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_vehicles ("
-    + ", ".join(f"{c} {_SQL_TYPES.get(t, t)}" for c, t in STAGE_COLUMNS)
+    + ", ".join(f"{c} {t}" for c, t in STAGE_COLUMNS)
     + ") ON COMMIT DELETE ROWS"
 )
 
@@ -111,35 +189,21 @@ SELECT (SELECT count(*) FROM stage) AS total,
 """
 
 
-_FIELD_NAMES = _NAMES[:-1]  # every staged column but content_hash is a Vehicle field
-_VIN, _PRICE, _AVAILABILITY = (_NAMES.index(c) for c in ("vin", "price", "availability"))
-
-
-def stage_row(v: Vehicle, content_hash: str, decoded_json: dict[int, str]
-              ) -> tuple[Any, ...]:
-    """A vehicle as the batch writes take it: its values in STAGE_COLUMNS order.
-    `decoded_json`: the JSON of its vin_decoded, by id (store.content_hash made it)."""
-    d = v.__dict__  # the field values themselves: model_dump() costs ~10x more per row
-    row = [d[c] for c in _FIELD_NAMES]
-    row.append(content_hash)
-    decoded = d["vin_decoded"]
-    if decoded is not None:
-        row[_DECODED] = Jsonb(decoded_json[id(decoded)], dumps=str)
-    return tuple(row)
+def _copy_text(lines: Sequence[str], suffix: str = "\n") -> str:
+    """COPY text of whole lines, each ended by `suffix` (its last values and the newline)."""
+    return suffix.join(lines) + suffix
 
 
 def upsert(conn: psycopg.Connection, dealership_id: int, job_id: int,
-           rows: Sequence[tuple[Any, ...]]) -> dict[str, int]:
-    """Write a batch of vehicles (rows from stage_row); returns counts of
+           lines: Sequence[str]) -> dict[str, int]:
+    """Write a batch of vehicles (COPY lines from copy_line); returns counts of
     total/added/changed/... Atomic: the whole batch commits, or none of it does."""
-    if not rows:
+    if not lines:
         return _added(0)
     with conn.transaction():
         conn.execute(_CREATE_STAGE)
-        with conn.cursor().copy(f"COPY stage_vehicles ({_COLS}) FROM STDIN (FORMAT BINARY)") as cp:
-            cp.set_types(_TYPES)
-            for row in rows:
-                cp.write_row(row)
+        with conn.cursor().copy(f"COPY stage_vehicles ({_COLS}) FROM STDIN") as cp:
+            cp.write(_copy_text(lines))
         counts = conn.execute(_UPSERT, {"d": dealership_id, "j": job_id}).fetchone()
     return {k: int(v) for k, v in counts.items()}
 
@@ -149,7 +213,6 @@ def _added(n: int) -> dict[str, int]:
     return {"total": n, "added": n, "changed": 0, "relisted": 0, "price_changed": 0}
 
 
-_INSERT_COLS = "dealership_id, last_job_id, " + _COLS
 _ADDED_EVENTS = """
 INSERT INTO vehicle_events (dealership_id, vin, job_id, kind, new_value)
 SELECT %(d)s, vin, %(j)s, 'added',
@@ -160,28 +223,26 @@ SELECT %(d)s, vin, %(j)s, 'added',
 
 
 def insert_new(conn: psycopg.Connection, dealership_id: int, job_id: int,
-               rows: Sequence[tuple[Any, ...]]) -> dict[str, int] | None:
-    """Write a batch of vehicles (rows from stage_row) the dealership has never listed: one
-    binary COPY straight into vehicles and their 'added' events, no staging and no conflict
-    handling (a first load costs about what a bare COPY does). Atomic. Returns the counts,
-    or None, with nothing written, when some VIN is there already (the caller upserts
-    instead)."""
-    if not rows:
+               lines: Sequence[str], vehicles: Sequence[Vehicle]) -> dict[str, int] | None:
+    """Write a batch of vehicles (COPY lines from copy_line, of `vehicles`) the dealership
+    has never listed: one COPY straight into vehicles and their 'added' events, no staging
+    and no conflict handling (a first load costs about what a bare COPY does). Atomic.
+    Returns the counts, or None, with nothing written, when some VIN is there already (the
+    caller upserts instead)."""
+    if not lines:
         return _added(0)
     try:
         with conn.transaction():
             with conn.cursor().copy(
-                    f"COPY vehicles ({_INSERT_COLS}) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(["int8", "int8", *_TYPES])
-                for row in rows:
-                    cp.write_row((dealership_id, job_id, *row))
+                    f"COPY vehicles ({_COLS}, dealership_id, last_job_id) FROM STDIN") as cp:
+                cp.write(_copy_text(lines, f"\t{int(dealership_id)}\t{int(job_id)}\n"))
             conn.execute(_ADDED_EVENTS, {
-                "d": dealership_id, "j": job_id, "vins": [r[_VIN] for r in rows],
-                "prices": [r[_PRICE] for r in rows],
-                "avail": [r[_AVAILABILITY] for r in rows]})
+                "d": dealership_id, "j": job_id, "vins": [v.vin for v in vehicles],
+                "prices": [v.price for v in vehicles],
+                "avail": [v.availability for v in vehicles]})
     except psycopg.errors.UniqueViolation:
         return None
-    return _added(len(rows))
+    return _added(len(lines))
 
 
 def has_vehicles(conn: psycopg.Connection, dealership_id: int) -> bool:

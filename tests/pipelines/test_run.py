@@ -136,10 +136,11 @@ def test_a_plain_copy_that_meets_a_stored_vin_writes_nothing_and_declines(db, jo
     from pipelines.normalize import normalize
 
     civic = normalize(item(CIVIC))
-    assert vehicles_db.insert_new(db, job.dealership_id, job.id, store.prepare([civic]))
+    assert vehicles_db.insert_new(db, job.dealership_id, job.id, store.prepare([civic]),
+                                 [civic])
     rav4 = normalize(item(RAV4, make="Toyota", model="RAV4"))
     declined = vehicles_db.insert_new(db, job.dealership_id, job.id,
-                                      store.prepare([rav4, civic]))
+                                      store.prepare([rav4, civic]), [rav4, civic])
     assert declined is None
     vins = [r["vin"] for r in db.execute("SELECT vin FROM vehicles")]
     assert vins == [CIVIC]  # the batch's RAV4 went nowhere: the caller upserts it instead
@@ -220,9 +221,54 @@ def test_a_market_median_is_of_a_bounded_sample_of_listings(db, job):
     assert quality_db.price_medians_for(db, [key], min_sample=3, max_sample=2) == {}
 
 
-def test_a_vin_key_gives_its_vin_back():
-    for vin in (CIVIC, RAV4, "00000000000000001", "ZZZZZZZZZZZZZZZZZ", "short-vin"):
-        assert dedup.vin_of_key(dedup.vin_key(vin)) == vin
+def test_vins_only_memory_adds_a_vin_once():
     seen = dedup.VinsOnly()
-    seen.add(CIVIC)
-    assert seen.holds_key(dedup.vin_key(CIVIC)) and not seen.holds_key(dedup.vin_key(RAV4))
+    assert seen.add(CIVIC) and not seen.add(CIVIC)
+    assert CIVIC in seen and RAV4 not in seen and len(seen) == 1
+
+
+# Values COPY's text format must escape, or that look like its markers, in every kind of
+# column the store writes.
+AWKWARD = ["back\\slash", "tab\there", "line\nbreak", "carriage\rreturn", "\\N", "N",
+           'quote"d', "{braces}", "comma, separated", "", " ", "NULL", "ünïcödé ✓", "\\",
+           "trailing\\"]
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["plain COPY", "upsert"])
+def test_every_value_is_written_back_exactly_whatever_its_characters(db, job, fresh):
+    from crawler.db import vehicles as vehicles_db
+    from crawler.models import Vehicle
+
+    vehicles = [
+        Vehicle(vin=f"1HGCM82633A00{i:04d}", source=f"row {i}\t{text}", stock_number=text,
+                trim=text, description=f"{text} in a longer {text} text", url=text or None,
+                make="Honda", model=text, year=2003, mileage=i * 1000,
+                price=Decimal("19999.99") if i % 2 else None, msrp=Decimal("1E+4"),
+                image_urls=[f"https://x.test/{text}.jpg", text, "https://x.test/2.jpg"],
+                vin_decoded={"make": text, "years": [2003], "nested": {text: None}},
+                vin_placeholder=bool(i % 3), quality_score=i, quality_flags=[text, "no_trim"],
+                source_hash=text or None, rules_version=3)
+        for i, text in enumerate(AWKWARD)]
+    if not fresh:  # the upsert path: the dealer has a vehicle already
+        vehicles_db.insert_new(db, job.dealership_id, job.id, store.prepare(vehicles[:1]),
+                               vehicles[:1])
+    counts = store.write(db, job.dealership_id, job.id, store.prepare(vehicles), vehicles,
+                         [], fresh=fresh)
+    assert counts["total" if not fresh else "added"] == len(AWKWARD)
+    stored = {r["vin"]: r for r in db.execute("SELECT * FROM vehicles")}
+    for v in vehicles:
+        row = stored[v.vin]
+        assert {f: row[f] for f in Vehicle.model_fields} == v.model_dump(), v.vin
+        assert row["content_hash"] == content_hash(v)
+
+
+def test_a_content_hash_tells_apart_what_copy_text_would_not():
+    from crawler.models import Vehicle
+
+    base = dict(vin=CIVIC, source="s", make="Honda")
+    hashes = {content_hash(Vehicle(**base, trim=t)) for t in
+              (None, "", "\\N", "N", "a\tb", "a\\tb", "a b")}
+    assert len(hashes) == 7
+    assert content_hash(Vehicle(**base, image_urls=["a,b"])) != content_hash(
+        Vehicle(**base, image_urls=["a", "b"]))
+    assert content_hash(Vehicle(**base, quality_score=1)) != content_hash(Vehicle(**base))
