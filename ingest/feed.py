@@ -91,24 +91,26 @@ def _few_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _load_known(conn: psycopg.Connection, dealership_id: int, known: dict[int, int | str],
+def _load_known(conn: psycopg.Connection, dealership_id: int, known: dict[int, str],
                 unhashed: list[str]) -> None:
-    """Fill `known` (source-row hash -> VIN key) with the dealer's active vehicles, and
-    `unhashed` with the VINs of those without a source-row hash (crawled, say)."""
+    """Fill `known` (source-row hash -> VIN) with the dealer's active vehicles, and
+    `unhashed` with the VINs of those without a source-row hash (crawled, say). The VINs
+    stay strings: turning them into dedup keys here (0.3 s a million) would hold up the
+    start of the run, while the feed loop has time to spare for the rows it skips."""
     for hashes, vins in vehicles_db.source_hashes(conn, dealership_id):
         if None in hashes:
             unhashed.extend(v for h, v in zip(hashes, vins, strict=True) if h is None)
             vins = [v for h, v in zip(hashes, vins, strict=True) if h is not None]
             hashes = [h for h in hashes if h is not None]
-        known.update(zip(hashes, map(dedup.vin_key, vins), strict=True))
+        known.update(zip(hashes, vins, strict=True))
 
 
-def _not_met(known: dict[int, int | str], unhashed: list[str], seen: dedup.VinsOnly
+def _not_met(known: dict[int, str], unhashed: list[str], seen: dedup.VinsOnly
              ) -> list[str]:
     """VINs of the active vehicles a feed run did not meet: those whose source row no row
     carried (the hashes left in `known`) and those without a source-row hash, less every
     VIN a valid row of the run carried (a re-priced row's vehicle left its old hash)."""
-    out = [dedup.vin_of_key(key) for key in known.values() if not seen.holds_key(key)]
+    out = [vin for vin in known.values() if vin not in seen]
     out.extend(vin for vin in unhashed if vin not in seen)
     return out
 
@@ -173,7 +175,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     plans: dict[tuple, mapping_mod.Plan] = {}
     spec: dict[str, Any] | None = None
     mapping_name = ""
-    known: dict[int, int | str] = {}  # source-row hash -> VIN key (dedup.vin_key)
+    known: dict[int, str] = {}  # source-row hash -> VIN
     unhashed: list[str] = []  # VINs of active vehicles without a source-row hash
     row_hash: Callable[[dict], int] | None = None
     text_hash: Callable[[str], int] | None = None
@@ -195,10 +197,10 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
         """Whether a CSV line is a record the stored inventory came from (then skipped)."""
         if not known or text_hash is None:
             return False
-        key = known.pop(text_hash(line.rstrip("\r\n")), None)
-        if key is None:
+        vin = known.pop(text_hash(line.rstrip("\r\n")), None)
+        if vin is None:
             return False
-        skipped[0 if seen.add_key(key) else 1] += 1
+        skipped[0 if seen.add(vin) else 1] += 1
         return True
 
     def stage(work: list[workers.Work]) -> None:
@@ -259,9 +261,9 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                     plan = plans[keys] = mapping_mod.Plan(spec, list(keys))
                     unknown.update(dict.fromkeys(plan.unknown))
                 h = text_hash(row.text) if type(row) is CsvRow else row_hash(row)
-                key = known.pop(h, None)  # what is left at the end was not seen
-                if key is not None:
-                    if seen.add_key(key):
+                vin = known.pop(h, None)  # what is left at the end was not seen
+                if vin is not None:
+                    if seen.add(vin):
                         fast += 1
                     else:
                         duplicates += 1

@@ -60,20 +60,6 @@ def vin_key(vin: str) -> int | str:
     return vin
 
 
-_BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def vin_of_key(key: int | str) -> str:
-    """The (upper-case) VIN a vin_key stands for."""
-    if isinstance(key, str):
-        return key
-    out = []
-    for _ in range(17):
-        key, digit = divmod(key, 36)
-        out.append(_BASE36[digit])
-    return "".join(reversed(out))
-
-
 class VinsOnly:
     """A `seen` map that remembers VINs but not vehicles (flat memory for huge feeds): a
     VIN that is 17 ASCII letters and digits, as every valid one is, is kept as the integer
@@ -103,14 +89,7 @@ class VinsOnly:
 
     def add(self, vin: str) -> bool:
         """Remember a VIN; False if it was remembered already (one conversion, not two)."""
-        return self.add_key(vin_key(vin))
-
-    def holds_key(self, key: int | str) -> bool:
-        """`in` for a VIN already turned into its key (vin_key)."""
-        return key in self._keys
-
-    def add_key(self, key: int | str) -> bool:
-        """`add` for a VIN already turned into its key (vin_key)."""
+        key = vin_key(vin)
         if key in self._keys:
             return False
         self._keys.add(key)
