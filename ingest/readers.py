@@ -12,6 +12,7 @@ import csv
 import io
 import itertools
 import json
+import operator
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -76,34 +77,45 @@ def _delimiter(first_line: str) -> str:
 
 
 class CsvRow(dict):
-    """A CSV row: its fields by header name, and `text`, the record as it stands in the file
-    (without its line terminator), which the feed's fast path hashes."""
+    """A CSV row: its fields by header name; `text`, the record as it stands in the file
+    (without its line terminator); `raw`, the same as read (bytes, when the file's lines
+    were split as bytes), which the feed's fast path hashes."""
 
-    __slots__ = ("text",)
+    __slots__ = ("text", "raw")
 
 
-def read_csv(stream: io.TextIOBase, delimiter: str | None = None,
-             unchanged: Callable[[str], bool] | None = None,
-             info: dict | None = None) -> Iterator[Row]:
+def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = None,
+             unchanged: Callable[[str | bytes], bool] | None = None,
+             info: dict | None = None, encoding: tuple[str, str] | None = None
+             ) -> Iterator[Row]:
     """Rows of a delimited file as `CsvRow`s keyed by its header (any delimiter, quoted
     fields with embedded newlines). Rows with more or fewer fields than the header are
-    unreadable.
+    unreadable. `stream` is text, or bytes whose lines are decoded one by one with
+    `encoding` (codec, error handler): see streams.byte_lines.
 
-    `unchanged(line)`, when given, is asked about each record's first line before anything
-    parses it; a record it recognises (see ingest.feed: the line is, byte for byte, a record
-    the dealer's stored inventory came from, so it is a whole record) is yielded as
-    (number, None) without being parsed. Every other record is parsed exactly, however many
-    lines it spans. `info`, when given, receives the delimiter."""
+    `unchanged(line)`, when given, is asked about each record's first line (as read, bytes
+    or text, without its line terminator) before anything decodes or parses it; a record it
+    recognises (see ingest.feed: the line is, byte for byte, a record the dealer's stored
+    inventory came from, so it is a whole record) is yielded as (number, None) without
+    being parsed. Every other record is parsed exactly, however many lines it spans.
+    `info`, when given, receives the delimiter."""
     limit = get_settings().feed_max_record_chars
     csv.field_size_limit(limit)
-    first = stream.readline(limit)
+    decode = None if encoding is None else operator.methodcaller("decode", *encoding)
+    eol = "\r\n" if decode is None else b"\r\n"
+    if decode is None:
+        first, lines = stream.readline(limit), iter(stream)
+    else:
+        lines = streams.lines(stream)
+        first = next(lines, b"")
     if delimiter is None:
-        delimiter = _delimiter(first)
+        delimiter = _delimiter(first if decode is None else decode(first))
     if info is not None:
         info["delimiter"] = delimiter
-    lines = itertools.chain((first,), stream)
-    ahead: list[str] = []  # the line the loop read first, for the parser to take
-    taken: list[str] = []  # the lines of the record being parsed
+    lines = itertools.chain((first,), lines)
+    ahead: list = []  # the line the loop read first, for the parser to take
+    taken: list = []  # the lines of the record being parsed, as read
+    texts: list[str] = []  # the same, decoded
 
     def source() -> Iterator[str]:
         while True:
@@ -111,7 +123,9 @@ def read_csv(stream: io.TextIOBase, delimiter: str | None = None,
             if line is None:
                 return
             taken.append(line)
-            yield line
+            text = line if decode is None else decode(line)
+            texts.append(text)
+            yield text
 
     reader = csv.reader(source(), delimiter=delimiter, strict=True)
     try:
@@ -123,13 +137,14 @@ def read_csv(stream: io.TextIOBase, delimiter: str | None = None,
     width = len(header)
     number, line_no = 0, len(taken)
     for line in lines:
-        if unchanged is not None and unchanged(line):
+        if unchanged is not None and unchanged(line.rstrip(eol)):
             number += 1
             line_no += 1
             yield number, None
             continue
         ahead.append(line)
         taken.clear()
+        texts.clear()
         start = line_no + 1
         try:
             values = next(reader)
@@ -137,7 +152,7 @@ def read_csv(stream: io.TextIOBase, delimiter: str | None = None,
             line_no += len(taken)
             number += 1
             at_end = "unexpected end of data" in str(exc)
-            yield number, Unreadable(f"line {start}: {exc}", raw="".join(taken)[:10_000],
+            yield number, Unreadable(f"line {start}: {exc}", raw="".join(texts)[:10_000],
                                      fatal=at_end)
             if at_end:
                 return
@@ -152,7 +167,12 @@ def read_csv(stream: io.TextIOBase, delimiter: str | None = None,
                 raw=delimiter.join(values)[:10_000])
             continue
         row = CsvRow(zip(header, values, strict=False))
-        row.text = (line if len(taken) == 1 else "".join(taken)).rstrip("\r\n")
+        if len(taken) == 1:
+            row.raw = line.rstrip(eol)
+            row.text = row.raw if decode is None else texts[0].rstrip("\r\n")
+        else:
+            row.raw = line[:0].join(taken).rstrip(eol)
+            row.text = "".join(texts).rstrip("\r\n")
         yield number, row
 
 
@@ -373,11 +393,19 @@ def read(path: Path, fmt: str | None = None, info: dict | None = None,
         if fmt == "xml":
             yield from xml_reader.read_xml(binary)
             return
+        delimiter = "\t" if fmt == "tsv" else None
+        split = streams.byte_lines(binary) if fmt in ("csv", "tsv") else None
+        if split is not None:
+            lines, encoding, errors = split
+            if info is not None:
+                info["encoding"] = encoding
+            yield from read_csv(lines, delimiter, unchanged, info, (encoding, errors))
+            return
         text, encoding = streams.text_stream(binary)
         if info is not None:
             info["encoding"] = encoding
         if fmt in ("csv", "tsv"):
-            yield from read_csv(text, "\t" if fmt == "tsv" else None, unchanged, info)
+            yield from read_csv(text, delimiter, unchanged, info)
         elif fmt == "json":
             yield from read_json(text)
         else:

@@ -177,6 +177,44 @@ class _NulFreeText(io.TextIOBase):
         return self._inner.readline(size).replace("\x00", "")
 
 
+def byte_lines(binary: io.BufferedReader) -> tuple[io.BufferedReader, str, str] | None:
+    """A feed's bytes to be split into lines as bytes, each decoded on its own: (NUL-free
+    bytes, codec, error handler), BOM skipped. None when its lines cannot be found in its
+    bytes (UTF-16; lines ended by a carriage return alone, as old Mac exports are): read
+    it through text_stream then.
+
+    A feed read this way is only decoded where a row is parsed: a re-ingest's unchanged
+    rows are recognised by their bytes (see ingest.readers.read_csv). Split it with
+    `lines`."""
+    head = binary.peek(HEAD_BYTES)[:HEAD_BYTES]
+    encoding, bom = detect_encoding(head)
+    if encoding == "utf-16":
+        return None
+    if bom:
+        binary.read(bom)
+    errors = "forecourt-cp1252" if encoding == "utf-8" else "replace"
+    return io.BufferedReader(NulFree(binary), CHUNK_BYTES), encoding, errors
+
+
+def lines(stream: io.BufferedReader) -> Iterator[bytes]:
+    """The lines of a byte stream, each with its terminator, ended by a line feed, a carriage
+    return and line feed, or a carriage return alone (as a text stream with universal
+    newlines splits them, and so as the csv module expects). Split a chunk at a time."""
+    rest = b""
+    while True:
+        chunk = stream.read(CHUNK_BYTES)
+        if not chunk:
+            if rest:
+                yield rest
+            return
+        split = (rest + chunk if rest else chunk).splitlines(keepends=True)
+        rest = split.pop()
+        if rest.endswith(b"\n"):  # else unfinished, or a CR whose LF may come next
+            split.append(rest)
+            rest = b""
+        yield from split
+
+
 def text_stream(binary: io.BufferedReader) -> tuple[io.TextIOBase, str]:
     """Decode a feed's bytes; returns the text stream and the encoding detected."""
     head = binary.peek(HEAD_BYTES)[:HEAD_BYTES]

@@ -69,11 +69,11 @@ def test_records_the_caller_recognises_are_skipped_unparsed_and_the_rest_parsed_
             'A5,Base,last')
     path = tmp_path / "f.csv"
     path.write_bytes(text.encode())
-    asked: list[str] = []
+    asked: list[bytes] = []
 
     def unchanged(line):
         asked.append(line)
-        return line.startswith("A1") or line.startswith("A5")
+        return line.startswith((b"A1", b"A5"))
 
     rows = list(readers.read(path, unchanged=unchanged))
     assert [n for n, _ in rows] == [1, 2, 3, 4, 5]
@@ -82,10 +82,41 @@ def test_records_the_caller_recognises_are_skipped_unparsed_and_the_rest_parsed_
     assert a2 == {"VIN": "A2", "Trim": '20" wheels', "Description": "one line"}
     assert a3["Description"] == "two\r\nlines" and a4["Description"] == "opens\r\nand closes"
     # what the fast path hashes: the record as written, without its line terminator
-    assert a2.text == 'A2,20" wheels,one line'
+    assert a2.raw == b'A2,20" wheels,one line' and a2.text == 'A2,20" wheels,one line'
+    assert a4.raw == b'A4,5" lift,"opens\r\nand closes"'
     assert a4.text == 'A4,5" lift,"opens\r\nand closes"'
-    # asked once per record, with its first line; never about a continuation line
-    assert [a[:2] for a in asked] == ["A1", "A2", "A3", "A4", "A5"]
+    # asked once per record, with its first line's bytes; never about a continuation line
+    assert asked == [b"A1,Base,plain", b'A2,20" wheels,one line', b'A3,Sport,"two',
+                     b'A4,5" lift,"opens', b"A5,Base,last"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252", "utf-16"])
+@pytest.mark.parametrize("eol", ["\n", "\r\n", "\r"], ids=["LF", "CRLF", "CR"])
+def test_records_read_the_same_whatever_the_encoding_and_line_ends(tmp_path, encoding, eol):
+    # the same rows, with a multi-line quoted field; line ends mixed in the last case
+    lines = ["VIN,Make,Notes", "A1,Škoda,plain", 'A2,Citroën,"two', 'lines"', "A3,Ford,last"]
+    path = tmp_path / "f.csv"
+    path.write_bytes(eol.join(lines).encode(encoding) + b"\r\n" + "A4,Kia,x\n".encode(encoding)
+                     if encoding != "utf-16" else eol.join(lines).encode(encoding))
+    info: dict = {}
+    rows = [r for _, r in readers.read(path, info=info)]
+    assert [(r["VIN"], r["Make"]) for r in rows][:3] == [("A1", "Škoda"), ("A2", "Citroën"),
+                                                         ("A3", "Ford")]
+    assert rows[1]["Notes"] == f"two{eol}lines" and info["encoding"] == encoding
+    assert len(rows) == (3 if encoding == "utf-16" else 4)
+
+
+def test_byte_lines_split_as_universal_newlines_across_chunk_boundaries():
+    import io
+
+    from ingest import streams
+
+    # a CR LF cut between two chunks is one line end; a lone CR ends a line
+    pieces = [b"a" * (streams.CHUNK_BYTES - 1) + b"\r", b"\nb\rc\r\n", b"d"]
+    data = b"".join(pieces)
+    got = list(streams.lines(io.BufferedReader(io.BytesIO(data), streams.CHUNK_BYTES)))
+    assert got == [b"a" * (streams.CHUNK_BYTES - 1) + b"\r\n", b"b\r", b"c\r\n", b"d"]
+    assert list(streams.lines(io.BytesIO(b""))) == []
 
 
 def test_tsv_by_extension(tmp_path):
