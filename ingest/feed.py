@@ -2,15 +2,15 @@
 the rest, settle the run.
 
 Fast path: every source row is hashed (xxh3, 64 bits, seeded by the mapping in use and
-PIPELINE_VERSION): a CSV record as the text it is in the file, any other row as its
-values. The dealer's active vehicles' row hashes are loaded once per run into a dict of
-ints (hash -> VIN as dedup keeps it, about 120 bytes a vehicle); a row whose hash is in it
-is the very row that produced a stored vehicle, so its hash is struck from the dict and its
-VIN remembered for dedup: no validation, no write, not even a "seen" row. A CSV record is
-looked up before it is parsed (its first line is hashed; a line that is a stored record is
-a whole record), so an unchanged CSV row costs a hash and a dict look-up. The hashes left
-when the feed ends name the vehicles no row carried; settling the run removes those
-(unless written).
+PIPELINE_VERSION): a CSV record as it is in the file (its bytes, or for UTF-16 its text),
+any other row as its values. The dealer's active vehicles' row hashes are loaded once per
+run into a dict of ints (hash -> VIN as dedup keeps it, about 120 bytes a vehicle); a row
+whose hash is in it is the very row that produced a stored vehicle, so its hash is struck
+from the dict and its VIN remembered for dedup: no validation, no write, not even a "seen"
+row. A CSV record is looked up before it is decoded or parsed (its first line's bytes are
+hashed; a line that is a stored record is a whole record), so an unchanged CSV row costs a
+hash and a dict look-up. The hashes left when the feed ends name the vehicles no row
+carried; settling the run removes those (unless written).
 Everything else goes through normalize, validate, VIN, dedup, quality and store like crawled
 items, and store writes the row hash with the vehicle.
 """
@@ -54,10 +54,10 @@ MAX_UNKNOWN_LISTED = 50
 
 
 def _hashers(spec: dict[str, Any], columns: list[str]
-             ) -> tuple[Callable[[dict], int], Callable[[str], int]]:
-    """(hash of a row's values, hash of a CSV record's text): 64-bit xxh3 (a fifth of
-    blake2b's cost, which was a third of an unchanged row's), seeded by the mapping in use,
-    PIPELINE_VERSION and the columns."""
+             ) -> tuple[Callable[[dict], int], Callable[[str | bytes], int]]:
+    """(hash of a row's values, hash of a CSV record as read, bytes or text): 64-bit xxh3 (a
+    fifth of blake2b's cost, which was a third of an unchanged row's), seeded by the mapping
+    in use, PIPELINE_VERSION and the columns."""
     seed = int.from_bytes(hashlib.blake2b(
         "\x1e".join([PIPELINE_VERSION, json.dumps(spec, sort_keys=True, default=str),
                      *columns]).encode(), digest_size=8).digest(), "big")
@@ -70,8 +70,8 @@ def _hashers(spec: dict[str, Any], columns: list[str]
             text = json.dumps(row, ensure_ascii=False, default=str)
         return xxh3(text.encode(), seed)
 
-    def text_hash(text: str) -> int:
-        return xxh3(text.encode(), seed)
+    def text_hash(raw: str | bytes) -> int:
+        return xxh3(raw if raw.__class__ is bytes else raw.encode(), seed)
     return row_hash, text_hash
 
 
@@ -91,26 +91,24 @@ def _few_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _load_known(conn: psycopg.Connection, dealership_id: int, known: dict[int, str],
+def _load_known(conn: psycopg.Connection, dealership_id: int, known: dict[int, int | str],
                 unhashed: list[str]) -> None:
-    """Fill `known` (source-row hash -> VIN) with the dealer's active vehicles, and
-    `unhashed` with the VINs of those without a source-row hash (crawled, say). The VINs
-    stay strings: turning them into dedup keys here (0.3 s a million) would hold up the
-    start of the run, while the feed loop has time to spare for the rows it skips."""
+    """Fill `known` (source-row hash -> VIN key) with the dealer's active vehicles, and
+    `unhashed` with the VINs of those without a source-row hash (crawled, say)."""
     for hashes, vins in vehicles_db.source_hashes(conn, dealership_id):
         if None in hashes:
             unhashed.extend(v for h, v in zip(hashes, vins, strict=True) if h is None)
             vins = [v for h, v in zip(hashes, vins, strict=True) if h is not None]
             hashes = [h for h in hashes if h is not None]
-        known.update(zip(hashes, vins, strict=True))
+        known.update(zip(hashes, dedup.vin_keys(vins), strict=True))
 
 
-def _not_met(known: dict[int, str], unhashed: list[str], seen: dedup.VinsOnly
+def _not_met(known: dict[int, int | str], unhashed: list[str], seen: dedup.VinsOnly
              ) -> list[str]:
     """VINs of the active vehicles a feed run did not meet: those whose source row no row
     carried (the hashes left in `known`) and those without a source-row hash, less every
     VIN a valid row of the run carried (a re-priced row's vehicle left its old hash)."""
-    out = [vin for vin in known.values() if vin not in seen]
+    out = [dedup.vin_of_key(key) for key in known.values() if not seen.holds_key(key)]
     out.extend(vin for vin in unhashed if vin not in seen)
     return out
 
@@ -175,7 +173,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     plans: dict[tuple, mapping_mod.Plan] = {}
     spec: dict[str, Any] | None = None
     mapping_name = ""
-    known: dict[int, str] = {}  # source-row hash -> VIN
+    known: dict[int, int | str] = {}  # source-row hash -> VIN key (dedup.vin_key)
     unhashed: list[str] = []  # VINs of active vehicles without a source-row hash
     row_hash: Callable[[dict], int] | None = None
     text_hash: Callable[[str], int] | None = None
@@ -193,14 +191,15 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     aheads = _Aheads()
     layout: workers.CsvLayout | None = None  # a CSV feed's, once rows go to the workers
 
-    def unchanged(line: str) -> bool:
-        """Whether a CSV line is a record the stored inventory came from (then skipped)."""
+    def unchanged(line: str | bytes) -> bool:
+        """Whether a CSV line (without its terminator) is a record the stored inventory came
+        from (then skipped)."""
         if not known or text_hash is None:
             return False
-        vin = known.pop(text_hash(line.rstrip("\r\n")), None)
-        if vin is None:
+        key = known.pop(text_hash(line), None)
+        if key is None:
             return False
-        skipped[0 if seen.add(vin) else 1] += 1
+        skipped[0 if seen.add_key(key) else 1] += 1
         return True
 
     def stage(work: list[workers.Work]) -> None:
@@ -260,10 +259,10 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 if plan is None:
                     plan = plans[keys] = mapping_mod.Plan(spec, list(keys))
                     unknown.update(dict.fromkeys(plan.unknown))
-                h = text_hash(row.text) if type(row) is CsvRow else row_hash(row)
-                vin = known.pop(h, None)  # what is left at the end was not seen
-                if vin is not None:
-                    if seen.add(vin):
+                h = text_hash(row.raw) if type(row) is CsvRow else row_hash(row)
+                key = known.pop(h, None)  # what is left at the end was not seen
+                if key is not None:
+                    if seen.add_key(key):
                         fast += 1
                     else:
                         duplicates += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import repeat
+
 from crawler.models import Vehicle
 
 
@@ -60,6 +62,30 @@ def vin_key(vin: str) -> int | str:
     return vin
 
 
+def vin_keys(vins: list[str]) -> list[int | str]:
+    """[vin_key(v) for v in vins], at a third of the cost when every VIN is 17 ASCII
+    letters and digits (as a dealer's stored VINs are): converted in one pass."""
+    if vins and min(map(len, vins)) == 17 == max(map(len, vins)):
+        joined = "".join(vins)
+        if joined.isascii() and joined.isalnum():
+            return list(map(int, vins, repeat(36)))
+    return list(map(vin_key, vins))
+
+
+_BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def vin_of_key(key: int | str) -> str:
+    """The (upper-case) VIN a vin_key stands for."""
+    if isinstance(key, str):
+        return key
+    out = []
+    for _ in range(17):
+        key, digit = divmod(key, 36)
+        out.append(_BASE36[digit])
+    return "".join(reversed(out))
+
+
 class VinsOnly:
     """A `seen` map that remembers VINs but not vehicles (flat memory for huge feeds): a
     VIN that is 17 ASCII letters and digits, as every valid one is, is kept as the integer
@@ -89,7 +115,14 @@ class VinsOnly:
 
     def add(self, vin: str) -> bool:
         """Remember a VIN; False if it was remembered already (one conversion, not two)."""
-        key = vin_key(vin)
+        return self.add_key(vin_key(vin))
+
+    def holds_key(self, key: int | str) -> bool:
+        """`in` for a VIN already turned into its key (vin_key)."""
+        return key in self._keys
+
+    def add_key(self, key: int | str) -> bool:
+        """`add` for a VIN already turned into its key (vin_key)."""
         if key in self._keys:
             return False
         self._keys.add(key)

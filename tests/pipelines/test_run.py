@@ -221,10 +221,19 @@ def test_a_market_median_is_of_a_bounded_sample_of_listings(db, job):
     assert quality_db.price_medians_for(db, [key], min_sample=3, max_sample=2) == {}
 
 
-def test_vins_only_memory_adds_a_vin_once():
+def test_a_vin_key_gives_its_vin_back():
+    for vin in (CIVIC, RAV4, "00000000000000001", "ZZZZZZZZZZZZZZZZZ", "short-vin"):
+        assert dedup.vin_of_key(dedup.vin_key(vin)) == vin
     seen = dedup.VinsOnly()
-    assert seen.add(CIVIC) and not seen.add(CIVIC)
-    assert CIVIC in seen and RAV4 not in seen and len(seen) == 1
+    seen.add(CIVIC)
+    assert seen.holds_key(dedup.vin_key(CIVIC)) and not seen.holds_key(dedup.vin_key(RAV4))
+
+
+@pytest.mark.parametrize("vins", [
+    [CIVIC, RAV4], [CIVIC, "short"], [CIVIC, "19XFC2F7XME10451-"], [CIVIC, "19XFC2F7XME10451١"],
+    [CIVIC, "19xfc2f7xme104512"], [], ["0" * 17, "0" * 16 + "1"]])
+def test_vin_keys_in_bulk_are_the_keys_one_by_one(vins):
+    assert dedup.vin_keys(vins) == [dedup.vin_key(v) for v in vins]
 
 
 # Values COPY's text format must escape, or that look like its markers, in every kind of
