@@ -2,8 +2,8 @@
 the rest, settle the run.
 
 Fast path: every source row is hashed (xxh3, 64 bits, seeded by the mapping in use and
-PIPELINE_VERSION): a CSV record as it is in the file (its bytes, or for UTF-16 its text),
-any other row as its values. The dealer's active vehicles' row hashes are loaded once per
+PIPELINE_VERSION): a CSV record as it is in the file (its bytes; for UTF-16, its text as
+UTF-8), any other row as its values. The dealer's active vehicles' row hashes are loaded once per
 run into a dict of ints (hash -> VIN as dedup keeps it, about 120 bytes a vehicle); a row
 whose hash is in it is the very row that produced a stored vehicle, so its hash is struck
 from the dict and its VIN remembered for dedup: no validation, no write, not even a "seen"
@@ -54,10 +54,10 @@ MAX_UNKNOWN_LISTED = 50
 
 
 def _hashers(spec: dict[str, Any], columns: list[str]
-             ) -> tuple[Callable[[dict], int], Callable[[str | bytes], int]]:
-    """(hash of a row's values, hash of a CSV record as read, bytes or text): 64-bit xxh3 (a
-    fifth of blake2b's cost, which was a third of an unchanged row's), seeded by the mapping
-    in use, PIPELINE_VERSION and the columns."""
+             ) -> tuple[Callable[[dict], int], Callable[[bytes], int]]:
+    """(hash of a row's values, hash of a CSV record's bytes): 64-bit xxh3 (a fifth of
+    blake2b's cost, which was a third of an unchanged row's), seeded by the mapping in use,
+    PIPELINE_VERSION and the columns."""
     seed = int.from_bytes(hashlib.blake2b(
         "\x1e".join([PIPELINE_VERSION, json.dumps(spec, sort_keys=True, default=str),
                      *columns]).encode(), digest_size=8).digest(), "big")
@@ -70,9 +70,7 @@ def _hashers(spec: dict[str, Any], columns: list[str]
             text = json.dumps(row, ensure_ascii=False, default=str)
         return xxh3(text.encode(), seed)
 
-    def text_hash(raw: str | bytes) -> int:
-        return xxh3(raw if raw.__class__ is bytes else raw.encode(), seed)
-    return row_hash, text_hash
+    return row_hash, partial(xxh3, seed=seed)
 
 
 @contextmanager
@@ -176,7 +174,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     known: dict[int, int | str] = {}  # source-row hash -> VIN key (dedup.vin_key)
     unhashed: list[str] = []  # VINs of active vehicles without a source-row hash
     row_hash: Callable[[dict], int] | None = None
-    text_hash: Callable[[str], int] | None = None
+    text_hash: Callable[[bytes], int] | None = None
     skipped = [0, 0]  # CSV records the reader skipped: VINs new to the run, duplicates
     unknown: dict[str, None] = {}
     seen = run.seen
@@ -191,7 +189,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     aheads = _Aheads()
     layout: workers.CsvLayout | None = None  # a CSV feed's, once rows go to the workers
 
-    def unchanged(line: str | bytes) -> bool:
+    def unchanged(line: bytes) -> bool:
         """Whether a CSV line (without its terminator) is a record the stored inventory came
         from (then skipped)."""
         if not known or text_hash is None:

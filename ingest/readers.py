@@ -78,8 +78,8 @@ def _delimiter(first_line: str) -> str:
 
 class CsvRow(dict):
     """A CSV row: its fields by header name; `text`, the record as it stands in the file
-    (without its line terminator); `raw`, the same as read (bytes, when the file's lines
-    were split as bytes), which the feed's fast path hashes."""
+    (without its line terminator); `raw`, its bytes (those read, or for a text stream the
+    text as UTF-8), which the feed's fast path hashes."""
 
     __slots__ = ("text", "raw")
 
@@ -93,8 +93,9 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
     unreadable. `stream` is text, or bytes whose lines are decoded one by one with
     `encoding` (codec, error handler): see streams.byte_lines.
 
-    `unchanged(line)`, when given, is asked about each record's first line (as read, bytes
-    or text, without its line terminator) before anything decodes or parses it; a record it
+    `unchanged(line)`, when given, is asked about each record's first line (its bytes as
+    read, or a text stream's line encoded as UTF-8, without its line terminator) before
+    anything decodes or parses it; a record it
     recognises (see ingest.feed: the line is, byte for byte, a record the dealer's stored
     inventory came from, so it is a whole record) is yielded as (number, None) without
     being parsed. Every other record is parsed exactly, however many lines it spans.
@@ -137,7 +138,8 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
     width = len(header)
     number, line_no = 0, len(taken)
     for line in lines:
-        if unchanged is not None and unchanged(line.rstrip(eol)):
+        if unchanged is not None and unchanged(
+                line.rstrip(eol) if decode is not None else line.rstrip(eol).encode()):
             number += 1
             line_no += 1
             yield number, None
@@ -167,12 +169,13 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
                 raw=delimiter.join(values)[:10_000])
             continue
         row = CsvRow(zip(header, values, strict=False))
-        if len(taken) == 1:
-            row.raw = line.rstrip(eol)
-            row.text = row.raw if decode is None else texts[0].rstrip("\r\n")
+        if decode is None:  # a text stream's
+            row.text = (line if len(taken) == 1 else "".join(taken)).rstrip(eol)
+            row.raw = row.text.encode()
+        elif len(taken) == 1:
+            row.raw, row.text = line.rstrip(eol), texts[0].rstrip("\r\n")
         else:
-            row.raw = line[:0].join(taken).rstrip(eol)
-            row.text = "".join(texts).rstrip("\r\n")
+            row.raw, row.text = b"".join(taken).rstrip(eol), "".join(texts).rstrip("\r\n")
         yield number, row
 
 

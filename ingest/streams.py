@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
+import itertools
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -199,20 +200,25 @@ def byte_lines(binary: io.BufferedReader) -> tuple[io.BufferedReader, str, str] 
 def lines(stream: io.BufferedReader) -> Iterator[bytes]:
     """The lines of a byte stream, each with its terminator, ended by a line feed, a carriage
     return and line feed, or a carriage return alone (as a text stream with universal
-    newlines splits them, and so as the csv module expects). Split a chunk at a time."""
+    newlines splits them, and so as the csv module expects). Split a chunk at a time, and
+    walked without resuming a generator per line."""
+    return itertools.chain.from_iterable(_line_chunks(stream))
+
+
+def _line_chunks(stream: io.BufferedReader) -> Iterator[list[bytes]]:
     rest = b""
     while True:
         chunk = stream.read(CHUNK_BYTES)
         if not chunk:
             if rest:
-                yield rest
+                yield [rest]
             return
         split = (rest + chunk if rest else chunk).splitlines(keepends=True)
         rest = split.pop()
         if rest.endswith(b"\n"):  # else unfinished, or a CR whose LF may come next
             split.append(rest)
             rest = b""
-        yield from split
+        yield split
 
 
 def text_stream(binary: io.BufferedReader) -> tuple[io.TextIOBase, str]:
