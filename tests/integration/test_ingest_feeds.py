@@ -480,15 +480,47 @@ def test_known_source_hashes_stream_in_groups_of_ids(db, tmp_path):
     ids = [r["id"] >> 16 for r in db.execute(
         "SELECT id FROM vehicles WHERE dealership_id = %s", (d.id,))]
     assert len(set(ids)) == 2  # two groups, so two streamed rows
-    groups = list(vehicles_db.source_hashes(db, d.id))
+    groups = list(vehicles_db.source_hashes(db, d.id, by_blocks=False))
     assert len(groups) == 2
     known = {h: vin for hashes, vins in groups for h, vin in zip(hashes, vins, strict=True)}
+    by_blocks = list(vehicles_db.source_hashes(db, d.id, by_blocks=True))
+    assert {h: vin for hashes, vins in by_blocks
+            for h, vin in zip(hashes, vins, strict=True)} == known
     stored = {r["source_hash"]: r["vin"] for r in db.execute(
         "SELECT source_hash, vin FROM vehicles WHERE dealership_id = %s", (d.id,))}
     assert {f"{h:016x}": vin for h, vin in known.items()} == stored
     assert len(stored) == 20
     again = ingest(db, d, write_csv(tmp_path / "c.csv", rows))
     assert again.counters["unchanged"] == 20
+
+
+def test_known_hashes_are_read_by_block_ranges_only_for_a_dealer_that_fills_the_table(db):
+    """A dealer holding most of vehicles is read a sixteenth of the table at a time, every
+    vehicle once, from one snapshot; a small dealer among many through its index."""
+    from crawler.db import vehicles as vehicles_db
+
+    big, small = dealer(db, "big"), dealer(db, "small")
+    for d, n in ((big, 30_000), (small, 20)):
+        db.execute(
+            "INSERT INTO vehicles (dealership_id, vin, content_hash, source_hash)"
+            " SELECT %s, %s || lpad(i::text, 12, '0'), 'c',"
+            " CASE WHEN i %% 7 = 0 THEN NULL ELSE lpad(to_hex(i), 16, '0') END"
+            " FROM generate_series(1, %s) i", (d.id, d.slug[:5].upper().ljust(5, "X"), n))
+    db.execute("UPDATE vehicles SET status = 'removed' WHERE vin LIKE '%%00000000005'")
+    db.execute("ANALYZE vehicles")
+    for d in (big, small):
+        expected = {r["vin"]: r["source_hash"] for r in db.execute(
+            "SELECT vin, source_hash FROM vehicles WHERE dealership_id = %s"
+            " AND status = 'active'", (d.id,))}
+        for way in (None, True, False):
+            got = [(vin, None if h is None else f"{h:016x}")
+                   for hashes, vins in vehicles_db.source_hashes(db, d.id, by_blocks=way)
+                   for h, vin in zip(hashes, vins, strict=True)]
+            assert len(got) == len(expected) and dict(got) == expected, (d.slug, way)
+    plan = {d.slug: vehicles_db._reads_every_row(list(db.execute(
+        f"EXPLAIN (FORMAT JSON) {vehicles_db._KNOWN_BY_IDS}", {"d": d.id}).fetchone().values()))
+        for d in (big, small)}
+    assert plan == {"big": True, "small": False}
 
 
 def test_look_ups_are_read_ahead_for_a_staged_chunk_and_dropped_when_too_late(db):
