@@ -3,14 +3,14 @@ the rest, settle the run.
 
 Fast path: every source row is hashed (xxh3, 64 bits, seeded by the mapping in use and
 PIPELINE_VERSION): a CSV record as it is in the file (its bytes; for UTF-16, its text as
-UTF-8), any other row as its values. The dealer's active vehicles' row hashes are loaded once per
-run into a dict of ints (hash -> VIN as dedup keeps it, about 120 bytes a vehicle); a row
-whose hash is in it is the very row that produced a stored vehicle, so its hash is struck
-from the dict and its VIN remembered for dedup: no validation, no write, not even a "seen"
-row. A CSV record is looked up before it is decoded or parsed (its first line's bytes are
-hashed; a line that is a stored record is a whole record), so an unchanged CSV row costs a
-hash and a dict look-up. The hashes left when the feed ends name the vehicles no row
-carried; settling the run removes those (unless written).
+UTF-8), any other row as its values. The dealer's active vehicles' row hashes are loaded
+once per run into a dict of ints (hash -> VIN as dedup keeps it, about 120 bytes a
+vehicle); a row whose hash is in it is the very row that produced a stored vehicle, so its
+hash is struck from the dict and its VIN remembered for dedup: no validation, no write, not
+even a "seen" row. A CSV record is looked up before it is decoded or parsed (its first
+line's bytes are hashed; a line that is a stored record is a whole record), so an
+unchanged CSV row costs a hash and a dict look-up. The hashes left when the feed ends name
+the vehicles no row carried; settling the run removes those (unless written).
 Everything else goes through normalize, validate, VIN, dedup, quality and store like crawled
 items, and store writes the row hash with the vehicle.
 """

@@ -180,9 +180,8 @@ class _NulFreeText(io.TextIOBase):
 
 def byte_lines(binary: io.BufferedReader) -> tuple[io.BufferedReader, str, str] | None:
     """A feed's bytes to be split into lines as bytes, each decoded on its own: (NUL-free
-    bytes, codec, error handler), BOM skipped. None when its lines cannot be found in its
-    bytes (UTF-16; lines ended by a carriage return alone, as old Mac exports are): read
-    it through text_stream then.
+    bytes, codec, error handler), BOM skipped. None for UTF-16, whose line ends are not
+    single bytes: read it through text_stream then.
 
     A feed read this way is only decoded where a row is parsed: a re-ingest's unchanged
     rows are recognised by their bytes (see ingest.readers.read_csv). Split it with

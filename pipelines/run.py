@@ -119,8 +119,7 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
                                         run.job_id, store.prepare(vehicles),
                                         vehicles, rejects, fresh=run.fresh)
         return
-    _count(run, store.write(run.conn, run.dealership_id, run.job_id,
-                            store.prepare(vehicles), vehicles, rejects,
+    _count(run, store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects,
                             fresh=run.fresh))
 
 

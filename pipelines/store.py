@@ -18,7 +18,11 @@ def content_hash(v: Vehicle, body: str | None = None) -> str:
     where it was seen (source, source_hash). `body`: its vehicles_db.copy_body, if made."""
     if body is None:
         body = vehicles_db.copy_body(v)
-    return _HASH(f"{body}\t{vehicles_db.copy_scores(v)}".encode())
+    return _hash(body, vehicles_db.copy_scores(v))
+
+
+def _hash(body: str, scores: str) -> str:
+    return _HASH(f"{body}\t{scores}".encode())
 
 
 def prepare(vehicles: list[Vehicle]) -> list[str]:
@@ -30,8 +34,7 @@ def prepare(vehicles: list[Vehicle]) -> list[str]:
     for v in vehicles:
         body = vehicles_db.copy_body(v, json_of)
         scores = vehicles_db.copy_scores(v)
-        lines.append(vehicles_db.copy_line(body, scores, v,
-                                           _HASH(f"{body}\t{scores}".encode())))
+        lines.append(vehicles_db.copy_line(body, scores, v, _hash(body, scores)))
     return lines
 
 
