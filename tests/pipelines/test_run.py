@@ -258,12 +258,13 @@ def test_every_value_is_written_back_exactly_whatever_its_characters(db, job, fr
                 vin_placeholder=bool(i % 3), quality_score=i, quality_flags=[text, "no_trim"],
                 source_hash=text or None, rules_version=3)
         for i, text in enumerate(AWKWARD)]
+    vehicles.append(Vehicle(vin="1HGCM82633A009999", source="bare"))  # every NULL and {}
     if not fresh:  # the upsert path: the dealer has a vehicle already
         vehicles_db.insert_new(db, job.dealership_id, job.id, store.prepare(vehicles[:1]),
                                vehicles[:1])
     counts = store.write(db, job.dealership_id, job.id, store.prepare(vehicles), vehicles,
                          [], fresh=fresh)
-    assert counts["total" if not fresh else "added"] == len(AWKWARD)
+    assert counts["total" if not fresh else "added"] == len(vehicles)
     stored = {r["vin"]: r for r in db.execute("SELECT * FROM vehicles")}
     for v in vehicles:
         row = stored[v.vin]
