@@ -12,13 +12,11 @@ from crawler.models import Reject, Vehicle
 _HASH = xxhash.xxh3_128_hexdigest
 
 
-def content_hash(v: Vehicle, body: str | None = None) -> str:
+def content_hash(v: Vehicle) -> str:
     """Stable hash of everything about a vehicle that is worth a write when it changes: its
     content and scores as COPY text (so the text a write sends is the text hashed), not
-    where it was seen (source, source_hash). `body`: its vehicles_db.copy_body, if made."""
-    if body is None:
-        body = vehicles_db.copy_body(v)
-    return _hash(body, vehicles_db.copy_scores(v))
+    where it was seen (source, source_hash)."""
+    return _hash(vehicles_db.copy_body(v), vehicles_db.copy_scores(v))
 
 
 def _hash(body: str, scores: str) -> str:
