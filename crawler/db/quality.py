@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 
+from crawler.db.vehicles import array_literal
+
 
 def price_medians(conn: psycopg.Connection, min_sample: int = 3
                   ) -> dict[tuple[str, str, int], tuple[Decimal, int]]:
@@ -94,7 +96,7 @@ def hero_photo_users(conn: psycopg.Connection, urls: Sequence[str]) -> dict[str,
                         LIMIT %s) s) h
          WHERE h.vins IS NOT NULL
         """,
-        (list(urls), HERO_USERS_MAX),
+        (array_literal(urls), HERO_USERS_MAX),
     ).fetchall()
     return {r["url"]: set(r["vins"]) for r in rows}
 
@@ -117,7 +119,7 @@ def vins_at_other_dealers(conn: psycopg.Connection, dealership_id: int,
                                 AND v.status = 'active' AND NOT v.vin_placeholder
                               LIMIT 1) o
         """,
-        (list(vins), dealership_id),
+        (array_literal(vins), dealership_id),
     ).fetchall()
     return {r["vin"] for r in rows}
 

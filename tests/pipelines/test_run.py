@@ -272,6 +272,29 @@ def test_every_value_is_written_back_exactly_whatever_its_characters(db, job, fr
         assert row["content_hash"] == content_hash(v)
 
 
+def test_array_parameters_reach_the_server_exactly(db):
+    from crawler.db.vehicles import array_literal
+
+    for values in (AWKWARD, [None, *AWKWARD, None], [], [None]):
+        assert db.execute("SELECT %s::text[] AS a", (array_literal(values),)
+                          ).fetchone()["a"] == values
+
+
+def test_added_events_carry_each_new_vehicles_price_and_availability(db, job):
+    from crawler.db import vehicles as vehicles_db
+    from crawler.models import Vehicle
+
+    vehicles = [Vehicle(vin=f"1HGCM82633A00{i:04d}", source="s", make="Honda",
+                        price=Decimal("19999.99") if i % 2 else None,
+                        availability=text or None)
+                for i, text in enumerate(AWKWARD)]
+    vehicles_db.insert_new(db, job.dealership_id, job.id, store.prepare(vehicles), vehicles)
+    events = {r["vin"]: r["new_value"] for r in db.execute(
+        "SELECT vin, new_value FROM vehicle_events WHERE kind = 'added'")}
+    assert events == {v.vin: {"price": None if v.price is None else float(v.price),
+                              "availability": v.availability} for v in vehicles}
+
+
 def test_a_content_hash_tells_apart_what_copy_text_would_not():
     from crawler.models import Vehicle
 
