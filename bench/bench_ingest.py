@@ -14,9 +14,10 @@ Each timed phase starts after an untimed CHECKPOINT, so none pays for the dirty 
 WAL the one before it left behind (the server's checkpoints would otherwise land in whichever
 phase came next, the COPY after the first load's, the re-ingest after the COPY's).
 
-Prints rows/s of each, forecourt's ratios to COPY, and the process's peak RSS (sampled, and
-getrusage's maximum), alone and with its stage worker processes. Targets: first load >= 0.6x
-COPY, re-ingest >= 2x COPY, RSS < 500 MB.
+Prints rows/s of each, forecourt's ratios to COPY, the process's peak RSS (sampled, and
+getrusage's maximum), alone and with its stage worker processes, and each phase's CPU
+seconds: this process, its stage workers, a local PostgreSQL's processes, the whole box.
+Targets: first load >= 0.6x COPY, re-ingest >= 2x COPY, RSS < 500 MB.
 
     .venv/bin/python bench/bench_ingest.py [--rows 1000000] [--keep]
 """
@@ -84,6 +85,46 @@ class PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+def _postgres_cpu() -> float | None:
+    """CPU seconds used so far by this machine's PostgreSQL processes (backends that exited
+    are counted through their parent, the postmaster); None when none is visible (a remote
+    server)."""
+    total, found = 0.0, False
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] not in ("postgres", "postmaster"):
+            continue
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+        found = True
+    return total if found else None
+
+
+class CpuSplit:
+    """Where one phase's CPU went, in CPU seconds: .own (this process, its threads
+    included), .workers (child processes that ended: the feed's stage workers), .postgres
+    (a local server's processes, else None) and .box (the whole machine). On a 2-core box
+    a phase cannot take less wall time than half its CPU."""
+
+    def __enter__(self):
+        self._start = (resource.getrusage(resource.RUSAGE_SELF),
+                       resource.getrusage(resource.RUSAGE_CHILDREN), _postgres_cpu(),
+                       psutil.cpu_times())
+        return self
+
+    def __exit__(self, *exc):
+        own0, kids0, pg0, box0 = self._start
+        own, kids = (resource.getrusage(resource.RUSAGE_SELF),
+                     resource.getrusage(resource.RUSAGE_CHILDREN))
+        pg, box = _postgres_cpu(), psutil.cpu_times()
+        self.own = own.ru_utime + own.ru_stime - own0.ru_utime - own0.ru_stime
+        self.workers = kids.ru_utime + kids.ru_stime - kids0.ru_utime - kids0.ru_stime
+        self.postgres = None if pg is None or pg0 is None else pg - pg0
+        self.box = (sum(box) - box.idle - box.iowait) - (sum(box0) - box0.idle - box0.iowait)
 
 
 def _int(s: str) -> int | None:
@@ -169,14 +210,17 @@ def main() -> None:
     try:
         with PeakRSS() as rss:
             settled = checkpoint(conn)
-            t_first, c1 = forecourt_load(conn, dealer.id, first)
+            with CpuSplit() as cpu_first:
+                t_first, c1 = forecourt_load(conn, dealer.id, first)
             checkpoint(conn)
-            t_copy = copy_baseline(conn, first, dealer.id)
+            with CpuSplit() as cpu_copy:
+                t_copy = copy_baseline(conn, first, dealer.id)
             # the baseline's table is not part of either measurement: it would only crowd
             # the re-ingest's tables out of the database's cache
             conn.execute("DROP TABLE bench_copy")
             checkpoint(conn)
-            t_again, c2 = forecourt_load(conn, dealer.id, second)
+            with CpuSplit() as cpu_again:
+                t_again, c2 = forecourt_load(conn, dealer.id, second)
         if not settled:
             print("(no CHECKPOINT between phases: this role may not run one)")
         copy_rate, first_rate, again_rate = n / t_copy, n / t_first, n / t_again
@@ -190,6 +234,13 @@ def main() -> None:
         print(f"peak RSS {rss.peak / 2**20:,.0f} MB sampled, {maxrss:,.0f} MB max "
               f"(target < 500 MB); with the stage worker processes "
               f"{rss.peak_all / 2**20:,.0f} MB")
+        print(f"\n{'CPU seconds':<34}{'this process':>13}{'workers':>9}{'PostgreSQL':>11}"
+              f"{'whole box':>10}")
+        for label, cpu in (("binary COPY (baseline)", cpu_copy),
+                           ("forecourt first load", cpu_first),
+                           ("forecourt re-ingest, 10% changed", cpu_again)):
+            pg = "n/a" if cpu.postgres is None else f"{cpu.postgres:.1f}"
+            print(f"{label:<34}{cpu.own:>13.1f}{cpu.workers:>9.1f}{pg:>11}{cpu.box:>10.1f}")
         print(f"first load: added {c1.get('added'):,}, rejected {c1.get('rejected'):,}; "
               f"re-ingest: unchanged {c2.get('unchanged'):,}, changed {c2.get('changed'):,}, "
               f"price_changed {c2.get('price_changed'):,}")
