@@ -122,7 +122,7 @@ class CpuSplit:
                      resource.getrusage(resource.RUSAGE_CHILDREN))
         pg, box = _postgres_cpu(), psutil.cpu_times()
         self.own = own.ru_utime + own.ru_stime - own0.ru_utime - own0.ru_stime
-        self.workers = kids.ru_utime + kids.ru_stime - kids0.ru_utime - kids0.ru_stime
+        self.workers = max(0.0, kids.ru_utime + kids.ru_stime - kids0.ru_utime - kids0.ru_stime)
         self.postgres = None if pg is None or pg0 is None else pg - pg0
         self.box = (sum(box) - box.idle - box.iowait) - (sum(box0) - box0.idle - box0.iowait)
 
