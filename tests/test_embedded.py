@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -39,6 +40,29 @@ def test_embedded_servers_start_answer_and_stop(tmp_path):
         timeout=120, cwd=PROJECT_ROOT)
     assert again.returncode == 0 and again.stdout.strip() == "1", again.stderr[-2000:]
     assert not (data_dir / "postgres" / "postmaster.pid").exists()
+    # started by one process and stopped by another that never started them (`forecourt db
+    # stop`), where XDG_RUNTIME_DIR is unset (root in a container, cron): quietly
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    started, quiet = (subprocess.run(
+        [sys.executable, "-W", "default", "-c", script, str(data_dir)], capture_output=True,
+        text=True, timeout=120, cwd=PROJECT_ROOT, env=env) for script in (START, STOP))
+    assert started.returncode == 0, started.stderr[-2000:]
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr[-2000:]
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
+
+
+START = """
+import sys
+from pathlib import Path
+from crawler import embedded
+embedded.postgres_url(Path(sys.argv[1]))
+"""
+STOP = """
+import sys
+from pathlib import Path
+from crawler import embedded
+embedded.stop(Path(sys.argv[1]))
+"""
 
 
 AGAIN = """
