@@ -31,7 +31,7 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _runtime_dir(data_dir: Path) -> None:
+def runtime_dir(data_dir: Path) -> None:
     """Give pgserver a runtime directory before it is imported: it asks platformdirs for one
     at import time, which warns (RuntimeDirWarning) where XDG_RUNTIME_DIR is unset (root in
     a container, a cron job)."""
@@ -42,7 +42,7 @@ def _runtime_dir(data_dir: Path) -> None:
 
 def postgres_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL and return a URL for the forecourt database."""
-    _runtime_dir(data_dir)
+    runtime_dir(data_dir)
     try:
         import pgserver
     except ImportError as exc:  # pragma: no cover - dependency is pinned
@@ -116,7 +116,7 @@ def stop(data_dir: Path) -> None:
             pass
     pgdata = data_dir / "postgres"
     if (pgdata / "postmaster.pid").exists():
-        _runtime_dir(data_dir)
+        runtime_dir(data_dir)
         import pgserver
         from pgserver._commands import pg_ctl  # what pgserver's own "stop" cleanup runs
 

@@ -62,6 +62,9 @@ class Postgres:
     """A fresh PostgreSQL cluster (pgserver's binaries) in a temporary directory."""
 
     def __init__(self, directory: Path):
+        from crawler import embedded
+
+        embedded.runtime_dir(directory)  # before pgserver is imported: see there
         import pgserver
 
         self.pgdata = directory / "pgdata"
