@@ -14,11 +14,19 @@ from crawler.db import dealers as dealers_db
 from crawler.db import vehicles as vehicles_db
 
 
+def _field(key: str, x) -> str:
+    if x is None:
+        return "-"
+    if key == "price" and isinstance(x, (int, float)):
+        return f"{x:,.2f}"  # JSON gives 24995.0 for 24995.00
+    return str(x)
+
+
 def _value(v) -> str:
     if v is None:
         return ""
     if isinstance(v, dict):
-        return ", ".join(f"{k} {'-' if x is None else x}" for k, x in v.items())
+        return ", ".join(f"{k} {_field(k, x)}" for k, x in v.items())
     return json.dumps(v)
 
 
