@@ -105,3 +105,11 @@ def test_crawl_command_shows_progress_and_a_summary(db, site):
     assert "Run summary" in result.stdout and "succeeded" in result.stdout
     table = run("vehicles", "maple")
     assert "10 vehicle(s)" in table.stdout and "19XFC2F7XME104512" in table.stdout
+
+
+def test_history_shows_prices_as_money_and_missing_values_as_a_dash():
+    from crawler.cli.history import _value
+
+    assert _value({"price": 24995.0, "availability": None}) == "price 24,995, availability -"
+    assert _value({"price": 24995.5}) == "price 24,995.50"
+    assert _value({"status": "removed"}) == "status removed"

@@ -18,7 +18,8 @@ def _field(key: str, x) -> str:
     if x is None:
         return "-"
     if key == "price" and isinstance(x, (int, float)):
-        return f"{x:,.2f}"  # JSON gives 24995.0 for 24995.00
+        # as `forecourt vehicles` shows it (JSON gives 24995.0), cents only where there are
+        return f"{x:,.2f}".removesuffix(".00")
     return str(x)
 
 
