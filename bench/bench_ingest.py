@@ -104,6 +104,12 @@ def _postgres_cpu() -> float | None:
     return total if found else None
 
 
+def _busy(t) -> float:
+    """CPU seconds the whole machine has spent working (not idle, waiting on I/O or stolen by
+    a hypervisor; guest time is inside user time already)."""
+    return t.user + t.nice + t.system + t.irq + t.softirq
+
+
 class CpuSplit:
     """Where one phase's CPU went, in CPU seconds: .own (this process, its threads
     included), .workers (child processes that ended: the feed's stage workers), .postgres
@@ -124,7 +130,7 @@ class CpuSplit:
         self.own = own.ru_utime + own.ru_stime - own0.ru_utime - own0.ru_stime
         self.workers = max(0.0, kids.ru_utime + kids.ru_stime - kids0.ru_utime - kids0.ru_stime)
         self.postgres = None if pg is None or pg0 is None else pg - pg0
-        self.box = (sum(box) - box.idle - box.iowait) - (sum(box0) - box0.idle - box0.iowait)
+        self.box = _busy(box) - _busy(box0)
 
 
 def _int(s: str) -> int | None:
