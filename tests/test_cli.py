@@ -113,3 +113,12 @@ def test_history_shows_prices_as_money_and_missing_values_as_a_dash():
     assert _value({"price": 24995.0, "availability": None}) == "price 24,995, availability -"
     assert _value({"price": 24995.5}) == "price 24,995.50"
     assert _value({"status": "removed"}) == "status removed"
+
+
+def test_every_command_shows_a_price_the_same_way():
+    from decimal import Decimal
+
+    from crawler.cli.common import price_text
+
+    assert [price_text(p) for p in (Decimal("24995.00"), Decimal("24995.50"), 24995.0, 950)] \
+        == ["24,995", "24,995.50", "24,995", "950"]

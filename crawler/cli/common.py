@@ -42,3 +42,9 @@ def interactive() -> bool:
 
 def connection_hint(exc: psycopg.Error) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def price_text(value) -> str:
+    """A price as the CLI shows it: thousands separated, cents only where there are some
+    (24,995 and 24,995.50; JSON's 24995.0 too)."""
+    return f"{value:,.2f}".removesuffix(".00")

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from crawler.cli.common import console, database
+from crawler.cli.common import console, database, price_text
 from crawler.db import dealers as dealers_db
 from crawler.db import vehicles as vehicles_db
 
@@ -18,8 +18,7 @@ def _field(key: str, x) -> str:
     if x is None:
         return "-"
     if key == "price" and isinstance(x, (int, float)):
-        # as `forecourt vehicles` shows it (JSON gives 24995.0), cents only where there are
-        return f"{x:,.2f}".removesuffix(".00")
+        return price_text(x)
     return str(x)
 
 

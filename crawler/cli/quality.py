@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from crawler.cli.common import console, database
+from crawler.cli.common import console, database, price_text
 from crawler.cli.render import job_progress
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
@@ -68,7 +68,7 @@ def _report(slug: str, job_id: int | None, worst: int) -> None:
     for v in vehicles:
         name = " ".join(str(x) for x in (v["year"], v["make"], v["model"], v["trim"]) if x)
         worst_table.add_row(str(v["quality_score"]), v["vin"], name,
-                            f"{v['price']:,.0f}" if v["price"] is not None else "-",
+                            price_text(v["price"]) if v["price"] is not None else "-",
                             ", ".join(v["quality_flags"]))
     console.print(worst_table)
     if flags:

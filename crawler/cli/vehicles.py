@@ -6,7 +6,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from crawler.cli.common import console, database
+from crawler.cli.common import console, database, price_text
 from crawler.db import dealers as dealers_db
 from crawler.db import vehicles as vehicles_db
 
@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
                 r["vin"], str(r["year"] or ""), r["make"] or "", r["model"] or "",
                 r["trim"] or "", r["condition"] or "",
                 f"{r['mileage']:,}" if r["mileage"] is not None else "",
-                f"{r['price']:,.0f}" if r["price"] is not None else "",
+                price_text(r["price"]) if r["price"] is not None else "",
                 str(r["quality_score"]), ", ".join(r["quality_flags"]), r["status"],
                 str(r.get("days_on_lot", "")))))
         console.print(table)
