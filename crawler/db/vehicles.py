@@ -63,13 +63,19 @@ def _line(values: list[str | None], tabs: int) -> str:
     return line
 
 
+def _element(value: str) -> str:
+    """An array element quoted, its quotes and backslashes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _array(values: list[str]) -> str:
-    """A text[] literal: every element quoted, quotes and backslashes escaped."""
+    """A text[] literal: every element quoted, quotes and backslashes escaped (one check over
+    the joined elements finds the rare lists that need escaping)."""
     if not values:
         return "{}"
     inner = '","'.join(values)
     if '"' in inner or "\\" in inner:
-        inner = '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+        return "{" + ",".join(map(_element, values)) + "}"
     return '{"' + inner + '"}'
 
 
@@ -81,7 +87,7 @@ def array_literal(values: Collection[str | None]) -> str:
     values = list(values)
     if None not in values:
         return _array(values)
-    return "{" + ",".join("NULL" if v is None else _array([v])[1:-1] for v in values) + "}"
+    return "{" + ",".join("NULL" if v is None else _element(v) for v in values) + "}"
 
 
 def _json(value: Any, json_of: dict[int, str] | None) -> str:
