@@ -107,6 +107,19 @@ def test_crawl_command_shows_progress_and_a_summary(db, site):
     assert "10 vehicle(s)" in table.stdout and "19XFC2F7XME104512" in table.stdout
 
 
+def test_a_failed_run_exits_non_zero_and_its_summary_names_the_fix(db):
+    assert run("dealers", "add", "acme-motors", "--name", "Acme Motors", "--url",
+               "https://acme.test/", "--platform", "generic").returncode == 0
+    # 127.0.0.2 is loopback but not on the suite's allow list: the fetch is refused
+    result = run("ingest", "acme-motors", "http://127.0.0.2:9/feed.csv")
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "failed" in result.stdout and "Traceback" not in result.stderr
+    flat = re.sub(r"[\s│]", "", result.stdout)  # the summary table wraps long values
+    assert "aloopbackaddress(listthehostornetworkinFORECOURT_ALLOW_PRIVATE_HOSTS" in flat
+    job = db.execute("SELECT state, error FROM jobs").fetchone()
+    assert job["state"] == "failed" and "FORECOURT_ALLOW_PRIVATE_HOSTS" in job["error"]
+
+
 def test_history_shows_prices_as_money_and_missing_values_as_a_dash():
     from crawler.cli.history import _value
 

@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv if argv is not None else sys.argv[1:], prog_name="forecourt",
-                     standalone_mode=False)
+        # Outside standalone mode click returns a command's `typer.Exit(code)` rather than
+        # raising it: that return value is the exit status.
+        status = command.main(args=argv if argv is not None else sys.argv[1:],
+                              prog_name="forecourt", standalone_mode=False)
     except UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
             console.print(exc.ctx.get_help() if exc.ctx else "", markup=False)
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), exc.hint)
     except KeyboardInterrupt:
         return fail("interrupted", None, code=130)
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":
