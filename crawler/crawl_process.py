@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     platform = job.params.get("platform") or dealer.platform
     from crawler import logging as fc_logging
     from crawler import netguard
-    from crawler.errors import UnsafeURL
+    from crawler.errors import UnsafeURL, describe
 
     # JSON (or text) lines carrying this job's ids, secrets redacted (crawler/logging.py).
     fc_logging.configure(static={"job_id": job_id, "dealership_id": dealer.id})
@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
         netguard.check_url(url or "")
     except UnsafeURL as exc:
         with connect() as conn:
-            jobs_db.finish(conn, job_id, "failed", counters=job.counters, error=str(exc),
+            jobs_db.finish(conn, job_id, "failed", counters=job.counters, error=describe(exc),
                            error_kind="unsafe_url")
         return 0
     settings = get_project_settings()

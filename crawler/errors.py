@@ -46,3 +46,9 @@ class Blocked(Permanent):
 
 class UnsafeURL(Permanent):
     """Raised when a URL, or a redirect it leads to, points at a forbidden address."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a job's error: the message, and the fix where forecourt knows it."""
+    hint = getattr(exc, "hint", "")
+    return f"{exc} ({hint})" if hint else str(exc)

@@ -39,7 +39,7 @@ from crawler.db import feeds as feeds_db
 from crawler.db import jobs as jobs_db
 from crawler.db import rejects as rejects_db
 from crawler.db import vehicles as vehicles_db
-from crawler.errors import ForecourtError, Permanent
+from crawler.errors import ForecourtError, Permanent, describe
 from crawler.models import Job, Reject
 from ingest import mapping as mapping_mod
 from ingest import readers, workers
@@ -348,7 +348,7 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
     except (ForecourtError, OSError, ValueError) as exc:
         job = jobs_db.get(conn, job_id)
         return jobs_db.finish(conn, job_id, "failed", counters=job.counters,
-                              error=str(exc), error_kind=type(exc).__name__)
+                              error=describe(exc), error_kind=type(exc).__name__)
     finally:
         if fetched is not None and fetched.path is not None:
             fetched.path.unlink(missing_ok=True)
