@@ -156,6 +156,9 @@ class Reject(BaseModel):
     source: str
     reasons: list[str]
     payload: dict[str, Any] | None = None
+    # The row's VIN when it is well formed: the vehicle is still listed, so the run counts
+    # it as seen and does not remove it (its stored record stays as it was).
+    vin: str | None = None
 
 
 class Dealership(BaseModel):

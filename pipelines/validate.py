@@ -43,7 +43,8 @@ def batch(pairs: list[tuple[VehicleItem, Vehicle]]) -> tuple[list[Vehicle], list
     for item, vehicle in pairs:
         why = reasons(vehicle)
         if why:
-            rejects.append(Reject(source=item.source, reasons=why, payload=payload(item)))
+            rejects.append(Reject(source=item.source, reasons=why, payload=payload(item),
+                                  vin=vehicle.vin if _VIN_SHAPE.match(vehicle.vin) else None))
         else:
             ok.append(vehicle)
     return ok, rejects

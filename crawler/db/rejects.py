@@ -21,6 +21,11 @@ def add(conn: psycopg.Connection, dealership_id: int, job_id: int | None,
             " VALUES (%s, %s, %s, %s, %s)",
             [(dealership_id, job_id, r.source, r.reasons, Jsonb(r.payload)) for r in rejects],
         )
+    listed = [r.vin for r in rejects if r.vin]
+    if listed and job_id is not None:
+        # still on the dealer's list, only unreadable this time: seen, so never removed
+        conn.execute("INSERT INTO run_seen (job_id, vin) SELECT %s, unnest(%s::text[])"
+                     " ON CONFLICT DO NOTHING", (job_id, listed))
     return len(rejects)
 
 

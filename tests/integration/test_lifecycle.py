@@ -129,6 +129,47 @@ def test_an_unhealthy_run_removes_nothing(db, dealer, tmp_path):
     assert active == 40
 
 
+def test_a_listed_vehicle_whose_row_is_rejected_is_kept_not_removed(db, dealer, tmp_path):
+    rows = list(make_feed.rows(40, seed=9))
+    year, vin = make_feed.HEADER.index("Year"), make_feed.HEADER.index("VIN")
+
+    def run(rows, name):
+        path = tmp_path / name
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerows([make_feed.HEADER, *rows])
+        job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
+        jobs_db.start(db, job.id, "test")
+        return feed.run_job(db, job.id, path)
+
+    assert run(rows, "a.csv").state == "succeeded"
+    assert run(rows, "b.csv").state == "succeeded"
+    typo = [list(r) for r in rows]
+    typo[3][year] = "1921"  # a typo for 2021: the row is rejected, the car is still listed
+    kept = run(typo, "c.csv")
+    assert kept.state == "succeeded" and kept.counters["rejected"] == 1
+    assert kept.counters.get("removed", 0) == 0
+    stored = vehicle(db, dealer, rows[3][vin])
+    assert stored["status"] == "active" and stored["year"] == int(rows[3][year])
+    assert db.execute("SELECT count(*) AS n FROM run_seen").fetchone()["n"] == 0
+    gone = run(rows[:3] + rows[4:], "d.csv")  # really gone this time
+    assert gone.counters["removed"] == 1
+    assert vehicle(db, dealer, rows[3][vin])["status"] == "removed"
+
+
+def test_a_crawled_vehicle_whose_page_is_rejected_is_kept_not_removed(db, dealer):
+    rows = [dict(zip(make_feed.HEADER, r, strict=True)) for r in make_feed.rows(10, seed=5)]
+    items = [VehicleItem(source=f"https://lot.test/{r['VIN']}", vin=r["VIN"], make=r["Make"],
+                         model=r["Model"], year=r["Year"], price=r["SellingPrice"])
+             for r in rows]
+    assert crawl(db, dealer, items)["state"] == "succeeded"
+    assert crawl(db, dealer, items)["state"] == "succeeded"
+    typo = items[2].model_copy(update={"year": "1923"})
+    kept = crawl(db, dealer, [*items[:2], typo, *items[3:]])
+    assert kept["state"] == "succeeded" and kept["counters"]["rejected"] == 1
+    assert kept["removed"] == 0 and vehicle(db, dealer, rows[2]["VIN"])["status"] == "active"
+    assert crawl(db, dealer, items[:2] + items[3:])["removed"] == 1
+
+
 def test_an_empty_or_unreadable_feed_removes_nothing(db, dealer, run_feed, tmp_path):
     run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock")})
     empty = run_feed({})
