@@ -183,6 +183,8 @@ def after_failure(conn, job: Job, failure: str) -> Job:
     """A failed attempt: retry it later if transient and attempts remain, else bury it if
     transient, else leave it failed (permanent)."""
     settings = get_settings()
+    if job.cancel_requested_at is not None:  # cancelled while it ran: never retried
+        return jobs_db.cancel_ended(conn, job.id) or job
     if failure != outcome.TRANSIENT:
         return job
     if job.attempts >= settings.job_max_attempts:

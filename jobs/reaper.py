@@ -29,19 +29,24 @@ log = logging.getLogger("forecourt.reaper")
 
 
 def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
-    """One pass. Returns the ids it requeued, buried and re-sent."""
+    """One pass. Returns the ids it requeued, buried, re-sent and cancelled."""
     from jobs import actors
 
     settings = get_settings()
-    done: dict[str, list[int]] = {"requeued": [], "dead": [], "resent": []}
+    done: dict[str, list[int]] = {"requeued": [], "dead": [], "resent": [], "cancelled": []}
     for stale in jobs_db.stale_running(conn, settings.job_reap_after_s):
         job = jobs_db.abandon(conn, stale.id, settings.job_reap_after_s)
         if job is None:
             continue
         job = actors.after_failure(conn, job, outcome.TRANSIENT)
-        done["dead" if job.state == "dead" else "requeued"].append(job.id)
+        done[{"dead": "dead", "cancelled": "cancelled"}.get(job.state, "requeued")].append(
+            job.id)
         log.warning("job %s abandoned by %s: %s", job.id, stale.worker, job.state)
     for lost in jobs_db.stale_queued(conn, settings.job_resend_after_s):
+        if lost.cancel_requested_at is not None:  # no message may claim it: settle it
+            if jobs_db.cancel_ended(conn, lost.id) is not None:
+                done["cancelled"].append(lost.id)
+            continue
         actors.send(conn, lost)
         done["resent"].append(lost.id)
     return done

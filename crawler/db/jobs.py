@@ -211,12 +211,28 @@ def requeue(conn: psycopg.Connection, job_id: int, retry_at_s: float) -> Job | N
             UPDATE jobs SET state = 'queued', phase = 'retrying', worker = NULL,
                    retry_at = now() + make_interval(secs => %s), finished_at = NULL,
                    updated_at = now()
-             WHERE id = %s AND state = 'failed' RETURNING *
+             WHERE id = %s AND state = 'failed' AND cancel_requested_at IS NULL RETURNING *
             """,
             (retry_at_s, job_id),
         ).fetchone()
     except psycopg.errors.UniqueViolation:
         return None
+    return Job.model_validate(row) if row is not None else None
+
+
+def cancel_ended(conn: psycopg.Connection, job_id: int) -> Job | None:
+    """A job whose cancel was requested and whose attempt then ended (failed, abandoned or
+    never claimable) becomes cancelled: never retried, and no longer the dealership's
+    active job. None when no cancel was requested or the job is running or already over."""
+    row = conn.execute(
+        """
+        UPDATE jobs SET state = 'cancelled', phase = 'done', worker = NULL, retry_at = NULL,
+               error_kind = 'cancelled', finished_at = now(), updated_at = now()
+         WHERE id = %s AND cancel_requested_at IS NOT NULL AND state IN ('failed', 'queued')
+        RETURNING *
+        """,
+        (job_id,),
+    ).fetchone()
     return Job.model_validate(row) if row is not None else None
 
 

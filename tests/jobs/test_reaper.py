@@ -30,4 +30,42 @@ def test_reaper_retries_or_buries_abandoned_jobs_and_leaves_live_ones(db):
     dead = jobs_db.get(db, buried.id)
     assert dead.state == "dead" and dead.errors[-1]["error"] == "worker stopped heartbeating"
     assert jobs_db.get(db, alive.id).state == "running"
-    assert reaper.reap(db) == {"requeued": [], "dead": [], "resent": []}
+    assert reaper.reap(db) == {"requeued": [], "dead": [], "resent": [], "cancelled": []}
+
+
+def test_a_job_cancelled_while_its_worker_died_is_cancelled_not_queued_forever(db):
+    from jobs import reaper, service
+
+    job = _running(db, "cancelled-dead", attempts=1, stale="10 minutes")
+    jobs_db.request_cancel(db, job.id)  # the operator cancels; the worker is already gone
+    done = reaper.reap(db)
+    assert done["cancelled"] == [job.id] and done["requeued"] == []
+    settled = jobs_db.get(db, job.id)
+    assert settled.state == "cancelled" and settled.finished_at is not None
+    # the dealership is free again: the next trigger makes a new job
+    fresh, created = service.trigger(db, job.dealership_id, "crawl", "schedule")
+    assert created and fresh.id != job.id
+
+
+def test_a_queued_job_stuck_with_a_cancel_request_is_settled(db):
+    from jobs import reaper
+
+    job = _running(db, "stuck", attempts=1, stale="10 minutes")
+    # what an older version left behind: requeued after the cancel, claimable by nobody
+    db.execute("UPDATE jobs SET state = 'queued', cancel_requested_at = now(),"
+               " created_at = now() - interval '2 hours', updated_at = now() - interval '2 hours',"
+               " retry_at = NULL WHERE id = %s",
+               (job.id,))
+    assert reaper.reap(db)["cancelled"] == [job.id]
+    assert jobs_db.get(db, job.id).state == "cancelled"
+
+
+def test_a_failed_attempt_of_a_cancelled_job_is_not_retried(db):
+    from jobs import actors, outcome
+
+    job = _running(db, "cancel-then-fail", attempts=1, stale="1 second")
+    jobs_db.request_cancel(db, job.id)
+    failed = jobs_db.fail_running(db, job.id, "feed server reset the connection", "fetch")
+    assert jobs_db.requeue(db, job.id, 1) is None  # never back in line
+    settled = actors.after_failure(db, failed, outcome.TRANSIENT)
+    assert settled.state == "cancelled"
