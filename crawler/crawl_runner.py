@@ -52,6 +52,18 @@ def run_crawl(job_id: int, *, time_limit_s: int | None = None,
             cwd=str(PROJECT_ROOT), env=child_env(), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_die_with_parent,
         )
+    try:
+        return _watch_child(child, job_id, limit, path, on_tick, should_stop, owner)
+    finally:
+        if child.poll() is None:
+            # the watch itself failed (its database connection dropped, say): a crawl no one
+            # watches must not go on writing beside the retry that will replace it
+            _kill(child, hard=True)
+
+
+def _watch_child(child: subprocess.Popen, job_id: int, limit: int, path: Path,
+                 on_tick: Callable[[Job], None] | None,
+                 should_stop: Callable[[], bool] | None, owner: str | None) -> Job:
     deadline = time.monotonic() + limit
     reason = None
     with connect() as conn:

@@ -290,7 +290,8 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
         run_mod.wait_for_writes(run)  # a failed last batch fails the run here
     except BaseException:
         run_mod.abandon(run)
-        vehicles_db.settle_run(conn, dealership_id, job_id, remove_unseen=False)
+        vehicles_db.settle_run(conn, dealership_id, job_id, remove_unseen=False,
+                               attempt=run.attempt)
         raise
     finally:
         workers.stop(pool)
@@ -352,6 +353,8 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
     finally:
         if fetched is not None and fetched.path is not None:
             fetched.path.unlink(missing_ok=True)
+    if report["state"] == run_mod.SUPERSEDED:  # the job's current attempt settles it
+        return jobs_db.get(conn, job_id)
     ok = report["state"] == "succeeded"
     if fetched is not None:
         report["fetch"] = {"status": fetched.status, "attempts": fetched.attempts,

@@ -25,7 +25,7 @@ class Stopped(Exception):
     """Raised inside a feed ingest when its job was cancelled or taken over."""
 
 
-def _watch(conn: psycopg.Connection, job_id: int, worker: str,
+def watch(conn: psycopg.Connection, job_id: int, worker: str,
            on_settled: Callable[[Job], None] | None = None):
     """A should_stop callable that heartbeats the job at most once per beat interval.
     Returns (callable, state) where state["reason"] is 'cancelled' or 'lost' once stopping.
@@ -60,7 +60,7 @@ def crawl(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
         raise InvalidInput(f"dealership {dealer.slug!r} has no website URL",
                            hint="set one with `forecourt dealers`, or ingest its feed")
     limit = int(dealer.settings.get("time_limit_s") or get_settings().crawl_time_limit_s)
-    should_stop, _ = _watch(conn, job.id, worker, on_settled)
+    should_stop, _ = watch(conn, job.id, worker, on_settled)
     return run_crawl(job.id, time_limit_s=limit, should_stop=should_stop, owner=worker)
 
 
@@ -79,7 +79,7 @@ def feed(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
 
     def beat_loop() -> None:
         with connect() as beat_conn:
-            should_stop, watched = _watch(beat_conn, job.id, worker)
+            should_stop, watched = watch(beat_conn, job.id, worker)
             while not done.wait(get_settings().job_beat_interval_s / 2):
                 if should_stop():
                     state["reason"] = watched["reason"]

@@ -25,6 +25,7 @@ from pipelines.stages import stage_items
 from quality import gate, webhook
 
 PROGRESS_EVERY_S = 1.0
+SUPERSEDED = "superseded"  # close's state for a run whose job another attempt has taken
 STATISTICS_EVERY_S = 10.0  # how often a run checks whether its tables need ANALYZE
 
 
@@ -54,6 +55,8 @@ class Run:
     # connection by a thread as soon as the batch is staged (see read_ahead).
     reader: ThreadPoolExecutor | None = None
     reader_conn: psycopg.Connection | None = None
+    # the job's (attempts, state) at open: a run whose attempt was superseded settles nothing
+    attempt: tuple[int, str] | None = None
 
 
 def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: str,
@@ -65,6 +68,8 @@ def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: st
     run = Run(conn=conn, dealership_id=dealership_id, job_id=job_id, kind=kind,
               seen=dedup.VinsOnly() if vins_only else {}, quality=quality.RunQuality(),
               fresh=not vehicles_db.has_vehicles(conn, dealership_id))
+    job = jobs_db.get(conn, job_id)
+    run.attempt = (job.attempts, job.state)
     if overlap_writes:
         run.writer_conn = sibling(conn)
         run.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"store-{job_id}")
@@ -184,7 +189,8 @@ def report_progress(run: Run, phase: str | None = None, force: bool = False) -> 
 def close(run: Run, complete: bool, problems: list[str] | None = None,
           candidates: Collection[str] | None = None) -> dict[str, Any]:
     """Judge the run, remove the unseen only if it is healthy and complete, settle the job's
-    counters and report. Returns the report, with the job state it earns.
+    counters and report. Returns the report, with the job state it earns (SUPERSEDED, and
+    nothing settled, when another attempt of the job has taken over since the run opened).
 
     `candidates`: for a feed run whose fast path skipped unchanged rows without recording
     them, the VINs of active vehicles it may not have seen (see
@@ -204,9 +210,13 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
     refresh_statistics(run)
     settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
                                      remove_unseen=report["may_remove"],
-                                     candidates=candidates)
+                                     candidates=candidates, attempt=run.attempt)
     run.counters["removed"] += settled["removed"]
     report["removed"] = settled["removed"]
+    if settled.get("superseded"):
+        # another attempt of this job runs now and will settle it: leave the job alone
+        report.update(state=SUPERSEDED, may_remove=False, counters=dict(run.counters))
+        return report
     report["cross_dealer_updated"] = quality.settle_duplicates(run.conn, run.dealership_id,
                                                                run.job_id, run.quality)
     if any(p.startswith("blocked") for p in all_problems):

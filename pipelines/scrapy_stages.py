@@ -84,6 +84,10 @@ class StorePipeline:
         run_mod.report_progress(run, phase="settling", force=True)
         report = run_mod.close(run, complete=complete, problems=problems)
         report["close_reason"] = reason
+        if report["state"] == run_mod.SUPERSEDED:  # the job's current attempt settles it
+            self.report = report
+            run.conn.close()
+            return
         rendered = list(getattr(spider, "rendered_pages", []))
         if rendered:  # which pages needed the headless browser (the first 100)
             report["rendered_pages"] = rendered

@@ -120,6 +120,57 @@ def test_a_failed_run_exits_non_zero_and_its_summary_names_the_fix(db):
     assert job["state"] == "failed" and "FORECOURT_ALLOW_PRIVATE_HOSTS" in job["error"]
 
 
+def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tmp_path,
+                                                                           monkeypatch):
+    """A live CLI crawl is never taken for abandoned (and run again beside itself by a
+    worker); `forecourt jobs cancel` stops it like a worker's."""
+    import json
+    import shutil
+    import time
+
+    from crawler import fixture_server
+    from crawler.config import reset_settings
+    from crawler.db import dealers as dealers_db
+    from crawler.db import jobs as jobs_db
+    from jobs import reaper
+
+    root = tmp_path / "site"
+    shutil.copytree(ROOT / "fixtures/sites/generic", root)
+    (root / "routes.json").write_text(json.dumps({"/inventory/": {"hang": True}}))
+    server = fixture_server.serve(root)
+    dealers_db.create(db, slug="hangs", name="Hangs", platform="generic",
+                      website_url=fixture_server.base_url(server) + "/inventory/",
+                      settings={"scrapy": {"DOWNLOAD_TIMEOUT": 300, "RETRY_TIMES": 0}})
+    cli = subprocess.Popen([FORECOURT, "crawl", "hangs"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        job = None
+        for _ in range(120):  # until the job has been heartbeaten 3 s after it started
+            job = db.execute("SELECT * FROM jobs").fetchone()
+            if job and job["heartbeat_at"] and job["started_at"] and \
+                    (job["heartbeat_at"] - job["started_at"]).total_seconds() > 3:
+                break
+            time.sleep(0.25)
+        assert job["state"] == "running" and job["worker"].startswith("cli@"), job
+        assert (job["heartbeat_at"] - job["started_at"]).total_seconds() > 3, \
+            "a CLI crawl whose pages hang must still heartbeat its job"
+        monkeypatch.setenv("FORECOURT_JOB_REAP_AFTER_S", "2")
+        reset_settings()
+        assert reaper.reap(db)["requeued"] == []  # alive: not the reaper's to retry
+        jobs_db.request_cancel(db, job["id"])
+        out, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        monkeypatch.delenv("FORECOURT_JOB_REAP_AFTER_S", raising=False)
+        reset_settings()
+    assert cli.returncode == 1, err
+    assert jobs_db.get(db, job["id"]).state == "cancelled" and "cancelled" in out
+
+
 def test_history_shows_prices_as_money_and_missing_values_as_a_dash():
     from crawler.cli.history import _value
 

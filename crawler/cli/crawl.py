@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import typer
@@ -25,14 +26,25 @@ def crawl_now(conn, slug: str, trigger: str = "operator") -> Job:
     if not created:
         raise InvalidInput(f"dealership {slug!r} already has job {job.id} {job.state}",
                            hint=f"follow it with `forecourt jobs show {job.id} --follow`")
-    jobs_db.start(conn, job.id, worker=f"cli@{socket.gethostname()}")
+    from jobs.attempt import watch
+
+    worker = f"cli@{socket.gethostname()}:{os.getpid()}"
+    jobs_db.start(conn, job.id, worker=worker)
+    # Heartbeat the job as a worker does, so the reaper does not take this live crawl for
+    # abandoned and run it again beside itself; `forecourt jobs cancel` stops it too.
+    should_stop, _ = watch(conn, job.id, worker)
     with job_progress() as progress:
         task = progress.add_task(f"crawl {slug}", total=None, status="starting")
 
         def tick(j: Job) -> None:
             progress.update(task, status=status_line(j))
 
-        job = run_crawl(job.id, on_tick=tick)
+        try:
+            job = run_crawl(job.id, on_tick=tick, should_stop=should_stop, owner=worker)
+        except KeyboardInterrupt:  # the child is stopped; settle the job, don't leave it
+            jobs_db.fail_running(conn, job.id, "interrupted at the terminal", "cancelled",
+                                 state="cancelled")  # to the reaper to retry
+            raise
         progress.update(task, total=1, completed=1, status=status_line(job))
     return job
 

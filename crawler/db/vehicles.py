@@ -360,8 +360,8 @@ SELECT count(*) AS n FROM ev
 
 
 def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
-               remove_unseen: bool, candidates: Collection[str] | None = None
-               ) -> dict[str, int]:
+               remove_unseen: bool, candidates: Collection[str] | None = None,
+               attempt: tuple[int, str] | None = None) -> dict[str, int]:
     """End a run: optionally mark the unseen removed, and forget the run's seen set.
 
     Nothing is written for what the run saw unchanged: `last_seen` is when a run last wrote
@@ -373,12 +373,23 @@ def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
     VINs of the active vehicles it may not have seen (what its fast path knows it did not
     meet). Only they can be removed, found through the VIN index; without it every active
     vehicle of the dealer is checked (a million-vehicle dealer's whole table: ~2.7 s).
-    Either way a vehicle the run wrote or recorded is seen. Returns {"removed": n}."""
+    Either way a vehicle the run wrote or recorded is seen. Returns {"removed": n}.
+
+    `attempt`: the job's (attempts, state) when the run opened. If another attempt has
+    claimed the job since (a live run taken for abandoned and retried), or it is no longer
+    running, this run is superseded: it removes nothing and leaves the seen set, which the
+    job's current attempt shares, alone; the result then has "superseded": 1."""
     removed = 0
     params: dict[str, Any] = {"d": dealership_id, "j": job_id,
                               "vins": array_literal(candidates or ())}
     only = "true" if candidates is None else "v.vin = ANY(%(vins)s::text[])"
     with conn.transaction():
+        if attempt is not None:
+            now = conn.execute("SELECT attempts, state FROM jobs WHERE id = %s FOR UPDATE",
+                               (job_id,)).fetchone()
+            if now is None or now["attempts"] != attempt[0] or (
+                    attempt[1] == "running" and now["state"] != "running"):
+                return {"removed": 0, "superseded": 1}
         if remove_unseen and (candidates is None or candidates):
             removed = conn.execute(_REMOVE.format(only=only, seen=_SEEN),  # noqa: S608
                                    params).fetchone()["n"]

@@ -217,6 +217,28 @@ def test_crawls_follow_the_same_rules(db, dealer):
     assert history == ["added", "removed", "relisted"]
 
 
+def test_an_attempt_taken_over_by_another_settles_nothing(db, dealer):
+    cars = [item(CIVIC, 20000), item(RAV4, 30000), item(F150, 40000)]
+    crawl(db, dealer, cars)
+    crawl(db, dealer, cars)
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    jobs_db.start(db, job.id, "cli@host:1")
+    first = run_mod.open_run(db, dealer.id, job.id, "crawl")
+    run_mod.process(first, cars)  # every car unchanged: remembered as seen
+    # taken for abandoned and claimed by a worker: attempt 2 runs beside the first
+    db.execute("UPDATE jobs SET attempts = attempts + 1, worker = 'w:2' WHERE id = %s",
+               (job.id,))
+    second = run_mod.open_run(db, dealer.id, job.id, "crawl")
+    run_mod.process(second, cars[:1])
+    late = run_mod.close(first, complete=True)
+    assert late["state"] == run_mod.SUPERSEDED and late["removed"] == 0
+    assert jobs_db.get(db, job.id).state == "running"  # left to its current attempt
+    run_mod.process(second, cars[1:])
+    report = run_mod.close(second, complete=True)
+    assert report["state"] == "succeeded" and report["removed"] == 0
+    assert {vehicle(db, dealer, c.vin)["status"] for c in cars} == {"active"}
+
+
 def test_days_on_lot(db, dealer, run_feed):
     run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock")})
     run_feed({CIVIC: (20000, "In Stock")})
