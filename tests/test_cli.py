@@ -186,3 +186,33 @@ def test_every_command_shows_a_price_the_same_way():
 
     assert [price_text(p) for p in (Decimal("24995.00"), Decimal("24995.50"), 24995.0, 950)] \
         == ["24,995", "24,995.50", "24,995", "950"]
+
+
+def test_worker_lets_a_running_crawl_reach_its_time_limit_on_sigterm(db, monkeypatch):
+    """Dramatiq's default stops a worker's jobs after 10 minutes of SIGTERM; a crawl may
+    run 30 (stopped mid-way, it is redelivered and starts over)."""
+    import os
+
+    import dramatiq.cli
+    import dramatiq.worker
+
+    from crawler.cli import main
+    from crawler.config import reset_settings
+
+    seen = {}
+    monkeypatch.setattr(dramatiq.cli, "main", lambda args: seen.setdefault("args", args) and 0)
+    # the command sets these for its worker processes: restore them after
+    monkeypatch.setattr(dramatiq.worker, "QUEUE_PREFETCH", dramatiq.worker.QUEUE_PREFETCH)
+    for name in ("DATABASE_URL", "REDIS_URL", "FORECOURT_WORKER_THREADS"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+        if not os.environ[name]:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FORECOURT_CRAWL_TIME_LIMIT_S", "2400")
+    reset_settings()
+    try:
+        assert main(["worker", "--processes", "1"]) == 0
+    finally:
+        monkeypatch.delenv("FORECOURT_CRAWL_TIME_LIMIT_S")
+        reset_settings()
+    assert seen["args"].worker_shutdown_timeout == (2400 + 60) * 1000
+    assert seen["args"].processes == 1

@@ -39,8 +39,13 @@ def register(app: typer.Typer) -> None:
         # Prefetch no more than a process can start: waiting messages stay in Redis, where
         # any idle worker can take them, and operator messages are not stuck behind them.
         dramatiq.worker.QUEUE_PREFETCH = threads
+        # On SIGTERM a job may run to its end: a crawl's time limit, not Dramatiq's default
+        # 10 minutes (a crawl stopped mid-way is redelivered and starts over).
+        from crawler.config import get_settings
+
+        shutdown_ms = (get_settings().crawl_time_limit_s + 60) * 1000
         argv = ["jobs.actors", "--processes", str(processes), "--threads", str(threads),
-                "--path", str(PROJECT_ROOT)]
+                "--path", str(PROJECT_ROOT), "--worker-shutdown-timeout", str(shutdown_ms)]
         if queues:
             argv += ["--queues", *queues]
         if log_file:
