@@ -202,15 +202,20 @@ def queue_for(job: Job) -> str:
     return job.queue or (SCHEDULED if job.trigger == "schedule" else PRIORITY)
 
 
-def send(conn, job: Job, delay_s: float = 0.0) -> str:
+def send(conn, job: Job, delay_s: float = 0.0, same_id: bool = False) -> str:
     """Put a message for the job on its queue; returns the message id.
 
     The id is recorded on the job before the message is sent, and only the job's current
-    message may claim it: a stale message (superseded by a retry or a re-send, or left from
-    before a database restore) finds a different id and does nothing."""
+    message may claim it: a stale message (superseded by a retry, or left from before a
+    database restore) finds a different id and does nothing. `same_id` (the reaper's
+    re-send of a message that may only be waiting in a long backlog) sends a copy under the
+    job's current id instead, so the original keeps its place in line: whichever copy comes
+    first claims the job, and the other finds it taken."""
     queue = queue_for(job)
     actor = _ACTORS[(job.kind, queue)]
     message = actor.message_with_options(args=(job.id,))
+    if same_id and job.message_id and job.queue == queue:
+        message = message.copy(message_id=job.message_id)
     jobs_db.set_message(conn, job.id, queue, message.message_id)
     actor.broker.enqueue(message, delay=int(delay_s * 1000) if delay_s > 0 else None)
     return message.message_id

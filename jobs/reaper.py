@@ -6,8 +6,10 @@ message (Dramatiq redelivers a dead worker's messages after the broker heartbeat
 old). The reaper is the safety net for when that did not happen (the message itself was
 lost, the worker died while the database was down): after `job_reap_after_s` it settles the
 attempt as abandoned and retries it with backoff, or makes it a dead letter after the last
-attempt. Queued jobs due long ago whose message seems lost are sent again (a duplicate
-message is harmless: only one delivery can claim the job).
+attempt. Queued jobs due long ago whose message seems lost are sent again under the same
+message id: if the first is only waiting in a long backlog it keeps its place in line (a
+new id would invalidate it and send the job to the back, hour after hour), and only one
+delivery can claim the job.
 
 Runs in the scheduler's leader on each tick and in every worker process (a thread), so
 either alone is enough. Any number may run: every change is a conditional update.
@@ -47,7 +49,7 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
             if jobs_db.cancel_ended(conn, lost.id) is not None:
                 done["cancelled"].append(lost.id)
             continue
-        actors.send(conn, lost)
+        actors.send(conn, lost, same_id=True)  # the original, if only waiting, stays valid
         done["resent"].append(lost.id)
     return done
 

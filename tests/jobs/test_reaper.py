@@ -69,3 +69,22 @@ def test_a_failed_attempt_of_a_cancelled_job_is_not_retried(db):
     assert jobs_db.requeue(db, job.id, 1) is None  # never back in line
     settled = actors.after_failure(db, failed, outcome.TRANSIENT)
     assert settled.state == "cancelled"
+
+
+def test_a_job_waiting_in_a_long_backlog_is_resent_without_losing_its_place(db):
+    from jobs import actors, reaper
+    from jobs.broker import get_broker
+
+    dealer = dealers_db.create(db, slug="backlog", name="Backlog",
+                               website_url="http://127.0.0.1:9/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    message_id = actors.send(db, job)  # in line (no worker consumes this test's queues)
+    db.execute("UPDATE jobs SET created_at = now() - interval '2 hours',"
+               " updated_at = now() - interval '2 hours' WHERE id = %s", (job.id,))
+    assert reaper.reap(db)["resent"] == [job.id]
+    # the copy carries the same id: the first message, still in line, can claim the job
+    assert jobs_db.get(db, job.id).message_id == message_id
+    broker = get_broker()
+    queued = broker.client.hvals(f"{broker.namespace}:priority.msgs")
+    assert len(queued) == 2 and all(message_id.encode() in m for m in queued)
+    assert reaper.reap(db)["resent"] == []  # not again before another hour
