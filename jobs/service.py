@@ -95,15 +95,24 @@ def cancel(conn: psycopg.Connection, job_id: int) -> Job:
 def replay(conn: psycopg.Connection, job_id: int, trigger_name: str = "retry") -> Job:
     """Run a dead (or failed) job again as a new queued job with the same kind and params.
 
-    The dead letter is cleared and points at the new job. When the dealership already has an
-    active job, that job is returned and nothing is queued twice."""
+    The dead letter is cleared and points at the new job. A job already replayed is not
+    replayed again (InvalidInput naming the job it was replayed as). When the dealership
+    already has an active job (of either kind), nothing is queued and the dead letter stays:
+    InvalidInput naming that job, to replay when it ends."""
     old = jobs_db.get(conn, job_id)
     if old.state not in ("dead", "failed"):
         raise InvalidInput(f"job {job_id} is {old.state}; only dead or failed jobs replay",
                            hint="see `forecourt dlq list`")
+    if old.replayed_as is not None:
+        raise InvalidInput(f"job {job_id} was already replayed as job {old.replayed_as}",
+                           hint=f"see `forecourt jobs show {old.replayed_as}`")
     params = {k: v for k, v in old.params.items()} | {"replay_of": old.id}
     dealer = dealers_db.get_by_id(conn, old.dealership_id)
-    new, _ = trigger(conn, dealer.id, old.kind, trigger_name, params)
+    new, created = trigger(conn, dealer.id, old.kind, trigger_name, params)
+    if not created:
+        raise InvalidInput(f"dealership {dealer.slug} has active job {new.id}; replay job "
+                           f"{job_id} when it ends",
+                           hint=f"follow it with `forecourt jobs show {new.id} --follow`")
     jobs_db.mark_replayed(conn, old.id, new.id)
     return new
 
@@ -116,14 +125,17 @@ def dead_letters(conn: psycopg.Connection, dealership_id: int | None = None,
 
 def replay_dead(conn: psycopg.Connection, dealership_id: int) -> list[Job]:
     """Replay a dealership's dead letters. One job runs per dealership at a time, so the
-    newest dead letter of each kind is replayed and the rest are cleared into it."""
-    out: list[Job] = []
-    for dead in dead_letters(conn, dealership_id):
-        if any(j.kind == dead.kind for j in out):
-            jobs_db.mark_replayed(conn, dead.id, next(j.id for j in out if j.kind == dead.kind))
-            continue
-        out.append(replay(conn, dead.id))
-    return out
+    newest dead letter is replayed and the older ones of its kind are cleared into it; those
+    of the other kind stay dead letters, to replay when it ends. Like `replay`, raises
+    InvalidInput (and keeps every dead letter) when the dealership has an active job."""
+    letters = dead_letters(conn, dealership_id)
+    if not letters:
+        return []
+    new = replay(conn, letters[0].id)
+    for dead in letters[1:]:
+        if dead.kind == new.kind:
+            jobs_db.mark_replayed(conn, dead.id, new.id)
+    return [new]
 
 
 def purge_dead(conn: psycopg.Connection, dealership_id: int) -> int:

@@ -39,21 +39,31 @@ def register(app: typer.Typer) -> None:
                dealer: str = typer.Option(None, "--dealer", "-d",
                                           help="Replay this dealership's dead letters.")
                ) -> None:
-        """Run a dead job (or a dealership's dead jobs) again as a new queued job."""
+        """Run a dead job (or a dealership's dead jobs) again as a new queued job.
+
+        One job runs per dealership at a time: while the dealership has an active job this
+        fails with one line naming it, and the dead letters stay to replay when it ends."""
         from jobs import service
 
         if (job_id is None) == (dealer is None):
             raise InvalidInput("give a job id or --dealer, not both or neither",
                                hint="see `forecourt dlq list`")
         with database() as conn:
+            left: list = []
             if job_id is not None:
                 jobs = [service.replay(conn, job_id)]
             else:
-                jobs = service.replay_dead(conn, dealers_db.get(conn, dealer).id)
+                dealer_id = dealers_db.get(conn, dealer).id
+                jobs = service.replay_dead(conn, dealer_id)
+                left = service.dead_letters(conn, dealer_id)
             for job in jobs:
                 console.print(f"queued job {job.id} ({job.kind}, {job.state})")
             if not jobs:
                 console.print("no dead letters to replay")
+            if left:
+                ids = ", ".join(str(j.id) for j in left)
+                console.print(f"{len(left)} dead letter(s) of another kind kept ({ids}): "
+                              f"replay them when job {jobs[0].id} ends")
 
     @group.command("purge")
     def purge(dealer: str = typer.Option(..., "--dealer", "-d",

@@ -6,12 +6,12 @@ import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
-from fastapi.middleware.cors import CORSMiddleware
 from redis.exceptions import RedisError
 
 from crawler.config import Settings, get_settings
 from jobs.api import metrics, problems, routes_dealers, routes_jobs
 from jobs.api.bodylimit import BodyLimit
+from jobs.api.cors import ProblemCORS
 from jobs.api.runtime import close_runtime, open_runtime, runtime_of
 from jobs.api.schemas import Health
 
@@ -45,9 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_jobs.router)
     app.include_router(routes_dealers.router)
     _add_operational_routes(app)
+    # The last added runs first: Latency > CORS > Unexpected > BodyLimit > routes.
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(problems.Unexpected)  # inside CORS: a 500 carries its headers too
     if settings.api_cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,
+        app.add_middleware(ProblemCORS, allow_origins=settings.api_cors_origins,
                            allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "If-None-Match"],
                            expose_headers=["ETag", "Retry-After", "Location"])

@@ -52,6 +52,15 @@ async def principal(
     return token
 
 
+async def still_valid(request: Request) -> None:
+    """401 when the request's token was revoked since `principal` accepted it: a long poll
+    outlives a revocation. Cheap: a cache hit while the job watch listens (a revocation evicts
+    the token at once), else one indexed query."""
+    creds = await bearer(request)
+    if creds is None or await _lookup(runtime_of(request), creds.credentials) is None:
+        raise _unauthorized("the bearer token was revoked")
+
+
 async def _lookup(rt: Runtime, presented: str) -> ApiToken | None:
     """The live token record: from the process cache (kept only while the job watch listens,
     which evicts revoked tokens at once), else from the database."""

@@ -42,6 +42,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    # FastAPI lets an HTTPException from reading the body through (any other
+                    # error becomes a 400); problems answers 413 as `too-large`, as below.
                     raise HTTPException(413, self._detail())
             return message
 

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crawler import errors
 
@@ -88,13 +89,18 @@ async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
     return problem_response(request, exc.status, exc.detail, exc.kind, exc.headers)
 
 
+# Plain HTTP statuses that have a problem type of their own: a body over the limit is
+# `too-large` whether BodyLimit refused its Content-Length or counted its chunks.
+_HTTP_KINDS = {413: "too-large"}
+
+
 async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.url.path}"
     elif exc.status_code == 405 and detail == "Method Not Allowed":
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem_response(request, exc.status_code, detail,
+    return problem_response(request, exc.status_code, detail, _HTTP_KINDS.get(exc.status_code),
                             headers=getattr(exc, "headers", None))
 
 
@@ -124,6 +130,37 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(request, 500, "internal error; the server logged it", "internal")
+
+
+class Unexpected:
+    """ASGI middleware turning an unhandled exception into the internal 500 problem (its
+    traceback logged) inside the middlewares added after it, CORS above all: Starlette runs
+    the app's `Exception` handler in ServerErrorMiddleware, outside every middleware, so that
+    answer would carry no CORS headers and the browser UI could not read it. The handler
+    stays registered for errors in the outer middlewares themselves."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:  # too late for another answer: let the server close the connection
+                raise
+            request = Request(scope)
+            await (await _unexpected(request, exc))(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:

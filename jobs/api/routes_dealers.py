@@ -32,6 +32,7 @@ router = APIRouter(prefix="/v1/dealerships/{slug}", tags=["dealerships"])
 Slug = Annotated[str, Path(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$",
                            description="the dealership's slug")]
 _COMMON = responses(401, 404, 422, 429)
+_NOT_MODIFIED = {304: {"description": "Not Modified (If-None-Match matched)"}}
 
 
 @router.post("/jobs", response_model=JobDetail, status_code=202, summary="Trigger a job",
@@ -45,14 +46,13 @@ async def trigger_job(request: Request, slug: Slug, body: TriggerIn,
     rt = runtime_of(request)
     dealership_id = await dealership_id_for(rt, token, slug)
     job, created = await rt.call(_service().trigger, dealership_id, body.kind, "api")
-    payload = JobDetail.of(job, slug).model_dump_json().encode()
+    payload = JobDetail.of(job, slug, role=token.role).model_dump_json().encode()
     return etag.conditional(payload, None, status=202 if created else 200,
                             headers={"Location": f"/v1/jobs/{job.id}"})
 
 
 @router.get("/jobs", response_model=JobPage, summary="List a dealership's jobs",
-            responses={**_COMMON, **responses(400),
-                       304: {"description": "Not Modified (If-None-Match matched)"}})
+            responses={**_COMMON, **responses(400), **_NOT_MODIFIED})
 async def list_jobs(
     request: Request,
     slug: Slug,
@@ -84,22 +84,24 @@ async def list_jobs(
 
 
 @router.get("/dead-letters", response_model=DeadLetters, summary="List dead letters",
-            responses=_COMMON)
+            responses={**_COMMON, **_NOT_MODIFIED})
 async def dead_letters(request: Request, slug: Slug,
-                       token: Annotated[ApiToken, Depends(principal)]) -> Response:
+                       token: Annotated[ApiToken, Depends(principal)],
+                       if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """The dealership's dead jobs not yet replayed or purged, newest first, each with its
     error history; replay one with POST /v1/jobs/{id}/replay."""
     rt = runtime_of(request)
     dealership_id = await dealership_id_for(rt, token, slug)
     jobs = await rt.call(_service().dead_letters, dealership_id)
-    body = DeadLetters(items=[JobDetail.of(j, slug) for j in jobs])
-    return etag.conditional(body.model_dump_json().encode(), None)
+    body = DeadLetters(items=[JobDetail.of(j, slug, role=token.role) for j in jobs])
+    return etag.conditional(body.model_dump_json().encode(), if_none_match)
 
 
 @router.get("/inventory", response_model=Inventory, summary="Inventory summary",
-            responses=_COMMON)
+            responses={**_COMMON, **_NOT_MODIFIED})
 async def inventory(request: Request, slug: Slug,
-                    token: Annotated[ApiToken, Depends(principal)]) -> Response:
+                    token: Annotated[ApiToken, Depends(principal)],
+                    if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """Active vehicles, the last successful run and quality figures."""
     rt = runtime_of(request)
     dealer = await dealership_for(rt, token, slug)
@@ -120,4 +122,4 @@ async def inventory(request: Request, slug: Slug,
                         placeholder_vins=row["placeholder_vins"],
                         last_run_rejects=row["last_job_rejects"] or 0,
                         last_run_verdict=row["last_job_verdict"]))
-    return etag.conditional(body.model_dump_json().encode(), None)
+    return etag.conditional(body.model_dump_json().encode(), if_none_match)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from crawler.errors import InvalidInput
 from crawler.models import ApiToken, Job
 from jobs.api import etag
-from jobs.api.auth import job_for, may_see, principal
+from jobs.api.auth import job_for, may_see, principal, still_valid
 from jobs.api.metrics import WAITING
 from jobs.api.problems import ApiProblem, responses
 from jobs.api.runtime import runtime_of
@@ -23,8 +23,8 @@ JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the job's id")]
 _COMMON = responses(401, 404, 422, 429)
 
 
-def _body(job: Job, slug: str) -> bytes:
-    return JobDetail.of(job, slug).model_dump_json().encode()
+def _body(job: Job, slug: str, token: ApiToken) -> bytes:
+    return JobDetail.of(job, slug, role=token.role).model_dump_json().encode()
 
 
 def _service():
@@ -54,13 +54,13 @@ async def get_job(
     rt = runtime_of(request)
     if wait <= 0:
         job, slug = await job_for(rt, token, job_id)
-        return etag.conditional(_body(job, slug), if_none_match)
+        return etag.conditional(_body(job, slug, token), if_none_match)
     # Register before the first read, so no change can slip in between, with one read.
     fut = rt.watch.register(job_id)
     WAITING.inc()
     try:
         job, slug = await job_for(rt, token, job_id)
-        body = _body(job, slug)
+        body = _body(job, slug, token)
         deadline = time.monotonic() + min(wait, rt.settings.api_wait_max_s)
         while _unchanged(job, body, since, if_none_match):
             remaining = deadline - time.monotonic()
@@ -75,12 +75,13 @@ async def get_job(
                 got = await rt.job(job_id)
             if got is not None and may_see(token, got[0]):
                 job, slug = got
-                body = _body(job, slug)
+                body = _body(job, slug, token)
     finally:
         WAITING.dec()
         rt.watch.unregister(job_id, fut)
         if not fut.done():
             fut.cancel()
+    await still_valid(request)  # the token may have been revoked while the request waited
     return etag.conditional(body, if_none_match)
 
 
@@ -95,7 +96,9 @@ def _unchanged(job: Job, body: bytes, since: int | None, if_none_match: str | No
 async def cancel_job(request: Request, job_id: JobId,
                      token: Annotated[ApiToken, Depends(principal)]) -> Response:
     """Cancel a queued job at once, or ask a running one to stop (its phase shows
-    'cancelling' until its worker settles it). A job that already ended answers 409."""
+    'cancelling' until its worker settles it). Cancelling is idempotent: a job already
+    cancelled answers 200 as it is (a double click is harmless); a job that ended otherwise
+    (succeeded, failed, dead...) answers 409."""
     rt = runtime_of(request)
     await job_for(rt, token, job_id)
     try:
@@ -103,15 +106,17 @@ async def cancel_job(request: Request, job_id: JobId,
     except InvalidInput as exc:
         raise ApiProblem(409, str(exc), "conflict") from exc
     _, slug = await job_for(rt, token, job.id)
-    return etag.conditional(_body(job, slug), None)
+    return etag.conditional(_body(job, slug, token), None)
 
 
 @router.post("/{job_id}/replay", response_model=JobDetail, status_code=202,
              summary="Replay a dead job", responses={**_COMMON, **responses(409, 503)})
 async def replay_job(request: Request, job_id: JobId,
                      token: Annotated[ApiToken, Depends(principal)]) -> Response:
-    """Run a dead (or failed) job again as a new queued job; answers the new job (or the
-    dealership's already active one). A job in any other state answers 409."""
+    """Run a dead (or failed) job again as a new queued job; answers 202 with the new job.
+    409 when the job is in any other state, was already replayed (the problem names the
+    job it was replayed as), or the dealership already has an active job (named in the
+    problem; the dead letter stays, to replay when that job ends)."""
     rt = runtime_of(request)
     await job_for(rt, token, job_id)
     try:
@@ -119,5 +124,5 @@ async def replay_job(request: Request, job_id: JobId,
     except InvalidInput as exc:
         raise ApiProblem(409, str(exc), "conflict") from exc
     _, slug = await job_for(rt, token, job.id)
-    return etag.conditional(_body(job, slug), None, status=202,
+    return etag.conditional(_body(job, slug, token), None, status=202,
                             headers={"Location": f"/v1/jobs/{job.id}"})

@@ -9,9 +9,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crawler.models import Job, JobKind, JobState, JobTrigger
+from crawler.models import Job, JobKind, JobState, JobTrigger, TokenRole
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_ID = 2**63 - 1  # ids are bigint
+# Report entries about other dealerships (how many of their vehicles a run re-flagged as
+# cross-dealer duplicates): for operator tokens only.
+OPERATOR_ONLY_REPORT = frozenset({"cross_dealer_updated"})
 
 
 def version_of(job: Job) -> int:
@@ -74,8 +78,13 @@ class JobDetail(JobSummary):
     worker: str | None = None
 
     @classmethod
-    def of(cls, job: Job, slug: str, **extra: Any):
-        return super().of(job, slug, report=job.report, errors=job.errors, worker=job.worker,
+    def of(cls, job: Job, slug: str, *, role: TokenRole, **extra: Any):
+        """The job as `role` may see it: a dealer's view of the report leaves out figures
+        about other dealerships."""
+        report = job.report
+        if report is not None and role != "operator":
+            report = {k: v for k, v in report.items() if k not in OPERATOR_ONLY_REPORT}
+        return super().of(job, slug, report=report, errors=job.errors, worker=job.worker,
                           **extra)
 
 
@@ -131,6 +140,11 @@ def decode_cursor(cursor: str) -> int | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    if len(raw) < 2 or raw[0] != "j" or not raw[1:].isdigit() or len(raw) > 20:
+    digits = raw[1:]
+    # ASCII digits only (str.isdigit() also takes '²' and other scripts' digits), and an id
+    # that fits the bigint it is compared with.
+    if raw[:1] != "j" or not 1 <= len(digits) <= 19 or not digits.isascii() \
+            or not digits.isdigit():
         return None
-    return int(raw[1:])
+    value = int(digits)
+    return value if value <= MAX_ID else None

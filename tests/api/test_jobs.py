@@ -3,9 +3,12 @@ replay, dead letters, inventory."""
 
 from __future__ import annotations
 
+import base64
+import subprocess
+
 from psycopg.types.json import Jsonb
 
-from tests.api.conftest import add_job, assert_problem, auth
+from tests.api.conftest import FORECOURT, add_job, assert_problem, auth
 
 
 def test_trigger_queues_a_job_then_returns_the_active_one(api, world):
@@ -126,3 +129,155 @@ def test_inventory_summarises_vehicles_last_good_run_and_quality(api, world):
     assert body["quality"] == {"avg_score": 75.0, "min_score": 60, "flagged_vehicles": 1,
                                "placeholder_vins": 0, "last_run_rejects": 1,
                                "last_run_verdict": "healthy"}
+
+
+def _cursor(text: str) -> str:
+    """A cursor as the API encodes one, around any text."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def test_crafted_cursors_are_400_problems_not_500s(api, world):
+    add_job(world["db"], world["acme"].id)
+    acme = auth(world["tokens"]["acme"])
+    for text in ("j\u00b2",  # '²': str.isdigit() says yes, int() says no
+                 "j\u0663",  # Arabic-Indic 3: int() takes it, but it is not one of our ids
+                 "j\uff13",  # fullwidth 3
+                 "j9223372036854775808",  # 2**63: past bigint
+                 "j9999999999999999999", "j", "j-1", "j 1", "x1"):
+        resp = api.get("/v1/dealerships/acme/jobs", params={"cursor": _cursor(text)},
+                       headers=acme)
+        assert assert_problem(resp, 400)["type"].endswith("invalid-cursor"), text
+    largest = api.get("/v1/dealerships/acme/jobs",
+                      params={"cursor": _cursor(f"j{2**63 - 1}")}, headers=acme)
+    assert largest.status_code == 200 and len(largest.json()["items"]) == 1
+
+
+def test_cancelling_twice_is_idempotent(api, world):
+    """The README's choice: a job already cancelled answers 200 as it is (a UI's double
+    click is harmless); a job that ended any other way answers 409."""
+    acme = auth(world["tokens"]["acme"])
+    job = api.post("/v1/dealerships/acme/jobs", json={"kind": "crawl"}, headers=acme).json()
+    first = api.post(f"/v1/jobs/{job['id']}/cancel", headers=acme)
+    second = api.post(f"/v1/jobs/{job['id']}/cancel", headers=acme)
+    assert first.status_code == second.status_code == 200, second.text
+    assert second.json()["state"] == "cancelled"
+    assert second.json()["version"] == first.json()["version"], "the second changed nothing"
+    for state in ("failed", "dead", "succeeded"):
+        ended = add_job(world["db"], world["acme"].id, state=state)
+        body = assert_problem(api.post(f"/v1/jobs/{ended}/cancel", headers=acme), 409)
+        assert f"already ended {state}" in body["detail"]
+
+
+def _both_kinds(world) -> None:
+    """acme gets a feed too, so it can have a crawl and a feed job."""
+    world["db"].execute("UPDATE dealerships SET feed_url = 'https://acme.test/f.csv'"
+                        " WHERE id = %s", (world["acme"].id,))
+
+
+def _letter(db, job_id: int) -> dict:
+    return db.execute("SELECT replayed_as, dlq_cleared_at FROM jobs WHERE id = %s",
+                      (job_id,)).fetchone()
+
+
+def test_replay_while_the_dealership_has_an_active_job_is_409_and_keeps_the_dead_letter(
+        api, world):
+    db, acme = world["db"], auth(world["tokens"]["acme"])
+    _both_kinds(world)
+    dead = add_job(db, world["acme"].id, kind="feed", state="dead", error="feed gone")
+    active = add_job(db, world["acme"].id, kind="crawl", state="running")
+    body = assert_problem(api.post(f"/v1/jobs/{dead}/replay", headers=acme), 409)
+    assert body["type"].endswith("conflict")
+    assert f"has active job {active}" in body["detail"] and "when it ends" in body["detail"]
+    assert _letter(db, dead) == {"replayed_as": None, "dlq_cleared_at": None}
+    letters = api.get("/v1/dealerships/acme/dead-letters", headers=acme).json()["items"]
+    assert [j["id"] for j in letters] == [dead]
+    # same kind active: refused the same way
+    same = add_job(db, world["acme"].id, kind="crawl", state="dead")
+    assert f"has active job {active}" in assert_problem(
+        api.post(f"/v1/jobs/{same}/replay", headers=acme), 409)["detail"]
+    db.execute("UPDATE jobs SET state = 'succeeded' WHERE id = %s", (active,))
+    replayed = api.post(f"/v1/jobs/{dead}/replay", headers=acme)
+    assert replayed.status_code == 202, replayed.text
+    assert replayed.json()["kind"] == "feed"
+    assert _letter(db, dead)["replayed_as"] == replayed.json()["id"]
+
+
+def test_a_dead_job_is_replayed_once(api, world):
+    db, acme = world["db"], auth(world["tokens"]["acme"])
+    dead = add_job(db, world["acme"].id, state="dead", error="site gone")
+    first = api.post(f"/v1/jobs/{dead}/replay", headers=acme)
+    assert first.status_code == 202, first.text
+    new = first.json()["id"]
+    again = assert_problem(api.post(f"/v1/jobs/{dead}/replay", headers=acme), 409)
+    assert again["detail"] == f"job {dead} was already replayed as job {new}"
+    # once the replay has ended, the dealership is free, and still no second replay
+    assert api.post(f"/v1/jobs/{new}/cancel", headers=acme).status_code == 200
+    later = assert_problem(api.post(f"/v1/jobs/{dead}/replay", headers=acme), 409)
+    assert f"already replayed as job {new}" in later["detail"]
+    jobs = db.execute("SELECT count(*) AS n FROM jobs WHERE params->>'replay_of' = %s",
+                      (str(dead),)).fetchone()
+    assert jobs["n"] == 1
+
+
+def _dlq(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([FORECOURT, "dlq", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_dlq_replay_cli_refuses_in_one_line_and_keeps_the_dead_letter(world):
+    db = world["db"]
+    _both_kinds(world)
+    dead = add_job(db, world["acme"].id, kind="feed", state="dead", error="feed gone")
+    active = add_job(db, world["acme"].id, kind="crawl", state="running")
+    for args in ([str(dead)], ["--dealer", "acme"]):
+        out = _dlq("replay", *args)
+        assert out.returncode == 1, out.stdout + out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+        assert lines[0].startswith("error: dealership acme has active job "
+                                   f"{active}; replay job {dead} when it ends")
+        assert "queued job" not in out.stdout
+        assert _letter(db, dead) == {"replayed_as": None, "dlq_cleared_at": None}
+    replayed_as = add_job(db, world["acme"].id, kind="crawl", state="succeeded")
+    gone = add_job(db, world["acme"].id, state="dead", replayed_as=replayed_as)
+    out = _dlq("replay", str(gone))
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert f"already replayed as job {replayed_as}" in out.stderr
+
+
+def test_dealer_tokens_do_not_see_other_dealerships_figures_in_reports(api, world):
+    db = world["db"]
+    report = {"verdict": "healthy", "reasons": [], "removed": 2, "cross_dealer_updated": 7}
+    job = add_job(db, world["acme"].id, state="succeeded", verdict="healthy", report=report)
+    dead = add_job(db, world["acme"].id, state="dead", report=report)
+    acme, op = auth(world["tokens"]["acme"]), auth(world["tokens"]["operator"])
+    mine = api.get(f"/v1/jobs/{job}", headers=acme).json()["report"]
+    assert "cross_dealer_updated" not in mine and mine["removed"] == 2
+    assert api.get(f"/v1/jobs/{job}", headers=op).json()["report"] == report
+    waited = api.get(f"/v1/jobs/{job}", params={"wait": 0.1, "since": 0}, headers=acme)
+    assert "cross_dealer_updated" not in waited.json()["report"]
+    letters = api.get("/v1/dealerships/acme/dead-letters", headers=acme).json()["items"]
+    assert [j["id"] for j in letters] == [dead]
+    assert "cross_dealer_updated" not in letters[0]["report"]
+    ops_letters = api.get("/v1/dealerships/acme/dead-letters", headers=op).json()["items"]
+    assert ops_letters[0]["report"]["cross_dealer_updated"] == 7
+
+
+def test_dlq_replay_dealer_replays_the_newest_and_keeps_the_other_kind(world):
+    """One job per dealership: the newest dead letter (a feed) is replayed, the older feed
+    one is cleared into it, and the crawl one stays a dead letter instead of being marked
+    replayed as a feed job."""
+    db = world["db"]
+    _both_kinds(world)
+    crawl = add_job(db, world["acme"].id, kind="crawl", state="dead")
+    old_feed = add_job(db, world["acme"].id, kind="feed", state="dead")
+    feed = add_job(db, world["acme"].id, kind="feed", state="dead")
+    out = _dlq("replay", "--dealer", "acme")
+    assert out.returncode == 0, out.stderr
+    new = db.execute("SELECT id, kind, state FROM jobs WHERE params->>'replay_of' = %s",
+                     (str(feed),)).fetchone()
+    assert new["kind"] == "feed" and new["state"] == "queued"
+    assert f"queued job {new['id']} (feed, queued)" in out.stdout
+    assert f"1 dead letter(s) of another kind kept ({crawl})" in out.stdout
+    assert _letter(db, feed)["replayed_as"] == _letter(db, old_feed)["replayed_as"] == new["id"]
+    assert _letter(db, crawl) == {"replayed_as": None, "dlq_cleared_at": None}

@@ -32,7 +32,7 @@ def test_oversized_bodies_are_refused_with_413(api, world):
     big = b'{"kind": "crawl", "pad": "' + b"x" * 40_000 + b'"}'
     declared = api.post("/v1/dealerships/acme/jobs", content=big,
                         headers=acme | {"Content-Type": "application/json"})
-    assert_problem(declared, 413)
+    assert assert_problem(declared, 413)["type"] == "urn:forecourt:problem:too-large"
 
     def chunks():
         for _ in range(40):
@@ -40,7 +40,10 @@ def test_oversized_bodies_are_refused_with_413(api, world):
 
     streamed = api.post("/v1/dealerships/acme/jobs", content=chunks(),
                         headers=acme | {"Content-Type": "application/json"})
-    assert_problem(streamed, 413)
+    assert "content-length" not in streamed.request.headers, "sent chunked"
+    body = assert_problem(streamed, 413)
+    assert body["type"] == "urn:forecourt:problem:too-large", "as a declared one is"
+    assert body["title"] == "Request Entity Too Large"
     assert world["db"].execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 0
 
 
@@ -57,3 +60,21 @@ def test_unknown_routes_wrong_methods_and_bad_input_are_problems(api, world):
                         headers=acme | {"Content-Type": "application/json"})
     assert_problem(bad_json, 422)
     assert_problem(api.get("/v1/dealerships/Not_A_Slug/jobs", headers=acme), 422)
+
+
+def test_an_unexpected_error_is_a_500_problem_the_ui_can_read_and_is_logged(api, api_server,
+                                                                           world):
+    """A job record the API cannot represent (counters must be integers) fails the request
+    unexpectedly: the 500 problem carries the CORS headers like any answer, and the
+    traceback is in the log, not in the answer."""
+    job = add_job(world["db"], world["acme"].id, counters={"items": "lots"})
+    resp = api.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["acme"])
+                   | {"Origin": "https://ui.example"})
+    body = assert_problem(resp, 500)
+    assert body["type"] == "urn:forecourt:problem:internal"
+    assert body["instance"] == f"/v1/jobs/{job}"
+    assert resp.headers["access-control-allow-origin"] == "https://ui.example"
+    assert "etag" in resp.headers["access-control-expose-headers"].lower()
+    logged = [line for line in api_server.logs().splitlines()
+              if f"unhandled error on GET /v1/jobs/{job}" in line]
+    assert len(logged) == 1 and "Traceback" in logged[0] and "ValidationError" in logged[0]

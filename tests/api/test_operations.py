@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from tests.api.conftest import add_job, auth
+from tests.api.conftest import add_job, assert_problem, auth
 
 
 def test_healthz_and_readyz_report_the_process_and_its_dependencies(api):
@@ -70,3 +70,18 @@ def test_cors_lets_the_dealer_ui_origin_read_etags_and_nobody_else(api, world):
     other = api.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["acme"])
                     | {"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_refused_cors_preflights_are_400_problems(api):
+    for origin, method, refused in [("https://evil.example", "GET", "origin"),
+                                    ("https://ui.example", "DELETE", "method"),
+                                    ("https://evil.example", "PUT", "origin, method")]:
+        resp = api.options("/v1/jobs/1", headers={
+            "Origin": origin, "Access-Control-Request-Method": method})
+        body = assert_problem(resp, 400)
+        assert body["type"] == "urn:forecourt:problem:cors-refused"
+        assert body["detail"] == f"Disallowed CORS {refused}"
+        assert body["instance"] == "/v1/jobs/1"
+        assert "GET" in resp.headers["access-control-allow-methods"]
+        if refused == "origin":
+            assert "access-control-allow-origin" not in resp.headers

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import httpx
 
 from crawler.db import connect
+from crawler.db import tokens as tokens_db
 from tests.api.conftest import add_job, assert_problem, auth
 
 
@@ -122,3 +124,49 @@ def test_many_waiters_hold_no_database_connections(api_server, world):
     answers = asyncio.run(scenario())
     assert [r.status_code for r in answers] == [200] * 120
     assert {r.json()["phase"] for r in answers} == {"storing"}
+
+
+def test_inventory_and_dead_letters_answer_304_until_they_change(api, world):
+    db, aid = world["db"], world["acme"].id
+    acme = auth(world["tokens"]["acme"])
+    paths = ("/v1/dealerships/acme/inventory", "/v1/dealerships/acme/dead-letters")
+    tags = {}
+    for path in paths:
+        tags[path] = api.get(path, headers=acme).headers["etag"]
+        same = api.get(path, headers=acme | {"If-None-Match": tags[path]})
+        assert same.status_code == 304, path
+        assert same.content == b"" and same.headers["etag"] == tags[path]
+    db.execute("INSERT INTO vehicles (dealership_id, vin, quality_score, status, content_hash)"
+               " VALUES (%s, 'V1', 90, 'active', 'h')", (aid,))
+    add_job(db, aid, state="dead", error="site gone")
+    for path in paths:
+        changed = api.get(path, headers=acme | {"If-None-Match": tags[path]})
+        assert changed.status_code == 200 and changed.headers["etag"] != tags[path], path
+
+
+def _waiting(url: str) -> float:
+    """How many requests the API process holds waiting (its gauge on /metrics)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("forecourt_api_waiting_requests"))
+
+
+def test_a_long_poll_answers_401_not_data_once_its_token_is_revoked(api, api_server, world):
+    db = world["db"]
+    job = add_job(db, world["acme"].id, state="running", phase="crawling")
+    acme = auth(world["tokens"]["acme"])
+    tag = api.get(f"/v1/jobs/{job}", headers=acme).headers["etag"]
+    before = _waiting(api_server.url)
+    result, done = _wait_in_thread(api, f"/v1/jobs/{job}?wait=30",
+                                   acme | {"If-None-Match": tag})
+    deadline = time.monotonic() + 20
+    while _waiting(api_server.url) <= before and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the request has passed authentication and waits
+    assert _waiting(api_server.url) > before, "the long poll is waiting"
+    record = next(t for t in tokens_db.list_all(db) if t.dealership_slug == "acme")
+    tokens_db.revoke(db, record.id)
+    _update(job, phase="storing")  # wakes the waiter with data it may no longer have
+    assert done.wait(40)
+    resp = result["resp"]
+    assert assert_problem(resp, 401)["type"].endswith("unauthorized")
+    assert "storing" not in resp.text
