@@ -85,7 +85,9 @@ class Settings(BaseSettings):
     demo_port: int | None = None
     # Feeds: the decompressed size at which reading stops (compression bombs, runaway feeds),
     # the largest download, the largest single field or JSON record, rows per store batch,
-    # and HTTP fetching (timeout per request, attempts with exponential backoff).
+    # and HTTP fetching (timeout per connect and per read, attempts with exponential backoff,
+    # and a deadline for the whole download, retries included: a server trickling bytes
+    # under the read timeout would otherwise hold a worker for days).
     feed_max_bytes: int = 8 * 1024**3
     feed_max_download_bytes: int = 2 * 1024**3
     feed_max_record_chars: int = 4 * 1024 * 1024
@@ -93,6 +95,7 @@ class Settings(BaseSettings):
     feed_fetch_timeout_s: float = 60.0
     feed_fetch_attempts: int = 4
     feed_fetch_backoff_s: float = 1.0
+    feed_fetch_deadline_s: float = 900.0
     # Worker processes for a large feed's per-row stages (0: none), started once this many
     # rows have taken the full path, or at the first row that does in a feed file of at
     # least feed_stage_min_bytes (a small feed is not worth the processes' start-up).

@@ -305,15 +305,30 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     return report
 
 
+def feed_fingerprint(fmt: str | None, mapping: dict[str, Any] | None) -> str:
+    """What a feed body's result depends on besides its bytes: PIPELINE_VERSION, the format
+    and the mapping in use (as given: the dealer's or an override; None detects them). Kept
+    beside a feed's validators: a feed is "unchanged" only under the same fingerprint."""
+    text = json.dumps([PIPELINE_VERSION, (fmt or "").lower() or None, mapping],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = None, *,
             fmt: str | None = None, mapping: dict[str, Any] | None = None,
-            on_batch: Callable[[dict[str, int]], None] | None = None) -> Job:
+            on_batch: Callable[[dict[str, int]], None] | None = None,
+            force: bool = False) -> Job:
     """Run a started feed job to its end and settle its record; returns the job.
 
     `source` is a file path or an http(s) URL (default: the dealership's feed_url); `fmt`
     and `mapping` default to the dealership's feed_format and feed_mapping. A URL whose
     server answers 304, or whose body is byte-identical to the last one processed, ends the
-    job succeeded with the note "feed unchanged" and removes nothing.
+    job succeeded with the note "feed unchanged" and removes nothing; that holds only
+    against the validators of the last run that *succeeded*, recorded under the same
+    mapping, format and PIPELINE_VERSION (feed_fingerprint). A run clears the stored
+    validators before it writes anything, so one that fails, ends partial or dies midway
+    leaves the next fetch to process its body (a restored earlier body included). `force`
+    ignores the stored validators: the feed is fetched and processed whatever they say.
     """
     from crawler.db import dealers as dealers_db
     from ingest import fetch as fetch_mod
@@ -323,6 +338,7 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
     source = str(source or dealer.feed_url or "")
     fmt = fmt or dealer.feed_format
     mapping = mapping if mapping is not None else dealer.feed_mapping
+    fingerprint = feed_fingerprint(fmt, mapping)
     fetched = None
     try:
         if not source:
@@ -330,7 +346,8 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
                                     hint="pass a file or URL, or set the dealer's feed URL")
         if source.startswith(("http://", "https://")):
             jobs_db.progress(conn, job_id, {}, phase="fetching")
-            fetched = fetch_mod.fetch(source, feeds_db.get(conn, dealer.id, source))
+            previous = None if force else feeds_db.get(conn, dealer.id, source, fingerprint)
+            fetched = fetch_mod.fetch(source, previous)
             if fetched.unchanged:
                 feeds_db.touch(conn, dealer.id)
                 note = ("feed unchanged (HTTP 304)" if fetched.status == 304
@@ -343,6 +360,9 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
             path: str | Path = fetched.path
         else:
             path = source[len("file://"):] if source.startswith("file://") else source
+        # From here on the dealer's vehicles may be written from this body: the stored
+        # validators describe them only again if this run succeeds (recorded below).
+        feeds_db.forget(conn, dealer.id, job_id)
         with _few_collections():
             report = ingest(conn, dealer.id, job_id, path, fmt=fmt, mapping=mapping,
                             on_batch=on_batch)
@@ -359,12 +379,14 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
     if fetched is not None:
         report["fetch"] = {"status": fetched.status, "attempts": fetched.attempts,
                            "bytes": fetched.body_bytes}
+        if force:
+            report["fetch"]["forced"] = True
         report["counters"]["fetch_attempts"] = fetched.attempts
         if ok:
             feeds_db.record(conn, dealer.id, source, etag=fetched.etag,
                             last_modified=fetched.last_modified,
                             body_sha256=fetched.body_sha256, body_bytes=fetched.body_bytes,
-                            job_id=job_id)
+                            fingerprint=fingerprint, job_id=job_id)
     return jobs_db.finish(conn, job_id, report["state"], counters=report["counters"],
                           verdict=report["verdict"], report=report,
                           error=None if ok else ("; ".join(report["reasons"]) or None),

@@ -1,18 +1,31 @@
 """Fetching a feed URL: streamed to a size-limited temporary file, retried with exponential
 backoff on connection errors and 5xx/429, and conditional (If-None-Match, If-Modified-Since)
 so that a feed the server says is unchanged, or whose body hashes the same as the last one
-processed, is not processed again."""
+processed, is not processed again.
+
+The whole fetch (every attempt and the waits between them) has a deadline,
+feed_fetch_deadline_s: httpx's timeouts bound each connect and each read only, so a server
+trickling a byte now and then would otherwise hold a worker (and the dealer's one active
+job) for as long as it likes. Past the deadline the fetch fails as Transient and is not
+retried here."""
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential,
+)
 
 from crawler.config import get_settings
 from crawler.errors import Permanent, Transient
@@ -36,6 +49,30 @@ class Fetched:
     body_sha256: str | None = None
     body_bytes: int | None = None
     attempts: int = 1
+
+
+@dataclass
+class _Deadline:
+    """The end of a fetch's time (time.monotonic()), and the error for going past it."""
+
+    url: str
+    budget: float
+    at: float
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.left() <= 0
+
+    def check(self, received: int | None = None) -> None:
+        """Raise Transient once the deadline has passed."""
+        if self.passed():
+            got = "" if received is None else f" ({received:,} bytes received)"
+            raise Transient(
+                f"feed {self.url} was not downloaded within its {self.budget:g} s deadline"
+                f"{got}: the server sends too slowly or stalls",
+                hint="raise FORECOURT_FEED_FETCH_DEADLINE_S if the feed is really this slow")
 
 
 def _client(timeout: float) -> httpx.Client:
@@ -66,17 +103,29 @@ def fetch(url: str, previous: dict | None = None, dest_dir: Path | None = None) 
     dest_dir = dest_dir or settings.data_dir / "feeds"
     dest_dir.mkdir(parents=True, exist_ok=True)
     attempts = {"n": 0}
+    budget = settings.feed_fetch_deadline_s
+    deadline = _Deadline(url, budget, time.monotonic() + budget)
 
-    @retry(retry=retry_if_exception_type(Transient), reraise=True,
-           stop=stop_after_attempt(max(1, settings.feed_fetch_attempts)),
+    # A Transient error is retried while the deadline allows the wait before the next try;
+    # the deadline's own error is not retried.
+    @retry(retry=retry_if_exception(lambda exc: isinstance(exc, Transient)
+                                    and not deadline.passed()), reraise=True,
+           stop=stop_after_attempt(max(1, settings.feed_fetch_attempts))
+           | stop_before_delay(budget),
            wait=wait_exponential(multiplier=settings.feed_fetch_backoff_s, max=60))
     def attempt() -> Fetched:
         attempts["n"] += 1
+        deadline.check()
+        # no single connect or read waits longer than the time left as this attempt
+        # begins; the sum of them is bounded by the checks as chunks arrive (_receive)
+        timeout = max(0.001, min(settings.feed_fetch_timeout_s, deadline.left()))
         try:
-            with _client(settings.feed_fetch_timeout_s) as client, \
+            with _client(timeout) as client, \
                     client.stream("GET", url, headers=headers) as response:
-                return _receive(response, url, previous, dest_dir, settings.feed_max_download_bytes)
+                return _receive(response, url, previous, dest_dir,
+                                settings.feed_max_download_bytes, deadline)
         except httpx.TransportError as exc:
+            deadline.check()
             raise Transient(f"feed {url} could not be fetched: {exc}") from exc
 
     fetched = attempt()
@@ -85,7 +134,7 @@ def fetch(url: str, previous: dict | None = None, dest_dir: Path | None = None) 
 
 
 def _receive(response: httpx.Response, url: str, previous: dict | None, dest_dir: Path,
-             limit: int) -> Fetched:
+             limit: int, deadline: _Deadline) -> Fetched:
     status = response.status_code
     if status == 304:
         return Fetched(None, True, status, previous.get("etag") if previous else None,
@@ -102,13 +151,15 @@ def _receive(response: httpx.Response, url: str, previous: dict | None, dest_dir
     path = Path(name)
     try:
         with open(fd, "wb") as out:
-            for chunk in response.iter_bytes(256 * 1024):
+            # chunks as they arrive (not gathered to a size), so a trickle meets the check
+            for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > limit:
                     raise FeedTooLarge(f"feed {url} is larger than {limit:,} bytes",
                                        hint="raise FORECOURT_FEED_MAX_DOWNLOAD_BYTES")
                 digest.update(chunk)
                 out.write(chunk)
+                deadline.check(size)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

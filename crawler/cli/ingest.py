@@ -31,8 +31,9 @@ def _progress() -> Progress:
 
 
 def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "operator",
-               fmt: str | None = None, mapping: dict | None = None) -> Job:
-    """Create (or join) the dealer's feed job and run it here, showing rows per second."""
+               fmt: str | None = None, mapping: dict | None = None, force: bool = False) -> Job:
+    """Create (or join) the dealer's feed job and run it here, showing rows per second.
+    `force` ignores the feed's stored validators: it is fetched and processed in full."""
     dealer = dealers_db.get(conn, slug)
     source = source or dealer.feed_url
     if not source:
@@ -42,7 +43,8 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
         raise InvalidInput(f"no feed file {source!r}", hint="give an existing file or a URL")
     jobs_db.settle_abandoned(conn, 120, dealer.id)
     job, created = jobs_db.create_or_get_active(conn, dealer.id, "feed", trigger,
-                                                {"source": source})
+                                                {"source": source, **({"force": True}
+                                                                      if force else {})})
     if not created:
         raise InvalidInput(f"dealership {slug!r} already has job {job.id} {job.state}",
                            hint=f"wait for it, or see `forecourt jobs show {job.id}`")
@@ -59,7 +61,8 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
                                    f"{counters.get('changed', 0):,}  rejected "
                                    f"{counters.get('rejected', 0):,}")
 
-        job = feed_mod.run_job(conn, job.id, source, fmt=fmt, mapping=mapping, on_batch=tick)
+        job = feed_mod.run_job(conn, job.id, source, fmt=fmt, mapping=mapping, on_batch=tick,
+                               force=force)
         rows = job.counters.get("items", 0)
         progress.update(task, total=max(rows, 1), completed=max(rows, 1),
                         status=job.state + (f" ({job.verdict})" if job.verdict else ""))
@@ -107,6 +110,9 @@ def register(app: typer.Typer) -> None:
             + " (default: from the name or the content)."),
         mapping: str | None = typer.Option(
             None, "--mapping", help="Column mapping file (.json or .toml) for this feed."),
+        force: bool = typer.Option(
+            False, "--force", help="Process the feed even if it looks unchanged (ignore the "
+            "stored ETag, Last-Modified and body hash)."),
     ) -> None:
         """Ingest a dealership's inventory feed now: CSV, TSV, XML, JSON or JSON Lines,
         optionally gzip or zip; prints added, changed, unchanged, removed and rejected."""
@@ -114,7 +120,7 @@ def register(app: typer.Typer) -> None:
             raise InvalidInput(f"unknown format {fmt!r}", hint="one of " + ", ".join(FORMATS))
         override = mapping_mod.load_override(mapping) if mapping is not None else None
         with database() as conn:
-            job = ingest_now(conn, slug, source, fmt=fmt, mapping=override)
+            job = ingest_now(conn, slug, source, fmt=fmt, mapping=override, force=force)
         console.print(ingest_summary(slug, job))
         if job.state == "failed":
             raise typer.Exit(1)

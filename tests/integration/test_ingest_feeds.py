@@ -224,10 +224,14 @@ def test_compressed_feed_is_ingested(db, tmp_path):
 # -- HTTP --------------------------------------------------------------------------------------
 
 class FeedServer:
-    """A feed URL on 127.0.0.1 that can fail a few times, then serves with an ETag."""
+    """A feed URL on 127.0.0.1 that can fail a few times, then serves with an ETag (304 to a
+    request naming it). `body` and `etag` may be changed between requests (etag None: no
+    ETag, so only the body hash can tell the feed is unchanged)."""
 
-    def __init__(self, body: bytes, fail: int = 0, status: int = 500):
+    def __init__(self, body: bytes, fail: int = 0, status: int = 500,
+                 etag: str | None = '"v1"'):
         self.body, self.fail, self.status, self.requests = body, fail, status, []
+        self.etag = etag
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -239,13 +243,14 @@ class FeedServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                if self.headers.get("If-None-Match") == '"v1"':
+                if server.etag and self.headers.get("If-None-Match") == server.etag:
                     self.send_response(304)
                     self.end_headers()
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/csv")
-                self.send_header("ETag", '"v1"')
+                if server.etag:
+                    self.send_header("ETag", server.etag)
                 self.send_header("Content-Length", str(len(server.body)))
                 self.end_headers()
                 self.wfile.write(server.body)
