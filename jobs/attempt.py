@@ -66,12 +66,22 @@ def crawl(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
 
 def feed(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
          on_settled: Callable[[Job], None] | None = None) -> Job:
-    from ingest.feed import run_job
-
     source = job.params.get("source") or dealer.feed_url
     if not source:
         raise InvalidInput(f"dealership {dealer.slug!r} has no feed URL",
                            hint="set its feed_url, or pass a source file")
+    return run_feed(conn, job.id, worker, str(source), fmt=job.params.get("format"),
+                    mapping=job.params.get("mapping"), force=bool(job.params.get("force")))
+
+
+def run_feed(conn: psycopg.Connection, job_id: int, worker: str, source: str, *,
+             fmt: str | None = None, mapping: dict | None = None, force: bool = False,
+             on_batch: Callable[[dict[str, int]], None] | None = None) -> Job:
+    """Ingest the feed of a job `worker` has started, heartbeating it meanwhile (a worker's
+    attempt, or `forecourt ingest`): stops at the next batch when the job is cancelled
+    (settled cancelled) or taken over by another worker."""
+    from ingest.feed import run_job
+
     # The ingest runs in this thread; a second one heartbeats the job on its own connection
     # (a feed download can take minutes between batches) and notes a cancel request.
     done = threading.Event()
@@ -79,28 +89,30 @@ def feed(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
 
     def beat_loop() -> None:
         with connect() as beat_conn:
-            should_stop, watched = watch(beat_conn, job.id, worker)
+            should_stop, watched = watch(beat_conn, job_id, worker)
             while not done.wait(get_settings().job_beat_interval_s / 2):
                 if should_stop():
                     state["reason"] = watched["reason"]
                     return
 
-    beater = threading.Thread(target=beat_loop, name=f"beat-{job.id}", daemon=True)
+    beater = threading.Thread(target=beat_loop, name=f"beat-{job_id}", daemon=True)
     beater.start()
 
-    def on_batch(_counters: dict[str, int]) -> None:
+    def batch_done(counters: dict[str, int]) -> None:
         if state["reason"]:
             raise Stopped(state["reason"])
+        if on_batch is not None:
+            on_batch(counters)
 
     try:
         # run_job fetches an http(s) feed itself (outbound safety, conditional GET, retries).
-        return run_job(conn, job.id, str(source), fmt=job.params.get("format"),
-                       mapping=job.params.get("mapping"), on_batch=on_batch)
+        return run_job(conn, job_id, source, fmt=fmt, mapping=mapping, on_batch=batch_done,
+                       force=force)
     except Stopped as stop:
         if str(stop) == "cancelled":
-            return jobs_db.fail_running(conn, job.id, "cancelled while running", "cancelled",
-                                        state="cancelled") or jobs_db.get(conn, job.id)
-        return jobs_db.get(conn, job.id)
+            return jobs_db.fail_running(conn, job_id, "cancelled while running", "cancelled",
+                                        state="cancelled") or jobs_db.get(conn, job_id)
+        return jobs_db.get(conn, job_id)
     finally:
         done.set()
         beater.join(timeout=5)

@@ -171,6 +171,53 @@ def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tm
     assert jobs_db.get(db, job["id"]).state == "cancelled" and "cancelled" in out
 
 
+def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db, tmp_path,
+                                                                              monkeypatch):
+    import json
+    import signal
+    import time
+
+    from crawler import fixture_server
+    from crawler.config import reset_settings
+    from crawler.db import dealers as dealers_db
+    from crawler.db import jobs as jobs_db
+    from jobs import reaper
+
+    (tmp_path / "feed.csv").write_text("VIN,Make\n")
+    (tmp_path / "routes.json").write_text(json.dumps({"/feed.csv": {"hang": True}}))
+    server = fixture_server.serve(tmp_path)
+    dealers_db.create(db, slug="slow-feed", name="Slow Feed")
+    cli = subprocess.Popen([FORECOURT, "ingest", "slow-feed",
+                            fixture_server.base_url(server) + "/feed.csv"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        job = None
+        for _ in range(120):  # until the job has been heartbeaten 3 s after it started
+            job = db.execute("SELECT * FROM jobs").fetchone()
+            if job and job["heartbeat_at"] and job["started_at"] and \
+                    (job["heartbeat_at"] - job["started_at"]).total_seconds() > 3:
+                break
+            time.sleep(0.25)
+        assert (job["heartbeat_at"] - job["started_at"]).total_seconds() > 3, \
+            "an ingest waiting on a slow feed must still heartbeat its job"
+        monkeypatch.setenv("FORECOURT_JOB_REAP_AFTER_S", "2")
+        reset_settings()
+        assert reaper.reap(db)["requeued"] == []
+        cli.send_signal(signal.SIGINT)  # Ctrl-C at the terminal
+        out, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        monkeypatch.delenv("FORECOURT_JOB_REAP_AFTER_S", raising=False)
+        reset_settings()
+    assert cli.returncode == 130 and err.strip().splitlines()[-1].startswith("error: interrupted")
+    settled = jobs_db.get(db, job["id"])
+    assert settled.state == "cancelled" and settled.error == "interrupted at the terminal"
+
+
 def test_history_shows_prices_as_money_and_missing_values_as_a_dash():
     from crawler.cli.history import _value
 

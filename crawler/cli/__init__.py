@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), exc.hint)
     except KeyboardInterrupt:
         return fail("interrupted", None, code=130)
+    if status == 130:  # typer's Exit for a KeyboardInterrupt inside a command
+        return fail("interrupted", None, code=130)
     return status if isinstance(status, int) else 0
 
 

@@ -3,6 +3,7 @@ progress bar in rows per second and a summary table."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -16,7 +17,6 @@ from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.errors import InvalidInput
 from crawler.models import Job
-from ingest import feed as feed_mod
 from ingest import mapping as mapping_mod
 from ingest.readers import FORMATS
 
@@ -48,7 +48,10 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
     if not created:
         raise InvalidInput(f"dealership {slug!r} already has job {job.id} {job.state}",
                            hint=f"wait for it, or see `forecourt jobs show {job.id}`")
-    jobs_db.start(conn, job.id, worker=f"cli@{socket.gethostname()}")
+    from jobs.attempt import run_feed
+
+    worker = f"cli@{socket.gethostname()}:{os.getpid()}"
+    jobs_db.start(conn, job.id, worker=worker)
     started = time.monotonic()
     with _progress() as progress:
         task = progress.add_task(f"ingest {slug}", total=None, rate="", status="reading")
@@ -61,8 +64,14 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
                                    f"{counters.get('changed', 0):,}  rejected "
                                    f"{counters.get('rejected', 0):,}")
 
-        job = feed_mod.run_job(conn, job.id, source, fmt=fmt, mapping=mapping, on_batch=tick,
-                               force=force)
+        try:  # heartbeating the job as a worker does: the reaper leaves it alone, and
+            # `forecourt jobs cancel` stops it at its next batch
+            job = run_feed(conn, job.id, worker, source, fmt=fmt, mapping=mapping,
+                           force=force, on_batch=tick)
+        except KeyboardInterrupt:  # settle it; don't leave it to the reaper to retry
+            jobs_db.fail_running(conn, job.id, "interrupted at the terminal", "cancelled",
+                                 state="cancelled")
+            raise
         rows = job.counters.get("items", 0)
         progress.update(task, total=max(rows, 1), completed=max(rows, 1),
                         status=job.state + (f" ({job.verdict})" if job.verdict else ""))
