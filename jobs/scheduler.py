@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from crawler.config import get_settings
 from crawler.db import connect
@@ -47,10 +47,16 @@ def validate(cron: str | None, tz: str, interval_s: int | None = None) -> None:
         raise InvalidInput(f"not a cron expression: {cron!r}",
                            hint="five fields, e.g. '0 6 * * *' for 06:00 daily")
     try:
-        ZoneInfo(tz)
+        zone = ZoneInfo(tz)
     except Exception as exc:  # ZoneInfoNotFoundError, ValueError
         raise InvalidInput(f"unknown timezone {tz!r}",
                            hint="an IANA name such as 'America/Chicago'") from exc
+    if cron is not None:
+        try:  # a valid line may still never fire ('0 0 30 2 *': February 30th)
+            croniter(cron, datetime.now(zone)).get_next(datetime)
+        except CroniterError as exc:
+            raise InvalidInput(f"cron expression {cron!r} never fires",
+                               hint="check the day and month fields") from exc
 
 
 def next_slot(dealer: Dealership, after: datetime) -> datetime:
@@ -80,14 +86,23 @@ def tick(conn: psycopg.Connection) -> list[int]:
     created: list[int] = []
     for dealer, next_run in schedules_db.scheduled(conn):
         jitter = random.uniform(0, settings.schedule_jitter_s)
-        if next_run is None:  # new or changed schedule: first run at its next slot
-            schedules_db.set_next(conn, dealer.id, next_slot(dealer, now)
-                                  + timedelta(seconds=jitter), None)
+        if next_run is not None and next_run > now:
             continue
-        if next_run > now:
+        try:
+            slot = next_slot(dealer, now)
+        except (CroniterError, ValueError, KeyError) as exc:
+            # one dealer's schedule that cannot be computed (stored before it was checked,
+            # or a zone gone from tzdata) must not stop every other dealer's: look again in
+            # an hour, and say so once an hour
+            log.error("dealership %s: schedule %r (%s) cannot be computed: %s; skipped",
+                      dealer.slug, dealer.schedule_cron, dealer.schedule_tz, exc)
+            schedules_db.set_next(conn, dealer.id, now + timedelta(hours=1), next_run)
+            continue
+        if next_run is None:  # new or changed schedule: first run at its next slot
+            schedules_db.set_next(conn, dealer.id, slot + timedelta(seconds=jitter), None)
             continue
         failures = schedules_db.consecutive_failures(conn, dealer.id)
-        upcoming = max(next_slot(dealer, now), now + timedelta(seconds=backoff_s(failures)))
+        upcoming = max(slot, now + timedelta(seconds=backoff_s(failures)))
         upcoming += timedelta(seconds=jitter)
         # Claim the slot first (compare-and-set), then enqueue: a slot is enqueued once.
         if not schedules_db.set_next(conn, dealer.id, upcoming, next_run, ran=True):

@@ -60,3 +60,25 @@ def test_two_schedulers_enqueue_a_due_dealer_once_and_fail_over(db, start_schedu
                " WHERE dealership_id = %s", (due.id,))
     wait_for(lambda: len(_jobs(db, due.id)) == 2, timeout=20, what="the standby's job")
     assert "this scheduler leads" in standby.log.read_text()
+
+
+def test_a_cron_line_that_never_fires_is_refused_and_one_stored_never_stops_the_others(db):
+    from crawler.errors import InvalidInput
+    from jobs import scheduler
+
+    with pytest.raises(InvalidInput, match="never fires"):
+        scheduler.validate("0 0 30 2 *", "UTC")  # February 30th
+    # one stored before it was checked (or by hand) beside a dealer that is due
+    broken = dealers_db.create(db, slug="feb30", name="Feb 30",
+                               website_url="http://127.0.0.1:9/", schedule_cron="0 6 * * *")
+    db.execute("UPDATE dealerships SET schedule_cron = '0 0 30 2 *' WHERE id = %s",
+               (broken.id,))
+    due = dealers_db.create(db, slug="due-too", name="Due", website_url="http://127.0.0.1:9/",
+                            schedule_interval_s=3600)
+    now = schedules_db.server_now(db)
+    schedules_db.set_next(db, due.id, now - timedelta(minutes=1), None)
+    created = scheduler.tick(db)  # does not raise
+    assert [j.id for j in _jobs(db, due.id)] == created and len(created) == 1
+    skipped = schedules_db.state(db, broken.id)["next_run_at"]
+    assert skipped >= now + timedelta(minutes=59)  # looked at again in an hour
+    assert scheduler.tick(db) == []
