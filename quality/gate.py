@@ -29,7 +29,8 @@ DEFAULTS: dict[str, float] = {
     # share of items rejected above which a run is degraded / failed
     "max_reject_rate": 0.2,
     "fail_reject_rate": 0.6,
-    # drops smaller than this many vehicles are ordinary sales, whatever the ratio
+    # drops smaller than this many vehicles are ordinary sales and never degrade a run
+    # (below fail_count_ratio a run fails whatever the drop)
     "min_count_drop": 5,
     # a field's coverage falling by more than this fraction of its usual share: degraded
     "max_coverage_drop": 0.3,
@@ -93,12 +94,17 @@ def check_count(worse: Verdict, valid: int, items: int, baseline: float | None,
                 limits: dict[str, float]) -> None:
     if items == 0:
         worse("failed", "no vehicles found")
-    if baseline and items and baseline - valid > limits.get("min_count_drop", 0):
-        ratio = valid / baseline
-        if ratio < limits["fail_count_ratio"]:
-            worse("failed", f"{valid} vehicles against a usual {baseline:g} ({ratio:.0%})")
-        elif ratio < limits["min_count_ratio"]:
-            worse("degraded", f"{valid} vehicles against a usual {baseline:g} ({ratio:.0%})")
+    if not baseline or not items:
+        return
+    ratio = valid / baseline
+    reason = f"{valid} vehicles against a usual {baseline:g} ({ratio:.0%})"
+    if ratio < limits["fail_count_ratio"]:
+        # whatever the dealer's size: a feed of 1 row where 6 are usual is broken, not a
+        # day of sales, and must not remove the other 5
+        worse("failed", reason)
+    elif ratio < limits["min_count_ratio"] and \
+            baseline - valid >= limits.get("min_count_drop", 0):
+        worse("degraded", reason)
 
 
 def check_rate(worse: Verdict, name: str, count: int, total: int, degrade: float,

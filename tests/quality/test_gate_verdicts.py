@@ -88,3 +88,15 @@ def test_coverage_of_a_few_changed_feed_rows_is_not_judged():
     assert judge(c)["verdict"] == "healthy"
     c.update(coverage_base=100, coverage_price=100, coverage_images=100, coverage_trim=100)
     assert judge(c)["verdict"] == "degraded"  # every row changed: a format change shows
+
+
+def test_a_small_dealer_is_judged_by_ratio_below_the_fail_line_and_by_drop_above_it():
+    usual_six = [counters(valid=6) for _ in range(3)]
+    one = judge(counters(valid=1), history=usual_six)  # a feed cut to one row
+    assert one["verdict"] == "failed" and not one["may_remove"]
+    assert "1 vehicles against a usual 6 (17%)" in one["reasons"]
+    # 3 of 6 sold in a day: a drop under min_count_drop, ordinary for a small lot
+    assert judge(counters(valid=3), history=usual_six)["verdict"] == "healthy"
+    usual_ten = [counters(valid=10) for _ in range(3)]
+    # a drop of exactly min_count_drop (5) below min_count_ratio is judged
+    assert judge(counters(valid=5), history=usual_ten)["verdict"] == "degraded"
