@@ -11,9 +11,11 @@ from rich.console import Console
 from crawler.db import connect, migrate
 
 # Wide enough for summary tables when the output is a file or a pipe (transcripts, CI).
-console = Console(highlight=False, soft_wrap=False,
+# No rich markup: what the consoles print is data (dealer names, feed columns, URLs, token
+# labels, errors) in which '[...]' is text; styles are given as Text objects or style=.
+console = Console(highlight=False, soft_wrap=False, markup=False,
                   width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
 
 
 def fail(message: str, hint: str | None, code: int = 1) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from crawler.cli.common import console, database, price_text
@@ -48,7 +47,7 @@ def register(app: typer.Typer) -> None:
         for col in ("when (UTC)", "job", "VIN", "event", "old", "new"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            table.add_row(*map(escape, (  # stored values are text, never rich markup
+            table.add_row(*map(str, (  # stored values are text (the console prints no markup)
                 r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), str(r["job_id"] or ""),
                 r["vin"], r["kind"], _value(r["old_value"]), _value(r["new_value"]))))
         console.print(table)

@@ -24,10 +24,11 @@ SUMMARY = ("added", "changed", "unchanged", "relisted", "removed", "rejected", "
 
 
 def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                    TextColumn("{task.completed:,.0f} rows  {task.fields[rate]}"),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
-                    transient=False)
+    return Progress(SpinnerColumn(), TextColumn("{task.description}", style="bold",
+                                                markup=False), BarColumn(),
+                    TextColumn("{task.completed:,.0f} rows  {task.fields[rate]}", markup=False),
+                    TextColumn("{task.fields[status]}", markup=False), TimeElapsedColumn(),
+                    console=console, transient=False)
 
 
 def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "operator",

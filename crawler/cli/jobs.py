@@ -6,7 +6,6 @@ import json
 import time
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from crawler.cli.common import console, database
@@ -32,7 +31,7 @@ def jobs_table(conn, jobs: list[Job], title: str = "Jobs") -> Table:
         table.add_row(str(j.id), names.get(j.dealership_id, str(j.dealership_id)), j.kind,
                       j.trigger, j.state, j.phase or "-", str(j.attempts),
                       str(j.counters.get("items", 0)), str(j.counters.get("upserted", 0)),
-                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"), escape((j.error or "")[:60]))
+                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"), (j.error or "")[:60])
     return table
 
 
@@ -60,7 +59,7 @@ def job_detail(conn, job: Job) -> Table:
         rows.append((f"error #{n}", f"attempt {e.get('attempt')} {e.get('kind')}: "
                                     f"{e.get('error')} ({e.get('at')})"))
     for field, value in rows:  # errors quote pages and feeds: text, never rich markup
-        table.add_row(field, escape(value))
+        table.add_row(field, value)
     return table
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from crawler.cli.common import console, database, price_text
 from crawler.cli.render import job_progress
@@ -43,7 +44,7 @@ def _report(slug: str, job_id: int | None, worst: int) -> None:
                  show_header=False)
     head.add_column("what")
     head.add_column("value", overflow="fold")
-    head.add_row("verdict", f"[{_VERDICT.get(verdict, 'white')}]{verdict}[/]")
+    head.add_row("verdict", Text(verdict, style=_VERDICT.get(verdict, "white")))
     for reason in report.get("reasons") or ["-"]:
         head.add_row("reason", reason)
     c = job.counters

@@ -13,8 +13,10 @@ SUMMARY_COLUMNS = ("items", "added", "changed", "unchanged", "removed", "rejecte
 
 
 def job_progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), transient=False)
+    return Progress(SpinnerColumn(), TextColumn("{task.description}", style="bold",
+                                                markup=False), BarColumn(),
+                    TextColumn("{task.fields[status]}", markup=False), TimeElapsedColumn(),
+                    transient=False)
 
 
 def status_line(job: Job) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from crawler.cli.common import console, database, price_text
@@ -29,7 +28,7 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, overflow="fold")
         for r in rows:
             # values come from dealer sites and feeds: shown as text, never as rich markup
-            table.add_row(*map(escape, (
+            table.add_row(*map(str, (
                 r["vin"], str(r["year"] or ""), r["make"] or "", r["model"] or "",
                 r["trim"] or "", r["condition"] or "",
                 f"{r['mileage']:,}" if r["mileage"] is not None else "",

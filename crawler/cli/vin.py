@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from crawler.cli.common import console
 from quality import vin_checks, vins
@@ -42,7 +43,7 @@ def register(app: typer.Typer) -> None:
             for col in ("check", "result", "detail", "flag"):
                 table.add_column(col, overflow="fold")
             for c in results:
-                table.add_row(c.name, f"[{_STYLE[c.status]}]{c.status}[/]", c.detail,
+                table.add_row(c.name, Text(c.status, style=_STYLE[c.status]), c.detail,
                               c.flag if c.status == "fail" else "")
             console.print(table)
             failed += any(c.status == "fail" for c in results)

@@ -45,3 +45,26 @@ def test_markup_like_values_print_verbatim_in_every_table(db, tmp_path):
         assert run.returncode == 0, (args, run.stdout[-2000:], run.stderr[-2000:])
         for text in expected:
             assert text in run.stdout, (args, run.stdout)
+
+
+def test_markup_like_names_columns_labels_and_errors_print_verbatim(db, tmp_path):
+    """Names, feed columns, token labels and errors typed by people or sent by feeds: one
+    '[/]' used to crash `dealers list` for every dealer."""
+    name, column, label = "Bad [/] Name [bold]x[/bold]", "[/]Notes", "ci [/]"
+    feed = tmp_path / "feed[red].csv"
+    feed.write_text(f"VIN,Year,Make,Model,SellingPrice,{column}\n"
+                    "19XFC2F7XME104512,2021,Honda,Civic,21450,hi\n")
+    dealers_db.create(db, slug="named", name=name, feed_url=str(feed))
+    for args, expected in ((["ingest", "named"], [column, "feed[red].csv"]),
+                           (["dealers", "list"], [name]),
+                           (["vehicles", "named"], [name]),
+                           (["quality", "named"], [name]),
+                           (["tokens", "create", "--dealer", "named", "--label", label], []),
+                           (["tokens", "list"], [label]),
+                           (["vin", "19XFC2F7XME104512", "--make", "[/]"], ["[/]"])):
+        run = subprocess.run([FORECOURT, *args], capture_output=True, text=True, timeout=120,
+                             env={**__import__("os").environ, "COLUMNS": "400"})
+        assert run.returncode == 0, (args, run.stdout[-2000:], run.stderr[-2000:])
+        assert "Traceback" not in run.stderr
+        for text in expected:
+            assert text in run.stdout, (args, run.stdout[-3000:])
