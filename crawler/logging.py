@@ -168,10 +168,13 @@ def make_handler(fmt: str | None = None, stream: Any = None) -> logging.Handler:
 
 
 def configure(fmt: str | None = None, level: str | int | None = None, *, stream: Any = None,
-              static: dict[str, Any] | None = None) -> logging.Handler:
+              static: dict[str, Any] | None = None, adopt: bool = False) -> logging.Handler:
     """Route the root logger through one forecourt handler (replacing an earlier one).
 
     `static` fields go on every record of the process (the crawl child's job and dealer).
+    `adopt` (a Dramatiq worker process): take over the root handler the host installed,
+    writing to its stream (Dramatiq's pipe to the main process, which honours --log-file),
+    so each record is written once, formatted and redacted by forecourt.
     """
     from crawler.config import get_settings
 
@@ -180,6 +183,11 @@ def configure(fmt: str | None = None, level: str | int | None = None, *, stream:
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_forecourt", False)]:
         root.removeHandler(old)
+    if adopt:
+        for other in list(root.handlers):
+            if stream is None and isinstance(other, logging.StreamHandler):
+                stream = other.stream
+            root.removeHandler(other)
     handler = make_handler(fmt, stream)
     root.addHandler(handler)
     root.setLevel(level or get_settings().log_level)

@@ -49,7 +49,9 @@ class ReaperMiddleware(dramatiq.Middleware):
         from crawler import logging as fc_logging
         from jobs import reaper
 
-        fc_logging.configure()  # structured (JSON) logs with job ids, secrets redacted
+        # structured (JSON) logs with job ids, secrets redacted, in place of Dramatiq's
+        # plain handler (which printed every record a second time, unredacted)
+        fc_logging.configure(adopt=True)
         reaper.start_thread()
 
 

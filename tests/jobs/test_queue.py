@@ -206,3 +206,26 @@ def test_feed_jobs_ingest_in_the_worker_and_a_missing_feed_fails_at_once(db, sha
     job, _ = service.trigger(db, broken.id, "feed", "operator")
     done = wait_final(db, job.id)
     assert done.state == "failed" and done.attempts == 1 and len(done.errors) == 1
+
+
+def test_a_worker_logs_each_record_once_with_secrets_redacted(db, site, shared_worker,
+                                                              tmp_path):
+    """Dramatiq's own handler printed every record a second time, as plain text and with
+    the credentials of a feed URL in it."""
+    from jobs import service
+
+    root = tmp_path / "feeds"
+    root.mkdir()
+    secret = "s3cretpw-" + tmp_path.name[-6:]
+    url = site(root).replace("http://", f"http://feeduser:{secret}@") + "/missing.csv"
+    dealer = dealers_db.create(db, slug="creds", name="Creds", feed_url=url)
+    job, _ = service.trigger(db, dealer.id, "feed", "operator")
+    done = wait_final(db, job.id)
+    assert done.state in ("failed", "dead")
+    log = shared_worker.log.read_text(errors="replace")
+    requests = [line for line in log.splitlines()
+                if "HTTP Request: GET" in line and "missing.csv" in line]
+    assert requests, log[-3000:]
+    assert secret not in log and all("feeduser:***@" in line for line in requests)
+    # one line per request: a 404 is not retried, so one request, logged once
+    assert len(requests) == 1, requests
