@@ -11,9 +11,16 @@ from rich.table import Table
 from crawler.cli.common import console, database
 from crawler.cli.render import job_progress, status_line, summary_table
 from crawler.db import dealers as dealers_db
+from crawler.logging import redact
 from crawler.models import FINAL_STATES, Job
 
 STATES = ("queued", "running", "succeeded", "partial", "failed", "blocked", "cancelled", "dead")
+
+
+def _state(value: str | None) -> str | None:
+    if value is not None and value not in STATES:
+        raise typer.BadParameter(f"unknown state {value!r}; use one of {', '.join(STATES)}")
+    return value
 
 
 def slugs(conn) -> dict[int, str]:
@@ -52,7 +59,8 @@ def job_detail(conn, job: Job) -> Table:
             ("verdict", job.verdict or "-"), ("error", job.error or "-"),
             ("error kind", job.error_kind or "-")]
     if job.params:
-        rows.append(("params", json.dumps(job.params, sort_keys=True)))
+        # the feed URL it runs from may carry credentials: shown redacted
+        rows.append(("params", redact(json.dumps(job.params, sort_keys=True))))
     if job.replayed_as:
         rows.append(("replayed as", str(job.replayed_as)))
     for n, e in enumerate(job.errors, 1):
@@ -84,16 +92,13 @@ def register(app: typer.Typer) -> None:
 
     @group.command("list")
     def list_(dealer: str = typer.Option(None, "--dealer", "-d", help="Only this dealership."),
-              state: str = typer.Option(None, "--state", "-s",
+              state: str = typer.Option(None, "--state", "-s", callback=_state,
                                         help=f"Only this state: {', '.join(STATES)}."),
               limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many, newest first.")
               ) -> None:
         """List jobs, newest first."""
-        from crawler.errors import InvalidInput
         from jobs import service
 
-        if state is not None and state not in STATES:
-            raise InvalidInput(f"unknown state {state!r}", hint=f"use one of {', '.join(STATES)}")
         with database() as conn:
             dealer_id = dealers_db.get(conn, dealer).id if dealer else None
             console.print(jobs_table(conn, service.list_jobs(conn, dealer_id, state, limit)))

@@ -8,6 +8,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from crawler.errors import NotFound
+from crawler.logging import redact
 from crawler.models import Job
 
 
@@ -76,6 +77,7 @@ def progress(conn: psycopg.Connection, job_id: int, counters: dict[str, int],
 def finish(conn: psycopg.Connection, job_id: int, state: str, *, counters: dict[str, int],
            verdict: str | None = None, report: dict[str, Any] | None = None,
            error: str | None = None, error_kind: str | None = None) -> Job:
+    error = redact(error) if error else error  # a feed URL's credentials, a token...
     row = conn.execute(
         """
         UPDATE jobs SET state = %s, counters = %s, verdict = %s, report = %s,
@@ -189,6 +191,7 @@ def beat(conn: psycopg.Connection, job_id: int, worker: str) -> Job | None:
 def fail_running(conn: psycopg.Connection, job_id: int, error: str, error_kind: str,
                  state: str = "failed") -> Job | None:
     """Settle a job that is still running (its attempt ended without the child settling it)."""
+    error = redact(error)  # errors are shown to operators and dealer UIs
     row = conn.execute(
         """
         UPDATE jobs SET state = %s, error = %s, error_kind = %s, phase = 'done',

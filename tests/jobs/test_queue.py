@@ -229,3 +229,9 @@ def test_a_worker_logs_each_record_once_with_secrets_redacted(db, site, shared_w
     assert secret not in log and all("feeduser:***@" in line for line in requests)
     # one line per request: a 404 is not retried, so one request, logged once
     assert len(requests) == 1, requests
+    # nor in the job's record, nor where operators read it
+    assert "feeduser:***@" in done.error and secret not in str(done.errors)
+    shown = subprocess.run([FORECOURT, "jobs", "show", str(job.id)], capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0 and "feeduser:***@" in shown.stdout
+    assert secret not in shown.stdout
