@@ -62,6 +62,15 @@ def run_feed(db, dealer, tmp_path):
     return run
 
 
+def run_rows(db, dealer, path: Path, rows: list[list[str]]):
+    """A feed job over `rows` (make_feed's HEADER order) written to `path` as CSV."""
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([make_feed.HEADER, *rows])
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
+    jobs_db.start(db, job.id, "test")
+    return feed.run_job(db, job.id, path)
+
+
 def vehicle(db, dealer, vin):
     return db.execute("SELECT * FROM vehicles WHERE dealership_id = %s AND vin = %s",
                       (dealer.id, vin)).fetchone()
@@ -112,12 +121,7 @@ def test_an_unhealthy_run_removes_nothing(db, dealer, tmp_path):
     rows = list(make_feed.rows(40, seed=8))
 
     def run(rows, name):
-        path = tmp_path / name
-        with path.open("w", newline="") as f:
-            csv.writer(f).writerows([make_feed.HEADER, *rows])
-        job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
-        jobs_db.start(db, job.id, "test")
-        return feed.run_job(db, job.id, path)
+        return run_rows(db, dealer, tmp_path / name, rows)
 
     assert run(rows, "a.csv").state == "succeeded"
     assert run(rows, "b.csv").state == "succeeded"  # all unchanged: still a healthy 40
@@ -134,12 +138,7 @@ def test_a_listed_vehicle_whose_row_is_rejected_is_kept_not_removed(db, dealer, 
     year, vin = make_feed.HEADER.index("Year"), make_feed.HEADER.index("VIN")
 
     def run(rows, name):
-        path = tmp_path / name
-        with path.open("w", newline="") as f:
-            csv.writer(f).writerows([make_feed.HEADER, *rows])
-        job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
-        jobs_db.start(db, job.id, "test")
-        return feed.run_job(db, job.id, path)
+        return run_rows(db, dealer, tmp_path / name, rows)
 
     assert run(rows, "a.csv").state == "succeeded"
     assert run(rows, "b.csv").state == "succeeded"
