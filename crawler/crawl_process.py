@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     platform = job.params.get("platform") or dealer.platform
     from crawler import logging as fc_logging
     from crawler import netguard
-    from crawler.errors import UnsafeURL, describe
+    from crawler.errors import ForecourtError, Transient, UnsafeURL, describe
 
     # JSON (or text) lines carrying this job's ids, secrets redacted (crawler/logging.py).
     fc_logging.configure(static={"job_id": job_id, "dealership_id": dealer.id})
@@ -40,14 +40,24 @@ def main(argv: list[str]) -> int:
             jobs_db.finish(conn, job_id, "failed", counters=job.counters, error=describe(exc),
                            error_kind="unsafe_url")
         return 0
-    settings = get_project_settings()
-    settings.set("FORECOURT_JOB_ID", job_id)
-    settings.set("FORECOURT_DEALERSHIP_ID", dealer.id)
-    for key, value in (dealer.settings.get("scrapy") or {}).items():
-        settings.set(key, value, priority="spider")
-    settings.set("LOG_INSTALL_ROOT_HANDLER", False)  # fc_logging's handler is the root's
+    try:  # a dealer misconfigured (no spider for its platform, say) never starts a crawl
+        spider = spider_for(platform)
+        settings = get_project_settings()
+        settings.set("FORECOURT_JOB_ID", job_id)
+        settings.set("FORECOURT_DEALERSHIP_ID", dealer.id)
+        for key, value in (dealer.settings.get("scrapy") or {}).items():
+            settings.set(key, value, priority="spider")
+        settings.set("LOG_INSTALL_ROOT_HANDLER", False)  # fc_logging's handler is the root's
+    except ForecourtError as exc:
+        # Settled here, not left to the parent as a "crash": a retry would meet the same
+        # configuration (jobs/outcome.py reads error_kind "permanent" as not worth retrying).
+        with connect() as conn:
+            jobs_db.finish(conn, job_id, "failed", counters=job.counters, error=describe(exc),
+                           error_kind="transient" if isinstance(exc, Transient)
+                           else "permanent")
+        return 0
     process = CrawlerProcess(settings)
-    process.crawl(spider_for(platform), url=url, dealer_settings=dealer.settings)
+    process.crawl(spider, url=url, dealer_settings=dealer.settings)
     process.start()
     return 0
 

@@ -123,11 +123,24 @@ def log_path(job_id: int) -> Path:
 
 
 def _last_error(path: Path) -> str:
-    """The last error line of a crawl log, for the job's error message."""
+    """The last error of a crawl log, for the job's error message: the exception line that
+    ends the last traceback (`module.SomeError: message`), else the last line that looks
+    like an error, else the last line."""
+    import re
+
     try:
         lines = path.read_text(errors="replace").splitlines()[-400:]
     except OSError:
         return "no log"
+    raised, in_traceback = None, False
+    for line in lines:
+        if "Traceback (most recent call last):" in line:
+            in_traceback = True
+        elif in_traceback and re.match(r"[A-Za-z_][\w.]*(:.*)?$", line):
+            # the traceback's first unindented line naming a class: its exception
+            raised, in_traceback = line, False
+    if raised:
+        return raised[:300]
     errors = [ln for ln in lines if "ERROR" in ln or "Error" in ln or "Traceback" in ln]
     return (errors[-1] if errors else (lines[-1] if lines else "empty log"))[-300:]
 

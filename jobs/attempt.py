@@ -58,7 +58,8 @@ def crawl(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
           on_settled: Callable[[Job], None] | None = None) -> Job:
     if not (job.params.get("url") or dealer.website_url):
         raise InvalidInput(f"dealership {dealer.slug!r} has no website URL",
-                           hint="set one with `forecourt dealers`, or ingest its feed")
+                           hint=f"set one with `forecourt dealers set {dealer.slug} "
+                                "--url URL`, or ingest its feed")
     limit = int(dealer.settings.get("time_limit_s") or get_settings().crawl_time_limit_s)
     should_stop, _ = watch(conn, job.id, worker, on_settled)
     return run_crawl(job.id, time_limit_s=limit, should_stop=should_stop, owner=worker)
@@ -69,7 +70,8 @@ def feed(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
     source = job.params.get("source") or dealer.feed_url
     if not source:
         raise InvalidInput(f"dealership {dealer.slug!r} has no feed URL",
-                           hint="set its feed_url, or pass a source file")
+                           hint=f"set one with `forecourt dealers set {dealer.slug} "
+                                "--feed F`, or pass a source file")
     return run_feed(conn, job.id, worker, str(source), fmt=job.params.get("format"),
                     mapping=job.params.get("mapping"), force=bool(job.params.get("force")))
 

@@ -28,13 +28,16 @@ def platforms() -> dict[str, ModuleType]:
     return found
 
 
-def spider_for(platform: str | None):
-    name = platform or "generic"
-    module = platforms().get(name)
-    if module is None:
-        raise InvalidInput(f"no spider for platform {name!r}",
+def check_platform(platform: str) -> str:
+    """`platform` when forecourt has a spider for it; InvalidInput naming the valid ones."""
+    if platform not in platforms():
+        raise InvalidInput(f"no spider for platform {platform!r}",
                            hint=f"use one of: {', '.join(sorted(platforms()))}")
-    return module.Spider
+    return platform
+
+
+def spider_for(platform: str | None):
+    return platforms()[check_platform(platform or "generic")].Spider
 
 
 def extractor_for(platform: str | None):

@@ -21,7 +21,8 @@ def crawl_now(conn, slug: str, trigger: str = "operator") -> Job:
     dealer = dealers_db.get(conn, slug)
     if not dealer.website_url:
         raise InvalidInput(f"dealership {slug!r} has no website URL",
-                           hint="set one, or ingest its feed with `forecourt ingest`")
+                           hint=f"set one with `forecourt dealers set {slug} --url URL`, "
+                                "or ingest its feed with `forecourt ingest`")
     job, created = jobs_db.create_or_get_active(conn, dealer.id, "crawl", trigger)
     if not created:
         raise InvalidInput(f"dealership {slug!r} already has job {job.id} {job.state}",

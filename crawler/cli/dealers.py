@@ -1,8 +1,9 @@
-"""`forecourt dealers`: add and list dealerships."""
+"""`forecourt dealers`: add, change, show and list dealerships."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -10,27 +11,28 @@ from rich.table import Table
 from crawler.cli.common import console, database
 from crawler.db import dealers as dealers_db
 from crawler.errors import ForecourtError, InvalidInput
+from crawler.models import Dealership
 from crawler.urls import check_http_url
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-def _detected_platform(url: str) -> str | None:
+def _detected_platform(slug: str, url: str) -> str | None:
     """The platform detected from the dealer's page; None (the generic spider) when the page
     cannot be fetched or names no platform forecourt has a spider for."""
     from crawler.cli.detect import fetch_page
     from spiders.detect import detect, stored_platform
 
+    fix = f"set it with `forecourt dealers set {slug} --platform P`"
     try:
         text, final_url = fetch_page(url)
     except ForecourtError as exc:
-        console.print(f"platform not detected ({exc}): stored as generic; "
-                      f"set it with --platform", markup=False)
+        console.print(f"platform not detected ({exc}): stored as generic; {fix}", markup=False)
         return None
     found = detect(text, final_url)
     if found.page_kind == "blocked":
         console.print("platform not detected (the page is a bot challenge): stored as "
-                      "generic; set it with --platform", markup=False)
+                      f"generic; {fix}", markup=False)
         return None
     rendered = ", pages rendered in the headless browser" if found.renders else ""
     console.print(f"detected platform: {found.platform or 'unknown'}; crawl path: "
@@ -38,8 +40,64 @@ def _detected_platform(url: str) -> str | None:
     return stored_platform(found)
 
 
+def _feed_source(feed: str) -> str:
+    """A feed as stored: an http(s) URL as given (checked like a website URL, since it is
+    fetched too), or an existing local file as an absolute path (a relative one would depend
+    on the working directory of whichever worker ingests it)."""
+    if "://" in feed:
+        check_http_url(feed)
+        return feed
+    path = Path(feed).expanduser()
+    if not path.is_file():
+        raise InvalidInput(f"no feed file {feed!r}",
+                           hint="give an existing feed file or an http(s) URL")
+    return str(path.resolve())
+
+
+def _checked(url: str | None, platform: str | None, feed: str | None,
+             feed_format: str | None) -> dict[str, str]:
+    """The given fields, each checked as `dealers add` and `dealers set` both require."""
+    fields = {}
+    if url is not None:
+        check_http_url(url)
+        fields["website_url"] = url
+    if platform is not None:
+        from spiders.registry import check_platform
+
+        fields["platform"] = check_platform(platform)
+    if feed is not None:
+        fields["feed_url"] = _feed_source(feed)
+    if feed_format is not None:
+        from ingest.readers import FORMATS
+
+        if feed_format.lower() not in FORMATS:
+            raise InvalidInput(f"unknown feed format {feed_format!r}",
+                               hint="use one of: " + ", ".join(FORMATS))
+        fields["feed_format"] = feed_format.lower()
+    return fields
+
+
+def _print_dealer(dealer: Dealership) -> None:
+    schedule = (dealer.schedule_cron or (f"every {dealer.schedule_interval_s} s"
+                                        if dealer.schedule_interval_s else None))
+    table = Table(title=f"dealership {dealer.slug}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    for label, value in (
+            ("id", str(dealer.id)), ("name", dealer.name),
+            ("website", dealer.website_url or "-"),
+            ("platform", dealer.platform or "- (generic spider)"),
+            ("feed", dealer.feed_url or "-"),
+            ("feed format", dealer.feed_format or "- (from the feed's name)"),
+            ("feed mapping", "yes" if dealer.feed_mapping else "-"),
+            ("schedule", f"{schedule} ({dealer.schedule_tz})" if schedule else "-"),
+            ("paused", "yes" if dealer.paused else "no")):
+        table.add_row(label, value)
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
-    dealers_app = typer.Typer(help="Dealerships: add, list.", no_args_is_help=True)
+    dealers_app = typer.Typer(help="Dealerships: add, set, show, list.", no_args_is_help=True)
     app.add_typer(dealers_app, name="dealers")
 
     @dealers_app.command("add")
@@ -50,6 +108,8 @@ def register(app: typer.Typer) -> None:
         platform: str | None = typer.Option(None, "--platform",
                                             help="Website platform (detected when omitted)."),
         feed_url: str | None = typer.Option(None, "--feed", help="Inventory feed path or URL."),
+        feed_format: str | None = typer.Option(
+            None, "--feed-format", help="Feed format (default: from the feed's name)."),
     ) -> None:
         """Add a dealership."""
         if not _SLUG.match(slug):
@@ -57,16 +117,40 @@ def register(app: typer.Typer) -> None:
                                hint="use lower-case letters, digits and dashes, e.g. acme-motors")
         if not url and not feed_url:
             raise InvalidInput("a dealer needs --url or --feed", hint="give its website or feed")
-        if url:
-            check_http_url(url)
-        if feed_url and "://" in feed_url:  # a feed URL is fetched too: same address rules
-            check_http_url(feed_url)
+        fields = _checked(url, platform, feed_url, feed_format)
         if url and not platform:
-            platform = _detected_platform(url)
+            fields["platform"] = _detected_platform(slug, url)
         with database() as conn:
-            dealer = dealers_db.create(conn, slug=slug, name=name, website_url=url,
-                                       platform=platform, feed_url=feed_url)
+            dealer = dealers_db.create(conn, slug=slug, name=name, **fields)
         console.print(f"added dealership {dealer.slug} (id {dealer.id})")
+
+    @dealers_app.command("set")
+    def set_cmd(
+        slug: str = typer.Argument(..., help="The dealership's slug."),
+        name: str | None = typer.Option(None, "--name", help="The dealership's name."),
+        url: str | None = typer.Option(None, "--url", help="Website to crawl."),
+        platform: str | None = typer.Option(None, "--platform", help="Website platform."),
+        feed_url: str | None = typer.Option(None, "--feed", help="Inventory feed path or URL."),
+        feed_format: str | None = typer.Option(None, "--feed-format", help="Feed format."),
+    ) -> None:
+        """Change a dealership: only the fields given; then print it."""
+        fields = _checked(url, platform, feed_url, feed_format)
+        if name is not None:
+            fields["name"] = name
+        if not fields:
+            raise InvalidInput("nothing to change",
+                               hint="give --name, --url, --platform, --feed or --feed-format")
+        with database() as conn:
+            dealer = dealers_db.update(conn, dealers_db.get(conn, slug).id, **fields)
+        console.print(f"updated dealership {dealer.slug}: {', '.join(sorted(fields))}")
+        _print_dealer(dealer)
+
+    @dealers_app.command("show")
+    def show(slug: str = typer.Argument(..., help="The dealership's slug.")) -> None:
+        """Show a dealership's settings."""
+        with database() as conn:
+            dealer = dealers_db.get(conn, slug)
+        _print_dealer(dealer)
 
     @dealers_app.command("list")
     def list_cmd() -> None:

@@ -34,7 +34,8 @@ def create(conn: psycopg.Connection, **fields: Any) -> Dealership:
         ).fetchone()
     except psycopg.errors.UniqueViolation as exc:
         raise AlreadyExists(f"dealership {fields.get('slug')!r} already exists",
-                            hint="choose another slug, or edit the existing dealer") from exc
+                            hint="choose another slug, or change that dealer with "
+                                 f"`forecourt dealers set {fields.get('slug')}`") from exc
     return Dealership.model_validate(row)
 
 
