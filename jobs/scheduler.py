@@ -36,13 +36,21 @@ from jobs import reaper, service
 
 log = logging.getLogger("forecourt.scheduler")
 
+# An interval schedule runs at most once a minute (a tick is seconds; a crawl takes minutes)
+# and at least once a year (a huge one overflowed the integer column: a psycopg traceback).
+MIN_INTERVAL_S = 60
+MAX_INTERVAL_S = 366 * 86_400
+
 
 def validate(cron: str | None, tz: str, interval_s: int | None = None) -> None:
     """Raise InvalidInput unless the schedule can be computed."""
-    if cron is None and not interval_s:
+    if cron is None and interval_s is None:
         raise InvalidInput("a schedule needs a cron expression or an interval")
-    if interval_s is not None and interval_s < 1:
-        raise InvalidInput(f"interval {interval_s} s is not positive")
+    if interval_s is not None and not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
+        raise InvalidInput(f"interval {interval_s:,} s is "
+                           + ("shorter than a minute" if interval_s < MIN_INTERVAL_S
+                              else "longer than 366 days"),
+                           hint="give 1m to 366d, e.g. 30m or 6h")
     if cron is not None and not croniter.is_valid(cron):
         raise InvalidInput(f"not a cron expression: {cron!r}",
                            hint="five fields, e.g. '0 6 * * *' for 06:00 daily")

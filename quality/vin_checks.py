@@ -101,6 +101,9 @@ def checks(d: VinDecode, *, make: str | None = None, year: int | None = None,
             "17 valid characters" if not d.errors else "; ".join(d.errors))
     if d.placeholder:
         add("placeholder", "fail", d.placeholder_reason or "placeholder", flag="vin_placeholder")
+    elif len(d.vin) != 17:  # the shape of a real VIN is 17 characters: nothing to judge
+        add("placeholder", "skip", "not checked: no VIN" if not d.vin else
+            "not checked: not 17 characters")
     else:
         add("placeholder", "ok", "a real VIN's shape")
     if len(d.vin) != 17:

@@ -105,6 +105,8 @@ def syntax_errors(vin: str) -> list[str]:
     """Why a (normalized) string cannot be a VIN; empty when it can."""
     if _VALID.fullmatch(vin):
         return []
+    if not vin:
+        return ["missing: no VIN given"]
     out = []
     if len(vin) != 17:
         out.append(f"{len(vin)} characters, not 17")

@@ -63,11 +63,35 @@ def test_every_command_has_help(path):
 def test_bad_input_is_one_readable_line_with_the_fix(args, message):
     result = run(*args)
     assert result.returncode != 0
+    assert_one_error_line(result, message)
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, message: str) -> str:
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and message.lower() in lines[0].lower()
+    assert lines[0].startswith("error: ") and message.lower() in lines[0].lower(), lines[0]
     assert "Traceback" not in result.stderr
     assert re.search(r"\(.+\)$", lines[0]), "the line ends with the fix in parentheses"
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["vehicles", "x", "--status", "bogus"], 2, "use active, removed or all"),
+    (["worker", "-Q", "bogus"], 2, "unknown queue 'bogus'; use priority or scheduled"),
+    (["worker", "-Q", "priority", "-Q", "nope"], 2, "use priority or scheduled"),
+    (["jobs", "list", "--state", "bogus"], 2, "unknown state 'bogus'; use one of queued"),
+    (["dlq", "replay"], 2, "give a dead job's id or --dealer, not both or neither"),
+    (["dlq", "replay", "7", "--dealer", "x"], 2, "not both or neither"),
+    (["api", "--workers", "0"], 2, "--workers"),
+    (["schedule", "set", "x", "1s"], 1, "interval 1 s is shorter than a minute (give 1m"),
+    # the fetch fails (nothing listens on port 9); `detect` has no --platform to suggest
+    (["detect", "http://127.0.0.1:9/inventory/"], 1, "(check the URL, or save the page"),
+])
+def test_bad_arguments_exit_2_and_other_errors_1_in_one_line(args, code, message):
+    result = run(*args)
+    assert result.returncode == code, result.stderr
+    assert "--platform" not in assert_one_error_line(result, message)
+    assert not result.stdout
 
 
 def test_dealers_add_list_and_vehicles_round_trip(db):
@@ -263,3 +287,65 @@ def test_worker_lets_a_running_crawl_reach_its_time_limit_on_sigterm(db, monkeyp
         reset_settings()
     assert seen["args"].worker_shutdown_timeout == (2400 + 60) * 1000
     assert seen["args"].processes == 1
+
+
+def test_schedule_intervals_are_bounded_to_a_minute_through_366_days(db):
+    from crawler.db import dealers as dealers_db
+
+    dealer = dealers_db.create(db, slug="acme-motors", name="Acme Motors",
+                               website_url="https://acme.test/")
+    # 99999999999h overflowed the integer column: a psycopg traceback, nothing stored
+    for spec, message in (("99999999999h", "longer than 366 days"), ("367d", "longer than"),
+                          ("1s", "shorter than a minute"), ("0m", "shorter than a minute")):
+        result = run("schedule", "set", "acme-motors", spec)
+        assert result.returncode == 1, result.stderr
+        assert_one_error_line(result, message)
+    assert dealers_db.get(db, "acme-motors").schedule_interval_s is None
+    for spec, seconds in (("1m", 60), ("366d", 366 * 86_400)):
+        result = run("schedule", "set", "acme-motors", spec)
+        assert result.returncode == 0, result.stderr
+        assert dealers_db.get(db, dealer.slug).schedule_interval_s == seconds
+
+
+def test_extract_record_never_overwrites_the_saved_page(tmp_path):
+    import json
+
+    cases = ROOT / "fixtures/sites/dealercom/cases"
+    response = (cases / "getinventory-start-0.api").read_text()
+    page = tmp_path / "getinventory-start-0.json"
+    page.write_text(response)
+    url = json.loads((cases / "getinventory-start-0.json").read_text())["url"]
+    args = ("--url", url, "--platform", "dealercom", "--record")
+    result = run("extract", str(page), *args)
+    assert result.returncode == 1 and not result.stdout
+    assert_one_error_line(result, "would overwrite the page")
+    assert "getinventory-start-0.api" in result.stderr  # the saved-page name to use
+    assert page.read_text() == response
+    # saved as the convention names a JSON response, the result is recorded beside it
+    page.rename(tmp_path / "getinventory-start-0.api")
+    result = run("extract", str(tmp_path / "getinventory-start-0.api"), *args)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "getinventory-start-0.api").read_text() == response
+    assert json.loads(page.read_text()) == json.loads(
+        (cases / "getinventory-start-0.json").read_text())
+
+
+def test_ingest_of_an_empty_feed_shows_0_rows_as_its_summary_does(db, tmp_path):
+    from crawler.db import dealers as dealers_db
+
+    dealers_db.create(db, slug="empty-feed", name="Empty Feed")
+    feed = tmp_path / "feed.csv"
+    feed.write_text("vin,year,make,model,price\n")
+    result = run("ingest", "empty-feed", str(feed))
+    assert result.returncode == 1 and "no vehicles found" in result.stdout  # a failed run
+    bar = next(ln for ln in result.stdout.splitlines() if "ingest empty-feed" in ln)
+    assert " 0 rows " in bar and " 1 rows" not in bar, bar
+    summary = next(ln for ln in result.stdout.splitlines() if ln.strip("│ ").startswith("rows"))
+    assert summary.split() == ["│", "rows", "│", "0", "│"], summary
+
+
+def test_worker_queue_names_are_the_actors_queues():
+    from crawler.cli.worker import QUEUES
+    from jobs.actors import QUEUES as ACTOR_QUEUES
+
+    assert QUEUES == ACTOR_QUEUES

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
                                         "(FORECOURT_API_HOST, default 127.0.0.1)."),
         port: int | None = typer.Option(None, "--port", help="Port to bind "
                                         "(FORECOURT_API_PORT, default 8080)."),
-        workers: int | None = typer.Option(None, "--workers", help="Worker processes "
+        workers: int | None = typer.Option(None, "--workers", min=1, help="Worker processes "
                                            "(FORECOURT_API_WORKERS, default 1)."),
         access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
     ) -> None:
@@ -29,11 +29,12 @@ def register(app: typer.Typer) -> None:
         settings = get_settings()
         host = host or settings.api_host
         port = settings.api_port if port is None else port
-        workers = workers or settings.api_workers
+        workers = settings.api_workers if workers is None else workers
         if not 0 <= port <= 65535:
             raise InvalidInput(f"port {port} is out of range", hint="use 1-65535")
-        if workers < 1:
-            raise InvalidInput("--workers must be at least 1", hint="e.g. --workers 2")
+        if workers < 1:  # --workers is checked by its option: this came from the environment
+            raise InvalidInput(f"FORECOURT_API_WORKERS={workers} is not at least 1",
+                               hint="set it to 1 or more, or give --workers N")
         with database():
             pass  # migrations run once here, not in every worker
         if workers > 1:

@@ -12,6 +12,9 @@ from crawler.errors import InvalidInput, Transient
 from crawler.urls import check_http_url
 from spiders.detect import Detection, detect
 
+# `dealers add` prints its own fix (`dealers set --platform`); `detect` has no --platform.
+_FETCH_FIX = "check the URL, or save the page from a browser and give its file"
+
 
 def fetch_page(url: str, timeout_s: float = 20.0) -> tuple[str, str]:
     """(HTML, final URL) of a dealer page; Transient when it cannot be fetched."""
@@ -27,10 +30,10 @@ def fetch_page(url: str, timeout_s: float = 20.0) -> tuple[str, str]:
             response = client.get(url)
     except httpx.HTTPError as exc:
         raise Transient(f"cannot fetch {url}: {exc or type(exc).__name__}",
-                        hint="check the URL, or give --platform") from exc
+                        hint=_FETCH_FIX) from exc
     if response.status_code >= 400:
         raise Transient(f"cannot fetch {url}: HTTP {response.status_code}",
-                        hint="check the URL, or give --platform")
+                        hint=_FETCH_FIX)
     return response.text, str(response.url)
 
 

@@ -7,7 +7,6 @@ import typer
 from crawler.cli.common import console, database
 from crawler.cli.jobs import job_detail, jobs_table
 from crawler.db import dealers as dealers_db
-from crawler.errors import InvalidInput
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +34,8 @@ def register(app: typer.Typer) -> None:
             console.print(job_detail(conn, service.get(conn, job_id)))
 
     @group.command("replay")
-    def replay(job_id: int = typer.Argument(None, help="The dead job's id."),
+    def replay(ctx: typer.Context,
+               job_id: int = typer.Argument(None, help="The dead job's id."),
                dealer: str = typer.Option(None, "--dealer", "-d",
                                           help="Replay this dealership's dead letters.")
                ) -> None:
@@ -45,9 +45,11 @@ def register(app: typer.Typer) -> None:
         fails with one line naming it, and the dead letters stay to replay when it ends."""
         from jobs import service
 
-        if (job_id is None) == (dealer is None):
-            raise InvalidInput("give a job id or --dealer, not both or neither",
-                               hint="see `forecourt dlq list`")
+        if (job_id is None) == (dealer is None):  # a bad argument: exit 2
+            from crawler.cli import UsageError
+
+            raise UsageError("give a dead job's id or --dealer, not both or neither; "
+                             "`forecourt dlq list` shows them", ctx=ctx)
         with database() as conn:
             left: list = []
             if job_id is not None:

@@ -30,6 +30,18 @@ def item_json(item, raw: bool) -> dict:
     return item.model_dump(mode="json", exclude_none=True, exclude=None if raw else {"raw"})
 
 
+def _case_file(page: Path) -> Path:
+    """Where `--record` saves a saved page's result: <case>.json beside <case>.html (or
+    <case>.api, the saved-page name of a JSON response), never over the page itself."""
+    case = page.with_suffix(".json")
+    if page.suffix.lower() == ".json" or case.resolve() == page.resolve():
+        raise InvalidInput(f"--record would overwrite the page {str(page)!r} with its result",
+                           hint=f"save a JSON response as {case.with_suffix('.api').name}; "
+                                "its result is recorded beside it as "
+                                f"{case.name}")
+    return case
+
+
 def register(app: typer.Typer) -> None:
     @app.command("extract")
     def extract(
@@ -43,6 +55,13 @@ def register(app: typer.Typer) -> None:
                                     help="Save the result as <page>.json: a saved-page test case."),
     ) -> None:
         """Print, as JSON lines, the items forecourt would extract from a page; store nothing."""
+        if platform is not None:  # not silently 0 items from a platform with no extractor
+            from spiders.registry import check_platform
+
+            check_platform(platform)
+        if record and page.startswith(("http://", "https://")):
+            raise InvalidInput("--record works on saved pages", hint="save the page first")
+        case = None  # where --record saves the result; refused before any output
         if page.startswith(("http://", "https://")):
             text, status = _fetch(page)
             page_url = url or page
@@ -50,6 +69,8 @@ def register(app: typer.Typer) -> None:
             path = Path(page)
             if not path.is_file():
                 raise InvalidInput(f"no file {page!r}", hint="give a saved page or a URL")
+            if record:
+                case = _case_file(path)
             text, status = path.read_text(errors="replace"), 200
             page_url = url or path.resolve().as_uri()
         kind, items = extract_page(text, page_url, platform, status)
@@ -57,10 +78,7 @@ def register(app: typer.Typer) -> None:
         for row in rows:
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
         err_console.print(f"# {kind}: {len(items)} item(s) from {page_url}", markup=False)
-        if record:
-            if page.startswith(("http://", "https://")):
-                raise InvalidInput("--record works on saved pages", hint="save the page first")
-            case = Path(page).with_suffix(".json")
+        if case is not None:
             case.write_text(json.dumps({"url": page_url, "platform": platform,
                                         "classification": kind,
                                         "items": [item_json(i, False) for i in items]},

@@ -74,7 +74,8 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
                                  state="cancelled")
             raise
         rows = job.counters.get("items", 0)
-        progress.update(task, total=max(rows, 1), completed=max(rows, 1),
+        # an empty feed ends at 0 rows, as its summary says (a 0 total draws a full bar)
+        progress.update(task, total=rows, completed=rows,
                         status=job.state + (f" ({job.verdict})" if job.verdict else ""))
     return job
 

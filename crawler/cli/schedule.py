@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
     def set_(dealer: str = typer.Argument(..., help="The dealership's slug."),
              spec: str = typer.Argument(..., metavar="CRON",
                                         help="A cron line ('0 6 * * *') or an interval "
-                                             "('30m', '6h')."),
+                                             "('30m', '6h'; 1m to 366d)."),
              tz: str = typer.Option("UTC", "--tz", help="Timezone of the cron line (IANA).")
              ) -> None:
         """Give a dealership its schedule; the scheduler runs it from the next slot."""

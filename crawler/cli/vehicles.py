@@ -9,12 +9,21 @@ from crawler.cli.common import console, database, price_text
 from crawler.db import dealers as dealers_db
 from crawler.db import vehicles as vehicles_db
 
+STATUSES = ("active", "removed", "all")
+
+
+def _status(value: str) -> str:
+    if value not in STATUSES:
+        raise typer.BadParameter(f"unknown status {value!r}; use active, removed or all")
+    return value
+
 
 def register(app: typer.Typer) -> None:
     @app.command("vehicles")
     def vehicles(
         slug: str = typer.Argument(..., help="The dealership's slug."),
-        status: str = typer.Option("active", "--status", help="active, removed or all."),
+        status: str = typer.Option("active", "--status", callback=_status,
+                                   help="active, removed or all."),
         limit: int = typer.Option(100, "--limit", min=1, max=100_000),
     ) -> None:
         """Show a dealership's stored vehicles."""

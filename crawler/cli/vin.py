@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         for raw in numbers:
             d = vins.decode(raw)
             results = vin_checks.checks(d, make=make, year=year, model=model, body=body)
-            facts = Table(title=f"VIN {d.vin or raw!r}", show_header=False)
+            title = f"VIN {d.vin or raw!r}" if d.vin else "VIN (missing)"
+            facts = Table(title=title, show_header=False)
             facts.add_column("field")
             facts.add_column("value", overflow="fold")
             for label, value in (
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
             ):
                 if value not in (None, ""):
                     facts.add_row(label, str(value))
-            console.print(facts)
+            console.print(facts if facts.row_count else title)  # not an empty box
             table = Table(show_lines=False)
             for col in ("check", "result", "detail", "flag"):
                 table.add_column(col, overflow="fold")

@@ -10,6 +10,16 @@ from crawler.cli.common import console, database
 from crawler.config import PROJECT_ROOT, reset_settings
 from crawler.db import database_url, redis_url
 
+# jobs.actors.QUEUES, named here so that checking -Q sets up no broker
+QUEUES = ("priority", "scheduled")
+
+
+def _queues(values: list[str] | None) -> list[str] | None:
+    unknown = [q for q in values or [] if q not in QUEUES]
+    if unknown:
+        raise typer.BadParameter(f"unknown queue {unknown[0]!r}; use priority or scheduled")
+    return values
+
 
 def register(app: typer.Typer) -> None:
     @app.command("worker")
@@ -19,7 +29,7 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(2, "--threads", "-t", min=1,
                                     help="Jobs each process runs at once (crawls run in "
                                          "child processes)."),
-        queues: list[str] = typer.Option(None, "--queue", "-Q",  # noqa: B008
+        queues: list[str] = typer.Option(None, "--queue", "-Q", callback=_queues,  # noqa: B008
                                          help="Consume only these queues (priority, "
                                               "scheduled); default both."),
         log_file: str = typer.Option(None, "--log-file", help="Write logs here, not stderr."),

@@ -28,6 +28,15 @@ def test_vin_rejects_what_is_not_a_vin(capsys):
     assert "':'" in out
 
 
+def test_vin_reports_an_empty_vin_as_missing(capsys):
+    assert main(["vin", "", "ABC"]) == 0
+    out = capsys.readouterr().out
+    assert "VIN (missing)" in out and "missing: no VIN given" in out
+    assert "not checked: no VIN" in out and "not checked: not 17 characters" in out
+    assert "a real VIN's shape" not in out  # the placeholder check judged nothing
+    assert "2 VIN(s), 2 with failed checks" in out
+
+
 def test_quality_report_shows_verdict_reasons_coverage_and_worst(db, capsys):
     dealer = dealers_db.create(db, slug="honda-town", name="Honda Town",
                                website_url="https://honda.test/")

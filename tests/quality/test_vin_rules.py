@@ -142,6 +142,17 @@ def test_make_comparison_is_forgiving_only_where_names_differ():
     assert not vin_checks.same_make("Chevrolet", "General Motors")
 
 
+def test_a_missing_or_short_vin_is_invalid_and_not_judged_a_placeholder():
+    for raw, syntax in (("", "missing: no VIN given"), (" - ", "missing: no VIN given"),
+                        (None, "missing: no VIN given"), ("ABC", "3 characters, not 17")):
+        d = vins.decode(raw)
+        results = {c.name: c for c in vin_checks.checks(d)}
+        assert (results["syntax"].status, results["syntax"].detail) == ("fail", syntax)
+        assert results["placeholder"].status == "skip"
+        assert vin_checks.fast_flags(d) == vin_checks.flags(list(results.values())) \
+            == ["vin_invalid"]
+
+
 def test_fast_flags_equal_the_full_checks_on_every_real_vin():
     from tests.quality.test_vin_decoding_real import vpic_rows
 
