@@ -43,11 +43,41 @@ def test_every_command_is_documented_in_the_readme():
     assert not missing, f"commands missing from README.md: {missing}"
 
 
+# Every command's --help, from one process of the installed interpreter (a process per
+# command cost ~1.5 s each in imports alone).
+_HELPS = """
+import contextlib, io, json, sys
+import typer
+from crawler.cli import _register, app
+_register()
+command = typer.main.get_command(app)
+out = {}
+for path in json.loads(sys.argv[1]):
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        code = command.main([*path.split(), "--help"], prog_name="forecourt",
+                            standalone_mode=False)
+    out[path] = [code or 0, text.getvalue()]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def helps() -> dict[str, list]:
+    import json
+
+    paths = command_paths()
+    done = subprocess.run([sys.executable, "-c", _HELPS, json.dumps(paths)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
 @pytest.mark.parametrize("path", command_paths())
-def test_every_command_has_help(path):
-    result = run(*path.split(), "--help")
-    assert result.returncode == 0, result.stderr
-    assert "Usage: forecourt " + path in result.stdout
+def test_every_command_has_help(path, helps):
+    code, text = helps[path]
+    assert code == 0, text
+    assert "Usage: forecourt " + path in text
 
 
 @pytest.mark.parametrize("args, message", [
@@ -144,13 +174,33 @@ def test_a_failed_run_exits_non_zero_and_its_summary_names_the_fix(db):
     assert job["state"] == "failed" and "FORECOURT_ALLOW_PRIVATE_HOSTS" in job["error"]
 
 
+def _heartbeaten(db, seconds: float, tries: int = 120):
+    """The session's one job once it has been heartbeaten `seconds` after it started (or as
+    it stands after `tries` quarter-seconds)."""
+    import time
+
+    job = None
+    for _ in range(tries):
+        job = db.execute("SELECT * FROM jobs").fetchone()
+        if job and job["heartbeat_at"] and job["started_at"] and \
+                (job["heartbeat_at"] - job["started_at"]).total_seconds() > seconds:
+            break
+        time.sleep(0.25)
+    return job
+
+
+def _stop(server) -> None:
+    server.stopping.set()  # releases hanging requests
+    server.shutdown()
+    server.server_close()
+
+
 def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tmp_path,
                                                                            monkeypatch):
     """A live CLI crawl is never taken for abandoned (and run again beside itself by a
     worker); `forecourt jobs cancel` stops it like a worker's."""
     import json
     import shutil
-    import time
 
     from crawler import fixture_server
     from crawler.config import reset_settings
@@ -168,13 +218,7 @@ def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tm
     cli = subprocess.Popen([FORECOURT, "crawl", "hangs"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     try:
-        job = None
-        for _ in range(120):  # until the job has been heartbeaten 3 s after it started
-            job = db.execute("SELECT * FROM jobs").fetchone()
-            if job and job["heartbeat_at"] and job["started_at"] and \
-                    (job["heartbeat_at"] - job["started_at"]).total_seconds() > 3:
-                break
-            time.sleep(0.25)
+        job = _heartbeaten(db, 3)
         assert job["state"] == "running" and job["worker"].startswith("cli@"), job
         assert (job["heartbeat_at"] - job["started_at"]).total_seconds() > 3, \
             "a CLI crawl whose pages hang must still heartbeat its job"
@@ -186,9 +230,7 @@ def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tm
     finally:
         if cli.poll() is None:
             cli.kill()
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
+        _stop(server)
         monkeypatch.delenv("FORECOURT_JOB_REAP_AFTER_S", raising=False)
         reset_settings()
     assert cli.returncode == 1, err
@@ -199,7 +241,6 @@ def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db,
                                                                               monkeypatch):
     import json
     import signal
-    import time
 
     from crawler import fixture_server
     from crawler.config import reset_settings
@@ -215,13 +256,7 @@ def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db,
                             fixture_server.base_url(server) + "/feed.csv"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        job = None
-        for _ in range(120):  # until the job has been heartbeaten 3 s after it started
-            job = db.execute("SELECT * FROM jobs").fetchone()
-            if job and job["heartbeat_at"] and job["started_at"] and \
-                    (job["heartbeat_at"] - job["started_at"]).total_seconds() > 3:
-                break
-            time.sleep(0.25)
+        job = _heartbeaten(db, 3)
         assert (job["heartbeat_at"] - job["started_at"]).total_seconds() > 3, \
             "an ingest waiting on a slow feed must still heartbeat its job"
         monkeypatch.setenv("FORECOURT_JOB_REAP_AFTER_S", "2")
@@ -232,9 +267,7 @@ def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db,
     finally:
         if cli.poll() is None:
             cli.kill()
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
+        _stop(server)
         monkeypatch.delenv("FORECOURT_JOB_REAP_AFTER_S", raising=False)
         reset_settings()
     assert cli.returncode == 130 and err.strip().splitlines()[-1].startswith("error: interrupted")
