@@ -8,6 +8,7 @@ limit, or was cancelled.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -122,12 +123,13 @@ def log_path(job_id: int) -> Path:
     return get_settings().data_dir / "logs" / f"job-{job_id}.log"
 
 
+_EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(:.*)?$")  # `module.SomeError: message`
+
+
 def _last_error(path: Path) -> str:
     """The last error of a crawl log, for the job's error message: the exception line that
     ends the last traceback (`module.SomeError: message`), else the last line that looks
     like an error, else the last line."""
-    import re
-
     try:
         lines = path.read_text(errors="replace").splitlines()[-400:]
     except OSError:
@@ -136,7 +138,7 @@ def _last_error(path: Path) -> str:
     for line in lines:
         if "Traceback (most recent call last):" in line:
             in_traceback = True
-        elif in_traceback and re.match(r"[A-Za-z_][\w.]*(:.*)?$", line):
+        elif in_traceback and _EXCEPTION_LINE.match(line):
             # the traceback's first unindented line naming a class: its exception
             raised, in_traceback = line, False
     if raised:
