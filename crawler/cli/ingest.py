@@ -75,7 +75,8 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
             raise
         rows = job.counters.get("items", 0)
         # an empty feed ends at 0 rows, as its summary says (a 0 total draws a full bar)
-        progress.update(task, total=rows, completed=rows,
+        rate = rows / max(time.monotonic() - started, 1e-6)
+        progress.update(task, total=rows, completed=rows, rate=f"{rate:,.0f} rows/s",
                         status=job.state + (f" ({job.verdict})" if job.verdict else ""))
     return job
 
