@@ -7,6 +7,7 @@ the record settled (the crawl child or the feed loop settles it; we settle it ot
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -90,6 +91,9 @@ def run_feed(conn: psycopg.Connection, job_id: int, worker: str, source: str, *,
     state: dict = {"reason": None}
 
     def beat_loop() -> None:
+        # Ctrl-C and SIGTERM are for the thread that runs the ingest: delivered here, they
+        # would not wake it from a blocking read until that read timed out
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         with connect() as beat_conn:
             should_stop, watched = watch(beat_conn, job_id, worker)
             while not done.wait(get_settings().job_beat_interval_s / 2):

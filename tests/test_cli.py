@@ -240,6 +240,7 @@ def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tm
 def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db, tmp_path,
                                                                               monkeypatch):
     import json
+    import os
     import signal
 
     from crawler import fixture_server
@@ -252,9 +253,12 @@ def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db,
     (tmp_path / "routes.json").write_text(json.dumps({"/feed.csv": {"hang": True}}))
     server = fixture_server.serve(tmp_path)
     dealers_db.create(db, slug="slow-feed", name="Slow Feed")
+    # a short read timeout: should the signal land on a thread other than the one reading,
+    # Python acts on it only once that read returns
     cli = subprocess.Popen([FORECOURT, "ingest", "slow-feed",
                             fixture_server.base_url(server) + "/feed.csv"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "FORECOURT_FEED_FETCH_TIMEOUT_S": "5"})
     try:
         job = _heartbeaten(db, 3)
         assert (job["heartbeat_at"] - job["started_at"]).total_seconds() > 3, \
