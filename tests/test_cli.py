@@ -258,7 +258,9 @@ def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db,
     cli = subprocess.Popen([FORECOURT, "ingest", "slow-feed",
                             fixture_server.base_url(server) + "/feed.csv"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "FORECOURT_FEED_FETCH_TIMEOUT_S": "5"})
+                           env={**os.environ, "FORECOURT_FEED_FETCH_TIMEOUT_S": "5",
+                                "FORECOURT_FEED_FETCH_ATTEMPTS": "1000",  # until Ctrl-C
+                                "FORECOURT_FEED_FETCH_BACKOFF_S": "0.1"})
     try:
         job = _heartbeaten(db, 3)
         assert (job["heartbeat_at"] - job["started_at"]).total_seconds() > 3, \
