@@ -195,6 +195,17 @@ def _stop(server) -> None:
     server.server_close()
 
 
+def _clean_up(cli, server, monkeypatch) -> None:
+    """After a heartbeat test: the CLI, the fixture server and the reaper setting gone."""
+    from crawler.config import reset_settings
+
+    if cli.poll() is None:
+        cli.kill()
+    _stop(server)
+    monkeypatch.delenv("FORECOURT_JOB_REAP_AFTER_S", raising=False)
+    reset_settings()
+
+
 def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tmp_path,
                                                                            monkeypatch):
     """A live CLI crawl is never taken for abandoned (and run again beside itself by a
@@ -228,11 +239,7 @@ def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tm
         jobs_db.request_cancel(db, job["id"])
         out, err = cli.communicate(timeout=60)
     finally:
-        if cli.poll() is None:
-            cli.kill()
-        _stop(server)
-        monkeypatch.delenv("FORECOURT_JOB_REAP_AFTER_S", raising=False)
-        reset_settings()
+        _clean_up(cli, server, monkeypatch)
     assert cli.returncode == 1, err
     assert jobs_db.get(db, job["id"]).state == "cancelled" and "cancelled" in out
 
@@ -271,11 +278,7 @@ def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db,
         cli.send_signal(signal.SIGINT)  # Ctrl-C at the terminal
         out, err = cli.communicate(timeout=60)
     finally:
-        if cli.poll() is None:
-            cli.kill()
-        _stop(server)
-        monkeypatch.delenv("FORECOURT_JOB_REAP_AFTER_S", raising=False)
-        reset_settings()
+        _clean_up(cli, server, monkeypatch)
     assert cli.returncode == 130 and err.strip().splitlines()[-1].startswith("error: interrupted")
     settled = jobs_db.get(db, job["id"])
     assert settled.state == "cancelled" and settled.error == "interrupted at the terminal"
