@@ -7,6 +7,7 @@ limit, or was cancelled.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -15,6 +16,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict
 
 from crawler.config import PROJECT_ROOT, get_settings
 from crawler.db import connect, database_url, redis_url
@@ -40,7 +43,7 @@ def run_crawl(job_id: int, *, time_limit_s: int | None = None,
               owner: str | None = None) -> Job:
     """Run the job's crawl to its end and return the settled job record.
 
-    The child's Scrapy log goes to `<data dir>/logs/job-<id>.log`. With `owner` (a job
+    The child's Scrapy log goes to `log_path(job_id)`. With `owner` (a job
     worker's name), the parent settles the job only while that worker still owns it.
     """
     settings = get_settings()
@@ -120,7 +123,18 @@ def _die_with_parent() -> None:
 
 
 def log_path(job_id: int) -> Path:
-    return get_settings().data_dir / "logs" / f"job-{job_id}.log"
+    """`<data dir>/logs/<database>/job-<id>.log`: job ids are per database, and several
+    databases (a test run's, a second deployment's) may share one data dir."""
+    return get_settings().data_dir / "logs" / database_tag() / f"job-{job_id}.log"
+
+
+def database_tag() -> str:
+    """The database's name and a short hash of where it is (host, port, name; never its
+    credentials), safe as a directory name: `forecourt-1a2b3c4d`."""
+    where = conninfo_to_dict(database_url())
+    place = f"{where.get('host', '')}:{where.get('port', '')}/{where.get('dbname', '')}"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(where.get("dbname") or "db"))[:40]
+    return f"{name}-{hashlib.sha256(place.encode()).hexdigest()[:8]}"
 
 
 _EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(:.*)?$")  # `module.SomeError: message`

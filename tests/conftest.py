@@ -75,7 +75,7 @@ def db():
     """A connection to the session's migrated database, emptied before each test."""
     with connect() as conn:
         # ids keep growing across tests, as in production: a job id (and its crawl log,
-        # logs/job-<id>.log) is never reused within a session
+        # logs/<database>/job-<id>.log) is never reused within a session
         conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
         yield conn
 

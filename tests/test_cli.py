@@ -159,6 +159,13 @@ def test_crawl_command_shows_progress_and_a_summary(db, site):
     assert "Run summary" in result.stdout and "succeeded" in result.stdout
     table = run("vehicles", "maple")
     assert "10 vehicle(s)" in table.stdout and "19XFC2F7XME104512" in table.stdout
+    # `jobs show` names the crawl's log, kept apart per database in the shared data dir
+    from crawler.crawl_runner import log_path
+
+    job_id = db.execute("SELECT id FROM jobs").fetchone()["id"]
+    shown = run("jobs", "show", str(job_id))
+    assert str(log_path(job_id)) in re.sub(r"[\s│]", "", shown.stdout), shown.stdout
+    assert "Dumping Scrapy stats" in log_path(job_id).read_text()
 
 
 def test_a_failed_run_exits_non_zero_and_its_summary_names_the_fix(db):

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from crawler.cli.common import console, database
 from crawler.cli.render import job_progress, status_line, summary_table
+from crawler.crawl_runner import log_path
 from crawler.db import dealers as dealers_db
 from crawler.logging import redact
 from crawler.models import FINAL_STATES, Job
@@ -63,6 +64,8 @@ def job_detail(conn, job: Job) -> Table:
         rows.append(("params", redact(json.dumps(job.params, sort_keys=True))))
     if job.replayed_as:
         rows.append(("replayed as", str(job.replayed_as)))
+    if job.kind == "crawl" and (log := log_path(job.id)).exists():
+        rows.append(("crawl log", str(log)))  # on the machine whose worker ran it
     for n, e in enumerate(job.errors, 1):
         rows.append((f"error #{n}", f"attempt {e.get('attempt')} {e.get('kind')}: "
                                     f"{e.get('error')} ({e.get('at')})"))
