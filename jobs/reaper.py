@@ -25,17 +25,20 @@ import psycopg
 from crawler.config import get_settings
 from crawler.db import connect
 from crawler.db import jobs as jobs_db
+from crawler.db import vehicles as vehicles_db
 from jobs import outcome
 
 log = logging.getLogger("forecourt.reaper")
 
 
 def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
-    """One pass. Returns the ids it requeued, buried, re-sent and cancelled."""
+    """One pass. Returns the ids it requeued, buried, re-sent and cancelled, and the jobs
+    whose leftover seen sets it dropped ("forgotten")."""
     from jobs import actors
 
     settings = get_settings()
-    done: dict[str, list[int]] = {"requeued": [], "dead": [], "resent": [], "cancelled": []}
+    done: dict[str, list[int]] = {"requeued": [], "dead": [], "resent": [], "cancelled": [],
+                                  "forgotten": []}
     for stale in jobs_db.stale_running(conn, settings.job_reap_after_s):
         job = jobs_db.abandon(conn, stale.id, settings.job_reap_after_s)
         if job is None:
@@ -51,6 +54,8 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
             continue
         actors.send(conn, lost, same_id=True)  # the original, if only waiting, stays valid
         done["resent"].append(lost.id)
+    # a job that ended without settling its run (killed, buried) left its seen set behind
+    done["forgotten"] = vehicles_db.forget_seen_of_ended(conn, settings.job_reap_after_s)
     return done
 
 

@@ -397,6 +397,36 @@ def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
     return {"removed": int(removed)}
 
 
+def forget_seen_of_ended(conn: psycopg.Connection, ended_before_s: float,
+                         limit: int = 50) -> list[int]:
+    """Drop the seen sets (run_seen) that no run will settle: those of jobs that ended
+    `ended_before_s` ago or more without settling a run (killed past the reaper, buried),
+    and of jobs no longer on record. Returns their job ids, at most `limit` jobs a call."""
+    rows = conn.execute(
+        """
+        WITH RECURSIVE ids AS (  -- the distinct job ids, one index probe each: a
+            -- re-ingest's seen set holds a row per unchanged vehicle, millions at scale
+            (SELECT job_id FROM run_seen ORDER BY job_id LIMIT 1)
+            UNION ALL
+            SELECT (SELECT s.job_id FROM run_seen s WHERE s.job_id > ids.job_id
+                     ORDER BY s.job_id LIMIT 1)
+              FROM ids WHERE ids.job_id IS NOT NULL
+        ), ended AS (
+            SELECT ids.job_id FROM ids
+              LEFT JOIN jobs j ON j.id = ids.job_id
+             WHERE ids.job_id IS NOT NULL AND (j.id IS NULL
+                OR (j.state NOT IN ('queued', 'running')
+                    AND j.updated_at < now() - make_interval(secs => %(s)s)))
+             LIMIT %(n)s
+        ), gone AS (
+            DELETE FROM run_seen s USING ended e WHERE s.job_id = e.job_id
+            RETURNING s.job_id
+        )
+        SELECT DISTINCT job_id FROM gone ORDER BY job_id
+        """, {"s": ended_before_s, "n": limit}).fetchall()
+    return [r["job_id"] for r in rows]
+
+
 # ANALYZE a table once the rows changed since its last ANALYZE reach this many, and at least
 # half the rows it had then: a bulk load's tables double several times, a daily run's don't.
 STATS_MIN_CHANGES = 5_000

@@ -30,7 +30,8 @@ def test_reaper_retries_or_buries_abandoned_jobs_and_leaves_live_ones(db):
     dead = jobs_db.get(db, buried.id)
     assert dead.state == "dead" and dead.errors[-1]["error"] == "worker stopped heartbeating"
     assert jobs_db.get(db, alive.id).state == "running"
-    assert reaper.reap(db) == {"requeued": [], "dead": [], "resent": [], "cancelled": []}
+    assert reaper.reap(db) == {"requeued": [], "dead": [], "resent": [], "cancelled": [],
+                               "forgotten": []}
 
 
 def test_a_job_cancelled_while_its_worker_died_is_cancelled_not_queued_forever(db):
@@ -88,3 +89,19 @@ def test_a_job_waiting_in_a_long_backlog_is_resent_without_losing_its_place(db):
     queued = broker.client.hvals(f"{broker.namespace}:priority.msgs")
     assert len(queued) == 2 and all(message_id.encode() in m for m in queued)
     assert reaper.reap(db)["resent"] == []  # not again before another hour
+
+
+def test_seen_sets_no_run_will_settle_are_dropped_and_live_ones_kept(db):
+    from jobs import reaper
+
+    buried = _running(db, "buried-seen", attempts=4, stale="10 minutes")
+    live = _running(db, "live-seen", attempts=1, stale="1 second")
+    db.execute("INSERT INTO run_seen (job_id, vin) VALUES (%s, 'A'), (%s, 'B'), (%s, 'C'),"
+               " (987654321, 'D')", (buried.id, buried.id, live.id))
+    done = reaper.reap(db)  # buries the first: its seen set is kept until it ended a while
+    assert done["dead"] == [buried.id] and done["forgotten"] == [987654321]  # no such job
+    db.execute("UPDATE jobs SET updated_at = now() - interval '10 minutes' WHERE id = %s",
+               (buried.id,))
+    assert reaper.reap(db)["forgotten"] == [buried.id]
+    left = db.execute("SELECT job_id, vin FROM run_seen ORDER BY vin").fetchall()
+    assert [(r["job_id"], r["vin"]) for r in left] == [(live.id, "C")]
