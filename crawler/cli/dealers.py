@@ -17,9 +17,11 @@ from crawler.urls import check_http_url
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-def _detected_platform(slug: str, url: str) -> str | None:
-    """The platform detected from the dealer's page; None (the generic spider) when the page
-    cannot be fetched or names no platform forecourt has a spider for."""
+def _detected_platform(slug: str, url: str,
+                       otherwise: str = "stored as generic") -> tuple[bool, str | None]:
+    """(True, the platform detected from the dealer's page: None for the generic spider),
+    or (False, None) when the page cannot be fetched or is a bot challenge; `otherwise`
+    says what happens then."""
     from crawler.cli.detect import fetch_page
     from spiders.detect import detect, stored_platform
 
@@ -27,17 +29,17 @@ def _detected_platform(slug: str, url: str) -> str | None:
     try:
         text, final_url = fetch_page(url)
     except ForecourtError as exc:
-        console.print(f"platform not detected ({exc}): stored as generic; {fix}", markup=False)
-        return None
+        console.print(f"platform not detected ({exc}): {otherwise}; {fix}", markup=False)
+        return False, None
     found = detect(text, final_url)
     if found.page_kind == "blocked":
-        console.print("platform not detected (the page is a bot challenge): stored as "
-                      f"generic; {fix}", markup=False)
-        return None
+        console.print(f"platform not detected (the page is a bot challenge): {otherwise}; "
+                      f"{fix}", markup=False)
+        return False, None
     rendered = ", pages rendered in the headless browser" if found.renders else ""
     console.print(f"detected platform: {found.platform or 'unknown'}; crawl path: "
                   f"{found.path} ({found.spider} spider{rendered})", markup=False)
-    return stored_platform(found)
+    return True, stored_platform(found)
 
 
 def _feed_source(feed: str) -> str:
@@ -119,7 +121,7 @@ def register(app: typer.Typer) -> None:
             raise InvalidInput("a dealer needs --url or --feed", hint="give its website or feed")
         fields = _checked(url, platform, feed_url, feed_format)
         if url and not platform:
-            fields["platform"] = _detected_platform(slug, url)
+            fields["platform"] = _detected_platform(slug, url)[1]
         with database() as conn:
             dealer = dealers_db.create(conn, slug=slug, name=name, **fields)
         console.print(f"added dealership {dealer.slug} (id {dealer.id})")
@@ -141,7 +143,13 @@ def register(app: typer.Typer) -> None:
             raise InvalidInput("nothing to change",
                                hint="give --name, --url, --platform, --feed or --feed-format")
         with database() as conn:
-            dealer = dealers_db.update(conn, dealers_db.get(conn, slug).id, **fields)
+            current = dealers_db.get(conn, slug)
+            if url and not platform:  # a new website is often a new platform: detect it
+                found, detected = _detected_platform(
+                    slug, url, f"platform kept ({current.platform or 'generic'})")
+                if found and detected != current.platform:
+                    fields["platform"] = detected
+            dealer = dealers_db.update(conn, current.id, **fields)
         console.print(f"updated dealership {dealer.slug}: {', '.join(sorted(fields))}")
         _print_dealer(dealer)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler.db import dealers as dealers_db
 from spiders.detect import detect, detect_platform
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,6 +91,27 @@ def test_dealers_add_detects_the_platform_or_stores_generic_when_unreachable(db,
     rows = db.execute("SELECT slug, platform FROM dealerships ORDER BY slug").fetchall()
     assert [(r["slug"], r["platform"]) for r in rows] == [("bayside", "dealerinspire"),
                                                           ("gone", None)]
+
+
+def test_dealers_set_url_detects_the_new_sites_platform_and_keeps_it_when_unreachable(db, site):
+    base = site("dealerinspire")
+    assert run("dealers", "add", "moved", "--name", "Moved", "--url", "http://127.0.0.1:9/",
+               "--platform", "dealeron").exit_code == 0
+    result = run("dealers", "set", "moved", "--url", base + "/inventory/")
+    assert result.exit_code == 0, result.output
+    assert "detected platform: dealerinspire" in result.output
+    assert "updated dealership moved: platform, website_url" in result.output
+    assert dealers_db.get(db, "moved").platform == "dealerinspire"
+    result = run("dealers", "set", "moved", "--url", base + "/no-such-page/")
+    assert result.exit_code == 0, result.output
+    assert "platform kept (dealerinspire)" in result.output
+    moved = dealers_db.get(db, "moved")
+    assert (moved.platform, moved.website_url) == ("dealerinspire", base + "/no-such-page/")
+    # --platform given: taken as given, nothing fetched
+    result = run("dealers", "set", "moved", "--url", base + "/inventory/", "--platform",
+                 "generic")
+    assert "detected platform" not in result.output
+    assert dealers_db.get(db, "moved").platform == "generic"
 
 
 def test_a_script_shell_without_vehicles_takes_the_javascript_path():
