@@ -9,6 +9,7 @@ HTML-card platforms).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlparse
 
@@ -20,6 +21,10 @@ from twisted.python.failure import Failure
 from crawler import browser, pages
 
 RENDERED_LISTED = 100
+DETAIL_FAILURES_LISTED = 3
+# A later page of a paged listing: page=2, p=3, start=20, offset=40, /page/2/.
+PAGER_URL = re.compile(r"[?&](?:page|pg|p|pn|pagenum|page_no|pageNumber)=(?:[2-9]|\d{2,})"
+                       r"|[?&](?:start|offset|from|skip)=[1-9]|/page/(?:[2-9]|\d{2,})\b", re.I)
 
 
 class DealerSpider(scrapy.Spider):
@@ -35,13 +40,19 @@ class DealerSpider(scrapy.Spider):
         self.start_url = url
         self.dealer_settings = dealer_settings or {}
         host = urlparse(url).hostname or ""
-        self.allowed_domains = [host] if host else []
+        # the bare domain and its www. host are one site (one redirects to the other)
+        self.allowed_domains = sorted({host, _bare(host)}) if host else []
         self.problems: list[str] = []
         self.incomplete = False
+        self.detail_failures = 0
         self.page_kinds: dict[str, int] = {}
         # pages read after rendering in the browser (the first RENDERED_LISTED; all counted
         # in the stats as forecourt/rendered/pages)
         self.rendered_pages: list[str] = []
+
+    def same_site(self, url: str) -> bool:
+        """On the dealer's site: its host, or the same with or without `www.`."""
+        return _bare(urlparse(url).hostname or "") in {_bare(h) for h in self.allowed_domains}
 
     def note_page(self, response: scrapy.http.Response, vehicles_found: int,
                   listing: bool) -> str:
@@ -57,16 +68,27 @@ class DealerSpider(scrapy.Spider):
             self.crawler.stats.inc_value(f"forecourt/rendered/{kind}")
         if listing and kind in (pages.BLOCKED, pages.NOT_FOUND):
             self.problems.append(f"{kind} listing page {response.url}")
+        elif listing and kind == pages.EMPTY and response.url != self.start_url \
+                and PAGER_URL.search(response.url):
+            # "no vehicles match" on page 2+ is a site fault, not a sell-out of the rest
+            self.problems.append(f"results page {response.url} says no vehicles although it "
+                                 "is a later page of the listing")
+            self.incomplete = True
         elif kind == pages.BLOCKED:
             self.problems.append(f"blocked page {response.url}")
         return kind
 
     def listing_failed(self, failure: Failure) -> None:
-        """Errback for listing pages: without them the inventory is not known in full."""
-        if self._ignored(failure):
-            return
+        """Errback for listing pages: without them the inventory is not known in full, so
+        even one not made (robots.txt forbids it, it redirects off-site) leaves the run
+        incomplete."""
         request = getattr(failure, "request", None)
         url = request.url if request is not None else "?"
+        if self._ignored(failure):
+            self.problems.append(f"listing page {url} not fetched: "
+                                 f"{failure.getErrorMessage() or 'request refused'}")
+            self.incomplete = True
+            return
         response = getattr(failure.value, "response", None)
         if response is not None and response.status in (401, 403, 429):
             self.problems.append(f"blocked listing page {url} (HTTP {response.status})")
@@ -91,11 +113,22 @@ class DealerSpider(scrapy.Spider):
         if self._ignored(failure):
             return
         request = getattr(failure, "request", None)
+        url = request.url if request is not None else "?"
         self.crawler.stats.inc_value("forecourt/detail_failures")
-        self.logger.warning("detail page %s failed: %s",
-                            request.url if request is not None else "?",
-                            failure.getErrorMessage())
+        self.logger.warning("detail page %s failed: %s", url, failure.getErrorMessage())
+        self.detail_failures += 1
+        if self.detail_failures <= DETAIL_FAILURES_LISTED:  # the run's error says why
+            response = getattr(failure.value, "response", None)
+            why = f"HTTP {response.status}" if response is not None \
+                else failure.getErrorMessage()
+            self.problems.append(f"detail page {url} failed: {why}")
+        elif self.detail_failures == DETAIL_FAILURES_LISTED + 1:
+            self.problems.append("more detail pages failed (see the crawl log)")
         self.incomplete = True
 
     def closed(self, reason: str) -> None:
         browser.record_stats(self.crawler.stats)
+
+
+def _bare(host: str) -> str:
+    return host[4:] if host.startswith("www.") else host

@@ -181,14 +181,20 @@ def best_price(item: VehicleItem) -> tuple[Decimal | None, Decimal | None, list[
     return chosen, msrp_value, sorted(set(notes))
 
 
+_THOUSANDS = re.compile(r"\s*\d[\d.,]*\s*k(?![a-z])", re.I)  # a 'K' suffix, not 'km'
+
+
 def mileage(value: Any, unit: Any = None) -> int | None:
-    """Miles as an integer: '12,345 mi', '20 000 km', {'value': 53100, 'unitCode': 'KMT'}."""
+    """Miles as an integer: '12,345 mi', '20 000 km', '45K miles',
+    {'value': 53100, 'unitCode': 'KMT'}."""
     if isinstance(value, dict):
         unit = unit or value.get("unitCode") or value.get("unitText") or value.get("unit")
         value = value.get("value")
     amount = number(value)
     if amount is None or amount < 0:
         return None
+    if isinstance(value, str) and _THOUSANDS.match(value):  # '12.5K', '45k miles'
+        amount = amount * 1000
     u = (text(unit) or (value if isinstance(value, str) else "") or "").lower()
     if "k" in u or "mil" in u:  # else miles, as most feeds give: no pattern to try
         if _KM.search(u) or u.endswith("km"):

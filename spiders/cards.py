@@ -9,8 +9,6 @@ rendered page are rendered directly; detail pages are always fetched over plain 
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
-
 import scrapy
 
 from crawler import browser, pages
@@ -82,7 +80,7 @@ class CardSiteSpider(DealerSpider):
             self.crawler.stats.inc_value(f"forecourt/fallback/{step}")
         for card in cards:
             url = self.detail_url(card, text, response.url)
-            if url and urlparse(url).hostname in self.allowed_domains:
+            if url and self.same_site(url):
                 yield scrapy.Request(url, callback=self.parse_detail, errback=self.detail_lost,
                                      cb_kwargs={"card": card})
             else:

@@ -55,7 +55,7 @@ def page_links(html: str, page_url: str) -> tuple[list[str], list[str]]:
         url = urljoin(page_url, url)
         if urlparse(url).hostname == host:
             vehicles.append(url)
-    for href in Selector(text=html).css("a::attr(href)").getall():
+    for href in Selector(text=html, type="html").css("a::attr(href)").getall():
         url = urljoin(page_url, href.strip())
         if urlparse(url).hostname != host or url.split("#")[0] == here:
             continue
@@ -139,7 +139,7 @@ class GenericSpider(DealerSpider):
             yield from chain.render_or_give_up(self, response)  # step 4, once
 
     def _same_site(self, url: str) -> bool:
-        return urlparse(url).hostname in self.allowed_domains
+        return self.same_site(url)
 
 
 PLATFORM = "generic"

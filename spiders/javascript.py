@@ -98,7 +98,7 @@ class Spider(CardSiteSpider):
             found = following(text, url)
             if found:
                 return found
-        href = Selector(text=text).css("a[rel~='next']::attr(href)").get()
+        href = Selector(text=text, type="html").css("a[rel~='next']::attr(href)").get()
         return urljoin(url, href) if href else None
 
     def detail_url(self, card, text: str, page_url: str) -> str | None:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from crawler.models import Job
 
-SUMMARY_COLUMNS = ("items", "added", "changed", "unchanged", "removed", "rejected")
+SUMMARY_COLUMNS = ("items", "added", "changed", "unchanged", "relisted", "removed", "rejected")
 
 
 def job_progress() -> Progress:

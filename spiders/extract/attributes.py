@@ -111,7 +111,7 @@ def _fact_count(attrs: dict[str, str]) -> int:
 
 def extract(html: str, page_url: str) -> list[VehicleItem]:
     """Vehicles a page carries as data-* attributes; analytics and button VINs are ignored."""
-    sel = Selector(text=html)
+    sel = Selector(text=html, type="html")
     found: dict[str, tuple[dict[str, str], Selector]] = {}
     order: list[str] = []
     for el in sel.xpath("//*[@data-vin or @data-vehicle-vin or @data-vehiclevin]"):

@@ -193,7 +193,7 @@ def _drive_from_name(node: dict | None) -> str | None:
 
 def next_page(html: str, page_url: str) -> str | None:
     """The next results page from the pager script's `current_page` / `page_count`."""
-    sel = Selector(text=html)
+    sel = Selector(text=html, type="html")
     scripts = " ".join(sel.css(".srp_pagination_links_container script::text").getall())
     current = re.search(r"var\s+current_page\s*=\s*(\d+)", scripts)
     count = re.search(r"var\s+page_count\s*=\s*(\d+)", scripts)
@@ -207,7 +207,7 @@ def next_page(html: str, page_url: str) -> str | None:
 
 
 def extract(html: str, page_url: str) -> list[VehicleItem]:
-    sel = Selector(text=html)
+    sel = Selector(text=html, type="html")
     if is_detail(sel):
         return detail(sel, html, page_url)
     return listing(sel, page_url)

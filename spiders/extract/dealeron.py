@@ -101,7 +101,7 @@ def _card(el: Selector, page_url: str) -> VehicleItem | None:
 
 def tagging_data(html: str) -> dict:
     """The `dealeron_tagging_data` JSON (itemCount, the page's VINs), or {}."""
-    raw = Selector(text=html).css("script#dealeron_tagging_data::text").get()
+    raw = Selector(text=html, type="html").css("script#dealeron_tagging_data::text").get()
     try:
         data = json.loads(raw) if raw else {}
     except ValueError:
@@ -120,7 +120,7 @@ def page_urls(html: str, url: str) -> list[str]:
     except (TypeError, ValueError):
         return []
     if not count:
-        nxt = Selector(text=html).css('link[rel="next"]::attr(href)').get()
+        nxt = Selector(text=html, type="html").css('link[rel="next"]::attr(href)').get()
         return [urljoin(url, nxt.strip())] if nxt else []
     if page != 1 or size <= 0:
         return []
@@ -131,7 +131,7 @@ def page_urls(html: str, url: str) -> list[str]:
 
 def extract(html: str, url: str) -> list[VehicleItem]:
     """Vehicles of a DealerOn listing (cards, completed from the ItemList) or detail page."""
-    sel = Selector(text=html)
+    sel = Selector(text=html, type="html")
     items: dict[str, VehicleItem] = {}
     for el in sel.xpath("//*[@data-vehicle-information][@data-vin]"):
         item = _card(el, url)

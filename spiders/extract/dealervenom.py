@@ -153,14 +153,14 @@ def detail(sel: Selector, html: str, page_url: str) -> list[VehicleItem]:
 
 
 def next_page(html: str, page_url: str) -> str | None:
-    href = Selector(text=html).xpath(
+    href = Selector(text=html, type="html").xpath(
         '//ul[contains(@class, "ais-pagination-ul")]//a[contains(@class, "ais-Pagination-link")]'
         '[.//i[contains(@class, "fa-chevron-right")]]/@href').get()
     return urljoin(page_url, href) if href else None
 
 
 def extract(html: str, page_url: str) -> list[VehicleItem]:
-    sel = Selector(text=html)
+    sel = Selector(text=html, type="html")
     if is_detail(sel):
         return detail(sel, html, page_url)
     return listing(sel, page_url)

@@ -122,7 +122,7 @@ def _short(value: Any) -> Any:
 
 def json_ld_blocks(html: str) -> list[Any]:
     """Parsed JSON-LD script blocks; broken ones are skipped (a page may have several)."""
-    sel = Selector(text=html)
+    sel = Selector(text=html, type="html")
     blocks = []
     for raw in sel.css('script[type="application/ld+json"]::text').getall():
         raw = raw.strip().rstrip(";")
@@ -196,7 +196,7 @@ def _microdata_scope(scope: Selector) -> dict:
 
 
 def from_microdata(html: str, page_url: str) -> list[VehicleItem]:
-    sel = Selector(text=html)
+    sel = Selector(text=html, type="html")
     items = []
     for scope in sel.xpath("//*[@itemscope][@itemtype][not(@itemprop)]"):
         node = _microdata_scope(scope)

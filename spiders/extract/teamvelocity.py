@@ -146,7 +146,8 @@ def api_item(data: dict[str, Any], page_url: str) -> VehicleItem:
 
 
 def next_page(html: str, page_url: str) -> str | None:
-    href = Selector(text=html).css(".inventory-pagination a[rel='next']::attr(href)").get()
+    sel = Selector(text=html, type="html")
+    href = sel.css(".inventory-pagination a[rel='next']::attr(href)").get()
     return urljoin(page_url, href) if href else None
 
 
@@ -159,4 +160,4 @@ def extract(text: str, page_url: str) -> list[VehicleItem]:
             return []
         records = data if isinstance(data, list) else [data]
         return [api_item(d, page_url) for d in records if isinstance(d, dict) and d.get("vin")]
-    return listing(Selector(text=text), page_url)
+    return listing(Selector(text=text, type="html"), page_url)
