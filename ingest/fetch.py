@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -127,6 +128,12 @@ def fetch(url: str, previous: dict | None = None, dest_dir: Path | None = None) 
         except httpx.TransportError as exc:
             deadline.check()
             raise Transient(f"feed {url} could not be fetched: {exc}") from exc
+        except httpx.TooManyRedirects as exc:
+            raise Permanent(f"feed {url} redirects in a loop (or too many times)",
+                            hint="check the dealership's feed URL") from exc
+        except httpx.DecodingError as exc:  # a Content-Encoding the body does not match
+            raise Permanent(f"feed {url} sent a body its Content-Encoding cannot decode: "
+                            f"{exc}", hint="ask the feed's provider to fix the server") from exc
 
     fetched = attempt()
     fetched.attempts = attempts["n"]
@@ -149,17 +156,35 @@ def _receive(response: httpx.Response, url: str, previous: dict | None, dest_dir
     fd, name = tempfile.mkstemp(prefix="feed-", suffix=_suffix(url, response.headers.get(
         "content-type")), dir=dest_dir)
     path = Path(name)
+    # A gzip Content-Encoding is kept as sent (the readers open gzip themselves): httpx's
+    # decoder takes a body cut short for a whole, shorter feed, whose missing rows a
+    # healthy run would then remove. The stream is checked to its end here.
+    gzipped = response.headers.get("content-encoding", "").strip().lower() in ("gzip",
+                                                                               "x-gzip")
+    check = zlib.decompressobj(wbits=47) if gzipped else None
     try:
         with open(fd, "wb") as out:
             # chunks as they arrive (not gathered to a size), so a trickle meets the check
-            for chunk in response.iter_bytes():
+            for chunk in (response.iter_raw() if gzipped else response.iter_bytes()):
                 size += len(chunk)
                 if size > limit:
                     raise FeedTooLarge(f"feed {url} is larger than {limit:,} bytes",
                                        hint="raise FORECOURT_FEED_MAX_DOWNLOAD_BYTES")
                 digest.update(chunk)
                 out.write(chunk)
+                if check is not None:
+                    try:
+                        while chunk and not check.eof:
+                            check.decompress(chunk, 1 << 20)
+                            chunk = check.unconsumed_tail
+                    except zlib.error as exc:
+                        raise Permanent(f"feed {url} sent a gzip body that does not decode: "
+                                        f"{exc}", hint="ask the feed's provider to fix the "
+                                        "server") from exc
                 deadline.check(size)
+        if check is not None and not check.eof:
+            raise Transient(f"feed {url} was cut short: its gzip body ends before its end "
+                            f"({size:,} bytes received)")
     except BaseException:
         path.unlink(missing_ok=True)
         raise
