@@ -166,3 +166,14 @@ def test_extract_with_an_unknown_platform_is_an_error_not_zero_items():
     assert "no spider for platform 'nosuch'" in line and "generic" in line
     known = run("extract", str(PAGE), "--platform", "generic", "--url", "https://m.test/c")
     assert known.returncode == 0 and "19XFC2F7XME104512" in known.stdout
+
+
+def test_dealers_show_and_list_never_print_a_feed_urls_credentials(db):
+    added = run("dealers", "add", "secretive", "--name", "Secretive", "--feed",
+                "https://user:hunter2@feeds.example.com/stock.csv?token=abc123")
+    assert added.returncode == 0, added.stderr
+    for args in (("dealers", "show", "secretive"), ("dealers", "list")):
+        shown = run(*args)
+        assert shown.returncode == 0, shown.stderr
+        assert "hunter2" not in shown.stdout and "abc123" not in shown.stdout
+        assert "feeds.example.com" in shown.stdout

@@ -11,6 +11,7 @@ from rich.table import Table
 from crawler.cli.common import console, database
 from crawler.db import dealers as dealers_db
 from crawler.errors import ForecourtError, InvalidInput
+from crawler.logging import redact
 from crawler.models import Dealership
 from crawler.urls import check_http_url
 
@@ -87,9 +88,9 @@ def _print_dealer(dealer: Dealership) -> None:
     table.add_column("value")
     for label, value in (
             ("id", str(dealer.id)), ("name", dealer.name),
-            ("website", dealer.website_url or "-"),
+            ("website", redact(dealer.website_url or "-")),
             ("platform", dealer.platform or "- (generic spider)"),
-            ("feed", dealer.feed_url or "-"),
+            ("feed", redact(dealer.feed_url or "-")),  # a feed URL may carry credentials
             ("feed format", dealer.feed_format or "- (from the feed's name)"),
             ("feed mapping", "yes" if dealer.feed_mapping else "-"),
             ("schedule", f"{schedule} ({dealer.schedule_tz})" if schedule else "-"),
@@ -170,6 +171,7 @@ def register(app: typer.Typer) -> None:
             table.add_column(col)
         for r in rows:
             table.add_row(r["slug"], r["name"], r["platform"] or "-",
-                          r["website_url"] or r["feed_url"] or "-", str(r["active_vehicles"]),
+                          redact(r["website_url"] or r["feed_url"] or "-"),
+                          str(r["active_vehicles"]),
                           r["last_job_state"] or "-", "yes" if r["paused"] else "no")
         console.print(table)
