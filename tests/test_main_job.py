@@ -62,14 +62,15 @@ def test_readme_main_job_from_a_fresh_clone_on_embedded_servers(tmp_path):
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
         assert (clone / ".forecourt" / "postgres").is_dir(), "embedded PostgreSQL not used"
         crawl = _row(first.stdout, "maple-ridge-motors")
-        # dealer, job, kind, state, items, added, changed, unchanged, removed, rejected, verdict
+        # dealer, job, kind, state, items, added, changed, unchanged, relisted, removed,
+        # rejected, verdict
         assert crawl[2:6] == ["crawl", "succeeded", "11", "10"], crawl
         assert _row(first.stdout, "larkspur-valley-honda")[2:6] == ["crawl", "succeeded", "21",
                                                                    "20"]
         assert _row(first.stdout, "cedar-point-auto")[2:6] == ["crawl", "succeeded", "15", "15"]
         feed = _row(first.stdout, "harbor-city-auto")
         assert feed[2:6] == ["feed", "succeeded", "7", "6"], feed
-        assert feed[9] == "1"
+        assert feed[10] == "1"
         stored = first.stdout.split("Stored", 1)[1]
         assert _row(stored, "maple-ridge-motors")[1] == "10"
         assert _row(stored, "harbor-city-auto")[1:4] == ["6", "0", "1"]
@@ -79,7 +80,7 @@ def test_readme_main_job_from_a_fresh_clone_on_embedded_servers(tmp_path):
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         assert "no changes since the last run" in second.stdout
         crawl = _row(second.stdout, "maple-ridge-motors")
-        assert crawl[5:9] == ["0", "0", "10", "0"], crawl
+        assert crawl[5:10] == ["0", "0", "10", "0", "0"], crawl
     finally:
         subprocess.run([str(clone / ".venv" / "bin" / "forecourt"), "db", "stop"], cwd=clone,
                        env=env, capture_output=True, timeout=120)
