@@ -3,21 +3,11 @@ not read leave it incomplete and say why; the www. host is the same site; '12.5K
 JSON body given to `extract` is not a crash."""
 from __future__ import annotations
 
-from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware  # noqa: F401
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import HtmlResponse, Request
-from scrapy.utils.test import get_crawler
 from twisted.python.failure import Failure
 
-
-def spider_of(platform: str, url: str, **settings):
-    from spiders.registry import spider_for
-
-    cls = spider_for(platform)
-    crawler = get_crawler(cls)
-    spider = cls.from_crawler(crawler, url=url, dealer_settings=settings or None)
-    crawler.stats.open_spider()
-    return spider
+from tests.spiders.test_chain import spider_of
 
 
 def _failure(request, exc):
