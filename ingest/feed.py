@@ -298,6 +298,9 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     report = run_mod.close(run, complete=complete, problems=problems,
                            candidates=None if row_hash is None
                            else _not_met(known, unhashed, seen))
+    duplicates = info.pop("duplicate_columns", None)
+    if duplicates:  # a repeat is read as 'Name (2)': reported, never mapped over the first
+        report["duplicate_columns"] = duplicates
     report["feed"] = {**info, "mapping": mapping_name or None,
                       "rows_staged_in_workers": pooled_rows}
     report["unknown_columns"] = list(unknown)[:MAX_UNKNOWN_LISTED]

@@ -178,7 +178,9 @@ def _flat_pattern(name: str) -> re.Pattern | None:
 
 def column_getter(name: str, columns: list[str]) -> tuple[Getter | None, list[str]]:
     """How to read `name` from rows with these columns, and which columns that uses."""
-    lower = {c.lower(): c for c in columns}
+    lower: dict[str, str] = {}
+    for c in columns:  # of names differing only in case (JSON keys), the first
+        lower.setdefault(c.lower(), c)
     if name.lower() in lower:
         col = lower[name.lower()]
         return (lambda row: row.get(col)), [col]

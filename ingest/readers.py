@@ -76,6 +76,28 @@ def _delimiter(first_line: str) -> str:
     return best if counts[best] else ","
 
 
+CUT = ", and the file ends there without a line break: it looks cut short"
+
+
+def _unique(header: list[str]) -> tuple[list[str], list[str]]:
+    """The header with repeated names made unique ('Price', 'Price (2)'), so that the first
+    column of a name is the one mapped and a repeat is kept (and reported) rather than
+    overwriting it; and the names that repeat."""
+    seen: set[str] = set()
+    out, repeated = [], []
+    for name in header:
+        if name.lower() in seen:
+            if name not in repeated:
+                repeated.append(name)
+            n = 2
+            while f"{name} ({n})".lower() in seen:
+                n += 1
+            name = f"{name} ({n})"
+        seen.add(name.lower())
+        out.append(name)
+    return out, repeated
+
+
 class CsvRow(dict):
     """A CSV row: its fields by header name; `text`, the record as it stands in the file
     (without its line terminator); `raw`, its bytes (those read, or for a text stream the
@@ -135,8 +157,12 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
         return
     except csv.Error as exc:
         raise Permanent(f"the feed's header cannot be read: {exc}") from exc
+    header, repeated = _unique(header)
+    if info is not None and repeated:
+        info["duplicate_columns"] = repeated
     width = len(header)
     number, line_no = 0, len(taken)
+    ends = ("\n", "\r") if decode is None else (b"\n", b"\r")
     for line in lines:
         if unchanged is not None and unchanged(
                 line.rstrip(eol) if decode is not None else line.rstrip(eol).encode()):
@@ -153,10 +179,10 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
         except csv.Error as exc:
             line_no += len(taken)
             number += 1
-            at_end = "unexpected end of data" in str(exc)
-            yield number, Unreadable(f"line {start}: {exc}", raw="".join(texts)[:10_000],
-                                     fatal=at_end)
-            if at_end:
+            cut = "unexpected end of data" in str(exc) or not taken[-1].endswith(ends)
+            yield number, Unreadable(f"line {start}: {exc}" + (CUT if cut else ""),
+                                     raw="".join(texts)[:10_000], fatal=cut)
+            if cut:
                 return
             continue
         line_no += len(taken)
@@ -164,9 +190,11 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
             continue  # blank line
         number += 1
         if len(values) != width:
+            # the file's last line, unterminated and short of fields: the file was cut
+            cut = not taken[-1].endswith(ends)
             yield number, Unreadable(
-                f"line {start}: {len(values)} fields where the header has {width}",
-                raw=delimiter.join(values)[:10_000])
+                f"line {start}: {len(values)} fields where the header has {width}"
+                + (CUT if cut else ""), raw=delimiter.join(values)[:10_000], fatal=cut)
             continue
         row = CsvRow(zip(header, values, strict=False))
         if decode is None:  # a text stream's
@@ -368,7 +396,9 @@ def read_jsonl(stream: io.TextIOBase) -> Iterator[Row]:
         try:
             value = json.loads(text)
         except ValueError as exc:
-            yield number, Unreadable(f"line {line_no} is not JSON: {exc}", raw=text[:2000])
+            cut = not line.endswith(("\n", "\r"))  # the last line, unterminated
+            yield number, Unreadable(f"line {line_no} is not JSON: {exc}" + (CUT if cut else ""),
+                                     raw=text[:2000], fatal=cut)
             continue
         if "\\u0000" in text:
             value = _no_nul(value)

@@ -92,6 +92,9 @@ def ingest_summary(slug: str, job: Job) -> Table:
     unknown = report.get("unknown_columns") or []
     table.add_row("unknown columns", f"{c.get('unknown_columns', len(unknown))}"
                   + (f": {', '.join(unknown)}" if unknown else ""))
+    if report.get("duplicate_columns"):
+        table.add_row("repeated columns", ", ".join(report["duplicate_columns"])
+                      + " (the first of each name is used; a repeat is read as 'Name (2)')")
     feed = report.get("feed") or {}
     if feed:
         table.add_row("feed", ", ".join(f"{k} {v}" for k, v in feed.items() if v))

@@ -135,3 +135,8 @@ def test_bad_override_files_are_one_clear_error(tmp_path, content, message):
 def test_missing_override_file():
     with pytest.raises(InvalidInput, match="no mapping file"):
         mapping.load_override("/no/such/mapping.toml")
+
+
+def test_of_names_differing_only_in_case_the_first_column_is_read():
+    get, used = mapping.column_getter("price", ["Price", "price"])
+    assert used == ["Price"] and get({"Price": "1", "price": ""}) == "1"

@@ -237,6 +237,49 @@ def test_json_that_is_not_a_list_is_refused(tmp_path):
         read(path)
 
 
+@pytest.mark.parametrize("tail, terminated", [
+    (b"CCC,Ford", False),          # cut between fields: short, no line break
+    (b"CCC,Ford\n", True),         # a short record on a whole line: a reject, not a cut
+    (b'CCC,"Fo"x', False),          # junk after a quote, and no line break
+])
+def test_a_last_record_without_a_line_break_that_does_not_read_is_a_cut(tmp_path, tail,
+                                                                         terminated):
+    path = tmp_path / "feed.csv"
+    path.write_bytes(b"VIN,Make,Model\nAAA,Honda,Civic\n" + tail)
+    got = read(path)
+    assert got[0][1]["VIN"] == "AAA"
+    bad = got[1][1]
+    assert isinstance(bad, Unreadable) and bad.fatal is (not terminated)
+    assert ("cut short" in bad.reason) is (not terminated)
+
+
+def test_a_whole_last_record_without_a_line_break_is_a_row(tmp_path):
+    path = tmp_path / "feed.csv"
+    path.write_bytes(b"VIN,Make,Model\r\nAAA,Honda,Civic\r\nBBB,Kia,Soul")
+    assert rows_of(path) == [{"VIN": "AAA", "Make": "Honda", "Model": "Civic"},
+                             {"VIN": "BBB", "Make": "Kia", "Model": "Soul"}]
+
+
+def test_repeated_header_names_keep_the_first_and_rename_the_repeats(tmp_path):
+    path = tmp_path / "feed.csv"
+    path.write_bytes(b"VIN,Price,price,Price,Price (2)\nAAA,1,2,3,4\n")
+    info: dict = {}
+    got = read(path, info=info)
+    assert got[0][1] == {"VIN": "AAA", "Price": "1", "price (2)": "2", "Price (3)": "3",
+                         "Price (2) (2)": "4"}
+    assert info["duplicate_columns"] == ["price", "Price", "Price (2)"]
+
+
+def test_json_lines_cut_inside_the_last_line_is_fatal(tmp_path):
+    path = tmp_path / "feed.jsonl"
+    path.write_text('{"vin": "A"}\n{"vin": "B", "pr')
+    got = read(path)
+    assert got[0][1] == {"vin": "A"}
+    assert got[1][1].fatal and "cut short" in got[1][1].reason
+    path.write_text('{"vin": "A"}\n{"vin": "B"}')  # whole, without a final line break
+    assert rows_of(path) == [{"vin": "A"}, {"vin": "B"}]
+
+
 def test_json_lines_bad_line_is_unreadable(tmp_path):
     path = tmp_path / "feed.jsonl"
     path.write_text('{"vin": "A"}\n\nnot json\n[1]\n{"vin": "B"}\n')

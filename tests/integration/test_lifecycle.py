@@ -4,6 +4,7 @@ removal (never deletion) only after a complete healthy run, relisting, days on l
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -115,6 +116,48 @@ def test_a_truncated_feed_removes_nothing(db, dealer, run_feed):
     assert any("truncated" in r for r in partial.report["reasons"])
     assert vehicle(db, dealer, RAV4)["status"] == "active"
     assert vehicle(db, dealer, F150)["status"] == "active"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_feed_cut_between_fields_of_its_last_record_removes_nothing(db, dealer, tmp_path,
+                                                                      run_feed, fmt):
+    """Cut where the last record still parses as text (no open quote): short of fields, or
+    JSON that does not close. Found by review: that record was a plain reject, the run
+    healthy, and the cars past the cut were removed."""
+    run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock"), F150: (1, "x")})
+    path = tmp_path / f"cut.{fmt}"
+    if fmt == "csv":
+        write_feed(path, {CIVIC: (20000, "In Stock")})
+        with path.open("a") as f:
+            f.write(f"{RAV4},Toyota,RAV4")  # 3 of 6 fields, and no line break
+    else:
+        whole = {"vin": CIVIC, "make": "Honda", "model": "Civic", "year": "2021",
+                 "price": "20000"}
+        path.write_text(json.dumps(whole) + f'\n{{"vin": "{RAV4}", "pri')
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
+    jobs_db.start(db, job.id, "test")
+    cut = feed.run_job(db, job.id, path, fmt=fmt)
+    assert cut.state == "partial", (cut.error, cut.report)
+    assert cut.state == "partial" and cut.counters.get("removed", 0) == 0
+    assert any("cut short" in r for r in cut.report["reasons"])
+    assert vehicle(db, dealer, RAV4)["status"] == "active"
+    assert vehicle(db, dealer, F150)["status"] == "active"
+
+
+def test_a_repeated_column_name_does_not_overwrite_the_first(db, dealer, tmp_path):
+    """Found by review: a second, empty `SellingPrice` column nulled every price."""
+    path = tmp_path / "dup.csv"
+    path.write_text("VIN,Make,Model,Year,SellingPrice,Status,SellingPrice\n"
+                    f"{CIVIC},Honda,Civic,2021,\"$20,000\",In Stock,\n"
+                    f"{RAV4},Toyota,RAV4,2023,\"$30,000\",In Stock,\n")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
+    jobs_db.start(db, job.id, "test")
+    done = feed.run_job(db, job.id, path)
+    assert done.state == "succeeded", done.report
+    assert float(vehicle(db, dealer, CIVIC)["price"]) == 20000
+    assert float(vehicle(db, dealer, RAV4)["price"]) == 30000
+    assert done.report["duplicate_columns"] == ["SellingPrice"]
+    assert "SellingPrice (2)" in done.report["unknown_columns"]
 
 
 def test_an_unhealthy_run_removes_nothing(db, dealer, tmp_path):
