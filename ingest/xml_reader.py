@@ -60,9 +60,10 @@ def read_xml(binary: io.BufferedReader) -> Iterator[Row]:
                        remove_comments=True, remove_pis=True, recover=False)
     number = 0
     context = etree.iterparse(binary, **parser_args)
-    checked = False
+    checked = closed = False
     try:
         for _, elem in context:
+            closed = elem.getparent() is None  # the root's end tag: the document is whole
             if not checked:  # a DOCTYPE past the first 64 KB, or in UTF-16, is still one
                 checked = True
                 info = elem.getroottree().docinfo
@@ -83,7 +84,25 @@ def read_xml(binary: io.BufferedReader) -> Iterator[Row]:
             while elem.getprevious() is not None:
                 del parent[0]
     except etree.XMLSyntaxError as exc:
+        if closed and _only_namespace_errors(exc):
+            # e.g. a Google feed using g: without declaring xmlns:g; libxml2 reports that
+            # when the document ends, which it did: the records were all read
+            return
         if "entity" in str(exc).lower() and number == 0:
             raise UnsafeXML(f"XML feed uses undeclared or external entities: {exc}") from exc
-        yield number + 1, Unreadable(f"the XML cannot be read past this point: {exc}",
+        yield number + 1, Unreadable(f"the XML cannot be read past this point: {_cause(exc)}",
                                      fatal=True)
+
+
+def _only_namespace_errors(exc: etree.XMLSyntaxError) -> bool:
+    errors = list(exc.error_log) or []
+    return bool(errors) and all(e.domain == etree.ErrorDomains.NAMESPACE for e in errors)
+
+
+def _cause(exc: etree.XMLSyntaxError) -> str:
+    """The error that stopped the parser, not an undeclared prefix libxml2 noted first."""
+    errors = [e for e in exc.error_log if e.domain != etree.ErrorDomains.NAMESPACE]
+    if not errors:
+        return str(exc)
+    e = errors[-1]
+    return f"{e.message.strip()}, line {e.line}, column {e.column}"

@@ -309,6 +309,27 @@ def test_meta_catalog_nested_fields():
     assert rows[1]["image"] == {"url": "https://riverside.example/i/rm2-a.jpg"}
 
 
+GOOGLE_NO_XMLNS = (b'<?xml version="1.0"?><rss version="2.0"><channel>'
+                   b'<item><g:vin>AAA</g:vin><g:price>1 USD</g:price></item>'
+                   b'<item><g:vin>BBB</g:vin></item></channel></rss>\n')
+
+
+def test_google_feed_using_g_without_declaring_it_is_read_whole(tmp_path):
+    """Found by review: libxml2 reports the undeclared prefix as the document ends, and
+    the run took it for a truncated feed (degraded, removing nothing, every day)."""
+    path = tmp_path / "feed.xml"
+    path.write_bytes(GOOGLE_NO_XMLNS)
+    assert read(path) == [(1, {"vin": "AAA", "price": "1 USD"}), (2, {"vin": "BBB"})]
+
+
+def test_google_feed_without_xmlns_cut_short_is_still_a_cut(tmp_path):
+    path = tmp_path / "feed.xml"
+    path.write_bytes(GOOGLE_NO_XMLNS[:GOOGLE_NO_XMLNS.index(b"<item><g:vin>BBB") + 12])
+    got = read(path)
+    assert got[0][1] == {"vin": "AAA", "price": "1 USD"}
+    assert got[-1][1].fatal and "Namespace" not in got[-1][1].reason
+
+
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
 <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
