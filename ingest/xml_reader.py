@@ -84,25 +84,23 @@ def read_xml(binary: io.BufferedReader) -> Iterator[Row]:
             while elem.getprevious() is not None:
                 del parent[0]
     except etree.XMLSyntaxError as exc:
-        if closed and _only_namespace_errors(exc):
+        # the parser's own log: the exception's may hold earlier parses' errors too
+        errors = list(context.error_log)
+        if closed and errors and all(e.domain == etree.ErrorDomains.NAMESPACE
+                                     for e in errors):
             # e.g. a Google feed using g: without declaring xmlns:g; libxml2 reports that
             # when the document ends, which it did: the records were all read
             return
         if "entity" in str(exc).lower() and number == 0:
             raise UnsafeXML(f"XML feed uses undeclared or external entities: {exc}") from exc
-        yield number + 1, Unreadable(f"the XML cannot be read past this point: {_cause(exc)}",
-                                     fatal=True)
+        yield number + 1, Unreadable(f"the XML cannot be read past this point: "
+                                     f"{_cause(exc, errors)}", fatal=True)
 
 
-def _only_namespace_errors(exc: etree.XMLSyntaxError) -> bool:
-    errors = list(exc.error_log) or []
-    return bool(errors) and all(e.domain == etree.ErrorDomains.NAMESPACE for e in errors)
-
-
-def _cause(exc: etree.XMLSyntaxError) -> str:
+def _cause(exc: etree.XMLSyntaxError, logged: list) -> str:
     """The error that stopped the parser, not an undeclared prefix libxml2 noted first."""
-    errors = [e for e in exc.error_log if e.domain != etree.ErrorDomains.NAMESPACE]
+    errors = [e for e in logged if e.domain != etree.ErrorDomains.NAMESPACE]
     if not errors:
         return str(exc)
-    e = errors[-1]
+    e = errors[0]
     return f"{e.message.strip()}, line {e.line}, column {e.column}"
