@@ -27,7 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +55,21 @@ MAX_UNKNOWN_LISTED = 50
 
 def _hashers(spec: dict[str, Any], columns: list[str]
              ) -> tuple[Callable[[dict], int], Callable[[bytes], int]]:
-    """(hash of a row's values, hash of a CSV record's bytes): 64-bit xxh3 (a fifth of
-    blake2b's cost, which was a third of an unchanged row's), seeded by the mapping in use,
-    PIPELINE_VERSION and the columns."""
+    """(hash of a row's names and values, hash of a CSV record's bytes): 64-bit xxh3 (a
+    fifth of blake2b's cost, which was a third of an unchanged row's), seeded by the mapping
+    in use, PIPELINE_VERSION and `columns`: a CSV header, in order, which gives a record's
+    bytes their meaning. Other rows carry their names, so they are hashed with them and
+    `columns` is empty: a seed drawn from the names in the first rows would change with
+    those rows (one record without a field re-processed every row)."""
     seed = int.from_bytes(hashlib.blake2b(
         "\x1e".join([PIPELINE_VERSION, json.dumps(spec, sort_keys=True, default=str),
                      *columns]).encode(), digest_size=8).digest(), "big")
     xxh3 = xxhash.xxh3_64_intdigest
+    flat = chain.from_iterable
 
     def row_hash(row: dict) -> int:
         try:
-            text = "\x1f".join(row.values())  # all strings, in column order
+            text = "\x1f".join(flat(row.items()))  # all strings: name, value, name, ...
         except TypeError:
             text = json.dumps(row, ensure_ascii=False, default=str)
         return xxh3(text.encode(), seed)
@@ -236,7 +240,8 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 columns = list(dict.fromkeys(k for _, r in chunk[:200] if isinstance(r, dict)
                                              for k in r))
                 mapping_name, spec = mapping_mod.choose(columns, mapping)
-                row_hash, text_hash = _hashers(spec, columns)
+                row_hash, text_hash = _hashers(
+                    spec, columns if info.get("format") in ("csv", "tsv") else [])
                 if large and processes:
                     pool = workers.start_pool(spec, processes)
                 _load_known(conn, dealership_id, known, unhashed)

@@ -204,8 +204,17 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
     baseline = jobs_db.recent_healthy(run.conn, run.dealership_id, run.kind,
                                       exclude_job=run.job_id)
     history = [j.counters.get("valid", 0) for j in baseline]
+    limits = gate.thresholds(dealer.settings)
+    if candidates is not None and run.counters.get("unchanged") and \
+            gate.coverage_judgeable(run.counters, limits):
+        # The stages counted the coverage of the rows that changed, and the fast path's
+        # rows are another sample (new cars, re-priced ones): judge the run, and let later
+        # runs judge against it, by the coverage of the whole inventory it saw.
+        for name, n in vehicles_db.stored_coverage(run.conn, run.dealership_id, run.job_id,
+                                                   candidates).items():
+            run.counters[name] = run.counters.get(name, 0) + n
     report = gate.evaluate(dict(run.counters), complete=complete, problems=all_problems,
-                           history_counts=history, limits=gate.thresholds(dealer.settings),
+                           history_counts=history, limits=limits,
                            history=[j.counters for j in baseline])
     refresh_statistics(run)
     settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,

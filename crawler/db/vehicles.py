@@ -397,6 +397,34 @@ def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
     return {"removed": int(removed)}
 
 
+_STORED_COVERAGE = """
+SELECT count(*) AS base, count(price) AS price, count(mileage) AS mileage,
+       count(*) FILTER (WHERE NOT 'no_photos' = ANY(quality_flags)) AS images,
+       count(*) FILTER (WHERE trim <> '') AS trim, count(*) FILTER (WHERE model <> '') AS model,
+       count(year) AS year, count(*) FILTER (WHERE make <> '') AS make,
+       count(*) FILTER (WHERE exterior_color <> '') AS exterior_color,
+       count(*) FILTER (WHERE description <> '') AS description,
+       count(condition) AS condition, count(*) FILTER (WHERE NOT vin_placeholder) AS real_vin
+  FROM vehicles v
+ WHERE v.dealership_id = %(d)s AND v.status = 'active'
+   AND v.last_job_id IS DISTINCT FROM %(j)s
+   AND NOT (v.vin = ANY(%(vins)s::text[]))
+   AND NOT EXISTS (SELECT 1 FROM run_seen s WHERE s.job_id = %(j)s AND s.vin = v.vin)
+"""
+
+
+def stored_coverage(conn: psycopg.Connection, dealership_id: int, job_id: int,
+                    not_met: Collection[str]) -> dict[str, int]:
+    """Coverage counters (as pipelines.quality.coverage_counts gives them) of the dealer's
+    active vehicles that a running feed job passed over unchanged: neither written nor
+    recorded as seen by it, nor among `not_met` (those it did not meet at all). Call
+    before settle_run, which forgets the seen set."""
+    row = conn.execute(_STORED_COVERAGE, {"d": dealership_id, "j": job_id,
+                                          "vins": array_literal(not_met)}).fetchone()
+    base = row.pop("base")
+    return {"coverage_base": int(base), **{f"coverage_{k}": int(n) for k, n in row.items()}}
+
+
 def forget_seen_of_ended(conn: psycopg.Connection, ended_before_s: float,
                          limit: int = 50) -> list[int]:
     """Drop the seen sets (run_seen) that no run will settle: those of jobs that ended

@@ -176,6 +176,55 @@ def test_an_unhealthy_run_removes_nothing(db, dealer, tmp_path):
     assert active == 40
 
 
+def test_a_json_record_gaining_a_field_reprocesses_only_itself(db, dealer, tmp_path):
+    """Found by review: the row hashes were seeded by the names the first rows used, in
+    the order met, so one record gaining a field re-processed every row of the feed."""
+    def write(first_has_trim: bool) -> Path:
+        records = []
+        for i, (vin, (make, model, year)) in enumerate(CARS.items()):
+            r = {"vin": vin, "make": make, "model": model}
+            if i or first_has_trim:
+                r["trim"] = "LX"
+            records.append({**r, "year": year, "price": str(20000 + i)})
+        path = tmp_path / f"feed-{first_has_trim}.json"
+        path.write_text(json.dumps(records))
+        return path
+
+    def run(path):
+        job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
+        jobs_db.start(db, job.id, "test")
+        return feed.run_job(db, job.id, path)
+
+    assert run(write(False)).counters["added"] == 5
+    again = run(write(True))
+    assert again.state == "succeeded"
+    assert again.counters["unchanged"] == 4 and again.counters["changed"] == 1
+    assert again.counters["coverage_base"] == 1  # the stages saw only the changed record
+
+
+def test_coverage_is_judged_over_the_inventory_not_the_rows_that_changed(db, dealer, tmp_path):
+    """Found by review (real data: Renton judged degraded on two days): when most rows
+    change, the gate compared the coverage of just those rows with the usual coverage of a
+    whole inventory. 6 of 20 cars have no description (70% usual); the 11 re-priced today
+    are those 6 and 5 others (45%), the inventory is still at 68%."""
+    rows = [list(r) for r in make_feed.rows(20, seed=11)]
+    desc, price = make_feed.HEADER.index("Description"), make_feed.HEADER.index("SellingPrice")
+    vin = make_feed.HEADER.index("VIN")
+    for r in rows[:6]:
+        r[desc] = ""
+    first = run_rows(db, dealer, tmp_path / "a.csv", rows)
+    assert first.state == "succeeded" and first.report["coverage"]["description"] == 0.7
+    today = [list(r) for r in rows[:19]]  # the 20th car was sold
+    for r in today[:11]:
+        r[price] = "12345"
+    second = run_rows(db, dealer, tmp_path / "b.csv", today)
+    assert second.counters["unchanged"] == 8 and second.counters["changed"] == 11
+    assert second.verdict == "healthy", second.report["reasons"]
+    assert second.report["coverage"]["description"] == round(13 / 19, 4)
+    assert second.state == "succeeded" and second.counters["removed"] == 1
+    assert vehicle(db, dealer, rows[19][vin])["status"] == "removed"
+
+
 def test_a_listed_vehicle_whose_row_is_rejected_is_kept_not_removed(db, dealer, tmp_path):
     rows = list(make_feed.rows(40, seed=9))
     year, vin = make_feed.HEADER.index("Year"), make_feed.HEADER.index("VIN")
