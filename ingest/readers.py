@@ -58,6 +58,18 @@ def sniff_format(head: bytes) -> str:
     return "csv"
 
 
+_HTML = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])",
+                   re.I | re.S)
+
+
+def refuse_html(head: bytes) -> None:
+    """A web page where a feed was expected (a login, error or parking page) is said to be
+    one, not read as XML with a DOCTYPE or as a CSV of markup."""
+    if _HTML.match(head[:4096]):
+        raise Permanent("the feed is an HTML web page, not a feed (a login or error page?)",
+                        hint="check the feed URL and any credentials it needs")
+
+
 def detect_format(path: Path, declared: str | None = None) -> str:
     if declared:
         fmt = declared.lower()
@@ -418,9 +430,17 @@ def read(path: Path, fmt: str | None = None, info: dict | None = None,
     settings = get_settings()
     fmt = detect_format(path, fmt)
     with streams.open_binary(path, settings.feed_max_bytes) as (binary, inner_name):
+        head = binary.peek(streams.HEAD_BYTES)[:streams.HEAD_BYTES]
+        refuse_html(head)
         if fmt == "auto":
-            fmt = format_from_name(inner_name) or sniff_format(
-                binary.peek(streams.HEAD_BYTES)[:streams.HEAD_BYTES])
+            fmt = format_from_name(inner_name) or sniff_format(head)
+        elif fmt in ("json", "jsonl"):
+            # a name (or a dealer's setting) saying JSON over JSON Lines, or the reverse:
+            # the content decides when it plainly is the other
+            sniffed = sniff_format(head)
+            if (fmt, sniffed) == ("json", "jsonl") or (
+                    fmt == "jsonl" and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")):
+                fmt = sniffed
         if info is not None:
             info.update(format=fmt, file=inner_name)
         if fmt == "xml":

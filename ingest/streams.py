@@ -106,7 +106,7 @@ def open_binary(path: Path, limit: int) -> Iterator[tuple[io.BufferedReader, str
         if magic[:2] == b"\x1f\x8b":
             inner: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")
             inner_name = path.name[:-3] if path.name.lower().endswith(".gz") else path.stem
-        elif magic == b"PK\x03\x04":
+        elif magic in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):  # empty, spanned
             try:
                 zf = zipfile.ZipFile(raw)
             except _CORRUPT as exc:

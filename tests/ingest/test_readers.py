@@ -451,3 +451,38 @@ def test_memory_stays_flat_over_a_large_streamed_feed(tmp_path):
     tracemalloc.stop()
     assert count == 10_000
     assert peak < 3_000_000, f"peak {peak:,} bytes"
+
+
+# -- misdiagnosed input (found by review) --------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["feed.xml", "feed.csv", "feed"])
+def test_an_html_page_is_called_one_not_an_xml_doctype(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"\n<!DOCTYPE html>\n<html><head><title>Sign in</title></head>"
+                     b"<body><form>...</form></body></html>\n")
+    with pytest.raises(Permanent, match="HTML web page") as err:
+        read(path)
+    assert "credentials" in err.value.hint
+
+
+def test_json_named_file_holding_json_lines_is_read_as_json_lines(tmp_path):
+    path = tmp_path / "feed.json"
+    path.write_text('{"vin": "A"}\n{"vin": "B"}\n')
+    info: dict = {}
+    assert [r for _, r in read(path, info=info)] == [{"vin": "A"}, {"vin": "B"}]
+    assert info["format"] == "jsonl"
+
+
+def test_json_lines_named_file_holding_an_array_is_read_as_json(tmp_path):
+    path = tmp_path / "feed.jsonl"
+    path.write_text('[\n  {"vin": "A"},\n  {"vin": "B"}\n]\n')
+    assert rows_of(path) == [{"vin": "A"}, {"vin": "B"}]
+
+
+def test_an_empty_zip_is_called_one(tmp_path):
+    path = tmp_path / "feed.zip"
+    with zipfile.ZipFile(path, "w"):
+        pass
+    assert path.read_bytes()[:4] == b"PK\x05\x06"
+    with pytest.raises(Permanent, match="holds no file"):
+        read(path)
