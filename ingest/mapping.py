@@ -126,6 +126,22 @@ def check(spec: Any) -> Spec:
     return out
 
 
+def summary(spec: Spec, most: int = 8) -> str:
+    """A stored override in one line: what it builds on, then field <- column(s) for its
+    first `most` fields, then the fields it has defaults for."""
+    spec = check(spec)
+    extends = spec.get("extends")
+    base = ("alone (extends none)" if extends == "none"
+            else f"over built-in {extends}" if extends else "over the detected built-in")
+    fields = [f"{k} <- {' | '.join(spec[k])}" for k in FIELDS if k in spec]  # in a set order:
+    # a mapping comes back from a jsonb column with its keys in jsonb's order
+    more = f"; and {len(fields) - most} more" if len(fields) > most else ""
+    text = f"{base}: " + ("; ".join(fields[:most]) or "no fields") + more
+    if spec.get("defaults"):
+        text += "; defaults for " + ", ".join(sorted(spec["defaults"]))
+    return text
+
+
 def _names(spec: Spec, field: str) -> list[str]:
     v = spec.get(field, [])
     return [v] if isinstance(v, str) else list(v)

@@ -12,6 +12,7 @@ import pytest
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.errors import InvalidInput
+from tests.integration.test_ingest_feeds import fast_retries  # noqa: F401 (a fixture)
 from tests.test_cli import FORECOURT, ROOT, command_paths, run
 
 PAGE = ROOT / "fixtures/sites/generic/cases/graph.html"
@@ -177,3 +178,166 @@ def test_dealers_show_and_list_never_print_a_feed_urls_credentials(db):
         assert shown.returncode == 0, shown.stderr
         assert "hunter2" not in shown.stdout and "abc123" not in shown.stdout
         assert "feeds.example.com" in shown.stdout
+
+
+# -- what the schedule runs (--schedule) -------------------------------------------------------
+
+def shown_row(stdout: str, label: str) -> str:
+    """The value of one row of `dealers show`'s table."""
+    line = next(ln for ln in stdout.splitlines() if ln.strip("│ ").startswith(label))
+    return line.split("│")[2].strip()
+
+
+def test_schedule_picks_what_the_scheduler_runs_for_a_dealer_with_a_website_and_a_feed(
+        db, tmp_path):
+    from datetime import timedelta
+
+    from crawler.db import schedules as schedules_db
+    from jobs import scheduler
+
+    feed = tmp_path / "stock.csv"
+    feed.write_text("vin\n")
+    add_acme("--feed", str(feed))
+    shown = run("dealers", "show", "acme-motors")
+    assert shown_row(shown.stdout, "scheduled runs") == "crawl (default: it has a website)"
+
+    changed = run("dealers", "set", "acme-motors", "--schedule", "feed")
+    assert changed.returncode == 0, changed.stderr
+    assert "updated dealership acme-motors: schedule" in changed.stdout
+    assert shown_row(changed.stdout, "scheduled runs") == "feed (set with --schedule)"
+    dealer = dealers_db.get(db, "acme-motors")
+    assert dealer.settings == {"schedule_kind": "feed"}
+
+    dealers_db.update(db, dealer.id, schedule_interval_s=3600)
+    schedules_db.set_next(db, dealer.id, schedules_db.server_now(db) - timedelta(minutes=1),
+                          None)
+    [job_id] = scheduler.tick(db)
+    assert jobs_db.get(db, job_id).kind == "feed"
+
+    back = run("dealers", "set", "acme-motors", "--schedule", "CRAWL", "--name", "Acme Co")
+    assert back.returncode == 0, back.stderr
+    assert dealers_db.get(db, "acme-motors").settings == {"schedule_kind": "crawl"}
+
+
+def test_schedule_needs_what_the_job_reads_and_add_takes_it_too(db, tmp_path):
+    feed = tmp_path / "stock.csv"
+    feed.write_text("vin\n")
+    commands = command_paths()
+    line = one_error_line(run("dealers", "add", "feed-only", "--name", "Feed Only", "--feed",
+                              str(feed), "--schedule", "crawl"))
+    assert "dealership 'feed-only' has no website to crawl on its schedule" in line
+    assert "(add --url URL too, or use --schedule feed)" in line
+    assert db.execute("SELECT count(*) AS n FROM dealerships").fetchone()["n"] == 0
+
+    added = run("dealers", "add", "feed-only", "--name", "Feed Only", "--feed", str(feed),
+                "--schedule", "feed")
+    assert added.returncode == 0, added.stderr
+    assert dealers_db.get(db, "feed-only").settings == {"schedule_kind": "feed"}
+
+    add_acme()
+    before = dealers_db.get(db, "acme-motors")
+    line = one_error_line(run("dealers", "set", "acme-motors", "--schedule", "feed",
+                              "--name", "Changed"))
+    assert "dealership 'acme-motors' has no feed to ingest on its schedule" in line
+    assert "`forecourt dealers set acme-motors --feed F`" in line
+    assert all(path in commands for path in named_commands(line))
+    line = one_error_line(run("dealers", "set", "acme-motors", "--schedule", "6h"))
+    assert "unknown scheduled job kind '6h'" in line and "use --schedule crawl or" in line
+    assert "`forecourt schedule set SLUG CRON`" in line  # the times are set there
+    assert dealers_db.get(db, "acme-motors") == before
+
+    # a feed given with the same command counts
+    both = run("dealers", "set", "acme-motors", "--feed", str(feed), "--schedule", "feed")
+    assert both.returncode == 0, both.stderr
+    after = dealers_db.get(db, "acme-motors")
+    assert (after.feed_url, after.settings) == (str(feed), {"schedule_kind": "feed"})
+
+
+# -- the dealer's feed mapping (--mapping, --no-mapping) ----------------------------------------
+
+FEEDS = ROOT / "fixtures" / "feeds"
+CUSTOM_MAPPING = FEEDS / "dealer-custom.mapping.toml"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"vin": "VIN", "colour": "Colour"}', "mapping names unknown field(s) 'colour'"),
+    ('{"vin": ', "mapping file bad.json does not parse"),
+    ('{"extends": "dealertrack"}', "mapping extends unknown 'dealertrack'"),
+    ('{"price": 5}', "mapping for 'price' must be a column name or a list of them"),
+    (None, "no mapping file"),
+])
+def test_add_and_set_check_a_mapping_file_as_ingest_does(db, tmp_path, text, message):
+    bad = tmp_path / "bad.json"
+    if text is not None:
+        bad.write_text(text)
+    feed = str(FEEDS / "dealer-custom.csv")
+    line = one_error_line(run("dealers", "add", "custom-motors", "--name", "Custom",
+                              "--feed", feed, "--mapping", str(bad)))
+    assert message in line
+    assert db.execute("SELECT count(*) AS n FROM dealerships").fetchone()["n"] == 0
+    added = run("dealers", "add", "custom-motors", "--name", "Custom", "--feed", feed)
+    assert added.returncode == 0, added.stderr
+    assert message in one_error_line(run("dealers", "set", "custom-motors", "--mapping",
+                                         str(bad)))
+    assert message in one_error_line(run("ingest", "custom-motors", "--mapping", str(bad)))
+    assert dealers_db.get(db, "custom-motors").feed_mapping is None
+
+
+def test_a_stored_mapping_is_shown_used_by_ingest_and_cleared(db):
+    from ingest import mapping as mapping_mod
+
+    added = run("dealers", "add", "custom-motors", "--name", "Custom", "--feed",
+                str(FEEDS / "dealer-custom.csv"), "--mapping", str(CUSTOM_MAPPING))
+    assert added.returncode == 0, added.stderr
+    stored = dealers_db.get(db, "custom-motors").feed_mapping
+    assert stored == mapping_mod.load_override(CUSTOM_MAPPING)  # as ingest --mapping takes it
+
+    shown = run("dealers", "show", "custom-motors")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(ln.strip("│ ") for ln in shown.stdout.splitlines())
+    assert "alone (extends none): vin <- Vehicle Identification; year <- Yr;" in text
+    assert "defaults for condition, mileage_unit" in text
+
+    ingested = run("ingest", "custom-motors")  # no --mapping: the stored one
+    assert ingested.returncode == 0, ingested.stderr
+    job = jobs_db.list_for(db, dealers_db.get(db, "custom-motors").id, limit=1)[0]
+    assert job.counters["added"] == 2 and job.report["feed"]["mapping"] == "custom"
+
+    line = one_error_line(run("dealers", "set", "custom-motors", "--mapping",
+                              str(CUSTOM_MAPPING), "--no-mapping"))
+    assert "--mapping and --no-mapping" in line
+    cleared = run("dealers", "set", "custom-motors", "--no-mapping")
+    assert cleared.returncode == 0, cleared.stderr
+    assert "updated dealership custom-motors: feed_mapping" in cleared.stdout
+    assert dealers_db.get(db, "custom-motors").feed_mapping is None
+    assert shown_row(cleared.stdout, "feed mapping") == "- (detected from the feed's columns)"
+
+
+def test_a_mapping_set_by_the_cli_makes_the_next_run_of_an_unchanged_http_feed_process_it(
+        db, tmp_path, fast_retries):  # noqa: F811
+    from tests.integration.test_ingest_feeds import FeedServer
+    from tests.integration.test_ingest_feeds import ingest as run_feed
+
+    server = FeedServer((FEEDS / "harbor-city-auto.csv").read_bytes())
+    try:
+        added = run("dealers", "add", "harbor", "--name", "Harbor", "--feed", server.url)
+        assert added.returncode == 0, added.stderr
+        d = dealers_db.get(db, "harbor")
+        assert run_feed(db, d).state == "succeeded"
+        assert run_feed(db, d).report.get("unchanged_feed")  # as it stands: unchanged
+
+        mapping = tmp_path / "harbor.json"
+        mapping.write_text('{"extends": "homenet", "description": ["Description", "Comments"]}')
+        assert run("dealers", "set", "harbor", "--mapping", str(mapping)).returncode == 0
+        job = run_feed(db, d)
+        assert not job.report.get("unchanged_feed"), job.report.get("note")
+        assert job.report["feed"]["mapping"] == "homenet+override"
+        assert "If-None-Match" not in server.requests[-1]
+        assert run_feed(db, d).report.get("unchanged_feed")  # under the new mapping
+
+        assert run("dealers", "set", "harbor", "--no-mapping").returncode == 0
+        job = run_feed(db, d)
+        assert not job.report.get("unchanged_feed"), job.report.get("note")
+        assert job.report["feed"]["mapping"] == "homenet"
+    finally:
+        server.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from crawler.models import Dealership
 from crawler.urls import check_http_url
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# What the scheduler runs for a dealer (settings.schedule_kind; jobs.scheduler.job_kind).
+# No "both": vehicles are one row per dealer and VIN, and a healthy complete run removes
+# every active vehicle of the dealer it did not see, so a crawl and a feed of one dealer
+# would remove each other's cars (and one dealer has one active job at a time).
+SCHEDULE_KINDS = ("crawl", "feed")
 
 
 def _detected_platform(slug: str, url: str,
@@ -80,6 +86,49 @@ def _checked(url: str | None, platform: str | None, feed: str | None,
     return fields
 
 
+def _schedule_kind(kind: str | None) -> str | None:
+    if kind is not None and kind.lower() not in SCHEDULE_KINDS:
+        raise InvalidInput(f"unknown scheduled job kind {kind!r}",
+                           hint="use --schedule crawl or --schedule feed; the times are set "
+                                "with `forecourt schedule set SLUG CRON`")
+    return kind.lower() if kind is not None else None
+
+
+def _check_schedule_kind(slug: str, kind: str, website_url: str | None,
+                         feed_url: str | None, adding: bool = False) -> None:
+    """A scheduled crawl needs a website, a scheduled feed run a feed."""
+    needs = {"crawl": ("website to crawl", website_url, "--url URL", "feed"),
+             "feed": ("feed to ingest", feed_url, "--feed F", "crawl")}
+    what, have, option, other = needs[kind]
+    if have:
+        return
+    give = f"add {option} too" if adding else \
+        f"give it one with `forecourt dealers set {slug} {option}`"
+    raise InvalidInput(f"dealership {slug!r} has no {what} on its schedule",
+                       hint=f"{give}, or use --schedule {other}")
+
+
+def _mapping(path: str | None, clear: bool) -> dict | None:
+    """The mapping file to store, checked as `forecourt ingest --mapping` checks it;
+    {} to clear the stored one (--no-mapping); None to leave it."""
+    if path is not None and clear:
+        raise InvalidInput("--mapping and --no-mapping contradict each other",
+                           hint="give one of them")
+    if clear:
+        return {}
+    if path is None:
+        return None
+    from ingest import mapping as mapping_mod
+
+    spec = mapping_mod.load_override(path)
+    try:  # a TOML date in [defaults] parses but cannot be stored as JSON
+        json.dumps(spec)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"mapping file {Path(path).name} holds a value JSON cannot store "
+                           f"({exc})", hint="give defaults as text or numbers") from exc
+    return spec
+
+
 def _print_dealer(dealer: Dealership) -> None:
     schedule = (dealer.schedule_cron or (f"every {dealer.schedule_interval_s} s"
                                         if dealer.schedule_interval_s else None))
@@ -92,11 +141,32 @@ def _print_dealer(dealer: Dealership) -> None:
             ("platform", dealer.platform or "- (generic spider)"),
             ("feed", redact(dealer.feed_url or "-")),  # a feed URL may carry credentials
             ("feed format", dealer.feed_format or "- (from the feed's name)"),
-            ("feed mapping", "yes" if dealer.feed_mapping else "-"),
+            ("feed mapping", _mapping_text(dealer.feed_mapping)),
             ("schedule", f"{schedule} ({dealer.schedule_tz})" if schedule else "-"),
+            ("scheduled runs", _scheduled_runs(dealer)),
             ("paused", "yes" if dealer.paused else "no")):
         table.add_row(label, value)
     console.print(table)
+
+
+def _mapping_text(spec: dict | None) -> str:
+    if not spec:
+        return "- (detected from the feed's columns)"
+    from ingest import mapping as mapping_mod
+
+    try:
+        return mapping_mod.summary(spec)
+    except InvalidInput as exc:  # stored by hand or by an older version
+        return f"stored, but not valid: {exc}"
+
+
+def _scheduled_runs(dealer: Dealership) -> str:
+    from jobs.scheduler import job_kind
+
+    kind = job_kind(dealer)
+    if dealer.settings.get("schedule_kind"):
+        return f"{kind} (set with --schedule)"
+    return f"{kind} (default: " + ("it has a website)" if kind == "crawl" else "no website)")
 
 
 def register(app: typer.Typer) -> None:
@@ -113,6 +183,12 @@ def register(app: typer.Typer) -> None:
         feed_url: str | None = typer.Option(None, "--feed", help="Inventory feed path or URL."),
         feed_format: str | None = typer.Option(
             None, "--feed-format", help="Feed format (default: from the feed's name)."),
+        mapping: str | None = typer.Option(
+            None, "--mapping", help="Column mapping file (.json or .toml) stored for its "
+            "feed, as `forecourt ingest --mapping` takes it."),
+        schedule: str | None = typer.Option(
+            None, "--schedule", help="What its schedule runs: crawl or feed (default: crawl "
+            "when it has a website, else feed)."),
     ) -> None:
         """Add a dealership."""
         if not _SLUG.match(slug):
@@ -121,6 +197,12 @@ def register(app: typer.Typer) -> None:
         if not url and not feed_url:
             raise InvalidInput("a dealer needs --url or --feed", hint="give its website or feed")
         fields = _checked(url, platform, feed_url, feed_format)
+        kind = _schedule_kind(schedule)
+        if kind is not None:
+            _check_schedule_kind(slug, kind, url, feed_url, adding=True)
+            fields["settings"] = {"schedule_kind": kind}
+        if (spec := _mapping(mapping, False)) is not None:
+            fields["feed_mapping"] = spec
         if url and not platform:
             fields["platform"] = _detected_platform(slug, url)[1]
         with database() as conn:
@@ -135,23 +217,40 @@ def register(app: typer.Typer) -> None:
         platform: str | None = typer.Option(None, "--platform", help="Website platform."),
         feed_url: str | None = typer.Option(None, "--feed", help="Inventory feed path or URL."),
         feed_format: str | None = typer.Option(None, "--feed-format", help="Feed format."),
+        mapping: str | None = typer.Option(
+            None, "--mapping", help="Column mapping file (.json or .toml) stored for its "
+            "feed; its next feed run processes the feed again."),
+        no_mapping: bool = typer.Option(
+            False, "--no-mapping", help="Forget the stored mapping (detect it again)."),
+        schedule: str | None = typer.Option(
+            None, "--schedule", help="What its schedule runs: crawl or feed."),
     ) -> None:
         """Change a dealership: only the fields given; then print it."""
         fields = _checked(url, platform, feed_url, feed_format)
         if name is not None:
             fields["name"] = name
-        if not fields:
+        spec = _mapping(mapping, no_mapping)
+        if spec is not None:
+            fields["feed_mapping"] = spec or None
+        kind = _schedule_kind(schedule)
+        if not fields and kind is None:
             raise InvalidInput("nothing to change",
-                               hint="give --name, --url, --platform, --feed or --feed-format")
+                               hint="give --name, --url, --platform, --feed, --feed-format, "
+                                    "--mapping, --no-mapping or --schedule")
         with database() as conn:
             current = dealers_db.get(conn, slug)
+            if kind is not None:
+                _check_schedule_kind(slug, kind, fields.get("website_url", current.website_url),
+                                     fields.get("feed_url", current.feed_url))
+                fields["settings"] = {**current.settings, "schedule_kind": kind}
             if url and not platform:  # a new website is often a new platform: detect it
                 found, detected = _detected_platform(
                     slug, url, f"platform kept ({current.platform or 'generic'})")
                 if found and detected != current.platform:
                     fields["platform"] = detected
             dealer = dealers_db.update(conn, current.id, **fields)
-        console.print(f"updated dealership {dealer.slug}: {', '.join(sorted(fields))}")
+        changed = sorted("schedule" if f == "settings" else f for f in fields)
+        console.print(f"updated dealership {dealer.slug}: {', '.join(changed)}")
         _print_dealer(dealer)
 
     @dealers_app.command("show")

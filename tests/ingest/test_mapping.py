@@ -140,3 +140,14 @@ def test_missing_override_file():
 def test_of_names_differing_only_in_case_the_first_column_is_read():
     get, used = mapping.column_getter("price", ["Price", "price"])
     assert used == ["Price"] and get({"Price": "1", "price": ""}) == "1"
+
+
+def test_summary_names_the_base_then_fields_in_a_set_order_then_defaults():
+    spec = {"price": ["Our Price", "Price"], "vin": "Vehicle ID",
+            "defaults": {"condition": "used"}}
+    assert mapping.summary(spec) == ("over the detected built-in: vin <- Vehicle ID; "
+                                     "price <- Our Price | Price; defaults for condition")
+    many = {"extends": "google", **{f: f.upper() for f in mapping.FIELDS[:10]}}
+    text = mapping.summary(many, most=3)
+    assert text.startswith("over built-in google: vin <- VIN; ") and text.endswith("and 7 more")
+    assert mapping.summary({"extends": "none"}) == "alone (extends none): no fields"
