@@ -41,6 +41,27 @@ def list_for(conn: psycopg.Connection, dealership_id: int, job_id: int | None = 
     ).fetchall()
 
 
+# Newest job first, and newest first within a job: a backward scan of rejects_dealer_job_id
+# (migration 0008) that stops at the limit. The excerpt is the raw row (or record, or item)
+# as text, cut in the database: a payload may hold a 4 MiB record.
+NEWEST = """
+SELECT id, job_id, source, reasons, created_at,
+       left(CASE jsonb_typeof(payload->'raw') WHEN 'string' THEN payload->>'raw'
+                 ELSE coalesce(payload->'raw', payload)::text END, %(chars)s) AS excerpt
+  FROM rejects WHERE dealership_id = %(d)s {job}
+ ORDER BY job_id DESC, id DESC LIMIT %(n)s
+"""
+
+
+def newest(conn: psycopg.Connection, dealership_id: int, job_id: int | None = None,
+           limit: int = 50, chars: int = 200) -> list[dict[str, Any]]:
+    """A dealer's rejects (one job's with `job_id`), newest job first, each with the first
+    `chars` characters of its raw payload as `excerpt` (None without one)."""
+    sql = NEWEST.format(job="" if job_id is None else "AND job_id = %(j)s")
+    return conn.execute(sql, {"d": dealership_id, "j": job_id, "n": limit,  # noqa: S608
+                              "chars": chars}).fetchall()
+
+
 def count_for(conn: psycopg.Connection, dealership_id: int) -> int:
     return conn.execute("SELECT count(*) AS n FROM rejects WHERE dealership_id = %s",
                         (dealership_id,)).fetchone()["n"]
