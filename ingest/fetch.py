@@ -7,7 +7,10 @@ The whole fetch (every attempt and the waits between them) has a deadline,
 feed_fetch_deadline_s: httpx's timeouts bound each connect and each read only, so a server
 trickling a byte now and then would otherwise hold a worker (and the dealer's one active
 job) for as long as it likes. Past the deadline the fetch fails as Transient and is not
-retried here."""
+retried here.
+
+A 304 answers a conditional request only: to a request that named no validators (none
+stored, or `--force`) it is the server's error, retried as Transient, never "unchanged"."""
 
 from __future__ import annotations
 
@@ -124,7 +127,9 @@ def fetch(url: str, previous: dict | None = None, dest_dir: Path | None = None) 
             with _client(timeout) as client, \
                     client.stream("GET", url, headers=headers) as response:
                 return _receive(response, url, previous, dest_dir,
-                                settings.feed_max_download_bytes, deadline)
+                                settings.feed_max_download_bytes, deadline,
+                                conditional="If-None-Match" in headers
+                                or "If-Modified-Since" in headers)
         except httpx.TransportError as exc:
             deadline.check()
             raise Transient(f"feed {url} could not be fetched: {exc}") from exc
@@ -141,8 +146,13 @@ def fetch(url: str, previous: dict | None = None, dest_dir: Path | None = None) 
 
 
 def _receive(response: httpx.Response, url: str, previous: dict | None, dest_dir: Path,
-             limit: int, deadline: _Deadline) -> Fetched:
+             limit: int, deadline: _Deadline, *, conditional: bool) -> Fetched:
     status = response.status_code
+    if status == 304 and not conditional:  # "not modified" since nothing we named
+        raise Transient(f"feed {url} answered HTTP 304 Not Modified to a request without "
+                        "If-None-Match or If-Modified-Since (a server error, not an "
+                        "unchanged feed)", hint="ask the feed's provider to fix the server "
+                        "if it persists")
     if status == 304:
         return Fetched(None, True, status, previous.get("etag") if previous else None,
                        previous.get("last_modified") if previous else None)

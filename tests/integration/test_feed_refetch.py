@@ -277,3 +277,82 @@ def test_retries_stop_when_their_backoff_would_pass_the_deadline(db, deadline_1s
     assert job.state == "failed" and job.error_kind == "Transient"
     assert "answered HTTP 500" in job.error  # the real cause, not the deadline
     assert len(server.requests) == 1
+
+
+# -- answers that only look like "unchanged" ---------------------------------------------
+
+class Turns304:
+    """A feed server that serves its body (with an ETag, or none) until `broken` is set, then
+    answers HTTP 304 to every request, validators or not."""
+
+    def __init__(self, body: bytes, etag: str | None):
+        self.requests: list[dict] = []
+        self.broken = False
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(dict(self.headers))
+                if server.broken:
+                    self.send_response(304)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv")
+                if etag:
+                    self.send_header("ETag", etag)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/feeds/inventory.csv"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("case", ["never-fetched", "body-hash-only", "force"])
+def test_a_304_to_a_request_without_validators_fails_the_job_not_unchanged(
+        db, fast_retries, case):  # noqa: F811
+    """No validators were sent (none stored, only a body hash stored, or --force): a 304
+    is the server's error. Retried within the fetch, then the job fails Transient."""
+    from jobs.outcome import TRANSIENT, classify_settled
+
+    server = Turns304(csv_body(good_rows()), etag=None if case == "body-hash-only" else '"b1"')
+    try:
+        d = dealer(db, feed_url=server.url)
+        if case != "never-fetched":  # a good run first: its validators are stored
+            assert ingest(db, d).state == "succeeded"
+            assert validators(db, d)["body_sha256"]
+        server.broken = True
+        tries = len(server.requests)
+        job = ingest(db, d, force=case == "force")
+    finally:
+        server.close()
+    assert job.state == "failed" and job.error_kind == "Transient", job.report
+    assert "answered HTTP 304 Not Modified to a request without If-None-Match" in job.error
+    assert not (job.report or {}).get("unchanged_feed")
+    assert classify_settled(job) == TRANSIENT  # the job layer retries it later
+    sent = server.requests[tries:]
+    assert len(sent) == get_settings().feed_fetch_attempts  # retried within the fetch
+    assert all("If-None-Match" not in r and "If-Modified-Since" not in r for r in sent)
+
+
+def test_a_304_to_a_request_with_validators_is_still_unchanged(
+        db, fast_retries):  # noqa: F811
+    server = Turns304(csv_body(good_rows()), etag='"b1"')
+    try:
+        d = dealer(db, feed_url=server.url)
+        assert ingest(db, d).state == "succeeded"
+        server.broken = True
+        job = ingest(db, d)
+    finally:
+        server.close()
+    assert job.state == "succeeded" and job.report["note"] == "feed unchanged (HTTP 304)"
+    assert server.requests[-1]["If-None-Match"] == '"b1"' and len(server.requests) == 2
