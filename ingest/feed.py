@@ -337,6 +337,7 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
     validators before it writes anything, so one that fails, ends partial or dies midway
     leaves the next fetch to process its body (a restored earlier body included). `force`
     ignores the stored validators: the feed is fetched and processed whatever they say.
+    A job whose cancel was requested by the time its feed proves unchanged ends cancelled.
     """
     from crawler.db import dealers as dealers_db
     from ingest import fetch as fetch_mod
@@ -357,13 +358,17 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
             previous = None if force else feeds_db.get(conn, dealer.id, source, fingerprint)
             fetched = fetch_mod.fetch(source, previous)
             if fetched.unchanged:
-                feeds_db.touch(conn, dealer.id)
                 note = ("feed unchanged (HTTP 304)" if fetched.status == 304
                         else "feed unchanged (same content as the last run)")
                 report = {"note": note, "unchanged_feed": True, "removed": 0,
                           "fetch": {"status": fetched.status, "attempts": fetched.attempts}}
-                return jobs_db.finish(conn, job_id, "succeeded",
-                                      counters={"fetch_attempts": fetched.attempts},
+                counters = {"fetch_attempts": fetched.attempts}
+                if jobs_db.get(conn, job_id).cancel_requested_at is not None:
+                    return jobs_db.finish(conn, job_id, "cancelled", counters=counters,
+                                          report=report, error="cancelled while running",
+                                          error_kind="cancelled")
+                feeds_db.touch(conn, dealer.id)
+                return jobs_db.finish(conn, job_id, "succeeded", counters=counters,
                                       report=report)
             path: str | Path = fetched.path
         else:

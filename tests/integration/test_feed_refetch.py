@@ -279,7 +279,23 @@ def test_retries_stop_when_their_backoff_would_pass_the_deadline(db, deadline_1s
     assert len(server.requests) == 1
 
 
-# -- answers that only look like "unchanged" ---------------------------------------------
+# -- cancels and answers that only look like "unchanged" ---------------------------------------
+
+@pytest.mark.parametrize("etag", ['"b1"', None], ids=["etag-304", "same-body-hash"])
+def test_a_cancelled_job_whose_feed_is_unchanged_ends_cancelled(
+        db, fast_retries, served, etag):  # noqa: F811
+    server = served(csv_body(good_rows()), etag=etag)
+    d = dealer(db, feed_url=server.url)
+    assert ingest(db, d).state == "succeeded"
+    job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
+    jobs_db.start(db, job.id, "test")
+    jobs_db.request_cancel(db, job.id)  # while the feed is being fetched
+    done = feed.run_job(db, job.id)
+    assert done.state == "cancelled" and done.error_kind == "cancelled", done.report
+    assert done.report["unchanged_feed"]  # what the fetch found is kept for the record
+    if etag:
+        assert server.requests[-1]["If-None-Match"] == etag
+
 
 class Turns304:
     """A feed server that serves its body (with an ETag, or none) until `broken` is set, then
