@@ -325,7 +325,7 @@ def feed_fingerprint(fmt: str | None, mapping: dict[str, Any] | None) -> str:
 def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = None, *,
             fmt: str | None = None, mapping: dict[str, Any] | None = None,
             on_batch: Callable[[dict[str, int]], None] | None = None,
-            force: bool = False) -> Job:
+            force: bool = False, check_stop: Callable[[], None] | None = None) -> Job:
     """Run a started feed job to its end and settle its record; returns the job.
 
     `source` is a file path or an http(s) URL (default: the dealership's feed_url); `fmt`
@@ -338,6 +338,9 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
     leaves the next fetch to process its body (a restored earlier body included). `force`
     ignores the stored validators: the feed is fetched and processed whatever they say.
     A job whose cancel was requested by the time its feed proves unchanged ends cancelled.
+
+    `check_stop` is called as the download goes (see fetch.fetch): what it raises abandons
+    the fetch and leaves this function, for the caller to settle the job.
     """
     from crawler.db import dealers as dealers_db
     from ingest import fetch as fetch_mod
@@ -356,7 +359,7 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
         if source.startswith(("http://", "https://")):
             jobs_db.progress(conn, job_id, {}, phase="fetching")
             previous = None if force else feeds_db.get(conn, dealer.id, source, fingerprint)
-            fetched = fetch_mod.fetch(source, previous)
+            fetched = fetch_mod.fetch(source, previous, check_stop=check_stop)
             if fetched.unchanged:
                 note = ("feed unchanged (HTTP 304)" if fetched.status == 304
                         else "feed unchanged (same content as the last run)")

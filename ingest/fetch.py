@@ -9,6 +9,10 @@ trickling a byte now and then would otherwise hold a worker (and the dealer's on
 job) for as long as it likes. Past the deadline the fetch fails as Transient and is not
 retried here.
 
+A caller may pass `check_stop`, which raises to abandon the download (its job was cancelled,
+say): it is called as each chunk arrives and while waiting between tries, so a cancel does
+not wait for the rest of a large or slow body.
+
 A 304 answers a conditional request only: to a request that named no validators (none
 stored, or `--force`) it is the server's error, retried as Transient, never "unchanged"."""
 
@@ -18,6 +22,7 @@ import hashlib
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -94,8 +99,21 @@ def _suffix(url: str, content_type: str | None) -> str:
     return _TYPES.get((content_type or "").split(";")[0].strip().lower(), "")
 
 
-def fetch(url: str, previous: dict | None = None, dest_dir: Path | None = None) -> Fetched:
-    """GET a feed (retrying transient failures); `previous` holds the stored validators."""
+def _sleeper(check_stop: Callable[[], None] | None) -> Callable[[float], None]:
+    """tenacity's wait between tries, calling `check_stop` a few times a second."""
+    def sleep(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if check_stop is not None:
+                check_stop()
+            time.sleep(min(left, 0.25))
+    return sleep
+
+
+def fetch(url: str, previous: dict | None = None, dest_dir: Path | None = None, *,
+          check_stop: Callable[[], None] | None = None) -> Fetched:
+    """GET a feed (retrying transient failures); `previous` holds the stored validators.
+    `check_stop` (cheap: it is called per chunk received) raises to abandon the fetch."""
     settings = get_settings()
     check_http_url(url)
     headers = {"User-Agent": settings.user_agent, "Accept-Encoding": "gzip"}
@@ -116,9 +134,12 @@ def fetch(url: str, previous: dict | None = None, dest_dir: Path | None = None) 
                                     and not deadline.passed()), reraise=True,
            stop=stop_after_attempt(max(1, settings.feed_fetch_attempts))
            | stop_before_delay(budget),
-           wait=wait_exponential(multiplier=settings.feed_fetch_backoff_s, max=60))
+           wait=wait_exponential(multiplier=settings.feed_fetch_backoff_s, max=60),
+           sleep=_sleeper(check_stop))
     def attempt() -> Fetched:
         attempts["n"] += 1
+        if check_stop is not None:
+            check_stop()
         deadline.check()
         # no single connect or read waits longer than the time left as this attempt
         # begins; the sum of them is bounded by the checks as chunks arrive (_receive)
@@ -127,7 +148,7 @@ def fetch(url: str, previous: dict | None = None, dest_dir: Path | None = None) 
             with _client(timeout) as client, \
                     client.stream("GET", url, headers=headers) as response:
                 return _receive(response, url, previous, dest_dir,
-                                settings.feed_max_download_bytes, deadline,
+                                settings.feed_max_download_bytes, deadline, check_stop,
                                 conditional="If-None-Match" in headers
                                 or "If-Modified-Since" in headers)
         except httpx.TransportError as exc:
@@ -146,7 +167,8 @@ def fetch(url: str, previous: dict | None = None, dest_dir: Path | None = None) 
 
 
 def _receive(response: httpx.Response, url: str, previous: dict | None, dest_dir: Path,
-             limit: int, deadline: _Deadline, *, conditional: bool) -> Fetched:
+             limit: int, deadline: _Deadline, check_stop: Callable[[], None] | None = None,
+             *, conditional: bool) -> Fetched:
     status = response.status_code
     if status == 304 and not conditional:  # "not modified" since nothing we named
         raise Transient(f"feed {url} answered HTTP 304 Not Modified to a request without "
@@ -191,6 +213,8 @@ def _receive(response: httpx.Response, url: str, previous: dict | None, dest_dir
                         raise Permanent(f"feed {url} sent a gzip body that does not decode: "
                                         f"{exc}", hint="ask the feed's provider to fix the "
                                         "server") from exc
+                if check_stop is not None:
+                    check_stop()
                 deadline.check(size)
         if check is not None and not check.eof:
             raise Transient(f"feed {url} was cut short: its gzip body ends before its end "

@@ -81,8 +81,9 @@ def run_feed(conn: psycopg.Connection, job_id: int, worker: str, source: str, *,
              fmt: str | None = None, mapping: dict | None = None, force: bool = False,
              on_batch: Callable[[dict[str, int]], None] | None = None) -> Job:
     """Ingest the feed of a job `worker` has started, heartbeating it meanwhile (a worker's
-    attempt, or `forecourt ingest`): stops at the next batch when the job is cancelled
-    (settled cancelled) or taken over by another worker."""
+    attempt, or `forecourt ingest`): stops when the job is cancelled (settled cancelled) or
+    taken over by another worker, at the next batch, or at the next chunk while its feed
+    downloads (or between the download's tries)."""
     from ingest.feed import run_job
 
     # The ingest runs in this thread; a second one heartbeats the job on its own connection
@@ -104,16 +105,19 @@ def run_feed(conn: psycopg.Connection, job_id: int, worker: str, source: str, *,
     beater = threading.Thread(target=beat_loop, name=f"beat-{job_id}", daemon=True)
     beater.start()
 
-    def batch_done(counters: dict[str, int]) -> None:
+    def check_stop() -> None:  # a dict read: called for every chunk downloaded
         if state["reason"]:
             raise Stopped(state["reason"])
+
+    def batch_done(counters: dict[str, int]) -> None:
+        check_stop()
         if on_batch is not None:
             on_batch(counters)
 
     try:
         # run_job fetches an http(s) feed itself (outbound safety, conditional GET, retries).
         return run_job(conn, job_id, source, fmt=fmt, mapping=mapping, on_batch=batch_done,
-                       force=force)
+                       force=force, check_stop=check_stop)
     except Stopped as stop:
         if str(stop) == "cancelled":
             return jobs_db.fail_running(conn, job_id, "cancelled while running", "cancelled",

@@ -76,7 +76,8 @@ def list_jobs(conn: psycopg.Connection, dealership_id: int | None = None,
 def cancel(conn: psycopg.Connection, job_id: int) -> Job:
     """Cancel a job. Queued: cancelled at once (its message will do nothing). Running: the
     cancel is requested (phase 'cancelling'); its worker stops the crawl child within about a
-    second and settles it `cancelled`. Already cancelled: returned as is."""
+    second (a feed at its next downloaded chunk or batch) and settles it `cancelled`.
+    Already cancelled: returned as is."""
     job = jobs_db.cancel_queued(conn, job_id)
     if job is not None:
         return job
