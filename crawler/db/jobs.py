@@ -63,10 +63,13 @@ def start(conn: psycopg.Connection, job_id: int, worker: str) -> Job:
 
 def progress(conn: psycopg.Connection, job_id: int, counters: dict[str, int],
              phase: str | None = None) -> None:
-    """Record live counters (and the phase) of a running job; doubles as its heartbeat."""
+    """Record live counters (and the phase) of a running job; doubles as its heartbeat. A
+    job whose cancel was requested stays in phase 'cancelling' whatever step it reaches."""
     conn.execute(
         """
-        UPDATE jobs SET counters = %s, phase = coalesce(%s, phase),
+        UPDATE jobs SET counters = %s,
+               phase = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelling'
+                            ELSE coalesce(%s, phase) END,
                heartbeat_at = now(), updated_at = now()
          WHERE id = %s
         """,

@@ -297,6 +297,17 @@ def test_a_cancelled_job_whose_feed_is_unchanged_ends_cancelled(
         assert server.requests[-1]["If-None-Match"] == etag
 
 
+def test_a_cancelled_job_stays_cancelling_whatever_step_it_reaches(db):
+    """Found while fixing cancels: run_job's progress(phase="fetching") overwrote 'cancelling', so a
+    polling dealer UI saw a cancelled job carry on fetching."""
+    job, _ = jobs_db.create_or_get_active(db, dealer(db).id, "feed", "operator")
+    jobs_db.start(db, job.id, "test")
+    jobs_db.request_cancel(db, job.id)
+    jobs_db.progress(db, job.id, {"items": 3}, phase="fetching")
+    now = jobs_db.get(db, job.id)
+    assert now.phase == "cancelling" and now.counters == {"items": 3}
+
+
 class Turns304:
     """A feed server that serves its body (with an ETag, or none) until `broken` is set, then
     answers HTTP 304 to every request, validators or not."""
