@@ -49,7 +49,8 @@ def classify_settled(job: Job) -> str | None:
         return PERMANENT
     if job.kind == "feed":  # ingest.feed.run_job records the exception's class name
         return TRANSIENT if kind in ("Transient", "OperationalError") else PERMANENT
-    reasons = (job.report or {}).get("reasons") or [job.error or ""]
+    reasons = [r for r in (job.report or {}).get("reasons") or [job.error or ""]
+               if not r.startswith("warning: ")]  # reported only: never the cause
     if any(r.startswith("not_found") for r in reasons):
         return PERMANENT
     if any(_TRANSIENT_PROBLEM.search(r) for r in reasons):

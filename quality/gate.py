@@ -11,7 +11,8 @@ baseline, and each may make the verdict worse, never better:
 - field coverage (share of vehicles with a price, mileage, photos, trim...) against the same
   runs' coverage: a page template change that empties a field shows here;
 - reject rate; error rate and block rate (pages that raised errors or were blocked);
-- completeness and the run's own problems (a blocked or missing listing page fails it).
+- completeness and the run's own problems (a blocked or missing listing page fails it; a
+  `warning:` is reported and changes nothing).
 Thresholds come from DEFAULTS, overridden per dealer by `dealership.settings["gate"]`.
 """
 
@@ -79,10 +80,12 @@ Verdict = Callable[[str, str], None]
 
 
 def check_problems(worse: Verdict, problems: list[str], complete: bool) -> None:
+    """A problem fails or degrades the run by its kind; a `warning: ...` (a sitemap the
+    crawl did without) is only reported."""
     for problem in problems:
         if problem.startswith(("blocked listing", "not_found listing")):
             worse("failed", problem)
-        elif problem.startswith("blocked page") or _ERRORS.match(problem):
+        elif problem.startswith(("blocked page", "warning: ")) or _ERRORS.match(problem):
             worse("healthy", problem)  # reported; the block and error rates judge them
         else:
             worse("degraded", problem)

@@ -5,6 +5,13 @@ indexes), links from listing pages (following pagination), and `ItemList`s in JS
 Extraction is the pure `extract` below: schema.org data (`spiders.extract.structured`), and
 `data-vin` card attributes (`spiders.extract.attributes`) on pages without structured data.
 
+Sitemaps are a discovery aid: one that cannot be fetched or read does not leave the run
+incomplete when the listing pages lead to every vehicle the readable sitemaps list (it is
+recorded as a `warning:` in the run's report). When the inventory depends on the sitemaps
+(the listing pages lead to no vehicle, or the sitemaps list vehicle pages no listing page
+links to) a lost sitemap leaves the run incomplete, so nothing is removed (`settle_sitemaps`,
+when the crawl has nothing left to do).
+
 A listing page that gives no vehicles, links to no vehicle pages and still looks like a
 results page (`worth_rendering`: its URL, or a "please enable JavaScript" shell) is rendered
 in the headless browser and read again (step 4 of the chain, spiders/chain.py); the listing
@@ -17,7 +24,9 @@ import re
 from urllib.parse import urljoin, urlparse
 
 import scrapy
+from scrapy import signals
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
+from w3lib.url import canonicalize_url
 
 from crawler import browser, pages
 from crawler.spider import DealerSpider
@@ -77,6 +86,20 @@ def worth_rendering(html: str, page_url: str, vehicle_links: int) -> bool:
 class GenericSpider(DealerSpider):
     name = "generic"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sitemaps_lost: list[str] = []  # "sitemap URL not read (why)"
+        self.sitemap_vehicles: set[str] = set()  # vehicle pages the sitemaps list
+        self.linked_vehicles: set[str] = set()  # ... and the listing pages lead to
+        self.listing_vehicles = 0  # vehicles and vehicle links found on listing pages
+        self.sitemaps_settled = False
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider.settle_sitemaps, signal=signals.spider_idle)
+        return spider
+
     async def start(self):
         robots = urljoin(self.start_url, "/robots.txt")
         yield scrapy.Request(robots, callback=self.parse_robots, errback=self.robots_failed,
@@ -89,7 +112,48 @@ class GenericSpider(DealerSpider):
 
     def parse_robots(self, response):
         for url in sitemap_urls_from_robots(response.text, base_url=response.url):
-            yield scrapy.Request(url, callback=self.parse_sitemap, errback=self.listing_failed)
+            yield self.sitemap_request(url)
+
+    def sitemap_request(self, url: str) -> scrapy.Request:
+        return scrapy.Request(url, callback=self.parse_sitemap, errback=self.sitemap_failed)
+
+    def sitemap_failed(self, failure):
+        """Errback for sitemaps: judged with the rest once the crawl is done
+        (`settle_sitemaps`), not as a listing page."""
+        request = getattr(failure, "request", None)
+        url = request.url if request is not None else "?"
+        response = getattr(failure.value, "response", None)
+        if self._ignored(failure):
+            why = f"not fetched: {failure.getErrorMessage() or 'request refused'}"
+        elif response is not None:
+            why = f"HTTP {response.status}"
+        else:
+            why = failure.getErrorMessage()
+        self.logger.warning("sitemap %s not read: %s", url, why)
+        self.sitemaps_lost.append(f"sitemap {url} not read ({why})")
+
+    def settle_sitemaps(self, *_args) -> None:
+        """Once the crawl is idle: a lost sitemap is a warning when the listing pages led to
+        vehicles and to every vehicle page the readable sitemaps list; otherwise the run
+        depends on the sitemaps for its inventory and is incomplete."""
+        if self.sitemaps_settled or not self.sitemaps_lost:
+            return
+        self.sitemaps_settled = True
+        unlinked = self.sitemap_vehicles - self.linked_vehicles
+        if self.listing_vehicles and not unlinked:
+            self.problems.extend(f"warning: {lost}; the listing pages were read without it"
+                                 for lost in self.sitemaps_lost)
+            return
+        why = (f"{len(unlinked)} vehicle page(s) the other sitemaps list are linked from no "
+               "listing page" if self.listing_vehicles else
+               "the listing pages lead to no vehicles")
+        self.problems.extend(f"{lost}, and {why}: the inventory is not known in full"
+                             for lost in self.sitemaps_lost)
+        self.incomplete = True
+
+    def closed(self, reason: str) -> None:
+        self.settle_sitemaps()  # a crawl cut short is never idle; its report still says it
+        super().closed(reason)
 
     def parse_sitemap(self, response):
         body = response.body
@@ -100,16 +164,16 @@ class GenericSpider(DealerSpider):
         try:
             sitemap = Sitemap(body)
         except Exception:  # lxml refuses broken XML
-            self.problems.append(f"unreadable sitemap {response.url}")
+            self.sitemaps_lost.append(f"sitemap {response.url} not read (not sitemap XML)")
             return
         for entry in sitemap:
             loc = entry.get("loc", "").strip()
             if not loc or not self._same_site(loc):
                 continue
             if sitemap.type == "sitemapindex":
-                yield scrapy.Request(loc, callback=self.parse_sitemap,
-                                     errback=self.listing_failed)
+                yield self.sitemap_request(loc)
             elif VEHICLE_LINK.search(loc):
+                self.sitemap_vehicles.add(_canonical(loc))
                 yield scrapy.Request(loc, callback=self.parse_page, errback=self.detail_failed,
                                      cb_kwargs={"listing": False})
 
@@ -127,6 +191,9 @@ class GenericSpider(DealerSpider):
         vehicle_urls, listing_urls = (
             [u for u in urls if self._same_site(u)]
             for urls in page_links(response.text, response.url))
+        self.listing_vehicles += len(items) + len(vehicle_urls)
+        self.linked_vehicles.update(_canonical(u) for u in vehicle_urls)
+        self.linked_vehicles.update(_canonical(str(i.url)) for i in items if i.url)
         for url in vehicle_urls:
             yield scrapy.Request(url, callback=self.parse_page, errback=self.detail_failed,
                                  cb_kwargs={"listing": False})
@@ -140,6 +207,10 @@ class GenericSpider(DealerSpider):
 
     def _same_site(self, url: str) -> bool:
         return self.same_site(url)
+
+
+def _canonical(url: str) -> str:
+    return canonicalize_url(url).rstrip("/")
 
 
 PLATFORM = "generic"

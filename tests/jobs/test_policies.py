@@ -39,6 +39,11 @@ def test_settled_jobs_are_classed_by_their_error():
     gone = _job(error_kind="failed", report={"reasons": [
         "not_found listing page http://x/inventory/ (HTTP 404)", "no vehicles found"]})
     assert outcome.classify_settled(gone) == "permanent"
+    # a warning is not why the run failed: a sitemap's 503 does not make it worth retrying
+    wrong_page = _job(error_kind="failed", report={"reasons": [
+        "warning: sitemap http://x/sitemap.xml not read (HTTP 503); the listing pages were "
+        "read without it", "no vehicles found"]})
+    assert outcome.classify_settled(wrong_page) == "permanent"
     assert outcome.classify_settled(_job(kind="feed", error_kind="InvalidInput")) == "permanent"
     assert outcome.classify_settled(_job(kind="feed", error_kind="Transient")) == "transient"
 

@@ -71,6 +71,13 @@ def test_blocked_listing_fails_and_incomplete_degrades():
     assert report["verdict"] == "degraded" and not report["may_remove"]
 
 
+def test_a_warning_is_reported_and_changes_nothing():
+    report = judge(counters(), problems=["warning: sitemap http://x/sitemap.xml not read "
+                                         "(HTTP 404); the listing pages were read without it"])
+    assert report["verdict"] == "healthy" and report["may_remove"]
+    assert report["reasons"][0].startswith("warning: sitemap http://x/sitemap.xml")
+
+
 def test_thresholds_are_per_dealer():
     limits = gate.thresholds({"gate": {"min_count_ratio": 0.4, "max_coverage_drop": "0.99",
                                        "max_reject_rate": "lots"}})
