@@ -5,11 +5,19 @@ A result page whose HTML holds no cards goes down the rest of the fallback chain
 (spiders/chain.py): JSON-LD, data-vin attributes, then the same page rendered in headless
 Chromium and read again by `parse_listing` (platform cards first). The next result pages of a
 rendered page are rendered directly; detail pages are always fetched over plain HTTP.
+
+A dealer URL that is not a results page (the site's home page) leads to the platform's
+results pages: its known listing paths (`listing_paths`) and the page's own links to results
+pages (`results_path`), see `CardSiteSpider.inventory_urls`.
 """
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urljoin, urlsplit
+
 import scrapy
+from parsel import Selector
 
 from crawler import browser, pages
 from crawler.spider import DealerSpider
@@ -29,11 +37,18 @@ class CardSiteSpider(DealerSpider):
 
     extract = None
     next_page = None
+    # the platform's results pages, from a site's root ("/new-vehicles/"), and the shape of
+    # a results page's path (a home page's links to them are followed too)
+    listing_paths: tuple[str, ...] = ()
+    results_path: re.Pattern | None = None
 
     async def start(self):
         urls = [self.start_url, *self.dealer_settings.get("listing_urls", [])]
         for url in dict.fromkeys(urls):
-            yield self.listing_request(url)
+            request = self.listing_request(url)
+            if url == self.start_url:  # the dealer URL may be the site's home page
+                request.cb_kwargs["first"] = True
+            yield request
 
     def listing_request(self, url: str, render: bool = False) -> scrapy.Request:
         """A result page; rendered in the browser when `render` (a page it was found on
@@ -63,9 +78,40 @@ class CardSiteSpider(DealerSpider):
         url = card.url
         return url if url and url.split("#")[0] != page_url.split("#")[0] else None
 
-    def parse_listing(self, response):
+    def is_results_page(self, url: str) -> bool:
+        return bool(self.results_path and self.results_path.search(urlsplit(url).path))
+
+    def is_home_page(self, response, text: str, cards: list) -> bool:
+        """Whether the dealer URL's page is not a results page but leads to them: a page
+        with none of the platform's cards, or the site's root (whose featured cars are not
+        the inventory), that is not a results page by its path nor a not-found, blocked or
+        empty page."""
+        return response.status == 200 and not self.is_results_page(response.url) \
+            and (not cards or urlsplit(response.url).path in ("", "/")) \
+            and pages.classify(response.status, text, 0) == pages.OTHER
+
+    def inventory_urls(self, text: str, page_url: str) -> list[str]:
+        """The results pages a page that is not one (a home page) leads to: the platform's
+        known listing paths on its site, then the page's own links to results pages."""
+        urls = [urljoin(page_url, path) for path in self.listing_paths]
+        if self.results_path is not None:
+            for href in Selector(text=text, type="html").css("a::attr(href)").getall():
+                url = urljoin(page_url, href.strip()).split("#")[0]
+                if self.same_site(url) and self.is_results_page(url):
+                    urls.append(url)
+        return list(dict.fromkeys(urls))
+
+    def parse_listing(self, response, first: bool = False):
         text = self.page_text(response)
         cards = self.extract_page(text, response.url)
+        if first and self.is_home_page(response, text, cards):
+            urls = self.inventory_urls(text, response.url)
+            if urls:
+                self.note_page(response, 0, listing=False)
+                self.crawler.stats.inc_value("forecourt/home_page")
+                for url in urls:
+                    yield self.listing_request(url)
+                return
         step = chain.STEP_PLATFORM
         if not cards:  # steps 2-3 of the chain
             step, cards = chain.fallback_items(text, response.url)

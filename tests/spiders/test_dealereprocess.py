@@ -91,3 +91,20 @@ def test_a_detail_page_about_another_vehicle_keeps_the_listing_card():
     [rav4] = spider.parse_detail(response, card=rav4_card)
     assert rav4.vin == "2T3P1RFV4SW087712" and rav4.drivetrain == "AWD"  # from the page
     assert crawler.stats.get_value("forecourt/detail_fallback_to_card") == 1
+
+
+def test_a_home_page_leads_to_its_all_inventory_results_when_it_links_to_them():
+    from spiders.dealereprocess import Spider
+
+    spider = Spider(url=BASE + "/")
+    links = ("/search/new-toyota-cedar-hollow-or/?tp=new", "/search/used-cedar-hollow-or/?tp=used",
+             "/search/all-cedar-hollow-or/?s:pr=1&tp=all", "/search/", "/auto/x/10482231/",
+             "https://elsewhere.example/search/all-x/?tp=all", "/service/")
+    home = "".join(f"<a href='{href}'>x</a>" for href in links)
+    assert spider.inventory_urls(home, BASE + "/") == [
+        BASE + "/search/all-cedar-hollow-or/?s:pr=1&tp=all"]
+    # without an all-inventory link: the new and used results
+    assert spider.inventory_urls(home.replace("tp=all", "tp=certified"), BASE + "/") == [
+        BASE + "/search/new-toyota-cedar-hollow-or/?tp=new",
+        BASE + "/search/used-cedar-hollow-or/?tp=used",
+        BASE + "/search/all-cedar-hollow-or/?s:pr=1&tp=certified"]

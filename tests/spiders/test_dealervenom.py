@@ -66,3 +66,22 @@ def test_javascript_spider_follows_detail_pages_only_with_extract_as():
     assert as_dv.detail_url(cards[0], html, BASE + "/new-vehicles/") == cards[0].url
     assert spider.detail_url(cards[0], html, BASE + "/new-vehicles/") is None
     assert as_dv.next_page_url(html, BASE + "/new-vehicles/") == BASE + "/new-vehicles/?pg=2"
+
+
+
+def test_featured_cards_on_the_site_root_are_not_taken_for_the_inventory():
+    import scrapy
+
+    from tests.spiders.test_chain import response, spider_of
+
+    spider = spider_of("dealervenom", BASE + "/")
+    cards_page = (SITE / "new-vehicles" / "index.html").read_text()
+    home = list(spider.parse_listing(response(BASE + "/", cards_page), first=True))
+    assert all(isinstance(r, scrapy.Request) for r in home)
+    assert [r.url for r in home][:2] == [BASE + "/new-vehicles/", BASE + "/used-vehicles/"]
+    # the same cards on a results page given as the dealer URL are its inventory
+    results = list(spider.parse_listing(response(BASE + "/new-vehicles/", cards_page),
+                                        first=True))
+    assert not any(r.url.endswith("/used-vehicles/") for r in results
+                   if isinstance(r, scrapy.Request))
+    assert any(r.url.startswith(BASE + "/vehicle/") for r in results)
