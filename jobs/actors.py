@@ -4,9 +4,12 @@ Queues. `priority` carries operator, API and retry work; `scheduled` carries the
 Each queue has its own consumer in every worker, so a backlog of scheduled messages in Redis
 never hides an operator message. Inside a worker, the priority actors have a lower Dramatiq
 priority number, so a free thread always takes operator work first; and when a worker has two
-or more threads, scheduled attempts may hold all but one of them: a scheduled message arriving
-when that many are busy is put back with a short delay, so one thread stays free for operator
-work even while scheduled crawls run for many minutes.
+or more threads, scheduled attempts may hold all but one of them, so one thread stays free for
+operator work even while scheduled crawls run for many minutes. That limit is kept by the
+scheduled queue's consumer, not by bouncing messages: it holds at most as many scheduled
+messages as there are slots (ScheduledPrefetch), so the rest wait in Redis in the order they
+were queued and start first-in first-out, on whichever worker frees a slot first, and their
+job rows are not touched while they wait (a waiting job's ETag holds still for long polls).
 
 Idempotence. The job record decides: a message runs an attempt only if it can claim the job
 (queued, or running with a heartbeat stale enough that its worker died: a redelivery).
@@ -55,8 +58,20 @@ class ReaperMiddleware(dramatiq.Middleware):
         reaper.start_thread()
 
 
-if not any(isinstance(m, ReaperMiddleware) for m in get_broker().middleware):
-    get_broker().add_middleware(ReaperMiddleware())
+class ScheduledPrefetch(dramatiq.Middleware):
+    """The scheduled queue's consumer in each worker process prefetches only as many messages
+    as scheduled attempts may run at once (a message is acked when its attempt ends), so no
+    scheduled message is taken from Redis before a slot is free for it. The others keep
+    their place in line, where any worker's free slot takes the oldest."""
+
+    def after_consumer_thread_boot(self, broker, thread):
+        if thread.queue_name == SCHEDULED:  # not its delay queue: retries wait there
+            thread.prefetch = scheduled_slot_count()
+
+
+for _middleware in (ReaperMiddleware, ScheduledPrefetch):
+    if not any(isinstance(m, _middleware) for m in get_broker().middleware):
+        get_broker().add_middleware(_middleware())
 
 PRIORITY = "priority"
 SCHEDULED = "scheduled"
@@ -70,12 +85,16 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
 
 
+def scheduled_slot_count() -> int:
+    """Scheduled attempts a worker process runs at once: all its threads but one."""
+    return max(1, max(1, get_settings().worker_threads) - 1)
+
+
 def _slots() -> threading.BoundedSemaphore:
     global _scheduled_slots
     with _slots_lock:
         if _scheduled_slots is None:
-            threads = max(1, get_settings().worker_threads)
-            _scheduled_slots = threading.BoundedSemaphore(max(1, threads - 1))
+            _scheduled_slots = threading.BoundedSemaphore(scheduled_slot_count())
         return _scheduled_slots
 
 
@@ -83,16 +102,14 @@ def execute(job_id: int, queue: str) -> None:
     """Run one attempt of the job if it is ours to run; retry or bury it if it failed."""
     slots = _slots() if queue == SCHEDULED else None
     if slots is not None and not slots.acquire(blocking=False):
-        # All the threads scheduled work may use are busy: put the message back for later
-        # (a redelivery of a running job's message too, so that it is not lost).
-        with connect() as conn:
-            try:
-                job = jobs_db.get(conn, job_id)
-            except NotFound:
-                return
-            if job.state == "queued" or (job.state == "running"
-                                         and job.message_id == _current_message_id()):
-                send(conn, job, delay_s=1.0)
+        # Not reached from a worker (its consumer holds no more scheduled messages than
+        # slots). Otherwise put a copy back under the same message id, still valid for the
+        # job, without touching the job's row.
+        from dramatiq.middleware import CurrentMessage
+
+        current = CurrentMessage.get_current_message()
+        if current is not None:
+            get_broker().enqueue(current.copy(), delay=1000)
         return
     from crawler import logging as fc_logging
 
