@@ -22,7 +22,8 @@ from crawler.db.connect import forget_urls
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT / "fixtures" / "real"
 
-TABLES = ("vehicle_events", "rejects", "run_seen", "vehicles", "jobs", "dealerships")
+TABLES = ("vehicle_events", "rejects", "run_seen", "vehicles", "jobs", "dealerships",
+          "job_totals")
 
 
 def _with_db(url: str, name: str) -> str:

@@ -399,32 +399,38 @@ def abandon(conn: psycopg.Connection, job_id: int, stale_after_s: float) -> Job 
     return Job.model_validate(row) if row is not None else None
 
 
-async def astats(conn: psycopg.AsyncConnection, buckets: tuple[float, ...]) -> dict[str, Any]:
-    """Totals for metrics: jobs by state; per kind, finished jobs' duration histogram
-    (cumulative counts at each bucket bound, count and sum); vehicles upserted; rejects."""
-    cur = await conn.execute("SELECT state, count(*) AS n FROM jobs GROUP BY state")
+ACTIVE_STATES = ("queued", "running", "dead")  # the partial index jobs_state holds these
+
+
+async def astats(conn: psycopg.AsyncConnection) -> dict[str, Any]:
+    """Figures for metrics, none from a scan of the jobs table: jobs now queued, running or
+    dead (through the partial index on those states); and, from the running totals that a
+    trigger keeps (migration 0008), finished attempts per kind and end state, their duration
+    histogram per kind (cumulative counts at each bound, count and sum), vehicles upserted
+    and items rejected."""
+    cur = await conn.execute(
+        "SELECT state, count(*) AS n FROM jobs WHERE state IN ('queued', 'running', 'dead')"
+        " GROUP BY state")
     states = {r["state"]: r["n"] for r in await cur.fetchall()}
-    # width_bucket: 0 below the first bound, i from bound i on; cumulated into "<= bound".
-    cur = await conn.execute(
-        """
-        SELECT kind, width_bucket(d, %s::float8[]) AS slot, count(*) AS n, sum(d) AS total
-          FROM (SELECT kind, extract(epoch FROM finished_at - started_at)::float8 AS d
-                  FROM jobs WHERE finished_at IS NOT NULL AND started_at IS NOT NULL) x
-         GROUP BY kind, slot
-        """,
-        ([float(b) for b in buckets],),
-    )
+    cur = await conn.execute("SELECT job_duration_bounds() AS bounds")
+    bounds = [float(b) for b in (await cur.fetchone())["bounds"]]
+    cur = await conn.execute("SELECT * FROM job_totals")
+    finished: dict[tuple[str, str], int] = {}
     durations: dict[str, dict[str, Any]] = {}
+    upserted = rejected = 0
     for r in await cur.fetchall():
+        finished[(r["kind"], r["state"])] = finished.get((r["kind"], r["state"]), 0) \
+            + r["finished"]
+        upserted += r["upserted"]
+        rejected += r["rejected"]
+        if r["le"] != r["le"]:  # NaN: never started, no duration
+            continue
         kind = durations.setdefault(r["kind"], {"count": 0, "sum": 0.0,
-                                                "buckets": [0] * len(buckets)})
-        kind["count"] += r["n"]
-        kind["sum"] += float(r["total"] or 0)
-        for i in range(r["slot"], len(buckets)):  # slot k counts in every bucket from k on
-            kind["buckets"][i] += r["n"]
-    cur = await conn.execute(
-        "SELECT coalesce(sum((counters->>'upserted')::bigint), 0) AS upserted,"
-        "       coalesce(sum((counters->>'rejected')::bigint), 0) AS rejected FROM jobs")
-    totals = await cur.fetchone()
-    return {"states": states, "durations": durations, "upserted": int(totals["upserted"]),
-            "rejected": int(totals["rejected"])}
+                                                "buckets": [0] * len(bounds)})
+        kind["count"] += r["finished"]
+        kind["sum"] += r["duration_sum"]
+        for i, bound in enumerate(bounds):
+            if r["le"] <= bound:
+                kind["buckets"][i] += r["finished"]
+    return {"states": states, "finished": finished, "durations": durations,
+            "bounds": bounds, "upserted": upserted, "rejected": rejected}

@@ -1,6 +1,7 @@
 """Prometheus metrics: API latency (per process, aggregated across worker processes through
 PROMETHEUS_MULTIPROC_DIR when set) and job figures read from the jobs table, so every API
-process reports the same totals: jobs by state, job durations, vehicles upserted, rejects."""
+process reports the same totals: jobs queued, running and dead, and (from running totals kept
+by the database) finished attempts, job durations, vehicles upserted, rejects."""
 
 from __future__ import annotations
 
@@ -18,10 +19,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crawler.db import jobs as jobs_db
-from crawler.models import JobState
-
-_STATES = JobState.__args__  # type: ignore[attr-defined]
-DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
 API_LATENCY = Histogram(
     "forecourt_api_request_duration_seconds", "API request latency",
@@ -76,14 +73,20 @@ async def job_families(pool, cache_s: float) -> list:
     if hit and time.monotonic() - hit[0] < cache_s:
         return hit[1]
     async with pool.connection() as conn:
-        stats = await jobs_db.astats(conn, DURATION_BUCKETS)
-    by_state = GaugeMetricFamily("forecourt_jobs", "jobs by state", labels=["state"])
-    for state in _STATES:
+        stats = await jobs_db.astats(conn)
+    by_state = GaugeMetricFamily("forecourt_jobs", "jobs now queued, running or dead",
+                                 labels=["state"])
+    for state in jobs_db.ACTIVE_STATES:
         by_state.add_metric([state], stats["states"].get(state, 0))
+    finished = CounterMetricFamily("forecourt_jobs_finished",
+                                   "job attempts that ended, by kind and end state",
+                                   labels=["kind", "state"])
+    for (kind, state), n in sorted(stats["finished"].items()):
+        finished.add_metric([kind, state], n)
     durations = HistogramMetricFamily("forecourt_job_duration_seconds",
                                       "duration of finished jobs", labels=["kind"])
-    for kind, row in stats["durations"].items():
-        buckets = [(str(float(b)), row["buckets"][i]) for i, b in enumerate(DURATION_BUCKETS)]
+    for kind, row in sorted(stats["durations"].items()):
+        buckets = [(str(b), row["buckets"][i]) for i, b in enumerate(stats["bounds"])]
         buckets.append(("+Inf", row["count"]))
         durations.add_metric([kind], buckets, sum_value=row["sum"])
     upserted = CounterMetricFamily("forecourt_vehicles_upserted",
@@ -91,7 +94,7 @@ async def job_families(pool, cache_s: float) -> list:
     upserted.add_metric([], stats["upserted"])
     rejects = CounterMetricFamily("forecourt_rejects", "items rejected by jobs")
     rejects.add_metric([], stats["rejected"])
-    families = [by_state, durations, upserted, rejects]
+    families = [by_state, finished, durations, upserted, rejects]
     _cache["jobs"] = (time.monotonic(), families)
     return families
 

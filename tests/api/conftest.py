@@ -103,6 +103,7 @@ def world():
     conn = connect()
     conn.execute("DELETE FROM dealerships")
     conn.execute("DELETE FROM api_tokens")
+    conn.execute("DELETE FROM job_totals")  # the running totals /metrics reports
     db = conn
     acme = dealers_db.create(db, slug="acme", name="Acme Motors", website_url="https://acme.test/")
     bolt = dealers_db.create(db, slug="bolt", name="Bolt Cars", feed_url="https://bolt.test/f.csv")

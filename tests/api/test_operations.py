@@ -36,6 +36,8 @@ def _sample(text: str, name: str, labels: str = "") -> float:
 
 
 def test_metrics_report_jobs_durations_vehicles_rejects_and_api_latency(api, world):
+    from crawler.db import jobs as jobs_db
+
     db, aid = world["db"], world["acme"].id
     for minutes, counters in [(2, {"upserted": 10, "rejected": 1}),
                               (20, {"upserted": 5, "rejected": 3})]:
@@ -43,16 +45,30 @@ def test_metrics_report_jobs_durations_vehicles_rejects_and_api_latency(api, wor
                 started_at="2026-01-01T10:00:00Z",
                 finished_at=f"2026-01-01T10:{minutes:02d}:00Z")
     add_job(db, aid, state="dead", kind="feed")
-    api.get("/v1/jobs/1", headers=auth(world["tokens"]["acme"]))
+    # a job that runs and ends the way workers end them (an update, not an insert)
+    running = add_job(db, aid, state="running", kind="feed",
+                      started_at="2026-01-01T10:00:00Z")
+    jobs_db.finish(db, running, "partial", counters={"upserted": 7, "rejected": 2})
+    add_job(world["db"], world["bolt"].id, state="queued")
+    assert api.get(f"/v1/jobs/{running}", headers=auth(world["tokens"]["acme"])).status_code \
+        == 200
     text = api.get("/metrics").text
-    assert _sample(text, "forecourt_jobs", 'state="succeeded"') == 2
+    assert _sample(text, "forecourt_jobs", 'state="queued"') == 1
+    assert _sample(text, "forecourt_jobs", 'state="running"') == 0
     assert _sample(text, "forecourt_jobs", 'state="dead"') == 1
+    assert _sample(text, "forecourt_jobs_finished_total", 'kind="crawl",state="succeeded"') == 2
+    assert _sample(text, "forecourt_jobs_finished_total", 'kind="feed",state="partial"') == 1
     assert _sample(text, "forecourt_job_duration_seconds_count", 'kind="crawl"') == 2
     assert _sample(text, "forecourt_job_duration_seconds_bucket",
                    'kind="crawl",le="300.0"') == 1
+    assert _sample(text, "forecourt_job_duration_seconds_bucket",
+                   'kind="crawl",le="1800.0"') == 2
     assert _sample(text, "forecourt_job_duration_seconds_sum", 'kind="crawl"') == 1320
-    assert _sample(text, "forecourt_vehicles_upserted_total") == 15
-    assert _sample(text, "forecourt_rejects_total") == 4
+    assert _sample(text, "forecourt_job_duration_seconds_count", 'kind="feed"') == 1
+    assert _sample(text, "forecourt_job_duration_seconds_bucket",
+                   'kind="feed",le="3600.0"') == 0, "that feed job ran for months"
+    assert _sample(text, "forecourt_vehicles_upserted_total") == 22
+    assert _sample(text, "forecourt_rejects_total") == 6
     assert 'forecourt_api_request_duration_seconds_count{method="GET",' \
            'route="/v1/jobs/{job_id}",status="200"}' in text
 
