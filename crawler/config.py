@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     job_max_attempts: int = 4
     job_min_backoff_s: float = 5.0
     job_max_backoff_s: float = 600.0
+    # Finished jobs older than this many days are deleted with their rejects (the reaper,
+    # `forecourt jobs prune`); each dealer's last runs are kept. 0 keeps every job.
+    job_retention_days: float = Field(default=90.0, ge=0)
     # Worker threads per worker process (set by `forecourt worker --threads`); one of them is
     # kept free of scheduled work for operator/API triggers when there are two or more.
     worker_threads: int = 2

@@ -11,6 +11,8 @@ message id: if the first is only waiting in a long backlog it keeps its place in
 new id would invalidate it and send the job to the back, hour after hour), and only one
 delivery can claim the job.
 
+It also prunes finished jobs past their retention (jobs/retention.py), now and then.
+
 Runs in the scheduler's leader on each tick and in every worker process (a thread), so
 either alone is enough. Any number may run: every change is a conditional update.
 """
@@ -26,14 +28,15 @@ from crawler.config import get_settings
 from crawler.db import connect
 from crawler.db import jobs as jobs_db
 from crawler.db import vehicles as vehicles_db
-from jobs import outcome
+from jobs import outcome, retention
 
 log = logging.getLogger("forecourt.reaper")
 
 
 def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
-    """One pass. Returns the ids it requeued, buried, re-sent and cancelled, and the jobs
-    whose leftover seen sets it dropped ("forgotten")."""
+    """One pass. Returns the ids it requeued, buried, re-sent and cancelled, the jobs whose
+    leftover seen sets it dropped ("forgotten"), and the old finished jobs it deleted
+    ("pruned", see jobs/retention.py)."""
     from jobs import actors
 
     settings = get_settings()
@@ -56,6 +59,8 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
         done["resent"].append(lost.id)
     # a job that ended without settling its run (killed, buried) left its seen set behind
     done["forgotten"] = vehicles_db.forget_seen_of_ended(conn, settings.job_reap_after_s)
+    pruned = retention.due_prune(conn)  # old finished jobs (every PRUNE_EVERY_S at most)
+    done["pruned"] = pruned["ids"] if pruned else []
     return done
 
 

@@ -1,4 +1,4 @@
-"""`forecourt jobs`: list, inspect, follow and cancel jobs."""
+"""`forecourt jobs`: list, inspect, follow, cancel and prune jobs."""
 
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ def follow(conn, job_id: int, label: str, interval_s: float = 0.5) -> Job:
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="List, inspect, follow and cancel jobs.", no_args_is_help=True)
+    group = typer.Typer(help="List, inspect, follow, cancel and prune jobs.",
+                        no_args_is_help=True)
     app.add_typer(group, name="jobs")
 
     @group.command("list")
@@ -132,3 +133,16 @@ def register(app: typer.Typer) -> None:
         else:
             console.print(f"job {job_id} is stopping (its worker ends it within a second or "
                           f"two); see `forecourt jobs show {job_id}`")
+
+    @group.command("prune")
+    def prune(older_than: float | None = typer.Option(
+            None, "--older-than", min=0,
+            help="Days; default FORECOURT_JOB_RETENTION_DAYS (90). 0 deletes nothing.")) -> None:
+        """Delete finished jobs older than the retention, with their rejects (each dealer's
+        last runs and unhandled dead letters are kept; vehicles and their history never go).
+        The reaper in every worker does this too, a few batches at a time."""
+        from jobs import retention
+
+        with database() as conn:
+            done = retention.prune(conn, older_than)
+        console.print(f"pruned {len(done['ids'])} job(s), {done['rejects']} reject(s)")

@@ -114,8 +114,11 @@ def list_for(conn: psycopg.Connection, dealership_id: int | None = None,
     return [Job.model_validate(r) for r in rows]
 
 
+GATE_BASELINE = 5  # healthy runs the delisting gate compares a run with
+
+
 def recent_healthy(conn: psycopg.Connection, dealership_id: int, kind: str,
-                   limit: int = 5, exclude_job: int | None = None) -> list[Job]:
+                   limit: int = GATE_BASELINE, exclude_job: int | None = None) -> list[Job]:
     """The dealership's latest healthy, complete runs of this kind: the gate's baseline."""
     rows = conn.execute(
         """
@@ -336,6 +339,57 @@ def stale_queued(conn: psycopg.Connection, stale_after_s: float, limit: int = 50
 
 def touch(conn: psycopg.Connection, job_id: int) -> None:
     conn.execute("UPDATE jobs SET updated_at = now() WHERE id = %s", (job_id,))
+
+
+def prune(conn: psycopg.Connection, older_than_days: float, limit: int = 500) -> dict[str, int]:
+    """Delete up to `limit` jobs that finished more than `older_than_days` ago, oldest first,
+    with their rejects and seen sets; returns the jobs' ids and how many rejects and seen
+    rows went.
+
+    Kept whatever their age: dead letters not yet replayed or purged (an operator's to-do),
+    and per dealership the jobs something still reads: its last run of each kind (`dealers
+    list`, `jobs list`), its last success (the dealer UI's last run) and last success or
+    partial run (the scheduler's failure streak), and its latest healthy runs of each kind
+    (the delisting gate's baseline). Vehicles and vehicle_events are never touched: an
+    event's job_id stays as the id of the run that made it (ids are never reused, no reader
+    joins events to jobs, and rewriting the price history would cost a write per event)."""
+    row = conn.execute(
+        """
+        WITH doomed AS (
+            SELECT j.id, j.dealership_id FROM jobs j
+             WHERE j.finished_at < now() - make_interval(secs => %(s)s)
+               AND j.state NOT IN ('queued', 'running')
+               AND NOT (j.state = 'dead' AND j.dlq_cleared_at IS NULL)
+               AND j.id <> (SELECT max(k.id) FROM jobs k
+                             WHERE k.dealership_id = j.dealership_id AND k.kind = j.kind
+                               AND k.state NOT IN ('queued', 'running'))
+               AND j.id <> coalesce((SELECT max(k.id) FROM jobs k
+                                      WHERE k.dealership_id = j.dealership_id
+                                        AND k.state = 'succeeded'), 0)
+               AND j.id <> coalesce((SELECT max(k.id) FROM jobs k
+                                      WHERE k.dealership_id = j.dealership_id
+                                        AND k.state IN ('succeeded', 'partial')), 0)
+               AND j.id NOT IN (SELECT k.id FROM jobs k
+                                 WHERE k.dealership_id = j.dealership_id AND k.kind = j.kind
+                                   AND k.state = 'succeeded' AND k.verdict = 'healthy'
+                                 ORDER BY k.id DESC LIMIT %(b)s)
+             ORDER BY j.finished_at LIMIT %(n)s
+               FOR UPDATE OF j SKIP LOCKED
+        ), rejects_gone AS (
+            DELETE FROM rejects r USING doomed d
+             WHERE r.dealership_id = d.dealership_id AND r.job_id = d.id RETURNING 1
+        ), seen_gone AS (
+            DELETE FROM run_seen s USING doomed d WHERE s.job_id = d.id RETURNING 1
+        ), jobs_gone AS (
+            DELETE FROM jobs j USING doomed d WHERE j.id = d.id RETURNING j.id
+        )
+        SELECT coalesce((SELECT array_agg(id ORDER BY id) FROM jobs_gone), '{}') AS ids,
+               (SELECT count(*) FROM rejects_gone) AS rejects,
+               (SELECT count(*) FROM seen_gone) AS seen
+        """,
+        {"s": older_than_days * 86_400, "n": limit, "b": GATE_BASELINE},
+    ).fetchone()
+    return {"ids": list(row["ids"]), "rejects": int(row["rejects"]), "seen": int(row["seen"])}
 
 
 # Async reads for the HTTP API (psycopg AsyncConnection with dict rows).

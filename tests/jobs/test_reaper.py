@@ -31,7 +31,7 @@ def test_reaper_retries_or_buries_abandoned_jobs_and_leaves_live_ones(db):
     assert dead.state == "dead" and dead.errors[-1]["error"] == "worker stopped heartbeating"
     assert jobs_db.get(db, alive.id).state == "running"
     assert reaper.reap(db) == {"requeued": [], "dead": [], "resent": [], "cancelled": [],
-                               "forgotten": []}
+                               "forgotten": [], "pruned": []}
 
 
 def test_a_job_cancelled_while_its_worker_died_is_cancelled_not_queued_forever(db):
