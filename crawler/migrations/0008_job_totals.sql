@@ -14,6 +14,11 @@ CREATE FUNCTION job_duration_le(started timestamptz, finished timestamptz) RETUR
         (SELECT min(b) FROM unnest(job_duration_bounds()) b
           WHERE b >= extract(epoch FROM finished - started)), 'Infinity') END $$;
 
+-- A job counter as a number, 0 when missing or not a number (a metric never fails a job).
+CREATE FUNCTION job_counter(counters jsonb, name text) RETURNS bigint LANGUAGE sql IMMUTABLE
+    AS $$ SELECT CASE WHEN jsonb_typeof(counters -> name) = 'number'
+                      THEN round((counters ->> name)::numeric)::bigint ELSE 0 END $$;
+
 -- One row per kind, end state and duration bucket: attempts that ended so, the sum of their
 -- durations, and the vehicles they upserted and items they rejected. Counted when a job's
 -- finished_at is set (a retried job counts each attempt that ended); never decremented.
@@ -33,8 +38,7 @@ BEGIN
     INSERT INTO job_totals AS t (kind, state, le, finished, duration_sum, upserted, rejected)
     VALUES (NEW.kind, NEW.state, job_duration_le(NEW.started_at, NEW.finished_at), 1,
             coalesce(extract(epoch FROM NEW.finished_at - NEW.started_at)::float8, 0),
-            coalesce((NEW.counters->>'upserted')::bigint, 0),
-            coalesce((NEW.counters->>'rejected')::bigint, 0))
+            job_counter(NEW.counters, 'upserted'), job_counter(NEW.counters, 'rejected'))
     ON CONFLICT (kind, state, le) DO UPDATE
        SET finished = t.finished + 1, duration_sum = t.duration_sum + EXCLUDED.duration_sum,
            upserted = t.upserted + EXCLUDED.upserted, rejected = t.rejected + EXCLUDED.rejected;
@@ -51,8 +55,7 @@ LOCK TABLE jobs IN SHARE MODE;
 INSERT INTO job_totals (kind, state, le, finished, duration_sum, upserted, rejected)
 SELECT kind, state, job_duration_le(started_at, finished_at), count(*),
        coalesce(sum(extract(epoch FROM finished_at - started_at)::float8), 0),
-       coalesce(sum((counters->>'upserted')::bigint), 0),
-       coalesce(sum((counters->>'rejected')::bigint), 0)
+       sum(job_counter(counters, 'upserted')), sum(job_counter(counters, 'rejected'))
   FROM jobs WHERE finished_at IS NOT NULL
  GROUP BY 1, 2, 3;
 

@@ -86,3 +86,17 @@ def test_metrics_read_no_whole_jobs_table_and_count_right(db):
         plan = db.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()["QUERY PLAN"]
         scans = _scans(plan[0]["Plan"])
         assert ("Seq Scan", "jobs") not in scans, (sql, scans)
+
+
+def test_a_counter_that_is_not_a_number_never_fails_a_job_ending(db):
+    dealer = db.execute("INSERT INTO dealerships (slug, name) VALUES ('odd', 'Odd')"
+                        " RETURNING id").fetchone()["id"]
+    job, _ = jobs_db.create_or_get_active(db, dealer, "feed", "operator")
+    db.execute("UPDATE jobs SET state = 'succeeded', finished_at = now(),"
+               """ counters = '{"upserted": "many", "rejected": 2.6}' WHERE id = %s""",
+               (job.id,))
+    assert db.execute("SELECT state FROM jobs WHERE id = %s", (job.id,)).fetchone()["state"] \
+        == "succeeded"
+    stats, _ = _stats()
+    assert stats["finished"] == {("feed", "succeeded"): 1}
+    assert (stats["upserted"], stats["rejected"]) == (0, 3)
