@@ -459,7 +459,7 @@ ACTIVE_STATES = ("queued", "running", "dead")  # the partial index jobs_state ho
 async def astats(conn: psycopg.AsyncConnection) -> dict[str, Any]:
     """Figures for metrics, none from a scan of the jobs table: jobs now queued, running or
     dead (through the partial index on those states); and, from the running totals that a
-    trigger keeps (migration 0008), finished attempts per kind and end state, their duration
+    trigger keeps (migration 0009), finished attempts per kind and end state, their duration
     histogram per kind (cumulative counts at each bound, count and sum), vehicles upserted
     and items rejected."""
     cur = await conn.execute(
