@@ -208,6 +208,8 @@ class Job(BaseModel):
     retry_at: datetime | None = None
     cancel_requested_at: datetime | None = None
     replayed_as: int | None = None
+    # Accepted by an operator as the gate's new baseline (migration 0010).
+    accepted_at: datetime | None = None
     created_at: datetime
     started_at: datetime | None = None
     heartbeat_at: datetime | None = None

@@ -54,6 +54,8 @@ def _report(slug: str, job_id: int | None, worst: int) -> None:
     head.add_row("rates", f"rejected {report.get('reject_rate', 0):.1%}, errors "
                  f"{report.get('error_rate', 0):.1%}, blocked {report.get('block_rate', 0):.1%}")
     head.add_row("removed", f"{c.get('removed', 0)} (only a healthy complete run removes)")
+    if job.accepted_at is not None:
+        head.add_row("accepted", f"as the gate's baseline at {job.accepted_at:%Y-%m-%d %H:%M}")
     console.print(head)
     now, usual = report.get("coverage") or {}, report.get("usual_coverage") or {}
     if now:
@@ -74,6 +76,37 @@ def _report(slug: str, job_id: int | None, worst: int) -> None:
     console.print(worst_table)
     if flags:
         console.print("flags: " + ", ".join(f"{k} {n}" for k, n in flags.items()))
+
+
+def _accept(slug: str, job_id: int | None) -> None:
+    with database() as conn:
+        dealer = dealers_db.get(conn, slug)
+        job = _finished_job(conn, dealer.id, job_id)
+        if job.accepted_at is not None:
+            raise InvalidInput(f"job {job.id} is already {slug}'s accepted baseline",
+                               hint=f"run `forecourt {'crawl' if job.kind == 'crawl' else 'ingest'}"
+                               f" {slug}` to apply it")
+        accepted = jobs_db.accept(conn, job.id)
+    if accepted is None:
+        raise InvalidInput(
+            f"job {job.id} ({job.kind}, {job.state}, verdict {job.verdict or '-'}) is not a "
+            "complete run the gate judged degraded or failed",
+            hint="only such a run can become the baseline; see `forecourt quality "
+                 f"{slug} --job {job.id}` for its reasons, or `--job ID` for another run")
+    report = accepted.report or {}
+    table = Table(title=f"{slug}: job {accepted.id} accepted as the new baseline")
+    table.add_column("", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("run", f"{accepted.kind}, {accepted.state}, verdict {accepted.verdict}")
+    table.add_row("its reasons", "; ".join(report.get("reasons") or []) or "-")
+    table.add_row("vehicles", f"{accepted.counters.get('valid', 0)} (usual before: "
+                  f"{report.get('baseline_count') or '-'})")
+    table.add_row("from now on", f"{accepted.kind} runs are judged against this run and the "
+                  "healthy ones after it; the next complete healthy run removes what it does "
+                  "not see")
+    table.add_row("next", f"`forecourt {'crawl' if accepted.kind == 'crawl' else 'ingest'} "
+                  f"{slug}` applies it now")
+    console.print(table)
 
 
 def _rescore(slug: str | None, everything: bool, batch_size: int) -> None:
@@ -102,8 +135,10 @@ def _rescore(slug: str | None, everything: bool, batch_size: int) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("quality")
     def quality(
-        target: str = typer.Argument(..., help="A dealership's slug for its run report, or "
-                                     "`rescore` to rescore stored vehicles."),
+        target: str = typer.Argument(..., help="A dealership's slug for its run report, "
+                                     "`rescore` to rescore stored vehicles, or `accept` to "
+                                     "accept a dealer's run as the gate's new baseline."),
+        slug: str | None = typer.Argument(None, help="accept: the dealership's slug."),
         job: int | None = typer.Option(None, "--job", help="Report on this job (default: "
                                        "the dealer's latest finished run)."),
         worst: int = typer.Option(10, "--worst", min=0, max=1000,
@@ -115,12 +150,25 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(500, "--batch-size", min=1, max=100_000,
                                        help="rescore: vehicles per batch."),
     ) -> None:
-        """Show a run's verdict, reasons, field coverage and worst vehicles, or rescore.
+        """Show a run's verdict, reasons, field coverage and worst vehicles, rescore, or
+        accept a run as the gate's baseline.
 
         `forecourt quality <dealer> [--job ID]` reports; `forecourt quality rescore
         [--dealer SLUG] [--all]` recomputes VIN checks, flags and scores of stored vehicles
-        scored under older rules (all of them with --all), in batches.
+        scored under older rules (all of them with --all), in batches; `forecourt quality
+        accept <dealer> [--job ID]` makes a complete run the gate judged degraded or failed
+        (a real drop in stock) the dealer's new baseline, so later runs are judged against
+        it and remove again.
         """
+        if target == "accept":
+            if not slug:
+                raise InvalidInput("accept needs a dealership",
+                                   hint="use `forecourt quality accept SLUG [--job ID]`")
+            _accept(slug, job)
+            return
+        if slug:
+            raise InvalidInput(f"unexpected argument {slug!r}",
+                               hint=f"use `forecourt quality {target}` alone for its report")
         if target == "rescore":
             _rescore(dealer, everything, batch_size)
             return

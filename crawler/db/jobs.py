@@ -119,17 +119,38 @@ GATE_BASELINE = 5  # healthy runs the delisting gate compares a run with
 
 def recent_healthy(conn: psycopg.Connection, dealership_id: int, kind: str,
                    limit: int = GATE_BASELINE, exclude_job: int | None = None) -> list[Job]:
-    """The dealership's latest healthy, complete runs of this kind: the gate's baseline."""
+    """The dealership's latest healthy, complete runs of this kind: the gate's baseline. A
+    run an operator accepted (see accept) counts as one, and none before it counts."""
     rows = conn.execute(
         """
         SELECT * FROM jobs
-         WHERE dealership_id = %s AND kind = %s AND state = 'succeeded' AND verdict = 'healthy'
-           AND id IS DISTINCT FROM %s
-         ORDER BY id DESC LIMIT %s
+         WHERE dealership_id = %(d)s AND kind = %(k)s AND id IS DISTINCT FROM %(x)s
+           AND ((state = 'succeeded' AND verdict = 'healthy') OR accepted_at IS NOT NULL)
+           AND id >= coalesce((SELECT max(a.id) FROM jobs a
+                                WHERE a.dealership_id = %(d)s AND a.kind = %(k)s
+                                  AND a.accepted_at IS NOT NULL AND a.id IS DISTINCT FROM %(x)s),
+                              0)
+         ORDER BY id DESC LIMIT %(n)s
         """,
-        (dealership_id, kind, exclude_job, limit),
+        {"d": dealership_id, "k": kind, "x": exclude_job, "n": limit},
     ).fetchall()
     return [Job.model_validate(r) for r in rows]
+
+
+def accept(conn: psycopg.Connection, job_id: int) -> Job | None:
+    """Accept a finished, complete run the gate judged degraded or failed as its
+    dealership's new baseline (recent_healthy starts from it); None if it is not such a
+    run (an incomplete or blocked one says nothing about the dealer's inventory)."""
+    row = conn.execute(
+        """
+        UPDATE jobs SET accepted_at = now(), updated_at = now()
+         WHERE id = %s AND state IN ('partial', 'failed') AND verdict IN ('degraded', 'failed')
+           AND (report ->> 'complete')::boolean AND accepted_at IS NULL
+        RETURNING *
+        """,
+        (job_id,),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
 
 
 def settle_abandoned(conn: psycopg.Connection, stale_after_s: int,
@@ -350,9 +371,10 @@ def prune(conn: psycopg.Connection, older_than_days: float, limit: int = 500) ->
     and per dealership the jobs something still reads: its last run of each kind (`dealers
     list`, `jobs list`), its last success (the dealer UI's last run) and last success or
     partial run (the scheduler's failure streak), and its latest healthy runs of each kind
-    (the delisting gate's baseline). Vehicles and vehicle_events are never touched: an
-    event's job_id stays as the id of the run that made it (ids are never reused, no reader
-    joins events to jobs, and rewriting the price history would cost a write per event)."""
+    and the runs an operator accepted (the delisting gate's baseline). Vehicles and
+    vehicle_events are never touched: an event's job_id stays as the id of the run that
+    made it (ids are never reused, no reader joins events to jobs, and rewriting the price
+    history would cost a write per event)."""
     row = conn.execute(
         """
         WITH doomed AS (
@@ -360,6 +382,7 @@ def prune(conn: psycopg.Connection, older_than_days: float, limit: int = 500) ->
              WHERE j.finished_at < now() - make_interval(secs => %(s)s)
                AND j.state NOT IN ('queued', 'running')
                AND NOT (j.state = 'dead' AND j.dlq_cleared_at IS NULL)
+               AND j.accepted_at IS NULL
                AND j.id <> (SELECT max(k.id) FROM jobs k
                              WHERE k.dealership_id = j.dealership_id AND k.kind = j.kind
                                AND k.state NOT IN ('queued', 'running'))

@@ -71,3 +71,53 @@ def test_quality_errors_are_one_line(db, capsys):
     dealers_db.create(db, slug="fresh", name="Fresh", website_url="https://f.test/")
     assert main(["quality", "fresh"]) == 1
     assert "no finished run" in capsys.readouterr().err
+
+
+def _active(db, dealer_id: int) -> int:
+    return db.execute("SELECT count(*) AS n FROM vehicles WHERE dealership_id = %s"
+                      " AND status = 'active'", (dealer_id,)).fetchone()["n"]
+
+
+def test_accepting_a_real_drop_makes_it_the_baseline_and_removals_resume(db, capsys):
+    """A dealer really sells 20 of its 50 cars: every run is degraded (30 against a usual
+    50) and removes nothing, for ever, until an operator accepts the new level."""
+    dealer = dealers_db.create(db, slug="honda-town", name="Honda Town",
+                               website_url="https://honda.test/")
+    baseline(db, dealer.id, runs=3)
+    smaller = [item(r) for r in HONDAS[:30]]
+    for _ in range(2):
+        stuck = run(db, dealer.id, smaller)
+        assert stuck["verdict"] == "degraded" and stuck["removed"] == 0
+    assert _active(db, dealer.id) == 50
+    assert main(["quality", "accept", "honda-town"]) == 0
+    out = capsys.readouterr().out
+    assert f"job {stuck['job_id']} accepted as the new baseline" in out and "30" in out
+    assert main(["quality", "honda-town"]) == 0
+    assert "as the gate's baseline" in capsys.readouterr().out
+    after = run(db, dealer.id, smaller)
+    assert after["verdict"] == "healthy" and after["state"] == "succeeded", after["reasons"]
+    assert after["baseline_count"] == 30 and after["removed"] == 20
+    assert _active(db, dealer.id) == 30
+    # a further drop is judged against the new level, not waved through
+    again = run(db, dealer.id, smaller[:10])
+    assert again["verdict"] == "degraded" and again["removed"] == 0
+
+
+def test_only_a_complete_unhealthy_run_can_be_accepted(db, capsys):
+    dealer = dealers_db.create(db, slug="honda-town", name="Honda Town",
+                               website_url="https://honda.test/")
+    baseline(db, dealer.id)
+    assert main(["quality", "accept", "honda-town"]) == 1
+    err = capsys.readouterr().err
+    assert "not a complete run the gate judged degraded or failed" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+    cut = run(db, dealer.id, [item(r) for r in HONDAS[:30]], complete=False)
+    assert main(["quality", "accept", "honda-town", "--job", str(cut["job_id"])]) == 1
+    assert "not a complete run" in capsys.readouterr().err
+    assert main(["quality", "accept"]) == 1
+    assert "accept needs a dealership" in capsys.readouterr().err
+    drop = run(db, dealer.id, [item(r) for r in HONDAS[:30]])
+    assert main(["quality", "accept", "honda-town", "--job", str(drop["job_id"])]) == 0
+    capsys.readouterr()
+    assert main(["quality", "accept", "honda-town", "--job", str(drop["job_id"])]) == 1
+    assert "already" in capsys.readouterr().err
