@@ -216,6 +216,23 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
     report = gate.evaluate(dict(run.counters), complete=complete, problems=all_problems,
                            history_counts=history, limits=limits,
                            history=[j.counters for j in baseline])
+    settled_at_new_level = False
+    if report["count_only"]:
+        # degraded by its count alone: has the count settled at a new level (a lot that
+        # really shrank) over the last few complete runs? Then judge it against them.
+        earlier = jobs_db.latest_reports(run.conn, run.dealership_id, run.kind, run.job_id,
+                                         int(limits.get("settle_after_runs", 0)))
+        counts = gate.settled_count(report, earlier, limits)
+        if counts is not None:
+            again = gate.evaluate(dict(run.counters), complete=complete,
+                                  problems=all_problems, history_counts=counts,
+                                  limits=limits, history=[j.counters for j in baseline])
+            if again["verdict"] == "healthy":
+                again["settled"] = (f"the count settled at a new level: {len(counts)} runs "
+                                    f"in a row ({', '.join(map(str, counts))}) were below "
+                                    f"a usual {report['baseline_count']:g}; judged against "
+                                    "them, and the new baseline from now on")
+                report, settled_at_new_level = again, True
     refresh_statistics(run)
     settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
                                      remove_unseen=report["may_remove"],
@@ -226,6 +243,8 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
         # another attempt of this job runs now and will settle it: leave the job alone
         report.update(state=SUPERSEDED, may_remove=False, counters=dict(run.counters))
         return report
+    if settled_at_new_level:
+        jobs_db.mark_accepted(run.conn, run.job_id)
     report["cross_dealer_updated"] = quality.settle_duplicates(run.conn, run.dealership_id,
                                                                run.job_id, run.quality)
     if any(p.startswith("blocked") for p in all_problems):

@@ -14,6 +14,11 @@ baseline, and each may make the verdict worse, never better:
 - completeness and the run's own problems (a blocked or missing listing page fails it; a
   `warning:` is reported and changes nothing).
 Thresholds come from DEFAULTS, overridden per dealer by `dealership.settings["gate"]`.
+
+A lot that really shrinks must not be held degraded for ever (its baseline being healthy
+runs only): `settle_after_runs` complete runs in a row degraded by their count alone mean the
+count has settled, and the caller (pipelines.run.close) judges the last against their own
+counts; see settled_count.
 """
 
 from __future__ import annotations
@@ -41,6 +46,11 @@ DEFAULTS: dict[str, float] = {
     # ... and that share of their vehicles must have gone through the stages (a feed's
     # unchanged rows skip them: coverage of a few changed rows says little)
     "min_coverage_share": 0.5,
+    # complete runs in a row degraded by their count alone after which the count has
+    # settled at a new level: the last of them is judged against their own median, and
+    # if that is healthy it becomes the baseline (a lot that really shrank; 0: never, an
+    # operator accepts with `forecourt quality accept`)
+    "settle_after_runs": 3,
     # share of pages that raised errors / were blocked above which a run is degraded / failed
     "max_error_rate": 0.1,
     "fail_error_rate": 0.5,
@@ -173,7 +183,13 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
     pages = counters.get("pages", 0)
     check_problems(worse, problems, complete)
     baseline = statistics.median(history_counts) if history_counts else None
-    check_count(worse, valid, items, baseline, limits)
+    by_count: list[str] = []
+
+    def worse_by_count(level: str, reason: str) -> None:
+        by_count.append(reason)
+        worse(level, reason)
+
+    check_count(worse_by_count, valid, items, baseline, limits)
     reject_rate = check_rate(worse, "reject rate", rejected, items,
                              limits["max_reject_rate"], limits["fail_reject_rate"])
     errors = counters.get("errors") or sum(int(m.group(1)) for p in problems
@@ -202,4 +218,22 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
         "coverage": now,
         "usual_coverage": {k: round(v, 4) for k, v in usual.items()},
         "may_remove": verdict == "healthy" and complete,
+        # degraded by the count check and nothing else (see settle_after_runs)
+        "count_only": verdict == "degraded" and complete and bool(by_count)
+                      and len(by_count) == len(reasons),
     }
+
+
+def settled_count(report: dict[str, Any], earlier: list[dict[str, Any]],
+                  limits: dict[str, float]) -> list[int] | None:
+    """The counts to judge a run's count against instead of its baseline when its count
+    has settled at a new level: the run was degraded by its count alone, and so were the
+    `settle_after_runs - 1` complete runs just before it (`earlier`: their reports, newest
+    first; their counts in report["valid"]). None when it has not settled."""
+    n = int(limits.get("settle_after_runs", 0))
+    if n < 1 or not report.get("count_only"):
+        return None
+    streak = earlier[:n - 1]
+    if len(streak) < n - 1 or not all(r.get("count_only") for r in streak):
+        return None
+    return [int(report["valid"]), *(int(r.get("valid", 0)) for r in streak)]

@@ -137,6 +137,28 @@ def recent_healthy(conn: psycopg.Connection, dealership_id: int, kind: str,
     return [Job.model_validate(r) for r in rows]
 
 
+def latest_reports(conn: psycopg.Connection, dealership_id: int, kind: str, exclude_job: int,
+                   limit: int) -> list[dict[str, Any]]:
+    """The reports of the dealership's latest finished runs of this kind, newest first,
+    leaving out feed runs that found their feed unchanged (they judged nothing)."""
+    rows = conn.execute(
+        """
+        SELECT coalesce(report, '{}'::jsonb) AS report FROM jobs
+         WHERE dealership_id = %s AND kind = %s AND id <> %s AND finished_at IS NOT NULL
+           AND NOT coalesce((report ->> 'unchanged_feed')::boolean, false)
+         ORDER BY id DESC LIMIT %s
+        """,
+        (dealership_id, kind, exclude_job, limit),
+    ).fetchall()
+    return [r["report"] for r in rows]
+
+
+def mark_accepted(conn: psycopg.Connection, job_id: int) -> None:
+    """Make a run the gate's new baseline (see recent_healthy), as the gate itself does for
+    a run whose count has settled at a new level."""
+    conn.execute("UPDATE jobs SET accepted_at = now() WHERE id = %s", (job_id,))
+
+
 def accept(conn: psycopg.Connection, job_id: int) -> Job | None:
     """Accept a finished, complete run the gate judged degraded or failed as its
     dealership's new baseline (recent_healthy starts from it); None if it is not such a

@@ -142,3 +142,36 @@ def _events_by_day(db, day_of: list[str]) -> list[tuple[str, str, str, str]]:
           FROM vehicle_events e JOIN dealerships d ON d.id = e.dealership_id
         """).fetchall()
     return [(day_of[r["job_number"] - 1], r["name"], r["kind"], r["vin"]) for r in rows]
+
+
+def test_a_lot_that_really_shrinks_settles_at_its_new_level_and_removes_again(db, tmp_path):
+    """Found by review (real data, Toyota of Seattle): its lot falls from 26 cars to 18, 13,
+    then 8-11 for ten days. Each run was judged against the median of the last healthy runs,
+    a degraded run never became one, so the usual stayed 18 and every run from 03-22 on was
+    degraded: 17 active vehicles on 03-31 where the dealer listed 9. Now three complete runs
+    in a row degraded by their count alone settle the count at its new level."""
+    name = "Toyota of Seattle"
+    d = dealers_db.create(db, slug=slug(name), name=name)
+    runs = []
+    for day, records in days():
+        rows = [r for r in records if r["dealer_name"] == name]
+        assert rows, day  # Seattle is in every snapshot
+        path = tmp_path / f"seattle-{day}.json"
+        path.write_text(json.dumps(rows))
+        job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
+        jobs_db.start(db, job.id, "test")
+        runs.append((day, feed.run_job(db, job.id, path), rows))
+    day, last, rows = runs[-1]
+    listed = {r["vin"].upper() for r in rows if r["vin"]}
+    active = {r["vin"] for r in db.execute(
+        "SELECT vin FROM vehicles WHERE dealership_id = %s AND status = 'active'", (d.id,))}
+    assert active == listed, f"{len(active - listed)} sold vehicles still active on {day}"
+    settled = [(day, job) for day, job, _ in runs if job.report.get("settled")]
+    assert settled, "no run settled the count at a new level"
+    first_day, first = settled[0]
+    assert first.verdict == "healthy" and first.state == "succeeded" and first.accepted_at
+    assert "3 runs in a row" in first.report["settled"]
+    # the two runs before it were held back, as a single low day still is
+    before = [job for day, job, _ in runs if day < first_day][-2:]
+    assert all(j.verdict == "degraded" and j.report["count_only"] for j in before)
+    assert all(j.counters.get("removed", 0) == 0 for j in before)

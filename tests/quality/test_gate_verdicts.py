@@ -107,3 +107,28 @@ def test_a_small_dealer_is_judged_by_ratio_below_the_fail_line_and_by_drop_above
     usual_ten = [counters(valid=10) for _ in range(3)]
     # a drop of exactly min_count_drop (5) below min_count_ratio is judged
     assert judge(counters(valid=5), history=usual_ten)["verdict"] == "degraded"
+
+
+def test_a_count_settles_after_enough_complete_runs_degraded_by_their_count_alone():
+    limits = {**gate.DEFAULTS, "settle_after_runs": 3}
+    low = {"count_only": True, "valid": 12}
+    now = {"count_only": True, "valid": 11}
+    assert gate.settled_count(now, [low, {**low, "valid": 13}], limits) == [11, 12, 13]
+    assert gate.settled_count(now, [low], limits) is None  # not long enough yet
+    assert gate.settled_count(now, [low, {"valid": 13}], limits) is None  # broken streak
+    assert gate.settled_count({**now, "count_only": False}, [low, low], limits) is None
+    assert gate.settled_count(now, [low, low], {**limits, "settle_after_runs": 0}) is None
+
+
+def test_count_only_is_set_only_when_the_count_alone_degrades_a_complete_run():
+    counters = {"items": 30, "valid": 30}
+    alone = gate.evaluate(counters, complete=True, problems=[], history_counts=[50, 50])
+    assert alone["verdict"] == "degraded" and alone["count_only"]
+    also = gate.evaluate(counters, complete=True, problems=["something odd"],
+                         history_counts=[50, 50])
+    assert also["verdict"] == "degraded" and not also["count_only"]
+    cut = gate.evaluate(counters, complete=False, problems=[], history_counts=[50, 50])
+    assert not cut["count_only"]
+    low = gate.evaluate({"items": 5, "valid": 5}, complete=True, problems=[],
+                        history_counts=[50, 50])
+    assert low["verdict"] == "failed" and not low["count_only"]  # never settles by itself
