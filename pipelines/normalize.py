@@ -65,7 +65,10 @@ def vin(value: Any) -> str:
     return _VIN_SEPARATORS.sub("", s).upper()
 
 
-_NUMBER = re.compile(r"-?\d[\d,. ]*")
+# Thousands may be separated by a space, a no-break space (U+00A0), a narrow no-break space
+# (U+202F, as CLDR writes French and Swedish numbers) or a thin space (U+2009).
+_NUMBER = re.compile("-?\\d[\\d,. \u00a0\u202f\u2009]*")
+_GROUP_SPACES = str.maketrans("", "", " \u00a0\u202f\u2009")
 _THOUSANDS_DOT = re.compile(r"\.\d{3}$")
 _DIGIT = re.compile(r"\d")
 _KM = re.compile(r"\b(km|kmt|kms|kilomet)")
@@ -88,7 +91,7 @@ def number(value: Any) -> Decimal | None:
     m = _NUMBER.search(str(value))
     if not m:
         return None
-    raw = m.group(0).strip().replace(" ", "")
+    raw = m.group(0).translate(_GROUP_SPACES)
     if "," in raw and "." in raw:
         # whichever separator comes last is the decimal point
         if raw.rfind(",") > raw.rfind("."):
@@ -208,8 +211,9 @@ def mileage(value: Any, unit: Any = None) -> int | None:
 
 _CONDITIONS = [
     (re.compile(r"certified|\bcpo\b", re.I), "certified"),
-    (re.compile(r"\bnew\b|newcondition|brand new", re.I), "new"),
+    # used before new: "Used - Like New" is a used car
     (re.compile(r"used|pre-?owned|usedcondition|second.?hand|demo|refurbished", re.I), "used"),
+    (re.compile(r"\bnew\b|newcondition|brand new", re.I), "new"),
 ]
 
 

@@ -47,9 +47,59 @@ def test_mileage_in_miles_whatever_the_unit(raw, unit, miles):
     assert n.mileage(raw, unit) == miles
 
 
+def bytbil_listings() -> list[dict]:
+    """Each listing's title, year, mileage and price text as the parsed page carries it
+    (fixtures/real/sweden/bytbil_se__volvo_xc60.html, Bytbil.com)."""
+    import lxml.html
+
+    doc = lxml.html.fromstring((REAL / "sweden" / "bytbil_se__volvo_xc60.html").read_bytes())
+    out = []
+    for li in doc.cssselect("li.result-list-item"):
+        title = li.cssselect("h3 a")[0].text_content().strip()
+        facts = li.cssselect("div.uk-width-medium-3-4 p.uk-text-truncate")[0].text_content()
+        year, mileage, _place = (p.strip() for p in facts.split("|"))
+        price = li.cssselect(".car-price-main")[0].text_content().strip()
+        out.append({"title": title, "year": year, "mileage": mileage, "price": price})
+    return out
+
+
+def test_bytbil_separates_thousands_with_no_break_spaces():
+    first = bytbil_listings()[0]
+    assert first["price"] == "489\xa0900 kr" and first["mileage"] == "4\xa0466 mil"
+
+
+@pytest.mark.parametrize("index, price, mileage_mil", [
+    (0, Decimal("489900.00"), 4466),   # Volvo XC60 T6 Core Special Edition, 2025
+    (1, Decimal("499900.00"), 7093),   # Volvo XC60 Recharge T6 Plus Dark, 2024
+    (2, Decimal("184900.00"), 14391),  # Volvo XC60 D4 aut Ocean Race, 2015
+])
+def test_no_break_space_thousands_keep_the_whole_price_and_mileage(index, price, mileage_mil):
+    row = bytbil_listings()[index]
+    assert n.price(row["price"]) == (price, None)
+    # 1 Swedish mil = 10 km; stored in miles
+    expected_miles = int((Decimal(mileage_mil) * 10 / n.KM_PER_MILE).to_integral_value())
+    assert n.mileage(row["mileage"]) == expected_miles
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("489\u202f900 kr", Decimal("489900.00")),  # narrow no-break space (CLDR fr, sv)
+    ("489\u2009900 kr", Decimal("489900.00")),  # thin space
+    ("1\xa0059\xa0900\xa0kr", Decimal("1059900.00")),
+    ("24\u202f995,50\xa0€", Decimal("24995.50")),
+])
+def test_price_with_unicode_space_separators(raw, expected):
+    assert n.price(raw) == (expected, None)
+
+
+def test_mileage_with_unicode_space_separators_and_unit():
+    assert n.mileage("20\u202f000\xa0km") == n.mileage("20 000 km") == 12427
+    assert n.mileage("4\u2009466\u202fmil") == n.mileage("4 466 mil") == 27750
+
+
 @pytest.mark.parametrize("raw, expected", [
     ("New", "new"), ("NEW", "new"), ("https://schema.org/NewCondition", "new"),
     ("Used", "used"), ("Pre-Owned", "used"), ("pre-owned", "used"),
+    ("Used - Like New", "used"), ("Pre-Owned, like new", "used"),
     ("Certified Pre-Owned", "certified"), ("CPO", "certified"), ("certified", "certified"),
     ("https://schema.org/UsedCondition", "used"), ("", None), ("banana", None),
 ])
