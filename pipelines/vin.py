@@ -2,7 +2,8 @@
 
 The decode (make, model, year, body, placeholder verdict) is stored as `vin_decoded`; each
 failed check becomes a quality flag (see quality/vin_checks.py). A missing make is filled
-from the VIN. Placeholders are kept and flagged, never rejected.
+from the VIN, and a missing model too unless the stated make disagrees with the VIN's.
+Placeholders are kept and flagged, never rejected.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def check(vehicle: Vehicle) -> Vehicle:
     filler = decoded.placeholder and decoded.decoder is None
     if vehicle.make is None and decoded.make and not filler:
         updates["make"] = decoded.make
+    if vehicle.model is None and decoded.model and not filler \
+            and "vin_make_mismatch" not in flags:  # the VIN's model, of the car's make
+        updates["model"] = decoded.model
     return updated(vehicle, updates)
 
 

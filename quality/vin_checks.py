@@ -32,6 +32,8 @@ _GROUPS = {
     "volkswagen": {"volkswagen", "audi", "seat", "skoda"},
     "opelvauxhall": {"opel", "vauxhall"},
 }
+# Sub-brands a dealer may state where vPIC names the parent make (exact decoders too).
+_SUB_BRANDS = {"mercedesbenz": {"mercedesamg", "amg", "mercedesmaybach"}}
 _BODY_FAMILIES = [
     ("pickup", re.compile(r"pickup|pick-up|truck|crew ?cab|sport utility truck", re.I)),
     ("van", re.compile(r"\bvan\b|minivan|cargo", re.I)),
@@ -63,9 +65,23 @@ def same_make(stated: str, decoded: str, exact: bool = True) -> bool:
     a, b = key(stated), key(decoded)
     if not a or not b:
         return True
-    if a == b or a in b or b in a:
+    if a == b or a in b or b in a or a in _SUB_BRANDS.get(b, ()):
         return True
     return not exact and a in _GROUPS.get(b, set())
+
+
+@lru_cache(maxsize=8192)
+def model_names_make(stated: str, model: str | None) -> bool:
+    """Whether the decoded model's name holds the stated make as whole words: vPIC names
+    Toyota's Scions "Scion xD" (make Toyota), and Dodge's older Rams "Ram Van"."""
+    a = key(stated)
+    words = [w for w in (key(w) for w in re.split(r"[\s/]+", model or "")) if w]
+    return bool(a) and any("".join(words[i:j]) == a for i in range(len(words))
+                           for j in range(i + 1, len(words) + 1))
+
+
+def make_agrees(stated: str, decoded: str, exact: bool, model: str | None) -> bool:
+    return same_make(stated, decoded, exact) or model_names_make(stated, model)
 
 
 @lru_cache(maxsize=16384)
@@ -126,7 +142,7 @@ def checks(d: VinDecode, *, make: str | None = None, year: int | None = None,
         add("make", "skip", "the VIN names no make" if not filler else "placeholder")
     elif not make:
         add("make", "skip", f"VIN says {d.make}; the source states none")
-    elif same_make(make, d.make, exact):
+    elif make_agrees(make, d.make, exact, d.model):
         add("make", "ok", f"{make} (VIN: {d.make}, {d.decoder})")
     else:
         add("make", "fail", f"source says {make}, VIN says {d.make} ({d.decoder})",
@@ -190,7 +206,8 @@ def fast_flags(d: VinDecode, *, make: str | None = None, year: int | None = None
 def _stated_flags(vin_make, decoder, years, vin_model, vin_body, make, year, model, body
                   ) -> tuple[str, ...]:
     out = []
-    if vin_make and make and not same_make(make, vin_make, decoder in ("vpic", "vpic-wmi")):
+    if vin_make and make and not make_agrees(make, vin_make, decoder in ("vpic", "vpic-wmi"),
+                                              vin_model):
         out.append("vin_make_mismatch")
     if years and year is not None and year not in years:
         out.append("vin_year_mismatch")

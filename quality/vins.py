@@ -125,9 +125,12 @@ def normalize(raw: Any) -> tuple[str, str | None]:
     """(VIN, raw value if corrected): upper case without spaces or separators.
 
     I, O and Q never appear in a VIN. When the VIN only reads as a real one with 1, 0 and 0
-    in their place (its check digit proves it), the typo is fixed; a pre-production
-    placeholder (check digit computed with I=9, Q=8) or an unverifiable string is left as
-    it is and flagged later.
+    in their place (its check digit proves it), the typo is fixed, wherever the car was
+    built: outside North America the check digit is optional, but every car sold in the US
+    carries one. A pre-production placeholder (check digit computed with I=9, Q=8) or an
+    unverifiable string is left as it is and flagged later. (Where the check digit is not
+    used, a wrong reading passes by chance one time in 11; the letter is a typo either way,
+    and 1 or 0 is what it nearly always stands for.)
     """
     vin = _SEPARATORS.sub("", str(raw or "")).upper()
     if len(vin) != 17 or not re.search(r"[IOQ]", vin):
@@ -135,7 +138,7 @@ def normalize(raw: Any) -> tuple[str, str | None]:
     if _check_digit(vin, _PLACEHOLDER_VALUES) == vin[8]:
         return vin, None
     fixed = vin.translate(str.maketrans("IOQ", "100"))
-    if check_digit_required(fixed) and check_digit_ok(fixed) and not syntax_errors(fixed):
+    if check_digit_ok(fixed) and not syntax_errors(fixed):
         return fixed, vin
     return vin, None
 
@@ -214,11 +217,26 @@ def _vininfo_uncached(vin: str) -> dict[str, Any]:
 
     try:
         info = Vin(vin)
-        maker = info.manufacturer
-        return {"make": None if maker == "UnsupportedBrand" else maker,
+        return {"make": _vininfo_make(info.manufacturer, info.brand.title),
                 "country": info.country, "years": list(info.years or [])}
     except Exception:  # vininfo raises its own ValidationError (or worse) on bad input
         return {}
+
+
+def _vininfo_make(label: str | None, brand: str | None) -> str | None:
+    """The make from vininfo's label for the WMI and the brand it tells from the VIN.
+
+    The label is sometimes the company that assembles the car (Dafra for the Bajaj it builds
+    in Brazil, AvtoVAZ for Lada): then the brand is the make. A label that names the brand
+    (Renault Dacia, Opel/Vauxhall) or is a make itself (Infiniti on Nissan's rules) is kept.
+    """
+    label = None if label == "UnsupportedBrand" else label
+    if not brand or brand == "UnsupportedBrand" or not label:
+        return label
+    squash = lambda s: _NOT_ALNUM.sub("", s.upper())  # noqa: E731
+    if squash(brand) in squash(label) or vpic.is_make(label):
+        return label
+    return brand
 
 
 def clear_caches() -> None:

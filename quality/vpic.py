@@ -105,6 +105,17 @@ def _names() -> dict[str, dict[int, str]]:
     return names
 
 
+@lru_cache(maxsize=1)
+def _make_names() -> frozenset[str]:
+    return frozenset(name.lower() for name in _names()["make"].values())
+
+
+def is_make(name: str) -> bool:
+    """Whether vPIC lists this name (any case) as a make."""
+    with _LOCK:
+        return name.lower() in _make_names()
+
+
 @lru_cache(maxsize=4096)
 def wmi(code: str) -> Wmi | None:
     """Load a WMI once: its facts and every pattern, compiled. None if vPIC does not know it."""
@@ -210,11 +221,24 @@ def match(info: Wmi, desc: str, year: int | None) -> dict[str, str]:
         if year is not None and not p.from_year <= year <= p.to_year:
             continue
         if _compile(p.vds).match(desc):
-            for k, v in p.values:
-                out.setdefault(k, v)
+            merge(out, p)
             if len(out) == 6:
                 break
     return out
+
+
+def merge(out: dict[str, str], p: Pattern) -> None:
+    """Add what one matching pattern names to what better patterns named before it.
+
+    The first pattern to name a model also names the make: its make is the model's, while a
+    broader pattern (a body class over several brands' VINs) may carry the WMI's usual one
+    (5N1AL0MM8DC306971: 'AL.M' says Nissan, 'AL0' says Infiniti JX35)."""
+    names_model = "model" not in out and any(k == "model" for k, _ in p.values)
+    for k, v in p.values:
+        if names_model and k == "make":
+            out[k] = v
+        else:
+            out.setdefault(k, v)
 
 
 def has_patterns(info: Wmi, year: int) -> bool:
@@ -236,6 +260,7 @@ def decode_key(key: str, years: tuple[int, ...]) -> dict[str, Any] | None:
     desc = key[code_len:]
     found: dict[str, str] = {}
     model_year = years[0] if years else None
+    extrapolated = False
     for year in years:
         found = match(info, desc, year)
         if found:
@@ -243,9 +268,11 @@ def decode_key(key: str, years: tuple[int, ...]) -> dict[str, Any] | None:
             break
     if not found and years:
         # No pattern for this year yet (a model newer than the data): the latest patterns
-        # still tell make and often model, but the year stays the VIN's own.
+        # still tell make and often model, but the year stays the VIN's own. Not a match
+        # for this year: the model is told, not checked against what a source states.
         latest = match(info, desc, None)
-        found = {k: v for k, v in latest.items() if k == "make"}
+        extrapolated = True
+        found = {k: v for k, v in latest.items() if k in ("make", "model")}
     make = found.get("make") or info.make or (
         next(iter(info.pattern_makes)) if len(info.pattern_makes) == 1 else None)
     return {
@@ -254,11 +281,12 @@ def decode_key(key: str, years: tuple[int, ...]) -> dict[str, Any] | None:
         "electrification_level": found.get("electrification_level"),
         "manufacturer": info.manufacturer, "country": info.country,
         "vehicle_type": info.vehicle_type, "model_year": model_year,
-        "matched": bool(found.get("model") or found.get("body_class")),
+        "matched": not extrapolated and bool(found.get("model") or found.get("body_class")),
     }
 
 
 def clear_cache() -> None:
     """Forget decoded patterns and loaded WMIs (benchmarks measure cold decoding)."""
-    for cached in (decode_key, wmi, _index, _admits, _compile, _positions, _names):
+    for cached in (decode_key, wmi, _index, _admits, _compile, _positions, _names,
+                   _make_names):
         cached.cache_clear()

@@ -1,4 +1,5 @@
-"""The VIN stage: decode, flags from every check, a missing make filled from the VIN."""
+"""The VIN stage: decode, flags from every check, a missing make and model filled from
+the VIN."""
 
 from __future__ import annotations
 
@@ -25,6 +26,20 @@ def test_hyundai_stated_for_a_genesis_vin_is_a_make_mismatch():
 def test_missing_make_is_filled_from_the_vin():
     v = vin_stage.check(vehicle("1C4HJXDG2NW150034", year=2022, model="Wrangler"))
     assert v.make == "Jeep" and v.quality_flags == []
+
+
+def test_missing_model_is_filled_from_the_vin():
+    # a real 2026 RAV4 from the snapshots: vPIC's latest patterns name the model
+    v = vin_stage.check(vehicle("2T36CRAV0TC007127", year=2026))
+    assert (v.make, v.model, v.quality_flags) == ("Toyota", "RAV4", [])
+    assert v.vin_decoded["decoder"] == "vpic-wmi"  # told, not checked against the source
+    stated = vin_stage.check(vehicle("KMTGA4SCDRU227656", make="Genesis", model="G80 2.5T"))
+    assert stated.model == "G80 2.5T"
+
+
+def test_model_is_not_filled_when_the_stated_make_disagrees_with_the_vin():
+    v = vin_stage.check(vehicle("KMTGA4SCDRU227656", make="Hyundai", year=2024))
+    assert v.model is None and v.quality_flags == ["vin_make_mismatch"]
 
 
 def test_placeholder_is_kept_flagged_and_still_decoded():

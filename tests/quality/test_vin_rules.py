@@ -31,7 +31,9 @@ def test_vininfo_test_vins_decode_as_vininfo_specifies(case):
     d = vins.decode(case["vin"])
     expected = case["expected"]
     assert not d.errors
-    if expected.get("manufacturer") and expected["manufacturer"] != "UnsupportedBrand":
+    if expected.get("brand"):  # "Bajaj (Bajaj)", "Lada (AvtoVAZ)": the brand, then its maker
+        assert vin_checks.same_make(expected["brand"].split(" (")[0], d.make or ""), d
+    elif expected.get("manufacturer") and expected["manufacturer"] != "UnsupportedBrand":
         assert vin_checks.same_make(expected["manufacturer"], d.make or ""), d
     if expected.get("manufacturer") == "UnsupportedBrand":
         assert d.make is None and d.country is None
@@ -100,6 +102,30 @@ def test_normalize_fixes_case_separators_and_proven_typos(raw, vin):
     assert d.make == "Ford" and d.model_year == 1988
 
 
+@pytest.mark.parametrize("real", [
+    "JH4DC4340RS003205",  # 1994 Acura Integra RS, built in Japan
+    "KNAE55LC7J6018811",  # 2018 Kia Stinger GT2, built in Korea
+    "WAUFFGFF8F1068897",  # 2015 Audi S3, built in Germany
+])
+def test_o_for_zero_typo_in_an_imported_cars_vin_is_fixed_by_its_check_digit(real):
+    """Real VINs (fixtures/real/vins-vpic) of cars sold in the US but built elsewhere: the
+    check digit is optional outside North America, yet theirs is valid and proves the fix."""
+    assert vins.check_digit_ok(real) and not vins.check_digit_required(real)
+    typo = real[:11] + real[11:].replace("0", "O", 1)
+    d = vins.decode(typo)
+    assert d.vin == real and d.corrected_from == typo and not d.placeholder
+    i_for_one = vins.decode(real.replace("1", "I", 1))
+    assert i_for_one.vin == real and not i_for_one.errors
+
+
+def test_an_imported_vin_whose_typo_the_check_digit_does_not_prove_stays():
+    real = "WAUFFGFF8F1068897"
+    wrong = real[:8] + "5" + real[9:]  # any other check digit
+    typo = wrong[:11] + "O" + wrong[12:]
+    assert vins.normalize(typo) == (typo, None)
+    assert vins.decode(typo).placeholder
+
+
 def test_unprovable_i_o_q_stays_and_is_flagged():
     d = vins.decode("1FMCU14T4JU4O2O61")  # check digit fails either way
     assert d.vin == "1FMCU14T4JU4O2O61" and d.errors
@@ -132,6 +158,42 @@ def test_filler_and_counting_placeholders():
     assert vins.decode("1XXXXXXXXXXXXXXXX").placeholder_reason == "filler characters"
     assert vins.decode("JSA12345678901234").placeholder
     assert not vins.decode("W0LPC6DB3CC123456").placeholder  # six in a row can be real
+
+
+def test_infiniti_on_nissans_wmi_is_no_make_mismatch():
+    """5N1AL0MM8DC306971 is a real 2013 Infiniti JX35 (vPIC) built under Nissan's WMI 5N1."""
+    d = vins.decode("5N1AL0MM8DC306971")
+    assert (d.make, d.model, d.decoder) == ("Infiniti", "JX35", "vpic")
+    assert vin_checks.fast_flags(d, make="INFINITI", year=2013, model="JX35") == []
+    assert vin_checks.fast_flags(d, make="Nissan", year=2013) == ["vin_make_mismatch"]
+
+
+@pytest.mark.parametrize("vin, stated, model", [
+    ("JTKKU4B40C1028652", "Scion", "xD"),  # real 2012 Scion xD; vPIC: Toyota "Scion xD"
+    ("JTKKU4B40C1028652", "SCION", None),
+    ("WDDYJ7JA0KA000001", "Mercedes-AMG", "AMG GT"),  # AMG: vPIC names Mercedes-Benz
+])
+def test_a_brand_vpic_files_under_its_parent_is_no_make_mismatch(vin, stated, model):
+    from pipelines import normalize
+
+    vin = vin[:8] + vins.check_digit(vin[:8] + "0" + vin[9:]) + vin[9:]
+    d = vins.decode(vin)
+    assert d.decoder in ("vpic", "vpic-wmi") and d.make in ("Toyota", "Mercedes-Benz")
+    flags = vin_checks.fast_flags(d, make=normalize.make(stated), model=model)
+    assert "vin_make_mismatch" not in flags
+    results = vin_checks.checks(d, make=normalize.make(stated), model=model)
+    assert vin_checks.flags(results) == flags
+
+
+def test_the_decoded_model_accepts_a_make_only_as_whole_words():
+    assert vin_checks.model_names_make("Scion", "Scion xD")
+    assert vin_checks.model_names_make("RAM", "Ram Van")  # Dodge's, in vPIC
+    assert vin_checks.model_names_make("Land Rover", "Land Rover Defender")
+    assert not vin_checks.model_names_make("Sci", "Scion xD")
+    assert not vin_checks.model_names_make("Lexus", "Scion xD")
+    assert not vin_checks.model_names_make("Scion", None)
+    d = vins.decode("JTKKU4B40C1028652")
+    assert vin_checks.fast_flags(d, make="Honda", year=2012) == ["vin_make_mismatch"]
 
 
 def test_make_comparison_is_forgiving_only_where_names_differ():
