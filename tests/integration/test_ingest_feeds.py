@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import sys
 import threading
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -554,3 +556,35 @@ def test_look_ups_are_read_ahead_for_a_staged_chunk_and_dropped_when_too_late(db
     finally:
         run_mod.close(run, complete=False)
     assert run.reader is None and run.writer is None
+
+
+def test_a_price_and_mileage_with_no_break_space_separators_are_stored_whole(db, tmp_path):
+    """Bytbil's real listing text ("489\xa0900 kr", "4\xa0466 mil") in a JSON feed row. (The
+    list shows no VIN: the row borrows a real one from fixtures/real/vins-vpic and states no
+    make or model to contradict it.)"""
+    from tests.pipelines.test_normalize import bytbil_listings
+
+    row = bytbil_listings()[0]
+    path = tmp_path / "bytbil.json"
+    path.write_text(json.dumps([{"vin": "WAUFFGFF8F1068897", "year": row["year"],
+                                 "price": row["price"], "currency": "SEK",
+                                 "mileage": row["mileage"], "condition": "used",
+                                 "description": row["title"]}], ensure_ascii=False))
+    ingest(db, dealer(db, "bytbil"), path)
+    stored = db.execute("SELECT price, mileage FROM vehicles").fetchone()
+    # 4,466 Swedish mil = 44,660 km = 27,750 miles
+    assert (stored["price"], stored["mileage"]) == (Decimal("489900.00"), 27750)
+
+
+def test_an_infiniti_on_nissans_wmi_is_stored_without_a_make_mismatch(db, tmp_path):
+    """A real 2013 Infiniti JX35 (fixtures/real/vins-vpic) as a dealer's feed states it."""
+    path = tmp_path / "infiniti.json"
+    path.write_text(json.dumps([{"vin": "5N1AL0MM8DC306971", "year": "2013",
+                                 "make": "INFINITI", "model": "JX35", "price": "$14,995",
+                                 "mileage": "98,112 mi", "condition": "Used - Like New"}]))
+    ingest(db, dealer(db, "infiniti"), path)
+    stored = db.execute("SELECT make, condition, quality_flags, vin_decoded"
+                        " FROM vehicles").fetchone()
+    assert (stored["make"], stored["condition"]) == ("INFINITI", "used")
+    assert "vin_make_mismatch" not in stored["quality_flags"]
+    assert stored["vin_decoded"]["make"] == "Infiniti"

@@ -175,3 +175,23 @@ def test_a_lot_that_really_shrinks_settles_at_its_new_level_and_removes_again(db
     before = [job for day, job, _ in runs if day < first_day][-2:]
     assert all(j.verdict == "degraded" and j.report["count_only"] for j in before)
     assert all(j.counters.get("removed", 0) == 0 for j in before)
+
+
+def test_snapshot_vehicles_are_stored_with_the_model_their_vins_name(db, tmp_path):
+    """The snapshot rows state no make or model (the scraper searched RAV4 only): both come
+    from the VIN, so the price-outlier rule (make+model+year) can run and no real VIN is
+    flagged missing_model."""
+    _, records = days()[-1]
+    rows = [r for r in records if r["dealer_name"] == "Toyota of Bellevue"]
+    assert rows and not any(r.get("model") or r.get("make") for r in rows)
+    path = tmp_path / "bellevue.json"
+    path.write_text(json.dumps(rows))
+    d = dealers_db.create(db, slug="toyota-of-bellevue", name="Toyota of Bellevue")
+    job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
+    jobs_db.start(db, job.id, "test")
+    feed.run_job(db, job.id, path)
+    stored = db.execute("SELECT make, model, quality_flags, vin_placeholder FROM vehicles"
+                        " WHERE NOT vin_placeholder").fetchall()
+    assert len(stored) >= 10
+    assert {(r["make"], r["model"]) for r in stored} == {("Toyota", "RAV4")}
+    assert not any("missing_model" in r["quality_flags"] for r in stored)
