@@ -571,9 +571,10 @@ def test_a_price_and_mileage_with_no_break_space_separators_are_stored_whole(db,
                                  "mileage": row["mileage"], "condition": "used",
                                  "description": row["title"]}], ensure_ascii=False))
     ingest(db, dealer(db, "bytbil"), path)
-    stored = db.execute("SELECT price, mileage FROM vehicles").fetchone()
+    stored = db.execute("SELECT price, currency, mileage FROM vehicles").fetchone()
     # 4,466 Swedish mil = 44,660 km = 27,750 miles
     assert (stored["price"], stored["mileage"]) == (Decimal("489900.00"), 27750)
+    assert stored["currency"] == "SEK"  # a currency column is mapped (it was stored USD)
 
 
 def test_an_infiniti_on_nissans_wmi_is_stored_without_a_make_mismatch(db, tmp_path):
