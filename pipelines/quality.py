@@ -170,7 +170,8 @@ def rescore(conn: psycopg.Connection, dealership_id: int | None = None, *,
             vehicles = batch(vehicles, context_for(conn, dealer_id, vehicles, state))
             for (vid, _), v in zip(pairs, vehicles, strict=True):
                 out.append((vid, v.vin_decoded, v.vin_placeholder, v.quality_flags,
-                            v.quality_score, RULES_VERSION, store.content_hash(v)))
+                            v.quality_score, RULES_VERSION, store.content_hash(v), v.make,
+                            v.model))
         seen += len(rows)
         changed += quality_db.write_rescored(conn, out)
         if on_batch is not None:

@@ -214,9 +214,11 @@ def vehicles_to_rescore(conn: psycopg.Connection, dealership_id: int | None,
 
 
 def write_rescored(conn: psycopg.Connection,
-                   rows: Sequence[tuple[int, Any, bool, list[str], int, int, str]]) -> int:
-    """Write (id, vin_decoded, vin_placeholder, flags, score, rules_version, content_hash);
-    returns how many vehicles actually changed."""
+                   rows: Sequence[tuple[int, Any, bool, list[str], int, int, str, str | None,
+                                        str | None]]) -> int:
+    """Write (id, vin_decoded, vin_placeholder, flags, score, rules_version, content_hash,
+    make, model) (make and model as the VIN stage left them: filled from the VIN when the
+    vehicle had none); returns how many vehicles actually changed."""
     if not rows:
         return 0
     from psycopg.types.json import Jsonb
@@ -225,9 +227,11 @@ def write_rescored(conn: psycopg.Connection,
         cur.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_rescore (
                            id bigint, vin_decoded jsonb, vin_placeholder boolean,
                            quality_flags text[], quality_score smallint,
-                           rules_version smallint, content_hash text) ON COMMIT DELETE ROWS""")
+                           rules_version smallint, content_hash text, make text,
+                           model text) ON COMMIT DELETE ROWS""")
         with cur.copy("COPY stage_rescore FROM STDIN (FORMAT BINARY)") as cp:
-            cp.set_types(["int8", "jsonb", "bool", "text[]", "int2", "int2", "text"])
+            cp.set_types(["int8", "jsonb", "bool", "text[]", "int2", "int2", "text", "text",
+                          "text"])
             for r in rows:
                 cp.write_row((r[0], Jsonb(r[1]) if r[1] is not None else None, *r[2:]))
         cur.execute(
@@ -236,12 +240,14 @@ def write_rescored(conn: psycopg.Connection,
                SET vin_decoded = s.vin_decoded, vin_placeholder = s.vin_placeholder,
                    quality_flags = s.quality_flags, quality_score = s.quality_score,
                    rules_version = s.rules_version, content_hash = s.content_hash,
-                   updated_at = now()
+                   make = s.make, model = s.model, updated_at = now()
               FROM stage_rescore s
              WHERE v.id = s.id
-               AND (v.quality_flags, v.quality_score, v.rules_version, v.content_hash)
+               AND (v.quality_flags, v.quality_score, v.rules_version, v.content_hash,
+                    v.make, v.model)
                    IS DISTINCT FROM
-                   (s.quality_flags, s.quality_score, s.rules_version, s.content_hash)
+                   (s.quality_flags, s.quality_score, s.rules_version, s.content_hash,
+                    s.make, s.model)
             """
         )
         return cur.rowcount

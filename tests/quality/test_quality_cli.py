@@ -65,6 +65,18 @@ def test_quality_rescore_prints_a_summary(db, capsys):
     assert "Rescore summary" in out and "12" in out
 
 
+def test_quality_rescore_stores_a_model_it_fills_from_the_vin(db, capsys):
+    """The VIN stage fills a missing make or model from the decode; rescore computed flags
+    with the filled model but wrote back only the flags (missing_model gone, model NULL)."""
+    dealer = dealers_db.create(db, slug="honda-town", name="Honda Town",
+                               website_url="https://honda.test/")
+    run(db, dealer.id, [item(r, model=None) for r in HONDAS[:3]])
+    db.execute("UPDATE vehicles SET model = NULL, rules_version = NULL")
+    assert main(["quality", "rescore", "--dealer", "honda-town"]) == 0
+    stored = {r["vin"]: r["model"] for r in db.execute("SELECT vin, model FROM vehicles")}
+    assert stored == {r["vin"]: r["model"] for r in HONDAS[:3]}
+
+
 def test_quality_errors_are_one_line(db, capsys):
     assert main(["quality", "no-such-dealer"]) == 1
     assert "no dealership" in capsys.readouterr().err
