@@ -2,8 +2,9 @@
 
 A spider only extracts. It yields VehicleItems; it records what kind of page each response
 was (and which pages were rendered in the headless browser), and it marks the run incomplete
-when a listing page could not be read, so the gate never mistakes a broken crawl for a dealer
-that sold everything. Per-platform crawl shapes live in spiders/ (spiders/cards.py for the
+when a listing page could not be read (or was cut short, or a redirect sent it to a page
+already read), so the gate never mistakes a broken crawl for a dealer that sold
+everything. Per-platform crawl shapes live in spiders/ (spiders/cards.py for the
 HTML-card platforms).
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import scrapy
+from scrapy import signals
 from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
@@ -50,6 +52,12 @@ class DealerSpider(scrapy.Spider):
         # in the stats as forecourt/rendered/pages)
         self.rendered_pages: list[str] = []
 
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider.request_dropped, signal=signals.request_dropped)
+        return spider
+
     def same_site(self, url: str) -> bool:
         """On the dealer's site: its host, or the same with or without `www.`."""
         return _bare(urlparse(url).hostname or "") in {_bare(h) for h in self.allowed_domains}
@@ -66,6 +74,12 @@ class DealerSpider(scrapy.Spider):
                 self.rendered_pages.append(response.url)
             self.crawler.stats.inc_value("forecourt/rendered/pages")
             self.crawler.stats.inc_value(f"forecourt/rendered/{kind}")
+        cut = listing and kind not in (pages.BLOCKED, pages.NOT_FOUND) \
+            and pages.cut_short(body)
+        if cut:  # its cards and pager after the cut are unknown
+            self.problems.append(f"results page {response.url} was cut short: {cut}, without "
+                                 "</body></html>; the vehicles after the cut are unknown")
+            self.incomplete = True
         if listing and kind in (pages.BLOCKED, pages.NOT_FOUND):
             self.problems.append(f"{kind} listing page {response.url}")
         elif listing and kind == pages.EMPTY and response.url != self.start_url \
@@ -100,6 +114,20 @@ class DealerSpider(scrapy.Spider):
                                  + (f" ({hint})" if hint else ""))
         self.incomplete = True
 
+    def request_dropped(self, request: scrapy.Request, spider=None) -> None:
+        """Scrapy's duplicate filter drops a request for a page already read, with no
+        callback and no errback. For a later results page (page=2, pg=3...) redirected to
+        another page already read (page 1, the search's start) that is a results page lost:
+        the run is incomplete. The same page under a slightly other URL is not."""
+        if spider not in (None, self) or request.errback != self.listing_failed:
+            return
+        redirected = request.meta.get("redirect_urls") or []
+        if not redirected or _pager(redirected[0]) in ("", _pager(request.url)):
+            return
+        self.problems.append(f"results page {redirected[0]} redirected to a page already "
+                             f"read ({request.url}); its vehicles are unknown")
+        self.incomplete = True
+
     def _ignored(self, failure: Failure) -> bool:
         """Requests we chose not to make (robots.txt, offsite) are not failures of the site.
         An HTTP error answer (HttpError subclasses IgnoreRequest) is one."""
@@ -114,20 +142,33 @@ class DealerSpider(scrapy.Spider):
             return
         request = getattr(failure, "request", None)
         url = request.url if request is not None else "?"
+        response = getattr(failure.value, "response", None)
+        why = f"HTTP {response.status}" if response is not None else failure.getErrorMessage()
+        self.detail_problem(url, f"failed: {why}")
+
+    def detail_problem(self, url: str, what: str) -> None:
+        """A detail page that did not give its vehicle: named in the problems (the first
+        few), counted, and the run is incomplete."""
         self.crawler.stats.inc_value("forecourt/detail_failures")
-        self.logger.warning("detail page %s failed: %s", url, failure.getErrorMessage())
+        self.logger.warning("detail page %s %s", url, what)
         self.detail_failures += 1
         if self.detail_failures <= DETAIL_FAILURES_LISTED:  # the run's error says why
-            response = getattr(failure.value, "response", None)
-            why = f"HTTP {response.status}" if response is not None \
-                else failure.getErrorMessage()
-            self.problems.append(f"detail page {url} failed: {why}")
+            self.problems.append(f"detail page {url} {what}")
         elif self.detail_failures == DETAIL_FAILURES_LISTED + 1:
             self.problems.append("more detail pages failed (see the crawl log)")
         self.incomplete = True
 
     def closed(self, reason: str) -> None:
         browser.record_stats(self.crawler.stats)
+
+
+def _pager(url: str) -> str:
+    """The later-page part of a results URL ("page=2" of "?sort=new&page=2"), or ""."""
+    found = PAGER_URL.search(url)
+    if not found:
+        return ""
+    digits = re.match(r"\d*", url[found.end():]).group(0)  # page=23, not page=2
+    return found.group(0).lstrip("?&") + digits
 
 
 def _bare(host: str) -> str:

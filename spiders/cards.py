@@ -9,6 +9,9 @@ rendered page are rendered directly; detail pages are always fetched over plain 
 A dealer URL that is not a results page (the site's home page) leads to the platform's
 results pages: its known listing paths (`listing_paths`) and the page's own links to results
 pages (`results_path`), see `CardSiteSpider.inventory_urls`.
+
+A next results page that shows only vehicles of the pages before it (page 2 answering with
+page 1 once a search session expired) is not the page asked for: the run is incomplete.
 """
 
 from __future__ import annotations
@@ -101,7 +104,9 @@ class CardSiteSpider(DealerSpider):
                     urls.append(url)
         return list(dict.fromkeys(urls))
 
-    def parse_listing(self, response, first: bool = False):
+    def parse_listing(self, response, first: bool = False, earlier: frozenset = frozenset()):
+        """A results page; `earlier` holds the vehicles (VINs, else URLs) of the pages
+        before it in its run of next pages."""
         text = self.page_text(response)
         cards = self.extract_page(text, response.url)
         if first and self.is_home_page(response, text, cards):
@@ -124,6 +129,12 @@ class CardSiteSpider(DealerSpider):
             return
         if step != chain.STEP_PLATFORM:
             self.crawler.stats.inc_value(f"forecourt/fallback/{step}")
+        shown = frozenset(_vehicle_key(card) for card in cards) - {None}
+        if earlier and shown and shown <= earlier:
+            self.problems.append(f"results page {response.url} shows only vehicles of the "
+                                 "pages before it (the site answered with an earlier page); "
+                                 "the vehicles of this page and the next are unknown")
+            self.incomplete = True
         for card in cards:
             url = self.detail_url(card, text, response.url)
             if url and self.same_site(url):
@@ -133,7 +144,9 @@ class CardSiteSpider(DealerSpider):
                 yield card
         following = self.next_page_url(text, response.url)
         if following and following != response.url:
-            yield self.listing_request(following, render=browser.was_rendered(response))
+            request = self.listing_request(following, render=browser.was_rendered(response))
+            request.cb_kwargs["earlier"] = earlier | shown
+            yield request
 
     def parse_detail(self, response, card):
         """The detail page's record of the card's vehicle, completed from the card. A page
@@ -161,6 +174,13 @@ class CardSiteSpider(DealerSpider):
         card = request.cb_kwargs.get("card") if request is not None else None
         if card is not None:
             yield card
+
+
+def _vehicle_key(card) -> str | None:
+    """What tells a card's vehicle from another's: its VIN, else its detail page."""
+    if card.vin:
+        return str(card.vin).strip().upper()
+    return str(card.url).split("#")[0] if card.url else None
 
 
 def _same_vin(found, listed) -> bool:
