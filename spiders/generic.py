@@ -12,6 +12,14 @@ recorded as a `warning:` in the run's report). When the inventory depends on the
 links to) a lost sitemap leaves the run incomplete, so nothing is removed (`settle_sitemaps`,
 when the crawl has nothing left to do).
 
+A detail page that gives no vehicle is a sold car when it says so (not found, HTTP 404/410);
+a 404 of a page only a sitemap lists (no listing page links it) is a sold car too, since
+sitemaps lag the inventory by a day (`settle_detail_pages`). A detail page answering 200
+with an error page ("Too Many Requests", "Service Unavailable") or cut short leaves the run
+incomplete. Links are only guessed to be vehicle pages (VEHICLE_LINK), so any other page
+without a vehicle counts only when it is surely a car's: a listing page links it, its URL
+names a VIN, it was not redirected, and no page of the run showed that VIN.
+
 A listing page that gives no vehicles, links to no vehicle pages and still looks like a
 results page (`worth_rendering`: its URL, or a "please enable JavaScript" shell) is rendered
 in the headless browser and read again (step 4 of the chain, spiders/chain.py); the listing
@@ -26,6 +34,7 @@ from urllib.parse import urljoin, urlparse
 import scrapy
 from scrapy import signals
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
+from twisted.python.failure import Failure
 from w3lib.url import canonicalize_url
 
 from crawler import browser, pages
@@ -39,6 +48,7 @@ VEHICLE_LINK = re.compile(
     r"([A-HJ-NPR-Z0-9]{17}|\d{4,})|[?&](vin|stock)=|/vehicle-details?/",
     re.I,
 )
+URL_VIN = re.compile(r"(?<![A-Za-z0-9])([A-HJ-NPR-Za-hj-npr-z0-9]{17})(?![A-Za-z0-9])")
 LISTING_LINK = re.compile(
     r"/(inventory|new-inventory|used-inventory|new-vehicles|used-vehicles|all-inventory|"
     r"search(new|used)?|cars-for-sale)(/|\.|$|\?)|[?&](page|pn|pg|p)=\d+", re.I,
@@ -49,6 +59,15 @@ def extract(html: str, page_url: str):
     """Steps 2-3 of the fallback chain (spiders/detect.py): JSON-LD or microdata, else
     vehicles in `data-vin` style card attributes."""
     return structured.extract(html, page_url) or attributes.extract(html, page_url)
+
+
+def url_vin(url: str) -> str | None:
+    """The VIN a page's URL names (17 letters and digits, both, without I, O or Q)."""
+    for found in URL_VIN.finditer(urlparse(url)._replace(netloc="").geturl()):
+        vin = found.group(1)
+        if re.search(r"\d", vin) and re.search(r"[A-Za-z]", vin):
+            return vin.upper()
+    return None
 
 
 def page_links(html: str, page_url: str) -> tuple[list[str], list[str]]:
@@ -93,11 +112,14 @@ class GenericSpider(DealerSpider):
         self.linked_vehicles: set[str] = set()  # ... and the listing pages lead to
         self.listing_vehicles = 0  # vehicles and vehicle links found on listing pages
         self.sitemaps_settled = False
+        self.vins_seen: set[str] = set()  # VINs of the vehicles the run's pages gave
+        self.vehicleless: dict[str, str] = {}  # detail page without a vehicle -> its URL's VIN
+        self.sitemap_gone: dict[str, Failure] = {}  # sitemap-only detail pages: 404/410
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
         spider = super().from_crawler(crawler, *args, **kwargs)
-        crawler.signals.connect(spider.settle_sitemaps, signal=signals.spider_idle)
+        crawler.signals.connect(spider.settle, signal=signals.spider_idle)
         return spider
 
     async def start(self):
@@ -132,6 +154,11 @@ class GenericSpider(DealerSpider):
         self.logger.warning("sitemap %s not read: %s", url, why)
         self.sitemaps_lost.append(f"sitemap {url} not read ({why})")
 
+    def settle(self, *_args) -> None:
+        """Once the crawl is idle (or closed): what only the whole crawl can tell."""
+        self.settle_sitemaps()
+        self.settle_detail_pages()
+
     def settle_sitemaps(self, *_args) -> None:
         """Once the crawl is idle: a lost sitemap is a warning when the listing pages led to
         vehicles and to every vehicle page the readable sitemaps list; otherwise the run
@@ -151,8 +178,37 @@ class GenericSpider(DealerSpider):
                              for lost in self.sitemaps_lost)
         self.incomplete = True
 
+    def settle_detail_pages(self) -> None:
+        """Detail pages judged by what the listing pages link and the run saw: a 404 only a
+        sitemap lists is a sold car, one a listing page links failed; a page of a car a
+        listing page links, that showed no vehicle while no page showed its VIN, lost it."""
+        gone, self.sitemap_gone = self.sitemap_gone, {}
+        for url, failure in gone.items():
+            if url in self.linked_vehicles:
+                super().detail_failed(failure)
+            else:
+                self.crawler.stats.inc_value("forecourt/sitemap_only_gone")
+                self.logger.info("detail page %s listed only in a sitemap answered %s: "
+                                 "taken as sold", url, failure.getErrorMessage())
+        vehicleless, self.vehicleless = self.vehicleless, {}
+        for url, vin in vehicleless.items():
+            if vin not in self.vins_seen and _canonical(url) in self.linked_vehicles:
+                self.detail_problem(url, f"shows no vehicle, although a listing page links "
+                                         f"it and no page of the run showed {vin}")
+
+    def detail_failed(self, failure: Failure) -> None:
+        """A 404/410 of a detail page a sitemap led to waits for the end of the crawl: a
+        stale sitemap still lists cars sold today (`settle_detail_pages`)."""
+        request = getattr(failure, "request", None)
+        response = getattr(failure.value, "response", None)
+        if request is not None and request.meta.get("from_sitemap") \
+                and response is not None and response.status in (404, 410):
+            self.sitemap_gone[_canonical(request.url)] = failure
+            return
+        super().detail_failed(failure)
+
     def closed(self, reason: str) -> None:
-        self.settle_sitemaps()  # a crawl cut short is never idle; its report still says it
+        self.settle()  # a crawl cut short is never idle; its report still says it
         super().closed(reason)
 
     def parse_sitemap(self, response):
@@ -175,7 +231,7 @@ class GenericSpider(DealerSpider):
             elif VEHICLE_LINK.search(loc):
                 self.sitemap_vehicles.add(_canonical(loc))
                 yield scrapy.Request(loc, callback=self.parse_page, errback=self.detail_failed,
-                                     cb_kwargs={"listing": False})
+                                     cb_kwargs={"listing": False}, meta={"from_sitemap": True})
 
     def parse_page(self, response, listing: bool):
         if not hasattr(response, "text"):
@@ -185,8 +241,11 @@ class GenericSpider(DealerSpider):
         kind = self.note_page(response, len(items), listing)
         if kind in (pages.BLOCKED, pages.NOT_FOUND):
             return
+        self.vins_seen.update(str(i.vin).strip().upper() for i in items if i.vin)
         yield from items
         if not listing:
+            if not items and kind == pages.OTHER:
+                self.detail_without_vehicle(response)
             return
         vehicle_urls, listing_urls = (
             [u for u in urls if self._same_site(u)]
@@ -204,6 +263,24 @@ class GenericSpider(DealerSpider):
                 browser.was_rendered(response)
                 or worth_rendering(response.text, response.url, len(vehicle_urls))):
             yield from chain.render_or_give_up(self, response)  # step 4, once
+
+    def detail_without_vehicle(self, response) -> None:
+        """A detail page that answered without a vehicle and not as a sold car's: an error
+        page or a page cut short leaves the run incomplete; any other page is judged at the
+        end (`settle_detail_pages`), since links are only guessed to be vehicle pages."""
+        text = response.text
+        error = pages.error_page(text)
+        if error:
+            self.detail_problem(response.url, f"answered {response.status} with an error page "
+                                              f"({error!r}), not its vehicle")
+            return
+        cut = pages.cut_short(text)
+        if cut:
+            self.detail_problem(response.url, f"was cut short ({cut}) before its vehicle")
+            return
+        vin = url_vin(response.url)
+        if vin and not response.meta.get("redirect_urls"):
+            self.vehicleless[response.url] = vin
 
     def _same_site(self, url: str) -> bool:
         return self.same_site(url)
