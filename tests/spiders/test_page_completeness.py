@@ -1,0 +1,110 @@
+"""When a page is not all it should be (pure logic; the crawls are in
+tests/integration/test_crawl_page_completeness.py): cut short, an error page served with 200,
+a results page redirected to a page already read. And the ordinary pages that must not look
+so."""
+from __future__ import annotations
+
+import pytest
+from scrapy.http import Request
+
+from crawler import pages
+from spiders.generic import url_vin
+from tests.spiders.test_chain import spider_of
+
+DOC = ("<!DOCTYPE html><html lang=en><head><title>Used cars | Dealer</title></head><body>"
+       "<main><div class=results><div class=card data-vin=19XFC2F7XME104512>Civic</div>"
+       "<div class=card data-vin=2T3P1RFV7PC338201>RAV4</div></div>"
+       "<nav class=pager><a href='?page=2'>2</a></nav></main><footer>Dealer</footer>")
+
+
+@pytest.mark.parametrize("body", [
+    DOC + "</body></html>",
+    DOC,  # HTML5: </body> and </html> may be left out
+    DOC + "</body></html>\n<script>analytics()</script>",
+    "<!doctype html><title>x</title><p>one<ul><li>a<li>b</ul><p>two",  # optional end tags
+    "<div><p>a fragment, not a document",  # a fragment (an API's HTML snippet)
+    '{"html": "<html><body><div>"}',  # JSON
+    DOC + "<div/>",
+], ids=["whole", "html5-without-end-tags", "script-after-html", "optional-end-tags",
+        "fragment", "json", "self-closed-div"])
+def test_whole_pages_are_not_cut_short(body):
+    assert pages.cut_short(body) is None
+
+
+@pytest.mark.parametrize("cut, inside", [
+    (DOC.index("<div class=card data-vin=2T3"), "<div>"),  # between two cards
+    (DOC.index("RAV4"), "<div>"),
+    (DOC.index("<nav") + 5, "a tag"),
+])
+def test_pages_stopping_mid_document_are_cut_short(cut, inside):
+    assert inside in pages.cut_short(DOC[:cut])
+
+
+def test_a_page_stopping_inside_its_structured_data_is_cut_short():
+    page = ('<!doctype html><html><head><title>Civic</title><script type="application/ld+'
+            'json">{"@type": "Car", "vehicleIdentificationNumber": "19XF')
+    assert "<script>" in pages.cut_short(page)
+
+
+@pytest.mark.parametrize("title", ["Too Many Requests", "429 - Rate limit exceeded",
+                                   "503 Service Unavailable", "Internal Server Error",
+                                   "502 Bad Gateway", "Oops! Something went wrong",
+                                   "We are down for maintenance"])
+def test_error_pages_say_so_in_their_title(title):
+    assert pages.error_page(f"<html><head><title>{title}</title></head><body></body></html>")
+
+
+@pytest.mark.parametrize("title", ["2021 Honda Civic EX | Maple Ridge Motors",
+                                   "Fiat 500 Models | Maple Ridge Motors",
+                                   "Apply for financing | Maple Ridge Motors"])
+def test_ordinary_pages_are_not_error_pages(title):
+    body = (f"<html><head><title>{title}</title></head><body><p>Something went wrong with "
+            "your old car? Trade it in.</p></body></html>")
+    assert pages.error_page(body) is None
+
+
+def test_vins_in_urls():
+    assert url_vin("http://d.example/inventory/used-2021-honda-civic-19XFC2F7XME104512") \
+        == "19XFC2F7XME104512"
+    assert url_vin("http://d.example/finance/apply?vin=19xfc2f7xme104512") \
+        == "19XFC2F7XME104512"
+    assert url_vin("http://d.example/inventory/used-2018-kia-soul-NOVIN00001") is None
+    assert url_vin("http://d.example/inventory/12345678901234567") is None  # no letters
+
+
+def _dropped(spider, url: str, *redirected: str) -> Request:
+    request = Request(url, callback=spider.parse_page, errback=spider.listing_failed,
+                      meta={"redirect_urls": list(redirected)} if redirected else {})
+    spider.request_dropped(request, spider)
+    return request
+
+
+def test_later_results_page_redirected_to_a_page_already_read_leaves_the_run_incomplete():
+    spider = spider_of("generic", "http://dealer.example/inventory/")
+    _dropped(spider, "http://dealer.example/inventory/", "http://dealer.example/inventory/?page=3")
+    assert spider.incomplete
+    assert spider.problems == [
+        "results page http://dealer.example/inventory/?page=3 redirected to a page already "
+        "read (http://dealer.example/inventory/); its vehicles are unknown"]
+
+
+@pytest.mark.parametrize("url, redirected", [
+    ("http://dealer.example/inventory/?page=2", ()),  # linked from page 1 and page 3
+    ("http://dealer.example/inventory/?page=2", ("http://dealer.example/inventory?page=2",)),
+    ("http://www.dealer.example/inventory/?page=12", ("http://dealer.example/inventory/?page=12",)),
+    ("http://dealer.example/new-inventory/", ("http://dealer.example/new-inventory",)),
+    ("http://dealer.example/inventory/", ("http://dealer.example/used-inventory/",)),
+])
+def test_listing_pages_dropped_as_pages_already_read_are_no_fault(url, redirected):
+    """The same page under another URL (a link seen twice, a trailing slash, www.), or a
+    listing that is not a later results page sent to one the run read."""
+    spider = spider_of("generic", "http://dealer.example/inventory/")
+    _dropped(spider, url, *redirected)
+    assert not spider.incomplete and not spider.problems
+
+
+def test_page_twelve_redirected_to_page_one_is_not_page_one():
+    spider = spider_of("generic", "http://dealer.example/inventory/")
+    _dropped(spider, "http://dealer.example/inventory/?page=1",
+             "http://dealer.example/inventory/?page=12")
+    assert spider.incomplete
