@@ -35,7 +35,8 @@ BUILTIN: dict[str, Spec] = {
         "fuel_type": ["fuel_type"], "engine": ["engine"],
         "mileage": ["mileage.value", "mileage"], "mileage_unit": ["mileage.unit"],
         "price": ["sale_price", "price"], "msrp": ["msrp"], "availability": ["availability"],
-        "currency": ["currency"], "url": ["url", "link"], "image_urls": ["image[*].url", "image_url"],
+        "currency": ["currency"], "url": ["url", "link"],
+        "image_urls": ["image[*].url", "image_url"],
         "description": ["description"],
     },
     "google": {  # Google vehicle listings / vehicle ads feed (g: fields), XML or TSV/CSV
@@ -74,7 +75,8 @@ BUILTIN: dict[str, Spec] = {
         "model": ["model"], "trim": ["trim"], "drivetrain": ["drivetrain"],
         "exterior_color": ["exterior_color"], "interior_color": ["interior_color"],
         "price": ["total_price", "price"], "msrp": ["msrp"], "availability": ["status"],
-        "currency": ["currency"], "url": ["detail_url", "url"], "condition": ["condition"], "mileage": ["mileage"],
+        "currency": ["currency"], "url": ["detail_url", "url"], "condition": ["condition"],
+        "mileage": ["mileage"],
         "defaults": {"condition": "new"},
     },
 }

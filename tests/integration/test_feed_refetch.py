@@ -202,12 +202,17 @@ def test_cli_ingest_force_processes_a_feed_that_looks_unchanged(
 # -- the fetch deadline ------------------------------------------------------------------------
 
 class TrickleServer:
-    """A feed URL that sends its body a few bytes at a time, each well inside any read
-    timeout: it takes several seconds, and would take days at a real feed's size."""
+    """A feed URL that sends its body `piece` bytes at a time, every `every_s`, each well
+    inside any read timeout: it takes several seconds, and would take days at a real feed's
+    size. `sent` counts the bytes sent; `finished` is set once all of them were, `gone`
+    once the client hung up before that."""
 
-    def __init__(self, body: bytes, piece: int = 16, every_s: float = 0.05):
+    def __init__(self, body: bytes, piece: int = 16, every_s: float = 0.05,
+                 name: str = "slow.csv"):
         self.requests: list[dict] = []
-        self.stop = threading.Event()
+        self.sent = 0
+        self.stop, self.finished, self.gone = (threading.Event(), threading.Event(),
+                                               threading.Event())
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -223,15 +228,18 @@ class TrickleServer:
                             return
                         self.wfile.write(body[i:i + piece])
                         self.wfile.flush()
+                        server.sent += len(body[i:i + piece])
                 except OSError:  # the client gave up
+                    server.gone.set()
                     return
+                server.finished.set()
 
             def log_message(self, *args):
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/feeds/slow.csv"
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/feeds/{name}"
 
     def close(self):
         self.stop.set()

@@ -10,7 +10,6 @@ dealer's vehicles are left as they were.
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -18,7 +17,7 @@ from crawler.config import get_settings, reset_settings
 from crawler.db import connect
 from crawler.db import jobs as jobs_db
 from crawler.models import FINAL_STATES
-from tests.integration.test_feed_refetch import csv_body, good_rows
+from tests.integration.test_feed_refetch import TrickleServer, csv_body, good_rows
 from tests.integration.test_ingest_feeds import FeedServer, dealer, ingest, make_feed
 from tests.jobs.conftest import wait_final, wait_for
 
@@ -26,49 +25,12 @@ pytestmark = pytest.mark.integration
 SEND_S = 60  # how long the slow server takes to send its whole body
 
 
-class SlowFeedServer:
+def slow_feed_server(body: bytes, send_s: float = SEND_S, every_s: float = 0.05
+                     ) -> TrickleServer:
     """A feed URL whose body (valid CSV: the dealer's vehicles re-priced, and thousands
-    more) takes SEND_S seconds to send, a piece every 50 ms. `finished` is set once all
-    of it was sent; `gone` once the client hung up before that."""
-
-    def __init__(self, body: bytes, send_s: float = SEND_S, every_s: float = 0.05):
-        self.requests: list[dict] = []
-        self.sent = 0
-        self.finished, self.gone, self.closing = (threading.Event(), threading.Event(),
-                                                  threading.Event())
-        piece = max(1, len(body) // int(send_s / every_s))
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append(dict(self.headers))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/csv")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                try:
-                    for i in range(0, len(body), piece):
-                        if server.closing.wait(every_s):
-                            return
-                        self.wfile.write(body[i:i + piece])
-                        self.wfile.flush()
-                        server.sent += len(body[i:i + piece])
-                except OSError:  # the client hung up
-                    server.gone.set()
-                    return
-                server.finished.set()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/feeds/big.csv"
-
-    def close(self):
-        self.closing.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    more) takes `send_s` seconds to send, a piece every 50 ms."""
+    return TrickleServer(body, piece=max(1, len(body) // int(send_s / every_s)),
+                         every_s=every_s, name="big.csv")
 
 
 def vehicles(db, d) -> dict[str, tuple]:
@@ -93,7 +55,7 @@ def test_cancel_while_a_feed_downloads_ends_the_job_before_the_body_has_arrived(
     before = vehicles(db, d)
     assert len(before) == len(good_rows())
 
-    server = SlowFeedServer(csv_body(good_rows("$18,000") + list(make_feed.rows(3000, seed=5))))
+    server = slow_feed_server(csv_body(good_rows("$18,000") + list(make_feed.rows(3000, seed=5))))
     try:
         job, _ = service.trigger(db, d.id, "feed", "operator", {"source": server.url})
         wait_for(lambda: server.sent > 0 and jobs_db.get(db, job.id).phase == "fetching",
