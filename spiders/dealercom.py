@@ -17,8 +17,15 @@ import scrapy
 
 from crawler import pages
 from crawler.spider import DealerSpider
-from spiders import chain
-from spiders.extract.dealercom import InventoryCall, extract, from_api, inventory_call, next_start
+from spiders import chain, totals
+from spiders.extract.dealercom import (
+    InventoryCall,
+    declared_total,
+    extract,
+    from_api,
+    inventory_call,
+    next_start,
+)
 
 PLATFORM = "dealercom"
 LISTING_PATH = "/all-inventory/index.htm"
@@ -27,6 +34,12 @@ LISTING_PATH = "/all-inventory/index.htm"
 class Spider(DealerSpider):
     name = "dealercom"
     rate_limit_backend = PLATFORM
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider.totals = totals.watch(spider)  # totalCount against the entries read
+        return spider
 
     async def start(self):
         # more search pages (e.g. new and used on separate widgets): setting `listing_urls`
@@ -74,10 +87,18 @@ class Spider(DealerSpider):
             return
         items = from_api(data, call.url)
         self.note_page(response, len(items), listing=True)
+        search = self.totals.search(referer, f"Dealer.com getInventory of {referer}",
+                                    "totalCount")
+        self.totals.declare(search, declared_total(data))
+        entries = data.get("inventory") or []
+        self.totals.saw(search, [totals.entry_key(e, ("uuid",), f"start={start}#{i}")
+                                 for i, e in enumerate(entries) if isinstance(e, dict)])
         yield from items
         nxt = next_start(data)
         if nxt is not None and nxt > start:
             yield self.api_request(call, nxt, referer)
+        elif not entries and start and start < (search.declared or 0):
+            search.gaps.append(f"its page at start={start} was empty")
 
 
 __all__ = ["PLATFORM", "Spider", "extract"]

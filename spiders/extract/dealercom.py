@@ -73,12 +73,21 @@ def page_info(data: dict) -> tuple[int, int, int]:
             _int(info.get("totalCount")))
 
 
+def declared_total(data: dict) -> int | None:
+    """The total the answer declares (`pageInfo.totalCount`), or None if it says none."""
+    total = (data.get("pageInfo") or {}).get("totalCount")
+    return None if total in (None, "") else _int(total)
+
+
 def next_start(data: dict) -> int | None:
-    """Offset of the next page, or None after the last (or an empty) page."""
-    start, size, total = page_info(data)
-    if not data.get("inventory") or size <= 0:
+    """Offset of the next page, or None after the last (or an empty) page. The next page
+    starts after the entries this one gave, not after its pageSize: a page short of its size
+    leaves the rest to be asked for, not skipped."""
+    start, _, total = page_info(data)
+    received = len(data.get("inventory") or [])
+    if not received:
         return None
-    nxt = start + size
+    nxt = start + received
     return nxt if nxt < total else None
 
 

@@ -144,12 +144,33 @@ def index_config(html: str) -> IndexConfig | None:
 
 
 def next_page(data: dict) -> int | None:
-    """The next page number to ask for, or None after the last page."""
+    """The next page number to ask for, or None after the last page (or an empty one)."""
     try:
         page, pages = int(data.get("page", 0)), int(data.get("nbPages", 0))
     except (TypeError, ValueError):
         return None
     return page + 1 if data.get("hits") and page + 1 < pages else None
+
+
+def stopped_early(data: dict) -> str | None:
+    """Why paging stopped before the end of what the answer names ("page 3 of 3 had no
+    hits": only a search of no hits at all has an empty page within nbPages), or None.
+    Pages are numbered from 0 in the API, from 1 here."""
+    try:
+        page, pages = int(data.get("page", 0)), int(data.get("nbPages", 0))
+    except (TypeError, ValueError):
+        return None
+    if data.get("hits") or page >= pages:
+        return None
+    return f"page {page + 1} of {pages} had no hits"
+
+
+def declared_total(data: dict) -> int | None:
+    """How many hits the search declares (`nbHits`), or None."""
+    try:
+        return int(data["nbHits"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _condition(hit: dict) -> Any:

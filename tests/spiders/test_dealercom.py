@@ -33,6 +33,14 @@ def test_pages_follow_by_offset_until_the_total():
     assert dealercom.next_start(first) == 12
     assert dealercom.next_start(last) is None
     assert dealercom.next_start({"inventory": [], "pageInfo": {"totalCount": 50}}) is None
+    assert dealercom.declared_total(first) == 21
+    assert dealercom.declared_total({"inventory": [], "pageInfo": {}}) is None
+
+
+def test_next_page_starts_after_the_entries_received_not_after_the_page_size():
+    short = {"inventory": [{}] * 5, "pageInfo": {"pageStart": 12, "pageSize": 12,
+                                                 "totalCount": 21}}
+    assert dealercom.next_start(short) == 17  # entries 17-20 are asked for, not skipped
 
 
 def test_final_price_is_the_line_marked_final_whatever_the_labels_say():

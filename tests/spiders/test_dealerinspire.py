@@ -54,6 +54,16 @@ def test_hits_become_vehicles_and_pages_follow_to_nbpages():
     assert dealerinspire.next_page(json.loads(first)) == 1
     last = json.loads((SITE / "algolia" / "page-2.json").read_text())
     assert dealerinspire.next_page(last) is None
+    assert dealerinspire.declared_total(last) == 22
+    assert dealerinspire.stopped_early(last) is None
+
+
+def test_an_empty_page_within_nbpages_is_paging_stopped_early():
+    middle = {"hits": [], "page": 1, "nbPages": 3, "nbHits": 22}
+    assert dealerinspire.next_page(middle) is None
+    assert dealerinspire.stopped_early(middle) == "page 2 of 3 had no hits"
+    assert dealerinspire.stopped_early({"hits": [], "page": 0, "nbPages": 0}) is None  # none
+    assert dealerinspire.declared_total({"hits": []}) is None
 
 
 def test_status_labels_become_availability():
