@@ -25,7 +25,7 @@ from crawler import browser, pages
 RENDERED_LISTED = 100
 DETAIL_FAILURES_LISTED = 3
 # A later page of a paged listing: page=2, p=3, start=20, offset=40, /page/2/.
-PAGER_URL = re.compile(r"[?&](?:page|pg|p|pn|pagenum|page_no|pageNumber)=(?:[2-9]|\d{2,})"
+PAGER_URL = re.compile(r"[?&](?:page|pg|p|pn|pt|pagenum|page_no|pageNumber)=(?:[2-9]|\d{2,})"
                        r"|[?&](?:start|offset|from|skip)=[1-9]|/page/(?:[2-9]|\d{2,})\b", re.I)
 
 

@@ -8,7 +8,8 @@ data-vehicletype, data-cpo, data-msrp, data-price, data-pricelib, data-instock,
 data-intransit, data-inproduction, data-dotagging-item-odometer. A JSON-LD `ItemList` names
 each vehicle's detail URL; `<script id="dealeron_tagging_data">` holds `itemCount` (all
 vehicles of the search) and the page's VINs for analytics. Pages are `?pt=N` (from 1); `pn` is
-the page size (12 unless the URL says otherwise).
+the page size (when the URL does not say, what page 1 shows: 12 on most sites, 6 or 24 on
+some).
 
 Prices: `data-pricelib` is base64 of "Label:value;Label:value" (e.g. "MSRP:..;Selling
 Price:..;calc_INTERNET PRICE:..") and is what the card shows; `data-price` is the price when
@@ -109,21 +110,51 @@ def tagging_data(html: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def declared_total(html: str) -> int | None:
+    """How many vehicles the search declares (the tagging data's `itemCount`), or None."""
+    try:
+        return int(tagging_data(html)["itemCount"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def listed(html: str, items: list[VehicleItem]) -> list[str]:
+    """The vehicles a results page lists, each once: its cards (by data-vin, or by place
+    for a card without one: the site lists it, the pipeline rejects it) and any vehicle read
+    from its JSON-LD. What `itemCount` is compared with."""
+    keys = [f"vin:{vin.strip().upper()}" if (vin := el.attrib.get("data-vin") or "").strip()
+            else f"card:{n}" for n, el in enumerate(
+                Selector(text=html, type="html").xpath("//*[@data-vehicle-information]"))]
+    return keys + [f"vin:{str(i.vin).strip().upper()}" for i in items if i.vin]
+
+
+def search_key(url: str) -> str:
+    """A results page's search: its URL without the page number `pt`."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "pt"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def page_urls(html: str, url: str) -> list[str]:
     """The result pages still to fetch: from the first page, all others (itemCount and the
-    page size `pn`); on a page without itemCount, its `<link rel="next">`."""
+    page size); on a page without itemCount, its `<link rel="next">`. The page size is `pn`
+    when the URL says it, else what page 1 shows when that is less than the whole search (a
+    dealer can show 6, 12 or 24 a page), else 12."""
     query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
     try:
         page = int(query.get("pt") or 1)
         count = int(tagging_data(html).get("itemCount") or 0)
-        size = int(query.get("pn") or DEFAULT_PAGE_SIZE)
+        size = int(query.get("pn") or 0)
     except (TypeError, ValueError):
         return []
     if not count:
         nxt = Selector(text=html, type="html").css('link[rel="next"]::attr(href)').get()
         return [urljoin(url, nxt.strip())] if nxt else []
-    if page != 1 or size <= 0:
+    if page != 1 or size < 0:
         return []
+    if not size:
+        shown = len(Selector(text=html, type="html").xpath("//*[@data-vehicle-information]"))
+        size = shown if 0 < shown < count else DEFAULT_PAGE_SIZE
     parts = urlsplit(url)
     return [urlunsplit(parts._replace(query=urlencode({**query, "pt": str(n)})))
             for n in range(2, min(math.ceil(count / size), 500) + 1)]

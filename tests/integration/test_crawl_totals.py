@@ -121,6 +121,71 @@ def test_dealerinspire_index_page_without_hits_within_nbpages_leaves_the_run_par
     assert_nothing_removed(db, job, dealer.id, before, says)
 
 
+NO_MATCHES = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>New and Used Vehicles for Sale | Riverbend Chevrolet</title></head><body>
+<h2>No vehicles match your search.</h2><p>Try removing some filters.</p></body></html>"""
+
+
+def _dealeron(db, site, root):
+    base = site(root)
+    dealer = dealers_db.create(db, slug="riverbend", name="Riverbend Chevrolet",
+                               website_url=base + "/searchall.aspx", platform="dealeron")
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded", (job.error, reasons(job))
+    before = active(db, dealer.id)
+    assert len(before) == 15
+    return dealer, before
+
+
+def test_dealeron_later_page_saying_no_vehicles_leaves_the_run_partial(db, site, tmp_path):
+    """DealerOn pages are `?pt=N`. Page 2 (of the 2 that itemCount 15 promised) answers
+    "No vehicles match your search" (an expired search session): a later page of the
+    listing saying it is empty is a site fault, not a sell-out of the rest."""
+    root = copy_site(tmp_path, "dealeron")
+    dealer, before = _dealeron(db, site, root)
+    (root / "searchall.aspx__pt-2.html").write_text(NO_MATCHES)
+    job = crawl(db, dealer.id)
+    assert_nothing_removed(db, job, dealer.id, before, "?pt=2 says no vehicles although it "
+                                                       "is a later page of the listing")
+    assert any("listed 12 of the 15 vehicles its itemCount declared" in r
+               for r in reasons(job)), reasons(job)
+
+
+def test_dealeron_later_page_short_of_its_item_count_leaves_the_run_partial(
+        db, site, tmp_path):
+    """Page 2 shows one of its three cards (its tagging data still says itemCount 15)."""
+    root = copy_site(tmp_path, "dealeron")
+    dealer, before = _dealeron(db, site, root)
+    page = root / "searchall.aspx__pt-2.html"
+    lines = page.read_text().splitlines(keepends=True)
+    assert all("data-vehicle-information" in lines[i] for i in (12, 18, 24))
+    page.write_text("".join(lines[:18] + lines[30:]))
+    job = crawl(db, dealer.id)
+    assert_nothing_removed(db, job, dealer.id, before,
+                           "listed 13 of the 15 vehicles its itemCount declared")
+
+
+def test_dealeron_site_showing_six_per_page_is_paged_by_what_page_one_shows(
+        db, site, tmp_path):
+    """The dealer's search now shows 6 per page without saying so in the URL (no `pn`): 15
+    vehicles need pages 1-3. The page size is taken from page 1's cards, not assumed to be
+    12 (which planned pages 1-2 and lost page 3's cars), and the run is complete."""
+    root = copy_site(tmp_path, "dealeron")
+    dealer, before = _dealeron(db, site, root)
+    lines = (root / "searchall.aspx.html").read_text().splitlines(keepends=True)
+    head = [ln for ln in lines[:12] if '"ItemList"' not in ln]  # cards say it all
+    cards, tail = lines[12:84], lines[84:]
+    assert all("data-vehicle-information" in cards[i] for i in range(0, 72, 6))
+    last = (root / "searchall.aspx__pt-2.html").read_text()
+    (root / "searchall.aspx__pt-3.html").write_text(last)
+    (root / "searchall.aspx.html").write_text("".join(head + cards[:36] + tail))
+    (root / "searchall.aspx__pt-2.html").write_text("".join(
+        [ln.replace("?pt=2", "?pt=3") for ln in head] + cards[36:] + tail))
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded", (job.error, reasons(job))
+    assert active(db, dealer.id) == before and job.counters.get("removed", 0) == 0
+
+
 SELLING_API = '''
 import json
 

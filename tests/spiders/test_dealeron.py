@@ -54,6 +54,25 @@ def test_other_pages_come_from_item_count_and_page_size():
     assert dealeron.page_urls(no_count, URL) == [URL + "?pt=2"]  # its <link rel="next">
 
 
+def test_page_size_is_what_page_one_shows_unless_the_url_says():
+    cards = PAGE1.split('<div class="vehicle-card')
+    six = '<div class="vehicle-card'.join(cards[:7]) + "</div></body></html>"
+    assert len(dealeron.listed(six, [])) == 6
+    assert dealeron.page_urls(six, URL) == [URL + "?pt=2", URL + "?pt=3"]  # 15 at 6 a page
+    assert dealeron.page_urls(six, URL + "?pn=12") == [URL + "?pn=12&pt=2"]
+    one_page = PAGE1.replace('"itemCount": 15', '"itemCount": 12')
+    assert dealeron.page_urls(one_page, URL) == []
+
+
+def test_a_page_lists_its_cards_once_each_even_without_a_vin():
+    items = dealeron.extract(PAGE1, URL)
+    keys = dealeron.listed(PAGE1, items)
+    assert len(set(keys)) == 12 and dealeron.declared_total(PAGE1) == 15
+    no_vin = '<div data-vehicle-information data-year="2019"></div>'
+    assert dealeron.listed(no_vin, []) == ["card:0"]
+    assert dealeron.search_key(URL + "?st=Price+asc&pt=3") == URL + "?st=Price+asc"
+
+
 def test_item_list_links_complete_cards_without_a_link():
     html = ('<div data-vehicle-information data-vin="1G1ZG5ST3NF150902" data-year="2022" '
             'data-make="Chevrolet" data-model="Malibu"></div><script type="application/ld+json">'
