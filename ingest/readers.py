@@ -58,8 +58,8 @@ def sniff_format(head: bytes) -> str:
     return "csv"
 
 
-_HTML = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])",
-                   re.I | re.S)
+_HTML = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*"
+                   rb"<(?:!doctype\s+html|html[\s>])", re.I | re.S)
 
 
 def refuse_html(head: bytes) -> None:
@@ -94,18 +94,22 @@ CUT = ", and the file ends there without a line break: it looks cut short"
 def _unique(header: list[str]) -> tuple[list[str], list[str]]:
     """The header with repeated names made unique ('Price', 'Price (2)'), so that the first
     column of a name is the one mapped and a repeat is kept (and reported) rather than
-    overwriting it; and the names that repeat."""
+    overwriting it; and the names that repeat. A repeat never takes a name the header
+    itself uses (a real 'Price (2)' column keeps its name). Names differing in case are
+    different columns (a mapping reads the first of them)."""
+    taken = set(header)
     seen: set[str] = set()
     out, repeated = [], []
     for name in header:
-        if name.lower() in seen:
+        if name in seen:
             if name not in repeated:
                 repeated.append(name)
             n = 2
-            while f"{name} ({n})".lower() in seen:
+            while f"{name} ({n})" in taken:
                 n += 1
             name = f"{name} ({n})"
-        seen.add(name.lower())
+            taken.add(name)
+        seen.add(name)
         out.append(name)
     return out, repeated
 
