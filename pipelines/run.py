@@ -6,6 +6,7 @@ feed it batches of VehicleItems, and close it with what they know about complete
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Collection
@@ -205,6 +206,16 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
                                       exclude_job=run.job_id)
     history = [j.counters.get("valid", 0) for j in baseline]
     limits = gate.thresholds(dealer.settings)
+    baseline_note = None
+    if not history:
+        # No healthy run of this kind yet: a dealer crawled for months whose feed is now
+        # ingested (or the other way round) must not lose every car the first run of the
+        # other kind lacks. Its active vehicles are the usual count then.
+        stocked = vehicles_db.active_count(run.conn, run.dealership_id)
+        if stocked > run.counters.get("valid", 0):
+            history = [stocked]
+            baseline_note = (f"no earlier healthy {run.kind} run: judged against the "
+                             f"{stocked} active vehicles")
     if candidates is not None and run.counters.get("unchanged") and \
             gate.coverage_judgeable(run.counters, limits):
         # The stages counted the coverage of the rows that changed, and the fast path's
@@ -220,19 +231,21 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
     if report["count_only"]:
         # degraded by its count alone: has the count settled at a new level (a lot that
         # really shrank) over the last few complete runs? Then judge it against them.
-        earlier = jobs_db.latest_reports(run.conn, run.dealership_id, run.kind, run.job_id,
-                                         int(limits.get("settle_after_runs", 0)))
-        counts = gate.settled_count(report, earlier, limits)
+        earlier = jobs_db.recent_verdicts(run.conn, run.dealership_id, run.kind, run.job_id)
+        counts = gate.settled_count(report, earlier, limits, dt.datetime.now(dt.UTC))
         if counts is not None:
             again = gate.evaluate(dict(run.counters), complete=complete,
                                   problems=all_problems, history_counts=counts,
                                   limits=limits, history=[j.counters for j in baseline])
             if again["verdict"] == "healthy":
+                shown = ", ".join(map(str, counts[:10])) + (", ..." if len(counts) > 10 else "")
                 again["settled"] = (f"the count settled at a new level: {len(counts)} runs "
-                                    f"in a row ({', '.join(map(str, counts))}) were below "
-                                    f"a usual {report['baseline_count']:g}; judged against "
-                                    "them, and the new baseline from now on")
+                                    f"in a row ({shown}) were below a usual "
+                                    f"{report['baseline_count']:g}; judged against them, "
+                                    "and the new baseline from now on")
                 report, settled_at_new_level = again, True
+    if baseline_note:
+        report["baseline_note"] = baseline_note
     refresh_statistics(run)
     settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
                                      remove_unseen=report["may_remove"],
@@ -257,7 +270,7 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
         state = "partial"
     report["state"] = state
     report["counters"] = dict(run.counters)
-    if report["verdict"] != "healthy" and dealer.webhook_url:
+    if (report["verdict"] != "healthy" or report.get("settled")) and dealer.webhook_url:
         report["webhook_sent"] = webhook.send(
             dealer.webhook_url, webhook.notice(dealer.slug, run.job_id, report))
     return report

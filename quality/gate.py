@@ -16,13 +16,15 @@ baseline, and each may make the verdict worse, never better:
 Thresholds come from DEFAULTS, overridden per dealer by `dealership.settings["gate"]`.
 
 A lot that really shrinks must not be held degraded for ever (its baseline being healthy
-runs only): `settle_after_runs` complete runs in a row degraded by their count alone mean the
-count has settled, and the caller (pipelines.run.close) judges the last against their own
-counts; see settled_count.
+runs only): `settle_after_runs` complete runs in a row degraded by their count alone, over at
+least `settle_after_hours`, mean the count has settled, and the caller (pipelines.run.close)
+judges the last against their own counts; see settled_count.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import re
 import statistics
 from collections.abc import Callable
@@ -51,6 +53,10 @@ DEFAULTS: dict[str, float] = {
     # if that is healthy it becomes the baseline (a lot that really shrank; 0: never, an
     # operator accepts with `forecourt quality accept`)
     "settle_after_runs": 3,
+    # ... and the first of them ended at least this long ago: a lot shrinks over days, and
+    # a run repeated within minutes (an operator looking at a degraded crawl, a broken
+    # spider on a short schedule) is the same run, not a new level
+    "settle_after_hours": 24,
     # share of pages that raised errors / were blocked above which a run is degraded / failed
     "max_error_rate": 0.1,
     "fail_error_rate": 0.5,
@@ -171,9 +177,12 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
     reasons: list[str] = []
     verdict = "healthy"
 
+    others: list[str] = []  # the levels of reasons other than the count's
+
     def worse(level: str, reason: str) -> None:
         nonlocal verdict
         reasons.append(reason)
+        others.append(level)
         if ORDER.index(level) > ORDER.index(verdict):
             verdict = level
 
@@ -188,6 +197,7 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
     def worse_by_count(level: str, reason: str) -> None:
         by_count.append(reason)
         worse(level, reason)
+        others.pop()
 
     check_count(worse_by_count, valid, items, baseline, limits)
     reject_rate = check_rate(worse, "reject rate", rejected, items,
@@ -219,21 +229,26 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
         "usual_coverage": {k: round(v, 4) for k, v in usual.items()},
         "may_remove": verdict == "healthy" and complete,
         # degraded by the count check and nothing else (see settle_after_runs)
+        # (reasons that leave a run healthy, such as warnings, do not count)
         "count_only": verdict == "degraded" and complete and bool(by_count)
-                      and len(by_count) == len(reasons),
+                      and all(level == "healthy" for level in others),
     }
 
 
-def settled_count(report: dict[str, Any], earlier: list[dict[str, Any]],
-                  limits: dict[str, float]) -> list[int] | None:
+def settled_count(report: dict[str, Any], earlier: list[tuple[bool, int, dt.datetime]],
+                  limits: dict[str, float], now: dt.datetime) -> list[int] | None:
     """The counts to judge a run's count against instead of its baseline when its count
     has settled at a new level: the run was degraded by its count alone, and so were the
-    `settle_after_runs - 1` complete runs just before it (`earlier`: their reports, newest
-    first; their counts in report["valid"]). None when it has not settled."""
+    runs just before it, at least `settle_after_runs` in all, the first of them ended
+    `settle_after_hours` or more before `now`. `earlier`: (count_only, valid count,
+    finished_at) of the runs before it, newest first. None when it has not settled."""
     n = int(limits.get("settle_after_runs", 0))
     if n < 1 or not report.get("count_only"):
         return None
-    streak = earlier[:n - 1]
-    if len(streak) < n - 1 or not all(r.get("count_only") for r in streak):
+    streak = list(itertools.takewhile(lambda r: r[0], earlier))
+    if len(streak) < n - 1:
         return None
-    return [int(report["valid"]), *(int(r.get("valid", 0)) for r in streak)]
+    hours = limits.get("settle_after_hours", 0)
+    if hours > 0 and (not streak or now - streak[-1][2] < dt.timedelta(hours=hours)):
+        return None
+    return [int(report["valid"]), *(valid for _, valid, _ in streak)]

@@ -30,8 +30,10 @@ def notice(dealer_slug: str, job_id: int, report: dict[str, Any]) -> dict[str, A
     """The JSON body: what happened, why, and the figures the verdict rests on."""
     keep = ("verdict", "reasons", "state", "complete", "items", "valid", "rejected",
             "reject_rate", "error_rate", "block_rate", "baseline_count", "coverage",
-            "usual_coverage", "removed")
-    return {"event": "run.unhealthy", "dealership": dealer_slug, "job_id": job_id,
+            "usual_coverage", "removed", "settled")
+    # a run that removed because its count settled at a new level is healthy, but is news
+    event = "run.settled" if report.get("settled") else "run.unhealthy"
+    return {"event": event, "dealership": dealer_slug, "job_id": job_id,
             "sent_at": dt.datetime.now(dt.UTC).isoformat(),
             **{k: report[k] for k in keep if k in report}}
 

@@ -109,6 +109,8 @@ def ingest_summary(slug: str, job: Job) -> Table:
     table.add_row("verdict", verdict + (f": {'; '.join(reasons)}" if reasons else ""))
     if report.get("note"):
         table.add_row("note", report["note"])
+    if report.get("settled"):
+        table.add_row("settled", report["settled"])
     if job.error and job.state == "failed":
         table.add_row("error", job.error)
     return table

@@ -64,6 +64,10 @@ def job_detail(conn, job: Job) -> Table:
         rows.append(("params", redact(json.dumps(job.params, sort_keys=True))))
     if job.replayed_as:
         rows.append(("replayed as", str(job.replayed_as)))
+    if (job.report or {}).get("settled"):
+        rows.append(("settled", job.report["settled"]))
+    if job.accepted_at:
+        rows.append(("gate baseline", f"from {job.accepted_at}"))
     if job.kind == "crawl" and (log := log_path(job.id)).exists():
         rows.append(("crawl log", str(log)))  # on the machine whose worker ran it
     for n, e in enumerate(job.errors, 1):

@@ -47,15 +47,26 @@ def _report(slug: str, job_id: int | None, worst: int) -> None:
     head.add_row("verdict", Text(verdict, style=_VERDICT.get(verdict, "white")))
     for reason in report.get("reasons") or ["-"]:
         head.add_row("reason", reason)
+    if report.get("settled"):
+        head.add_row("settled", report["settled"])
     c = job.counters
-    head.add_row("vehicles", f"{c.get('valid', 0)} valid of {c.get('items', 0)} items; usual "
-                 f"{report.get('baseline_count') or '-'} over "
+    if report.get("settled"):
+        usual = (f"judged against the {report.get('baseline_runs', 0)} run(s) at the new "
+                 f"level (median {report.get('baseline_count') or '-'})")
+    elif report.get("baseline_note"):
+        usual = report["baseline_note"]
+    else:
+        usual = (f"usual {report.get('baseline_count') or '-'} over "
                  f"{report.get('baseline_runs', 0)} healthy run(s)")
+    head.add_row("vehicles", f"{c.get('valid', 0)} valid of {c.get('items', 0)} items; "
+                 + usual)
     head.add_row("rates", f"rejected {report.get('reject_rate', 0):.1%}, errors "
                  f"{report.get('error_rate', 0):.1%}, blocked {report.get('block_rate', 0):.1%}")
     head.add_row("removed", f"{c.get('removed', 0)} (only a healthy complete run removes)")
     if job.accepted_at is not None:
-        head.add_row("accepted", f"as the gate's baseline at {job.accepted_at:%Y-%m-%d %H:%M}")
+        by = "the gate (the count settled)" if report.get("settled") else "an operator"
+        head.add_row("baseline", f"the gate's baseline from {job.accepted_at:%Y-%m-%d %H:%M}"
+                     f", accepted by {by}")
     console.print(head)
     now, usual = report.get("coverage") or {}, report.get("usual_coverage") or {}
     if now:
@@ -83,9 +94,17 @@ def _accept(slug: str, job_id: int | None) -> None:
         dealer = dealers_db.get(conn, slug)
         job = _finished_job(conn, dealer.id, job_id)
         if job.accepted_at is not None:
-            raise InvalidInput(f"job {job.id} is already {slug}'s accepted baseline",
-                               hint=f"run `forecourt {'crawl' if job.kind == 'crawl' else 'ingest'}"
-                               f" {slug}` to apply it")
+            how = ("settled at a new level by the gate, which removed what it did not see"
+                   if (job.report or {}).get("settled") else "accepted")
+            raise InvalidInput(f"job {job.id} is already {slug}'s baseline ({how})",
+                               hint=f"see `forecourt quality {slug} --job {job.id}`")
+        newer = jobs_db.latest_accepted(conn, dealer.id, job.kind)
+        if newer is not None and newer.id > job.id:
+            raise InvalidInput(
+                f"job {job.id} is older than job {newer.id}, {slug}'s {job.kind} baseline "
+                "since " + f"{newer.accepted_at:%Y-%m-%d %H:%M}",
+                hint="accept a run after it, or see `forecourt quality "
+                     f"{slug} --job {newer.id}`")
         accepted = jobs_db.accept(conn, job.id)
     if accepted is None:
         raise InvalidInput(

@@ -137,20 +137,31 @@ def recent_healthy(conn: psycopg.Connection, dealership_id: int, kind: str,
     return [Job.model_validate(r) for r in rows]
 
 
-def latest_reports(conn: psycopg.Connection, dealership_id: int, kind: str, exclude_job: int,
-                   limit: int) -> list[dict[str, Any]]:
-    """The reports of the dealership's latest finished runs of this kind, newest first,
-    leaving out feed runs that found their feed unchanged (they judged nothing)."""
+def recent_verdicts(conn: psycopg.Connection, dealership_id: int, kind: str, exclude_job: int,
+                   limit: int = 500) -> list[tuple[bool, int, Any]]:
+    """(degraded by its count alone, valid count, finished_at) of the dealership's latest
+    finished runs of this kind, newest first, leaving out feed runs that found their feed
+    unchanged (they judged nothing): what quality.gate.settled_count walks."""
     rows = conn.execute(
         """
-        SELECT coalesce(report, '{}'::jsonb) AS report FROM jobs
+        SELECT coalesce((report ->> 'count_only')::boolean, false) AS count_only,
+               coalesce((report ->> 'valid')::int, 0) AS valid, finished_at
+          FROM jobs
          WHERE dealership_id = %s AND kind = %s AND id <> %s AND finished_at IS NOT NULL
            AND NOT coalesce((report ->> 'unchanged_feed')::boolean, false)
          ORDER BY id DESC LIMIT %s
         """,
         (dealership_id, kind, exclude_job, limit),
     ).fetchall()
-    return [r["report"] for r in rows]
+    return [(r["count_only"], r["valid"], r["finished_at"]) for r in rows]
+
+
+def latest_accepted(conn: psycopg.Connection, dealership_id: int, kind: str) -> Job | None:
+    """The dealership's newest run of this kind accepted as the gate's baseline."""
+    row = conn.execute(
+        "SELECT * FROM jobs WHERE dealership_id = %s AND kind = %s AND accepted_at IS NOT NULL"
+        " ORDER BY id DESC LIMIT 1", (dealership_id, kind)).fetchone()
+    return Job.model_validate(row) if row is not None else None
 
 
 def mark_accepted(conn: psycopg.Connection, job_id: int) -> None:

@@ -158,6 +158,9 @@ def test_a_lot_that_really_shrinks_settles_at_its_new_level_and_removes_again(db
         assert rows, day  # Seattle is in every snapshot
         path = tmp_path / f"seattle-{day}.json"
         path.write_text(json.dumps(rows))
+        # a day passes between runs (the gate wants a new level to last a day)
+        db.execute("UPDATE jobs SET finished_at = finished_at - interval '1 day'"
+                   " WHERE dealership_id = %s", (d.id,))
         job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
         jobs_db.start(db, job.id, "test")
         runs.append((day, feed.run_job(db, job.id, path), rows))

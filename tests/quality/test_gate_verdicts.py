@@ -3,6 +3,8 @@ tests/integration/test_gate_runs.py)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from quality import gate
 
 
@@ -110,14 +112,22 @@ def test_a_small_dealer_is_judged_by_ratio_below_the_fail_line_and_by_drop_above
 
 
 def test_a_count_settles_after_enough_complete_runs_degraded_by_their_count_alone():
-    limits = {**gate.DEFAULTS, "settle_after_runs": 3}
-    low = {"count_only": True, "valid": 12}
-    now = {"count_only": True, "valid": 11}
-    assert gate.settled_count(now, [low, {**low, "valid": 13}], limits) == [11, 12, 13]
-    assert gate.settled_count(now, [low], limits) is None  # not long enough yet
-    assert gate.settled_count(now, [low, {"valid": 13}], limits) is None  # broken streak
-    assert gate.settled_count({**now, "count_only": False}, [low, low], limits) is None
-    assert gate.settled_count(now, [low, low], {**limits, "settle_after_runs": 0}) is None
+    limits = {**gate.DEFAULTS, "settle_after_runs": 3, "settle_after_hours": 24}
+    now = dt.datetime(2026, 3, 31, 6, tzinfo=dt.UTC)
+    day = dt.timedelta(days=1)
+    this = {"count_only": True, "valid": 11}
+    low = [(True, 12, now - day), (True, 13, now - 2 * day)]
+    assert gate.settled_count(this, low, limits, now) == [11, 12, 13]
+    assert gate.settled_count(this, low + [(True, 14, now - 3 * day), (False, 30, now)],
+                              limits, now) == [11, 12, 13, 14]  # the whole streak
+    assert gate.settled_count(this, low[:1], limits, now) is None  # not long enough yet
+    assert gate.settled_count(this, [low[0], (False, 13, now - 2 * day)], limits,
+                              now) is None  # broken streak
+    minutes = [(True, 12, now - dt.timedelta(minutes=5)),
+               (True, 12, now - dt.timedelta(minutes=10))]
+    assert gate.settled_count(this, minutes, limits, now) is None  # the same run, repeated
+    assert gate.settled_count({**this, "count_only": False}, low, limits, now) is None
+    assert gate.settled_count(this, low, {**limits, "settle_after_runs": 0}, now) is None
 
 
 def test_count_only_is_set_only_when_the_count_alone_degrades_a_complete_run():
@@ -127,6 +137,9 @@ def test_count_only_is_set_only_when_the_count_alone_degrades_a_complete_run():
     also = gate.evaluate(counters, complete=True, problems=["something odd"],
                          history_counts=[50, 50])
     assert also["verdict"] == "degraded" and not also["count_only"]
+    warned = gate.evaluate(counters, complete=True, history_counts=[50, 50],
+                           problems=["warning: sitemap https://x.test/s.xml not read"])
+    assert warned["verdict"] == "degraded" and warned["count_only"]  # a warning is no reason
     cut = gate.evaluate(counters, complete=False, problems=[], history_counts=[50, 50])
     assert not cut["count_only"]
     low = gate.evaluate({"items": 5, "valid": 5}, complete=True, problems=[],

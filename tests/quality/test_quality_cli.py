@@ -105,7 +105,7 @@ def test_accepting_a_real_drop_makes_it_the_baseline_and_removals_resume(db, cap
     out = capsys.readouterr().out
     assert f"job {stuck['job_id']} accepted as the new baseline" in out and "30" in out
     assert main(["quality", "honda-town"]) == 0
-    assert "as the gate's baseline" in capsys.readouterr().out
+    assert "accepted by an operator" in capsys.readouterr().out
     after = run(db, dealer.id, smaller)
     assert after["verdict"] == "healthy" and after["state"] == "succeeded", after["reasons"]
     assert after["baseline_count"] == 30 and after["removed"] == 20
