@@ -211,10 +211,12 @@ class Job(BaseModel):
     # Accepted by an operator as the gate's new baseline (migration 0010).
     accepted_at: datetime | None = None
     created_at: datetime
-    started_at: datetime | None = None
+    started_at: datetime | None = None  # the first attempt's start
     heartbeat_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime | None = None
+    # The current (or last) attempt's start (migration 0011); /metrics times attempts by it.
+    attempt_started_at: datetime | None = None
 
 
 TokenRole = Literal["dealer", "operator"]

@@ -50,8 +50,8 @@ def start(conn: psycopg.Connection, job_id: int, worker: str) -> Job:
     row = conn.execute(
         """
         UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = %s,
-               started_at = coalesce(started_at, now()), heartbeat_at = now(),
-               updated_at = now(), phase = 'starting'
+               started_at = coalesce(started_at, now()), attempt_started_at = now(),
+               counters = '{}', heartbeat_at = now(), updated_at = now(), phase = 'starting'
          WHERE id = %s RETURNING *
         """,
         (worker, job_id),
@@ -218,11 +218,14 @@ def claim(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s: flo
           message_id: str | None = None) -> Job | None:
     """Start an attempt of a queued job, or take over a running one whose worker stopped
     heartbeating (a redelivered message). None when the job is not ours to run, including
-    when `message_id` is not the job's current message."""
+    when `message_id` is not the job's current message. `started_at` stays the job's first
+    start; the attempt's own start and counters begin afresh (what /metrics counts per
+    attempt, and what the API shows as the running attempt's live counters)."""
     row = conn.execute(
         """
         UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = %s,
-               started_at = coalesce(started_at, now()), heartbeat_at = now(),
+               started_at = coalesce(started_at, now()), attempt_started_at = now(),
+               counters = '{}', heartbeat_at = now(),
                updated_at = now(), phase = 'starting', retry_at = NULL, finished_at = NULL
          WHERE id = %s AND cancel_requested_at IS NULL
            AND (state = 'queued'

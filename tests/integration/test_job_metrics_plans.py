@@ -100,3 +100,63 @@ def test_a_counter_that_is_not_a_number_never_fails_a_job_ending(db):
     stats, _ = _stats()
     assert stats["finished"] == {("feed", "succeeded"): 1}
     assert (stats["upserted"], stats["rejected"]) == (0, 3)
+
+
+def _crawl_totals(db) -> dict:
+    row = db.execute("SELECT coalesce(sum(finished), 0) AS finished,"
+                     " coalesce(sum(duration_sum), 0) AS seconds,"
+                     " coalesce(sum(upserted), 0) AS upserted FROM job_totals"
+                     " WHERE kind = 'crawl'").fetchone()
+    return {k: float(v) for k, v in row.items()}
+
+
+def _queued_crawl(db, slug: str):
+    from crawler.db import dealers as dealers_db
+
+    dealer = dealers_db.create(db, slug=slug, name=slug, website_url="http://127.0.0.1:9/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
+    return job
+
+
+def test_a_retried_attempt_is_timed_from_its_own_start_not_the_first_attempts(db):
+    """A retry used to be timed from the job's first start (started_at, which claims keep):
+    its backoff and any backlog it waited behind counted as run time, once per attempt."""
+    job = _queued_crawl(db, "metrics-duration")
+    jobs_db.claim(db, job.id, "w1", 60)
+    jobs_db.fail_running(db, job.id, "connection reset", "transient")
+    jobs_db.requeue(db, job.id, 0)
+    # the first attempt and its wait in line for a retry were two hours ago
+    db.execute("UPDATE jobs SET started_at = started_at - interval '2 hours',"
+               " attempt_started_at = attempt_started_at - interval '2 hours' WHERE id = %s",
+               (job.id,))
+    first_seconds = _crawl_totals(db)["seconds"]
+    retried = jobs_db.claim(db, job.id, "w2", 60)
+    ended = jobs_db.fail_running(db, job.id, "connection reset", "transient")  # at once
+    after = _crawl_totals(db)
+    assert after["finished"] == 2
+    second_seconds = after["seconds"] - first_seconds
+    assert second_seconds < 3600, (
+        f"the second attempt, which ran for a moment, was counted as {second_seconds:.0f} s")
+    assert second_seconds == pytest.approx(
+        (ended.finished_at - retried.attempt_started_at).total_seconds())
+    # the job's own start is still its first attempt's (the API and CLI show it)
+    assert retried.started_at < retried.attempt_started_at
+
+
+def test_vehicles_are_counted_once_when_later_attempts_end_before_reporting_progress(db):
+    """An attempt that ends before reporting progress (its crawl child failing at start,
+    the reaper abandoning it) used to be settled with the counters the previous attempt
+    left, and the trigger added that attempt's `upserted` once more per attempt."""
+    job = _queued_crawl(db, "metrics-upserted")
+    jobs_db.claim(db, job.id, "w1", 60)
+    jobs_db.progress(db, job.id, {"upserted": 100, "rejected": 4})  # 100 vehicles written
+    jobs_db.fail_running(db, job.id, "crawl process died", "crash")
+    jobs_db.requeue(db, job.id, 0)
+    for worker in ("w2", "w3"):  # two more attempts that write nothing
+        claimed = jobs_db.claim(db, job.id, worker, 60)
+        assert claimed.counters == {}, "a new attempt starts with its own counters"
+        jobs_db.fail_running(db, job.id, "could not connect", "transient")
+        jobs_db.requeue(db, job.id, 0)
+    assert _crawl_totals(db)["upserted"] == 100
+    stats, _ = _stats()
+    assert (stats["upserted"], stats["rejected"]) == (100, 4)
