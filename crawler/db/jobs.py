@@ -209,9 +209,18 @@ def settle_abandoned(conn: psycopg.Connection, stale_after_s: int,
 # --- the job queue (issue 5): claiming, heartbeats, retries, cancellation, dead letters ---
 
 def set_message(conn: psycopg.Connection, job_id: int, queue: str, message_id: str) -> None:
-    """Record which queue message carries the job (for operators; the record stays the truth)."""
-    conn.execute("UPDATE jobs SET queue = %s, message_id = %s, updated_at = now() WHERE id = %s",
-                 (queue, message_id, job_id))
+    """Record which queue message carries the job (for operators; the record stays the truth)
+    and when it was sent. A re-send of the same message leaves the record's updated_at (its
+    version and ETag) as it was: nothing an API client sees changed."""
+    conn.execute(
+        """
+        UPDATE jobs SET queue = %(q)s, message_id = %(m)s, message_sent_at = now(),
+               updated_at = CASE WHEN queue IS DISTINCT FROM %(q)s
+                                   OR message_id IS DISTINCT FROM %(m)s
+                                 THEN now() ELSE updated_at END
+         WHERE id = %(id)s
+        """,
+        {"q": queue, "m": message_id, "id": job_id})
 
 
 def claim(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s: float,
@@ -385,7 +394,7 @@ def stale_queued(conn: psycopg.Connection, stale_after_s: float, limit: int = 50
         """
         SELECT * FROM jobs
          WHERE state = 'queued'
-           AND greatest(coalesce(retry_at, created_at), updated_at)
+           AND greatest(coalesce(retry_at, created_at), updated_at, message_sent_at)
                < now() - make_interval(secs => %s)
          ORDER BY id LIMIT %s
         """,

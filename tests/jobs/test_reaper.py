@@ -81,7 +81,8 @@ def test_a_job_waiting_in_a_long_backlog_is_resent_without_losing_its_place(db):
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
     message_id = actors.send(db, job)  # in line (no worker consumes this test's queues)
     db.execute("UPDATE jobs SET created_at = now() - interval '2 hours',"
-               " updated_at = now() - interval '2 hours' WHERE id = %s", (job.id,))
+               " updated_at = now() - interval '2 hours',"
+               " message_sent_at = now() - interval '2 hours' WHERE id = %s", (job.id,))
     assert reaper.reap(db)["resent"] == [job.id]
     # the copy carries the same id: the first message, still in line, can claim the job
     assert jobs_db.get(db, job.id).message_id == message_id
@@ -105,3 +106,24 @@ def test_seen_sets_no_run_will_settle_are_dropped_and_live_ones_kept(db):
     assert reaper.reap(db)["forgotten"] == [buried.id]
     left = db.execute("SELECT job_id, vin FROM run_seen ORDER BY vin").fetchall()
     assert [(r["job_id"], r["vin"]) for r in left] == [(live.id, "C")]
+
+
+def test_a_resent_waiting_job_keeps_its_record_and_etag(db):
+    """The re-send under the same message id used to bump updated_at (the job's version and
+    ETag) every hour, although nothing a client sees changed while the job waited."""
+    from jobs import actors, reaper
+    from jobs.api.schemas import version_of
+
+    dealer = dealers_db.create(db, slug="waiting", name="Waiting",
+                               website_url="http://127.0.0.1:9/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
+    actors.send(db, job)
+    db.execute("UPDATE jobs SET created_at = now() - interval '2 hours',"
+               " updated_at = now() - interval '2 hours',"
+               " message_sent_at = now() - interval '2 hours' WHERE id = %s", (job.id,))
+    before = jobs_db.get(db, job.id)
+    assert reaper.reap(db)["resent"] == [job.id]
+    after = jobs_db.get(db, job.id)
+    assert after.message_id == before.message_id
+    assert after.updated_at == before.updated_at and version_of(after) == version_of(before)
+    assert reaper.reap(db)["resent"] == []  # not again before another hour
