@@ -6,10 +6,18 @@ never hides an operator message. Inside a worker, the priority actors have a low
 priority number, so a free thread always takes operator work first; and when a worker has two
 or more threads, scheduled attempts may hold all but one of them, so one thread stays free for
 operator work even while scheduled crawls run for many minutes. That limit is kept by the
-scheduled queue's consumer, not by bouncing messages: it holds at most as many scheduled
-messages as there are slots (ScheduledPrefetch), so the rest wait in Redis in the order they
-were queued and start first-in first-out, on whichever worker frees a slot first, and their
-job rows are not touched while they wait (a waiting job's ETag holds still for long polls).
+queue consumers, not by bouncing messages: each holds only messages the process can start now
+(jobs/prefetch.py: priority, its idle threads; scheduled, its free slots that are idle), so
+the rest wait in Redis in the order they were queued and start first-in first-out, on
+whichever worker has an idle thread first, and their job rows are not touched while they
+wait (a waiting job's ETag holds still for long polls).
+
+A killed worker's scheduled job. Dramatiq puts a dead worker's unacked messages back at the
+back of their queue, so its interrupted job would wait behind the whole scheduled backlog
+(queued after it) while its row says `running`. Instead, a scheduled message that gets a
+slot first takes over any scheduled job whose worker stopped heartbeating and runs it in
+that slot, then its own job (the job moved to this message, so the late redelivery does
+nothing): the interrupted job, which had its turn already, runs again next in line.
 
 Idempotence. The job record decides: a message runs an attempt only if it can claim the job
 (queued, or running with a heartbeat stale enough that its worker died: a redelivery).
@@ -41,6 +49,7 @@ from crawler.errors import NotFound
 from crawler.models import Job
 from jobs import attempt, outcome
 from jobs.broker import get_broker
+from jobs.prefetch import LivePrefetch
 
 log = logging.getLogger("forecourt.jobs")
 
@@ -58,21 +67,6 @@ class ReaperMiddleware(dramatiq.Middleware):
         reaper.start_thread()
 
 
-class ScheduledPrefetch(dramatiq.Middleware):
-    """The scheduled queue's consumer in each worker process prefetches only as many messages
-    as scheduled attempts may run at once (a message is acked when its attempt ends), so no
-    scheduled message is taken from Redis before a slot is free for it. The others keep
-    their place in line, where any worker's free slot takes the oldest."""
-
-    def after_consumer_thread_boot(self, broker, thread):
-        if thread.queue_name == SCHEDULED:  # not its delay queue: retries wait there
-            thread.prefetch = scheduled_slot_count()
-
-
-for _middleware in (ReaperMiddleware, ScheduledPrefetch):
-    if not any(isinstance(m, _middleware) for m in get_broker().middleware):
-        get_broker().add_middleware(_middleware())
-
 PRIORITY = "priority"
 SCHEDULED = "scheduled"
 QUEUES = (PRIORITY, SCHEDULED)
@@ -88,6 +82,15 @@ def worker_name() -> str:
 def scheduled_slot_count() -> int:
     """Scheduled attempts a worker process runs at once: all its threads but one."""
     return max(1, max(1, get_settings().worker_threads) - 1)
+
+
+def _worker_threads() -> int:
+    return max(1, get_settings().worker_threads)
+
+
+for _middleware in (ReaperMiddleware(), LivePrefetch(_worker_threads, scheduled_slot_count)):
+    if not any(isinstance(m, type(_middleware)) for m in get_broker().middleware):
+        get_broker().add_middleware(_middleware)
 
 
 def _slots() -> threading.BoundedSemaphore:
@@ -113,12 +116,43 @@ def execute(job_id: int, queue: str) -> None:
         return
     from crawler import logging as fc_logging
 
+    message_id = _current_message_id()
     try:
+        if slots is not None:
+            _rescue_interrupted(job_id, message_id)
         with fc_logging.bind(job_id=job_id):
-            _attempt(job_id, _current_message_id())
+            _attempt(job_id, message_id)
     finally:
         if slots is not None:
             slots.release()
+
+
+def _rescue_interrupted(job_id: int, message_id: str | None) -> None:
+    """Run, in this scheduled slot and before this message's own job, the scheduled jobs
+    whose worker died mid-attempt: they had their turn, and their redelivered message waits
+    at the back of the queue (see the module's docstring)."""
+    from crawler import logging as fc_logging
+
+    me = worker_name()
+    stale_after = get_settings().job_stale_after_s
+    while True:
+        with connect() as conn:
+            rescued = None
+            for stale in jobs_db.stale_running_on(conn, SCHEDULED, stale_after):
+                if stale.id != job_id:  # our own job is claimed by its redelivery below
+                    rescued = jobs_db.take_over(conn, stale.id, me, stale_after, message_id)
+                if rescued is not None:
+                    break
+            if rescued is None:
+                return
+            log.warning("job %s taken over from %s (stopped heartbeating) before job %s",
+                        rescued.id, stale.worker, job_id)
+            try:
+                with fc_logging.bind(job_id=rescued.id):
+                    _run(conn, rescued, me)
+            except Exception:  # noqa: BLE001 - its heartbeat brings the reaper; ours runs
+                log.exception("job %s could not be settled", rescued.id)
+                return
 
 
 def _current_message_id() -> str | None:
@@ -134,32 +168,38 @@ def _attempt(job_id: int, message_id: str | None) -> None:
         job = _claim(conn, job_id, me, message_id)
         if job is None:
             return
-        log.info("job %s attempt %s started by %s", job_id, job.attempts, me)
-        try:
-            dealer = dealers_db.get_by_id(conn, job.dealership_id)
-            run = attempt.crawl if job.kind == "crawl" else attempt.feed
+        _run(conn, job, me)
 
-            def settled(j: Job) -> None:
-                failure = outcome.classify_settled(j)
-                if failure is not None:
-                    after_failure(conn, j, failure)
 
-            job = run(conn, job, dealer, me, on_settled=settled)
-            if job.worker != me:  # retried already, or taken over while we looked dead
-                log.info("job %s moved on: %s (worker %s)", job_id, job.state, job.worker)
-                return
-            failure = outcome.classify_settled(job)
-        except Exception as exc:  # translated here: retry or dead letter
-            failure = outcome.classify_exception(exc)
-            log.warning("job %s attempt %s raised %s: %s", job_id, job.attempts,
-                        type(exc).__name__, exc)
-            job = _settle_after_error(job_id, exc, failure)
-            if job is None:
-                raise
-        if job.state == "failed" and failure is not None:
-            with connect() as fresh:
-                after_failure(fresh, job, failure)
-        log.info("job %s attempt %s ended %s", job_id, job.attempts, job.state)
+def _run(conn, job: Job, me: str) -> None:
+    """Run the attempt this worker has just claimed; retry or bury the job if it failed."""
+    job_id = job.id
+    log.info("job %s attempt %s started by %s", job_id, job.attempts, me)
+    try:
+        dealer = dealers_db.get_by_id(conn, job.dealership_id)
+        run = attempt.crawl if job.kind == "crawl" else attempt.feed
+
+        def settled(j: Job) -> None:
+            failure = outcome.classify_settled(j)
+            if failure is not None:
+                after_failure(conn, j, failure)
+
+        job = run(conn, job, dealer, me, on_settled=settled)
+        if job.worker != me:  # retried already, or taken over while we looked dead
+            log.info("job %s moved on: %s (worker %s)", job_id, job.state, job.worker)
+            return
+        failure = outcome.classify_settled(job)
+    except Exception as exc:  # translated here: retry or dead letter
+        failure = outcome.classify_exception(exc)
+        log.warning("job %s attempt %s raised %s: %s", job_id, job.attempts,
+                    type(exc).__name__, exc)
+        job = _settle_after_error(job_id, exc, failure)
+        if job is None:
+            raise
+    if job.state == "failed" and failure is not None:
+        with connect() as fresh:
+            after_failure(fresh, job, failure)
+    log.info("job %s attempt %s ended %s", job_id, job.attempts, job.state)
 
 
 def _claim(conn, job_id: int, me: str, message_id: str | None) -> Job | None:

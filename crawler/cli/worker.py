@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
         from dramatiq.cli import main, make_argument_parser
 
         # Prefetch no more than a process can start: waiting messages stay in Redis, where
-        # any idle worker can take them, and operator messages are not stuck behind them.
+        # any idle worker can take them. This is the start value: jobs/prefetch.py keeps each
+        # queue consumer's prefetch at what the process can start now.
         dramatiq.worker.QUEUE_PREFETCH = threads
         # On SIGTERM a job may run to its end: a crawl's time limit, not Dramatiq's default
         # 10 minutes (a crawl stopped mid-way is redelivered and starts over).

@@ -248,6 +248,42 @@ def claim(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s: flo
     return Job.model_validate(row) if row is not None else None
 
 
+def stale_running_on(conn: psycopg.Connection, queue: str, stale_after_s: float,
+                     limit: int = 20) -> list[Job]:
+    """Running jobs of `queue` whose worker stopped heartbeating `stale_after_s` ago (it
+    died: their message is redelivered at the back of the queue), the longest running
+    first."""
+    rows = conn.execute(
+        """
+        SELECT * FROM jobs
+         WHERE state = 'running' AND queue = %s AND cancel_requested_at IS NULL
+           AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => %s)
+         ORDER BY started_at, id LIMIT %s
+        """,
+        (queue, stale_after_s, limit),
+    ).fetchall()
+    return [Job.model_validate(r) for r in rows]
+
+
+def take_over(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s: float,
+              message_id: str | None) -> Job | None:
+    """Start a new attempt of a running job whose worker stopped heartbeating, carried from
+    now on by `message_id` (so the dead worker's redelivered message does nothing). None
+    when it is not stale any more, or was cancelled or taken over meanwhile."""
+    row = conn.execute(
+        """
+        UPDATE jobs SET attempts = attempts + 1, worker = %s, message_id = %s,
+               attempt_started_at = now(), counters = '{}', heartbeat_at = now(),
+               updated_at = now(), phase = 'starting'
+         WHERE id = %s AND state = 'running' AND cancel_requested_at IS NULL
+           AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => %s)
+        RETURNING *
+        """,
+        (worker, message_id, job_id, stale_after_s),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
 def beat(conn: psycopg.Connection, job_id: int, worker: str) -> Job | None:
     """The running worker's heartbeat; None when the job is no longer this worker's."""
     row = conn.execute(

@@ -80,3 +80,44 @@ def test_worker_killed_mid_crawl_has_its_job_finished_by_another(db, site, start
     assert wait_final(db, clean.id, timeout=60).state == "succeeded"
     assert stored == _stored(db, baseline.id, base)
     assert events == _events(db, baseline.id)
+
+
+def _scheduled_waiting_in_redis() -> int:
+    import redis
+
+    from crawler.config import get_settings
+    from crawler.db import redis_url
+
+    client = redis.Redis.from_url(redis_url())
+    return client.llen(f"{get_settings().redis_namespace}:dramatiq:scheduled")
+
+
+def test_a_killed_workers_scheduled_job_runs_again_before_the_backlog_queued_after_it(
+        db, site, start_workers, tmp_path):
+    """Dramatiq puts a dead worker's unacked message back at the back of its queue
+    (dispatch.lua: rpush), so the interrupted job used to wait behind every scheduled job
+    queued after it, its row saying `running` meanwhile. The first scheduled message to get
+    a slot now takes the interrupted job over and runs it first."""
+    from jobs import service
+
+    slow = site(site_copy(tmp_path, slow_routes(2.5), name="slow"))
+    quick = site(site_copy(tmp_path, {}, name="quick"))
+    (doomed,) = start_workers(1, threads=2)  # one scheduled slot
+    jobs = []
+    for i, base in enumerate((slow, quick, quick)):
+        dealer = dealers_db.create(db, slug=f"line-{i}", name=f"Line {i}",
+                                   website_url=base + "/inventory/")
+        jobs.append(service.trigger(db, dealer.id, "crawl", "schedule")[0])
+    wait_for(lambda: jobs_db.get(db, jobs[0].id).state == "running", what="the first job")
+    assert _scheduled_waiting_in_redis() == 2  # the two behind it wait in Redis, in order
+
+    stop(doomed, signal.SIGKILL)
+    time.sleep(4)  # past the broker heartbeat (3 s): the dead worker's message is due back
+    start_workers(1, threads=2)
+
+    done = [wait_final(db, j.id) for j in jobs]
+    assert [j.state for j in done] == ["succeeded"] * 3
+    first = done[0]
+    assert first.attempts == 2
+    assert first.finished_at <= min(j.started_at for j in done[1:]), (
+        "the interrupted job was re-run only after the scheduled jobs queued behind it")
