@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
+
+from crawler.config import PROJECT_ROOT
 from crawler.crawl_runner import run_crawl
 from crawler.db import jobs as jobs_db
+
+SITES = PROJECT_ROOT / "fixtures" / "sites"
+
+
+def copy_site(tmp_path, name: str):
+    """A fixture site copied for a test to break (fixtures/sites/<name>)."""
+    target = tmp_path / name
+    shutil.copytree(SITES / name, target)
+    return target
+
+
+def active_vins(db, dealer_id: int) -> set[str]:
+    return {r["vin"] for r in db.execute(
+        "SELECT vin FROM vehicles WHERE dealership_id = %s AND status = 'active'",
+        (dealer_id,))}
 
 
 def crawl(db, dealer_id: int):

@@ -13,33 +13,18 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 
-from crawler.config import PROJECT_ROOT
 from crawler.db import dealers as dealers_db
-from tests.crawling import crawl
+from tests.crawling import active_vins, copy_site, crawl
 
 pytestmark = pytest.mark.integration
 
-SITES = PROJECT_ROOT / "fixtures" / "sites"
 GENERIC_VINS = 10  # fixtures/sites/generic: ten vehicles with VINs (and a Soul without one)
 CIVIC_VIN = "19XFC2F7XME104512"
 CIVIC = f"used-2021-honda-civic-{CIVIC_VIN}.html"
 PAGE_TWO_VIN = "5XXG64J27SG303377"  # dealervenom: listed on /new-vehicles/?pg=2 only
-
-
-def copy_site(tmp_path, name: str):
-    root = tmp_path / name
-    shutil.copytree(SITES / name, root)
-    return root
-
-
-def active(db, dealer_id: int) -> set[str]:
-    return {r["vin"] for r in db.execute(
-        "SELECT vin FROM vehicles WHERE dealership_id = %s AND status = 'active'",
-        (dealer_id,))}
 
 
 def reasons(job) -> str:
@@ -48,7 +33,7 @@ def reasons(job) -> str:
 
 
 def assert_nothing_removed(db, job, dealer_id: int, before: set[str], *said: str) -> None:
-    lost = before - active(db, dealer_id)
+    lost = before - active_vins(db, dealer_id)
     assert not lost and job.counters.get("removed", 0) == 0, (
         f"run {job.state}/{job.verdict} removed still-listed vehicles {sorted(lost)}; "
         f"report reasons: {(job.report or {}).get('reasons')}")
@@ -64,7 +49,7 @@ def generic(db, site, tmp_path):
     dealer = dealers_db.create(db, slug="maple", name="Maple", website_url=base + "/inventory/")
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", job.error
-    before = active(db, dealer.id)
+    before = active_vins(db, dealer.id)
     assert len(before) == GENERIC_VINS
     return root, dealer, before
 
@@ -77,7 +62,7 @@ def dealervenom(db, site, tmp_path):
                                settings={"listing_urls": [base + "/used-vehicles/"]})
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", job.error
-    before = active(db, dealer.id)
+    before = active_vins(db, dealer.id)
     assert PAGE_TWO_VIN in before
     return root, dealer, before
 
@@ -144,7 +129,7 @@ def test_generic_links_that_only_look_like_vehicle_pages_leave_the_run_complete(
     dealer = dealers_db.create(db, slug="maple", name="Maple", website_url=base + "/inventory/")
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", reasons(job)
-    assert len(active(db, dealer.id)) == GENERIC_VINS
+    assert len(active_vins(db, dealer.id)) == GENERIC_VINS
 
 
 def test_valid_html5_pages_without_closing_body_and_html_tags_are_whole(db, site, tmp_path):
@@ -184,7 +169,7 @@ def test_generic_sold_car_listed_only_in_a_stale_sitemap_is_removed(db, site, tm
     _delist(root, CIVIC_VIN, sitemap_too=False)
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", reasons(job)
-    assert active(db, dealer.id) == before - {CIVIC_VIN}
+    assert active_vins(db, dealer.id) == before - {CIVIC_VIN}
     assert job.counters["removed"] == 1
 
 

@@ -8,29 +8,13 @@ site whole first (the baseline), then breaks it the way real sites break and cra
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from crawler.config import PROJECT_ROOT
 from crawler.db import dealers as dealers_db
-from tests.crawling import crawl
+from tests.crawling import active_vins, copy_site, crawl
 
 pytestmark = pytest.mark.integration
-
-SITES = PROJECT_ROOT / "fixtures" / "sites"
-
-
-def copy_site(tmp_path, name: str):
-    root = tmp_path / name
-    shutil.copytree(SITES / name, root)
-    return root
-
-
-def active(db, dealer_id: int) -> set[str]:
-    return {r["vin"] for r in db.execute(
-        "SELECT vin FROM vehicles WHERE dealership_id = %s AND status = 'active'",
-        (dealer_id,))}
 
 
 def reasons(job) -> list[str]:
@@ -39,7 +23,7 @@ def reasons(job) -> list[str]:
 
 def assert_nothing_removed(db, job, dealer_id: int, before: set[str], says: str) -> None:
     """The run is incomplete (partial), removed nothing, and its reasons say `says`."""
-    lost = before - active(db, dealer_id)
+    lost = before - active_vins(db, dealer_id)
     assert not lost and job.counters.get("removed", 0) == 0, (
         f"run {job.state}/{job.verdict} removed still-listed vehicles {sorted(lost)}; "
         f"report reasons: {reasons(job)}")
@@ -61,7 +45,7 @@ def _dealercom(db, site, root):
                                website_url=base + "/", platform="dealercom")
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", (job.error, reasons(job))  # 21 entries, one without VIN
-    return dealer, active(db, dealer.id)
+    return dealer, active_vins(db, dealer.id)
 
 
 def test_dealercom_api_page_short_of_its_total_count_leaves_the_run_partial(
@@ -96,7 +80,7 @@ def test_dealercom_page_asked_on_from_the_entries_received_completes_the_run(
     (api / "start-12.json").unlink()
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", (job.error, reasons(job))
-    assert active(db, dealer.id) == before and job.counters.get("removed", 0) == 0
+    assert active_vins(db, dealer.id) == before and job.counters.get("removed", 0) == 0
 
 
 @pytest.mark.parametrize("page, says", [
@@ -115,7 +99,7 @@ def test_dealerinspire_index_page_without_hits_within_nbpages_leaves_the_run_par
                                website_url=base + "/inventory/", platform="dealerinspire")
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", (job.error, reasons(job))
-    before = active(db, dealer.id)
+    before = active_vins(db, dealer.id)
     (root / "algolia" / f"page-{page}.json").unlink()  # answered {"hits": [], nbPages 3}
     job = crawl(db, dealer.id)
     assert_nothing_removed(db, job, dealer.id, before, says)
@@ -132,7 +116,7 @@ def _dealeron(db, site, root):
                                website_url=base + "/searchall.aspx", platform="dealeron")
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", (job.error, reasons(job))
-    before = active(db, dealer.id)
+    before = active_vins(db, dealer.id)
     assert len(before) == 15
     return dealer, before
 
@@ -183,7 +167,7 @@ def test_dealeron_site_showing_six_per_page_is_paged_by_what_page_one_shows(
         [ln.replace("?pt=2", "?pt=3") for ln in head] + cards[36:] + tail))
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", (job.error, reasons(job))
-    assert active(db, dealer.id) == before and job.counters.get("removed", 0) == 0
+    assert active_vins(db, dealer.id) == before and job.counters.get("removed", 0) == 0
 
 
 SELLING_API = '''
@@ -205,7 +189,6 @@ def handle(request):
         sold.write_text(sell.read_text())  # sold while the crawler reads page 1
     return 200, "application/json; charset=utf-8", json.dumps(answer).encode()
 '''
-
 
 
 def test_dealercom_total_changing_between_pages_leaves_the_run_partial(db, site, tmp_path):

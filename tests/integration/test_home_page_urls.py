@@ -4,18 +4,14 @@ spider goes on to the platform's results pages (spiders/cards.py) and finds the 
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from crawler.config import PROJECT_ROOT
 from crawler.db import dealers as dealers_db
-from tests.crawling import crawl, logged_stats
+from tests.crawling import copy_site, crawl, logged_stats
 from tests.crawling import vehicles_by_vin as vehicles
 
 pytestmark = pytest.mark.integration
 
-SITES = PROJECT_ROOT / "fixtures" / "sites"
 DEALERVENOM = {"5XYK53DF0SG201145", "KNDNB5H36S6154420", "KNDPUCDG1S7233018",
                "5XXG64J27SG303377", "KNDJ23AU2N7801562"}  # /new-vehicles/ and /used-vehicles/
 CERTIFIED = {"5XXG64J26PG218845", "5XYRL4LC2NG104633", "KNDPM3AC0M7880921"}
@@ -24,12 +20,6 @@ DEALEREPROCESS = {"4T1G11AK5SU123401", "2T3P1RFV4SW087712", "3TMLB5JN9SM044190",
 TEAMVELOCITY = {"JN8BT3BB8SW120455", "1N4BL4DW0SN301188", "5N1DR3BD8SC440912",
                 "3N1AB8CVXMY210334", "JN1BJ1AW9MW455871",
                 "1N4BL4CV2LC274310"}  # the last from /inventory/used
-
-
-def copy_site(tmp_path, name: str):
-    target = tmp_path / name
-    shutil.copytree(SITES / name, target)
-    return target
 
 
 @pytest.mark.parametrize("platform, expected", [

@@ -3,31 +3,15 @@ sitemap is a discovery aid unless the inventory depends on it (spiders/generic.p
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from crawler.config import PROJECT_ROOT
 from crawler.db import dealers as dealers_db
-from tests.crawling import crawl
+from tests.crawling import active_vins, copy_site, crawl
 
 pytestmark = pytest.mark.integration
 
-GENERIC = PROJECT_ROOT / "fixtures" / "sites" / "generic"
 CIVIC = "19XFC2F7XME104512"
 ROGUE = "JN8BT3BB7NW300112"
-
-
-def copy_site(tmp_path):
-    target = tmp_path / "site"
-    shutil.copytree(GENERIC, target)
-    return target
-
-
-def active(db, dealer_id: int) -> set[str]:
-    return {r["vin"] for r in db.execute(
-        "SELECT vin FROM vehicles WHERE dealership_id = %s AND status = 'active'",
-        (dealer_id,))}
 
 
 def drop_lines(path, text: str) -> None:
@@ -37,7 +21,7 @@ def drop_lines(path, text: str) -> None:
 
 def test_dead_sitemap_is_a_warning_when_the_listing_pages_lead_to_every_vehicle(
         db, site, tmp_path):
-    root = copy_site(tmp_path)
+    root = copy_site(tmp_path, "generic")
     base = site(root)
     dealer = dealers_db.create(db, slug="maple", name="Maple", website_url=base + "/inventory/")
     assert crawl(db, dealer.id).state == "succeeded"
@@ -49,14 +33,14 @@ def test_dead_sitemap_is_a_warning_when_the_listing_pages_lead_to_every_vehicle(
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", job.error
     assert job.verdict == "healthy" and job.report["complete"] is True
-    assert job.counters["removed"] == 1 and CIVIC not in active(db, dealer.id)
+    assert job.counters["removed"] == 1 and CIVIC not in active_vins(db, dealer.id)
     assert job.report["reasons"] == [f"warning: sitemap {base}/sitemap_index.xml not read "
                                      "(HTTP 404); the listing pages were read without it"]
 
 
 def test_lost_sitemap_leaves_the_run_incomplete_when_only_the_sitemaps_lead_to_vehicles(
         db, site, tmp_path):
-    root = copy_site(tmp_path)
+    root = copy_site(tmp_path, "generic")
     # the home page links to no inventory: the sitemaps are how the vehicles are found,
     # from two vehicle sitemaps
     (root / "index.html").write_text(
@@ -74,13 +58,13 @@ def test_lost_sitemap_leaves_the_run_incomplete_when_only_the_sitemaps_lead_to_v
     dealer = dealers_db.create(db, slug="maple", name="Maple", website_url=base + "/")
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", job.error
-    assert len(active(db, dealer.id)) == 10
+    assert len(active_vins(db, dealer.id)) == 10
 
     (root / "sitemap-vehicles-2.xml").unlink()  # the second half's sitemap is gone: 404
     job = crawl(db, dealer.id)
     assert job.state == "partial" and job.report["complete"] is False
     assert job.counters["items"] == 6 and job.counters["removed"] == 0
-    assert len(active(db, dealer.id)) == 10
+    assert len(active_vins(db, dealer.id)) == 10
     assert f"sitemap {base}/sitemap-vehicles-2.xml not read (HTTP 404), and the listing " \
            "pages lead to no vehicles: the inventory is not known in full" in job.error
     assert "not_found" not in job.error
@@ -88,14 +72,14 @@ def test_lost_sitemap_leaves_the_run_incomplete_when_only_the_sitemaps_lead_to_v
 
 def test_lost_sitemap_leaves_the_run_incomplete_when_other_sitemaps_list_unlinked_vehicles(
         db, site, tmp_path):
-    root = copy_site(tmp_path)
+    root = copy_site(tmp_path, "generic")
     # the listing pages lead to nine vehicles; the Civic is only in the vehicle sitemap
     drop_lines(root / "inventory" / "index.html", CIVIC)
     base = site(root)
     dealer = dealers_db.create(db, slug="maple", name="Maple", website_url=base + "/inventory/")
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", job.error
-    assert CIVIC in active(db, dealer.id) and len(active(db, dealer.id)) == 10
+    assert CIVIC in active_vins(db, dealer.id) and len(active_vins(db, dealer.id)) == 10
 
     # a further sitemap is named and gone; the Rogue vanishes from the listing pages (it
     # may be among the lost sitemap's vehicles, so it must not be removed)
@@ -106,6 +90,6 @@ def test_lost_sitemap_leaves_the_run_incomplete_when_other_sitemaps_list_unlinke
     drop_lines(root / "sitemap-vehicles.xml", ROGUE)
     job = crawl(db, dealer.id)
     assert job.state == "partial" and job.report["complete"] is False
-    assert job.counters["removed"] == 0 and ROGUE in active(db, dealer.id)
+    assert job.counters["removed"] == 0 and ROGUE in active_vins(db, dealer.id)
     assert f"sitemap {base}/sitemap-used.xml not read (HTTP 404), and 1 vehicle page(s) the " \
            "other sitemaps list are linked from no listing page" in job.error
