@@ -79,11 +79,14 @@ def feed(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
 
 def run_feed(conn: psycopg.Connection, job_id: int, worker: str, source: str, *,
              fmt: str | None = None, mapping: dict | None = None, force: bool = False,
-             on_batch: Callable[[dict[str, int]], None] | None = None) -> Job:
+             on_batch: Callable[[dict[str, int]], None] | None = None,
+             interrupted: threading.Event | None = None) -> Job:
     """Ingest the feed of a job `worker` has started, heartbeating it meanwhile (a worker's
     attempt, or `forecourt ingest`): stops when the job is cancelled (settled cancelled) or
     taken over by another worker, at the next batch, or at the next chunk while its feed
-    downloads (or between the download's tries)."""
+    downloads (or between the download's tries). `interrupted` (Ctrl-C at the terminal, see
+    crawler.cli.ingest) stops it at the same points, leaving the job running for the caller
+    to settle."""
     from ingest.feed import run_job
 
     # The ingest runs in this thread; a second one heartbeats the job on its own connection
@@ -108,6 +111,8 @@ def run_feed(conn: psycopg.Connection, job_id: int, worker: str, source: str, *,
     def check_stop() -> None:  # a dict read: called for every chunk downloaded
         if state["reason"]:
             raise Stopped(state["reason"])
+        if interrupted is not None and interrupted.is_set():
+            raise Stopped("interrupted")
 
     def batch_done(counters: dict[str, int]) -> None:
         check_stop()

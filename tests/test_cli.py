@@ -291,6 +291,40 @@ def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db,
     assert settled.state == "cancelled" and settled.error == "interrupted at the terminal"
 
 
+def test_a_second_ctrl_c_stops_an_ingest_at_once(db, tmp_path, monkeypatch):
+    """The first Ctrl-C stops at the next chunk or retry (a read of a silent server waits
+    for its timeout, here 60 s); the second does not wait for it."""
+    import json
+    import os
+    import signal
+    import time
+
+    from crawler import fixture_server
+    from crawler.db import dealers as dealers_db
+    from crawler.db import jobs as jobs_db
+
+    (tmp_path / "feed.csv").write_text("VIN,Make\n")
+    (tmp_path / "routes.json").write_text(json.dumps({"/feed.csv": {"hang": True}}))
+    server = fixture_server.serve(tmp_path)
+    dealers_db.create(db, slug="slow-feed", name="Slow Feed")
+    cli = subprocess.Popen([FORECOURT, "ingest", "slow-feed",
+                            fixture_server.base_url(server) + "/feed.csv"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "FORECOURT_FEED_FETCH_TIMEOUT_S": "60"})
+    try:
+        job = _heartbeaten(db, 1)
+        cli.send_signal(signal.SIGINT)
+        time.sleep(1)
+        assert cli.poll() is None  # stopping: waiting for the read to return
+        cli.send_signal(signal.SIGINT)
+        out, err = cli.communicate(timeout=30)  # well before the 60 s read timeout
+    finally:
+        _clean_up(cli, server, monkeypatch)
+    assert cli.returncode == 130 and err.strip().splitlines()[-1].startswith("error: interrupted")
+    settled = jobs_db.get(db, job["id"])
+    assert settled.state == "cancelled" and settled.error == "interrupted at the terminal"
+
+
 def test_history_shows_prices_as_money_and_missing_values_as_a_dash():
     from crawler.cli.history import _value
 

@@ -4,7 +4,9 @@ progress bar in rows per second and a summary table."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from crawler.cli.common import console, database
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.errors import InvalidInput
-from crawler.models import Job
+from crawler.models import FINAL_STATES, Job
 from ingest import mapping as mapping_mod
 from ingest.readers import FORMATS
 
@@ -65,14 +67,33 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
                                    f"{counters.get('changed', 0):,}  rejected "
                                    f"{counters.get('rejected', 0):,}")
 
+        # Ctrl-C asks the run to stop at its next downloaded chunk, retry wait or batch:
+        # raised at once, KeyboardInterrupt could land inside the HTTP client's connection
+        # pool with its lock held, and closing the client then waits for ever. A second
+        # Ctrl-C stops at once.
+        interrupted = threading.Event()
+
+        def on_sigint(signum, frame) -> None:
+            if interrupted.is_set():
+                raise KeyboardInterrupt
+            interrupted.set()
+            progress.update(task, status="stopping (Ctrl-C again to quit now)")
+
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, on_sigint) if main else None
         try:  # heartbeating the job as a worker does: the reaper leaves it alone, and
             # `forecourt jobs cancel` stops it at its next batch
             job = run_feed(conn, job.id, worker, source, fmt=fmt, mapping=mapping,
-                           force=force, on_batch=tick)
+                           force=force, on_batch=tick, interrupted=interrupted)
+            if interrupted.is_set() and job.state not in FINAL_STATES:
+                raise KeyboardInterrupt
         except KeyboardInterrupt:  # settle it; don't leave it to the reaper to retry
             jobs_db.fail_running(conn, job.id, "interrupted at the terminal", "cancelled",
                                  state="cancelled")
             raise
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         rows = job.counters.get("items", 0)
         # an empty feed ends at 0 rows, as its summary says (a 0 total draws a full bar)
         rate = rows / max(time.monotonic() - started, 1e-6)
