@@ -33,6 +33,18 @@ def _with_db(url: str, name: str) -> str:
         make_conninfo(**{**conninfo_to_dict(url), "dbname": name})
 
 
+def _forget_namespace(url: str, namespace: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start:start + 500])
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def forecourt_env(tmp_path_factory):
     """Point forecourt at a fresh database, Redis namespace and data directory."""
@@ -58,6 +70,8 @@ def forecourt_env(tmp_path_factory):
     with connect() as conn:
         migrate(conn)
     yield {"data_dir": data_dir, "database_url": os.environ["DATABASE_URL"]}
+    if os.environ.get("REDIS_URL"):  # a shared server: leave no keys of this session's
+        _forget_namespace(os.environ["REDIS_URL"], os.environ["FORECOURT_REDIS_NAMESPACE"])
     forget_urls()
     if base:
         with psycopg.connect(base, autocommit=True) as admin:
