@@ -251,30 +251,40 @@ def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tm
     assert jobs_db.get(db, job["id"]).state == "cancelled" and "cancelled" in out
 
 
-def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db, tmp_path,
-                                                                              monkeypatch):
+def _ingest_of_a_silent_feed(db, tmp_path, env: dict[str, str]):
+    """(fixture server, CLI process): `forecourt ingest` of a feed URL whose server accepts
+    the connection and never answers, run with `env` added."""
     import json
     import os
-    import signal
 
     from crawler import fixture_server
-    from crawler.config import reset_settings
     from crawler.db import dealers as dealers_db
-    from crawler.db import jobs as jobs_db
-    from jobs import reaper
 
     (tmp_path / "feed.csv").write_text("VIN,Make\n")
     (tmp_path / "routes.json").write_text(json.dumps({"/feed.csv": {"hang": True}}))
     server = fixture_server.serve(tmp_path)
     dealers_db.create(db, slug="slow-feed", name="Slow Feed")
-    # a short read timeout: should the signal land on a thread other than the one reading,
-    # Python acts on it only once that read returns
     cli = subprocess.Popen([FORECOURT, "ingest", "slow-feed",
                             fixture_server.base_url(server) + "/feed.csv"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "FORECOURT_FEED_FETCH_TIMEOUT_S": "5",
-                                "FORECOURT_FEED_FETCH_ATTEMPTS": "1000",  # until Ctrl-C
-                                "FORECOURT_FEED_FETCH_BACKOFF_S": "0.1"})
+                           env={**os.environ, **env})
+    return server, cli
+
+
+def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db, tmp_path,
+                                                                              monkeypatch):
+    import signal
+
+    from crawler.config import reset_settings
+    from crawler.db import jobs as jobs_db
+    from jobs import reaper
+
+    # a short read timeout: should the signal land on a thread other than the one reading,
+    # Python acts on it only once that read returns
+    server, cli = _ingest_of_a_silent_feed(db, tmp_path, {
+        "FORECOURT_FEED_FETCH_TIMEOUT_S": "5",
+        "FORECOURT_FEED_FETCH_ATTEMPTS": "1000",  # until Ctrl-C
+        "FORECOURT_FEED_FETCH_BACKOFF_S": "0.1"})
     try:
         job = _heartbeaten(db, 3)
         assert (job["heartbeat_at"] - job["started_at"]).total_seconds() > 3, \
@@ -294,23 +304,13 @@ def test_an_ingest_run_from_the_cli_heartbeats_its_job_and_ctrl_c_settles_it(db,
 def test_a_second_ctrl_c_stops_an_ingest_at_once(db, tmp_path, monkeypatch):
     """The first Ctrl-C stops at the next chunk or retry (a read of a silent server waits
     for its timeout, here 60 s); the second does not wait for it."""
-    import json
-    import os
     import signal
     import time
 
-    from crawler import fixture_server
-    from crawler.db import dealers as dealers_db
     from crawler.db import jobs as jobs_db
 
-    (tmp_path / "feed.csv").write_text("VIN,Make\n")
-    (tmp_path / "routes.json").write_text(json.dumps({"/feed.csv": {"hang": True}}))
-    server = fixture_server.serve(tmp_path)
-    dealers_db.create(db, slug="slow-feed", name="Slow Feed")
-    cli = subprocess.Popen([FORECOURT, "ingest", "slow-feed",
-                            fixture_server.base_url(server) + "/feed.csv"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "FORECOURT_FEED_FETCH_TIMEOUT_S": "60"})
+    server, cli = _ingest_of_a_silent_feed(db, tmp_path,
+                                           {"FORECOURT_FEED_FETCH_TIMEOUT_S": "60"})
     try:
         job = _heartbeaten(db, 1)
         cli.send_signal(signal.SIGINT)
