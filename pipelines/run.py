@@ -20,7 +20,7 @@ from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import vehicles as vehicles_db
 from crawler.db.connect import sibling
-from crawler.models import Reject, Vehicle, VehicleItem
+from crawler.models import Dealership, Reject, Vehicle, VehicleItem
 from pipelines import dedup, quality, store
 from pipelines.stages import stage_items
 from quality import gate, webhook
@@ -187,21 +187,11 @@ def report_progress(run: Run, phase: str | None = None, force: bool = False) -> 
         run.last_progress = now
 
 
-def close(run: Run, complete: bool, problems: list[str] | None = None,
-          candidates: Collection[str] | None = None) -> dict[str, Any]:
-    """Judge the run, remove the unseen only if it is healthy and complete, settle the job's
-    counters and report. Returns the report, with the job state it earns (SUPERSEDED, and
-    nothing settled, when another attempt of the job has taken over since the run opened).
-
-    `candidates`: for a feed run whose fast path skipped unchanged rows without recording
-    them, the VINs of active vehicles it may not have seen (see
-    crawler.db.vehicles.settle_run)."""
-    try:
-        wait_for_writes(run)
-    finally:
-        _stop_writer(run)
-    all_problems = [*run.problems, *(problems or [])]
-    dealer = dealers_db.get_by_id(run.conn, run.dealership_id)
+def _judge(run: Run, dealer: Dealership, complete: bool, problems: list[str],
+           candidates: Collection[str] | None) -> dict[str, Any]:
+    """The gate's report on a run: against the dealer's healthy runs of its kind (or its
+    active vehicles when there are none), coverage over the whole inventory a feed run saw,
+    and a count that settled at a new level judged against the runs that settled it."""
     baseline = jobs_db.recent_healthy(run.conn, run.dealership_id, run.kind,
                                       exclude_job=run.job_id)
     history = [j.counters.get("valid", 0) for j in baseline]
@@ -224,10 +214,9 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
         for name, n in vehicles_db.stored_coverage(run.conn, run.dealership_id, run.job_id,
                                                    candidates).items():
             run.counters[name] = run.counters.get(name, 0) + n
-    report = gate.evaluate(dict(run.counters), complete=complete, problems=all_problems,
+    report = gate.evaluate(dict(run.counters), complete=complete, problems=problems,
                            history_counts=history, limits=limits,
                            history=[j.counters for j in baseline])
-    settled_at_new_level = False
     if report["count_only"]:
         # degraded by its count alone: has the count settled at a new level (a lot that
         # really shrank) over the last few complete runs? Then judge it against them.
@@ -235,7 +224,7 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
         counts = gate.settled_count(report, earlier, limits, dt.datetime.now(dt.UTC))
         if counts is not None:
             again = gate.evaluate(dict(run.counters), complete=complete,
-                                  problems=all_problems, history_counts=counts,
+                                  problems=problems, history_counts=counts,
                                   limits=limits, history=[j.counters for j in baseline])
             if again["verdict"] == "healthy":
                 shown = ", ".join(map(str, counts[:10])) + (", ..." if len(counts) > 10 else "")
@@ -243,9 +232,28 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
                                     f"in a row ({shown}) were below a usual "
                                     f"{report['baseline_count']:g}; judged against them, "
                                     "and the new baseline from now on")
-                report, settled_at_new_level = again, True
+                report = again
     if baseline_note:
         report["baseline_note"] = baseline_note
+    return report
+
+
+def close(run: Run, complete: bool, problems: list[str] | None = None,
+          candidates: Collection[str] | None = None) -> dict[str, Any]:
+    """Judge the run, remove the unseen only if it is healthy and complete, settle the job's
+    counters and report. Returns the report, with the job state it earns (SUPERSEDED, and
+    nothing settled, when another attempt of the job has taken over since the run opened).
+
+    `candidates`: for a feed run whose fast path skipped unchanged rows without recording
+    them, the VINs of active vehicles it may not have seen (see
+    crawler.db.vehicles.settle_run)."""
+    try:
+        wait_for_writes(run)
+    finally:
+        _stop_writer(run)
+    all_problems = [*run.problems, *(problems or [])]
+    dealer = dealers_db.get_by_id(run.conn, run.dealership_id)
+    report = _judge(run, dealer, complete, all_problems, candidates)
     refresh_statistics(run)
     settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
                                      remove_unseen=report["may_remove"],
@@ -256,7 +264,7 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
         # another attempt of this job runs now and will settle it: leave the job alone
         report.update(state=SUPERSEDED, may_remove=False, counters=dict(run.counters))
         return report
-    if settled_at_new_level:
+    if report.get("settled"):  # the new level is the baseline from now on
         jobs_db.mark_accepted(run.conn, run.job_id)
     report["cross_dealer_updated"] = quality.settle_duplicates(run.conn, run.dealership_id,
                                                                run.job_id, run.quality)
