@@ -296,19 +296,25 @@ def _decode_value(buf: _Buffer, limit: int) -> object:
 
 
 def read_json(stream: io.TextIOBase) -> Iterator[Row]:
-    """Records of a JSON array (or an object wrapping one under a key such as "vehicles"),
-    decoded one at a time: memory holds one record, not the feed."""
+    """Records of a JSON array (or an object wrapping one under a key such as "vehicles",
+    or one bare vehicle object), decoded one at a time: memory holds one record, not the
+    feed."""
     limit = get_settings().feed_max_record_chars
     buf = _Buffer(stream)
     first = buf.skip_ws()
     if first == "{":
+        start = buf.pos  # nothing is compacted while the object's keys are walked
         try:
             entered = _enter_wrapped_array(buf, limit)
         except ValueError:  # cut off or malformed before its list began
             entered = False
         if not entered:
-            raise Permanent("JSON feed is an object without a list of vehicles",
-                            hint='give an array, or an object with a "vehicles" list')
+            single = _single_vehicle(buf, start, limit)
+            if single is None:
+                raise Permanent("JSON feed is an object without a list of vehicles",
+                                hint='give an array, or an object with a "vehicles" list')
+            yield 1, single
+            return
     elif first == "[":
         buf.pos += 1
     else:
@@ -357,6 +363,26 @@ def _no_nul(value: object) -> object:
     if isinstance(value, dict):
         return {_no_nul(k): _no_nul(v) for k, v in value.items()}
     return value
+
+
+_VEHICLE_KEYS = frozenset({"vin", "vehicle_id", "stock", "stock_number", "stocknumber", "id"})
+
+
+def _single_vehicle(buf: _Buffer, start: int, limit: int) -> dict | None:
+    """The whole object at `start` when it is one vehicle (a dealer with one car, exported
+    as a bare object): it names a VIN or a stock or vehicle id. Anything else (an API's
+    error answer, `{"vehicles": null}`) is None, so it is refused rather than read as a
+    vehicle that would then be rejected with a less telling reason."""
+    buf.pos = start
+    try:
+        value = _decode_value(buf, limit)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or buf.skip_ws() != "":
+        return None
+    if not any(isinstance(k, str) and k.lower() in _VEHICLE_KEYS for k in value):
+        return None
+    return _no_nul(value)
 
 
 def _resync(buf: _Buffer, start: int, limit: int) -> bool:

@@ -230,11 +230,21 @@ def test_truncated_json_keeps_what_was_read_and_says_it_is_cut(tmp_path):
     assert isinstance(got[-1][1], Unreadable) and got[-1][1].fatal
 
 
-def test_json_that_is_not_a_list_is_refused(tmp_path):
+@pytest.mark.parametrize("text", ['{"dealer": "x"}', '{"error": "unauthorized"}',
+                                  '{"vehicles": null, "status": 401}',
+                                  '{"VIN": "1HGCM82633A004352"} {"VIN": "X"}'])
+def test_json_that_is_not_a_list_is_refused(tmp_path, text):
     path = tmp_path / "feed.json"
-    path.write_text('{"dealer": "x"}')
+    path.write_text(text)
     with pytest.raises(Permanent, match="without a list"):
         read(path)
+
+
+def test_a_bare_json_object_naming_a_vin_is_one_vehicle(tmp_path):
+    """A dealer with one car whose export writes it as an object, not a one-element list."""
+    path = tmp_path / "feed.json"
+    path.write_text(' {"VIN": "1HGCM82633A004352", "Make": "Honda", "Price": 9500}\n')
+    assert read(path) == [(1, {"VIN": "1HGCM82633A004352", "Make": "Honda", "Price": 9500})]
 
 
 @pytest.mark.parametrize("tail, terminated", [
