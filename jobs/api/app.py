@@ -12,6 +12,7 @@ from crawler.config import Settings, get_settings
 from jobs.api import metrics, problems, routes_dealers, routes_jobs
 from jobs.api.bodylimit import BodyLimit
 from jobs.api.cors import ProblemCORS
+from jobs.api.head import HeadAsGet
 from jobs.api.runtime import close_runtime, open_runtime, runtime_of
 from jobs.api.schemas import Health
 
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_jobs.router)
     app.include_router(routes_dealers.router)
     _add_operational_routes(app)
-    # The last added runs first: Latency > CORS > Unexpected > BodyLimit > routes.
+    # The last added runs first: Latency > HeadAsGet > CORS > Unexpected > BodyLimit > routes.
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(problems.Unexpected)  # inside CORS: a 500 carries its headers too
     if settings.api_cors_origins:
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "If-None-Match"],
                            expose_headers=["ETag", "Retry-After", "Location"])
+    app.add_middleware(HeadAsGet)  # outside Unexpected and CORS: their answers lose bodies too
     app.add_middleware(metrics.Latency)
     return app
 

@@ -78,3 +78,29 @@ def test_an_unexpected_error_is_a_500_problem_the_ui_can_read_and_is_logged(api,
     logged = [line for line in api_server.logs().splitlines()
               if f"unhandled error on GET /v1/jobs/{job}" in line]
     assert len(logged) == 1 and "Traceback" in logged[0] and "ValidationError" in logged[0]
+
+
+def test_head_answers_like_get_without_a_body(api, world):
+    """Load balancers and monitors probe with HEAD; a UI may check an ETag with it."""
+    assert api.head("/healthz").status_code == 200
+    acme = auth(world["tokens"]["acme"])
+    job = add_job(world["db"], world["acme"].id)
+    got = api.get(f"/v1/jobs/{job}", headers=acme)
+    head = api.head(f"/v1/jobs/{job}", headers=acme)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == got.headers["etag"]
+    assert head.headers["content-length"] == str(len(got.content))
+    assert api.head(f"/v1/jobs/{job}", headers=acme
+                    | {"If-None-Match": got.headers["etag"]}).status_code == 304
+    refused = api.head(f"/v1/jobs/{job}")
+    assert refused.status_code == 401 and refused.content == b""
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert api.head(f"/v1/jobs/{job + 1}", headers=acme).status_code == 404
+    wrong = api.delete(f"/v1/jobs/{job}", headers=acme)
+    assert_problem(wrong, 405)
+    assert wrong.headers["allow"] == "GET, HEAD"
+    assert api.head(f"/v1/jobs/{job}/cancel", headers=acme).headers["allow"] == "POST"
+    assert 'method="HEAD",route="/v1/jobs/{job_id}",status="200"' in api.get("/metrics").text
+    assert world["db"].execute("SELECT state FROM jobs WHERE id = %s",
+                               (job,)).fetchone()["state"] == "succeeded"
+
