@@ -40,7 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="forecourt API", version="1.0.0", description=DESCRIPTION,
                   lifespan=lifespan, openapi_url="/v1/openapi.json", docs_url="/v1/docs",
-                  redoc_url=None)
+                  redoc_url=None,
+                  # `/v1/jobs/1/` answers 404 problem+json, not a 307 to an absolute URL built
+                  # from what uvicorn saw: plain http behind a TLS-terminating load balancer,
+                  # which a browser on the https UI refuses to follow (mixed content).
+                  redirect_slashes=False)
     problems.install(app)
     problems.add_to_openapi(app)
     app.include_router(routes_jobs.router)

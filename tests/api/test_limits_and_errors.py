@@ -104,3 +104,15 @@ def test_head_answers_like_get_without_a_body(api, world):
     assert world["db"].execute("SELECT state FROM jobs WHERE id = %s",
                                (job,)).fetchone()["state"] == "succeeded"
 
+
+def test_a_trailing_slash_is_a_404_problem_not_a_redirect(api, world):
+    """A redirect would point at the URL uvicorn saw (plain http behind a TLS load balancer),
+    which the https UI cannot follow."""
+    acme = auth(world["tokens"]["acme"])
+    job = add_job(world["db"], world["acme"].id)
+    for path in (f"/v1/jobs/{job}/", "/v1/dealerships/acme/jobs/", "/healthz/"):
+        assert assert_problem(api.get(path, headers=acme), 404)["detail"] == f"no route {path}"
+    resp = api.post("/v1/dealerships/acme/jobs/", headers=acme, json={"kind": "crawl"})
+    assert_problem(resp, 404)
+    assert world["db"].execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 1
+
