@@ -11,6 +11,7 @@ from crawler.db import jobs as jobs_db
 from crawler.models import ApiToken, JobKind, JobState
 from jobs.api import etag
 from jobs.api.auth import dealership_for, dealership_id_for, principal
+from jobs.api.media import json_body
 from jobs.api.problems import ApiProblem, responses
 from jobs.api.routes_jobs import _service
 from jobs.api.runtime import runtime_of
@@ -36,13 +37,15 @@ _NOT_MODIFIED = {304: {"description": "Not Modified (If-None-Match matched)"}}
 
 
 @router.post("/jobs", response_model=JobDetail, status_code=202, summary="Trigger a job",
-             responses={**_COMMON, **responses(400, 413, 503),
+             responses={**_COMMON, **responses(400, 413, 415, 503),
                         200: {"model": JobDetail, "description": "the dealership already has "
                               "a queued or running job: that job, nothing new started"}})
 async def trigger_job(request: Request, slug: Slug, body: TriggerIn,
-                      token: Annotated[ApiToken, Depends(principal)]) -> Response:
+                      token: Annotated[ApiToken, Depends(principal)],
+                      _json: Annotated[None, Depends(json_body)]) -> Response:
     """Queue a crawl or feed ingest for the dealership: 202 with the new job, or 200 with the
-    job already queued or running (one job per dealership at a time)."""
+    job already queued or running (one job per dealership at a time). The body must be
+    sent as `Content-Type: application/json` (else 415)."""
     rt = runtime_of(request)
     dealership_id = await dealership_id_for(rt, token, slug)
     job, created = await rt.call(_service().trigger, dealership_id, body.kind, "api")

@@ -116,3 +116,23 @@ def test_a_trailing_slash_is_a_404_problem_not_a_redirect(api, world):
     assert_problem(resp, 404)
     assert world["db"].execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 1
 
+
+def test_a_body_not_sent_as_json_is_a_415_problem(api, world):
+    """fetch() with a string body and no Content-Type sends text/plain: the answer names the
+    missing header instead of calling a good JSON object invalid."""
+    acme = auth(world["tokens"]["acme"])
+    url, body = "/v1/dealerships/acme/jobs", b'{"kind": "crawl"}'
+    for content_type in ("text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                         None):
+        headers = acme | ({"Content-Type": content_type} if content_type else {})
+        resp = api.post(url, content=body, headers=headers)
+        problem = assert_problem(resp, 415)
+        assert problem["type"] == "urn:forecourt:problem:unsupported-media-type"
+        assert "Content-Type: application/json" in problem["detail"]
+        assert resp.headers["accept-post"] == "application/json"
+    assert world["db"].execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 0
+    assert_problem(api.post(url, content=body, headers={"Content-Type": "text/plain"}), 401)
+    assert_problem(api.post(url, headers=acme), 422)  # no body at all: the body is required
+    sent = api.post(url, content=body,
+                    headers=acme | {"Content-Type": "application/json; charset=utf-8"})
+    assert sent.status_code == 202, sent.text
