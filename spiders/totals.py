@@ -5,7 +5,9 @@ Platform searches declare their size: Dealer.com `pageInfo.totalCount`, DealerIn
 or whose declared total changed while it paged (under offset paging a car sold or added moves
 every later car by one place, so one is read twice or never), did not see one whole
 inventory: once the crawl is idle it records why and is incomplete, so settling removes
-nothing.
+nothing. A search read in parts (split by facet where paging cannot reach its end,
+spiders/facet_split.py) has each part declared and checked, and the entries of its parts
+counted as its own: it is whole only when its parts together gave every entry it declared.
 
 Entries are counted as the platform counts them: every entry of its answer, with or without
 a VIN we accept (a VIN-less or malformed entry is a vehicle the site lists, and that the
@@ -32,6 +34,9 @@ class Search:
     seen: set[str] = field(default_factory=set)
     gaps: list[str] = field(default_factory=list)  # "page 2 of 3 had no hits"
     changed: bool = False
+    # the search this one is a part of (a search split by facet, spiders/facet_split.py):
+    # entries seen here are seen there too, so the parts must add up to the whole
+    parent: Search | None = None
 
 
 @dataclass
@@ -42,9 +47,10 @@ class Totals:
     searches: dict[str, Search] = field(default_factory=dict)
     settled: bool = False
 
-    def search(self, key: str, name: str, total_field: str) -> Search:
+    def search(self, key: str, name: str, total_field: str,
+               parent: Search | None = None) -> Search:
         if key not in self.searches:
-            self.searches[key] = Search(name=name, field=total_field)
+            self.searches[key] = Search(name=name, field=total_field, parent=parent)
         return self.searches[key]
 
     def declare(self, search: Search, total: int | None) -> None:
@@ -62,7 +68,11 @@ class Totals:
             self.spider.incomplete = True
 
     def saw(self, search: Search, keys: list[str]) -> None:
-        search.seen.update(keys)
+        """Entries read by a search, counted in the searches it is a part of too."""
+        part: Search | None = search
+        while part is not None:
+            part.seen.update(keys)
+            part = part.parent
 
     def settle(self, *_args: Any) -> None:
         """Once idle: a search that gave fewer entries than it declared (or stopped early)

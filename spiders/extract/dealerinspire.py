@@ -11,7 +11,12 @@ public credentials:
 (older sites: `mvnAlgSettings = {"appId", "apiKeySearch", "inventoryIndex"}`). Searches are
 `POST https://<appId>-dsn.algolia.net/1/indexes/<index>/query` with headers
 `X-Algolia-Application-Id` / `X-Algolia-API-Key` and body `{"params": "<url-encoded
-search parameters>"}`; the answer has `hits`, `page` (from 0), `nbPages`, `nbHits`. A `hosts`
+search parameters>"}`; the answer has `hits`, `page` (from 0), `nbPages`, `nbHits`. Paging
+reaches only the first `paginationLimitedTo` hits (1,000 by default): `nbHits` says the
+true count, `nbPages` stops at the limit and later pages have no hits. `facets=[...]` asks
+for hit counts per facet value (`facets`: {attribute: {value: count}}) and each
+`facetFilters` entry (an OR-list of `attribute:value`) is AND-ed to the others, which is how
+a larger inventory is read in parts (spiders/facet_split.py). A `hosts`
 (or `host`) entry in the config overrides the search host; the fixture site uses it to point
 the spider at itself.
 
@@ -36,6 +41,10 @@ from spiders.extract.attributes import availability
 
 _CONFIG_VARS = ("algoliaConfig", "mvnAlgSettings", "inventoryLightningSettings", "PARAMS")
 DEFAULT_HITS_PER_PAGE = 20
+MAX_VALUES_PER_FACET = 1000  # the most values Algolia counts per facet
+# A search narrowed to facet values: ((attribute, value), ...), each an AND-ed facetFilters
+# entry.
+Narrowing = tuple[tuple[str, str], ...]
 
 
 class IndexConfig(BaseModel):
@@ -56,13 +65,37 @@ class IndexConfig(BaseModel):
         return {"X-Algolia-Application-Id": self.app_id, "X-Algolia-API-Key": self.api_key,
                 "Content-Type": "application/json"}
 
-    def body(self, page: int) -> str:
+    def body(self, page: int, narrowed: Narrowing = ()) -> str:
+        """One page of the dealer's search, `narrowed` to some facet values (each AND-ed
+        to the page's own refinements; see spiders/facet_split.py)."""
         params = {"query": "", "hitsPerPage": self.hits_per_page, "page": page}
+        return json.dumps({"params": urlencode({**params, **self._filters(narrowed)})})
+
+    def facets_body(self, narrowed: Narrowing, attributes: tuple[str, ...]) -> str:
+        """How many hits each value of `attributes` has in the (narrowed) search: no hits,
+        only `nbHits` and `facets` ({attribute: {value: count}})."""
+        params = {"query": "", "hitsPerPage": 0, "page": 0,
+                  "facets": json.dumps(list(attributes), separators=(",", ":")),
+                  "maxValuesPerFacet": MAX_VALUES_PER_FACET}
+        return json.dumps({"params": urlencode({**params, **self._filters(narrowed)})})
+
+    def source(self, narrowed: Narrowing = ()) -> str:
+        """Where a hit of the (narrowed) search came from, as items name it."""
+        if not narrowed:
+            return self.query_url
+        return self.query_url + "?" + urlencode({"facetFilters": ",".join(
+            f"{name}:{value}" for name, value in narrowed)})
+
+    def _filters(self, narrowed: Narrowing) -> dict[str, str]:
         filters = [[f"{field}:{v}" for v in values] for field, values in self.refinements.items()
                    if values]
-        if filters:
-            params["facetFilters"] = json.dumps(filters, separators=(",", ":"))
-        return json.dumps({"params": urlencode(params)})
+        filters += [[f"{name}:{_escaped(value)}"] for name, value in narrowed]
+        return {"facetFilters": json.dumps(filters, separators=(",", ":"))} if filters else {}
+
+
+def _escaped(value: str) -> str:
+    """A facet value as a filter says it: a leading "-" would negate the filter."""
+    return "\\" + value if value.startswith("-") else value
 
 
 def _js_object(html: str, name: str) -> dict | None:
