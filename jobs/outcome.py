@@ -58,6 +58,18 @@ def classify_settled(job: Job) -> str | None:
     return PERMANENT
 
 
+def awaiting_worker(job: Job) -> bool:
+    """Whether a `failed` job is failed only until its worker acts on it: a queued job's
+    attempt is settled by the crawl child or the feed loop, and the worker then, within a
+    heartbeat or two, requeues it (a transient failure with attempts left), buries it (dead)
+    or ends it cancelled (jobs.actors.after_failure). A follower (`crawl --queue --wait`,
+    `jobs show --follow`) must not report that moment as the end. A job run at the terminal
+    (`forecourt crawl`, `ingest`: never queued) has no worker to act on it."""
+    if job.state != "failed" or job.queue is None or job.attempts < 1:
+        return False
+    return job.cancel_requested_at is not None or classify_settled(job) == TRANSIENT
+
+
 def backoff_s(attempt: int, minimum: float, maximum: float) -> float:
     """Exponential backoff with full jitter over the upper half: attempt 1 waits about
     `minimum`, each further attempt twice as long, never past `maximum`."""

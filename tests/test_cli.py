@@ -432,3 +432,32 @@ def test_worker_queue_names_are_the_actors_queues():
     from jobs.actors import QUEUES as ACTOR_QUEUES
 
     assert QUEUES == ACTOR_QUEUES
+
+
+def test_following_a_queued_job_does_not_end_at_a_failure_its_worker_retries(db, monkeypatch):
+    """A worker's attempt is settled `failed` by the crawl child; the worker requeues it a
+    heartbeat later. `crawl --queue --wait` and `jobs show --follow` reported that moment
+    as the end ("failed", exit 1) while the job went on to its next attempt."""
+    from crawler.cli import jobs as cli_jobs
+    from crawler.db import dealers as dealers_db
+    from crawler.db import jobs as jobs_db
+
+    dealer = dealers_db.create(db, slug="flaky", name="Flaky", website_url="https://f.test/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    jobs_db.set_message(db, job.id, "priority", "m1")
+    jobs_db.claim(db, job.id, "w1", 6, "m1")
+    jobs_db.finish(db, job.id, "failed", counters={}, error_kind="failed",
+                   error="listing page https://f.test/ failed: HTTP 503")
+    # the worker's next moves, one per poll of the follower
+    moves = [lambda: jobs_db.requeue(db, job.id, 0),
+             lambda: jobs_db.claim(db, job.id, "w1", 6),
+             lambda: jobs_db.finish(db, job.id, "succeeded", counters={"items": 3})]
+    monkeypatch.setattr(cli_jobs.time, "sleep", lambda _s: moves.pop(0)() if moves else None)
+    assert cli_jobs.follow(db, job.id, "crawl flaky", interval_s=0).state == "succeeded"
+    # a failure nobody will act on ends the follow at once: run at the terminal (no queue),
+    # or permanent
+    for queue, error in ((None, "listing page https://f.test/ failed: HTTP 503"),
+                         ("priority", "not_found listing page https://f.test/ (HTTP 404)")):
+        db.execute("UPDATE jobs SET state = 'failed', queue = %s, error = %s, report = NULL "
+                   "WHERE id = %s", (queue, error, job.id))
+        assert cli_jobs.follow(db, job.id, "crawl flaky", interval_s=0).state == "failed"

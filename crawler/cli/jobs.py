@@ -10,6 +10,7 @@ from rich.table import Table
 
 from crawler.cli.common import console, database
 from crawler.cli.render import job_progress, status_line, summary_table
+from crawler.config import get_settings
 from crawler.crawl_runner import log_path
 from crawler.db import dealers as dealers_db
 from crawler.logging import redact
@@ -78,16 +79,33 @@ def job_detail(conn, job: Job) -> Table:
     return table
 
 
+def ended(job: Job, failed_since: dict[int, float]) -> bool:
+    """Whether a followed job has ended: a final state that holds. A failure its worker is
+    about to retry, bury or cancel (jobs.outcome.awaiting_worker) is not the end, unless it
+    holds past `job_stale_after_s` (the worker died first). `failed_since` keeps, per job,
+    when the follower first saw such a failure."""
+    from jobs import outcome
+
+    if job.state not in FINAL_STATES:
+        failed_since.pop(job.id, None)
+        return False
+    if not outcome.awaiting_worker(job):
+        return True
+    since = failed_since.setdefault(job.id, time.monotonic())
+    return time.monotonic() - since > get_settings().job_stale_after_s
+
+
 def follow(conn, job_id: int, label: str, interval_s: float = 0.5) -> Job:
     """Show a job's progress live until it ends; returns the final record."""
     from jobs import service
 
+    failed_since: dict[int, float] = {}
     with job_progress() as progress:
         task = progress.add_task(label, total=None, status="queued")
         while True:
             job = service.get(conn, job_id)
             progress.update(task, status=status_line(job))
-            if job.state in FINAL_STATES:
+            if ended(job, failed_since):
                 progress.update(task, total=1, completed=1)
                 return job
             time.sleep(interval_s)
@@ -120,7 +138,7 @@ def register(app: typer.Typer) -> None:
 
         with database() as conn:
             job = service.get(conn, job_id)
-            if follow_ and job.state not in FINAL_STATES:
+            if follow_ and not ended(job, {}):
                 job = follow(conn, job_id, f"job {job_id}")
                 console.print(summary_table([(slugs(conn).get(job.dealership_id, "?"), job)]))
             console.print(job_detail(conn, job))

@@ -188,8 +188,10 @@ def run_with_workers(conn, crawls: list[str], feeds: list[tuple[str, str]],
 def _follow_all(conn, jobs, job_progress, status_line, final_states):
     import time
 
+    from crawler.cli.jobs import ended
     from jobs import service
 
+    failed_since: dict[int, float] = {}
     with job_progress() as progress:
         tasks = {job_id: progress.add_task(f"{j_kind} {slug}", total=None, status="queued")
                  for slug, job_id in jobs
@@ -199,7 +201,7 @@ def _follow_all(conn, jobs, job_progress, status_line, final_states):
             for job_id in list(pending):
                 job = service.get(conn, job_id)
                 progress.update(tasks[job_id], status=status_line(job) + f"  [{job.worker or '-'}]")
-                if job.state in final_states:
+                if job.state in final_states and ended(job, failed_since):
                     progress.update(tasks[job_id], total=1, completed=1)
                     pending.discard(job_id)
             time.sleep(0.3)

@@ -48,6 +48,17 @@ def test_settled_jobs_are_classed_by_their_error():
     assert outcome.classify_settled(_job(kind="feed", error_kind="Transient")) == "transient"
 
 
+def test_a_failed_queued_job_awaits_its_worker_only_when_it_will_act():
+    transient = {"error_kind": "crash", "queue": "priority", "attempts": 1}
+    assert outcome.awaiting_worker(_job(**transient))  # to be requeued (or buried)
+    assert not outcome.awaiting_worker(_job(**transient | {"queue": None}))  # at the terminal
+    assert not outcome.awaiting_worker(_job(**transient | {"attempts": 0}))  # never enqueued
+    assert not outcome.awaiting_worker(_job(**transient | {"error_kind": "timeout"}))
+    assert outcome.awaiting_worker(_job(**transient | {"error_kind": "timeout",
+                                                       "cancel_requested_at": datetime.now(UTC)}))
+    assert not outcome.awaiting_worker(_job(**transient | {"state": "dead"}))
+
+
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():
     for attempt, ceiling in ((1, 5), (2, 10), (3, 20), (8, 60)):
         waits = [outcome.backoff_s(attempt, 5, 60) for _ in range(200)]
