@@ -108,6 +108,8 @@ class DealerSpider(scrapy.Spider):
             self.problems.append(f"blocked listing page {url} (HTTP {response.status})")
         elif response is not None and response.status in (404, 410):
             self.problems.append(f"not_found listing page {url} (HTTP {response.status})")
+        elif response is not None:  # a 5xx, say: Scrapy's own words would hide which
+            self.problems.append(f"listing page {url} failed: HTTP {response.status}")
         else:
             hint = getattr(failure.value, "hint", "")  # a ForecourtError says the fix
             self.problems.append(f"listing page {url} failed: {failure.getErrorMessage()}"

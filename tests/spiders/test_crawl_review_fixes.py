@@ -71,6 +71,15 @@ def test_a_failed_detail_page_is_named_in_the_problems():
     assert any(url in p for p in spider.problems), spider.problems
 
 
+def test_a_failed_listing_page_is_named_with_its_http_status():
+    """A listing page answering 500 was reported as "failed: Ignoring non-200 response"
+    (Scrapy's words), the status only in a separate download count."""
+    spider = spider_of("generic", "http://dealer.example/inventory/")
+    spider.listing_failed(_http_error("http://dealer.example/inventory/", 500))
+    assert spider.problems == ["listing page http://dealer.example/inventory/ failed: HTTP 500"]
+    assert spider.incomplete
+
+
 def test_extract_on_a_saved_json_response_does_not_crash():
     """`forecourt extract case.api` / `forecourt detect x.json` without --platform raised
     ValueError: Cannot use css on a Selector of type 'json' (a traceback)."""
