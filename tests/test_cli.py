@@ -461,3 +461,20 @@ def test_following_a_queued_job_does_not_end_at_a_failure_its_worker_retries(db,
         db.execute("UPDATE jobs SET state = 'failed', queue = %s, error = %s, report = NULL "
                    "WHERE id = %s", (queue, error, job.id))
         assert cli_jobs.follow(db, job.id, "crawl flaky", interval_s=0).state == "failed"
+
+
+def test_extract_of_a_url_names_an_error_answer_and_checks_its_redirects(db, site, tmp_path):
+    """A page answering 500 printed "# other: 0 item(s) from URL", the status nowhere; and
+    a redirect was followed to any address, unlike `detect` and crawls."""
+    import json
+
+    (tmp_path / "routes.json").write_text(json.dumps({
+        "/broken": {"status": 500}, "/away": {"redirect": "http://127.0.0.2:9/inventory/"}}))
+    base = site(tmp_path)
+    broken = run("extract", base + "/broken")
+    assert broken.returncode == 0 and not broken.stdout, broken.stderr
+    assert broken.stderr.strip() == f"# other: 0 item(s) from {base}/broken (HTTP 500)"
+    away = run("extract", base + "/away")
+    assert away.returncode == 1, away.stderr
+    assert_one_error_line(away, "127.0.0.2")
+    assert "loopback" in away.stderr and "FORECOURT_ALLOW_PRIVATE_HOSTS" in away.stderr

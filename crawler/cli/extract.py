@@ -17,10 +17,13 @@ from spiders.extract.dispatch import extract_page
 def _fetch(url: str) -> tuple[str, int]:
     import httpx
 
+    from crawler import netguard
+
     check_http_url(url)
-    try:
-        response = httpx.get(url, follow_redirects=True, timeout=30,
-                             headers={"User-Agent": "forecourt-extract/0.1"})
+    try:  # checked connections, redirects too (as `detect` and crawls fetch)
+        with netguard.safe_client(timeout=30, follow_redirects=True,
+                                  headers={"User-Agent": "forecourt-extract/0.1"}) as client:
+            response = client.get(url)
     except httpx.HTTPError as exc:
         raise InvalidInput(f"cannot fetch {url}: {exc}", hint="check the URL") from exc
     return response.text, response.status_code
@@ -77,7 +80,10 @@ def register(app: typer.Typer) -> None:
         rows = [item_json(i, raw) for i in items]
         for row in rows:
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
-        err_console.print(f"# {kind}: {len(items)} item(s) from {page_url}", markup=False)
+        # a page that answered an error says so: "other: 0 item(s)" alone hid a 500
+        answered = f" (HTTP {status})" if status != 200 else ""
+        err_console.print(f"# {kind}: {len(items)} item(s) from {page_url}{answered}",
+                          markup=False)
         if case is not None:
             case.write_text(json.dumps({"url": page_url, "platform": platform,
                                         "classification": kind,
