@@ -388,7 +388,7 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
                               error=describe(exc), error_kind=type(exc).__name__)
     finally:
         if fetched is not None and fetched.path is not None:
-            fetched.path.unlink(missing_ok=True)
+            fetch_mod.discard(fetched.path)
     if report["state"] == run_mod.SUPERSEDED:  # the job's current attempt settles it
         return jobs_db.get(conn, job_id)
     ok = report["state"] == "succeeded"

@@ -19,13 +19,15 @@ stored, or `--force`) it is the server's error, retried as Transient, never "unc
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import tempfile
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import httpx
 from tenacity import (
@@ -97,6 +99,26 @@ def _suffix(url: str, content_type: str | None) -> str:
     if "." in name:
         return "".join(Path(name).suffixes[-2:])
     return _TYPES.get((content_type or "").split(";")[0].strip().lower(), "")
+
+
+def _file_name(url: str, content_type: str | None) -> str:
+    """The download's file name: the URL's own (what the summary and every error about the
+    file name: 'stock.zip is a corrupt zip archive', never a temporary name), else 'feed'
+    with the suffix its type gives."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", unquote(Path(urlparse(url).path).name))
+    name = name.lstrip(".")[-120:]
+    if "." not in name:  # the suffix its type gives tells the readers the format
+        name = (name or "feed") + _suffix(url, content_type)
+    return name
+
+
+def discard(path: Path) -> None:
+    """Delete a downloaded feed and the folder of its own it was downloaded into."""
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass
 
 
 def _sleeper(check_stop: Callable[[], None] | None) -> Callable[[float], None]:
@@ -185,9 +207,10 @@ def _receive(response: httpx.Response, url: str, previous: dict | None, dest_dir
                         hint="check the dealership's feed URL")
     digest = hashlib.sha256()
     size = 0
-    fd, name = tempfile.mkstemp(prefix="feed-", suffix=_suffix(url, response.headers.get(
-        "content-type")), dir=dest_dir)
-    path = Path(name)
+    # a folder of its own, so the file keeps the URL's name
+    path = Path(tempfile.mkdtemp(prefix="feed-", dir=dest_dir)) / _file_name(
+        url, response.headers.get("content-type"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     # A gzip Content-Encoding is kept as sent (the readers open gzip themselves): httpx's
     # decoder takes a body cut short for a whole, shorter feed, whose missing rows a
     # healthy run would then remove. The stream is checked to its end here.
@@ -220,12 +243,12 @@ def _receive(response: httpx.Response, url: str, previous: dict | None, dest_dir
             raise Transient(f"feed {url} was cut short: its gzip body ends before its end "
                             f"({size:,} bytes received)")
     except BaseException:
-        path.unlink(missing_ok=True)
+        discard(path)
         raise
     sha = digest.hexdigest()
     fetched = Fetched(path, False, status, response.headers.get("etag"),
                       response.headers.get("last-modified"), sha, size)
     if previous and previous.get("body_sha256") == sha:
-        path.unlink(missing_ok=True)
+        discard(path)
         fetched.path, fetched.unchanged = None, True
     return fetched

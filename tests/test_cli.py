@@ -478,3 +478,29 @@ def test_extract_of_a_url_names_an_error_answer_and_checks_its_redirects(db, sit
     assert away.returncode == 1, away.stderr
     assert_one_error_line(away, "127.0.0.2")
     assert "loopback" in away.stderr and "FORECOURT_ALLOW_PRIVATE_HOSTS" in away.stderr
+
+
+def test_a_downloaded_feed_is_named_by_its_url_in_errors_and_the_summary(db, site, tmp_path):
+    """A feed URL was downloaded to a temporary name that every message then used:
+    "feed-1y0l8s_q.zip is a corrupt zip archive", "file feed-wsckkzdf.csv"."""
+    import shutil
+
+    from crawler.config import get_settings
+    from crawler.db import dealers as dealers_db
+
+    (tmp_path / "stock.zip").write_bytes(b"PK\x03\x04 not a zip")
+    shutil.copy(ROOT / "fixtures/feeds/harbor-city-auto.csv", tmp_path / "stock list.csv")
+    base = site(tmp_path)
+    dealers_db.create(db, slug="harbor", name="Harbor")
+    bad = run("ingest", "harbor", base + "/stock.zip")
+    assert bad.returncode == 1
+    assert "stock.zip is a corrupt zip archive" in re.sub(r"[\s│]+", " ", bad.stdout)
+    good = run("ingest", "harbor", base + "/stock%20list.csv")
+    assert good.returncode == 0, good.stdout[-2000:]
+    assert "file stock_list.csv, format csv" in good.stdout
+    assert not list((get_settings().data_dir / "feeds").glob("feed-*"))  # nothing left
+    from ingest.fetch import _file_name
+
+    assert _file_name("https://f.test/export?id=3", "text/csv") == "export.csv"
+    assert _file_name("https://f.test/", None) == "feed"
+    assert _file_name("https://f.test/..%2F..%2Fetc%2Fpasswd", None) == "_.._etc_passwd"
