@@ -157,6 +157,8 @@ def test_crawl_command_shows_progress_and_a_summary(db, site):
     result = run("crawl", "maple")
     assert result.returncode == 0, result.stderr
     assert "Run summary" in result.stdout and "succeeded" in result.stdout
+    bar = next(ln for ln in result.stdout.splitlines() if "crawl maple" in ln)
+    assert re.search(r"rejected 1 \d:\d\d:\d\d$", bar.rstrip()), bar  # not cut at 80 columns
     table = run("vehicles", "maple")
     assert "10 vehicle(s)" in table.stdout and "19XFC2F7XME104512" in table.stdout
     # `jobs show` names the crawl's log, kept apart per database in the shared data dir

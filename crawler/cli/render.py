@@ -7,16 +7,19 @@ from collections.abc import Iterable
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from crawler.cli.common import console
 from crawler.models import Job
 
 SUMMARY_COLUMNS = ("items", "added", "changed", "unchanged", "relisted", "removed", "rejected")
 
 
 def job_progress() -> Progress:
+    # on the commands' console: piped or in a file, rich's own is 80 columns wide and cut
+    # the status line short ("rejected 1 0:0…") above a summary table twice as wide
     return Progress(SpinnerColumn(), TextColumn("{task.description}", style="bold",
                                                 markup=False), BarColumn(),
                     TextColumn("{task.fields[status]}", markup=False), TimeElapsedColumn(),
-                    transient=False)
+                    console=console, transient=False)
 
 
 def status_line(job: Job) -> str:
