@@ -106,12 +106,15 @@ def _redis_answers(redis_mod, url: str) -> bool:
         return False
 
 
-def stop(data_dir: Path) -> None:
-    """Stop both embedded servers (used by tests and `forecourt db stop`)."""
+def stop(data_dir: Path) -> list[str]:
+    """Stop both embedded servers (used by tests and `forecourt db stop`); returns the names
+    of those that were running."""
+    stopped = []
     pid_file = data_dir / "redis" / "redis.pid"
     if pid_file.exists():
         try:
             os.kill(int(pid_file.read_text().strip()), 15)
+            stopped.append("Redis")
         except (ProcessLookupError, ValueError):
             pass
     pgdata = data_dir / "postgres"
@@ -124,3 +127,5 @@ def stop(data_dir: Path) -> None:
         # made with "stop" only does when no other process holds a handle: stop it plainly.
         server = pgserver.get_server(pgdata, cleanup_mode=None)
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
+        stopped.insert(0, "PostgreSQL")
+    return stopped

@@ -506,3 +506,15 @@ def test_a_downloaded_feed_is_named_by_its_url_in_errors_and_the_summary(db, sit
     assert _file_name("https://f.test/export?id=3", "text/csv") == "export.csv"
     assert _file_name("https://f.test/", None) == "feed"
     assert _file_name("https://f.test/..%2F..%2Fetc%2Fpasswd", None) == "_.._etc_passwd"
+
+
+def test_db_stop_says_when_no_embedded_server_was_running(tmp_path):
+    """`forecourt db stop` said "embedded servers stopped" whatever it found, also with
+    DATABASE_URL and REDIS_URL naming other servers, where it stops nothing."""
+    import os
+
+    env = dict(os.environ, FORECOURT_DATA_DIR=str(tmp_path))
+    result = subprocess.run([FORECOURT, "db", "stop"], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == f"no embedded server was running in {tmp_path}".split()

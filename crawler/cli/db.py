@@ -30,5 +30,8 @@ def register(app: typer.Typer) -> None:
     @db_app.command("stop")
     def stop_cmd() -> None:
         """Stop the embedded PostgreSQL and Redis (their data stays in the data directory)."""
-        embedded.stop(get_settings().data_dir)
-        console.print("embedded servers stopped")
+        data_dir = get_settings().data_dir
+        stopped = embedded.stop(data_dir)
+        # with DATABASE_URL and REDIS_URL set there is nothing of forecourt's own to stop
+        console.print(f"stopped the embedded {' and '.join(stopped)} in {data_dir}" if stopped
+                      else f"no embedded server was running in {data_dir}")
