@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
@@ -518,3 +519,21 @@ def test_db_stop_says_when_no_embedded_server_was_running(tmp_path):
                             timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == f"no embedded server was running in {tmp_path}".split()
+
+
+def test_jobs_list_cuts_a_long_error_visibly(db):
+    """`jobs list` cut errors at 60 characters mid-word and without a mark: "...failed:
+    Conne", read as the whole error."""
+    from rich.console import Console
+
+    from crawler.cli.jobs import jobs_table
+    from crawler.db import dealers as dealers_db
+    from crawler.db import jobs as jobs_db
+
+    dealer = dealers_db.create(db, slug="gone", name="Gone", website_url="https://g.test/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    error = "listing page https://g.test/inventory/ failed: Connection was refused"
+    jobs_db.finish(db, job.id, "failed", counters={}, error=error, error_kind="failed")
+    console = Console(width=300, file=io.StringIO(), color_system=None)
+    console.print(jobs_table(db, [jobs_db.get(db, job.id)]))
+    assert error[:59] + "…" in console.file.getvalue()

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from crawler.cli.common import console, database
+from crawler.cli.rejects import excerpt
 from crawler.cli.render import job_progress, status_line, summary_table
 from crawler.config import get_settings
 from crawler.crawl_runner import log_path
@@ -40,7 +41,8 @@ def jobs_table(conn, jobs: list[Job], title: str = "Jobs") -> Table:
         table.add_row(str(j.id), names.get(j.dealership_id, str(j.dealership_id)), j.kind,
                       j.trigger, j.state, j.phase or "-", str(j.attempts),
                       str(j.counters.get("items", 0)), str(j.counters.get("upserted", 0)),
-                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"), (j.error or "")[:60])
+                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                      excerpt(j.error) if j.error else "")  # cut with "…": `jobs show` has it
     return table
 
 
