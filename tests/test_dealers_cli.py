@@ -341,3 +341,12 @@ def test_a_mapping_set_by_the_cli_makes_the_next_run_of_an_unchanged_http_feed_p
         assert job.report["feed"]["mapping"] == "homenet"
     finally:
         server.close()
+
+
+def test_list_names_the_generic_spider_as_add_does(db):
+    """`dealers add` says "stored as generic"; the list said "-" for the same dealer."""
+    dealers_db.create(db, slug="acme-motors", name="Acme Motors",
+                      website_url="https://acme.test/")  # what an undetected platform stores
+    listing = run("dealers", "list")
+    row = next(ln for ln in listing.stdout.splitlines() if "acme-motors" in ln)
+    assert "generic" in row, row

@@ -269,7 +269,7 @@ def register(app: typer.Typer) -> None:
         for col in ("slug", "name", "platform", "website / feed", "active", "last job", "paused"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["slug"], r["name"], r["platform"] or "-",
+            table.add_row(r["slug"], r["name"], r["platform"] or "generic",
                           redact(r["website_url"] or r["feed_url"] or "-"),
                           str(r["active_vehicles"]),
                           r["last_job_state"] or "-", "yes" if r["paused"] else "no")
