@@ -537,3 +537,16 @@ def test_jobs_list_cuts_a_long_error_visibly(db):
     console = Console(width=300, file=io.StringIO(), color_system=None)
     console.print(jobs_table(db, [jobs_db.get(db, job.id)]))
     assert error[:59] + "…" in console.file.getvalue()
+
+
+def test_a_job_queued_a_while_under_follow_hints_at_a_missing_worker():
+    """`crawl --queue --wait` with no worker running waited silently for ever."""
+    import time as _time
+    from types import SimpleNamespace
+
+    from crawler.cli.jobs import WAITING_HINT_AFTER_S, waiting_hint
+
+    long_ago = _time.monotonic() - WAITING_HINT_AFTER_S - 1
+    assert "forecourt worker" in waiting_hint(SimpleNamespace(state="queued"), long_ago)
+    assert waiting_hint(SimpleNamespace(state="queued"), _time.monotonic()) == ""
+    assert waiting_hint(SimpleNamespace(state="running"), long_ago) == ""

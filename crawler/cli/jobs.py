@@ -97,16 +97,28 @@ def ended(job: Job, failed_since: dict[int, float]) -> bool:
     return time.monotonic() - since > get_settings().job_stale_after_s
 
 
+WAITING_HINT_AFTER_S = 10.0
+
+
+def waiting_hint(job: Job, following_since: float) -> str:
+    """A hint on a job still queued a while after the follower began: no worker may be
+    running (every worker busy is the other reason), and a silent wait does not say so."""
+    if job.state != "queued" or time.monotonic() - following_since < WAITING_HINT_AFTER_S:
+        return ""
+    return "  (no worker has started it yet: is `forecourt worker` running?)"
+
+
 def follow(conn, job_id: int, label: str, interval_s: float = 0.5) -> Job:
     """Show a job's progress live until it ends; returns the final record."""
     from jobs import service
 
     failed_since: dict[int, float] = {}
+    started = time.monotonic()
     with job_progress() as progress:
         task = progress.add_task(label, total=None, status="queued")
         while True:
             job = service.get(conn, job_id)
-            progress.update(task, status=status_line(job))
+            progress.update(task, status=status_line(job) + waiting_hint(job, started))
             if ended(job, failed_since):
                 progress.update(task, total=1, completed=1)
                 return job
