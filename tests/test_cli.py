@@ -550,3 +550,14 @@ def test_a_job_queued_a_while_under_follow_hints_at_a_missing_worker():
     assert "forecourt worker" in waiting_hint(SimpleNamespace(state="queued"), long_ago)
     assert waiting_hint(SimpleNamespace(state="queued"), _time.monotonic()) == ""
     assert waiting_hint(SimpleNamespace(state="running"), long_ago) == ""
+
+
+def test_schedule_list_says_why_a_failing_dealers_next_run_is_far_off():
+    """After failures in a row the scheduler backs off; `schedule list` showed a next run
+    40 minutes away with no reason."""
+    from crawler.cli.schedule import failing
+
+    assert failing(0) == "-"
+    assert failing(1) == "1 in a row"
+    assert failing(2) == "2 in a row, next run held back 5 min"
+    assert failing(4) == "4 in a row, next run held back 20 min"

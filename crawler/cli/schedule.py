@@ -23,6 +23,18 @@ def parse(spec: str) -> tuple[str | None, int | None]:
     return spec.strip(), None
 
 
+def failing(failures: int) -> str:
+    """The `failing` column: failures in a row, and when they push the next run back (the
+    scheduler's backoff), by how much, so a next run far off says why."""
+    from jobs.scheduler import backoff_s
+
+    if failures == 0:
+        return "-"
+    pushed = backoff_s(failures)
+    later = f", next run held back {pushed / 60:.0f} min" if pushed else ""
+    return f"{failures} in a row{later}"
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Set, pause, resume and list dealerships' schedules.",
                         no_args_is_help=True)
@@ -69,7 +81,7 @@ def register(app: typer.Typer) -> None:
     def list_() -> None:
         """List dealerships' schedules and next runs."""
         table = Table(title="Schedules")
-        for col in ("dealer", "schedule", "tz", "paused", "next run", "last run"):
+        for col in ("dealer", "schedule", "tz", "paused", "next run", "last run", "failing"):
             table.add_column(col)
         with database() as conn:
             for row in dealers_db.list_all(conn):
@@ -79,5 +91,6 @@ def register(app: typer.Typer) -> None:
                 table.add_row(row["slug"], row["schedule_cron"] or
                               f"every {row['schedule_interval_s']} s", row["schedule_tz"],
                               "yes" if row["paused"] else "no",
-                              str(st.get("next_run_at") or "-"), str(st.get("last_run_at") or "-"))
+                              str(st.get("next_run_at") or "-"), str(st.get("last_run_at") or "-"),
+                              failing(schedules_db.consecutive_failures(conn, row["id"])))
         console.print(table)
