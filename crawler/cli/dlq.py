@@ -31,7 +31,11 @@ def register(app: typer.Typer) -> None:
         from jobs import service
 
         with database() as conn:
-            console.print(job_detail(conn, service.get(conn, job_id)))
+            job = service.get(conn, job_id)
+            console.print(job_detail(conn, job))
+        if job.state != "dead":  # shown all the same: the id may be a replay's new job
+            console.print(f"job {job.id} is {job.state}, not a dead letter "
+                          "(`forecourt dlq list` lists them)", markup=False)
 
     @group.command("replay")
     def replay(ctx: typer.Context,

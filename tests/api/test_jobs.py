@@ -245,6 +245,18 @@ def test_dlq_replay_cli_refuses_in_one_line_and_keeps_the_dead_letter(world):
     assert f"already replayed as job {replayed_as}" in out.stderr
 
 
+def test_dlq_show_says_when_a_job_is_not_a_dead_letter(world):
+    db = world["db"]
+    dead = add_job(db, world["acme"].id, state="dead", error="site gone")
+    done = add_job(db, world["acme"].id, state="succeeded")
+    shown = _dlq("show", str(dead))
+    assert shown.returncode == 0 and "site gone" in shown.stdout
+    assert "not a dead letter" not in shown.stdout
+    other = _dlq("show", str(done))
+    assert other.returncode == 0
+    assert f"job {done} is succeeded, not a dead letter" in other.stdout, other.stdout
+
+
 def test_dealer_tokens_do_not_see_other_dealerships_figures_in_reports(api, world):
     db = world["db"]
     report = {"verdict": "healthy", "reasons": [], "removed": 2, "cross_dealer_updated": 7}
