@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crawler import errors
+from jobs.api.redact import hide_infrastructure
 
 log = logging.getLogger("forecourt.api")
 
@@ -117,7 +118,9 @@ async def _domain(request: Request, exc: errors.ForecourtError) -> JSONResponse:
     if status >= 500:
         log.error("domain error on %s %s: %s", request.method, request.url.path, exc)
     headers = {"Retry-After": "5"} if status == 503 else None
-    detail = str(exc) if status < 500 or status == 503 else "internal error"
+    # a 503's cause may quote our database's or queue's address: named, not shown
+    detail = (str(exc) if status < 500 else hide_infrastructure(str(exc)) if status == 503
+              else "internal error")
     return problem_response(request, status, detail, kind, headers)
 
 

@@ -81,7 +81,7 @@ async def list_jobs(
                                         before_id=before, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    page = JobPage(items=[JobSummary.of(j, slug) for j in rows],
+    page = JobPage(items=[JobSummary.of(j, slug, role=token.role) for j in rows],
                    next_cursor=encode_cursor(rows[-1].id) if more else None)
     return etag.conditional(page.model_dump_json().encode(), if_none_match)
 

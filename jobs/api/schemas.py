@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from crawler.models import Job, JobKind, JobState, JobTrigger, TokenRole
+from jobs.api.redact import hide_in_errors, hide_infrastructure
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_ID = 2**63 - 1  # ids are bigint
@@ -57,11 +58,14 @@ class JobSummary(BaseModel):
                                      "to wait for the next change")
 
     @classmethod
-    def of(cls, job: Job, slug: str, **extra: Any):
+    def of(cls, job: Job, slug: str, *, role: TokenRole, **extra: Any):
+        """The job as `role` may see it: a dealer's view of an error names our database and
+        queue, not their addresses (jobs/api/redact.py)."""
         return cls(
             id=job.id, dealership=slug, kind=job.kind, trigger=job.trigger, state=job.state,
-            phase=job.phase, attempts=job.attempts, counters=job.counters,
-            verdict=job.verdict, error=job.error, error_kind=job.error_kind,
+            phase=job.phase, attempts=job.attempts, counters=job.counters, verdict=job.verdict,
+            error=job.error if role == "operator" else hide_infrastructure(job.error),
+            error_kind=job.error_kind,
             cancel_requested=getattr(job, "cancel_requested_at", None) is not None,
             replayed_as=getattr(job, "replayed_as", None),
             created_at=job.created_at, started_at=job.started_at,
@@ -80,11 +84,14 @@ class JobDetail(JobSummary):
     @classmethod
     def of(cls, job: Job, slug: str, *, role: TokenRole, **extra: Any):
         """The job as `role` may see it: a dealer's view of the report leaves out figures
-        about other dealerships."""
-        report = job.report
-        if report is not None and role != "operator":
-            report = {k: v for k, v in report.items() if k not in OPERATOR_ONLY_REPORT}
-        return super().of(job, slug, report=report, errors=job.errors, worker=job.worker,
+        about other dealerships, its errors our infrastructure's addresses, and the worker
+        (a host and pid of ours)."""
+        report, errors, worker = job.report, job.errors, job.worker
+        if role != "operator":
+            if report is not None:
+                report = {k: v for k, v in report.items() if k not in OPERATOR_ONLY_REPORT}
+            errors, worker = hide_in_errors(errors), None
+        return super().of(job, slug, role=role, report=report, errors=errors, worker=worker,
                           **extra)
 
 

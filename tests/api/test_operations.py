@@ -28,6 +28,24 @@ def test_readyz_is_503_when_redis_is_unreachable_while_reads_still_work(servers,
             assert got.status_code == 200, "status reads do not need Redis"
 
 
+def test_a_trigger_with_redis_down_names_the_queue_to_a_dealer_not_its_address(servers, world):
+    """Dealer tokens saw 'Error 111 connecting to <our Redis host:port>' in the 503 and in
+    the job's stored error; operators still see the address."""
+    acme, op = auth(world["tokens"]["acme"]), auth(world["tokens"]["operator"])
+    with httpx.Client(base_url=servers["no_redis"].url, timeout=10) as client:
+        body = assert_problem(client.post("/v1/dealerships/acme/jobs", json={"kind": "crawl"},
+                                          headers=acme), 503)
+        assert "could not queue job" in body["detail"] and "the job queue" in body["detail"]
+        assert "127.0.0.1:9" not in body["detail"], body["detail"]
+        job = client.get("/v1/dealerships/acme/jobs", headers=acme).json()["items"][0]
+        assert job["state"] == "failed" and "the job queue" in job["error"], job
+        assert "127.0.0.1:9" not in job["error"]
+        detail = client.get(f"/v1/jobs/{job['id']}", headers=acme).json()
+        assert "127.0.0.1:9" not in str(detail) and detail["worker"] is None
+        ops = client.get(f"/v1/jobs/{job['id']}", headers=op).json()
+        assert "127.0.0.1:9" in ops["error"], ops["error"]
+
+
 def _sample(text: str, name: str, labels: str = "") -> float:
     pattern = re.escape(name) + (r"\{" + labels + r"\}" if labels else "") + r" (\S+)"
     found = re.search(r"^" + pattern + "$", text, re.M)
