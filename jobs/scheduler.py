@@ -5,7 +5,9 @@ an interval (`schedule_interval_s`). After each run the next slot is computed fr
 slots missed while no scheduler ran are run once, not once per missed slot. Each slot gets
 random jitter (`schedule_jitter_s`) so dealers sharing a cron line do not start at once.
 A paused dealership is skipped. After two or more failures in a row the next run is pushed
-back exponentially (capped at `schedule_backoff_max_s`), and a success resets it.
+back exponentially (capped at `schedule_backoff_max_s`), and a success resets it: a job that
+succeeds after a failing scheduled run (an operator fixed the dealer and ran it by hand)
+brings the next run back to the schedule's next slot.
 
 High availability: any number of `forecourt scheduler` processes may run. Each tries to take
 a PostgreSQL session advisory lock; the one holding it leads and enqueues, the others wait
@@ -92,6 +94,9 @@ def tick(conn: psycopg.Connection) -> list[int]:
     settings = get_settings()
     now = schedules_db.server_now(conn)
     created: list[int] = []
+    for dealer_id in schedules_db.end_backoffs(conn):  # set again below, at the next slot
+        log.info("dealership %s: a job succeeded since its failing scheduled run; its next "
+                 "run is no longer held back", dealer_id)
     for dealer, next_run in schedules_db.scheduled(conn):
         jitter = random.uniform(0, settings.schedule_jitter_s)
         if next_run is not None and next_run > now:

@@ -52,6 +52,28 @@ def set_next(conn: psycopg.Connection, dealership_id: int, next_run_at: datetime
     return row is not None
 
 
+def end_backoffs(conn: psycopg.Connection) -> list[int]:
+    """Forget the next run of each dealership whose last scheduled job failed (so its next
+    run may be held back by the failure backoff) and which has had a job succeed since (an
+    operator fixed it and ran it by hand): the scheduler then sets it at the schedule's next
+    slot, instead of hours later. A dealership is picked once per success: forgetting moves
+    `updated_at` past the success. Returns their ids."""
+    rows = conn.execute(
+        """
+        UPDATE schedule_state s SET next_run_at = NULL, updated_at = now()
+          FROM jobs last
+         WHERE last.id = s.last_job_id AND s.next_run_at > now()
+           AND last.state IN ('failed', 'dead', 'blocked')
+           AND EXISTS (SELECT 1 FROM jobs j
+                        WHERE j.dealership_id = s.dealership_id AND j.id > s.last_job_id
+                          AND j.state IN ('succeeded', 'partial')
+                          AND j.finished_at > s.updated_at)
+        RETURNING s.dealership_id
+        """
+    ).fetchall()
+    return [r["dealership_id"] for r in rows]
+
+
 def clear(conn: psycopg.Connection, dealership_id: int) -> None:
     """Forget the next run (the schedule changed or resumed): recomputed from now."""
     conn.execute("DELETE FROM schedule_state WHERE dealership_id = %s", (dealership_id,))

@@ -82,3 +82,31 @@ def test_a_cron_line_that_never_fires_is_refused_and_one_stored_never_stops_the_
     skipped = schedules_db.state(db, broken.id)["next_run_at"]
     assert skipped >= now + timedelta(minutes=59)  # looked at again in an hour
     assert scheduler.tick(db) == []
+
+
+def test_a_success_after_failing_scheduled_runs_ends_the_backoff(db):
+    """After five failures in a row the scheduler held a 15-minute schedule's next run back
+    40 minutes; an operator's run that then succeeded left it there (up to six hours)."""
+    from jobs import scheduler
+    from tests.api.conftest import add_job
+
+    dealer = dealers_db.create(db, slug="flaky", name="Flaky", website_url="http://127.0.0.1:9/",
+                               schedule_interval_s=900)
+    for _ in range(5):
+        add_job(db, dealer.id, state="dead", finished_at="2026-01-01T00:00:00Z")
+    now = schedules_db.server_now(db)
+    schedules_db.set_next(db, dealer.id, now - timedelta(minutes=1), None)
+    [failing] = scheduler.tick(db)
+    held = schedules_db.state(db, dealer.id)["next_run_at"]
+    assert held >= now + timedelta(seconds=scheduler.backoff_s(5))  # 40 min, not 15
+    db.execute("UPDATE jobs SET state = 'dead', finished_at = now() WHERE id = %s", (failing,))
+    assert scheduler.tick(db) == [] and schedules_db.state(db, dealer.id)["next_run_at"] == held
+
+    add_job(db, dealer.id, state="succeeded", trigger="operator",
+            finished_at=schedules_db.server_now(db))
+    assert scheduler.tick(db) == []
+    back = schedules_db.state(db, dealer.id)["next_run_at"]
+    jitter = timedelta(seconds=scheduler.get_settings().schedule_jitter_s)
+    assert now + timedelta(seconds=900) <= back <= schedules_db.server_now(db) + \
+        timedelta(seconds=900) + jitter, (back, held)
+    assert scheduler.tick(db) == [] and schedules_db.state(db, dealer.id)["next_run_at"] == back
