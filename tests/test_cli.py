@@ -521,6 +521,20 @@ def test_db_stop_says_when_no_embedded_server_was_running(tmp_path):
     assert result.stdout.split() == f"no embedded server was running in {tmp_path}".split()
 
 
+def test_db_status_says_what_runs_and_starts_nothing(tmp_path):
+    """There was no way to ask whether the embedded servers run: `db url` starts them."""
+    import os
+
+    env = dict(os.environ, FORECOURT_DATA_DIR=str(tmp_path / "data"))
+    env.pop("REDIS_URL", None)
+    result = subprocess.run([FORECOURT, "db", "status"], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        "PostgreSQL: not running (not used: DATABASE_URL is set)", "Redis: not running"]
+    assert not (tmp_path / "data").exists()
+
+
 def test_jobs_list_cuts_a_long_error_visibly(db):
     """`jobs list` cut errors at 60 characters mid-word and without a mark: "...failed:
     Conne", read as the whole error."""

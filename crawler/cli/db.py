@@ -35,3 +35,17 @@ def register(app: typer.Typer) -> None:
         # with DATABASE_URL and REDIS_URL set there is nothing of forecourt's own to stop
         console.print(f"stopped the embedded {' and '.join(stopped)} in {data_dir}" if stopped
                       else f"no embedded server was running in {data_dir}")
+
+    @db_app.command("status")
+    def status_cmd() -> None:
+        """Say whether the embedded PostgreSQL and Redis run, starting neither."""
+        settings = get_settings()
+        running = embedded.status(settings.data_dir)
+        external = {"PostgreSQL": settings.database_url and "DATABASE_URL",
+                    "Redis": settings.redis_url and "REDIS_URL"}
+        console.print(f"data directory {settings.data_dir}", markup=False)
+        for name, state in running.items():
+            line = f"{name}: {'running, ' + state if state else 'not running'}"
+            if external[name]:
+                line += f" (not used: {external[name]} is set)"
+            console.print(line, markup=False)
