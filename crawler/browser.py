@@ -6,11 +6,13 @@ in `crawler/browser_handler.py`, which starts Playwright and Chromium only on th
 request. Every other request goes through Scrapy's own HTTP handler, so a crawl that never
 renders never starts a browser.
 
-Resources are bounded so memory stays flat on long crawls: images, fonts and media are never
-fetched (`should_abort_request`), contexts and pages per context are capped (config
-`playwright_max_contexts`, `playwright_max_pages_per_context`), and pages are never handed to
-callbacks, so scrapy-playwright closes each one as soon as its HTML is read. Browser-side
-requests to private or metadata addresses named literally are aborted too (crawler.netguard).
+Resources are bounded so memory stays flat on long crawls: images, fonts, media and
+analytics, ad and chat-widget hosts are never fetched (`should_abort_request`), contexts and
+pages per context are capped (config `playwright_max_contexts`,
+`playwright_max_pages_per_context`), and pages are never handed to callbacks, so
+scrapy-playwright closes each one as soon as its HTML is read. Browser-side requests to
+private or metadata addresses named literally are aborted too (crawler.netguard). What is
+done on each page (settling, scrolling, "load more", its deadline) is crawler/rendering.py.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from crawler.config import get_settings
 from crawler.errors import ConfigError, ForecourtError
@@ -27,6 +30,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 BLOCKED_RESOURCES = frozenset({"image", "font", "media"})
+# Analytics, ad and chat-widget hosts (and their subdomains) a rendered page never needs.
+TRACKER_HOSTS = (
+    "google-analytics.com", "googletagmanager.com", "doubleclick.net", "googleadservices.com",
+    "googlesyndication.com", "connect.facebook.net", "analytics.tiktok.com", "bat.bing.com",
+    "clarity.ms", "hotjar.com", "hotjar.io", "fullstory.com", "mouseflow.com",
+    "crazyegg.com", "segment.io", "cdn.segment.com", "mixpanel.com", "nr-data.net",
+    "js-agent.newrelic.com", "adroll.com", "criteo.com", "criteo.net", "quantserve.com",
+    "scorecardresearch.com", "gubagoo.io", "carnow.com", "livechatinc.com",
+    "contactatonce.com", "podium.com", "intercom.io", "driftt.com",
+)
 # Set on every request forecourt sends to the browser, beside scrapy-playwright's "playwright".
 RENDERED = "forecourt_rendered"
 # What the abort predicate refused in this process (one crawl), by reason; copied into the
@@ -69,20 +82,33 @@ def launch_options() -> dict[str, Any]:
     return options
 
 
-def should_abort_request(request) -> bool:
-    """PLAYWRIGHT_ABORT_REQUEST: skip heavy resources and unsafe browser-side requests."""
+def abort_reason(request) -> str | None:
+    """Why the browser must not fetch a request (pure): "image", "font", "media" (heavy and
+    never read), "tracker" (analytics, ads and chat widgets: bandwidth and CPU for nothing,
+    and their beacons and polling keep a page's network from ever going quiet), "unsafe"
+    (a literal private or metadata address); None to fetch it."""
     if request.resource_type in BLOCKED_RESOURCES:
-        ABORTED[request.resource_type] += 1
-        return True
-    if request.url.startswith(("http://", "https://")):
-        from crawler import netguard
+        return request.resource_type
+    if not request.url.startswith(("http://", "https://")):
+        return None
+    host = (urlsplit(request.url).hostname or "").lower().rstrip(".")
+    if any(host == t or host.endswith("." + t) for t in TRACKER_HOSTS):
+        return "tracker"
+    from crawler import netguard
 
-        try:
-            netguard.check_static(request.url)
-        except ForecourtError:
-            ABORTED["unsafe"] += 1
-            return True
-    return False
+    try:
+        netguard.check_static(request.url)
+    except ForecourtError:
+        return "unsafe"
+    return None
+
+
+def should_abort_request(request) -> bool:
+    """PLAYWRIGHT_ABORT_REQUEST: skip heavy resources, trackers and unsafe requests, counted."""
+    reason = abort_reason(request)
+    if reason is not None:
+        ABORTED[reason] += 1
+    return reason is not None
 
 
 def was_rendered(response) -> bool:

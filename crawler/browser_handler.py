@@ -20,7 +20,8 @@ from typing import Any
 
 from scrapy.core.downloader.handlers.http11 import HTTP11DownloadHandler
 
-from crawler import browser
+from crawler import browser, rendering
+from crawler.errors import RenderTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,42 @@ class _Browser:
             await handler.close()
 
 
+async def render(handler, request, stats):
+    """Download `request` through scrapy-playwright with a fresh PageWatch for this attempt
+    (crawler/rendering.py): the page loads, settles, shows all it has, and must end within
+    render_timeout_s of opening. scrapy-playwright bounds its navigation but not the rest
+    (reading the page's HTML waits on the page's own thread, which an endless script holds
+    for ever), and a crawl stuck on one page would hold its worker until the crawl's time
+    limit and then fail whole. Past the deadline the page is closed and the request fails
+    with RenderTimeout; its watch's notes go in the response's meta otherwise."""
+    watch = rendering.PageWatch()
+    request.meta.pop(rendering.NOTES, None)
+    request.meta["playwright_page_goto_kwargs"] = {"wait_until": "load"}
+    request.meta["playwright_page_methods"] = rendering.page_methods(
+        watch, request.meta.get(rendering.WAIT_FOR))
+    request.meta["playwright_page_init_callback"] = watch.attach
+    limit = asyncio.timeout(None)  # started when the page opens, not while it queues
+    loop = asyncio.get_running_loop()
+    watch.on_open = lambda seconds: limit.reschedule(loop.time() + seconds)
+    try:
+        async with limit:
+            response = await handler.download_request(request)
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        stats.inc_value("forecourt/rendered/timed_out")
+        try:
+            if await watch.close():
+                stats.inc_value("playwright/page_count/closed")
+        except Exception as exc:  # the browser itself is stuck: the crawl's end closes it
+            logger.warning("could not close the timed-out page %s: %s", request.url, exc)
+        raise RenderTimeout(
+            f"rendering took longer than {watch.timeout_s:g} s (its scripts never finished; "
+            f"the page was closed)") from None
+    request.meta[rendering.NOTES] = watch.notes
+    return response
+
+
 def _shared(crawler) -> _Browser:
     found = getattr(crawler, "_forecourt_browser", None)
     if found is None:
@@ -84,7 +121,7 @@ class BrowserOnDemandHandler(HTTP11DownloadHandler):
         if not request.meta.get("playwright"):
             return await super().download_request(request)
         handler = await self._browser.get()
-        return await handler.download_request(request)
+        return await render(handler, request, self._browser.crawler.stats)
 
     async def close(self) -> None:
         await super().close()

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     # Playwright bounds: browser contexts and pages per context open at once.
     playwright_max_contexts: int = 2
     playwright_max_pages_per_context: int = 4
+    # Each rendered page (crawler/rendering.py): the longest it may take once open (a page
+    # whose scripts hang is closed and its request fails), how long its network may stay
+    # busy before it is read anyway, and the most rounds of scrolling / "load more" clicks.
+    render_timeout_s: float = Field(default=90.0, gt=0)
+    render_settle_s: float = Field(default=10.0, ge=0)
+    render_more_rounds: int = Field(default=40, ge=1)
     # Crawl subprocess limit, seconds.
     crawl_time_limit_s: int = 30 * 60
     # Job queue (jobs/): Dramatiq on Redis. A worker process missing heartbeats for

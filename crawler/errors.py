@@ -36,6 +36,14 @@ class Transient(ForecourtError):
     """Raised for failures worth retrying: network errors, 5xx, timeouts, lost connections."""
 
 
+class RenderTimeout(Transient):
+    """Raised when a page rendered in headless Chromium does not finish within
+    render_timeout_s of opening (its scripts hang the browser); the page was closed. Not an
+    OSError, so Scrapy does not retry it within the crawl: the job's retry comes later."""
+
+    hint = "a slow but working site may need a higher FORECOURT_RENDER_TIMEOUT_S"
+
+
 class Permanent(ForecourtError):
     """Raised for failures a retry cannot fix: a site that is gone, a feed that does not parse."""
 

@@ -120,6 +120,7 @@ class NetGuardMiddleware:
 
 
 FAULT_KINDS = (
+    ("RenderTimeout", "rendering timed out (FORECOURT_RENDER_TIMEOUT_S)"),
     ("DownloadTimeoutError", "timed out"), ("TimeoutError", "timed out"),
     ("DownloadCancelledError", "cut off at the size limit"),
     ("CancelledError", "cut off at the size limit"),
@@ -131,12 +132,12 @@ FAULT_KINDS = (
 
 
 def fault_kind(exception: BaseException) -> str:
-    if isinstance(exception, ForecourtError):  # never sent: forecourt could not (no browser)
-        return f"not sent ({type(exception).__name__})"
     names = [c.__name__ for c in type(exception).__mro__]
     for name, kind in FAULT_KINDS:
         if name in names:
             return kind
+    if isinstance(exception, ForecourtError):  # never sent: forecourt could not (no browser)
+        return f"not sent ({type(exception).__name__})"
     return "connection lost or reset"
 
 

@@ -20,7 +20,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from crawler import browser, pages
+from crawler import browser, pages, rendering
 
 RENDERED_LISTED = 100
 DETAIL_FAILURES_LISTED = 3
@@ -67,6 +67,11 @@ class DealerSpider(scrapy.Spider):
         """Classify a response, count it, and record it as a problem when it matters."""
         body = response.text if hasattr(response, "text") else ""
         kind = pages.classify(response.status, body, vehicles_found)
+        seen = rendering.notes(response)
+        doubts: list[str] = []  # what makes a rendered listing page untrustworthy
+        if listing and seen is not None:
+            kind, doubts = rendering.listing_problems(response.request.url, response.url,
+                                                      kind, vehicles_found, seen)
         self.page_kinds[kind] = self.page_kinds.get(kind, 0) + 1
         self.crawler.stats.inc_value(f"forecourt/pages/{kind}")
         if browser.was_rendered(response):
@@ -74,13 +79,18 @@ class DealerSpider(scrapy.Spider):
                 self.rendered_pages.append(response.url)
             self.crawler.stats.inc_value("forecourt/rendered/pages")
             self.crawler.stats.inc_value(f"forecourt/rendered/{kind}")
+            if seen is not None:
+                self._count_render(seen)
         cut = listing and kind not in (pages.BLOCKED, pages.NOT_FOUND) \
             and pages.cut_short(body)
         if cut:  # its cards and pager after the cut are unknown
             self.problems.append(f"results page {response.url} was cut short: {cut}, without "
                                  "</body></html>; the vehicles after the cut are unknown")
             self.incomplete = True
-        if listing and kind in (pages.BLOCKED, pages.NOT_FOUND):
+        if doubts:
+            self.problems.extend(doubts)
+            self.incomplete = True
+        elif listing and kind in (pages.BLOCKED, pages.NOT_FOUND):
             self.problems.append(f"{kind} listing page {response.url}")
         elif listing and kind == pages.EMPTY and response.url != self.start_url \
                 and PAGER_URL.search(response.url):
@@ -91,6 +101,15 @@ class DealerSpider(scrapy.Spider):
         elif kind == pages.BLOCKED:
             self.problems.append(f"blocked page {response.url}")
         return kind
+
+    def _count_render(self, seen) -> None:
+        stats = self.crawler.stats
+        if not seen.settled:
+            stats.inc_value("forecourt/rendered/unsettled")
+        if seen.failed:
+            stats.inc_value("forecourt/rendered/failed_requests", len(seen.failed))
+        if seen.more_rounds:
+            stats.inc_value("forecourt/rendered/more_rounds", seen.more_rounds)
 
     def listing_failed(self, failure: Failure) -> None:
         """Errback for listing pages: without them the inventory is not known in full, so

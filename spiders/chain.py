@@ -19,7 +19,7 @@ from typing import Any
 
 import scrapy
 
-from crawler import browser, pages
+from crawler import browser, pages, rendering
 from crawler.models import VehicleItem
 from spiders.extract import attributes, structured
 
@@ -82,7 +82,8 @@ def render_or_give_up(spider, response) -> Iterator[scrapy.Request]:
     if browser.was_rendered(response):
         spider.problems.append(f"no vehicles found on {response.url}, even rendered in the "
                                f"headless browser, by the platform's extraction, JSON-LD or "
-                               f"data-vin attributes")
+                               f"data-vin attributes"
+                               + rendering.failed_requests_note(rendering.notes(response)))
     else:
         hint = (" (it may need the headless browser: platform javascript)"
                 if _javascript_module() is not None else "")

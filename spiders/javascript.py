@@ -8,13 +8,13 @@ page setup for any crawl: a platform spider whose listing page shows no vehicles
 re-requests it through this (spiders/detect.py, step 4), and the page is read again by that
 platform's own callback.
 
-Resources are bounded so memory stays flat on long crawls: images, fonts and media are never
-fetched (PLAYWRIGHT_ABORT_REQUEST), contexts and pages per context are capped (config
-`playwright_max_contexts`, `playwright_max_pages_per_context`), and pages are never handed to
-callbacks, so scrapy-playwright closes each one as soon as its HTML is read. Browser-side
-requests to private or metadata addresses named literally are aborted too (crawler.netguard).
+Resources are bounded so memory stays flat on long crawls (crawler/browser.py), and each
+page is loaded, left to settle, scrolled and its "load more" clicked until it shows all its
+vehicles, within a deadline (crawler/rendering.py, which also says when a rendered page may
+not be trusted: a "0 vehicles" after its data requests failed, a page its scripts moved to a
+consent or bot-check page, one still growing when reading stopped).
 
-Per-dealer settings: `wait_for` (a CSS selector to wait for instead of network idle; used by
+Per-dealer settings: `wait_for` (a CSS selector to wait for before the page settles; used by
 the in-crawl fallback of other platforms too), `listing_urls` (more listing pages to start
 from) and `extract_as` (a platform whose result pages need the browser: its extractor and
 pager read the rendered page, and its detail pages or API, which do not need the browser, are
@@ -29,7 +29,7 @@ from urllib.parse import urljoin
 import scrapy
 from parsel import Selector
 
-from crawler import browser
+from crawler import browser, rendering
 from crawler.models import VehicleItem
 from spiders import registry
 from spiders.cards import CardSiteSpider
@@ -44,15 +44,12 @@ def extract(html: str, page_url: str) -> list[VehicleItem]:
 
 
 def render_meta(wait_for: str | None = None) -> dict:
-    """The page setup of a rendered request: wait for `wait_for` (a CSS selector) when given,
-    else for network idle (the page's scripts have fetched and drawn its vehicles)."""
-    from scrapy_playwright.page import PageMethod
-
+    """The meta of a rendered request: rendered in the browser, after `wait_for` (a CSS
+    selector) appears when given. The page's steps (load, settle, scroll and "load more",
+    a deadline) are set per download attempt by crawler/browser_handler.py."""
     meta: dict = {"playwright": True, browser.RENDERED: True}
     if wait_for:
-        meta["playwright_page_methods"] = [PageMethod("wait_for_selector", wait_for)]
-    else:
-        meta["playwright_page_goto_kwargs"] = {"wait_until": "networkidle"}
+        meta[rendering.WAIT_FOR] = wait_for
     return meta
 
 

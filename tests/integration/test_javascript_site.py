@@ -13,7 +13,7 @@ from crawler import fixture_server
 from crawler.crawl_runner import run_crawl
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
-from tests.crawling import logged_stats
+from tests.crawling import active_vins, crawl, logged_stats
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +85,52 @@ def test_without_chromium_a_javascript_crawl_fails_with_the_fix(db, monkeypatch)
     assert "no Chromium" in job.error
     assert not db.execute("SELECT 1 FROM vehicles WHERE dealership_id = %s",
                           (dealer.id,)).fetchall()
+
+
+SCROLLED = {"19XFC1F35KE004712", "19XFC2F7XME104512", "1C4GJXAG1JW101224",
+            "1C4PJMLB2LD301284", "1FMCU9HD4KUA20188", "1FTEW1EP1JFC10234"}
+LOADED_MORE = {"1G1ZD5ST3KF120884", "1G1ZD5ST9SF104432", "1G1ZG5ST3NF150902",
+               "1GNEVJRS3SJ120445", "1GNSKPKDXSR188107", "1HGCR2F56GA000317"}
+
+
+def test_troubled_javascript_pages_end_in_time_and_are_never_read_as_an_empty_lot(
+        db, site, monkeypatch):
+    """fixtures/sites/javascript-trouble, one listing page per trouble: an infinite scroll
+    that polls for ever (never network-idle), a "Load more vehicles" button, a page whose
+    API answers 500 and then says "0 vehicles", a page its consent manager sends to a
+    cookie wall, and a page whose script never returns."""
+    from crawler.config import reset_settings
+
+    monkeypatch.setenv("FORECOURT_RENDER_TIMEOUT_S", "10")
+    monkeypatch.setenv("FORECOURT_RENDER_SETTLE_S", "1")
+    reset_settings()
+    base = site("javascript-trouble")
+    listing = [base + path for path in ("/busy/", "/more/", "/specials/", "/certified/")]
+    dealer = dealers_db.create(db, slug="mesa", name="Mesa Trouble Motors",
+                               website_url=base + "/inventory/", platform="javascript",
+                               settings={"listing_urls": listing})
+    try:
+        job = crawl(db, dealer.id)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    # every vehicle of the scrolled and the clicked pages, though one never went idle
+    assert active_vins(db, dealer.id) == SCROLLED | LOADED_MORE
+    # and the run says what it could not read, so nothing is ever removed on its word
+    assert job.state == "blocked" and job.report["complete"] is False, job.report
+    reasons = job.report["reasons"]
+    assert f"blocked listing page {base}/certified/: its scripts moved it to " \
+           f"{base}/consent/?return=/certified/ (a consent or bot-check page?)" in reasons
+    assert f"listing page {base}/specials/ says it has no vehicles, but its scripts' data " \
+           f"requests failed (GET {base}/api/specials.json: HTTP 500): its vehicles are " \
+           "unknown" in reasons
+    assert f"listing page {base}/busy/ failed: rendering took longer than 10 s (its " \
+           "scripts never finished; the page was closed) (a slow but working site may " \
+           "need a higher FORECOURT_RENDER_TIMEOUT_S)" in reasons
+    stats = logged_stats(job.id)
+    assert stats["forecourt/rendered/timed_out"] == 1
+    assert stats["forecourt/rendered/unsettled"] == 1  # the polling page, read anyway
+    assert stats["forecourt/rendered/more_rounds"] >= 3  # scrolled twice, clicked twice
+    assert stats["forecourt/playwright/aborted/tracker"] == 1  # analytics.js
+    # one page per listing page, each closed, the hung one too
+    assert stats["playwright/page_count"] == stats["playwright/page_count/closed"] == 5

@@ -11,7 +11,7 @@ import pytest
 from scrapy.http import HtmlResponse, Request
 from scrapy.utils.test import get_crawler
 
-from crawler import browser
+from crawler import browser, rendering
 from spiders import chain
 from spiders.generic import page_links, worth_rendering
 from spiders.javascript import render_request
@@ -44,12 +44,11 @@ def test_render_request_asks_the_browser_once_with_the_javascript_page_setup():
                              meta={"custom": 1})
     assert request.meta["playwright"] is True and request.meta[browser.RENDERED] is True
     assert request.meta["custom"] == 1
-    assert request.meta["playwright_page_goto_kwargs"] == {"wait_until": "networkidle"}
+    assert rendering.WAIT_FOR not in request.meta  # the page's steps: crawler/rendering.py
     assert request.dont_filter  # the same URL was fetched plainly first
     assert request.callback is callback and request.cb_kwargs == {"first": True}
     waiting = render_request(BASE + "/x/", wait_for=".listing-container", dont_filter=False)
-    [method] = waiting.meta["playwright_page_methods"]
-    assert (method.method, method.args) == ("wait_for_selector", (".listing-container",))
+    assert waiting.meta[rendering.WAIT_FOR] == ".listing-container"
     assert not waiting.dont_filter
 
 
