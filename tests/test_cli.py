@@ -575,3 +575,19 @@ def test_schedule_list_says_why_a_failing_dealers_next_run_is_far_off():
     assert failing(1) == "1 in a row"
     assert failing(2) == "2 in a row, next run held back 5 min"
     assert failing(4) == "4 in a row, next run held back 20 min"
+
+
+def test_extract_of_a_javascript_page_renders_it_as_a_crawl_would(site):
+    """`extract URL --platform javascript` fetched the page plainly: the script shell of
+    a JavaScript site gave "other: 0 item(s)", while its crawl found three vehicles."""
+    import json
+
+    base = site("javascript")
+    result = run("extract", base + "/inventory/", "--platform", "javascript")
+    assert result.returncode == 0, result.stderr
+    vins = [json.loads(line)["vin"] for line in result.stdout.splitlines()]
+    assert vins == ["1FMCU9J92MUA22451", "JTMB1RFV8KD016732", "5YJ3E1EA9LF612208"]
+    assert result.stderr.split() == \
+        f"# inventory: 3 item(s) from {base}/inventory/ (rendered)".split()
+    plain = run("extract", base + "/inventory/", "--platform", "javascript", "--no-render")
+    assert plain.stdout == "" and "# other: 0 item(s)" in plain.stderr

@@ -29,6 +29,14 @@ def _fetch(url: str) -> tuple[str, int]:
     return response.text, response.status_code
 
 
+def _render(url: str, wait_for: str | None):
+    """The page as a crawl's browser leaves it (crawler.rendering.RenderedPage)."""
+    from crawler import rendering
+
+    check_http_url(url)
+    return rendering.render(url, wait_for)
+
+
 def item_json(item, raw: bool) -> dict:
     return item.model_dump(mode="json", exclude_none=True, exclude=None if raw else {"raw"})
 
@@ -56,16 +64,29 @@ def register(app: typer.Typer) -> None:
         raw: bool = typer.Option(False, "--raw", help="Include the source's raw fields."),
         record: bool = typer.Option(False, "--record",
                                     help="Save the result as <page>.json: a saved-page test case."),
+        render: bool | None = typer.Option(
+            None, "--render/--no-render",
+            help="Render the URL in headless Chromium first, as a crawl would "
+                 "(default: with --platform javascript)."),
+        wait_for: str | None = typer.Option(None, "--wait-for",
+                                            help="With --render: a CSS selector to wait for."),
     ) -> None:
         """Print, as JSON lines, the items forecourt would extract from a page; store nothing."""
         if platform is not None:  # not silently 0 items from a platform with no extractor
             from spiders.registry import check_platform
 
             check_platform(platform)
-        if record and page.startswith(("http://", "https://")):
+        is_url = page.startswith(("http://", "https://"))
+        if record and is_url:
             raise InvalidInput("--record works on saved pages", hint="save the page first")
+        if render and not is_url:
+            raise InvalidInput("--render works on URLs", hint="give the page's URL")
         case = None  # where --record saves the result; refused before any output
-        if page.startswith(("http://", "https://")):
+        rendered = None
+        if is_url and (render or (render is None and platform == "javascript")):
+            rendered = _render(page, wait_for)
+            text, status, page_url = rendered.html, rendered.status, url or rendered.url
+        elif is_url:
             text, status = _fetch(page)
             page_url = url or page
         else:
@@ -77,13 +98,25 @@ def register(app: typer.Typer) -> None:
             text, status = path.read_text(errors="replace"), 200
             page_url = url or path.resolve().as_uri()
         kind, items = extract_page(text, page_url, platform, status)
+        doubts: list[str] = []
+        if rendered is not None:  # what a crawl would make of the rendered page
+            from crawler import rendering
+
+            kind, doubts = rendering.listing_problems(page, rendered.url, kind, len(items),
+                                                      rendered.notes)
         rows = [item_json(i, raw) for i in items]
         for row in rows:
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
         # a page that answered an error says so: "other: 0 item(s)" alone hid a 500
         answered = f" (HTTP {status})" if status != 200 else ""
-        err_console.print(f"# {kind}: {len(items)} item(s) from {page_url}{answered}",
+        how = "" if rendered is None else " (rendered" + (
+            f"; {rendered.notes.more_rounds} round(s) of scrolling or load more"
+            if rendered.notes.more_rounds else "") + (
+            "" if rendered.notes.settled else "; its network never went quiet") + ")"
+        err_console.print(f"# {kind}: {len(items)} item(s) from {page_url}{answered}{how}",
                           markup=False)
+        for doubt in doubts:
+            err_console.print(f"# problem: {doubt}", markup=False)
         if case is not None:
             case.write_text(json.dumps({"url": page_url, "platform": platform,
                                         "classification": kind,
