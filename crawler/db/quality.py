@@ -186,31 +186,48 @@ def set_flags(conn: psycopg.Connection, updates: Sequence[tuple[int, list[str], 
 def vehicles_to_rescore(conn: psycopg.Connection, dealership_id: int | None,
                         rules_version: int, batch_size: int = 500,
                         everything: bool = False) -> Iterator[list[dict[str, Any]]]:
-    """Stored vehicles scored under other rules (or all with `everything`), in id order,
-    one batch of rows at a time (keyset pagination: safe while they are rewritten)."""
-    # Each batch walks the primary key on from the last id until it has a batch, so a whole
-    # rescore reads the table once, whatever the statistics say. coalesce (the test is never
-    # NULL) makes the dealer test opaque to the planner: no index serves it, and it is taken
-    # to keep half the rows, so the walk is planned for its first rows. Without statistics
-    # "dealership_id = d" was taken to keep 0.5% of the rows, fewer than a batch, and every
-    # batch read and sorted all the dealer's remaining vehicles: quadratic in its size.
-    last = 0
-    while True:
-        rows = conn.execute(
-            """
+    """Stored vehicles scored under other rules (or all with `everything`), one batch of
+    rows at a time (keyset pagination: safe while they are rewritten): a dealership's in VIN
+    order, every dealership's in id order."""
+    # A dealer's batches walk its range of the (dealership_id, vin) unique index on from the
+    # last VIN, so a dealer's rescore reads its own vehicles once, in order, and nothing
+    # else: no sort per batch whatever the statistics say (a sort of what was left of the
+    # dealer, per batch, was quadratic in its size), and no walk of the whole table (which
+    # the primary key walk below took for one dealer: 2.1 s for a 300-vehicle dealer's
+    # first batch at 3M vehicles).
+    if dealership_id is not None:
+        yield from _keyset_batches(conn, """
             SELECT * FROM vehicles
-             WHERE id > %(last)s
-               AND coalesce(%(d)s::bigint IS NULL OR dealership_id = %(d)s, false)
+             WHERE dealership_id = %(d)s AND vin > %(last)s
                AND (%(all)s OR rules_version IS DISTINCT FROM %(v)s)
-             ORDER BY id LIMIT %(n)s
-            """,
-            {"last": last, "d": dealership_id, "all": everything, "v": rules_version,
-             "n": batch_size},
-        ).fetchall()
+             ORDER BY vin LIMIT %(n)s
+            """, "vin", "", {"d": dealership_id, "all": everything, "v": rules_version,
+                              "n": batch_size})
+        return
+    # Every dealer's: each batch walks the primary key on from the last id until it has a
+    # batch, so a whole rescore reads the table once, whatever the statistics say.
+    yield from _keyset_batches(conn, """
+        SELECT * FROM vehicles
+         WHERE id > %(last)s AND (%(all)s OR rules_version IS DISTINCT FROM %(v)s)
+         ORDER BY id LIMIT %(n)s
+        """, "id", 0, {"all": everything, "v": rules_version, "n": batch_size})
+
+
+def _keyset_batches(conn: psycopg.Connection, sql: str, key: str, first: Any,
+                    params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    """The rows of `sql` a batch at a time, each batch after the last one's `key`. Sorts
+    are off: the batches are read in the order of an index. Without statistics the
+    planner took a dealer's range of VINs for a few rows and had them sorted, every batch:
+    quadratic in the dealer's size."""
+    last = first
+    while True:
+        with conn.transaction():
+            conn.execute("SET LOCAL enable_sort = off")
+            rows = conn.execute(sql, {**params, "last": last}).fetchall()
         if not rows:
             return
         yield rows
-        last = rows[-1]["id"]
+        last = rows[-1][key]
 
 
 def write_rescored(conn: psycopg.Connection,

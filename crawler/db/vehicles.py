@@ -338,15 +338,20 @@ def source_hashes(conn: psycopg.Connection, dealership_id: int, by_blocks: bool 
                 yield list(map(int, hexes, repeat(16))), vins
 
 
-# A vehicle the run saw: written by it (last_job_id), or remembered in run_seen.
-_SEEN = """(v.last_job_id IS NOT DISTINCT FROM %(j)s
-    OR EXISTS (SELECT 1 FROM run_seen s WHERE s.job_id = %(j)s AND s.vin = v.vin))"""
+# A vehicle the run did not see: neither written by it (last_job_id) nor remembered in
+# run_seen. Written as AND NOT EXISTS, which the planner makes an anti-join (hashed in
+# batches at any size), not as NOT (written OR EXISTS ...), which can only be a subplan:
+# hashed while the run's seen set fits in hash_mem (~200k VINs at the default work_mem),
+# past that one probe of run_seen per active vehicle of the dealer (a 200k-vehicle crawl's
+# removal so: 1.15M pages read and 2.2 s; as an anti-join 0.46M and 1.8 s).
+_UNSEEN = """v.last_job_id IS DISTINCT FROM %(j)s
+    AND NOT EXISTS (SELECT 1 FROM run_seen s WHERE s.job_id = %(j)s AND s.vin = v.vin)"""
 
 _REMOVE = """
 WITH gone AS (
     UPDATE vehicles v
        SET status = 'removed', removed_at = now(), updated_at = now(), last_job_id = %(j)s
-     WHERE v.dealership_id = %(d)s AND v.status = 'active' AND {only} AND NOT {seen}
+     WHERE v.dealership_id = %(d)s AND v.status = 'active' AND {only} AND {unseen}
     RETURNING v.vin, v.price
 ), ev AS (
     INSERT INTO vehicle_events (dealership_id, vin, job_id, kind, old_value, new_value)
@@ -391,7 +396,7 @@ def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
                     attempt[1] == "running" and now["state"] != "running"):
                 return {"removed": 0, "superseded": 1}
         if remove_unseen and (candidates is None or candidates):
-            removed = conn.execute(_REMOVE.format(only=only, seen=_SEEN),  # noqa: S608
+            removed = conn.execute(_REMOVE.format(only=only, unseen=_UNSEEN),  # noqa: S608
                                    params).fetchone()["n"]
         conn.execute("DELETE FROM run_seen WHERE job_id = %s", (job_id,))
     return {"removed": int(removed)}

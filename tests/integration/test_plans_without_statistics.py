@@ -10,6 +10,7 @@ after ANALYZE. Plan shapes only: nothing here measures time.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -41,6 +42,9 @@ class Recorder:
 
     def fetchone(self) -> None:
         return None
+
+    def transaction(self) -> contextlib.nullcontext:
+        return contextlib.nullcontext()
 
 
 def vin(dealer: int, i: int) -> str:
@@ -155,7 +159,16 @@ def test_per_batch_statements_probe_an_index_with_or_without_statistics(fresh):
             captured(lambda c: quality_db.duplicate_candidates(c, 1, 3, shared)),
             ("vehicles_vin", "vehicle_events_job")),
     }
-    rescore = captured(lambda c: quality_db.vehicles_to_rescore(c, 2, 2))
+    rec = Recorder()
+    list(quality_db.vehicles_to_rescore(rec, 2, 2))
+    (setting, _), rescore = rec.statements  # batches are read with sorts off
+    fresh.execute("""
+        INSERT INTO vehicle_events (dealership_id, vin, job_id, kind, new_value)
+        SELECT 2, 'V2' || lpad(i::text, 15, '0'), 4, 'added', '{}'
+          FROM generate_series(1, %s) i""", (SMALL,))
+    history = captured(lambda c: vehicles_db.events_for(c, 2))
+    remove = (vehicles_db._REMOVE.format(only="true", unseen=vehicles_db._UNSEEN),
+              {"d": 1, "j": 3, "vins": "{}"})
     analyzed = fresh.execute("SELECT count(*) AS n FROM pg_stats WHERE schemaname ="
                              " current_schema() AND tablename = 'vehicles'").fetchone()["n"]
     assert analyzed == 0
@@ -165,11 +178,26 @@ def test_per_batch_statements_probe_an_index_with_or_without_statistics(fresh):
             assert probes_only(nodes, *indexes), (state, name, table_reads(nodes))
         nodes = upsert_plan(fresh)
         assert probes_only(nodes, "vehicles_vin"), (state, "upsert", table_reads(nodes))
-        # a dealer's rescore walks the primary key from the last batch on, never sorting
-        # what is left of the dealer (or of the table) for each batch
-        nodes = plan_nodes(fresh, *rescore)
-        assert table_reads(nodes) == {("Index Scan", "vehicles_pkey")}, (state, table_reads(nodes))
+        # a dealer's rescore walks its range of the (dealership_id, vin) index from the last
+        # batch on, never sorting what is left of the dealer for each batch, nor walking
+        # the whole table's primary key
+        with fresh.transaction(force_rollback=True):
+            fresh.execute(setting)
+            nodes = plan_nodes(fresh, *rescore)
+        assert table_reads(nodes) == {("Index Scan", "vehicles_dealership_id_vin_key")}, \
+            (state, table_reads(nodes))
         assert not any(n["Node Type"] == "Sort" for n in nodes), state
+        # a dealer's newest events are read from its own events, never by walking every
+        # dealer's through the primary key; with statistics, backwards up to the limit
+        nodes = plan_nodes(fresh, *history)
+        assert {i for _, i in table_reads(nodes)} == {"vehicle_events_dealer_id"}, \
+            (state, table_reads(nodes))
+        assert state != "analyzed" or not any(n["Node Type"] == "Sort" for n in nodes)
+        # removing the unseen reads the run's seen set as an anti-join, not with a probe of
+        # run_seen per active vehicle of the dealer (a subplan)
+        nodes = plan_nodes(fresh, *remove)
+        assert any(n.get("Join Type") == "Anti" for n in nodes), state
+        assert not any(n.get("Parent Relationship") == "SubPlan" for n in nodes), state
         fresh.execute("ANALYZE vehicles, vehicle_events")
 
 
@@ -202,5 +230,32 @@ def test_cross_dealer_candidates_and_rescore_batches_are_what_they_were(fresh):
             "SELECT id FROM vehicles WHERE (%s::bigint IS NULL OR dealership_id = %s)"
             " AND rules_version IS DISTINCT FROM 2", (dealer, dealer)).fetchall())
         batches = list(quality_db.vehicles_to_rescore(fresh, dealer, 2, batch_size=700))
-        assert [r["id"] for b in batches for r in b] == want
+        got = [r for b in batches for r in b]
+        assert sorted(r["id"] for r in got) == want
+        key = "id" if dealer is None else "vin"  # a dealer's in VIN order, all in id order
+        assert [r[key] for r in got] == sorted(r[key] for r in got)
         assert all(len(b) == 700 for b in batches[:-1])
+
+
+def test_removal_removes_exactly_the_active_vehicles_the_run_did_not_see(fresh):
+    # run 7 of dealer 2 wrote every 5th vehicle (last_job_id), remembered every 3rd in
+    # run_seen; some vehicles carry no last job at all
+    fresh.execute("UPDATE vehicles SET last_job_id = CASE WHEN id % 5 = 0 THEN 7"
+                  " WHEN id % 7 = 0 THEN NULL ELSE last_job_id END WHERE dealership_id = 2")
+    fresh.execute("INSERT INTO run_seen (job_id, vin) SELECT 7, vin FROM vehicles"
+                  " WHERE dealership_id = 2 AND id % 3 = 0")
+    def active() -> set[tuple[int, str]]:
+        return {(r["dealership_id"], r["vin"]) for r in fresh.execute(
+            "SELECT dealership_id, vin FROM vehicles WHERE status = 'active'").fetchall()}
+
+    rows = fresh.execute("SELECT id, vin, status, last_job_id FROM vehicles"
+                         " WHERE dealership_id = 2").fetchall()
+    want = {(2, r["vin"]) for r in rows if r["status"] == "active" and r["last_job_id"] != 7
+            and r["id"] % 3 != 0}
+    before = active()
+    assert vehicles_db.settle_run(fresh, 2, 7, remove_unseen=True) == {"removed": len(want)}
+    gone = before - active()
+    events = {(r["dealership_id"], r["vin"]) for r in fresh.execute(
+        "SELECT dealership_id, vin FROM vehicle_events WHERE job_id = 7 AND kind = 'removed'"
+    ).fetchall()}
+    assert gone == events == want and want  # none of dealer 1's, though it shares VINs
