@@ -483,7 +483,11 @@ def prune(conn: psycopg.Connection, older_than_days: float, limit: int = 500) ->
             DELETE FROM rejects r USING doomed d
              WHERE r.dealership_id = d.dealership_id AND r.job_id = d.id RETURNING 1
         ), seen_gone AS (
-            DELETE FROM run_seen s USING doomed d WHERE s.job_id = d.id RETURNING 1
+            -- one probe of run_seen's key per doomed job (rarely any left: the reaper
+            -- forgets an ended job's seen set), where a join read every running job's
+            -- seen set, a row per unchanged vehicle, on every batch
+            DELETE FROM run_seen s WHERE s.job_id = ANY(ARRAY(SELECT id FROM doomed))
+            RETURNING 1
         ), jobs_gone AS (
             DELETE FROM jobs j USING doomed d WHERE j.id = d.id RETURNING j.id
         )
