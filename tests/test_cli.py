@@ -551,6 +551,9 @@ def test_jobs_list_cuts_a_long_error_visibly(db):
     console = Console(width=300, file=io.StringIO(), color_system=None)
     console.print(jobs_table(db, [jobs_db.get(db, job.id)]))
     assert error[:59] + "…" in console.file.getvalue()
+    # the table names the dealer by its slug, read for the jobs shown only
+    assert " gone " in console.file.getvalue()
+    assert dealers_db.slugs(db, [dealer.id, dealer.id + 1000]) == {dealer.id: "gone"}
 
 
 def test_a_job_queued_a_while_under_follow_hints_at_a_missing_worker():

@@ -26,12 +26,8 @@ def _state(value: str | None) -> str | None:
     return value
 
 
-def slugs(conn) -> dict[int, str]:
-    return {r["id"]: r["slug"] for r in dealers_db.list_all(conn)}
-
-
 def jobs_table(conn, jobs: list[Job], title: str = "Jobs") -> Table:
-    names = slugs(conn)
+    names = dealers_db.slugs(conn, {j.dealership_id for j in jobs})
     table = Table(title=title)
     for col in ("job", "dealer", "kind", "trigger", "state", "phase", "attempts", "items",
                 "stored", "created", "error"):
@@ -47,7 +43,7 @@ def jobs_table(conn, jobs: list[Job], title: str = "Jobs") -> Table:
 
 
 def job_detail(conn, job: Job) -> Table:
-    names = slugs(conn)
+    names = dealers_db.slugs(conn, [job.dealership_id])
     table = Table(title=f"Job {job.id}", show_header=False)
     table.add_column("field")
     table.add_column("value")
@@ -154,7 +150,8 @@ def register(app: typer.Typer) -> None:
             job = service.get(conn, job_id)
             if follow_ and not ended(job, {}):
                 job = follow(conn, job_id, f"job {job_id}")
-                console.print(summary_table([(slugs(conn).get(job.dealership_id, "?"), job)]))
+                slug = dealers_db.slugs(conn, [job.dealership_id]).get(job.dealership_id, "?")
+                console.print(summary_table([(slug, job)]))
             console.print(job_detail(conn, job))
 
     @group.command("cancel")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import psycopg
@@ -80,6 +81,15 @@ def list_all(conn: psycopg.Connection) -> list[dict[str, Any]]:
           FROM dealerships d ORDER BY d.slug
         """
     ).fetchall()
+
+
+def slugs(conn: psycopg.Connection, ids: Collection[int]) -> dict[int, str]:
+    """The slugs of these dealerships, by id (unknown ids left out): for tables of jobs,
+    which list_all's vehicle counts (a count of every active vehicle, 0.4 s at 3M) would
+    only slow down."""
+    rows = conn.execute("SELECT id, slug FROM dealerships WHERE id = ANY(%s)",
+                        (list(ids),)).fetchall()
+    return {r["id"]: r["slug"] for r in rows}
 
 
 def stored_summary(conn: psycopg.Connection, slugs: list[str]) -> list[dict[str, Any]]:
