@@ -244,7 +244,10 @@ def serve(site: str | Path, port: int = 0, host: str = "127.0.0.1") -> Threading
     if not root.is_dir():
         raise FileNotFoundError(f"no fixture site at {root}")
     server = _Server((host, port), _handler(root))
-    threading.Thread(target=server.serve_forever, daemon=True, name=f"site:{root.name}").start()
+    # A short poll interval: shutdown() waits for the serving loop's next look (0.5 s by
+    # default), and the tests stop a server after nearly every crawl.
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+                     name=f"site:{root.name}").start()
     return server
 
 
