@@ -10,7 +10,15 @@ import pytest
 
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
-from tests.jobs.conftest import EXPECTED_VINS, site_copy, slow_routes, stop, wait_final, wait_for
+from tests.jobs.conftest import (
+    AT_ONCE,
+    EXPECTED_VINS,
+    site_copy,
+    slow_routes,
+    stop,
+    wait_final,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -100,13 +108,15 @@ def test_a_killed_workers_scheduled_job_runs_again_before_the_backlog_queued_aft
     a slot now takes the interrupted job over and runs it first."""
     from jobs import service
 
+    # still running when its worker is killed; its second attempt takes the slow pages at once
     slow = site(site_copy(tmp_path, slow_routes(2.5), name="slow"))
     quick = site(site_copy(tmp_path, {}, name="quick"))
     (doomed,) = start_workers(1, threads=2)  # one scheduled slot
     jobs = []
     for i, base in enumerate((slow, quick, quick)):
         dealer = dealers_db.create(db, slug=f"line-{i}", name=f"Line {i}",
-                                   website_url=base + "/inventory/")
+                                   website_url=base + "/inventory/",
+                                   settings=AT_ONCE if base == slow else {})
         jobs.append(service.trigger(db, dealer.id, "crawl", "schedule")[0])
     wait_for(lambda: jobs_db.get(db, jobs[0].id).state == "running", what="the first job")
     assert _scheduled_waiting_in_redis() == 2  # the two behind it wait in Redis, in order

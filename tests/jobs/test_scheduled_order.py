@@ -8,7 +8,7 @@ import pytest
 
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
-from tests.jobs.conftest import site_copy, slow_routes, wait_final, wait_for
+from tests.jobs.conftest import AT_ONCE, site_copy, slow_routes, wait_final, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def test_scheduled_jobs_start_in_queue_order_and_their_rows_hold_still_while_the
     jobs = []
     for i in range(3):
         dealer = dealers_db.create(db, slug=f"backlog-{i}", name=f"Backlog {i}",
-                                   website_url=base + "/inventory/")
+                                   website_url=base + "/inventory/", settings=AT_ONCE)
         job, created = service.trigger(db, dealer.id, "crawl", "schedule")
         assert created and job.queue == "scheduled"
         jobs.append(jobs_db.get(db, job.id))
