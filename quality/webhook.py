@@ -12,7 +12,6 @@ import datetime as dt
 import logging
 from typing import Any
 
-import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from crawler import netguard
@@ -40,6 +39,10 @@ def notice(dealer_slug: str, job_id: int, report: dict[str, Any]) -> dict[str, A
 
 def send(url: str, body: dict[str, Any]) -> bool:
     """POST the notice; True when the webhook accepted it. Never raises."""
+    # Imported here, not with the module: every crawl process imports this module (through
+    # pipelines.run), few send a notice, and httpx with its CLI's imports costs ~0.15 s.
+    import httpx
+
     settings = get_settings()
 
     @retry(stop=stop_after_attempt(max(1, settings.webhook_attempts)),
