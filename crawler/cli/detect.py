@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -10,7 +11,10 @@ from rich.table import Table
 from crawler.cli.common import console
 from crawler.errors import InvalidInput, Transient
 from crawler.urls import check_http_url
-from spiders.detect import Detection, detect
+
+if TYPE_CHECKING:  # imported where used: spiders.detect loads Scrapy (~0.3 s), and every
+    # `forecourt` command registers this module
+    from spiders.detect import Detection
 
 # `dealers add` prints its own fix (`dealers set --platform`); `detect` has no --platform.
 _FETCH_FIX = "check the URL, or save the page from a browser and give its file"
@@ -38,6 +42,8 @@ def fetch_page(url: str, timeout_s: float = 20.0) -> tuple[str, str]:
 
 
 def detect_url_or_file(page: str, url: str | None = None) -> Detection:
+    from spiders.detect import detect
+
     if page.startswith(("http://", "https://")):
         text, final_url = fetch_page(page)
         return detect(text, url or final_url)

@@ -11,7 +11,6 @@ import typer
 from crawler.cli.common import console, err_console
 from crawler.errors import InvalidInput
 from crawler.urls import check_http_url
-from spiders.extract.dispatch import extract_page
 
 
 def _fetch(url: str) -> tuple[str, int]:
@@ -97,6 +96,8 @@ def register(app: typer.Typer) -> None:
                 case = _case_file(path)
             text, status = path.read_text(errors="replace"), 200
             page_url = url or path.resolve().as_uri()
+        from spiders.extract.dispatch import extract_page  # parsel, lxml: this command's own
+
         kind, items = extract_page(text, page_url, platform, status)
         doubts: list[str] = []
         if rendered is not None:  # what a crawl would make of the rendered page
