@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -55,11 +56,16 @@ def test_a_half_made_cluster_is_one_clear_error(tmp_path):
     assert f"remove {tmp_path / 'postgres'}" in err.value.hint
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="making a directory another user's needs root")
 def test_another_users_data_directory_is_refused_not_taken_over(tmp_path):
     """As root, starting on a data directory another user's embedded servers own chowned
     their cluster to `pgserver` (breaking it for them) and went on; their Redis files would
-    have become root's. Now one line says whose it is."""
+    have become root's. Now one line says whose it is. (Only root can give a directory to
+    another user; run as anyone else, the same check is shown refusing root's own `/`.)"""
+    if os.geteuid() != 0:
+        with pytest.raises(ConfigError, match="belongs to root") as err:
+            files.owned_by(Path("/"), os.geteuid(), "the embedded Redis's data")
+        assert "FORECOURT_DATA_DIR" in err.value.hint
+        return
     for name in ("postgres", "redis"):
         (tmp_path / name).mkdir(mode=0o700)
         os.chown(tmp_path / name, NOBODY, NOBODY)
