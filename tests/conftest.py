@@ -4,6 +4,7 @@ With DATABASE_URL set (CI sets the machine's server), the session creates its ow
 on that server and drops it at the end; without it, the embedded pgserver runs in a temporary
 data directory. REDIS_URL likewise, with a per-session namespace; without it, embedded Redis.
 Subprocesses (crawl children, workers) inherit the session's settings through the environment.
+Under pytest-xdist each worker is a session of its own: its own database, namespace and data dir.
 """
 
 from __future__ import annotations
