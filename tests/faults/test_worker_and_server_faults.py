@@ -8,6 +8,7 @@ while jobs are queued and running, PostgreSQL restarted (crash-style) during an 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import uuid
@@ -43,7 +44,8 @@ OPEN_WRITE = """
 
 
 def _namespace() -> str:
-    return f"fcfault-{uuid.uuid4().hex[:8]}"
+    # inside the session's namespace, so its clean-up at the end removes these keys too
+    return f"{os.environ['FORECOURT_REDIS_NAMESPACE']}:fault-{uuid.uuid4().hex[:8]}"
 
 
 def _stored(conn, dealer_id: int) -> list[tuple]:

@@ -43,7 +43,8 @@ print(json.dumps({"granted": granted, "attempts": attempts}), flush=True)
 def consumers(backend: str, rate: float, burst: int, window_s: float, tries: int,
               n: int = 2) -> list[dict]:
     """Run `n` consumer processes over one window opened when all are ready; their reports."""
-    ns = f"rl-{os.getpid()}-{time.time_ns()}"
+    # inside the session's namespace, so its clean-up at the end removes these keys too
+    ns = f"{os.environ['FORECOURT_REDIS_NAMESPACE']}:rl-{time.time_ns()}"
     args = [redis_url(), ns, backend, str(rate), str(burst), str(tries)]
     procs = [subprocess.Popen([sys.executable, "-c", CONSUMER, *args], cwd=PROJECT_ROOT,
                               env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
