@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from crawler.config import Settings, get_settings
 from jobs.api import metrics, problems, routes_dealers, routes_jobs
+from jobs.api.auth import authenticate_first
 from jobs.api.bodylimit import BodyLimit
 from jobs.api.cors import ProblemCORS
 from jobs.api.head import HeadAsGet
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   # from what uvicorn saw: plain http behind a TLS-terminating load balancer,
                   # which a browser on the https UI refuses to follow (mixed content).
                   redirect_slashes=False)
-    problems.install(app)
+    problems.install(app, authenticate_first)
     problems.add_to_openapi(app)
     app.include_router(routes_jobs.router)
     app.include_router(routes_dealers.router)

@@ -52,6 +52,14 @@ async def principal(
     return token
 
 
+async def authenticate_first(request: Request) -> None:
+    """principal's 401 or 429 for a /v1 request no dependency has authenticated yet. FastAPI
+    parses a JSON body before it runs any dependency, so a malformed body would otherwise
+    answer 422 to a caller without a valid token."""
+    if getattr(request.state, "token", None) is None and request.url.path.startswith("/v1/"):
+        await principal(request, await bearer(request))
+
+
 async def still_valid(request: Request) -> None:
     """401 when the request's token was revoked since `principal` accepted it: a long poll
     outlives a revocation. Cheap: a cache hit while the job watch listens (a revocation evicts

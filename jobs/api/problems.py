@@ -106,6 +106,10 @@ async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSON
 
 
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    try:  # authentication comes first, even where FastAPI parsed the body before it
+        await request.app.state.authenticate_first(request)
+    except ApiProblem as problem:
+        return await _api_problem(request, problem)
     details = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
                for e in exc.errors()]
     first = details[0] if details else None
@@ -166,7 +170,14 @@ class Unexpected:
             await (await _unexpected(request, exc))(scope, receive, send)
 
 
-def install(app: FastAPI) -> None:
+async def _nothing_to_check(request: Request) -> None:
+    return None
+
+
+def install(app: FastAPI, authenticate_first=_nothing_to_check) -> None:
+    """Problem+json for every error. `authenticate_first(request)` raises the ApiProblem
+    (401, 429) a request not yet authenticated gets before any 422 about its input."""
+    app.state.authenticate_first = authenticate_first
     app.add_exception_handler(ApiProblem, _api_problem)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation)

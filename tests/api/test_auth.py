@@ -97,3 +97,20 @@ def test_tokens_cli_creates_shows_once_lists_and_revokes(api, world):
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     assert_problem(eventually(lambda: api.get(f"/v1/jobs/{job}", headers=auth(token)), 401),
                    401)
+
+
+def test_a_request_without_a_valid_token_is_401_whatever_its_body(api, world):
+    """Authentication comes before the body: a malformed JSON body (which FastAPI parses
+    before any dependency runs) or one the schema refuses is a 401 to a caller without a
+    valid token, so the API tells an unauthenticated caller nothing about its routes' bodies."""
+    url = "/v1/dealerships/acme/jobs"
+    json_header = {"Content-Type": "application/json"}
+    for headers in ({}, auth("fct_000000000000_wrong")):
+        for body in (b"{not json", b'{"kind": "nonsense"}', b"[]"):
+            resp = api.post(url, content=body, headers={**json_header, **headers})
+            assert_problem(resp, 401)
+            assert resp.headers["www-authenticate"].startswith("Bearer")
+    token = world["tokens"]["acme"]  # with a valid token the body's fault is named (422)
+    bad = assert_problem(api.post(url, content=b"{not json",
+                                  headers={**json_header, **auth(token)}), 422)
+    assert bad["type"].endswith("validation")
