@@ -133,6 +133,8 @@ FAULT_KINDS = (
 
 def fault_kind(exception: BaseException) -> str:
     names = [c.__name__ for c in type(exception).__mro__]
+    if "TimeoutError" in names and type(exception).__module__.startswith("playwright"):
+        return "page load timed out in the browser (PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT)"
     for name, kind in FAULT_KINDS:
         if name in names:
             return kind

@@ -107,3 +107,12 @@ def test_the_page_steps_wait_for_the_dealers_selector_then_settle_and_read_all()
     assert [s.method for s in steps[1:]] == [watch.settle, watch.read_all]
     assert [s.method for s in rendering.page_methods(watch, None)] == [watch.settle,
                                                                        watch.read_all]
+
+
+def test_a_browser_navigation_timeout_is_named_by_its_own_limit_not_download_timeout():
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    timeout = PlaywrightTimeout("Timeout 30000ms exceeded. navigating to ...")
+    assert fault_kind(timeout) == \
+        "page load timed out in the browser (PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT)"
+    assert fault_kind(TimeoutError()) == "timed out"  # a plain download's stays as it was
