@@ -1,7 +1,8 @@
 """The scheduler: enqueues each dealership's job when its schedule says so.
 
 Each dealership has a cron expression in its own timezone (`schedule_cron`, `schedule_tz`) or
-an interval (`schedule_interval_s`). After each run the next slot is computed from *now*, so
+an interval (`schedule_interval_s`); a cron line at fixed times runs once on a daylight-saving
+night (see next_slot). After each run the next slot is computed from *now*, so
 slots missed while no scheduler ran are run once, not once per missed slot. Each slot gets
 random jitter (`schedule_jitter_s`) so dealers sharing a cron line do not start at once.
 A paused dealership is skipped. After two or more failures in a row the next run is pushed
@@ -70,12 +71,38 @@ def validate(cron: str | None, tz: str, interval_s: int | None = None) -> None:
 
 
 def next_slot(dealer: Dealership, after: datetime) -> datetime:
-    """The dealership's first scheduled time strictly after `after` (aware, in UTC)."""
+    """The dealership's first scheduled time strictly after `after` (aware, in UTC).
+
+    Cron lines are read in the dealership's timezone and, like cron's, a line at fixed times
+    runs once on a daylight-saving night: a time skipped by the clock going forward runs just
+    after the gap, and a time the clock passes twice going back runs the first time only. A
+    line with '*' in its minute or hour field runs by the clock, in both passes."""
     if dealer.schedule_cron:
+        utc = ZoneInfo("UTC")
         zone = ZoneInfo(dealer.schedule_tz or "UTC")
-        return croniter(dealer.schedule_cron, after.astimezone(zone)).get_next(datetime) \
-            .astimezone(ZoneInfo("UTC"))
+        slot = after.astimezone(zone)
+        for _ in range(3):  # at most one repeat to step over
+            slot = croniter(dealer.schedule_cron, slot).get_next(datetime)
+            if _by_the_clock(dealer.schedule_cron) or not _repeated(slot, zone):
+                break
+        return slot.astimezone(utc)
     return after + timedelta(seconds=int(dealer.schedule_interval_s or 3600))
+
+
+def _by_the_clock(cron: str) -> bool:
+    """Whether a cron line's minute or hour is a wildcard ('*', '*/15'; '@hourly')."""
+    line = cron.strip().lower()
+    if line.startswith("@"):
+        return line == "@hourly"
+    minute, hour = line.split()[:2]
+    return minute.startswith("*") or hour.startswith("*")
+
+
+def _repeated(slot: datetime, zone: ZoneInfo) -> bool:
+    """Whether the local wall time of `slot` already happened earlier (the second pass of the
+    hour the clock goes back)."""
+    first = slot.replace(tzinfo=None).replace(tzinfo=zone, fold=0)
+    return first.astimezone(ZoneInfo("UTC")) != slot.astimezone(ZoneInfo("UTC"))
 
 
 def backoff_s(failures: int) -> float:

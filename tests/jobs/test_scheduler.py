@@ -110,3 +110,43 @@ def test_a_success_after_failing_scheduled_runs_ends_the_backoff(db):
     assert now + timedelta(seconds=900) <= back <= schedules_db.server_now(db) + \
         timedelta(seconds=900) + jitter, (back, held)
     assert scheduler.tick(db) == [] and schedules_db.state(db, dealer.id)["next_run_at"] == back
+
+
+def _slots(cron: str, tz: str, start, end, jitter_s: float = 5.0):
+    """Every slot the scheduler would run between start and end (each next run computed just
+    after the one before, as a tick does), in the dealer's local time."""
+    from zoneinfo import ZoneInfo
+
+    from crawler.models import Dealership
+    from jobs.scheduler import next_slot
+
+    dealer = Dealership(id=1, slug="d", name="D", schedule_cron=cron, schedule_tz=tz)
+    out, t = [], start
+    while (t := next_slot(dealer, t)) < end:
+        out.append(t.astimezone(ZoneInfo(tz)))
+        t += timedelta(seconds=jitter_s)
+    return out
+
+
+def test_a_fixed_time_cron_line_runs_once_a_night_across_both_dst_changes():
+    """'30 1 * * *' in Chicago ran twice on the fall-back night (01:30 CDT, then 01:30 CST an
+    hour later: two full crawls); the spring-forward night's 02:30 does not exist and runs
+    once, just after the gap. Lines with '*' in the hour or minute run by the clock, as cron's
+    do: an hourly line runs in both 01:00 hours (25 runs that day)."""
+    from datetime import UTC, datetime
+
+    utc = UTC
+    fall = _slots("30 1 * * *", "America/Chicago", datetime(2026, 10, 30, 12, tzinfo=utc),
+                  datetime(2026, 11, 3, 12, tzinfo=utc))
+    assert [(s.day, s.hour, s.minute) for s in fall] == [
+        (31, 1, 30), (1, 1, 30), (2, 1, 30), (3, 1, 30)], fall
+    spring = _slots("30 2 * * *", "America/Chicago", datetime(2026, 3, 6, 12, tzinfo=utc),
+                    datetime(2026, 3, 10, 12, tzinfo=utc))
+    assert [s.day for s in spring] == [7, 8, 9, 10], spring
+    assert (spring[1].hour, spring[1].minute) == (3, 0)  # 02:30 skipped by the clock: 03:00
+    hourly = _slots("0 * * * *", "America/Chicago", datetime(2026, 11, 1, 5, 0, 30, tzinfo=utc),
+                    datetime(2026, 11, 2, 6, 0, 30, tzinfo=utc))
+    assert len(hourly) == 25 and [s.hour for s in hourly[:3]] == [1, 1, 2], hourly
+    twice = _slots("15 1,13 * * *", "Europe/London", datetime(2026, 10, 24, 13, tzinfo=utc),
+                   datetime(2026, 10, 26, 12, tzinfo=utc))
+    assert [(s.day, s.hour) for s in twice] == [(25, 1), (25, 13), (26, 1)], twice
