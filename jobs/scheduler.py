@@ -2,9 +2,11 @@
 
 Each dealership has a cron expression in its own timezone (`schedule_cron`, `schedule_tz`) or
 an interval (`schedule_interval_s`); a cron line at fixed times runs once on a daylight-saving
-night (see next_slot). After each run the next slot is computed from *now*, so
-slots missed while no scheduler ran are run once, not once per missed slot. Each slot gets
-random jitter (`schedule_jitter_s`) so dealers sharing a cron line do not start at once.
+night (see next_slot). After each run the next slot is the first one after *now*, so
+slots missed while no scheduler ran are run once, not once per missed slot; an interval keeps
+its phase (the missed slot plus whole intervals), so an outage does not bunch dealers up.
+Each slot gets random jitter (`schedule_jitter_s`) so dealers sharing a cron line do not
+start at once.
 A paused dealership is skipped. After two or more failures in a row the next run is pushed
 back exponentially (capped at `schedule_backoff_max_s`), and a success resets it: a job that
 succeeds after a failing scheduled run (an operator fixed the dealer and ran it by hand)
@@ -89,6 +91,17 @@ def next_slot(dealer: Dealership, after: datetime) -> datetime:
     return after + timedelta(seconds=int(dealer.schedule_interval_s or 3600))
 
 
+def slot_after_due(dealer: Dealership, due: datetime, now: datetime) -> datetime:
+    """The next slot once the run due at `due` runs at `now` (slots missed meanwhile are not
+    run). An interval keeps its phase: due + k intervals, not now + one, so dealers spread
+    over the interval stay spread after a scheduler outage instead of running together from
+    then on."""
+    if dealer.schedule_cron:
+        return next_slot(dealer, now)
+    interval = timedelta(seconds=int(dealer.schedule_interval_s or 3600))
+    return due + ((now - due) // interval + 1) * interval
+
+
 def _by_the_clock(cron: str) -> bool:
     """Whether a cron line's minute or hour is a wildcard ('*', '*/15'; '@hourly')."""
     line = cron.strip().lower()
@@ -129,7 +142,8 @@ def tick(conn: psycopg.Connection) -> list[int]:
         if next_run is not None and next_run > now:
             continue
         try:
-            slot = next_slot(dealer, now)
+            slot = next_slot(dealer, now) if next_run is None \
+                else slot_after_due(dealer, next_run, now)
         except (CroniterError, ValueError, KeyError) as exc:
             # one dealer's schedule that cannot be computed (stored before it was checked,
             # or a zone gone from tzdata) must not stop every other dealer's: look again in

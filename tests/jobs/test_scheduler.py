@@ -150,3 +150,29 @@ def test_a_fixed_time_cron_line_runs_once_a_night_across_both_dst_changes():
     twice = _slots("15 1,13 * * *", "Europe/London", datetime(2026, 10, 24, 13, tzinfo=utc),
                    datetime(2026, 10, 26, 12, tzinfo=utc))
     assert [(s.day, s.hour) for s in twice] == [(25, 1), (25, 13), (26, 1)], twice
+
+
+def test_interval_dealers_keep_their_spread_after_the_scheduler_was_down(db):
+    """Three hourly dealers ran 20 minutes apart; after six hours with no scheduler each
+    missed slot ran once, but every next run was set to now + 1 h: all three (all 200, in
+    production) ran together every hour from then on. Each keeps its own minute of the hour."""
+    from jobs import scheduler
+
+    now = schedules_db.server_now(db)
+    dealers = []
+    for i in range(3):
+        d = dealers_db.create(db, slug=f"spread-{i}", name=f"Spread {i}",
+                              website_url="http://127.0.0.1:9/", schedule_interval_s=3600)
+        schedules_db.set_next(db, d.id, now - timedelta(hours=6) + timedelta(minutes=20 * i),
+                              None)
+        dealers.append(d)
+    created = scheduler.tick(db)
+    assert sorted(created) == sorted(j.id for d in dealers for j in _jobs(db, d.id))
+    assert len(created) == 3  # each missed slot runs once
+    nexts = [schedules_db.state(db, d.id)["next_run_at"] for d in dealers]
+    jitter = timedelta(seconds=scheduler.get_settings().schedule_jitter_s)
+    for i, upcoming in enumerate(nexts):  # 0, 20 and 40 minutes past the hour, as before
+        slot = now - timedelta(hours=6) + timedelta(minutes=20 * i)
+        while slot <= now:
+            slot += timedelta(hours=1)
+        assert slot <= upcoming <= slot + jitter, (i, upcoming - now)
