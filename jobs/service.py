@@ -93,6 +93,21 @@ def cancel(conn: psycopg.Connection, job_id: int) -> Job:
                        hint="trigger a new job, or `forecourt dlq replay` a dead one")
 
 
+def pause(conn: psycopg.Connection, dealership_id: int) -> tuple[Job | None, Job | None]:
+    """Stop scheduling a dealership. Its scheduled job still waiting to start (a slot taken
+    before the pause, maybe behind a backlog) is cancelled, so a paused dealer is not crawled
+    afterwards; an operator's queued job still runs. Returns (the scheduled job cancelled,
+    the dealer's job still running, left to finish), either None."""
+    dealers_db.update(conn, dealership_id, paused=True)
+    job = jobs_db.active(conn, dealership_id)
+    if job is not None and job.state == "queued" and job.trigger == "schedule":
+        cancelled = jobs_db.cancel_queued(conn, job.id)
+        if cancelled is not None:
+            return cancelled, None
+        job = jobs_db.get(conn, job.id)  # it started meanwhile
+    return None, job if job is not None and job.state == "running" else None
+
+
 def replay(conn: psycopg.Connection, job_id: int, trigger_name: str = "retry") -> Job:
     """Run a dead (or failed) job again as a new queued job with the same kind and params.
 

@@ -62,11 +62,20 @@ def register(app: typer.Typer) -> None:
 
     @group.command("pause")
     def pause(dealer: str = typer.Argument(..., help="The dealership's slug.")) -> None:
-        """Stop scheduling a dealership (operator triggers still run)."""
+        """Stop scheduling a dealership and cancel its scheduled job still waiting to start
+        (operator triggers still run)."""
+        from jobs import service
+
         with database() as conn:
             d = dealers_db.get(conn, dealer)
-            dealers_db.update(conn, d.id, paused=True)
+            cancelled, running = service.pause(conn, d.id)
         console.print(f"{dealer}: paused")
+        if cancelled is not None:
+            console.print(f"{dealer}: cancelled its scheduled job {cancelled.id}, still "
+                          "waiting to start")
+        if running is not None:
+            console.print(f"{dealer}: job {running.id} is running; `forecourt jobs cancel "
+                          f"{running.id}` stops it")
 
     @group.command("resume")
     def resume(dealer: str = typer.Argument(..., help="The dealership's slug.")) -> None:

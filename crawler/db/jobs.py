@@ -39,6 +39,15 @@ def create_or_get_active(conn: psycopg.Connection, dealership_id: int, kind: str
         # The active job finished between the two statements: try again.
 
 
+def active(conn: psycopg.Connection, dealership_id: int) -> Job | None:
+    """The dealership's queued or running job, if any (there is at most one)."""
+    row = conn.execute(
+        "SELECT * FROM jobs WHERE dealership_id = %s AND state IN ('queued', 'running')",
+        (dealership_id,),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
 def get(conn: psycopg.Connection, job_id: int) -> Job:
     row = conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,)).fetchone()
     if row is None:

@@ -176,3 +176,37 @@ def test_interval_dealers_keep_their_spread_after_the_scheduler_was_down(db):
         while slot <= now:
             slot += timedelta(hours=1)
         assert slot <= upcoming <= slot + jitter, (i, upcoming - now)
+
+
+def _forecourt(*args: str):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([str(Path(sys.executable).parent / "forecourt"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_pausing_a_dealer_cancels_its_scheduled_job_still_waiting_to_start(db):
+    """`schedule pause` only stopped new slots: a scheduled crawl already waiting behind the
+    backlog (say an hour) still crawled the dealer the operator had just paused. An operator's
+    own queued job still runs; a running one is named with how to stop it."""
+    from jobs import service
+
+    dealer = dealers_db.create(db, slug="to-pause", name="To pause",
+                               website_url="http://127.0.0.1:9/", schedule_interval_s=3600)
+    waiting, created = service.trigger(db, dealer.id, "crawl", "schedule")  # no worker runs
+    assert created and waiting.state == "queued"
+    result = _forecourt("schedule", "pause", "to-pause")
+    assert result.returncode == 0, result.stderr
+    assert jobs_db.get(db, waiting.id).state == "cancelled"
+    assert f"cancelled its scheduled job {waiting.id}" in " ".join(result.stdout.split())
+    assert dealers_db.get(db, "to-pause").paused
+
+    operator, _ = service.trigger(db, dealer.id, "crawl", "operator")
+    assert "cancelled" not in _forecourt("schedule", "pause", "to-pause").stdout
+    assert jobs_db.get(db, operator.id).state == "queued"  # operator triggers still run
+    db.execute("UPDATE jobs SET state = 'running', started_at = now() WHERE id = %s",
+               (operator.id,))
+    out = " ".join(_forecourt("schedule", "pause", "to-pause").stdout.split())
+    assert f"job {operator.id} is running" in out and f"forecourt jobs cancel {operator.id}" in out
