@@ -393,6 +393,23 @@ def test_schedule_intervals_are_bounded_to_a_minute_through_366_days(db):
         assert dealers_db.get(db, dealer.slug).schedule_interval_s == seconds
 
 
+def test_schedule_set_keeps_the_dealers_timezone_unless_given_one(db):
+    """A Chicago dealer moved from 03:00 to 04:00 without --tz silently became 04:00 UTC
+    (23:00 in Chicago, in the middle of the dealer's evening)."""
+    from crawler.db import dealers as dealers_db
+
+    dealers_db.create(db, slug="acme-motors", name="Acme Motors", website_url="https://acme.test/")
+    assert run("schedule", "set", "acme-motors", "0 3 * * *", "--tz", "America/Chicago"
+               ).returncode == 0
+    result = run("schedule", "set", "acme-motors", "0 4 * * *")
+    assert result.returncode == 0, result.stderr
+    assert "(America/Chicago)" in result.stdout
+    dealer = dealers_db.get(db, "acme-motors")
+    assert (dealer.schedule_cron, dealer.schedule_tz) == ("0 4 * * *", "America/Chicago")
+    assert run("schedule", "set", "acme-motors", "0 4 * * *", "--tz", "UTC").returncode == 0
+    assert dealers_db.get(db, "acme-motors").schedule_tz == "UTC"
+
+
 def test_extract_record_never_overwrites_the_saved_page(tmp_path):
     import json
 

@@ -45,15 +45,20 @@ def register(app: typer.Typer) -> None:
              spec: str = typer.Argument(..., metavar="CRON",
                                         help="A cron line ('0 6 * * *') or an interval "
                                              "('30m', '6h'; 1m to 366d)."),
-             tz: str = typer.Option("UTC", "--tz", help="Timezone of the cron line (IANA).")
+             tz: str | None = typer.Option(
+                 None, "--tz", help="Timezone of the cron line (IANA; default: the "
+                                    "dealership's, UTC for a new one).")
              ) -> None:
         """Give a dealership its schedule; the scheduler runs it from the next slot."""
         from jobs.scheduler import validate
 
         cron, interval = parse(spec)
-        validate(cron, tz, interval)
+        validate(cron, tz or "UTC", interval)
         with database() as conn:
             d = dealers_db.get(conn, dealer)
+            if tz is None:  # keep the dealership's zone
+                tz = d.schedule_tz or "UTC"
+                validate(cron, tz, interval)
             dealers_db.update(conn, d.id, schedule_cron=cron, schedule_interval_s=interval,
                               schedule_tz=tz)
             schedules_db.clear(conn, d.id)
