@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from croniter import CroniterError, croniter
+from redis.exceptions import RedisError
 
 from crawler.config import get_settings
 from crawler.db import connect
@@ -196,8 +197,14 @@ def run(stop: threading.Event | None = None, on_tick=None) -> None:
                 reaper.reap(conn)
                 if on_tick is not None:
                     on_tick(created)
-        except (psycopg.Error, ForecourtError, OSError) as exc:
+        except (psycopg.Error, ForecourtError, OSError, RedisError) as exc:
+            # the database or Redis is away (the reaper re-sends messages): try again
             log.warning("scheduler tick failed: %s", exc)
+            if conn is not None:
+                conn.close()
+            conn, leading = None, False
+        except Exception:  # noqa: BLE001 - a bug in one pass must not end scheduling
+            log.exception("scheduler tick failed")
             if conn is not None:
                 conn.close()
             conn, leading = None, False

@@ -210,3 +210,40 @@ def test_pausing_a_dealer_cancels_its_scheduled_job_still_waiting_to_start(db):
                (operator.id,))
     out = " ".join(_forecourt("schedule", "pause", "to-pause").stdout.split())
     assert f"job {operator.id} is running" in out and f"forecourt jobs cancel {operator.id}" in out
+
+
+def test_the_scheduler_outlives_a_redis_outage_while_its_reaper_has_a_job_to_resend(
+        db, job_env, tmp_path):
+    """With Redis down and a queued job whose message looked lost, the leader's reaper pass
+    raised redis's ConnectionError (not an OSError): the scheduler died with a traceback,
+    then the standby that took over did the same, and nothing was scheduled until someone
+    restarted them. It now logs the failed pass and keeps ticking."""
+    import socket
+
+    from tests.api.conftest import add_job
+    from tests.jobs.conftest import _spawn
+
+    with socket.socket() as s:  # a port nothing listens on: Redis is down
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lost = dealers_db.create(db, slug="lost", name="Lost", website_url="http://127.0.0.1:9/")
+    add_job(db, lost.id, state="queued", created_at="2026-01-01T00:00:00Z",
+            updated_at="2026-01-01T00:00:00Z")
+    proc = _spawn(["scheduler"], {**job_env, "REDIS_URL": f"redis://127.0.0.1:{port}/0"},
+                  tmp_path / "scheduler.log")
+    try:
+        wait_for(lambda: "this scheduler leads" in proc.log.read_text() or proc.poll(),
+                 what="the scheduler to lead")
+        time.sleep(1.0)  # several ticks and reaper passes
+        assert proc.poll() is None, proc.log.read_text()[-2000:]
+        # and it still schedules: a dealer that falls due now gets its (failing) enqueue
+        due = dealers_db.create(db, slug="due-later", name="Due", website_url="http://127.0.0.1:9/",
+                                schedule_interval_s=3600)
+        schedules_db.set_next(db, due.id, schedules_db.server_now(db) - timedelta(minutes=1),
+                              None)
+        [job] = wait_for(lambda: _jobs(db, due.id), what="the due dealer's enqueue")
+        assert "could not enqueue" in (wait_for(
+            lambda: jobs_db.get(db, job.id).error, what="the enqueue error") or "")
+        assert "Traceback" not in proc.log.read_text()
+    finally:
+        stop(proc, signal.SIGKILL)
