@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 from crawler.config import get_settings
 from crawler.db import connect
 from crawler.db import schedules as schedules_db
-from crawler.errors import ForecourtError, InvalidInput
+from crawler.errors import ForecourtError, InvalidInput, Transient
 from crawler.models import Dealership
 from jobs import reaper, service
 
@@ -46,6 +46,8 @@ log = logging.getLogger("forecourt.scheduler")
 # and at least once a year (a huge one overflowed the integer column: a psycopg traceback).
 MIN_INTERVAL_S = 60
 MAX_INTERVAL_S = 366 * 86_400
+# A slot whose job could not be queued (Redis away) is tried again this much later.
+ENQUEUE_RETRY_S = 60
 
 
 def validate(cron: str | None, tz: str, interval_s: int | None = None) -> None:
@@ -164,6 +166,15 @@ def tick(conn: psycopg.Connection) -> list[int]:
             continue
         try:
             job, was_created = service.trigger(conn, dealer.id, job_kind(dealer), "schedule")
+        except Transient as exc:
+            # Redis away: the slot is not lost until the next one (a day, for a daily
+            # schedule) but tried again in a minute, or after the failure backoff
+            retry = min(upcoming, now + timedelta(
+                seconds=max(ENQUEUE_RETRY_S, backoff_s(failures + 1)) + jitter))
+            schedules_db.set_next(conn, dealer.id, retry, upcoming)
+            log.warning("dealership %s: scheduled job not queued: %s; trying again at %s",
+                        dealer.slug, exc, retry.isoformat())
+            continue
         except ForecourtError as exc:
             log.warning("dealership %s: scheduled job not queued: %s", dealer.slug, exc)
             continue

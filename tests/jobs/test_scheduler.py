@@ -247,3 +247,33 @@ def test_the_scheduler_outlives_a_redis_outage_while_its_reaper_has_a_job_to_res
         assert "Traceback" not in proc.log.read_text()
     finally:
         stop(proc, signal.SIGKILL)
+
+
+def test_a_slot_that_could_not_be_queued_is_tried_again_soon_not_at_the_next_slot(
+        db, monkeypatch):
+    """Redis away for a minute at 02:00 cost a daily dealer its run: the slot was claimed,
+    the enqueue failed, and the next run was the next day's."""
+    import redis
+
+    from jobs import actors, scheduler
+
+    dealer = dealers_db.create(db, slug="daily", name="Daily", website_url="http://127.0.0.1:9/",
+                               schedule_interval_s=86_400)
+    now = schedules_db.server_now(db)
+    schedules_db.set_next(db, dealer.id, now - timedelta(seconds=10), None)
+
+    def redis_down(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Error 111 connecting. Connection refused.")
+
+    monkeypatch.setattr(actors, "send", redis_down)
+    assert scheduler.tick(db) == []
+    [failed] = _jobs(db, dealer.id)
+    assert failed.state == "failed" and "could not enqueue" in failed.error
+    retry = schedules_db.state(db, dealer.id)["next_run_at"]
+    jitter = timedelta(seconds=scheduler.get_settings().schedule_jitter_s)
+    assert retry <= schedules_db.server_now(db) + timedelta(minutes=1) + jitter, retry - now
+    monkeypatch.undo()  # Redis is back
+    schedules_db.set_next(db, dealer.id, now - timedelta(seconds=1), retry)  # a minute on
+    [job_id] = scheduler.tick(db)
+    assert jobs_db.get(db, job_id).state == "queued"
+    assert schedules_db.state(db, dealer.id)["next_run_at"] >= now + timedelta(hours=23)
