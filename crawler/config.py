@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # Prefix of every Redis key forecourt writes (queues, rate limits), so several
     # deployments or test sessions can share one Redis.
     redis_namespace: str = "forecourt"
+    # `forecourt db migrate` gives up (applying nothing) when a migration waits longer than
+    # this for a table lock: waiting behind a long transaction would stall every writer.
+    migrate_lock_timeout_s: float = 5.0
     # Store batches: how many items a pipeline stage works on at once.
     batch_size: int = 500
     # Outbound safety: hosts or networks crawls may reach even though they are private.

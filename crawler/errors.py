@@ -20,6 +20,12 @@ class ConfigError(ForecourtError):
     """Raised when configuration or the environment cannot work (bad URL, missing server)."""
 
 
+class MigrationError(ForecourtError):
+    """Raised when a command meets a database with schema migrations pending (only `forecourt
+    db migrate` applies them to a live schema), or when a migration gave up waiting for a
+    lock another transaction holds."""
+
+
 class NotFound(ForecourtError):
     """Raised when a named dealership, job or vehicle does not exist."""
 

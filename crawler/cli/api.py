@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
             raise InvalidInput(f"FORECOURT_API_WORKERS={workers} is not at least 1",
                                hint="set it to 1 or more, or give --workers N")
         with database():
-            pass  # migrations run once here, not in every worker
+            pass  # the schema is checked once here, not in every worker
         if workers > 1:
             # Worker processes share API latency metrics through files in this directory.
             metrics_dir = settings.data_dir / "api-metrics" / str(os.getpid())

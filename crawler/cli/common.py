@@ -8,7 +8,8 @@ from contextlib import contextmanager
 import psycopg
 from rich.console import Console
 
-from crawler.db import connect, migrate
+from crawler.db import connect
+from crawler.db.migrate import ahead_warning, check
 
 # Wide enough for summary tables when the output is a file or a pipe (transcripts, CI).
 # No rich markup: what the consoles print is data (dealer names, feed columns, URLs, token
@@ -29,10 +30,14 @@ def fail(message: str, hint: str | None, code: int = 1) -> int:
 
 @contextmanager
 def database():
-    """A connection to a migrated database (migrations are applied on first use)."""
+    """A connection to a database whose schema is this code's: a new, empty one is set up;
+    one with migrations pending is refused (only `forecourt db migrate` applies them to a live
+    schema); one with migrations this code does not know gets a one-line warning."""
     conn = connect()
     try:
-        migrate(conn)
+        warning = ahead_warning(check(conn))
+        if warning:
+            err_console.print(warning, markup=False, soft_wrap=True)
         yield conn
     finally:
         conn.close()

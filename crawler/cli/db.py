@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 
 from crawler import embedded
-from crawler.cli.common import console
+from crawler.cli.common import console, err_console
 from crawler.config import get_settings
 from crawler.db import connect, database_url, migrate
+from crawler.db.migrate import ahead_warning, schema_state
 
 
 def register(app: typer.Typer) -> None:
@@ -16,11 +17,30 @@ def register(app: typer.Typer) -> None:
 
     @db_app.command("migrate")
     def migrate_cmd() -> None:
-        """Apply pending schema migrations (commands that need the database do this too)."""
+        """Apply pending schema migrations: the upgrade step, before new workers start (other
+        commands refuse a database with migrations pending; they set up only an empty one)."""
         with connect() as conn:
-            applied = migrate(conn)
+            applied = migrate(conn, lock_timeout_s=get_settings().migrate_lock_timeout_s)
+            warning = ahead_warning(schema_state(conn))
+        if warning:
+            err_console.print(warning, markup=False, soft_wrap=True)
         console.print(f"applied {len(applied)} migration(s)" +
                       (": " + ", ".join(applied) if applied else "; schema is current"))
+
+    @db_app.command("migrations")
+    def migrations_cmd() -> None:
+        """List schema migrations: applied (when), pending, or unknown to this forecourt
+        (the database is newer than the code); applies none."""
+        with connect() as conn:
+            state = schema_state(conn)
+        lines = [(row["name"], ("unknown to this forecourt" if row["name"] in state.unknown
+                                else "applied") + f"  {row['applied_at']:%Y-%m-%d %H:%M:%S%z}")
+                 for row in state.applied] + [(name, "pending") for name in state.pending]
+        for name, status in sorted(lines):  # names start with their zero-padded version
+            console.print(f"{name}  {status}", markup=False)
+        console.print(f"{len(state.applied) - len(state.unknown)} applied, "
+                      f"{len(state.pending)} pending, {len(state.unknown)} unknown" +
+                      ("; run `forecourt db migrate`" if state.pending else ""), markup=False)
 
     @db_app.command("url")
     def url_cmd() -> None:

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         """Run the scheduler until stopped. Run several for high availability: one leads
         (a PostgreSQL advisory lock) and enqueues, the others stand by."""
         with database():
-            pass
+            pass  # the schema is this code's (or refused) before the first tick
         os.environ["DATABASE_URL"] = database_url()
         os.environ["REDIS_URL"] = redis_url()
         reset_settings()

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         """Run job workers: they take crawl and feed jobs off the queues until stopped
         (SIGTERM or Ctrl-C lets running jobs finish)."""
         with database():
-            pass  # migrated before any worker takes a job
+            pass  # the schema is this code's (or refused) before any worker takes a job
         # Children (forked worker processes, crawl children) use the servers resolved here.
         os.environ["DATABASE_URL"] = database_url()
         os.environ["REDIS_URL"] = redis_url()

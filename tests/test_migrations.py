@@ -1,0 +1,150 @@
+"""Schema migrations across deploys: who applies them, what a command does when the database
+and the code disagree, and a migration that meets a long transaction. Each test works on a
+database of its own (beside the session's), so it can hold a schema one release behind or
+ahead of the code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from crawler.db import connect, migrate
+from crawler.db.migrate import migration_files
+
+FORECOURT = str(Path(sys.executable).parent / "forecourt")
+# The migration left pending: 0013 builds an index on vehicle_events inside the migration
+# transaction (a lock that blocks writes). Shipped migrations never change, so neither does it.
+LAST = (13, "0013_events_by_dealer.sql")
+
+
+@pytest.fixture
+def scratch():
+    """A new, empty database on the session's server; its URL. Dropped afterwards."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = f"forecourt_mig_{uuid.uuid4().hex[:10]}"
+    base = os.environ["DATABASE_URL"]
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_conninfo(**{**conninfo_to_dict(base), "dbname": name})
+    finally:
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def one_behind(url: str) -> None:
+    """The database as the release before 0013 left it (and 0013 pending)."""
+    with connect(url) as conn:
+        migrate(conn)
+        conn.execute("DELETE FROM schema_migrations WHERE version = %s", (LAST[0],))
+        conn.execute("DROP INDEX vehicle_events_dealer_id")  # what 0013 builds
+
+
+def applied(url: str) -> set[int]:
+    with connect(url) as conn:
+        return {r["version"] for r in conn.execute("SELECT version FROM schema_migrations")}
+
+
+def forecourt(url: str, *args: str, timeout: float = 120, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([FORECOURT, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "DATABASE_URL": url, **env})
+
+
+def test_a_command_on_a_database_one_release_behind_refuses_and_applies_nothing(scratch):
+    # `forecourt jobs list` run during a deploy must not build an index that blocks every
+    # running job's writes: only `forecourt db migrate` applies migrations to a live schema
+    one_behind(scratch)
+    done = forecourt(scratch, "jobs", "list")
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert LAST[1] in lines[0] and "forecourt db migrate" in lines[0]
+    assert LAST[0] not in applied(scratch)
+    done = forecourt(scratch, "db", "migrate")
+    assert done.returncode == 0 and LAST[1] in done.stdout, done.stderr
+    assert LAST[0] in applied(scratch)
+    assert forecourt(scratch, "jobs", "list").returncode == 0
+
+
+def test_a_new_worker_started_before_the_migration_ran_refuses_to_start(scratch):
+    one_behind(scratch)
+    proc = subprocess.Popen([FORECOURT, "worker", "--processes", "1", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "DATABASE_URL": scratch},
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # it started a worker: the bug
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the worker started on a schema one migration behind")
+    assert proc.returncode == 1, out + err
+    assert LAST[1] in err and "forecourt db migrate" in err
+    assert "worker:" not in out  # no worker process was started
+    assert LAST[0] not in applied(scratch)
+
+
+def test_any_command_sets_up_a_new_empty_database(scratch):
+    done = forecourt(scratch, "jobs", "list")
+    assert done.returncode == 0, done.stderr
+    assert applied(scratch) == {v for v, _, _ in migration_files()}
+
+
+def test_code_older_than_the_database_warns_in_one_line_and_carries_on(scratch):
+    # a rolled-back deploy: the database has a migration this code does not know
+    with connect(scratch) as conn:
+        migrate(conn)
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, "
+                     "'9999_from_the_future.sql')")
+    done = forecourt(scratch, "jobs", "list")
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "9999_from_the_future.sql" in warnings[0], done.stderr
+    done = forecourt(scratch, "db", "migrate")
+    assert done.returncode == 0 and "9999_from_the_future.sql" in done.stderr, done.stderr
+
+
+def test_db_migrations_lists_applied_pending_and_unknown_without_applying(scratch):
+    one_behind(scratch)
+    with connect(scratch) as conn:
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, "
+                     "'9999_from_the_future.sql')")
+    done = forecourt(scratch, "db", "migrations")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line for line in done.stdout.splitlines() if line[:4].isdigit()}
+    assert "applied" in rows["0001_init.sql"]
+    assert "pending" in rows[LAST[1]]
+    assert "unknown" in rows["9999_from_the_future.sql"]
+    assert LAST[0] not in applied(scratch)  # it only looked
+
+
+def test_a_migration_waiting_behind_a_long_transaction_gives_up_and_applies_nothing(scratch):
+    # A running job's open write on vehicle_events: 0013's CREATE INDEX waits for it, and
+    # every writer that comes after waits behind the migration. It must give up instead.
+    one_behind(scratch)
+    with connect(scratch) as holder:
+        with holder.transaction():
+            holder.execute("LOCK TABLE vehicle_events IN ROW EXCLUSIVE MODE")
+            try:
+                done = forecourt(scratch, "db", "migrate", timeout=60,
+                                 FORECOURT_MIGRATE_LOCK_TIMEOUT_S="1")
+            except subprocess.TimeoutExpired:
+                pytest.fail("`forecourt db migrate` waited behind the open transaction")
+            # the holder's transaction was not disturbed: it can still write
+            holder.execute("SELECT count(*) FROM vehicle_events").fetchone()
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert LAST[1] in lines[0] and "lock" in lines[0] and "forecourt db migrate" in lines[0]
+    assert LAST[0] not in applied(scratch)
+    assert forecourt(scratch, "db", "migrate", FORECOURT_MIGRATE_LOCK_TIMEOUT_S="1"
+                     ).returncode == 0  # once the transaction ended
+    assert LAST[0] in applied(scratch)
