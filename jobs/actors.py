@@ -280,23 +280,31 @@ def send(conn, job: Job, delay_s: float = 0.0, same_id: bool = False) -> str:
     return message.message_id
 
 
+# Messages across releases. Old and new workers share the queues during a rolling deploy,
+# so a message one release sends may be taken by another. The job record is the truth and a
+# message only names the job: every actor takes the job id first and ignores what follows
+# (a later release may add optional hints, never anything a job needs), so an older worker
+# runs a newer release's message instead of failing it into Redis's dead letters while the
+# job waits `queued` for the reaper's re-send (job_resend_after_s). Actor names stay: a
+# renamed actor is unknown to the workers of the release before, which drop its messages.
+
 @dramatiq.actor(queue_name=PRIORITY, priority=0, max_retries=0)
-def run_crawl_job(job_id: int) -> None:
+def run_crawl_job(job_id: int, *_newer, **_newer_options) -> None:
     execute(job_id, PRIORITY)
 
 
 @dramatiq.actor(queue_name=PRIORITY, priority=0, max_retries=0)
-def run_feed_job(job_id: int) -> None:
+def run_feed_job(job_id: int, *_newer, **_newer_options) -> None:
     execute(job_id, PRIORITY)
 
 
 @dramatiq.actor(queue_name=SCHEDULED, priority=10, max_retries=0)
-def run_scheduled_crawl_job(job_id: int) -> None:
+def run_scheduled_crawl_job(job_id: int, *_newer, **_newer_options) -> None:
     execute(job_id, SCHEDULED)
 
 
 @dramatiq.actor(queue_name=SCHEDULED, priority=10, max_retries=0)
-def run_scheduled_feed_job(job_id: int) -> None:
+def run_scheduled_feed_job(job_id: int, *_newer, **_newer_options) -> None:
     execute(job_id, SCHEDULED)
 
 
