@@ -148,3 +148,22 @@ def test_a_migration_waiting_behind_a_long_transaction_gives_up_and_applies_noth
     assert forecourt(scratch, "db", "migrate", FORECOURT_MIGRATE_LOCK_TIMEOUT_S="1"
                      ).returncode == 0  # once the transaction ended
     assert LAST[0] in applied(scratch)
+
+
+def test_on_the_embedded_servers_a_command_applies_pending_migrations_itself(tmp_path):
+    # The embedded PostgreSQL is one machine's own (no DATABASE_URL): its upgrade is a `git
+    # pull`, with no deploy step to run `db migrate` in, so `./dev demo` and every command
+    # bring its schema up to date themselves (still under the lock timeout).
+    from crawler import embedded
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["FORECOURT_DATA_DIR"] = str(tmp_path)
+    try:
+        url = embedded.postgres_url(tmp_path)
+        one_behind(url)
+        done = subprocess.run([FORECOURT, "jobs", "list"], capture_output=True, text=True,
+                              timeout=120, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert LAST[0] in applied(url)
+    finally:
+        embedded.stop(tmp_path)

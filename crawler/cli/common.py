@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import psycopg
 from rich.console import Console
 
+from crawler.config import get_settings
 from crawler.db import connect
 from crawler.db.migrate import ahead_warning, check
 
@@ -32,10 +33,13 @@ def fail(message: str, hint: str | None, code: int = 1) -> int:
 def database():
     """A connection to a database whose schema is this code's: a new, empty one is set up;
     one with migrations pending is refused (only `forecourt db migrate` applies them to a live
-    schema); one with migrations this code does not know gets a one-line warning."""
+    schema), except on the embedded server, whose pending migrations are applied; one with
+    migrations this code does not know gets a one-line warning."""
     conn = connect()
     try:
-        warning = ahead_warning(check(conn))
+        settings = get_settings()
+        warning = ahead_warning(check(conn, apply_pending=settings.database_url is None,
+                                      lock_timeout_s=settings.migrate_lock_timeout_s))
         if warning:
             err_console.print(warning, markup=False, soft_wrap=True)
         yield conn

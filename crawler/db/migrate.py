@@ -65,12 +65,18 @@ def schema_state(conn: psycopg.Connection) -> SchemaState:
         unknown=[a["name"] for a in applied if a["version"] not in known])
 
 
-def check(conn: psycopg.Connection) -> SchemaState:
+def check(conn: psycopg.Connection, apply_pending: bool = False,
+          lock_timeout_s: float = 0) -> SchemaState:
     """For every command but `db migrate`: set up a new, empty database; refuse a live one
-    with migrations pending (MigrationError). Returns the state (`unknown` may be set)."""
+    with migrations pending (MigrationError), or with `apply_pending` (the embedded server,
+    one machine's own, upgraded by a `git pull` with no deploy step) apply them. Returns the
+    state (`unknown` may be set)."""
     state = schema_state(conn)
     if state.empty:
         migrate(conn)  # first use: nothing runs on it yet, so no lock hurts
+        return schema_state(conn)
+    if state.pending and apply_pending:
+        migrate(conn, lock_timeout_s)
         return schema_state(conn)
     if state.pending:
         raise MigrationError(
