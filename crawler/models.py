@@ -159,6 +159,9 @@ class Reject(BaseModel):
     # The row's VIN when it is well formed: the vehicle is still listed, so the run counts
     # it as seen and does not remove it (its stored record stays as it was).
     vin: str | None = None
+    # Without a well-formed VIN, the row's URL: when it names exactly one of the dealer's
+    # active vehicles (a listing whose VIN was unreadable this time), that one is seen.
+    url: str | None = None
 
 
 class Dealership(BaseModel):

@@ -28,6 +28,9 @@ from quality import gate, webhook
 PROGRESS_EVERY_S = 1.0
 SUPERSEDED = "superseded"  # close's state for a run whose job another attempt has taken
 STATISTICS_EVERY_S = 10.0  # how often a run checks whether its tables need ANALYZE
+# A run with more rejected rows than this lacking a VIN is broken (the gate holds back its
+# removals anyway): the rest are not looked up by URL.
+MAX_UNREADABLE_URLS = 10_000
 
 
 @dataclass
@@ -58,6 +61,9 @@ class Run:
     reader_conn: psycopg.Connection | None = None
     # the job's (attempts, state) at open: a run whose attempt was superseded settles nothing
     attempt: tuple[int, str] | None = None
+    # URLs of rejected rows without a readable VIN (at most MAX_UNREADABLE_URLS): each that
+    # is one active vehicle's page counts that vehicle as seen when the run closes
+    unreadable_urls: set[str] = field(default_factory=set)
 
 
 def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: str,
@@ -118,6 +124,9 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
     run.counters["valid"] += items - len(rejects)
     run.counters["rejected"] += len(rejects)
     run.counters["duplicates"] += duplicates
+    for r in rejects:
+        if r.url and len(run.unreadable_urls) < MAX_UNREADABLE_URLS:
+            run.unreadable_urls.add(r.url)
     wait_for_writes(run)  # batches are written in order, one at a time
     if run.writer is not None:
         quality.remember_unstored(run.quality, vehicles)
@@ -251,6 +260,9 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
         wait_for_writes(run)
     finally:
         _stop_writer(run)
+    if run.unreadable_urls:  # listed, only its VIN unreadable this time: seen, not removed
+        vehicles_db.mark_seen_by_url(run.conn, run.dealership_id, run.job_id,
+                                     sorted(run.unreadable_urls))
     all_problems = [*run.problems, *(problems or [])]
     dealer = dealers_db.get_by_id(run.conn, run.dealership_id)
     report = _judge(run, dealer, complete, all_problems, candidates)

@@ -43,8 +43,9 @@ def batch(pairs: list[tuple[VehicleItem, Vehicle]]) -> tuple[list[Vehicle], list
     for item, vehicle in pairs:
         why = reasons(vehicle)
         if why:
+            vin = vehicle.vin if _VIN_SHAPE.match(vehicle.vin) else None
             rejects.append(Reject(source=item.source, reasons=why, payload=payload(item),
-                                  vin=vehicle.vin if _VIN_SHAPE.match(vehicle.vin) else None))
+                                  vin=vin, url=None if vin else vehicle.url))
         else:
             ok.append(vehicle)
     return ok, rejects

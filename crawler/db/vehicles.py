@@ -402,6 +402,25 @@ def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
     return {"removed": int(removed)}
 
 
+# The one active vehicle of the dealer at each URL (a URL several share names none of them).
+_SEEN_BY_URL = """
+INSERT INTO run_seen (job_id, vin)
+SELECT %(j)s, min(v.vin) FROM vehicles v
+ WHERE v.dealership_id = %(d)s AND v.status = 'active' AND v.url = ANY(%(urls)s::text[])
+ GROUP BY v.url HAVING count(*) = 1
+    ON CONFLICT DO NOTHING
+"""
+
+
+def mark_seen_by_url(conn: psycopg.Connection, dealership_id: int, job_id: int,
+                     urls: Collection[str]) -> None:
+    """Record as seen by the run each active vehicle of the dealer that is alone at one of
+    `urls` (pages of rows rejected for want of a readable VIN: the car is still listed).
+    One scan of the dealer's active vehicles; call before settle_run."""
+    if urls:
+        conn.execute(_SEEN_BY_URL, {"j": job_id, "d": dealership_id, "urls": list(urls)})
+
+
 _STORED_COVERAGE = """
 SELECT count(*) AS base, count(price) AS price, count(mileage) AS mileage,
        count(*) FILTER (WHERE NOT 'no_photos' = ANY(quality_flags)) AS images,

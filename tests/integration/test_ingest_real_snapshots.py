@@ -198,3 +198,72 @@ def test_snapshot_vehicles_are_stored_with_the_model_their_vins_name(db, tmp_pat
     assert len(stored) >= 10
     assert {(r["make"], r["model"]) for r in stored} == {("Toyota", "RAV4")}
     assert not any("missing_model" in r["quality_flags"] for r in stored)
+
+
+@pytest.mark.parametrize("name, day_before, day", [
+    ("Toyota of Kirkland", "2026_03_06", "2026_03_07"),
+    ("Toyota of Renton", "2026_02_16", "2026_02_17"),
+])
+def test_a_listed_car_whose_row_lost_its_vin_one_day_is_not_removed(db, tmp_path, name,
+                                                                     day_before, day):
+    """Found by review (real data): on 2026-03-07 Kirkland's snapshot lists
+    JTM6CRAV8TD007176 at its usual detail URL with its VIN (and status) missing, and on
+    2026-02-17 Renton's lists JTM6CRAV1TD006046 so. The row is rightly rejected (no VIN),
+    but the car is still on the dealer's list: the run removed it as sold and the next day
+    relisted it (a spurious removed/relisted pair, the car gone from search for a day). A
+    VIN-less row whose URL names exactly one active vehicle of the dealer now counts that
+    vehicle as seen."""
+    snapshots = dict(days())
+    d = dealers_db.create(db, slug=slug(name), name=name)
+    jobs = {}
+    for when in (day_before, day):
+        rows = [r for r in snapshots[when] if r["dealer_name"] == name]
+        path = tmp_path / f"{when}.json"
+        path.write_text(json.dumps(rows))
+        job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
+        jobs_db.start(db, job.id, "test")
+        jobs[when] = feed.run_job(db, job.id, path)
+    [lost] = [r for r in snapshots[day] if r["dealer_name"] == name and not r["vin"]]
+    [car] = [r["vin"] for r in snapshots[day_before]
+             if r["dealer_name"] == name and r["detail_url"] == lost["detail_url"]]
+    job = jobs[day]
+    # the gate let the run remove what it did not see, and the row was rejected
+    assert job.state == "succeeded" and job.counters["rejected"] == 1
+    stored = db.execute("SELECT status, url FROM vehicles WHERE vin = %s", (car,)).fetchone()
+    assert stored["url"] == lost["detail_url"]
+    assert stored["status"] == "active"
+    kinds = [r["kind"] for r in db.execute(
+        "SELECT kind FROM vehicle_events WHERE vin = %s ORDER BY id", (car,))]
+    assert kinds == ["added"]
+    # the cars the dealer really stopped listing are still removed that day
+    listed = {r["vin"] for r in snapshots[day] if r["dealer_name"] == name and r["vin"]}
+    gone = {r["vin"] for r in snapshots[day_before] if r["dealer_name"] == name} - listed
+    removed = {r["vin"] for r in db.execute(
+        "SELECT vin FROM vehicle_events WHERE kind = 'removed' AND job_id = %s", (job.id,))}
+    assert removed == gone - {car}
+
+
+def test_a_vin_less_row_at_a_url_several_vehicles_share_keeps_none_of_them(db, tmp_path):
+    """The guard of the rule above: a feed that gives every car the same URL (here Kirkland's
+    real rows pointed at its search page, as the snapshot's dealer_url) says nothing about
+    which car a VIN-less row is, so the cars it stops listing are still removed."""
+    name = "Toyota of Kirkland"
+    snapshots = dict(days())
+    d = dealers_db.create(db, slug=slug(name), name=name)
+    jobs = {}
+    for when in ("2026_03_06", "2026_03_07"):
+        rows = [{**r, "detail_url": r["dealer_url"]} for r in snapshots[when]
+                if r["dealer_name"] == name]
+        path = tmp_path / f"{when}.json"
+        path.write_text(json.dumps(rows))
+        job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
+        jobs_db.start(db, job.id, "test")
+        jobs[when] = feed.run_job(db, job.id, path)
+    job = jobs["2026_03_07"]
+    assert job.state == "succeeded" and job.counters["rejected"] == 1
+    listed = {r["vin"] for r in snapshots["2026_03_07"] if r["dealer_name"] == name and r["vin"]}
+    gone = {r["vin"] for r in snapshots["2026_03_06"] if r["dealer_name"] == name} - listed
+    assert "JTM6CRAV8TD007176" in gone  # the car whose VIN the row lost
+    removed = {r["vin"] for r in db.execute(
+        "SELECT vin FROM vehicle_events WHERE kind = 'removed' AND job_id = %s", (job.id,))}
+    assert removed == gone
