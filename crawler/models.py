@@ -26,6 +26,8 @@ class VehicleItem(BaseModel):
     vin: Any = None
     stock_number: Any = None
     condition: Any = None
+    # A separate certified pre-owned flag (Google's certified_pre_owned, a yes/no column)
+    certified: Any = None
     year: Any = None
     make: Any = None
     model: Any = None

@@ -217,15 +217,32 @@ _CONDITIONS = [
 ]
 
 
+# Google's vehicle listings accept a one-letter condition
+_CONDITION_CODES = {"n": "new", "u": "used"}
+_YES = frozenset({"1", "y", "yes", "true", "t"})
+
+
 @_memo
 def condition(value: Any) -> str | None:
     s = text(value)
     if not s:
         return None
+    if s.lower() in _CONDITION_CODES:
+        return _CONDITION_CODES[s.lower()]
     for pattern, canonical in _CONDITIONS:
         if pattern.search(s):
             return canonical
     return None
+
+
+def condition_of(value: Any, certified: Any) -> str | None:
+    """The condition, made 'certified' by a separate certified pre-owned flag that says yes
+    (a certified car is a used one; on a new car the flag is the feed's slip: new stays)."""
+    stated = condition(value)
+    if certified is None or stated == "new":
+        return stated
+    flag = certified if isinstance(certified, bool) else (text(certified) or "").lower()
+    return "certified" if flag is True or flag in _YES else stated
 
 
 MAKES = {
@@ -363,7 +380,7 @@ def normalize(item: VehicleItem) -> Vehicle:
         vin=vin(item.vin),
         source=item.source,
         stock_number=text(item.stock_number),
-        condition=condition(item.condition),
+        condition=condition_of(item.condition, item.certified),
         year=year(item.year),
         make=make(item.make),
         model=text(item.model),

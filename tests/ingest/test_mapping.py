@@ -151,3 +151,29 @@ def test_summary_names_the_base_then_fields_in_a_set_order_then_defaults():
     text = mapping.summary(many, most=3)
     assert text.startswith("over built-in google: vin <- VIN; ") and text.endswith("and 7 more")
     assert mapping.summary({"extends": "none"}) == "alone (extends none): no fields"
+
+
+def test_google_listing_codes_certified_pre_owned_and_vehicle_msrp():
+    # Google's vehicle listings spec: condition 'n'/'u' as well as new/used, a separate
+    # yes/no (1/0) certified_pre_owned, and the MSRP as vehicle_msrp
+    name, got = vehicles("google-vehicle-listings.tsv")
+    assert name == "google"
+    civic, rav4, jetta, f150 = (v for v, _ in got)
+    assert civic.condition == "certified"  # u + certified_pre_owned 1
+    assert (rav4.condition, rav4.msrp, rav4.price) == ("new", Decimal("33450.00"),
+                                                      Decimal("32900.00"))
+    assert jetta.condition == "used"  # certified_pre_owned 'no'
+    assert f150.condition == "certified"  # no condition given; certified means used
+    assert sorted(got[0][1]) == ["dealership_name", "store_code"]  # reported, not dropped
+
+
+@pytest.mark.parametrize("certified, condition, expected", [
+    ("yes", "used", "certified"), ("TRUE", "Used", "certified"), ("Y", None, "certified"),
+    ("no", "used", "used"), ("0", None, None), (None, "u", "used"),
+    ("yes", "new", "new"),  # a certified flag on a new car is the feed's slip
+])
+def test_a_certified_column_beside_the_condition(certified, condition, expected):
+    spec = mapping.BUILTIN["google"]
+    row = {"vin": "19XFC2F7XME104512", "condition": condition,
+           "certified_pre-owned": certified}  # the vehicle ads spelling
+    assert normalize(mapping.Plan(spec, list(row)).item(row, "row 1")).condition == expected
