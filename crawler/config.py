@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +87,11 @@ class Settings(BaseSettings):
     # kept free of scheduled work for operator/API triggers when there are two or more.
     worker_threads: int = 2
     # Scheduler: tick, jitter added to each slot, backoff cap after repeated failures.
-    scheduler_tick_s: float = 5.0
+    scheduler_tick_s: float = Field(default=5.0, gt=0)
+    # A standby ends the leader's database session (and leads) when it has been idle this
+    # long: the leader queries every tick, so it is frozen (stopped, stuck, VM paused).
+    # Unset: 120 s, or LEADER_STALE_TICKS ticks when that is longer.
+    scheduler_leader_stale_s: float | None = None
     schedule_jitter_s: float = 30.0
     schedule_backoff_max_s: float = 6 * 3600.0
     log_level: str = "INFO"
@@ -136,6 +140,23 @@ class Settings(BaseSettings):
     api_metrics_cache_s: float = 5.0
     # Token records are cached per process this long (revocations evict them at once).
     api_token_cache_s: float = 60.0
+
+    @model_validator(mode="after")
+    def _leader_stale_above_ticks(self) -> Settings:
+        ticks = LEADER_STALE_TICKS * self.scheduler_tick_s
+        if self.scheduler_leader_stale_s is None:
+            self.scheduler_leader_stale_s = max(120.0, ticks)
+        elif self.scheduler_leader_stale_s < ticks:
+            raise ValueError(
+                f"FORECOURT_SCHEDULER_LEADER_STALE_S ({self.scheduler_leader_stale_s:g} s) must"
+                f" be at least {LEADER_STALE_TICKS} ticks (FORECOURT_SCHEDULER_TICK_S is"
+                f" {self.scheduler_tick_s:g} s), or standbys would end a healthy leader's"
+                " session between its ticks")
+        return self
+
+
+# A healthy leader is silent for a tick (and its Redis calls) between passes.
+LEADER_STALE_TICKS = 4
 
 
 @lru_cache(maxsize=1)
