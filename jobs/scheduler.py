@@ -14,17 +14,24 @@ brings the next run back to the schedule's next slot.
 
 High availability: any number of `forecourt scheduler` processes may run. Each tries to take
 a PostgreSQL session advisory lock; the one holding it leads and enqueues, the others wait
-and take over within a tick of the leader's connection closing (process death). Moving a
-dealership's next run is also a compare-and-set, so even two leaders could not both enqueue
-one slot; and triggering goes through jobs.service, which allows one active job per
-dealership.
+and take over within a tick of the leader's connection closing (process death). A leader that
+is alive to the network but not running (stopped, stuck outside the database, its VM paused)
+keeps its connection open: the leader queries every tick, so a standby that finds the lock's
+session idle and silent for `scheduler_leader_stale_s` ends that session and leads; the old
+leader, when it runs again, finds its connection gone and stands by. A leader whose machine
+vanished (power, network) is dropped by the server's TCP keepalive, which the scheduler's
+session sets to about a minute (KEEPALIVE, USER_TIMEOUT_MS). Moving a dealership's next run is
+also a compare-and-set, so even two leaders could not both enqueue one slot; and triggering
+goes through jobs.service, which allows one active job per dealership.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
+import socket
 import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -48,6 +55,12 @@ MIN_INTERVAL_S = 60
 MAX_INTERVAL_S = 366 * 86_400
 # A slot whose job could not be queued (Redis away) is tried again this much later.
 ENQUEUE_RETRY_S = 60
+# The scheduler's sessions ask the server to probe an idle connection after 20 s, every 10 s,
+# and drop it after 3 unanswered probes, or once data sent goes unacknowledged for 60 s: the
+# lock of a leader whose machine vanished is free in about a minute (the server's default is
+# some 2 hours). The same settings on the client side let a leader notice a vanished server.
+KEEPALIVE = (20, 10, 3)  # idle, interval, count (seconds, seconds, probes)
+USER_TIMEOUT_MS = 60_000
 
 
 def validate(cron: str | None, tz: str, interval_s: int | None = None) -> None:
@@ -186,6 +199,32 @@ def tick(conn: psycopg.Connection) -> list[int]:
     return created
 
 
+def leader_connection() -> psycopg.Connection:
+    """A connection for leading or standing by: named for operators (pg_stat_activity, the
+    takeover warning) and kept alive by TCP keepalives on both ends."""
+    idle, interval, count = KEEPALIVE
+    return connect(
+        application_name=f"forecourt scheduler {socket.gethostname()}:{os.getpid()}"[:63],
+        options=(f"-c jit=off -c tcp_keepalives_idle={idle}"
+                 f" -c tcp_keepalives_interval={interval} -c tcp_keepalives_count={count}"
+                 f" -c tcp_user_timeout={USER_TIMEOUT_MS}"),
+        keepalives=1, keepalives_idle=idle, keepalives_interval=interval,
+        keepalives_count=count, tcp_user_timeout=USER_TIMEOUT_MS)
+
+
+def take_over(conn: psycopg.Connection) -> bool:
+    """End a silent leader's session (see the module's docstring) and take the lock."""
+    stale_s = get_settings().scheduler_leader_stale_s
+    ended = schedules_db.end_silent_leader(conn, stale_s)
+    if ended is None:
+        return False
+    log.warning("the leading scheduler (backend pid %s, %s, from %s) was silent for %.0f s, "
+                "%s: ended its session to lead in its place", ended["pid"],
+                ended["application_name"] or "no application_name", ended["client"],
+                ended["silent_s"], ended["state"])
+    return schedules_db.try_lead(conn)
+
+
 def run(stop: threading.Event | None = None, on_tick=None) -> None:
     """Lead when possible, else stand by; until `stop` is set or SIGTERM/SIGINT."""
     settings = get_settings()
@@ -198,9 +237,9 @@ def run(stop: threading.Event | None = None, on_tick=None) -> None:
     while not stop.is_set():
         try:
             if conn is None or conn.closed:
-                conn, leading = connect(), False
+                conn, leading = leader_connection(), False
             if not leading:
-                leading = schedules_db.try_lead(conn)
+                leading = schedules_db.try_lead(conn) or take_over(conn)
                 if leading:
                     log.info("this scheduler leads")
             if leading:
@@ -210,7 +249,15 @@ def run(stop: threading.Event | None = None, on_tick=None) -> None:
                     on_tick(created)
         except (psycopg.Error, ForecourtError, OSError, RedisError) as exc:
             # the database or Redis is away (the reaper re-sends messages): try again
-            log.warning("scheduler tick failed: %s", exc)
+            if leading and conn is not None and (conn.closed or conn.broken):
+                # the session (and the lock) is gone: the server went away, or a standby
+                # ended it after this process stood still; a slot it had read and not yet
+                # claimed is refused by the compare-and-set, so nothing runs twice
+                log.warning("this scheduler no longer leads: its database connection was "
+                            "lost (%s); standing by", str(exc).strip().splitlines()[0]
+                            if str(exc).strip() else type(exc).__name__)
+            else:
+                log.warning("scheduler tick failed: %s", exc)
             if conn is not None:
                 conn.close()
             conn, leading = None, False

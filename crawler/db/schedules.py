@@ -18,6 +18,34 @@ def try_lead(conn: psycopg.Connection) -> bool:
                              (SCHEDULER_LOCK,)).fetchone()["ok"])
 
 
+def end_silent_leader(conn: psycopg.Connection, silent_s: float,
+                      wait_ms: int = 5000) -> dict[str, Any] | None:
+    """End the session holding the leader lock in this database if it is idle (or idle in a
+    transaction) and has been for more than `silent_s` seconds: a frozen leader (stopped,
+    stuck outside the database, a paused VM), since a live one queries every tick. A backend
+    running a query is never ended. Waits up to `wait_ms` for it to exit (and so release the
+    lock). Returns the ended session (pid, state, application_name, client, silent_s), or
+    None. Needs the right to signal it: the same role, or pg_signal_backend."""
+    return conn.execute(
+        """
+        SELECT a.pid, a.state, a.application_name,
+               coalesce(host(a.client_addr) || ':' || a.client_port, 'local socket') AS client,
+               extract(epoch FROM clock_timestamp() - a.state_change)::float8 AS silent_s,
+               pg_terminate_backend(a.pid, %(wait)s) AS ended
+          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND l.classid = %(hi)s::bigint::oid AND l.objid = %(lo)s::bigint::oid
+           AND a.pid <> pg_backend_pid()
+           AND a.state IN ('idle', 'idle in transaction', 'idle in transaction (aborted)')
+           AND a.state_change < clock_timestamp() - make_interval(secs => %(silent)s)
+        """,
+        # a one-bigint advisory key shows as its high and low 32 bits, objsubid 1
+        {"hi": SCHEDULER_LOCK >> 32, "lo": SCHEDULER_LOCK & 0xFFFF_FFFF, "silent": silent_s,
+         "wait": wait_ms},
+    ).fetchone()
+
+
 def scheduled(conn: psycopg.Connection) -> list[tuple[Dealership, datetime | None]]:
     """Every unpaused dealership with a schedule, with its next run time (None: not set)."""
     rows = conn.execute(

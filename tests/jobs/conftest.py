@@ -129,11 +129,13 @@ def shared_worker(job_env, tmp_path_factory):
 
 @pytest.fixture
 def start_schedulers(job_env, tmp_path):
-    """Start `forecourt scheduler` processes (at once); killed at the end of the test."""
+    """Start `forecourt scheduler` processes (at once), with `env` on top of the session's;
+    killed at the end of the test."""
     started: list[subprocess.Popen] = []
 
-    def start(count: int = 1) -> list[subprocess.Popen]:
-        procs = [_spawn(["scheduler"], job_env, tmp_path / f"scheduler-{len(started) + i}.log")
+    def start(count: int = 1, **env: str) -> list[subprocess.Popen]:
+        procs = [_spawn(["scheduler"], {**job_env, **env},
+                        tmp_path / f"scheduler-{len(started) + i}.log")
                  for i in range(count)]
         started.extend(procs)
         for proc in procs:
