@@ -8,11 +8,18 @@ at least once per worker timeout, 1 s). Maintenance, run on a fraction of comman
 unacked messages of processes silent for `heartbeat_timeout` ms back onto their queues. With
 an 8 s timeout and maintenance on 30% of commands, a killed worker's job is redelivered in
 about 10-13 s (measured; see README).
+
+Every Redis command gives up after REDIS_TIMEOUT_S (connecting too): a Redis that accepts a
+connection and never answers fails the enqueue (the scheduler tries the slot again a minute
+later) instead of freezing the caller, the scheduler's leader above all. Dramatiq's consumers
+poll (a short script, then a sleep in the process), so no command legitimately blocks longer.
+redis-py 8 has the same default; redis-py 5-7, which pyproject allows, had none.
 """
 
 from __future__ import annotations
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import (
     AgeLimit,
@@ -28,6 +35,7 @@ from crawler.config import get_settings
 from crawler.db import redis_url
 
 _broker: RedisBroker | None = None
+REDIS_TIMEOUT_S = 5.0
 
 
 def make_broker() -> RedisBroker:
@@ -37,8 +45,10 @@ def make_broker() -> RedisBroker:
     middleware = [AgeLimit(), TimeLimit(time_limit=7 * 24 * 3600 * 1000),
                   ShutdownNotifications(), Callbacks(), Pipelines(), Retries(max_retries=0),
                   CurrentMessage()]
+    client = redis.Redis.from_url(redis_url(), socket_timeout=REDIS_TIMEOUT_S,
+                                  socket_connect_timeout=REDIS_TIMEOUT_S)
     return RedisBroker(
-        url=redis_url(),
+        client=client,
         namespace=f"{settings.redis_namespace}:dramatiq",
         heartbeat_timeout=settings.job_broker_heartbeat_ms,
         maintenance_chance=settings.job_broker_maintenance_chance,
