@@ -350,3 +350,30 @@ def test_list_names_the_generic_spider_as_add_does(db):
     listing = run("dealers", "list")
     row = next(ln for ln in listing.stdout.splitlines() if "acme-motors" in ln)
     assert "generic" in row, row
+
+
+def test_list_stale_names_each_overdue_dealer_how_long_and_its_last_error(db):
+    """On-call had `dealers list` (last job state only): nothing said which dealers' inventory
+    is out of date, for how long, or why."""
+    from tests.api.conftest import freshness_world
+
+    acme = dealers_db.create(db, slug="acme", name="Acme Motors", website_url="https://a.test/")
+    bolt = dealers_db.create(db, slug="bolt", name="Bolt Cars", feed_url="https://b.test/f.csv")
+    freshness_world(db, acme.id, bolt.id)
+    listing = run("dealers", "list", "--stale")
+    assert listing.returncode == 0, listing.stderr
+    cells = [ln.replace("│", " ").split() for ln in listing.stdout.splitlines()]
+    rows = {c[0]: " ".join(c) for c in cells if c and c[0] in
+            {"acme", "bolt", "degraded", "never", "newbie", "paused", "unscheduled"}}
+    assert set(rows) == {"acme", "degraded", "never"}, listing.stdout
+    assert "3 h" in rows["acme"] and "failed" in rows["acme"] and "boom" in rows["acme"]
+    assert "5 h" in rows["degraded"] and "partial" in rows["degraded"]
+    assert "60% below the baseline" in rows["degraded"]
+    assert "never" in rows["never"].split(None, 1)[1] and "no such host" in rows["never"]
+    assert "3 stale" in listing.stdout
+    # the full list says which dealers are stale too
+    full = run("dealers", "list")
+    cells = [ln.replace("│", " ").split() for ln in full.stdout.splitlines()]
+    listed = {c[0]: " ".join(c) for c in cells if c}
+    assert "stale for 1 h" in listed["acme"], full.stdout
+    assert "current" in listed["bolt"] and "stale" not in listed["paused"], full.stdout

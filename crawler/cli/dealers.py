@@ -261,16 +261,71 @@ def register(app: typer.Typer) -> None:
         _print_dealer(dealer)
 
     @dealers_app.command("list")
-    def list_cmd() -> None:
-        """List dealerships with their active vehicles and last job."""
+    def list_cmd(
+        stale: bool = typer.Option(
+            False, "--stale", help="Only the scheduled dealerships whose inventory is stale "
+            "(no successful run within two schedule periods), with how long and their last "
+            "error."),
+    ) -> None:
+        """List dealerships with their active vehicles, last job and whether their inventory
+        is current."""
+        from jobs import freshness
+
         with database() as conn:
+            judged = {r["slug"]: r for r in freshness.judge(dealers_db.freshness(conn))}
+            if stale:
+                _print_stale(judged)
+                return
             rows = dealers_db.list_all(conn)
         table = Table(title=f"{len(rows)} dealership(s)")
-        for col in ("slug", "name", "platform", "website / feed", "active", "last job", "paused"):
+        for col in ("slug", "name", "platform", "website / feed", "active", "last job",
+                    "inventory", "paused"):
             table.add_column(col)
         for r in rows:
             table.add_row(r["slug"], r["name"], r["platform"] or "generic",
                           redact(r["website_url"] or r["feed_url"] or "-"),
                           str(r["active_vehicles"]),
-                          r["last_job_state"] or "-", "yes" if r["paused"] else "no")
+                          r["last_job_state"] or "-", _inventory_text(judged.get(r["slug"])),
+                          "yes" if r["paused"] else "no")
         console.print(table)
+
+
+def _duration(seconds: float) -> str:
+    """3 min, 5 h 12 min, 3 d 4 h."""
+    minutes = int(max(seconds, 0) // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    return f"{hours // 24} d {hours % 24} h"
+
+
+def _inventory_text(row: dict | None) -> str:
+    """current / stale for ... / - (paused or unscheduled: no promise)."""
+    if row is None:
+        return "-"
+    if row["stale"]:
+        return f"stale for {_duration(row['overdue_s'])}"
+    return "current" if row["last_success_at"] else "never succeeded yet"
+
+
+def _print_stale(judged: dict[str, dict]) -> None:
+    stale = sorted((r for r in judged.values() if r["stale"]),
+                   key=lambda r: -(r["overdue_s"] or 0))
+    table = Table(title=f"{len(stale)} stale of {len(judged)} scheduled dealership(s)")
+    for col in ("slug", "last success", "stale for", "last run", "last error"):
+        table.add_column(col)
+    for r in stale:
+        success = f"{_duration(r['success_age_s'])} ago (job {r['success_job_id']})" \
+            if r["last_success_at"] else \
+            f"never (added {_duration((r['now'] - r['created_at']).total_seconds())} ago)"
+        last_run = f"{r['last_run_state']} (job {r['last_run_id']})" if r["last_run_id"] \
+            else "none finished"
+        error = "-"
+        if r["last_error"]:
+            error = redact(r["last_error"].splitlines()[0])
+            error = (error[:117] + "...") if len(error) > 120 else error
+            error += f" (job {r['error_job_id']})"
+        table.add_row(r["slug"], success, _duration(r["overdue_s"]), last_run, error)
+    console.print(table)

@@ -151,3 +151,40 @@ async def ainventory(conn: psycopg.AsyncConnection, dealership_id: int) -> dict[
         {"d": dealership_id},
     )
     return await cur.fetchone()
+
+
+# Each scheduled, unpaused dealership with what says whether its inventory is current: its
+# last successful run, its latest finished run, and the newest error since that success (a
+# failed or degraded run, or an attempt waiting for its retry). Three probes per dealership
+# on the jobs indexes (jobs_dealer_state_id, then jobs_dealer_created read newest first,
+# stopping at the first match), so its cost does not grow with the jobs table.
+_FRESHNESS = """
+    SELECT d.id, d.slug, d.schedule_cron, d.schedule_tz, d.schedule_interval_s, d.created_at,
+           ok.id AS success_job_id, ok.finished_at AS last_success_at,
+           fin.id AS last_run_id, fin.state AS last_run_state, fin.finished_at AS last_run_at,
+           err.id AS error_job_id, err.error AS last_error, now() AS now
+      FROM dealerships d
+      LEFT JOIN LATERAL (SELECT j.id, j.finished_at FROM jobs j
+                          WHERE j.dealership_id = d.id AND j.state = 'succeeded'
+                          ORDER BY j.id DESC LIMIT 1) ok ON true
+      LEFT JOIN LATERAL (SELECT j.id, j.state, j.finished_at FROM jobs j
+                          WHERE j.dealership_id = d.id AND j.finished_at IS NOT NULL
+                          ORDER BY j.id DESC LIMIT 1) fin ON true
+      LEFT JOIN LATERAL (SELECT j.id, j.error FROM jobs j
+                          WHERE j.dealership_id = d.id AND j.id > coalesce(ok.id, 0)
+                            AND j.error IS NOT NULL
+                          ORDER BY j.id DESC LIMIT 1) err ON true
+     WHERE NOT d.paused AND (d.schedule_cron IS NOT NULL OR d.schedule_interval_s IS NOT NULL)
+     ORDER BY d.slug
+"""
+
+
+def freshness(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Scheduled, unpaused dealerships with their last success, latest finished run and
+    newest error since (see jobs.freshness), by slug; `now` is the database's."""
+    return conn.execute(_FRESHNESS).fetchall()
+
+
+async def afreshness(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
+    cur = await conn.execute(_FRESHNESS)
+    return await cur.fetchall()

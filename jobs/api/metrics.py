@@ -1,7 +1,9 @@
 """Prometheus metrics: API latency (per process, aggregated across worker processes through
 PROMETHEUS_MULTIPROC_DIR when set) and job figures read from the jobs table, so every API
 process reports the same totals: jobs queued, running and dead, and (from running totals kept
-by the database) finished attempts, job durations, vehicles upserted, rejects."""
+by the database) finished attempts, job durations, vehicles upserted, rejects; whether
+scheduled dealers' inventory is current (jobs/freshness.py: stale and never-succeeded dealers,
+the oldest last success, no label per dealer); and whether a scheduler leads."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
+from crawler.db import schedules as schedules_db
+from jobs import freshness
 
 API_LATENCY = Histogram(
     "forecourt_api_request_duration_seconds", "API request latency",
@@ -74,6 +79,8 @@ async def job_families(pool, cache_s: float) -> list:
         return hit[1]
     async with pool.connection() as conn:
         stats = await jobs_db.astats(conn)
+        fresh = freshness.summary(freshness.judge(await dealers_db.afreshness(conn)))
+        leaders = await schedules_db.aleaders(conn)
     by_state = GaugeMetricFamily("forecourt_jobs", "jobs now queued, running or dead",
                                  labels=["state"])
     for state in jobs_db.ACTIVE_STATES:
@@ -94,8 +101,48 @@ async def job_families(pool, cache_s: float) -> list:
     upserted.add_metric([], stats["upserted"])
     rejects = CounterMetricFamily("forecourt_rejects", "items rejected by jobs")
     rejects.add_metric([], stats["rejected"])
-    families = [by_state, finished, durations, upserted, rejects]
+    families = [by_state, finished, durations, upserted, rejects,
+                *freshness_families(fresh), *leader_families(leaders)]
     _cache["jobs"] = (time.monotonic(), families)
+    return families
+
+
+def freshness_families(fresh: dict) -> list:
+    """Whether dealers' inventory is current (jobs/freshness.py), without a label per
+    dealer: `forecourt dealers list --stale` names them."""
+    scheduled = GaugeMetricFamily("forecourt_dealers_scheduled",
+                                  "dealerships with a schedule, not paused")
+    scheduled.add_metric([], fresh["scheduled"])
+    stale = GaugeMetricFamily(
+        "forecourt_dealers_stale", "scheduled dealerships with no successful run within two "
+        "schedule periods (never succeeded: since added), by their latest finished run's "
+        "state (none: no run finished)", labels=["last_run"])
+    for state, n in fresh["stale"].items():
+        stale.add_metric([state], n)
+    never = GaugeMetricFamily("forecourt_dealers_never_succeeded",
+                              "scheduled dealerships with no successful run ever")
+    never.add_metric([], fresh["never_succeeded"])
+    oldest = GaugeMetricFamily("forecourt_dealers_oldest_success_age_seconds",
+                               "age of the oldest last successful run among scheduled "
+                               "dealerships that have one")
+    oldest.add_metric([], fresh["oldest_success_age_s"])
+    return [scheduled, stale, never, oldest]
+
+
+def leader_families(leaders: list[dict]) -> list:
+    """Whether a scheduler leads, and how long its session has been silent."""
+    leading = GaugeMetricFamily("forecourt_scheduler_leaders",
+                                "scheduler sessions holding the leader lock (1: scheduling; "
+                                "0: nobody enqueues scheduled jobs)")
+    leading.add_metric([], len(leaders))
+    families = [leading]
+    silent = [r["silent_s"] for r in leaders if r["silent_s"] is not None]
+    if silent:
+        quiet = GaugeMetricFamily("forecourt_scheduler_leader_silent_seconds",
+                                  "seconds since the leading scheduler's session last started "
+                                  "or ended a statement (it queries every tick)")
+        quiet.add_metric([], max(silent))
+        families.append(quiet)
     return families
 
 

@@ -134,6 +134,48 @@ def add_job(db, dealership_id: int, kind: str = "crawl", state: str = "succeeded
     return row["id"]
 
 
+def freshness_world(db, acme_id: int, bolt_id: int) -> None:
+    """Scheduled dealers in every shape of freshness (ages relative to the database's now):
+    acme, hourly, last success 3 h ago then a failed run: stale, last run failed;
+    bolt, hourly, succeeded 30 min ago: fresh;
+    degraded, hourly, last success 5 h ago then runs judged degraded: stale, last run partial;
+    never, daily cron, added 3 days ago, never succeeded: stale, last run none;
+    newbie, daily cron, added just now, never ran: never succeeded but not stale yet;
+    paused and unscheduled dealers with old successes: not counted at all."""
+    from crawler.db import dealers as dealers_db
+
+    def ago(hours: float) -> str:
+        return db.execute("SELECT now() - make_interval(secs => %s) AS t",
+                          (hours * 3600,)).fetchone()["t"]
+
+    dealers_db.update(db, acme_id, schedule_interval_s=3600)
+    dealers_db.update(db, bolt_id, schedule_interval_s=3600)
+    add_job(db, acme_id, state="succeeded", verdict="healthy", finished_at=ago(3))
+    add_job(db, acme_id, state="failed", finished_at=ago(1), error="downloads failed: boom",
+            error_kind="failed")
+    add_job(db, bolt_id, kind="feed", state="succeeded", finished_at=ago(0.5))
+    degraded = dealers_db.create(db, slug="degraded", name="Degraded",
+                                 website_url="https://degraded.test/", schedule_interval_s=3600)
+    add_job(db, degraded.id, state="succeeded", verdict="healthy", finished_at=ago(5))
+    for hours in (4, 2):
+        add_job(db, degraded.id, state="partial", verdict="degraded", finished_at=ago(hours),
+                error="valid count 40 is 60% below the baseline 100", error_kind="partial")
+    never = dealers_db.create(db, slug="never", name="Never", website_url="https://never.test/",
+                              schedule_cron="0 6 * * *", schedule_tz="America/Chicago")
+    db.execute("UPDATE dealerships SET created_at = now() - interval '3 days' WHERE id = %s",
+               (never.id,))
+    add_job(db, never.id, state="queued", phase="retrying", error="no such host",
+            error_kind="transient")  # an attempt failed; the job waits for its retry
+    dealers_db.create(db, slug="newbie", name="Newbie", website_url="https://newbie.test/",
+                      schedule_cron="0 6 * * *")
+    paused = dealers_db.create(db, slug="paused", name="Paused", website_url="https://p.test/",
+                               schedule_interval_s=3600, paused=True)
+    add_job(db, paused.id, state="succeeded", finished_at=ago(100))
+    idle = dealers_db.create(db, slug="unscheduled", name="Unscheduled",
+                             website_url="https://u.test/")
+    add_job(db, idle.id, state="succeeded", finished_at=ago(200))
+
+
 def assert_problem(resp: httpx.Response, status: int) -> dict:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")

@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from tests.api.conftest import add_job, assert_problem, auth
+from tests.api.conftest import add_job, assert_problem, auth, freshness_world
 
 
 def test_healthz_and_readyz_report_the_process_and_its_dependencies(api):
@@ -119,3 +119,34 @@ def test_refused_cors_preflights_are_400_problems(api):
         assert "GET" in resp.headers["access-control-allow-methods"]
         if refused == "origin":
             assert "access-control-allow-origin" not in resp.headers
+
+
+def test_metrics_count_stale_and_never_succeeded_dealers_without_a_label_per_dealer(api, world):
+    """On-call's question "is every dealer's inventory current?" had no answer on /metrics:
+    job counts stay flat while one dealer fails (or is judged degraded) for days."""
+    freshness_world(world["db"], world["acme"].id, world["bolt"].id)
+    text = api.get("/metrics").text
+    assert _sample(text, "forecourt_dealers_scheduled") == 5
+    assert _sample(text, "forecourt_dealers_stale", 'last_run="failed"') == 1
+    assert _sample(text, "forecourt_dealers_stale", 'last_run="partial"') == 1
+    assert _sample(text, "forecourt_dealers_stale", 'last_run="none"') == 1
+    assert _sample(text, "forecourt_dealers_stale", 'last_run="succeeded"') == 0
+    assert _sample(text, "forecourt_dealers_never_succeeded") == 2
+    oldest = _sample(text, "forecourt_dealers_oldest_success_age_seconds")
+    assert 5 * 3600 <= oldest < 5 * 3600 + 120, "the degraded dealer's success, 5 h ago"
+    assert not re.search(r'^forecourt_dealers\w*\{[^}]*(slug|dealer)', text, re.M)
+
+
+def test_metrics_say_whether_a_scheduler_leads_and_how_long_it_has_been_silent(api, world):
+    from crawler.db import connect
+    from crawler.db import schedules as schedules_db
+
+    text = api.get("/metrics").text
+    assert _sample(text, "forecourt_scheduler_leaders") == 0
+    with connect() as leader:  # what a leading scheduler holds
+        assert schedules_db.try_lead(leader)
+        text = api.get("/metrics").text
+        assert _sample(text, "forecourt_scheduler_leaders") == 1
+        assert 0 <= _sample(text, "forecourt_scheduler_leader_silent_seconds") < 60
+    text = api.get("/metrics").text
+    assert _sample(text, "forecourt_scheduler_leaders") == 0
