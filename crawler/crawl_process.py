@@ -33,7 +33,8 @@ def main(argv: list[str]) -> int:
     from crawler.errors import ForecourtError, Transient, UnsafeURL, describe
 
     # JSON (or text) lines carrying this job's ids, secrets redacted (crawler/logging.py).
-    fc_logging.configure(static={"job_id": job_id, "dealership_id": dealer.id})
+    fc_logging.configure(static={"job_id": job_id, "dealership_id": dealer.id,
+                                "dealer": dealer.slug})
     try:  # a dealer URL that points at a forbidden address never starts a crawl
         netguard.check_url(url or "")
     except UnsafeURL as exc:

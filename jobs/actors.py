@@ -145,10 +145,10 @@ def _rescue_interrupted(job_id: int, message_id: str | None) -> None:
                     break
             if rescued is None:
                 return
-            log.warning("job %s taken over from %s (stopped heartbeating) before job %s",
-                        rescued.id, stale.worker, job_id)
             try:
                 with fc_logging.bind(job_id=rescued.id):
+                    log.warning("job %s taken over from %s (stopped heartbeating) before "
+                                "job %s", rescued.id, stale.worker, job_id)
                     _run(conn, rescued, me)
             except Exception:  # noqa: BLE001 - its heartbeat brings the reaper; ours runs
                 log.exception("job %s could not be settled", rescued.id)
@@ -172,7 +172,19 @@ def _attempt(job_id: int, message_id: str | None) -> None:
 
 
 def _run(conn, job: Job, me: str) -> None:
-    """Run the attempt this worker has just claimed; retry or bury the job if it failed."""
+    """Run the attempt this worker has just claimed; retry or bury the job if it failed.
+    Every line it logs names the job's dealership (`dealer=<slug>`, `dealership_id`)."""
+    from crawler import logging as fc_logging
+
+    try:
+        slug = dealers_db.slugs(conn, [job.dealership_id]).get(job.dealership_id)
+    except Exception:  # noqa: BLE001 - the attempt below meets (and settles) the same error
+        slug = None
+    with fc_logging.bind(dealership_id=job.dealership_id, dealer=slug):
+        _run_attempt(conn, job, me)
+
+
+def _run_attempt(conn, job: Job, me: str) -> None:
     job_id = job.id
     log.info("job %s attempt %s started by %s", job_id, job.attempts, me)
     try:

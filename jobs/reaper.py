@@ -24,6 +24,7 @@ import threading
 
 import psycopg
 
+from crawler import logging as fc_logging
 from crawler.config import get_settings
 from crawler.db import connect
 from crawler.db import jobs as jobs_db
@@ -49,7 +50,8 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
         job = actors.after_failure(conn, job, outcome.TRANSIENT)
         done[{"dead": "dead", "cancelled": "cancelled"}.get(job.state, "requeued")].append(
             job.id)
-        log.warning("job %s abandoned by %s: %s", job.id, stale.worker, job.state)
+        with fc_logging.bind(job_id=job.id, dealership_id=job.dealership_id):
+            log.warning("job %s abandoned by %s: %s", job.id, stale.worker, job.state)
     for lost in jobs_db.stale_queued(conn, settings.job_resend_after_s):
         if lost.cancel_requested_at is not None:  # no message may claim it: settle it
             if jobs_db.cancel_ended(conn, lost.id) is not None:

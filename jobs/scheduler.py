@@ -40,6 +40,7 @@ import psycopg
 from croniter import CroniterError, croniter
 from redis.exceptions import RedisError
 
+from crawler import logging as fc_logging
 from crawler.config import get_settings
 from crawler.db import connect
 from crawler.db import schedules as schedules_db
@@ -194,8 +195,9 @@ def tick(conn: psycopg.Connection) -> list[int]:
         schedules_db.set_next(conn, dealer.id, upcoming, upcoming, last_job_id=job.id)
         if was_created:
             created.append(job.id)
-            log.info("dealership %s: job %s queued; next run %s", dealer.slug, job.id,
-                     upcoming.isoformat())
+            with fc_logging.bind(job_id=job.id, dealership_id=dealer.id, dealer=dealer.slug):
+                log.info("dealership %s: job %s queued; next run %s", dealer.slug, job.id,
+                         upcoming.isoformat())
     return created
 
 

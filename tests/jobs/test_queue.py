@@ -235,3 +235,19 @@ def test_a_worker_logs_each_record_once_with_secrets_redacted(db, site, shared_w
                            text=True, timeout=60)
     assert shown.returncode == 0 and "feeduser:***@" in shown.stdout
     assert secret not in shown.stdout
+
+
+def test_every_worker_line_of_a_job_names_the_job_and_its_dealer(db, shared_worker):
+    """`grep dealer=harbor-logs` (or job_id=N) in a worker's log found the job's lines by id
+    only: its dealer was named nowhere, so on-call had to look the slug up first."""
+    from crawler.config import PROJECT_ROOT
+    from jobs import service
+
+    feed = PROJECT_ROOT / "fixtures" / "feeds" / "harbor-city-auto.csv"
+    dealer = dealers_db.create(db, slug="harbor-logs", name="Harbor", feed_url=str(feed))
+    job, _ = service.trigger(db, dealer.id, "feed", "operator")
+    wait_final(db, job.id)
+    lines = [ln for ln in shared_worker.log.read_text(errors="replace").splitlines()
+             if f"job {job.id} " in ln]
+    assert any("started" in ln for ln in lines) and any("ended" in ln for ln in lines), lines
+    assert all(f"job_id={job.id}" in ln and "dealer=harbor-logs" in ln for ln in lines), lines

@@ -125,7 +125,8 @@ def test_crawl_job_never_reaches_a_forbidden_redirect_and_logs_json_without_secr
     text = log_path(job.id).read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     assert len(lines) > 5 and all(line["job_id"] == job.id and
-                                  line["dealership_id"] == dealer.id for line in lines)
+                                  line["dealership_id"] == dealer.id and
+                                  line.get("dealer") == "maple" for line in lines)
     assert any(line["logger"].startswith("scrapy") and "/to-inner" in line["msg"]
                for line in lines)
     assert any("127.0.0.2" in line["msg"] for line in lines)
