@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,21 +27,21 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=PROJECT_ROOT / ".forecourt")
     # Prefix of every Redis key forecourt writes (queues, rate limits), so several
     # deployments or test sessions can share one Redis.
-    redis_namespace: str = "forecourt"
+    redis_namespace: str = Field(default="forecourt", min_length=1)
     # `forecourt db migrate` gives up (applying nothing) when a migration waits longer than
     # this for a table lock: waiting behind a long transaction would stall every writer.
-    migrate_lock_timeout_s: float = 5.0
+    migrate_lock_timeout_s: float = Field(default=5.0, gt=0)
     # Store batches: how many items a pipeline stage works on at once.
-    batch_size: int = 500
+    batch_size: int = Field(default=500, ge=1)
     # Outbound safety: hosts or networks crawls may reach even though they are private.
     allow_private_hosts: list[str] = Field(default_factory=list)
     # Crawling politeness.
-    concurrent_requests_per_domain: int = 4
-    download_delay: float = 0.0
+    concurrent_requests_per_domain: int = Field(default=4, ge=1)
+    download_delay: float = Field(default=0.0, ge=0)
     autothrottle: bool = True
     obey_robots: bool = True
     user_agent: str = "forecourt/0.1 (+inventory sync; contact: operator)"
-    max_response_bytes: int = 20 * 1024 * 1024
+    max_response_bytes: int = Field(default=20 * 1024 * 1024, ge=1)  # Scrapy: 0 = no limit
     # Shared request budget per platform backend, across every worker (crawler/ratelimit.py):
     # requests per second on average, keyed by the spider's `rate_limit_backend` (or name);
     # `platform_rate_burst` may go at once. Platforms not named here are not limited this way.
@@ -47,15 +49,15 @@ class Settings(BaseSettings):
         "dealercom": 10.0, "dealerinspire": 10.0, "dealeron": 10.0,
         "dealereprocess": 10.0, "dealervenom": 10.0, "teamvelocity": 10.0,
     })
-    platform_rate_burst: int = 10
+    platform_rate_burst: int = Field(default=10, ge=1)
     # The longest a request waits for its platform's budget before going anyway (counted).
-    platform_rate_max_wait_s: float = 30.0
+    platform_rate_max_wait_s: float = Field(default=30.0, ge=0)
     # Chromium for JavaScript sites (Playwright cannot download its own browser here);
     # unset: /usr/bin/chromium or whatever `chromium` is on PATH.
     chromium_path: str | None = None
     # Playwright bounds: browser contexts and pages per context open at once.
-    playwright_max_contexts: int = 2
-    playwright_max_pages_per_context: int = 4
+    playwright_max_contexts: int = Field(default=2, ge=1)
+    playwright_max_pages_per_context: int = Field(default=4, ge=1)
     # Each rendered page (crawler/rendering.py): the longest it may take once open (a page
     # whose scripts hang is closed and its request fails), how long its network may stay
     # busy before it is read anyway, and the most rounds of scrolling / "load more" clicks.
@@ -63,83 +65,151 @@ class Settings(BaseSettings):
     render_settle_s: float = Field(default=10.0, ge=0)
     render_more_rounds: int = Field(default=40, ge=1)
     # Crawl subprocess limit, seconds.
-    crawl_time_limit_s: int = 30 * 60
+    crawl_time_limit_s: int = Field(default=30 * 60, ge=1)
     # Job queue (jobs/): Dramatiq on Redis. A worker process missing heartbeats for
     # job_broker_heartbeat_ms is dead and its messages go back to their queue; maintenance
     # (which does that) runs on job_broker_maintenance_chance of a million broker commands.
-    job_broker_heartbeat_ms: int = 8_000
-    job_broker_maintenance_chance: int = 300_000
+    job_broker_heartbeat_ms: int = Field(default=8_000, ge=1)
+    job_broker_maintenance_chance: int = Field(default=300_000, ge=1, le=1_000_000)
     # A running job whose record was not heartbeaten for this long may be taken over by a
     # redelivered message; the reaper requeues (or buries) it after job_reap_after_s.
-    job_stale_after_s: float = 6.0
-    job_beat_interval_s: float = 0.5
-    job_reap_after_s: float = 60.0
+    job_stale_after_s: float = Field(default=6.0, gt=0)
+    job_beat_interval_s: float = Field(default=0.5, gt=0)
+    job_reap_after_s: float = Field(default=60.0, gt=0)
     # A queued job whose message seems lost is sent again after this long.
-    job_resend_after_s: float = 3600.0
+    job_resend_after_s: float = Field(default=3600.0, gt=0)
     # Attempts before a transiently failing job is dead; exponential backoff with jitter.
-    job_max_attempts: int = 4
-    job_min_backoff_s: float = 5.0
-    job_max_backoff_s: float = 600.0
+    job_max_attempts: int = Field(default=4, ge=1)
+    job_min_backoff_s: float = Field(default=5.0, ge=0)
+    job_max_backoff_s: float = Field(default=600.0, ge=0)
     # Finished jobs older than this many days are deleted with their rejects (the reaper,
     # `forecourt jobs prune`); each dealer's last runs are kept. 0 keeps every job.
     job_retention_days: float = Field(default=90.0, ge=0)
     # Worker threads per worker process (set by `forecourt worker --threads`); one of them is
     # kept free of scheduled work for operator/API triggers when there are two or more.
-    worker_threads: int = 2
+    worker_threads: int = Field(default=2, ge=1)
     # Scheduler: tick, jitter added to each slot, backoff cap after repeated failures.
     scheduler_tick_s: float = Field(default=5.0, gt=0)
     # A standby ends the leader's database session (and leads) when it has been idle this
     # long: the leader queries every tick, so it is frozen (stopped, stuck, VM paused).
     # Unset: 120 s, or LEADER_STALE_TICKS ticks when that is longer.
     scheduler_leader_stale_s: float | None = None
-    schedule_jitter_s: float = 30.0
-    schedule_backoff_max_s: float = 6 * 3600.0
+    schedule_jitter_s: float = Field(default=30.0, ge=0)
+    schedule_backoff_max_s: float = Field(default=6 * 3600.0, ge=0)
     log_level: str = "INFO"
     # Log lines: "json" (one object per line, with job_id and dealership_id) or "text".
     log_format: str = "json"
     # The demo serves its fixture sites from this port up (fixtures/demo.toml's when unset).
-    demo_port: int | None = None
+    demo_port: int | None = Field(default=None, ge=1, le=65535)
     # Feeds: the decompressed size at which reading stops (compression bombs, runaway feeds),
     # the largest download, the largest single field or JSON record, rows per store batch,
     # and HTTP fetching (timeout per connect and per read, attempts with exponential backoff,
     # and a deadline for the whole download, retries included: a server trickling bytes
     # under the read timeout would otherwise hold a worker for days).
-    feed_max_bytes: int = 8 * 1024**3
-    feed_max_download_bytes: int = 2 * 1024**3
-    feed_max_record_chars: int = 4 * 1024 * 1024
-    feed_batch_size: int = 5000
-    feed_fetch_timeout_s: float = 60.0
-    feed_fetch_attempts: int = 4
-    feed_fetch_backoff_s: float = 1.0
-    feed_fetch_deadline_s: float = 900.0
+    feed_max_bytes: int = Field(default=8 * 1024**3, ge=1)
+    feed_max_download_bytes: int = Field(default=2 * 1024**3, ge=1)
+    feed_max_record_chars: int = Field(default=4 * 1024 * 1024, ge=1)
+    feed_batch_size: int = Field(default=5000, ge=1)
+    feed_fetch_timeout_s: float = Field(default=60.0, gt=0)
+    feed_fetch_attempts: int = Field(default=4, ge=1)
+    feed_fetch_backoff_s: float = Field(default=1.0, ge=0)
+    feed_fetch_deadline_s: float = Field(default=900.0, gt=0)
     # Worker processes for a large feed's per-row stages (0: none), started once this many
     # rows have taken the full path, or at the first row that does in a feed file of at
     # least feed_stage_min_bytes (a small feed is not worth the processes' start-up).
-    feed_stage_processes: int = 1
-    feed_stage_min_rows: int = 20_000
-    feed_stage_min_bytes: int = 16 * 1024**2
+    feed_stage_processes: int = Field(default=1, ge=0)
+    feed_stage_min_rows: int = Field(default=20_000, ge=0)
+    feed_stage_min_bytes: int = Field(default=16 * 1024**2, ge=0)
     # Quality webhooks (a dealer's webhook_url hears of runs that are not healthy): timeout
     # per POST, attempts, and the first backoff between attempts (doubling).
-    webhook_timeout_s: float = 3.0
-    webhook_attempts: int = 3
-    webhook_backoff_s: float = 0.2
+    webhook_timeout_s: float = Field(default=3.0, gt=0)
+    webhook_attempts: int = Field(default=3, ge=1)
+    webhook_backoff_s: float = Field(default=0.2, ge=0)
     # HTTP API (`forecourt api`).
     api_host: str = "127.0.0.1"
-    api_port: int = 8080
-    api_workers: int = 1
+    api_port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port
+    api_workers: int = Field(default=1, ge=1)
     # Per token: at most api_rate_limit requests in each api_rate_window_s window (in Redis).
-    api_rate_limit: int = 600
-    api_rate_window_s: int = 60
-    api_max_body_bytes: int = 16 * 1024
-    api_wait_max_s: float = 30.0
+    api_rate_limit: int = Field(default=600, ge=1)
+    api_rate_window_s: int = Field(default=60, ge=1)
+    api_max_body_bytes: int = Field(default=16 * 1024, ge=1)
+    api_wait_max_s: float = Field(default=30.0, ge=0)
     # Async PostgreSQL connections per API process (waiters hold none).
-    api_pool_size: int = 10
+    api_pool_size: int = Field(default=10, ge=1)
     # Origins of the dealer UI allowed by CORS (none: CORS off).
     api_cors_origins: list[str] = Field(default_factory=list)
     # /metrics reads job figures from the database at most this often per process.
-    api_metrics_cache_s: float = 5.0
+    api_metrics_cache_s: float = Field(default=5.0, ge=0)
     # Token records are cached per process this long (revocations evict them at once).
-    api_token_cache_s: float = 60.0
+    api_token_cache_s: float = Field(default=60.0, ge=0)
+
+    # Checks beyond each field's type and bounds. Their messages name the variable's fix;
+    # crawler/config_errors.py turns any failure into one line naming the variable.
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.strip().upper() not in LOG_LEVELS:
+            raise ValueError("should be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value.strip().upper()
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value.strip().lower() not in ("json", "text"):
+            raise ValueError("should be json or text")
+        return value.strip().lower()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # empty: the embedded server
+        value = value.strip()
+        if "://" in value:
+            scheme = value.split("://", 1)[0].lower()
+            if scheme not in ("postgresql", "postgres"):
+                raise ValueError(f"is not a PostgreSQL URL (its scheme is {scheme!r})")
+            return value
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(value)
+        except ProgrammingError:
+            raise ValueError("is neither a postgresql:// URL nor a 'host=... dbname=...' "
+                             "connection string") from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if "://" not in value or parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("is not a Redis URL")
+        dbs = parse_qs(parts.query).get("db", [])
+        if parts.scheme != "unix" and parts.path.strip("/"):
+            dbs.append(parts.path.strip("/"))
+        for db in dbs:
+            if not db.isdigit():
+                raise ValueError(f"names database {db!r}, which is not a database number")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        beat = self.job_beat_interval_s
+        for name, limit in (("FORECOURT_JOB_STALE_AFTER_S", self.job_stale_after_s),
+                            ("FORECOURT_JOB_REAP_AFTER_S", self.job_reap_after_s)):
+            if beat >= limit:
+                raise ValueError(f"FORECOURT_JOB_BEAT_INTERVAL_S ({beat:g}) is not below "
+                                 f"{name} ({limit:g}): a running job would look abandoned "
+                                 "between heartbeats and be run twice")
+        if self.job_min_backoff_s > self.job_max_backoff_s:
+            raise ValueError(f"FORECOURT_JOB_MIN_BACKOFF_S ({self.job_min_backoff_s:g}) is "
+                             f"above FORECOURT_JOB_MAX_BACKOFF_S ({self.job_max_backoff_s:g})")
+        return self
 
     @model_validator(mode="after")
     def _leader_stale_above_ticks(self) -> Settings:
@@ -155,13 +225,22 @@ class Settings(BaseSettings):
         return self
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 # A healthy leader is silent for a tick (and its Redis calls) between passes.
 LEADER_STALE_TICKS = 4
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad value raises ConfigError, one line naming the
+    variable and the fix."""
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as exc:
+        from crawler.config_errors import explain
+
+        raise explain(exc) from None
 
 
 def reset_settings() -> None:

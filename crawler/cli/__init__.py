@@ -11,7 +11,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from crawler.cli.common import console, fail
+from crawler.cli.common import check_environment, console, fail
 from crawler.errors import ForecourtError
 
 app = typer.Typer(
@@ -23,6 +23,13 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@app.callback()
+def _environment() -> None:
+    # Before any command (not for --help): a bad setting is one line, not a traceback from
+    # wherever it is first read; a misspelt variable is named once.
+    check_environment()
 
 
 def _register() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 
@@ -27,6 +28,17 @@ def fail(message: str, hint: str | None, code: int = 1) -> int:
         line += f" ({hint})"
     err_console.print(line, markup=False, soft_wrap=True)
     return code
+
+
+def check_environment() -> None:
+    """Settings valid (else ConfigError, one line), and a warning for each variable that
+    looks like a misspelt setting."""
+    from crawler.config import get_settings
+    from crawler.config_errors import unknown_variables
+
+    get_settings()
+    for warning in unknown_variables(os.environ):
+        err_console.print(f"warning: {warning}", markup=False, soft_wrap=True)
 
 
 @contextmanager

@@ -1,0 +1,150 @@
+"""Configuration mistakes as an operator makes them: every entry point (a plain command, the
+worker, the scheduler, the API, crawl and ingest) answers a bad setting, a bad server URL or an
+unusable data directory with one line naming the variable and the fix, and exits at once
+instead of printing a traceback, crash-looping, or starting and failing every job later."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FORECOURT = str(Path(sys.executable).parent / "forecourt")
+
+
+class Done:
+    def __init__(self, code: int | None, out: str, err: str):
+        self.returncode, self.stdout, self.stderr = code, out, err
+
+
+def forecourt(*args: str, timeout: float = 30, **env: str | None) -> Done:
+    """Run `forecourt args` with the session's environment changed by `env` (None unsets);
+    a process still running after `timeout` (it started instead of refusing) is killed with
+    its process group and reported with returncode None."""
+    full = dict(os.environ)
+    for key, value in env.items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    proc = subprocess.Popen([FORECOURT, *args], env=full, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return Done(proc.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return Done(None, out, err)
+
+
+def assert_one_line_error(done: Done, *needles: str) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1, (done.returncode, done.stderr[-3000:])
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
+    assert len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith("error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ENTRY_POINTS = [
+    ("dealers", "list"),
+    ("worker", "--processes", "1", "--threads", "1"),
+    ("scheduler",),
+    ("api", "--port", "0"),
+    ("crawl", "no-such-dealer"),
+    ("ingest", "no-such-dealer", "feed.csv"),
+]
+
+
+@pytest.mark.parametrize("args", ENTRY_POINTS, ids=lambda a: a[0])
+def test_a_setting_that_is_not_a_number_is_one_line_at_every_entry_point(args):
+    done = forecourt(*args, FORECOURT_JOB_MAX_ATTEMPTS="abc")
+    line = assert_one_line_error(done, "FORECOURT_JOB_MAX_ATTEMPTS", "'abc'", "integer")
+    assert "default 4" in line  # the fix: a number, or unset it for the default
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("FORECOURT_RENDER_TIMEOUT_S", "-1", "greater than 0"),
+    ("FORECOURT_JOB_MAX_ATTEMPTS", "0", "greater than or equal to 1"),
+    ("FORECOURT_SCHEDULER_TICK_S", "0", "greater than 0"),
+    ("FORECOURT_BATCH_SIZE", "0", "greater than or equal to 1"),
+    ("FORECOURT_FEED_BATCH_SIZE", "-5", "greater than or equal to 1"),
+    ("FORECOURT_CONCURRENT_REQUESTS_PER_DOMAIN", "0", "greater than or equal to 1"),
+    ("FORECOURT_MAX_RESPONSE_BYTES", "0", "greater than or equal to 1"),
+    ("FORECOURT_JOB_BEAT_INTERVAL_S", "0", "greater than 0"),
+    ("FORECOURT_API_RATE_WINDOW_S", "0", "greater than or equal to 1"),
+    ("FORECOURT_API_PORT", "70000", "less than or equal to 65535"),
+    ("FORECOURT_LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    ("FORECOURT_LOG_FORMAT", "xml", "json or text"),
+])
+def test_a_setting_out_of_its_range_is_refused_in_one_line(name, value, says):
+    done = forecourt("dealers", "list", **{name: value})
+    assert_one_line_error(done, name, says)
+
+
+def test_settings_that_contradict_each_other_are_refused_with_both_names():
+    # a heartbeat slower than the staleness limit: every live job would look abandoned
+    done = forecourt("dealers", "list", FORECOURT_JOB_BEAT_INTERVAL_S="10",
+                     FORECOURT_JOB_STALE_AFTER_S="6")
+    assert_one_line_error(done, "FORECOURT_JOB_BEAT_INTERVAL_S", "FORECOURT_JOB_STALE_AFTER_S")
+    done = forecourt("dealers", "list", FORECOURT_JOB_MIN_BACKOFF_S="60",
+                     FORECOURT_JOB_MAX_BACKOFF_S="5")
+    assert_one_line_error(done, "FORECOURT_JOB_MIN_BACKOFF_S", "FORECOURT_JOB_MAX_BACKOFF_S")
+
+
+def test_a_list_setting_that_is_not_json_says_how_to_write_it():
+    done = forecourt("dealers", "list", FORECOURT_ALLOW_PRIVATE_HOSTS="127.0.0.1")
+    assert_one_line_error(done, "FORECOURT_ALLOW_PRIVATE_HOSTS", """'["127.0.0.1"]'""")
+
+
+def test_a_misspelt_setting_is_warned_about_once_with_the_closest_name():
+    done = forecourt("dealers", "list", FORECOURT_JOB_MAX_ATTEMPT="3")
+    assert done.returncode == 0, done.stderr
+    warnings = [ln for ln in done.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1, done.stderr
+    assert "FORECOURT_JOB_MAX_ATTEMPT " in warnings[0]
+    assert "did you mean FORECOURT_JOB_MAX_ATTEMPTS?" in warnings[0]
+
+
+def test_misspelt_server_variables_are_found_only_while_the_real_one_is_unset():
+    from crawler.config_errors import unknown_variables
+
+    found = unknown_variables({"DATABSE_URL": "postgresql://x", "REDIS_URI": "redis://x",
+                               "FORECOURT_DATA_DIR": "/x", "HOME": "/root",
+                               "forecourt_redis_namespce": "a"})
+    assert any("DATABSE_URL" in w and "DATABASE_URL" in w for w in found), found
+    assert any("REDIS_URI" in w and "REDIS_URL" in w for w in found), found
+    assert any("forecourt_redis_namespce" in w and "FORECOURT_REDIS_NAMESPACE" in w
+               for w in found), found
+    assert len(found) == 3, found
+    # with DATABASE_URL set, DATABSE_URL is someone else's business
+    assert unknown_variables({"DATABSE_URL": "x", "DATABASE_URL": "y"}) == []
+
+
+@pytest.mark.parametrize("url", ["localhost", "mysql://app:hunter2@db.example/app"])
+def test_a_database_url_that_is_not_postgresql_is_one_line_without_its_password(url):
+    done = forecourt("dealers", "list", DATABASE_URL=url)
+    line = assert_one_line_error(done, "DATABASE_URL", "postgresql://")
+    assert "hunter2" not in line
+
+
+def test_a_postgres_scheme_database_url_works_like_postgresql():
+    url = os.environ["DATABASE_URL"]
+    if url.startswith("postgresql://"):
+        url = "postgres://" + url.removeprefix("postgresql://")
+    done = forecourt("dealers", "list", DATABASE_URL=url)
+    assert done.returncode == 0, done.stderr
