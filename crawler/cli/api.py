@@ -7,8 +7,10 @@ import shutil
 
 import typer
 
-from crawler.cli.common import console, database
+from crawler import preflight
+from crawler.cli.common import console, database, err_console
 from crawler.config import get_settings
+from crawler.db import redis_url
 from crawler.errors import InvalidInput
 
 
@@ -32,11 +34,16 @@ def register(app: typer.Typer) -> None:
         workers = settings.api_workers if workers is None else workers
         if not 0 <= port <= 65535:
             raise InvalidInput(f"port {port} is out of range", hint="use 1-65535")
-        if workers < 1:  # --workers is checked by its option: this came from the environment
-            raise InvalidInput(f"FORECOURT_API_WORKERS={workers} is not at least 1",
-                               hint="set it to 1 or more, or give --workers N")
         with database():
             pass  # the schema is checked once here, not in every worker
+        # Redis down: the API serves reads and answers triggers 503 (README); a Redis it
+        # could never use (password, database number, TLS) is refused here.
+        down = preflight.redis(redis_url(), unreachable_ok=True)
+        if down:
+            err_console.print(f"warning: {down}; serving without it: triggers answer 503 "
+                              "until it is back (check REDIS_URL)", soft_wrap=True)
+        if workers > 1:
+            preflight.data_dir()
         if workers > 1:
             # Worker processes share API latency metrics through files in this directory.
             metrics_dir = settings.data_dir / "api-metrics" / str(os.getpid())

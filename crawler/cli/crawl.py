@@ -7,6 +7,7 @@ import socket
 
 import typer
 
+from crawler import preflight
 from crawler.cli.common import console, database
 from crawler.cli.render import job_progress, status_line, summary_table
 from crawler.crawl_runner import run_crawl
@@ -74,6 +75,7 @@ def register(app: typer.Typer) -> None:
             if job.state not in ("succeeded", "partial"):
                 raise typer.Exit(1)
             return
+        preflight.data_dir()  # its log goes there: refuse before the job is created
         with database() as conn:
             job = crawl_now(conn, slug)
         console.print(summary_table([(slug, job)]))

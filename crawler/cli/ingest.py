@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from crawler import preflight
 from crawler.cli.common import console, database
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
@@ -157,6 +158,8 @@ def register(app: typer.Typer) -> None:
         if fmt is not None and fmt.lower() not in FORMATS:
             raise InvalidInput(f"unknown format {fmt!r}", hint="one of " + ", ".join(FORMATS))
         override = mapping_mod.load_override(mapping) if mapping is not None else None
+        if source is None or source.lower().startswith(("http://", "https://")):
+            preflight.data_dir()  # downloads go there: refuse before the job is created
         with database() as conn:
             job = ingest_now(conn, slug, source, fmt=fmt, mapping=override, force=force)
         console.print(ingest_summary(slug, job))

@@ -7,6 +7,7 @@ import os
 import typer
 
 from crawler import logging as fc_logging
+from crawler import preflight
 from crawler.cli.common import console, database
 from crawler.config import get_settings, reset_settings
 from crawler.db import database_url, redis_url
@@ -19,6 +20,7 @@ def register(app: typer.Typer) -> None:
         (a PostgreSQL advisory lock) and enqueues, the others stand by."""
         with database():
             pass  # the schema is this code's (or refused) before the first tick
+        preflight.redis(redis_url())  # it enqueues every job there
         os.environ["DATABASE_URL"] = database_url()
         os.environ["REDIS_URL"] = redis_url()
         reset_settings()

@@ -6,6 +6,7 @@ import os
 
 import typer
 
+from crawler import preflight
 from crawler.cli.common import console, database
 from crawler.config import PROJECT_ROOT, reset_settings
 from crawler.db import database_url, redis_url
@@ -38,6 +39,10 @@ def register(app: typer.Typer) -> None:
         (SIGTERM or Ctrl-C lets running jobs finish)."""
         with database():
             pass  # the schema is this code's (or refused) before any worker takes a job
+        # Fail here, in one line, rather than in every job (data dir: crawl logs, feed
+        # downloads) or in consumers reconnecting for ever (Redis).
+        preflight.data_dir()
+        preflight.redis(redis_url())
         # Children (forked worker processes, crawl children) use the servers resolved here.
         os.environ["DATABASE_URL"] = database_url()
         os.environ["REDIS_URL"] = redis_url()

@@ -43,8 +43,10 @@ def writable_dir(data_dir: Path) -> None:
     """Create the data directory, or say in one line why this user cannot work in it."""
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-    except PermissionError as exc:
-        raise ConfigError(f"cannot create the data directory {data_dir}: permission denied",
+    except OSError as exc:  # not allowed, read-only, or a file in the way
+        reason = "it is a file, not a directory" if isinstance(exc, FileExistsError) \
+            else (exc.strerror or type(exc).__name__).lower()
+        raise ConfigError(f"cannot create the data directory {data_dir}: {reason}",
                           hint="set FORECOURT_DATA_DIR to a directory you can write") from exc
     if not os.access(data_dir, os.W_OK | os.X_OK):
         raise ConfigError(

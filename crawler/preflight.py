@@ -1,0 +1,96 @@
+"""Checks a command makes before it starts work that would otherwise fail later, job after job:
+the data directory can be written, Redis answers. Each failure is a ConfigError whose one line
+names the variable to fix (the CLI prints it; no traceback)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from crawler.errors import ConfigError
+
+DATA_DIR_HINT = "set FORECOURT_DATA_DIR to a directory this user can write"
+REDIS_HINT = "check REDIS_URL, or unset it to use the embedded server"
+
+
+def data_dir() -> Path:
+    """The data directory, created if missing, once a file could be written in it (crawl logs
+    and feed downloads go there)."""
+    from crawler.config import get_settings
+
+    path = Path(get_settings().data_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = "it is a file, not a directory" if isinstance(exc, FileExistsError) \
+            else exc.strerror or type(exc).__name__
+        raise ConfigError(f"the data directory FORECOURT_DATA_DIR={path} is not usable: "
+                          f"{reason}", hint=DATA_DIR_HINT) from None
+    return path
+
+
+def where(url: str) -> str:
+    """Where a Redis URL points, without its password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+
+
+def _db(url: str) -> str:
+    from urllib.parse import parse_qs
+
+    parts = urlsplit(url)
+    return (parse_qs(parts.query).get("db") or [parts.path.strip("/") or "0"])[0]
+
+
+def redis(url: str, unreachable_ok: bool = False) -> str | None:
+    """Ping Redis at `url`. A server that answers but cannot be used (password, database
+    number, TLS) raises ConfigError; so does one that does not answer, unless
+    `unreachable_ok`, when the reason is returned for the caller to warn with."""
+    import redis as redis_lib
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    at = where(url)
+    tls = urlsplit(url).scheme == "rediss"
+    try:
+        client = redis_lib.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5,
+                                          retry=Retry(NoBackoff(), 0))
+    except ValueError as exc:  # settings check the URL's form; this is the last word
+        raise ConfigError(f"REDIS_URL is not usable: {exc}", hint=REDIS_HINT) from None
+    try:
+        client.ping()
+        return None
+    except redis_lib.AuthenticationError:
+        has_password = bool(urlsplit(url).password)
+        raise ConfigError(
+            f"Redis at {at} refused the password in REDIS_URL" if has_password else
+            f"Redis at {at} needs a password and REDIS_URL has none",
+            hint="put it in REDIS_URL: redis://:PASSWORD@HOST:PORT/0, or "
+                 "redis://USER:PASSWORD@HOST:PORT/0 for an ACL user") from None
+    except redis_lib.ResponseError as exc:
+        if "DB index" in str(exc):
+            raise ConfigError(f"Redis at {at} has no database {_db(url)} (REDIS_URL)",
+                              hint="use a database number the server has: 0-15 on a "
+                                   "default server") from None
+        raise ConfigError(f"Redis at {at} answered REDIS_URL's client with an error: {exc}",
+                          hint=REDIS_HINT) from None
+    except (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError) as exc:
+        reason = str(exc).strip().rstrip(".") or type(exc).__name__
+        if tls:
+            raise ConfigError(f"cannot connect to Redis at {at} with TLS (rediss://): "
+                              f"{reason}", hint="a server without TLS needs redis://, not "
+                                                "rediss://; else " + REDIS_HINT) from None
+        if unreachable_ok:
+            return f"cannot connect to Redis at {at}: {reason}"
+        raise ConfigError(f"cannot connect to Redis at {at} (REDIS_URL): {reason}",
+                          hint="start Redis, or " + REDIS_HINT) from None
+    except redis_lib.RedisError as exc:
+        raise ConfigError(f"Redis at {at} (REDIS_URL) cannot be used: "
+                          f"{str(exc) or type(exc).__name__}", hint=REDIS_HINT) from None
+    finally:
+        client.close()
