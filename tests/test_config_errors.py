@@ -274,3 +274,29 @@ def test_the_api_starts_without_a_reachable_redis_and_says_so_in_one_line():
     assert len(warnings) == 1, err[-2000:]
     assert "cannot connect to Redis" in warnings[0] and "REDIS_URL" in warnings[0]
     assert "Traceback" not in err
+
+
+def _database_url_with(**change: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    return make_conninfo(**{**conninfo_to_dict(os.environ["DATABASE_URL"]), **change})
+
+
+@pytest.mark.parametrize("change, needles", [
+    ({"dbname": "forecourt_no_such_db"}, ("does not exist", "createdb forecourt_no_such_db")),
+    ({"port": str(free_port())}, ("refused", "start PostgreSQL")),
+])
+def test_a_database_url_postgresql_refuses_says_what_to_do_about_it(change, needles):
+    done = forecourt("dealers", "list", DATABASE_URL=_database_url_with(**change))
+    assert_one_line_error(done, "DATABASE_URL", *needles)
+
+
+def test_sslmode_require_against_a_server_without_tls_says_so():
+    import psycopg
+
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        ssl = conn.execute("show ssl").fetchone()[0]
+    if ssl != "off":
+        pytest.fail("this test needs a PostgreSQL without TLS, as the test servers are")
+    done = forecourt("dealers", "list", DATABASE_URL=_database_url_with(sslmode="require"))
+    assert_one_line_error(done, "DATABASE_URL", "does not support SSL", "sslmode")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import psycopg
@@ -50,6 +51,28 @@ def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
                                connect_timeout=10, **kwargs)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = re.sub(r"FATAL:\s+", "", first)
         raise ConfigError(f"cannot connect to PostgreSQL: {first}",
-                          hint="check DATABASE_URL, or unset it to use the embedded server"
-                          ) from exc
+                          hint=_connect_hint(first)) from exc
+
+
+_CHECK = "check DATABASE_URL, or unset it to use the embedded server"
+
+
+def _connect_hint(message: str) -> str:
+    """The fix for the commonest ways a connection is refused, else where to look."""
+    missing = re.search(r'database "([^"]+)" does not exist', message)
+    if missing:
+        return (f"create it with `createdb {missing.group(1)}`, or fix the database name in "
+                "DATABASE_URL")
+    if "password authentication failed" in message:
+        return "fix the password in DATABASE_URL: postgresql://USER:PASSWORD@HOST:5432/DB"
+    if "no password supplied" in message:
+        return ("the server wants a password: put it in DATABASE_URL, "
+                "postgresql://USER:PASSWORD@HOST:5432/DB, or in ~/.pgpass")
+    if "does not support SSL" in message:
+        return ("the server has no TLS: drop sslmode=require from DATABASE_URL, or turn on "
+                "ssl in the server")
+    if "Connection refused" in message or "No such file or directory" in message:
+        return "start PostgreSQL, or " + _CHECK
+    return _CHECK
