@@ -94,3 +94,31 @@ def redis(url: str, unreachable_ok: bool = False) -> str | None:
                           f"{str(exc) or type(exc).__name__}", hint=REDIS_HINT) from None
     finally:
         client.close()
+
+
+def listen(host: str, port: int) -> None:
+    """Refuse an address the API could not listen on (port in use, not this machine's,
+    privileged) before it says it serves there; uvicorn would log it and exit 3."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    host_fix = "set FORECOURT_API_HOST or --host to an address of this machine, or 0.0.0.0 for all"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                          hint=host_fix) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = {errno.EADDRINUSE: "stop what listens there, or set FORECOURT_API_PORT "
+                                      "or --port to a free port",
+                    errno.EACCES: "ports below 1024 need privileges: set FORECOURT_API_PORT "
+                                  "or --port to 1024 or more"}.get(exc.errno, host_fix)
+            raise ConfigError(f"cannot listen on {host}:{port}: "
+                              f"{(exc.strerror or str(exc)).lower()}", hint=hint) from None

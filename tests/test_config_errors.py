@@ -300,3 +300,16 @@ def test_sslmode_require_against_a_server_without_tls_says_so():
         pytest.fail("this test needs a PostgreSQL without TLS, as the test servers are")
     done = forecourt("dealers", "list", DATABASE_URL=_database_url_with(sslmode="require"))
     assert_one_line_error(done, "DATABASE_URL", "does not support SSL", "sslmode")
+
+
+@pytest.mark.parametrize("setting", ["port in use", "host not here"])
+def test_the_api_refuses_an_address_it_cannot_listen_on_in_one_line(setting):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = ({"FORECOURT_API_PORT": str(taken.getsockname()[1])} if setting == "port in use"
+               else {"FORECOURT_API_HOST": "192.0.2.1"})  # TEST-NET-1: no host has it
+        done = forecourt("api", timeout=30, **env)
+    line = assert_one_line_error(done, "cannot listen on")
+    assert ("FORECOURT_API_PORT" if setting == "port in use" else "FORECOURT_API_HOST") in line
+    assert "forecourt API on" not in done.stdout  # no banner for a server that never ran

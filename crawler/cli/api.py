@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
                               "until it is back (check REDIS_URL)", soft_wrap=True)
         if workers > 1:
             preflight.data_dir()
+        preflight.listen(host, port)
         if workers > 1:
             # Worker processes share API latency metrics through files in this directory.
             metrics_dir = settings.data_dir / "api-metrics" / str(os.getpid())
