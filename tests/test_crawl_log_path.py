@@ -18,3 +18,32 @@ def test_a_database_name_is_made_safe_as_a_directory_name(monkeypatch):
                         lambda: "postgresql://localhost/we..ird%2Fname")
     tag = crawl_runner.database_tag()
     assert "/" not in tag and tag.split("-")[0].startswith("we..ird")
+
+
+def test_a_crawl_here_that_fails_unexpectedly_is_settled_not_left_running(db, monkeypatch,
+                                                                           tmp_path):
+    # The log cannot be opened (the data dir went bad after the command's check): the job
+    # must end failed with the reason, not stay 'running' where `jobs cancel` cannot reach
+    # it and every later `forecourt crawl` of the dealer is refused.
+    import pytest
+
+    from crawler.cli.crawl import crawl_now
+    from crawler.config import reset_settings
+    from crawler.db import dealers as dealers_db
+    from crawler.db import jobs as jobs_db
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    dealers_db.create(db, slug="d1", name="D1", website_url="http://127.0.0.1:9/",
+                      platform="generic")
+    monkeypatch.setenv("FORECOURT_DATA_DIR", str(blocker / "data"))
+    reset_settings()
+    try:
+        with pytest.raises(OSError):
+            crawl_now(db, "d1")
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    [job] = [jobs_db.get(db, r["id"]) for r in db.execute("select id from jobs").fetchall()]
+    assert job.state == "failed", job
+    assert "Not a directory" in (job.error or ""), job.error

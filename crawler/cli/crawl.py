@@ -13,7 +13,7 @@ from crawler.cli.render import job_progress, status_line, summary_table
 from crawler.crawl_runner import run_crawl
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
-from crawler.errors import InvalidInput
+from crawler.errors import InvalidInput, describe
 from crawler.models import Job
 
 
@@ -46,6 +46,14 @@ def crawl_now(conn, slug: str, trigger: str = "operator") -> Job:
         except KeyboardInterrupt:  # the child is stopped; settle the job, don't leave it
             jobs_db.fail_running(conn, job.id, "interrupted at the terminal", "cancelled",
                                  state="cancelled")  # to the reaper to retry
+            raise
+        except Exception as exc:  # e.g. its log could not be opened: failed, with the reason
+            # (left running, only a worker's reaper would end it: `jobs cancel` cannot, and
+            # every later crawl of the dealer is refused)
+            try:
+                jobs_db.fail_running(conn, job.id, describe(exc), "crash")
+            except Exception:  # the database itself went away: the reaper settles it
+                pass
             raise
         progress.update(task, total=1, completed=1, status=status_line(job))
     return job
