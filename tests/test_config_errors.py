@@ -313,3 +313,10 @@ def test_the_api_refuses_an_address_it_cannot_listen_on_in_one_line(setting):
     line = assert_one_line_error(done, "cannot listen on")
     assert ("FORECOURT_API_PORT" if setting == "port in use" else "FORECOURT_API_HOST") in line
     assert "forecourt API on" not in done.stdout  # no banner for a server that never ran
+
+
+def test_help_works_whatever_the_settings():
+    for args in (("--help",), ("worker", "--help"), ("jobs", "list", "-h")):
+        done = forecourt(*args, FORECOURT_JOB_MAX_ATTEMPTS="abc")
+        assert done.returncode == 0, (args, done.stderr)
+        assert done.stdout.startswith("Usage: forecourt"), (args, done.stdout[:200])

@@ -26,10 +26,11 @@ app = typer.Typer(
 
 
 @app.callback()
-def _environment() -> None:
+def _environment(ctx: typer.Context) -> None:
     # Before any command (not for --help): a bad setting is one line, not a traceback from
     # wherever it is first read; a misspelt variable is named once.
-    check_environment()
+    if not (ctx.obj or {}).get("help"):
+        check_environment()
 
 
 def _register() -> None:
@@ -55,11 +56,12 @@ ClickExit = next(c for c in typer.Exit.__mro__ if c.__name__ == "Exit")
 def main(argv: list[str] | None = None) -> int:
     _register()
     command = typer.main.get_command(app)
+    args = argv if argv is not None else sys.argv[1:]
     try:
         # Outside standalone mode click returns a command's `typer.Exit(code)` rather than
         # raising it: that return value is the exit status.
-        status = command.main(args=argv if argv is not None else sys.argv[1:],
-                              prog_name="forecourt", standalone_mode=False)
+        status = command.main(args=args, prog_name="forecourt", standalone_mode=False,
+                              obj={"help": any(a in ("-h", "--help") for a in args)})
     except UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":
             console.print(exc.ctx.get_help() if exc.ctx else "", markup=False)
