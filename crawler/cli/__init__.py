@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 
 import typer
-from pydantic import ValidationError
 
 from crawler.cli.common import check_environment, console, fail
 from crawler.errors import ForecourtError
@@ -74,26 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(exc, "exit_code", 0)
     except ForecourtError as exc:
         return fail(str(exc), exc.hint)
-    except ValidationError as exc:
-        if exc.title != "Settings":
-            raise
-        return fail(settings_error(exc), "fix the environment variable")
     except KeyboardInterrupt:
         return fail("interrupted", None, code=130)
     if status == 130:  # typer's Exit for a KeyboardInterrupt inside a command
         return fail("interrupted", None, code=130)
     return status if isinstance(status, int) else 0
-
-
-def settings_error(exc: ValidationError) -> str:
-    """The environment's bad settings (crawler.config), as one line."""
-    parts = []
-    for error in exc.errors():
-        message = error["msg"].removeprefix("Value error, ")
-        if error["loc"]:
-            message = f"FORECOURT_{str(error['loc'][0]).upper()}: {message}"
-        parts.append(message)
-    return "; ".join(parts)
 
 
 if __name__ == "__main__":
