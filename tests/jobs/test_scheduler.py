@@ -218,22 +218,21 @@ def test_the_scheduler_outlives_a_redis_outage_while_its_reaper_has_a_job_to_res
     raised redis's ConnectionError (not an OSError): the scheduler died with a traceback,
     then the standby that took over did the same, and nothing was scheduled until someone
     restarted them. It now logs the failed pass and keeps ticking."""
-    import socket
-
     from tests.api.conftest import add_job
+    from tests.faults.servers import Redis
     from tests.jobs.conftest import _spawn
 
-    with socket.socket() as s:  # a port nothing listens on: Redis is down
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    lost = dealers_db.create(db, slug="lost", name="Lost", website_url="http://127.0.0.1:9/")
-    add_job(db, lost.id, state="queued", created_at="2026-01-01T00:00:00Z",
-            updated_at="2026-01-01T00:00:00Z")
-    proc = _spawn(["scheduler"], {**job_env, "REDIS_URL": f"redis://127.0.0.1:{port}/0"},
+    redis_server = Redis(tmp_path / "redis")  # a throwaway Redis, up while the scheduler starts
+    redis_server.start()
+    proc = _spawn(["scheduler"], {**job_env, "REDIS_URL": redis_server.url},
                   tmp_path / "scheduler.log")
     try:
         wait_for(lambda: "this scheduler leads" in proc.log.read_text() or proc.poll(),
                  what="the scheduler to lead")
+        redis_server.kill()  # then Redis goes down, with a job whose message looks lost
+        lost = dealers_db.create(db, slug="lost", name="Lost", website_url="http://127.0.0.1:9/")
+        add_job(db, lost.id, state="queued", created_at="2026-01-01T00:00:00Z",
+                updated_at="2026-01-01T00:00:00Z")
         time.sleep(1.0)  # several ticks and reaper passes
         assert proc.poll() is None, proc.log.read_text()[-2000:]
         # and it still schedules: a dealer that falls due now gets its (failing) enqueue
@@ -247,6 +246,7 @@ def test_the_scheduler_outlives_a_redis_outage_while_its_reaper_has_a_job_to_res
         assert "Traceback" not in proc.log.read_text()
     finally:
         stop(proc, signal.SIGKILL)
+        redis_server.kill()
 
 
 def test_a_slot_that_could_not_be_queued_is_tried_again_soon_not_at_the_next_slot(
