@@ -575,7 +575,8 @@ ACTIVE_STATES = ("queued", "running", "dead")  # the partial index jobs_state ho
 
 async def astats(conn: psycopg.AsyncConnection) -> dict[str, Any]:
     """Figures for metrics, none from a scan of the jobs table: jobs now queued, running or
-    dead (through the partial index on those states); and, from the running totals that a
+    dead (through the partial index on those states); dead letters not yet replayed or
+    purged (the dead-letter list's partial index); and, from the running totals that a
     trigger keeps (migration 0009), finished attempts per kind and end state, their duration
     histogram per kind (cumulative counts at each bound, count and sum), vehicles upserted
     and items rejected."""
@@ -583,6 +584,9 @@ async def astats(conn: psycopg.AsyncConnection) -> dict[str, Any]:
         "SELECT state, count(*) AS n FROM jobs WHERE state IN ('queued', 'running', 'dead')"
         " GROUP BY state")
     states = {r["state"]: r["n"] for r in await cur.fetchall()}
+    cur = await conn.execute(  # through the dead-letter list's partial index
+        "SELECT count(*) AS n FROM jobs WHERE state = 'dead' AND dlq_cleared_at IS NULL")
+    dead_letters = (await cur.fetchone())["n"]
     cur = await conn.execute("SELECT job_duration_bounds() AS bounds")
     bounds = [float(b) for b in (await cur.fetchone())["bounds"]]
     cur = await conn.execute("SELECT * FROM job_totals")
@@ -604,4 +608,5 @@ async def astats(conn: psycopg.AsyncConnection) -> dict[str, Any]:
             if r["le"] <= bound:
                 kind["buckets"][i] += r["finished"]
     return {"states": states, "finished": finished, "durations": durations,
-            "bounds": bounds, "upserted": upserted, "rejected": rejected}
+            "bounds": bounds, "upserted": upserted, "rejected": rejected,
+            "dead_letters": dead_letters}

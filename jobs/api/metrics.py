@@ -85,6 +85,10 @@ async def job_families(pool, cache_s: float) -> list:
                                  labels=["state"])
     for state in jobs_db.ACTIVE_STATES:
         by_state.add_metric([state], stats["states"].get(state, 0))
+    dead_letters = GaugeMetricFamily("forecourt_dead_letters",
+                                     "dead letters waiting for an operator (not yet replayed "
+                                     "or purged)")
+    dead_letters.add_metric([], stats["dead_letters"])
     finished = CounterMetricFamily("forecourt_jobs_finished",
                                    "job attempts that ended, by kind and end state",
                                    labels=["kind", "state"])
@@ -101,7 +105,7 @@ async def job_families(pool, cache_s: float) -> list:
     upserted.add_metric([], stats["upserted"])
     rejects = CounterMetricFamily("forecourt_rejects", "items rejected by jobs")
     rejects.add_metric([], stats["rejected"])
-    families = [by_state, finished, durations, upserted, rejects,
+    families = [by_state, dead_letters, finished, durations, upserted, rejects,
                 *freshness_families(fresh), *leader_families(leaders)]
     _cache["jobs"] = (time.monotonic(), families)
     return families

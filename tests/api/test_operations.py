@@ -150,3 +150,16 @@ def test_metrics_say_whether_a_scheduler_leads_and_how_long_it_has_been_silent(a
         assert 0 <= _sample(text, "forecourt_scheduler_leader_silent_seconds") < 60
     text = api.get("/metrics").text
     assert _sample(text, "forecourt_scheduler_leaders") == 0
+
+
+def test_metrics_count_outstanding_dead_letters_apart_from_handled_ones(api, world):
+    """forecourt_jobs{state="dead"} counts every dead job until retention deletes it, those
+    already replayed or purged too: an alert on it could not tell when the list is empty."""
+    db, acme = world["db"], world["acme"].id
+    add_job(db, acme, state="dead")
+    add_job(db, acme, state="dead")
+    add_job(db, acme, state="dead", dlq_cleared_at="2026-01-01T00:00:00Z")  # purged
+    add_job(db, acme, state="dead", dlq_cleared_at="2026-01-01T00:00:00Z", replayed_as=1)
+    text = api.get("/metrics").text
+    assert _sample(text, "forecourt_jobs", 'state="dead"') == 4
+    assert _sample(text, "forecourt_dead_letters") == 2
