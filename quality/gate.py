@@ -143,14 +143,37 @@ def coverage_judgeable(counters: dict[str, int], limits: dict[str, float]) -> bo
 
 
 def check_coverage(worse: Verdict, now: dict[str, float], usual: dict[str, float],
-                   counters: dict[str, int], limits: dict[str, float]) -> None:
+                   counters: dict[str, int], limits: dict[str, float],
+                   usual_with: dict[str, float] | None = None) -> None:
+    """A field's share falling by more than max_coverage_drop degrades the run, unless the
+    number of vehicles with it did not fall as far (`usual_with`: the usual number): the lot
+    grew by cars without it (arrivals not yet photographed, cars in production with a
+    placeholder VIN), and the cars that had it still have it."""
     if not coverage_judgeable(counters, limits):
         return
+    keep = 1 - limits["max_coverage_drop"]
     for name, share in usual.items():
         if name not in now or share < limits["min_usual_coverage"]:
             continue
-        if now[name] < share * (1 - limits["max_coverage_drop"]):
-            worse("degraded", f"{name} coverage {now[name]:.0%} against a usual {share:.0%}")
+        if now[name] >= share * keep:
+            continue
+        if usual_with and name in usual_with and \
+                counters.get(f"coverage_{name}", 0) >= usual_with[name] * keep:
+            continue
+        worse("degraded", f"{name} coverage {now[name]:.0%} against a usual {share:.0%}")
+
+
+def usual_with(history: list[dict[str, int]], limits: dict[str, float]) -> dict[str, float]:
+    """Median number of vehicles with each field over the baseline runs large enough to
+    count."""
+    numbers: dict[str, list[int]] = {}
+    for counters in history:
+        if not coverage_judgeable(counters, limits):
+            continue
+        for name in COVERAGE_FIELDS:
+            if f"coverage_{name}" in counters:
+                numbers.setdefault(name, []).append(counters[f"coverage_{name}"])
+    return {name: statistics.median(values) for name, values in numbers.items()}
 
 
 def usual_coverage(history: list[dict[str, int]], limits: dict[str, float]
@@ -212,7 +235,7 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
                             limits["max_block_rate"], limits["fail_block_rate"])
     now = coverage(counters)
     usual = usual_coverage(history or [], limits)
-    check_coverage(worse, now, usual, counters, limits)
+    check_coverage(worse, now, usual, counters, limits, usual_with(history or [], limits))
     return {
         "verdict": verdict,
         "reasons": reasons,

@@ -267,3 +267,29 @@ def test_a_vin_less_row_at_a_url_several_vehicles_share_keeps_none_of_them(db, t
     removed = {r["vin"] for r in db.execute(
         "SELECT vin FROM vehicle_events WHERE kind = 'removed' AND job_id = %s", (job.id,))}
     assert removed == gone
+
+
+def test_cars_in_production_added_to_a_lot_do_not_hold_back_its_removals(db, tmp_path):
+    """Found by review (real data): on 2026-02-19 Tacoma went from 15 cars to 24, 12 of them
+    still in production with placeholder VINs. The share of real VINs fell from 80% to 50%,
+    though no car lost its VIN: the run was judged degraded and removed nothing that day."""
+    name = "Toyota of Tacoma"
+    snapshots = days()
+    d = dealers_db.create(db, slug=slug(name), name=name)
+    job = None
+    for when, records in snapshots:
+        rows = [r for r in records if r["dealer_name"] == name]
+        if not rows:
+            continue
+        path = tmp_path / f"{when}.json"
+        path.write_text(json.dumps(rows))
+        created, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
+        jobs_db.start(db, created.id, "test")
+        job = feed.run_job(db, created.id, path)
+        if when == "2026_02_19":
+            break
+    assert job is not None and job.state == "succeeded", job and job.error
+    report = job.report
+    assert job.verdict == "healthy", report["reasons"]
+    assert report["coverage"]["real_vin"] <= 0.5 < 0.7 <= report["usual_coverage"]["real_vin"]
+    assert report["may_remove"]

@@ -145,3 +145,17 @@ def test_count_only_is_set_only_when_the_count_alone_degrades_a_complete_run():
     low = gate.evaluate({"items": 5, "valid": 5}, complete=True, problems=[],
                         history_counts=[50, 50])
     assert low["verdict"] == "failed" and not low["count_only"]  # never settles by itself
+
+
+def test_new_arrivals_without_a_field_do_not_degrade_a_run_whose_old_cars_keep_it():
+    # Real data (a new-car dealer, jkomskis snapshots): 15 cars, 12 with a real VIN, then 24
+    # cars of which 12 are in-production placeholders. The share of real VINs fell from 80%
+    # to 50%, but no car lost its VIN: the run was judged degraded and removed nothing.
+    # Likewise a batch of arrivals not yet photographed.
+    history = [counters(valid=15, images=12) for _ in range(3)]
+    report = judge(counters(valid=24, images=12), history=history)
+    assert report["verdict"] == "healthy", report["reasons"]
+    # the cars that had the field losing it still degrades, in a bigger lot too
+    report = judge(counters(valid=24, images=5), history=history)
+    assert report["verdict"] == "degraded"
+    assert report["reasons"] == ["images coverage 21% against a usual 80%"]
