@@ -17,6 +17,7 @@ done on each page (settling, scrolling, "load more", its deadline) is crawler/re
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -47,24 +48,30 @@ RENDERED = "forecourt_rendered"
 ABORTED: Counter = Counter()
 
 
+def _runnable(path: str | None) -> bool:
+    return bool(path) and Path(path).is_file() and os.access(path, os.X_OK)
+
+
 def find_chromium() -> str | None:
     """The system Chromium, or None: the configured `chromium_path` if set (a wrong path is
     an error to report, not a reason to run another browser), else /usr/bin/chromium or
-    the first `chromium` on PATH."""
+    the first `chromium` on PATH; only a file this user may execute."""
     configured = get_settings().chromium_path
     candidates = (configured,) if configured else (
         "/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"))
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
+    return next((c for c in candidates if c and _runnable(c)), None)
 
 
 def chromium_path() -> str:
-    """The system Chromium; ConfigError when there is none."""
+    """The system Chromium; ConfigError when there is none (or it cannot be executed)."""
     found = find_chromium()
     if found is None:
         configured = get_settings().chromium_path
+        if configured and Path(configured).is_file():
+            raise ConfigError(f"Chromium for JavaScript sites at {configured} is not "
+                              "executable (FORECOURT_CHROMIUM_PATH)",
+                              hint=f"chmod +x {configured}, apt-get install -y chromium, or "
+                                   "set FORECOURT_CHROMIUM_PATH")
         raise ConfigError("no Chromium for JavaScript sites"
                           + (f" at {configured}" if configured else ""),
                           hint="apt-get install -y chromium, or set FORECOURT_CHROMIUM_PATH")

@@ -1,6 +1,7 @@
 """Checks a command makes before it starts work that would otherwise fail later, job after job:
-the data directory can be written, Redis answers. Each failure is a ConfigError whose one line
-names the variable to fix (the CLI prints it; no traceback)."""
+the data directory can be written, Redis answers, Chromium is there. Each failure is a
+ConfigError whose one line names the variable to fix (the CLI prints it; no traceback); a
+missing Chromium is only a warning line."""
 
 from __future__ import annotations
 
@@ -94,6 +95,21 @@ def redis(url: str, unreachable_ok: bool = False) -> str | None:
                           f"{str(exc) or type(exc).__name__}", hint=REDIS_HINT) from None
     finally:
         client.close()
+
+
+def chromium() -> str | None:
+    """A warning line when there is no Chromium this user can run (FORECOURT_CHROMIUM_PATH,
+    else /usr/bin/chromium or `chromium` on PATH), else None. Only a warning: plain-HTTP
+    dealers and feeds need no browser; a crawl that must render a page fails at once,
+    permanently, with the same fix (crawler/spider.py)."""
+    from crawler import browser
+
+    try:
+        browser.chromium_path()
+        return None
+    except ConfigError as exc:
+        return (f"{exc}: crawls that must render pages (JavaScript sites) fail on this "
+                f"worker, without retries ({exc.hint})")
 
 
 def listen(host: str, port: int) -> None:

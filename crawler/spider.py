@@ -21,6 +21,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from crawler import browser, pages, rendering
+from crawler.errors import ConfigError
 
 RENDERED_LISTED = 100
 DETAIL_FAILURES_LISTED = 3
@@ -46,6 +47,9 @@ class DealerSpider(scrapy.Spider):
         self.allowed_domains = sorted({host, _bare(host)}) if host else []
         self.problems: list[str] = []
         self.incomplete = False
+        # a listing page this machine could not fetch however often it tried (no Chromium
+        # to render it): a failed run then fails for good, not retried (jobs/outcome.py)
+        self.misconfigured = False
         self.detail_failures = 0
         self.page_kinds: dict[str, int] = {}
         # pages read after rendering in the browser (the first RENDERED_LISTED; all counted
@@ -130,6 +134,8 @@ class DealerSpider(scrapy.Spider):
         elif response is not None:  # a 5xx, say: Scrapy's own words would hide which
             self.problems.append(f"listing page {url} failed: HTTP {response.status}")
         else:
+            if failure.check(ConfigError):
+                self.misconfigured = True
             hint = getattr(failure.value, "hint", "")  # a ForecourtError says the fix
             self.problems.append(f"listing page {url} failed: {failure.getErrorMessage()}"
                                  + (f" ({hint})" if hint else ""))

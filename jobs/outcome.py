@@ -3,7 +3,8 @@
 Transient: network errors, 5xx, timeouts of a request, lost database or Redis connections, a
 crawl child that crashed. Permanent: a site that is gone (404/410 listings), blocked, a feed
 that does not parse, a dealer misconfigured (crawler.errors.Permanent, InvalidInput,
-NotFound, ConfigError), a crawl past its time limit. Anything unexpected is retried: after
+NotFound, ConfigError; a crawl whose listing pages need a Chromium this machine lacks), a
+crawl past its time limit. Anything unexpected is retried: after
 the last attempt it is a dead letter, which is where an operator looks at it.
 """
 

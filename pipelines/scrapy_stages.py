@@ -92,9 +92,12 @@ class StorePipeline:
         if rendered:  # which pages needed the headless browser (the first 100)
             report["rendered_pages"] = rendered
         ok = report["state"] == "succeeded"
+        kind = None if ok else report["state"]
+        if report["state"] == "failed" and getattr(spider, "misconfigured", False):
+            kind = "permanent"  # e.g. no Chromium: every retry would fail the same way
         jobs_db.finish(run.conn, run.job_id, report["state"], counters=report["counters"],
                        verdict=report["verdict"], report=report,
                        error=None if ok else ("; ".join(report["reasons"]) or None),
-                       error_kind=None if ok else report["state"])
+                       error_kind=kind)
         self.report = report
         run.conn.close()

@@ -7,7 +7,7 @@ import os
 import typer
 
 from crawler import preflight
-from crawler.cli.common import console, database
+from crawler.cli.common import console, database, err_console
 from crawler.config import PROJECT_ROOT, reset_settings
 from crawler.db import database_url, redis_url
 
@@ -43,6 +43,11 @@ def register(app: typer.Typer) -> None:
         # downloads) or in consumers reconnecting for ever (Redis).
         preflight.data_dir()
         preflight.redis(redis_url())
+        # No Chromium: warned, not refused. A worker may serve only plain-HTTP dealers and
+        # feeds, and a crawl that must render fails once, permanently, with the fix.
+        no_browser = preflight.chromium()
+        if no_browser:
+            err_console.print(f"warning: {no_browser}", soft_wrap=True)
         # Children (forked worker processes, crawl children) use the servers resolved here.
         os.environ["DATABASE_URL"] = database_url()
         os.environ["REDIS_URL"] = redis_url()

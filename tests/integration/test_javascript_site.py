@@ -13,6 +13,7 @@ from crawler import fixture_server
 from crawler.crawl_runner import run_crawl
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
+from jobs import outcome
 from tests.crawling import active_vins, crawl, logged_stats
 
 pytestmark = pytest.mark.integration
@@ -83,6 +84,9 @@ def test_without_chromium_a_javascript_crawl_fails_with_the_fix(db, monkeypatch)
                        "FORECOURT_CHROMIUM_PATH)"]
     assert "downloads failed: 1 not sent (ConfigError)" in job.report["reasons"]
     assert "no Chromium" in job.error
+    # every attempt would meet the same missing browser: failed for good, never retried
+    assert job.error_kind == "permanent"
+    assert outcome.classify_settled(job) == outcome.PERMANENT
     assert not db.execute("SELECT 1 FROM vehicles WHERE dealership_id = %s",
                           (dealer.id,)).fetchall()
 
