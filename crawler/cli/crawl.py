@@ -13,6 +13,7 @@ from crawler.cli.render import job_progress, status_line, summary_table
 from crawler.crawl_runner import run_crawl
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
+from crawler.db import redis_url
 from crawler.errors import InvalidInput, describe
 from crawler.models import Job
 
@@ -74,6 +75,10 @@ def register(app: typer.Typer) -> None:
 
             with database() as conn:
                 dealer = dealers_db.get(conn, slug)
+                # A Redis that cannot take the message is one line here, before the job is
+                # recorded (else a failed job per try); if it goes away in between, the job
+                # is recorded failed and the line names it.
+                preflight.redis(redis_url())
                 job, created = service.trigger(conn, dealer.id, "crawl", "operator")
                 console.print(f"job {job.id} {'queued' if created else 'already ' + job.state}")
                 if not wait:

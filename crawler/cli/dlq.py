@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from crawler import preflight
 from crawler.cli.common import console, database
 from crawler.cli.jobs import job_detail, jobs_table
 from crawler.db import dealers as dealers_db
+from crawler.db import redis_url
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +57,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give a dead job's id or --dealer, not both or neither; "
                              "`forecourt dlq list` shows them", ctx=ctx)
         with database() as conn:
+            preflight.redis(redis_url())  # no new job recorded only to fail at the enqueue
             left: list = []
             if job_id is not None:
                 jobs = [service.replay(conn, job_id)]
