@@ -259,6 +259,32 @@ def test_a_job_whose_message_redis_refuses_is_recorded_failed_and_named(db, tmp_
     assert job.error.startswith("could not enqueue: ") and "OOM" in job.error
 
 
+def test_a_crawl_here_refuses_a_misconfigured_redis_and_records_no_job(
+        redis_with_password, db):
+    # It ran without the shared per-platform rate limit, only logging each request's
+    # "rate limit not checked": a password missing from REDIS_URL is a mistake, not an outage.
+    dealers_db.create(db, slug="d1", name="D1", website_url="http://127.0.0.1:9/",
+                      platform="generic")
+    for case in ("needs a password", "wrong password", "db out of range"):
+        url, needles = _redis_cases(redis_with_password)[case]
+        done = forecourt("crawl", "d1", REDIS_URL=url, timeout=30)
+        line = assert_one_line_error(done, *needles)
+        assert "wrong" not in line and "s3cret" not in line
+    assert db.execute("select count(*) as n from jobs").fetchone()["n"] == 0
+
+
+def test_a_crawl_here_with_redis_down_runs_without_the_shared_limit_and_says_so(db, site):
+    dealers_db.create(db, slug="d1", name="D1", website_url=site("generic") + "/",
+                      platform="generic")
+    done = forecourt("crawl", "d1", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+                     timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    warnings = [ln for ln in done.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1, done.stderr[-3000:]
+    assert "cannot connect to Redis" in warnings[0] and "rate limit" in warnings[0]
+    assert "REDIS_URL" in warnings[0]
+
+
 def test_rediss_against_a_server_without_tls_says_so():
     here = os.environ["REDIS_URL"]
     if not here.startswith("redis://"):

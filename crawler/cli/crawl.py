@@ -8,7 +8,7 @@ import socket
 import typer
 
 from crawler import preflight
-from crawler.cli.common import console, database
+from crawler.cli.common import console, database, err_console
 from crawler.cli.render import job_progress, status_line, summary_table
 from crawler.crawl_runner import run_crawl
 from crawler.db import dealers as dealers_db
@@ -60,6 +60,24 @@ def crawl_now(conn, slug: str, trigger: str = "operator") -> Job:
     return job
 
 
+def _check_rate_limit_redis() -> None:
+    """The shared per-platform rate limit lives in Redis. Down (or the embedded one not
+    starting): the crawl runs without it, as documented, with one warning line. Answering
+    but unusable (password, database number, TLS): refused in one line, as the worker does,
+    before the job is created; a mistake in REDIS_URL is not an outage to crawl through."""
+    from crawler.errors import ConfigError
+
+    without = "crawling without the shared per-platform rate limit"
+    try:
+        url = redis_url()
+    except ConfigError as exc:  # the embedded Redis did not start
+        err_console.print(f"warning: {exc}; {without}", soft_wrap=True)
+        return
+    down = preflight.redis(url, unreachable_ok=True)
+    if down:
+        err_console.print(f"warning: {down}; {without} (check REDIS_URL)", soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("crawl")
     def crawl(slug: str = typer.Argument(..., help="The dealership's slug."),
@@ -89,6 +107,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(1)
             return
         preflight.data_dir()  # its log goes there: refuse before the job is created
+        _check_rate_limit_redis()
         with database() as conn:
             job = crawl_now(conn, slug)
         console.print(summary_table([(slug, job)]))
