@@ -167,3 +167,163 @@ def test_on_the_embedded_servers_a_command_applies_pending_migrations_itself(tmp
         assert LAST[0] in applied(url)
     finally:
         embedded.stop(tmp_path)
+
+
+# Migrations outside a transaction (`-- forecourt:no-transaction`): CREATE INDEX
+# CONCURRENTLY on a big live table. Each test applies migration files of its own.
+
+CONCURRENT = ("-- forecourt:no-transaction\n"
+              "-- writers keep writing while it builds\n"
+              "CREATE INDEX CONCURRENTLY IF NOT EXISTS things_k ON things (k);\n")
+PLAIN = "CREATE INDEX IF NOT EXISTS things_k ON things (k);\n"
+
+
+@pytest.fixture
+def own_migrations(tmp_path, monkeypatch):
+    """Makes `migrate` apply the files a test writes (name -> sql) instead of forecourt's."""
+    import importlib
+
+    migrate_module = importlib.import_module("crawler.db.migrate")  # crawler.db.migrate: a function
+    files: dict[str, str] = {}
+    monkeypatch.setattr(migrate_module, "migration_files", lambda *_: sorted(
+        (int(name[:4]), name, sql) for name, sql in files.items()))
+    return files
+
+
+def index_valid(conn, name: str):
+    row = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+                       (name,)).fetchone()
+    return None if row is None else row["indisvalid"]
+
+
+def wait_until_waiting_on_a_lock(conn, query: str) -> None:
+    """Until the backend running `query` waits for a lock (a guard, no assertion)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND "
+                        "wait_event_type = 'Lock'", (f"%{query}%",)).fetchone():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"no backend waited on a lock running {query}")
+
+
+@pytest.mark.parametrize("index_sql, blocks_writers", [(CONCURRENT, False), (PLAIN, True)],
+                         ids=["no-transaction-concurrently", "plain-in-transaction"])
+def test_a_no_transaction_migration_builds_an_index_while_writers_keep_writing(
+        scratch, own_migrations, index_sql, blocks_writers):
+    # A running job holds an open write transaction on the table. CREATE INDEX CONCURRENTLY
+    # waits for it to end, but new writers are not queued behind the build; a plain CREATE
+    # INDEX (the control) queues every later writer behind itself.
+    import threading
+
+    own_migrations["0001_things.sql"] = "CREATE TABLE things (id bigserial PRIMARY KEY, k int);"
+    with connect(scratch) as conn:
+        assert migrate(conn) == ["0001_things.sql"]
+    own_migrations["0002_things_k.sql"] = index_sql
+    own_migrations["0003_after.sql"] = "CREATE TABLE after_things (id int);"
+    outcome: dict = {}
+
+    def run_migrate():
+        try:
+            with connect(scratch) as mconn:
+                outcome["applied"] = migrate(mconn, lock_timeout_s=60)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = exc
+
+    with connect(scratch) as holder, connect(scratch) as writer, connect(scratch) as watch:
+        with holder.transaction():
+            holder.execute("INSERT INTO things (k) VALUES (1)")
+            migrator = threading.Thread(target=run_migrate)
+            migrator.start()
+            wait_until_waiting_on_a_lock(watch, "CREATE INDEX")
+            # another job's write: with a plain build it queues behind it (and gives up)
+            writer.execute("SET lock_timeout = '2s'")
+            try:
+                writer.execute("INSERT INTO things (k) VALUES (2)")
+                blocked = False
+            except psycopg.errors.LockNotAvailable:
+                blocked = True
+            holder.execute("INSERT INTO things (k) VALUES (3)")  # the holder writes on
+            assert migrator.is_alive()  # still waiting for the holder's transaction
+            assert 2 not in applied(scratch)
+        migrator.join(120)
+        assert not migrator.is_alive()
+        assert blocked is blocks_writers
+        assert "error" not in outcome, outcome
+        assert outcome["applied"] == ["0002_things_k.sql", "0003_after.sql"]
+        assert index_valid(watch, "things_k") is True
+        assert watch.execute("SELECT count(*) AS n FROM things").fetchone()["n"] == (
+            2 if blocked else 3)
+    assert applied(scratch) == {1, 2, 3}
+
+
+def test_a_failed_concurrent_build_records_nothing_and_a_rerun_after_the_fix_builds_it(
+        scratch, own_migrations):
+    from crawler.errors import MigrationError
+
+    own_migrations["0001_things.sql"] = (
+        "CREATE TABLE things (id bigserial PRIMARY KEY, k int);"
+        "INSERT INTO things (k) VALUES (1), (1), (2);")
+    own_migrations["0002_things_k_unique.sql"] = (
+        "-- forecourt:no-transaction\n"
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS things_k_unique ON things (k);\n")
+    own_migrations["0003_after.sql"] = "CREATE TABLE after_things (id int);"
+    with connect(scratch) as conn:
+        with pytest.raises(MigrationError) as failed:
+            migrate(conn)
+        # the migration before it committed; it and the one after it were not recorded
+        assert "0002_things_k_unique.sql" in str(failed.value)
+        assert "0001_things.sql applied before it" in str(failed.value)
+        assert applied(scratch) == {1}
+        assert index_valid(conn, "things_k_unique") is False  # the failed build's leftover
+        assert conn.execute("SELECT to_regclass('after_things')").fetchone()["to_regclass"] \
+            is None
+        # a re-run before the fix builds again (IF NOT EXISTS must not skip the INVALID
+        # index and record the migration as done) and fails again
+        with pytest.raises(MigrationError):
+            migrate(conn)
+        assert applied(scratch) == {1}
+        conn.execute("DELETE FROM things WHERE id = (SELECT max(id) FROM things WHERE k = 1)")
+        assert migrate(conn) == ["0002_things_k_unique.sql", "0003_after.sql"]
+        assert index_valid(conn, "things_k_unique") is True
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("INSERT INTO things (k) VALUES (2)")
+    assert applied(scratch) == {1, 2, 3}
+
+
+def test_a_concurrent_build_waiting_longer_than_the_lock_timeout_gives_up_then_recovers(
+        scratch, own_migrations):
+    from crawler.errors import MigrationError
+
+    own_migrations["0001_things.sql"] = "CREATE TABLE things (id bigserial PRIMARY KEY, k int);"
+    with connect(scratch) as conn:
+        migrate(conn)
+    own_migrations["0002_things_k.sql"] = CONCURRENT
+    with connect(scratch) as holder, connect(scratch) as conn:
+        with holder.transaction():
+            holder.execute("INSERT INTO things (k) VALUES (1)")
+            with pytest.raises(MigrationError) as failed:
+                migrate(conn, lock_timeout_s=1)
+            assert "0002_things_k.sql waited more than 1 s" in str(failed.value)
+            assert "nothing was applied" in str(failed.value)
+            holder.execute("INSERT INTO things (k) VALUES (2)")  # not disturbed
+        assert 2 not in applied(scratch)
+        assert conn.execute("SHOW lock_timeout").fetchone()["lock_timeout"] == "0"  # restored
+        assert migrate(conn, lock_timeout_s=1) == ["0002_things_k.sql"]
+        assert index_valid(conn, "things_k") is True
+    assert applied(scratch) == {1, 2}
+
+
+def test_a_no_transaction_migration_is_split_at_lines_ending_in_a_semicolon():
+    from crawler.db.migrate import no_transaction, statements
+
+    sql = ("-- forecourt:no-transaction\n-- builds two;\n"
+           "CREATE INDEX CONCURRENTLY IF NOT EXISTS a ON t (x);\n\n"
+           "CREATE INDEX CONCURRENTLY IF NOT EXISTS b\n    ON t (y);\n-- the end\n")
+    assert no_transaction(sql) and not no_transaction("CREATE TABLE t (x int);\n" + sql)
+    found = statements(sql)
+    assert len(found) == 2
+    assert found[0].rstrip().endswith("a ON t (x);") and "-- builds two;" in found[0]
+    assert found[1].strip() == "CREATE INDEX CONCURRENTLY IF NOT EXISTS b\n    ON t (y);"
