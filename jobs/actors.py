@@ -284,7 +284,7 @@ def send(conn, job: Job, delay_s: float = 0.0, same_id: bool = False) -> str:
     first claims the job, and the other finds it taken."""
     queue = queue_for(job)
     actor = _ACTORS[(job.kind, queue)]
-    message = actor.message_with_options(args=(job.id,))
+    message = actor.message_with_options(args=(job.id,), forecourt_release=RELEASE)
     if same_id and job.message_id and job.queue == queue:
         message = message.copy(message_id=job.message_id)
     jobs_db.set_message(conn, job.id, queue, message.message_id)
@@ -298,7 +298,9 @@ def send(conn, job: Job, delay_s: float = 0.0, same_id: bool = False) -> str:
 # (a later release may add optional hints, never anything a job needs), so an older worker
 # runs a newer release's message instead of failing it into Redis's dead letters while the
 # job waits `queued` for the reaper's re-send (job_resend_after_s). Actor names stay: a
-# renamed actor is unknown to the workers of the release before, which drop its messages.
+# renamed or new actor is unknown to the workers of the release before: `unknown_actor`
+# below stands in for it there and puts the message back, delayed, for a worker that knows it
+# (every message names the release that sent it), up to UNKNOWN_ACTOR_MAX_TRIES times.
 
 @dramatiq.actor(queue_name=PRIORITY, priority=0, max_retries=0)
 def run_crawl_job(job_id: int, *_newer, **_newer_options) -> None:
@@ -319,6 +321,52 @@ def run_scheduled_crawl_job(job_id: int, *_newer, **_newer_options) -> None:
 def run_scheduled_feed_job(job_id: int, *_newer, **_newer_options) -> None:
     execute(job_id, SCHEDULED)
 
+
+def _release() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("forecourt")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+RELEASE = _release()
+UNKNOWN_ACTOR_DELAY_S = 30
+UNKNOWN_ACTOR_MAX_TRIES = 40  # 20 minutes: longer than a rolling deploy
+UNKNOWN_ACTOR_TRIES = "forecourt_unknown_actor_tries"
+
+
+@dramatiq.actor(queue_name=PRIORITY, priority=0, max_retries=0,
+                actor_name="forecourt_unknown_actor")
+def unknown_actor(*_args, **_kwargs) -> None:
+    """Runs for a message whose actor this release does not know (jobs.broker): puts it back,
+    delayed, for a worker of the release that sent it, with one warning line; after
+    UNKNOWN_ACTOR_MAX_TRIES it goes to the dead letters (a job it named is re-sent by the
+    reaper, job_resend_after_s)."""
+    from dramatiq.middleware import CurrentMessage
+
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        return
+    tries = int(message.options.get(UNKNOWN_ACTOR_TRIES, 0)) + 1
+    sender = message.options.get("forecourt_release")
+    knows = f"forecourt {sender}" if sender else "a newer forecourt"
+    if tries > UNKNOWN_ACTOR_MAX_TRIES:
+        log.error("message %s for actor %r, which this worker (forecourt %s) does not know, "
+                  "found no worker of %s in %d tries; moved to the dead letters",
+                  message.message_id, message.actor_name, RELEASE, knows, tries - 1)
+        message.fail()
+        return
+    get_broker().enqueue(message.copy(options={UNKNOWN_ACTOR_TRIES: tries}),
+                         delay=UNKNOWN_ACTOR_DELAY_S * 1000)
+    log.warning("message %s for actor %r, which this worker (forecourt %s) does not know: "
+                "only %s knows it; put back on %s for %d s (try %d of %d) for a worker of "
+                "that release", message.message_id, message.actor_name, RELEASE, knows,
+                message.queue_name, UNKNOWN_ACTOR_DELAY_S, tries, UNKNOWN_ACTOR_MAX_TRIES)
+
+
+get_broker().stand_in = unknown_actor
 
 _ACTORS = {
     ("crawl", PRIORITY): run_crawl_job,

@@ -14,6 +14,11 @@ connection and never answers fails the enqueue (the scheduler tries the slot aga
 later) instead of freezing the caller, the scheduler's leader above all. Dramatiq's consumers
 poll (a short script, then a sleep in the process), so no command legitimately blocks longer.
 redis-py 8 has the same default; redis-py 5-7, which pyproject allows, had none.
+
+An actor name this process does not know (a newer release's new actor, met by an older
+worker during a rolling deploy) resolves to the broker's `stand_in` actor, which jobs.actors
+sets: it puts the message back for a worker that knows it, instead of Dramatiq failing it
+into the dead letters.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.errors import ActorNotFound
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -34,11 +40,25 @@ from dramatiq.middleware import (
 from crawler.config import get_settings
 from crawler.db import redis_url
 
-_broker: RedisBroker | None = None
+_broker: ForecourtBroker | None = None
 REDIS_TIMEOUT_S = 5.0
 
 
-def make_broker() -> RedisBroker:
+class ForecourtBroker(RedisBroker):
+    """Dramatiq's Redis broker whose unknown actor names resolve to `stand_in` when set."""
+
+    stand_in: dramatiq.Actor | None = None
+
+    def get_actor(self, actor_name: str) -> dramatiq.Actor:
+        try:
+            return super().get_actor(actor_name)
+        except ActorNotFound:
+            if self.stand_in is None:
+                raise
+            return self.stand_in
+
+
+def make_broker() -> ForecourtBroker:
     settings = get_settings()
     # Dramatiq's TimeLimit would raise inside a thread that waits on a crawl child; limits are
     # enforced on the child instead (crawl_runner), so the middleware gets a huge limit.
@@ -47,7 +67,7 @@ def make_broker() -> RedisBroker:
                   CurrentMessage()]
     client = redis.Redis.from_url(redis_url(), socket_timeout=REDIS_TIMEOUT_S,
                                   socket_connect_timeout=REDIS_TIMEOUT_S)
-    return RedisBroker(
+    return ForecourtBroker(
         client=client,
         namespace=f"{settings.redis_namespace}:dramatiq",
         heartbeat_timeout=settings.job_broker_heartbeat_ms,
@@ -57,7 +77,7 @@ def make_broker() -> RedisBroker:
     )
 
 
-def get_broker() -> RedisBroker:
+def get_broker() -> ForecourtBroker:
     """The process's broker, created and made global on first use."""
     global _broker
     if _broker is None:
