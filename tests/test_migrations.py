@@ -316,6 +316,45 @@ def test_a_concurrent_build_waiting_longer_than_the_lock_timeout_gives_up_then_r
     assert applied(scratch) == {1, 2}
 
 
+def test_a_second_migrator_waits_for_one_running_a_no_transaction_migration(
+        scratch, own_migrations):
+    # the advisory lock is held across the no-transaction steps too: the second migrator
+    # waits, then finds nothing left to apply (no second build, no duplicate row). Waiting
+    # inside pg_advisory_lock held a snapshot the first one's build waits for: a deadlock.
+    import threading
+    import time
+
+    own_migrations["0001_things.sql"] = "CREATE TABLE things (id bigserial PRIMARY KEY, k int);"
+    with connect(scratch) as conn:
+        migrate(conn)
+    own_migrations["0002_things_k.sql"] = CONCURRENT
+    results: dict = {}
+
+    def run(key):
+        with connect(scratch) as mconn:
+            results[key] = migrate(mconn, lock_timeout_s=60)
+
+    with connect(scratch) as holder, connect(scratch) as watch:
+        with holder.transaction():
+            holder.execute("INSERT INTO things (k) VALUES (1)")
+            first = threading.Thread(target=run, args=("first",))
+            first.start()
+            wait_until_waiting_on_a_lock(watch, "CREATE INDEX")  # first is building
+            second = threading.Thread(target=run, args=("second",))
+            second.start()
+            deadline = time.monotonic() + 30  # until the second has tried the lock (a guard)
+            while not watch.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE "
+                                    "'%%advisory_lock%%' AND query NOT LIKE '%%pg_stat%%'"
+                                    ).fetchone():
+                assert time.monotonic() < deadline, "the second migrator never tried the lock"
+                time.sleep(0.05)
+            assert "second" not in results  # it waits for the first
+        first.join(60)
+        second.join(60)
+    assert results == {"first": ["0002_things_k.sql"], "second": []}
+    assert applied(scratch) == {1, 2}
+
+
 def test_a_no_transaction_migration_is_split_at_lines_ending_in_a_semicolon():
     from crawler.db.migrate import no_transaction, statements
 

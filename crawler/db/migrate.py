@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,6 +29,7 @@ from crawler.errors import MigrationError
 
 MIGRATION_LOCK = 7_301_001  # advisory lock key: one migrator at a time
 NO_TRANSACTION = "-- forecourt:no-transaction"
+MIGRATOR_POLL_S = 0.25
 
 log = logging.getLogger("forecourt.migrate")
 
@@ -207,6 +209,16 @@ def _apply_outside_transaction(conn: psycopg.Connection, version: int, name: str
             conn.execute("SELECT set_config('lock_timeout', %s, false)", (previous,))
 
 
+def _wait_for_other_migrators(conn: psycopg.Connection) -> None:
+    """Take the migration lock (session-level: it covers no-transaction steps), waiting for
+    another migrator as long as it runs. Polled, not `pg_advisory_lock`: a statement waiting
+    on the lock keeps a snapshot open, which a CREATE INDEX CONCURRENTLY of the migrator
+    holding the lock waits for: a deadlock."""
+    while not _row(conn.execute("SELECT pg_try_advisory_lock(%s) AS ok",
+                                (MIGRATION_LOCK,)).fetchone(), "ok", 0):
+        time.sleep(MIGRATOR_POLL_S)
+
+
 def _so_far(applied: list[str]) -> str:
     return ("nothing was applied" if not applied else
             f"{', '.join(applied)} applied before it; it and later ones were not")
@@ -227,7 +239,7 @@ def migrate(conn: psycopg.Connection, lock_timeout_s: float = 0) -> list[str]:
     applied: list[str] = []
     name = None
     try:
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        _wait_for_other_migrators(conn)
         try:
             with conn.transaction():
                 _lock_timeout(conn, lock_timeout_s, local=True)
