@@ -193,11 +193,14 @@ def tick(conn: psycopg.Connection) -> list[int]:
             log.warning("dealership %s: scheduled job not queued: %s", dealer.slug, exc)
             continue
         schedules_db.set_next(conn, dealer.id, upcoming, upcoming, last_job_id=job.id)
-        if was_created:
-            created.append(job.id)
-            with fc_logging.bind(job_id=job.id, dealership_id=dealer.id, dealer=dealer.slug):
+        with fc_logging.bind(job_id=job.id, dealership_id=dealer.id, dealer=dealer.slug):
+            if was_created:
+                created.append(job.id)
                 log.info("dealership %s: job %s queued; next run %s", dealer.slug, job.id,
                          upcoming.isoformat())
+            else:  # one active job per dealership: a run outlasting its interval
+                log.info("dealership %s: slot skipped: job %s (%s) is still %s; next run %s",
+                         dealer.slug, job.id, job.trigger, job.state, upcoming.isoformat())
     return created
 
 

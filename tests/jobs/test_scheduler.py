@@ -277,3 +277,23 @@ def test_a_slot_that_could_not_be_queued_is_tried_again_soon_not_at_the_next_slo
     [job_id] = scheduler.tick(db)
     assert jobs_db.get(db, job_id).state == "queued"
     assert schedules_db.state(db, dealer.id)["next_run_at"] >= now + timedelta(hours=23)
+
+
+def test_a_slot_whose_dealer_already_has_a_job_running_is_skipped_and_says_so(db, caplog):
+    """One active job per dealer: a run longer than its interval makes the scheduler skip
+    the slot. It did so without a word, so an operator could not tell a skipped slot from
+    a scheduler that was not running."""
+    import logging
+
+    from jobs import scheduler
+    from tests.api.conftest import add_job
+
+    dealer = dealers_db.create(db, slug="slow", name="Slow", website_url="http://127.0.0.1:9/",
+                               schedule_interval_s=900)
+    running = add_job(db, dealer.id, state="running", trigger="operator")
+    schedules_db.set_next(db, dealer.id, schedules_db.server_now(db) - timedelta(minutes=1),
+                          None)
+    with caplog.at_level(logging.INFO, logger="forecourt.scheduler"):
+        assert scheduler.tick(db) == []
+    [line] = [r.getMessage() for r in caplog.records if "slot skipped" in r.getMessage()]
+    assert f"job {running}" in line and "running" in line and "slow" in line
