@@ -196,17 +196,59 @@ def index_valid(conn, name: str):
     return None if row is None else row["indisvalid"]
 
 
+def running(conn, query: str, waiting: bool = False) -> bool:
+    """Whether another backend of this database runs (or last ran) `query`, waiting on a lock
+    if `waiting`. Only this database's: pytest-xdist workers run migration tests at once on
+    one server."""
+    return conn.execute(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+        " AND query LIKE %s AND pid <> pg_backend_pid()"
+        + (" AND wait_event_type = 'Lock'" if waiting else ""),
+        (f"%{query}%",)).fetchone() is not None
+
+
+def waiting_on_a_lock(conn, query: str) -> bool:
+    return running(conn, query, waiting=True)
+
+
 def wait_until_waiting_on_a_lock(conn, query: str) -> None:
     """Until the backend running `query` waits for a lock (a guard, no assertion)."""
     import time
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE %s AND "
-                        "wait_event_type = 'Lock'", (f"%{query}%",)).fetchone():
+        if waiting_on_a_lock(conn, query):
             return
         time.sleep(0.05)
     pytest.fail(f"no backend waited on a lock running {query}")
+
+
+def test_the_lock_wait_guard_sees_only_its_own_database(scratch):
+    # pytest-xdist runs the other parametrization (or another migration test) at the same
+    # time on the same server, in another database: its build waiting on a lock must not
+    # pass this database's guard before this database's build waits (the plain-build case
+    # then saw writers go through and failed).
+    import threading
+
+    base = os.environ["DATABASE_URL"]
+    table = f"guard_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(base, autocommit=True) as other, \
+            psycopg.connect(base, autocommit=True) as builder:
+        other.execute(f"CREATE TABLE {table} (k int)")
+        try:
+            with other.transaction():
+                other.execute(f"INSERT INTO {table} VALUES (1)")
+                build = threading.Thread(target=lambda: builder.execute(
+                    f"CREATE INDEX {table}_k ON {table} (k)"))
+                build.start()
+                with psycopg.connect(base, autocommit=True) as seer:
+                    wait_until_waiting_on_a_lock(seer, f"CREATE INDEX {table}_k")
+                with connect(scratch) as watch:
+                    assert not waiting_on_a_lock(watch, f"CREATE INDEX {table}_k")
+                    assert not running(watch, f"CREATE INDEX {table}_k")
+        finally:
+            build.join(30)
+            other.execute(f"DROP TABLE {table}")
 
 
 @pytest.mark.parametrize("index_sql, blocks_writers", [(CONCURRENT, False), (PLAIN, True)],
@@ -343,9 +385,7 @@ def test_a_second_migrator_waits_for_one_running_a_no_transaction_migration(
             second = threading.Thread(target=run, args=("second",))
             second.start()
             deadline = time.monotonic() + 30  # until the second has tried the lock (a guard)
-            while not watch.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE "
-                                    "'%%advisory_lock%%' AND query NOT LIKE '%%pg_stat%%'"
-                                    ).fetchone():
+            while not running(watch, "advisory_lock"):
                 assert time.monotonic() < deadline, "the second migrator never tried the lock"
                 time.sleep(0.05)
             assert "second" not in results  # it waits for the first
