@@ -132,11 +132,14 @@ def state(conn: psycopg.Connection, dealership_id: int) -> dict[str, Any] | None
 
 
 def consecutive_failures(conn: psycopg.Connection, dealership_id: int) -> int:
-    """How many of the dealership's latest finished jobs failed in a row."""
+    """How many of the dealership's latest finished jobs failed in a row. A job whose message
+    could not be sent (error_kind 'enqueue': Redis away) never ran and says nothing about the
+    dealer: not counted, or a Redis outage would hold back every dealer's schedule."""
     row = conn.execute(
         """
         SELECT count(*) AS n FROM jobs
          WHERE dealership_id = %(d)s AND state IN ('failed', 'dead', 'blocked')
+           AND error_kind IS DISTINCT FROM 'enqueue'
            AND id > coalesce((SELECT max(id) FROM jobs WHERE dealership_id = %(d)s
                                AND state IN ('succeeded', 'partial')), 0)
         """,

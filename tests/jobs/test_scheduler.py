@@ -279,6 +279,41 @@ def test_a_slot_that_could_not_be_queued_is_tried_again_soon_not_at_the_next_slo
     assert schedules_db.state(db, dealer.id)["next_run_at"] >= now + timedelta(hours=23)
 
 
+def test_a_redis_outage_does_not_hold_back_the_schedule_once_redis_is_back(db, monkeypatch):
+    """Each retry of a slot Redis refused left a job failed with 'could not enqueue', and the
+    failure backoff counted those as the dealer's failures: after an outage of a few retries
+    an hourly dealer's next run was held back hours (up to schedule_backoff_max_s), every
+    dealer at once, though none of them had failed. They never ran: they are not failures."""
+    import redis
+
+    from jobs import actors, scheduler
+
+    dealer = dealers_db.create(db, slug="hourly", name="Hourly",
+                               website_url="http://127.0.0.1:9/", schedule_interval_s=3600)
+    now = schedules_db.server_now(db)
+    schedules_db.set_next(db, dealer.id, now - timedelta(seconds=10), None)
+    jitter = timedelta(seconds=scheduler.get_settings().schedule_jitter_s)
+
+    def redis_down(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Error 111 connecting. Connection refused.")
+
+    monkeypatch.setattr(actors, "send", redis_down)
+    for _ in range(6):  # six retries while Redis is away
+        assert scheduler.tick(db) == []
+        retry = schedules_db.state(db, dealer.id)["next_run_at"]
+        # tried again in about a minute each time: the dealer itself never failed
+        assert retry <= schedules_db.server_now(db) + timedelta(
+            seconds=scheduler.ENQUEUE_RETRY_S) + jitter, retry - now
+        schedules_db.set_next(db, dealer.id, schedules_db.server_now(db)
+                              - timedelta(seconds=1), retry)  # the retry is due
+    assert len([j for j in _jobs(db, dealer.id) if "could not enqueue" in (j.error or "")]) == 6
+    monkeypatch.undo()  # Redis is back
+    [job_id] = scheduler.tick(db)
+    assert jobs_db.get(db, job_id).state == "queued"
+    after = schedules_db.state(db, dealer.id)["next_run_at"]
+    assert after <= schedules_db.server_now(db) + timedelta(seconds=3600) + jitter, after - now
+
+
 def test_a_slot_whose_dealer_already_has_a_job_running_is_skipped_and_says_so(db, caplog):
     """One active job per dealer: a run longer than its interval makes the scheduler skip
     the slot. It did so without a word, so an operator could not tell a skipped slot from
