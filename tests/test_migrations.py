@@ -335,6 +335,36 @@ def test_a_failed_concurrent_build_records_nothing_and_a_rerun_after_the_fix_bui
     assert applied(scratch) == {1, 2, 3}
 
 
+def test_a_failing_migration_in_a_transaction_is_one_error_naming_it_and_applies_nothing(
+        scratch, own_migrations):
+    # A unique constraint the live data breaks: `forecourt db migrate` printed psycopg's
+    # traceback (only a no-transaction migration's failure was one line with the fix).
+    from crawler.errors import MigrationError
+
+    own_migrations["0001_things.sql"] = (
+        "CREATE TABLE things (id bigserial PRIMARY KEY, k int);"
+        "INSERT INTO things (k) VALUES (1), (1);")
+    with connect(scratch) as conn:
+        migrate(conn)
+    own_migrations["0002_more.sql"] = "CREATE TABLE more_things (id int);"
+    own_migrations["0003_things_k_unique.sql"] = \
+        "ALTER TABLE things ADD CONSTRAINT things_k_unique UNIQUE (k);"
+    with connect(scratch) as conn:
+        with pytest.raises(MigrationError) as failed:
+            migrate(conn)
+        message = str(failed.value)
+        assert "0003_things_k_unique.sql" in message and "could not create unique index" \
+            in message, message
+        assert "0002_more.sql" in message  # rolled back with it: the operator is told
+        assert "\n" not in message and "forecourt db migrate" in failed.value.hint
+        assert applied(scratch) == {1}
+        assert conn.execute("SELECT to_regclass('more_things') AS t").fetchone()["t"] is None
+        # the migration lock was let go: another migrator is not stuck behind it
+        with connect(scratch) as other:
+            assert other.execute("SELECT pg_try_advisory_lock(%s) AS ok",
+                                 (7_301_001,)).fetchone()["ok"]
+
+
 def test_a_concurrent_build_waiting_longer_than_the_lock_timeout_gives_up_then_recovers(
         scratch, own_migrations):
     from crawler.errors import MigrationError

@@ -266,12 +266,23 @@ def migrate(conn: psycopg.Connection, lock_timeout_s: float = 0) -> list[str]:
                         ) from exc
                     applied.append(name)
                     continue
-                with conn.transaction():
-                    _lock_timeout(conn, lock_timeout_s, local=True)
-                    for version, name, sql in batch:
-                        conn.execute(sql)
-                        conn.execute("INSERT INTO schema_migrations (version, name) "
-                                     "VALUES (%s, %s)", (version, name))
+                try:
+                    with conn.transaction():
+                        _lock_timeout(conn, lock_timeout_s, local=True)
+                        for version, name, sql in batch:
+                            conn.execute(sql)
+                            conn.execute("INSERT INTO schema_migrations (version, name) "
+                                         "VALUES (%s, %s)", (version, name))
+                except pg_errors.LockNotAvailable:
+                    raise
+                except psycopg.Error as exc:  # one line with the fix, not psycopg's traceback
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    before = [n for _, n, _ in batch if n < name]
+                    undone = f" ({', '.join(before)}, in its transaction, undone too)" \
+                        if before else ""
+                    raise MigrationError(
+                        f"migration {name} failed: {first}{undone}; {_so_far(applied)}",
+                        hint="fix the cause and run `forecourt db migrate` again") from exc
                 applied.extend(n for _, n, _ in batch)
         finally:
             with contextlib.suppress(psycopg.OperationalError):
