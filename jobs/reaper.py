@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import psycopg
+from redis.exceptions import RedisError
 
 from crawler import logging as fc_logging
 from crawler.config import get_settings
@@ -32,6 +34,9 @@ from crawler.db import vehicles as vehicles_db
 from jobs import outcome, retention
 
 log = logging.getLogger("forecourt.reaper")
+
+
+_quiet_until = [0.0]  # when the next "could not re-send" line may be logged
 
 
 def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
@@ -57,7 +62,14 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
             if jobs_db.cancel_ended(conn, lost.id) is not None:
                 done["cancelled"].append(lost.id)
             continue
-        actors.send(conn, lost, same_id=True)  # the original, if only waiting, stays valid
+        try:
+            actors.send(conn, lost, same_id=True)  # the original, if waiting, stays valid
+        except RedisError as exc:  # Redis away: re-sent on a later pass, once it is back
+            if time.monotonic() >= _quiet_until[0]:  # a line a minute, not one a tick
+                _quiet_until[0] = time.monotonic() + 60
+                log.warning("could not re-send lost job %s (nor any after it): %s; trying "
+                            "again on later passes", lost.id, exc)
+            break
         done["resent"].append(lost.id)
     # a job that ended without settling its run (killed, buried) left its seen set behind
     done["forgotten"] = vehicles_db.forget_seen_of_ended(conn, settings.job_reap_after_s)

@@ -235,6 +235,10 @@ def test_the_scheduler_outlives_a_redis_outage_while_its_reaper_has_a_job_to_res
                 updated_at="2026-01-01T00:00:00Z")
         time.sleep(1.0)  # several ticks and reaper passes
         assert proc.poll() is None, proc.log.read_text()[-2000:]
+        # and it keeps the lead: the reaper's failed re-send is logged, not a lost tick that
+        # closed the leader's connection (dropping the lock) every pass
+        assert proc.log.read_text().count("this scheduler leads") == 1, \
+            proc.log.read_text()[-2000:]
         # and it still schedules: a dealer that falls due now gets its (failing) enqueue
         due = dealers_db.create(db, slug="due-later", name="Due", website_url="http://127.0.0.1:9/",
                                 schedule_interval_s=3600)
