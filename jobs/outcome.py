@@ -3,9 +3,9 @@
 Transient: network errors, 5xx, timeouts of a request, lost database or Redis connections, a
 crawl child that crashed. Permanent: a site that is gone (404/410 listings), blocked, a feed
 that does not parse, a dealer misconfigured (crawler.errors.Permanent, InvalidInput,
-NotFound, ConfigError; a crawl whose listing pages need a Chromium this machine lacks), a
-crawl past its time limit. Anything unexpected is retried: after
-the last attempt it is a dead letter, which is where an operator looks at it.
+NotFound, ConfigError; a website URL netguard refuses; a crawl whose listing pages need a
+Chromium this machine lacks), a crawl past its time limit. Anything unexpected is retried:
+after the last attempt it is a dead letter, which is where an operator looks at it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def classify_settled(job: Job) -> str | None:
     kind = job.error_kind or ""
     if kind in ("crash", "abandoned", TRANSIENT) or kind.startswith("transient"):
         return TRANSIENT
-    if kind in ("timeout", "cancelled", PERMANENT) or kind.startswith("permanent"):
+    # unsafe_url: netguard refused the dealer's own URL (crawler.crawl_process); its message
+    # says "refused", which must not read as a refused connection below.
+    if kind in ("timeout", "cancelled", "unsafe_url", PERMANENT) or kind.startswith("permanent"):
         return PERMANENT
     if job.kind == "feed":  # ingest.feed.run_job records the exception's class name
         return TRANSIENT if kind in ("Transient", "OperationalError") else PERMANENT

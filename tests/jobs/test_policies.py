@@ -48,6 +48,15 @@ def test_settled_jobs_are_classed_by_their_error():
     assert outcome.classify_settled(_job(kind="feed", error_kind="Transient")) == "transient"
 
 
+def test_a_dealer_url_netguard_refuses_is_permanent_though_its_error_says_refused():
+    """crawler.crawl_process settles a forbidden dealer URL as error_kind unsafe_url; its
+    message ("refused 10.0.0.1 ...") must not read as a refused connection and be retried."""
+    unsafe = _job(error_kind="unsafe_url", error="refused 10.0.0.1 (10.0.0.1): a private "
+                  "address (list the host or network in FORECOURT_ALLOW_PRIVATE_HOSTS if it "
+                  "is really meant to be fetched)")
+    assert outcome.classify_settled(unsafe) == "permanent"
+
+
 def test_a_failed_queued_job_awaits_its_worker_only_when_it_will_act():
     transient = {"error_kind": "crash", "queue": "priority", "attempts": 1}
     assert outcome.awaiting_worker(_job(**transient))  # to be requeued (or buried)

@@ -143,6 +143,21 @@ def test_permanent_failure_fails_at_once_with_its_reason(db, site, shared_worker
     assert done.error and done.retry_at is None
 
 
+def test_a_forbidden_dealer_url_fails_at_once_through_a_worker(db, shared_worker):
+    """A dealer URL netguard refuses (a private address) is a misconfiguration: the worker
+    ends the job failed after one attempt, as `forecourt crawl` run here does, instead of
+    retrying it into a dead letter."""
+    from jobs import service
+
+    dealer = dealers_db.create(db, slug="private", name="Private",
+                               website_url="http://10.0.0.1/inventory/")
+    job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+    done = wait_final(db, job.id)
+    assert done.state == "failed" and done.error_kind == "unsafe_url"
+    assert done.attempts == 1 and len(done.errors) == 1 and done.retry_at is None
+    assert "FORECOURT_ALLOW_PRIVATE_HOSTS" in done.error
+
+
 def test_cancelled_job_stops_its_crawl_child(db, site, shared_worker, tmp_path):
     import psutil
 
