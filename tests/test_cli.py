@@ -611,3 +611,22 @@ def test_extract_of_a_javascript_page_renders_it_as_a_crawl_would(site):
         f"# inventory: 3 item(s) from {base}/inventory/ (rendered)".split()
     plain = run("extract", base + "/inventory/", "--platform", "javascript", "--no-render")
     assert plain.stdout == "" and "# other: 0 item(s)" in plain.stderr
+
+
+def test_demo_port_in_use_names_the_port_it_tried_and_the_setting_that_moves_it(db):
+    """With FORECOURT_DEMO_PORT set, a port in use was reported as fixtures/demo.toml's port
+    (8311, not the one tried), and the fix offered was editing that tracked file."""
+    import os
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = dict(os.environ, FORECOURT_DEMO_PORT=str(port))
+        result = subprocess.run([FORECOURT, "demo"], capture_output=True, text=True,
+                                timeout=120, env=env)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"cannot serve fixture site on port {port}:" in result.stderr
+    assert "FORECOURT_DEMO_PORT" in result.stderr

@@ -76,8 +76,10 @@ def register(app: typer.Typer) -> None:
                             server = fixture_server.serve(d["site"], port)
                         except OSError as exc:
                             raise ConfigError(
-                                f"cannot serve fixture site on port {d.get('port')}: {exc}",
-                                hint="stop whatever uses that port, or change fixtures/demo.toml",
+                                f"cannot serve fixture site on port {port}: {exc}",
+                                hint="stop whatever uses that port, or set FORECOURT_DEMO_PORT "
+                                     f"to the first of {sum(1 for x in spec if x.get('site'))}"
+                                     " free ports in a row",
                             ) from exc
                         servers.append(server)
                         website = fixture_server.base_url(server) + d.get("path", "/")
