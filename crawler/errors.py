@@ -38,6 +38,10 @@ class InvalidInput(ForecourtError):
     """Raised when a user-supplied value (slug, URL, cron, file) is malformed."""
 
 
+class Busy(ForecourtError):
+    """Raised when an operation must wait for a dealership's queued or running job."""
+
+
 class Transient(ForecourtError):
     """Raised for failures worth retrying: network errors, 5xx, timeouts, lost connections."""
 

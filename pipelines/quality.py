@@ -142,6 +142,16 @@ def settle_duplicates(conn: psycopg.Connection, dealership_id: int, job_id: int,
     return quality_db.set_flags(conn, updates)
 
 
+def settle_vanished(conn: psycopg.Connection, vins: Collection[str]) -> int:
+    """Clear the cross-dealer flag (and rescore) wherever one of these VINs, just deleted
+    with a dealership, is no longer listed by another dealer. Returns how many changed."""
+    updates = []
+    for row in quality_db.flagged_no_longer_duplicated(conn, sorted(vins)):
+        flags = set(row["quality_flags"]) - {"cross_dealer_duplicate"}
+        updates.append((row["id"], sorted(flags), score_mod.points(flags)))
+    return quality_db.set_flags(conn, updates)
+
+
 _VEHICLE_FIELDS = set(Vehicle.model_fields)
 
 

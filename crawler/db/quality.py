@@ -170,6 +170,20 @@ def duplicate_candidates(conn: psycopg.Connection, dealership_id: int, job_id: i
     ).fetchall()
 
 
+def flagged_no_longer_duplicated(conn: psycopg.Connection,
+                                 vins: Sequence[str]) -> list[dict[str, Any]]:
+    """Vehicles with one of these VINs flagged cross_dealer_duplicate although no other
+    dealership than their own lists the VIN as active (and real) any more."""
+    return conn.execute(
+        """
+        SELECT v.id, v.quality_flags FROM vehicles v
+         WHERE v.vin = ANY(%s::text[]) AND 'cross_dealer_duplicate' = ANY(v.quality_flags)
+           AND NOT EXISTS (SELECT 1 FROM vehicles o
+                            WHERE o.vin = v.vin AND o.dealership_id <> v.dealership_id
+                              AND o.status = 'active' AND NOT o.vin_placeholder)
+        """, (list(vins),)).fetchall()
+
+
 def set_flags(conn: psycopg.Connection, updates: Sequence[tuple[int, list[str], int]]) -> int:
     """Write (vehicle id, flags, score) for vehicles whose flags changed outside their run."""
     if not updates:
