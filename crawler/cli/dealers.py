@@ -1,9 +1,10 @@
-"""`forecourt dealers`: add, change, show and list dealerships."""
+"""`forecourt dealers`: add, change, show, list and remove dealerships."""
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import typer
@@ -170,7 +171,8 @@ def _scheduled_runs(dealer: Dealership) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    dealers_app = typer.Typer(help="Dealerships: add, set, show, list.", no_args_is_help=True)
+    dealers_app = typer.Typer(help="Dealerships: add, set, show, list, remove.",
+                              no_args_is_help=True)
     app.add_typer(dealers_app, name="dealers")
 
     @dealers_app.command("add")
@@ -259,6 +261,41 @@ def register(app: typer.Typer) -> None:
         with database() as conn:
             dealer = dealers_db.get(conn, slug)
         _print_dealer(dealer)
+
+    @dealers_app.command("remove")
+    def remove_cmd(
+        slug: str = typer.Argument(..., help="The dealership's slug."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Remove without asking."),
+    ) -> None:
+        """Remove a dealership and everything only its own (vehicles, events, jobs, rejects,
+        schedule, feed validators, dealer tokens); refused while it has a queued or running
+        job. Run again to finish an interrupted removal."""
+        from crawler import offboard
+        from crawler.db import jobs as jobs_db
+
+        with database() as conn:
+            dealer = dealers_db.get(conn, slug)
+            job = jobs_db.active(conn, dealer.id)
+            if job is not None:
+                raise offboard.refusal(dealer, job.id, job.state)
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise InvalidInput(f"removing dealership {slug!r} deletes its data for "
+                                       "good and needs confirmation",
+                                       hint=f"pass --yes: `forecourt dealers remove {slug} "
+                                            "--yes`")
+                if not typer.confirm(f"Remove dealership {slug} ({dealer.name}, id "
+                                     f"{dealer.id}) with all its vehicles, events, jobs, "
+                                     "rejects and API tokens?", default=False):
+                    console.print("nothing removed")
+                    raise typer.Exit(1)
+            counts = offboard.remove(conn, dealer)
+        table = Table(title=f"removed dealership {slug}")
+        table.add_column("what")
+        table.add_column("removed", justify="right")
+        for what, n in counts.items():
+            table.add_row(what, f"{n:,}")
+        console.print(table)
 
     @dealers_app.command("list")
     def list_cmd(
