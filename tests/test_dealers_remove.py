@@ -211,3 +211,30 @@ def test_a_job_queued_while_removing_stops_the_removal_before_the_dealer_row_goe
     db.execute("UPDATE jobs SET state = 'cancelled' WHERE id = %s", (queued[0],))
     assert remove("acme-motors", "--yes").returncode == 0
     assert set(owned(db, acme.id).values()) == {0}
+
+
+def remove_at_a_terminal(answer: str) -> subprocess.CompletedProcess:
+    """`dealers remove acme-motors` with a terminal as stdin, answering the question."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        os.write(leader, answer.encode() + b"\n")
+        return subprocess.run([FORECOURT, "dealers", "remove", "acme-motors"],
+                              capture_output=True, text=True, timeout=120, stdin=follower)
+    finally:
+        os.close(follower)
+        os.close(leader)
+
+
+def test_at_a_terminal_remove_asks_first_and_no_keeps_everything(db, world):
+    kept = remove_at_a_terminal("n")
+    assert kept.returncode == 1 and "nothing removed" in kept.stdout, kept.stderr
+    assert "Remove dealership acme-motors" in kept.stdout
+    assert owned(db, world["acme"].id)["vehicles"] == 8
+
+    gone = remove_at_a_terminal("y")
+    assert gone.returncode == 0, gone.stderr
+    assert "removed dealership acme-motors" in gone.stdout
+    assert set(owned(db, world["acme"].id).values()) == {0}
