@@ -174,14 +174,19 @@ def flagged_no_longer_duplicated(conn: psycopg.Connection,
                                  vins: Sequence[str]) -> list[dict[str, Any]]:
     """Vehicles with one of these VINs flagged cross_dealer_duplicate although no other
     dealership than their own lists the VIN as active (and real) any more."""
+    # One probe of the VIN index per VIN whatever the statistics say (OFFSET 0 keeps the
+    # other conditions out of the scan), as other_dealers_listing does.
     return conn.execute(
         """
-        SELECT v.id, v.quality_flags FROM vehicles v
-         WHERE v.vin = ANY(%s::text[]) AND 'cross_dealer_duplicate' = ANY(v.quality_flags)
-           AND NOT EXISTS (SELECT 1 FROM vehicles o
-                            WHERE o.vin = v.vin AND o.dealership_id <> v.dealership_id
+        SELECT v.id, v.quality_flags
+          FROM unnest(%s::text[]) AS u(vin)
+         CROSS JOIN LATERAL (SELECT * FROM vehicles x WHERE x.vin = u.vin OFFSET 0) v
+         WHERE 'cross_dealer_duplicate' = ANY(v.quality_flags)
+           AND NOT EXISTS (SELECT 1 FROM (SELECT o.dealership_id, o.status, o.vin_placeholder
+                                            FROM vehicles o WHERE o.vin = v.vin OFFSET 0) o
+                            WHERE o.dealership_id <> v.dealership_id
                               AND o.status = 'active' AND NOT o.vin_placeholder)
-        """, (list(vins),)).fetchall()
+        """, (array_literal(sorted(set(vins))),)).fetchall()
 
 
 def set_flags(conn: psycopg.Connection, updates: Sequence[tuple[int, list[str], int]]) -> int:
