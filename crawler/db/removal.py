@@ -17,15 +17,21 @@ import psycopg
 from crawler.models import Job
 
 
+def _lock_and_find_active(conn: psycopg.Connection, dealership_id: int) -> dict | None:
+    """Lock the dealership row against new jobs (inside the caller's transaction); its
+    queued or running job's row, if it has one."""
+    conn.execute("SELECT 1 FROM dealerships WHERE id = %s FOR UPDATE", (dealership_id,))
+    return conn.execute(
+        "SELECT * FROM jobs WHERE dealership_id = %s AND state IN ('queued', 'running')",
+        (dealership_id,)).fetchone()
+
+
 def lock_and_retire(conn: psycopg.Connection, dealership_id: int) -> tuple[Job | None, int]:
     """In one transaction, with the dealership row locked against new jobs: its queued or
     running job if it has one (then nothing changes), else pause it and revoke its dealer
     tokens. Returns (active job, tokens revoked now)."""
     with conn.transaction():
-        conn.execute("SELECT 1 FROM dealerships WHERE id = %s FOR UPDATE", (dealership_id,))
-        row = conn.execute(
-            "SELECT * FROM jobs WHERE dealership_id = %s AND state IN ('queued', 'running')",
-            (dealership_id,)).fetchone()
+        row = _lock_and_find_active(conn, dealership_id)
         if row is not None:
             return Job.model_validate(row), 0
         conn.execute("UPDATE dealerships SET paused = true, updated_at = now() WHERE id = %s",
@@ -105,10 +111,7 @@ def delete_dealership(conn: psycopg.Connection, dealership_id: int,
     `delete_vehicles` does, the rest by cascade), unless a job is queued or running for it.
     Returns {"job": that job}, or the counts of what this step removed."""
     with conn.transaction():
-        conn.execute("SELECT 1 FROM dealerships WHERE id = %s FOR UPDATE", (dealership_id,))
-        row = conn.execute(
-            "SELECT * FROM jobs WHERE dealership_id = %s AND state IN ('queued', 'running')",
-            (dealership_id,)).fetchone()
+        row = _lock_and_find_active(conn, dealership_id)
         if row is not None:
             return {"job": Job.model_validate(row)}
         counts = conn.execute(
