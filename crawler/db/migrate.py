@@ -219,6 +219,48 @@ def _wait_for_other_migrators(conn: psycopg.Connection) -> None:
         time.sleep(MIGRATOR_POLL_S)
 
 
+def _apply_batch(conn: psycopg.Connection, batch: list[tuple[int, str, str]],
+                 lock_timeout_s: float, applied: list[str]) -> list[str]:
+    """Apply one of _batches' runs (`applied`: the names applied before it, for the error
+    line); returns their names. A failure other than a lock timeout is one MigrationError
+    line with the fix, not psycopg's traceback."""
+    name = batch[0][1]
+    try:
+        if no_transaction(batch[0][2]):
+            version, name, sql = batch[0]
+            _apply_outside_transaction(conn, version, name, sql, lock_timeout_s)
+        else:
+            with conn.transaction():
+                _lock_timeout(conn, lock_timeout_s, local=True)
+                for version, name, sql in batch:
+                    conn.execute(sql)
+                    conn.execute("INSERT INTO schema_migrations (version, name) "
+                                 "VALUES (%s, %s)", (version, name))
+    except pg_errors.LockNotAvailable as exc:
+        raise _waited(name, lock_timeout_s, applied) from exc
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if no_transaction(batch[0][2]):
+            raise MigrationError(
+                f"migration {name} failed: {first}; {_so_far(applied)}",
+                hint="fix the cause and run `forecourt db migrate` again (an index its "
+                     "failed build left INVALID is dropped and built again)") from exc
+        before = [n for _, n, _ in batch if n < name]
+        undone = f" ({', '.join(before)}, in its transaction, undone too)" if before else ""
+        raise MigrationError(f"migration {name} failed: {first}{undone}; {_so_far(applied)}",
+                             hint="fix the cause and run `forecourt db migrate` again") from exc
+    return [n for _, n, _ in batch]
+
+
+def _waited(name: str, lock_timeout_s: float, applied: list[str]) -> MigrationError:
+    return MigrationError(
+        f"migration {name} waited more than {lock_timeout_s:g} s for a lock another "
+        "transaction holds (a running job's write, a long query, a pg_dump); "
+        f"{_so_far(applied)}",
+        hint="find it in pg_stat_activity; run `forecourt db migrate` again once it has "
+             "ended, or allow a longer wait with FORECOURT_MIGRATE_LOCK_TIMEOUT_S")
+
+
 def _so_far(applied: list[str]) -> str:
     return ("nothing was applied" if not applied else
             f"{', '.join(applied)} applied before it; it and later ones were not")
@@ -237,7 +279,6 @@ def migrate(conn: psycopg.Connection, lock_timeout_s: float = 0) -> list[str]:
     next run)."""
     files = migration_files()
     applied: list[str] = []
-    name = None
     try:
         _wait_for_other_migrators(conn)
         try:
@@ -251,47 +292,10 @@ def migrate(conn: psycopg.Connection, lock_timeout_s: float = 0) -> list[str]:
             done = {_row(r, "version", 0)
                     for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
             for batch in _batches([f for f in files if f[0] not in done]):
-                if no_transaction(batch[0][2]):
-                    version, name, sql = batch[0]
-                    try:
-                        _apply_outside_transaction(conn, version, name, sql, lock_timeout_s)
-                    except pg_errors.LockNotAvailable:
-                        raise
-                    except psycopg.Error as exc:
-                        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                        raise MigrationError(
-                            f"migration {name} failed: {first}; {_so_far(applied)}",
-                            hint="fix the cause and run `forecourt db migrate` again (an index "
-                                 "its failed build left INVALID is dropped and built again)"
-                        ) from exc
-                    applied.append(name)
-                    continue
-                try:
-                    with conn.transaction():
-                        _lock_timeout(conn, lock_timeout_s, local=True)
-                        for version, name, sql in batch:
-                            conn.execute(sql)
-                            conn.execute("INSERT INTO schema_migrations (version, name) "
-                                         "VALUES (%s, %s)", (version, name))
-                except pg_errors.LockNotAvailable:
-                    raise
-                except psycopg.Error as exc:  # one line with the fix, not psycopg's traceback
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    before = [n for _, n, _ in batch if n < name]
-                    undone = f" ({', '.join(before)}, in its transaction, undone too)" \
-                        if before else ""
-                    raise MigrationError(
-                        f"migration {name} failed: {first}{undone}; {_so_far(applied)}",
-                        hint="fix the cause and run `forecourt db migrate` again") from exc
-                applied.extend(n for _, n, _ in batch)
+                applied.extend(_apply_batch(conn, batch, lock_timeout_s, applied))
         finally:
             with contextlib.suppress(psycopg.OperationalError):
                 conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
-    except pg_errors.LockNotAvailable as exc:
-        raise MigrationError(
-            f"migration {name or 'set-up'} waited more than {lock_timeout_s:g} s for a lock "
-            "another transaction holds (a running job's write, a long query, a pg_dump); "
-            f"{_so_far(applied)}",
-            hint="find it in pg_stat_activity; run `forecourt db migrate` again once it has "
-                 "ended, or allow a longer wait with FORECOURT_MIGRATE_LOCK_TIMEOUT_S") from exc
+    except pg_errors.LockNotAvailable as exc:  # creating schema_migrations
+        raise _waited("set-up", lock_timeout_s, applied) from exc
     return applied
