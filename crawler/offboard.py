@@ -25,8 +25,8 @@ BATCH = 5_000
 def refusal(dealer: Dealership, job_id: int, state: str) -> Busy:
     """The error for a dealership that cannot go yet: it has this queued or running job."""
     return Busy(f"dealership {dealer.slug!r} has {state} job {job_id}",
-                        hint=f"cancel it with `forecourt jobs cancel {job_id}`, then remove "
-                             "the dealership again")
+                hint=f"cancel it with `forecourt jobs cancel {job_id}`, then remove "
+                     "the dealership again")
 
 
 def remove(conn: psycopg.Connection, dealer: Dealership, batch: int = BATCH,

@@ -252,22 +252,18 @@ def run(stop: threading.Event | None = None, on_tick=None) -> None:
                 reaper.reap(conn)
                 if on_tick is not None:
                     on_tick(created)
-        except (psycopg.Error, ForecourtError, OSError, RedisError) as exc:
-            # the database or Redis is away (the reaper re-sends messages): try again
-            if leading and conn is not None and (conn.closed or conn.broken):
+        except Exception as exc:  # noqa: BLE001 - nothing in one pass may end scheduling
+            if not isinstance(exc, (psycopg.Error, ForecourtError, OSError, RedisError)):
+                log.exception("scheduler tick failed")  # a bug: its traceback, then on
+            elif leading and conn is not None and (conn.closed or conn.broken):
                 # the session (and the lock) is gone: the server went away, or a standby
                 # ended it after this process stood still; a slot it had read and not yet
                 # claimed is refused by the compare-and-set, so nothing runs twice
                 log.warning("this scheduler no longer leads: its database connection was "
                             "lost (%s); standing by", str(exc).strip().splitlines()[0]
                             if str(exc).strip() else type(exc).__name__)
-            else:
+            else:  # the database or Redis is away: try again next tick
                 log.warning("scheduler tick failed: %s", exc)
-            if conn is not None:
-                conn.close()
-            conn, leading = None, False
-        except Exception:  # noqa: BLE001 - a bug in one pass must not end scheduling
-            log.exception("scheduler tick failed")
             if conn is not None:
                 conn.close()
             conn, leading = None, False
