@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crawler.config import get_settings
-from crawler.errors import ConfigError, ForecourtError
+from crawler.errors import ForecourtError, NoChromium
 
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
@@ -41,6 +41,8 @@ TRACKER_HOSTS = (
     "scorecardresearch.com", "gubagoo.io", "carnow.com", "livechatinc.com",
     "contactatonce.com", "podium.com", "intercom.io", "driftt.com",
 )
+# What to do on a machine without Chromium (in errors, warnings and workers' log lines).
+CHROMIUM_FIX = "apt-get install -y chromium, or set FORECOURT_CHROMIUM_PATH"
 # Set on every request forecourt sends to the browser, beside scrapy-playwright's "playwright".
 RENDERED = "forecourt_rendered"
 # What the abort predicate refused in this process (one crawl), by reason; copied into the
@@ -63,24 +65,24 @@ def find_chromium() -> str | None:
 
 
 def chromium_path() -> str:
-    """The system Chromium; ConfigError when there is none (or it cannot be executed)."""
+    """The system Chromium; NoChromium (a ConfigError) when there is none (or it cannot be
+    executed)."""
     found = find_chromium()
     if found is None:
         configured = get_settings().chromium_path
         if configured and Path(configured).is_file():
-            raise ConfigError(f"Chromium for JavaScript sites at {configured} is not "
-                              "executable (FORECOURT_CHROMIUM_PATH)",
-                              hint=f"chmod +x {configured}, apt-get install -y chromium, or "
-                                   "set FORECOURT_CHROMIUM_PATH")
-        raise ConfigError("no Chromium for JavaScript sites"
-                          + (f" at {configured}" if configured else ""),
-                          hint="apt-get install -y chromium, or set FORECOURT_CHROMIUM_PATH")
+            raise NoChromium(f"Chromium for JavaScript sites at {configured} is not "
+                             "executable (FORECOURT_CHROMIUM_PATH)",
+                             hint=f"chmod +x {configured}, {CHROMIUM_FIX}")
+        raise NoChromium("no Chromium for JavaScript sites"
+                         + (f" at {configured}" if configured else ""),
+                         hint=CHROMIUM_FIX)
     return found
 
 
 def launch_options() -> dict[str, Any]:
     """PLAYWRIGHT_LAUNCH_OPTIONS: the system Chromium, headless, without a sandbox. Without a
-    Chromium there is no `executable_path`, and the first render fails with a ConfigError
+    Chromium there is no `executable_path`, and the first render fails with NoChromium
     (crawler/browser_handler.py) while plain crawls go on."""
     options: dict[str, Any] = {"headless": True, "args": list(CHROMIUM_ARGS)}
     found = find_chromium()

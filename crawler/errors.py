@@ -20,6 +20,12 @@ class ConfigError(ForecourtError):
     """Raised when configuration or the environment cannot work (bad URL, missing server)."""
 
 
+class NoChromium(ConfigError):
+    """Raised when a page must be rendered and this machine has no Chromium it may execute
+    (FORECOURT_CHROMIUM_PATH, /usr/bin/chromium, `chromium` on PATH). Another worker of the
+    fleet may have one (jobs/actors.py hands the crawl on to it)."""
+
+
 class MigrationError(ForecourtError):
     """Raised when a command meets a database with schema migrations pending (only `forecourt
     db migrate` applies them to a live schema), or when a migration gave up waiting for a

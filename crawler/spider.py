@@ -21,7 +21,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from crawler import browser, pages, rendering
-from crawler.errors import ConfigError
+from crawler.errors import ConfigError, NoChromium
 
 RENDERED_LISTED = 100
 DETAIL_FAILURES_LISTED = 3
@@ -50,6 +50,8 @@ class DealerSpider(scrapy.Spider):
         # a listing page this machine could not fetch however often it tried (no Chromium
         # to render it): a failed run then fails for good, not retried (jobs/outcome.py)
         self.misconfigured = False
+        # ... because this machine has no Chromium: a worker that has one may (jobs/actors.py)
+        self.lacks_chromium = False
         self.detail_failures = 0
         self.page_kinds: dict[str, int] = {}
         # pages read after rendering in the browser (the first RENDERED_LISTED; all counted
@@ -136,6 +138,7 @@ class DealerSpider(scrapy.Spider):
         else:
             if failure.check(ConfigError):
                 self.misconfigured = True
+                self.lacks_chromium |= failure.check(NoChromium) is not None
             hint = getattr(failure.value, "hint", "")  # a ForecourtError says the fix
             self.problems.append(f"listing page {url} failed: {failure.getErrorMessage()}"
                                  + (f" ({hint})" if hint else ""))

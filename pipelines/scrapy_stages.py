@@ -14,6 +14,7 @@ from scrapy.exceptions import NotConfigured
 from crawler.config import get_settings
 from crawler.db import connect
 from crawler.db import jobs as jobs_db
+from crawler.errors import NoChromium
 from crawler.models import VehicleItem
 from pipelines import run as run_mod
 
@@ -94,7 +95,9 @@ class StorePipeline:
         ok = report["state"] == "succeeded"
         kind = None if ok else report["state"]
         if report["state"] == "failed" and getattr(spider, "misconfigured", False):
-            kind = "permanent"  # e.g. no Chromium: every retry would fail the same way
+            kind = "permanent"  # e.g. no Chromium: every retry here would fail the same way
+            if getattr(spider, "lacks_chromium", False):  # a worker that has it may not
+                kind = f"permanent:{NoChromium.__name__}"  # jobs.outcome.NO_CHROMIUM
         jobs_db.finish(run.conn, run.job_id, report["state"], counters=report["counters"],
                        verdict=report["verdict"], report=report,
                        error=None if ok else ("; ".join(report["reasons"]) or None),
