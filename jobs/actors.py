@@ -29,6 +29,14 @@ Errors. Transient failures are retried by this module (not Dramatiq's Retries, w
 exponential backoff and jitter, until `job_max_attempts`; then the job is `dead`. Permanent
 failures end the job at once with their reason. If even the database is unreachable the
 message fails and the job's stale heartbeat brings the reaper to it.
+
+A mixed fleet. A crawl that failed only because this worker has no Chromium is permanent
+here, not everywhere: while a live worker that has Chromium takes its queue
+(jobs/renderers.py) it goes back in line the way a retry does (requeued, a new delayed
+message, with backoff), so any worker may take it and one with Chromium runs it; up to
+outcome.MAX_CHROMIUM_HANDOFFS times, which do not count against `job_max_attempts`. With
+none alive, or past that bound, it fails permanently as on a worker alone. One log line says
+which.
 """
 
 from __future__ import annotations
@@ -55,16 +63,20 @@ log = logging.getLogger("forecourt.jobs")
 
 
 class ReaperMiddleware(dramatiq.Middleware):
-    """Every worker process runs the reaper in a thread (see jobs/reaper.py)."""
+    """Every worker process runs the reaper in a thread (see jobs/reaper.py), and another
+    that says, while it has Chromium, which queues it renders pages from (jobs/renderers.py).
+    """
 
     def after_worker_boot(self, broker, worker):
         from crawler import logging as fc_logging
-        from jobs import reaper
+        from jobs import reaper, renderers
 
         # structured (JSON) logs with job ids, secrets redacted, in place of Dramatiq's
         # plain handler (which printed every record a second time, unredacted)
         fc_logging.configure(adopt=True)
         reaper.start_thread()
+        only = worker.consumer_whitelist  # `forecourt worker --queue`; None: every queue
+        renderers.start_thread([q for q in QUEUES if not only or q in only])
 
 
 PRIORITY = "priority"
@@ -187,6 +199,7 @@ def _run(conn, job: Job, me: str) -> None:
 def _run_attempt(conn, job: Job, me: str) -> None:
     job_id = job.id
     log.info("job %s attempt %s started by %s", job_id, job.attempts, me)
+    acted: list[Job] = []  # what the settled callback made of a failure, if it ran
     try:
         dealer = dealers_db.get_by_id(conn, job.dealership_id)
         run = attempt.crawl if job.kind == "crawl" else attempt.feed
@@ -194,7 +207,7 @@ def _run_attempt(conn, job: Job, me: str) -> None:
         def settled(j: Job) -> None:
             failure = outcome.classify_settled(j)
             if failure is not None:
-                after_failure(conn, j, failure)
+                acted.append(after_failure(conn, j, failure))
 
         job = run(conn, job, dealer, me, on_settled=settled)
         if job.worker != me:  # retried already, or taken over while we looked dead
@@ -208,9 +221,11 @@ def _run_attempt(conn, job: Job, me: str) -> None:
         job = _settle_after_error(job_id, exc, failure)
         if job is None:
             raise
-    if job.state == "failed" and failure is not None:
+    if acted:  # the settled callback decided already (requeued, buried, handed on...)
+        job = acted[-1]
+    elif job.state == "failed" and failure is not None:
         with connect() as fresh:
-            after_failure(fresh, job, failure)
+            job = after_failure(fresh, job, failure)
     log.info("job %s attempt %s ended %s", job_id, job.attempts, job.state)
 
 
@@ -256,16 +271,49 @@ def after_failure(conn, job: Job, failure: str) -> Job:
     settings = get_settings()
     if job.cancel_requested_at is not None:  # cancelled while it ran: never retried
         return jobs_db.cancel_ended(conn, job.id) or job
+    if outcome.needs_chromium(job):
+        return _hand_on(conn, job)
     if failure != outcome.TRANSIENT:
         return job
-    if job.attempts >= settings.job_max_attempts:
+    if outcome.retries_used(job) >= settings.job_max_attempts:
         return jobs_db.bury(conn, job.id) or job
-    delay = outcome.backoff_s(job.attempts, settings.job_min_backoff_s,
+    delay = outcome.backoff_s(outcome.retries_used(job), settings.job_min_backoff_s,
                               settings.job_max_backoff_s)
     queued = jobs_db.requeue(conn, job.id, delay)
     if queued is None:
         return job
     send(conn, queued, delay_s=delay)
+    return queued
+
+
+def _hand_on(conn, job: Job) -> Job:
+    """A crawl this worker could not render (no Chromium): back in line for a live worker
+    that has Chromium and takes its queue, else left failed (permanent); one line either
+    way."""
+    from crawler.browser import CHROMIUM_FIX
+    from jobs import renderers
+
+    queue, handoffs = queue_for(job), outcome.chromium_handoffs(job)
+    if not outcome.may_hand_on(job):
+        log.warning("job %s needs Chromium, which this worker lacks: handed on %d times, never "
+                    "taken by a worker that has it; failed (give more workers Chromium: %s)",
+                    job.id, handoffs - 1, CHROMIUM_FIX)
+        return job
+    renderer = renderers.alive(queue)
+    if renderer is None:
+        log.warning("job %s needs Chromium, which this worker lacks, and no live worker that "
+                    "has Chromium takes queue %s: failed (%s, here or on another worker)",
+                    job.id, queue, CHROMIUM_FIX)
+        return job
+    settings = get_settings()
+    delay = outcome.backoff_s(handoffs, settings.job_min_backoff_s, settings.job_max_backoff_s)
+    queued = jobs_db.requeue(conn, job.id, delay)
+    if queued is None:
+        return job
+    send(conn, queued, delay_s=delay)
+    log.warning("job %s needs Chromium, which this worker lacks: handed on (%d of %d) to "
+                "queue %s in %.1f s for a worker that has it (%s is alive)", job.id, handoffs,
+                outcome.MAX_CHROMIUM_HANDOFFS, queue, delay, renderer)
     return queued
 
 

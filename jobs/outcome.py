@@ -3,9 +3,14 @@
 Transient: network errors, 5xx, timeouts of a request, lost database or Redis connections, a
 crawl child that crashed. Permanent: a site that is gone (404/410 listings), blocked, a feed
 that does not parse, a dealer misconfigured (crawler.errors.Permanent, InvalidInput,
-NotFound, ConfigError; a website URL netguard refuses; a crawl whose listing pages need a
-Chromium this machine lacks), a crawl past its time limit. Anything unexpected is retried:
-after the last attempt it is a dead letter, which is where an operator looks at it.
+NotFound, ConfigError; a website URL netguard refuses), a crawl past its time limit.
+Anything unexpected is retried: after the last attempt it is a dead letter, which is where an
+operator looks at it.
+
+A crawl whose listing pages need a Chromium its worker lacks (error kind NO_CHROMIUM) is
+permanent on that worker only: while a worker that has Chromium is alive on its queue it is
+handed on, up to MAX_CHROMIUM_HANDOFFS times (jobs/actors.py); those attempts are not
+retries and do not use up `job_max_attempts`.
 """
 
 from __future__ import annotations
@@ -13,11 +18,21 @@ from __future__ import annotations
 import random
 import re
 
-from crawler.errors import ConfigError, InvalidInput, NotFound, Permanent, Transient
+from crawler.errors import (
+    ConfigError,
+    InvalidInput,
+    NoChromium,
+    NotFound,
+    Permanent,
+    Transient,
+)
 from crawler.models import Job
 
 TRANSIENT = "transient"
 PERMANENT = "permanent"
+# A crawl failed only for want of Chromium on its worker (pipelines.scrapy_stages sets it).
+NO_CHROMIUM = f"{PERMANENT}:{NoChromium.__name__}"
+MAX_CHROMIUM_HANDOFFS = 5
 
 # Spider problems that a later attempt may not meet: a listing page that failed at the
 # network level or answered 5xx (crawler.spider.DealerSpider.listing_failed).
@@ -70,7 +85,30 @@ def awaiting_worker(job: Job) -> bool:
     (`forecourt crawl`, `ingest`: never queued) has no worker to act on it."""
     if job.state != "failed" or job.queue is None or job.attempts < 1:
         return False
-    return job.cancel_requested_at is not None or classify_settled(job) == TRANSIENT
+    return job.cancel_requested_at is not None or classify_settled(job) == TRANSIENT \
+        or may_hand_on(job)
+
+
+def chromium_handoffs(job: Job) -> int:
+    """How many of the job's attempts failed for want of Chromium on their worker."""
+    return sum(1 for e in job.errors if isinstance(e, dict) and e.get("kind") == NO_CHROMIUM)
+
+
+def needs_chromium(job: Job) -> bool:
+    """Whether a job's attempt failed only for want of Chromium on its worker."""
+    return job.state == "failed" and job.error_kind == NO_CHROMIUM
+
+
+def may_hand_on(job: Job) -> bool:
+    """Whether a failed crawl may go back on its queue for a worker that has Chromium: its
+    last attempt failed for want of it, and at most MAX_CHROMIUM_HANDOFFS attempts have."""
+    return needs_chromium(job) and chromium_handoffs(job) <= MAX_CHROMIUM_HANDOFFS
+
+
+def retries_used(job: Job) -> int:
+    """The attempts that count against `job_max_attempts`: all but those handed on for want
+    of Chromium (the worker lacked it, the job did not fail)."""
+    return job.attempts - chromium_handoffs(job)
 
 
 def backoff_s(attempt: int, minimum: float, maximum: float) -> float:

@@ -68,6 +68,30 @@ def test_a_failed_queued_job_awaits_its_worker_only_when_it_will_act():
     assert not outcome.awaiting_worker(_job(**transient | {"state": "dead"}))
 
 
+def test_a_crawl_without_chromium_is_handed_on_a_bounded_number_of_times_not_as_retries():
+    """An attempt that failed for want of Chromium on its worker (jobs/actors.py hands it to
+    a worker that has it): permanent, bounded by MAX_CHROMIUM_HANDOFFS, and not counted
+    against job_max_attempts."""
+    def failed(kinds: list[str]) -> Job:
+        return _job(error_kind=kinds[-1], queue="priority", attempts=len(kinds),
+                    errors=[{"attempt": i + 1, "kind": k, "error": "x"}
+                            for i, k in enumerate(kinds)])
+
+    once = failed([outcome.NO_CHROMIUM])
+    assert outcome.NO_CHROMIUM.startswith("permanent:")  # older workers fail it as before
+    assert outcome.classify_settled(once) == outcome.PERMANENT
+    assert outcome.may_hand_on(once) and outcome.awaiting_worker(once)
+    last = failed([outcome.NO_CHROMIUM] * outcome.MAX_CHROMIUM_HANDOFFS)
+    assert outcome.may_hand_on(last)
+    past = failed([outcome.NO_CHROMIUM] * (outcome.MAX_CHROMIUM_HANDOFFS + 1))
+    assert outcome.needs_chromium(past) and not outcome.may_hand_on(past)
+    assert not outcome.awaiting_worker(past)
+    # then run where Chromium is, it failed for another reason: only that attempt counts
+    later = failed([outcome.NO_CHROMIUM, outcome.NO_CHROMIUM, "crash"])
+    assert not outcome.needs_chromium(later) and outcome.retries_used(later) == 1
+    assert not outcome.may_hand_on(failed(["permanent"]))
+
+
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():
     for attempt, ceiling in ((1, 5), (2, 10), (3, 20), (8, 60)):
         waits = [outcome.backoff_s(attempt, 5, 60) for _ in range(200)]

@@ -1,0 +1,90 @@
+"""Which queues a live worker that can render pages (it has Chromium) takes, in Redis.
+
+A fleet may mix machines with Chromium and without. Every worker process that has Chromium
+(crawler.browser.find_chromium) sets one key per queue it consumes,
+`<namespace>:renderer:<queue>`, to its name (host:pid), for TTL_S seconds, and refreshes it
+every EVERY_S in a thread of its own (not the reaper's: that one waits on PostgreSQL, and
+its period follows `job_reap_after_s`). Any such worker refreshing a key keeps it; when the
+last one stops, the key expires TTL_S later. A worker without Chromium that took a crawl
+needing it asks `alive(queue)` before handing the crawl on (jobs/actors.py).
+
+A worker that stops leaves its key to expire rather than deleting it: another live worker
+may have written it last, and a key briefly outliving its worker costs at most a few
+bounded hand-offs, where a key missing while a worker with Chromium lives would fail a crawl
+it could run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+
+from redis.exceptions import RedisError
+
+from crawler.config import get_settings
+
+log = logging.getLogger("forecourt.jobs")
+
+EVERY_S = 5.0
+TTL_S = 15  # three refreshes missed
+
+
+def key(queue: str) -> str:
+    return f"{get_settings().redis_namespace}:renderer:{queue}"
+
+
+def _client():
+    from jobs.broker import get_broker
+
+    return get_broker().client
+
+
+def advertise(queues: Iterable[str]) -> bool:
+    """Say, for TTL_S seconds, that this process renders pages from `queues`, if it has a
+    Chromium it may execute (looked for every time: installed or removed while it runs).
+    Returns whether it has one."""
+    from crawler import browser
+
+    if browser.find_chromium() is None:
+        return False
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    with _client().pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.set(key(queue), me, ex=TTL_S)
+        pipe.execute()
+    return True
+
+
+def alive(queue: str) -> str | None:
+    """The name of a live worker that has Chromium and takes `queue`, or None (none, or
+    Redis cannot say: then the crawl fails as it would without a fleet)."""
+    try:
+        found = _client().get(key(queue))
+    except RedisError as exc:
+        log.warning("could not ask Redis for a worker that has Chromium: %s", exc)
+        return None
+    return found.decode() if isinstance(found, bytes) else found
+
+
+def start_thread(queues: Iterable[str]) -> threading.Thread:
+    """Advertise now, then every EVERY_S, in a daemon thread of this worker process."""
+    queues = list(queues)
+
+    def loop() -> None:
+        quiet_until = 0.0
+        while True:
+            try:
+                advertise(queues)
+            except RedisError as exc:  # Redis away: advertised again once it is back
+                if time.monotonic() >= quiet_until:  # a line a minute, not one a refresh
+                    quiet_until = time.monotonic() + 60
+                    log.warning("could not advertise Chromium in Redis: %s", exc)
+            time.sleep(EVERY_S)
+
+    thread = threading.Thread(target=loop, name="forecourt-renderer", daemon=True)
+    thread.start()
+    return thread
