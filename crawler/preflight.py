@@ -100,16 +100,17 @@ def redis(url: str, unreachable_ok: bool = False) -> str | None:
 def chromium() -> str | None:
     """A warning line when there is no Chromium this user can run (FORECOURT_CHROMIUM_PATH,
     else /usr/bin/chromium or `chromium` on PATH), else None. Only a warning: plain-HTTP
-    dealers and feeds need no browser; a crawl that must render a page fails at once,
-    permanently, with the same fix (crawler/spider.py)."""
+    dealers and feeds need no browser; a crawl that must render a page is handed on to a live
+    worker that has Chromium, or with none fails at once, permanently, with the same fix
+    (crawler/spider.py, jobs/actors.py)."""
     from crawler import browser
 
     try:
         browser.chromium_path()
         return None
     except ConfigError as exc:
-        return (f"{exc}: crawls that must render pages (JavaScript sites) fail on this "
-                f"worker, without retries ({exc.hint})")
+        return (f"{exc}: crawls that must render pages (JavaScript sites) go to a worker "
+                f"that has Chromium, or fail without retries if none is running ({exc.hint})")
 
 
 def listen(host: str, port: int) -> None:

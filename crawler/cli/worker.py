@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
         preflight.data_dir()
         preflight.redis(redis_url())
         # No Chromium: warned, not refused. A worker may serve only plain-HTTP dealers and
-        # feeds, and a crawl that must render fails once, permanently, with the fix.
+        # feeds; a crawl that must render goes to a worker that has Chromium, or with none
+        # alive fails once, permanently, with the fix (jobs/actors.py).
         no_browser = preflight.chromium()
         if no_browser:
             err_console.print(f"warning: {no_browser}", soft_wrap=True)
