@@ -21,11 +21,17 @@ TRIGGERS = ("schedule", "operator", "api", "retry", "demo")
 
 
 def trigger(conn: psycopg.Connection, dealership_id: int, kind: str, trigger: str,
-            params: dict[str, Any] | None = None) -> tuple[Job, bool]:
+            params: dict[str, Any] | None = None, *,
+            queue_down: str | None = None) -> tuple[Job, bool]:
     """Queue a job for the dealership, or return its queued/running one. (job, created).
 
     created=False: the existing active job, nothing enqueued again (safe under any race: the
     database allows one active job per dealership).
+
+    queue_down: why Redis cannot take a message, as the caller just found (the API pings it
+    first): the active job is still returned, but a new one is refused with Transient before
+    it is recorded, so retries through an outage leave no failed jobs behind. Redis failing
+    after such a check, before the send, still fails the recorded job (see _enqueue).
     """
     if kind not in KINDS:
         raise InvalidInput(f"unknown job kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
@@ -40,6 +46,13 @@ def trigger(conn: psycopg.Connection, dealership_id: int, kind: str, trigger: st
     if kind == "feed" and not (params.get("source") or dealer.feed_url):
         raise InvalidInput(f"dealership {dealer.slug!r} has no feed URL",
                            hint="set its feed URL, or pass a source")
+    if queue_down is not None:
+        active = jobs_db.active(conn, dealership_id)
+        if active is not None:
+            return active, False
+        raise Transient(f"could not queue a {kind} job: the job queue is unavailable "
+                        f"({queue_down}); no job was recorded",
+                        hint="check REDIS_URL and that Redis is up, then trigger again")
     job, created = jobs_db.create_or_get_active(conn, dealership_id, kind, trigger, params)
     if created:
         job = _enqueue(conn, job)
@@ -108,13 +121,15 @@ def pause(conn: psycopg.Connection, dealership_id: int) -> tuple[Job | None, Job
     return None, job if job is not None and job.state == "running" else None
 
 
-def replay(conn: psycopg.Connection, job_id: int, trigger_name: str = "retry") -> Job:
+def replay(conn: psycopg.Connection, job_id: int, trigger_name: str = "retry", *,
+           queue_down: str | None = None) -> Job:
     """Run a dead (or failed) job again as a new queued job with the same kind and params.
 
     The dead letter is cleared and points at the new job. A job already replayed is not
     replayed again (InvalidInput naming the job it was replayed as). When the dealership
     already has an active job (of either kind), nothing is queued and the dead letter stays:
-    InvalidInput naming that job, to replay when it ends."""
+    InvalidInput naming that job, to replay when it ends. `queue_down` as for `trigger`:
+    Transient, nothing recorded, the dead letter kept."""
     old = jobs_db.get(conn, job_id)
     if old.state not in ("dead", "failed"):
         raise InvalidInput(f"job {job_id} is {old.state}; only dead or failed jobs replay",
@@ -124,7 +139,8 @@ def replay(conn: psycopg.Connection, job_id: int, trigger_name: str = "retry") -
                            hint=f"see `forecourt jobs show {old.replayed_as}`")
     params = {k: v for k, v in old.params.items()} | {"replay_of": old.id}
     dealer = dealers_db.get_by_id(conn, old.dealership_id)
-    new, created = trigger(conn, dealer.id, old.kind, trigger_name, params)
+    new, created = trigger(conn, dealer.id, old.kind, trigger_name, params,
+                           queue_down=queue_down)
     if not created:
         raise InvalidInput(f"dealership {dealer.slug} has active job {new.id}; replay job "
                            f"{job_id} when it ends",

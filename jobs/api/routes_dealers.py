@@ -45,10 +45,12 @@ async def trigger_job(request: Request, slug: Slug, body: TriggerIn,
                       _json: Annotated[None, Depends(json_body)]) -> Response:
     """Queue a crawl or feed ingest for the dealership: 202 with the new job, or 200 with the
     job already queued or running (one job per dealership at a time). The body must be
-    sent as `Content-Type: application/json` (else 415)."""
+    sent as `Content-Type: application/json` (else 415). While the job queue (Redis) is
+    unavailable: 503 with Retry-After and no job recorded (an active job still answers 200)."""
     rt = runtime_of(request)
     dealership_id = await dealership_id_for(rt, token, slug)
-    job, created = await rt.call(_service().trigger, dealership_id, body.kind, "api")
+    job, created = await rt.call(_service().trigger, dealership_id, body.kind, "api",
+                                 queue_down=await rt.queue_down())
     payload = JobDetail.of(job, slug, role=token.role).model_dump_json().encode()
     return etag.conditional(payload, None, status=202 if created else 200,
                             headers={"Location": f"/v1/jobs/{job.id}"})

@@ -116,11 +116,12 @@ async def replay_job(request: Request, job_id: JobId,
     """Run a dead (or failed) job again as a new queued job; answers 202 with the new job.
     409 when the job is in any other state, was already replayed (the problem names the
     job it was replayed as), or the dealership already has an active job (named in the
-    problem; the dead letter stays, to replay when that job ends)."""
+    problem; the dead letter stays, to replay when that job ends). While the job queue
+    (Redis) is unavailable: 503 with Retry-After, nothing recorded, the dead letter kept."""
     rt = runtime_of(request)
     await job_for(rt, token, job_id)
     try:
-        job = await rt.call(_service().replay, job_id)
+        job = await rt.call(_service().replay, job_id, queue_down=await rt.queue_down())
     except InvalidInput as exc:
         raise ApiProblem(409, str(exc), "conflict") from exc
     _, slug = await job_for(rt, token, job.id)

