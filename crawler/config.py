@@ -132,6 +132,17 @@ class Settings(BaseSettings):
     # Per token: at most api_rate_limit requests in each api_rate_window_s window (in Redis).
     api_rate_limit: int = Field(default=600, ge=1)
     api_rate_window_s: int = Field(default=60, ge=1)
+    # Per client address (IPv6: per /64): after api_auth_fail_limit requests with an unknown
+    # or revoked token in an api_auth_fail_window_s window, every request with a token from
+    # there answers 429 until the window ends, without a look-up (in Redis; 0: no limit).
+    api_auth_fail_limit: int = Field(default=60, ge=0)
+    api_auth_fail_window_s: int = Field(default=60, ge=1)
+    # Peers trusted to name the client in X-Forwarded-For (reverse proxies, load balancers):
+    # addresses or CIDR networks, comma-separated, as uvicorn's FORWARDED_ALLOW_IPS (the
+    # conventional name, read too); "*" trusts any peer, "" none. Others are the client.
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1",
+        validation_alias=AliasChoices("FORWARDED_ALLOW_IPS", "FORECOURT_FORWARDED_ALLOW_IPS"))
     api_max_body_bytes: int = Field(default=16 * 1024, ge=1)
     api_wait_max_s: float = Field(default=30.0, ge=0)
     # Async PostgreSQL connections per API process (waiters hold none).
@@ -179,6 +190,23 @@ class Settings(BaseSettings):
             raise ValueError("is neither a postgresql:// URL nor a 'host=... dbname=...' "
                              "connection string") from None
         return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _forwarded_allow_ips(cls, value: str) -> str:
+        import ipaddress
+
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item) if "/" in item else ipaddress.ip_address(item)
+            except ValueError:
+                # uvicorn would take it for a name no peer has, and trust nobody, silently
+                raise ValueError(f"lists {item!r}, which is neither an IP address nor a CIDR "
+                                 "network (without host bits)") from None
+        return ",".join(items)
 
     @field_validator("redis_url")
     @classmethod

@@ -16,6 +16,7 @@ from crawler.errors import ConfigError
 PREFIX = "FORECOURT_"
 # Variables read under their conventional names (and FORECOURT_ ones): field -> name shown.
 SERVER_VARIABLES = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+CONVENTIONAL = {**SERVER_VARIABLES, "forwarded_allow_ips": "FORWARDED_ALLOW_IPS"}  # uvicorn's
 # Settings whose values may hold a password: never echoed.
 SECRET = {"database_url", "redis_url"}
 
@@ -28,6 +29,9 @@ HINTS = {
                  "the embedded server",
     "allow_private_hosts": """write a JSON list: FORECOURT_ALLOW_PRIVATE_HOSTS='["127.0.0.1"]'""",
     "api_cors_origins": """write a JSON list: FORECOURT_API_CORS_ORIGINS='["https://ui.example"]'""",
+    "forwarded_allow_ips": "list your reverse proxies' addresses or CIDR networks, comma-"
+                           "separated: FORWARDED_ALLOW_IPS=10.0.0.0/8,127.0.0.1; or unset it "
+                           "for the default 127.0.0.1,::1",
     "platform_rate_limits": """write a JSON object of requests per second: """
                             """FORECOURT_PLATFORM_RATE_LIMITS='{"dealercom": 10}'""",
 }
@@ -36,7 +40,7 @@ _WHAT = {"int_parsing": "a whole number", "int_from_float": "a whole number",
 
 
 def variable(field: str) -> str:
-    return SERVER_VARIABLES.get(field, PREFIX + field.upper())
+    return CONVENTIONAL.get(field, PREFIX + field.upper())
 
 
 def explain(exc: ValidationError | SettingsError) -> ConfigError:
@@ -50,7 +54,7 @@ def explain(exc: ValidationError | SettingsError) -> ConfigError:
     errors = exc.errors()
     first, more = errors[0], len(errors) - 1
     loc = str(first["loc"][0]) if first["loc"] else ""
-    field = next((f for f, n in SERVER_VARIABLES.items() if loc.upper() in (n, PREFIX + n)), loc)
+    field = next((f for f, n in CONVENTIONAL.items() if loc.upper() in (n, PREFIX + n)), loc)
     message = first["msg"].removeprefix("Value error, ")
     if message.startswith(("Input ", "String ")):  # pydantic's sentence, inside ours
         message = message[0].lower() + message[1:]
@@ -91,7 +95,7 @@ def known_variables() -> set[str]:
     from crawler.config import Settings
 
     names = {PREFIX + f.upper() for f in Settings.model_fields}
-    return names | set(SERVER_VARIABLES.values())
+    return names | set(CONVENTIONAL.values())
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

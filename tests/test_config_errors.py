@@ -90,6 +90,8 @@ def test_a_setting_that_is_not_a_number_is_one_line_at_every_entry_point(args):
     ("FORECOURT_MAX_RESPONSE_BYTES", "0", "greater than or equal to 1"),
     ("FORECOURT_JOB_BEAT_INTERVAL_S", "0", "greater than 0"),
     ("FORECOURT_API_RATE_WINDOW_S", "0", "greater than or equal to 1"),
+    ("FORECOURT_API_AUTH_FAIL_LIMIT", "-1", "greater than or equal to 0"),
+    ("FORECOURT_API_AUTH_FAIL_WINDOW_S", "0", "greater than or equal to 1"),
     ("FORECOURT_API_PORT", "70000", "less than or equal to 65535"),
     ("FORECOURT_LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     ("FORECOURT_LOG_FORMAT", "xml", "json or text"),
@@ -112,6 +114,16 @@ def test_settings_that_contradict_each_other_are_refused_with_both_names():
 def test_a_list_setting_that_is_not_json_says_how_to_write_it():
     done = forecourt("dealers", "list", FORECOURT_ALLOW_PRIVATE_HOSTS="127.0.0.1")
     assert_one_line_error(done, "FORECOURT_ALLOW_PRIVATE_HOSTS", """'["127.0.0.1"]'""")
+
+
+@pytest.mark.parametrize("value, says", [
+    ("10.0.0.1/8", "'10.0.0.1/8'"),  # host bits set: uvicorn took it for a name, trusting none
+    ("10.0.0.0/8;192.0.2.1", "'10.0.0.0/8;192.0.2.1'"),
+    ("proxy.internal", "'proxy.internal'"),
+])
+def test_a_trusted_proxy_that_is_no_address_or_network_is_refused_in_one_line(value, says):
+    done = forecourt("dealers", "list", FORWARDED_ALLOW_IPS=value)
+    assert_one_line_error(done, "FORWARDED_ALLOW_IPS", says, "comma")
 
 
 def test_a_misspelt_setting_is_warned_about_once_with_the_closest_name():

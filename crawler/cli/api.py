@@ -56,6 +56,10 @@ def register(app: typer.Typer) -> None:
         try:
             uvicorn.run("jobs.api.app:create_app", factory=True, host=host, port=port,
                         workers=workers, access_log=access_log, server_header=False,
+                        # the client address (failed-authentication limit, access log) is
+                        # taken from X-Forwarded-For only when these peers sent it
+                        proxy_headers=bool(settings.forwarded_allow_ips),
+                        forwarded_allow_ips=settings.forwarded_allow_ips or None,
                         log_config=None,  # forecourt's JSON logging, configured by the app
                         log_level=settings.log_level.lower(), timeout_graceful_shutdown=5)
         finally:

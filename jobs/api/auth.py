@@ -1,4 +1,5 @@
-"""Bearer-token authentication, per-token rate limits, and what a token may see.
+"""Bearer-token authentication, per-token rate limits, the limit on failed authentications
+per client address, and what a token may see.
 
 A dealer token sees its own dealership only: anything of another dealership answers exactly
 as if it did not exist (404), so existence does not leak. An operator token sees all.
@@ -6,6 +7,7 @@ as if it did not exist (404), so existence does not leak. An operator token sees
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated
 
@@ -16,8 +18,11 @@ from crawler.db import dealers as dealers_db
 from crawler.db import tokens as tokens_db
 from crawler.errors import NotFound
 from crawler.models import ApiToken, Dealership, Job
+from jobs.api.clients import client_key
 from jobs.api.problems import ApiProblem
 from jobs.api.runtime import Runtime, runtime_of
+
+log = logging.getLogger("forecourt.api")
 
 bearer = HTTPBearer(auto_error=False, bearerFormat="fct_<prefix>_<secret>",
                     description="a token from `forecourt tokens create`")
@@ -35,21 +40,54 @@ async def principal(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiToken:
-    """The request's token, or 401; then its rate limit, or 429."""
+    """The request's token, or 401; then its rate limit, or 429. An address that presented
+    too many unknown or revoked tokens gets 429 for any token, without a look-up: checked
+    before a database look-up, or, for a token from the process cache, in the round trip
+    that counts the token's request (so a valid token costs one Redis call, as before)."""
     if creds is None or not creds.credentials:
         raise ApiProblem(401, "a bearer token is required", "unauthorized",
                          {"WWW-Authenticate": _CHALLENGE})
     rt = runtime_of(request)
+    address = client_key(request)
+    gate = None
+    if rt.auth_failures is not None:
+        if _cached(rt, creds.credentials, time.monotonic()) is None:
+            _cut_off(rt, await rt.auth_failures.spent(address))
+        else:
+            gate = (rt.auth_failures, address)
     token = await _lookup(rt, creds.credentials)
     if token is None:
+        await _count_failure(rt, address)
         raise _unauthorized("the bearer token is unknown or revoked")
-    allowed, _remaining, retry_after = await rt.limiter.hit(token.prefix)
-    if not allowed:
+    hit = await rt.limiter.hit(token.prefix, gate)
+    if hit.gated:
+        _cut_off(rt, hit.retry_after)
+    if not hit.allowed:
         raise ApiProblem(429, f"rate limit of {rt.limiter.limit} requests per "
                          f"{rt.limiter.window_ms // 1000} s exceeded; retry in "
-                         f"{retry_after} s", "rate-limited", {"Retry-After": str(retry_after)})
+                         f"{hit.retry_after} s", "rate-limited",
+                         {"Retry-After": str(hit.retry_after)})
     request.state.token = token
     return token
+
+
+def _cut_off(rt: Runtime, retry_after: int) -> None:
+    """429 when the client's address is cut off for `retry_after` more seconds (0: it is not)."""
+    if retry_after:
+        failures = rt.auth_failures
+        raise ApiProblem(429, f"too many failed authentications from this address (limit "
+                         f"{failures.limit} per {failures.window_ms // 1000} s); retry in "
+                         f"{retry_after} s", "rate-limited", {"Retry-After": str(retry_after)})
+
+
+async def _count_failure(rt: Runtime, address: str) -> None:
+    if rt.auth_failures is None:
+        return
+    hit = await rt.auth_failures.hit(address)
+    if hit.allowed and hit.remaining == 0:  # this failure reached the limit: once per window
+        log.warning("client %s cut off after %d failed authentications: answered 429 until "
+                    "the window ends (behind a proxy? see FORWARDED_ALLOW_IPS)", address,
+                    rt.auth_failures.limit)
 
 
 async def authenticate_first(request: Request) -> None:
@@ -69,15 +107,21 @@ async def still_valid(request: Request) -> None:
         raise _unauthorized("the bearer token was revoked")
 
 
+def _cached(rt: Runtime, presented: str, now: float) -> ApiToken | None:
+    """The token's record from the process cache, if it is there, current and matches."""
+    prefix = tokens_db.prefix_of(presented)
+    hit = rt.token_cache.get(prefix) if prefix else None
+    if hit is not None and hit[2] > now and tokens_db.matches(presented, hit[1]):
+        return hit[0]
+    return None
+
+
 async def _lookup(rt: Runtime, presented: str) -> ApiToken | None:
     """The live token record: from the process cache (kept only while the job watch listens,
     which evicts revoked tokens at once), else from the database."""
     now = time.monotonic()
-    prefix = tokens_db.prefix_of(presented)
-    hit = rt.token_cache.get(prefix) if prefix else None
-    if hit is not None and hit[2] > now and tokens_db.matches(presented, hit[1]):
-        token = hit[0]
-    else:
+    token = _cached(rt, presented, now)
+    if token is None:
         generation = rt.token_generation
         async with rt.pool.connection() as conn:
             found = await tokens_db.alookup(conn, presented)

@@ -1,4 +1,4 @@
-"""What one API process holds open: database pools, Redis, the rate limiter, the job watch."""
+"""What one API process holds open: database pools, Redis, the rate limiters, the job watch."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from crawler.db import database_url, redis_url
 from crawler.db import jobs as jobs_db
 from crawler.models import ApiToken, Job
 from jobs.api.notify import JobWatch
-from jobs.api.ratelimit import Limiter
+from jobs.api.ratelimit import Limiter, Pause
 
 
 @dataclass
@@ -29,6 +29,8 @@ class Runtime:
     redis: aredis.Redis
     limiter: Limiter
     watch: JobWatch
+    # Failed authentications per client address; None when FORECOURT_API_AUTH_FAIL_LIMIT=0.
+    auth_failures: Limiter | None = None
     # Writes go through the same synchronous functions as the CLI, on worker threads.
     sync_pool: ConnectionPool | None = None
     touched: dict[str, float] = field(default_factory=dict)
@@ -84,10 +86,16 @@ async def open_runtime(settings: Settings) -> Runtime:
     # One quick retry: a request must not stall on a Redis that is down (see ratelimit).
     client = aredis.Redis.from_url(rurl, socket_timeout=1, socket_connect_timeout=0.5,
                                    retry=Retry(NoBackoff(), 1))
+    pause = Pause()  # Redis failing for one limiter is failing for both
     limiter = Limiter(client, settings.redis_namespace, settings.api_rate_limit,
-                      settings.api_rate_window_s)
+                      settings.api_rate_window_s, pause=pause)
+    auth_failures = None
+    if settings.api_auth_fail_limit > 0:
+        auth_failures = Limiter(client, settings.redis_namespace, settings.api_auth_fail_limit,
+                                settings.api_auth_fail_window_s, bucket="authfail", pause=pause)
     runtime = Runtime(settings=settings, pool=pool, redis=client, limiter=limiter,
-                      watch=None, sync_pool=sync_pool)  # type: ignore[arg-type]
+                      watch=None, auth_failures=auth_failures,  # type: ignore[arg-type]
+                      sync_pool=sync_pool)
     runtime.watch = JobWatch(dsn, runtime.jobs, runtime.forget_token)
     runtime.watch.start()
     return runtime

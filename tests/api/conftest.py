@@ -64,16 +64,22 @@ class Server:
 def servers(forecourt_env):
     """Every API process the tests use, started together (startup is mostly waiting):
     main: generous limits, a 4-connection pool, no metrics cache, CORS for one UI origin;
-    limited_a, limited_b: 5 requests per token per minute, sharing Redis;
-    no_redis: Redis unreachable."""
-    limited = {"FORECOURT_API_RATE_LIMIT": "5", "FORECOURT_API_RATE_WINDOW_S": "60"}
+    limited_a, limited_b: 5 requests per token and 3 failed authentications per client
+    address per minute, sharing Redis keys of their own (the main server's failures from
+    127.0.0.1 do not count against their 3); limited_a also trusts 127.0.0.5 as a proxy;
+    no_redis: Redis unreachable (3 failed authentications per address, were it counting)."""
+    limited = {"FORECOURT_API_RATE_LIMIT": "5", "FORECOURT_API_RATE_WINDOW_S": "60",
+               "FORECOURT_API_AUTH_FAIL_LIMIT": "3", "FORECOURT_API_AUTH_FAIL_WINDOW_S": "60",
+               "FORECOURT_REDIS_NAMESPACE": os.environ["FORECOURT_REDIS_NAMESPACE"] + ":limited"}
     started = {
         "main": Server({"FORECOURT_API_RATE_LIMIT": "100000", "FORECOURT_API_POOL_SIZE": "4",
+                        "FORECOURT_API_AUTH_FAIL_LIMIT": "100000",
                         "FORECOURT_API_METRICS_CACHE_S": "0",
                         "FORECOURT_API_CORS_ORIGINS": '["https://ui.example"]'}),
-        "limited_a": Server(limited),
+        "limited_a": Server({**limited, "FORWARDED_ALLOW_IPS": "127.0.0.1,::1,127.0.0.5"}),
         "limited_b": Server(limited),
-        "no_redis": Server({"REDIS_URL": "redis://127.0.0.1:9/0"}),  # nothing on port 9
+        "no_redis": Server({"REDIS_URL": "redis://127.0.0.1:9/0",  # nothing on port 9
+                            "FORECOURT_API_AUTH_FAIL_LIMIT": "3"}),
     }
     try:
         yield {name: server.ready() for name, server in started.items()}
@@ -114,6 +120,13 @@ def world():
     }
     yield {"acme": acme, "bolt": bolt, "tokens": tokens, "db": db}
     conn.close()
+
+
+def client_from(server: Server, address: str) -> httpx.Client:
+    """A client whose connections come from `address`, another loopback address (all of
+    127.0.0.0/8 is this machine's): to the API, another client machine."""
+    return httpx.Client(base_url=server.url, timeout=40,
+                        transport=httpx.HTTPTransport(local_address=address))
 
 
 def auth(token: str) -> dict[str, str]:

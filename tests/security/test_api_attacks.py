@@ -16,9 +16,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def server(forecourt_env):
-    """One API process: 60 requests per token per minute, debug logging."""
+    """One API process: 60 requests per token per minute, debug logging; failed
+    authentications not limited (tests/api/test_auth_failures.py covers that limit)."""
     started = Server({"FORECOURT_API_RATE_LIMIT": "60", "FORECOURT_API_RATE_WINDOW_S": "60",
-                      "FORECOURT_LOG_LEVEL": "DEBUG"})
+                      "FORECOURT_API_AUTH_FAIL_LIMIT": "0", "FORECOURT_LOG_LEVEL": "DEBUG"})
     try:
         yield started.ready()
     finally:
