@@ -22,6 +22,9 @@ DESCRIPTION = """Job status and triggers for the dealer UI.
 Authenticate with `Authorization: Bearer <token>` (tokens come from `forecourt tokens create`).
 A dealer token sees only its own dealership; anything else answers 404. Errors are RFC 9457
 problem+json. Poll jobs cheaply with `If-None-Match` (304 while unchanged) and `wait`.
+Too many requests per token, or too many unknown or revoked tokens from one address, answer
+429; a trigger while the job queue is down answers 503 and records no job: both carry
+Retry-After.
 """
 
 

@@ -187,11 +187,29 @@ def install(app: FastAPI, authenticate_first=_nothing_to_check) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+# What the API's own answers of these statuses mean, and that they say when to come back.
+_MEANING = {
+    429: "the token's rate limit (FORECOURT_API_RATE_LIMIT), or too many failed "
+         "authentications from the client's address (FORECOURT_API_AUTH_FAIL_LIMIT): any "
+         "token from there is refused until the window ends",
+    503: "the database or the job queue (Redis) is unavailable. A trigger or replay refused "
+         "because Redis did not answer records no job; one whose message Redis refuses after "
+         "that check is recorded failed, and the detail names it",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
+                                "schema": {"type": "integer", "minimum": 1}}}
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries documenting problem+json answers."""
-    return {s: {"description": HTTPStatus(s).phrase,
-                "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-            for s in statuses}
+    out: dict[int | str, dict[str, Any]] = {}
+    for s in statuses:
+        phrase = HTTPStatus(s).phrase
+        out[s] = {"description": f"{phrase}: {_MEANING[s]}" if s in _MEANING else phrase,
+                  "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        if s in _MEANING:
+            out[s]["headers"] = _RETRY_AFTER
+    return out
 
 
 def add_to_openapi(app: FastAPI) -> None:
