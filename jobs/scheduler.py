@@ -7,10 +7,13 @@ slots missed while no scheduler ran are run once, not once per missed slot; an i
 its phase (the missed slot plus whole intervals), so an outage does not bunch dealers up.
 Each slot gets random jitter (`schedule_jitter_s`) so dealers sharing a cron line do not
 start at once.
-A paused dealership is skipped. After two or more failures in a row the next run is pushed
-back exponentially (capped at `schedule_backoff_max_s`), and a success resets it: a job that
-succeeds after a failing scheduled run (an operator fixed the dealer and ran it by hand)
-brings the next run back to the schedule's next slot.
+A paused dealership is skipped, also when the pause lands during a tick: the slot is claimed
+and its job recorded in one transaction that re-checks the pause under the dealership's row
+lock (schedules.claim), so a pause (or `dealers remove`) committed first wins, and one
+committed after finds the job and cancels it. After two or more failures in a row the next
+run is pushed back exponentially (capped at `schedule_backoff_max_s`), and a success resets
+it: a job that succeeds after a failing scheduled run (an operator fixed the dealer and ran it
+by hand) brings the next run back to the schedule's next slot.
 
 High availability: any number of `forecourt scheduler` processes may run. Each tries to take
 a PostgreSQL session advisory lock; the one holding it leads and enqueues, the others wait
@@ -175,24 +178,32 @@ def tick(conn: psycopg.Connection) -> list[int]:
         failures = schedules_db.consecutive_failures(conn, dealer.id)
         upcoming = max(slot, now + timedelta(seconds=backoff_s(failures)))
         upcoming += timedelta(seconds=jitter)
-        # Claim the slot first (compare-and-set), then enqueue: a slot is enqueued once.
-        if not schedules_db.set_next(conn, dealer.id, upcoming, next_run, ran=True):
-            continue
-        try:
-            job, was_created = service.trigger(conn, dealer.id, job_kind(dealer), "schedule")
-        except Transient as exc:
-            # Redis away: the slot is not lost until the next one (a day, for a daily
-            # schedule) but tried again in a minute, or after the failure backoff
-            retry = min(upcoming, now + timedelta(
-                seconds=max(ENQUEUE_RETRY_S, backoff_s(failures + 1)) + jitter))
-            schedules_db.set_next(conn, dealer.id, retry, upcoming)
-            log.warning("dealership %s: scheduled job not queued: %s; trying again at %s",
-                        dealer.slug, exc, retry.isoformat())
-            continue
-        except ForecourtError as exc:
-            log.warning("dealership %s: scheduled job not queued: %s", dealer.slug, exc)
-            continue
-        schedules_db.set_next(conn, dealer.id, upcoming, upcoming, last_job_id=job.id)
+        # Claim the slot (compare-and-set, with the dealership still unpaused) and record its
+        # job in one transaction, the dealership's row locked: a slot is enqueued once, a
+        # pause or removal committed before the claim wins, and one arriving after it waits
+        # for the job and cancels it (service.pause). The message is sent once committed.
+        with conn.transaction():
+            if not schedules_db.claim(conn, dealer.id, upcoming, next_run):
+                continue  # paused, removed or rescheduled since read, or run by another leader
+            try:
+                job, was_created = service.record(conn, dealer.id, job_kind(dealer),
+                                                  "schedule")
+            except ForecourtError as exc:  # no website or feed to run: the slot passes
+                log.warning("dealership %s: scheduled job not queued: %s", dealer.slug, exc)
+                continue
+            schedules_db.set_next(conn, dealer.id, upcoming, upcoming, last_job_id=job.id)
+        if was_created:
+            try:
+                job = service.enqueue(conn, job)
+            except Transient as exc:
+                # Redis away: the slot is not lost until the next one (a day, for a daily
+                # schedule) but tried again in a minute, or after the failure backoff
+                retry = min(upcoming, now + timedelta(
+                    seconds=max(ENQUEUE_RETRY_S, backoff_s(failures + 1)) + jitter))
+                schedules_db.set_next(conn, dealer.id, retry, upcoming)
+                log.warning("dealership %s: scheduled job not queued: %s; trying again at %s",
+                            dealer.slug, exc, retry.isoformat())
+                continue
         with fc_logging.bind(job_id=job.id, dealership_id=dealer.id, dealer=dealer.slug):
             if was_created:
                 created.append(job.id)

@@ -31,8 +31,19 @@ def trigger(conn: psycopg.Connection, dealership_id: int, kind: str, trigger: st
     queue_down: why Redis cannot take a message, as the caller just found (the API pings it
     first): the active job is still returned, but a new one is refused with Transient before
     it is recorded, so retries through an outage leave no failed jobs behind. Redis failing
-    after such a check, before the send, still fails the recorded job (see _enqueue).
+    after such a check, before the send, still fails the recorded job (see enqueue).
     """
+    job, created = record(conn, dealership_id, kind, trigger, params, queue_down=queue_down)
+    if created:
+        job = enqueue(conn, job)
+    return job, created
+
+
+def record(conn: psycopg.Connection, dealership_id: int, kind: str, trigger: str,
+           params: dict[str, Any] | None = None, *,
+           queue_down: str | None = None) -> tuple[Job, bool]:
+    """trigger's first half: the new queued job (its message not yet sent: `enqueue` it once
+    the caller's transaction, if any, has committed), or the dealership's active one."""
     if kind not in KINDS:
         raise InvalidInput(f"unknown job kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
     if trigger not in TRIGGERS:
@@ -53,13 +64,10 @@ def trigger(conn: psycopg.Connection, dealership_id: int, kind: str, trigger: st
         raise Transient(f"could not queue a {kind} job: the job queue is unavailable "
                         f"({queue_down}); no job was recorded",
                         hint="check REDIS_URL and that Redis is up, then trigger again")
-    job, created = jobs_db.create_or_get_active(conn, dealership_id, kind, trigger, params)
-    if created:
-        job = _enqueue(conn, job)
-    return job, created
+    return jobs_db.create_or_get_active(conn, dealership_id, kind, trigger, params)
 
 
-def _enqueue(conn: psycopg.Connection, job: Job) -> Job:
+def enqueue(conn: psycopg.Connection, job: Job) -> Job:
     """Send the job's message; a job whose message cannot be sent is failed, not left queued."""
     from jobs import actors  # imports the broker: only callers that enqueue need Redis
 

@@ -79,24 +79,49 @@ def scheduled(conn: psycopg.Connection) -> list[tuple[Dealership, datetime | Non
 
 
 def set_next(conn: psycopg.Connection, dealership_id: int, next_run_at: datetime,
-             expected: datetime | None, last_job_id: int | None = None,
-             ran: bool = False) -> bool:
+             expected: datetime | None, last_job_id: int | None = None) -> bool:
     """Move the dealership's next run, only if nobody moved it since we read `expected`."""
     row = conn.execute(
         """
-        INSERT INTO schedule_state AS s (dealership_id, next_run_at, last_run_at, last_job_id)
-        VALUES (%(d)s, %(n)s, CASE WHEN %(ran)s THEN now() END, %(j)s)
+        INSERT INTO schedule_state AS s (dealership_id, next_run_at, last_job_id)
+        VALUES (%(d)s, %(n)s, %(j)s)
         ON CONFLICT (dealership_id) DO UPDATE
            SET next_run_at = excluded.next_run_at,
-               last_run_at = CASE WHEN %(ran)s THEN now() ELSE s.last_run_at END,
                last_job_id = coalesce(excluded.last_job_id, s.last_job_id),
                updated_at = now()
          WHERE s.next_run_at IS NOT DISTINCT FROM %(e)s
         RETURNING dealership_id
         """,
-        {"d": dealership_id, "n": next_run_at, "e": expected, "j": last_job_id, "ran": ran},
+        {"d": dealership_id, "n": next_run_at, "e": expected, "j": last_job_id},
     ).fetchone()
     return row is not None
+
+
+def claim(conn: psycopg.Connection, dealership_id: int, next_run_at: datetime,
+          expected: datetime) -> bool:
+    """Take the slot due at `expected` (the next run as read) and move the next run to
+    `next_run_at`; inside the caller's transaction, which records the slot's job. Only while
+    the dealership is still unpaused and scheduled, and nobody moved its next run since it
+    was read (a schedule changed or resumed meanwhile has no next run: not claimed). The
+    dealership's row stays locked (FOR SHARE) until the transaction ends: a pause or a
+    removal committed first wins here, and one arriving meanwhile waits for the recorded
+    job, and then finds it. The dealership row is locked first, as a pause or removal does."""
+    if conn.execute(
+        """
+        SELECT 1 FROM dealerships
+         WHERE id = %s AND NOT paused
+           AND (schedule_cron IS NOT NULL OR schedule_interval_s IS NOT NULL)
+           FOR SHARE
+        """, (dealership_id,)).fetchone() is None:
+        return False
+    return conn.execute(
+        """
+        UPDATE schedule_state SET next_run_at = %(n)s, last_run_at = now(), updated_at = now()
+         WHERE dealership_id = %(d)s AND next_run_at = %(e)s
+        RETURNING dealership_id
+        """,
+        {"d": dealership_id, "n": next_run_at, "e": expected},
+    ).fetchone() is not None
 
 
 def end_backoffs(conn: psycopg.Connection) -> list[int]:
