@@ -145,6 +145,25 @@ def backoff_s(failures: int) -> float:
     return min(get_settings().schedule_backoff_max_s, 300.0 * 2 ** (failures - 2))
 
 
+def upcoming_run(dealer: Dealership, due: datetime | None, now: datetime, failures: int,
+                 jitter_s: float) -> datetime:
+    """When the dealership runs next, once the tick at `now` runs its slot due at `due`
+    after `failures` failures in a row (due None: a new, changed or resumed schedule, whose
+    first run is its next slot); `jitter_s` is this slot's random jitter."""
+    if due is None:
+        return next_slot(dealer, now) + timedelta(seconds=jitter_s)
+    slot = slot_after_due(dealer, due, now)
+    return max(slot, now + timedelta(seconds=backoff_s(failures))) + timedelta(seconds=jitter_s)
+
+
+def enqueue_retry_at(upcoming: datetime, now: datetime, failures: int,
+                     jitter_s: float) -> datetime:
+    """When to try again a slot whose job could not be queued (Redis away), instead of at
+    the next run `upcoming`: in a minute, or after the failure backoff."""
+    return min(upcoming, now + timedelta(
+        seconds=max(ENQUEUE_RETRY_S, backoff_s(failures + 1)) + jitter_s))
+
+
 def job_kind(dealer: Dealership) -> str:
     return dealer.settings.get("schedule_kind") or ("crawl" if dealer.website_url else "feed")
 
@@ -161,9 +180,9 @@ def tick(conn: psycopg.Connection) -> list[int]:
         jitter = random.uniform(0, settings.schedule_jitter_s)
         if next_run is not None and next_run > now:
             continue
+        failures = 0 if next_run is None else schedules_db.consecutive_failures(conn, dealer.id)
         try:
-            slot = next_slot(dealer, now) if next_run is None \
-                else slot_after_due(dealer, next_run, now)
+            upcoming = upcoming_run(dealer, next_run, now, failures, jitter)
         except (CroniterError, ValueError, KeyError) as exc:
             # one dealer's schedule that cannot be computed (stored before it was checked,
             # or a zone gone from tzdata) must not stop every other dealer's: look again in
@@ -173,11 +192,8 @@ def tick(conn: psycopg.Connection) -> list[int]:
             schedules_db.set_next(conn, dealer.id, now + timedelta(hours=1), next_run)
             continue
         if next_run is None:  # new or changed schedule: first run at its next slot
-            schedules_db.set_next(conn, dealer.id, slot + timedelta(seconds=jitter), None)
+            schedules_db.set_next(conn, dealer.id, upcoming, None)
             continue
-        failures = schedules_db.consecutive_failures(conn, dealer.id)
-        upcoming = max(slot, now + timedelta(seconds=backoff_s(failures)))
-        upcoming += timedelta(seconds=jitter)
         # Claim the slot (compare-and-set, with the dealership still unpaused) and record its
         # job in one transaction, the dealership's row locked: a slot is enqueued once, a
         # pause or removal committed before the claim wins, and one arriving after it waits
@@ -198,8 +214,7 @@ def tick(conn: psycopg.Connection) -> list[int]:
             except Transient as exc:
                 # Redis away: the slot is not lost until the next one (a day, for a daily
                 # schedule) but tried again in a minute, or after the failure backoff
-                retry = min(upcoming, now + timedelta(
-                    seconds=max(ENQUEUE_RETRY_S, backoff_s(failures + 1)) + jitter))
+                retry = enqueue_retry_at(upcoming, now, failures, jitter)
                 schedules_db.set_next(conn, dealer.id, retry, upcoming)
                 log.warning("dealership %s: scheduled job not queued: %s; trying again at %s",
                             dealer.slug, exc, retry.isoformat())
