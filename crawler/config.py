@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     # Worker threads per worker process (set by `forecourt worker --threads`); one of them is
     # kept free of scheduled work for operator/API triggers when there are two or more.
     worker_threads: int = Field(default=2, ge=1)
-    # Scheduler: tick, jitter added to each slot, backoff cap after repeated failures.
+    # Scheduler: tick, jitter added to each cron slot (interval slots are spread by each
+    # dealer's phase), backoff cap after repeated failures.
     scheduler_tick_s: float = Field(default=5.0, gt=0)
     # A standby ends the leader's database session (and leads) when it has been idle this
     # long: the leader queries every tick, so it is frozen (stopped, stuck, VM paused).

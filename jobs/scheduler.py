@@ -2,11 +2,14 @@
 
 Each dealership has a cron expression in its own timezone (`schedule_cron`, `schedule_tz`) or
 an interval (`schedule_interval_s`); a cron line at fixed times runs once on a daylight-saving
-night (see next_slot). After each run the next slot is the first one after *now*, so
-slots missed while no scheduler ran are run once, not once per missed slot; an interval keeps
-its phase (the missed slot plus whole intervals), so an outage does not bunch dealers up.
-Each slot gets random jitter (`schedule_jitter_s`) so dealers sharing a cron line do not
-start at once.
+night (see next_slot). An interval's slots are fixed times: the dealership's own phase (an
+offset from its id, see phase) plus whole intervals, so dealers sharing an interval are
+spread over it, evenly for dealers added together, and each keeps its own time for good:
+after an outage, a retry, a backoff or a pause, and over weeks (no run's lateness carries
+into the next). After each run the next slot is the first one after *now*, so slots missed
+while no scheduler ran (or Redis was away) are run once, not once per missed slot. A cron
+slot gets random jitter (`schedule_jitter_s`) so dealers sharing a cron line do not start at
+once; interval slots need none.
 A paused dealership is skipped, also when the pause lands during a tick: the slot is claimed
 and its job recorded in one transaction that re-checks the pause under the dealership's row
 lock (schedules.claim), so a pause (or `dealers remove`) committed first wins, and one
@@ -108,18 +111,21 @@ def next_slot(dealer: Dealership, after: datetime) -> datetime:
             if _by_the_clock(dealer.schedule_cron) or not _repeated(slot, zone):
                 break
         return slot.astimezone(utc)
-    return after + timedelta(seconds=int(dealer.schedule_interval_s or 3600))
-
-
-def slot_after_due(dealer: Dealership, due: datetime, now: datetime) -> datetime:
-    """The next slot once the run due at `due` runs at `now` (slots missed meanwhile are not
-    run). An interval keeps its phase: due + k intervals, not now + one, so dealers spread
-    over the interval stay spread after a scheduler outage instead of running together from
-    then on."""
-    if dealer.schedule_cron:
-        return next_slot(dealer, now)
     interval = timedelta(seconds=int(dealer.schedule_interval_s or 3600))
-    return due + ((now - due) // interval + 1) * interval
+    base = _EPOCH + phase(dealer.id, interval)
+    return base + ((after - base) // interval + 1) * interval
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
+_GOLDEN = (5 ** 0.5 - 1) / 2  # 0.618...: successive multiples mod 1 spread the most evenly
+
+
+def phase(dealership_id: int, interval: timedelta) -> timedelta:
+    """Where in each interval the dealership's slots fall: a fixed offset from its id (the
+    fractional part of id x 0.618..., in whole seconds), so dealers sharing an interval are
+    spread over it, evenly for ids added in a row (an import), and each keeps its own time
+    whatever happened before: an outage, a retry, a backoff, a pause."""
+    return timedelta(seconds=int((dealership_id * _GOLDEN) % 1.0 * interval.total_seconds()))
 
 
 def _by_the_clock(cron: str) -> bool:
@@ -149,11 +155,15 @@ def upcoming_run(dealer: Dealership, due: datetime | None, now: datetime, failur
                  jitter_s: float) -> datetime:
     """When the dealership runs next, once the tick at `now` runs its slot due at `due`
     after `failures` failures in a row (due None: a new, changed or resumed schedule, whose
-    first run is its next slot); `jitter_s` is this slot's random jitter."""
+    first run is its next slot): the schedule's first slot after now, so slots missed
+    meanwhile are not run. `jitter_s` (this slot's random jitter) is added to a cron slot;
+    an interval's slots are already spread by their phase and are never jittered, so nothing
+    carries one run's lateness into the next."""
+    jitter = timedelta(seconds=jitter_s if dealer.schedule_cron else 0.0)
+    slot = next_slot(dealer, now)
     if due is None:
-        return next_slot(dealer, now) + timedelta(seconds=jitter_s)
-    slot = slot_after_due(dealer, due, now)
-    return max(slot, now + timedelta(seconds=backoff_s(failures))) + timedelta(seconds=jitter_s)
+        return slot + jitter
+    return max(slot, now + timedelta(seconds=backoff_s(failures))) + jitter
 
 
 def enqueue_retry_at(upcoming: datetime, now: datetime, failures: int,

@@ -106,9 +106,10 @@ def test_cron_slots_follow_the_dealers_timezone_across_dst():
     after_dst = next_slot(dealer, datetime(2026, 3, 8, 12, tzinfo=UTC))
     assert before_dst == datetime(2026, 3, 8, 10, tzinfo=UTC)  # 06:00 EDT
     assert after_dst == datetime(2026, 3, 9, 10, tzinfo=UTC)
-    assert next_slot(dealer.model_copy(update={"schedule_cron": None,
-                                               "schedule_interval_s": 900}),
-                     before_dst).timestamp() - before_dst.timestamp() == 900
+    every_15 = dealer.model_copy(update={"schedule_cron": None, "schedule_interval_s": 900})
+    first = next_slot(every_15, datetime(2026, 3, 8, 6, 46, tzinfo=UTC))  # 01:46 EST
+    assert first < datetime(2026, 3, 8, 7, tzinfo=UTC)  # clocks go forward at 07:00 UTC
+    assert next_slot(every_15, first).timestamp() - first.timestamp() == 900
 
 
 def test_schedule_backoff_starts_at_the_second_failure_and_is_capped():

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import signal
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import schedules as schedules_db
+from jobs.scheduler import next_slot
 from tests.jobs.conftest import stop, wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,8 +41,9 @@ def test_two_schedulers_enqueue_a_due_dealer_once_and_fail_over(db, start_schedu
     job = jobs_db.get(db, job.id)
     assert job.trigger == "schedule" and job.queue == "scheduled"
     assert _jobs(db, paused.id) == [] and _jobs(db, later.id) == []
-    state = schedules_db.state(db, due.id)
-    assert state["next_run_at"] >= now + timedelta(seconds=3590)
+    state = schedules_db.state(db, due.id)  # the next of its own hourly slots (not the missed)
+    assert now < state["next_run_at"] <= schedules_db.server_now(db) + timedelta(hours=1)
+    assert state["next_run_at"] == next_slot(due, state["next_run_at"] - timedelta(hours=1))
     assert state["last_job_id"] == job.id
     cron_next = schedules_db.state(db, later.id)["next_run_at"]
     from zoneinfo import ZoneInfo
@@ -105,10 +107,9 @@ def test_a_success_after_failing_scheduled_runs_ends_the_backoff(db):
     add_job(db, dealer.id, state="succeeded", trigger="operator",
             finished_at=schedules_db.server_now(db))
     assert scheduler.tick(db) == []
-    back = schedules_db.state(db, dealer.id)["next_run_at"]
-    jitter = timedelta(seconds=scheduler.get_settings().schedule_jitter_s)
-    assert now + timedelta(seconds=900) <= back <= schedules_db.server_now(db) + \
-        timedelta(seconds=900) + jitter, (back, held)
+    back = schedules_db.state(db, dealer.id)["next_run_at"]  # its next 15-minute slot
+    assert now < back <= schedules_db.server_now(db) + timedelta(seconds=900), (back, held)
+    assert back == next_slot(dealer, back - timedelta(seconds=900))
     assert scheduler.tick(db) == [] and schedules_db.state(db, dealer.id)["next_run_at"] == back
 
 
@@ -155,7 +156,8 @@ def test_a_fixed_time_cron_line_runs_once_a_night_across_both_dst_changes():
 def test_interval_dealers_keep_their_spread_after_the_scheduler_was_down(db):
     """Three hourly dealers ran 20 minutes apart; after six hours with no scheduler each
     missed slot ran once, but every next run was set to now + 1 h: all three (all 200, in
-    production) ran together every hour from then on. Each keeps its own minute of the hour."""
+    production) ran together every hour from then on. Each keeps its own time within the
+    hour: its phase, which comes from its id (test_schedule_spread runs 200 over weeks)."""
     from jobs import scheduler
 
     now = schedules_db.server_now(db)
@@ -169,13 +171,14 @@ def test_interval_dealers_keep_their_spread_after_the_scheduler_was_down(db):
     created = scheduler.tick(db)
     assert sorted(created) == sorted(j.id for d in dealers for j in _jobs(db, d.id))
     assert len(created) == 3  # each missed slot runs once
-    nexts = [schedules_db.state(db, d.id)["next_run_at"] for d in dealers]
-    jitter = timedelta(seconds=scheduler.get_settings().schedule_jitter_s)
-    for i, upcoming in enumerate(nexts):  # 0, 20 and 40 minutes past the hour, as before
-        slot = now - timedelta(hours=6) + timedelta(minutes=20 * i)
-        while slot <= now:
-            slot += timedelta(hours=1)
-        assert slot <= upcoming <= slot + jitter, (i, upcoming - now)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    phases = set()
+    for d in dealers:
+        upcoming = schedules_db.state(db, d.id)["next_run_at"]
+        assert now < upcoming <= schedules_db.server_now(db) + timedelta(hours=1)
+        phases.add((upcoming - epoch) % timedelta(hours=1))
+        assert phases >= {scheduler.phase(d.id, timedelta(hours=1))}
+    assert len(phases) == 3
 
 
 def _forecourt(*args: str):
@@ -264,7 +267,8 @@ def test_a_slot_that_could_not_be_queued_is_tried_again_soon_not_at_the_next_slo
     dealer = dealers_db.create(db, slug="daily", name="Daily", website_url="http://127.0.0.1:9/",
                                schedule_interval_s=86_400)
     now = schedules_db.server_now(db)
-    schedules_db.set_next(db, dealer.id, now - timedelta(seconds=10), None)
+    slot = next_slot(dealer, now - timedelta(days=1))  # its latest daily slot
+    schedules_db.set_next(db, dealer.id, slot, None)
 
     def redis_down(*args, **kwargs):
         raise redis.exceptions.ConnectionError("Error 111 connecting. Connection refused.")
@@ -280,7 +284,9 @@ def test_a_slot_that_could_not_be_queued_is_tried_again_soon_not_at_the_next_slo
     schedules_db.set_next(db, dealer.id, now - timedelta(seconds=1), retry)  # a minute on
     [job_id] = scheduler.tick(db)
     assert jobs_db.get(db, job_id).state == "queued"
-    assert schedules_db.state(db, dealer.id)["next_run_at"] >= now + timedelta(hours=23)
+    after = schedules_db.state(db, dealer.id)["next_run_at"]  # its next daily slot
+    assert after >= slot + timedelta(days=1) and (after - slot) % timedelta(days=1) == \
+        timedelta(0), after - slot
 
 
 def test_a_redis_outage_does_not_hold_back_the_schedule_once_redis_is_back(db, monkeypatch):
