@@ -215,6 +215,28 @@ def test_pausing_a_dealer_cancels_its_scheduled_job_still_waiting_to_start(db):
     assert f"job {operator.id} is running" in out and f"forecourt jobs cancel {operator.id}" in out
 
 
+def test_resuming_after_a_long_pause_runs_the_next_slot_not_the_missed_ones(db):
+    """A dealer paused for a month (its next run a month old) and resumed: no burst of the
+    slots it missed, not even one run at once; its next run is its schedule's next slot."""
+    from jobs import scheduler
+
+    hourly = dealers_db.create(db, slug="back-hourly", name="Back", paused=True,
+                               website_url="http://127.0.0.1:9/", schedule_interval_s=3600)
+    daily = dealers_db.create(db, slug="back-daily", name="Back", paused=True,
+                              website_url="http://127.0.0.1:9/", schedule_cron="0 6 * * *",
+                              schedule_tz="America/Chicago")
+    for d in (hourly, daily):
+        schedules_db.set_next(db, d.id, schedules_db.server_now(db) - timedelta(days=30), None)
+        assert _forecourt("schedule", "resume", d.slug).returncode == 0
+    now = schedules_db.server_now(db)
+    assert scheduler.tick(db) == [] and scheduler.tick(db) == []
+    assert _jobs(db, hourly.id) == [] and _jobs(db, daily.id) == []
+    jitter = timedelta(seconds=scheduler.get_settings().schedule_jitter_s)
+    for d in (hourly, daily):
+        upcoming = schedules_db.state(db, d.id)["next_run_at"]
+        assert next_slot(d, now) <= upcoming <= next_slot(d, now) + jitter, (d.slug, upcoming)
+
+
 def test_the_scheduler_outlives_a_redis_outage_while_its_reaper_has_a_job_to_resend(
         db, job_env, tmp_path):
     """With Redis down and a queued job whose message looked lost, the leader's reaper pass
