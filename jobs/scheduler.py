@@ -112,7 +112,7 @@ def next_slot(dealer: Dealership, after: datetime) -> datetime:
                 break
         return slot.astimezone(utc)
     interval = timedelta(seconds=int(dealer.schedule_interval_s or 3600))
-    base = _EPOCH + phase(dealer.id, interval)
+    base = _EPOCH + phase(dealer.id or 0, interval)
     return base + ((after - base) // interval + 1) * interval
 
 
