@@ -7,6 +7,7 @@ the record settled (the crawl child or the feed loop settles it; we settle it ot
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -18,8 +19,10 @@ from crawler.config import get_settings
 from crawler.crawl_runner import run_crawl
 from crawler.db import connect
 from crawler.db import jobs as jobs_db
-from crawler.errors import InvalidInput
+from crawler.errors import ConfigError, InvalidInput
 from crawler.models import Dealership, Job
+
+log = logging.getLogger("forecourt.jobs")
 
 
 class Stopped(Exception):
@@ -98,12 +101,33 @@ def run_feed(conn: psycopg.Connection, job_id: int, worker: str, source: str, *,
         # Ctrl-C and SIGTERM are for the thread that runs the ingest: delivered here, they
         # would not wake it from a blocking read until that read timed out
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        with connect() as beat_conn:
-            should_stop, watched = watch(beat_conn, job_id, worker)
+        beat_conn: psycopg.Connection | None = None
+        lost = False  # logged once per outage, not every beat
+        try:
             while not done.wait(get_settings().job_beat_interval_s / 2):
-                if should_stop():
-                    state["reason"] = watched["reason"]
-                    return
+                try:
+                    if beat_conn is None:
+                        beat_conn = connect()
+                        should_stop, watched = watch(beat_conn, job_id, worker)
+                    if should_stop():
+                        state["reason"] = watched["reason"]
+                        return
+                    lost = False
+                except (psycopg.Error, ConfigError) as exc:
+                    # Its connection was cut (a restart, pg_terminate_backend, a blip): open
+                    # another and beat on. Dying here would leave a live attempt looking
+                    # dead to the reaper, deaf to a cancel, blind to a take-over.
+                    if not lost:
+                        log.warning("job %s heartbeat lost its database connection (%s);"
+                                    " reconnecting", job_id, str(exc).strip().splitlines()[0]
+                                    if str(exc).strip() else type(exc).__name__)
+                    lost = True
+                    if beat_conn is not None:
+                        beat_conn.close()
+                    beat_conn = None
+        finally:
+            if beat_conn is not None:
+                beat_conn.close()
 
     beater = threading.Thread(target=beat_loop, name=f"beat-{job_id}", daemon=True)
     beater.start()

@@ -110,3 +110,46 @@ def test_cancel_while_a_feed_download_waits_to_retry_does_not_wait_for_the_retry
     assert len(server.requests) == 1, "the download tried again after the cancel"
     assert ended and ended[0].state == "cancelled" and ended[0].error_kind == "cancelled"
     assert jobs_db.get(db, job.id).state == "cancelled"
+
+
+def test_a_feed_attempt_whose_heartbeat_connection_is_cut_beats_again_and_hears_a_cancel(db):
+    """The attempt heartbeats its job on a connection of its own. Cut by the server (a
+    restart of a pooler, an operator's pg_terminate_backend, a network blip) while the
+    feed downloads, it is opened again: the job keeps beating (else the reaper would take
+    a live attempt for dead and start a second one beside it) and a cancel still stops it.
+    (jobs.attempt.run_feed, as a worker runs it, in a thread of this process.)"""
+    from jobs import attempt, service
+
+    server = slow_feed_server(csv_body(good_rows() + list(make_feed.rows(3000, seed=5))))
+    ended: list = []
+    try:
+        d = dealer(db, "cut-beat", feed_url=server.url)
+        job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
+        jobs_db.start(db, job.id, "test-worker")
+
+        def run() -> None:
+            with connect() as conn:
+                ended.append(attempt.run_feed(conn, job.id, "test-worker", server.url))
+
+        runner = threading.Thread(target=run, daemon=True)
+        runner.start()
+        wait_for(lambda: server.sent > 0 and jobs_db.get(db, job.id).phase == "fetching",
+                 timeout=60, what="the download to start")
+        beat = wait_for(lambda: db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND query LIKE '%UPDATE jobs SET heartbeat_at%'"
+        ).fetchall(), what="the heartbeat's connection")
+        assert len(beat) == 1
+        db.execute("SELECT pg_terminate_backend(%s)", (beat[0]["pid"],))
+        cut = db.execute("SELECT now() AS t").fetchone()["t"]
+        wait_for(lambda: jobs_db.get(db, job.id).heartbeat_at > cut or server.finished.is_set(),
+                 timeout=SEND_S * 2, what="a heartbeat after the cut, or the whole body")
+        assert not server.finished.is_set(), "no heartbeat from the cut to the end of the body"
+        service.cancel(db, job.id)
+        wait_for(lambda: ended or server.finished.is_set(), timeout=SEND_S * 2,
+                 what="the attempt to end or the server to finish sending")
+        runner.join(timeout=30)
+        assert not server.finished.is_set(), f"the attempt ended only after the body: {ended}"
+    finally:
+        server.close()
+    assert ended and ended[0].state == "cancelled" and ended[0].error_kind == "cancelled"
