@@ -243,6 +243,13 @@ def _claim(conn, job_id: int, me: str, message_id: str | None) -> Job | None:
         except NotFound:
             log.info("job %s no longer exists; message dropped", job_id)
             return None
+        if _left_failed(current, message_id):
+            # Its attempt was settled failed (by the crawl child, say) and its worker died
+            # before retrying it: this redelivery does that instead of leaving it failed.
+            log.warning("job %s was left failed by %s (it stopped before retrying it): "
+                        "settled by this redelivery", job_id, current.worker)
+            after_failure(conn, current, outcome.classify_settled(current) or outcome.TRANSIENT)
+            return None
         redelivery = current.state == "running" and message_id is not None \
             and current.message_id == message_id
         if not redelivery or time.monotonic() > deadline:
@@ -250,6 +257,14 @@ def _claim(conn, job_id: int, me: str, message_id: str | None) -> Job | None:
                      current.state, current.worker, current.message_id, message_id)
             return None
         time.sleep(0.5)
+
+
+def _left_failed(job: Job, message_id: str | None) -> bool:
+    """Whether `job` failed under this very message and still waits for its worker to retry
+    it, bury it or end it cancelled (outcome.awaiting_worker): the worker died first. A
+    worker that acted on it sent a new message (or none: it ends failed)."""
+    return (job.state == "failed" and message_id is not None
+            and job.message_id == message_id and outcome.awaiting_worker(job))
 
 
 def _settle_after_error(job_id: int, exc: Exception, failure: str) -> Job | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -131,3 +132,56 @@ def test_a_killed_workers_scheduled_job_runs_again_before_the_backlog_queued_aft
     assert first.attempts == 2
     assert first.finished_at <= min(j.started_at for j in done[1:]), (
         "the interrupted job was re-run only after the scheduled jobs queued behind it")
+
+
+# The listing answers 503 once, and only when the test says so: `release` exists.
+HELD_LISTING = '''
+import time
+
+def handle(request):
+    if request.path != "/inventory/" or (request.root / "answered").exists():
+        return None
+    (request.root / "asked").touch()
+    while not (request.root / "release").exists():
+        time.sleep(0.05)
+    (request.root / "answered").touch()
+    return 503, "text/plain", b"down for a moment"
+'''
+
+
+def test_a_worker_killed_before_retrying_a_failed_attempt_has_it_retried_by_the_redelivery(
+        db, site, start_workers, tmp_path):
+    """A crawl child settles a transient failure itself (`failed`), then its worker retries
+    the job (back to `queued`, a new message). A worker that dies in between left the job
+    `failed` for good: its redelivered message found the job failed and was dropped. The
+    redelivery now does what the dead worker did not: retry the job (or bury it)."""
+    from jobs import service
+
+    root = site_copy(tmp_path, {}, sitemaps=False)  # the listing is the only way in
+    (root / "handler.py").write_text(HELD_LISTING)
+    base = site(root)
+    first, second = start_workers(2, threads=1)
+    dealer = dealers_db.create(db, slug="flaky", name="Flaky", website_url=base + "/inventory/",
+                               settings={"scrapy": {"RETRY_ENABLED": False}})
+    job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+    wait_for((root / "asked").exists, what="the crawl to ask for its listing")
+    running = jobs_db.get(db, job.id)
+    pid = int(running.worker.split(":")[1])
+    victim, survivor = (first, second) if pid in _family(first) else (second, first)
+    os.killpg(victim.pid, signal.SIGSTOP)  # the worker, not its crawl child (own session)
+    (root / "release").touch()
+    failed = wait_for(lambda: (j := jobs_db.get(db, job.id)).state != "running" and j,
+                      what="the crawl child to settle the attempt")
+    assert failed.state == "failed" and failed.attempts == 1, failed
+    stop(victim, signal.SIGKILL)  # dies before it could retry the job
+
+    dropped = f"job {job.id} is failed"
+    ended = wait_for(lambda: (j := jobs_db.get(db, job.id)).state == "succeeded" and j
+                     or dropped in survivor.log.read_text(errors="replace"),
+                     timeout=60, what="the redelivered message to be handled")
+    assert ended is not True, "the redelivered message was dropped: the job stays failed"
+    done = wait_final(db, job.id)
+    assert done.state == "succeeded" and done.attempts == 2, done.errors
+    assert int(done.worker.split(":")[1]) in _family(survivor)
+    assert [e["attempt"] for e in done.errors] == [1]  # the failure it retried, recorded
+    assert {r[0] for r in _stored(db, dealer.id, base)} == EXPECTED_VINS
