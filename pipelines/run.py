@@ -31,6 +31,8 @@ STATISTICS_EVERY_S = 10.0  # how often a run checks whether its tables need ANAL
 # A run with more rejected rows than this lacking a VIN is broken (the gate holds back its
 # removals anyway): the rest are not looked up by URL.
 MAX_UNREADABLE_URLS = 10_000
+# The counters that are also events (vehicle_events kinds): what a job changed.
+LIFECYCLE_COUNTERS = ("added", "price_changed", "relisted", "removed")
 
 
 @dataclass
@@ -276,6 +278,14 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
         # another attempt of this job runs now and will settle it: leave the job alone
         report.update(state=SUPERSEDED, may_remove=False, counters=dict(run.counters))
         return report
+    if run.attempt is not None and run.attempt[0] > 1:
+        # An earlier attempt of this job (killed, failed) may have stored changes, or
+        # removed vehicles, that this one then found done: the job's changes are counted
+        # from its events, whichever attempt recorded them.
+        events = vehicles_db.event_counts(run.conn, run.job_id)
+        for name in LIFECYCLE_COUNTERS:  # (Counter.update would add)
+            run.counters[name] = events.get(name, 0)
+        report["removed"] = run.counters["removed"]
     if report.get("settled"):  # the new level is the baseline from now on
         jobs_db.mark_accepted(run.conn, run.job_id)
     report["cross_dealer_updated"] = quality.settle_duplicates(run.conn, run.dealership_id,

@@ -402,6 +402,14 @@ def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
     return {"removed": int(removed)}
 
 
+def event_counts(conn: psycopg.Connection, job_id: int) -> dict[str, int]:
+    """How many events of each kind (added, price_changed, relisted, removed, ...) the job
+    has recorded, over all its attempts (along the job_id index)."""
+    rows = conn.execute("SELECT kind, count(*) AS n FROM vehicle_events WHERE job_id = %s"
+                        " GROUP BY kind", (job_id,)).fetchall()
+    return {r["kind"]: int(r["n"]) for r in rows}
+
+
 # The one active vehicle of the dealer at each URL (a URL several share names none of them).
 _SEEN_BY_URL = """
 INSERT INTO run_seen (job_id, vin)

@@ -1,6 +1,8 @@
 """Faults against real processes on 127.0.0.1, each judged by the final database state:
-a worker killed with SIGKILL in the middle of a feed's store batch, Redis restarted (empty)
-while jobs are queued and running, PostgreSQL restarted (crash-style) during an ingest.
+a worker killed with SIGKILL in the middle of a feed's store batch, or at the removal step
+of a re-ingest (its statement open, or committed with the job not yet settled), Redis
+restarted (empty) while jobs are queued and running, PostgreSQL restarted (crash-style)
+during an ingest.
 
 (A worker killed in the middle of a crawl is tests/jobs/test_recovery.py.)
 """
@@ -220,3 +222,117 @@ def test_postgres_restarted_during_ingest_commits_no_partial_batch_and_finishes(
             assert _events(conn, dealer.id) == sorted((r[0], "added") for r in stored)
     finally:
         pg.stop()
+
+
+# A re-ingest that changes every kind of thing: rows 0-19 gone (removed), 580-599 back
+# (relisted, gone the day before), 600-629 new (added), some re-priced (price_changed).
+LIFECYCLE_KINDS = ("added", "price_changed", "relisted", "removed")
+REMOVING = """
+    SELECT pid FROM pg_stat_activity
+     WHERE datname = current_database() AND wait_event_type = 'Lock'
+       AND query LIKE '%%SET status = ''removed''%%'
+"""
+
+
+def _day_feed(path, keep, changed: float = 0.0):
+    import csv
+
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(make_feed.HEADER)
+        writer.writerows(r for i, r in enumerate(make_feed.rows(ROWS + 30, 5, changed))
+                         if keep(i))
+    return path
+
+
+def _lot_before_the_run(db, tmp_path, slug: str):
+    """A dealer with two days of feed ingested (600 vehicles, then 20 of them sold), and
+    the third day's feed (every kind of change) as its feed URL."""
+    from ingest.feed import run_job
+
+    days = [_day_feed(tmp_path / f"{slug}-0.csv", lambda i: i < ROWS),
+            _day_feed(tmp_path / f"{slug}-1.csv", lambda i: i < ROWS - 20),
+            _day_feed(tmp_path / f"{slug}-2.csv", lambda i: i >= 20, changed=0.1)]
+    dealer = dealers_db.create(db, slug=slug, name=slug, feed_url=str(days[2]))
+    for day in days[:2]:
+        job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator",
+                                              {"source": str(day)})
+        jobs_db.start(db, job.id, "test")
+        assert run_job(db, job.id, str(day)).state == "succeeded"
+    return dealer
+
+
+def _outcome(db, dealer_id: int, job_id: int) -> tuple[list, list]:
+    vehicles = [(r["vin"], r["status"], str(r["price"])) for r in db.execute(
+        "SELECT vin, status, price FROM vehicles WHERE dealership_id = %s ORDER BY vin",
+        (dealer_id,))]
+    events = [(r["vin"], r["kind"]) for r in db.execute(
+        "SELECT vin, kind FROM vehicle_events WHERE job_id = %s ORDER BY vin, kind",
+        (job_id,))]
+    return vehicles, events
+
+
+@pytest.mark.parametrize("when", ["removing", "removed"])
+def test_worker_killed_at_the_removal_step_of_a_re_ingest_changes_and_counts_all_once(
+        db, fault_env, workers, tmp_path, when):
+    """SIGKILL while the run's removal statement is open ("removing": rolled back, the next
+    attempt removes), or once it has committed but before the job was settled ("removed":
+    the next attempt finds them removed already). Either way the job ends as a fault-free
+    run of the same feed would: the same vehicles and events, none twice, and counters that
+    count what the job changed (its events), not only what its last attempt did."""
+    import threading
+
+    from crawler.db import connect
+
+    dealer = _lot_before_the_run(db, tmp_path, f"lot-{when}")
+    sold = make_feed.rows(1, 5).__next__()[make_feed.HEADER.index("VIN")]  # row 0: removed
+    env = servers.env_for(fault_env, FORECOURT_REDIS_NAMESPACE=_namespace(),
+                          FORECOURT_FEED_BATCH_SIZE=str(BATCH))
+    procs = {"a": workers(env, "a"), "b": workers(env, "b")}
+    with connect() as locker, connect() as holder:
+        # one of the cars to remove is locked: the removal statement waits for it
+        locker.execute("BEGIN")
+        locker.execute("SELECT 1 FROM vehicles WHERE dealership_id = %s AND vin = %s"
+                       " FOR UPDATE", (dealer.id, sold))
+        [job_id] = servers.trigger(env, "feed", [dealer.id])
+        wait_for(lambda: db.execute(REMOVING).fetchone(), what="the removal to wait")
+        victim = _worker_running(procs, jobs_db.get(db, job_id))
+        if when == "removed":
+            # queue for the job's row (the removal's transaction holds it), then let the
+            # removal commit: the job is now held before its attempt can settle it
+            holder.execute("BEGIN")
+            held = threading.Thread(target=holder.execute, args=(
+                "SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job_id,)))
+            held.start()
+            wait_for(lambda: db.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE 'SELECT 1 FROM jobs WHERE id%%'").fetchone(),
+                what="the holder to queue for the job's row")
+            locker.execute("ROLLBACK")
+            held.join()
+            assert db.execute("SELECT count(*) AS n FROM vehicle_events WHERE job_id = %s"
+                              " AND kind = 'removed'", (job_id,)).fetchone()["n"] == 20
+            kill_group(procs[victim])
+            holder.execute("ROLLBACK")
+        else:
+            kill_group(procs[victim])
+            locker.execute("ROLLBACK")  # the dead worker's removal then rolls back
+    job = _final(db, job_id)
+    assert job.state == "succeeded" and job.attempts == 2, job.errors
+    vehicles, events = _outcome(db, dealer.id, job_id)
+    assert len(events) == len(set(events))  # no change recorded twice
+    by_kind = {k: sum(1 for _, e in events if e == k) for k in LIFECYCLE_KINDS}
+    assert by_kind["removed"] == 20 and by_kind["relisted"] == 20 and by_kind["added"] == 30
+    assert {k: job.counters.get(k, 0) for k in LIFECYCLE_KINDS} == by_kind
+    assert job.report["removed"] == 20
+    assert db.execute("SELECT count(*) AS n FROM run_seen WHERE job_id = %s",
+                      (job_id,)).fetchone()["n"] == 0
+
+    # a fault-free run of the same feeds ends the same way
+    from ingest.feed import run_job
+
+    clean = _lot_before_the_run(db, tmp_path, f"clean-{when}")
+    clean_job, _ = jobs_db.create_or_get_active(db, clean.id, "feed", "operator")
+    jobs_db.start(db, clean_job.id, "test")
+    assert run_job(db, clean_job.id).state == "succeeded"
+    assert _outcome(db, clean.id, clean_job.id) == (vehicles, events)
