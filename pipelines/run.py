@@ -194,7 +194,7 @@ def _count(run: Run, counts: dict[str, int]) -> None:
 def report_progress(run: Run, phase: str | None = None, force: bool = False) -> None:
     now = time.monotonic()
     if force or now - run.last_progress >= PROGRESS_EVERY_S:
-        jobs_db.progress(run.conn, run.job_id, dict(run.counters), phase)
+        jobs_db.progress(run.conn, run.job_id, dict(run.counters), phase, run.attempt)
         run.last_progress = now
 
 

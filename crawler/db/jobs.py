@@ -71,18 +71,24 @@ def start(conn: psycopg.Connection, job_id: int, worker: str) -> Job:
 
 
 def progress(conn: psycopg.Connection, job_id: int, counters: dict[str, int],
-             phase: str | None = None) -> None:
+             phase: str | None = None, attempt: tuple[int, str] | None = None) -> None:
     """Record live counters (and the phase) of a running job; doubles as its heartbeat. A
-    job whose cancel was requested stays in phase 'cancelling' whatever step it reaches."""
+    job whose cancel was requested stays in phase 'cancelling' whatever step it reaches.
+    `attempt`: the job's (attempts, state) when the caller's run began; nothing is written
+    once another attempt has claimed the job, or a running one has ended (a live attempt
+    taken for dead must not overwrite its successor's counters, nor a finished job's)."""
+    attempts, state = attempt if attempt is not None else (None, None)
     conn.execute(
         """
-        UPDATE jobs SET counters = %s,
+        UPDATE jobs SET counters = %(c)s,
                phase = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelling'
-                            ELSE coalesce(%s, phase) END,
+                            ELSE coalesce(%(p)s, phase) END,
                heartbeat_at = now(), updated_at = now()
-         WHERE id = %s
+         WHERE id = %(id)s
+           AND (%(a)s::int IS NULL
+                OR (attempts = %(a)s AND (%(s)s::text <> 'running' OR state = 'running')))
         """,
-        (Jsonb(counters), phase, job_id),
+        {"c": Jsonb(counters), "p": phase, "id": job_id, "a": attempts, "s": state},
     )
 
 

@@ -330,6 +330,31 @@ def test_an_attempt_taken_over_by_another_settles_nothing(db, dealer):
     assert {vehicle(db, dealer, c.vin)["status"] for c in cars} == {"active"}
 
 
+def test_an_attempt_taken_over_by_another_no_longer_writes_the_jobs_counters(db, dealer):
+    """A live attempt taken for dead (a hung worker whose crawl child goes on) reports its
+    progress into the job record beside its successor: it must not overwrite the current
+    attempt's live counters, nor a finished job's."""
+    cars = [item(CIVIC, 20000), item(RAV4, 30000), item(F150, 40000)]
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    jobs_db.start(db, job.id, "w:1")
+    first = run_mod.open_run(db, dealer.id, job.id, "crawl")
+    run_mod.process(first, cars[:1])
+    db.execute("UPDATE jobs SET attempts = attempts + 1, worker = 'w:2' WHERE id = %s",
+               (job.id,))
+    second = run_mod.open_run(db, dealer.id, job.id, "crawl")
+    run_mod.process(second, cars)
+    run_mod.report_progress(second, phase="crawling", force=True)
+    run_mod.process(first, cars[1:2])
+    run_mod.report_progress(first, phase="crawling", force=True)  # 2 items
+    assert jobs_db.get(db, job.id).counters["items"] == 3  # the second attempt's
+    report = run_mod.close(second, complete=True)
+    jobs_db.finish(db, job.id, report["state"], counters=report["counters"],
+                   verdict=report["verdict"], report=report)
+    run_mod.report_progress(first, phase="settling", force=True)  # the first one, late
+    done = jobs_db.get(db, job.id)
+    assert (done.state, done.phase, done.counters) == ("succeeded", "done", report["counters"])
+
+
 def test_days_on_lot(db, dealer, run_feed):
     run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock")})
     run_feed({CIVIC: (20000, "In Stock")})
