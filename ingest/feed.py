@@ -294,9 +294,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
         _store_staged(run, staging, 0, spec, plans, aheads)
         run_mod.wait_for_writes(run)  # a failed last batch fails the run here
     except BaseException:
-        run_mod.abandon(run)
-        vehicles_db.settle_run(conn, dealership_id, job_id, remove_unseen=False,
-                               attempt=run.attempt)
+        run_mod.give_up(run)
         raise
     finally:
         workers.stop(pool)

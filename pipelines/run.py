@@ -169,6 +169,15 @@ def abandon(run: Run) -> None:
     _stop_writer(run)
 
 
+def give_up(run: Run) -> None:
+    """End a run that failed midway without judging it: nothing is removed and its seen set
+    is dropped (left alone if another attempt holds the job now). Raises if the database
+    is out of reach: the job's next attempt starts from a clean seen set anyway."""
+    abandon(run)
+    vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id, remove_unseen=False,
+                           attempt=run.attempt)
+
+
 def _stop_writer(run: Run) -> None:
     """Stop the writer and the reader (their work done) and close their connections."""
     for pool in ("writer", "reader"):

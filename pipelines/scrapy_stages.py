@@ -4,9 +4,15 @@ Items are buffered and handed to `pipelines.run` in batches, so a crawl runs exa
 stages a feed runs. The run is closed when the spider closes, with the close reason and the
 spider's page problems deciding whether it was complete. Pages read after rendering in the
 headless browser are counted (`counters["rendered"]`) and listed (`report["rendered_pages"]`).
+
+A batch whose write fails (a deadlock victim, a lost connection) stops the crawl: its
+vehicles were neither stored nor seen, so the run is not judged (it would remove them) but
+given up, and the job fails as transient, to be retried.
 """
 
 from __future__ import annotations
+
+import logging
 
 from scrapy import signals
 from scrapy.exceptions import NotConfigured
@@ -17,6 +23,9 @@ from crawler.db import jobs as jobs_db
 from crawler.errors import NoChromium
 from crawler.models import VehicleItem
 from pipelines import run as run_mod
+
+log = logging.getLogger(__name__)
+STORE_FAILED = "store_failed"  # the close reason of a crawl stopped by a failed write
 
 
 class StorePipeline:
@@ -30,6 +39,7 @@ class StorePipeline:
         self.buffer: list[VehicleItem] = []
         self.run: run_mod.Run | None = None
         self.report: dict | None = None
+        self.failure: str | None = None  # why a batch could not be stored
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -54,11 +64,32 @@ class StorePipeline:
                 self._flush()
         return item
 
-    def _flush(self) -> None:
+    def _flush(self, closing: bool = False) -> None:
+        if self.failure is not None:  # the run is given up: nothing more is stored
+            self.buffer.clear()
+            return
         if self.buffer and self.run is not None:
             batch, self.buffer = self.buffer, []
             self._count_pages()
-            run_mod.process(self.run, batch)
+            try:
+                run_mod.process(self.run, batch)
+            except Exception as exc:  # noqa: BLE001 - the run is given up, the job failed
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                self.failure = f"storing a batch failed: {type(exc).__name__}: {first}"[:500]
+                log.exception("storing a batch of %d items failed: the crawl stops",
+                              len(batch))
+                if not closing:
+                    self._stop()
+
+    def _stop(self) -> None:
+        """Close the spider (reason STORE_FAILED): what it would crawl next is not stored."""
+        from scrapy.utils.defer import deferred_from_coro
+
+        engine = self.crawler.engine
+        if hasattr(engine, "close_spider_async"):  # Scrapy 2.14+
+            deferred_from_coro(engine.close_spider_async(reason=STORE_FAILED))
+        else:
+            engine.close_spider(self.crawler.spider, STORE_FAILED)
 
     def _count_pages(self) -> None:
         """Pages fetched, and of them the ones read after rendering in the browser."""
@@ -73,8 +104,11 @@ class StorePipeline:
 
     def spider_closed(self, spider, reason):
         assert self.run is not None
-        self._flush()
+        self._flush(closing=True)
         run = self.run
+        if self.failure is not None:
+            self._give_up(run)
+            return
         self._count_pages()
         problems = list(getattr(spider, "problems", []))
         errors = sum(int(v) for k, v in self.crawler.stats.get_stats().items()
@@ -104,3 +138,15 @@ class StorePipeline:
                        error_kind=kind)
         self.report = report
         run.conn.close()
+
+    def _give_up(self, run: run_mod.Run) -> None:
+        """A batch was not stored: remove nothing, and fail the job as transient (retried).
+        If the database is out of reach even for that, the child exits with the job still
+        running, and its worker settles it as a crash (retried too)."""
+        self._count_pages()
+        try:
+            run_mod.give_up(run)
+            jobs_db.finish(run.conn, run.job_id, "failed", counters=dict(run.counters),
+                           error=self.failure, error_kind="transient")
+        finally:
+            run.conn.close()

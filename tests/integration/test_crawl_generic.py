@@ -102,6 +102,34 @@ def test_vehicle_gone_from_healthy_run_is_removed_then_relisted(db, site, tmp_pa
     assert float(change["new_value"]["price"]) == 20950
 
 
+def test_a_store_batch_that_fails_fails_the_crawl_and_removes_nothing(db, site):
+    """A batch whose write fails on a connection that stays up (a deadlock victim, a
+    statement timeout): its vehicles were neither stored nor seen. The crawl used to go on
+    and settle as a healthy complete run, removing them although still listed; now it stops,
+    removes nothing and fails as transient (retried)."""
+    from jobs.outcome import TRANSIENT, classify_settled
+
+    base = site("generic")
+    dealer = dealers_db.create(db, slug="maple", name="Maple", website_url=base + "/inventory/",
+                               settings={"scrapy": {"FORECOURT_BATCH_SIZE": 2}})
+    assert crawl(db, dealer.id).state == "succeeded"
+    # the batch holding the Civic (unchanged: remembered as seen) is a deadlock's victim
+    db.execute("CREATE FUNCTION test_deadlock() RETURNS trigger LANGUAGE plpgsql AS $$"
+               " BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$")
+    db.execute("CREATE TRIGGER test_deadlock BEFORE INSERT ON run_seen FOR EACH ROW"
+               " WHEN (NEW.vin = '19XFC2F7XME104512') EXECUTE FUNCTION test_deadlock()")
+    try:
+        job = crawl(db, dealer.id)
+    finally:
+        db.execute("DROP TRIGGER test_deadlock ON run_seen")
+        db.execute("DROP FUNCTION test_deadlock()")
+    active = db.execute("SELECT count(*) AS n FROM vehicles WHERE status = 'active'").fetchone()
+    assert active["n"] == 10, job.report
+    assert job.state == "failed" and classify_settled(job) == TRANSIENT, (job.state, job.error)
+    assert "deadlock detected" in job.error
+    assert db.execute("SELECT count(*) AS n FROM run_seen").fetchone()["n"] == 0
+
+
 def test_crawl_finding_a_fraction_of_usual_inventory_removes_nothing(db, site, tmp_path):
     root = _copy_site(tmp_path)
     base = site(root)
