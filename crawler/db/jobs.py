@@ -238,18 +238,28 @@ def set_message(conn: psycopg.Connection, job_id: int, queue: str, message_id: s
         {"q": queue, "m": message_id, "id": job_id})
 
 
+# The error history's entry for an attempt whose worker stopped heartbeating mid-run, as a
+# SET clause of an UPDATE that starts the next attempt (it reads the row as it was).
+_INTERRUPTED = """errors = CASE WHEN state = 'running' THEN errors || jsonb_build_array(
+                   jsonb_build_object('at', now(), 'attempt', attempts, 'kind', 'abandoned',
+                                      'error', 'worker stopped heartbeating',
+                                      'worker', worker))
+                   ELSE errors END"""
+
+
 def claim(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s: float,
           message_id: str | None = None) -> Job | None:
     """Start an attempt of a queued job, or take over a running one whose worker stopped
     heartbeating (a redelivered message). None when the job is not ours to run, including
     when `message_id` is not the job's current message. `started_at` stays the job's first
     start; the attempt's own start and counters begin afresh (what /metrics counts per
-    attempt, and what the API shows as the running attempt's live counters)."""
+    attempt, and what the API shows as the running attempt's live counters). A running
+    job's interrupted attempt goes into its error history."""
     row = conn.execute(
-        """
+        f"""
         UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = %s,
                started_at = coalesce(started_at, now()), attempt_started_at = now(),
-               counters = '{}', heartbeat_at = now(),
+               counters = '{{}}', heartbeat_at = now(), {_INTERRUPTED},
                updated_at = now(), phase = 'starting', retry_at = NULL, finished_at = NULL
          WHERE id = %s AND cancel_requested_at IS NULL
            AND (state = 'queued'
@@ -284,12 +294,13 @@ def take_over(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s:
               message_id: str | None) -> Job | None:
     """Start a new attempt of a running job whose worker stopped heartbeating, carried from
     now on by `message_id` (so the dead worker's redelivered message does nothing). None
-    when it is not stale any more, or was cancelled or taken over meanwhile."""
+    when it is not stale any more, or was cancelled or taken over meanwhile. The
+    interrupted attempt goes into the job's error history."""
     row = conn.execute(
-        """
+        f"""
         UPDATE jobs SET attempts = attempts + 1, worker = %s, message_id = %s,
-               attempt_started_at = now(), counters = '{}', heartbeat_at = now(),
-               updated_at = now(), phase = 'starting'
+               attempt_started_at = now(), counters = '{{}}', heartbeat_at = now(),
+               {_INTERRUPTED}, updated_at = now(), phase = 'starting'
          WHERE id = %s AND state = 'running' AND cancel_requested_at IS NULL
            AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => %s)
         RETURNING *

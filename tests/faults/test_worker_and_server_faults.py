@@ -296,6 +296,7 @@ def test_worker_killed_at_the_removal_step_of_a_re_ingest_changes_and_counts_all
                        " FOR UPDATE", (dealer.id, sold))
         [job_id] = servers.trigger(env, "feed", [dealer.id])
         wait_for(lambda: db.execute(REMOVING).fetchone(), what="the removal to wait")
+        victim_worker = jobs_db.get(db, job_id).worker
         victim = _worker_running(procs, jobs_db.get(db, job_id))
         if when == "removed":
             # queue for the job's row (the removal's transaction holds it), then let the
@@ -319,6 +320,9 @@ def test_worker_killed_at_the_removal_step_of_a_re_ingest_changes_and_counts_all
             locker.execute("ROLLBACK")  # the dead worker's removal then rolls back
     job = _final(db, job_id)
     assert job.state == "succeeded" and job.attempts == 2, job.errors
+    # the interrupted attempt is on record, with the worker that ran it
+    assert [(e["attempt"], e["kind"], e.get("worker")) for e in job.errors] == [
+        (1, "abandoned", victim_worker)]
     vehicles, events = _outcome(db, dealer.id, job_id)
     assert len(events) == len(set(events))  # no change recorded twice
     by_kind = {k: sum(1 for _, e in events if e == k) for k in LIFECYCLE_KINDS}
