@@ -22,6 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from crawler.config import PROJECT_ROOT, get_settings
 from crawler.db import connect, database_url, redis_url
 from crawler.db import jobs as jobs_db
+from crawler.lifeline import die_with_parent
 from crawler.models import Job
 
 
@@ -54,7 +55,7 @@ def run_crawl(job_id: int, *, time_limit_s: int | None = None,
         child = subprocess.Popen(
             [sys.executable, "-m", "crawler.crawl_process", str(job_id)],
             cwd=str(PROJECT_ROOT), env=child_env(), stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            start_new_session=True, preexec_fn=die_with_parent,
         )
     try:
         return _watch_child(child, job_id, limit, path, on_tick, should_stop, owner)
@@ -104,25 +105,6 @@ def _watch_child(child: subprocess.Popen, job_id: int, limit: int, path: Path,
         if on_tick is not None:
             on_tick(job)
     return job
-
-
-def _load_prctl():
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: the reaper and ownership checks remain
-        return None
-
-
-_PRCTL = _load_prctl()  # loaded before any fork: nothing is imported in the forked child
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: be killed when the parent dies (a worker killed with -9
-    must not leave its crawl running and writing beside the attempt that replaces it)."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def log_path(job_id: int) -> Path:

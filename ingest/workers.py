@@ -26,6 +26,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from crawler.lifeline import die_with_spawner
 from crawler.models import Reject, Vehicle, VehicleItem, built
 from ingest import mapping as mapping_mod
 from pipelines.stages import stage_items
@@ -66,6 +67,8 @@ GC_THRESHOLDS = (100_000, 50, 100)
 
 
 def _start(spec: dict[str, Any]) -> None:
+    parent = multiprocessing.parent_process()
+    die_with_spawner(parent.pid if parent is not None else None)  # not orphaned by a -9
     gc.freeze()  # the imports' objects are never garbage: out of every scan
     gc.set_threshold(*GC_THRESHOLDS)  # the process lives for one run
     _spec.clear()

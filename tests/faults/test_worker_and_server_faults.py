@@ -1,6 +1,7 @@
 """Faults against real processes on 127.0.0.1, each judged by the final database state:
 a worker killed with SIGKILL in the middle of a feed's store batch, or at the removal step
-of a re-ingest (its statement open, or committed with the job not yet settled), Redis
+of a re-ingest (its statement open, or committed with the job not yet settled), or alone
+(the OOM killer's way) leaving no feed stage workers behind, Redis
 restarted (empty) while jobs are queued and running, PostgreSQL restarted (crash-style)
 during an ingest.
 
@@ -150,6 +151,40 @@ def test_worker_killed_mid_feed_store_batch_finishes_elsewhere_storing_the_same(
             if a != b]
     assert baseline == stored, diff[:5]
     assert _events(db, clean.id) == events
+
+
+def test_worker_process_killed_alone_mid_feed_leaves_no_stage_workers_behind(
+        db, fault_env, workers, feed_file):
+    """The OOM killer's way: SIGKILL to the busiest process alone, not its group. Its feed
+    stage workers (spawned processes that only stage rows) used to live on, blocked on their
+    task queue for ever, each holding its imports and the VIN data; they now die with it."""
+    from crawler.db import connect
+
+    env = servers.env_for(fault_env, FORECOURT_REDIS_NAMESPACE=_namespace(),
+                          FORECOURT_FEED_BATCH_SIZE=str(BATCH),
+                          FORECOURT_FEED_STAGE_MIN_BYTES="1")  # workers from the start
+    workers(env, "a"), workers(env, "b")
+    dealer = dealers_db.create(db, slug="oom", name="OOM", feed_url=str(feed_file))
+    with connect() as locker:
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE vehicle_events IN SHARE MODE")  # the first write waits
+        [job_id] = servers.trigger(env, "feed", [dealer.id])
+        pid = int(wait_for(lambda: jobs_db.get(db, job_id).worker, what="a worker"
+                           ).split(":")[1])
+        stagers = wait_for(lambda: [p for p in psutil.Process(pid).children(recursive=True)
+                                    if "multiprocessing" in " ".join(p.cmdline())],
+                           what="the feed's stage workers")
+        os.kill(pid, 9)
+        locker.execute("ROLLBACK")
+
+    def gone(p: psutil.Process) -> bool:
+        return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+
+    wait_for(lambda: all(gone(p) for p in stagers), timeout=30,
+             what=f"the stage workers {[p.pid for p in stagers]} to die with their parent")
+    job = _final(db, job_id)
+    assert job.state == "succeeded" and job.attempts == 2, job.errors
+    assert _count(db, dealer.id) == ROWS
 
 
 def _site_copy(tmp_path, delay_s: float):
