@@ -169,13 +169,15 @@ def abandon(run: Run) -> None:
     _stop_writer(run)
 
 
-def give_up(run: Run) -> None:
+def give_up(run: Run) -> bool:
     """End a run that failed midway without judging it: nothing is removed and its seen set
-    is dropped (left alone if another attempt holds the job now). Raises if the database
-    is out of reach: the job's next attempt starts from a clean seen set anyway."""
+    is dropped. False, and the seen set left alone, when another attempt holds the job now
+    (it is that attempt's to settle). Raises if the database is out of reach: the job's
+    next attempt starts from a clean seen set anyway."""
     abandon(run)
-    vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id, remove_unseen=False,
-                           attempt=run.attempt)
+    settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
+                                     remove_unseen=False, attempt=run.attempt)
+    return not settled.get("superseded")
 
 
 def _stop_writer(run: Run) -> None:

@@ -145,8 +145,8 @@ class StorePipeline:
         running, and its worker settles it as a crash (retried too)."""
         self._count_pages()
         try:
-            run_mod.give_up(run)
-            jobs_db.finish(run.conn, run.job_id, "failed", counters=dict(run.counters),
-                           error=self.failure, error_kind="transient")
+            if run_mod.give_up(run):  # (else another attempt holds the job now)
+                jobs_db.finish(run.conn, run.job_id, "failed", counters=dict(run.counters),
+                               error=self.failure, error_kind="transient")
         finally:
             run.conn.close()
