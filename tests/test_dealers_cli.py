@@ -364,16 +364,21 @@ def test_list_stale_names_each_overdue_dealer_how_long_and_its_last_error(db):
     assert listing.returncode == 0, listing.stderr
     cells = [ln.replace("│", " ").split() for ln in listing.stdout.splitlines()]
     rows = {c[0]: " ".join(c) for c in cells if c and c[0] in
-            {"acme", "bolt", "degraded", "never", "newbie", "paused", "unscheduled"}}
+            {"acme", "bolt", "degraded", "never", "newbie", "paused", "unscheduled",
+             "resumed"}}
     assert set(rows) == {"acme", "degraded", "never"}, listing.stdout
     assert "3 h" in rows["acme"] and "failed" in rows["acme"] and "boom" in rows["acme"]
     assert "5 h" in rows["degraded"] and "partial" in rows["degraded"]
     assert "60% below the baseline" in rows["degraded"]
     assert "never" in rows["never"].split(None, 1)[1] and "no such host" in rows["never"]
-    assert "3 stale" in listing.stdout
-    # the full list says which dealers are stale too
+    assert "3 stale of 6" in listing.stdout
+    # the full list says which dealers are stale too: acme was due two hours after its
+    # success, plus the jitter of both slots (2 x 30 s) and the grace (15 min)
     full = run("dealers", "list")
     cells = [ln.replace("│", " ").split() for ln in full.stdout.splitlines()]
     listed = {c[0]: " ".join(c) for c in cells if c}
-    assert "stale for 1 h" in listed["acme"], full.stdout
+    assert "stale for 44 min" in listed["acme"], full.stdout
+    # resumed just now after ten days: its inventory is old, but not stale yet
+    assert "resumed" in listed["resumed"] and "10 d" in listed["resumed"], full.stdout
+    assert "stale" not in listed["resumed"], full.stdout
     assert "current" in listed["bolt"] and "stale" not in listed["paused"], full.stdout

@@ -154,6 +154,7 @@ def freshness_world(db, acme_id: int, bolt_id: int) -> None:
     degraded, hourly, last success 5 h ago then runs judged degraded: stale, last run partial;
     never, daily cron, added 3 days ago, never succeeded: stale, last run none;
     newbie, daily cron, added just now, never ran: never succeeded but not stale yet;
+    resumed, hourly, last success 10 days ago, paused until just now: old, not stale yet;
     paused and unscheduled dealers with old successes: not counted at all."""
     from crawler.db import dealers as dealers_db
 
@@ -184,6 +185,11 @@ def freshness_world(db, acme_id: int, bolt_id: int) -> None:
     paused = dealers_db.create(db, slug="paused", name="Paused", website_url="https://p.test/",
                                schedule_interval_s=3600, paused=True)
     add_job(db, paused.id, state="succeeded", finished_at=ago(100))
+    resumed = dealers_db.create(db, slug="resumed", name="Resumed",
+                                website_url="https://r.test/", schedule_interval_s=3600,
+                                paused=True)
+    add_job(db, resumed.id, state="succeeded", finished_at=ago(240))
+    dealers_db.update(db, resumed.id, paused=False)  # what `forecourt schedule resume` does
     idle = dealers_db.create(db, slug="unscheduled", name="Unscheduled",
                              website_url="https://u.test/")
     add_job(db, idle.id, state="succeeded", finished_at=ago(200))
