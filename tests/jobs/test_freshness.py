@@ -148,16 +148,26 @@ def test_a_resumed_dealer_that_never_succeeded_is_stale_after_its_first_deadline
     assert summary["stale"]["none"] == 1 and summary["never_succeeded"] == 1
 
 
-def test_a_dealer_given_its_first_schedule_counts_its_deadline_from_then(db):
-    """An unscheduled dealer with an old success, put on a schedule, was stale at once."""
+def test_a_dealer_given_a_schedule_or_another_one_counts_its_deadline_from_then(db):
+    """An unscheduled dealer with an old success, put on a schedule, was stale at once; so
+    was a daily dealer moved to hourly, though the scheduler runs either from its next slot
+    after the change."""
     now = _now(db)
     adhoc = dealers_db.create(db, slug="adhoc", name="Ad hoc", website_url="https://a.test/")
     _succeeded(db, adhoc.id, now - timedelta(days=40), took_min=5)
     assert "adhoc" not in _judged(db)
-    scheduled = run("schedule", "set", "adhoc", "6h")
+    scheduled = run("schedule", "set", "adhoc", "1d")
     assert scheduled.returncode == 0, scheduled.stderr
     row = _judged(db)["adhoc"]
-    assert not row["stale"], row
-    # a later change of the cadence is no fresh start: the deadline keeps its anchor
-    run("schedule", "set", "adhoc", "1h")
+    assert not row["stale"] and row["rescheduled"], row
+
+    # a day later (its first run failed), the operator makes it hourly
+    db.execute("UPDATE dealerships SET scheduled_since = scheduled_since - interval '1 day'"
+               " WHERE id = %s", (adhoc.id,))
+    set_before = _judged(db)["adhoc"]["scheduled_since"]
+    assert run("schedule", "set", "adhoc", "1h").returncode == 0
+    row = _judged(db)["adhoc"]
+    assert not row["stale"] and row["scheduled_since"] > set_before, row
+    # setting the same schedule again is no change
+    assert run("schedule", "set", "adhoc", "1h").returncode == 0
     assert _judged(db)["adhoc"]["scheduled_since"] == row["scheduled_since"]
