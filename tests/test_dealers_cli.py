@@ -379,6 +379,6 @@ def test_list_stale_names_each_overdue_dealer_how_long_and_its_last_error(db):
     listed = {c[0]: " ".join(c) for c in cells if c}
     assert "stale for 44 min" in listed["acme"], full.stdout
     # resumed just now after ten days: its inventory is old, but not stale yet
-    assert "resumed" in listed["resumed"] and "10 d" in listed["resumed"], full.stdout
+    assert "rescheduled" in listed["resumed"] and "10 d" in listed["resumed"], full.stdout
     assert "stale" not in listed["resumed"], full.stdout
     assert "current" in listed["bolt"] and "stale" not in listed["paused"], full.stdout

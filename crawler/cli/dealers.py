@@ -301,8 +301,9 @@ def register(app: typer.Typer) -> None:
     def list_cmd(
         stale: bool = typer.Option(
             False, "--stale", help="Only the scheduled dealerships whose inventory is stale "
-            "(no successful run within two schedule periods), with how long and their last "
-            "error."),
+            "(no successful run by two schedule periods, plus the time a run takes and "
+            "FORECOURT_STALE_GRACE_S, after their last success or their resume or schedule "
+            "change), with how long and their last error."),
     ) -> None:
         """List dealerships with their active vehicles, last job and whether their inventory
         is current."""
@@ -339,12 +340,23 @@ def _duration(seconds: float) -> str:
 
 
 def _inventory_text(row: dict | None) -> str:
-    """current / stale for ... / - (paused or unscheduled: no promise)."""
+    """current / stale for ... / rescheduled ... / never succeeded yet / - (paused or
+    unscheduled: no promise)."""
     if row is None:
         return "-"
     if row["stale"]:
         return f"stale for {_duration(row['overdue_s'])}"
+    if row["rescheduled"]:  # old inventory; its deadline counts from then
+        return f"{_on_schedule(row)}, last success {_duration(row['success_age_s'])} ago"
     return "current" if row["last_success_at"] else "never succeeded yet"
+
+
+def _on_schedule(row: dict) -> str:
+    """added 3 d 0 h ago / rescheduled 5 h 0 min ago (resumed, or its schedule set):
+    whence a dealer's deadline counts."""
+    went, at = ("rescheduled", row["scheduled_since"]) if row["scheduled_since"] else \
+        ("added", row["created_at"])
+    return f"{went} {_duration((row['now'] - at).total_seconds())} ago"
 
 
 def _print_stale(judged: dict[str, dict]) -> None:
@@ -355,8 +367,7 @@ def _print_stale(judged: dict[str, dict]) -> None:
         table.add_column(col)
     for r in stale:
         success = f"{_duration(r['success_age_s'])} ago (job {r['success_job_id']})" \
-            if r["last_success_at"] else \
-            f"never (added {_duration((r['now'] - r['created_at']).total_seconds())} ago)"
+            if r["last_success_at"] else f"never ({_on_schedule(r)})"
         last_run = f"{r['last_run_state']} (job {r['last_run_id']})" if r["last_run_id"] \
             else "none finished"
         error = "-"

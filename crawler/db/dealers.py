@@ -153,20 +153,31 @@ async def ainventory(conn: psycopg.AsyncConnection, dealership_id: int) -> dict[
     return await cur.fetchone()
 
 
-# Each scheduled, unpaused dealership with what says whether its inventory is current: its
-# last successful run, its latest finished run, and the newest error since that success (a
-# failed or degraded run, or an attempt waiting for its retry). Three probes per dealership
-# on the jobs indexes (jobs_dealer_state_id, then jobs_dealer_created read newest first,
-# stopping at the first match), so its cost does not grow with the jobs table.
+# Each scheduled, unpaused dealership with what says whether its inventory is current: when
+# its schedule started (resumed, set or changed: migration 0014; NULL: since added), its
+# last successful run, how long its last 5 successes took from queued to finished (the
+# median: one backlog does not move it; a record whose times disagree counts as 0), its
+# latest finished run, and the newest error since that success (a failed or degraded run,
+# or an attempt waiting for its retry). Four probes per dealership on the jobs indexes
+# (jobs_dealer_state_id twice, then jobs_dealer_created read newest first, stopping at the
+# first match), so its cost does not grow with the jobs table.
 _FRESHNESS = """
     SELECT d.id, d.slug, d.schedule_cron, d.schedule_tz, d.schedule_interval_s, d.created_at,
+           d.scheduled_since,
            ok.id AS success_job_id, ok.finished_at AS last_success_at,
+           usual.run_s AS typical_run_s,
            fin.id AS last_run_id, fin.state AS last_run_state, fin.finished_at AS last_run_at,
            err.id AS error_job_id, err.error AS last_error, now() AS now
       FROM dealerships d
       LEFT JOIN LATERAL (SELECT j.id, j.finished_at FROM jobs j
                           WHERE j.dealership_id = d.id AND j.state = 'succeeded'
                           ORDER BY j.id DESC LIMIT 1) ok ON true
+      LEFT JOIN LATERAL (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY greatest(
+                                  extract(epoch FROM r.finished_at - r.created_at), 0)::float8)
+                                  AS run_s
+                           FROM (SELECT j.created_at, j.finished_at FROM jobs j
+                                  WHERE j.dealership_id = d.id AND j.state = 'succeeded'
+                                  ORDER BY j.id DESC LIMIT 5) r) usual ON true
       LEFT JOIN LATERAL (SELECT j.id, j.state, j.finished_at FROM jobs j
                           WHERE j.dealership_id = d.id AND j.finished_at IS NOT NULL
                           ORDER BY j.id DESC LIMIT 1) fin ON true
@@ -180,8 +191,9 @@ _FRESHNESS = """
 
 
 def freshness(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    """Scheduled, unpaused dealerships with their last success, latest finished run and
-    newest error since (see jobs.freshness), by slug; `now` is the database's."""
+    """Scheduled, unpaused dealerships with when their schedule started, their last success,
+    typical run time, latest finished run and newest error since (see jobs.freshness), by
+    slug; `now` is the database's."""
     return conn.execute(_FRESHNESS).fetchall()
 
 

@@ -164,6 +164,9 @@ def freshness_world(db, acme_id: int, bolt_id: int) -> None:
 
     dealers_db.update(db, acme_id, schedule_interval_s=3600)
     dealers_db.update(db, bolt_id, schedule_interval_s=3600)
+    # hourly all along: not put on schedule just now, which would restart their promise
+    db.execute("UPDATE dealerships SET scheduled_since = NULL WHERE id = ANY(%s)",
+               ([acme_id, bolt_id],))
     add_job(db, acme_id, state="succeeded", verdict="healthy", finished_at=ago(3))
     add_job(db, acme_id, state="failed", finished_at=ago(1), error="downloads failed: boom",
             error_kind="failed")
