@@ -246,9 +246,9 @@ def _claim(conn, job_id: int, me: str, message_id: str | None) -> Job | None:
         if _left_failed(current, message_id):
             # Its attempt was settled failed (by the crawl child, say) and its worker died
             # before retrying it: this redelivery does that instead of leaving it failed.
-            log.warning("job %s was left failed by %s (it stopped before retrying it): "
-                        "settled by this redelivery", job_id, current.worker)
-            after_failure(conn, current, outcome.classify_settled(current) or outcome.TRANSIENT)
+            if retry_left_failed(conn, current) is not None:
+                log.warning("job %s was left failed by %s (it stopped before retrying it): "
+                            "settled by this redelivery", job_id, current.worker)
             return None
         redelivery = current.state == "running" and message_id is not None \
             and current.message_id == message_id
@@ -278,6 +278,23 @@ def _settle_after_error(job_id: int, exc: Exception, failure: str) -> Job | None
     except Exception:  # noqa: BLE001 - the reaper settles it once the database is back
         log.exception("job %s could not be settled", job_id)
         return None
+
+
+def retry_left_failed(conn, job: Job, failed_for_s: float = 0.0) -> Job | None:
+    """Do for a job left failed what its worker would have done had it not died first:
+    retry it, bury it or end it cancelled (after_failure), once that failure is
+    `failed_for_s` old. The dead worker's redelivered message comes here, and the reaper
+    when that message was lost too. The database decides who acts: the job's row stays
+    locked until the retry is recorded and its message sent (a Redis error undoes the
+    retry: the job stays failed for a later try), another reaper or a redelivery passes it
+    by meanwhile, and only the failure `job` was read from is acted on. None when there
+    was nothing left for us to do."""
+    with conn.transaction():
+        current = jobs_db.lock_left_failed(conn, job.id, job.attempts, failed_for_s)
+        if current is None or not outcome.awaiting_worker(current):
+            return None
+        return after_failure(conn, current,
+                             outcome.classify_settled(current) or outcome.TRANSIENT)
 
 
 def after_failure(conn, job: Job, failure: str) -> Job:

@@ -89,6 +89,17 @@ def awaiting_worker(job: Job) -> bool:
         or may_hand_on(job)
 
 
+def owed_by_its_worker(job: Job) -> bool:
+    """Whether a failed job awaiting its worker (awaiting_worker) is owed what only a dead
+    worker would fail to record: a retry, a burial or its cancelled end (so the reaper,
+    which cannot tell a dead worker from a slow one but by time, may act for it). Not a
+    hand-on for want of Chromium: a live worker leaves such a job failed when no worker that
+    has Chromium takes its queue, which the record does not tell from its death. (A
+    redelivered message knows its worker died, and hands such a job on.)"""
+    return awaiting_worker(job) and (job.cancel_requested_at is not None
+                                     or not needs_chromium(job))
+
+
 def chromium_handoffs(job: Job) -> int:
     """How many of the job's attempts failed for want of Chromium on their worker."""
     return sum(1 for e in job.errors if isinstance(e, dict) and e.get("kind") == NO_CHROMIUM)

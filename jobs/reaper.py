@@ -11,10 +11,18 @@ message id: if the first is only waiting in a long backlog it keeps its place in
 new id would invalidate it and send the job to the back, hour after hour), and only one
 delivery can claim the job.
 
+A worker that dies after its attempt was settled failed (by the crawl child, the feed loop)
+but before it retried, buried or cancelled the job leaves it `failed`; its redelivered
+message acts for it, and the reaper does when that message was lost too (Redis restarted
+without persistence): once the failure is `job_reap_after_s` old (a live worker acts within
+a heartbeat or two, a redelivery within the broker heartbeat), through the same function
+as the redelivery (jobs.actors.retry_left_failed), which lets the database decide who acts.
+
 It also prunes finished jobs past their retention (jobs/retention.py), now and then.
 
 Runs in the scheduler's leader on each tick and in every worker process (a thread), so
-either alone is enough. Any number may run: every change is a conditional update.
+either alone is enough. Any number may run: every change is a conditional update (a job
+left failed is decided under its row's lock).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ log = logging.getLogger("forecourt.reaper")
 
 
 _quiet_until = [0.0]  # when the next "could not re-send" line may be logged
+_DONE = {"queued": "requeued", "dead": "dead", "cancelled": "cancelled"}  # reap()'s lists
 
 
 def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
@@ -53,10 +62,24 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
         if job is None:
             continue
         job = actors.after_failure(conn, job, outcome.TRANSIENT)
-        done[{"dead": "dead", "cancelled": "cancelled"}.get(job.state, "requeued")].append(
-            job.id)
+        done[_DONE.get(job.state, "requeued")].append(job.id)
         with fc_logging.bind(job_id=job.id, dealership_id=job.dealership_id):
             log.warning("job %s abandoned by %s: %s", job.id, stale.worker, job.state)
+    for left in jobs_db.left_failed(conn, settings.job_reap_after_s):
+        if not outcome.owed_by_its_worker(left):
+            continue
+        try:
+            job = actors.retry_left_failed(conn, left, settings.job_reap_after_s)
+        except RedisError as exc:  # undone: the job stays failed for a later pass
+            _redis_away(f"retry job {left.id}, left failed,", exc)
+            break
+        if job is None or job.state not in _DONE:  # another reaper acted, or it moved on
+            continue
+        done[_DONE[job.state]].append(job.id)
+        with fc_logging.bind(job_id=job.id, dealership_id=job.dealership_id):
+            log.warning("job %s was left failed by %s, which stopped before retrying it, "
+                        "and no redelivery came: %s by the reaper", job.id, left.worker,
+                        job.state)
     for lost in jobs_db.stale_queued(conn, settings.job_resend_after_s):
         if lost.cancel_requested_at is not None:  # no message may claim it: settle it
             if jobs_db.cancel_ended(conn, lost.id) is not None:
@@ -65,10 +88,7 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
         try:
             actors.send(conn, lost, same_id=True)  # the original, if waiting, stays valid
         except RedisError as exc:  # Redis away: re-sent on a later pass, once it is back
-            if time.monotonic() >= _quiet_until[0]:  # a line a minute, not one a tick
-                _quiet_until[0] = time.monotonic() + 60
-                log.warning("could not re-send lost job %s (nor any after it): %s; trying "
-                            "again on later passes", lost.id, exc)
+            _redis_away(f"re-send lost job {lost.id}", exc)
             break
         done["resent"].append(lost.id)
     # a job that ended without settling its run (killed, buried) left its seen set behind
@@ -76,6 +96,14 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
     pruned = retention.due_prune(conn)  # old finished jobs (every PRUNE_EVERY_S at most)
     done["pruned"] = pruned["ids"] if pruned else []
     return done
+
+
+def _redis_away(what: str, exc: RedisError) -> None:
+    """One line a minute, not one a pass, while Redis is away."""
+    if time.monotonic() >= _quiet_until[0]:
+        _quiet_until[0] = time.monotonic() + 60
+        log.warning("could not %s (nor any after it): %s; trying again on later passes",
+                    what, exc)
 
 
 def start_thread(interval_s: float | None = None) -> threading.Thread:

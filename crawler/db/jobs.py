@@ -343,15 +343,17 @@ def requeue(conn: psycopg.Connection, job_id: int, retry_at_s: float) -> Job | N
     """Put a failed attempt back in line for a retry after `retry_at_s` seconds. None when
     the job is no longer failed, or the dealership already has another active job."""
     try:
-        row = conn.execute(
-            """
-            UPDATE jobs SET state = 'queued', phase = 'retrying', worker = NULL,
-                   retry_at = now() + make_interval(secs => %s), finished_at = NULL,
-                   updated_at = now()
-             WHERE id = %s AND state = 'failed' AND cancel_requested_at IS NULL RETURNING *
-            """,
-            (retry_at_s, job_id),
-        ).fetchone()
+        with conn.transaction():  # a savepoint inside a caller's transaction (it survives)
+            row = conn.execute(
+                """
+                UPDATE jobs SET state = 'queued', phase = 'retrying', worker = NULL,
+                       retry_at = now() + make_interval(secs => %s), finished_at = NULL,
+                       updated_at = now()
+                 WHERE id = %s AND state = 'failed' AND cancel_requested_at IS NULL
+                RETURNING *
+                """,
+                (retry_at_s, job_id),
+            ).fetchone()
     except psycopg.errors.UniqueViolation:
         return None
     return Job.model_validate(row) if row is not None else None
@@ -447,6 +449,53 @@ def stale_running(conn: psycopg.Connection, stale_after_s: float, limit: int = 5
         (stale_after_s, limit),
     ).fetchall()
     return [Job.model_validate(r) for r in rows]
+
+
+def left_failed(conn: psycopg.Connection, failed_for_s: float) -> list[Job]:
+    """Jobs a worker may have left failed by dying before it acted on them: a worker's
+    (queued, `queue` set) attempt settled failed `failed_for_s` ago or more, the job still
+    its dealership's newest (a job with a newer one is owed nothing). Which of them are owed
+    a retry, a burial or a cancelled end is jobs.outcome's to say; their `report` holds only
+    its `reasons`, all that says. One index probe per dealership: failures nobody is to
+    act on stay failed for good, so a scan of failed jobs would grow with them."""
+    rows = conn.execute(
+        """
+        SELECT j.* FROM dealerships d
+         CROSS JOIN LATERAL (
+               SELECT k.id, k.dealership_id, k.kind, k.trigger, k.state, k.phase, k.attempts,
+                      k.params, k.counters, k.verdict, k.error, k.error_kind, k.errors,
+                      k.worker, k.message_id, k.queue, k.retry_at, k.cancel_requested_at,
+                      k.created_at, k.started_at, k.heartbeat_at, k.finished_at, k.updated_at,
+                      jsonb_build_object('reasons', k.report -> 'reasons') AS report
+                 FROM jobs k WHERE k.dealership_id = d.id ORDER BY k.id DESC LIMIT 1) j
+         WHERE j.state = 'failed' AND j.queue IS NOT NULL AND j.attempts >= 1
+           AND j.finished_at < now() - make_interval(secs => %s)
+         ORDER BY j.finished_at, j.id
+        """,
+        (failed_for_s,),
+    ).fetchall()
+    return [Job.model_validate(r) for r in rows]
+
+
+def lock_left_failed(conn: psycopg.Connection, job_id: int, attempts: int,
+                     failed_for_s: float) -> Job | None:
+    """Lock, until the caller's transaction ends, the row of a job still failed from its
+    attempt `attempts`, settled `failed_for_s` ago or more, and still its dealership's newest
+    job. None when it moved on (retried, buried, cancelled, run again), is younger, or
+    another transaction holds it: another reaper, or a redelivery, deciding about it (they
+    pass each other by rather than wait and act twice)."""
+    row = conn.execute(
+        """
+        SELECT * FROM jobs j
+         WHERE j.id = %s AND j.state = 'failed' AND j.attempts = %s
+           AND j.finished_at <= now() - make_interval(secs => %s)
+           AND NOT EXISTS (SELECT 1 FROM jobs k
+                            WHERE k.dealership_id = j.dealership_id AND k.id > j.id)
+           FOR UPDATE SKIP LOCKED
+        """,
+        (job_id, attempts, failed_for_s),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
 
 
 def stale_queued(conn: psycopg.Connection, stale_after_s: float, limit: int = 500) -> list[Job]:

@@ -100,13 +100,14 @@ WORKER_READY = "Worker process is ready for action"
 
 @pytest.fixture
 def start_workers(job_env, tmp_path):
-    """Start `forecourt worker` processes (at once) and wait until each is ready; every one
-    is killed at the end of the test."""
+    """Start `forecourt worker` processes (at once), with `env` on top of the session's, and
+    wait until each is ready; every one is killed at the end of the test."""
     started: list[subprocess.Popen] = []
 
-    def start(count: int = 1, processes: int = 1, threads: int = 2) -> list[subprocess.Popen]:
+    def start(count: int = 1, processes: int = 1, threads: int = 2,
+              **env: str) -> list[subprocess.Popen]:
         procs = [_spawn(["worker", "--processes", str(processes), "--threads", str(threads)],
-                        job_env, tmp_path / f"worker-{len(started) + i}.log")
+                        {**job_env, **env}, tmp_path / f"worker-{len(started) + i}.log")
                  for i in range(count)]
         started.extend(procs)
         for proc in procs:

@@ -68,6 +68,19 @@ def test_a_failed_queued_job_awaits_its_worker_only_when_it_will_act():
     assert not outcome.awaiting_worker(_job(**transient | {"state": "dead"}))
 
 
+def test_only_what_a_worker_always_records_is_owed_by_a_worker_that_may_have_died():
+    """The reaper acts for a worker it takes for dead (jobs/reaper.py) only where a live
+    worker would have changed the record: a hand-on for want of Chromium may have been
+    declined on purpose (no worker that has Chromium alive), which leaves it failed."""
+    transient = {"error_kind": "crash", "queue": "priority", "attempts": 1}
+    assert outcome.owed_by_its_worker(_job(**transient))
+    assert not outcome.owed_by_its_worker(_job(**transient | {"error_kind": "timeout"}))
+    no_chromium = _job(**transient | {"error_kind": outcome.NO_CHROMIUM})
+    assert outcome.awaiting_worker(no_chromium) and not outcome.owed_by_its_worker(no_chromium)
+    cancelled = no_chromium.model_copy(update={"cancel_requested_at": datetime.now(UTC)})
+    assert outcome.owed_by_its_worker(cancelled)  # its cancelled end, whatever it lacked
+
+
 def test_a_crawl_without_chromium_is_handed_on_a_bounded_number_of_times_not_as_retries():
     """An attempt that failed for want of Chromium on its worker (jobs/actors.py hands it to
     a worker that has it): permanent, bounded by MAX_CHROMIUM_HANDOFFS, and not counted

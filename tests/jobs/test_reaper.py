@@ -127,3 +127,94 @@ def test_a_resent_waiting_job_keeps_its_record_and_etag(db):
     assert after.message_id == before.message_id
     assert after.updated_at == before.updated_at and version_of(after) == version_of(before)
     assert reaper.reap(db)["resent"] == []  # not again before another hour
+
+
+def _left_failed(db, slug: str, attempts: int = 1, ago: str = "10 minutes",
+                 kind: str = "transient", queue: str | None = "priority"):
+    """A job whose attempt was settled failed `ago` and whose worker then died before it
+    retried, buried or cancelled it, its message lost with it (Redis restarted empty)."""
+    job = _running(db, slug, attempts=attempts, stale="1 second")
+    db.execute("UPDATE jobs SET queue = %s, message_id = 'lost-with-redis' WHERE id = %s",
+               (queue, job.id))
+    jobs_db.fail_running(db, job.id, "listing page http://127.0.0.1:9/ failed: refused", kind)
+    db.execute("UPDATE jobs SET finished_at = now() - %s::interval WHERE id = %s",
+               (ago, job.id))
+    return jobs_db.get(db, job.id)
+
+
+def _messages_for(job_id: int) -> list[bytes]:
+    """The messages waiting in this session's queues (delayed or not) that name the job."""
+    from jobs.broker import get_broker
+
+    broker = get_broker()
+    found = []
+    for queue in ("priority", "scheduled"):
+        for name in (f"{queue}.msgs", f"{queue}.DQ.msgs"):
+            found += [m for m in broker.client.hvals(f"{broker.namespace}:{name}")
+                      if f'"args":[{job_id}]'.encode() in m.replace(b" ", b"")]
+    return found
+
+
+def test_a_failed_job_its_dead_worker_never_retried_is_retried_or_buried_by_the_reaper(db):
+    """A worker that dies between its attempt's failure and the retry leaves the job failed;
+    only its redelivered message acted on it. With that message lost too (Redis restarted
+    empty), the job stayed failed for good. The reaper now does what the worker would have
+    done, once the failure has waited `job_reap_after_s`."""
+    from jobs import outcome, reaper
+
+    retried = _left_failed(db, "orphan-retried")
+    buried = _left_failed(db, "orphan-buried", attempts=4)  # the default maximum
+    cancelled = _left_failed(db, "orphan-cancelled")
+    db.execute("UPDATE jobs SET cancel_requested_at = now() WHERE id = %s", (cancelled.id,))
+    recent = _left_failed(db, "orphan-recent", ago="1 second")  # its live worker acts soon
+    permanent = _left_failed(db, "failed-for-good", kind="permanent")
+    at_terminal = _left_failed(db, "at-terminal", queue=None)  # `forecourt crawl`: no worker
+    # its worker may have found no live worker with Chromium and left it failed on purpose
+    no_chromium = _left_failed(db, "no-chromium", kind=outcome.NO_CHROMIUM)
+    superseded = _left_failed(db, "superseded")
+    newer, _ = jobs_db.create_or_get_active(db, superseded.dealership_id, "crawl", "schedule")
+    jobs_db.finish(db, newer.id, "succeeded", counters={})
+
+    done = reaper.reap(db)
+    assert done["requeued"] == [retried.id], done
+    assert done["dead"] == [buried.id] and done["cancelled"] == [cancelled.id], done
+    job = jobs_db.get(db, retried.id)
+    assert job.state == "queued" and job.retry_at is not None and job.worker is None
+    assert job.message_id not in (None, "lost-with-redis") and len(_messages_for(job.id)) == 1
+    assert [e["kind"] for e in job.errors] == ["transient"]  # the failure, recorded once
+    assert jobs_db.get(db, buried.id).state == "dead"
+    assert jobs_db.get(db, cancelled.id).state == "cancelled"
+    for left in (recent, permanent, at_terminal, no_chromium, superseded):
+        assert jobs_db.get(db, left.id).state == "failed", left.dealership_id
+    assert reaper.reap(db) == {"requeued": [], "dead": [], "resent": [], "cancelled": [],
+                               "forgotten": [], "pruned": []}
+
+
+def test_two_reapers_never_both_retry_a_job_left_failed(db):
+    """The database decides which reaper acts on a job left failed: the one whose
+    transaction holds its row (the other passes it by), and only on the failure it read
+    (a reaper that read attempt 1's failure does nothing once attempt 2 has failed)."""
+    from crawler.db import connect
+    from jobs import actors, reaper
+
+    job = _left_failed(db, "two-reapers")
+    with connect() as other:
+        with other.transaction():  # another reaper, deciding about this very job
+            other.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (job.id,))
+            assert reaper.reap(db)["requeued"] == []  # passed by, not waited on
+        assert jobs_db.get(db, job.id).state == "failed"
+    assert reaper.reap(db)["requeued"] == [job.id]
+    assert reaper.reap(db)["requeued"] == []
+    assert len(_messages_for(job.id)) == 1
+
+    # A reaper that read the first failure acts only on that failure: the retry has failed
+    # in turn (permanently), and the stale read must not requeue it.
+    stale = jobs_db.get(db, job.id)
+    stale = stale.model_copy(update={"state": "failed", "attempts": 1})
+    again = jobs_db.claim(db, job.id, "w:2:T", 60)
+    assert again is not None and again.attempts == 2
+    jobs_db.fail_running(db, job.id, "listing page answered 404: not_found", "permanent")
+    db.execute("UPDATE jobs SET finished_at = now() - interval '10 minutes' WHERE id = %s",
+               (job.id,))
+    assert actors.retry_left_failed(db, stale, 60) is None
+    assert jobs_db.get(db, job.id).state == "failed"

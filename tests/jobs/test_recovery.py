@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
 import time
 
 import psutil
@@ -14,6 +16,7 @@ from crawler.db import jobs as jobs_db
 from tests.jobs.conftest import (
     AT_ONCE,
     EXPECTED_VINS,
+    FORECOURT,
     site_copy,
     slow_routes,
     stop,
@@ -185,3 +188,77 @@ def test_a_worker_killed_before_retrying_a_failed_attempt_has_it_retried_by_the_
     assert int(done.worker.split(":")[1]) in _family(survivor)
     assert [e["attempt"] for e in done.errors] == [1]  # the failure it retried, recorded
     assert {r[0] for r in _stored(db, dealer.id, base)} == EXPECTED_VINS
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis server of this test's own that keeps nothing on disk (as the machine's does
+    not), so the test may flush it as a restart would: (its URL, a client)."""
+    import redis
+
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        port = hole.getsockname()[1]
+    with open(tmp_path / "redis.log", "ab") as out:
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    client = redis.Redis(host="127.0.0.1", port=port)
+
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            assert server.poll() is None, (tmp_path / "redis.log").read_text()
+            return False
+
+    try:
+        wait_for(answers, timeout=10, what="our own redis-server")
+        yield f"redis://127.0.0.1:{port}/0", client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_job_left_failed_by_a_dead_worker_whose_message_redis_lost_is_retried_by_the_reaper(
+        db, site, start_workers, own_redis, job_env, tmp_path):
+    """The double fault: the worker dies between its attempt's failure and the retry, and
+    its message is lost too (Redis restarted without persistence, here flushed while the
+    worker holds the message). No redelivery comes, so the job stayed `failed` for good and
+    its dealer got no retry. The reaper (every worker runs one) now retries it once the
+    failure has waited FORECOURT_JOB_REAP_AFTER_S."""
+    url, client = own_redis
+    env = {"REDIS_URL": url, "FORECOURT_JOB_REAP_AFTER_S": "4"}
+    root = site_copy(tmp_path, {}, sitemaps=False)  # the listing is the only way in
+    (root / "handler.py").write_text(HELD_LISTING)
+    base = site(root)
+    first, second = start_workers(2, threads=1, **env)
+    dealer = dealers_db.create(db, slug="orphan", name="Orphan",
+                               website_url=base + "/inventory/",
+                               settings={"scrapy": {"RETRY_ENABLED": False}})
+    queued = subprocess.run([FORECOURT, "crawl", "orphan", "--queue"], env={**job_env, **env},
+                            capture_output=True, text=True, timeout=60)
+    assert queued.returncode == 0, queued.stdout + queued.stderr
+    job = jobs_db.active(db, dealer.id)
+    wait_for((root / "asked").exists, what="the crawl to ask for its listing")
+    running = jobs_db.get(db, job.id)
+    pid = int(running.worker.split(":")[1])
+    victim, survivor = (first, second) if pid in _family(first) else (second, first)
+    os.killpg(victim.pid, signal.SIGSTOP)  # the worker, not its crawl child (own session)
+    client.flushall()  # Redis restarted empty: the message the worker holds is gone
+    (root / "release").touch()
+    failed = wait_for(lambda: (j := jobs_db.get(db, job.id)).state != "running" and j,
+                      what="the crawl child to settle the attempt")
+    assert failed.state == "failed" and failed.attempts == 1, failed
+    stop(victim, signal.SIGKILL)  # dies before it could retry the job
+
+    wait_for(lambda: jobs_db.get(db, job.id).state != "failed", timeout=60,
+             what="the job to be retried (it stays failed: nothing acts on it)")
+    done = wait_final(db, job.id)
+    assert done.state == "succeeded" and done.attempts == 2, done.errors
+    assert int(done.worker.split(":")[1]) in _family(survivor)
+    assert [e["attempt"] for e in done.errors] == [1]  # the failure it retried, recorded
+    assert f"job {job.id} was left failed" in survivor.log.read_text(errors="replace")
+    assert {r[0] for r in _stored(db, dealer.id, base)} == EXPECTED_VINS
+
