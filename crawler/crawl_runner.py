@@ -61,8 +61,8 @@ def run_crawl(job_id: int, *, time_limit_s: int | None = None,
         return _watch_child(child, job_id, limit, path, on_tick, should_stop, owner)
     finally:
         if child.poll() is None:
-            # the watch itself failed (its database connection dropped, say): a crawl no one
-            # watches must not go on writing beside the retry that will replace it
+            # the watch itself failed (its database out of reach past its bound, say): a crawl
+            # no one watches must not go on writing beside the retry that will replace it
             _kill(child, hard=True)
 
 
@@ -71,7 +71,10 @@ def _watch_child(child: subprocess.Popen, job_id: int, limit: int, path: Path,
                  should_stop: Callable[[], bool] | None, owner: str | None) -> Job:
     deadline = time.monotonic() + limit
     reason = None
-    with connect() as conn:
+    # the terminal's progress reads on a connection of their own; a worker's watch
+    # (should_stop) has its own, and reopens it when it is cut
+    ticks = connect() if on_tick is not None else None
+    try:
         while child.poll() is None:
             if time.monotonic() > deadline:
                 reason = ("timeout", f"crawl exceeded its time limit of {limit} s")
@@ -83,12 +86,18 @@ def _watch_child(child: subprocess.Popen, job_id: int, limit: int, path: Path,
                 # stored stays; an unsettled run removes nothing.
                 _kill(child, hard=True)
                 break
-            if on_tick is not None:
-                on_tick(jobs_db.get(conn, job_id))
+            if ticks is not None and on_tick is not None:
+                on_tick(jobs_db.get(ticks, job_id))
             try:  # a quarter second between looks, but back at once when the child exits
                 child.wait(timeout=0.25)
             except subprocess.TimeoutExpired:
                 pass
+    finally:
+        if ticks is not None:
+            ticks.close()
+    # A connection opened now, not one held through a crawl of many minutes (which a
+    # restart or a blip may have cut meanwhile): the crawl has ended, and is settled here.
+    with connect() as conn:
         job = jobs_db.get(conn, job_id)
         if job.state == "running" and (owner is None or job.worker == owner):
             if reason and reason[0] == "cancelled":
@@ -102,8 +111,8 @@ def _watch_child(child: subprocess.Popen, job_id: int, limit: int, path: Path,
                                      error=f"crawl process died (exit code {child.returncode});"
                                            f" {_last_error(path)}",
                                      error_kind="crash")
-        if on_tick is not None:
-            on_tick(job)
+    if on_tick is not None:
+        on_tick(job)
     return job
 
 

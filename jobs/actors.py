@@ -206,8 +206,9 @@ def _run_attempt(conn, job: Job, me: str) -> None:
 
         def settled(j: Job) -> None:
             failure = outcome.classify_settled(j)
-            if failure is not None:
-                acted.append(after_failure(conn, j, failure))
+            if failure is not None:  # on a fresh connection: ours sat idle through the crawl
+                with connect() as fresh:
+                    acted.append(after_failure(fresh, j, failure))
 
         job = run(conn, job, dealer, me, on_settled=settled)
         if job.worker != me:  # retried already, or taken over while we looked dead

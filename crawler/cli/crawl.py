@@ -29,34 +29,37 @@ def crawl_now(conn, slug: str, trigger: str = "operator") -> Job:
     if not created:
         raise InvalidInput(f"dealership {slug!r} already has job {job.id} {job.state}",
                            hint=f"follow it with `forecourt jobs show {job.id} --follow`")
-    from jobs.attempt import watch
+    from jobs.attempt import give_up_after_s, watch
 
     worker = f"cli@{socket.gethostname()}:{os.getpid()}"
     jobs_db.start(conn, job.id, worker=worker)
     # Heartbeat the job as a worker does, so the reaper does not take this live crawl for
     # abandoned and run it again beside itself; `forecourt jobs cancel` stops it too.
-    should_stop, _ = watch(conn, job.id, worker)
-    with job_progress() as progress:
-        task = progress.add_task(f"crawl {slug}", total=None, status="starting")
+    should_stop, _, close_watch = watch(job.id, worker, give_up_after_s=give_up_after_s())
+    try:
+        with job_progress() as progress:
+            task = progress.add_task(f"crawl {slug}", total=None, status="starting")
 
-        def tick(j: Job) -> None:
-            progress.update(task, status=status_line(j))
+            def tick(j: Job) -> None:
+                progress.update(task, status=status_line(j))
 
-        try:
-            job = run_crawl(job.id, on_tick=tick, should_stop=should_stop, owner=worker)
-        except KeyboardInterrupt:  # the child is stopped; settle the job, don't leave it
-            jobs_db.fail_running(conn, job.id, "interrupted at the terminal", "cancelled",
-                                 state="cancelled")  # to the reaper to retry
-            raise
-        except Exception as exc:  # e.g. its log could not be opened: failed, with the reason
-            # (left running, only a worker's reaper would end it: `jobs cancel` cannot, and
-            # every later crawl of the dealer is refused)
             try:
-                jobs_db.fail_running(conn, job.id, describe(exc), "crash")
-            except Exception:  # the database itself went away: the reaper settles it
-                pass
-            raise
-        progress.update(task, total=1, completed=1, status=status_line(job))
+                job = run_crawl(job.id, on_tick=tick, should_stop=should_stop, owner=worker)
+            except KeyboardInterrupt:  # the child is stopped; settle the job, don't leave it
+                jobs_db.fail_running(conn, job.id, "interrupted at the terminal", "cancelled",
+                                     state="cancelled")  # to the reaper to retry
+                raise
+            except Exception as exc:  # e.g. its log could not be opened: failed, with the reason
+                # (left running, only a worker's reaper would end it: `jobs cancel` cannot, and
+                # every later crawl of the dealer is refused)
+                try:
+                    jobs_db.fail_running(conn, job.id, describe(exc), "crash")
+                except Exception:  # the database itself went away: the reaper settles it
+                    pass
+                raise
+            progress.update(task, total=1, completed=1, status=status_line(job))
+    finally:
+        close_watch()
     return job
 
 

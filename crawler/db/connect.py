@@ -46,9 +46,9 @@ def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
     compiling them cost more than running them."""
     target = url or database_url()
     kwargs.setdefault("options", "-c jit=off")
+    kwargs.setdefault("connect_timeout", 10)
     try:
-        return psycopg.connect(target, autocommit=True, row_factory=dict_row,
-                               connect_timeout=10, **kwargs)
+        return psycopg.connect(target, autocommit=True, row_factory=dict_row, **kwargs)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = re.sub(r"FATAL:\s+", "", first)

@@ -15,6 +15,7 @@ from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from tests.jobs.conftest import (
     AT_ONCE,
+    DETAIL_PATHS,
     EXPECTED_VINS,
     FORECOURT,
     site_copy,
@@ -262,3 +263,54 @@ def test_a_job_left_failed_by_a_dead_worker_whose_message_redis_lost_is_retried_
     assert f"job {job.id} was left failed" in survivor.log.read_text(errors="replace")
     assert {r[0] for r in _stored(db, dealer.id, base)} == EXPECTED_VINS
 
+
+# One vehicle page answers only once the test says so (`release` exists), so the crawl is
+# still running meanwhile, whatever the machine's speed.
+HELD_PAGE = """
+import time
+
+def handle(request):
+    if request.path != %r:
+        return None
+    (request.root / "asked").touch()
+    while not (request.root / "release").exists():
+        time.sleep(0.05)
+    return None  # the page itself
+"""
+
+
+def _heartbeating(db) -> list[dict]:
+    """The sessions whose last statement was a running job's heartbeat (jobs_db.beat)."""
+    return db.execute(
+        "SELECT pid, application_name FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND query LIKE '%UPDATE jobs SET heartbeat_at%'"
+    ).fetchall()
+
+
+def test_a_crawl_whose_watch_loses_its_database_connection_runs_on_and_succeeds(
+        db, site, start_workers, tmp_path):
+    """The worker watches its crawl child (heartbeats, cancel checks) over a database
+    connection. Cut by the server (a pooler's restart, pg_terminate_backend, a blip), the
+    watch raised: the crawl child was killed and the job retried from the start, a long
+    crawl's work thrown away. The watch now opens another connection and the crawl runs on."""
+    from jobs import service
+
+    root = site_copy(tmp_path, {})
+    (root / "handler.py").write_text(HELD_PAGE % DETAIL_PATHS[0])
+    base = site(root)
+    start_workers(1, threads=1)
+    dealer = dealers_db.create(db, slug="cut-watch", name="Cut watch",
+                               website_url=base + "/inventory/")
+    job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+    wait_for((root / "asked").exists, what="the crawl to ask for the held page")
+    (watch,) = wait_for(lambda: _heartbeating(db), what="the watch's connection")
+    db.execute("SELECT pg_terminate_backend(%s)", (watch["pid"],))
+    wait_for(lambda: [s for s in _heartbeating(db) if s["pid"] != watch["pid"]],
+             what="a heartbeat on another connection")
+    (root / "release").touch()
+    done = wait_final(db, job.id)
+    assert done.state == "succeeded" and done.attempts == 1, done.errors
+    assert done.errors == []
+    assert {r[0] for r in _stored(db, dealer.id, base)} == EXPECTED_VINS
+    # operators can find the watch's session (and tell it from the worker's own)
+    assert watch["application_name"] == f"forecourt watch job {job.id}"
