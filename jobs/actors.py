@@ -331,13 +331,13 @@ def _hand_on(conn, job: Job) -> Job:
         log.warning("job %s needs Chromium, which this worker lacks: handed on %d times, never "
                     "taken by a worker that has it; failed (give more workers Chromium: %s)",
                     job.id, handoffs - 1, CHROMIUM_FIX)
-        return job
+        return _fail_for_good(conn, job)
     renderer = renderers.alive(queue)
     if renderer is None:
         log.warning("job %s needs Chromium, which this worker lacks, and no live worker that "
                     "has Chromium takes queue %s: failed (%s, here or on another worker)",
                     job.id, queue, CHROMIUM_FIX)
-        return job
+        return _fail_for_good(conn, job)
     settings = get_settings()
     delay = outcome.backoff_s(handoffs, settings.job_min_backoff_s, settings.job_max_backoff_s)
     queued = jobs_db.requeue(conn, job.id, delay)
@@ -348,6 +348,13 @@ def _hand_on(conn, job: Job) -> Job:
                 "queue %s in %.1f s for a worker that has it (%s is alive)", job.id, handoffs,
                 outcome.MAX_CHROMIUM_HANDOFFS, queue, delay, renderer)
     return queued
+
+
+def _fail_for_good(conn, job: Job) -> Job:
+    """A crawl not handed on ends failed as on a worker alone (error kind `permanent`): its
+    NO_CHROMIUM kind would say a worker is about to hand it on (outcome.awaiting_worker), so
+    followers would wait on it and a second delivery of its message would hand it on."""
+    return jobs_db.settle_kind(conn, job.id, outcome.NO_CHROMIUM, outcome.PERMANENT) or job
 
 
 def queue_for(job: Job) -> str:

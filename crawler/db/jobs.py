@@ -359,6 +359,20 @@ def requeue(conn: psycopg.Connection, job_id: int, retry_at_s: float) -> Job | N
     return Job.model_validate(row) if row is not None else None
 
 
+def settle_kind(conn: psycopg.Connection, job_id: int, was: str, kind: str) -> Job | None:
+    """A failed job's error kind `was`, which its worker has just decided on, becomes `kind`
+    (e.g. a crawl failed for want of Chromium that was not handed on: plain permanent, so
+    nobody waits for a worker to act on it). None when the job moved on meanwhile."""
+    row = conn.execute(
+        """
+        UPDATE jobs SET error_kind = %s, updated_at = now()
+         WHERE id = %s AND state = 'failed' AND error_kind = %s RETURNING *
+        """,
+        (kind, job_id, was),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
 def cancel_ended(conn: psycopg.Connection, job_id: int) -> Job | None:
     """A job whose cancel was requested and whose attempt then ended (failed, abandoned or
     never claimable) becomes cancelled: never retried, and no longer the dealership's

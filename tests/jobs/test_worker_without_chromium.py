@@ -191,3 +191,35 @@ def test_a_chromium_path_that_is_not_executable_is_warned_about(tmp_path, monkey
     assert warning is not None and str(fake) in warning and "not executable" in warning
     assert "FORECOURT_CHROMIUM_PATH" in warning
     assert fine is None
+
+
+def test_a_crawl_failed_for_want_of_chromium_with_none_alive_has_ended_at_once(
+        db, no_live_renderer, caplog):
+    """The worker without Chromium found no live worker that has it and left the crawl
+    failed: that failure is final. A follower (`crawl --queue --wait`, `jobs show --follow`)
+    reports it at once, not after FORECOURT_JOB_STALE_AFTER_S as if its worker had died
+    before acting; and a second delivery of its message (the reaper's re-send under the same
+    id) does not take it for a failure its worker left unhandled and hand it on again."""
+    import logging
+
+    from crawler.cli.jobs import ended
+    from jobs import actors, outcome
+
+    dealer = dealers_db.create(db, slug="dusk", name="Dusk", platform="javascript",
+                               website_url="http://127.0.0.1:9/inventory/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    jobs_db.set_message(db, job.id, "priority", "message-1")
+    assert jobs_db.claim(db, job.id, "unable:1:T", 60, "message-1") is not None
+    failed = jobs_db.finish(db, job.id, "failed", counters={}, error_kind=outcome.NO_CHROMIUM,
+                            error=f"listing page http://127.0.0.1:9/inventory/ failed: no "
+                                  f"Chromium for JavaScript sites ({FIX})")
+    with caplog.at_level(logging.INFO, logger="forecourt.jobs"):
+        settled = actors.after_failure(db, failed, outcome.classify_settled(failed))
+        assert settled.state == "failed"
+        assert ended(jobs_db.get(db, job.id), {}), "a follower waits on a failure that holds"
+        caplog.clear()
+        assert actors._claim(db, job.id, "other:2:T", "message-1") is None
+    assert not [r for r in caplog.records if "needs Chromium" in r.getMessage()
+                or "left failed" in r.getMessage()], [r.getMessage() for r in caplog.records]
+    done = jobs_db.get(db, job.id)
+    assert done.state == "failed" and FIX in done.error and done.attempts == 1
