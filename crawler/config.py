@@ -98,9 +98,9 @@ class Settings(BaseSettings):
     schedule_jitter_s: float = Field(default=30.0, ge=0)
     schedule_backoff_max_s: float = Field(default=6 * 3600.0, ge=0)
     # A scheduled dealer is stale once its second slot after its last success (or after it
-    # went back on schedule) has passed by the jitter of both slots, its typical run (queued
-    # to finished, median of its last 5 successes) and this grace (jobs/freshness.py): what
-    # a run that is merely late (a backlog, a retry) may take without paging anyone.
+    # went back on schedule) has passed by the jitter of both slots (cron), its typical run
+    # (queued to finished, median of its last 5 successes) and this grace (jobs/freshness.py):
+    # what a run that is merely late (a backlog, a retry) may take without paging anyone.
     stale_grace_s: float = Field(default=900.0, ge=0)
     log_level: str = "INFO"
     # Log lines: "json" (one object per line, with job_id and dealership_id) or "text".

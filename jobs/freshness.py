@@ -8,10 +8,11 @@ and nothing has succeeded: an interval schedule's second slot is the success plu
 intervals, a cron schedule's the second slot after the success (in its timezone, as the
 scheduler reads it), so a weekday line is not stale over a weekend and an hourly one is
 within hours. One failed run is tolerated; the next slot's run must then succeed, and it is
-given the time such a run takes: the scheduler's jitter on each of the two slots, the
-dealer's typical run (queued to finished, the median of its last 5 successes: its own length
-and its usual queue) and a grace (`stale_grace_s`) for one that is merely late (a backlog, a
-retry). A run that takes its usual time no longer makes the dealer flap stale.
+given the time such a run takes: the scheduler's jitter on each of the two slots (a cron
+line's: an interval's slots are fixed times, not jittered), the dealer's typical run (queued
+to finished, the median of its last 5 successes: its own length and its usual queue) and a
+grace (`stale_grace_s`) for one that is merely late (a backlog, a retry). A run that takes
+its usual time no longer makes the dealer flap stale.
 
 The promise counts from the later of the last success and when the dealership's schedule
 started: when it was added, resumed after a pause, given a schedule or given another one
@@ -59,10 +60,10 @@ def since(row: dict[str, Any]) -> datetime:
 
 def allowance_s(row: dict[str, Any], settings: Settings) -> float:
     """How long after its second slot the run of that slot may finish: the jitter the
-    scheduler adds to each of the two slots, the dealer's typical run (queued to finished)
-    and the grace."""
-    return (2 * settings.schedule_jitter_s + (row["typical_run_s"] or 0.0)
-            + settings.stale_grace_s)
+    scheduler adds to each of the two slots (a cron line's; an interval's slots are fixed
+    times, never jittered), the dealer's typical run (queued to finished) and the grace."""
+    jitter = settings.schedule_jitter_s if row["schedule_cron"] else 0.0
+    return 2 * jitter + (row["typical_run_s"] or 0.0) + settings.stale_grace_s
 
 
 def deadline(row: dict[str, Any], settings: Settings | None = None) -> datetime | None:

@@ -120,7 +120,7 @@ def freshness_families(fresh: dict) -> list:
     stale = GaugeMetricFamily(
         "forecourt_dealers_stale", "scheduled dealerships with no successful run by their "
         "second slot after their last success or resume (added: since then), plus the "
-        "slots' jitter, their typical run and FORECOURT_STALE_GRACE_S, by their latest "
+        "slots' jitter (cron), their typical run and FORECOURT_STALE_GRACE_S, by their latest "
         "finished run's state (none: no run finished)", labels=["last_run"])
     for state, n in fresh["stale"].items():
         stale.add_metric([state], n)

@@ -62,15 +62,16 @@ def test_an_interval_dealer_whose_run_takes_its_usual_time_is_not_stale_while_it
     lapsed = dealers_db.create(db, slug="lapsed", name="Lapsed", website_url="https://l.test/",
                                schedule_interval_s=1800)
     _history(db, steady.id, now - timedelta(minutes=62), period)
-    # two periods, the jitter of both slots, the usual 5 minutes and the grace: 76 minutes
-    _history(db, lapsed.id, now - timedelta(minutes=78), period)
+    # two periods, the usual 5 minutes and the grace: 75 minutes (an interval's slots are
+    # fixed times, never jittered: jobs/scheduler.py)
+    _history(db, lapsed.id, now - timedelta(minutes=77), period)
     add_job(db, steady.id, state="failed", error="boom", error_kind="failed",
             finished_at=now - timedelta(minutes=31))
 
     judged = _judged(db)
     assert not judged["steady"]["stale"], judged["steady"]
     assert judged["steady"]["deadline"] == judged["steady"]["last_success_at"] + 2 * period \
-        + timedelta(seconds=2 * JITTER_S + 5 * 60 + GRACE_S)
+        + timedelta(seconds=5 * 60 + GRACE_S)
     assert judged["lapsed"]["stale"], "the allowance is bounded"
     assert 110 <= judged["lapsed"]["overdue_s"] < 130
     summary = freshness.summary(list(judged.values()))
@@ -114,7 +115,7 @@ def test_a_dealer_resumed_after_a_long_pause_counts_its_deadline_from_the_resume
     resumed_at = row["scheduled_since"]
     assert resumed_at >= now
     assert row["deadline"] == resumed_at + timedelta(
-        seconds=2 * 3600 + 2 * JITTER_S + 5 * 60 + GRACE_S)
+        seconds=2 * 3600 + 5 * 60 + GRACE_S)
 
     # the clock moves past that deadline with nothing succeeding: stale
     db.execute("UPDATE dealerships SET scheduled_since = scheduled_since - interval '3 hours'"
