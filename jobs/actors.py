@@ -64,8 +64,8 @@ log = logging.getLogger("forecourt.jobs")
 
 class ReaperMiddleware(dramatiq.Middleware):
     """Every worker process runs the reaper in a thread (see jobs/reaper.py), and another
-    that says, while it has Chromium, which queues it renders pages from (jobs/renderers.py).
-    """
+    that says, while it has Chromium and is not stopping, which queues it renders pages from
+    (jobs/renderers.py)."""
 
     def after_worker_boot(self, broker, worker):
         from crawler import logging as fc_logging
@@ -77,6 +77,12 @@ class ReaperMiddleware(dramatiq.Middleware):
         reaper.start_thread()
         only = worker.consumer_whitelist  # `forecourt worker --queue`; None: every queue
         renderers.start_thread([q for q in QUEUES if not only or q in only])
+
+    def before_worker_shutdown(self, broker, worker):
+        from jobs import renderers
+
+        # it takes no new message from now on, while it may finish a crawl for many minutes
+        renderers.stop()
 
 
 PRIORITY = "priority"

@@ -8,10 +8,12 @@ its period follows `job_reap_after_s`). Any such worker refreshing a key keeps i
 last one stops, the key expires TTL_S later. A worker without Chromium that took a crawl
 needing it asks `alive(queue)` before handing the crawl on (jobs/actors.py).
 
-A worker that stops leaves its key to expire rather than deleting it: another live worker
-may have written it last, and a key briefly outliving its worker costs at most a few
-bounded hand-offs, where a key missing while a worker with Chromium lives would fail a crawl
-it could run.
+A worker stops advertising as soon as it is told to stop (jobs/actors.py, before its
+shutdown): from then on it takes no new message, though it may finish a running crawl for
+up to the crawl time limit. It leaves its key to expire rather than deleting it: another
+live worker may have written it last, and a key briefly outliving its worker costs at most
+a few bounded hand-offs, where a key missing while a worker with Chromium lives would fail
+a crawl it could run.
 """
 
 from __future__ import annotations
@@ -70,21 +72,30 @@ def alive(queue: str) -> str | None:
     return found.decode() if isinstance(found, bytes) else found
 
 
+_stopping = threading.Event()
+
+
 def start_thread(queues: Iterable[str]) -> threading.Thread:
-    """Advertise now, then every EVERY_S, in a daemon thread of this worker process."""
+    """Advertise now, then every EVERY_S, in a daemon thread of this worker process, until
+    `stop`."""
     queues = list(queues)
 
     def loop() -> None:
         quiet_until = 0.0
-        while True:
+        while not _stopping.is_set():
             try:
                 advertise(queues)
             except RedisError as exc:  # Redis away: advertised again once it is back
                 if time.monotonic() >= quiet_until:  # a line a minute, not one a refresh
                     quiet_until = time.monotonic() + 60
                     log.warning("could not advertise Chromium in Redis: %s", exc)
-            time.sleep(EVERY_S)
+            _stopping.wait(EVERY_S)
 
     thread = threading.Thread(target=loop, name="forecourt-renderer", daemon=True)
     thread.start()
     return thread
+
+
+def stop() -> None:
+    """Advertise no more (the worker is stopping: it takes no new message)."""
+    _stopping.set()

@@ -223,3 +223,38 @@ def test_a_crawl_failed_for_want_of_chromium_with_none_alive_has_ended_at_once(
                 or "left failed" in r.getMessage()], [r.getMessage() for r in caplog.records]
     done = jobs_db.get(db, job.id)
     assert done.state == "failed" and FIX in done.error and done.attempts == 1
+
+
+def test_a_worker_with_chromium_that_is_stopping_no_longer_says_it_takes_crawls(
+        db, site, job_env, tmp_path, no_live_renderer):
+    """A worker told to stop (SIGTERM) takes no new message while it finishes its running
+    crawl, which may take up to the crawl time limit. It went on saying in Redis that it
+    renders pages for its queues all that while, so workers without Chromium handed
+    JavaScript crawls on to it five times and then failed them ("never taken by a worker
+    that has it"). Its key now expires within renderers.TTL_S of the stop."""
+    import os
+
+    from jobs import renderers, service
+
+    slow = site(site_copy(tmp_path, slow_routes(120), name="slow"))
+    able = _spawn(["worker", "--processes", "1", "--threads", "1"], job_env,
+                  tmp_path / "able.log")
+    hold = None
+    try:
+        _ready(able, WORKER_READY)
+        wait_for(lambda: renderers.alive("priority"), what="the worker to advertise Chromium")
+        busy = dealers_db.create(db, slug="busy", name="Busy", website_url=slow + "/inventory/")
+        hold, _ = service.trigger(db, busy.id, "crawl", "operator")
+        wait_for(lambda: jobs_db.get(db, hold.id).state == "running",
+                 what="the worker with Chromium busy")
+        # as `kill <pid>` of `forecourt worker` does: it finishes its crawl first, taking
+        # nothing new (a second SIGTERM, to its worker processes too, would kill them)
+        os.kill(able.pid, signal.SIGTERM)
+        wait_for(lambda: renderers.alive("priority") is None, timeout=renderers.TTL_S * 3,
+                 what="the stopping worker's Chromium key to expire")
+        assert able.poll() is None, "the worker stopped before its crawl ended"
+        assert jobs_db.get(db, hold.id).state == "running"
+    finally:
+        if hold is not None:
+            end_now(db, [hold])  # the worker stops its crawl (while it lives to hear it)
+        stop(able, signal.SIGKILL)
