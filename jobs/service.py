@@ -13,6 +13,7 @@ import psycopg
 
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
+from crawler.db import schedules as schedules_db
 from crawler.errors import ForecourtError, InvalidInput, Transient
 from crawler.models import FINAL_STATES, Job
 
@@ -127,6 +128,25 @@ def pause(conn: psycopg.Connection, dealership_id: int) -> tuple[Job | None, Job
             return cancelled, None
         job = jobs_db.get(conn, job.id)  # it started meanwhile
     return None, job if job is not None and job.state == "running" else None
+
+
+def resume(conn: psycopg.Connection, dealership_id: int) -> None:
+    """Schedule a paused dealership again, from its next slot (missed ones skipped). One
+    transaction: a scheduler tick reading in between would see the dealer unpaused with the
+    overdue slot it had before the pause, and run it at once."""
+    with conn.transaction():
+        dealers_db.update(conn, dealership_id, paused=False)
+        schedules_db.clear(conn, dealership_id)
+
+
+def reschedule(conn: psycopg.Connection, dealership_id: int, cron: str | None,
+               interval_s: int | None, tz: str) -> None:
+    """Give a dealership its schedule; the scheduler runs it from the next slot. One
+    transaction, so no tick sees the new schedule with the old one's slot."""
+    with conn.transaction():
+        dealers_db.update(conn, dealership_id, schedule_cron=cron,
+                          schedule_interval_s=interval_s, schedule_tz=tz)
+        schedules_db.clear(conn, dealership_id)
 
 
 def replay(conn: psycopg.Connection, job_id: int, trigger_name: str = "retry", *,

@@ -50,6 +50,7 @@ def register(app: typer.Typer) -> None:
                                     "dealership's, UTC for a new one).")
              ) -> None:
         """Give a dealership its schedule; the scheduler runs it from the next slot."""
+        from jobs import service
         from jobs.scheduler import validate
 
         cron, interval = parse(spec)
@@ -59,9 +60,7 @@ def register(app: typer.Typer) -> None:
             if tz is None:  # keep the dealership's zone
                 tz = d.schedule_tz or "UTC"
                 validate(cron, tz, interval)
-            dealers_db.update(conn, d.id, schedule_cron=cron, schedule_interval_s=interval,
-                              schedule_tz=tz)
-            schedules_db.clear(conn, d.id)
+            service.reschedule(conn, d.id, cron, interval, tz)
         what = f"cron '{cron}' ({tz})" if cron else f"every {interval} s"
         console.print(f"{dealer}: {what}")
 
@@ -85,10 +84,11 @@ def register(app: typer.Typer) -> None:
     @group.command("resume")
     def resume(dealer: str = typer.Argument(..., help="The dealership's slug.")) -> None:
         """Schedule a paused dealership again, from its next slot (missed ones are skipped)."""
+        from jobs import service
+
         with database() as conn:
             d = dealers_db.get(conn, dealer)
-            dealers_db.update(conn, d.id, paused=False)
-            schedules_db.clear(conn, d.id)
+            service.resume(conn, d.id)
         console.print(f"{dealer}: resumed")
 
     @group.command("list")

@@ -114,3 +114,27 @@ def test_a_pause_landing_while_the_tick_records_the_job_cancels_it(db, monkeypat
     assert jobs_db.get(db, job_id).state == "cancelled"
     assert outcome["pause"][0].id == job_id
     assert dealers_db.get(db, dealer.slug).paused
+
+
+def test_a_tick_between_a_resume_and_its_fresh_start_does_not_run_the_stale_slot(
+        db, monkeypatch):
+    """`schedule resume` un-pauses the dealer, then clears its schedule state so it starts
+    from its next slot. A tick reading between the two saw the dealer unpaused with its
+    old, overdue slot from before the pause, and ran that slot at once."""
+    from jobs import scheduler, service
+
+    dealer = _due_dealer(db, "resumed-mid-tick")
+    service.pause(db, dealer.id)
+    real = schedules_db.clear
+    ticked: dict = {}
+
+    def tick_then_clear(conn, dealership_id):
+        monkeypatch.setattr(schedules_db, "clear", real)
+        ticked["jobs"] = scheduler.tick(db)  # another connection, between the two writes
+        real(conn, dealership_id)
+
+    monkeypatch.setattr(schedules_db, "clear", tick_then_clear)
+    with connect() as operator:
+        service.resume(operator, dealer.id)
+    assert ticked["jobs"] == []
+    assert jobs_db.list_for(db, dealer.id) == []
