@@ -80,7 +80,8 @@ def enqueue(conn: psycopg.Connection, job: Job) -> Job:
         else:
             detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         jobs_db.finish(conn, job.id, "failed", counters=job.counters,
-                       error=f"could not enqueue: {detail}", error_kind="enqueue")
+                       error=f"could not enqueue: {detail}", error_kind="enqueue",
+                       only_from="queued")  # a pause may have cancelled it meanwhile
         raise Transient(f"could not queue job {job.id}: {detail}",
                         hint="check REDIS_URL and that Redis is up, then trigger again") from exc
     return jobs_db.get(conn, job.id)

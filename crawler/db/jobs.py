@@ -94,7 +94,10 @@ def progress(conn: psycopg.Connection, job_id: int, counters: dict[str, int],
 
 def finish(conn: psycopg.Connection, job_id: int, state: str, *, counters: dict[str, int],
            verdict: str | None = None, report: dict[str, Any] | None = None,
-           error: str | None = None, error_kind: str | None = None) -> Job:
+           error: str | None = None, error_kind: str | None = None,
+           only_from: str | None = None) -> Job:
+    """End the job in `state`; with `only_from`, only while it is in that state (else the job
+    as it is: a job cancelled meanwhile keeps its cancel)."""
     error = redact(error) if error else error  # a feed URL's credentials, a token...
     row = conn.execute(
         """
@@ -105,11 +108,13 @@ def finish(conn: psycopg.Connection, job_id: int, state: str, *, counters: dict[
                              'at', now(), 'attempt', attempts, 'kind', %s::text,
                              'error', %s::text)) END,
                finished_at = now(), updated_at = now()
-         WHERE id = %s RETURNING *
+         WHERE id = %s AND (%s::text IS NULL OR state = %s) RETURNING *
         """,
         (state, Jsonb(counters), verdict, Jsonb(report) if report is not None else None,
-         error, error_kind, error, error_kind, error, job_id),
+         error, error_kind, error, error_kind, error, job_id, only_from, only_from),
     ).fetchone()
+    if row is None and only_from is not None:
+        return get(conn, job_id)
     if row is None:
         raise NotFound(f"no job {job_id}")
     return Job.model_validate(row)

@@ -138,3 +138,27 @@ def test_a_tick_between_a_resume_and_its_fresh_start_does_not_run_the_stale_slot
         service.resume(operator, dealer.id)
     assert ticked["jobs"] == []
     assert jobs_db.list_for(db, dealer.id) == []
+
+
+def test_a_job_cancelled_before_its_message_could_be_sent_stays_cancelled(db, monkeypatch):
+    """The tick records a slot's job, then sends its message after the commit; a pause in
+    between cancels the queued job. When Redis then refuses the message, the job is marked
+    failed 'could not enqueue': it overwrote the cancel (and the operator's reason)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from crawler.errors import Transient
+    from jobs import actors, service
+
+    dealer = _due_dealer(db, "cancelled-before-send")
+    job, created = service.record(db, dealer.id, "crawl", "schedule")
+    assert created
+    assert service.pause(db, dealer.id)[0].id == job.id  # cancelled while still unsent
+
+    def refused(conn, job, *args, **kwargs):  # Redis going away at that moment
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(actors, "send", refused)
+    with pytest.raises(Transient):
+        service.enqueue(db, job)
+    after = jobs_db.get(db, job.id)
+    assert (after.state, after.error_kind) == ("cancelled", "cancelled")
