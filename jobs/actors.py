@@ -26,7 +26,10 @@ after a crash stores nothing twice: the store writes by (dealership, VIN) and co
 
 Errors. Transient failures are retried by this module (not Dramatiq's Retries, which is set to
 0): the job goes back to `queued` with `retry_at`, and a delayed message is sent, with
-exponential backoff and jitter, until `job_max_attempts`; then the job is `dead`. Permanent
+exponential backoff and jitter, until `job_max_attempts`; then the job is `dead`. An attempt
+whose worker died counts too: a delivery that finds the job interrupted after its last
+attempt (a redelivery's claim, a scheduled slot's take-over) buries it instead of running
+it again, deciding under the job's row lock (_bury_if_spent). Permanent
 failures end the job at once with their reason. If even the database is unreachable the
 message fails and the job's stale heartbeat brings the reaper to it.
 
@@ -157,8 +160,13 @@ def _rescue_interrupted(job_id: int, message_id: str | None) -> None:
         with connect() as conn:
             rescued = None
             for stale in jobs_db.stale_running_on(conn, SCHEDULED, stale_after):
-                if stale.id != job_id:  # our own job is claimed by its redelivery below
-                    rescued = jobs_db.take_over(conn, stale.id, me, stale_after, message_id)
+                if stale.id == job_id:  # our own job is claimed by its redelivery below
+                    continue
+                with conn.transaction():
+                    buried = _bury_if_spent(conn, stale.id, stale_after)
+                    if buried is None:
+                        rescued = jobs_db.take_over(conn, stale.id, me, stale_after,
+                                                    message_id)
                 if rescued is not None:
                     break
             if rescued is None:
@@ -242,7 +250,12 @@ def _claim(conn, job_id: int, me: str, message_id: str | None) -> Job | None:
     stale_after = get_settings().job_stale_after_s
     deadline = time.monotonic() + stale_after + 5
     while True:
-        job = jobs_db.claim(conn, job_id, me, stale_after, message_id)
+        with conn.transaction():
+            buried = _bury_if_spent(conn, job_id, stale_after, message_id)
+            job = None if buried is not None else \
+                jobs_db.claim(conn, job_id, me, stale_after, message_id)
+        if buried is not None:
+            return None
         if job is not None:
             return job
         try:
@@ -264,6 +277,25 @@ def _claim(conn, job_id: int, me: str, message_id: str | None) -> Job | None:
                      current.state, current.worker, current.message_id, message_id)
             return None
         time.sleep(0.5)
+
+
+def _bury_if_spent(conn, job_id: int, stale_after: float,
+                   message_id: str | None = None) -> Job | None:
+    """In the caller's transaction, before it starts another attempt of a job whose worker
+    died mid-attempt (a redelivery's claim, a scheduled slot's take-over): lock the job's
+    row and, when that attempt was its last (outcome.retries_used, job_max_attempts), bury
+    it as a dead letter instead. A job whose attempts kill their worker every time (out of
+    memory, SIGKILL) would otherwise run for ever. Returns the dead job; None when the job
+    is not interrupted or has attempts left (the caller starts one, under the lock)."""
+    current = jobs_db.lock_interrupted(conn, job_id, stale_after, message_id)
+    if current is None or outcome.retries_used(current) < get_settings().job_max_attempts:
+        return None
+    buried = jobs_db.bury_interrupted(conn, job_id, current.attempts, stale_after)
+    if buried is not None:
+        log.warning("job %s: its worker %s died during attempt %s, its last of %s (killed, "
+                    "or out of memory?): dead, not run again", job_id, current.worker,
+                    current.attempts, get_settings().job_max_attempts)
+    return buried
 
 
 def _left_failed(job: Job, message_id: str | None) -> bool:

@@ -315,6 +315,50 @@ def take_over(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s:
     return Job.model_validate(row) if row is not None else None
 
 
+def lock_interrupted(conn: psycopg.Connection, job_id: int, stale_after_s: float,
+                     message_id: str | None = None) -> Job | None:
+    """Lock, until the caller's transaction ends, the row of a running job whose worker
+    stopped heartbeating `stale_after_s` ago, which `message_id` (when given) may claim: the
+    job a claim or a take-over would start another attempt of. None when there is none (it
+    is queued, live, cancelled, taken over or over meanwhile: a competing transaction's
+    change is waited for and read)."""
+    row = conn.execute(
+        """
+        SELECT * FROM jobs
+         WHERE id = %s AND state = 'running' AND cancel_requested_at IS NULL
+           AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => %s)
+           AND (%s::text IS NULL OR message_id IS NULL OR message_id = %s)
+           FOR UPDATE
+        """,
+        (job_id, stale_after_s, message_id, message_id),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
+def bury_interrupted(conn: psycopg.Connection, job_id: int, attempts: int,
+                     stale_after_s: float) -> Job | None:
+    """A running job whose worker died during attempt `attempts`, its last, becomes a dead
+    letter instead of being run again; that attempt goes into its error history. None when
+    it moved on (another attempt, a heartbeat, a cancel)."""
+    error = (f"worker died during attempt {attempts} (stopped heartbeating: killed, or out "
+             f"of memory?); no attempts left")
+    row = conn.execute(
+        """
+        UPDATE jobs SET state = 'dead', phase = 'done', finished_at = now(), updated_at = now(),
+               retry_at = NULL, error = %(e)s, error_kind = 'abandoned',
+               errors = errors || jsonb_build_array(jsonb_build_object(
+                   'at', now(), 'attempt', attempts, 'kind', 'abandoned', 'error', %(e)s::text,
+                   'worker', worker))
+         WHERE id = %(id)s AND state = 'running' AND attempts = %(a)s
+           AND cancel_requested_at IS NULL
+           AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => %(s)s)
+        RETURNING *
+        """,
+        {"e": error, "id": job_id, "a": attempts, "s": stale_after_s},
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
 def beat(conn: psycopg.Connection, job_id: int, worker: str) -> Job | None:
     """The running worker's heartbeat; None when the job is no longer this worker's."""
     row = conn.execute(
