@@ -39,6 +39,7 @@ import random
 import signal
 import socket
 import threading
+import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -178,11 +179,35 @@ def job_kind(dealer: Dealership) -> str:
     return dealer.settings.get("schedule_kind") or ("crawl" if dealer.website_url else "feed")
 
 
+def queue_down() -> str | None:
+    """Why Redis cannot take a message now, else None (a ping through the broker's client)."""
+    from jobs.broker import get_broker
+
+    try:
+        get_broker().client.ping()
+        return None
+    except (RedisError, OSError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+_quiet_until = 0.0  # the next "Redis is down" line of the leader (one a minute)
+
+
 def tick(conn: psycopg.Connection) -> list[int]:
-    """One leader pass: enqueue every due dealership; returns the job ids it created."""
+    """One leader pass: enqueue every due dealership; returns the job ids it created.
+
+    Redis is pinged before the first slot is claimed: while it is down no slot is claimed
+    and no job recorded (each would only be failed 'could not enqueue', a row per due dealer
+    per retry), and the due slots are run by the first tick after it is back. Redis failing
+    between the ping and a send still fails that job, and its slot is tried again in a
+    minute (enqueue_retry_at)."""
+    global _quiet_until
     settings = get_settings()
     now = schedules_db.server_now(conn)
     created: list[int] = []
+    down: str | None = None
+    pinged = False
     for dealer_id in schedules_db.end_backoffs(conn):  # set again below, at the next slot
         log.info("dealership %s: a job succeeded since its failing scheduled run; its next "
                  "run is no longer held back", dealer_id)
@@ -203,6 +228,15 @@ def tick(conn: psycopg.Connection) -> list[int]:
             continue
         if next_run is None:  # new or changed schedule: first run at its next slot
             schedules_db.set_next(conn, dealer.id, upcoming, None)
+            continue
+        if not pinged:
+            down, pinged = queue_down(), True
+            if down is not None and time.monotonic() >= _quiet_until:
+                _quiet_until = time.monotonic() + 60
+                log.warning("the job queue is unavailable (%s): due scheduled jobs wait, "
+                            "unrecorded, until Redis is back (check REDIS_URL and that Redis "
+                            "is up)", down)
+        if down is not None:
             continue
         # Claim the slot (compare-and-set, with the dealership still unpaused) and record its
         # job in one transaction, the dealership's row locked: a slot is enqueued once, a
