@@ -349,6 +349,13 @@ def test_worker_killed_at_the_removal_step_of_a_re_ingest_changes_and_counts_all
             assert db.execute("SELECT count(*) AS n FROM vehicle_events WHERE job_id = %s"
                               " AND kind = 'removed'", (job_id,)).fetchone()["n"] == 20
             kill_group(procs[victim])
+            # A statement the dead worker had already sent (settling the job, queued behind
+            # the holder) would still run and commit once the holder lets go: the server
+            # notices a vanished client only when it answers. End its waiting backends, as
+            # the server itself would (keepalives), so the attempt really dies unsettled.
+            db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                       " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                       " AND pid <> %s", (holder.info.backend_pid,))
             holder.execute("ROLLBACK")
         else:
             kill_group(procs[victim])
