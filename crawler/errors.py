@@ -5,6 +5,12 @@ actors, one readable line in the CLI, problem+json in the API.
 """
 
 
+def one_line(exc: BaseException) -> str:
+    """An unexpected error as one line: its type and the first line of its message."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
 class ForecourtError(Exception):
     """Base of every error forecourt raises on purpose. `hint` tells the user the fix."""
 

@@ -51,7 +51,7 @@ from crawler import logging as fc_logging
 from crawler.config import get_settings
 from crawler.db import connect
 from crawler.db import schedules as schedules_db
-from crawler.errors import ForecourtError, InvalidInput, Transient
+from crawler.errors import ForecourtError, InvalidInput, Transient, one_line
 from crawler.models import Dealership
 from jobs import reaper, service
 
@@ -187,8 +187,7 @@ def queue_down() -> str | None:
         get_broker().client.ping()
         return None
     except (RedisError, OSError) as exc:
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        return f"{type(exc).__name__}: {text}".rstrip(": ")
+        return one_line(exc)
 
 
 _quiet_until = 0.0  # the next "Redis is down" line of the leader (one a minute)

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from crawler.config import Settings
 from crawler.db import database_url, redis_url
 from crawler.db import jobs as jobs_db
+from crawler.errors import one_line
 from crawler.models import ApiToken, Job
 from jobs.api.notify import JobWatch
 from jobs.api.ratelimit import Limiter, Pause
@@ -62,8 +63,7 @@ class Runtime:
                 await self.redis.ping()
             return None
         except (RedisError, OSError, TimeoutError) as exc:
-            text = str(exc).splitlines()[0] if str(exc) else ""
-            return f"{type(exc).__name__}: {text}".rstrip(": ")
+            return one_line(exc)
 
     async def call(self, fn, *args, **kwargs):
         """Run a synchronous library function with a pooled connection on a worker thread."""
