@@ -206,16 +206,23 @@ def accept(conn: psycopg.Connection, job_id: int) -> Job | None:
     return Job.model_validate(row) if row is not None else None
 
 
+# Why an attempt whose worker stopped heartbeating ended, as an SQL expression over the job's
+# row (one wording wherever a dead worker's attempt is settled; `%%` for statements with
+# parameters).
+DIED = ("worker died during attempt {} (stopped heartbeating: killed, out of memory, or cut off "
+        "from the database?)")
+_DIED = f"format('{DIED.replace('{}', '%%s')}', attempts)"
+
+
 def settle_abandoned(conn: psycopg.Connection, stale_after_s: int,
                      dealership_id: int | None = None) -> list[int]:
     """Fail running jobs whose heartbeat stopped (their worker died); returns their ids."""
     rows = conn.execute(
-        """
+        f"""
         UPDATE jobs SET state = 'failed', phase = 'done', finished_at = now(), updated_at = now(),
-               error = 'worker stopped heartbeating', error_kind = 'abandoned',
+               error = {_DIED}, error_kind = 'abandoned',
                errors = errors || jsonb_build_array(jsonb_build_object(
-                   'at', now(), 'attempt', attempts, 'kind', 'abandoned',
-                   'error', 'worker stopped heartbeating'))
+                   'at', now(), 'attempt', attempts, 'kind', 'abandoned', 'error', {_DIED}))
          WHERE state = 'running'
            AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => %s)
            AND (%s::bigint IS NULL OR dealership_id = %s)
@@ -245,10 +252,9 @@ def set_message(conn: psycopg.Connection, job_id: int, queue: str, message_id: s
 
 # The error history's entry for an attempt whose worker stopped heartbeating mid-run, as a
 # SET clause of an UPDATE that starts the next attempt (it reads the row as it was).
-_INTERRUPTED = """errors = CASE WHEN state = 'running' THEN errors || jsonb_build_array(
+_INTERRUPTED = f"""errors = CASE WHEN state = 'running' THEN errors || jsonb_build_array(
                    jsonb_build_object('at', now(), 'attempt', attempts, 'kind', 'abandoned',
-                                      'error', 'worker stopped heartbeating',
-                                      'worker', worker))
+                                      'error', {_DIED}, 'worker', worker))
                    ELSE errors END"""
 
 
@@ -340,8 +346,7 @@ def bury_interrupted(conn: psycopg.Connection, job_id: int, attempts: int,
     """A running job whose worker died during attempt `attempts`, its last, becomes a dead
     letter instead of being run again; that attempt goes into its error history. None when
     it moved on (another attempt, a heartbeat, a cancel)."""
-    error = (f"worker died during attempt {attempts} (stopped heartbeating: killed, or out "
-             f"of memory?); no attempts left")
+    error = DIED.format(attempts) + "; no attempts left"
     row = conn.execute(
         """
         UPDATE jobs SET state = 'dead', phase = 'done', finished_at = now(), updated_at = now(),
@@ -684,12 +689,12 @@ async def alist_page(conn: psycopg.AsyncConnection, dealership_id: int, *,
 def abandon(conn: psycopg.Connection, job_id: int, stale_after_s: float) -> Job | None:
     """Fail a running job whose heartbeat is still stale (nobody took it over meanwhile)."""
     row = conn.execute(
-        """
+        f"""
         UPDATE jobs SET state = 'failed', phase = 'done', finished_at = now(), updated_at = now(),
-               error = 'worker stopped heartbeating', error_kind = 'abandoned',
+               error = {_DIED}, error_kind = 'abandoned',
                errors = errors || jsonb_build_array(jsonb_build_object(
-                   'at', now(), 'attempt', attempts, 'kind', 'abandoned',
-                   'error', 'worker stopped heartbeating', 'worker', worker))
+                   'at', now(), 'attempt', attempts, 'kind', 'abandoned', 'error', {_DIED},
+                   'worker', worker))
          WHERE id = %s AND state = 'running'
            AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => %s)
         RETURNING *

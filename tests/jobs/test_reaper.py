@@ -28,7 +28,13 @@ def test_reaper_retries_or_buries_abandoned_jobs_and_leaves_live_ones(db):
     assert job.message_id and job.queue == "priority"
     assert [e["kind"] for e in job.errors] == ["abandoned"]
     dead = jobs_db.get(db, buried.id)
-    assert dead.state == "dead" and dead.errors[-1]["error"] == "worker stopped heartbeating"
+    # the same words as a redelivery that finds its worker dead: what an operator can act on
+    assert dead.state == "dead" and dead.error == dead.errors[-1]["error"] == (
+        "worker died during attempt 4 (stopped heartbeating: killed, out of memory, or cut "
+        "off from the database?)")
+    assert job.errors[0]["error"] == (
+        "worker died during attempt 1 (stopped heartbeating: killed, out of memory, or cut "
+        "off from the database?)")
     assert jobs_db.get(db, alive.id).state == "running"
     assert reaper.reap(db) == {"requeued": [], "dead": [], "resent": [], "cancelled": [],
                                "forgotten": [], "pruned": []}
