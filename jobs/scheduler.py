@@ -25,8 +25,8 @@ is alive to the network but not running (stopped, stuck outside the database, it
 keeps its connection open: the leader queries every tick, so a standby that finds the lock's
 session idle and silent for `scheduler_leader_stale_s` ends that session and leads; the old
 leader, when it runs again, finds its connection gone and stands by. A leader whose machine
-vanished (power, network) is dropped by the server's TCP keepalive, which the scheduler's
-session sets to about a minute (KEEPALIVE, USER_TIMEOUT_MS). Moving a dealership's next run is
+vanished (power, network) is dropped by the server's TCP keepalive, which every forecourt
+session sets to about a minute (crawler.db.connect.KEEPALIVE). Moving a dealership's next run is
 also a compare-and-set, so even two leaders could not both enqueue one slot; and triggering
 goes through jobs.service, which allows one active job per dealership.
 """
@@ -63,12 +63,6 @@ MIN_INTERVAL_S = 60
 MAX_INTERVAL_S = 366 * 86_400
 # A slot whose job could not be queued (Redis away) is tried again this much later.
 ENQUEUE_RETRY_S = 60
-# The scheduler's sessions ask the server to probe an idle connection after 20 s, every 10 s,
-# and drop it after 3 unanswered probes, or once data sent goes unacknowledged for 60 s: the
-# lock of a leader whose machine vanished is free in about a minute (the server's default is
-# some 2 hours). The same settings on the client side let a leader notice a vanished server.
-KEEPALIVE = (20, 10, 3)  # idle, interval, count (seconds, seconds, probes)
-USER_TIMEOUT_MS = 60_000
 
 
 def validate(cron: str | None, tz: str, interval_s: int | None = None) -> None:
@@ -275,15 +269,10 @@ def tick(conn: psycopg.Connection) -> list[int]:
 
 def leader_connection() -> psycopg.Connection:
     """A connection for leading or standing by: named for operators (pg_stat_activity, the
-    takeover warning) and kept alive by TCP keepalives on both ends."""
-    idle, interval, count = KEEPALIVE
+    takeover warning) and, like every connection, kept alive by TCP keepalives on both ends
+    (crawler.db.connect.KEEPALIVE)."""
     return connect(
-        application_name=f"forecourt scheduler {socket.gethostname()}:{os.getpid()}"[:63],
-        options=(f"-c jit=off -c tcp_keepalives_idle={idle}"
-                 f" -c tcp_keepalives_interval={interval} -c tcp_keepalives_count={count}"
-                 f" -c tcp_user_timeout={USER_TIMEOUT_MS}"),
-        keepalives=1, keepalives_idle=idle, keepalives_interval=interval,
-        keepalives_count=count, tcp_user_timeout=USER_TIMEOUT_MS)
+        application_name=f"forecourt scheduler {socket.gethostname()}:{os.getpid()}"[:63])
 
 
 def take_over(conn: psycopg.Connection) -> bool:

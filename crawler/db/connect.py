@@ -27,10 +27,40 @@ def redis_url() -> str:
     return settings.redis_url or embedded.redis_url(settings.data_dir)
 
 
+# TCP keepalives on both ends of every connection: (idle, interval, count) in seconds, seconds
+# and probes, plus a user timeout for data left unacknowledged. A peer that vanished (power,
+# network) is then noticed in about a minute, not after the operating system's defaults (two
+# hours of silence on an idle connection, ~15 minutes of retransmissions on a busy one): the
+# server ends a vanished worker's session, releasing the row locks its open transaction
+# held, and a worker, the scheduler or the API's job listener finds its connection gone and
+# opens another instead of waiting on it for ever. (Ignored on a Unix socket.)
+KEEPALIVE = (20, 10, 3)
+USER_TIMEOUT_MS = 60_000
+
+
+def session_params(url: str) -> dict:
+    """What forecourt adds to a connection to `url`, unless the URL sets it itself: a connect
+    timeout, JIT off (see `connect`) and the keepalives (see KEEPALIVE). The URL's own
+    `options` come after forecourt's, so its settings win."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(url)
+    idle, interval, count = KEEPALIVE
+    params = {k: v for k, v in {
+        "connect_timeout": 10, "keepalives": 1, "keepalives_idle": idle,
+        "keepalives_interval": interval, "keepalives_count": count,
+        "tcp_user_timeout": USER_TIMEOUT_MS}.items() if k not in given}
+    server = (f"-c jit=off -c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval}"
+              f" -c tcp_keepalives_count={count} -c tcp_user_timeout={USER_TIMEOUT_MS}")
+    params["options"] = f"{server} {given['options']}" if given.get("options") else server
+    return params
+
+
 def sibling(conn: psycopg.Connection) -> psycopg.Connection:
     """A second connection to the same database as `conn`, set up like `connect`'s."""
-    return psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True,
-                           row_factory=dict_row, connect_timeout=10, options="-c jit=off")
+    dsn = conn.info.dsn
+    return psycopg.connect(dsn, password=conn.info.password, autocommit=True,
+                           row_factory=dict_row, **session_params(dsn))
 
 
 def forget_urls() -> None:
@@ -43,10 +73,9 @@ def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
 
     JIT compilation is off: forecourt's statements are batch lookups and upserts whose
     plans cross the JIT cost threshold on large tables but run in milliseconds, and
-    compiling them cost more than running them."""
+    compiling them cost more than running them. TCP keepalives: see KEEPALIVE."""
     target = url or database_url()
-    kwargs.setdefault("options", "-c jit=off")
-    kwargs.setdefault("connect_timeout", 10)
+    kwargs = {**session_params(target), **kwargs}
     try:
         return psycopg.connect(target, autocommit=True, row_factory=dict_row, **kwargs)
     except psycopg.OperationalError as exc:

@@ -21,6 +21,8 @@ from typing import Any
 
 import psycopg
 
+from crawler.db.connect import session_params
+
 log = logging.getLogger("forecourt.api")
 
 CHANNEL = "forecourt_jobs"
@@ -69,7 +71,8 @@ class JobWatch:
         delay = 0.2
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    self.dsn, autocommit=True, **session_params(self.dsn))
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     await conn.execute(f"LISTEN {TOKENS_CHANNEL}")

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from crawler.config import Settings
 from crawler.db import database_url, redis_url
 from crawler.db import jobs as jobs_db
+from crawler.db.connect import session_params
 from crawler.errors import one_line
 from crawler.models import ApiToken, Job
 from jobs.api.notify import JobWatch
@@ -78,10 +79,12 @@ async def open_runtime(settings: Settings) -> Runtime:
     rurl = await run_in_threadpool(redis_url)
     pool = AsyncConnectionPool(
         dsn, min_size=min(2, settings.api_pool_size), max_size=settings.api_pool_size,
-        kwargs={"autocommit": True, "row_factory": dict_row}, open=False, timeout=10)
+        kwargs={"autocommit": True, "row_factory": dict_row, **session_params(dsn)},
+        open=False, timeout=10)
     await pool.open(wait=True, timeout=30)
     sync_pool = ConnectionPool(dsn, min_size=0, max_size=4,
-                               kwargs={"autocommit": True, "row_factory": dict_row},
+                               kwargs={"autocommit": True, "row_factory": dict_row,
+                                       **session_params(dsn)},
                                open=True, timeout=10)
     # One quick retry: a request must not stall on a Redis that is down (see ratelimit).
     client = aredis.Redis.from_url(rurl, socket_timeout=1, socket_connect_timeout=0.5,
