@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from crawler.models import Job, JobKind, JobState, JobTrigger, TokenRole
+from jobs import outcome
 from jobs.api.redact import hide_in_errors, hide_infrastructure
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,16 +61,23 @@ class JobSummary(BaseModel):
     @classmethod
     def of(cls, job: Job, slug: str, *, role: TokenRole, **extra: Any):
         """The job as `role` may see it: a dealer's view of an error names our database and
-        queue, not their addresses (jobs/api/redact.py)."""
+        queue, not their addresses (jobs/api/redact.py). A failed attempt its worker is
+        about to act on (retry, bury, end cancelled, hand on: outcome.awaiting_worker), a
+        moment later, is not the job's end: shown still running, settling. A poller that
+        took it for the end would stop at `failed` and miss the retry or the dead letter."""
+        state, phase, finished_at = job.state, job.phase, job.finished_at
+        if outcome.awaiting_worker(job):
+            state, finished_at = "running", None
+            phase = "cancelling" if job.cancel_requested_at is not None else "settling"
         return cls(
-            id=job.id, dealership=slug, kind=job.kind, trigger=job.trigger, state=job.state,
-            phase=job.phase, attempts=job.attempts, counters=job.counters, verdict=job.verdict,
+            id=job.id, dealership=slug, kind=job.kind, trigger=job.trigger, state=state,
+            phase=phase, attempts=job.attempts, counters=job.counters, verdict=job.verdict,
             error=job.error if role == "operator" else hide_infrastructure(job.error),
             error_kind=job.error_kind,
             cancel_requested=getattr(job, "cancel_requested_at", None) is not None,
             replayed_as=getattr(job, "replayed_as", None),
             created_at=job.created_at, started_at=job.started_at,
-            heartbeat_at=job.heartbeat_at, finished_at=job.finished_at,
+            heartbeat_at=job.heartbeat_at, finished_at=finished_at,
             updated_at=job.updated_at or job.created_at, version=version_of(job), **extra)
 
 

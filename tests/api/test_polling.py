@@ -170,3 +170,42 @@ def test_a_long_poll_answers_401_not_data_once_its_token_is_revoked(api, api_ser
     resp = result["resp"]
     assert assert_problem(resp, 401)["type"].endswith("unauthorized")
     assert "storing" not in resp.text
+
+
+def test_a_failed_attempt_its_worker_is_about_to_retry_is_not_shown_as_final(api, world):
+    """A worker records a transiently failed attempt `failed`, then (a moment later, on
+    another connection) requeues or buries it. A poller must not see that moment as the
+    job's end: it is shown still running, settling, until the worker has decided."""
+    from crawler.db import jobs as jobs_db
+
+    db, aid = world["db"], world["acme"].id
+    acme = auth(world["tokens"]["acme"])
+    # as the worker's fail_running leaves a queued job's attempt that failed transiently
+    job = add_job(db, aid, state="failed", phase="done", queue="priority", attempts=1,
+                  trigger="api", error="listing page https://acme.test/ failed: DNS lookup",
+                  error_kind="transient:ConnectionError")
+    db.execute("UPDATE jobs SET finished_at = now() WHERE id = %s", (job,))
+    shown = api.get(f"/v1/jobs/{job}", headers=acme).json()
+    assert (shown["state"], shown["phase"], shown["finished_at"]) == ("running", "settling", None)
+    assert shown["error"].startswith("listing page")  # what went wrong is shown meanwhile
+    listed = api.get("/v1/dealerships/acme/jobs", headers=acme).json()["items"]
+    assert [(j["id"], j["state"], j["phase"]) for j in listed] == [(job, "running", "settling")]
+    jobs_db.requeue(db, job, 30)  # the worker's decision: a retry
+    assert api.get(f"/v1/jobs/{job}", headers=acme).json()["state"] == "queued"
+
+    # its last attempt: the worker buries it; failed is shown only once it is dead
+    last = add_job(db, world["bolt"].id, kind="feed", state="failed", phase="done",
+                   queue="priority", attempts=4, error="timed out",
+                   error_kind="transient:TimeoutError")
+    bolt = auth(world["tokens"]["bolt"])
+    assert api.get(f"/v1/jobs/{last}", headers=bolt).json()["state"] == "running"
+    jobs_db.bury(db, last)
+    assert api.get(f"/v1/jobs/{last}", headers=bolt).json()["state"] == "dead"
+
+    # final failures are shown as they are: a permanent one, one run at the terminal
+    gone = add_job(db, aid, state="failed", phase="done", queue="priority", attempts=1,
+                   error="listing page 404", error_kind="permanent:Permanent")
+    here = add_job(db, aid, state="failed", phase="done", attempts=1, trigger="operator",
+                   error="timed out", error_kind="transient:TimeoutError")
+    for final in (gone, here):
+        assert api.get(f"/v1/jobs/{final}", headers=acme).json()["state"] == "failed"
