@@ -16,6 +16,7 @@ from crawler.db import jobs as jobs_db
 from crawler.db import schedules as schedules_db
 from crawler.errors import ForecourtError, InvalidInput, Transient
 from crawler.models import FINAL_STATES, Job
+from jobs import outcome
 
 KINDS = ("crawl", "feed")
 TRIGGERS = ("schedule", "operator", "api", "retry", "demo")
@@ -100,7 +101,8 @@ def cancel(conn: psycopg.Connection, job_id: int) -> Job:
     """Cancel a job. Queued: cancelled at once (its message will do nothing). Running: the
     cancel is requested (phase 'cancelling'); its worker stops the crawl child within about a
     second (a feed at its next downloaded chunk or batch) and settles it `cancelled`.
-    Already cancelled: returned as is."""
+    Failed a moment ago and about to be retried by its worker (outcome.awaiting_worker; the
+    API shows it running): cancelled at once. Already cancelled: returned as is."""
     job = jobs_db.cancel_queued(conn, job_id)
     if job is not None:
         return job
@@ -112,6 +114,8 @@ def cancel(conn: psycopg.Connection, job_id: int) -> Job:
         return job
     if job.state in ("queued", "running"):  # it moved between the two statements
         return cancel(conn, job_id)
+    if outcome.awaiting_worker(job):  # failed only until its worker retries it: not over
+        return jobs_db.cancel_failed(conn, job_id, job.attempts) or cancel(conn, job_id)
     raise InvalidInput(f"job {job_id} already ended {job.state}; nothing to cancel",
                        hint="trigger a new job, or `forecourt dlq replay` a dead one")
 

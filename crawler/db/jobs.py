@@ -443,6 +443,23 @@ def cancel_ended(conn: psycopg.Connection, job_id: int) -> Job | None:
     return Job.model_validate(row) if row is not None else None
 
 
+def cancel_failed(conn: psycopg.Connection, job_id: int, attempts: int) -> Job | None:
+    """End cancelled a job whose attempt `attempts` failed and whose worker has not acted on
+    it yet (jobs.outcome.awaiting_worker): the worker's retry, burial or hand-on, arriving
+    after, finds it no longer failed and does nothing. None when the job moved on."""
+    row = conn.execute(
+        """
+        UPDATE jobs SET state = 'cancelled', phase = 'done', worker = NULL, retry_at = NULL,
+               cancel_requested_at = coalesce(cancel_requested_at, now()),
+               error_kind = 'cancelled', finished_at = now(), updated_at = now()
+         WHERE id = %s AND state = 'failed' AND attempts = %s
+        RETURNING *
+        """,
+        (job_id, attempts),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
+
+
 def bury(conn: psycopg.Connection, job_id: int) -> Job | None:
     """A failed job out of retries becomes a dead letter (its error history stays)."""
     row = conn.execute(

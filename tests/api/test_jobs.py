@@ -168,6 +168,25 @@ def test_cancelling_twice_is_idempotent(api, world):
         assert f"already ended {state}" in body["detail"]
 
 
+def test_cancel_ends_a_failed_attempt_its_worker_is_about_to_retry(api, world):
+    """Such a job is shown running, settling (a moment between the worker's two
+    statements, or longer when the worker died then): cancelling it ends it cancelled, and
+    the worker's retry, arriving after, finds nothing to requeue."""
+    from crawler.db import jobs as jobs_db
+
+    db, acme = world["db"], auth(world["tokens"]["acme"])
+    job = add_job(db, world["acme"].id, state="failed", phase="done", queue="priority",
+                  attempts=1, trigger="api", error="connection refused",
+                  error_kind="transient:ConnectionError")
+    assert api.get(f"/v1/jobs/{job}", headers=acme).json()["state"] == "running"
+    cancelled = api.post(f"/v1/jobs/{job}/cancel", headers=acme)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["state"] == "cancelled" and cancelled.json()["cancel_requested"]
+    assert jobs_db.requeue(db, job, 0.1) is None  # the worker's retry, a moment late
+    assert jobs_db.get(db, job).state == "cancelled"
+    assert api.post(f"/v1/jobs/{job}/cancel", headers=acme).json()["state"] == "cancelled"
+
+
 def _both_kinds(world) -> None:
     """acme gets a feed too, so it can have a crawl and a feed job."""
     world["db"].execute("UPDATE dealerships SET feed_url = 'https://acme.test/f.csv'"
