@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crawler import errors
@@ -101,8 +102,26 @@ async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSON
         detail = f"no route {request.url.path}"
     elif exc.status_code == 405 and detail == "Method Not Allowed":
         detail = f"{request.method} is not allowed on {request.url.path}"
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": _allowed(request)}
     return problem_response(request, exc.status_code, detail, _HTTP_KINDS.get(exc.status_code),
-                            headers=getattr(exc, "headers", None))
+                            headers=headers)
+
+
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def _allowed(request: Request) -> str:
+    """Every method of the request's path (RFC 9110: a 405's Allow lists them all): the
+    route that refused the method names only its own, where a path has several routes
+    (GET and POST /v1/dealerships/{slug}/jobs). HEAD goes with GET (jobs.api.head)."""
+    methods = {m for m in _METHODS
+               if any(route.matches({**request.scope, "method": m})[0] == Match.FULL
+                      for route in request.app.router.routes)}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -105,6 +105,18 @@ def test_head_answers_like_get_without_a_body(api, world):
                                (job,)).fetchone()["state"] == "succeeded"
 
 
+def test_a_405_allows_every_method_of_its_path(api, world):
+    """RFC 9110: a 405's Allow lists the resource's methods. The jobs of a dealership are
+    read with GET (and HEAD) and triggered with POST, two routes on one path: the Allow of
+    the first route alone sent a client (and the OpenAPI checker) to POST only."""
+    acme = auth(world["tokens"]["acme"])
+    for method in ("DELETE", "PUT", "PATCH"):
+        wrong = api.request(method, "/v1/dealerships/acme/jobs", headers=acme)
+        assert_problem(wrong, 405)
+        assert wrong.headers["allow"] == "GET, HEAD, POST", method
+    assert api.delete("/v1/jobs/1", headers=acme).headers["allow"] == "GET, HEAD"
+
+
 def test_a_trailing_slash_is_a_404_problem_not_a_redirect(api, world):
     """A redirect would point at the URL uvicorn saw (plain http behind a TLS load balancer),
     which the https UI cannot follow."""
