@@ -93,8 +93,11 @@ def test_a_job_waiting_in_a_long_backlog_is_resent_without_losing_its_place(db):
     # the copy carries the same id: the first message, still in line, can claim the job
     assert jobs_db.get(db, job.id).message_id == message_id
     broker = get_broker()
-    queued = broker.client.hvals(f"{broker.namespace}:priority.msgs")
-    assert len(queued) == 2 and all(message_id.encode() in m for m in queued)
+    # both in line under the one id (other tests of this session may have left messages of
+    # their own: the API's triggers, with no worker to take them)
+    queued = [m for m in broker.client.hvals(f"{broker.namespace}:priority.msgs")
+              if message_id.encode() in m]
+    assert len(queued) == 2
     assert reaper.reap(db)["resent"] == []  # not again before another hour
 
 
