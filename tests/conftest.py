@@ -66,6 +66,10 @@ def forecourt_env(tmp_path_factory):
         from crawler.db import database_url
 
         os.environ["DATABASE_URL"] = database_url()  # embedded, in data_dir
+    if not os.environ.get("REDIS_URL"):  # embedded, in data_dir, like the database: tests
+        from crawler.db import redis_url  # and subprocesses read it from the environment
+
+        os.environ["REDIS_URL"] = redis_url()
     reset_settings()
     forget_urls()
     with connect() as conn:

