@@ -226,7 +226,6 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
 # -- JSON ------------------------------------------------------------------------------------
 
 _WRAPPER_KEYS = ("vehicles", "items", "inventory", "data", "results", "listings", "records")
-_RESYNC = re.compile(r"[}\]]\s*,\s*(?=\{)")
 _CHUNK = 256 * 1024
 
 
@@ -266,6 +265,9 @@ class _Buffer:
 _DECODER = json.JSONDecoder()
 
 
+_TOO_DEEP = "it is nested too deeply to be a vehicle"
+
+
 class CutOff(ValueError):
     """The JSON text ends inside a value."""
 
@@ -276,6 +278,8 @@ def _decode_value(buf: _Buffer, limit: int) -> object:
     while True:
         try:
             value, end = _DECODER.raw_decode(buf.text, buf.pos)
+        except RecursionError as exc:
+            raise ValueError(_TOO_DEEP) from exc
         except json.JSONDecodeError as exc:
             # an error before the end of what is buffered is a malformed record; at the end
             # (or in a string still open) more text may complete it
@@ -302,7 +306,8 @@ def read_json(stream: io.TextIOBase) -> Iterator[Row]:
     limit = get_settings().feed_max_record_chars
     buf = _Buffer(stream)
     first = buf.skip_ws()
-    if first == "{":
+    wrapped = first == "{"
+    if wrapped:
         start = buf.pos  # nothing is compacted while the object's keys are walked
         try:
             entered = _enter_wrapped_array(buf, limit)
@@ -327,6 +332,13 @@ def read_json(stream: io.TextIOBase) -> Iterator[Row]:
             buf.pos += 1
             ch = buf.skip_ws()
         if ch == "]":
+            buf.pos += 1
+            if not _ends_whole(buf, wrapped, limit):
+                # a list closed early (a broken record's own list, say) or a second document
+                yield number + 1, Unreadable(
+                    "the JSON feed goes on after its list of vehicles ends: "
+                    + repr(buf.text[buf.pos:buf.pos + 60]), raw=buf.text[buf.pos:buf.pos + 2000],
+                    fatal=True)
             return
         if ch == "":
             yield number + 1, Unreadable("the JSON feed ends before its closing ]", fatal=True)
@@ -342,7 +354,10 @@ def read_json(stream: io.TextIOBase) -> Iterator[Row]:
                                          fatal=True)
                 return
             yield number, Unreadable(f"record {number} is not JSON: {exc}", raw=raw)
-            if not _resync(buf, start, limit):
+            # Its end is found by its brackets, or not at all (an unescaped quote turns its
+            # strings inside out): guessing where a record starts could take its nested
+            # objects for records, and the "]" of their list for the feed's end.
+            if not _skip_record(buf, start, limit):
                 yield number + 1, Unreadable("the JSON feed cannot be read past this point",
                                              fatal=True)
                 return
@@ -385,15 +400,64 @@ def _single_vehicle(buf: _Buffer, start: int, limit: int) -> dict | None:
     return _no_nul(value)
 
 
-def _resync(buf: _Buffer, start: int, limit: int) -> bool:
-    """Move the cursor to the next record after a broken one."""
+_TOKEN = re.compile(r'["{}\[\],]')
+_IN_STRING = re.compile(r'["\\]')
+
+
+def _skip_record(buf: _Buffer, start: int, limit: int) -> bool:
+    """Move the cursor past the broken record at `start`, onto the ',' or ']' after it:
+    strings are skipped and brackets counted, so nothing inside the record (its nested
+    objects, a "}, {" in a string) is taken for the next record. False when its end cannot
+    be found (unbalanced brackets, an unterminated string, the file ends)."""
+    pos, depth, in_string = start, 0, False
     while True:
-        m = _RESYNC.search(buf.text, start + 1)
-        if m:
-            buf.pos = m.end()
-            return True
-        if len(buf.text) - start > limit or not buf.more():
+        text = buf.text
+        m = (_IN_STRING if in_string else _TOKEN).search(text, pos)
+        if m is None:
+            if len(text) - start > limit or not buf.more():
+                return False
+            continue
+        c, pos = m.group(), m.end()
+        if in_string:
+            if c == "\\":
+                pos += 1  # the escaped character (read on when it is not buffered yet)
+            else:
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "{[":
+            depth += 1
+        elif depth:
+            if c != ",":  # a "}" or "]" closing what the record opened
+                depth -= 1
+        elif c == "}":  # closing nothing the record opened
             return False
+        else:  # a "," or the array's "]" at the record's own level: its end
+            buf.pos = m.start()
+            return True
+
+
+def _ends_whole(buf: _Buffer, wrapped: bool, limit: int) -> bool:
+    """Cursor past the list's "]": whether only what may follow it does (nothing; in a
+    wrapper object, its other members and its "}"). Else the list that closed was not the
+    feed's (or a second document follows), and records may be left unread."""
+    try:
+        while wrapped:
+            buf.compact()
+            ch = buf.skip_ws()
+            if ch == "}":
+                buf.pos += 1
+                break
+            if ch != ",":
+                return False
+            buf.pos += 1
+            if not isinstance(_decode_value(buf, limit), str) or buf.skip_ws() != ":":
+                return False
+            buf.pos += 1
+            _decode_value(buf, limit)
+    except ValueError:
+        return False
+    return buf.skip_ws() == ""
 
 
 def _enter_wrapped_array(buf: _Buffer, limit: int) -> bool:
@@ -437,6 +501,10 @@ def read_jsonl(stream: io.TextIOBase) -> Iterator[Row]:
         number += 1
         try:
             value = json.loads(text)
+        except RecursionError:
+            yield number, Unreadable(f"line {line_no} is not JSON: {_TOO_DEEP}",
+                                     raw=text[:2000])
+            continue
         except ValueError as exc:
             cut = not line.endswith(("\n", "\r"))  # the last line, unterminated
             yield number, Unreadable(f"line {line_no} is not JSON: {exc}" + (CUT if cut else ""),

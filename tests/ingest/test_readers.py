@@ -230,6 +230,71 @@ def test_truncated_json_keeps_what_was_read_and_says_it_is_cut(tmp_path):
     assert isinstance(got[-1][1], Unreadable) and got[-1][1].fatal
 
 
+
+@pytest.mark.parametrize("broken", [
+    # a raw control character in a string, then nested objects in a list (real snapshots
+    # carry "packages": [{...}, {...}]): the reader must not resume inside the record
+    '{"vin": "B", "trim": "XLE\tPremium", "packages": [{"name": "P1"}, {"name": "P2"}]}',
+    # the same after a number that does not parse, with "}, {" inside a string
+    '{"vin": "B", "price": 1x, "note": "a}, {b", "packages": [{"name": "P1"}, {"n": 2}]}',
+    # escaped quotes and backslashes in its strings
+    '{"vin": "B", "price": 1x, "note": "say \\"}, {\\" \\\\", "p": [{"name": "P1"}]}',
+])
+@pytest.mark.parametrize("chunk", [7, 256 * 1024])
+def test_json_broken_record_with_nested_objects_is_skipped_whole(tmp_path, monkeypatch,
+                                                                   broken, chunk):
+    monkeypatch.setattr(readers, "_CHUNK", chunk)
+    path = tmp_path / "feed.json"
+    path.write_text('[{"vin": "A"}, ' + broken + ', {"vin": "C"}, {"vin": "D"}]')
+    got = read(path)
+    assert [n for n, _ in got] == [1, 2, 3, 4]
+    assert isinstance(got[1][1], Unreadable) and not got[1][1].fatal
+    assert [r for _, r in got if not isinstance(r, Unreadable)] == [
+        {"vin": "A"}, {"vin": "C"}, {"vin": "D"}]
+
+
+def test_json_broken_record_whose_end_cannot_be_found_makes_the_feed_unreadable(tmp_path):
+    path = tmp_path / "feed.json"
+    path.write_text('[{"vin": "A"}, {"vin": "B", "x": [1x, {"vin": "C"}, {"vin": "D"}]')
+    got = read(path)
+    assert got[0] == (1, {"vin": "A"})
+    assert isinstance(got[-1][1], Unreadable) and got[-1][1].fatal
+    assert all(isinstance(r, Unreadable) for _, r in got[1:])
+
+
+
+@pytest.mark.parametrize("text", [
+    '[{"vin": "A"}] [{"vin": "B"}]',  # two arrays end to end
+    '{"vehicles": [{"vin": "A"}]} {"vehicles": [{"vin": "B"}]}',
+    '{"vehicles": [{"vin": "A"}], "next": [{"vin": "B"}], "count": }',
+    # an unescaped quote: resuming inside the record meets its nested list's "]"
+    '[{"vin": "A", "d": "17" wheels", "p": [{"n": "x"}, {"n": "y"}]}, {"vin": "C"}]',
+])
+def test_json_text_after_the_closing_bracket_is_not_a_whole_feed(tmp_path, text):
+    path = tmp_path / "feed.json"
+    path.write_text(text)
+    got = read(path)
+    assert got[0][1] == {"vin": "A"} or isinstance(got[0][1], Unreadable)
+    assert isinstance(got[-1][1], Unreadable) and got[-1][1].fatal, got
+
+
+def test_json_wrapper_members_after_the_list_are_read_past(tmp_path):
+    path = tmp_path / "feed.json"
+    path.write_text('{"vehicles": [{"vin": "A"}], "count": 1, "next": {"page": [2]}}\n')
+    assert read(path) == [(1, {"vin": "A"})]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_nested_too_deeply_is_a_broken_record_not_a_crash(tmp_path, fmt):
+    deep = '{"vin": "B", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = tmp_path / f"feed.{fmt}"
+    path.write_text('[{"vin": "A"}, ' + deep + ', {"vin": "C"}]' if fmt == "json"
+                    else '{"vin": "A"}\n' + deep + '\n{"vin": "C"}\n')
+    got = read(path)
+    assert got[0] == (1, {"vin": "A"}) and got[2] == (3, {"vin": "C"})
+    assert isinstance(got[1][1], Unreadable) and "deeply" in got[1][1].reason
+
+
 @pytest.mark.parametrize("text", ['{"dealer": "x"}', '{"error": "unauthorized"}',
                                   '{"vehicles": null, "status": 401}',
                                   '{"VIN": "1HGCM82633A004352"} {"VIN": "X"}'])

@@ -22,6 +22,7 @@ from ingest import fetch as fetch_mod
 from ingest import readers
 from ingest.feed import run_job
 from ingest.streams import FeedTooLarge
+from tests.conftest import REAL
 
 pytestmark = pytest.mark.integration
 
@@ -261,3 +262,22 @@ def test_sql_and_formula_strings_are_stored_verbatim_and_harmless(db, tmp_path):
     assert _count(db, "jobs") == 1 and _count(db, "vehicle_events") == len(INJECTIONS)
     with pytest.raises(ForecourtError):
         dealers_db.get(db, "'; DROP TABLE dealerships; --")
+
+
+def test_a_broken_json_record_with_nested_lists_does_not_end_the_feed_early(db, tmp_path):
+    """A real snapshot whose record 265 of 269 has a raw tab in a string (Python's JSON
+    refuses control characters) and a list of package objects: reading goes on at record
+    266, not inside record 265, whose packages' "]" ended the feed as if whole; the gate
+    then passed 264 of 269 and the last four cars were removed."""
+    path = sorted((REAL / "jkomskis-daily").glob("inventory_*.json.gz"))[0]
+    records = json.loads(gzip.decompress(path.read_bytes()))
+    assert len(records) == 269 and len(records[264]["packages"]) >= 2
+    first = _ingest(db, tmp_path, "feed.json", json.dumps(records).encode())
+    assert first.state == "succeeded" and first.counters["added"] == 269
+    parts = [json.dumps(r) for r in records]
+    parts[264] = parts[264].replace('"trim": "', '"trim": "XLE\tPremium ', 1)
+    job = _ingest(db, tmp_path, "feed.json", ("[" + ", ".join(parts) + "]").encode())
+    assert job.counters["items"] == 269 and job.counters["rejected"] == 1
+    after = [r["vin"] for r in records[265:]]
+    assert db.execute("SELECT count(*) AS n FROM vehicles WHERE status = 'active'"
+                      " AND vin = ANY(%s)", (after,)).fetchone()["n"] == 4
