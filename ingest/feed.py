@@ -251,8 +251,10 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                 if row is None:  # skipped by `unchanged`, counted there
                     continue
                 if isinstance(row, Unreadable):
+                    # a car whose row names its VIN is listed: seen, not removed
                     broken.append(Reject(source=f"row {number}", reasons=[row.reason],
-                                         payload={"raw": row.raw} if row.raw else None))
+                                         payload={"raw": row.raw} if row.raw else None,
+                                         vin=row.vin))
                     if row.fatal:
                         complete = False
                         problems.append(f"feed truncated: {row.reason}")

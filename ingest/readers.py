@@ -30,6 +30,24 @@ class Unreadable:
     reason: str
     raw: str | None = None
     fatal: bool = False
+    # the one VIN its text names, if any (see listed_vin)
+    vin: str | None = None
+
+
+# 17 letters and digits, both, standing alone: a VIN (or a placeholder one) as text holds it
+_VIN_TOKEN = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z]*[0-9])(?=[0-9]*[A-Za-z])"
+                        r"[A-Za-z0-9]{17}(?![A-Za-z0-9])")
+
+
+def listed_vin(text: str | None) -> str | None:
+    """The VIN a row that cannot be read names, when its text names exactly one (in its VIN
+    column and, say, its page URL): that car is still on the dealer's list, so the run
+    counts it as seen instead of removing it. None when it names none, or several (a bad
+    quote that swallowed the next rows)."""
+    if not text:
+        return None
+    found = {m.group().upper() for m in _VIN_TOKEN.finditer(text)}
+    return found.pop() if len(found) == 1 else None
 
 
 Row = tuple[int, "dict | Unreadable | None"]  # None: see read_csv's `unchanged`
@@ -196,8 +214,9 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
             line_no += len(taken)
             number += 1
             cut = "unexpected end of data" in str(exc) or not taken[-1].endswith(ends)
+            text = "".join(texts)
             yield number, Unreadable(f"line {start}: {exc}" + (CUT if cut else ""),
-                                     raw="".join(texts)[:10_000], fatal=cut)
+                                     raw=text[:10_000], fatal=cut, vin=listed_vin(text))
             if cut:
                 return
             continue
@@ -208,9 +227,10 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
         if len(values) != width:
             # the file's last line, unterminated and short of fields: the file was cut
             cut = not taken[-1].endswith(ends)
+            text = delimiter.join(values)
             yield number, Unreadable(
                 f"line {start}: {len(values)} fields where the header has {width}"
-                + (CUT if cut else ""), raw=delimiter.join(values)[:10_000], fatal=cut)
+                + (CUT if cut else ""), raw=text[:10_000], fatal=cut, vin=listed_vin(text))
             continue
         row = CsvRow(zip(header, values, strict=False))
         if decode is None:  # a text stream's
@@ -353,11 +373,14 @@ def read_json(stream: io.TextIOBase) -> Iterator[Row]:
                 yield number, Unreadable(f"record {number} is cut off: {exc}", raw=raw,
                                          fatal=True)
                 return
-            yield number, Unreadable(f"record {number} is not JSON: {exc}", raw=raw)
             # Its end is found by its brackets, or not at all (an unescaped quote turns its
             # strings inside out): guessing where a record starts could take its nested
             # objects for records, and the "]" of their list for the feed's end.
-            if not _skip_record(buf, start, limit):
+            skipped = _skip_record(buf, start, limit)
+            yield number, Unreadable(f"record {number} is not JSON: {exc}", raw=raw,
+                                     vin=listed_vin(buf.text[start:buf.pos] if skipped
+                                                    else raw))
+            if not skipped:
                 yield number + 1, Unreadable("the JSON feed cannot be read past this point",
                                              fatal=True)
                 return
@@ -491,7 +514,8 @@ def read_jsonl(stream: io.TextIOBase) -> Iterator[Row]:
         line_no += 1
         if len(line) > limit and not line.endswith("\n"):
             number += 1
-            yield number, Unreadable(f"line {line_no} is longer than {limit:,} characters")
+            yield number, Unreadable(f"line {line_no} is longer than {limit:,} characters",
+                                     raw=line[:2000], vin=listed_vin(line))
             while line and not line.endswith("\n"):
                 line = stream.readline(limit + 1)
             continue
@@ -503,12 +527,12 @@ def read_jsonl(stream: io.TextIOBase) -> Iterator[Row]:
             value = json.loads(text)
         except RecursionError:
             yield number, Unreadable(f"line {line_no} is not JSON: {_TOO_DEEP}",
-                                     raw=text[:2000])
+                                     raw=text[:2000], vin=listed_vin(text))
             continue
         except ValueError as exc:
             cut = not line.endswith(("\n", "\r"))  # the last line, unterminated
             yield number, Unreadable(f"line {line_no} is not JSON: {exc}" + (CUT if cut else ""),
-                                     raw=text[:2000], fatal=cut)
+                                     raw=text[:2000], fatal=cut, vin=listed_vin(text))
             continue
         if "\\u0000" in text:
             value = _no_nul(value)

@@ -328,6 +328,24 @@ def test_a_last_record_without_a_line_break_that_does_not_read_is_a_cut(tmp_path
     assert ("cut short" in bad.reason) is (not terminated)
 
 
+@pytest.mark.parametrize("text, vin", [
+    ("S1,2t36crav0tw10i008,2026,Toyota,https://x.example/new-2T36CRAV0TW10I008,a,b",
+     "2T36CRAV0TW10I008"),  # lower case, and again in its URL: one VIN
+    ("S1,2T36CRAV0TW10I008,x\nS2,2T36CRAV1TW10E369,y", None),  # two rows swallowed: none
+    ("S1,12345678901234567,ABCDEFGHIJKLMNOPQ,X2T36CRAV0TW10I008", None),  # no VIN-like token
+    (None, None),
+])
+def test_an_unreadable_row_names_the_one_vin_its_text_holds(text, vin):
+    assert readers.listed_vin(text) == vin
+
+
+def test_a_ragged_csv_row_keeps_the_vin_it_names(tmp_path):
+    path = tmp_path / "feed.csv"
+    path.write_bytes(b"VIN,Make,Note\n1HGCM82633A004352,Honda,clean, one owner\n")
+    (_, bad), = read(path)
+    assert isinstance(bad, Unreadable) and bad.vin == "1HGCM82633A004352"
+
+
 def test_a_whole_last_record_without_a_line_break_is_a_row(tmp_path):
     path = tmp_path / "feed.csv"
     path.write_bytes(b"VIN,Make,Model\r\nAAA,Honda,Civic\r\nBBB,Kia,Soul")

@@ -281,3 +281,54 @@ def test_a_broken_json_record_with_nested_lists_does_not_end_the_feed_early(db, 
     after = [r["vin"] for r in records[265:]]
     assert db.execute("SELECT count(*) AS n FROM vehicles WHERE status = 'active'"
                       " AND vin = ANY(%s)", (after,)).fetchone()["n"] == 4
+    assert job.counters["removed"] == 0  # the broken record names its car's VIN too
+
+
+def _snapshot_csv(records: list[dict], broken: int, how: str) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["Stock", "VIN", "Year", "Make", "Model", "Trim", "SellingPrice",
+                     "VehicleURL", "Description"])
+    for i, r in enumerate(records):
+        row = [r["stock_number"] or f"S{i}", r["vin"], r["year"], "Toyota", "RAV4", r["trim"],
+               r["total_price"], r["detail_url"], "clean"]
+        if i == broken and how == "unquoted-comma":
+            row[-1] = "clean, one owner"
+            out.write(",".join(map(str, row)) + "\n")  # 10 fields where the header has 9
+            continue
+        if i == broken and how == "huge-field":
+            row[-1] = "x" * 20_000
+        writer.writerow(row)
+    return out.getvalue().encode()
+
+
+@pytest.mark.parametrize("how", ["unquoted-comma", "huge-field", "bad-json-line"])
+def test_a_listed_car_whose_row_cannot_be_read_is_not_removed(db, tmp_path, monkeypatch, how):
+    """A row that cannot be read at all (a stray comma, a field over the record limit, a
+    JSON Lines record that does not parse) is still the car's row when its text names one
+    VIN: the car is on the dealer's list, as for a row rejected for a typo'd year, so the
+    run does not remove it (it did: a removed event today, relisted tomorrow)."""
+    monkeypatch.setenv("FORECOURT_FEED_MAX_RECORD_CHARS", "10000")
+    reset_settings()
+    try:
+        path = sorted((REAL / "jkomskis-daily").glob("inventory_*.json.gz"))[0]
+        records = json.loads(gzip.decompress(path.read_bytes()))
+        vin = records[100]["vin"]
+        if how == "bad-json-line":
+            lines = [json.dumps(r) for r in records]
+            name, good = "feed.jsonl", ("\n".join(lines) + "\n").encode()
+            lines[100] = lines[100].replace('"trim": "', '"trim": "XLE\tPremium ', 1)
+            bad = ("\n".join(lines) + "\n").encode()
+        else:
+            name, good = "feed.csv", _snapshot_csv(records, -1, how)
+            bad = _snapshot_csv(records, 100, how)
+        first = _ingest(db, tmp_path, name, good)
+        assert first.state == "succeeded" and first.counters["added"] == 269, first.error
+        job = _ingest(db, tmp_path, name, bad)
+        assert job.state == "succeeded" and job.counters["rejected"] == 1, job.error
+        assert job.counters["removed"] == 0
+        assert db.execute("SELECT status FROM vehicles WHERE vin = %s", (vin,)
+                          ).fetchone()["status"] == "active"
+    finally:
+        monkeypatch.undo()
+        reset_settings()
