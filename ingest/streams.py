@@ -162,6 +162,39 @@ class NulFree(io.RawIOBase):
                 return len(data)
 
 
+# Characters XML 1.0 does not allow (every C0 control but tab, line feed and carriage return)
+_NOT_XML = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
+
+
+class Utf8Xml(io.RawIOBase):
+    """The bytes of an XML document in UTF-8 (or saying nothing of its encoding), as the
+    parser can take them: stray Windows-1252 bytes decoded as the text readers decode them,
+    and the control characters XML forbids (NUL, a spreadsheet's vertical tab, ^Z) dropped.
+    libxml2 stops at the first of either, and every record after it was lost. Valid UTF-8
+    comes out as it went in. Works per chunk."""
+
+    def __init__(self, inner: io.BufferedReader):
+        self._inner = inner
+        self._decoder = codecs.getincrementaldecoder("utf-8")("forecourt-cp1252")
+        self._out = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._out:
+            data = self._inner.read1(CHUNK_BYTES)
+            text = self._decoder.decode(data, final=not data)
+            if not data and not text:
+                return 0
+            self._out = text.translate(_NOT_XML).encode("utf-8")
+        n = min(len(view), len(self._out))
+        view[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+
 class _NulFreeText(io.TextIOBase):
     """The same for UTF-16 text, where NUL bytes are part of every character."""
 

@@ -11,6 +11,7 @@ its end tag is read.
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 from collections.abc import Iterator
@@ -19,10 +20,13 @@ from typing import Any
 from lxml import etree
 
 from crawler.errors import Permanent
+from ingest import streams
 from ingest.readers import Row, Unreadable
 
 RECORD_TAGS = {"item", "entry", "listing", "vehicle", "record", "row"}
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.I)
+# the encoding an XML declaration names (none: UTF-8)
+_ENCODING = re.compile(rb"(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)")
 
 
 class UnsafeXML(Permanent):
@@ -55,6 +59,10 @@ def read_xml(binary: io.BufferedReader) -> Iterator[Row]:
     if _DOCTYPE.search(head):
         raise UnsafeXML("XML feed declares a DOCTYPE; refused (entity expansion and external "
                         "entities are not allowed)", hint="send the feed without a DOCTYPE")
+    declared = _ENCODING.match(head)
+    if not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and (
+            declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")):
+        binary = io.BufferedReader(streams.Utf8Xml(binary), streams.CHUNK_BYTES)
     parser_args = dict(events=("end",), resolve_entities=False, no_network=True,
                        huge_tree=False, load_dtd=False, dtd_validation=False,
                        remove_comments=True, remove_pis=True, recover=False)

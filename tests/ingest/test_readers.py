@@ -464,6 +464,40 @@ def test_truncated_xml_yields_what_it_read_then_a_fatal_unreadable(tmp_path):
     assert isinstance(got[-1][1], Unreadable) and got[-1][1].fatal
 
 
+
+def _listings(description: bytes, declaration: bytes = b'<?xml version="1.0" encoding="UTF-8"?>'
+              ) -> bytes:
+    item = b"<listing><vin>%s</vin><description>%s</description></listing>\n"
+    return (declaration + b"\n<listings>\n" + item % (b"1HGCM82633A004352", b"plain")
+            + item % (b"2T3P1RFV7PC338201", description)
+            + item % (b"3GNAXKEG2RS112233", "caf\u00e9".encode()) + b"</listings>\n")
+
+
+@pytest.mark.parametrize("declaration", [b'<?xml version="1.0" encoding="UTF-8"?>',
+                                         b'<?xml version="1.0"?>', b""])
+def test_xml_in_utf8_with_stray_windows_1252_bytes_is_decoded_not_refused(tmp_path,
+                                                                           declaration):
+    """A dealer system writing Windows-1252 into a feed that says UTF-8 (as CSV feeds do):
+    lxml stopped at the first such byte, and every record after it was lost."""
+    path = tmp_path / "feed.xml"
+    path.write_bytes(_listings("Tr\u00e8s belle \u20ac \u201cA\u201d".encode("cp1252"),
+                               declaration))
+    rows = rows_of(path)
+    assert [r["vin"] for r in rows] == ["1HGCM82633A004352", "2T3P1RFV7PC338201",
+                                        "3GNAXKEG2RS112233"]
+    assert rows[1]["description"] == "Tr\u00e8s belle \u20ac \u201cA\u201d"
+    assert rows[2]["description"] == "caf\u00e9"
+
+
+def test_xml_with_control_characters_xml_forbids_drops_them_and_reads_on(tmp_path):
+    """NUL and other C0 controls (a vertical tab from a spreadsheet cell, a ^Z) are not
+    allowed in XML 1.0; the CSV readers drop NUL and keep reading, lxml stopped."""
+    path = tmp_path / "feed.xml"
+    path.write_bytes(_listings(b"two\x0blines\x00 and \x1a tab\tkept"))
+    rows = rows_of(path)
+    assert len(rows) == 3 and rows[1]["description"] == "twolines and  tab\tkept"
+
+
 # -- compression and size limits ---------------------------------------------------------------
 
 def test_gzip_and_zip_are_read_transparently(tmp_path):
