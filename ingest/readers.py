@@ -88,6 +88,26 @@ def refuse_html(head: bytes) -> None:
                         hint="check the feed URL and any credentials it needs")
 
 
+_SPREADSHEET_HINT = "export the sheet as CSV (UTF-8) and send that"
+_NOT_A_FEED_HINT = "send the feed itself: CSV, TSV, XML, JSON or JSON Lines"
+# The first bytes of files sent where a feed was expected, and what they are.
+_DOCUMENTS = ((b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+               "an Excel workbook (or another old Microsoft Office file)", _SPREADSHEET_HINT),
+              (b"%PDF-", "a PDF document", _NOT_A_FEED_HINT),
+              (b"\xff\xd8\xff", "an image (JPEG)", _NOT_A_FEED_HINT),
+              (b"\x89PNG\r\n\x1a\n", "an image (PNG)", _NOT_A_FEED_HINT),
+              (b"GIF87a", "an image (GIF)", _NOT_A_FEED_HINT),
+              (b"GIF89a", "an image (GIF)", _NOT_A_FEED_HINT))
+
+
+def refuse_document(head: bytes, name: str) -> None:
+    """An old Excel file, a PDF or an image where a feed was expected is said to be one,
+    not read as a CSV of binary junk (rows of rejects and a header of mojibake)."""
+    for magic, what, hint in _DOCUMENTS:
+        if head.startswith(magic):
+            raise Permanent(f"{name} is {what}, not a feed", hint=hint)
+
+
 def detect_format(path: Path, declared: str | None = None) -> str:
     if declared:
         fmt = declared.lower()
@@ -554,6 +574,7 @@ def read(path: Path, fmt: str | None = None, info: dict | None = None,
     with streams.open_binary(path, settings.feed_max_bytes) as (binary, inner_name):
         head = binary.peek(streams.HEAD_BYTES)[:streams.HEAD_BYTES]
         refuse_html(head)
+        refuse_document(head, inner_name)
         if fmt == "auto":
             fmt = format_from_name(inner_name) or sniff_format(head)
         elif fmt in ("json", "jsonl"):

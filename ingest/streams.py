@@ -80,7 +80,33 @@ class Limited(io.RawIOBase):
         return n
 
 
+def _office_document(zf: zipfile.ZipFile) -> str | None:
+    """What a zip is when it is an Office Open XML or OpenDocument file (.xlsx, .ods...,
+    all zips), else None."""
+    names = zf.namelist()
+    if "[Content_Types].xml" in names:
+        for folder, what in (("xl/", "an Excel workbook"), ("word/", "a Word document"),
+                             ("ppt/", "a PowerPoint presentation")):
+            if any(n.startswith(folder) for n in names):
+                return what
+        return "a Microsoft Office document"
+    if "mimetype" in names:
+        with zf.open("mimetype") as member:  # its start only: a member may be a bomb
+            kind = member.read(100)
+        if kind.startswith(b"application/vnd.oasis.opendocument.spreadsheet"):
+            return "a spreadsheet (OpenDocument)"
+        if kind.startswith(b"application/vnd.oasis.opendocument"):
+            return "an OpenDocument file"
+    return None
+
+
 def _zip_member(zf: zipfile.ZipFile, name: str) -> zipfile.ZipInfo:
+    document = _office_document(zf)
+    if document is not None:
+        raise Permanent(f"{name} is {document}, not a feed",
+                        hint="export the sheet as CSV (UTF-8) and send that"
+                        if "sheet" in document or "Excel" in document
+                        else "send the feed itself: CSV, TSV, XML, JSON or JSON Lines")
     members = [i for i in zf.infolist() if not i.is_dir()
                and not i.filename.startswith("__MACOSX/")
                and not i.filename.rsplit("/", 1)[-1].startswith(".")]

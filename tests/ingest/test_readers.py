@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -582,6 +583,44 @@ def test_memory_stays_flat_over_a_large_streamed_feed(tmp_path):
 
 
 # -- misdiagnosed input (found by review) --------------------------------------------------------
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+XLSX = _zip({"[Content_Types].xml": b"<Types/>", "_rels/.rels": b"<Relationships/>",
+             "xl/workbook.xml": b"<workbook/>", "xl/worksheets/sheet1.xml": b"<worksheet/>",
+             "xl/sharedStrings.xml": b"<sst/>"})
+
+
+@pytest.mark.parametrize("name, body, what", [
+    ("stock.xlsx", XLSX, "an Excel workbook"),
+    ("stock.csv", XLSX, "an Excel workbook"),  # named as the feed it should have been
+    ("stock.ods", _zip({"mimetype": b"application/vnd.oasis.opendocument.spreadsheet",
+                        "content.xml": b"<x/>", "styles.xml": b"<x/>"}), "a spreadsheet"),
+    ("stock.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(range(256)) * 20,
+     "an Excel workbook"),
+    ("stock.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + bytes(range(256)) * 20, "a PDF"),
+    ("feed.zip", _zip({"readme.pdf": b"%PDF-1.7\n" + bytes(range(256)) * 4}), "a PDF"),
+    ("feed.zip", _zip({"photo.jpg": b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4}),
+     "an image"),
+    ("feed.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "an image"),
+])
+def test_a_spreadsheet_document_or_image_sent_as_the_feed_is_named(tmp_path, name, body,
+                                                                    what):
+    """Read as CSV, an Excel file or a PDF became rows of binary junk (or 'holds several
+    files' for an .xlsx, which is a zip): the error now says what the file is, and how to
+    send the feed."""
+    path = tmp_path / name
+    path.write_bytes(body)
+    with pytest.raises(Permanent, match=what) as caught:
+        read(path)
+    assert caught.value.hint
+
 
 @pytest.mark.parametrize("name", ["feed.xml", "feed.csv", "feed"])
 @pytest.mark.parametrize("start", [b"\n<!DOCTYPE html>\n<html>",
