@@ -211,7 +211,8 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
         return
     except csv.Error as exc:
         raise Permanent(f"the feed's header cannot be read: {exc}") from exc
-    header, repeated = _unique(header)
+    # a blank header cell (an export's trailing empty cells) is named by its position
+    header, repeated = _unique([h or f"(column {i})" for i, h in enumerate(header, 1)])
     if info is not None and repeated:
         info["duplicate_columns"] = repeated
     width = len(header)

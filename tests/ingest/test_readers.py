@@ -365,6 +365,18 @@ def test_repeated_header_names_keep_the_first_and_rename_the_repeats(tmp_path):
     assert info["duplicate_columns"] == ["Price"]
 
 
+def test_blank_header_cells_are_named_by_their_position(tmp_path):
+    """Excel exports often end the header with empty cells: they were read as columns ''
+    and ' (2)', reported as repeated, and listed as 'unknown columns: ,  (2)'."""
+    path = tmp_path / "feed.csv"
+    path.write_bytes(b"VIN,,Make, ,\nAAA,x,Honda,,\n")
+    info: dict = {}
+    got = read(path, info=info)
+    assert got[0][1] == {"VIN": "AAA", "(column 2)": "x", "Make": "Honda",
+                         "(column 4)": "", "(column 5)": ""}
+    assert "duplicate_columns" not in info
+
+
 def test_json_lines_cut_inside_the_last_line_is_fatal(tmp_path):
     path = tmp_path / "feed.jsonl"
     path.write_text('{"vin": "A"}\n{"vin": "B", "pr')
