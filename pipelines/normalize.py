@@ -128,12 +128,22 @@ def _memo(fn):
     return cached
 
 
+# After a price's first number: it is a payment ("$399/mo", "$250 bi-weekly"), not a price.
+_PAYMENT = re.compile(r"\s*(?:(?:/|per\b|a\b)\s*(?:mo\b|mo\.|mths?\b|months?\b|wk\b|weeks?\b)"
+                      r"|(?:bi-?)?weekly\b|monthly\b)", re.I)
+
+
 def price(value: Any) -> tuple[Decimal | None, str | None]:
-    """(price, note). Placeholders (0, 1, 'Call for price') give None with a note."""
+    """(price, note). Placeholders (0, 1, 'Call for price') and payments standing for a
+    price ('$399/mo', a lease special in the price column) give None with a note."""
     if value is None:
         return None, None
-    if isinstance(value, str) and not _DIGIT.search(value):
-        return None, ("price_placeholder" if text(value) else None)
+    if isinstance(value, str):
+        if not _DIGIT.search(value):
+            return None, ("price_placeholder" if text(value) else None)
+        first = _NUMBER.search(value)
+        if first is not None and _PAYMENT.match(value, first.end()):
+            return None, "price_placeholder"
     amount = number(value)
     if amount is None:
         return None, None

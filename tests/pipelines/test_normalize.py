@@ -35,6 +35,21 @@ def test_placeholder_prices_are_noted_not_stored():
     assert n.price(1) == (None, "price_placeholder")
 
 
+@pytest.mark.parametrize("raw, expected", [
+    ("$399/mo", None), ("$399 / mo.", None), ("399 per month", None), ("$89/wk", None),
+    ("$1,299/month", None), ("$459 a month", None), ("$250 bi-weekly", None),
+    ("$24,995 or $399/mo", Decimal("24995.00")),
+    ("$24,995 (est. $399/mo)", Decimal("24995.00")), ("$24,995 MSRP", Decimal("24995.00")),
+    ("24995 mo", Decimal("24995.00")),  # no payment is that large
+])
+def test_a_monthly_payment_in_the_price_column_is_not_the_price(raw, expected):
+    """Dealer feeds put lease and finance specials in the price column: "$399/mo" was
+    stored as a price of $399, a price_changed event from $24,995 downstream."""
+    assert n.price(raw)[0] == expected
+    if expected is None:
+        assert n.price(raw)[1] == "price_placeholder"
+
+
 @pytest.mark.parametrize("raw, unit, miles", [
     ("12,345 mi", None, 12345), ("12345", None, 12345), ("28,112 miles", None, 28112),
     ("20 000 km", None, 12427), ({"value": "53100", "unitCode": "KMT"}, None, 32995),
