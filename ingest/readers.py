@@ -183,8 +183,14 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
     if decode is None:
         first, lines = stream.readline(limit), iter(stream)
     else:
-        lines = streams.lines(stream)
+        # a line of more than `limit` characters is a reject (or, first, no header) without
+        # being held whole: UTF-8 takes at most 4 bytes a character
+        lines = streams.lines(stream, longest=4 * limit + 4)
         first = next(lines, b"")
+        if type(first) is streams.TooLong:
+            raise Permanent(f"the feed's first line is longer than {limit:,} characters: "
+                            "it is not a delimited file",
+                            hint="check the feed's format (--format) and that it is the feed")
     if delimiter is None:
         delimiter = _delimiter(first if decode is None else decode(first))
     if info is not None:
@@ -218,7 +224,24 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
     width = len(header)
     number, line_no = 0, len(taken)
     ends = ("\n", "\r") if decode is None else (b"\n", b"\r")
+    too_long = None  # a TooLong line, as text, until its terminator shows it ended
+
+    def overlong(text: str, cut: bool) -> Unreadable:
+        return Unreadable(f"line {line_no}: longer than {limit:,} characters"
+                          + (CUT if cut else ""), raw=text[:10_000], fatal=cut,
+                          vin=listed_vin(text))
+
     for line in lines:
+        if type(line) is streams.TooLong:
+            number += 1
+            line_no += 1
+            too_long = decode(line)
+            continue
+        if too_long is not None:
+            yield number, overlong(too_long, cut=False)
+            too_long = None
+            if line in (b"\n", b"\r\n", b"\r"):  # its own terminator
+                continue
         if unchanged is not None and unchanged(
                 line.rstrip(eol) if decode is not None else line.rstrip(eol).encode()):
             number += 1
@@ -262,6 +285,8 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
         else:
             row.raw, row.text = b"".join(taken).rstrip(eol), "".join(texts).rstrip("\r\n")
         yield number, row
+    if too_long is not None:  # the file ends inside its last line
+        yield number, overlong(too_long, cut=True)
 
 
 # -- JSON ------------------------------------------------------------------------------------

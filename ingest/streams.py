@@ -13,6 +13,7 @@ import codecs
 import gzip
 import io
 import itertools
+import re
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -255,27 +256,48 @@ def byte_lines(binary: io.BufferedReader) -> tuple[io.BufferedReader, str, str] 
     return io.BufferedReader(NulFree(binary), CHUNK_BYTES), encoding, errors
 
 
-def lines(stream: io.BufferedReader) -> Iterator[bytes]:
+class TooLong(bytes):
+    """The first bytes of a line longer than its reader takes; the rest of it was dropped."""
+
+
+_EOL = re.compile(rb"[\r\n]")
+
+
+def lines(stream: io.BufferedReader, longest: int | None = None) -> Iterator[bytes]:
     """The lines of a byte stream, each with its terminator, ended by a line feed, a carriage
     return and line feed, or a carriage return alone (as a text stream with universal
     newlines splits them, and so as the csv module expects). Split a chunk at a time, and
-    walked without resuming a generator per line."""
-    return itertools.chain.from_iterable(_line_chunks(stream))
+    walked without resuming a generator per line.
+
+    A line longer than `longest` bytes is handed on as its first `longest` bytes, a
+    `TooLong`, without its terminator (which follows as a line of its own), and the rest of
+    it is dropped as it is read: memory holds a chunk and at most `longest` bytes of a line
+    however long it is (a file with no line breaks at all, say)."""
+    return itertools.chain.from_iterable(_line_chunks(stream, longest))
 
 
-def _line_chunks(stream: io.BufferedReader) -> Iterator[list[bytes]]:
+def _line_chunks(stream: io.BufferedReader, longest: int | None) -> Iterator[list[bytes]]:
     rest = b""
+    skipping = False  # past a TooLong, until its line ends
     while True:
         chunk = stream.read(CHUNK_BYTES)
         if not chunk:
             if rest:
                 yield [rest]
             return
+        if skipping:
+            end = _EOL.search(chunk)
+            if end is None:
+                continue
+            chunk, skipping = chunk[end.start():], False
         split = (rest + chunk if rest else chunk).splitlines(keepends=True)
         rest = split.pop()
         if rest.endswith(b"\n"):  # else unfinished, or a CR whose LF may come next
             split.append(rest)
             rest = b""
+        elif longest is not None and len(rest) > longest:
+            split.append(TooLong(rest[:longest]))
+            rest, skipping = b"", True
         yield split
 
 

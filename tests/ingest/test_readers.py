@@ -120,6 +120,39 @@ def test_byte_lines_split_as_universal_newlines_across_chunk_boundaries():
     assert list(streams.lines(io.BytesIO(b""))) == []
 
 
+def test_a_line_longer_than_the_limit_is_never_held_whole():
+    """A feed with no line breaks (minified JSON read as CSV, a blob) was gathered into one
+    line before anything checked its size: 100 MB took 250 MB of memory and 24 s, growing
+    with the square of the size. The splitter hands on at most `longest` bytes of a line,
+    marked as cut, and drops the rest of it."""
+    import io
+
+    from ingest import streams
+
+    data = b"h1,h2\n" + b"x" * (5 * streams.CHUNK_BYTES) + b"\r\nnext,row\n" + b"y" * 10
+    got = list(streams.lines(io.BufferedReader(io.BytesIO(data), streams.CHUNK_BYTES),
+                             longest=1000))
+    assert got[0] == b"h1,h2\n" and got[2:] == [b"\r\n", b"next,row\n", b"y" * 10]
+    assert isinstance(got[1], streams.TooLong) and got[1] == b"x" * 1000
+
+
+def test_a_csv_line_longer_than_the_record_limit_is_a_reject_and_reading_goes_on(tmp_path,
+                                                                                 limits):
+    limits(feed_max_record_chars=1000)
+    path = tmp_path / "feed.csv"
+    path.write_bytes(b"VIN,Make\n1HGCM82633A004352," + b"x" * 1_000_000 + b"\n"
+                     b"2T3P1RFV7PC338201,Toyota\n")
+    got = read(path)
+    assert isinstance(got[0][1], Unreadable) and not got[0][1].fatal
+    assert "longer than 1,000" in got[0][1].reason and got[0][1].vin == "1HGCM82633A004352"
+    assert got[1] == (2, {"VIN": "2T3P1RFV7PC338201", "Make": "Toyota"})
+    path.write_bytes(b"VIN,Make\n1HGCM82633A004352," + b"x" * 1_000_000)  # no line end
+    assert read(path)[-1][1].fatal
+    path.write_bytes(b"VIN,Make" + b",x" * 500_000 + b"\n")
+    with pytest.raises(Permanent, match="first line"):
+        read(path)
+
+
 def test_tsv_by_extension(tmp_path):
     path = tmp_path / "feed.tsv"
     path.write_text("VIN\tPrice\n19XFC2F7XME104512\t$1,000\n")
