@@ -202,10 +202,18 @@ def _count(run: Run, counts: dict[str, int]) -> None:
     report_progress(run)
 
 
-def report_progress(run: Run, phase: str | None = None, force: bool = False) -> None:
+def report_progress(run: Run, phase: str | None = None, force: bool = False,
+                    waiting: int = 0) -> None:
+    """Record the run's live counters on its job, at most every PROGRESS_EVERY_S unless
+    `force`. `waiting`: items found but not yet through the stages (a crawl's buffer, below
+    one batch), counted in the shown `items` so a crawl's progress moves before its first
+    batch is stored."""
     now = time.monotonic()
     if force or now - run.last_progress >= PROGRESS_EVERY_S:
-        jobs_db.progress(run.conn, run.job_id, dict(run.counters), phase, run.attempt)
+        counters = dict(run.counters)
+        if waiting:
+            counters["items"] = counters.get("items", 0) + waiting
+        jobs_db.progress(run.conn, run.job_id, counters, phase, run.attempt)
         run.last_progress = now
 
 

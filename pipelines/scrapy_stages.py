@@ -40,6 +40,7 @@ class StorePipeline:
         self.run: run_mod.Run | None = None
         self.report: dict | None = None
         self.failure: str | None = None  # why a batch could not be stored
+        self.ticker = None  # records live progress while the crawl runs
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -53,9 +54,30 @@ class StorePipeline:
         return pipeline
 
     def open_spider(self, spider=None):
+        from twisted.internet import task
+
         conn = connect()
         self.run = run_mod.open_run(conn, self.dealership_id, self.job_id, "crawl")
         run_mod.report_progress(self.run, phase="crawling", force=True)
+        self.ticker = task.LoopingCall(self._live_progress)
+        self.ticker.start(run_mod.PROGRESS_EVERY_S, now=False)
+
+    def _live_progress(self) -> None:
+        """Pages read and items found so far, on the job every PROGRESS_EVERY_S: a crawl
+        below one batch (most dealers) stores nothing until it ends, and its job showed
+        "pages 0 items 0" all along."""
+        if self.run is None or self.failure is not None:
+            return
+        try:
+            self._count_pages()
+            run_mod.report_progress(self.run, waiting=len(self.buffer))
+        except Exception:  # noqa: BLE001 - a live figure is not worth stopping the crawl
+            log.warning("could not record the crawl's progress", exc_info=True)
+
+    def _stop_ticker(self) -> None:
+        ticker, self.ticker = self.ticker, None
+        if ticker is not None and ticker.running:
+            ticker.stop()
 
     def process_item(self, item, spider=None):
         if isinstance(item, VehicleItem):
@@ -104,6 +126,7 @@ class StorePipeline:
 
     def spider_closed(self, spider, reason):
         assert self.run is not None
+        self._stop_ticker()
         self._flush(closing=True)
         run = self.run
         if self.failure is not None:
