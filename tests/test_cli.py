@@ -586,6 +586,39 @@ def test_a_job_queued_a_while_under_follow_hints_at_a_missing_worker():
     assert waiting_hint(SimpleNamespace(state="running"), long_ago) == ""
 
 
+def test_a_running_job_whose_heartbeat_stopped_under_follow_hints_at_a_dead_worker(
+        monkeypatch):
+    """A worker killed with -9 (or cut off from the database) left its job `running`:
+    `jobs show --follow` and `crawl --queue --wait` showed "running/crawling" for ever, with
+    no worker alive to take it over and nothing saying so."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from crawler.cli import jobs as cli_jobs
+    from crawler.config import get_settings
+
+    clock = [1000.0]
+    monkeypatch.setattr(cli_jobs.time, "monotonic", lambda: clock[0])
+    beat = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    job = SimpleNamespace(id=7, state="running", heartbeat_at=beat)
+    beats: dict = {}
+    assert cli_jobs.stalled_hint(job, beats) == ""
+    clock[0] += get_settings().job_stale_after_s / 2
+    assert cli_jobs.stalled_hint(job, beats) == ""  # a beat is not late yet
+    clock[0] += get_settings().job_stale_after_s
+    hint = cli_jobs.stalled_hint(job, beats)
+    assert "no heartbeat for" in hint and "forecourt worker" in hint, hint
+    # a live worker beats: the heartbeat moves and the clock starts again
+    job.heartbeat_at = beat + dt.timedelta(seconds=1)
+    assert cli_jobs.stalled_hint(job, beats) == ""
+    clock[0] += get_settings().job_stale_after_s / 2
+    assert cli_jobs.stalled_hint(job, beats) == ""
+    # only a running job has a heartbeat to miss
+    clock[0] += 100
+    assert cli_jobs.stalled_hint(SimpleNamespace(id=8, state="queued", heartbeat_at=None),
+                                 beats) == ""
+
+
 def test_schedule_list_says_why_a_failing_dealers_next_run_is_far_off():
     """After failures in a row the scheduler backs off; `schedule list` showed a next run
     40 minutes away with no reason."""

@@ -104,17 +104,39 @@ def waiting_hint(job: Job, following_since: float) -> str:
     return "  (no worker has started it yet: is `forecourt worker` running?)"
 
 
+def stalled_hint(job: Job, beats: dict[int, tuple]) -> str:
+    """A hint on a running job whose heartbeat has not moved for `job_stale_after_s` of the
+    follower's own time (no clock of another machine compared): its worker was killed, or
+    lost the database, and the job stays `running` until a live worker takes it over.
+    `beats` keeps, per job, the last heartbeat seen and when it was first seen."""
+    if job.state != "running":
+        beats.pop(job.id, None)
+        return ""
+    now = time.monotonic()
+    seen = beats.get(job.id)
+    if seen is None or seen[0] != job.heartbeat_at:
+        beats[job.id] = (job.heartbeat_at, now)
+        return ""
+    quiet = now - seen[1]
+    if quiet <= get_settings().job_stale_after_s:
+        return ""
+    return (f"  (no heartbeat for {quiet:.0f} s: its worker died? a running "
+            "`forecourt worker` takes it over)")
+
+
 def follow(conn, job_id: int, label: str, interval_s: float = 0.5) -> Job:
     """Show a job's progress live until it ends; returns the final record."""
     from jobs import service
 
     failed_since: dict[int, float] = {}
+    beats: dict[int, tuple] = {}
     started = time.monotonic()
     with job_progress() as progress:
         task = progress.add_task(label, total=None, status="queued")
         while True:
             job = service.get(conn, job_id)
-            progress.update(task, status=status_line(job) + waiting_hint(job, started))
+            progress.update(task, status=status_line(job) + waiting_hint(job, started)
+                            + stalled_hint(job, beats))
             if ended(job, failed_since):
                 progress.update(task, total=1, completed=1)
                 return job
