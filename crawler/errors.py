@@ -22,6 +22,13 @@ class ForecourtError(Exception):
             self.hint = hint
 
 
+class Interrupted(ForecourtError):
+    """Raised when Ctrl-C stops a command whose work goes on without it (following a job a
+    worker runs): its line says so, and the command exits 130."""
+
+    exit_code = 130
+
+
 class ConfigError(ForecourtError):
     """Raised when configuration or the environment cannot work (bad URL, missing server)."""
 

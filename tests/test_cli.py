@@ -619,6 +619,30 @@ def test_a_running_job_whose_heartbeat_stopped_under_follow_hints_at_a_dead_work
                                  beats) == ""
 
 
+def test_ctrl_c_while_following_a_job_says_the_job_goes_on(db, monkeypatch, capsys):
+    """Ctrl-C in `jobs show --follow` or `crawl --queue --wait` printed "error:
+    interrupted", the same line as a crawl run here that Ctrl-C cancels: nothing said that
+    the job a worker runs (or will) goes on, nor how to follow or stop it."""
+    from crawler import cli
+    from crawler.cli import jobs as cli_jobs
+    from crawler.db import dealers as dealers_db
+    from crawler.db import jobs as jobs_db
+
+    dealer = dealers_db.create(db, slug="waits", name="Waits", website_url="https://w.test/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    jobs_db.set_message(db, job.id, "priority", "m1")
+
+    def ctrl_c(_s):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_jobs.time, "sleep", ctrl_c)
+    assert cli.main(["jobs", "show", str(job.id), "--follow"]) == 130
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: stopped following job {job.id}"), lines
+    assert f"forecourt jobs cancel {job.id}" in lines[0] and "goes on" in lines[0], lines[0]
+    assert jobs_db.get(db, job.id).state == "queued"  # untouched
+
+
 def test_schedule_list_says_why_a_failing_dealers_next_run_is_far_off():
     """After failures in a row the scheduler backs off; `schedule list` showed a next run
     40 minutes away with no reason."""

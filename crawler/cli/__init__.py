@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Exit, ClickExit) as exc:
         return getattr(exc, "exit_code", 0)
     except ForecourtError as exc:
-        return fail(str(exc), exc.hint)
+        return fail(str(exc), exc.hint, code=getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         return fail("interrupted", None, code=130)
     if status == 130:  # typer's Exit for a KeyboardInterrupt inside a command

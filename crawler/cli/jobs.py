@@ -14,6 +14,7 @@ from crawler.cli.render import job_progress, status_line, summary_table
 from crawler.config import get_settings
 from crawler.crawl_runner import log_path
 from crawler.db import dealers as dealers_db
+from crawler.errors import Interrupted
 from crawler.logging import redact
 from crawler.models import FINAL_STATES, Job
 
@@ -131,16 +132,21 @@ def follow(conn, job_id: int, label: str, interval_s: float = 0.5) -> Job:
     failed_since: dict[int, float] = {}
     beats: dict[int, tuple] = {}
     started = time.monotonic()
-    with job_progress() as progress:
-        task = progress.add_task(label, total=None, status="queued")
-        while True:
-            job = service.get(conn, job_id)
-            progress.update(task, status=status_line(job) + waiting_hint(job, started)
-                            + stalled_hint(job, beats))
-            if ended(job, failed_since):
-                progress.update(task, total=1, completed=1)
-                return job
-            time.sleep(interval_s)
+    try:
+        with job_progress() as progress:
+            task = progress.add_task(label, total=None, status="queued")
+            while True:
+                job = service.get(conn, job_id)
+                progress.update(task, status=status_line(job) + waiting_hint(job, started)
+                                + stalled_hint(job, beats))
+                if ended(job, failed_since):
+                    progress.update(task, total=1, completed=1)
+                    return job
+                time.sleep(interval_s)
+    except KeyboardInterrupt:  # the job is a worker's: it goes on, and the line says so
+        raise Interrupted(f"stopped following job {job_id}; the job goes on",
+                          hint=f"`forecourt jobs show {job_id} --follow` follows it again, "
+                               f"`forecourt jobs cancel {job_id}` stops it") from None
 
 
 def register(app: typer.Typer) -> None:
