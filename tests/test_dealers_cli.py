@@ -382,3 +382,26 @@ def test_list_stale_names_each_overdue_dealer_how_long_and_its_last_error(db):
     assert "rescheduled" in listed["resumed"] and "10 d" in listed["resumed"], full.stdout
     assert "stale" not in listed["resumed"], full.stdout
     assert "current" in listed["bolt"] and "stale" not in listed["paused"], full.stdout
+
+
+def test_adding_a_taken_slug_is_refused_before_its_site_is_fetched(db, tmp_path):
+    """`dealers add` of a slug already taken fetched the new URL to detect its platform
+    first: "detected platform: ..." (or "platform not detected ... stored as generic"),
+    then the error, and a site that does not answer held the refusal for its fetch timeout."""
+    import json
+
+    from crawler import fixture_server
+
+    add_acme()
+    (tmp_path / "routes.json").write_text(json.dumps({"/": {"hang": True}}))
+    server = fixture_server.serve(tmp_path)
+    try:
+        result = run("dealers", "add", "acme-motors", "--name", "Acme Again", "--url",
+                     fixture_server.base_url(server) + "/")
+        hits = dict(server.RequestHandlerClass.hits)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "already exists" in one_error_line(result)
+    assert "platform" not in result.stdout, result.stdout
+    assert not hits, hits  # the site was never asked

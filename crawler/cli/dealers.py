@@ -205,9 +205,10 @@ def register(app: typer.Typer) -> None:
             fields["settings"] = {"schedule_kind": kind}
         if (spec := _mapping(mapping, False)) is not None:
             fields["feed_mapping"] = spec
-        if url and not platform:
-            fields["platform"] = _detected_platform(slug, url)[1]
         with database() as conn:
+            dealers_db.check_free(conn, slug)  # refused before its site is fetched
+            if url and not platform:
+                fields["platform"] = _detected_platform(slug, url)[1]
             dealer = dealers_db.create(conn, slug=slug, name=name, **fields)
         console.print(f"added dealership {dealer.slug} (id {dealer.id})")
 

@@ -34,10 +34,21 @@ def create(conn: psycopg.Connection, **fields: Any) -> Dealership:
             f"INSERT INTO dealerships ({cols}) VALUES ({marks}) RETURNING *", params
         ).fetchone()
     except psycopg.errors.UniqueViolation as exc:
-        raise AlreadyExists(f"dealership {fields.get('slug')!r} already exists",
-                            hint="choose another slug, or change that dealer with "
-                                 f"`forecourt dealers set {fields.get('slug')}`") from exc
+        raise _taken(fields.get("slug")) from exc
     return Dealership.model_validate(row)
+
+
+def _taken(slug: str | None) -> AlreadyExists:
+    return AlreadyExists(f"dealership {slug!r} already exists",
+                         hint="choose another slug, or change that dealer with "
+                              f"`forecourt dealers set {slug}`")
+
+
+def check_free(conn: psycopg.Connection, slug: str) -> None:
+    """Raise AlreadyExists when a dealership has this slug (before work a new dealer needs,
+    such as fetching its site; `create` still refuses one added meanwhile)."""
+    if conn.execute("SELECT 1 FROM dealerships WHERE slug = %s", (slug,)).fetchone():
+        raise _taken(slug)
 
 
 def update(conn: psycopg.Connection, dealership_id: int, **fields: Any) -> Dealership:
