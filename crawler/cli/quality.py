@@ -106,6 +106,14 @@ def _accept(slug: str, job_id: int | None) -> None:
                 hint="accept a run after it, or see `forecourt quality "
                      f"{slug} --job {newer.id}`")
         accepted = jobs_db.accept(conn, job.id)
+    if accepted is None and not job.counters.get("valid"):
+        raise InvalidInput(
+            f"job {job.id} ({job.kind}, {job.state}) stored no vehicle: an empty run is "
+            "never a dealer's new baseline (with a usual count of 0 any later run would "
+            "pass the gate and remove the rest)",
+            hint=f"fix the {'site or crawl' if job.kind == 'crawl' else 'feed'} and run it "
+                 f"again, or `--job ID` for another run; `forecourt dealers remove {slug}` "
+                 "offboards a dealer that has closed")
     if accepted is None:
         raise InvalidInput(
             f"job {job.id} ({job.kind}, {job.state}, verdict {job.verdict or '-'}) is not a "

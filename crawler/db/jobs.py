@@ -193,12 +193,15 @@ def mark_accepted(conn: psycopg.Connection, job_id: int) -> None:
 def accept(conn: psycopg.Connection, job_id: int) -> Job | None:
     """Accept a finished, complete run the gate judged degraded or failed as its
     dealership's new baseline (recent_healthy starts from it); None if it is not such a
-    run (an incomplete or blocked one says nothing about the dealer's inventory)."""
+    run (an incomplete or blocked one says nothing about the dealer's inventory), or if it
+    stored no vehicle (an empty page or feed is never a sell-out, and a usual count of 0
+    would let any later run pass the gate's count and remove the rest)."""
     row = conn.execute(
         """
         UPDATE jobs SET accepted_at = now(), updated_at = now()
          WHERE id = %s AND state IN ('partial', 'failed') AND verdict IN ('degraded', 'failed')
            AND (report ->> 'complete')::boolean AND accepted_at IS NULL
+           AND coalesce((counters ->> 'valid')::int, 0) > 0
         RETURNING *
         """,
         (job_id,),

@@ -133,3 +133,26 @@ def test_only_a_complete_unhealthy_run_can_be_accepted(db, capsys):
     capsys.readouterr()
     assert main(["quality", "accept", "honda-town", "--job", str(drop["job_id"])]) == 1
     assert "already" in capsys.readouterr().err
+
+
+def test_a_run_that_stored_no_vehicle_is_never_accepted_as_the_baseline(db, capsys):
+    """`quality accept` (the latest finished run by default) took an empty feed's run, "no
+    vehicles found", as the new baseline: with a usual count of 0 the gate checks no count
+    at all, and the next run of 5 rows was healthy and removed the other 45 cars."""
+    dealer = dealers_db.create(db, slug="honda-town", name="Honda Town",
+                               website_url="https://honda.test/")
+    baseline(db, dealer.id)
+    empty = run(db, dealer.id, [])
+    assert empty["verdict"] == "failed" and "no vehicles found" in empty["reasons"]
+    assert main(["quality", "accept", "honda-town"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"job {empty['job_id']}" in err and "no vehicle" in err, err
+    # every row rejected (a template change): as empty, for the gate's count
+    unreadable = run(db, dealer.id, [item(r, vin=None, url=None) for r in HONDAS[:50]])
+    assert main(["quality", "accept", "honda-town", "--job",
+                 str(unreadable["job_id"])]) == 1
+    assert "no vehicle" in capsys.readouterr().err
+    five = run(db, dealer.id, [item(r) for r in HONDAS[:5]])
+    assert five["verdict"] == "failed" and five["removed"] == 0
+    assert _active(db, dealer.id) == 50
