@@ -85,6 +85,16 @@ def _javascript_dealer(db, site, slug: str):
                              website_url=site("javascript") + "/inventory/")
 
 
+def _message_in_line(job) -> bool:
+    """Whether the job's current message waits in its queue (delayed or not)."""
+    from jobs.broker import get_broker
+
+    broker = get_broker()  # (a hash of messages by Redis's own id per queue)
+    return any(job.message_id.encode() in m
+               for name in (f"{job.queue}.msgs", f"{job.queue}.DQ.msgs")
+               for m in broker.client.hvals(f"{broker.namespace}:{name}"))
+
+
 def _first_attempt_over(db, job_id: int):
     """The job once its first attempt has ended and its worker has acted on it (a failure
     that holds, or the job back in line)."""
@@ -129,6 +139,10 @@ def test_a_javascript_crawl_on_a_worker_without_chromium_goes_to_a_live_worker_t
             f"{first.state}: {first.error} (a worker with Chromium was alive)")
         assert first.errors[0]["kind"] == "permanent:NoChromium"
 
+        # the hand-off's message is in Redis (a kill between the job's requeue and the send
+        # would leave it to the reaper's re-send, an hour later)
+        wait_for(lambda: _message_in_line(jobs_db.get(db, job.id)),
+                 what="the hand-off's message in Redis")
         stop(unable, signal.SIGKILL)  # from now on only the worker with Chromium takes it
         end_now(db, [hold])  # ... and it is free
         done = wait_final(db, job.id, timeout=120)
