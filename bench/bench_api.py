@@ -28,6 +28,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import random
+import secrets
 import socket
 import statistics
 import subprocess
@@ -105,6 +106,10 @@ def fill(url: str, dealers: int, jobs: int, pollers: int) -> dict:
     return {"pollers": tokens, "seconds": time.perf_counter() - started}
 
 
+# What the bench presents to read /metrics (its API's FORECOURT_API_METRICS_TOKEN).
+METRICS_TOKEN = secrets.token_hex(32)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -114,7 +119,7 @@ def free_port() -> int:
 def start_api(url: str, port: int, workers: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": url, "FORECOURT_API_RATE_LIMIT": str(10**9),
            "FORECOURT_REDIS_NAMESPACE": f"bench-{uuid.uuid4().hex[:6]}",
-           "FORECOURT_LOG_LEVEL": "WARNING"}
+           "FORECOURT_LOG_LEVEL": "WARNING", "FORECOURT_API_METRICS_TOKEN": METRICS_TOKEN}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "forecourt"), "api", "--port",
                              str(port), "--workers", str(workers)], env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
@@ -303,11 +308,14 @@ def _waiting(port: int) -> float:
     data = b""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            s.sendall(f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                      f"{METRICS_TOKEN}\r\nConnection: close\r\n\r\n".encode())
             while chunk := s.recv(65536):
                 data += chunk
     except OSError:
         return 0.0
+    if not data.startswith(b"HTTP/1.1 200"):  # else the wait below would time out silently
+        raise SystemExit(f"/metrics refused the bench: {data[:300]!r}")
     for line in data.decode().splitlines():
         if line.startswith("forecourt_api_waiting_requests "):
             return float(line.split()[1])

@@ -6,7 +6,14 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -157,6 +164,9 @@ class Settings(BaseSettings):
     api_cors_origins: list[str] = Field(default_factory=list)
     # /metrics reads job figures from the database at most this often per process.
     api_metrics_cache_s: float = Field(default=5.0, ge=0)
+    # The bearer token Prometheus presents to read /metrics (operator API tokens may too;
+    # unset: operator tokens only, never an open page). A secret: never echoed.
+    api_metrics_token: SecretStr | None = None
     # Token records are cached per process this long (revocations evict them at once).
     api_token_cache_s: float = Field(default=60.0, ge=0)
 
@@ -196,6 +206,21 @@ class Settings(BaseSettings):
             raise ValueError("is neither a postgresql:// URL nor a 'host=... dbname=...' "
                              "connection string") from None
         return value
+
+    @field_validator("api_metrics_token")
+    @classmethod
+    def _api_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # empty: not set (operator tokens only)
+        token = value.get_secret_value().strip()  # a file's trailing newline, say
+        if not all("!" <= c <= "~" for c in token):
+            raise ValueError("may hold only printable ASCII without spaces (it is sent as "
+                             "`Authorization: Bearer <token>`)")
+        if len(token) < METRICS_TOKEN_MIN_CHARS:
+            raise ValueError(f"is {len(token)} characters long, too short for a secret "
+                             f"anyone who reaches the API may guess at (at least "
+                             f"{METRICS_TOKEN_MIN_CHARS})")
+        return SecretStr(token)
 
     @field_validator("forwarded_allow_ips")
     @classmethod
@@ -260,6 +285,9 @@ class Settings(BaseSettings):
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# FORECOURT_API_METRICS_TOKEN's shortest length: `openssl rand -hex 32` gives 64.
+METRICS_TOKEN_MIN_CHARS = 32
 
 # A healthy leader is silent for a tick (and its Redis calls) between passes.
 LEADER_STALE_TICKS = 4

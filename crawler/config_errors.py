@@ -18,7 +18,7 @@ PREFIX = "FORECOURT_"
 SERVER_VARIABLES = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
 CONVENTIONAL = {**SERVER_VARIABLES, "forwarded_allow_ips": "FORWARDED_ALLOW_IPS"}  # uvicorn's
 # Settings whose values may hold a password: never echoed.
-SECRET = {"database_url", "redis_url"}
+SECRET = {"database_url", "redis_url", "api_metrics_token"}
 
 # How to write a value, where "fix it, or unset it" is not enough.
 HINTS = {
@@ -32,6 +32,9 @@ HINTS = {
     "forwarded_allow_ips": "list your reverse proxies' addresses or CIDR networks, comma-"
                            "separated: FORWARDED_ALLOW_IPS=10.0.0.0/8,127.0.0.1; or unset it "
                            "for the default 127.0.0.1,::1",
+    "api_metrics_token": "set it to a long random secret, e.g. "
+                         "FORECOURT_API_METRICS_TOKEN=$(openssl rand -hex 32), or unset it to let "
+                         "operator tokens alone read /metrics",
     "platform_rate_limits": """write a JSON object of requests per second: """
                             """FORECOURT_PLATFORM_RATE_LIMITS='{"dealercom": 10}'""",
 }

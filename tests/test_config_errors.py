@@ -126,6 +126,27 @@ def test_a_trusted_proxy_that_is_no_address_or_network_is_refused_in_one_line(va
     assert_one_line_error(done, "FORWARDED_ALLOW_IPS", says, "comma")
 
 
+@pytest.mark.parametrize("value, says", [
+    ("short-Secret-1", "14 characters long"),
+    ("a Secret with gaps that is long enough", "printable ASCII"),
+])
+def test_a_weak_metrics_token_is_refused_in_one_line_without_echoing_it(value, says):
+    done = forecourt("dealers", "list", FORECOURT_API_METRICS_TOKEN=value)
+    line = assert_one_line_error(done, "FORECOURT_API_METRICS_TOKEN", says, "openssl rand")
+    assert value not in line and "Secret" not in line
+
+
+def test_a_metrics_token_is_read_trimmed_and_an_empty_one_is_unset(monkeypatch):
+    from crawler.config import Settings
+
+    token = "f" * 64
+    monkeypatch.setenv("FORECOURT_API_METRICS_TOKEN", f"  {token}\n")
+    assert Settings().api_metrics_token.get_secret_value() == token
+    assert token not in repr(Settings())
+    monkeypatch.setenv("FORECOURT_API_METRICS_TOKEN", " ")
+    assert Settings().api_metrics_token is None
+
+
 def test_a_misspelt_setting_is_warned_about_once_with_the_closest_name():
     done = forecourt("dealers", "list", FORECOURT_JOB_MAX_ATTEMPT="3")
     assert done.returncode == 0, done.stderr

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from redis.exceptions import RedisError
 
 from crawler.config import Settings, get_settings
 from jobs.api import metrics, problems, routes_dealers, routes_jobs
-from jobs.api.auth import authenticate_first
+from jobs.api.auth import authenticate_first, metrics_reader
 from jobs.api.bodylimit import BodyLimit
 from jobs.api.cors import ProblemCORS
 from jobs.api.head import HeadAsGet
@@ -20,7 +20,9 @@ from jobs.api.schemas import Health
 DESCRIPTION = """Job status and triggers for the dealer UI.
 
 Authenticate with `Authorization: Bearer <token>` (tokens come from `forecourt tokens create`).
-A dealer token sees only its own dealership; anything else answers 404. Errors are RFC 9457
+A dealer token sees only its own dealership; anything else answers 404. `/metrics` takes the
+metrics token (FORECOURT_API_METRICS_TOKEN) or an operator token; `/healthz` and `/readyz`
+none. Errors are RFC 9457
 problem+json. Poll jobs cheaply with `If-None-Match` (304 while unchanged) and `wait`.
 Too many requests per token, or too many unknown or revoked tokens from one address, answer
 429; a trigger while the job queue is down answers 503 and records no job: both carry
@@ -97,8 +99,12 @@ def _add_operational_routes(app: FastAPI) -> None:
         return Health(status="ok" if ok else "unavailable", checks=checks)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
-             response_class=Response,
-             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+             description="Fleet-wide figures: `Authorization: Bearer` with "
+                         "FORECOURT_API_METRICS_TOKEN (Prometheus) or an operator token; "
+                         "a dealer token answers 403.",
+             response_class=Response, dependencies=[Depends(metrics_reader)],
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                        **problems.responses(401, 403, 429)})
     async def metrics_page(request: Request) -> Response:
         rt = runtime_of(request)
         body, content_type = await metrics.exposition(rt.pool, rt.settings.api_metrics_cache_s)

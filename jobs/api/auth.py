@@ -7,6 +7,7 @@ as if it did not exist (404), so existence does not leak. An operator token sees
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from typing import Annotated
@@ -88,6 +89,31 @@ async def _count_failure(rt: Runtime, address: str) -> None:
         log.warning("client %s cut off after %d failed authentications: answered 429 until "
                     "the window ends (behind a proxy? see FORWARDED_ALLOW_IPS)", address,
                     rt.auth_failures.limit)
+
+
+async def metrics_reader(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Who may read /metrics (fleet-wide figures, none for a dealer's eyes): the bearer of
+    FORECOURT_API_METRICS_TOKEN (Prometheus), compared in constant time, or an operator
+    token; a dealer token answers 403. Without a metrics token set, operator tokens only.
+    An address cut off for failed authentications is cut off for the metrics token too
+    (valid or not, as for API tokens), and a wrong one counts as a failure."""
+    if creds is None or not creds.credentials:
+        raise ApiProblem(401, "a bearer token is required", "unauthorized",
+                         {"WWW-Authenticate": _CHALLENGE})
+    rt = runtime_of(request)
+    secret = rt.settings.api_metrics_token
+    if secret is not None and hmac.compare_digest(creds.credentials.encode(),
+                                                  secret.get_secret_value().encode()):
+        if rt.auth_failures is not None:
+            _cut_off(rt, await rt.auth_failures.spent(client_key(request)))
+        return
+    token = await principal(request, creds)
+    if token.role != "operator":
+        raise ApiProblem(403, "metrics are for operators: use FORECOURT_API_METRICS_TOKEN or "
+                              "an operator token", "forbidden")
 
 
 async def authenticate_first(request: Request) -> None:

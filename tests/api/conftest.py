@@ -18,6 +18,8 @@ from crawler.db import dealers as dealers_db
 from crawler.db import tokens as tokens_db
 
 FORECOURT = str(Path(sys.executable).parent / "forecourt")
+# The main server's FORECOURT_API_METRICS_TOKEN: what Prometheus presents to read /metrics.
+METRICS_TOKEN = "metrics-" + "0123456789abcdef" * 3
 
 
 def free_port() -> int:
@@ -63,11 +65,13 @@ class Server:
 @pytest.fixture(scope="session")
 def servers(forecourt_env):
     """Every API process the tests use, started together (startup is mostly waiting):
-    main: generous limits, a 4-connection pool, no metrics cache, CORS for one UI origin;
+    main: generous limits, a 4-connection pool, no metrics cache, CORS for one UI origin,
+    a metrics token (METRICS_TOKEN);
     limited_a, limited_b: 5 requests per token and 3 failed authentications per client
     address per minute, sharing Redis keys of their own (the main server's failures from
     127.0.0.1 do not count against their 3); limited_a also trusts 127.0.0.5 as a proxy;
-    no_redis: Redis unreachable (3 failed authentications per address, were it counting)."""
+    no_redis: Redis unreachable (3 failed authentications per address, were it counting).
+    Only main has a metrics token."""
     limited = {"FORECOURT_API_RATE_LIMIT": "5", "FORECOURT_API_RATE_WINDOW_S": "60",
                "FORECOURT_API_AUTH_FAIL_LIMIT": "3", "FORECOURT_API_AUTH_FAIL_WINDOW_S": "60",
                "FORECOURT_REDIS_NAMESPACE": os.environ["FORECOURT_REDIS_NAMESPACE"] + ":limited"}
@@ -75,6 +79,7 @@ def servers(forecourt_env):
         "main": Server({"FORECOURT_API_RATE_LIMIT": "100000", "FORECOURT_API_POOL_SIZE": "4",
                         "FORECOURT_API_AUTH_FAIL_LIMIT": "100000",
                         "FORECOURT_API_METRICS_CACHE_S": "0",
+                        "FORECOURT_API_METRICS_TOKEN": METRICS_TOKEN,
                         "FORECOURT_API_CORS_ORIGINS": '["https://ui.example"]'}),
         "limited_a": Server({**limited, "FORWARDED_ALLOW_IPS": "127.0.0.1,::1,127.0.0.5"}),
         "limited_b": Server(limited),
@@ -131,6 +136,13 @@ def client_from(server: Server, address: str) -> httpx.Client:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def metrics_text(client: httpx.Client) -> str:
+    """The main server's /metrics page, read as Prometheus does (its metrics token)."""
+    resp = client.get("/metrics", headers=auth(METRICS_TOKEN))
+    assert resp.status_code == 200, resp.text
+    return resp.text
 
 
 def add_job(db, dealership_id: int, kind: str = "crawl", state: str = "succeeded",

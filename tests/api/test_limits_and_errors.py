@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api.conftest import add_job, assert_problem, auth
+from tests.api.conftest import add_job, assert_problem, auth, metrics_text
 
 
 def test_rate_limit_holds_across_processes_with_429_and_retry_after(servers, world):
@@ -100,7 +100,7 @@ def test_head_answers_like_get_without_a_body(api, world):
     assert_problem(wrong, 405)
     assert wrong.headers["allow"] == "GET, HEAD"
     assert api.head(f"/v1/jobs/{job}/cancel", headers=acme).headers["allow"] == "POST"
-    assert 'method="HEAD",route="/v1/jobs/{job_id}",status="200"' in api.get("/metrics").text
+    assert 'method="HEAD",route="/v1/jobs/{job_id}",status="200"' in metrics_text(api)
     assert world["db"].execute("SELECT state FROM jobs WHERE id = %s",
                                (job,)).fetchone()["state"] == "succeeded"
 

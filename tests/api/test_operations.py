@@ -8,7 +8,15 @@ import time
 
 import httpx
 
-from tests.api.conftest import Server, add_job, assert_problem, auth, freshness_world
+from tests.api.conftest import (
+    METRICS_TOKEN,
+    Server,
+    add_job,
+    assert_problem,
+    auth,
+    freshness_world,
+    metrics_text,
+)
 
 
 def test_healthz_and_readyz_report_the_process_and_its_dependencies(api):
@@ -16,6 +24,55 @@ def test_healthz_and_readyz_report_the_process_and_its_dependencies(api):
     ready = api.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_metrics_need_the_metrics_token_or_an_operator_token(api, world):
+    """/metrics answered anyone: fleet-wide figures (jobs by state, dead letters, stale
+    dealers, the scheduler) to every browser of the dealer UI, which reaches the API
+    directly (CORS). Now Prometheus presents FORECOURT_API_METRICS_TOKEN, an operator may
+    use an operator token, a dealer token is refused; health and readiness stay open."""
+    assert api.get("/healthz").status_code == 200
+    assert api.get("/readyz").status_code == 200
+    ui = {"Origin": "https://ui.example"}
+    for headers in ({}, ui, auth("not-the-token") | ui, auth(METRICS_TOKEN[:-1] + "x"),
+                    {"Authorization": f"Basic {METRICS_TOKEN}"}):
+        refused = api.get("/metrics", headers=headers)
+        body = assert_problem(refused, 401)
+        assert body["type"] == "urn:forecourt:problem:unauthorized", body
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        assert "forecourt_jobs" not in refused.text and "forecourt_api" not in refused.text
+    head = api.head("/metrics")
+    assert head.status_code == 401 and head.content == b""
+    dealer = api.get("/metrics", headers=auth(world["tokens"]["acme"]) | ui)
+    body = assert_problem(dealer, 403)
+    assert body["type"] == "urn:forecourt:problem:forbidden", body
+    assert dealer.headers["access-control-allow-origin"] == "https://ui.example"
+    assert "forecourt_jobs" not in dealer.text
+    for token in (METRICS_TOKEN, world["tokens"]["operator"]):
+        ok = api.get("/metrics", headers=auth(token))
+        assert ok.status_code == 200, ok.text
+        assert ok.headers["content-type"].startswith("text/plain")
+        assert "forecourt_jobs{" in ok.text
+    # the metrics token is no API token: /v1 does not take it
+    assert_problem(api.get("/v1/dealerships/acme/jobs", headers=auth(METRICS_TOKEN)), 401)
+
+
+def test_metrics_without_a_metrics_token_configured_take_operator_tokens_only(servers, world):
+    """With no FORECOURT_API_METRICS_TOKEN set, /metrics is not open: operator tokens only."""
+    with httpx.Client(base_url=servers["no_redis"].url, timeout=10) as client:
+        assert_problem(client.get("/metrics"), 401)
+        assert_problem(client.get("/metrics", headers=auth(METRICS_TOKEN)), 401)
+        assert_problem(client.get("/metrics", headers=auth(world["tokens"]["bolt"])), 403)
+        ok = client.get("/metrics", headers=auth(world["tokens"]["operator"]))
+        assert ok.status_code == 200 and "forecourt_jobs{" in ok.text, ok.text
+
+
+def test_the_openapi_document_says_metrics_need_a_bearer_token(api):
+    doc = api.get("/v1/openapi.json").json()
+    op = doc["paths"]["/metrics"]["get"]
+    assert op.get("security") == [{"HTTPBearer": []}], op
+    assert {"401", "403"} <= set(op["responses"]), op["responses"]
+    assert "security" not in doc["paths"]["/healthz"]["get"]
 
 
 def test_readyz_is_503_when_redis_is_unreachable_while_reads_still_work(servers, world):
@@ -139,7 +196,7 @@ def test_metrics_report_jobs_durations_vehicles_rejects_and_api_latency(api, wor
     add_job(world["db"], world["bolt"].id, state="queued")
     assert api.get(f"/v1/jobs/{running}", headers=auth(world["tokens"]["acme"])).status_code \
         == 200
-    text = api.get("/metrics").text
+    text = metrics_text(api)
     assert _sample(text, "forecourt_jobs", 'state="queued"') == 1
     assert _sample(text, "forecourt_jobs", 'state="running"') == 0
     assert _sample(text, "forecourt_jobs", 'state="dead"') == 1
@@ -194,7 +251,7 @@ def test_metrics_count_stale_and_never_succeeded_dealers_without_a_label_per_dea
     """On-call's question "is every dealer's inventory current?" had no answer on /metrics:
     job counts stay flat while one dealer fails (or is judged degraded) for days."""
     freshness_world(world["db"], world["acme"].id, world["bolt"].id)
-    text = api.get("/metrics").text
+    text = metrics_text(api)
     assert _sample(text, "forecourt_dealers_scheduled") == 6
     assert _sample(text, "forecourt_dealers_stale", 'last_run="failed"') == 1
     assert _sample(text, "forecourt_dealers_stale", 'last_run="partial"') == 1
@@ -211,14 +268,14 @@ def test_metrics_say_whether_a_scheduler_leads_and_how_long_it_has_been_silent(a
     from crawler.db import connect
     from crawler.db import schedules as schedules_db
 
-    text = api.get("/metrics").text
+    text = metrics_text(api)
     assert _sample(text, "forecourt_scheduler_leaders") == 0
     with connect() as leader:  # what a leading scheduler holds
         assert schedules_db.try_lead(leader)
-        text = api.get("/metrics").text
+        text = metrics_text(api)
         assert _sample(text, "forecourt_scheduler_leaders") == 1
         assert 0 <= _sample(text, "forecourt_scheduler_leader_silent_seconds") < 60
-    text = api.get("/metrics").text
+    text = metrics_text(api)
     assert _sample(text, "forecourt_scheduler_leaders") == 0
 
 
@@ -230,6 +287,6 @@ def test_metrics_count_outstanding_dead_letters_apart_from_handled_ones(api, wor
     add_job(db, acme, state="dead")
     add_job(db, acme, state="dead", dlq_cleared_at="2026-01-01T00:00:00Z")  # purged
     add_job(db, acme, state="dead", dlq_cleared_at="2026-01-01T00:00:00Z", replayed_as=1)
-    text = api.get("/metrics").text
+    text = metrics_text(api)
     assert _sample(text, "forecourt_jobs", 'state="dead"') == 4
     assert _sample(text, "forecourt_dead_letters") == 2

@@ -11,7 +11,7 @@ import httpx
 
 from crawler.db import connect
 from crawler.db import tokens as tokens_db
-from tests.api.conftest import add_job, assert_problem, auth
+from tests.api.conftest import METRICS_TOKEN, add_job, assert_problem, auth
 
 
 def _update(job_id: int, **fields) -> None:
@@ -146,7 +146,9 @@ def test_inventory_and_dead_letters_answer_304_until_they_change(api, world):
 
 def _waiting(url: str) -> float:
     """How many requests the API process holds waiting (its gauge on /metrics)."""
-    text = httpx.get(url + "/metrics", timeout=10).text
+    resp = httpx.get(url + "/metrics", headers=auth(METRICS_TOKEN), timeout=10)
+    assert resp.status_code == 200, resp.text
+    text = resp.text
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith("forecourt_api_waiting_requests"))
 

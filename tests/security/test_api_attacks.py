@@ -161,10 +161,19 @@ def test_tokens_never_reach_the_api_log(server, world):
 
 
 def test_readiness_and_metrics_leak_no_configuration_secrets(server, world):
+    ops = auth(world["tokens"]["ops"])
     with _client(server) as api:
         for path in ("/healthz", "/readyz", "/metrics", "/v1/openapi.json"):
-            resp = api.get(path)
+            resp = api.get(path, headers=ops if path == "/metrics" else {})
+            assert resp.status_code == 200, (path, resp.text)
             _no_5xx_no_leak(resp, "postgresql://", "unix://", "redis://",
                             world["tokens"]["ops"])
+        # fleet-wide figures are not a dealer's, nor anyone's without a token
+        for path in ("/metrics", "/metrics/", "//metrics", "/METRICS", "/metrics?x=1",
+                     "/v1/../metrics", "/v1/metrics"):
+            for headers in ({}, auth(world["tokens"]["acme"])):
+                resp = api.get(path, headers=headers)
+                _no_5xx_no_leak(resp, "forecourt_jobs", "forecourt_dealers")
+                assert resp.status_code in (401, 403, 404), (path, resp.status_code)
     with connect() as conn:
         assert conn.execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 2
