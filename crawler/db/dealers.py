@@ -169,9 +169,10 @@ async def ainventory(conn: psycopg.AsyncConnection, dealership_id: int) -> dict[
 # last successful run, how long its last 5 successes took from queued to finished (the
 # median: one backlog does not move it; a record whose times disagree counts as 0), its
 # latest finished run, and the newest error since that success (a failed or degraded run,
-# or an attempt waiting for its retry). Four probes per dealership on the jobs indexes
-# (jobs_dealer_state_id twice, then jobs_dealer_created read newest first, stopping at the
-# first match), so its cost does not grow with the jobs table.
+# an attempt waiting for its retry, or, while the retry runs, the failed attempt's error
+# from the job's history: a new attempt starts without an error). Four probes per
+# dealership on the jobs indexes (jobs_dealer_state_id twice, then jobs_dealer_created read
+# newest first, stopping at the first match), so its cost does not grow with the jobs table.
 _FRESHNESS = """
     SELECT d.id, d.slug, d.schedule_cron, d.schedule_tz, d.schedule_interval_s, d.created_at,
            d.scheduled_since,
@@ -192,9 +193,10 @@ _FRESHNESS = """
       LEFT JOIN LATERAL (SELECT j.id, j.state, j.finished_at FROM jobs j
                           WHERE j.dealership_id = d.id AND j.finished_at IS NOT NULL
                           ORDER BY j.id DESC LIMIT 1) fin ON true
-      LEFT JOIN LATERAL (SELECT j.id, j.error FROM jobs j
+      LEFT JOIN LATERAL (SELECT j.id, coalesce(j.error, j.errors -> -1 ->> 'error') AS error
+                           FROM jobs j
                           WHERE j.dealership_id = d.id AND j.id > coalesce(ok.id, 0)
-                            AND j.error IS NOT NULL
+                            AND (j.error IS NOT NULL OR j.errors <> '[]'::jsonb)
                           ORDER BY j.id DESC LIMIT 1) err ON true
      WHERE NOT d.paused AND (d.schedule_cron IS NOT NULL OR d.schedule_interval_s IS NOT NULL)
      ORDER BY d.slug

@@ -55,12 +55,19 @@ def get(conn: psycopg.Connection, job_id: int) -> Job:
     return Job.model_validate(row)
 
 
+# A new attempt's SET clause: no outcome until it ends (the previous attempt's verdict,
+# report, error and error kind made a running retry look failed; its error stays in the
+# `errors` history, which every attempt's end appends to).
+_NO_OUTCOME = "verdict = NULL, report = NULL, error = NULL, error_kind = NULL"
+
+
 def start(conn: psycopg.Connection, job_id: int, worker: str) -> Job:
     row = conn.execute(
-        """
+        f"""
         UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = %s,
                started_at = coalesce(started_at, now()), attempt_started_at = now(),
-               counters = '{}', heartbeat_at = now(), updated_at = now(), phase = 'starting'
+               counters = '{{}}', {_NO_OUTCOME}, heartbeat_at = now(), updated_at = now(),
+               phase = 'starting'
          WHERE id = %s RETURNING *
         """,
         (worker, job_id),
@@ -267,13 +274,14 @@ def claim(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s: flo
     heartbeating (a redelivered message). None when the job is not ours to run, including
     when `message_id` is not the job's current message. `started_at` stays the job's first
     start; the attempt's own start and counters begin afresh (what /metrics counts per
-    attempt, and what the API shows as the running attempt's live counters). A running
+    attempt, and what the API shows as the running attempt's live counters), without the
+    previous attempt's verdict, report or error (kept in the error history). A running
     job's interrupted attempt goes into its error history."""
     row = conn.execute(
         f"""
         UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = %s,
                started_at = coalesce(started_at, now()), attempt_started_at = now(),
-               counters = '{{}}', heartbeat_at = now(), {_INTERRUPTED},
+               counters = '{{}}', {_NO_OUTCOME}, heartbeat_at = now(), {_INTERRUPTED},
                updated_at = now(), phase = 'starting', retry_at = NULL, finished_at = NULL
          WHERE id = %s AND cancel_requested_at IS NULL
            AND (state = 'queued'
@@ -309,11 +317,13 @@ def take_over(conn: psycopg.Connection, job_id: int, worker: str, stale_after_s:
     """Start a new attempt of a running job whose worker stopped heartbeating, carried from
     now on by `message_id` (so the dead worker's redelivered message does nothing). None
     when it is not stale any more, or was cancelled or taken over meanwhile. The
-    interrupted attempt goes into the job's error history."""
+    interrupted attempt goes into the job's error history; the new one starts without an
+    outcome, as a claimed one does."""
     row = conn.execute(
         f"""
         UPDATE jobs SET attempts = attempts + 1, worker = %s, message_id = %s,
-               attempt_started_at = now(), counters = '{{}}', heartbeat_at = now(),
+               attempt_started_at = now(), counters = '{{}}', {_NO_OUTCOME},
+               heartbeat_at = now(),
                {_INTERRUPTED}, updated_at = now(), phase = 'starting'
          WHERE id = %s AND state = 'running' AND cancel_requested_at IS NULL
            AND coalesce(heartbeat_at, started_at, created_at) < now() - make_interval(secs => %s)

@@ -43,9 +43,11 @@ class JobSummary(BaseModel):
     phase: str | None = None
     attempts: int
     counters: dict[str, int]
-    verdict: str | None = Field(default=None, description="quality verdict of the run: "
-                                "healthy, degraded or failed")
-    error: str | None = None
+    verdict: str | None = Field(default=None, description="quality verdict of the latest "
+                                "attempt: healthy, degraded or failed; none while an "
+                                "attempt runs")
+    error: str | None = Field(default=None, description="why the latest attempt failed; "
+                              "none while an attempt runs (earlier attempts': `errors`)")
     error_kind: str | None = None
     cancel_requested: bool = False
     replayed_as: int | None = Field(default=None, description="the job a dead job was "

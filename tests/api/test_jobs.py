@@ -55,6 +55,32 @@ def test_get_job_shows_state_phase_counters_timestamps_verdict_and_error(api, wo
     assert isinstance(body["version"], int) and body["dealership"] == "acme"
 
 
+def test_a_running_retry_shows_no_verdict_or_error_of_the_failed_attempt(api, world):
+    """The UI showed "running, verdict failed" while a job's retry ran: claiming the retry
+    kept attempt 1's verdict, report, error and error kind. Attempt 1's error stays in
+    `errors`."""
+    from crawler.db import jobs as jobs_db
+
+    db, acme = world["db"], auth(world["tokens"]["acme"])
+    job, _ = jobs_db.create_or_get_active(db, world["acme"].id, "crawl", "api")
+    jobs_db.set_message(db, job.id, "priority", "m1")
+    jobs_db.claim(db, job.id, "w1", 60, "m1")
+    jobs_db.finish(db, job.id, "failed", counters={}, verdict="failed",
+                   report={"verdict": "failed", "reasons": ["HTTP 503"]},
+                   error="HTTP 503", error_kind="failed")
+    jobs_db.requeue(db, job.id, 0)
+    waiting = api.get(f"/v1/jobs/{job.id}", headers=acme).json()
+    assert (waiting["state"], waiting["error"]) == ("queued", "HTTP 503"), "why it waits"
+    jobs_db.claim(db, job.id, "w2", 60, "m1")
+    for body in (api.get(f"/v1/jobs/{job.id}", headers=acme).json(),
+                 api.get("/v1/dealerships/acme/jobs", headers=acme).json()["items"][0]):
+        assert (body["state"], body["attempts"]) == ("running", 2), body
+        assert (body["verdict"], body["error"], body["error_kind"]) == (None, None, None), body
+        assert body.get("report") is None, body
+    shown = api.get(f"/v1/jobs/{job.id}", headers=acme).json()
+    assert [(e["attempt"], e["error"]) for e in shown["errors"]] == [(1, "HTTP 503")]
+
+
 def test_list_is_newest_first_filtered_and_paged_by_cursor(api, world):
     db, aid = world["db"], world["acme"].id
     ids = [add_job(db, aid, kind="crawl" if i % 2 else "feed",
