@@ -687,3 +687,39 @@ def test_demo_port_in_use_names_the_port_it_tried_and_the_setting_that_moves_it(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert f"cannot serve fixture site on port {port}:" in result.stderr
     assert "FORECOURT_DEMO_PORT" in result.stderr
+
+
+def test_an_unexpected_error_in_an_ingest_settles_its_job_failed_in_one_line(db, tmp_path):
+    """A bug inside the feed loop (here a mapping whose `defaults` is not a table, which
+    nothing checks) printed a traceback and left the job `running` until the reaper's stale
+    limit, every ingest of the dealer refused meanwhile. It ends the job failed, with the
+    error in its history and nothing removed, in one `error:` line naming where to look."""
+    from crawler.db import dealers as dealers_db
+    from crawler.db import jobs as jobs_db
+
+    feed = str(ROOT / "fixtures/feeds/harbor-city-auto.csv")
+    dealers_db.create(db, slug="harbor", name="Harbor")
+    assert run("ingest", "harbor", feed).returncode == 0
+    active = db.execute("SELECT count(*) AS n FROM vehicles WHERE status = 'active'"
+                        ).fetchone()["n"]
+    (tmp_path / "bad.toml").write_text("defaults = 5\n")
+    result = run("ingest", "harbor", feed, "--mapping", str(tmp_path / "bad.toml"))
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    job = db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1").fetchone()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "TypeError" in lines[0] and f"forecourt jobs show {job['id']}" in lines[0], lines
+    settled = jobs_db.get(db, job["id"])
+    assert settled.state == "failed" and settled.finished_at is not None
+    assert "TypeError" in settled.error
+    assert [e["kind"] for e in settled.errors] == ["crash"], settled.errors
+    assert "TypeError" in settled.errors[0]["error"]
+    assert db.execute("SELECT count(*) AS n FROM vehicles WHERE status = 'active'"
+                      ).fetchone()["n"] == active  # nothing removed
+    shown = run("jobs", "show", str(job["id"]))
+    log = next(ln for ln in shown.stdout.splitlines() if " log " in ln)
+    path = Path(re.sub(r"[\s│]", "", log.split(" log ", 1)[1]))
+    assert "TypeError" in path.read_text() and "Traceback" in path.read_text()
+    again = run("ingest", "harbor", feed)  # not refused as "already has job ... running"
+    assert again.returncode == 0, again.stderr

@@ -68,8 +68,9 @@ def job_detail(conn, job: Job) -> Table:
         rows.append(("settled", job.report["settled"]))
     if job.accepted_at:
         rows.append(("gate baseline", f"from {job.accepted_at}"))
-    if job.kind == "crawl" and (log := log_path(job.id)).exists():
-        rows.append(("crawl log", str(log)))  # on the machine whose worker ran it
+    if (log := log_path(job.id)).exists():  # on the machine whose worker ran it; a feed
+        # job has one when `forecourt ingest` met an unexpected error (its traceback)
+        rows.append(("crawl log" if job.kind == "crawl" else "log", str(log)))
     for n, e in enumerate(job.errors, 1):
         rows.append((f"error #{n}", f"attempt {e.get('attempt')} {e.get('kind')}: "
                                     f"{e.get('error')} ({e.get('at')})"))
