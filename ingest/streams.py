@@ -166,27 +166,45 @@ def detect_encoding(head: bytes) -> tuple[str, int]:
     return "utf-8", 0
 
 
+# What may follow a DOS end-of-file mark (^Z) at the end of a file: more of them, blanks
+_EOF_TAIL = b"\x1a \t\r\n\x0b\x0c"
+
+
 class NulFree(io.RawIOBase):
     """Bytes without NUL: PostgreSQL text and jsonb cannot hold one, and no single-byte or
-    UTF-8 feed means one (binary junk). Works per chunk, so it costs nothing per row."""
+    UTF-8 feed means one (binary junk). Nor a DOS end-of-file mark, ^Z (\\x1a), that ends
+    the file (legacy exporters write one, maybe with a line break after it): read, it was
+    a last line short of fields or text after the JSON list, and every run of the feed
+    looked cut short. A chunk ending in ^Z and blanks keeps them back until the next read
+    shows whether the file goes on. Works per chunk, so it costs nothing per row."""
 
     def __init__(self, inner: io.BufferedReader):
         self._inner = inner
+        self._held = b""  # a chunk's trailing ^Z and blanks, until more bytes follow
+        self._out = b""  # bytes read that did not fit the caller's buffer
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")
-        while True:
+        while not self._out:
             data = self._inner.read1(len(view))
             if not data:
-                return 0
+                return 0  # what is held ended the file: dropped
             if b"\x00" in data:  # a scan, not a copy, for the common clean chunk
                 data = data.replace(b"\x00", b"")
-            if data:
-                view[:len(data)] = data
-                return len(data)
+            if self._held:
+                data, self._held = self._held + data, b""
+            if data and data[-1] in _EOF_TAIL:  # most chunks end mid-line: one comparison
+                cut = data.find(b"\x1a", len(data.rstrip(_EOF_TAIL)))
+                if cut >= 0:
+                    data, self._held = data[:cut], data[cut:]
+            self._out = data
+        n = min(len(view), len(self._out))
+        view[:n] = self._out[:n]
+        self._out = self._out[n:] if n < len(self._out) else b""
+        return n
 
 
 # Characters XML 1.0 does not allow (every C0 control but tab, line feed and carriage return)

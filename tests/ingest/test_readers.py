@@ -702,3 +702,23 @@ def test_an_empty_zip_is_called_one(tmp_path):
     assert path.read_bytes()[:4] == b"PK\x05\x06"
     with pytest.raises(Permanent, match="holds no file"):
         read(path)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+def test_only_a_dos_end_of_file_mark_at_the_very_end_is_dropped(size):
+    """^Z and the blanks after it are dropped at the end of the file, wherever the chunks
+    split them; a ^Z with anything but blanks after it is data, kept."""
+    import io
+
+    from ingest import streams
+
+    def through(data: bytes) -> bytes:
+        inner = io.BufferedReader(io.BytesIO(data), buffer_size=size)
+        return io.BufferedReader(streams.NulFree(inner), size).read()
+
+    assert through(b"a,b\r\n1,2\r\n\x1a") == b"a,b\r\n1,2\r\n"
+    assert through(b"a,b\r\n1,2\r\n\x1a\x1a\r\n \n") == b"a,b\r\n1,2\r\n"
+    assert through(b"a,b\r\n1,2\x1a") == b"a,b\r\n1,2"
+    assert through(b"a,b\r\n1,\x1a\r\n2,3\r\n") == b"a,b\r\n1,\x1a\r\n2,3\r\n"
+    assert through(b"a,b\r\n1,2\r\n\x1a \x00x") == b"a,b\r\n1,2\r\n\x1a x"
+    assert through(b"\x1a") == b"" and through(b"") == b""

@@ -589,3 +589,46 @@ def test_an_infiniti_on_nissans_wmi_is_stored_without_a_make_mismatch(db, tmp_pa
     assert (stored["make"], stored["condition"]) == ("INFINITI", "used")
     assert "vin_make_mismatch" not in stored["quality_flags"]
     assert stored["vin_decoded"]["make"] == "Infiniti"
+
+
+@pytest.mark.parametrize("tail", [b"\x1a", b"\x1a\r\n", b"\x1a\x1a\n \n", b"glued\x1a"])
+def test_a_dos_end_of_file_mark_ends_a_csv_feed(db, tmp_path, tail):
+    """Legacy exporters end a file with ^Z (\\x1a), sometimes and a line break: read as a
+    last line short of fields and unterminated, it made every run partial ("looks cut
+    short"), so the feed never added or removed a car. At the very end of the file it is
+    the end of the file."""
+    body = (FEEDS / "harbor-city-auto.csv").read_bytes()
+    if tail.startswith(b"glued"):  # right after the last record, before any line break
+        body, tail = body.rstrip(b"\r\n"), tail.removeprefix(b"glued")
+    path = tmp_path / "export.csv"
+    path.write_bytes(body + tail)
+    d = dealer(db)
+    job = ingest(db, d, path)
+    assert (job.state, job.verdict) == ("succeeded", "healthy"), job.report["reasons"]
+    assert job.counters["added"] == 6 and job.counters["rejected"] == 1
+    kept = db.execute("SELECT v.description, r.payload FROM vehicles v, rejects r").fetchall()
+    assert kept and "\x1a" not in json.dumps(kept, ensure_ascii=False, default=str)
+    again = ingest(db, d, path)  # the next day's export: every row unchanged, healthy
+    assert (again.state, again.verdict) == ("succeeded", "healthy"), again.report["reasons"]
+    assert again.counters["unchanged"] == 6 and again.counters["removed"] == 0
+    # a car gone from the export is removed: the run is complete
+    lines = body.split(b"\r\n")
+    sold = next(ln for ln in lines if b"4T1G11AK9LU401122" in ln)
+    path.write_bytes(b"\r\n".join(ln for ln in lines if ln != sold) + tail)
+    third = ingest(db, d, path)
+    assert third.state == "succeeded" and third.counters["removed"] == 1, third.report
+
+
+def test_a_dos_end_of_file_mark_ends_a_real_json_snapshot(db, tmp_path):
+    """The same for JSON, where text after the list's closing ] made the run incomplete."""
+    import gzip as gz
+
+    daily = PROJECT_ROOT / "fixtures" / "real" / "jkomskis-daily"
+    records = [r for r in json.loads(gz.decompress(
+        (daily / "inventory_2026_02_16.json.gz").read_bytes()))
+        if r.get("dealer_name") == "Toyota of Bellevue"]
+    path = tmp_path / "inventory.json"
+    path.write_bytes(json.dumps(records).encode() + b"\r\n\x1a")
+    job = ingest(db, dealer(db), path)
+    assert job.state == "succeeded", job.report["reasons"]  # complete: it may remove
+    assert job.counters["items"] == len(records) and job.counters["added"] > 0
