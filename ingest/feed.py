@@ -300,6 +300,9 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
         raise
     finally:
         workers.stop(pool)
+    header_columns = info.pop("header_columns", None)
+    if spec is None and complete:  # not one row, readable or not: the file says why
+        problems.append(_no_rows(info, header_columns))
     report = run_mod.close(run, complete=complete, problems=problems,
                            candidates=None if row_hash is None
                            else _not_met(known, unhashed, seen))
@@ -311,6 +314,17 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     report["unknown_columns"] = list(unknown)[:MAX_UNKNOWN_LISTED]
     report["seconds"] = round(time.monotonic() - started, 3)
     return report
+
+
+def _no_rows(info: dict[str, Any], header_columns: int | None) -> str:
+    """Why a feed gave no row at all, with the fix: the gate alone says "no vehicles
+    found", as of a site whose listing came back empty."""
+    name = info.get("file") or "the feed"
+    if header_columns:
+        return f"{name} has a header ({header_columns} columns) but no rows: check the export"
+    if info.get("format") in ("csv", "tsv"):
+        return f"{name} is empty: check the export"
+    return f"{name} holds no vehicle records: check the export"
 
 
 def feed_fingerprint(fmt: str | None, mapping: dict[str, Any] | None) -> str:

@@ -217,6 +217,8 @@ def read_csv(stream: io.TextIOBase | io.BufferedIOBase, delimiter: str | None = 
         return
     except csv.Error as exc:
         raise Permanent(f"the feed's header cannot be read: {exc}") from exc
+    if info is not None and any(header):  # a feed without rows says which it lacks
+        info["header_columns"] = len(header)
     # a blank header cell (an export's trailing empty cells) is named by its position
     header, repeated = _unique([h or f"(column {i})" for i, h in enumerate(header, 1)])
     if info is not None and repeated:

@@ -632,3 +632,26 @@ def test_a_dos_end_of_file_mark_ends_a_real_json_snapshot(db, tmp_path):
     job = ingest(db, dealer(db), path)
     assert job.state == "succeeded", job.report["reasons"]  # complete: it may remove
     assert job.counters["items"] == len(records) and job.counters["added"] > 0
+
+
+@pytest.mark.parametrize("body, why", [
+    (b"Stock,Type,Year,Make,Model,VIN\r\n",
+     "export.csv has a header (6 columns) but no rows: check the export"),
+    (b"Stock,Type,Year,Make,Model,VIN\r\n\r\n\r\n",
+     "export.csv has a header (6 columns) but no rows: check the export"),
+    (b"", "export.csv is empty: check the export"),
+    (b"\xef\xbb\xbf\r\n", "export.csv is empty: check the export"),
+])
+def test_a_csv_feed_without_rows_says_why_and_removes_nothing(db, tmp_path, body, why):
+    """An export that wrote only its header (or nothing) failed as "no vehicles found",
+    which did not say the file itself was the trouble."""
+    d = dealer(db)
+    assert ingest(db, d, FEEDS / "harbor-city-auto.csv").counters["added"] == 6
+    path = tmp_path / "export.csv"
+    path.write_bytes(body)
+    job = ingest(db, d, path)
+    assert job.state == "failed" and job.verdict == "failed"
+    assert job.error.startswith(why), job.error
+    assert job.counters["removed"] == 0
+    assert db.execute("SELECT count(*) AS n FROM vehicles WHERE dealership_id = %s"
+                      " AND status = 'active'", (d.id,)).fetchone()["n"] == 6
