@@ -194,11 +194,12 @@ def best_price(item: VehicleItem) -> tuple[Decimal | None, Decimal | None, list[
     return chosen, msrp_value, sorted(set(notes))
 
 
-_THOUSANDS = re.compile(r"\s*\d[\d.,]*\s*k(?![a-z])", re.I)  # a 'K' suffix, not 'km'
+# A 'K' suffix (not 'km'), or millions: '45K miles', '1.2 million' (not 1.2 miles)
+_SCALED = re.compile(r"\s*\d[\d.,]*\s*(?:(k)(?![a-z])|million|mln\b|mio\b)", re.I)
 
 
 def mileage(value: Any, unit: Any = None) -> int | None:
-    """Miles as an integer: '12,345 mi', '20 000 km', '45K miles',
+    """Miles as an integer: '12,345 mi', '20 000 km', '45K miles', '1.2 million',
     {'value': 53100, 'unitCode': 'KMT'}."""
     if isinstance(value, dict):
         unit = unit or value.get("unitCode") or value.get("unitText") or value.get("unit")
@@ -206,8 +207,8 @@ def mileage(value: Any, unit: Any = None) -> int | None:
     amount = number(value)
     if amount is None or amount < 0:
         return None
-    if isinstance(value, str) and _THOUSANDS.match(value):  # '12.5K', '45k miles'
-        amount = amount * 1000
+    if isinstance(value, str) and (scaled := _SCALED.match(value)):  # '12.5K', '1.2 million'
+        amount = amount * (1000 if scaled.group(1) else 1_000_000)
     u = (text(unit) or (value if isinstance(value, str) else "") or "").lower()
     if "k" in u or "mil" in u:  # else miles, as most feeds give: no pattern to try
         if _KM.search(u) or u.endswith("km"):
@@ -379,37 +380,71 @@ def image_urls(value: Any, base: str | None = None) -> list[str]:
     return list(out)
 
 
+# Fields whose value is text. A boolean in one is no text (JSON's false stored as 'False');
+# a number is no make and no link, but may be a model ('3'), trim or stock number.
+_TEXT_FIELDS = ("stock_number", "condition", "make", "model", "trim", "body_style",
+                "exterior_color", "interior_color", "transmission", "drivetrain",
+                "fuel_type", "engine", "currency", "availability", "url", "description")
+_NO_NUMBER = frozenset({"make", "url"})
+# A scheme other than http(s): javascript:, data:, mailto:, tel: ... no page of the car
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:(?!\d)", re.I)
+
+
+def _without_non_text(fields: dict[str, Any], odd: list[str], notes: list[str]
+                      ) -> dict[str, Any]:
+    """`fields` with each of `odd` (fields holding something other than a string) that is
+    no text dropped, flagged `<field>_not_text`; lists and objects are left to `text`."""
+    out = dict(fields)
+    for name in odd:
+        value = out[name]
+        if value.__class__ is bool or (name in _NO_NUMBER
+                                       and isinstance(value, (int, float, Decimal))):
+            out[name] = None
+            notes.append(f"{name}_not_text")
+    return out
+
+
 def normalize(item: VehicleItem) -> Vehicle:
-    """Canonical vehicle from raw fields. Never raises; VIN may be '' (validate rejects it)."""
+    """Canonical vehicle from raw fields. Never raises; VIN may be '' (validate rejects it).
+    A value that is no text where text is expected is dropped with a flag naming its field
+    (`url_not_text`, `url_not_a_page`), as a placeholder price is."""
     price_value, msrp_value, notes = best_price(item)
-    base = text(item.url) or (item.source if item.source.startswith("http") else None)
-    url = text(item.url)
-    if url and base and not url.startswith(("http://", "https://")):
+    raw = item.__dict__
+    # the one check the common row pays: every text field a string (or missing)
+    odd = [f for f in _TEXT_FIELDS if (v := raw[f]) is not None and v.__class__ is not str]
+    if odd:
+        raw = _without_non_text(raw, odd, notes)
+    url = text(raw["url"])
+    if url and not url.startswith(_ABSOLUTE) and _SCHEME.match(url):
+        url = None
+        notes.append("url_not_a_page")
+    base = url or (item.source if item.source.startswith("http") else None)
+    if url and base and not url.startswith(_ABSOLUTE):
         url = urljoin(base, url)
     return canonical_vehicle(
         vin=vin(item.vin),
         source=item.source,
-        stock_number=text(item.stock_number),
-        condition=condition_of(item.condition, item.certified),
+        stock_number=text(raw["stock_number"]),
+        condition=condition_of(raw["condition"], item.certified),
         year=year(item.year),
-        make=make(item.make),
-        model=text(item.model),
-        trim=text(item.trim),
-        body_style=text(item.body_style),
-        exterior_color=text(item.exterior_color),
-        interior_color=text(item.interior_color),
-        transmission=transmission(item.transmission),
-        drivetrain=drivetrain(item.drivetrain),
-        fuel_type=text(item.fuel_type),
-        engine=text(item.engine),
+        make=make(raw["make"]),
+        model=text(raw["model"]),
+        trim=text(raw["trim"]),
+        body_style=text(raw["body_style"]),
+        exterior_color=text(raw["exterior_color"]),
+        interior_color=text(raw["interior_color"]),
+        transmission=transmission(raw["transmission"]),
+        drivetrain=drivetrain(raw["drivetrain"]),
+        fuel_type=text(raw["fuel_type"]),
+        engine=text(raw["engine"]),
         mileage=mileage(item.mileage, item.mileage_unit),
         price=price_value,
         msrp=msrp_value,
-        currency=(text(item.currency) or "USD").upper()[:3],
-        availability=text(item.availability),
+        currency=(text(raw["currency"]) or "USD").upper()[:3],
+        availability=text(raw["availability"]),
         url=url,
         image_urls=image_urls(item.image_urls, base),
-        description=text(item.description),
+        description=text(raw["description"]),
         quality_flags=notes,
         # a feed row's content hash (ingest sets it), stored so an unchanged row is skipped
         source_hash=(item.model_extra or {}).get("source_hash"),

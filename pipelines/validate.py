@@ -9,6 +9,8 @@ from crawler.models import Reject, Vehicle, VehicleItem
 
 _VIN_SHAPE = re.compile(r"^[A-Z0-9]{17}$")
 _SUSPECT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# A link or a data URI where a name belongs: a mapping that took an image or page column
+_LINK = re.compile(r"(?:data|https?|ftp|javascript):|www\.|//", re.I)
 
 
 def reasons(vehicle: Vehicle) -> list[str]:
@@ -29,6 +31,8 @@ def reasons(vehicle: Vehicle) -> list[str]:
         value = getattr(vehicle, field)
         if value and (len(value) > 200 or _SUSPECT_TEXT.search(value)):
             out.append(f"{field} is not a plausible name")
+        elif value and _LINK.match(value):
+            out.append(f"{field} {value[:40]!r} is a link, not a name")
     return out
 
 

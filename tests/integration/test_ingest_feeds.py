@@ -655,3 +655,24 @@ def test_a_csv_feed_without_rows_says_why_and_removes_nothing(db, tmp_path, body
     assert job.counters["removed"] == 0
     assert db.execute("SELECT count(*) AS n FROM vehicles WHERE dealership_id = %s"
                       " AND status = 'active'", (d.id,)).fetchone()["n"] == 6
+
+
+def test_json_values_that_are_not_text_are_not_stored_as_text(db, tmp_path):
+    """{"url": false, "make": "data:image/png;base64,..."} was stored as url 'False' and
+    that make."""
+    path = tmp_path / "feed.json"
+    path.write_text(json.dumps([
+        {"vin": "1HGCM82633A004352", "url": False, "make": "data:image/png;base64,AAAA",
+         "model": "x"},
+        {"vin": "JN8BT3BB7NW300112", "url": False, "make": "Nissan", "model": "Rogue",
+         "year": 2022, "stock": True},
+    ]))
+    d = dealer(db)
+    job = ingest(db, d, path)
+    assert job.counters["added"] == 1 and job.counters["rejected"] == 1
+    reject = rejects_db.list_for(db, d.id)[0]
+    assert reject["payload"]["vin"] == "1HGCM82633A004352" and any(
+        r.startswith("make ") and "link" in r for r in reject["reasons"]), reject
+    car = db.execute("SELECT * FROM vehicles WHERE dealership_id = %s", (d.id,)).fetchone()
+    assert car["vin"] == "JN8BT3BB7NW300112" and car["url"] is None
+    assert "url_not_text" in car["quality_flags"]

@@ -221,3 +221,52 @@ def test_memoised_normalizers_answer_as_the_plain_ones():
                       "Pre-Owned", "a  b\tc"):
             assert fn(value) == fn(value) == (plain(value) if plain else fn(value))
     assert n.text("  two  spaces ") == "two spaces" and n.text(" N/A ") is None
+
+
+def _vehicle(**fields):
+    return n.normalize(VehicleItem(source="row 2", vin="1HGCM82633A004352", **fields))
+
+
+def test_a_boolean_is_never_text_and_a_number_is_no_make_or_link():
+    """JSON feeds' false/true were stored as the text 'False'/'True' (a url of 'False');
+    a number became a make. Dropped per field, each with a flag naming the field; a number
+    where one is plausible (a Mazda '3', stock number 12345) stays."""
+    v = _vehicle(url=False, make=5, model=3, stock_number=12345, condition=True,
+                 exterior_color=False, trim=328, description=True)
+    assert (v.url, v.make, v.condition, v.exterior_color, v.description) == (None,) * 5
+    assert (v.model, v.stock_number, v.trim) == ("3", "12345", "328")
+    assert {"url_not_text", "make_not_text", "condition_not_text",
+            "exterior_color_not_text", "description_not_text"} <= set(v.quality_flags)
+    plain = _vehicle(url="https://d.test/v/1", make="Honda", model="Accord")
+    assert plain.quality_flags == [] and plain.url == "https://d.test/v/1"
+
+
+@pytest.mark.parametrize("url", ["javascript:void(0)", "data:text/html;base64,AAAA",
+                                 "mailto:sales@dealer.test", "tel:+15551234"])
+def test_a_url_that_is_no_page_is_dropped_with_a_flag(url):
+    v = _vehicle(url=url, make="Honda")
+    assert v.url is None and "url_not_a_page" in v.quality_flags
+    kept = _vehicle(url="/inventory/used-2003-honda-accord", make="Honda")
+    assert kept.url == "/inventory/used-2003-honda-accord" and not kept.quality_flags
+
+
+@pytest.mark.parametrize("field, value", [
+    ("make", "data:image/png;base64,AAAA"), ("model", "https://dealer.test/accord"),
+    ("trim", "www.dealer.test/ex-l"), ("make", "//cdn.dealer.test/logo.png"),
+    ("model", "HTTP://DEALER.TEST/X"),
+])
+def test_a_link_or_data_uri_in_a_name_field_rejects_the_vehicle_with_the_field(field, value):
+    fields = {"make": "Honda", "model": "Accord", field: value}
+    why = validate.reasons(_vehicle(**fields))
+    assert any(r.startswith(f"{field} ") and "link" in r for r in why), why
+    assert validate.reasons(_vehicle(make="Honda", model="Accord", trim="EX-L 2.0T")) == []
+
+
+@pytest.mark.parametrize("raw, unit, miles", [
+    ("1.2 million", None, 1_200_000), ("1,2 million km", None, 745_645),
+    ("1.2 Million miles", None, 1_200_000), ("3 million", None, None),
+    ("0.1 mln", None, 100_000),
+])
+def test_mileage_in_millions_is_read_as_millions(raw, unit, miles):
+    """'1.2 million' was read as 1 mile."""
+    assert n.mileage(raw, unit) == miles
