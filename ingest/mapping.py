@@ -120,7 +120,9 @@ def check(spec: Any) -> Spec:
                            hint="fields are " + ", ".join(FIELDS))
     out: Spec = {}
     for k, v in spec.items():
-        if k in ("extends", "defaults"):
+        if k == "defaults":
+            out[k] = _check_defaults(v)
+        elif k == "extends":
             out[k] = v
         elif isinstance(v, str):
             out[k] = [v]
@@ -130,6 +132,29 @@ def check(spec: Any) -> Spec:
             raise InvalidInput(f"mapping for {k!r} must be a column name or a list of them",
                                hint="see README, Feed mappings")
     return out
+
+
+def _check_defaults(defaults: Any) -> dict[str, Any]:
+    """A mapping's "defaults": a table of field = value, each value text or a number (a list
+    of texts for image_urls), as a feed's own cell would be."""
+    if not isinstance(defaults, dict):
+        raise InvalidInput("mapping defaults must be a table of field = value",
+                           hint='e.g. defaults = { condition = "new" } in TOML; see README, '
+                                "Feed mappings")
+    unknown = [k for k in defaults if k not in FIELDS]
+    if unknown:
+        raise InvalidInput(f"mapping defaults name unknown field(s) "
+                           f"{', '.join(map(repr, unknown))}", hint="fields are "
+                           + ", ".join(FIELDS))
+    for field, value in defaults.items():
+        scalar = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        texts = isinstance(value, list) and all(isinstance(x, str) for x in value)
+        if not (scalar or (texts and field in COLLECT)):
+            raise InvalidInput(f"mapping default for {field!r} must be text or a number"
+                               + (" (or a list of texts)" if field in COLLECT else "")
+                               + f", not {type(value).__name__}",
+                               hint="see README, Feed mappings")
+    return dict(defaults)
 
 
 def summary(spec: Spec, most: int = 8) -> str:

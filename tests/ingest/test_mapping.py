@@ -124,6 +124,11 @@ def test_override_extends_a_builtin(tmp_path):
     ('{"vin": 7}', "column name or a list"),
     ('{"extends": "nope"}', "extends unknown"),
     ("not json", "does not parse"),
+    # defaults were never checked: a dealer could store one, and every run of its feed
+    # then failed on a TypeError, retried until it was a dead letter
+    ('{"defaults": 5}', "defaults must be a table"),
+    ('{"defaults": {"colour": "red"}}', "defaults name unknown field"),
+    ('{"defaults": {"condition": {"a": 1}}}', "default for 'condition' must be"),
 ])
 def test_bad_override_files_are_one_clear_error(tmp_path, content, message):
     path = tmp_path / "m.json"
