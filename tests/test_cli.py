@@ -689,26 +689,35 @@ def test_demo_port_in_use_names_the_port_it_tried_and_the_setting_that_moves_it(
     assert "FORECOURT_DEMO_PORT" in result.stderr
 
 
-def test_an_unexpected_error_in_an_ingest_settles_its_job_failed_in_one_line(db, tmp_path):
-    """A bug inside the feed loop (here a mapping whose `defaults` is not a table, which
-    nothing checks) printed a traceback and left the job `running` until the reaper's stale
-    limit, every ingest of the dealer refused meanwhile. It ends the job failed, with the
-    error in its history and nothing removed, in one `error:` line naming where to look."""
+def test_an_unexpected_error_in_an_ingest_settles_its_job_failed_in_one_line(
+        db, monkeypatch, capsys):
+    """A bug inside the feed loop (a mapping whose `defaults` was not a table, before
+    mappings were checked, raised a TypeError in it) printed a traceback and left the job
+    `running` until the reaper's stale limit, every ingest of the dealer refused meanwhile.
+    It ends the job failed, with the error in its history and nothing removed, in one
+    `error:` line naming where to look. (The bug is injected: none is known now.)"""
+    from crawler import cli
     from crawler.db import dealers as dealers_db
     from crawler.db import jobs as jobs_db
+    from ingest import mapping
 
     feed = str(ROOT / "fixtures/feeds/harbor-city-auto.csv")
     dealers_db.create(db, slug="harbor", name="Harbor")
-    assert run("ingest", "harbor", feed).returncode == 0
+    assert cli.main(["ingest", "harbor", feed]) == 0
     active = db.execute("SELECT count(*) AS n FROM vehicles WHERE status = 'active'"
                         ).fetchone()["n"]
-    (tmp_path / "bad.toml").write_text("defaults = 5\n")
-    result = run("ingest", "harbor", feed, "--mapping", str(tmp_path / "bad.toml"))
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        def bug(self, row, source, **extra):
+            raise TypeError("'int' object is not a mapping")
+
+        patch.setattr(mapping.Plan, "item", bug)
+        assert cli.main(["ingest", "harbor", feed, "--force"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
     job = db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1").fetchone()
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert "TypeError" in lines[0] and f"forecourt jobs show {job['id']}" in lines[0], lines
     settled = jobs_db.get(db, job["id"])
     assert settled.state == "failed" and settled.finished_at is not None
@@ -723,3 +732,51 @@ def test_an_unexpected_error_in_an_ingest_settles_its_job_failed_in_one_line(db,
     assert "TypeError" in path.read_text() and "Traceback" in path.read_text()
     again = run("ingest", "harbor", feed)  # not refused as "already has job ... running"
     assert again.returncode == 0, again.stderr
+
+
+def test_a_crawl_here_whose_log_cannot_be_written_fails_its_job_in_one_line(db, site):
+    """`forecourt crawl` settled such a job failed but re-raised the OSError: a traceback."""
+    from crawler.crawl_runner import log_path
+    from crawler.db import dealers as dealers_db
+
+    dealers_db.create(db, slug="nolog", name="No log", website_url=site("generic") + "/",
+                      platform="generic")
+    folder = log_path(1).parent  # every job's log goes there
+    moved = folder.with_name(folder.name + ".moved")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.is_dir():
+        folder.rename(moved)
+    folder.write_text("a file where the crawl logs' folder should be")
+    try:
+        result = run("crawl", "nolog")
+    finally:
+        folder.unlink()
+        if moved.is_dir():
+            moved.rename(folder)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: crawl job "), result.stderr
+    failed = db.execute("SELECT * FROM jobs ORDER BY id DESC LIMIT 1").fetchone()
+    assert failed["state"] == "failed" and failed["error_kind"] == "crash", failed
+    assert f"forecourt jobs show {failed['id']}" in lines[0]
+
+
+def test_any_other_unexpected_error_is_one_line_with_the_traceback_in_a_file(
+        monkeypatch, capsys):
+    from crawler import cli
+    from crawler.db import dealers as dealers_db
+
+    def bug(*_a, **_k):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(dealers_db, "list_all", bug)
+    assert cli.main(["dealers", "list"]) == 1
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: unexpected error: RuntimeError: boom"), lines
+    where = re.search(r"the traceback is in (\S+?);", lines[0])
+    assert where, lines[0]
+    text = Path(where.group(1)).read_text()
+    assert "Traceback" in text and "RuntimeError: boom" in text

@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), exc.hint, code=getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         return fail("interrupted", None, code=130)
+    except Exception as exc:  # a bug: one line, the traceback kept in a file
+        from crawler.cli import crash
+
+        return fail(*crash.unexpected(exc), code=1)
     if status == 130:  # typer's Exit for a KeyboardInterrupt inside a command
         return fail("interrupted", None, code=130)
     return status if isinstance(status, int) else 0

@@ -8,13 +8,14 @@ import socket
 import typer
 
 from crawler import preflight
+from crawler.cli import crash
 from crawler.cli.common import console, database, err_console
 from crawler.cli.render import job_progress, status_line, summary_table
 from crawler.crawl_runner import run_crawl
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import redis_url
-from crawler.errors import InvalidInput, describe
+from crawler.errors import ForecourtError, InvalidInput, describe
 from crawler.models import Job
 
 
@@ -49,14 +50,17 @@ def crawl_now(conn, slug: str, trigger: str = "operator") -> Job:
                 jobs_db.fail_running(conn, job.id, "interrupted at the terminal", "cancelled",
                                      state="cancelled")  # to the reaper to retry
                 raise
-            except Exception as exc:  # e.g. its log could not be opened: failed, with the reason
-                # (left running, only a worker's reaper would end it: `jobs cancel` cannot, and
-                # every later crawl of the dealer is refused)
+            except ForecourtError as exc:  # failed, with the reason (left running, only a
+                # worker's reaper would end it: `jobs cancel` cannot, and every later crawl of
+                # the dealer is refused)
                 try:
                     jobs_db.fail_running(conn, job.id, describe(exc), "crash")
-                except Exception:  # the database itself went away: the reaper settles it
+                except Exception:  # noqa: BLE001 - the database went away: the reaper settles it
                     pass
                 raise
+            except Exception as exc:  # e.g. its log could not be opened: the same, in one
+                # line with the traceback in the job's log
+                raise crash.job_crashed(conn, job.id, "crawl", exc) from exc
             progress.update(task, total=1, completed=1, status=status_line(job))
     finally:
         close_watch()

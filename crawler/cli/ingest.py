@@ -8,7 +8,6 @@ import signal
 import socket
 import threading
 import time
-import traceback
 from pathlib import Path
 
 import typer
@@ -16,11 +15,11 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from crawler import preflight
+from crawler.cli import crash
 from crawler.cli.common import console, database
-from crawler.db import connect
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
-from crawler.errors import ForecourtError, InvalidInput
+from crawler.errors import InvalidInput
 from crawler.models import FINAL_STATES, Job
 from ingest import mapping as mapping_mod
 from ingest.readers import FORMATS
@@ -96,7 +95,7 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
             raise
         except Exception as exc:  # a bug, a lost database connection: left running, the
             # job would refuse every ingest of the dealer until the reaper found it stale
-            raise _crashed(conn, job.id, exc) from exc
+            raise crash.job_crashed(conn, job.id, "ingest", exc) from exc
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)
@@ -106,45 +105,6 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
         progress.update(task, total=rows, completed=rows, rate=f"{rate:,.0f} rows/s",
                         status=job.state + (f" ({job.verdict})" if job.verdict else ""))
     return job
-
-
-def _crashed(conn, job_id: int, exc: Exception) -> ForecourtError:
-    """Settle a job whose run raised what the feed loop does not expect: failed, the error in
-    its history (the run removed nothing: only a run that ends settles vehicles), and its
-    traceback in the job's log. Returns the one-line error to raise."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    where = _write_traceback(job_id, exc)
-    for attempt in (conn, None):  # the run's own connection may be what broke
-        try:
-            if attempt is not None:
-                jobs_db.fail_running(attempt, job_id, f"unexpected error: {detail}", "crash")
-            else:
-                with connect() as fresh:
-                    jobs_db.fail_running(fresh, job_id, f"unexpected error: {detail}", "crash")
-            break
-        except Exception:  # noqa: BLE001 - the database is out of reach: the reaper settles it
-            continue
-    hint = f"see `forecourt jobs show {job_id}`" + (
-        f"; the traceback is in {where}" if where else "")
-    return ForecourtError(f"ingest job {job_id} failed on an unexpected error: {detail}",
-                          hint=hint)
-
-
-def _write_traceback(job_id: int, exc: Exception):
-    """The exception's traceback, redacted, appended to the job's log (where a crawl job's
-    goes); its path, or None when it cannot be written."""
-    from crawler.crawl_runner import log_path
-    from crawler.logging import redact
-
-    try:
-        path = log_path(job_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as log:
-            log.write(redact("".join(traceback.format_exception(exc))))
-        return path
-    except Exception:  # noqa: BLE001 - a read-only data directory: the job still says why
-        return None
 
 
 def ingest_summary(slug: str, job: Job) -> Table:
