@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import re
+from datetime import UTC, datetime
 
 from crawler.errors import (
     ConfigError,
@@ -87,6 +88,20 @@ def awaiting_worker(job: Job) -> bool:
         return False
     return job.cancel_requested_at is not None or classify_settled(job) == TRANSIENT \
         or may_hand_on(job)
+
+
+def settling(job: Job, reap_after_s: float, now: datetime | None = None) -> bool:
+    """Whether a `failed` job is shown as not yet ended (the API: running, settling): it
+    awaits its worker (awaiting_worker), was not replayed, and failed less than
+    `reap_after_s` ago. Past that the reaper would have acted for a dead worker; a job still
+    failed then stays so (its retry was refused for a newer active job of the dealer, or no
+    worker runs), and is shown as it is."""
+    if not awaiting_worker(job) or getattr(job, "replayed_as", None) is not None:
+        return False
+    if job.finished_at is None:
+        return True
+    now = now or datetime.now(UTC)
+    return (now - job.finished_at).total_seconds() < reap_after_s
 
 
 def owed_by_its_worker(job: Job) -> bool:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crawler.config import get_settings
 from crawler.models import Job, JobKind, JobState, JobTrigger, TokenRole
 from jobs import outcome
 from jobs.api.redact import hide_in_errors, hide_infrastructure
@@ -64,11 +65,13 @@ class JobSummary(BaseModel):
     def of(cls, job: Job, slug: str, *, role: TokenRole, **extra: Any):
         """The job as `role` may see it: a dealer's view of an error names our database and
         queue, not their addresses (jobs/api/redact.py). A failed attempt its worker is
-        about to act on (retry, bury, end cancelled, hand on: outcome.awaiting_worker), a
+        about to act on (retry, bury, end cancelled, hand on: outcome.settling), a
         moment later, is not the job's end: shown still running, settling. A poller that
         took it for the end would stop at `failed` and miss the retry or the dead letter."""
         state, phase, finished_at = job.state, job.phase, job.finished_at
-        if outcome.awaiting_worker(job):
+        # twice the reaper's delay: it acts on a dead worker's job once the failure is
+        # that old, on its next pass (every quarter of it)
+        if outcome.settling(job, 2 * get_settings().job_reap_after_s):
             state, finished_at = "running", None
             phase = "cancelling" if job.cancel_requested_at is not None else "settling"
         return cls(

@@ -211,3 +211,31 @@ def test_a_failed_attempt_its_worker_is_about_to_retry_is_not_shown_as_final(api
                    error="timed out", error_kind="transient:TimeoutError")
     for final in (gone, here):
         assert api.get(f"/v1/jobs/{final}", headers=acme).json()["state"] == "failed"
+
+
+def test_a_failed_attempt_no_worker_acted_on_is_shown_failed_once_the_reaper_would_have(
+        api, world):
+    """A failure the worker could not act on (the dealer had a newer active job, so its
+    retry was refused; the job was replayed; its worker died and no reaper ran) stays
+    `failed` in the record. It was shown running/settling for ever; past the time the
+    reaper acts on such a job (FORECOURT_JOB_REAP_AFTER_S) it is shown as it is."""
+    from crawler.db import jobs as jobs_db
+
+    db, aid = world["db"], world["acme"].id
+    acme = auth(world["tokens"]["acme"])
+    old = add_job(db, aid, state="failed", phase="done", queue="priority", attempts=1,
+                  trigger="api", error="timed out", error_kind="transient:TimeoutError")
+    db.execute("UPDATE jobs SET finished_at = now() - interval '1 hour' WHERE id = %s",
+               (old,))
+    newer, _ = jobs_db.create_or_get_active(db, aid, "crawl", "schedule")
+    assert jobs_db.requeue(db, old, 30) is None  # the worker's retry, refused
+    shown = api.get(f"/v1/jobs/{old}", headers=acme).json()
+    assert (shown["state"], shown["phase"]) == ("failed", "done"), shown
+    assert shown["finished_at"] is not None
+    # replayed: the new job runs instead, whatever the time
+    replayed = add_job(db, world["bolt"].id, state="failed", phase="done", queue="priority",
+                       attempts=1, error="timed out", error_kind="transient:TimeoutError")
+    db.execute("UPDATE jobs SET finished_at = now(), replayed_as = %s WHERE id = %s",
+               (newer.id, replayed))
+    bolt = auth(world["tokens"]["bolt"])
+    assert api.get(f"/v1/jobs/{replayed}", headers=bolt).json()["state"] == "failed"
