@@ -269,8 +269,18 @@ def test_the_scheduler_outlives_a_redis_outage_while_its_reaper_has_a_job_to_res
         # queued by the first tick once Redis is back
         due = dealers_db.create(db, slug="due-later", name="Due", website_url="http://127.0.0.1:9/",
                                 schedule_interval_s=3600)
-        schedules_db.set_next(db, due.id, schedules_db.server_now(db) - timedelta(minutes=1),
-                              None)
+
+        def make_due() -> bool:
+            # compare-and-set against what is there: the running scheduler may have given the
+            # new schedule its first slot (an hour off) since the dealer was added, and a set
+            # expecting none was then refused, leaving the dealer never due (seen under load)
+            current = db.execute("SELECT next_run_at FROM schedule_state WHERE"
+                                 " dealership_id = %s", (due.id,)).fetchone()
+            return schedules_db.set_next(
+                db, due.id, schedules_db.server_now(db) - timedelta(minutes=1),
+                current["next_run_at"] if current else None)
+
+        wait_for(make_due, what="the dealer made due")
         wait_for(lambda: "the job queue is unavailable" in proc.log.read_text(),
                  what="the scheduler to see Redis down")
         time.sleep(0.5)  # more ticks while Redis is down
