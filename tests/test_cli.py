@@ -780,3 +780,24 @@ def test_any_other_unexpected_error_is_one_line_with_the_traceback_in_a_file(
     assert where, lines[0]
     text = Path(where.group(1)).read_text()
     assert "Traceback" in text and "RuntimeError: boom" in text
+
+
+def test_extract_of_a_page_with_no_vehicles_says_where_a_crawl_finds_them(site):
+    """`extract` of a Dealer.com page (vehicles from the platform's inventory API) or of a
+    JavaScript shell printed "# other: 0 item(s)" and nothing else; `detect` knew why."""
+    dealercom = site("dealercom")
+    api = run("extract", dealercom + "/all-inventory/index.htm")
+    assert api.returncode == 0 and not api.stdout, api.stderr
+    lines = api.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("# other: 0 item(s)"), lines
+    assert lines[1].startswith("# hint: ") and "getInventory API" in lines[1], lines
+    assert "forecourt crawl" in lines[1] and "forecourt detect" in lines[1], lines
+    shell = run("extract", site("javascript") + "/inventory/")
+    lines = shell.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("# other: 0 item(s)"), lines
+    assert lines[1].startswith("# hint: ") and "JavaScript" in lines[1], lines
+    assert "--render" in lines[1], lines
+    saved = run("extract", str(ROOT / "fixtures/sites/javascript/inventory/index.html"),
+                "--url", "https://js.test/inventory/")
+    assert "--render" in saved.stderr and "https://js.test/inventory/" in saved.stderr, \
+        saved.stderr

@@ -52,6 +52,30 @@ def _case_file(page: Path) -> Path:
     return case
 
 
+def no_items_hint(text: str, page: str, page_url: str, is_url: bool) -> str | None:
+    """Where a crawl would find the vehicles of a page that gave none, as `forecourt detect`
+    says it: the platform's own path (an inventory API, its results page), a rendering, or
+    the site's links. None when detect has nothing to add."""
+    from spiders import chain
+    from spiders.detect import detect
+
+    found = detect(text, page_url)
+    see = f"`forecourt detect {page}` shows the path"
+    if found.renders:
+        how = "try --render" if is_url else (
+            f"extract {page_url} with --render" if page_url.startswith("http")
+            else "extract the page's URL with --render")
+        return (f"the page looks JavaScript-rendered ({found.signals[-1]}): {how}, "
+                f"as a crawl renders it ({see})")
+    if found.path == chain.STEP_PLATFORM:
+        return (f"this {found.platform} page has no vehicles in its HTML; a crawl finds them by "
+                f"the platform's path: {found.detail} ({see}; `forecourt crawl <slug>` runs it)")
+    if found.path == chain.STEP_LINKS:
+        return (f"no vehicles on this page: a crawl follows the site's sitemaps and links to "
+                f"vehicle pages ({see}; `forecourt crawl <slug>` runs it)")
+    return None
+
+
 def register(app: typer.Typer) -> None:
     @app.command("extract")
     def extract(
@@ -115,9 +139,15 @@ def register(app: typer.Typer) -> None:
             if rendered.notes.more_rounds else "") + (
             "" if rendered.notes.settled else "; its network never went quiet") + ")"
         err_console.print(f"# {kind}: {len(items)} item(s) from {page_url}{answered}{how}",
-                          markup=False)
+                          markup=False, soft_wrap=True)
         for doubt in doubts:
             err_console.print(f"# problem: {doubt}", markup=False)
+        from crawler import pages
+
+        if not items and rendered is None and kind == pages.OTHER and status < 400:
+            hint = no_items_hint(text, page, page_url, is_url)
+            if hint:
+                err_console.print(f"# hint: {hint}", markup=False, soft_wrap=True)
         if case is not None:
             case.write_text(json.dumps({"url": page_url, "platform": platform,
                                         "classification": kind,
