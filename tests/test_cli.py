@@ -801,3 +801,30 @@ def test_extract_of_a_page_with_no_vehicles_says_where_a_crawl_finds_them(site):
                 "--url", "https://js.test/inventory/")
     assert "--render" in saved.stderr and "https://js.test/inventory/" in saved.stderr, \
         saved.stderr
+
+
+def test_schedule_list_shows_times_to_the_second_and_says_when_no_scheduler_runs(db):
+    """`schedule list` showed next run `-` until a scheduler first ran, and nothing said no
+    scheduler was running; its times had microseconds."""
+    from datetime import UTC, datetime
+
+    from crawler.db import connect
+    from crawler.db import dealers as dealers_db
+    from crawler.db import schedules as schedules_db
+
+    new = dealers_db.create(db, slug="fresh", name="Fresh", website_url="https://f.test/",
+                            schedule_interval_s=3600)
+    ran = dealers_db.create(db, slug="ran", name="Ran", website_url="https://r.test/",
+                            schedule_interval_s=3600)
+    schedules_db.set_next(db, ran.id, datetime(2031, 5, 6, 7, 8, 9, 123456, UTC), None)
+    alone = run("schedule", "list")
+    assert alone.returncode == 0, alone.stderr
+    assert ".123456" not in alone.stdout and re.search(r"2031-05-0\d \d\d:\d8:09 ", alone.stdout)
+    lines = alone.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: no scheduler is running"), lines
+    assert "1 with no next run yet" in lines[0] and "(run `forecourt scheduler`)" in lines[0]
+    with connect() as leader:  # a live scheduler holds the leader lock
+        assert schedules_db.try_lead(leader)
+        led = run("schedule", "list")
+    assert led.returncode == 0 and "warning" not in led.stderr, led.stderr
+    assert "next tick" in led.stdout and new.slug in led.stdout, led.stdout

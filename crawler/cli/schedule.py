@@ -7,7 +7,7 @@ import re
 import typer
 from rich.table import Table
 
-from crawler.cli.common import console, database
+from crawler.cli.common import console, database, err_console
 from crawler.db import dealers as dealers_db
 from crawler.db import schedules as schedules_db
 
@@ -33,6 +33,30 @@ def failing(failures: int) -> str:
     pushed = backoff_s(failures)
     later = f", next run held back {pushed / 60:.0f} min" if pushed else ""
     return f"{failures} in a row{later}"
+
+
+def when(value) -> str:
+    """A schedule time as the CLI shows times: to the second."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def scheduler_warning(leaders: list[dict], scheduled: int, unset: int,
+                      stale_s: float) -> str | None:
+    """Why `scheduled` unpaused dealers (`unset` of them with no next run yet) get no jobs:
+    no scheduler leads (jobs.scheduler: the leader holds the advisory lock), or the leader's
+    session has been silent past the takeover limit (stopped or stuck). None when one leads."""
+    if not scheduled:
+        return None
+    nothing = (f"{scheduled} scheduled dealer(s) get no jobs"
+               + (f", {unset} with no next run yet" if unset else ""))
+    if not leaders:
+        return f"no scheduler is running: {nothing} (run `forecourt scheduler`)"
+    silent = max((r["silent_s"] for r in leaders if r["silent_s"] is not None), default=None)
+    if silent is not None and silent > stale_s:
+        return (f"the leading scheduler (backend pid {leaders[0]['pid']}) has been silent for "
+                f"{silent:.0f} s, stopped or stuck: {nothing} until a standby takes over "
+                "(run `forecourt scheduler`, or restart the stuck one)")
+    return None
 
 
 def register(app: typer.Typer) -> None:
@@ -97,14 +121,29 @@ def register(app: typer.Typer) -> None:
         table = Table(title="Schedules")
         for col in ("dealer", "schedule", "tz", "paused", "next run", "last run", "failing"):
             table.add_column(col)
+        from crawler.config import get_settings
+
         with database() as conn:
+            leaders = schedules_db.leaders(conn)
+            scheduled = unset = 0
             for row in dealers_db.list_all(conn):
                 if not (row["schedule_cron"] or row["schedule_interval_s"]):
                     continue
                 st = schedules_db.state(conn, row["id"]) or {}
+                next_run = when(st.get("next_run_at"))
+                if not row["paused"]:
+                    scheduled += 1
+                    if not st.get("next_run_at"):
+                        unset += 1
+                        if leaders:  # the leader sets it at its next tick
+                            next_run = "next tick"
                 table.add_row(row["slug"], row["schedule_cron"] or
                               f"every {row['schedule_interval_s']} s", row["schedule_tz"],
                               "yes" if row["paused"] else "no",
-                              str(st.get("next_run_at") or "-"), str(st.get("last_run_at") or "-"),
+                              next_run, when(st.get("last_run_at")),
                               failing(schedules_db.consecutive_failures(conn, row["id"])))
         console.print(table)
+        warning = scheduler_warning(leaders, scheduled, unset,
+                                    get_settings().scheduler_leader_stale_s)
+        if warning:
+            err_console.print(f"warning: {warning}", soft_wrap=True)

@@ -46,23 +46,29 @@ def end_silent_leader(conn: psycopg.Connection, silent_s: float,
     ).fetchone()
 
 
+_LEADERS = """
+    SELECT l.pid, extract(epoch FROM clock_timestamp() - a.state_change)::float8 AS silent_s
+      FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND l.classid = %(hi)s::bigint::oid AND l.objid = %(lo)s::bigint::oid
+    """
+_LEADER_KEY = {"hi": SCHEDULER_LOCK >> 32, "lo": SCHEDULER_LOCK & 0xFFFF_FFFF}
+
+
 async def aleaders(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
     """The sessions holding the leader lock in this database (one while a scheduler leads,
     none while nobody schedules), each with how long it has been silent: seconds since it
     last started or finished a statement (a leader queries every tick; end_silent_leader
     ends one silent for scheduler_leader_stale_s). `silent_s` is None when this role may not
     see the other session's activity (a different role without pg_read_all_stats)."""
-    cur = await conn.execute(
-        """
-        SELECT l.pid, extract(epoch FROM clock_timestamp() - a.state_change)::float8
-                      AS silent_s
-          FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND l.classid = %(hi)s::bigint::oid AND l.objid = %(lo)s::bigint::oid
-        """,
-        {"hi": SCHEDULER_LOCK >> 32, "lo": SCHEDULER_LOCK & 0xFFFF_FFFF})
+    cur = await conn.execute(_LEADERS, _LEADER_KEY)
     return await cur.fetchall()
+
+
+def leaders(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """aleaders, for a blocking connection."""
+    return conn.execute(_LEADERS, _LEADER_KEY).fetchall()
 
 
 def scheduled(conn: psycopg.Connection) -> list[tuple[Dealership, datetime | None]]:
