@@ -828,3 +828,34 @@ def test_schedule_list_shows_times_to_the_second_and_says_when_no_scheduler_runs
         led = run("schedule", "list")
     assert led.returncode == 0 and "warning" not in led.stderr, led.stderr
     assert "next tick" in led.stdout and new.slug in led.stdout, led.stdout
+
+
+def test_history_of_a_vin_with_no_events_says_so_and_where_the_vin_is(db, capsys):
+    """`history <slug> --vin X` for a VIN with no events printed an empty table, exit 0, and
+    no word on whether the dealer has that VIN at all."""
+    from crawler.cli import main
+    from crawler.db import dealers as dealers_db
+
+    dealers_db.create(db, slug="harbor", name="Harbor")
+    dealers_db.create(db, slug="other", name="Other")
+    assert main(["ingest", "harbor", str(ROOT / "fixtures/feeds/harbor-city-auto.csv")]) == 0
+    vin = db.execute("SELECT vin FROM vehicles ORDER BY vin LIMIT 1").fetchone()["vin"]
+    capsys.readouterr()
+
+    def history(*args: str) -> str:
+        assert main(["history", *args]) == 0
+        out = capsys.readouterr()
+        assert "┏" not in out.out and not out.err, out  # a line, not an empty box
+        return " ".join(out.out.split())
+
+    elsewhere = history("other", "--vin", vin.lower())
+    assert elsewhere.startswith(f"no events for VIN {vin} at other"), elsewhere
+    assert "other has no vehicle with that VIN" in elsewhere, elsewhere
+    assert f"`forecourt history harbor --vin {vin}`" in elsewhere, elsewhere
+    nowhere = history("harbor", "--vin", "1HGCM82633A004352")
+    assert nowhere == "no events for VIN 1HGCM82633A004352 at harbor (harbor has no vehicle " \
+                      "with that VIN; see `forecourt vehicles harbor --status all`)", nowhere
+    db.execute("DELETE FROM vehicle_events WHERE vin = %s", (vin,))
+    kept = history("harbor", "--vin", vin)
+    assert kept.startswith(f"no events for VIN {vin} at harbor (harbor has it, active"), kept
+    assert history("other") == "no events at other"

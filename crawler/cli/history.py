@@ -29,6 +29,24 @@ def _value(v) -> str:
     return json.dumps(v)
 
 
+def no_events(conn, dealer, slug: str, vin: str | None) -> str:
+    """The line shown instead of an empty table: for a VIN, whether the dealer has it at all
+    (and if not, which dealer does)."""
+    if vin is None:
+        return f"no events at {slug}"
+    line = f"no events for VIN {vin} at {slug}"
+    status = vehicles_db.vin_status(conn, dealer.id, vin)
+    if status is not None:  # its events were removed (or never written)
+        return line + (f" ({slug} has it, {status}; see `forecourt vehicles {slug} "
+                       f"--status {status}`)")
+    elsewhere = vehicles_db.dealers_with_vin(conn, vin)
+    if elsewhere:
+        return line + (f" ({slug} has no vehicle with that VIN; it is at "
+                       f"{', '.join(elsewhere)}: `forecourt history {elsewhere[0]} --vin {vin}`)")
+    return line + (f" ({slug} has no vehicle with that VIN; see `forecourt vehicles {slug} "
+                   "--status all`)")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("history")
     def history(
@@ -38,11 +56,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show a dealership's inventory events: added, price_changed, status_changed,
         removed, relisted (with old and new values), newest first."""
+        vin = vin.upper() if vin else None
         with database() as conn:
             dealer = dealers_db.get(conn, slug)
-            rows = vehicles_db.events_for(conn, dealer.id, vin.upper() if vin else None,
-                                          limit)
-        title = f"{dealer.name}: {len(rows)} event(s)" + (f" for {vin.upper()}" if vin else "")
+            rows = vehicles_db.events_for(conn, dealer.id, vin, limit)
+            if not rows:  # a line, not an empty table
+                console.print(no_events(conn, dealer, slug, vin))
+                return
+        title = f"{dealer.name}: {len(rows)} event(s)" + (f" for {vin}" if vin else "")
         table = Table(title=title)
         for col in ("when (UTC)", "job", "VIN", "event", "old", "new"):
             table.add_column(col, overflow="fold")

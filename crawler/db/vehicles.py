@@ -549,3 +549,20 @@ def events_for(conn: psycopg.Connection, dealership_id: int, vin: str | None = N
         """,
         {"d": dealership_id, "v": vin, "n": limit},
     ).fetchall()
+
+
+def vin_status(conn: psycopg.Connection, dealership_id: int, vin: str) -> str | None:
+    """The dealership's vehicle with this VIN: its status (active, removed), or None."""
+    row = conn.execute("SELECT status FROM vehicles WHERE dealership_id = %s AND vin = %s",
+                       (dealership_id, vin)).fetchone()
+    return row["status"] if row else None
+
+
+def dealers_with_vin(conn: psycopg.Connection, vin: str, limit: int = 3) -> list[str]:
+    """Slugs of (up to `limit`) dealerships that have a vehicle with this VIN, by slug."""
+    rows = conn.execute(
+        """
+        SELECT d.slug FROM vehicles v JOIN dealerships d ON d.id = v.dealership_id
+         WHERE v.vin = %s ORDER BY d.slug LIMIT %s
+        """, (vin, limit)).fetchall()
+    return [r["slug"] for r in rows]
