@@ -18,12 +18,16 @@ from quality.score import RULES_VERSION
 _VERDICT = {"healthy": "green", "degraded": "yellow", "failed": "red"}
 
 
-def _finished_job(conn, dealer_id: int, job_id: int | None) -> Job:
+def _finished_job(conn, dealer_id: int, job_id: int | None, command: str = "quality") -> Job:
+    """The dealer's job `job_id`, else its latest finished run; another dealer's job is
+    refused naming that dealer and the `forecourt <command>` that shows it (as `rejects`)."""
     if job_id is not None:
         job = jobs_db.get(conn, job_id)
         if job.dealership_id != dealer_id:
-            raise NotFound(f"job {job_id} belongs to another dealership",
-                           hint="see `forecourt jobs list`")
+            mine = dealers_db.get_by_id(conn, dealer_id).slug
+            other = dealers_db.get_by_id(conn, job.dealership_id).slug
+            raise InvalidInput(f"job {job_id} is dealership {other!r}'s, not {mine!r}'s",
+                               hint=f"see `forecourt {command} {other} --job {job_id}`")
         return job
     for job in jobs_db.list_for(conn, dealer_id, limit=20):
         if job.report is not None or job.verdict is not None:
@@ -92,7 +96,7 @@ def _report(slug: str, job_id: int | None, worst: int) -> None:
 def _accept(slug: str, job_id: int | None) -> None:
     with database() as conn:
         dealer = dealers_db.get(conn, slug)
-        job = _finished_job(conn, dealer.id, job_id)
+        job = _finished_job(conn, dealer.id, job_id, command="quality accept")
         if job.accepted_at is not None:
             how = ("settled at a new level by the gate, which removed what it did not see"
                    if (job.report or {}).get("settled") else "accepted")

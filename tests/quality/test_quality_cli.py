@@ -156,3 +156,22 @@ def test_a_run_that_stored_no_vehicle_is_never_accepted_as_the_baseline(db, caps
     five = run(db, dealer.id, [item(r) for r in HONDAS[:5]])
     assert five["verdict"] == "failed" and five["removed"] == 0
     assert _active(db, dealer.id) == 50
+
+
+def test_a_job_of_another_dealer_names_it_and_the_command_that_shows_it(db, capsys):
+    """`quality <slug> --job N` of another dealer's job said "belongs to another dealership
+    (see `forecourt jobs list`)", while `rejects` names the dealer and the right command."""
+    from crawler.db import jobs as jobs_db
+
+    dealers_db.create(db, slug="mine", name="Mine", website_url="https://m.test/")
+    theirs = dealers_db.create(db, slug="theirs", name="Theirs", website_url="https://t.test/")
+    job, _ = jobs_db.create_or_get_active(db, theirs.id, "crawl", "operator")
+    capsys.readouterr()
+    assert main(["quality", "mine", "--job", str(job.id)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: job {job.id} is dealership 'theirs''s, not 'mine''s "
+        f"(see `forecourt quality theirs --job {job.id}`)")
+    assert main(["quality", "accept", "mine", "--job", str(job.id)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: job {job.id} is dealership 'theirs''s, not 'mine''s "
+        f"(see `forecourt quality accept theirs --job {job.id}`)")
