@@ -55,8 +55,47 @@ def test_rejects_lists_sources_reasons_and_raw_rows_newest_job_first(db, capsys)
 
     code, out, err = forecourt(capsys, "rejects", "aggregated", "--limit", "1")
     assert code == 0, err
-    assert "1 reject(s), the newest 1 (--limit N for more)" in out
     assert [r[0] for r in table_rows(out)] == [str(second.id)]
+
+
+def test_a_limited_listing_says_how_many_there_are_or_that_there_are_more(db, capsys):
+    """`rejects --limit 3` titled its table "3 reject(s), the newest 3", as if there were
+    only 3. It says of how many, counted up to rejects.COUNT_UPTO (a bounded index-only
+    read), and past that only that there are more."""
+    d = dealer(db, "aggregated")
+    first, _ = (ingest(db, d, FEEDS / "aggregator.jsonl") for _ in range(2))
+    code, out, err = forecourt(capsys, "rejects", "aggregated", "--limit", "3")
+    assert code == 0, err
+    assert "AGGREGATED: the newest 3 of 4 rejects" in out and "reject(s)" not in out, out
+    code, out, err = forecourt(capsys, "rejects", "aggregated", "--limit", "2", "--job",
+                               str(first.id))
+    assert "AGGREGATED: 2 reject(s) of job" in out, out  # all of them: nothing more to say
+    code, out, err = forecourt(capsys, "rejects", "aggregated", "--limit", "1", "--job",
+                               str(first.id))
+    assert f"AGGREGATED: the newest 1 of 2 rejects of job {first.id}" in out, out
+    db.execute("INSERT INTO rejects (dealership_id, job_id, source, reasons, payload) "
+               "SELECT %s, %s, 'row ' || n, ARRAY['missing VIN'], '{}' "
+               "FROM generate_series(1, %s) n", (d.id, first.id, rejects_db.COUNT_UPTO))
+    code, out, err = forecourt(capsys, "rejects", "aggregated", "--limit", "3")
+    assert "AGGREGATED: the newest 3 (more: --limit)" in out and " of " not in out, out
+
+
+@pytest.mark.parametrize("job", [False, True], ids=["dealer", "job"])
+def test_the_count_reads_at_most_count_upto_index_entries(db, job):
+    d = dealer(db, "many")
+    j, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
+    rejects_db.add(db, d.id, j.id, [Reject(source=f"row {n}", reasons=["missing VIN"],
+                                           payload={}) for n in range(5)])
+    db.execute("ANALYZE rejects")
+    with db.transaction():
+        db.execute("SET LOCAL enable_seqscan = off")  # a small table: show the indexed plan
+        plan = json.dumps(db.execute(
+            "EXPLAIN (FORMAT JSON) " + rejects_db.COUNT.format(
+                job="AND job_id = %(j)s" if job else ""),
+            {"d": d.id, "j": j.id, "upto": rejects_db.COUNT_UPTO}).fetchone())
+    assert '"Node Type": "Limit"' in plan and "rejects_dealer_job_id" in plan, plan
+    assert rejects_db.count_upto(db, d.id, j.id if job else None) == 5
+    assert rejects_db.count_upto(db, d.id, None, upto=4) is None
 
 
 def test_a_long_raw_row_is_cut_to_one_line(db, capsys):

@@ -47,9 +47,15 @@ def register(app: typer.Typer) -> None:
                                        hint=f"see `forecourt rejects {other} --job {job}`")
             rows = rejects_db.newest(conn, dealer.id, job, limit,
                                      chars=EXCERPT_CHARS * 4)
-        title = f"{dealer.name}: {len(rows)} reject(s)" + (f" of job {job}" if job else "")
-        if len(rows) == limit:
-            title += f", the newest {limit} (--limit N for more)"
+            total = rejects_db.count_upto(conn, dealer.id, job) if len(rows) == limit \
+                else len(rows)
+        of_job = f" of job {job}" if job else ""
+        if total == len(rows):
+            title = f"{dealer.name}: {len(rows)} reject(s){of_job}"
+        elif total is None:  # past rejects.COUNT_UPTO: not counted
+            title = f"{dealer.name}: the newest {limit}{of_job} (more: --limit)"
+        else:
+            title = f"{dealer.name}: the newest {limit} of {total:,} rejects{of_job}"
         table = Table(title=title)
         for col in ("job", "source", "reasons", "raw"):
             table.add_column(col, overflow="fold", justify="right" if col == "job" else "left")

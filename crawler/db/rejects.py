@@ -62,6 +62,25 @@ def newest(conn: psycopg.Connection, dealership_id: int, job_id: int | None = No
                               "chars": chars}).fetchall()
 
 
+# How many rejects a listing's title counts exactly: the count reads at most this many
+# entries of rejects_dealer_job_id (an index-only scan that stops), never a dealer's millions.
+COUNT_UPTO = 10_000
+COUNT = """
+SELECT count(*) AS n FROM (SELECT 1 FROM rejects WHERE dealership_id = %(d)s {job}
+                            LIMIT %(upto)s + 1) AS upto
+"""
+
+
+def count_upto(conn: psycopg.Connection, dealership_id: int, job_id: int | None = None,
+               upto: int = COUNT_UPTO) -> int | None:
+    """How many rejects the dealer (one job of it with `job_id`) has; None when more than
+    `upto` (counting them all would read every one)."""
+    sql = COUNT.format(job="" if job_id is None else "AND job_id = %(j)s")
+    n = conn.execute(sql, {"d": dealership_id, "j": job_id,  # noqa: S608
+                           "upto": upto}).fetchone()["n"]
+    return None if n > upto else n
+
+
 def count_for(conn: psycopg.Connection, dealership_id: int) -> int:
     return conn.execute("SELECT count(*) AS n FROM rejects WHERE dealership_id = %s",
                         (dealership_id,)).fetchone()["n"]
