@@ -105,9 +105,12 @@ def register(app: typer.Typer) -> None:
                 # is recorded failed and the line names it.
                 preflight.redis(redis_url())
                 job, created = service.trigger(conn, dealer.id, "crawl", "operator")
-                console.print(f"job {job.id} {'queued' if created else 'already ' + job.state}")
+                line = f"job {job.id} {'queued' if created else 'already ' + job.state}"
                 if not wait:
+                    console.print(f"{line}; follow it with `forecourt jobs show {job.id} "
+                                  "--follow`")
                     return
+                console.print(line)
                 job = follow(conn, job.id, f"crawl {slug}")
             console.print(summary_table([(slug, job)]))
             if job.state not in ("succeeded", "partial"):

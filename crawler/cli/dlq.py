@@ -66,7 +66,8 @@ def register(app: typer.Typer) -> None:
                 jobs = service.replay_dead(conn, dealer_id)
                 left = service.dead_letters(conn, dealer_id)
             for job in jobs:
-                console.print(f"queued job {job.id} ({job.kind}, {job.state})")
+                console.print(f"queued job {job.id} ({job.kind}, {job.state}); follow it with "
+                              f"`forecourt jobs show {job.id} --follow`")
             if not jobs:
                 console.print("no dead letters to replay")
             if left:

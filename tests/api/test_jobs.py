@@ -338,3 +338,24 @@ def test_dlq_replay_dealer_replays_the_newest_and_keeps_the_other_kind(world):
     assert f"1 dead letter(s) of another kind kept ({crawl})" in out.stdout
     assert _letter(db, feed)["replayed_as"] == _letter(db, old_feed)["replayed_as"] == new["id"]
     assert _letter(db, crawl) == {"replayed_as": None, "dlq_cleared_at": None}
+
+
+def test_a_replayed_or_queued_job_names_the_command_that_follows_it(world):
+    """`dlq replay` printed "queued job 22 (crawl, queued)" and `crawl --queue` "job 22
+    queued", neither saying how to follow the job (`jobs show 22 --follow`)."""
+    db = world["db"]
+    dead = add_job(db, world["acme"].id, kind="crawl", state="dead", error="site gone")
+    out = _dlq("replay", str(dead))
+    assert out.returncode == 0, out.stderr
+    new = db.execute("SELECT id FROM jobs WHERE params->>'replay_of' = %s",
+                     (str(dead),)).fetchone()["id"]
+    assert out.stdout.strip() == (f"queued job {new} (crawl, queued); follow it with "
+                                  f"`forecourt jobs show {new} --follow`"), out.stdout
+    db.execute("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE id = %s",
+               (new,))
+    queued = subprocess.run([FORECOURT, "crawl", "acme", "--queue"], capture_output=True,
+                            text=True, timeout=120)
+    assert queued.returncode == 0, queued.stderr
+    job = db.execute("SELECT max(id) AS id FROM jobs").fetchone()["id"]
+    assert queued.stdout.strip() == (f"job {job} queued; follow it with "
+                                     f"`forecourt jobs show {job} --follow`"), queued.stdout
