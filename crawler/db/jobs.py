@@ -482,9 +482,17 @@ def bury(conn: psycopg.Connection, job_id: int) -> Job | None:
 
 
 def cancel_queued(conn: psycopg.Connection, job_id: int) -> Job | None:
+    """Cancel a queued job: waiting for its first attempt ('cancelled before it ran'), or
+    for a retry, when its error says which attempt never ran and keeps why the last one
+    failed (its verdict, report and counters stay the latest attempt's, as the API says).
+    Counted in /metrics as an attempt that never ran (migration 0015)."""
     row = conn.execute(
         """
-        UPDATE jobs SET state = 'cancelled', phase = 'done', error = 'cancelled before it ran',
+        UPDATE jobs SET state = 'cancelled', phase = 'done', retry_at = NULL,
+               error = CASE WHEN attempts = 0 THEN 'cancelled before it ran'
+                            ELSE 'cancelled before attempt ' || attempts + 1 || ' ran'
+                                 || coalesce('; attempt ' || attempts || ' failed: ' || error,
+                                             '') END,
                error_kind = 'cancelled', cancel_requested_at = now(), finished_at = now(),
                updated_at = now()
          WHERE id = %s AND state = 'queued' RETURNING *

@@ -98,3 +98,44 @@ def test_stale_dealers_name_the_error_of_an_attempt_whose_retry_is_running(db):
     jobs_db.claim(db, job.id, "w2", 60, "m1")
     [row] = [r for r in dealers_db.freshness(db) if r["id"] == dealer.id]
     assert (row["error_job_id"], row["last_error"]) == (job.id, ERROR)
+
+
+def _totals(db) -> dict:
+    return {(r["state"], r["le"] if r["le"] == r["le"] else "never ran"):
+            (r["finished"], r["upserted"], r["rejected"])
+            for r in db.execute("SELECT * FROM job_totals WHERE kind = 'crawl'").fetchall()}
+
+
+def test_a_cancelled_retry_says_which_attempt_never_ran_and_is_counted_once(db):
+    """Cancelling a job queued for its retry recorded "cancelled before it ran" (attempt 1
+    had run), left its retry time on show, and /metrics counted the cancel as one more
+    attempt, timed from attempt 1's start through its backoff, with attempt 1's vehicles
+    and rejects counted again."""
+    from jobs import service
+
+    dealer = dealers_db.create(db, slug="acme", name="acme", website_url="https://acme.test/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
+    jobs_db.set_message(db, job.id, "scheduled", "m1")
+    jobs_db.claim(db, job.id, "w1", 60, "m1")
+    jobs_db.finish(db, job.id, "failed", counters={"items": 9, "upserted": 7, "rejected": 2},
+                   verdict="failed", report={"verdict": "failed", "reasons": [ERROR]},
+                   error=ERROR, error_kind="failed")
+    jobs_db.requeue(db, job.id, 600)
+    before = _totals(db)
+    cancelled = service.cancel(db, job.id)
+    assert cancelled.state == "cancelled" and cancelled.error_kind == "cancelled"
+    assert cancelled.error == f"cancelled before attempt 2 ran; attempt 1 failed: {ERROR}"
+    assert cancelled.verdict == "failed"  # the latest attempt's, as the API documents it
+    assert cancelled.retry_at is None
+    after = _totals(db)
+    grown = {k: v for k, v in after.items() if v != before.get(k)}
+    assert grown == {("cancelled", "never ran"): (1, 0, 0)}, (before, after)
+    shown = subprocess.run([FORECOURT, "jobs", "show", str(job.id)], capture_output=True,
+                           text=True, timeout=60, env={**os.environ, "COLUMNS": "300"})
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in shown.stdout.splitlines() if line.count("│") == 3}
+    assert rows["retry at"] == "-" and rows["error"].startswith(
+        "cancelled before attempt 2 ran; attempt 1 failed"), rows
+    # a job cancelled before its first attempt: as before
+    fresh, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    assert service.cancel(db, fresh.id).error == "cancelled before it ran"
