@@ -169,6 +169,10 @@ def test_crawl_command_shows_progress_and_a_summary(db, site):
     shown = run("jobs", "show", str(job_id))
     assert str(log_path(job_id)) in re.sub(r"[\s│]", "", shown.stdout), shown.stdout
     assert "Dumping Scrapy stats" in log_path(job_id).read_text()
+    # its times to the second, in UTC, as `jobs list` shows them (not 08:10:05.123456+00:00)
+    times = dict(re.findall(r"│ (created|started|finished)\s+│ (\S+ \S+)", shown.stdout))
+    assert set(times) == {"created", "started", "finished"}, shown.stdout
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", t) for t in times.values()), times
 
 
 def test_a_failed_run_exits_non_zero_and_its_summary_names_the_fix(db):

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from crawler.cli.common import console, database, price_text
+from crawler.cli.render import moment
 from crawler.db import dealers as dealers_db
 from crawler.db import vehicles as vehicles_db
 
@@ -69,6 +70,6 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, overflow="fold")
         for r in rows:
             table.add_row(*map(str, (  # stored values are text (the console prints no markup)
-                r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), str(r["job_id"] or ""),
+                moment(r["created_at"]), str(r["job_id"] or ""),
                 r["vin"], r["kind"], _value(r["old_value"]), _value(r["new_value"]))))
         console.print(table)

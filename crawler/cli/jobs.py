@@ -10,7 +10,7 @@ from rich.table import Table
 
 from crawler.cli.common import console, database
 from crawler.cli.rejects import excerpt
-from crawler.cli.render import job_progress, status_line, summary_table
+from crawler.cli.render import job_progress, moment, status_line, summary_table
 from crawler.config import get_settings
 from crawler.crawl_runner import log_path
 from crawler.db import dealers as dealers_db
@@ -38,7 +38,7 @@ def jobs_table(conn, jobs: list[Job], title: str = "Jobs") -> Table:
         table.add_row(str(j.id), names.get(j.dealership_id, str(j.dealership_id)), j.kind,
                       j.trigger, j.state, j.phase or "-", str(j.attempts),
                       str(j.counters.get("items", 0)), str(j.counters.get("upserted", 0)),
-                      j.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                      moment(j.created_at),
                       excerpt(j.error) if j.error else "")  # cut with "…": `jobs show` has it
     return table
 
@@ -52,10 +52,9 @@ def job_detail(conn, job: Job) -> Table:
             ("kind", job.kind), ("trigger", job.trigger), ("state", job.state),
             ("phase", job.phase or "-"), ("attempts", str(job.attempts)),
             ("queue", job.queue or "-"), ("worker", job.worker or "-"),
-            ("created", str(job.created_at)), ("started", str(job.started_at or "-")),
-            ("heartbeat", str(job.heartbeat_at or "-")),
-            ("finished", str(job.finished_at or "-")),
-            ("retry at", str(job.retry_at or "-")),
+            ("created", moment(job.created_at)), ("started", moment(job.started_at)),
+            ("heartbeat", moment(job.heartbeat_at)), ("finished", moment(job.finished_at)),
+            ("retry at", moment(job.retry_at)),
             ("counters", json.dumps(job.counters, sort_keys=True)),
             ("verdict", job.verdict or "-"), ("error", job.error or "-"),
             ("error kind", job.error_kind or "-")]

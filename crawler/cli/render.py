@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -11,6 +12,11 @@ from crawler.cli.common import console
 from crawler.models import Job
 
 SUMMARY_COLUMNS = ("items", "added", "changed", "unchanged", "relisted", "removed", "rejected")
+
+
+def moment(value: datetime | None) -> str:
+    """A time as the CLI shows times: UTC, to the second; "-" for none."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 def job_progress() -> Progress:

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from crawler.cli.common import console, database, err_console
+from crawler.cli.render import moment
 from crawler.db import dealers as dealers_db
 from crawler.db import schedules as schedules_db
 
@@ -33,11 +34,6 @@ def failing(failures: int) -> str:
     pushed = backoff_s(failures)
     later = f", next run held back {pushed / 60:.0f} min" if pushed else ""
     return f"{failures} in a row{later}"
-
-
-def when(value) -> str:
-    """A schedule time as the CLI shows times: to the second."""
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 def scheduler_warning(leaders: list[dict], scheduled: int, unset: int,
@@ -130,7 +126,7 @@ def register(app: typer.Typer) -> None:
                 if not (row["schedule_cron"] or row["schedule_interval_s"]):
                     continue
                 st = schedules_db.state(conn, row["id"]) or {}
-                next_run = when(st.get("next_run_at"))
+                next_run = moment(st.get("next_run_at"))
                 if not row["paused"]:
                     scheduled += 1
                     if not st.get("next_run_at"):
@@ -140,7 +136,7 @@ def register(app: typer.Typer) -> None:
                 table.add_row(row["slug"], row["schedule_cron"] or
                               f"every {row['schedule_interval_s']} s", row["schedule_tz"],
                               "yes" if row["paused"] else "no",
-                              next_run, when(st.get("last_run_at")),
+                              next_run, moment(st.get("last_run_at")),
                               failing(schedules_db.consecutive_failures(conn, row["id"])))
         console.print(table)
         warning = scheduler_warning(leaders, scheduled, unset,

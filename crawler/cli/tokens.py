@@ -6,13 +6,10 @@ import typer
 from rich.table import Table
 
 from crawler.cli.common import console, database
+from crawler.cli.render import moment
 from crawler.db import dealers as dealers_db
 from crawler.db import tokens as tokens_db
 from crawler.errors import InvalidInput
-
-
-def _when(value) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 def register(app: typer.Typer) -> None:
@@ -54,8 +51,8 @@ def register(app: typer.Typer) -> None:
             table.add_column(col)
         for t in rows:
             table.add_row(str(t.id), t.prefix, t.role, t.dealership_slug or "*",
-                          t.label or "-", _when(t.created_at), _when(t.last_used_at),
-                          _when(t.revoked_at))
+                          t.label or "-", moment(t.created_at), moment(t.last_used_at),
+                          moment(t.revoked_at))
         console.print(table)
 
     @tokens_app.command("revoke")
@@ -65,4 +62,4 @@ def register(app: typer.Typer) -> None:
         with database() as conn:
             record = tokens_db.revoke(conn, token_id)
         console.print(f"revoked token {record.id} ({record.prefix}) at "
-                      f"{_when(record.revoked_at)}")
+                      f"{moment(record.revoked_at)}")
