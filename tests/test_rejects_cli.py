@@ -116,7 +116,7 @@ def test_a_job_of_another_dealer_or_none_is_a_one_line_error(db, capsys):
     job, _ = jobs_db.create_or_get_active(db, theirs.id, "feed", "operator")
     code, _, err = forecourt(capsys, "rejects", "mine", "--job", str(job.id))
     assert code == 1
-    assert err.strip() == (f"error: job {job.id} is dealership 'theirs''s, not 'mine''s "
+    assert err.strip() == (f"error: job {job.id} belongs to dealership theirs, not mine "
                            f"(see `forecourt rejects theirs --job {job.id}`)")
     code, _, err = forecourt(capsys, "rejects", "mine", "--job", str(job.id + 1000))
     assert code == 1 and err.startswith(f"error: no job {job.id + 1000} (")

@@ -26,7 +26,7 @@ def _finished_job(conn, dealer_id: int, job_id: int | None, command: str = "qual
         if job.dealership_id != dealer_id:
             mine = dealers_db.get_by_id(conn, dealer_id).slug
             other = dealers_db.get_by_id(conn, job.dealership_id).slug
-            raise InvalidInput(f"job {job_id} is dealership {other!r}'s, not {mine!r}'s",
+            raise InvalidInput(f"job {job_id} belongs to dealership {other}, not {mine}",
                                hint=f"see `forecourt {command} {other} --job {job_id}`")
         return job
     for job in jobs_db.list_for(conn, dealer_id, limit=20):

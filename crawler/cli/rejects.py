@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
                 owner = jobs_db.get(conn, job).dealership_id
                 if owner != dealer.id:
                     other = dealers_db.get_by_id(conn, owner).slug
-                    raise InvalidInput(f"job {job} is dealership {other!r}'s, not {slug!r}'s",
+                    raise InvalidInput(f"job {job} belongs to dealership {other}, not {slug}",
                                        hint=f"see `forecourt rejects {other} --job {job}`")
             rows = rejects_db.newest(conn, dealer.id, job, limit,
                                      chars=EXCERPT_CHARS * 4)

@@ -169,9 +169,9 @@ def test_a_job_of_another_dealer_names_it_and_the_command_that_shows_it(db, caps
     capsys.readouterr()
     assert main(["quality", "mine", "--job", str(job.id)]) == 1
     assert capsys.readouterr().err.strip() == (
-        f"error: job {job.id} is dealership 'theirs''s, not 'mine''s "
+        f"error: job {job.id} belongs to dealership theirs, not mine "
         f"(see `forecourt quality theirs --job {job.id}`)")
     assert main(["quality", "accept", "mine", "--job", str(job.id)]) == 1
     assert capsys.readouterr().err.strip() == (
-        f"error: job {job.id} is dealership 'theirs''s, not 'mine''s "
+        f"error: job {job.id} belongs to dealership theirs, not mine "
         f"(see `forecourt quality accept theirs --job {job.id}`)")
