@@ -208,6 +208,8 @@ class Job(BaseModel):
     errors: list[Any] = Field(default_factory=list)
     worker: str | None = None
     message_id: str | None = None
+    # When Redis took the job's current message; None while it is not sent (migration 0012)
+    message_sent_at: datetime | None = None
     # Job queue (migration 0003): queue name, pending retry, cancel request, replay link.
     queue: str | None = None
     retry_at: datetime | None = None

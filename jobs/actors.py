@@ -351,8 +351,8 @@ def after_failure(conn, job: Job, failure: str) -> Job:
     delay = outcome.backoff_s(outcome.retries_used(job), settings.job_min_backoff_s,
                               settings.job_max_backoff_s)
     queued = jobs_db.requeue(conn, job.id, delay)
-    if queued is None:
-        return job
+    if queued is None:  # moved on, or refused: the dealership has a newer active job
+        return jobs_db.supersede(conn, job.id, job.error_kind or "") or job
     send(conn, queued, delay_s=delay)
     return queued
 
@@ -415,6 +415,7 @@ def send(conn, job: Job, delay_s: float = 0.0, same_id: bool = False) -> str:
         message = message.copy(message_id=job.message_id)
     jobs_db.set_message(conn, job.id, queue, message.message_id)
     actor.broker.enqueue(message, delay=int(delay_s * 1000) if delay_s > 0 else None)
+    jobs_db.mark_sent(conn, job.id, message.message_id)  # a crash before: the reaper sends it
     return message.message_id
 
 

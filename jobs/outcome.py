@@ -64,7 +64,9 @@ def classify_settled(job: Job) -> str | None:
         return TRANSIENT
     # unsafe_url: netguard refused the dealer's own URL (crawler.crawl_process); its message
     # says "refused", which must not read as a refused connection below.
-    if kind in ("timeout", "cancelled", "unsafe_url", PERMANENT) or kind.startswith("permanent"):
+    # superseded: its retry was refused for the dealership's newer active job
+    if kind in ("timeout", "cancelled", "unsafe_url", "superseded", PERMANENT) \
+            or kind.startswith("permanent"):
         return PERMANENT
     if job.kind == "feed":  # ingest.feed.run_job records the exception's class name
         return TRANSIENT if kind in ("Transient", "OperationalError") else PERMANENT
@@ -90,13 +92,19 @@ def awaiting_worker(job: Job) -> bool:
         or may_hand_on(job)
 
 
+def undecided(job: Job) -> bool:
+    """Whether a `failed` job awaits its worker's decision (awaiting_worker) that may still
+    come: not when it was replayed (the replay runs instead)."""
+    return awaiting_worker(job) and getattr(job, "replayed_as", None) is None
+
+
 def settling(job: Job, reap_after_s: float, now: datetime | None = None) -> bool:
     """Whether a `failed` job is shown as not yet ended (the API: running, settling): it
     awaits its worker (awaiting_worker), was not replayed, and failed less than
     `reap_after_s` ago. Past that the reaper would have acted for a dead worker; a job still
     failed then stays so (its retry was refused for a newer active job of the dealer, or no
     worker runs), and is shown as it is."""
-    if not awaiting_worker(job) or getattr(job, "replayed_as", None) is not None:
+    if not undecided(job):
         return False
     if job.finished_at is None:
         return True

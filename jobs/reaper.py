@@ -38,6 +38,7 @@ from crawler import logging as fc_logging
 from crawler.config import get_settings
 from crawler.db import connect
 from crawler.db import jobs as jobs_db
+from crawler.db import schedules as schedules_db
 from crawler.db import vehicles as vehicles_db
 from jobs import outcome, retention
 
@@ -45,6 +46,10 @@ log = logging.getLogger("forecourt.reaper")
 
 
 _quiet_until = [0.0]  # when the next "could not re-send" line may be logged
+# A queued job whose message is still not sent this long after its record changed was left
+# by a process that died between the two (a send takes milliseconds, or fails within
+# jobs.broker.REDIS_TIMEOUT_S): it is sent by the reaper.
+UNSENT_AFTER_S = 30.0
 _DONE = {"queued": "requeued", "dead": "dead", "cancelled": "cancelled"}  # reap()'s lists
 
 
@@ -80,13 +85,15 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
             log.warning("job %s was left failed by %s, which stopped before retrying it, "
                         "and no redelivery came: %s by the reaper", job.id, left.worker,
                         job.state)
-    for lost in jobs_db.stale_queued(conn, settings.job_resend_after_s):
+    for lost in jobs_db.stale_queued(conn, settings.job_resend_after_s, UNSENT_AFTER_S):
         if lost.cancel_requested_at is not None:  # no message may claim it: settle it
             if jobs_db.cancel_ended(conn, lost.id) is not None:
                 done["cancelled"].append(lost.id)
             continue
-        try:
-            actors.send(conn, lost, same_id=True)  # the original, if waiting, stays valid
+        wait = 0.0 if lost.retry_at is None else (
+            lost.retry_at - schedules_db.server_now(conn)).total_seconds()
+        try:  # the original, if waiting, stays valid; a retry keeps what is left of its delay
+            actors.send(conn, lost, delay_s=max(0.0, wait), same_id=True)
         except RedisError as exc:  # Redis away: re-sent on a later pass, once it is back
             _redis_away(f"re-send lost job {lost.id}", exc)
             break

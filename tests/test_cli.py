@@ -863,3 +863,30 @@ def test_history_of_a_vin_with_no_events_says_so_and_where_the_vin_is(db, capsys
     kept = history("harbor", "--vin", vin)
     assert kept.startswith(f"no events for VIN {vin} at harbor (harbor has it, active"), kept
     assert history("other") == "no events at other"
+
+
+def test_a_follower_waits_for_a_dead_workers_failure_as_long_as_the_reaper_might_act(
+        monkeypatch):
+    """A failure its worker did not act on (the worker died) ended `jobs show --follow` and
+    `crawl --queue --wait` as "failed" after FORECOURT_JOB_STALE_AFTER_S (6 s), and the
+    reaper retried the job a minute later. The follower now waits as long as the API shows
+    such a job settling: twice FORECOURT_JOB_REAP_AFTER_S. A replayed one has ended."""
+    import datetime
+
+    from crawler.cli import jobs as cli_jobs
+    from crawler.config import get_settings
+    from crawler.models import Job
+
+    clock = [1000.0]
+    monkeypatch.setattr(cli_jobs.time, "monotonic", lambda: clock[0])
+    job = Job(id=9, dealership_id=1, kind="crawl", trigger="api", state="failed",
+              phase="done", attempts=1, queue="priority", error="listing page timed out",
+              error_kind="transient:TimeoutError",
+              created_at=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+    seen: dict = {}
+    assert not cli_jobs.ended(job, seen)
+    clock[0] += get_settings().job_stale_after_s * 2
+    assert not cli_jobs.ended(job, seen)  # the reaper has not had its turn yet
+    clock[0] += get_settings().job_reap_after_s * 2
+    assert cli_jobs.ended(job, seen)  # nobody acted: it is failed, as the API shows it
+    assert cli_jobs.ended(job.model_copy(update={"replayed_as": 10}), {})

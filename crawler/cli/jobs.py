@@ -80,18 +80,19 @@ def job_detail(conn, job: Job) -> Table:
 
 def ended(job: Job, failed_since: dict[int, float]) -> bool:
     """Whether a followed job has ended: a final state that holds. A failure its worker is
-    about to retry, bury or cancel (jobs.outcome.awaiting_worker) is not the end, unless it
-    holds past `job_stale_after_s` (the worker died first). `failed_since` keeps, per job,
-    when the follower first saw such a failure."""
+    about to retry, bury or cancel (jobs.outcome.undecided) is not the end, unless it holds
+    past twice `job_reap_after_s`, as the API has it (jobs.outcome.settling): by then the
+    reaper would have acted for a worker that died first. `failed_since` keeps, per job,
+    when the follower first saw such a failure (its own clock: the database's may differ)."""
     from jobs import outcome
 
     if job.state not in FINAL_STATES:
         failed_since.pop(job.id, None)
         return False
-    if not outcome.awaiting_worker(job):
+    if not outcome.undecided(job):
         return True
     since = failed_since.setdefault(job.id, time.monotonic())
-    return time.monotonic() - since > get_settings().job_stale_after_s
+    return time.monotonic() - since > 2 * get_settings().job_reap_after_s
 
 
 WAITING_HINT_AFTER_S = 10.0

@@ -246,12 +246,14 @@ def settle_abandoned(conn: psycopg.Connection, stale_after_s: int,
 # --- the job queue (issue 5): claiming, heartbeats, retries, cancellation, dead letters ---
 
 def set_message(conn: psycopg.Connection, job_id: int, queue: str, message_id: str) -> None:
-    """Record which queue message carries the job (for operators; the record stays the truth)
-    and when it was sent. A re-send of the same message leaves the record's updated_at (its
-    version and ETag) as it was: nothing an API client sees changed."""
+    """Record which queue message carries the job (the record stays the truth), before it
+    is sent: not sent yet (message_sent_at NULL) until `mark_sent`, so a crash in between
+    leaves a job the reaper sees unsent (stale_queued). A re-send of the same message
+    leaves the record's updated_at (its version and ETag) as it was: nothing an API client
+    sees changed."""
     conn.execute(
         """
-        UPDATE jobs SET queue = %(q)s, message_id = %(m)s, message_sent_at = now(),
+        UPDATE jobs SET queue = %(q)s, message_id = %(m)s, message_sent_at = NULL,
                updated_at = CASE WHEN queue IS DISTINCT FROM %(q)s
                                    OR message_id IS DISTINCT FROM %(m)s
                                  THEN now() ELSE updated_at END
@@ -406,6 +408,12 @@ def fail_running(conn: psycopg.Connection, job_id: int, error: str, error_kind: 
     return Job.model_validate(row) if row is not None else None
 
 
+def mark_sent(conn: psycopg.Connection, job_id: int, message_id: str) -> None:
+    """Redis has the job's message `message_id` (if it is still the job's current one)."""
+    conn.execute("UPDATE jobs SET message_sent_at = now() WHERE id = %s AND message_id = %s",
+                 (job_id, message_id))
+
+
 def requeue(conn: psycopg.Connection, job_id: int, retry_at_s: float) -> Job | None:
     """Put a failed attempt back in line for a retry after `retry_at_s` seconds. None when
     the job is no longer failed, or the dealership already has another active job."""
@@ -415,7 +423,7 @@ def requeue(conn: psycopg.Connection, job_id: int, retry_at_s: float) -> Job | N
                 """
                 UPDATE jobs SET state = 'queued', phase = 'retrying', worker = NULL,
                        retry_at = now() + make_interval(secs => %s), finished_at = NULL,
-                       updated_at = now()
+                       updated_at = now(), message_sent_at = NULL  -- its message was used
                  WHERE id = %s AND state = 'failed' AND cancel_requested_at IS NULL
                 RETURNING *
                 """,
@@ -423,6 +431,28 @@ def requeue(conn: psycopg.Connection, job_id: int, retry_at_s: float) -> Job | N
             ).fetchone()
     except psycopg.errors.UniqueViolation:
         return None
+    return Job.model_validate(row) if row is not None else None
+
+
+def supersede(conn: psycopg.Connection, job_id: int, was: str) -> Job | None:
+    """A failed job (error kind `was`) whose retry was refused because its dealership has
+    another active job: not retried, error kind `superseded`, its error naming that job.
+    None when there is no such job, or the failed job moved on meanwhile."""
+    row = conn.execute(
+        """
+        WITH other AS (
+            SELECT o.id FROM jobs j JOIN jobs o ON o.dealership_id = j.dealership_id
+             WHERE j.id = %(id)s AND o.id <> j.id AND o.state IN ('queued', 'running')
+             LIMIT 1)
+        UPDATE jobs SET error_kind = 'superseded', updated_at = now(),
+               error = error || format('; not retried: the dealership has a newer job (job %%s)',
+                                       (SELECT id FROM other))
+         WHERE id = %(id)s AND state = 'failed' AND error_kind = %(was)s
+           AND EXISTS (SELECT 1 FROM other)
+        RETURNING *
+        """,
+        {"id": job_id, "was": was},
+    ).fetchone()
     return Job.model_validate(row) if row is not None else None
 
 
@@ -604,18 +634,22 @@ def lock_left_failed(conn: psycopg.Connection, job_id: int, attempts: int,
     return Job.model_validate(row) if row is not None else None
 
 
-def stale_queued(conn: psycopg.Connection, stale_after_s: float, limit: int = 500) -> list[Job]:
-    """Queued jobs due for `stale_after_s` whose message seems lost (Redis flushed, a crash
-    between the record and the send)."""
+def stale_queued(conn: psycopg.Connection, stale_after_s: float, unsent_after_s: float,
+                 limit: int = 500) -> list[Job]:
+    """Queued jobs whose message seems lost: due for `stale_after_s` with no delivery
+    (Redis flushed or restarted empty), or not sent `unsent_after_s` after the record last
+    changed (a crash between the record and the send)."""
     rows = conn.execute(
         """
         SELECT * FROM jobs
          WHERE state = 'queued'
-           AND greatest(coalesce(retry_at, created_at), updated_at, message_sent_at)
-               < now() - make_interval(secs => %s)
-         ORDER BY id LIMIT %s
+           AND (greatest(coalesce(retry_at, created_at), updated_at, message_sent_at)
+                    < now() - make_interval(secs => %(stale)s)
+                OR (message_sent_at IS NULL
+                    AND updated_at < now() - make_interval(secs => %(unsent)s)))
+         ORDER BY id LIMIT %(limit)s
         """,
-        (stale_after_s, limit),
+        {"stale": stale_after_s, "unsent": unsent_after_s, "limit": limit},
     ).fetchall()
     return [Job.model_validate(r) for r in rows]
 

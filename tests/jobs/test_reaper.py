@@ -138,6 +138,40 @@ def test_a_resent_waiting_job_keeps_its_record_and_etag(db):
     assert reaper.reap(db)["resent"] == []  # not again before another hour
 
 
+def test_a_job_queued_but_never_sent_is_sent_within_a_minute_keeping_its_delay(db):
+    """A worker killed between putting a failed attempt back in line (requeue) and sending
+    its message left the job queued with no message anywhere, found only by the hourly
+    re-send of lost messages (job_resend_after_s); the same for a crash between recording a
+    new job and sending it. A job's message is now marked sent only once Redis has it, and a
+    queued job whose message was not sent UNSENT_AFTER_S after its record changed is sent
+    again, with what is left of its retry delay."""
+    from jobs import actors, reaper
+
+    dealer = dealers_db.create(db, slug="unsent", name="Unsent",
+                               website_url="http://127.0.0.1:9/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    actors.send(db, job)  # attempt 1's message, sent
+    sent = jobs_db.get(db, job.id)
+    assert sent.message_sent_at is not None
+    assert jobs_db.claim(db, job.id, "w1", 60, sent.message_id) is not None
+    jobs_db.fail_running(db, job.id, "listing page timed out", "transient:TimeoutError")
+    retry = jobs_db.requeue(db, job.id, 3600)  # ... and the worker dies here, before send
+    assert retry.message_sent_at is None  # the message it had was attempt 1's, consumed
+    assert reaper.reap(db)["resent"] == []  # a worker's send takes a moment: not yet
+    db.execute("UPDATE jobs SET updated_at = now() - make_interval(secs => %s) WHERE id = %s",
+               (reaper.UNSENT_AFTER_S + 1, job.id))
+    assert reaper.reap(db)["resent"] == [job.id]
+    resent = jobs_db.get(db, job.id)
+    assert resent.message_sent_at is not None and resent.message_id == sent.message_id
+    from jobs.broker import get_broker
+
+    broker = get_broker()  # delayed: the retry keeps its hour
+    delayed = [m for m in broker.client.hvals(f"{broker.namespace}:priority.DQ.msgs")
+               if sent.message_id.encode() in m]
+    assert len(delayed) == 1
+    assert reaper.reap(db)["resent"] == []  # sent now: not again
+
+
 def _left_failed(db, slug: str, attempts: int = 1, ago: str = "10 minutes",
                  kind: str = "transient", queue: str | None = "priority"):
     """A job whose attempt was settled failed `ago` and whose worker then died before it

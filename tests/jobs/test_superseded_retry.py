@@ -1,0 +1,37 @@
+"""A failed attempt whose retry is refused because the dealership has a newer active job (a
+scheduled slot, an operator's trigger, a replay of it) is not retried, and says so at once:
+it stayed `failed` with its transient kind, so followers and the API waited on a worker that
+would never act, and the reaper tried to retry it on every pass (real PostgreSQL, Redis)."""
+
+from __future__ import annotations
+
+from crawler.db import dealers as dealers_db
+from crawler.db import jobs as jobs_db
+
+
+def _failed_transiently(db, slug: str):
+    dealer = dealers_db.create(db, slug=slug, name=slug, website_url=f"https://{slug}.test/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "api")
+    jobs_db.set_message(db, job.id, "priority", "m1")
+    assert jobs_db.claim(db, job.id, "w1", 60, "m1") is not None
+    return dealer, jobs_db.fail_running(db, job.id, "listing page timed out",
+                                        "transient:TimeoutError")
+
+
+def test_a_retry_refused_for_a_newer_job_settles_the_failure_as_superseded(db):
+    from jobs import actors, outcome, reaper
+    from jobs.api.schemas import JobSummary
+
+    dealer, failed = _failed_transiently(db, "busy")
+    assert outcome.awaiting_worker(failed)  # its worker is about to retry it...
+    newer, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
+    job = actors.after_failure(db, failed, outcome.TRANSIENT)  # ...but a newer job runs
+    assert job.state == "failed" and job.error_kind == "superseded", job
+    assert f"job {newer.id}" in job.error and "listing page timed out" in job.error
+    assert not outcome.awaiting_worker(job)  # nobody waits for a retry that cannot come
+    assert JobSummary.of(job, "busy", role="operator").state == "failed"
+    db.execute("UPDATE jobs SET finished_at = now() - interval '1 hour' WHERE id = %s",
+               (job.id,))
+    assert reaper.reap(db)["requeued"] == []
+    assert jobs_db.get(db, job.id).state == "failed"
+    assert jobs_db.get(db, newer.id).state == "queued"  # untouched
