@@ -43,6 +43,13 @@ def test_every_setting_the_docs_name_exists():
     assert not unknown, f"documented settings crawler/config.py does not have: {unknown}"
 
 
+def test_the_docs_name_settings_as_an_operator_sets_them():
+    """`job_reap_after_s` is a name in the code; the operator sets FORECOURT_JOB_REAP_AFTER_S."""
+    by_field = {(path.name, f) for path in DOCS for f in Settings.model_fields
+                if f"`{f}`" in path.read_text()}
+    assert not by_field, f"settings named by their field, not their variable: {by_field}"
+
+
 def _environment_table(readme: str) -> dict[str, str]:
     """The README's Environment table: variable -> its default cell."""
     section = readme.split("## Environment", 1)[1].split("\n## ", 1)[0]
