@@ -33,13 +33,18 @@ it again, deciding under the job's row lock (_bury_if_spent). Permanent
 failures end the job at once with their reason. If even the database is unreachable the
 message fails and the job's stale heartbeat brings the reaper to it.
 
-A mixed fleet. A crawl that failed only because this worker has no Chromium is permanent
-here, not everywhere: while a live worker that has Chromium takes its queue
-(jobs/renderers.py) it goes back in line the way a retry does (requeued, a new delayed
-message, with backoff), so any worker may take it and one with Chromium runs it; up to
-outcome.MAX_CHROMIUM_HANDOFFS times, which do not count against `job_max_attempts`. With
-none alive, or past that bound, it fails permanently as on a worker alone. One log line says
-which.
+A mixed fleet (jobs/queues.py). Crawls that must render pages have render queues of their
+own, `priority.render` and `scheduled.render`, which only workers that have Chromium consume.
+A crawl known to need Chromium before it starts (its dealer's platform renders every listing
+page) is sent there while a live worker that has Chromium takes that queue (jobs/renderers.py).
+One that turns out to need it on a worker without Chromium (a platform's fallback renders a
+script-built page) is not a failure there: it goes back to `queued` and its message to the
+render queue, at once, where it waits in line for a worker that has Chromium and an idle
+thread, however long they stay busy; not a retry (it does not use up `job_max_attempts`) and
+not bounded. With none alive it fails permanently, as on a worker alone. During a rolling
+deploy the only live workers with Chromium may be of the release before, which knows no
+render queue: the crawl is then handed on through its own queue, with backoff, at most
+outcome.MAX_CHROMIUM_HANDOFFS times, as that release did. One log line says which.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.errors import NotFound
 from crawler.models import Job
-from jobs import attempt, outcome
+from jobs import attempt, outcome, queues
 from jobs.broker import get_broker
 from jobs.prefetch import LivePrefetch
 
@@ -66,9 +71,21 @@ log = logging.getLogger("forecourt.jobs")
 
 
 class ReaperMiddleware(dramatiq.Middleware):
-    """Every worker process runs the reaper in a thread (see jobs/reaper.py), and another
+    """Every worker process consumes the render queues only if it has Chromium when it
+    starts (jobs/queues.py), runs the reaper in a thread (see jobs/reaper.py), and another
     that says, while it has Chromium and is not stopping, which queues it renders pages from
     (jobs/renderers.py)."""
+
+    def before_worker_boot(self, broker, worker):
+        from crawler import browser
+
+        # `forecourt worker --queue` (None: every plain queue), before any consumer starts
+        named = worker.consumer_whitelist
+        chosen = queues.consumed(named, renders=browser.find_chromium() is not None)
+        if not chosen:
+            log.warning("this worker has no Chromium, and takes only render queues (%s): "
+                        "it takes no job", ", ".join(sorted(named or ())))
+        worker.consumer_whitelist = set(chosen) or {queues.NOTHING}
 
     def after_worker_boot(self, broker, worker):
         from crawler import logging as fc_logging
@@ -78,8 +95,7 @@ class ReaperMiddleware(dramatiq.Middleware):
         # plain handler (which printed every record a second time, unredacted)
         fc_logging.configure(adopt=True)
         reaper.start_thread()
-        only = worker.consumer_whitelist  # `forecourt worker --queue`; None: every queue
-        renderers.start_thread([q for q in QUEUES if not only or q in only])
+        renderers.start_thread([q for q in queues.ALL if q in worker.consumer_whitelist])
 
     def before_worker_shutdown(self, broker, worker):
         from jobs import renderers
@@ -88,9 +104,9 @@ class ReaperMiddleware(dramatiq.Middleware):
         renderers.stop()
 
 
-PRIORITY = "priority"
-SCHEDULED = "scheduled"
-QUEUES = (PRIORITY, SCHEDULED)
+PRIORITY, SCHEDULED = queues.PRIORITY, queues.SCHEDULED
+PRIORITY_RENDER, SCHEDULED_RENDER = queues.PRIORITY_RENDER, queues.SCHEDULED_RENDER
+QUEUES = queues.ALL
 
 _scheduled_slots: threading.BoundedSemaphore | None = None
 _slots_lock = threading.Lock()
@@ -124,7 +140,9 @@ def _slots() -> threading.BoundedSemaphore:
 
 def execute(job_id: int, queue: str) -> None:
     """Run one attempt of the job if it is ours to run; retry or bury it if it failed."""
-    slots = _slots() if queue == SCHEDULED else None
+    if queues.is_render(queue) and not _renders_here(job_id, queue):
+        return
+    slots = _slots() if queues.plain_queue(queue) == SCHEDULED else None
     if slots is not None and not slots.acquire(blocking=False):
         # Not reached from a worker (its consumer holds no more scheduled messages than
         # slots). Otherwise put a copy back under the same message id, still valid for the
@@ -146,6 +164,27 @@ def execute(job_id: int, queue: str) -> None:
     finally:
         if slots is not None:
             slots.release()
+
+
+def _renders_here(job_id: int, queue: str) -> bool:
+    """Whether this process may take a message of a render queue: it has Chromium. It had
+    when it started (or it would not consume the queue); one that lost it since (removed,
+    made not executable) puts the message back, delayed, for a worker that has it, without
+    touching the job, rather than fail the crawl in a loop."""
+    from dramatiq.middleware import CurrentMessage
+
+    from crawler import browser
+    from jobs import renderers
+
+    if browser.find_chromium() is not None:
+        return True
+    current = CurrentMessage.get_current_message()
+    if current is not None:
+        get_broker().enqueue(current.copy(), delay=renderers.TTL_S * 1000)
+    log.warning("job %s on queue %s needs Chromium, which this worker no longer has: its "
+                "message is put back for %d s (restart the worker so that it stops taking "
+                "%s)", job_id, queue, renderers.TTL_S, queue)
+    return False
 
 
 def _rescue_interrupted(job_id: int, message_id: str | None) -> None:
@@ -358,33 +397,46 @@ def after_failure(conn, job: Job, failure: str) -> Job:
 
 
 def _hand_on(conn, job: Job) -> Job:
-    """A crawl this worker could not render (no Chromium): back in line for a live worker
-    that has Chromium and takes its queue, else left failed (permanent); one line either
-    way."""
+    """A crawl this worker could not render (no Chromium): to the render queue, at once, while
+    a live worker that has Chromium takes it; else back in line on its own queue while only
+    a worker of the release before has Chromium (a rolling deploy), a bounded number of
+    times; else left failed (permanent). One line either way."""
     from crawler.browser import CHROMIUM_FIX
     from jobs import renderers
 
-    queue, handoffs = queue_for(job), outcome.chromium_handoffs(job)
+    queue = queue_for(job)
+    render = queues.render_queue(queue)
+    renderer = renderers.alive(render)
+    if renderer is not None:
+        queued = jobs_db.requeue(conn, job.id, 0)
+        if queued is None:
+            return job
+        send(conn, queued, to=render)
+        log.warning("job %s needs Chromium, which this worker lacks: it waits on queue %s "
+                    "for a worker that has it (%s is alive)", job.id, render, renderer)
+        return queued
+    older = renderers.alive(queue)  # advertised, not on the render queue: an older release
+    handoffs = outcome.chromium_handoffs(job)
+    if older is None:
+        log.warning("job %s needs Chromium, which this worker lacks, and no live worker that "
+                    "has Chromium takes queue %s: failed (%s, here or on another worker)",
+                    job.id, queue, CHROMIUM_FIX)
+        return _fail_for_good(conn, job)
     if not outcome.may_hand_on(job):
         log.warning("job %s needs Chromium, which this worker lacks: handed on %d times, never "
                     "taken by a worker that has it; failed (give more workers Chromium: %s)",
                     job.id, handoffs - 1, CHROMIUM_FIX)
-        return _fail_for_good(conn, job)
-    renderer = renderers.alive(queue)
-    if renderer is None:
-        log.warning("job %s needs Chromium, which this worker lacks, and no live worker that "
-                    "has Chromium takes queue %s: failed (%s, here or on another worker)",
-                    job.id, queue, CHROMIUM_FIX)
         return _fail_for_good(conn, job)
     settings = get_settings()
     delay = outcome.backoff_s(handoffs, settings.job_min_backoff_s, settings.job_max_backoff_s)
     queued = jobs_db.requeue(conn, job.id, delay)
     if queued is None:
         return job
-    send(conn, queued, delay_s=delay)
+    send(conn, queued, delay_s=delay, to=queue)
     log.warning("job %s needs Chromium, which this worker lacks: handed on (%d of %d) to "
-                "queue %s in %.1f s for a worker that has it (%s is alive)", job.id, handoffs,
-                outcome.MAX_CHROMIUM_HANDOFFS, queue, delay, renderer)
+                "queue %s in %.1f s for a worker that has it (%s is alive; of a release "
+                "without render queues)", job.id, handoffs, outcome.MAX_CHROMIUM_HANDOFFS,
+                queue, delay, older)
     return queued
 
 
@@ -396,11 +448,43 @@ def _fail_for_good(conn, job: Job) -> Job:
 
 
 def queue_for(job: Job) -> str:
+    """The job's own (plain) queue, as its record keeps it."""
     return job.queue or (SCHEDULED if job.trigger == "schedule" else PRIORITY)
 
 
-def send(conn, job: Job, delay_s: float = 0.0, same_id: bool = False) -> str:
-    """Put a message for the job on its queue; returns the message id.
+def route(conn, job: Job) -> str:
+    """The queue a message of the job goes to: the render queue beside its own when it is a
+    crawl known to need Chromium (an attempt failed for want of it, or its dealer's platform
+    renders every listing page) and a live worker that has Chromium takes that queue; else
+    its own (where a worker without Chromium fails it in one line, with none alive)."""
+    from jobs import renderers
+
+    queue = queue_for(job)
+    if job.kind != "crawl" or not _needs_chromium(conn, job):
+        return queue
+    render = queues.render_queue(queue)
+    return render if renderers.alive(render) is not None else queue
+
+
+def _needs_chromium(conn, job: Job) -> bool:
+    from spiders.registry import renders
+
+    if outcome.chromium_handoffs(job):
+        return True
+    platform = job.params.get("platform")
+    if platform is None:
+        try:
+            platform = dealers_db.get_by_id(conn, job.dealership_id).platform
+        except NotFound:  # removed: its job is cancelled, and nothing claims it
+            return False
+    return renders(platform)
+
+
+def send(conn, job: Job, delay_s: float = 0.0, same_id: bool = False,
+         to: str | None = None) -> str:
+    """Put a message for the job on the queue `route` picks (or `to`); returns the message
+    id. The job's record keeps its own queue (a release without render queues re-sends and
+    runs it there).
 
     The id is recorded on the job before the message is sent, and only the job's current
     message may claim it: a stale message (superseded by a retry, or left from before a
@@ -409,7 +493,8 @@ def send(conn, job: Job, delay_s: float = 0.0, same_id: bool = False) -> str:
     job's current id instead, so the original keeps its place in line: whichever copy comes
     first claims the job, and the other finds it taken."""
     queue = queue_for(job)
-    actor = _ACTORS[(job.kind, queue)]
+    target = to or route(conn, job)
+    actor = _ACTORS[(job.kind, target)]
     message = actor.message_with_options(args=(job.id,), forecourt_release=RELEASE)
     if same_id and job.message_id and job.queue == queue:
         message = message.copy(message_id=job.message_id)
@@ -447,6 +532,18 @@ def run_scheduled_crawl_job(job_id: int, *_newer, **_newer_options) -> None:
 @dramatiq.actor(queue_name=SCHEDULED, priority=10, max_retries=0)
 def run_scheduled_feed_job(job_id: int, *_newer, **_newer_options) -> None:
     execute(job_id, SCHEDULED)
+
+
+# Crawls that must render pages (jobs/queues.py). New actors on new queues: a worker of the
+# release before consumes neither, so it never meets them (nor `unknown_actor`).
+@dramatiq.actor(queue_name=PRIORITY_RENDER, priority=0, max_retries=0)
+def run_render_crawl_job(job_id: int, *_newer, **_newer_options) -> None:
+    execute(job_id, PRIORITY_RENDER)
+
+
+@dramatiq.actor(queue_name=SCHEDULED_RENDER, priority=10, max_retries=0)
+def run_scheduled_render_crawl_job(job_id: int, *_newer, **_newer_options) -> None:
+    execute(job_id, SCHEDULED_RENDER)
 
 
 def _release() -> str:
@@ -500,4 +597,6 @@ _ACTORS = {
     ("feed", PRIORITY): run_feed_job,
     ("crawl", SCHEDULED): run_scheduled_crawl_job,
     ("feed", SCHEDULED): run_scheduled_feed_job,
+    ("crawl", PRIORITY_RENDER): run_render_crawl_job,
+    ("crawl", SCHEDULED_RENDER): run_scheduled_render_crawl_job,
 }

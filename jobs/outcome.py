@@ -8,9 +8,11 @@ Anything unexpected is retried: after the last attempt it is a dead letter, whic
 operator looks at it.
 
 A crawl whose listing pages need a Chromium its worker lacks (error kind NO_CHROMIUM) is
-permanent on that worker only: while a worker that has Chromium is alive on its queue it is
-handed on, up to MAX_CHROMIUM_HANDOFFS times (jobs/actors.py); those attempts are not
-retries and do not use up `job_max_attempts`.
+permanent on that worker only: while a worker that has Chromium is alive it goes to the render
+queue and waits there for one (jobs/actors.py, jobs/queues.py), or, while only workers of a
+release without render queues have Chromium, is handed on through its own queue up to
+MAX_CHROMIUM_HANDOFFS times; those attempts are not retries and do not use up
+`job_max_attempts`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ TRANSIENT = "transient"
 PERMANENT = "permanent"
 # A crawl failed only for want of Chromium on its worker (pipelines.scrapy_stages sets it).
 NO_CHROMIUM = f"{PERMANENT}:{NoChromium.__name__}"
-MAX_CHROMIUM_HANDOFFS = 5
+MAX_CHROMIUM_HANDOFFS = 5  # through its own queue, to a release without render queues
 
 # Spider problems that a later attempt may not meet: a listing page that failed at the
 # network level or answered 5xx (crawler.spider.DealerSpider.listing_failed).
@@ -89,7 +91,7 @@ def awaiting_worker(job: Job) -> bool:
     if job.state != "failed" or job.queue is None or job.attempts < 1:
         return False
     return job.cancel_requested_at is not None or classify_settled(job) == TRANSIENT \
-        or may_hand_on(job)
+        or needs_chromium(job)
 
 
 def undecided(job: Job) -> bool:
@@ -129,13 +131,15 @@ def chromium_handoffs(job: Job) -> int:
 
 
 def needs_chromium(job: Job) -> bool:
-    """Whether a job's attempt failed only for want of Chromium on its worker."""
+    """Whether a job's attempt failed only for want of Chromium on its worker, and its worker
+    has not yet decided where it goes (a crawl it does not hand on ends plain permanent)."""
     return job.state == "failed" and job.error_kind == NO_CHROMIUM
 
 
 def may_hand_on(job: Job) -> bool:
-    """Whether a failed crawl may go back on its queue for a worker that has Chromium: its
-    last attempt failed for want of it, and at most MAX_CHROMIUM_HANDOFFS attempts have."""
+    """Whether a failed crawl may go back on its own queue for a worker that has Chromium
+    (of a release without render queues): its last attempt failed for want of it, and at
+    most MAX_CHROMIUM_HANDOFFS attempts have."""
     return needs_chromium(job) and chromium_handoffs(job) <= MAX_CHROMIUM_HANDOFFS
 
 

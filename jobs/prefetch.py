@@ -8,6 +8,12 @@ ones run elsewhere. So each consumer holds no more messages than can start now:
 - scheduled: the free scheduled slots (all threads but one, see jobs/actors.py), and no more
   than the idle threads left over by priority messages already taken.
 
+A render queue (jobs/queues.py, consumed by workers that have Chromium) counts with its plain
+queue: `priority.render` with `priority`, `scheduled.render` with `scheduled` (its crawls use
+the same scheduled slots), and each of the pair may take what the pair may. So a worker that
+has Chromium and is busy holds no rendered crawl either: it waits in Redis for the first
+worker with Chromium and an idle thread.
+
 Dramatiq's Redis consumer fetches `prefetch - outstanding` messages whenever its cache is
 empty, reading `prefetch` on every fetch (its outstanding messages are the ones it handed out
 and has not acked, running or waiting, plus its cache). The middleware below counts the
@@ -27,23 +33,31 @@ import threading
 
 import dramatiq
 
-PRIORITY = "priority"
-SCHEDULED = "scheduled"
+from jobs.queues import ALL, PRIORITY, SCHEDULED, plain_queue
 
 
 def limits(threads: int, slots: int, running: dict[str, int],
            outstanding: dict[str, int]) -> dict[str, int]:
     """Each queue consumer's prefetch: the messages it holds (`outstanding`, running or
     waiting in the worker) plus the ones it may take now, given the messages each queue
-    runs (`running`)."""
-    busy = running[PRIORITY] + running[SCHEDULED]
-    idle = max(0, threads - busy)
-    waiting = {q: max(0, outstanding[q] - running[q]) for q in (PRIORITY, SCHEDULED)}
+    runs (`running`). A render queue counts with its plain queue (a queue missing from
+    both dicts: nothing)."""
+    queues = [q for q in ALL if q in running or q in outstanding]
+    ran = {q: running.get(q, 0) for q in queues}
+    held = {q: outstanding.get(q, 0) for q in queues}
+
+    def pair(values: dict[str, int], kind: str) -> int:
+        return sum(v for q, v in values.items() if plain_queue(q) == kind)
+
+    idle = max(0, threads - sum(ran.values()))
+    waiting = {q: max(0, held[q] - ran[q]) for q in queues}
     may_take = {
         PRIORITY: idle,
-        SCHEDULED: min(max(0, slots - running[SCHEDULED]), max(0, idle - waiting[PRIORITY])),
+        SCHEDULED: min(max(0, slots - pair(ran, SCHEDULED)),
+                       max(0, idle - pair(waiting, PRIORITY))),
     }
-    return {q: outstanding[q] + max(0, may_take[q] - waiting[q]) for q in (PRIORITY, SCHEDULED)}
+    return {q: held[q] + max(0, may_take[plain_queue(q)] - pair(waiting, plain_queue(q)))
+            for q in queues}
 
 
 class LivePrefetch(dramatiq.Middleware):
@@ -54,7 +68,7 @@ class LivePrefetch(dramatiq.Middleware):
         self._threads = threads  # callables: the settings are read once a worker boots
         self._slots = slots
         self._lock = threading.Lock()
-        self._running = {PRIORITY: 0, SCHEDULED: 0}
+        self._running = dict.fromkeys(ALL, 0)
         self._consumers: dict[str, object] = {}
 
     def before_worker_boot(self, broker, worker) -> None:
@@ -95,11 +109,11 @@ class LivePrefetch(dramatiq.Middleware):
 
     def _update(self) -> None:
         outstanding = {}
-        for queue in self._running:
-            thread = self._consumers.get(queue)
+        for queue, thread in self._consumers.items():
             consumer = getattr(thread, "consumer", None)
             outstanding[queue] = getattr(consumer, "outstanding_message_count", 0) or 0
-        wanted = limits(max(1, self._threads()), self._slots(), self._running, outstanding)
+        running = {q: n for q, n in self._running.items() if q in self._consumers}
+        wanted = limits(max(1, self._threads()), self._slots(), running, outstanding)
         for queue, thread in self._consumers.items():
             thread.prefetch = wanted[queue]  # a consumer made after a reconnect starts so
             consumer = getattr(thread, "consumer", None)

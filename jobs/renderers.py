@@ -5,15 +5,19 @@ A fleet may mix machines with Chromium and without. Every worker process that ha
 `<namespace>:renderer:<queue>`, to its name (host:pid), for TTL_S seconds, and refreshes it
 every EVERY_S in a thread of its own (not the reaper's: that one waits on PostgreSQL, and
 its period follows `job_reap_after_s`). Any such worker refreshing a key keeps it; when the
-last one stops, the key expires TTL_S later. A worker without Chromium that took a crawl
-needing it asks `alive(queue)` before handing the crawl on (jobs/actors.py).
+last one stops, the key expires TTL_S later. Its queues are the render queues it consumes
+(jobs/queues.py) and the plain ones: a worker of the release before, without render queues,
+reads `<namespace>:renderer:priority` to hand a crawl on through `priority`. A crawl is sent
+to a render queue only while `alive(that queue)`, so its message waits where a worker takes
+it (jobs/actors.py: the hand-off of a worker without Chromium, and every send).
 
 A worker stops advertising as soon as it is told to stop (jobs/actors.py, before its
 shutdown): from then on it takes no new message, though it may finish a running crawl for
 up to the crawl time limit. It leaves its key to expire rather than deleting it: another
-live worker may have written it last, and a key briefly outliving its worker costs at most
-a few bounded hand-offs, where a key missing while a worker with Chromium lives would fail
-a crawl it could run.
+live worker may have written it last, and a key briefly outliving its worker only sends a
+crawl to wait on a render queue (for a worker that has Chromium to start, or for the
+reaper's re-send: jobs/reaper.py), where a key missing while a worker with Chromium lives
+would fail a crawl it could run.
 """
 
 from __future__ import annotations

@@ -43,3 +43,14 @@ def spider_for(platform: str | None):
 def extractor_for(platform: str | None):
     module = platforms().get(platform or "generic")
     return getattr(module, "extract", None) if module else None
+
+
+# Platforms whose spider renders every listing page in headless Chromium: a crawl of such a
+# dealer is known to need a worker that has Chromium before it starts (jobs/actors.py sends
+# it to one). Other platforms render only a page that turns out to be built by scripts.
+RENDERING = frozenset({"javascript"})
+
+
+def renders(platform: str | None) -> bool:
+    """Whether a crawl of `platform` renders every listing page (needs Chromium)."""
+    return platform in RENDERING

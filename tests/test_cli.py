@@ -108,8 +108,9 @@ def assert_one_error_line(result: subprocess.CompletedProcess, message: str) -> 
 
 @pytest.mark.parametrize("args, code, message", [
     (["vehicles", "x", "--status", "bogus"], 2, "use active, removed or all"),
-    (["worker", "-Q", "bogus"], 2, "unknown queue 'bogus'; use priority or scheduled"),
-    (["worker", "-Q", "priority", "-Q", "nope"], 2, "use priority or scheduled"),
+    (["worker", "-Q", "bogus"], 2, "unknown queue 'bogus'; use priority, scheduled, "
+                                    "priority.render or scheduled.render"),
+    (["worker", "-Q", "priority", "-Q", "nope"], 2, "or scheduled.render"),
     (["jobs", "list", "--state", "bogus"], 2, "unknown state 'bogus'; use one of queued"),
     (["dlq", "replay"], 2, "give a dead job's id or --dealer, not both or neither"),
     (["dlq", "replay", "7", "--dealer", "x"], 2, "not both or neither"),

@@ -11,14 +11,20 @@ from crawler.cli.common import console, database, err_console
 from crawler.config import PROJECT_ROOT, reset_settings
 from crawler.db import database_url, redis_url
 
-# jobs.actors.QUEUES, named here so that checking -Q sets up no broker
-QUEUES = ("priority", "scheduled")
-
 
 def _queues(values: list[str] | None) -> list[str] | None:
-    unknown = [q for q in values or [] if q not in QUEUES]
+    from jobs import queues  # names only: checking -Q sets up no broker
+
+    unknown = [q for q in values or [] if q not in queues.ALL]
     if unknown:
-        raise typer.BadParameter(f"unknown queue {unknown[0]!r}; use priority or scheduled")
+        raise typer.BadParameter(f"unknown queue {unknown[0]!r}; use "
+                                 f"{', '.join(queues.ALL[:-1])} or {queues.ALL[-1]}")
+    rendering = [q for q in values or [] if queues.is_render(q)]
+    if rendering and not queues.consumed(values, renders=False):
+        no_browser = preflight.chromium()
+        if no_browser:  # it would take no job at all
+            raise typer.BadParameter(f"{rendering[0]} is for workers that have Chromium, and "
+                                     f"this one has none: {no_browser}")
     return values
 
 
@@ -32,7 +38,11 @@ def register(app: typer.Typer) -> None:
                                          "child processes)."),
         queues: list[str] = typer.Option(None, "--queue", "-Q", callback=_queues,  # noqa: B008
                                          help="Consume only these queues (priority, "
-                                              "scheduled); default both."),
+                                              "scheduled, priority.render, "
+                                              "scheduled.render); default priority and "
+                                              "scheduled. A worker that has Chromium also "
+                                              "takes each one's .render queue (crawls "
+                                              "that must render pages); one without, none."),
         log_file: str = typer.Option(None, "--log-file", help="Write logs here, not stderr."),
     ) -> None:
         """Run job workers: they take crawl and feed jobs off the queues until stopped
@@ -72,8 +82,11 @@ def register(app: typer.Typer) -> None:
             argv += ["--queues", *queues]
         if log_file:
             argv += ["--log-file", log_file]
+        from jobs.queues import consumed
+
+        taken = consumed(queues, renders=not no_browser)  # as each worker process decides
         console.print(f"worker: {processes} process(es) x {threads} thread(s) on "
-                      f"{', '.join(queues or ['priority', 'scheduled'])}; Ctrl-C to stop")
+                      f"{', '.join(taken)}; Ctrl-C to stop")
         raise typer.Exit(main(make_argument_parser().parse_args(argv)))
 
 

@@ -81,10 +81,12 @@ def test_only_what_a_worker_always_records_is_owed_by_a_worker_that_may_have_die
     assert outcome.owed_by_its_worker(cancelled)  # its cancelled end, whatever it lacked
 
 
-def test_a_crawl_without_chromium_is_handed_on_a_bounded_number_of_times_not_as_retries():
-    """An attempt that failed for want of Chromium on its worker (jobs/actors.py hands it to
-    a worker that has it): permanent, bounded by MAX_CHROMIUM_HANDOFFS, and not counted
-    against job_max_attempts."""
+def test_a_crawl_without_chromium_awaits_its_worker_s_hand_off_and_is_not_a_retry():
+    """An attempt that failed for want of Chromium on its worker (jobs/actors.py sends it to
+    the render queue, or hands it on through its own queue to an older release's worker
+    that has Chromium, at most MAX_CHROMIUM_HANDOFFS times): permanent, awaiting its worker
+    however often it was handed on (the render queue has no bound), and not counted against
+    job_max_attempts."""
     def failed(kinds: list[str]) -> Job:
         return _job(error_kind=kinds[-1], queue="priority", attempts=len(kinds),
                     errors=[{"attempt": i + 1, "kind": k, "error": "x"}
@@ -98,7 +100,7 @@ def test_a_crawl_without_chromium_is_handed_on_a_bounded_number_of_times_not_as_
     assert outcome.may_hand_on(last)
     past = failed([outcome.NO_CHROMIUM] * (outcome.MAX_CHROMIUM_HANDOFFS + 1))
     assert outcome.needs_chromium(past) and not outcome.may_hand_on(past)
-    assert not outcome.awaiting_worker(past)
+    assert outcome.awaiting_worker(past)  # it may still go to the render queue
     # then run where Chromium is, it failed for another reason: only that attempt counts
     later = failed([outcome.NO_CHROMIUM, outcome.NO_CHROMIUM, "crash"])
     assert not outcome.needs_chromium(later) and outcome.retries_used(later) == 1

@@ -37,6 +37,27 @@ def test_each_consumer_may_take_only_what_the_process_can_start_now():
     assert _limits(3, 2, (1, 1), (0, 0)) == (1, 1)
 
 
+def test_a_render_queue_takes_only_what_its_plain_queue_may():
+    """A worker that has Chromium consumes priority.render and scheduled.render too: each
+    counts with its plain queue, so a busy worker holds no rendered crawl (it waits in Redis
+    for the next worker with Chromium and an idle thread) and rendered scheduled crawls use
+    the same scheduled slots."""
+    from jobs.queues import PRIORITY_RENDER, SCHEDULED_RENDER
+
+    def got(running, outstanding):
+        names = (PRIORITY, SCHEDULED, PRIORITY_RENDER, SCHEDULED_RENDER)
+        found = limits(2, 1, dict(zip(names, running, strict=True)),
+                       dict(zip(names, outstanding, strict=True)))
+        return tuple(found[q] for q in names)
+
+    # idle: priority and priority.render may each take the 2 threads, scheduled its slot
+    assert got((0, 0, 0, 0), (0, 0, 0, 0)) == (2, 1, 2, 1)
+    # a rendered operator crawl and a scheduled one run: nothing more, on any queue
+    assert got((0, 1, 1, 0), (0, 1, 1, 0)) == (0, 1, 1, 0)
+    # a rendered scheduled crawl holds the only slot: no scheduled message of either kind
+    assert got((0, 0, 0, 1), (0, 0, 0, 1)) == (1, 0, 1, 1)
+
+
 integration = pytest.mark.integration
 
 

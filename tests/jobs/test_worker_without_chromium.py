@@ -1,8 +1,9 @@
 """A worker on a machine without Chromium: it starts (it may serve only plain-HTTP dealers)
-with one warning line naming FORECOURT_CHROMIUM_PATH and the fix. A JavaScript-site crawl it
-takes goes back on its queue for a worker that has Chromium when one is alive there
-(a mixed fleet); when none is, it fails once, permanently, with that fix: never retried
-into a dead letter, since every attempt would meet the same missing browser."""
+with one warning line naming FORECOURT_CHROMIUM_PATH and the fix. In a mixed fleet a crawl
+that must render pages waits on the render queue (jobs/queues.py) for a worker that has
+Chromium when one is alive there, however long it is busy; when none is, it fails once,
+permanently, with that fix: never retried into a dead letter, since every attempt would meet
+the same missing browser."""
 
 from __future__ import annotations
 
@@ -85,66 +86,90 @@ def _javascript_dealer(db, site, slug: str):
                              website_url=site("javascript") + "/inventory/")
 
 
-def _message_in_line(job) -> bool:
-    """Whether the job's current message waits in its queue (delayed or not)."""
+def _message_in(job, queue: str | None = None) -> bool:
+    """Whether the job's current message waits in `queue` (default: the job's recorded
+    queue), delayed or not."""
     from jobs.broker import get_broker
 
     broker = get_broker()  # (a hash of messages by Redis's own id per queue)
+    queue = queue or job.queue
     return any(job.message_id.encode() in m
-               for name in (f"{job.queue}.msgs", f"{job.queue}.DQ.msgs")
+               for name in (f"{queue}.msgs", f"{queue}.DQ.msgs")
                for m in broker.client.hvals(f"{broker.namespace}:{name}"))
 
 
-def _first_attempt_over(db, job_id: int):
-    """The job once its first attempt has ended and its worker has acted on it (a failure
-    that holds, or the job back in line)."""
-    def over():
-        job = jobs_db.get(db, job_id)
-        if not job.errors and job.state != "succeeded" or job.state == "running":
-            return None
-        if job.state == "failed":  # its worker may be about to act on it
-            time.sleep(1)
-            again = jobs_db.get(db, job_id)
-            return again if again.updated_at == job.updated_at else None
-        return job
-
-    return wait_for(over, timeout=90, what=f"job {job_id}'s first attempt")
-
-
-def test_a_javascript_crawl_on_a_worker_without_chromium_goes_to_a_live_worker_that_has_it(
-        db, site, job_env, tmp_path):
-    """A mixed fleet: the only idle worker has no Chromium and takes the crawl while the one
-    that has Chromium is busy. The crawl goes back on its queue (not failed), and the worker
-    with Chromium runs it to success once free."""
-    from jobs import service
+def _busy_able_worker(db, site, job_env, tmp_path):
+    """A worker that has Chromium, busy with a crawl of slow pages (two minutes: far longer
+    than the hand-offs' backoffs add up to), and an idle worker without Chromium."""
+    from jobs import renderers, service
 
     slow = site(site_copy(tmp_path, slow_routes(120), name="slow"))
     able = _spawn(["worker", "--processes", "1", "--threads", "1"], job_env,
                   tmp_path / "able.log")
-    unable = None
+    _ready(able, WORKER_READY)
+    wait_for(lambda: renderers.alive("priority"), what="the worker to advertise Chromium")
+    busy = dealers_db.create(db, slug="busy", name="Busy", website_url=slow + "/inventory/")
+    hold, _ = service.trigger(db, busy.id, "crawl", "operator")
+    wait_for(lambda: jobs_db.get(db, hold.id).state == "running",
+             what="the worker with Chromium busy")
+    unable = _spawn(["worker", "--processes", "1", "--threads", "1"],
+                    _without_chromium(job_env, tmp_path), tmp_path / "unable.log")
+    _ready(unable, WORKER_READY)
+    return able, unable, hold
+
+
+def _waiting_or_over(db, job_id: int, queue: str):
+    """The job once its message waits on `queue`, or once it has ended."""
+    from crawler.models import FINAL_STATES
+
+    def seen():
+        job = jobs_db.get(db, job_id)
+        if job.state in FINAL_STATES and job.state != "failed":
+            return job
+        if job.state == "failed":  # its worker may be about to act on it
+            time.sleep(1)
+            again = jobs_db.get(db, job_id)
+            return again if again.updated_at == job.updated_at else None
+        return job if job.state == "queued" and job.message_id and _message_in(job, queue) \
+            else None
+
+    return wait_for(seen, timeout=90, what=f"job {job_id} on {queue}, or its end")
+
+
+def test_a_crawl_that_must_render_waits_for_a_busy_worker_with_chromium_and_runs_there(
+        db, site, job_env, tmp_path):
+    """A mixed fleet whose worker with Chromium is busy with a long crawl. A crawl that
+    turns out to need the browser (its site renders its listings with scripts; its dealer's
+    platform does not say so) starts on the idle worker without Chromium, and goes to the
+    render queue: it waits there, not counted as a retry and not handed back and forth,
+    while that worker runs other work, and the worker with Chromium runs it once free. It
+    was handed on through its own queue, with backoff, and failed after 5 hand-offs ("never
+    taken by a worker that has it") although a worker with Chromium was alive."""
+    from jobs import outcome, service
+
+    plain = site(site_copy(tmp_path, {}, name="plain"))
+    able = unable = None
     try:
-        _ready(able, WORKER_READY)
-        busy = dealers_db.create(db, slug="busy", name="Busy", website_url=slow + "/inventory/")
-        hold, _ = service.trigger(db, busy.id, "crawl", "operator")
-        wait_for(lambda: jobs_db.get(db, hold.id).state == "running",
-                 what="the worker with Chromium busy")
-        unable = _spawn(["worker", "--processes", "1", "--threads", "1"],
-                        _without_chromium(job_env, tmp_path), tmp_path / "unable.log")
-        _ready(unable, WORKER_READY)
-
-        dealer = _javascript_dealer(db, site, "dusk")
+        able, unable, hold = _busy_able_worker(db, site, job_env, tmp_path)
+        dealer = dealers_db.create(db, slug="dusk", name="Dusk",
+                                   website_url=site("javascript") + "/inventory/")
         job, _ = service.trigger(db, dealer.id, "crawl", "operator")
-        first = _first_attempt_over(db, job.id)
-        assert first.state == "queued", (
-            f"{first.state}: {first.error} (a worker with Chromium was alive)")
-        assert first.errors[0]["kind"] == "permanent:NoChromium"
+        waiting = _waiting_or_over(db, job.id, "priority.render")
+        assert waiting.state == "queued", f"{waiting.state}: {waiting.error}"
+        assert [e["kind"] for e in waiting.errors] == ["permanent:NoChromium"]
 
-        # the hand-off's message is in Redis (a kill between the job's requeue and the send
-        # would leave it to the reaper's re-send, an hour later)
-        wait_for(lambda: _message_in_line(jobs_db.get(db, job.id)),
-                 what="the hand-off's message in Redis")
-        stop(unable, signal.SIGKILL)  # from now on only the worker with Chromium takes it
-        end_now(db, [hold])  # ... and it is free
+        # the worker without Chromium is free meanwhile: it runs a plain crawl to its end
+        # and leaves the waiting crawl alone
+        other = dealers_db.create(db, slug="noon", name="Noon", website_url=plain + "/inventory/")
+        ran, _ = service.trigger(db, other.id, "crawl", "operator")
+        ran = wait_final(db, ran.id, timeout=90)
+        assert ran.state == "succeeded", ran.error
+        assert f"started by {ran.worker}" in unable.log.read_text(errors="replace")
+        still = jobs_db.get(db, job.id)
+        assert still.state == "queued" and still.attempts == 1, (still.state, still.errors)
+        assert _message_in(still, "priority.render")
+
+        end_now(db, [hold])  # the worker with Chromium is free
         done = wait_final(db, job.id, timeout=120)
     finally:
         for proc in (able, unable):
@@ -152,12 +177,112 @@ def test_a_javascript_crawl_on_a_worker_without_chromium_goes_to_a_live_worker_t
                 stop(proc, signal.SIGKILL)
     able_log = able.log.read_text(errors="replace")
     unable_log = unable.log.read_text(errors="replace")
+    # rendered and read there (the generic spider finds no detail page of this site: partial)
+    assert done.state in ("succeeded", "partial"), (done.error, able_log[-3000:])
+    assert "Chromium" not in (done.error or "") and done.counters.get("valid"), done.counters
+    assert done.attempts == 2 and f"started by {done.worker}" in able_log
+    # the wait is not a retry: the job kept its whole retry budget for real failures
+    assert outcome.retries_used(done) == 1 and done.retry_at is None
+    waits = [ln for ln in unable_log.splitlines() if "needs Chromium" in ln]
+    assert len(waits) == 1 and "priority.render" in waits[0], unable_log[-3000:]
+
+
+def test_a_javascript_dealer_s_crawl_goes_straight_to_a_worker_with_chromium(
+        db, site, job_env, tmp_path):
+    """A crawl whose dealer's platform renders every listing page (javascript) is known to
+    need Chromium before it starts: while a worker that has it is alive it goes to the
+    render queue at once, so the idle worker without Chromium never starts it (it used to
+    start it, fail it for want of Chromium and hand it on)."""
+    from jobs import service
+
+    able = unable = None
+    try:
+        able, unable, hold = _busy_able_worker(db, site, job_env, tmp_path)
+        dealer = _javascript_dealer(db, site, "dawn")
+        job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+        waiting = wait_for(lambda: (j := jobs_db.get(db, job.id)).attempts and j
+                           or (_message_in(j, "priority.render") and j),
+                           what="the crawl on the render queue, or started")
+        assert waiting.attempts == 0 and waiting.state == "queued", (waiting.state,
+                                                                   waiting.error)
+        end_now(db, [hold])
+        done = wait_final(db, job.id, timeout=120)
+    finally:
+        for proc in (able, unable):
+            if proc is not None:
+                stop(proc, signal.SIGKILL)
+    able_log = able.log.read_text(errors="replace")
     assert done.state == "succeeded", (done.error, able_log[-3000:])
-    assert f"started by {done.worker}" in able_log  # its last attempt: the able worker's
-    handed = [ln for ln in unable_log.splitlines() if "handed on" in ln]
-    assert handed and "needs Chromium" in handed[0], unable_log[-3000:]
-    # bounces are not retries: the job kept its whole retry budget for real failures
-    assert done.retry_at is None
+    assert done.attempts == 1 and not done.errors
+    assert f"started by {done.worker}" in able_log
+    assert "needs Chromium" not in unable.log.read_text(errors="replace")
+
+
+def _failed_for_want_of_chromium(db, slug: str = "dusk"):
+    """A queued crawl whose first attempt failed for want of Chromium (as its worker left
+    it, before acting on it)."""
+    from jobs import outcome
+
+    dealer = dealers_db.create(db, slug=slug, name=slug.title(),
+                               website_url="http://127.0.0.1:9/inventory/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    jobs_db.set_message(db, job.id, "priority", "message-1")
+    assert jobs_db.claim(db, job.id, "unable:1:T", 60, "message-1") is not None
+    return jobs_db.finish(db, job.id, "failed", counters={}, error_kind=outcome.NO_CHROMIUM,
+                          error=f"listing page http://127.0.0.1:9/inventory/ failed: no "
+                                f"Chromium for JavaScript sites ({FIX})")
+
+
+def _advertise(queue: str) -> None:
+    """Say in Redis, as a live worker that has Chromium does, that one takes `queue`."""
+    from jobs import renderers
+
+    renderers._client().set(renderers.key(queue), "able:1", ex=renderers.TTL_S)
+
+
+def test_a_crawl_waiting_for_chromium_is_re_sent_where_a_worker_with_chromium_takes_it(
+        db, no_live_renderer):
+    """The hand-off puts the crawl's message on the render queue at once (no backoff: it
+    waits in line there), and the reaper's re-send of a lost message puts it there again
+    under the same id while a worker with Chromium takes that queue; with none left it goes
+    back on its own queue, where a worker without Chromium fails it in one line and one
+    that has it (of any release) runs it."""
+    from jobs import actors, outcome
+
+    failed = _failed_for_want_of_chromium(db)
+    _advertise("priority.render")
+    actors.after_failure(db, failed, outcome.classify_settled(failed))
+    waiting = jobs_db.get(db, failed.id)
+    assert waiting.state == "queued" and waiting.queue == "priority"
+    assert _message_in(waiting, "priority.render") and not _message_in(waiting, "priority")
+    actors.send(db, waiting, same_id=True)  # the reaper's re-send
+    again = jobs_db.get(db, waiting.id)
+    assert again.message_id == waiting.message_id and _message_in(again, "priority.render")
+
+    from jobs import renderers
+
+    renderers._client().delete(renderers.key("priority.render"))
+    actors.send(db, again, same_id=True)
+    assert _message_in(jobs_db.get(db, again.id), "priority")
+
+
+def test_a_crawl_needing_chromium_is_handed_on_the_old_way_to_an_older_release_s_worker(
+        db, no_live_renderer, caplog):
+    """A rolling deploy: the only live worker with Chromium is of the release before, which
+    takes `priority` but knows no render queue. The crawl is handed on through its own
+    queue, with backoff, a bounded number of times, as that release did."""
+    import logging
+
+    from jobs import actors, outcome
+
+    failed = _failed_for_want_of_chromium(db)
+    _advertise("priority")
+    with caplog.at_level(logging.INFO, logger="forecourt.jobs"):
+        actors.after_failure(db, failed, outcome.classify_settled(failed))
+    handed = jobs_db.get(db, failed.id)
+    assert handed.state == "queued" and handed.retry_at is not None
+    assert _message_in(handed, "priority") and not _message_in(handed, "priority.render")
+    assert [r for r in caplog.records if "handed on (1 of 5)" in r.getMessage()]
 
 
 def test_a_javascript_crawl_fails_permanently_when_no_live_worker_with_chromium_takes_its_queue(
@@ -184,6 +309,38 @@ def test_a_javascript_crawl_fails_permanently_when_no_live_worker_with_chromium_
     assert done.state == "failed" and done.attempts == 1 and done.retry_at is None
     assert "Chromium for JavaScript sites at" in done.error and FIX in done.error
     assert len([ln for ln in log.splitlines() if NONE_ALIVE in ln]) == 1, log[-3000:]
+
+
+def test_a_worker_consumes_the_render_queues_only_if_it_has_chromium():
+    """jobs/queues.py: a worker that has Chromium takes each of its queues' render queue
+    too; one without takes none, named or not; and which dealers' crawls are known to
+    need it before they start."""
+    from jobs.queues import consumed
+    from spiders import registry
+
+    assert consumed(None, renders=True) == ["priority", "scheduled", "priority.render",
+                                            "scheduled.render"]
+    assert consumed(None, renders=False) == ["priority", "scheduled"]
+    assert consumed(["scheduled"], renders=True) == ["scheduled", "scheduled.render"]
+    assert consumed(["priority", "priority.render"], renders=False) == ["priority"]
+    assert consumed(["priority.render"], renders=False) == []
+    assert registry.renders("javascript") and not registry.renders("generic")
+    assert registry.RENDERING <= set(registry.platforms())
+
+
+def test_a_worker_without_chromium_on_render_queues_only_is_refused_in_one_line(job_env):
+    """It would take no job at all: refused at once, with the fix."""
+    import subprocess
+
+    from tests.jobs.conftest import FORECOURT
+
+    result = subprocess.run([FORECOURT, "worker", "-Q", "priority.render"],
+                            env={**job_env, "FORECOURT_CHROMIUM_PATH": "/nonexistent/chromium"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "priority.render is for workers that have Chromium" in lines[0]
+    assert FIX in lines[0]
 
 
 def test_a_chromium_path_that_is_not_executable_is_warned_about(tmp_path, monkeypatch):
