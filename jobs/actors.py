@@ -409,8 +409,8 @@ def _hand_on(conn, job: Job) -> Job:
     renderer = renderers.alive(render)
     if renderer is not None:
         queued = jobs_db.requeue(conn, job.id, 0)
-        if queued is None:
-            return job
+        if queued is None:  # moved on, or the dealership has a newer active job
+            return jobs_db.supersede(conn, job.id, job.error_kind or "") or job
         send(conn, queued, to=render)
         log.warning("job %s needs Chromium, which this worker lacks: it waits on queue %s "
                     "for a worker that has it (%s is alive)", job.id, render, renderer)
@@ -431,7 +431,7 @@ def _hand_on(conn, job: Job) -> Job:
     delay = outcome.backoff_s(handoffs, settings.job_min_backoff_s, settings.job_max_backoff_s)
     queued = jobs_db.requeue(conn, job.id, delay)
     if queued is None:
-        return job
+        return jobs_db.supersede(conn, job.id, job.error_kind or "") or job
     send(conn, queued, delay_s=delay, to=queue)
     log.warning("job %s needs Chromium, which this worker lacks: handed on (%d of %d) to "
                 "queue %s in %.1f s for a worker that has it (%s is alive; of a release "

@@ -453,10 +453,11 @@ def test_ingest_of_an_empty_feed_shows_0_rows_as_its_summary_does(db, tmp_path):
 
 
 def test_worker_queue_names_are_the_actors_queues():
-    from crawler.cli.worker import QUEUES
-    from jobs.actors import QUEUES as ACTOR_QUEUES
+    """Every queue `forecourt worker --queue` accepts (jobs.queues) has an actor on it."""
+    from jobs import actors, queues
 
-    assert QUEUES == ACTOR_QUEUES
+    declared = {actor.queue_name for actor in actors._ACTORS.values()}
+    assert set(queues.ALL) == declared, (queues.ALL, declared)
 
 
 def test_following_a_queued_job_does_not_end_at_a_failure_its_worker_retries(db, monkeypatch):
