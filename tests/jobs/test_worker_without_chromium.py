@@ -41,7 +41,9 @@ def no_live_renderer(forecourt_env):
 
     client = redis.Redis.from_url(redis_url())
     namespace = get_settings().redis_namespace
-    client.delete(*(f"{namespace}:renderer:{q}" for q in ("priority", "scheduled")))
+    from jobs import queues
+
+    client.delete(*(f"{namespace}:renderer:{q}" for q in queues.ALL))  # render queues too
     client.close()
 
 
