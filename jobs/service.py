@@ -14,7 +14,7 @@ import psycopg
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import schedules as schedules_db
-from crawler.errors import ForecourtError, InvalidInput, Transient
+from crawler.errors import ForecourtError, InvalidInput, NotFound, Transient
 from crawler.models import FINAL_STATES, Job
 from jobs import outcome
 
@@ -186,6 +186,30 @@ def dead_letters(conn: psycopg.Connection, dealership_id: int | None = None,
                  limit: int = 200) -> list[Job]:
     """Dead jobs not yet replayed or purged, newest first; each keeps `errors`, its history."""
     return jobs_db.dead_letters(conn, dealership_id, limit)
+
+
+def dead_letter(conn: psycopg.Connection, job_id: int) -> Job:
+    """One dead letter (a dead job, replayed or not), to inspect. A job in any other state
+    is refused (InvalidInput naming the command that shows it; for a replay's new job, the
+    dead letter it replays too)."""
+    job = jobs_db.get(conn, job_id)
+    if job.state == "dead":
+        return job
+    message = f"job {job_id} is {job.state}, not a dead letter"
+    hint = f"see `forecourt jobs show {job_id}`; `forecourt dlq list` lists dead letters"
+    replay_of = (job.params or {}).get("replay_of")
+    if isinstance(replay_of, int):
+        try:
+            original = jobs_db.get(conn, replay_of)
+        except NotFound:  # pruned
+            original = None
+        if original is not None:
+            shows = "dlq" if original.state == "dead" else "jobs"
+            noun = "dead letter" if original.state == "dead" else "job"
+            message += f": it replays {noun} {replay_of}"
+            hint = (f"see `forecourt jobs show {job_id}`, "
+                    f"`forecourt {shows} show {replay_of}`")
+    raise InvalidInput(message, hint=hint)
 
 
 def replay_dead(conn: psycopg.Connection, dealership_id: int) -> list[Job]:

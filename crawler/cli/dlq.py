@@ -29,15 +29,12 @@ def register(app: typer.Typer) -> None:
 
     @group.command("show")
     def show(job_id: int = typer.Argument(..., help="The dead job's id.")) -> None:
-        """Inspect a dead letter: its params and every attempt's error."""
+        """Inspect a dead letter: its params and every attempt's error. Another job is
+        refused (`forecourt jobs show` shows any job)."""
         from jobs import service
 
         with database() as conn:
-            job = service.get(conn, job_id)
-            console.print(job_detail(conn, job))
-        if job.state != "dead":  # shown all the same: the id may be a replay's new job
-            console.print(f"job {job.id} is {job.state}, not a dead letter "
-                          "(`forecourt dlq list` lists them)", markup=False)
+            console.print(job_detail(conn, service.dead_letter(conn, job_id)))
 
     @group.command("replay")
     def replay(ctx: typer.Context,

@@ -290,16 +290,27 @@ def test_dlq_replay_cli_refuses_in_one_line_and_keeps_the_dead_letter(world):
     assert f"already replayed as job {replayed_as}" in out.stderr
 
 
-def test_dlq_show_says_when_a_job_is_not_a_dead_letter(world):
+def test_dlq_show_refuses_a_job_that_is_not_a_dead_letter_in_one_line(world):
+    """`dlq show` of a succeeded job printed the whole job, then a note, and exited 0: a
+    refusal is one error line naming the command that shows the job, exit 1, no table."""
     db = world["db"]
     dead = add_job(db, world["acme"].id, state="dead", error="site gone")
     done = add_job(db, world["acme"].id, state="succeeded")
     shown = _dlq("show", str(dead))
     assert shown.returncode == 0 and "site gone" in shown.stdout
-    assert "not a dead letter" not in shown.stdout
+    assert "not a dead letter" not in shown.stdout + shown.stderr
     other = _dlq("show", str(done))
-    assert other.returncode == 0
-    assert f"job {done} is succeeded, not a dead letter" in other.stdout, other.stdout
+    assert other.returncode == 1, other.stdout + other.stderr
+    assert other.stdout == "", "no table for a refusal"
+    assert other.stderr.strip().splitlines() == [
+        f"error: job {done} is succeeded, not a dead letter "
+        f"(see `forecourt jobs show {done}`; `forecourt dlq list` lists dead letters)"]
+    replay = add_job(db, world["acme"].id, state="queued", params={"replay_of": dead})
+    new = _dlq("show", str(replay))
+    assert new.returncode == 1 and new.stdout == "", new.stdout + new.stderr
+    assert new.stderr.strip().splitlines() == [
+        f"error: job {replay} is queued, not a dead letter: it replays dead letter {dead} "
+        f"(see `forecourt jobs show {replay}`, `forecourt dlq show {dead}`)"]
 
 
 def test_dealer_tokens_do_not_see_other_dealerships_figures_in_reports(api, world):
