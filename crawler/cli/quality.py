@@ -12,15 +12,18 @@ from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import quality as quality_db
 from crawler.errors import InvalidInput, NotFound
-from crawler.models import Job
+from crawler.models import FINAL_STATES, Job
 from quality.score import RULES_VERSION
 
 _VERDICT = {"healthy": "green", "degraded": "yellow", "failed": "red"}
 
 
 def _finished_job(conn, dealer_id: int, job_id: int | None, command: str = "quality") -> Job:
-    """The dealer's job `job_id`, else its latest finished run; another dealer's job is
-    refused naming that dealer and the `forecourt <command>` that shows it (as `rejects`)."""
+    """The dealer's job `job_id`, else its latest finished run (a job that started and
+    ended); another dealer's job is refused naming that dealer and the `forecourt <command>`
+    that shows it (as `rejects`). A latest run with no report (it failed before a verdict:
+    the site or feed unreachable) is refused too, naming the latest run that has one: an
+    older report is never passed off as the latest."""
     if job_id is not None:
         job = jobs_db.get(conn, job_id)
         if job.dealership_id != dealer_id:
@@ -29,11 +32,26 @@ def _finished_job(conn, dealer_id: int, job_id: int | None, command: str = "qual
             raise InvalidInput(f"job {job_id} belongs to dealership {other}, not {mine}",
                                hint=f"see `forecourt {command} {other} --job {job_id}`")
         return job
-    for job in jobs_db.list_for(conn, dealer_id, limit=20):
-        if job.report is not None or job.verdict is not None:
-            return job
-    raise NotFound("this dealership has no finished run yet",
-                   hint="run `forecourt crawl <dealer>` or ingest its feed first")
+    runs = [j for j in jobs_db.list_for(conn, dealer_id, limit=50)
+            if j.state in FINAL_STATES and j.started_at is not None]
+    if not runs:
+        raise NotFound("this dealership has no finished run yet",
+                       hint="run `forecourt crawl <dealer>` or ingest its feed first")
+    latest = runs[0]
+    if _reported(latest):
+        return latest
+    slug = dealers_db.get_by_id(conn, dealer_id).slug
+    hint = f"see `forecourt jobs show {latest.id}` for why"
+    earlier = next((j for j in runs if _reported(j)), None)
+    if earlier is not None:
+        hint += (f"; job {earlier.id} is the latest with one: "
+                 f"`forecourt {command} {slug} --job {earlier.id}`")
+    raise InvalidInput(f"job {latest.id} ({latest.kind}, {latest.state}), {slug}'s latest "
+                       "finished run, has no quality report", hint=hint)
+
+
+def _reported(job: Job) -> bool:
+    return job.report is not None or job.verdict is not None
 
 
 def _report(slug: str, job_id: int | None, worst: int) -> None:
@@ -171,7 +189,8 @@ def register(app: typer.Typer) -> None:
                                      "accept a dealer's run as the gate's new baseline."),
         slug: str | None = typer.Argument(None, help="accept: the dealership's slug."),
         job: int | None = typer.Option(None, "--job", help="Report on this job (default: "
-                                       "the dealer's latest finished run)."),
+                                       "the dealer's latest finished run; when it has no "
+                                       "report, the error names the latest run with one)."),
         worst: int = typer.Option(10, "--worst", min=0, max=1000,
                                   help="How many of the worst vehicles to list."),
         dealer: str | None = typer.Option(None, "--dealer", help="rescore: only this "

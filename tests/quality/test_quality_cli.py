@@ -55,6 +55,36 @@ def test_quality_report_shows_verdict_reasons_coverage_and_worst(db, capsys):
     assert "healthy" in capsys.readouterr().out
 
 
+def test_quality_of_a_dealer_whose_latest_run_has_no_report_says_so_and_names_one(
+        db, capsys):
+    """`quality <slug>` promises the latest finished run, but showed the newest run with a
+    report: after a healthy run, a feed whose host refused the connection (failed, no
+    verdict) left the earlier run's report shown as if it were the latest."""
+    dealer = dealers_db.create(db, slug="honda-town", name="Honda Town",
+                               website_url="https://honda.test/")
+    baseline(db, dealer.id)
+    healthy = db.execute("SELECT max(id) AS id FROM jobs").fetchone()["id"]
+    capsys.readouterr()
+    # 127.0.0.1 is allowed in tests; nothing listens on port 9: the connection is refused
+    assert main(["ingest", "honda-town", "http://127.0.0.1:9/feed.csv"]) == 1
+    failed = db.execute("SELECT id, state, verdict, report FROM jobs WHERE id > %s",
+                        (healthy,)).fetchone()
+    assert (failed["state"], failed["verdict"], failed["report"]) == ("failed", None, None)
+    capsys.readouterr()
+    for args, command in ((["quality", "honda-town"], "quality"),
+                          (["quality", "accept", "honda-town"], "quality accept")):
+        assert main(args) == 1
+        out, err = capsys.readouterr()
+        assert out == "", "no earlier run's report passed off as the latest"
+        assert err.strip().splitlines() == [
+            f"error: job {failed['id']} (feed, failed), honda-town's latest finished run, "
+            f"has no quality report (see `forecourt jobs show {failed['id']}` for why; "
+            f"job {healthy} is the latest with one: `forecourt {command} honda-town "
+            f"--job {healthy}`)"]
+    assert main(["quality", "honda-town", "--job", str(healthy)]) == 0
+    assert f"job {healthy}" in capsys.readouterr().out
+
+
 def test_quality_rescore_prints_a_summary(db, capsys):
     dealer = dealers_db.create(db, slug="honda-town", name="Honda Town",
                                website_url="https://honda.test/")
