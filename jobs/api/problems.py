@@ -96,7 +96,22 @@ async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
 _HTTP_KINDS = {413: "too-large"}
 
 
+# FastAPI answers 400 "There was an error parsing the body" when json.loads raises anything
+# but a JSONDecodeError: these bodies are malformed JSON all the same, answered 422 as one is.
+_UNPARSED = {UnicodeDecodeError: "the body is not UTF-8",
+             RecursionError: "the body nests too deeply"}
+
+
+def _unparsed(exc: StarletteHTTPException) -> str | None:
+    if exc.status_code != 400:
+        return None
+    return next((why for cls, why in _UNPARSED.items() if isinstance(exc.__cause__, cls)), None)
+
+
 async def _http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if why := _unparsed(exc):
+        return await _validation(request, RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {why}"}]))
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.url.path}"
