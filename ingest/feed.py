@@ -40,6 +40,7 @@ from crawler.db import jobs as jobs_db
 from crawler.db import rejects as rejects_db
 from crawler.db import vehicles as vehicles_db
 from crawler.errors import ForecourtError, Permanent, describe
+from crawler.logging import redact
 from crawler.models import Job, Reject
 from ingest import mapping as mapping_mod
 from ingest import readers, workers
@@ -407,6 +408,12 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
         return jobs_db.get(conn, job_id)
     ok = report["state"] == "succeeded"
     if fetched is not None:
+        # the feed is its URL (credentials hidden, as everywhere it is shown), not the name
+        # it was downloaded to; a file inside it (a zip's member) is still named
+        feed = report.get("feed") or {}
+        if feed.get("file") == fetched.path.name:
+            del feed["file"]
+        report["feed"] = {"url": redact(source), **feed}
         report["fetch"] = {"status": fetched.status, "attempts": fetched.attempts,
                            "bytes": fetched.body_bytes}
         if force:

@@ -521,9 +521,17 @@ def test_a_downloaded_feed_is_named_by_its_url_in_errors_and_the_summary(db, sit
     bad = run("ingest", "harbor", base + "/stock.zip")
     assert bad.returncode == 1
     assert "stock.zip is a corrupt zip archive" in re.sub(r"[\s│]+", " ", bad.stdout)
-    good = run("ingest", "harbor", base + "/stock%20list.csv")
+    # the summary's feed row named the download ("file stock_list.csv") as if a file had
+    # been given: it names the URL, its credentials hidden as `jobs show` hides them
+    secret = base.replace("http://", "http://feeds:hunter2@") + "/stock%20list.csv?token=s3"
+    good = run("ingest", "harbor", secret)
     assert good.returncode == 0, good.stdout[-2000:]
-    assert "file stock_list.csv, format csv" in good.stdout
+    feed = re.sub(r"\s*│\s*", " ", next(line for line in good.stdout.splitlines()
+                                        if line.startswith("│ feed")))
+    assert feed.startswith(" feed url " + base.replace("http://", "http://feeds:***@")
+                           + "/stock%20list.csv?token=***, format csv"), feed
+    assert "hunter2" not in good.stdout and "s3" not in good.stdout.replace("/s3", "")
+    assert "file stock_list.csv" not in good.stdout
     assert not list((get_settings().data_dir / "feeds").glob("feed-*"))  # nothing left
     from ingest.fetch import _file_name
 
