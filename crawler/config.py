@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     job_reap_after_s: float = Field(default=60.0, gt=0)
     # A queued job whose message seems lost is sent again after this long.
     job_resend_after_s: float = Field(default=3600.0, gt=0)
+    # A crawl waiting on a render queue that no worker with Chromium has advertised for this
+    # long (jobs/renderers.py; a worker's advertisement lasts 15 s, so no less) is sent back
+    # to its own queue by the reaper, where a worker without Chromium fails it in one line.
+    # Longer than a restart of the workers with Chromium takes, so that a restart fails none.
+    job_renderer_gone_after_s: float = Field(default=120.0, ge=15)
     # Attempts before a transiently failing job is dead; exponential backoff with jitter.
     job_max_attempts: int = Field(default=4, ge=1)
     job_min_backoff_s: float = Field(default=5.0, ge=0)

@@ -212,6 +212,8 @@ class Job(BaseModel):
     message_sent_at: datetime | None = None
     # Job queue (migration 0003): queue name, pending retry, cancel request, replay link.
     queue: str | None = None
+    # The current message's id while it waits on the render queue beside `queue` (0016).
+    render_message_id: str | None = None
     retry_at: datetime | None = None
     cancel_requested_at: datetime | None = None
     replayed_as: int | None = None

@@ -498,10 +498,27 @@ def send(conn, job: Job, delay_s: float = 0.0, same_id: bool = False,
     message = actor.message_with_options(args=(job.id,), forecourt_release=RELEASE)
     if same_id and job.message_id and job.queue == queue:
         message = message.copy(message_id=job.message_id)
-    jobs_db.set_message(conn, job.id, queue, message.message_id)
+    jobs_db.set_message(conn, job.id, queue, message.message_id, queues.is_render(target))
     actor.broker.enqueue(message, delay=int(delay_s * 1000) if delay_s > 0 else None)
     jobs_db.mark_sent(conn, job.id, message.message_id)  # a crash before: the reaper sends it
     return message.message_id
+
+
+def leave_render_queue(conn, job: Job, delay_s: float = 0.0) -> Job | None:
+    """Send a crawl waiting on a render queue (its message went there: render_message_id)
+    back to its own queue, under the same message id, once no worker with Chromium has
+    taken that render queue for `job_renderer_gone_after_s` (the reaper's call): there a
+    worker without Chromium fails it in one line, as with none alive when it was sent, and
+    one that has Chromium (of any release) runs it; so does one that comes back to the
+    render queue, taking the copy left there (whichever copy comes first claims the job).
+    The database decides who sends it: None when another reaper did, or it moved on. A
+    Redis error undoes it (the job waits there for a later pass)."""
+    with conn.transaction():
+        moved = jobs_db.leave_render_queue(conn, job.id, job.message_id or "")
+        if moved is None:
+            return None
+        send(conn, moved, delay_s=delay_s, same_id=True, to=queue_for(moved))
+    return moved
 
 
 # Messages across releases. Old and new workers share the queues during a rolling deploy,

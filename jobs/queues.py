@@ -9,14 +9,17 @@ every listing page, or an attempt of it already failed for want of Chromium) is 
 render queue of its own queue while a live worker that has Chromium takes it
 (jobs/renderers.py), and waits there, in line, until one has an idle thread: a worker without
 Chromium never sees it again, so nothing is handed back and forth and nothing is counted.
+When none has taken that render queue for `job_renderer_gone_after_s` (the last one stopped
+or died), the reaper sends it back to its own queue (jobs/reaper.py).
 
 Two render queues, not one: the reasons the plain queues are two hold for rendered crawls as
 well. Each queue has its own consumer, so a backlog of scheduled JavaScript crawls never hides
 an operator's, and a worker's scheduled slots (all its threads but one) are kept by what its
 scheduled consumers prefetch (jobs/prefetch.py), which needs scheduled work on queues of its
-own. A job's record keeps its plain queue (`jobs.queue`): the render queue is where its
-message goes, decided at each send from the record and from who is alive, so a release before
-this one (which knows no render queue) still re-sends and runs every job it finds.
+own. A job's record keeps its plain queue (`jobs.queue`), and the id of a message that went
+to the render queue (`jobs.render_message_id`): the render queue is where its message goes,
+decided at each send from the record and from who is alive, so a release before this one
+(which knows no render queue) still re-sends and runs every job it finds.
 """
 
 from __future__ import annotations

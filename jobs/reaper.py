@@ -18,6 +18,16 @@ without persistence): once the failure is `job_reap_after_s` old (a live worker 
 a heartbeat or two, a redelivery within the broker heartbeat), through the same function
 as the redelivery (jobs.actors.retry_left_failed), which lets the database decide who acts.
 
+A crawl waiting on a render queue (jobs/queues.py) for a worker with Chromium waits there
+as long as one is alive, however busy. When the last one stopped or died, it waited on until
+the re-send of lost messages, an hour later, before it failed. It is sent back to its own
+queue (jobs.actors.leave_render_queue) once no worker with Chromium has taken that render
+queue for `job_renderer_gone_after_s` (jobs/renderers.py: `gone`, one Redis key per render
+queue, not a scan of its messages), where a worker without Chromium fails it in one line;
+long enough that a restart of the workers with Chromium fails none. The job records which
+message went to a render queue (`render_message_id`), so only those are read, among the
+queued jobs, and only one reaper sends each back.
+
 It also prunes finished jobs past their retention (jobs/retention.py), now and then.
 
 Runs in the scheduler's leader on each tick and in every worker process (a thread), so
@@ -40,7 +50,7 @@ from crawler.db import connect
 from crawler.db import jobs as jobs_db
 from crawler.db import schedules as schedules_db
 from crawler.db import vehicles as vehicles_db
-from jobs import outcome, retention
+from jobs import outcome, queues, renderers, retention
 
 log = logging.getLogger("forecourt.reaper")
 
@@ -54,14 +64,15 @@ _DONE = {"queued": "requeued", "dead": "dead", "cancelled": "cancelled"}  # reap
 
 
 def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
-    """One pass. Returns the ids it requeued, buried, re-sent and cancelled, the jobs whose
-    leftover seen sets it dropped ("forgotten"), and the old finished jobs it deleted
-    ("pruned", see jobs/retention.py)."""
+    """One pass. Returns the ids it requeued, buried, re-sent and cancelled, the crawls it
+    sent back from a render queue whose workers with Chromium are gone ("unrendered"), the
+    jobs whose leftover seen sets it dropped ("forgotten"), and the old finished jobs it
+    deleted ("pruned", see jobs/retention.py)."""
     from jobs import actors
 
     settings = get_settings()
     done: dict[str, list[int]] = {"requeued": [], "dead": [], "resent": [], "cancelled": [],
-                                  "forgotten": []}
+                                  "unrendered": [], "forgotten": []}
     for stale in jobs_db.stale_running(conn, settings.job_reap_after_s):
         job = jobs_db.abandon(conn, stale.id, settings.job_reap_after_s)
         if job is None:
@@ -90,19 +101,51 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
             if jobs_db.cancel_ended(conn, lost.id) is not None:
                 done["cancelled"].append(lost.id)
             continue
-        wait = 0.0 if lost.retry_at is None else (
-            lost.retry_at - schedules_db.server_now(conn)).total_seconds()
         try:  # the original, if waiting, stays valid; a retry keeps what is left of its delay
-            actors.send(conn, lost, delay_s=max(0.0, wait), same_id=True)
+            actors.send(conn, lost, delay_s=_delay_left(conn, lost), same_id=True)
         except RedisError as exc:  # Redis away: re-sent on a later pass, once it is back
             _redis_away(f"re-send lost job {lost.id}", exc)
             break
         done["resent"].append(lost.id)
+    try:
+        done["unrendered"] = _leave_render_queues(conn, settings.job_renderer_gone_after_s)
+    except RedisError as exc:  # undone: they wait there for a later pass
+        _redis_away("send crawls back from render queues", exc)
     # a job that ended without settling its run (killed, buried) left its seen set behind
     done["forgotten"] = vehicles_db.forget_seen_of_ended(conn, settings.job_reap_after_s)
     pruned = retention.due_prune(conn)  # old finished jobs (every PRUNE_EVERY_S at most)
     done["pruned"] = pruned["ids"] if pruned else []
     return done
+
+
+def _delay_left(conn: psycopg.Connection, job) -> float:
+    """What is left of a queued job's retry delay (0 when it is due)."""
+    if job.retry_at is None:
+        return 0.0
+    return max(0.0, (job.retry_at - schedules_db.server_now(conn)).total_seconds())
+
+
+def _leave_render_queues(conn: psycopg.Connection, gone_after_s: float) -> list[int]:
+    """Send back to their own queue the crawls waiting on a render queue that no worker with
+    Chromium has taken for `gone_after_s` (see the module's docstring); their ids."""
+    from jobs import actors
+
+    moved: list[int] = []
+    for render in (queues.PRIORITY_RENDER, queues.SCHEDULED_RENDER):
+        if not renderers.gone(render):
+            continue
+        queue = queues.plain_queue(render)
+        for waiting in jobs_db.waiting_on_render(conn, queue):
+            job = actors.leave_render_queue(conn, waiting, _delay_left(conn, waiting))
+            if job is None:  # another reaper did, or it moved on
+                continue
+            moved.append(job.id)
+            with fc_logging.bind(job_id=job.id, dealership_id=job.dealership_id):
+                log.warning("job %s waited on queue %s, where no worker with Chromium has "
+                            "taken it for %.0f s: sent back to queue %s (a worker without "
+                            "Chromium fails it there, one with Chromium runs it)", job.id,
+                            render, gone_after_s, queue)
+    return moved
 
 
 def _redis_away(what: str, exc: RedisError) -> None:

@@ -11,12 +11,18 @@ reads `<namespace>:renderer:priority` to hand a crawl on through `priority`. A c
 to a render queue only while `alive(that queue)`, so its message waits where a worker takes
 it (jobs/actors.py: the hand-off of a worker without Chromium, and every send).
 
+Beside each, `<namespace>:renderer-seen:<queue>` says that one did within the last
+`job_renderer_gone_after_s` (it lasts that long). A crawl already waiting on a render queue
+whose workers with Chromium all stopped (or died) is sent back to its own queue by the
+reaper once that key is gone too (`gone`; jobs/reaper.py), not when the first one expires:
+a restarting worker with Chromium is back well within it.
+
 A worker stops advertising as soon as it is told to stop (jobs/actors.py, before its
 shutdown): from then on it takes no new message, though it may finish a running crawl for
 up to the crawl time limit. It leaves its key to expire rather than deleting it: another
 live worker may have written it last, and a key briefly outliving its worker only sends a
 crawl to wait on a render queue (for a worker that has Chromium to start, or for the
-reaper's re-send: jobs/reaper.py), where a key missing while a worker with Chromium lives
+reaper to send it back: jobs/reaper.py), where a key missing while a worker with Chromium lives
 would fail a crawl it could run.
 """
 
@@ -58,11 +64,17 @@ def advertise(queues: Iterable[str]) -> bool:
     if browser.find_chromium() is None:
         return False
     me = f"{socket.gethostname()}:{os.getpid()}"
+    seen_s = max(TTL_S, int(get_settings().job_renderer_gone_after_s + 0.999))
     with _client().pipeline(transaction=False) as pipe:
         for queue in queues:
             pipe.set(key(queue), me, ex=TTL_S)
+            pipe.set(seen_key(queue), me, ex=seen_s)
         pipe.execute()
     return True
+
+
+def seen_key(queue: str) -> str:
+    return f"{get_settings().redis_namespace}:renderer-seen:{queue}"
 
 
 def alive(queue: str) -> str | None:
@@ -74,6 +86,12 @@ def alive(queue: str) -> str | None:
         log.warning("could not ask Redis for a worker that has Chromium: %s", exc)
         return None
     return found.decode() if isinstance(found, bytes) else found
+
+
+def gone(queue: str) -> bool:
+    """Whether no worker that has Chromium has advertised `queue` for
+    `job_renderer_gone_after_s` (RedisError when Redis cannot say)."""
+    return not _client().exists(seen_key(queue))
 
 
 _stopping = threading.Event()

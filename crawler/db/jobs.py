@@ -245,21 +245,55 @@ def settle_abandoned(conn: psycopg.Connection, stale_after_s: int,
 
 # --- the job queue (issue 5): claiming, heartbeats, retries, cancellation, dead letters ---
 
-def set_message(conn: psycopg.Connection, job_id: int, queue: str, message_id: str) -> None:
+def set_message(conn: psycopg.Connection, job_id: int, queue: str, message_id: str,
+                render: bool = False) -> None:
     """Record which queue message carries the job (the record stays the truth), before it
     is sent: not sent yet (message_sent_at NULL) until `mark_sent`, so a crash in between
-    leaves a job the reaper sees unsent (stale_queued). A re-send of the same message
-    leaves the record's updated_at (its version and ETag) as it was: nothing an API client
-    sees changed."""
+    leaves a job the reaper sees unsent (stale_queued). `queue` is the job's own queue;
+    `render`: the message goes to the render queue beside it (render_message_id). A re-send
+    of the same message to the same queue leaves the record's updated_at (its version and
+    ETag) as it was: nothing an API client sees changed."""
     conn.execute(
         """
         UPDATE jobs SET queue = %(q)s, message_id = %(m)s, message_sent_at = NULL,
+               render_message_id = %(r)s,
                updated_at = CASE WHEN queue IS DISTINCT FROM %(q)s
                                    OR message_id IS DISTINCT FROM %(m)s
+                                   OR render_message_id IS DISTINCT FROM %(r)s
                                  THEN now() ELSE updated_at END
          WHERE id = %(id)s
         """,
-        {"q": queue, "m": message_id, "id": job_id})
+        {"q": queue, "m": message_id, "r": message_id if render else None, "id": job_id})
+
+
+def waiting_on_render(conn: psycopg.Connection, queue: str, limit: int = 500) -> list[Job]:
+    """Queued jobs of `queue` whose current message waits on the render queue beside it
+    (set_message). Among queued jobs only (the partial index jobs_state)."""
+    rows = conn.execute(
+        """
+        SELECT * FROM jobs
+         WHERE state = 'queued' AND queue = %s AND render_message_id = message_id
+         ORDER BY id LIMIT %s
+        """,
+        (queue, limit),
+    ).fetchall()
+    return [Job.model_validate(r) for r in rows]
+
+
+def leave_render_queue(conn: psycopg.Connection, job_id: int, message_id: str) -> Job | None:
+    """A queued job whose message `message_id` waits on a render queue no longer waits
+    there (its caller sends it to its own queue, in the same transaction). None when it
+    moved on meanwhile, or another transaction (another reaper) did this first."""
+    row = conn.execute(
+        """
+        UPDATE jobs SET render_message_id = NULL, updated_at = now()
+         WHERE id = %s AND state = 'queued' AND message_id = %s
+           AND render_message_id = message_id
+        RETURNING *
+        """,
+        (job_id, message_id),
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
 
 
 # The error history's entry for an attempt whose worker stopped heartbeating mid-run, as a
@@ -744,8 +778,9 @@ async def alist_page(conn: psycopg.AsyncConnection, dealership_id: int, *,
     cur = await conn.execute(
         """
         SELECT id, dealership_id, kind, trigger, state, phase, attempts, counters, verdict,
-               error, error_kind, worker, message_id, queue, retry_at, cancel_requested_at,
-               replayed_as, created_at, started_at, heartbeat_at, finished_at, updated_at
+               error, error_kind, worker, message_id, queue, render_message_id, retry_at,
+               cancel_requested_at, replayed_as, created_at, started_at, heartbeat_at,
+               finished_at, updated_at
           FROM jobs
          WHERE dealership_id = %(d)s
            AND (%(s)s::text IS NULL OR state = %(s)s)

@@ -37,7 +37,7 @@ def test_reaper_retries_or_buries_abandoned_jobs_and_leaves_live_ones(db):
         "off from the database?)")
     assert jobs_db.get(db, alive.id).state == "running"
     assert reaper.reap(db) == {"requeued": [], "dead": [], "resent": [], "cancelled": [],
-                               "forgotten": [], "pruned": []}
+                               "unrendered": [], "forgotten": [], "pruned": []}
 
 
 def test_a_job_cancelled_while_its_worker_died_is_cancelled_not_queued_forever(db):
@@ -230,7 +230,7 @@ def test_a_failed_job_its_dead_worker_never_retried_is_retried_or_buried_by_the_
     for left in (recent, permanent, at_terminal, no_chromium, superseded):
         assert jobs_db.get(db, left.id).state == "failed", left.dealership_id
     assert reaper.reap(db) == {"requeued": [], "dead": [], "resent": [], "cancelled": [],
-                               "forgotten": [], "pruned": []}
+                               "unrendered": [], "forgotten": [], "pruned": []}
 
 
 def test_two_reapers_never_both_retry_a_job_left_failed(db):

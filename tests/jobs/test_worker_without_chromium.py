@@ -43,7 +43,8 @@ def no_live_renderer(forecourt_env):
     namespace = get_settings().redis_namespace
     from jobs import queues
 
-    client.delete(*(f"{namespace}:renderer:{q}" for q in queues.ALL))  # render queues too
+    client.delete(*(f"{namespace}:{kind}:{q}" for q in queues.ALL  # render queues too
+                    for kind in ("renderer", "renderer-seen")))
     client.close()
 
 
@@ -236,10 +237,14 @@ def _failed_for_want_of_chromium(db, slug: str = "dusk"):
 
 
 def _advertise(queue: str) -> None:
-    """Say in Redis, as a live worker that has Chromium does, that one takes `queue`."""
+    """Say in Redis, as a live worker that has Chromium does, that one takes `queue` (and
+    took it lately)."""
+    from crawler.config import get_settings
     from jobs import renderers
 
     renderers._client().set(renderers.key(queue), "able:1", ex=renderers.TTL_S)
+    renderers._client().set(f"{get_settings().redis_namespace}:renderer-seen:{queue}",
+                            "able:1", ex=120)
 
 
 def test_a_crawl_waiting_for_chromium_is_re_sent_where_a_worker_with_chromium_takes_it(
@@ -431,3 +436,86 @@ def test_a_worker_with_chromium_that_is_stopping_no_longer_says_it_takes_crawls(
         if hold is not None:
             end_now(db, [hold])  # the worker stops its crawl (while it lives to hear it)
         stop(able, signal.SIGKILL)
+
+
+# A short bound for the tests that stop the last worker with Chromium: no worker with Chromium
+# advertised a render queue for this long, and the crawls waiting there go back to their own
+# queue. The reaper passes every quarter of FORECOURT_JOB_REAP_AFTER_S.
+RENDERER_GONE = {"FORECOURT_JOB_RENDERER_GONE_AFTER_S": "15", "FORECOURT_JOB_REAP_AFTER_S": "20"}
+
+
+def test_a_crawl_waiting_for_chromium_fails_in_one_line_soon_after_the_last_worker_with_it_dies(
+        db, site, job_env, tmp_path, no_live_renderer):
+    """A JavaScript dealer's crawl waits on priority.render behind the only worker with
+    Chromium, busy; that worker dies (-9). The crawl waited on for the reaper's re-send of
+    lost messages (FORECOURT_JOB_RESEND_AFTER_S, an hour) before it failed. Now a reaper sees
+    that no worker with Chromium has advertised the render queue for
+    FORECOURT_JOB_RENDERER_GONE_AFTER_S and sends the crawl back to its own queue, where the
+    worker without Chromium fails it in one line, as when none was alive to begin with."""
+    from jobs import service
+
+    env = {**job_env, **RENDERER_GONE}
+    slow = site(site_copy(tmp_path, slow_routes(120), name="slow"))
+    able = _spawn(["worker", "--processes", "1", "--threads", "1"], env, tmp_path / "able.log")
+    # two threads: the busy crawl, redelivered to it once the other worker died, holds one
+    unable = _spawn(["worker", "--processes", "1", "--threads", "2"],
+                    {**_without_chromium(job_env, tmp_path), **RENDERER_GONE},
+                    tmp_path / "unable.log")
+    try:
+        _ready(able, WORKER_READY)
+        _ready(unable, WORKER_READY)
+        from jobs import renderers
+
+        wait_for(lambda: renderers.alive("priority.render"),
+                 what="the worker to advertise Chromium")
+        busy = dealers_db.create(db, slug="busy", name="Busy", website_url=slow + "/inventory/")
+        hold, _ = service.trigger(db, busy.id, "crawl", "operator")
+        wait_for(lambda: jobs_db.get(db, hold.id).state == "running",
+                 what="the worker with Chromium busy")
+        dealer = _javascript_dealer(db, site, "dawn")
+        job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+        waiting = wait_for(lambda: (j := jobs_db.get(db, job.id)).attempts and j
+                           or (_message_in(j, "priority.render") and j),
+                           what="the crawl on the render queue, or started")
+        assert waiting.attempts == 0 and waiting.state == "queued"
+        stop(able, signal.SIGKILL)  # the last worker with Chromium dies
+        done = wait_final(db, job.id, timeout=150)
+    finally:
+        stop(able, signal.SIGKILL)
+        stop(unable, signal.SIGKILL)
+    log = unable.log.read_text(errors="replace")
+    assert done.state == "failed" and done.attempts == 1 and done.retry_at is None, done.error
+    assert "Chromium for JavaScript sites at" in done.error and FIX in done.error
+    assert len([ln for ln in log.splitlines() if NONE_ALIVE in ln]) == 1, log[-3000:]
+    moved = [ln for ln in log.splitlines() if "no worker with Chromium has taken" in ln]
+    assert len(moved) == 1 and f"job {job.id} " in moved[0], log[-3000:]
+
+
+def test_a_crawl_waiting_for_chromium_goes_back_to_its_queue_only_once_its_renderers_are_gone(
+        db, no_live_renderer):
+    """The reaper leaves a crawl on its render queue while a worker with Chromium took that
+    queue lately (its key expired, but a restarting worker comes back within
+    FORECOURT_JOB_RENDERER_GONE_AFTER_S), and sends it back to its own queue, under the same
+    message id, once none did for that long: once, whichever reaper (a second pass, another
+    process) comes after."""
+    from crawler.config import get_settings
+    from jobs import actors, outcome, reaper, renderers
+
+    failed = _failed_for_want_of_chromium(db)
+    _advertise("priority.render")
+    actors.after_failure(db, failed, outcome.classify_settled(failed))
+    waiting = jobs_db.get(db, failed.id)
+    assert waiting.state == "queued" and _message_in(waiting, "priority.render")
+
+    renderers._client().delete(renderers.key("priority.render"))  # not alive this moment
+    assert reaper.reap(db)["unrendered"] == []
+    still = jobs_db.get(db, waiting.id)
+    assert still.updated_at == waiting.updated_at and not _message_in(still, "priority")
+
+    renderers._client().delete(
+        f"{get_settings().redis_namespace}:renderer-seen:priority.render")  # gone for long
+    assert reaper.reap(db)["unrendered"] == [waiting.id]
+    moved = jobs_db.get(db, waiting.id)
+    assert moved.state == "queued" and moved.message_id == waiting.message_id
+    assert _message_in(moved, "priority")
+    assert reaper.reap(db)["unrendered"] == []  # not again
