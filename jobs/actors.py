@@ -170,7 +170,10 @@ def _renders_here(job_id: int, queue: str) -> bool:
     """Whether this process may take a message of a render queue: it has Chromium. It had
     when it started (or it would not consume the queue); one that lost it since (removed,
     made not executable) puts the message back, delayed, for a worker that has it, without
-    touching the job, rather than fail the crawl in a loop."""
+    touching the job, rather than fail the crawl in a loop; but only while the message may
+    still claim its job (it is the job's current one, the job queued or running): a message
+    whose job is over, or moved to another message, is dropped. (It was put back every 15 s
+    for as long as the worker ran, with a warning each time.)"""
     from dramatiq.middleware import CurrentMessage
 
     from crawler import browser
@@ -179,12 +182,29 @@ def _renders_here(job_id: int, queue: str) -> bool:
     if browser.find_chromium() is not None:
         return True
     current = CurrentMessage.get_current_message()
+    if current is not None and not _may_claim(job_id, current.message_id):
+        log.info("job %s on queue %s: its message %s is stale (the job is over or has "
+                 "another): dropped", job_id, queue, current.message_id)
+        return False
     if current is not None:
         get_broker().enqueue(current.copy(), delay=renderers.TTL_S * 1000)
     log.warning("job %s on queue %s needs Chromium, which this worker no longer has: its "
                 "message is put back for %d s (restart the worker so that it stops taking "
                 "%s)", job_id, queue, renderers.TTL_S, queue)
     return False
+
+
+def _may_claim(job_id: int, message_id: str) -> bool:
+    """Whether a message may still claim its job: the job's current message, and the job
+    queued or running (a redelivery). True when the database cannot say."""
+    try:
+        with connect() as conn:
+            job = jobs_db.get(conn, job_id)
+    except NotFound:  # deleted (pruned)
+        return False
+    except Exception:  # noqa: BLE001 - kept: a later delivery finds out
+        return True
+    return job.message_id == message_id and job.state in ("queued", "running")
 
 
 def _rescue_interrupted(job_id: int, message_id: str | None) -> None:

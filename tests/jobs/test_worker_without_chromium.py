@@ -519,3 +519,43 @@ def test_a_crawl_waiting_for_chromium_goes_back_to_its_queue_only_once_its_rende
     assert moved.state == "queued" and moved.message_id == waiting.message_id
     assert _message_in(moved, "priority")
     assert reaper.reap(db)["unrendered"] == []  # not again
+
+
+def test_a_worker_that_lost_chromium_puts_render_messages_back_and_drops_them_once_stale(
+        db, site, job_env, tmp_path, no_live_renderer):
+    """A worker that had Chromium when it started consumes the render queues; its Chromium
+    is removed while it runs. A render-queue message that reaches it is put back (delayed,
+    with a warning), the job untouched, not failed there; it stops saying it has Chromium, so
+    the reaper sends the crawl back to its own queue and it fails there in one line. The
+    copy left on the render queue, its job over, is dropped, not put back for ever."""
+    import os
+
+    from jobs import actors, renderers
+
+    chromium = tmp_path / "chromium"
+    os.symlink("/usr/bin/chromium", chromium)
+    env = {**job_env, **RENDERER_GONE, "FORECOURT_CHROMIUM_PATH": str(chromium)}
+    worker = _spawn(["worker", "--processes", "1", "--threads", "1"], env,
+                    tmp_path / "worker.log")
+    try:
+        _ready(worker, WORKER_READY)
+        wait_for(lambda: renderers.alive("priority.render"),
+                 what="the worker to advertise Chromium")
+        chromium.unlink()  # Chromium removed under the running worker
+        dealer = _javascript_dealer(db, site, "dawn")
+        job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+        actors.send(db, job, to="priority.render")  # sent while it still said it has it
+        job = jobs_db.get(db, job.id)
+        wait_for(lambda: "which this worker no longer has" in worker.log.read_text(
+            errors="replace"), timeout=60, what="the worker to put the message back")
+        assert jobs_db.get(db, job.id).attempts == 0
+        done = wait_final(db, job.id, timeout=150)
+        wait_for(lambda: not _message_in(job, "priority.render"), timeout=90,
+                 what="the stale render-queue message to be dropped")
+    finally:
+        stop(worker, signal.SIGKILL)
+    log = worker.log.read_text(errors="replace")
+    assert done.state == "failed" and done.attempts == 1 and done.retry_at is None, done.error
+    assert FIX in done.error
+    assert len([ln for ln in log.splitlines() if NONE_ALIVE in ln]) == 1, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
