@@ -25,6 +25,7 @@ decided at each send from the record and from who is alive, so a release before 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 PRIORITY = "priority"
 SCHEDULED = "scheduled"
@@ -50,6 +51,25 @@ def render_queue(queue: str) -> str:
 def plain_queue(queue: str) -> str:
     """The plain queue a render queue stands beside (itself for a plain queue)."""
     return queue.removesuffix(_RENDER)
+
+
+# What a crawl on a render queue waits for, besides a free thread (the API's `waiting_for`).
+CHROMIUM_WAIT = "a worker with Chromium"
+
+
+def waits_on(job: Any) -> str | None:
+    """The queue a queued job's message waits on: the render queue beside its own while its
+    current message went there (`render_message_id`), else its own. None unless queued."""
+    if job.state != "queued" or job.queue is None:
+        return None
+    on_render = job.render_message_id is not None and job.render_message_id == job.message_id
+    return render_queue(job.queue) if on_render else job.queue
+
+
+def waiting_for(job: Any) -> str | None:
+    """What a queued job waits for beyond a free worker: CHROMIUM_WAIT on a render queue."""
+    queue = waits_on(job)
+    return CHROMIUM_WAIT if queue is not None and is_render(queue) else None
 
 
 def consumed(named: Iterable[str] | None, renders: bool) -> list[str]:

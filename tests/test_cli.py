@@ -900,3 +900,24 @@ def test_a_follower_waits_for_a_dead_workers_failure_as_long_as_the_reaper_might
     clock[0] += get_settings().job_reap_after_s * 2
     assert cli_jobs.ended(job, seen)  # nobody acted: it is failed, as the API shows it
     assert cli_jobs.ended(job.model_copy(update={"replayed_as": 10}), {})
+
+
+def test_jobs_show_says_where_a_queued_crawl_waits(db):
+    """A crawl waiting on priority.render for a worker with Chromium showed `queue priority`,
+    the job's own queue, as if any worker would take it."""
+    from crawler.db import dealers as dealers_db
+    from crawler.db import jobs as jobs_db
+
+    dealer = dealers_db.create(db, slug="dawn", name="Dawn", platform="javascript",
+                               website_url="http://127.0.0.1:9/inventory/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
+    jobs_db.set_message(db, job.id, "priority", "m1", render=True)
+    shown = run("jobs", "show", str(job.id))
+    assert shown.returncode == 0, shown.stderr
+    rows = dict(re.findall(r"│ (queue|waiting for)\s+│ (.+?)\s+│", shown.stdout))
+    assert rows == {"queue": "priority.render", "waiting for": "a worker with Chromium"}, \
+        shown.stdout
+    jobs_db.set_message(db, job.id, "priority", "m2")  # back on its own queue
+    rows = dict(re.findall(r"│ (queue|waiting for)\s+│ (.+?)\s+│",
+                           run("jobs", "show", str(job.id)).stdout))
+    assert rows == {"queue": "priority"}

@@ -44,6 +44,8 @@ def jobs_table(conn, jobs: list[Job], title: str = "Jobs") -> Table:
 
 
 def job_detail(conn, job: Job) -> Table:
+    from jobs import queues
+
     names = dealers_db.slugs(conn, [job.dealership_id])
     table = Table(title=f"Job {job.id}", show_header=False)
     table.add_column("field")
@@ -51,7 +53,9 @@ def job_detail(conn, job: Job) -> Table:
     rows = [("dealer", names.get(job.dealership_id, str(job.dealership_id))),
             ("kind", job.kind), ("trigger", job.trigger), ("state", job.state),
             ("phase", job.phase or "-"), ("attempts", str(job.attempts)),
-            ("queue", job.queue or "-"), ("worker", job.worker or "-"),
+            ("queue", queues.waits_on(job) or job.queue or "-"),
+            *([("waiting for", w)] if (w := queues.waiting_for(job)) else []),
+            ("worker", job.worker or "-"),
             ("created", moment(job.created_at)), ("started", moment(job.started_at)),
             ("heartbeat", moment(job.heartbeat_at)), ("finished", moment(job.finished_at)),
             ("retry at", moment(job.retry_at)),

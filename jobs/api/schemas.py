@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crawler.config import get_settings
 from crawler.models import Job, JobKind, JobState, JobTrigger, TokenRole
-from jobs import outcome
+from jobs import outcome, queues
 from jobs.api.redact import hide_in_errors, hide_infrastructure
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -51,6 +51,10 @@ class JobSummary(BaseModel):
                               "none while an attempt runs (earlier attempts': `errors`)")
     error_kind: str | None = None
     cancel_requested: bool = False
+    waiting_for: str | None = Field(default=None, description="what a queued job waits for "
+                                    "besides a free worker: `a worker with Chromium` while a "
+                                    "crawl that must render pages waits on a render queue "
+                                    "for one; null otherwise")
     replayed_as: int | None = Field(default=None, description="the job a dead job was "
                                     "replayed as")
     created_at: datetime
@@ -80,6 +84,7 @@ class JobSummary(BaseModel):
             error=job.error if role == "operator" else hide_infrastructure(job.error),
             error_kind=job.error_kind,
             cancel_requested=getattr(job, "cancel_requested_at", None) is not None,
+            waiting_for=queues.waiting_for(job) if state == "queued" else None,
             replayed_as=getattr(job, "replayed_as", None),
             created_at=job.created_at, started_at=job.started_at,
             heartbeat_at=job.heartbeat_at, finished_at=finished_at,

@@ -370,3 +370,24 @@ def test_a_replayed_or_queued_job_names_the_command_that_follows_it(world):
     job = db.execute("SELECT max(id) AS id FROM jobs").fetchone()["id"]
     assert queued.stdout.strip() == (f"job {job} queued; follow it with "
                                      f"`forecourt jobs show {job} --follow`"), queued.stdout
+
+
+def test_a_crawl_waiting_on_a_render_queue_says_it_waits_for_a_worker_with_chromium(api, world):
+    """A queued crawl whose message waits on a render queue (jobs/queues.py) showed only
+    `queued`, like any other: `waiting_for` says what it waits for, in the job, the list and
+    the OpenAPI document; null for a job waiting on its own queue, or whose message went
+    back there (another message id than the one sent to the render queue)."""
+    db, acme = world["db"], auth(world["tokens"]["acme"])
+    op = auth(world["tokens"]["operator"])
+    rendered = add_job(db, world["acme"].id, state="queued", queue="priority",
+                       message_id="m1", render_message_id="m1")
+    plain = add_job(db, world["bolt"].id, state="queued", queue="priority", message_id="m2",
+                    render_message_id="m0")
+    got = api.get(f"/v1/jobs/{rendered}", headers=acme).json()
+    assert got["state"] == "queued" and got["waiting_for"] == "a worker with Chromium"
+    listed = api.get("/v1/dealerships/acme/jobs", headers=acme).json()["items"]
+    assert [j["waiting_for"] for j in listed] == ["a worker with Chromium"]
+    assert api.get(f"/v1/jobs/{plain}", headers=op).json()["waiting_for"] is None
+    doc = api.get("/v1/openapi.json").json()
+    field = doc["components"]["schemas"]["JobSummary"]["properties"]["waiting_for"]
+    assert "Chromium" in field["description"]
