@@ -101,20 +101,30 @@ def _message_in(job, queue: str | None = None) -> bool:
                for m in broker.client.hvals(f"{broker.namespace}:{name}"))
 
 
-def _busy_able_worker(db, site, job_env, tmp_path):
+def _busy_with_chromium(db, site, job_env, tmp_path):
     """A worker that has Chromium, busy with a crawl of slow pages (two minutes: far longer
-    than the hand-offs' backoffs add up to), and an idle worker without Chromium."""
+    than the hand-offs' backoffs add up to): (the worker, its crawl's job)."""
     from jobs import renderers, service
 
     slow = site(site_copy(tmp_path, slow_routes(120), name="slow"))
     able = _spawn(["worker", "--processes", "1", "--threads", "1"], job_env,
                   tmp_path / "able.log")
-    _ready(able, WORKER_READY)
-    wait_for(lambda: renderers.alive("priority"), what="the worker to advertise Chromium")
-    busy = dealers_db.create(db, slug="busy", name="Busy", website_url=slow + "/inventory/")
-    hold, _ = service.trigger(db, busy.id, "crawl", "operator")
-    wait_for(lambda: jobs_db.get(db, hold.id).state == "running",
-             what="the worker with Chromium busy")
+    try:
+        _ready(able, WORKER_READY)
+        wait_for(lambda: renderers.alive("priority"), what="the worker to advertise Chromium")
+        busy = dealers_db.create(db, slug="busy", name="Busy", website_url=slow + "/inventory/")
+        hold, _ = service.trigger(db, busy.id, "crawl", "operator")
+        wait_for(lambda: jobs_db.get(db, hold.id).state == "running",
+                 what="the worker with Chromium busy")
+    except BaseException:
+        stop(able, signal.SIGKILL)
+        raise
+    return able, hold
+
+
+def _busy_able_worker(db, site, job_env, tmp_path):
+    """A worker that has Chromium, busy (_busy_with_chromium), and an idle worker without."""
+    able, hold = _busy_with_chromium(db, site, job_env, tmp_path)
     unable = _spawn(["worker", "--processes", "1", "--threads", "1"],
                     _without_chromium(job_env, tmp_path), tmp_path / "unable.log")
     _ready(unable, WORKER_READY)
@@ -412,19 +422,10 @@ def test_a_worker_with_chromium_that_is_stopping_no_longer_says_it_takes_crawls(
     that has it"). Its key now expires within renderers.TTL_S of the stop."""
     import os
 
-    from jobs import renderers, service
+    from jobs import renderers
 
-    slow = site(site_copy(tmp_path, slow_routes(120), name="slow"))
-    able = _spawn(["worker", "--processes", "1", "--threads", "1"], job_env,
-                  tmp_path / "able.log")
-    hold = None
+    able, hold = _busy_with_chromium(db, site, job_env, tmp_path)
     try:
-        _ready(able, WORKER_READY)
-        wait_for(lambda: renderers.alive("priority"), what="the worker to advertise Chromium")
-        busy = dealers_db.create(db, slug="busy", name="Busy", website_url=slow + "/inventory/")
-        hold, _ = service.trigger(db, busy.id, "crawl", "operator")
-        wait_for(lambda: jobs_db.get(db, hold.id).state == "running",
-                 what="the worker with Chromium busy")
         # as `kill <pid>` of `forecourt worker` does: it finishes its crawl first, taking
         # nothing new (a second SIGTERM, to its worker processes too, would kill them)
         os.kill(able.pid, signal.SIGTERM)
@@ -433,8 +434,7 @@ def test_a_worker_with_chromium_that_is_stopping_no_longer_says_it_takes_crawls(
         assert able.poll() is None, "the worker stopped before its crawl ended"
         assert jobs_db.get(db, hold.id).state == "running"
     finally:
-        if hold is not None:
-            end_now(db, [hold])  # the worker stops its crawl (while it lives to hear it)
+        end_now(db, [hold])  # the worker stops its crawl (while it lives to hear it)
         stop(able, signal.SIGKILL)
 
 
