@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     api_wait_max_s: float = Field(default=30.0, ge=0)
     # Async PostgreSQL connections per API process (waiters hold none).
     api_pool_size: int = Field(default=10, ge=1)
+    # How long a request waits for a database connection (none free, or PostgreSQL not
+    # answering) before it answers 503 `unavailable`.
+    api_pool_timeout_s: float = Field(default=10.0, gt=0)
     # Origins of the dealer UI allowed by CORS (none: CORS off).
     api_cors_origins: list[str] = Field(default_factory=list)
     # /metrics reads job figures from the database at most this often per process.

@@ -25,8 +25,8 @@ metrics token (FORECOURT_API_METRICS_TOKEN) or an operator token; `/healthz` and
 none. Errors are RFC 9457
 problem+json. Poll jobs cheaply with `If-None-Match` (304 while unchanged) and `wait`.
 Too many requests per token, or too many unknown or revoked tokens from one address, answer
-429; a trigger while the job queue is down answers 503 and records no job: both carry
-Retry-After.
+429; any call but `/healthz` while the database is unreachable, and a trigger or replay while
+the job queue is down (recording no job), answer 503: both carry Retry-After.
 """
 
 
@@ -104,7 +104,7 @@ def _add_operational_routes(app: FastAPI) -> None:
                          "a dealer token answers 403.",
              response_class=Response, dependencies=[Depends(metrics_reader)],
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
-                        **problems.responses(401, 403, 429)})
+                        **problems.responses(401, 403, 429, 503)})
     async def metrics_page(request: Request) -> Response:
         rt = runtime_of(request)
         body, content_type = await metrics.exposition(rt.pool, rt.settings.api_metrics_cache_s)

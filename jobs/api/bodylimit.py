@@ -2,6 +2,10 @@
 
 A declared Content-Length over the limit is refused before any byte is read; a chunked body
 is counted as it arrives and refused when it passes the limit.
+
+Only methods whose body means something (RFC 9110: POST, PUT, PATCH) are limited. No route
+reads the body of a GET (nor of HEAD, OPTIONS, DELETE): it answers as it would without one,
+and the server discards the bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobs.api.problems import MEDIA_TYPE, TYPE_PREFIX
 
+WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
 
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int):
@@ -20,7 +26,7 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] not in WITH_BODY:
             await self.app(scope, receive, send)
             return
         declared = None

@@ -226,20 +226,25 @@ _MEANING = {
     429: "the token's rate limit (FORECOURT_API_RATE_LIMIT), or too many failed "
          "authentications from the client's address (FORECOURT_API_AUTH_FAIL_LIMIT): any "
          "token from there is refused until the window ends",
-    503: "the database or the job queue (Redis) is unavailable. A trigger or replay refused "
-         "because Redis did not answer records no job; one whose message Redis refuses after "
-         "that check is recorded failed, and the detail names it",
+    503: "the database is unreachable, or no connection came free within "
+         "FORECOURT_API_POOL_TIMEOUT_S",
 }
+# A trigger's and a replay's 503 (`responses(..., queued=True)`): the job queue too.
+_QUEUED_503 = (_MEANING[503] + "; or the job queue (Redis) is unavailable. A call refused "
+               "because Redis did not answer records no job; one whose message Redis refuses "
+               "after that check is recorded failed, and the detail names it")
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
                                 "schema": {"type": "integer", "minimum": 1}}}
 
 
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries documenting problem+json answers."""
+def responses(*statuses: int, queued: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries documenting problem+json answers; `queued`: the route
+    also sends a job's message to Redis, whose outage answers 503 as well."""
     out: dict[int | str, dict[str, Any]] = {}
     for s in statuses:
         phrase = HTTPStatus(s).phrase
-        out[s] = {"description": f"{phrase}: {_MEANING[s]}" if s in _MEANING else phrase,
+        meaning = _QUEUED_503 if s == 503 and queued else _MEANING.get(s)
+        out[s] = {"description": f"{phrase}: {meaning}" if meaning else phrase,
                   "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
         if s in _MEANING:
             out[s]["headers"] = _RETRY_AFTER

@@ -32,12 +32,13 @@ router = APIRouter(prefix="/v1/dealerships/{slug}", tags=["dealerships"])
 
 Slug = Annotated[str, Path(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*$",
                            description="the dealership's slug")]
-_COMMON = responses(401, 404, 422, 429)
+# 503: every route reads the database (the token's record, if nothing else).
+_COMMON = responses(401, 404, 422, 429, 503)
 _NOT_MODIFIED = {304: {"description": "Not Modified (If-None-Match matched)"}}
 
 
 @router.post("/jobs", response_model=JobDetail, status_code=202, summary="Trigger a job",
-             responses={**_COMMON, **responses(413, 415, 503),
+             responses={**_COMMON, **responses(413, 415, 503, queued=True),
                         200: {"model": JobDetail, "description": "the dealership already has "
                               "a queued or running job: that job, nothing new started"}})
 async def trigger_job(request: Request, slug: Slug, body: TriggerIn,

@@ -20,7 +20,8 @@ from jobs.api.schemas import JobDetail, version_of
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the job's id")]
-_COMMON = responses(401, 404, 422, 429)
+# 503: every route reads the database (the token's record, if nothing else).
+_COMMON = responses(401, 404, 422, 429, 503)
 
 
 def _body(job: Job, slug: str, token: ApiToken) -> bytes:
@@ -111,7 +112,7 @@ async def cancel_job(request: Request, job_id: JobId,
 
 @router.post("/{job_id}/replay", response_model=JobDetail, status_code=202,
              summary="Replay a dead job",
-             responses={**_COMMON, **responses(409, 413, 503)})
+             responses={**_COMMON, **responses(409, 413, 503, queued=True)})
 async def replay_job(request: Request, job_id: JobId,
                      token: Annotated[ApiToken, Depends(principal)]) -> Response:
     """Run a dead (or failed) job again as a new queued job; answers 202 with the new job.

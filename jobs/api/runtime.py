@@ -80,12 +80,12 @@ async def open_runtime(settings: Settings) -> Runtime:
     pool = AsyncConnectionPool(
         dsn, min_size=min(2, settings.api_pool_size), max_size=settings.api_pool_size,
         kwargs={"autocommit": True, "row_factory": dict_row, **session_params(dsn)},
-        open=False, timeout=10)
+        open=False, timeout=settings.api_pool_timeout_s)
     await pool.open(wait=True, timeout=30)
     sync_pool = ConnectionPool(dsn, min_size=0, max_size=4,
                                kwargs={"autocommit": True, "row_factory": dict_row,
                                        **session_params(dsn)},
-                               open=True, timeout=10)
+                               open=True, timeout=settings.api_pool_timeout_s)
     # One quick retry: a request must not stall on a Redis that is down (see ratelimit).
     client = aredis.Redis.from_url(rurl, socket_timeout=1, socket_connect_timeout=0.5,
                                    retry=Retry(NoBackoff(), 1))

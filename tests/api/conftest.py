@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -60,6 +61,71 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class Relay:
+    """A TCP port on 127.0.0.1 relaying to the session's PostgreSQL until `cut()`: then its
+    connections are closed and new ones refused, as a database host that went away. A
+    server whose DATABASE_URL points here starts against the real database and loses it."""
+
+    def __init__(self, database_url: str):
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        given = conninfo_to_dict(database_url)
+        host, port = given.get("host") or "127.0.0.1", int(given.get("port") or 5432)
+        self.upstream = ((socket.AF_UNIX, f"{host}/.s.PGSQL.{port}") if host.startswith("/")
+                         else (socket.AF_INET, (host, port)))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = make_conninfo(database_url, host="127.0.0.1",
+                                 port=self.listener.getsockname()[1])
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.is_cut = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # cut
+                return
+            with self.lock:
+                if self.is_cut:
+                    client.close()
+                    return
+                server = socket.socket(self.upstream[0])
+                server.connect(self.upstream[1])
+                self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        with self.lock:
+            self.is_cut = True
+            try:  # wakes the accepting thread (closing alone would leave it listening)
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.listener.close()
+            for s in self.sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from jobs.api.app import create_app
-from tests.api.conftest import add_job, assert_problem, auth, client_from
+from jobs.api.problems import MEDIA_TYPE
+from tests.api.conftest import Relay, Server, add_job, assert_problem, auth, client_from
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
@@ -78,7 +79,23 @@ def _cut_off(server) -> httpx.Client:
     return client
 
 
-def test_every_status_the_document_lists_is_one_a_request_gets(servers, world):
+@pytest.fixture
+def no_database(forecourt_env):
+    """An API server that started against the session's PostgreSQL, reached through a relay
+    then cut: every connection it held closed, every new one refused. A short pool timeout
+    (FORECOURT_API_POOL_TIMEOUT_S), so a request waiting for a connection gives up at once."""
+    relay = Relay(forecourt_env["database_url"])
+    server = Server({"DATABASE_URL": relay.url, "FORECOURT_API_POOL_TIMEOUT_S": "0.2"})
+    try:
+        server.ready()
+        relay.cut()
+        yield server
+    finally:
+        server.stop()
+        relay.cut()
+
+
+def test_every_status_the_document_lists_is_one_a_request_gets(servers, no_database, world):
     """The document listed 400 for POST /v1/dealerships/{slug}/jobs, which only a body that
     is not UTF-8 or nests too deeply got (FastAPI's "There was an error parsing the body";
     malformed JSON and unknown kinds are 422), and no 413 for cancel and replay, which a
@@ -88,6 +105,7 @@ def test_every_status_the_document_lists_is_one_a_request_gets(servers, world):
     db, aid = world["db"], world["acme"].id
     op = auth(world["tokens"]["operator"])
     main, down = (httpx.Client(base_url=servers[n].url, timeout=40) for n in ("main", "no_redis"))
+    no_db = httpx.Client(base_url=no_database.url, timeout=40)
     cut = _cut_off(servers["limited_b"])
     big = {"content": b"{" + b" " * 40_000 + b"}", "headers": op | {
         "Content-Type": "application/json"}}
@@ -125,14 +143,16 @@ def test_every_status_the_document_lists_is_one_a_request_gets(servers, world):
         return down.post(f"/v1/jobs/{dead()}/replay", headers=op)
 
     def gets(path: str, bad: str) -> dict:
-        return {200: [lambda: main.get(path, headers=op)],
+        return {200: [lambda: main.get(path, headers=op),
+                      lambda: main.request("GET", path, **big)],  # a GET's body is ignored
                 304: [lambda: main.get(path, headers=etag_of(path))],
                 401: [lambda: main.get(path)],
                 404: [lambda: main.get(path.replace("acme", "nobody").replace(
                     "/jobs/", "/jobs/99999999") if "acme" in path or "/v1/jobs/" in path
                     else path, headers=op)],
                 422: [lambda: main.get(bad, headers=op)],
-                429: [lambda: cut.get(path, headers=op)]}
+                429: [lambda: cut.get(path, headers=op)],
+                503: [lambda: no_db.get(path, headers=op)]}
 
     job_path = f"/v1/jobs/{done()}"
     produce = {
@@ -144,7 +164,8 @@ def test_every_status_the_document_lists_is_one_a_request_gets(servers, world):
             409: [lambda: main.post(f"/v1/jobs/{done()}/cancel", headers=op)],
             413: [lambda: main.post(f"/v1/jobs/{done()}/cancel", **big)],
             422: [lambda: main.post("/v1/jobs/0/cancel", headers=op)],
-            429: [lambda: cut.post(f"/v1/jobs/{done()}/cancel", headers=op)]},
+            429: [lambda: cut.post(f"/v1/jobs/{done()}/cancel", headers=op)],
+            503: [lambda: no_db.post(f"/v1/jobs/{done()}/cancel", headers=op)]},
         "POST /v1/jobs/{job_id}/replay": {
             202: [replay_dead],
             401: [lambda: main.post(f"/v1/jobs/{dead()}/replay")],
@@ -153,7 +174,7 @@ def test_every_status_the_document_lists_is_one_a_request_gets(servers, world):
             413: [lambda: main.post(f"/v1/jobs/{dead()}/replay", **big)],
             422: [lambda: main.post("/v1/jobs/0/replay", headers=op)],
             429: [lambda: cut.post(f"/v1/jobs/{dead()}/replay", headers=op)],
-            503: [replay_down]},
+            503: [replay_down, lambda: no_db.post(f"/v1/jobs/{dead()}/replay", headers=op)]},
         "POST /v1/dealerships/{slug}/jobs": {
             200: [active_trigger],
             202: [fresh_trigger],
@@ -174,7 +195,9 @@ def test_every_status_the_document_lists_is_one_a_request_gets(servers, world):
                                    headers=op)],
             503: [lambda: (db.execute("DELETE FROM jobs WHERE dealership_id = %s", (aid,)),
                            down.post("/v1/dealerships/acme/jobs", json={"kind": "crawl"},
-                                     headers=op))[1]]},
+                                     headers=op))[1],
+                  lambda: no_db.post("/v1/dealerships/acme/jobs", json={"kind": "crawl"},
+                                     headers=op)]},
         "GET /v1/dealerships/{slug}/jobs": {
             **gets("/v1/dealerships/acme/jobs", "/v1/dealerships/acme/jobs?limit=0"),
             400: [lambda: main.get("/v1/dealerships/acme/jobs?cursor=nope", headers=op)]},
@@ -184,16 +207,18 @@ def test_every_status_the_document_lists_is_one_a_request_gets(servers, world):
                                                      "/v1/dealerships/A_B/inventory"),
         "GET /healthz": {200: [lambda: main.get("/healthz")]},
         "GET /readyz": {200: [lambda: main.get("/readyz")],
-                        503: [lambda: down.get("/readyz")]},
+                        503: [lambda: down.get("/readyz"), lambda: no_db.get("/readyz")]},
         "GET /metrics": {200: [lambda: main.get("/metrics", headers=op)],
                          401: [lambda: main.get("/metrics")],
                          403: [lambda: main.get("/metrics",
                                                 headers=auth(world["tokens"]["acme"]))],
-                         429: [lambda: cut.get("/metrics", headers=op)]},
+                         429: [lambda: cut.get("/metrics", headers=op)],
+                         503: [lambda: no_db.get("/metrics", headers=op)]},
     }
     doc = create_app().openapi()
-    documented = {f"{method.upper()} {path}": {int(s) for s in op_["responses"]}
-                  for path, ops in doc["paths"].items() for method, op_ in ops.items()}
+    responses = {f"{method.upper()} {path}": op_["responses"]
+                 for path, ops in doc["paths"].items() for method, op_ in ops.items()}
+    documented = {label: {int(s) for s in answers} for label, answers in responses.items()}
     wrong = []
     try:
         assert set(documented) == set(produce), "every operation has its requests here"
@@ -203,10 +228,18 @@ def test_every_status_the_document_lists_is_one_a_request_gets(servers, world):
                     got = request()
                     if got.status_code != status:
                         wrong.append(f"{label}: {got.status_code}, not {status}: {got.text}")
+                        continue
+                    answer = responses[label].get(str(status), {})
+                    if (status >= 400 and MEDIA_TYPE in answer.get("content", {})
+                            and not got.headers["content-type"].startswith(MEDIA_TYPE)):
+                        wrong.append(f"{label}: {status} is not problem+json: {got.text}")
+                    missing = [h for h in answer.get("headers", {}) if h not in got.headers]
+                    if missing:
+                        wrong.append(f"{label}: {status} without {sorted(missing)}")
             if documented[label] != set(statuses):
                 wrong.append(f"{label} documents {sorted(documented[label])}, gets "
                              f"{sorted(statuses)}")
     finally:
-        for client in (main, down, cut):
+        for client in (main, down, cut, no_db):
             client.close()
     assert not wrong, "\n".join(wrong)
