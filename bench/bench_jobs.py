@@ -211,8 +211,10 @@ def main() -> None:
         worker = subprocess.Popen(
             [sys.executable, "-c", "import sys; from crawler.cli import main; sys.exit(main())",
              "worker", "--processes", str(args.processes), "--threads", str(args.threads)],
-            env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
-            start_new_session=True)
+            # INFO: the "ready for action" line waited for below is an INFO record, which
+            # forecourt's handler (adopted in each worker process) drops at WARNING
+            env=dict(os.environ, FORECOURT_LOG_LEVEL="INFO"), stdout=log,
+            stderr=subprocess.STDOUT, cwd=str(ROOT), start_new_session=True)
         deadline = time.monotonic() + 120
         while b"ready for action" not in (scratch / "worker.log").read_bytes():
             if worker.poll() is not None or time.monotonic() > deadline:

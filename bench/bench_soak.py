@@ -18,10 +18,22 @@ duplicate vehicles and duplicate "added" events per (dealer, VIN) (must be 0), d
 last successful run left the wrong number of active vehicles (must be 0), and peak memory
 per worker process. Exit status 1 when any must-be-zero figure is not.
 
+It also checks what the job layer's own machinery could get wrong under kills (must be 0):
+  - flaky sites (--flaky-share of them answer 503 at random): their failed attempts are
+    retried, or their retries refused for a newer job (settled 'superseded'); a superseded
+    job whose dealer has no newer job, a dead letter of a site that is not flaky, a failure
+    still undecided (awaiting a retry nobody sends) after the drain;
+  - a crawl run twice at once (two live crawl children of one job);
+  - a queued job whose message was not sent UNSENT_AFTER_S (+ two reaper passes) after its
+    record changed (the reaper never sent it), and a message re-sent under the same id
+    sooner than half of job_resend_after_s after its last send (re-sent every pass);
+  - ERROR lines and tracebacks in the worker logs, messages in Dramatiq's dead letters.
+
 The kills cost time, not correctness: jobs per minute is printed for scale.
 
 Run: .venv/bin/python bench/bench_soak.py [--dealers 200] [--vehicles 100] [--minutes 4]
-     [--feed-share 0.25] [--workers 3] [--threads 2] [--kill-every 20] [--seed 7]
+     [--feed-share 0.25] [--flaky-share 0.1] [--workers 3] [--threads 2] [--kill-every 20]
+     [--seed 7] [--keep]
 Uses DATABASE_URL/REDIS_URL when set (a scratch database and Redis namespace are created
 and dropped), else embedded servers in a scratch data directory.
 """
@@ -45,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+FLAKY_SLUGS: list[str] = []  # sites whose listing page answers 503 at random
 FINAL = ("succeeded", "partial", "failed", "blocked", "cancelled", "dead")
 FAST = {  # quick redelivery, as in the fault tests, so a kill costs seconds
     "FORECOURT_JOB_BROKER_HEARTBEAT_MS": "5000",
@@ -55,7 +68,9 @@ FAST = {  # quick redelivery, as in the fault tests, so a kill costs seconds
     "FORECOURT_JOB_MIN_BACKOFF_S": "1",
     "FORECOURT_JOB_MAX_BACKOFF_S": "5",
     "FORECOURT_LOG_FORMAT": "text",
-    "FORECOURT_LOG_LEVEL": "WARNING",
+    # INFO: Dramatiq's "ready for action" line, which the soak waits for, is an INFO record
+    # that forecourt's handler (adopted in each worker process) drops at WARNING
+    "FORECOURT_LOG_LEVEL": "INFO",
 }
 
 
@@ -69,6 +84,7 @@ class Workers:
         self.kills = 0
         self.peak_worker: dict[int, int] = {}  # pid -> peak RSS bytes (worker processes)
         self.peak_child = 0  # largest crawl child seen
+        self.twice: set[int] = set()  # jobs seen with two live crawl children at once
         self._stop = threading.Event()
         for _ in range(n):
             self.procs.append(self._start())
@@ -98,6 +114,7 @@ class Workers:
         import psutil
 
         while not self._stop.wait(1.0):
+            running: dict[int, int] = {}  # job id -> live crawl children
             for proc in list(self.procs):
                 try:
                     family = [psutil.Process(proc.pid),
@@ -107,13 +124,19 @@ class Workers:
                 for p in family:
                     try:
                         rss = p.memory_info().rss
-                        crawl = "crawler.crawl_process" in " ".join(p.cmdline())
+                        cmd = p.cmdline()
+                        crawl = "crawler.crawl_process" in cmd
+                        if crawl and p.status() == psutil.STATUS_ZOMBIE:
+                            continue
                     except psutil.Error:
                         continue
                     if crawl:
                         self.peak_child = max(self.peak_child, rss)
+                        job = int(cmd[cmd.index("crawler.crawl_process") + 1])
+                        running[job] = running.get(job, 0) + 1
                     else:
                         self.peak_worker[p.pid] = max(self.peak_worker.get(p.pid, 0), rss)
+            self.twice |= {job for job, n in running.items() if n > 1}
 
     def stop(self) -> None:
         self._stop.set()
@@ -143,6 +166,93 @@ def _kind(conn, dealer_id: int) -> str:
     return "feed" if row["feed_url"] else "crawl"
 
 
+class Sends:
+    """The sends of queued jobs' messages, sampled from their records once a second:
+    messages the reaper left unsent too long, and same-id re-sends that came too soon."""
+
+    def __init__(self, unsent_after_s: float, resend_after_s: float):
+        self.unsent_after_s, self.resend_after_s = unsent_after_s, resend_after_s
+        self.sent: dict[tuple[int, str], set] = {}  # (job, message id) -> its send times
+        self.unsent_late: set[int] = set()
+
+    def sample(self, conn) -> None:
+        for row in conn.execute(
+                "SELECT id, message_id, message_sent_at, message_sent_at IS NULL AND"
+                " updated_at < now() - make_interval(secs => %s) AS late FROM jobs"
+                " WHERE state = 'queued'", (self.unsent_after_s,)):
+            if row["late"]:
+                self.unsent_late.add(row["id"])
+            elif row["message_sent_at"] is not None:
+                self.sent.setdefault((row["id"], row["message_id"]), set()).add(
+                    row["message_sent_at"])
+
+    def resends(self) -> tuple[int, int]:
+        """(same-id re-sends seen, those sooner than half job_resend_after_s after the last)"""
+        total = soon = 0
+        for times in self.sent.values():
+            ordered = sorted(times)
+            total += len(ordered) - 1
+            soon += sum((b - a).total_seconds() < self.resend_after_s / 2
+                        for a, b in zip(ordered, ordered[1:], strict=False))
+        return total, soon
+
+
+def flaky_handler(sites: Path, slugs: list[str], p: float) -> None:
+    """A handler.py for the fixture server: these sites' listing pages answer 503 at random
+    (with Scrapy's own retries, an attempt fails now and then: retried, or superseded)."""
+    (sites / "handler.py").write_text(
+        "import random\n"
+        f"FLAKY = {sorted(slugs)!r}\n"
+        "def handle(request):\n"
+        "    slug = request.path.strip('/').split('/')[0]\n"
+        f"    if slug in FLAKY and request.path.endswith('/inventory/')"
+        f" and random.random() < {p}:\n"
+        "        return 503, 'text/plain', b'flaky'\n"
+        "    return None\n")
+
+
+def undecided(conn, triggered: list[int], newest: bool = True) -> list[int]:
+    """Failed jobs still awaiting their worker's decision (a retry, a burial...): the
+    dealers' newest (which a worker or the reaper must decide), or (newest=False) those
+    behind a newer job of their dealer (left so for good: no reaper looks at them)."""
+    from crawler.models import Job
+    from jobs import outcome
+
+    rows = conn.execute(
+        "SELECT * FROM jobs j WHERE id = ANY(%s) AND state = 'failed' AND"
+        " EXISTS (SELECT 1 FROM jobs k WHERE k.dealership_id = j.dealership_id"
+        " AND k.id > j.id) <> %s", (triggered, newest)).fetchall()
+    return [r["id"] for r in rows if outcome.undecided(Job.model_validate(r))]
+
+
+def log_problems(logs: Path) -> tuple[int, dict[str, int]]:
+    """ERROR/CRITICAL lines and tracebacks in the worker logs; warnings by their shape."""
+    import re
+
+    bad, shapes = 0, {}
+    for path in logs.glob("worker-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if "Traceback" in line or re.search(r"\b(ERROR|CRITICAL)\b[:\]]", line):
+                bad += 1
+                if bad <= 5:
+                    print(f"  {path.name}: {line[:200]}", flush=True)
+            elif "WARNING" in line:
+                shape = re.sub(r"\d+", "N", line.split("WARNING", 1)[1].split(" [job_id")[0])
+                shapes[shape[:90]] = shapes.get(shape[:90], 0) + 1
+    return bad, shapes
+
+
+def redis_dead_letters() -> int:
+    import redis
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        ns = os.environ["FORECOURT_REDIS_NAMESPACE"]
+        return sum(client.zcard(k) for k in client.scan_iter(match=f"{ns}:*.XQ"))
+    finally:
+        client.close()
+
+
 def check(conn, triggered: list[int], expected: dict[int, int]) -> dict:
     states = {r["state"]: r["n"] for r in conn.execute(
         "SELECT state, count(*) AS n FROM jobs WHERE id = ANY(%s) GROUP BY 1", (triggered,))}
@@ -168,10 +278,41 @@ def check(conn, triggered: list[int], expected: dict[int, int]) -> dict:
     attempts = conn.execute("SELECT coalesce(max(attempts), 0) AS m, count(*) FILTER"
                             " (WHERE attempts > 1) AS retried FROM jobs WHERE id = ANY(%s)",
                             (triggered,)).fetchone()
-    return {"states": states, "completed": sum(v for k, v in states.items() if k in FINAL),
+    superseded = conn.execute(
+        "SELECT count(*) AS n, count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM jobs k"
+        " WHERE k.dealership_id = j.dealership_id AND k.id > j.id)) AS orphan"
+        " FROM jobs j WHERE id = ANY(%s) AND error_kind = 'superseded'",
+        (triggered,)).fetchone()
+    dead = conn.execute(
+        "SELECT count(*) AS n, count(*) FILTER (WHERE d.slug NOT IN (SELECT unnest(%s::text[])))"
+        " AS unexpected FROM jobs j JOIN dealerships d ON d.id = j.dealership_id"
+        " WHERE j.id = ANY(%s) AND j.state = 'dead'", (FLAKY_SLUGS, triggered)).fetchone()
+    return {"superseded": superseded["n"], "superseded_orphan": superseded["orphan"],
+            "dead": dead["n"], "dead_unexpected": dead["unexpected"],
+            "undecided": len(undecided(conn, triggered)),
+            "left_undecided": undecided(conn, triggered, newest=False),
+            "states": states, "completed": sum(v for k, v in states.items() if k in FINAL),
             "lost": lost + missing, "dup_vehicles": dup_vehicles, "dup_added": dup_added,
             "wrong_inventory": wrong, "retried": attempts["retried"],
             "max_attempts": attempts["m"]}
+
+
+def _forget_namespace() -> None:
+    """Delete the soak's Redis keys (its namespace)."""
+    import redis
+
+    if not os.environ.get("REDIS_URL"):
+        return
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        keys = list(client.scan_iter(match=f"{os.environ['FORECOURT_REDIS_NAMESPACE']}:*",
+                                     count=1000))
+        if keys:
+            client.delete(*keys)
+    except redis.RedisError as exc:
+        print(f"could not delete the soak's Redis keys: {exc}", flush=True)
+    finally:
+        client.close()
 
 
 def main() -> int:
@@ -180,11 +321,14 @@ def main() -> int:
     parser.add_argument("--vehicles", type=int, default=100)
     parser.add_argument("--minutes", type=float, default=4.0)
     parser.add_argument("--feed-share", type=float, default=0.25)
+    parser.add_argument("--flaky-share", type=float, default=0.1)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kill-every", type=float, default=20.0)
     parser.add_argument("--drain-timeout", type=float, default=900.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the scratch database and directory (logs) to look into")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     for sig in (signal.SIGINT, signal.SIGTERM):  # clean up (workers, servers) when stopped
@@ -231,6 +375,8 @@ def main() -> int:
             make_feed.write(feeds / f"{slug}.csv", args.vehicles, seed=args.seed * 1000 + i)
         print(f"generated {len(crawl_slugs)} sites and {len(feed_slugs)} feeds of "
               f"{args.vehicles} vehicles in {time.perf_counter() - t:.1f} s", flush=True)
+        FLAKY_SLUGS[:] = rng.sample(crawl_slugs, int(len(crawl_slugs) * args.flaky_share))
+        flaky_handler(scratch / "sites", FLAKY_SLUGS, 0.7)
         server = fixture_server.serve(scratch / "sites", 0)
         base = fixture_server.base_url(server)
         conn = connect()
@@ -253,8 +399,12 @@ def main() -> int:
             if time.monotonic() > deadline:
                 raise SystemExit("workers did not start")
             time.sleep(0.2)
-        from jobs import service
+        from crawler.config import get_settings
+        from jobs import reaper, service
 
+        settings = get_settings()  # a worker reaps every max(5 s, reap_after / 4), 2 passes:
+        sends = Sends(reaper.UNSENT_AFTER_S + 2 * max(5.0, settings.job_reap_after_s / 4),
+                      settings.job_resend_after_s)
         triggered: list[int] = []
         started = time.monotonic()
         end = started + args.minutes * 60
@@ -263,6 +413,7 @@ def main() -> int:
               f"threads, a kill every ~{args.kill_every:g} s", flush=True)
         while time.monotonic() < end:
             keep_busy(conn, service, dealer_ids, triggered)
+            sends.sample(conn)
             if time.monotonic() >= next_kill:
                 workers.kill_one(rng)
                 next_kill = time.monotonic() + rng.uniform(0.5, 1.5) * args.kill_every
@@ -278,14 +429,19 @@ def main() -> int:
         unfinished = 0
         while unfinished := conn.execute(
                 "SELECT count(*) AS n FROM jobs WHERE id = ANY(%s) AND state IN"
-                " ('queued','running')", (triggered,)).fetchone()["n"]:
+                " ('queued','running')", (triggered,)).fetchone()["n"] + \
+                len(undecided(conn, triggered)):  # a failure awaiting its retry is not over
             if time.monotonic() - drain > args.drain_timeout:
                 break
+            sends.sample(conn)
             time.sleep(1.0)
         if unfinished:
             print(f"drain timed out after {args.drain_timeout:.0f} s with {unfinished} jobs"
                   " still queued or running: the figures below are not a verdict", flush=True)
         result = check(conn, triggered, expected)
+        log_errors, warnings = log_problems(logs)
+        resent, resent_soon = sends.resends()
+        xq = redis_dead_letters()
         vehicles = conn.execute("SELECT count(*) AS n FROM vehicles").fetchone()["n"]
         peak = sorted(workers.peak_worker.values(), reverse=True)
         mb = 1024 * 1024
@@ -303,11 +459,29 @@ def main() -> int:
         print(f"duplicate added events:{result['dup_added']:>2}  (must be 0)")
         print(f"wrong inventories:     {result['wrong_inventory']}  (must be 0)")
         print(f"vehicles stored:       {vehicles}")
+        print(f"flaky sites:           {len(FLAKY_SLUGS)}; dead letters {result['dead']}, of "
+              f"sites not flaky {result['dead_unexpected']}  (must be 0)")
+        print(f"superseded retries:    {result['superseded']}, with no newer job "
+              f"{result['superseded_orphan']}  (must be 0)")
+        print(f"undecided failures:    {result['undecided']}, behind a newer job "
+              f"{len(result['left_undecided'])}  (must be 0) {result['left_undecided'][:10]}")
+        print(f"crawls run twice at once: {len(workers.twice)}  (must be 0) "
+              f"{sorted(workers.twice)[:10]}")
+        print(f"messages left unsent:  {len(sends.unsent_late)}  (must be 0) "
+              f"{sorted(sends.unsent_late)[:10]}")
+        print(f"same-id re-sends:      {resent}, too soon {resent_soon}  (must be 0)")
+        print(f"Dramatiq dead letters: {xq}  (must be 0)")
+        print(f"worker log errors:     {log_errors}  (must be 0)")
+        for shape, n in sorted(warnings.items(), key=lambda kv: -kv[1])[:8]:
+            print(f"  {n:5d} x WARNING{shape}")
         print(f"peak RSS per worker process: max {peak[0] / mb:.0f} MB, median "
               f"{peak[len(peak) // 2] / mb:.0f} MB over {len(peak)} processes; "
               f"largest crawl child {workers.peak_child / mb:.0f} MB" if peak else "no samples")
         bad = result["lost"] + result["dup_vehicles"] + result["dup_added"] + \
-            result["wrong_inventory"]
+            result["wrong_inventory"] + result["dead_unexpected"] + \
+            result["superseded_orphan"] + result["undecided"] + \
+            len(result["left_undecided"]) + len(workers.twice) + len(sends.unsent_late) + \
+            resent_soon + xq + log_errors
         status = 2 if unfinished else (0 if bad == 0 else 1)
     finally:
         if workers is not None:
@@ -315,16 +489,22 @@ def main() -> int:
         if server is not None:
             server.shutdown()
             server.server_close()
-        if db_name:
+        if args.keep:
+            print(f"kept: scratch {scratch}, database {db_name or '(embedded)'}, Redis "
+                  f"namespace {os.environ['FORECOURT_REDIS_NAMESPACE']}", flush=True)
+        if db_name and not args.keep:
             import psycopg
 
             with psycopg.connect(base_db, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        else:
+        if not args.keep:
+            _forget_namespace()
+        if not db_name:  # embedded servers stop, kept or not (their data stays when kept)
             from crawler import embedded
 
             embedded.stop(scratch / "data")
-        shutil.rmtree(scratch, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
     return status
 
 
