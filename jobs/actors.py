@@ -386,9 +386,13 @@ def retry_left_failed(conn, job: Job, failed_for_s: float = 0.0) -> Job | None:
     locked until the retry is recorded and its message sent (a Redis error undoes the
     retry: the job stays failed for a later try), another reaper or a redelivery passes it
     by meanwhile, and only the failure `job` was read from is acted on. None when there
-    was nothing left for us to do."""
+    was nothing left for us to do. A job its dealership has a newer job beside is owed no
+    retry: settled superseded (jobs_db.supersede), as its worker would have."""
     with conn.transaction():
         current = jobs_db.lock_left_failed(conn, job.id, job.attempts, failed_for_s)
+        if current is None and outcome.awaiting_worker(job) \
+                and job.cancel_requested_at is None and not outcome.needs_chromium(job):
+            return jobs_db.supersede(conn, job.id, job.error_kind or "")
         if current is None or not outcome.awaiting_worker(current):
             return None
         return after_failure(conn, current,

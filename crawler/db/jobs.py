@@ -469,15 +469,17 @@ def requeue(conn: psycopg.Connection, job_id: int, retry_at_s: float) -> Job | N
 
 
 def supersede(conn: psycopg.Connection, job_id: int, was: str) -> Job | None:
-    """A failed job (error kind `was`) whose retry was refused because its dealership has
-    another active job: not retried, error kind `superseded`, its error naming that job.
-    None when there is no such job, or the failed job moved on meanwhile."""
+    """A failed job (error kind `was`) not retried because its dealership has a newer job:
+    its retry was refused for that active job, or its worker died before retrying it and
+    the newer job came meanwhile (active or over: a retry is owed nothing then). Error kind
+    `superseded`, its error naming the first newer job. None when there is no such job, or
+    the failed job moved on meanwhile."""
     row = conn.execute(
         """
         WITH other AS (
             SELECT o.id FROM jobs j JOIN jobs o ON o.dealership_id = j.dealership_id
-             WHERE j.id = %(id)s AND o.id <> j.id AND o.state IN ('queued', 'running')
-             LIMIT 1)
+             WHERE j.id = %(id)s AND o.id > j.id
+             ORDER BY o.id LIMIT 1)
         UPDATE jobs SET error_kind = 'superseded', updated_at = now(),
                error = error || format('; not retried: the dealership has a newer job (job %%s)',
                                        (SELECT id FROM other))

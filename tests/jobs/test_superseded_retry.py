@@ -35,3 +35,26 @@ def test_a_retry_refused_for_a_newer_job_settles_the_failure_as_superseded(db):
     assert reaper.reap(db)["requeued"] == []
     assert jobs_db.get(db, job.id).state == "failed"
     assert jobs_db.get(db, newer.id).state == "queued"  # untouched
+
+
+def test_a_failure_its_dead_worker_left_behind_a_newer_job_is_superseded_by_the_redelivery(db):
+    """The worker died after its attempt was settled failed, before it retried it, and the
+    dealership got a newer job meanwhile (the scheduler's next slot, an operator's trigger):
+    the dead worker's redelivered message (retry_left_failed) settled nothing, and no reaper
+    looks at a failure behind a newer job, so it stayed failed with its transient kind for
+    good, shown as settling and waited on by followers (found reading the code behind the
+    soak's check for undecided failures: bench/bench_soak.py)."""
+    from jobs import actors, outcome
+
+    for slug, newer_ends in (("left-active", False), ("left-ended", True)):
+        dealer, failed = _failed_transiently(db, slug)
+        newer, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
+        if newer_ends:  # the newer job may be over by the time the redelivery comes
+            assert jobs_db.claim(db, newer.id, "w2", 60) is not None
+            jobs_db.finish(db, newer.id, "succeeded", counters={})
+        actors.retry_left_failed(db, failed)  # the dead worker's redelivered message
+        job = jobs_db.get(db, failed.id)
+        assert job.state == "failed" and job.error_kind == "superseded", (slug, job)
+        assert f"job {newer.id}" in job.error and "listing page timed out" in job.error
+        assert not outcome.awaiting_worker(job)
+        assert jobs_db.get(db, newer.id).state == ("succeeded" if newer_ends else "queued")
