@@ -10,14 +10,11 @@ import time
 import traceback
 from pathlib import Path
 
-from crawler.errors import ForecourtError, describe
+from crawler.errors import ForecourtError, describe, one_line
 
 
 def _detail(exc: BaseException) -> str:
-    if isinstance(exc, ForecourtError):
-        return describe(exc)
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return describe(exc) if isinstance(exc, ForecourtError) else one_line(exc)
 
 
 def _append_traceback(path: Path, exc: BaseException) -> Path | None:
