@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 import xxhash
 
+from crawler.db import copy_text
 from crawler.db import rejects as rejects_db
 from crawler.db import vehicles as vehicles_db
 from crawler.models import Reject, Vehicle
@@ -16,7 +17,7 @@ def content_hash(v: Vehicle) -> str:
     """Stable hash of everything about a vehicle that is worth a write when it changes: its
     content and scores as COPY text (so the text a write sends is the text hashed), not
     where it was seen (source, source_hash)."""
-    return _hash(vehicles_db.copy_body(v), vehicles_db.copy_scores(v))
+    return _hash(copy_text.copy_body(v), copy_text.copy_scores(v))
 
 
 def _hash(body: str, scores: str) -> str:
@@ -30,9 +31,9 @@ def prepare(vehicles: list[Vehicle]) -> list[str]:
     json_of: dict[int, str] = {}  # ids stay valid: `vehicles` holds every one
     lines = []
     for v in vehicles:
-        body = vehicles_db.copy_body(v, json_of)
-        scores = vehicles_db.copy_scores(v)
-        lines.append(vehicles_db.copy_line(body, scores, v, _hash(body, scores)))
+        body = copy_text.copy_body(v, json_of)
+        scores = copy_text.copy_scores(v)
+        lines.append(copy_text.copy_line(body, scores, v, _hash(body, scores)))
     return lines
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from crawler.db.vehicles import array_literal
+from crawler.db.copy_text import array_literal
 
 
 def price_medians(conn: psycopg.Connection, min_sample: int = 3

@@ -273,7 +273,7 @@ def test_every_value_is_written_back_exactly_whatever_its_characters(db, job, fr
 
 
 def test_array_parameters_reach_the_server_exactly(db):
-    from crawler.db.vehicles import array_literal
+    from crawler.db.copy_text import array_literal
 
     for values in (AWKWARD, [None, *AWKWARD, None], [], [None]):
         assert db.execute("SELECT %s::text[] AS a", (array_literal(values),)

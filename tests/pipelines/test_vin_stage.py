@@ -84,7 +84,7 @@ def test_updated_copies_as_model_copy_does():
 
 
 def test_vehicles_with_the_same_decode_share_one_summary_and_hash_as_if_they_did_not():
-    from crawler.db.vehicles import copy_body
+    from crawler.db.copy_text import copy_body
     from pipelines.store import content_hash, prepare
 
     a = vin_stage.check(vehicle("1C4HJXDG2NW150034", year=2022, model="Wrangler"))
