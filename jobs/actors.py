@@ -74,7 +74,8 @@ class ReaperMiddleware(dramatiq.Middleware):
     """Every worker process consumes the render queues only if it has Chromium when it
     starts (jobs/queues.py), runs the reaper in a thread (see jobs/reaper.py), and another
     that says, while it has Chromium and is not stopping, which queues it renders pages from
-    (jobs/renderers.py)."""
+    (jobs/renderers.py), and stops its render consumers taking messages while it has lost
+    Chromium."""
 
     def before_worker_boot(self, broker, worker):
         from crawler import browser
@@ -95,7 +96,11 @@ class ReaperMiddleware(dramatiq.Middleware):
         # plain handler (which printed every record a second time, unredacted)
         fc_logging.configure(adopt=True)
         reaper.start_thread()
-        renderers.start_thread([q for q in queues.ALL if q in worker.consumer_whitelist])
+        # a worker that loses Chromium while it runs takes no new render message until it is
+        # back (jobs/renderers.py, jobs/prefetch.py)
+        prefetch = next((m for m in broker.middleware if isinstance(m, LivePrefetch)), None)
+        renderers.start_thread([q for q in queues.ALL if q in worker.consumer_whitelist],
+                               on_change=prefetch.take_render if prefetch else None)
 
     def before_worker_shutdown(self, broker, worker):
         from jobs import renderers
@@ -168,18 +173,19 @@ def execute(job_id: int, queue: str) -> None:
 
 def _renders_here(job_id: int, queue: str) -> bool:
     """Whether this process may take a message of a render queue: it has Chromium. It had
-    when it started (or it would not consume the queue); one that lost it since (removed,
-    made not executable) puts the message back, delayed, for a worker that has it, without
-    touching the job, rather than fail the crawl in a loop; but only while the message may
-    still claim its job (it is the job's current one, the job queued or running): a message
-    whose job is over, or moved to another message, is dropped. (It was put back every 15 s
-    for as long as the worker ran, with a warning each time.)"""
+    when it started (or it would not consume the queue). One that lost it since (removed,
+    made not executable) has just found out, or its render consumers would have taken
+    nothing new (jobs/renderers.py: `check` withdraws it and stops them, logging that once);
+    this message, taken before, goes back on its queue at once for a worker that has
+    Chromium, the job untouched, while it may still claim its job (it is the job's current
+    one, the job queued or running); a message whose job is over, or moved to another
+    message, is dropped. One info line per message, a few at most. (Every message was put
+    back delayed 15 s, with a warning, and taken again, for as long as the worker ran.)"""
     from dramatiq.middleware import CurrentMessage
 
-    from crawler import browser
     from jobs import renderers
 
-    if browser.find_chromium() is not None:
+    if renderers.check():
         return True
     current = CurrentMessage.get_current_message()
     if current is not None and not _may_claim(job_id, current.message_id):
@@ -187,10 +193,9 @@ def _renders_here(job_id: int, queue: str) -> bool:
                  "another): dropped", job_id, queue, current.message_id)
         return False
     if current is not None:
-        get_broker().enqueue(current.copy(), delay=renderers.TTL_S * 1000)
-    log.warning("job %s on queue %s needs Chromium, which this worker no longer has: its "
-                "message is put back for %d s (restart the worker so that it stops taking "
-                "%s)", job_id, queue, renderers.TTL_S, queue)
+        get_broker().enqueue(current.copy())
+    log.info("job %s on queue %s: put back for a worker that has Chromium (this one lost it)",
+             job_id, queue)
     return False
 
 
@@ -430,6 +435,7 @@ def _hand_on(conn, job: Job) -> Job:
 
     queue = queue_for(job)
     render = queues.render_queue(queue)
+    renderers.check()  # a worker that had Chromium and lost it leaves the render queues first
     renderer = renderers.alive(render)
     if renderer is not None:
         queued = jobs_db.requeue(conn, job.id, 0)

@@ -23,6 +23,12 @@ queued, where any worker with an idle thread takes the oldest. The delay queues'
 (`*.DQ`: retries and other delayed messages waiting for their time) keep Dramatiq's large
 prefetch: their messages only wait in the worker until due, then go back onto their queue.
 
+A worker that lost its Chromium while it runs (jobs/renderers.py) keeps its render queues'
+consumers (Dramatiq has no clean way to stop one consumer of a running worker and start it
+again) but lets them take nothing new: their prefetch is what they hold, so they only poll
+an empty cache, and the render messages stay in Redis for a worker that has Chromium. Once
+Chromium is back they take again as before.
+
 A residue remains: two consumers fetching in the same instant on an idle worker may both
 count the same idle thread; the scheduled message then waits for the next free thread.
 """
@@ -33,15 +39,16 @@ import threading
 
 import dramatiq
 
-from jobs.queues import ALL, PRIORITY, SCHEDULED, plain_queue
+from jobs.queues import ALL, PRIORITY, SCHEDULED, is_render, plain_queue
 
 
 def limits(threads: int, slots: int, running: dict[str, int],
-           outstanding: dict[str, int]) -> dict[str, int]:
+           outstanding: dict[str, int], render: bool = True) -> dict[str, int]:
     """Each queue consumer's prefetch: the messages it holds (`outstanding`, running or
     waiting in the worker) plus the ones it may take now, given the messages each queue
-    runs (`running`). A render queue counts with its plain queue (a queue missing from
-    both dicts: nothing)."""
+    runs (`running`). A render queue counts with its plain queue, and takes nothing new
+    unless the process has Chromium (`render`) (a queue missing from both dicts:
+    nothing)."""
     queues = [q for q in ALL if q in running or q in outstanding]
     ran = {q: running.get(q, 0) for q in queues}
     held = {q: outstanding.get(q, 0) for q in queues}
@@ -56,7 +63,8 @@ def limits(threads: int, slots: int, running: dict[str, int],
         SCHEDULED: min(max(0, slots - pair(ran, SCHEDULED)),
                        max(0, idle - pair(waiting, PRIORITY))),
     }
-    return {q: held[q] + max(0, may_take[plain_queue(q)] - pair(waiting, plain_queue(q)))
+    return {q: held[q] + (0 if is_render(q) and not render else
+                          max(0, may_take[plain_queue(q)] - pair(waiting, plain_queue(q))))
             for q in queues}
 
 
@@ -70,6 +78,14 @@ class LivePrefetch(dramatiq.Middleware):
         self._lock = threading.Lock()
         self._running = dict.fromkeys(ALL, 0)
         self._consumers: dict[str, object] = {}
+        self._render = True
+
+    def take_render(self, render: bool) -> None:
+        """Whether the render queues' consumers may take new messages (the process has
+        Chromium: jobs/renderers.py calls this when it is lost or back)."""
+        with self._lock:
+            self._render = render
+            self._update()
 
     def before_worker_boot(self, broker, worker) -> None:
         threads = worker.worker_threads
@@ -113,7 +129,8 @@ class LivePrefetch(dramatiq.Middleware):
             consumer = getattr(thread, "consumer", None)
             outstanding[queue] = getattr(consumer, "outstanding_message_count", 0) or 0
         running = {q: n for q, n in self._running.items() if q in self._consumers}
-        wanted = limits(max(1, self._threads()), self._slots(), running, outstanding)
+        wanted = limits(max(1, self._threads()), self._slots(), running, outstanding,
+                        self._render)
         for queue, thread in self._consumers.items():
             thread.prefetch = wanted[queue]  # a consumer made after a reconnect starts so
             consumer = getattr(thread, "consumer", None)

@@ -128,3 +128,19 @@ def test_a_scheduled_job_is_not_held_by_a_worker_whose_threads_are_all_busy(
         "worker: not first in, first out")
     assert first.started_at < min(j.finished_at for j in ops), (
         "the scheduled job waited for an operator crawl to end although a worker was idle")
+
+
+def test_a_worker_that_lost_chromium_takes_no_new_render_message():
+    """jobs/renderers.py: a worker that finds its Chromium gone keeps its render queues'
+    consumers but lets them take nothing new (they hold what they hold); its plain queues
+    take what they took before."""
+    from jobs.queues import PRIORITY_RENDER, SCHEDULED_RENDER
+
+    names = (PRIORITY, SCHEDULED, PRIORITY_RENDER, SCHEDULED_RENDER)
+    idle = dict.fromkeys(names, 0)
+    assert limits(2, 1, idle, idle, render=False) == {
+        PRIORITY: 2, SCHEDULED: 1, PRIORITY_RENDER: 0, SCHEDULED_RENDER: 0}
+    # one render message was taken just before: held (it runs, and is put back), no more
+    held = {**idle, PRIORITY_RENDER: 1}
+    assert limits(2, 1, idle, held, render=False)[PRIORITY_RENDER] == 1
+    assert limits(2, 1, idle, held)[PRIORITY_RENDER] == 2  # with Chromium: as before

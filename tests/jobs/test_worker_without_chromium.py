@@ -44,7 +44,7 @@ def no_live_renderer(forecourt_env):
     from jobs import queues
 
     client.delete(*(f"{namespace}:{kind}:{q}" for q in queues.ALL  # render queues too
-                    for kind in ("renderer", "renderer-seen")))
+                    for kind in ("renderer", "renderers", "renderer-seen")))
     client.close()
 
 
@@ -247,14 +247,11 @@ def _failed_for_want_of_chromium(db, slug: str = "dusk"):
 
 
 def _advertise(queue: str) -> None:
-    """Say in Redis, as a live worker that has Chromium does, that one takes `queue` (and
-    took it lately)."""
-    from crawler.config import get_settings
+    """Say in Redis, as a live worker that has Chromium does, that one (this process)
+    takes `queue` (and took it lately)."""
     from jobs import renderers
 
-    renderers._client().set(renderers.key(queue), "able:1", ex=renderers.TTL_S)
-    renderers._client().set(f"{get_settings().redis_namespace}:renderer-seen:{queue}",
-                            "able:1", ex=120)
+    renderers.advertise([queue])
 
 
 def test_a_crawl_waiting_for_chromium_is_re_sent_where_a_worker_with_chromium_takes_it(
@@ -278,7 +275,7 @@ def test_a_crawl_waiting_for_chromium_is_re_sent_where_a_worker_with_chromium_ta
 
     from jobs import renderers
 
-    renderers._client().delete(renderers.key("priority.render"))
+    renderers._client().delete(renderers.members_key("priority.render"))
     actors.send(db, again, same_id=True)
     assert _message_in(jobs_db.get(db, again.id), "priority")
 
@@ -507,7 +504,7 @@ def test_a_crawl_waiting_for_chromium_goes_back_to_its_queue_only_once_its_rende
     waiting = jobs_db.get(db, failed.id)
     assert waiting.state == "queued" and _message_in(waiting, "priority.render")
 
-    renderers._client().delete(renderers.key("priority.render"))  # not alive this moment
+    renderers._client().delete(renderers.members_key("priority.render"))  # not alive this moment
     assert reaper.reap(db)["unrendered"] == []
     still = jobs_db.get(db, waiting.id)
     assert still.updated_at == waiting.updated_at and not _message_in(still, "priority")
@@ -521,41 +518,125 @@ def test_a_crawl_waiting_for_chromium_goes_back_to_its_queue_only_once_its_rende
     assert reaper.reap(db)["unrendered"] == []  # not again
 
 
-def test_a_worker_that_lost_chromium_puts_render_messages_back_and_drops_them_once_stale(
-        db, site, job_env, tmp_path, no_live_renderer):
-    """A worker that had Chromium when it started consumes the render queues; its Chromium
-    is removed while it runs. A render-queue message that reaches it is put back (delayed,
-    with a warning), the job untouched, not failed there; it stops saying it has Chromium, so
-    the reaper sends the crawl back to its own queue and it fails there in one line. The
-    copy left on the render queue, its job over, is dropped, not put back for ever."""
+LOST = "lost its Chromium"
+BACK = "Chromium is back"
+
+
+def _losing_chromium(job_env, tmp_path, name: str, extra: dict | None = None):
+    """A worker whose Chromium is a symlink to the system one (`unlink` it to take its
+    Chromium away while it runs): (the worker, the symlink)."""
     import os
 
-    from jobs import actors, renderers
-
-    chromium = tmp_path / "chromium"
+    chromium = tmp_path / f"{name}-chromium"
     os.symlink("/usr/bin/chromium", chromium)
-    env = {**job_env, **RENDERER_GONE, "FORECOURT_CHROMIUM_PATH": str(chromium)}
+    env = {**job_env, **(extra or {}), "FORECOURT_CHROMIUM_PATH": str(chromium)}
     worker = _spawn(["worker", "--processes", "1", "--threads", "1"], env,
-                    tmp_path / "worker.log")
+                    tmp_path / f"{name}.log")
+    _ready(worker, WORKER_READY)
+    return worker, chromium
+
+
+def _lines(proc, text: str) -> list[str]:
+    return [ln for ln in proc.log.read_text(errors="replace").splitlines() if text in ln]
+
+
+def test_a_worker_that_loses_chromium_stops_taking_render_crawls_and_another_runs_them(
+        db, site, job_env, tmp_path, no_live_renderer):
+    """Two workers with Chromium; one loses it while it runs (its package removed). It took
+    every render-queue message that reached it, put it back for 15 s with a warning, again and
+    again, and kept its place in Redis as a renderer until restarted. Now it says once, with
+    the fix, that it lost Chromium, leaves the render queues at once (Redis names only the
+    other worker there) and takes no render message, while it runs plain crawls; the crawl
+    waiting there runs on the other worker once that one is free, never failed."""
+    from jobs import renderers, service
+
+    plain = site(site_copy(tmp_path, {}, name="plain"))
+    able = losing = None
     try:
-        _ready(worker, WORKER_READY)
+        able, hold = _busy_with_chromium(db, site, job_env, tmp_path)
+        losing, chromium = _losing_chromium(job_env, tmp_path, "losing")
+        wait_for(lambda: len(renderers.living("priority.render")) == 2,
+                 what="both workers to say they render pages")
+        chromium.unlink()  # Chromium removed under the running worker
+        wait_for(lambda: _lines(losing, LOST), what="the worker to say it lost Chromium")
+        able_name = jobs_db.get(db, hold.id).worker.rsplit(":", 1)[0]  # host:pid
+        assert renderers.living("priority.render") == [able_name]
+        assert renderers.living("scheduled.render") == [able_name]
+
+        dealer = _javascript_dealer(db, site, "dawn")
+        job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+        waiting = jobs_db.get(db, job.id)
+        assert waiting.state == "queued" and _message_in(waiting, "priority.render")
+        # the worker that lost Chromium is free meanwhile: it runs a plain crawl to its end
+        # (its consumers polling all the while) and leaves the waiting crawl alone
+        other = dealers_db.create(db, slug="noon", name="Noon", website_url=plain + "/inventory/")
+        ran, _ = service.trigger(db, other.id, "crawl", "operator")
+        ran = wait_final(db, ran.id, timeout=90)
+        assert ran.state == "succeeded", ran.error
+        assert ran.worker.rsplit(":", 1)[0] != able_name
+        still = jobs_db.get(db, job.id)
+        assert still.state == "queued" and still.attempts == 0, (still.state, still.errors)
+        assert still.message_id == waiting.message_id and _message_in(still, "priority.render")
+
+        end_now(db, [hold])  # the worker with Chromium is free
+        done = wait_final(db, job.id, timeout=120)
+    finally:
+        for proc in (able, losing):
+            if proc is not None:
+                stop(proc, signal.SIGKILL)
+    assert done.state == "succeeded", done.error
+    assert done.attempts == 1 and not done.errors
+    assert done.worker.rsplit(":", 1)[0] == able_name
+    lost = _lines(losing, LOST)
+    assert len(lost) == 1 and FIX in lost[0] and "priority.render" in lost[0], lost
+    assert not _lines(losing, "needs Chromium"), losing.log.read_text(errors="replace")[-3000:]
+    assert "Traceback" not in losing.log.read_text(errors="replace")
+
+
+def test_a_worker_that_lost_chromium_alone_lets_its_crawls_go_back_and_takes_them_again_once_back(
+        db, site, job_env, tmp_path, no_live_renderer):
+    """The only worker with Chromium loses it while it runs. It leaves the render queues at
+    once, so a crawl waiting there goes back to its own queue once the reaper has seen no
+    worker with Chromium for FORECOURT_JOB_RENDERER_GONE_AFTER_S, and fails there in one line
+    with the fix (as with no worker with Chromium at all); it is neither put back every 15 s
+    nor run by this worker meanwhile. Chromium re-installed, the worker says so once and
+    takes the render queues again without a restart: it drops the copy left there (its job
+    is over) and runs the next JavaScript crawl."""
+    from jobs import actors, renderers, service
+
+    worker = None
+    try:
+        worker, chromium = _losing_chromium(job_env, tmp_path, "worker", RENDERER_GONE)
         wait_for(lambda: renderers.alive("priority.render"),
                  what="the worker to advertise Chromium")
         chromium.unlink()  # Chromium removed under the running worker
+        wait_for(lambda: _lines(worker, LOST), what="the worker to say it lost Chromium")
+        assert renderers.alive("priority.render") is None  # at once, not 15 s later
         dealer = _javascript_dealer(db, site, "dawn")
         job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
-        actors.send(db, job, to="priority.render")  # sent while it still said it has it
+        actors.send(db, job, to="priority.render")  # sent as it said it had Chromium
         job = jobs_db.get(db, job.id)
-        wait_for(lambda: "which this worker no longer has" in worker.log.read_text(
-            errors="replace"), timeout=60, what="the worker to put the message back")
-        assert jobs_db.get(db, job.id).attempts == 0
         done = wait_final(db, job.id, timeout=150)
-        wait_for(lambda: not _message_in(job, "priority.render"), timeout=90,
+        assert _message_in(job, "priority.render")  # the copy left there: nobody took it
+
+        import os
+
+        os.symlink("/usr/bin/chromium", chromium)  # Chromium re-installed
+        wait_for(lambda: _lines(worker, BACK), what="the worker to say Chromium is back")
+        wait_for(lambda: not _message_in(job, "priority.render"), timeout=60,
                  what="the stale render-queue message to be dropped")
+        again = _javascript_dealer(db, site, "dusk")
+        second, _ = service.trigger(db, again.id, "crawl", "operator")
+        second = wait_final(db, second.id, timeout=120)
     finally:
-        stop(worker, signal.SIGKILL)
+        if worker is not None:
+            stop(worker, signal.SIGKILL)
     log = worker.log.read_text(errors="replace")
     assert done.state == "failed" and done.attempts == 1 and done.retry_at is None, done.error
     assert FIX in done.error
     assert len([ln for ln in log.splitlines() if NONE_ALIVE in ln]) == 1, log[-3000:]
+    assert len(_lines(worker, "no worker with Chromium has taken")) == 1, log[-3000:]
+    assert len(_lines(worker, LOST)) == 1 and len(_lines(worker, BACK)) == 1, log[-3000:]
+    assert not _lines(worker, "no longer has"), log[-3000:]  # no put-back every 15 s
+    assert second.state == "succeeded" and second.attempts == 1, second.error
     assert "Traceback" not in log, log[-3000:]
