@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
@@ -14,7 +15,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -172,9 +173,10 @@ class Settings(BaseSettings):
     api_cors_origins: list[str] = Field(default_factory=list)
     # /metrics reads job figures from the database at most this often per process.
     api_metrics_cache_s: float = Field(default=5.0, ge=0)
-    # The bearer token Prometheus presents to read /metrics (operator API tokens may too;
-    # unset: operator tokens only, never an open page). A secret: never echoed.
-    api_metrics_token: SecretStr | None = None
+    # The bearer token(s) Prometheus presents to read /metrics (operator API tokens may too;
+    # unset: operator tokens only, never an open page): several, comma- or
+    # whitespace-separated, while a rotation is under way. Secrets: never echoed.
+    api_metrics_token: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     # Token records are cached per process this long (revocations evict them at once).
     api_token_cache_s: float = Field(default=60.0, ge=0)
 
@@ -215,20 +217,32 @@ class Settings(BaseSettings):
                              "connection string") from None
         return value
 
-    @field_validator("api_metrics_token")
+    @field_validator("api_metrics_token", mode="before")
     @classmethod
-    def _api_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None  # empty: not set (operator tokens only)
-        token = value.get_secret_value().strip()  # a file's trailing newline, say
-        if not all("!" <= c <= "~" for c in token):
-            raise ValueError("may hold only printable ASCII without spaces (it is sent as "
-                             "`Authorization: Bearer <token>`)")
-        if len(token) < METRICS_TOKEN_MIN_CHARS:
-            raise ValueError(f"is {len(token)} characters long, too short for a secret "
-                             f"anyone who reaches the API may guess at (at least "
-                             f"{METRICS_TOKEN_MIN_CHARS})")
-        return SecretStr(token)
+    def _api_metrics_token(cls, value: object) -> tuple[SecretStr, ...]:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, list | tuple):  # given in code, not read from the environment
+            value = ",".join(v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+                             for v in value)
+        if value is None or not str(value).strip():
+            return ()  # empty: not set (operator tokens only)
+        # trimmed (a file's trailing newline, say); commas or whitespace between tokens
+        entries = [entry.strip() for entry in str(value).strip().split(",")]
+        if "" in entries:
+            raise ValueError("has an empty entry (tokens are separated by one comma or by "
+                             "whitespace)")
+        tokens = [token for entry in entries for token in entry.split()]
+        for n, token in enumerate(tokens, 1):
+            which = f"(token {n} of {len(tokens)}) " if len(tokens) > 1 else ""
+            if not all("!" <= c <= "~" for c in token):
+                raise ValueError(f"{which}may hold only printable ASCII (it is sent as "
+                                 "`Authorization: Bearer <token>`)")
+            if len(token) < METRICS_TOKEN_MIN_CHARS:
+                raise ValueError(f"{which}is {len(token)} characters long, too short for a "
+                                 f"secret anyone who reaches the API may guess at (at least "
+                                 f"{METRICS_TOKEN_MIN_CHARS})")
+        return tuple(SecretStr(token) for token in tokens)
 
     @field_validator("forwarded_allow_ips")
     @classmethod

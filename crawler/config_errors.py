@@ -33,8 +33,9 @@ HINTS = {
                            "separated: FORWARDED_ALLOW_IPS=10.0.0.0/8,127.0.0.1; or unset it "
                            "for the default 127.0.0.1,::1",
     "api_metrics_token": "set it to a long random secret, e.g. "
-                         "FORECOURT_API_METRICS_TOKEN=$(openssl rand -hex 32), or unset it to let "
-                         "operator tokens alone read /metrics",
+                         "FORECOURT_API_METRICS_TOKEN=$(openssl rand -hex 32), or to the old "
+                         "and the new one, comma-separated, while rotating it; or unset it to "
+                         "let operator tokens alone read /metrics",
     "platform_rate_limits": """write a JSON object of requests per second: """
                             """FORECOURT_PLATFORM_RATE_LIMITS='{"dealercom": 10}'""",
 }

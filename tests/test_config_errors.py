@@ -128,12 +128,22 @@ def test_a_trusted_proxy_that_is_no_address_or_network_is_refused_in_one_line(va
 
 @pytest.mark.parametrize("value, says", [
     ("short-Secret-1", "14 characters long"),
-    ("a Secret with gaps that is long enough", "printable ASCII"),
+    ("\u00e9-Secret-" + "x" * 40, "printable ASCII"),
+    # several tokens (a rotation): each is checked, and named by its place, never echoed
+    ("f" * 64 + ",short-Secret-1", "(token 2 of 2) is 14 characters long"),
+    ("f" * 64 + " short-Secret-1 " + "e" * 64, "(token 2 of 3) is 14 characters long"),
+    ("f" * 64 + ",,Secret" + "e" * 64, "empty entry"),
+    ("f" * 64 + ", ,Secret" + "e" * 64, "empty entry"),
+    ("Secret" + "f" * 64 + ",", "empty entry"),
 ])
 def test_a_weak_metrics_token_is_refused_in_one_line_without_echoing_it(value, says):
     done = forecourt("dealers", "list", FORECOURT_API_METRICS_TOKEN=value)
     line = assert_one_line_error(done, "FORECOURT_API_METRICS_TOKEN", says, "openssl rand")
-    assert value not in line and "Secret" not in line
+    assert value not in line and "Secret" not in line and "ffff" not in line
+
+
+def _metrics_tokens(settings) -> list[str]:
+    return [t.get_secret_value() for t in settings.api_metrics_token]
 
 
 def test_a_metrics_token_is_read_trimmed_and_an_empty_one_is_unset(monkeypatch):
@@ -141,10 +151,25 @@ def test_a_metrics_token_is_read_trimmed_and_an_empty_one_is_unset(monkeypatch):
 
     token = "f" * 64
     monkeypatch.setenv("FORECOURT_API_METRICS_TOKEN", f"  {token}\n")
-    assert Settings().api_metrics_token.get_secret_value() == token
+    assert _metrics_tokens(Settings()) == [token]
     assert token not in repr(Settings())
     monkeypatch.setenv("FORECOURT_API_METRICS_TOKEN", " ")
-    assert Settings().api_metrics_token is None
+    assert _metrics_tokens(Settings()) == []
+
+
+def test_several_metrics_tokens_are_read_comma_or_whitespace_separated(monkeypatch):
+    """Rotating the metrics token without a failed scrape: the API takes the old and the new
+    one while Prometheus switches (docs/operations.md)."""
+    from crawler.config import Settings
+
+    old, new, spare = "a" * 64, "b" * 40, "c" * 32
+    for value in (f"{old},{new}", f" {old} , {new}\n", f"{old} {new}", f"{old}\n{new}\n"):
+        monkeypatch.setenv("FORECOURT_API_METRICS_TOKEN", value)
+        assert _metrics_tokens(Settings()) == [old, new], repr(value)
+    monkeypatch.setenv("FORECOURT_API_METRICS_TOKEN", f"{old}, {new} {spare}")
+    settings = Settings()
+    assert _metrics_tokens(settings) == [old, new, spare]
+    assert old not in repr(settings) and new not in repr(settings)
 
 
 def test_a_misspelt_setting_is_warned_about_once_with_the_closest_name():

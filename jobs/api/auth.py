@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from crawler.db import dealers as dealers_db
 from crawler.db import tokens as tokens_db
@@ -96,17 +97,16 @@ async def metrics_reader(
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     """Who may read /metrics (fleet-wide figures, none for a dealer's eyes): the bearer of
-    FORECOURT_API_METRICS_TOKEN (Prometheus), compared in constant time, or an operator
-    token; a dealer token answers 403. Without a metrics token set, operator tokens only.
-    An address cut off for failed authentications is cut off for the metrics token too
-    (valid or not, as for API tokens), and a wrong one counts as a failure."""
+    a FORECOURT_API_METRICS_TOKEN token (Prometheus; several while one is rotated), compared
+    in constant time, or an operator token; a dealer token answers 403. Without a metrics
+    token set, operator tokens only. An address cut off for failed authentications is cut
+    off for the metrics token too (valid or not, as for API tokens), and a wrong one counts
+    as a failure."""
     if creds is None or not creds.credentials:
         raise ApiProblem(401, "a bearer token is required", "unauthorized",
                          {"WWW-Authenticate": _CHALLENGE})
     rt = runtime_of(request)
-    secret = rt.settings.api_metrics_token
-    if secret is not None and hmac.compare_digest(creds.credentials.encode(),
-                                                  secret.get_secret_value().encode()):
+    if _is_metrics_token(creds.credentials, rt.settings.api_metrics_token):
         if rt.auth_failures is not None:
             _cut_off(rt, await rt.auth_failures.spent(client_key(request)))
         return
@@ -114,6 +114,17 @@ async def metrics_reader(
     if token.role != "operator":
         raise ApiProblem(403, "metrics are for operators: use FORECOURT_API_METRICS_TOKEN or "
                               "an operator token", "forbidden")
+
+
+def _is_metrics_token(presented: str, secrets: tuple[SecretStr, ...]) -> bool:
+    """Whether `presented` is one of the metrics tokens: compared with each in constant time,
+    all of them every time, so the answer's timing says nothing about which one or how much
+    of it matched."""
+    given = presented.encode()
+    found = False
+    for secret in secrets:
+        found |= hmac.compare_digest(given, secret.get_secret_value().encode())
+    return found
 
 
 async def authenticate_first(request: Request) -> None:

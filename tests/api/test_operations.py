@@ -67,6 +67,27 @@ def test_metrics_without_a_metrics_token_configured_take_operator_tokens_only(se
         assert ok.status_code == 200 and "forecourt_jobs{" in ok.text, ok.text
 
 
+def test_metrics_take_every_token_of_a_rotation_and_nothing_else(world):
+    """Rotating the metrics token: the API holds the old and the new one (comma- or
+    whitespace-separated) while Prometheus switches, so no scrape fails; each is compared
+    whole, so neither the setting's text nor a piece of a token gets in."""
+    old, new = "old-" + "0a" * 20, "new-" + "1b" * 20
+    server = Server({"FORECOURT_API_METRICS_TOKEN": f" {old},\n  {new}\n"}).ready()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for token in (old, new):
+                ok = client.get("/metrics", headers=auth(token))
+                assert ok.status_code == 200 and "forecourt_jobs{" in ok.text, ok.text
+            for wrong in (f"{old},{new}", f"{old}, {new}", old[:-1], new + "x", old + new,
+                          METRICS_TOKEN):
+                assert_problem(client.get("/metrics", headers=auth(wrong)), 401)
+            assert_problem(client.get("/metrics", headers=auth(world["tokens"]["acme"])), 403)
+            ok = client.get("/metrics", headers=auth(world["tokens"]["operator"]))
+            assert ok.status_code == 200, ok.text
+    finally:
+        server.stop()
+
+
 def test_the_openapi_document_says_metrics_need_a_bearer_token(api):
     doc = api.get("/v1/openapi.json").json()
     op = doc["paths"]["/metrics"]["get"]
