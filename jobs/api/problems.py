@@ -92,7 +92,7 @@ async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
 
 
 # Plain HTTP statuses that have a problem type of their own: a body over the limit is
-# `too-large` whether BodyLimit refused its Content-Length or counted its chunks.
+# `too-large` (BodyLimit answers its own refusals so; a 413 raised elsewhere is typed alike).
 _HTTP_KINDS = {413: "too-large"}
 
 
@@ -221,14 +221,18 @@ def install(app: FastAPI, authenticate_first=_nothing_to_check) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-# What the API's own answers of these statuses mean, and that they say when to come back.
+# What the API's own answers of these statuses mean.
 _MEANING = {
     429: "the token's rate limit (FORECOURT_API_RATE_LIMIT), or too many failed "
          "authentications from the client's address (FORECOURT_API_AUTH_FAIL_LIMIT): any "
          "token from there is refused until the window ends",
     503: "the database is unreachable, or no connection came free within "
          "FORECOURT_API_POOL_TIMEOUT_S",
+    413: "the request body is over FORECOURT_API_MAX_BODY_BYTES, whether Content-Length "
+         "declares it or it comes chunked (read up to the limit, no further; the connection "
+         "is closed), refused before the route runs, even one that takes no body",
 }
+_COME_BACK = {429, 503}  # statuses whose answers carry Retry-After
 # A trigger's and a replay's 503 (`responses(..., queued=True)`): the job queue too.
 _QUEUED_503 = (_MEANING[503] + "; or the job queue (Redis) is unavailable. A call refused "
                "because Redis did not answer records no job; one whose message Redis refuses "
@@ -246,7 +250,7 @@ def responses(*statuses: int, queued: bool = False) -> dict[int | str, dict[str,
         meaning = _QUEUED_503 if s == 503 and queued else _MEANING.get(s)
         out[s] = {"description": f"{phrase}: {meaning}" if meaning else phrase,
                   "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-        if s in _MEANING:
+        if s in _COME_BACK:
             out[s]["headers"] = _RETRY_AFTER
     return out
 

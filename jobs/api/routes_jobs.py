@@ -99,7 +99,8 @@ async def cancel_job(request: Request, job_id: JobId,
     """Cancel a queued job at once, or ask a running one to stop (its phase shows
     'cancelling' until its worker settles it). Cancelling is idempotent: a job already
     cancelled answers 200 as it is (a double click is harmless); a job that ended otherwise
-    (succeeded, failed, dead...) answers 409."""
+    (succeeded, failed, dead...) answers 409. It takes no body: one sent is ignored, and
+    one over FORECOURT_API_MAX_BODY_BYTES (declared or chunked) answers 413."""
     rt = runtime_of(request)
     await job_for(rt, token, job_id)
     try:
@@ -119,7 +120,9 @@ async def replay_job(request: Request, job_id: JobId,
     409 when the job is in any other state, was already replayed (the problem names the
     job it was replayed as), or the dealership already has an active job (named in the
     problem; the dead letter stays, to replay when that job ends). While the job queue
-    (Redis) is unavailable: 503 with Retry-After, nothing recorded, the dead letter kept."""
+    (Redis) is unavailable: 503 with Retry-After, nothing recorded, the dead letter kept.
+    It takes no body: one sent is ignored, and one over FORECOURT_API_MAX_BODY_BYTES
+    (declared or chunked) answers 413."""
     rt = runtime_of(request)
     await job_for(rt, token, job_id)
     try:

@@ -3,6 +3,10 @@ error bodies for every kind of failure, never a stack trace."""
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+
 import httpx
 
 from tests.api.conftest import add_job, assert_problem, auth, metrics_text
@@ -45,6 +49,86 @@ def test_oversized_bodies_are_refused_with_413(api, world):
     assert body["type"] == "urn:forecourt:problem:too-large", "as a declared one is"
     assert body["title"] == "Request Entity Too Large"
     assert world["db"].execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 0
+
+
+def chunked_post(url: str, path: str, token: str, total: int) -> dict:
+    """POST `path` with a chunked body of `total` bytes over a raw socket (the way a client
+    streams a body whose size it does not declare): one thread sends while this one reads
+    the answer, then asks GET /healthz on the same connection. Returns the answer's status,
+    headers and body, the bytes the sender got out, whether it sent the whole body, and the
+    second request's status (None: the server had closed the connection)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n".encode())
+    sent = {"bytes": 0, "whole": False}
+
+    def send() -> None:
+        chunk = b"x" * 8192
+        try:
+            while sent["bytes"] < total:
+                piece = chunk[:total - sent["bytes"]]
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                sent["bytes"] += len(piece)
+            sock.sendall(b"0\r\n\r\n")
+            sent["whole"] = True
+        except OSError:  # the server closed the connection
+            pass
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    with sock:
+        reader = sock.makefile("rb")
+        status = int(reader.readline().split()[1])
+        headers = {}
+        while (line := reader.readline().strip()):
+            name, _, value = line.decode().partition(":")
+            headers[name.lower()] = value.strip()
+        body = reader.read(int(headers["content-length"]))
+        sender.join(60)
+        assert not sender.is_alive(), "the sender is stuck: the server neither reads nor closes"
+        second = None
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            if first := reader.readline():
+                second = int(first.split()[1])
+        except OSError:
+            pass
+    return {"status": status, "headers": headers, "body": body, "sent": sent["bytes"],
+            "whole": sent["whole"], "second": second}
+
+
+def test_a_chunked_body_over_the_limit_is_refused_by_routes_that_take_none(api, api_server,
+                                                                             world):
+    """Cancel and replay take no body. An oversized body declared by Content-Length was
+    refused 413 before they ran, but a chunked one was never read: cancel answered 200 (the
+    job cancelled), replay 202, while the server went on reading and discarding the body,
+    however long, on a connection it kept open. Now every POST body over the limit answers
+    413 `too-large`, declared or chunked, before the route runs: the server reads at most
+    the limit and closes the connection rather than swallow the rest. A body within the
+    limit is read and ignored, and the connection stays usable."""
+    db, op = world["db"], world["tokens"]["operator"]
+    queued = add_job(db, world["acme"].id, state="queued")
+    dead = add_job(db, world["bolt"].id, kind="feed", state="dead")
+    huge = 64 * 1024 * 1024  # far more than the sockets' buffers hold
+    for path in (f"/v1/jobs/{queued}/cancel", f"/v1/jobs/{dead}/replay",
+                 "/v1/dealerships/acme/jobs"):  # which reads its body: refused as early
+        got = chunked_post(api_server.url, path, op, huge)
+        assert got["status"] == 413, got
+        assert got["headers"]["content-type"].startswith("application/problem+json")
+        problem = json.loads(got["body"])
+        assert problem["type"] == "urn:forecourt:problem:too-large", problem
+        assert problem["instance"] == path
+        assert got["headers"].get("connection") == "close", got["headers"]
+        assert not got["whole"] and got["sent"] < huge, "the server stopped reading"
+        assert got["second"] is None, "and closed the connection"
+    states = db.execute("SELECT id, state, replayed_as FROM jobs ORDER BY id").fetchall()
+    assert [(r["id"], r["state"], r["replayed_as"]) for r in states] == \
+        [(queued, "queued", None), (dead, "dead", None)]
+    # within the limit: read, ignored, answered as without a body, the connection kept
+    got = chunked_post(api_server.url, f"/v1/jobs/{queued}/cancel", op, 4000)
+    assert got["status"] == 200 and json.loads(got["body"])["state"] == "cancelled", got
+    assert got["whole"] and got["second"] == 200, got
 
 
 def test_unknown_routes_wrong_methods_and_bad_input_are_problems(api, world):
