@@ -56,6 +56,8 @@ def register(app: typer.Typer) -> None:
         try:
             uvicorn.run("jobs.api.app:create_app", factory=True, host=host, port=port,
                         workers=workers, access_log=access_log, server_header=False,
+                        # unparsable requests answer 400 problem+json, not plain text
+                        http="jobs.api.protocol:ProblemHttpTools",
                         # the client address (failed-authentication limit, access log) is
                         # taken from X-Forwarded-For only when these peers sent it
                         proxy_headers=bool(settings.forwarded_allow_ips),

@@ -131,6 +131,33 @@ def test_a_chunked_body_over_the_limit_is_refused_by_routes_that_take_none(api, 
     assert got["whole"] and got["second"] == 200, got
 
 
+def test_a_request_the_server_cannot_parse_is_a_400_problem(api_server, world):
+    """A control character in a header (or a malformed request line) never reaches the
+    application: uvicorn answered its own plain-text 400 "Invalid HTTP request received.",
+    the one answer not in problem+json. Now it is a 400 problem, the connection closed."""
+    host, port = api_server.url.removeprefix("http://").split(":")
+    op = world["tokens"]["operator"].encode()
+    for request in (b"GET /v1/jobs/1 HTTP/1.1\r\nHost: x\r\nX-Note: a\x01b\r\n\r\n",
+                    b"GET /v1/jobs/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + op
+                    + b"\x7f\r\n\r\n",
+                    b"GET /v1/jobs/\x01 HTTP/1.1\r\nHost: x\r\n\r\n"):
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(request)
+            answer = b""
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        assert lines[0] == "HTTP/1.1 400 Bad Request", answer
+        assert headers["content-type"] == "application/problem+json", answer
+        assert headers["connection"] == "close"
+        problem = json.loads(body)
+        assert problem["status"] == 400 and problem["title"] == "Bad Request", problem
+        assert {"type", "detail", "instance"} <= set(problem), problem
+        assert "not valid HTTP" in problem["detail"], problem
+
+
 def test_unknown_routes_wrong_methods_and_bad_input_are_problems(api, world):
     acme = auth(world["tokens"]["acme"])
     assert assert_problem(api.get("/v1/nothing-here", headers=acme), 404)["type"] == "about:blank"
