@@ -3,8 +3,9 @@
 A feed file may be plain, gzip or zip (detected from its first bytes, not its name). Whatever
 it is, reading stops with `FeedTooLarge` once more than `feed_max_bytes` decompressed bytes
 came out, so a compression bomb costs a bounded amount of work and no memory. Text is UTF-8
-(with or without BOM), UTF-16 with BOM, or Windows-1252; a UTF-8 feed with a few stray
-Windows-1252 bytes is decoded byte by byte instead of failing.
+(with or without BOM), UTF-16 (with a BOM, or without one: told by where its NUL bytes
+are), or Windows-1252; a UTF-8 feed with a few stray Windows-1252 bytes is decoded byte by
+byte instead of failing. A DOS end-of-file mark (^Z) that ends the file is dropped.
 """
 
 from __future__ import annotations
@@ -153,12 +154,38 @@ def open_binary(path: Path, limit: int) -> Iterator[tuple[io.BufferedReader, str
         raw.close()
 
 
+def _utf16_without_bom(head: bytes) -> str | None:
+    """'utf-16-le' or 'utf-16-be' when the start of a feed is UTF-16 without a BOM (Excel's
+    "Unicode text", .NET and SQL Server exports): a feed's text is mostly ASCII (its
+    header, digits, VINs, links, punctuation), each character a NUL byte beside its own,
+    so one byte of a pair in three or more is NUL and the other almost never is. NUL is
+    valid UTF-8: such a feed was read as UTF-8 or Windows-1252 with its NULs dropped, and
+    every character beyond ASCII came out as two wrong ones. Binary junk or NUL padding
+    in a single-byte feed has NULs on both sides, or few."""
+    sample = head[:4096]
+    units = len(sample) // 2
+    if units < 2:
+        return None
+    sample = sample[:2 * units]
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if 3 * odd >= units and 20 * even <= odd:
+        return "utf-16-le"
+    if 3 * even >= units and 20 * odd <= even:
+        return "utf-16-be"
+    return None
+
+
 def detect_encoding(head: bytes) -> tuple[str, int]:
-    """(codec, BOM length) for the start of a text feed."""
+    """(codec, BOM length) for the start of a text feed. UTF-16 with a BOM is 'utf-16'
+    (the codec reads the BOM and the byte order); without one, 'utf-16-le' or
+    'utf-16-be'."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8", 3
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16", 0
+    order = _utf16_without_bom(head)
+    if order is not None:
+        return order, 0
     try:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
@@ -240,6 +267,63 @@ class Utf8Xml(io.RawIOBase):
         return n
 
 
+# The same blanks in UTF-16, as the low byte of a code unit whose high byte is 0; and NUL,
+# which UTF-16 text has dropped after decoding (as NulFree drops it before looking)
+_EOF_TAIL_UNITS = frozenset(_EOF_TAIL + b"\x00")
+
+
+class Utf16EndFree(io.RawIOBase):
+    """A UTF-16 feed's bytes without the DOS end-of-file mark (^Z and the blanks after it)
+    that ends the file, as NulFree drops it from single-byte and UTF-8 feeds: a UTF-16
+    export with one made every run partial. `codec` gives the byte order ('utf-16-le' or
+    'utf-16-be'). Works on whole code units per chunk (a chunk's odd last byte waits for
+    the next); a ^Z anywhere else is data."""
+
+    def __init__(self, inner: io.BufferedReader, codec: str):
+        self._inner = inner
+        self._low = 1 if codec.endswith("be") else 0  # where a code unit's low byte is
+        self._odd = b""  # a chunk's last byte, half a code unit
+        self._held = b""  # a chunk's trailing ^Z and blanks, until more bytes follow
+        self._out = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def _mark(self, data: bytes) -> int | None:
+        """Where the ^Z starts that only blanks (or more ^Z) follow to the end of `data`."""
+        low, mark, pos = self._low, None, len(data)
+        while pos >= 2 and data[pos - 2 + low] in _EOF_TAIL_UNITS and not data[pos - 1 - low]:
+            pos -= 2
+            if data[pos + low] == 0x1A:
+                mark = pos
+        return mark
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._out:
+            data = self._inner.read1(max(len(view), 2))
+            if not data:  # the end: what is held is dropped, unless a lone byte follows it
+                self._out, self._odd = (self._held + self._odd if self._odd else b""), b""
+                self._held = b""
+                if not self._out:
+                    return 0
+                break
+            if self._odd:
+                data, self._odd = self._odd + data, b""
+            if len(data) % 2:
+                data, self._odd = data[:-1], data[-1:]
+            if self._held:
+                data, self._held = self._held + data, b""
+            cut = self._mark(data)
+            if cut is not None:
+                data, self._held = data[:cut], data[cut:]
+            self._out = data
+        n = min(len(view), len(self._out))
+        view[:n] = self._out[:n]
+        self._out = self._out[n:] if n < len(self._out) else b""
+        return n
+
+
 class _NulFreeText(io.TextIOBase):
     """The same for UTF-16 text, where NUL bytes are part of every character."""
 
@@ -266,7 +350,7 @@ def byte_lines(binary: io.BufferedReader) -> tuple[io.BufferedReader, str, str] 
     `lines`."""
     head = binary.peek(HEAD_BYTES)[:HEAD_BYTES]
     encoding, bom = detect_encoding(head)
-    if encoding == "utf-16":
+    if encoding.startswith("utf-16"):
         return None
     if bom:
         binary.read(bom)
@@ -326,8 +410,11 @@ def text_stream(binary: io.BufferedReader) -> tuple[io.TextIOBase, str]:
     if bom:
         binary.read(bom)
     errors = "forecourt-cp1252" if encoding == "utf-8" else "replace"
-    if encoding == "utf-16":
-        return _NulFreeText(io.TextIOWrapper(binary, encoding=encoding, errors=errors,
+    if encoding.startswith("utf-16"):
+        order = encoding if encoding != "utf-16" else (
+            "utf-16-le" if head.startswith(codecs.BOM_UTF16_LE) else "utf-16-be")
+        clean = io.BufferedReader(Utf16EndFree(binary, order), CHUNK_BYTES)
+        return _NulFreeText(io.TextIOWrapper(clean, encoding=encoding, errors=errors,
                                              newline="")), encoding
     clean = io.BufferedReader(NulFree(binary), CHUNK_BYTES)
     text = io.TextIOWrapper(clean, encoding=encoding, errors=errors, newline="")

@@ -619,6 +619,29 @@ def test_a_dos_end_of_file_mark_ends_a_csv_feed(db, tmp_path, tail):
     assert third.state == "succeeded" and third.counters["removed"] == 1, third.report
 
 
+@pytest.mark.parametrize("codec, bom", [("utf-16", b""), ("utf-16-be", b"\xfe\xff"),
+                                        ("utf-16-le", b""), ("utf-16-be", b"")],
+                         ids=["bom-le", "bom-be", "le", "be"])
+def test_a_dos_end_of_file_mark_ends_a_utf16_csv_feed(db, tmp_path, codec, bom):
+    """The same for a UTF-16 export (with or without a BOM, gzip'd): its ^Z made every
+    run partial; without a BOM its rows were read as Windows-1252 with NULs dropped."""
+    import gzip as gz
+
+    text = (FEEDS / "harbor-city-auto.csv").read_text().replace("Celestial Silver",
+                                                               "Světle stříbrná")
+    path = tmp_path / "export.csv.gz"
+    path.write_bytes(gz.compress(bom + (text + "\x1a\r\n").encode(codec)))
+    d = dealer(db)
+    job = ingest(db, d, path)
+    assert (job.state, job.verdict) == ("succeeded", "healthy"), job.report["reasons"]
+    assert job.counters["added"] == 6 and job.counters["rejected"] == 1
+    assert db.execute("SELECT count(*) AS n FROM vehicles WHERE exterior_color ="
+                      " 'Světle stříbrná'").fetchone()["n"] == 1
+    again = ingest(db, d, path)
+    assert (again.state, again.verdict) == ("succeeded", "healthy"), again.report["reasons"]
+    assert again.counters["unchanged"] == 6 and again.counters["removed"] == 0
+
+
 def test_a_dos_end_of_file_mark_ends_a_real_json_snapshot(db, tmp_path):
     """The same for JSON, where text after the list's closing ] made the run incomplete."""
     import gzip as gz
