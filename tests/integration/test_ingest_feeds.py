@@ -642,6 +642,27 @@ def test_a_dos_end_of_file_mark_ends_a_utf16_csv_feed(db, tmp_path, codec, bom):
     assert again.counters["unchanged"] == 6 and again.counters["removed"] == 0
 
 
+def test_prices_with_a_magnitude_are_stored_whole_and_no_price_is_stored_wrong(db, tmp_path):
+    """'$25k' and '$1.2 million' were dropped as placeholders, '-$5,000' (a rebate) stored
+    as $5,000, a mileage of '~50k' as 50 and '1.5L' (an engine size) as 2."""
+    vins = ["1HGCM82633A004352", "2T3P1RFV7PC338201", "5N1AL0MM8DC306971",
+            "4T1G11AK9LU401122", "19XFC2F7XME104512"]
+    cells = [("$25k", "~50k"), ("$1.2 million", "12,345 mi"), ("-$5,000", "1.5L"),
+             ("twenty thousand", "15 000 km"), ("CHF 12'345.-", "12'345 km")]
+    path = tmp_path / "stock.json"
+    path.write_text(json.dumps([{"vin": v, "make": "Honda", "model": "Accord", "year": "2020",
+                                 "price": p, "mileage": m, "condition": "used"}
+                                for v, (p, m) in zip(vins, cells, strict=True)]))
+    ingest(db, dealer(db), path)
+    stored = {r["vin"]: (r["price"], r["mileage"], "price_implausible" in r["quality_flags"])
+              for r in db.execute("SELECT vin, price, mileage, quality_flags FROM vehicles")}
+    assert stored == {vins[0]: (Decimal("25000.00"), 50_000, False),
+                      vins[1]: (Decimal("1200000.00"), 12_345, False),
+                      vins[2]: (None, None, True),
+                      vins[3]: (Decimal("20000.00"), 9_321, False),
+                      vins[4]: (Decimal("12345.00"), 7_671, False)}
+
+
 def test_a_dos_end_of_file_mark_ends_a_real_json_snapshot(db, tmp_path):
     """The same for JSON, where text after the list's closing ] made the run incomplete."""
     import gzip as gz

@@ -270,3 +270,59 @@ def test_a_link_or_data_uri_in_a_name_field_rejects_the_vehicle_with_the_field(f
 def test_mileage_in_millions_is_read_as_millions(raw, unit, miles):
     """'1.2 million' was read as 1 mile."""
     assert n.mileage(raw, unit) == miles
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("$1.2 million", Decimal("1200000.00")), ("1.2M", Decimal("1200000.00")),
+    ("$1.2MM", Decimal("1200000.00")), ("$2.5 mil", Decimal("2500000.00")),
+    ("1,2 Mio €", Decimal("1200000.00")), ("0.5 mln", Decimal("500000.00")),
+    ("$25k", Decimal("25000.00")), ("25K", Decimal("25000.00")),
+    ("€ 18,5 k", Decimal("18500.00")), ("$15.5k", Decimal("15500.00")),
+    ("18.5K obo", Decimal("18500.00")), ("Price: $25k", Decimal("25000.00")),
+    ("25 thousand", Decimal("25000.00")), ("$25K-$30K", Decimal("25000.00")),
+    ("₹12.5 lakh", Decimal("1250000.00")), ("12,50,000", Decimal("1250000.00")),
+    ("twenty thousand", Decimal("20000.00")),
+    ("Twenty-four thousand nine hundred ninety-five dollars", Decimal("24995.00")),
+    ("one hundred and five thousand", Decimal("105000.00")),
+    ("12'345.00", Decimal("12345.00")), ("CHF 12'345.-", Decimal("12345.00")),
+    ("CHF 12’345", Decimal("12345.00")),
+    # unchanged: payments, plain and European spellings, a unit that is no magnitude
+    ("$24,995 MSRP", Decimal("24995.00")), ("25000 kr", Decimal("25000.00")),
+    ("12,345.67", Decimal("12345.67")), ("12.345,67 €", Decimal("12345.67")),
+])
+def test_a_price_with_a_magnitude_in_words_or_a_suffix_is_read_whole(raw, expected):
+    """'$1.2 million', '$25k', '€ 18,5 k' and 'twenty thousand' were read as 1.2, 25, 18.5
+    and nothing, then dropped as placeholders (a real price, refused unsaid); a Swiss
+    '12'345' as 12."""
+    assert n.price(raw) == (expected, None)
+
+
+@pytest.mark.parametrize("raw, note", [
+    ("$1.2bn", "price_implausible"), ("$25,000k", "price_implausible"),
+    ("-$5,000", "price_implausible"), ("- $5,000", "price_implausible"),
+    ("−€5.000", "price_implausible"), ("$-5,000", "price_implausible"),
+    ("-5000", "price_implausible"),
+    ("$399/mo", "price_placeholder"), ("$1.2k/mo", "price_placeholder"),
+    ("Call for price", "price_placeholder"), ("$0", "price_placeholder"),
+    ("0.00", "price_placeholder"), ("-1", "price_placeholder"),
+    ("one", "price_placeholder"), ("N/A", None), ("", None),
+    ("one hundred percent financing", "price_placeholder"),
+    ("Call, one owner", "price_placeholder"),
+])
+def test_a_price_that_is_no_price_is_refused_never_stored(raw, note):
+    """A negative amount (a rebate in the price column) is no price: '-$5,000' was stored
+    as $5,000."""
+    assert n.price(raw) == (None, note)
+
+
+@pytest.mark.parametrize("raw, miles", [
+    ("~50k", 50_000), ("approx. 45K miles", 45_000), ("Odometer: 12.5k mi", 12_500),
+    ("15k mi", 15_000), ("15 000 km", 9321), ("12,345.67", 12346), ("12.345 km", 7671),
+    ("12'345 km", 7671), ("0", 0),
+    ("1.5L", None), ("2.0L V6", None), ("1.5 litre", None), ("3.6 liters", None),
+    ("-500", None), ("N/A", None), ("TMU", None),
+])
+def test_mileage_spellings_are_read_right_or_refused(raw, miles):
+    """'~50k' was 50 miles (the K only counted at the very start), an engine size in the
+    mileage column ('1.5L') was 2 miles, a Swiss '12'345 km' was 7 miles."""
+    assert n.mileage(raw) == miles
