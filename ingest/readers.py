@@ -601,16 +601,18 @@ def read(path: Path, fmt: str | None = None, info: dict | None = None,
     fmt = detect_format(path, fmt)
     with streams.open_binary(path, settings.feed_max_bytes) as (binary, inner_name):
         head = binary.peek(streams.HEAD_BYTES)[:streams.HEAD_BYTES]
-        refuse_html(head)
+        text_head = streams.sniffable(head)  # UTF-16 as UTF-8
+        refuse_html(text_head)
         refuse_document(head, inner_name)
         if fmt == "auto":
-            fmt = format_from_name(inner_name) or sniff_format(head)
+            fmt = format_from_name(inner_name) or sniff_format(text_head)
         elif fmt in ("json", "jsonl"):
             # a name (or a dealer's setting) saying JSON over JSON Lines, or the reverse:
             # the content decides when it plainly is the other
-            sniffed = sniff_format(head)
+            sniffed = sniff_format(text_head)
             if (fmt, sniffed) == ("json", "jsonl") or (
-                    fmt == "jsonl" and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")):
+                    fmt == "jsonl"
+                    and text_head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")):
                 fmt = sniffed
         if info is not None:
             info.update(format=fmt, file=inner_name)

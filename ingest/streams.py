@@ -193,6 +193,23 @@ def detect_encoding(head: bytes) -> tuple[str, int]:
     return "utf-8", 0
 
 
+def utf16_order(encoding: str, head: bytes) -> str:
+    """'utf-16-le' or 'utf-16-be': the byte order of a UTF-16 feed, as detect_encoding named
+    it and its `head` (a BOM) shows."""
+    if encoding != "utf-16":
+        return encoding
+    return "utf-16-le" if head.startswith(codecs.BOM_UTF16_LE) else "utf-16-be"
+
+
+def sniffable(head: bytes) -> bytes:
+    """The start of a feed as UTF-8 when it is UTF-16, else as it is: what its format (a
+    '[' or '<' first) and an HTML page are told from. Raw UTF-16 has a BOM or NULs there."""
+    encoding, _ = detect_encoding(head)
+    if not encoding.startswith("utf-16"):
+        return head
+    return head[:len(head) // 2 * 2].decode(encoding, "replace").encode()
+
+
 # What may follow a DOS end-of-file mark (^Z) at the end of a file: more of them, blanks
 _EOF_TAIL = b"\x1a \t\r\n\x0b\x0c"
 
@@ -411,9 +428,8 @@ def text_stream(binary: io.BufferedReader) -> tuple[io.TextIOBase, str]:
         binary.read(bom)
     errors = "forecourt-cp1252" if encoding == "utf-8" else "replace"
     if encoding.startswith("utf-16"):
-        order = encoding if encoding != "utf-16" else (
-            "utf-16-le" if head.startswith(codecs.BOM_UTF16_LE) else "utf-16-be")
-        clean = io.BufferedReader(Utf16EndFree(binary, order), CHUNK_BYTES)
+        clean = io.BufferedReader(Utf16EndFree(binary, utf16_order(encoding, head)),
+                                  CHUNK_BYTES)
         return _NulFreeText(io.TextIOWrapper(clean, encoding=encoding, errors=errors,
                                              newline="")), encoding
     clean = io.BufferedReader(NulFree(binary), CHUNK_BYTES)

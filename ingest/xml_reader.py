@@ -11,7 +11,6 @@ its end tag is read.
 
 from __future__ import annotations
 
-import codecs
 import io
 import re
 from collections.abc import Iterator
@@ -60,8 +59,12 @@ def read_xml(binary: io.BufferedReader) -> Iterator[Row]:
         raise UnsafeXML("XML feed declares a DOCTYPE; refused (entity expansion and external "
                         "entities are not allowed)", hint="send the feed without a DOCTYPE")
     declared = _ENCODING.match(head)
-    if not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and (
-            declared is None or declared.group(1).lower() in (b"utf-8", b"utf8")):
+    encoding, _ = streams.detect_encoding(head)
+    if encoding.startswith("utf-16"):  # with a BOM or without (libxml2 tells either)
+        binary = io.BufferedReader(
+            streams.Utf16EndFree(binary, streams.utf16_order(encoding, head)),
+            streams.CHUNK_BYTES)
+    elif declared is None or declared.group(1).lower() in (b"utf-8", b"utf8"):
         binary = io.BufferedReader(streams.Utf8Xml(binary), streams.CHUNK_BYTES)
     parser_args = dict(events=("end",), resolve_entities=False, no_network=True,
                        huge_tree=False, load_dtd=False, dtd_validation=False,

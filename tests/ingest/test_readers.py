@@ -784,3 +784,40 @@ def test_a_dos_end_of_file_mark_inside_a_utf16_feed_is_data():
             assert through("a,b\r\n1,2\r\n\x1a x") == "a,b\r\n1,2\r\n\x1a x"
             assert through("a,\u1a00\u201a\r\n") == "a,\u1a00\u201a\r\n"  # not ^Z units
             assert through("\x1a") == "" and through("") == ""
+
+
+_UNNAMED = {
+    "json": '[{"VIN": "1HGCM82633A004352", "Make": "Škoda"}]\r\n',
+    "jsonl": '{"VIN": "1HGCM82633A004352", "Make": "Škoda"}\r\n'
+             '{"VIN": "2T3P1RFV7PC338201", "Make": "Kia"}\r\n',
+    "xml": '<?xml version="1.0" encoding="UTF-16"?>\r\n<rss><channel><item>'
+           "<VIN>1HGCM82633A004352</VIN><Make>Škoda</Make></item></channel></rss>\r\n",
+}
+
+
+@pytest.mark.parametrize("tail", ["", "\x1a\r\n"], ids=["", "eof-mark"])
+@pytest.mark.parametrize("written", ["utf-16", "be-bom", "le", "be"])
+@pytest.mark.parametrize("fmt", list(_UNNAMED))
+def test_a_utf16_feed_without_a_telling_name_is_sniffed_as_what_it_holds(tmp_path, fmt,
+                                                                         written, tail):
+    """A UTF-16 feed from a URL without a suffix: its format was sniffed from its raw bytes,
+    where '[' or '<' follows a BOM or comes with NULs, so JSON and XML were read as CSV
+    ("the feed's header cannot be read"). A UTF-16 XML feed ending in ^Z was cut short, one
+    without a BOM read as UTF-8 with its NULs dropped ("Blank needed here")."""
+    codec, bom = _UTF16[written]
+    path = tmp_path / "export"
+    path.write_bytes(bom + (_UNNAMED[fmt] + tail).encode(codec))
+    info: dict = {}
+    rows = [r for _, r in read(path, info=info)]
+    assert info["format"] == fmt
+    assert rows[0] == {"VIN": "1HGCM82633A004352", "Make": "Škoda"}
+    assert len(rows) == (2 if fmt == "jsonl" else 1)
+
+
+@pytest.mark.parametrize("written", ["utf-16", "be-bom", "le", "be"])
+def test_a_utf16_web_page_is_refused_as_one(tmp_path, written):
+    codec, bom = _UTF16[written]
+    path = tmp_path / "export"
+    path.write_bytes(bom + "<!DOCTYPE html><html><body>Sign in</body></html>".encode(codec))
+    with pytest.raises(Permanent, match="HTML web page"):
+        read(path)
