@@ -154,6 +154,8 @@ _MAGNITUDES = {"k": 1_000, "thousand": 1_000, "lakh": 100_000, "lakhs": 100_000,
 # Before it: a minus sign, maybe with a currency symbol ('-$5,000', '− € 5.000'), that the
 # number itself does not carry ('$-5,000' and '-5000' do)
 _NEGATIVE = re.compile(r"\s*[-\u2212]\s*[^\w\s]{0,3}\s*")
+# 'Was $30,000 Now $28,000': the price is the one after 'now'
+_NOW = re.compile(r"\bnow\b", re.I)
 # A price in English words ('twenty-four thousand nine hundred ninety-five dollars'): only
 # number words, 'and' and a currency, so no phrase ('one owner, call') is taken for one
 _WORD = re.compile(r"[a-z]+")
@@ -188,12 +190,15 @@ def price(value: Any) -> tuple[Decimal | None, str | None]:
     """(price, note). Placeholders (0, 1, 'Call for price') and payments standing for a
     price ('$399/mo', a lease special in the price column) give None with a note; so does
     a negative amount (a rebate, not a price). A magnitude counts ('$25k', '$1.2 million'),
-    and an English price in words ('twenty thousand')."""
+    and an English price in words ('twenty thousand'); of 'Was $30,000 Now $28,000', the
+    price now."""
     if value is None:
         return None, None
     if isinstance(value, str):
         value = _ungrouped(value)
         first = _NUMBER.search(value)
+        if first is not None and (now := _NOW.search(value, first.end())):
+            first = _NUMBER.search(value, now.end()) or first
         if first is None:  # no digit
             words = _in_words(value)
             if words is None:

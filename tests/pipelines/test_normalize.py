@@ -326,3 +326,16 @@ def test_mileage_spellings_are_read_right_or_refused(raw, miles):
     """'~50k' was 50 miles (the K only counted at the very start), an engine size in the
     mileage column ('1.5L') was 2 miles, a Swiss '12'345 km' was 7 miles."""
     assert n.mileage(raw) == miles
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("Was $30,000 Now $28,000", (Decimal("28000.00"), None)),
+    ("Was: $30,000, now only $27,500*", (Decimal("27500.00"), None)),
+    ("Reg. 31.990 € – jetzt 29.990 €", (Decimal("31990.00"), None)),  # English words only
+    ("Now $28,000", (Decimal("28000.00"), None)), ("$28,000 now", (Decimal("28000.00"), None)),
+    ("Price now reduced: $28,000", (Decimal("28000.00"), None)),
+])
+def test_a_was_now_price_is_the_price_now(raw, expected):
+    """A price column saying 'Was $30,000 Now $28,000' was stored as $30,000: what the car
+    cost, not what a buyer pays."""
+    assert n.price(raw) == expected
