@@ -86,6 +86,10 @@ BUILTIN: dict[str, Spec] = {
 FIELDS = [f for f in VehicleItem.model_fields if f not in ("source", "raw", "prices")]
 COLLECT = {"image_urls"}
 _CURRENCY = re.compile(r"\b([A-Z]{3})\s*$")
+# Three capitals after a price that are no currency: a magnitude ('1,2 MIO') or a seller's
+# note ('25000 OBO'); none is an ISO 4217 code
+_NOT_CURRENCY = frozenset({"MIO", "MLN", "MIL", "MLD", "MRD", "BLN", "OBO", "ONO", "TBD",
+                           "NEG", "EST", "VAT", "TAX", "INC", "NET", "OFF", "POA"})
 
 
 def load_override(path: str | Path) -> Spec:
@@ -274,7 +278,7 @@ class Plan:
         price = fields.get("price")
         if isinstance(price, str) and "currency" not in fields:
             m = _CURRENCY.search(price.strip())
-            if m:
+            if m and m.group(1) not in _NOT_CURRENCY:
                 fields["currency"] = m.group(1)
         return raw_item(source, fields, row, **extra)  # every field is Any: no validation
 

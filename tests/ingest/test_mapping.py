@@ -182,3 +182,20 @@ def test_a_certified_column_beside_the_condition(certified, condition, expected)
     row = {"vin": "19XFC2F7XME104512", "condition": condition,
            "certified_pre-owned": certified}  # the vehicle ads spelling
     assert normalize(mapping.Plan(spec, list(row)).item(row, "row 1")).condition == expected
+
+
+@pytest.mark.parametrize("price, currency", [
+    ("24995 USD", "USD"), ("1.234.000 SEK", "SEK"), ("$25,000", None),
+    ("1,2 MIO", None), ("2.5 MLN", None), ("25000 OBO", None), ("25K ONO", None),
+    ("Call TBD", None), ("25,000 NEG", None),
+])
+def test_a_word_after_a_price_is_no_currency(price, currency):
+    """A price's trailing three capitals name its currency ('24995 USD', as Google's feeds
+    write it), but a magnitude or a seller's note ('1,2 MIO', '25000 OBO') was stored as
+    the currency (the column holds three letters: 'MIO')."""
+    columns = ["VIN", "Make", "Model", "Price"]
+    _, spec = mapping.choose(columns)
+    item = mapping.Plan(spec, columns).item(
+        {"VIN": "1HGCM82633A004352", "Make": "Honda", "Model": "Accord", "Price": price},
+        "row 1")
+    assert item.currency == currency
