@@ -60,6 +60,7 @@ import dramatiq
 from crawler.config import get_settings
 from crawler.db import connect
 from crawler.db import dealers as dealers_db
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from crawler.errors import NotFound
 from crawler.models import Job
@@ -223,13 +224,13 @@ def _rescue_interrupted(job_id: int, message_id: str | None) -> None:
     while True:
         with connect() as conn:
             rescued = None
-            for stale in jobs_db.stale_running_on(conn, SCHEDULED, stale_after):
+            for stale in queue_db.stale_running_on(conn, SCHEDULED, stale_after):
                 if stale.id == job_id:  # our own job is claimed by its redelivery below
                     continue
                 with conn.transaction():
                     buried = _bury_if_spent(conn, stale.id, stale_after)
                     if buried is None:
-                        rescued = jobs_db.take_over(conn, stale.id, me, stale_after,
+                        rescued = queue_db.take_over(conn, stale.id, me, stale_after,
                                                     message_id)
                 if rescued is not None:
                     break
@@ -317,7 +318,7 @@ def _claim(conn, job_id: int, me: str, message_id: str | None) -> Job | None:
         with conn.transaction():
             buried = _bury_if_spent(conn, job_id, stale_after, message_id)
             job = None if buried is not None else \
-                jobs_db.claim(conn, job_id, me, stale_after, message_id)
+                queue_db.claim(conn, job_id, me, stale_after, message_id)
         if buried is not None:
             return None
         if job is not None:
@@ -351,10 +352,10 @@ def _bury_if_spent(conn, job_id: int, stale_after: float,
     it as a dead letter instead. A job whose attempts kill their worker every time (out of
     memory, SIGKILL) would otherwise run for ever. Returns the dead job; None when the job
     is not interrupted or has attempts left (the caller starts one, under the lock)."""
-    current = jobs_db.lock_interrupted(conn, job_id, stale_after, message_id)
+    current = queue_db.lock_interrupted(conn, job_id, stale_after, message_id)
     if current is None or outcome.retries_used(current) < get_settings().job_max_attempts:
         return None
-    buried = jobs_db.bury_interrupted(conn, job_id, current.attempts, stale_after)
+    buried = queue_db.bury_interrupted(conn, job_id, current.attempts, stale_after)
     if buried is not None:
         log.warning("job %s: its worker %s died during attempt %s, its last of %s (killed, "
                     "or out of memory?): dead, not run again", job_id, current.worker,
@@ -376,7 +377,7 @@ def _settle_after_error(job_id: int, exc: Exception, failure: str) -> Job | None
     message = (str(exc) or type(exc).__name__).splitlines()[0][:500]
     try:
         with connect() as conn:
-            job = jobs_db.fail_running(conn, job_id, message, f"{failure}:{type(exc).__name__}")
+            job = queue_db.fail_running(conn, job_id, message, f"{failure}:{type(exc).__name__}")
             return job or jobs_db.get(conn, job_id)
     except Exception:  # noqa: BLE001 - the reaper settles it once the database is back
         log.exception("job %s could not be settled", job_id)
@@ -392,12 +393,12 @@ def retry_left_failed(conn, job: Job, failed_for_s: float = 0.0) -> Job | None:
     retry: the job stays failed for a later try), another reaper or a redelivery passes it
     by meanwhile, and only the failure `job` was read from is acted on. None when there
     was nothing left for us to do. A job its dealership has a newer job beside is owed no
-    retry: settled superseded (jobs_db.supersede), as its worker would have."""
+    retry: settled superseded (queue_db.supersede), as its worker would have."""
     with conn.transaction():
-        current = jobs_db.lock_left_failed(conn, job.id, job.attempts, failed_for_s)
+        current = queue_db.lock_left_failed(conn, job.id, job.attempts, failed_for_s)
         if current is None and outcome.awaiting_worker(job) \
                 and job.cancel_requested_at is None and not outcome.needs_chromium(job):
-            return jobs_db.supersede(conn, job.id, job.error_kind or "")
+            return queue_db.supersede(conn, job.id, job.error_kind or "")
         if current is None or not outcome.awaiting_worker(current):
             return None
         return after_failure(conn, current,
@@ -409,18 +410,18 @@ def after_failure(conn, job: Job, failure: str) -> Job:
     transient, else leave it failed (permanent)."""
     settings = get_settings()
     if job.cancel_requested_at is not None:  # cancelled while it ran: never retried
-        return jobs_db.cancel_ended(conn, job.id) or job
+        return queue_db.cancel_ended(conn, job.id) or job
     if outcome.needs_chromium(job):
         return _hand_on(conn, job)
     if failure != outcome.TRANSIENT:
         return job
     if outcome.retries_used(job) >= settings.job_max_attempts:
-        return jobs_db.bury(conn, job.id) or job
+        return queue_db.bury(conn, job.id) or job
     delay = outcome.backoff_s(outcome.retries_used(job), settings.job_min_backoff_s,
                               settings.job_max_backoff_s)
-    queued = jobs_db.requeue(conn, job.id, delay)
+    queued = queue_db.requeue(conn, job.id, delay)
     if queued is None:  # moved on, or refused: the dealership has a newer active job
-        return jobs_db.supersede(conn, job.id, job.error_kind or "") or job
+        return queue_db.supersede(conn, job.id, job.error_kind or "") or job
     send(conn, queued, delay_s=delay)
     return queued
 
@@ -438,9 +439,9 @@ def _hand_on(conn, job: Job) -> Job:
     renderers.check()  # a worker that had Chromium and lost it leaves the render queues first
     renderer = renderers.alive(render)
     if renderer is not None:
-        queued = jobs_db.requeue(conn, job.id, 0)
+        queued = queue_db.requeue(conn, job.id, 0)
         if queued is None:  # moved on, or the dealership has a newer active job
-            return jobs_db.supersede(conn, job.id, job.error_kind or "") or job
+            return queue_db.supersede(conn, job.id, job.error_kind or "") or job
         send(conn, queued, to=render)
         log.warning("job %s needs Chromium, which this worker lacks: it waits on queue %s "
                     "for a worker that has it (%s is alive)", job.id, render, renderer)
@@ -459,9 +460,9 @@ def _hand_on(conn, job: Job) -> Job:
         return _fail_for_good(conn, job)
     settings = get_settings()
     delay = outcome.backoff_s(handoffs, settings.job_min_backoff_s, settings.job_max_backoff_s)
-    queued = jobs_db.requeue(conn, job.id, delay)
+    queued = queue_db.requeue(conn, job.id, delay)
     if queued is None:
-        return jobs_db.supersede(conn, job.id, job.error_kind or "") or job
+        return queue_db.supersede(conn, job.id, job.error_kind or "") or job
     send(conn, queued, delay_s=delay, to=queue)
     log.warning("job %s needs Chromium, which this worker lacks: handed on (%d of %d) to "
                 "queue %s in %.1f s for a worker that has it (%s is alive; of a release "
@@ -474,7 +475,7 @@ def _fail_for_good(conn, job: Job) -> Job:
     """A crawl not handed on ends failed as on a worker alone (error kind `permanent`): its
     NO_CHROMIUM kind would say a worker is about to hand it on (outcome.awaiting_worker), so
     followers would wait on it and a second delivery of its message would hand it on."""
-    return jobs_db.settle_kind(conn, job.id, outcome.NO_CHROMIUM, outcome.PERMANENT) or job
+    return queue_db.settle_kind(conn, job.id, outcome.NO_CHROMIUM, outcome.PERMANENT) or job
 
 
 def queue_for(job: Job) -> str:
@@ -528,9 +529,9 @@ def send(conn, job: Job, delay_s: float = 0.0, same_id: bool = False,
     message = actor.message_with_options(args=(job.id,), forecourt_release=RELEASE)
     if same_id and job.message_id and job.queue == queue:
         message = message.copy(message_id=job.message_id)
-    jobs_db.set_message(conn, job.id, queue, message.message_id, queues.is_render(target))
+    queue_db.set_message(conn, job.id, queue, message.message_id, queues.is_render(target))
     actor.broker.enqueue(message, delay=int(delay_s * 1000) if delay_s > 0 else None)
-    jobs_db.mark_sent(conn, job.id, message.message_id)  # a crash before: the reaper sends it
+    queue_db.mark_sent(conn, job.id, message.message_id)  # a crash before: the reaper sends it
     return message.message_id
 
 
@@ -544,7 +545,7 @@ def leave_render_queue(conn, job: Job, delay_s: float = 0.0) -> Job | None:
     The database decides who sends it: None when another reaper did, or it moved on. A
     Redis error undoes it (the job waits there for a later pass)."""
     with conn.transaction():
-        moved = jobs_db.leave_render_queue(conn, job.id, job.message_id or "")
+        moved = queue_db.leave_render_queue(conn, job.id, job.message_id or "")
         if moved is None:
             return None
         send(conn, moved, delay_s=delay_s, same_id=True, to=queue_for(moved))

@@ -19,6 +19,7 @@ import psycopg
 from crawler.config import get_settings
 from crawler.crawl_runner import run_crawl
 from crawler.db import connect
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from crawler.errors import ConfigError, InvalidInput
 from crawler.models import Dealership, Job
@@ -99,7 +100,7 @@ def watch(job_id: int, worker: str, on_settled: Callable[[Job], None] | None = N
 def _look(conn: psycopg.Connection, job_id: int, worker: str, state: dict) -> Job | None:
     """One heartbeat of the watch: notes in `state` a cancel request or a take-over, and
     returns the job the first time it finds the attempt settled."""
-    job = jobs_db.beat(conn, job_id, worker)
+    job = queue_db.beat(conn, job_id, worker)
     if job is None:
         current = jobs_db.get(conn, job_id)
         if current.state == "running" or current.worker != worker:
@@ -197,7 +198,7 @@ def run_feed(conn: psycopg.Connection, job_id: int, worker: str, source: str, *,
                        force=force, check_stop=check_stop)
     except Stopped as stop:
         if str(stop) == "cancelled":
-            return jobs_db.fail_running(conn, job_id, "cancelled while running", "cancelled",
+            return queue_db.fail_running(conn, job_id, "cancelled while running", "cancelled",
                                         state="cancelled") or jobs_db.get(conn, job_id)
         return jobs_db.get(conn, job_id)
     finally:

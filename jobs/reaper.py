@@ -47,7 +47,7 @@ from redis.exceptions import RedisError
 from crawler import logging as fc_logging
 from crawler.config import get_settings
 from crawler.db import connect
-from crawler.db import jobs as jobs_db
+from crawler.db import job_queue as queue_db
 from crawler.db import schedules as schedules_db
 from crawler.db import vehicles as vehicles_db
 from jobs import outcome, queues, renderers, retention
@@ -73,15 +73,15 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
     settings = get_settings()
     done: dict[str, list[int]] = {"requeued": [], "dead": [], "resent": [], "cancelled": [],
                                   "unrendered": [], "forgotten": []}
-    for stale in jobs_db.stale_running(conn, settings.job_reap_after_s):
-        job = jobs_db.abandon(conn, stale.id, settings.job_reap_after_s)
+    for stale in queue_db.stale_running(conn, settings.job_reap_after_s):
+        job = queue_db.abandon(conn, stale.id, settings.job_reap_after_s)
         if job is None:
             continue
         job = actors.after_failure(conn, job, outcome.TRANSIENT)
         done[_DONE.get(job.state, "requeued")].append(job.id)
         with fc_logging.bind(job_id=job.id, dealership_id=job.dealership_id):
             log.warning("job %s abandoned by %s: %s", job.id, stale.worker, job.state)
-    for left in jobs_db.left_failed(conn, settings.job_reap_after_s):
+    for left in queue_db.left_failed(conn, settings.job_reap_after_s):
         if not outcome.owed_by_its_worker(left):
             continue
         try:
@@ -96,9 +96,9 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
             log.warning("job %s was left failed by %s, which stopped before retrying it, "
                         "and no redelivery came: %s by the reaper", job.id, left.worker,
                         job.state)
-    for lost in jobs_db.stale_queued(conn, settings.job_resend_after_s, UNSENT_AFTER_S):
+    for lost in queue_db.stale_queued(conn, settings.job_resend_after_s, UNSENT_AFTER_S):
         if lost.cancel_requested_at is not None:  # no message may claim it: settle it
-            if jobs_db.cancel_ended(conn, lost.id) is not None:
+            if queue_db.cancel_ended(conn, lost.id) is not None:
                 done["cancelled"].append(lost.id)
             continue
         try:  # the original, if waiting, stays valid; a retry keeps what is left of its delay
@@ -135,7 +135,7 @@ def _leave_render_queues(conn: psycopg.Connection, gone_after_s: float) -> list[
         if not renderers.gone(render):
             continue
         queue = queues.plain_queue(render)
-        for waiting in jobs_db.waiting_on_render(conn, queue):
+        for waiting in queue_db.waiting_on_render(conn, queue):
             job = actors.leave_render_queue(conn, waiting, _delay_left(conn, waiting))
             if job is None:  # another reaper did, or it moved on
                 continue

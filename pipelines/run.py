@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from crawler.db import baselines as baselines_db
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import vehicles as vehicles_db
@@ -222,7 +223,7 @@ def _judge(run: Run, dealer: Dealership, complete: bool, problems: list[str],
     """The gate's report on a run: against the dealer's healthy runs of its kind (or its
     active vehicles when there are none), coverage over the whole inventory a feed run saw,
     and a count that settled at a new level judged against the runs that settled it."""
-    baseline = jobs_db.recent_healthy(run.conn, run.dealership_id, run.kind,
+    baseline = baselines_db.recent_healthy(run.conn, run.dealership_id, run.kind,
                                       exclude_job=run.job_id)
     history = [j.counters.get("valid", 0) for j in baseline]
     limits = gate.thresholds(dealer.settings)
@@ -250,7 +251,7 @@ def _judge(run: Run, dealer: Dealership, complete: bool, problems: list[str],
     if report["count_only"]:
         # degraded by its count alone: has the count settled at a new level (a lot that
         # really shrank) over the last few complete runs? Then judge it against them.
-        earlier = jobs_db.recent_verdicts(run.conn, run.dealership_id, run.kind, run.job_id)
+        earlier = baselines_db.recent_verdicts(run.conn, run.dealership_id, run.kind, run.job_id)
         counts = gate.settled_count(report, earlier, limits, dt.datetime.now(dt.UTC))
         if counts is not None:
             again = gate.evaluate(dict(run.counters), complete=complete,
@@ -306,7 +307,7 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
             run.counters[name] = events.get(name, 0)
         report["removed"] = run.counters["removed"]
     if report.get("settled"):  # the new level is the baseline from now on
-        jobs_db.mark_accepted(run.conn, run.job_id)
+        baselines_db.mark_accepted(run.conn, run.job_id)
     report["cross_dealer_updated"] = quality.settle_duplicates(run.conn, run.dealership_id,
                                                                run.job_id, run.quality)
     if any(p.startswith("blocked") for p in all_problems):

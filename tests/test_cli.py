@@ -231,6 +231,7 @@ def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tm
     from crawler import fixture_server
     from crawler.config import reset_settings
     from crawler.db import dealers as dealers_db
+    from crawler.db import job_queue as queue_db
     from crawler.db import jobs as jobs_db
     from jobs import reaper
 
@@ -251,7 +252,7 @@ def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tm
         monkeypatch.setenv("FORECOURT_JOB_REAP_AFTER_S", "2")
         reset_settings()
         assert reaper.reap(db)["requeued"] == []  # alive: not the reaper's to retry
-        jobs_db.request_cancel(db, job["id"])
+        queue_db.request_cancel(db, job["id"])
         out, err = cli.communicate(timeout=60)
     finally:
         _clean_up(cli, server, monkeypatch)
@@ -466,17 +467,18 @@ def test_following_a_queued_job_does_not_end_at_a_failure_its_worker_retries(db,
     as the end ("failed", exit 1) while the job went on to its next attempt."""
     from crawler.cli import jobs as cli_jobs
     from crawler.db import dealers as dealers_db
+    from crawler.db import job_queue as queue_db
     from crawler.db import jobs as jobs_db
 
     dealer = dealers_db.create(db, slug="flaky", name="Flaky", website_url="https://f.test/")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
-    jobs_db.set_message(db, job.id, "priority", "m1")
-    jobs_db.claim(db, job.id, "w1", 6, "m1")
+    queue_db.set_message(db, job.id, "priority", "m1")
+    queue_db.claim(db, job.id, "w1", 6, "m1")
     jobs_db.finish(db, job.id, "failed", counters={}, error_kind="failed",
                    error="listing page https://f.test/ failed: HTTP 503")
     # the worker's next moves, one per poll of the follower
-    moves = [lambda: jobs_db.requeue(db, job.id, 0),
-             lambda: jobs_db.claim(db, job.id, "w1", 6),
+    moves = [lambda: queue_db.requeue(db, job.id, 0),
+             lambda: queue_db.claim(db, job.id, "w1", 6),
              lambda: jobs_db.finish(db, job.id, "succeeded", counters={"items": 3})]
     monkeypatch.setattr(cli_jobs.time, "sleep", lambda _s: moves.pop(0)() if moves else None)
     assert cli_jobs.follow(db, job.id, "crawl flaky", interval_s=0).state == "succeeded"
@@ -640,11 +642,12 @@ def test_ctrl_c_while_following_a_job_says_the_job_goes_on(db, monkeypatch, caps
     from crawler import cli
     from crawler.cli import jobs as cli_jobs
     from crawler.db import dealers as dealers_db
+    from crawler.db import job_queue as queue_db
     from crawler.db import jobs as jobs_db
 
     dealer = dealers_db.create(db, slug="waits", name="Waits", website_url="https://w.test/")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
-    jobs_db.set_message(db, job.id, "priority", "m1")
+    queue_db.set_message(db, job.id, "priority", "m1")
 
     def ctrl_c(_s):
         raise KeyboardInterrupt
@@ -906,18 +909,19 @@ def test_jobs_show_says_where_a_queued_crawl_waits(db):
     """A crawl waiting on priority.render for a worker with Chromium showed `queue priority`,
     the job's own queue, as if any worker would take it."""
     from crawler.db import dealers as dealers_db
+    from crawler.db import job_queue as queue_db
     from crawler.db import jobs as jobs_db
 
     dealer = dealers_db.create(db, slug="dawn", name="Dawn", platform="javascript",
                                website_url="http://127.0.0.1:9/inventory/")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
-    jobs_db.set_message(db, job.id, "priority", "m1", render=True)
+    queue_db.set_message(db, job.id, "priority", "m1", render=True)
     shown = run("jobs", "show", str(job.id))
     assert shown.returncode == 0, shown.stderr
     rows = dict(re.findall(r"│ (queue|waiting for)\s+│ (.+?)\s+│", shown.stdout))
     assert rows == {"queue": "priority.render", "waiting for": "a worker with Chromium"}, \
         shown.stdout
-    jobs_db.set_message(db, job.id, "priority", "m2")  # back on its own queue
+    queue_db.set_message(db, job.id, "priority", "m2")  # back on its own queue
     rows = dict(re.findall(r"│ (queue|waiting for)\s+│ (.+?)\s+│",
                            run("jobs", "show", str(job.id)).stdout))
     assert rows == {"queue": "priority"}

@@ -38,7 +38,7 @@ def job_crashed(conn, job_id: int, what: str, exc: BaseException) -> ForecourtEr
     `what`: the job's kind as the line names it ("crawl", "ingest")."""
     from crawler.crawl_runner import log_path
     from crawler.db import connect
-    from crawler.db import jobs as jobs_db
+    from crawler.db import job_queue as queue_db
 
     detail = _detail(exc)
     try:
@@ -48,10 +48,10 @@ def job_crashed(conn, job_id: int, what: str, exc: BaseException) -> ForecourtEr
     for attempt in (conn, None):  # the run's own connection may be what broke
         try:
             if attempt is not None:
-                jobs_db.fail_running(attempt, job_id, f"unexpected error: {detail}", "crash")
+                queue_db.fail_running(attempt, job_id, f"unexpected error: {detail}", "crash")
             else:
                 with connect() as fresh:
-                    jobs_db.fail_running(fresh, job_id, f"unexpected error: {detail}", "crash")
+                    queue_db.fail_running(fresh, job_id, f"unexpected error: {detail}", "crash")
             break
         except Exception:  # noqa: BLE001 - the database is out of reach: the reaper settles it
             continue

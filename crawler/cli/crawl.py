@@ -13,6 +13,7 @@ from crawler.cli.common import console, database, err_console
 from crawler.cli.render import job_progress, status_line, summary_table
 from crawler.crawl_runner import run_crawl
 from crawler.db import dealers as dealers_db
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from crawler.db import redis_url
 from crawler.errors import ForecourtError, InvalidInput, describe
@@ -47,14 +48,14 @@ def crawl_now(conn, slug: str, trigger: str = "operator") -> Job:
             try:
                 job = run_crawl(job.id, on_tick=tick, should_stop=should_stop, owner=worker)
             except KeyboardInterrupt:  # the child is stopped; settle the job, don't leave it
-                jobs_db.fail_running(conn, job.id, "interrupted at the terminal", "cancelled",
+                queue_db.fail_running(conn, job.id, "interrupted at the terminal", "cancelled",
                                      state="cancelled")  # to the reaper to retry
                 raise
             except ForecourtError as exc:  # failed, with the reason (left running, only a
                 # worker's reaper would end it: `jobs cancel` cannot, and every later crawl of
                 # the dealer is refused)
                 try:
-                    jobs_db.fail_running(conn, job.id, describe(exc), "crash")
+                    queue_db.fail_running(conn, job.id, describe(exc), "crash")
                 except Exception:  # noqa: BLE001 - the database went away: the reaper settles it
                     pass
                 raise

@@ -18,6 +18,7 @@ from crawler import preflight
 from crawler.cli import crash
 from crawler.cli.common import console, database
 from crawler.db import dealers as dealers_db
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from crawler.errors import InvalidInput
 from crawler.models import FINAL_STATES, Job
@@ -46,7 +47,7 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
     if not source.startswith(("http://", "https://")) and not Path(
             source.removeprefix("file://")).is_file():
         raise InvalidInput(f"no feed file {source!r}", hint="give an existing file or a URL")
-    jobs_db.settle_abandoned(conn, 120, dealer.id)
+    queue_db.settle_abandoned(conn, 120, dealer.id)
     job, created = jobs_db.create_or_get_active(conn, dealer.id, "feed", trigger,
                                                 {"source": source, **({"force": True}
                                                                       if force else {})})
@@ -90,7 +91,7 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
             if interrupted.is_set() and job.state not in FINAL_STATES:
                 raise KeyboardInterrupt
         except KeyboardInterrupt:  # settle it; don't leave it to the reaper to retry
-            jobs_db.fail_running(conn, job.id, "interrupted at the terminal", "cancelled",
+            queue_db.fail_running(conn, job.id, "interrupted at the terminal", "cancelled",
                                  state="cancelled")
             raise
         except Exception as exc:  # a bug, a lost database connection: left running, the

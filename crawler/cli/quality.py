@@ -8,6 +8,7 @@ from rich.text import Text
 
 from crawler.cli.common import console, database, price_text
 from crawler.cli.render import job_progress
+from crawler.db import baselines as baselines_db
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import quality as quality_db
@@ -120,14 +121,14 @@ def _accept(slug: str, job_id: int | None) -> None:
                    if (job.report or {}).get("settled") else "accepted")
             raise InvalidInput(f"job {job.id} is already {slug}'s baseline ({how})",
                                hint=f"see `forecourt quality {slug} --job {job.id}`")
-        newer = jobs_db.latest_accepted(conn, dealer.id, job.kind)
+        newer = baselines_db.latest_accepted(conn, dealer.id, job.kind)
         if newer is not None and newer.id > job.id:
             raise InvalidInput(
                 f"job {job.id} is older than job {newer.id}, {slug}'s {job.kind} baseline "
                 "since " + f"{newer.accepted_at:%Y-%m-%d %H:%M}",
                 hint="accept a run after it, or see `forecourt quality "
                      f"{slug} --job {newer.id}`")
-        accepted = jobs_db.accept(conn, job.id)
+        accepted = baselines_db.accept(conn, job.id)
     if accepted is None and not job.counters.get("valid"):
         raise InvalidInput(
             f"job {job.id} ({job.kind}, {job.state}) stored no vehicle: an empty run is "

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
+from crawler.db import jobs_async as ajobs_db
 from crawler.db import schedules as schedules_db
 from jobs import freshness
 
@@ -78,7 +79,7 @@ async def job_families(pool, cache_s: float) -> list:
     if hit and time.monotonic() - hit[0] < cache_s:
         return hit[1]
     async with pool.connection() as conn:
-        stats = await jobs_db.astats(conn)
+        stats = await ajobs_db.astats(conn)
         fresh = freshness.summary(freshness.judge(await dealers_db.afreshness(conn)))
         leaders = await schedules_db.aleaders(conn)
     by_state = GaugeMetricFamily("forecourt_jobs", "jobs now queued, running or dead",

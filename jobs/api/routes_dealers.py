@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from crawler.db import dealers as dealers_db
-from crawler.db import jobs as jobs_db
+from crawler.db import jobs_async as ajobs_db
 from crawler.models import ApiToken, JobKind, JobState
 from jobs.api import etag
 from jobs.api.auth import dealership_for, dealership_id_for, principal
@@ -80,7 +80,7 @@ async def list_jobs(
                              "previous page", "invalid-cursor")
     dealership_id = await dealership_id_for(rt, token, slug)
     async with rt.pool.connection() as conn:
-        rows = await jobs_db.alist_page(conn, dealership_id, state=state, kind=kind,
+        rows = await ajobs_db.alist_page(conn, dealership_id, state=state, kind=kind,
                                         before_id=before, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

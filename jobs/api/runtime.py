@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from crawler.config import Settings
 from crawler.db import database_url, redis_url
-from crawler.db import jobs as jobs_db
+from crawler.db import jobs_async as ajobs_db
 from crawler.db.connect import session_params
 from crawler.errors import one_line
 from crawler.models import ApiToken, Job
@@ -50,11 +50,11 @@ class Runtime:
 
     async def job(self, job_id: int) -> tuple[Job, str] | None:
         async with self.pool.connection() as conn:
-            return await jobs_db.aget_with_slug(conn, job_id)
+            return await ajobs_db.aget_with_slug(conn, job_id)
 
     async def jobs(self, job_ids: list[int]) -> dict[int, tuple[Job, str]]:
         async with self.pool.connection() as conn:
-            return await jobs_db.aget_many_with_slug(conn, job_ids)
+            return await ajobs_db.aget_many_with_slug(conn, job_ids)
 
     async def queue_down(self) -> str | None:
         """Why Redis cannot take a job's message now, else None: a ping first, as `crawl

@@ -59,19 +59,20 @@ def test_a_running_retry_shows_no_verdict_or_error_of_the_failed_attempt(api, wo
     """The UI showed "running, verdict failed" while a job's retry ran: claiming the retry
     kept attempt 1's verdict, report, error and error kind. Attempt 1's error stays in
     `errors`."""
+    from crawler.db import job_queue as queue_db
     from crawler.db import jobs as jobs_db
 
     db, acme = world["db"], auth(world["tokens"]["acme"])
     job, _ = jobs_db.create_or_get_active(db, world["acme"].id, "crawl", "api")
-    jobs_db.set_message(db, job.id, "priority", "m1")
-    jobs_db.claim(db, job.id, "w1", 60, "m1")
+    queue_db.set_message(db, job.id, "priority", "m1")
+    queue_db.claim(db, job.id, "w1", 60, "m1")
     jobs_db.finish(db, job.id, "failed", counters={}, verdict="failed",
                    report={"verdict": "failed", "reasons": ["HTTP 503"]},
                    error="HTTP 503", error_kind="failed")
-    jobs_db.requeue(db, job.id, 0)
+    queue_db.requeue(db, job.id, 0)
     waiting = api.get(f"/v1/jobs/{job.id}", headers=acme).json()
     assert (waiting["state"], waiting["error"]) == ("queued", "HTTP 503"), "why it waits"
-    jobs_db.claim(db, job.id, "w2", 60, "m1")
+    queue_db.claim(db, job.id, "w2", 60, "m1")
     for body in (api.get(f"/v1/jobs/{job.id}", headers=acme).json(),
                  api.get("/v1/dealerships/acme/jobs", headers=acme).json()["items"][0]):
         assert (body["state"], body["attempts"]) == ("running", 2), body
@@ -198,6 +199,7 @@ def test_cancel_ends_a_failed_attempt_its_worker_is_about_to_retry(api, world):
     """Such a job is shown running, settling (a moment between the worker's two
     statements, or longer when the worker died then): cancelling it ends it cancelled, and
     the worker's retry, arriving after, finds nothing to requeue."""
+    from crawler.db import job_queue as queue_db
     from crawler.db import jobs as jobs_db
 
     db, acme = world["db"], auth(world["tokens"]["acme"])
@@ -208,7 +210,7 @@ def test_cancel_ends_a_failed_attempt_its_worker_is_about_to_retry(api, world):
     cancelled = api.post(f"/v1/jobs/{job}/cancel", headers=acme)
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["state"] == "cancelled" and cancelled.json()["cancel_requested"]
-    assert jobs_db.requeue(db, job, 0.1) is None  # the worker's retry, a moment late
+    assert queue_db.requeue(db, job, 0.1) is None  # the worker's retry, a moment late
     assert jobs_db.get(db, job).state == "cancelled"
     assert api.post(f"/v1/jobs/{job}/cancel", headers=acme).json()["state"] == "cancelled"
 

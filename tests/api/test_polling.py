@@ -178,7 +178,7 @@ def test_a_failed_attempt_its_worker_is_about_to_retry_is_not_shown_as_final(api
     """A worker records a transiently failed attempt `failed`, then (a moment later, on
     another connection) requeues or buries it. A poller must not see that moment as the
     job's end: it is shown still running, settling, until the worker has decided."""
-    from crawler.db import jobs as jobs_db
+    from crawler.db import job_queue as queue_db
 
     db, aid = world["db"], world["acme"].id
     acme = auth(world["tokens"]["acme"])
@@ -192,7 +192,7 @@ def test_a_failed_attempt_its_worker_is_about_to_retry_is_not_shown_as_final(api
     assert shown["error"].startswith("listing page")  # what went wrong is shown meanwhile
     listed = api.get("/v1/dealerships/acme/jobs", headers=acme).json()["items"]
     assert [(j["id"], j["state"], j["phase"]) for j in listed] == [(job, "running", "settling")]
-    jobs_db.requeue(db, job, 30)  # the worker's decision: a retry
+    queue_db.requeue(db, job, 30)  # the worker's decision: a retry
     assert api.get(f"/v1/jobs/{job}", headers=acme).json()["state"] == "queued"
 
     # its last attempt: the worker buries it; failed is shown only once it is dead
@@ -201,7 +201,7 @@ def test_a_failed_attempt_its_worker_is_about_to_retry_is_not_shown_as_final(api
                    error_kind="transient:TimeoutError")
     bolt = auth(world["tokens"]["bolt"])
     assert api.get(f"/v1/jobs/{last}", headers=bolt).json()["state"] == "running"
-    jobs_db.bury(db, last)
+    queue_db.bury(db, last)
     assert api.get(f"/v1/jobs/{last}", headers=bolt).json()["state"] == "dead"
 
     # final failures are shown as they are: a permanent one, one run at the terminal
@@ -219,6 +219,7 @@ def test_a_failed_attempt_no_worker_acted_on_is_shown_failed_once_the_reaper_wou
     retry was refused; the job was replayed; its worker died and no reaper ran) stays
     `failed` in the record. It was shown running/settling for ever; past the time the
     reaper acts on such a job (FORECOURT_JOB_REAP_AFTER_S) it is shown as it is."""
+    from crawler.db import job_queue as queue_db
     from crawler.db import jobs as jobs_db
 
     db, aid = world["db"], world["acme"].id
@@ -228,7 +229,7 @@ def test_a_failed_attempt_no_worker_acted_on_is_shown_failed_once_the_reaper_wou
     db.execute("UPDATE jobs SET finished_at = now() - interval '1 hour' WHERE id = %s",
                (old,))
     newer, _ = jobs_db.create_or_get_active(db, aid, "crawl", "schedule")
-    assert jobs_db.requeue(db, old, 30) is None  # the worker's retry, refused
+    assert queue_db.requeue(db, old, 30) is None  # the worker's retry, refused
     shown = api.get(f"/v1/jobs/{old}", headers=acme).json()
     assert (shown["state"], shown["phase"]) == ("failed", "done"), shown
     assert shown["finished_at"] is not None

@@ -73,7 +73,7 @@ def _final(conn, job_id: int, timeout: float = 90):
         job = jobs_db.get(conn, job_id)
         if job.state not in FINAL_STATES:
             return None
-        if job.state != "failed":  # no other end is ever left (crawler/db/jobs.py)
+        if job.state != "failed":  # no other end is ever left (crawler/db/job_queue.py)
             return job
         time.sleep(0.6)  # a failed attempt is requeued a moment later: an end must hold
         again = jobs_db.get(conn, job_id)

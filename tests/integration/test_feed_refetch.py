@@ -19,6 +19,7 @@ import pytest
 
 from crawler.config import get_settings, reset_settings
 from crawler.db import dealers as dealers_db
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from ingest import feed
 from tests.integration.test_ingest_feeds import (
@@ -129,7 +130,7 @@ def test_a_run_that_dies_midway_leaves_the_next_fetch_to_process_the_feed(
             ingest(db, d, on_batch=killed)
         assert 18500.0 in prices(db, d).values()  # half-written
         dead = jobs_db.list_for(db, d.id, limit=1)[0]
-        jobs_db.fail_running(db, dead.id, "worker killed", "crash")  # as the reaper would
+        queue_db.fail_running(db, dead.id, "worker killed", "crash")  # as the reaper would
         server.body, server.etag = good, '"b1"'
         restored = ingest(db, d)
     finally:
@@ -297,7 +298,7 @@ def test_a_cancelled_job_whose_feed_is_unchanged_ends_cancelled(
     assert ingest(db, d).state == "succeeded"
     job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
     jobs_db.start(db, job.id, "test")
-    jobs_db.request_cancel(db, job.id)  # while the feed is being fetched
+    queue_db.request_cancel(db, job.id)  # while the feed is being fetched
     done = feed.run_job(db, job.id)
     assert done.state == "cancelled" and done.error_kind == "cancelled", done.report
     assert done.report["unchanged_feed"]  # what the fetch found is kept for the record
@@ -310,7 +311,7 @@ def test_a_cancelled_job_stays_cancelling_whatever_step_it_reaches(db):
     polling dealer UI saw a cancelled job carry on fetching."""
     job, _ = jobs_db.create_or_get_active(db, dealer(db).id, "feed", "operator")
     jobs_db.start(db, job.id, "test")
-    jobs_db.request_cancel(db, job.id)
+    queue_db.request_cancel(db, job.id)
     jobs_db.progress(db, job.id, {"items": 3}, phase="fetching")
     now = jobs_db.get(db, job.id)
     assert now.phase == "cancelling" and now.counters == {"items": 3}

@@ -11,7 +11,9 @@ import pytest
 from psycopg.rows import dict_row
 
 from crawler.db import database_url
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
+from crawler.db import jobs_async as ajobs_db
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +37,7 @@ def _stats() -> tuple[dict, list[tuple[str, Any]]]:
         async with await psycopg.AsyncConnection.connect(
                 database_url(), autocommit=True, row_factory=dict_row) as conn:
             recording = Recording(conn)
-            return await jobs_db.astats(recording), recording.statements
+            return await ajobs_db.astats(recording), recording.statements
 
     return asyncio.run(run())
 
@@ -122,16 +124,16 @@ def test_a_retried_attempt_is_timed_from_its_own_start_not_the_first_attempts(db
     """A retry used to be timed from the job's first start (started_at, which claims keep):
     its backoff and any backlog it waited behind counted as run time, once per attempt."""
     job = _queued_crawl(db, "metrics-duration")
-    jobs_db.claim(db, job.id, "w1", 60)
-    jobs_db.fail_running(db, job.id, "connection reset", "transient")
-    jobs_db.requeue(db, job.id, 0)
+    queue_db.claim(db, job.id, "w1", 60)
+    queue_db.fail_running(db, job.id, "connection reset", "transient")
+    queue_db.requeue(db, job.id, 0)
     # the first attempt and its wait in line for a retry were two hours ago
     db.execute("UPDATE jobs SET started_at = started_at - interval '2 hours',"
                " attempt_started_at = attempt_started_at - interval '2 hours' WHERE id = %s",
                (job.id,))
     first_seconds = _crawl_totals(db)["seconds"]
-    retried = jobs_db.claim(db, job.id, "w2", 60)
-    ended = jobs_db.fail_running(db, job.id, "connection reset", "transient")  # at once
+    retried = queue_db.claim(db, job.id, "w2", 60)
+    ended = queue_db.fail_running(db, job.id, "connection reset", "transient")  # at once
     after = _crawl_totals(db)
     assert after["finished"] == 2
     second_seconds = after["seconds"] - first_seconds
@@ -148,15 +150,15 @@ def test_vehicles_are_counted_once_when_later_attempts_end_before_reporting_prog
     the reaper abandoning it) used to be settled with the counters the previous attempt
     left, and the trigger added that attempt's `upserted` once more per attempt."""
     job = _queued_crawl(db, "metrics-upserted")
-    jobs_db.claim(db, job.id, "w1", 60)
+    queue_db.claim(db, job.id, "w1", 60)
     jobs_db.progress(db, job.id, {"upserted": 100, "rejected": 4})  # 100 vehicles written
-    jobs_db.fail_running(db, job.id, "crawl process died", "crash")
-    jobs_db.requeue(db, job.id, 0)
+    queue_db.fail_running(db, job.id, "crawl process died", "crash")
+    queue_db.requeue(db, job.id, 0)
     for worker in ("w2", "w3"):  # two more attempts that write nothing
-        claimed = jobs_db.claim(db, job.id, worker, 60)
+        claimed = queue_db.claim(db, job.id, worker, 60)
         assert claimed.counters == {}, "a new attempt starts with its own counters"
-        jobs_db.fail_running(db, job.id, "could not connect", "transient")
-        jobs_db.requeue(db, job.id, 0)
+        queue_db.fail_running(db, job.id, "could not connect", "transient")
+        queue_db.requeue(db, job.id, 0)
     assert _crawl_totals(db)["upserted"] == 100
     stats, _ = _stats()
     assert (stats["upserted"], stats["rejected"]) == (100, 4)

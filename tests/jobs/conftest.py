@@ -195,7 +195,7 @@ def wait_final(conn, job_id: int, timeout: float = 60):
         job = jobs_db.get(conn, job_id)
         if job.state not in FINAL_STATES:
             return None
-        if job.state != "failed":  # no other end is ever left (crawler/db/jobs.py)
+        if job.state != "failed":  # no other end is ever left (crawler/db/job_queue.py)
             return job
         # A transiently failed attempt is `failed` for a moment before its worker requeues
         # it: an end is an end when it holds.

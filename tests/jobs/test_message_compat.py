@@ -7,6 +7,7 @@ import pytest
 
 from crawler.config import PROJECT_ROOT
 from crawler.db import dealers as dealers_db
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from tests.jobs.conftest import wait_final
 
@@ -26,7 +27,7 @@ def test_a_message_with_arguments_this_release_does_not_know_still_runs_its_job(
     assert created
     message = actors.run_feed_job.message_with_options(
         args=(job.id, "from-a-newer-release"), kwargs={"hint": {"shard": 3}})
-    jobs_db.set_message(db, job.id, "priority", message.message_id)
+    queue_db.set_message(db, job.id, "priority", message.message_id)
     actors.run_feed_job.broker.enqueue(message)
     done = wait_final(db, job.id)
     assert done.state in ("succeeded", "partial") and done.attempts == 1, done.errors

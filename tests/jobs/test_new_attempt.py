@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from crawler.db import dealers as dealers_db
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from tests.jobs.conftest import FORECOURT
 
@@ -24,12 +25,12 @@ def _failed_first_attempt(db, slug: str = "acme"):
     dealer = dealers_db.create(db, slug=slug, name=slug, website_url=f"https://{slug}.test/",
                                schedule_interval_s=3600)
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
-    jobs_db.set_message(db, job.id, "scheduled", "m1")
-    assert jobs_db.claim(db, job.id, "w1", 60, "m1") is not None
+    queue_db.set_message(db, job.id, "scheduled", "m1")
+    assert queue_db.claim(db, job.id, "w1", 60, "m1") is not None
     jobs_db.finish(db, job.id, "failed", counters={"items": 0}, verdict="failed",
                    report={"verdict": "failed", "reasons": [ERROR]}, error=ERROR,
                    error_kind="failed")
-    queued = jobs_db.requeue(db, job.id, 0)
+    queued = queue_db.requeue(db, job.id, 0)
     assert queued.state == "queued" and queued.error == ERROR, "the wait shows why"
     return dealer, job
 
@@ -40,7 +41,7 @@ def _outcome(job) -> dict:
 
 def test_a_retry_runs_without_the_failed_attempts_verdict_and_error(db):
     dealer, job = _failed_first_attempt(db)
-    retry = jobs_db.claim(db, job.id, "w2", 60, "m1")
+    retry = queue_db.claim(db, job.id, "w2", 60, "m1")
     assert (retry.state, retry.attempts) == ("running", 2)
     assert _outcome(retry) == dict.fromkeys(OUTCOME), "running, yet showing attempt 1's end"
     assert _outcome(jobs_db.get(db, job.id)) == dict.fromkeys(OUTCOME)
@@ -59,12 +60,12 @@ def test_an_interrupted_attempt_taken_over_starts_without_an_earlier_outcome(db,
     or a claim (its redelivered message). A running row may still carry an earlier
     attempt's outcome (claimed by a version that did not clear it): it goes too."""
     dealer, job = _failed_first_attempt(db)
-    jobs_db.claim(db, job.id, "w2", 60, "m1")
+    queue_db.claim(db, job.id, "w2", 60, "m1")
     db.execute("UPDATE jobs SET verdict = 'failed', error = %s, error_kind = 'failed',"
                " report = '{\"verdict\": \"failed\"}', heartbeat_at = now() - interval '1 hour'"
                " WHERE id = %s", (ERROR, job.id))
-    again = (jobs_db.take_over(db, job.id, "w3", 60, "m2") if how == "take_over"
-             else jobs_db.claim(db, job.id, "w3", 60, "m1"))
+    again = (queue_db.take_over(db, job.id, "w3", 60, "m2") if how == "take_over"
+             else queue_db.claim(db, job.id, "w3", 60, "m1"))
     assert again is not None and (again.state, again.attempts) == ("running", 3)
     assert _outcome(again) == dict.fromkeys(OUTCOME)
     assert [(e["attempt"], e["kind"]) for e in again.errors] == [(1, "failed"), (2, "abandoned")]
@@ -80,7 +81,7 @@ def test_a_job_started_at_the_terminal_starts_without_an_outcome(db):
 
 def test_jobs_show_of_a_running_retry_has_no_error_but_lists_the_last_one(db):
     dealer, job = _failed_first_attempt(db)
-    jobs_db.claim(db, job.id, "w2", 60, "m1")
+    queue_db.claim(db, job.id, "w2", 60, "m1")
     shown = subprocess.run([FORECOURT, "jobs", "show", str(job.id)], capture_output=True,
                            text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert shown.returncode == 0, shown.stderr
@@ -95,7 +96,7 @@ def test_stale_dealers_name_the_error_of_an_attempt_whose_retry_is_running(db):
     """`dealers list --stale` names the newest error since the last success: while the
     retry runs, attempt 1's, from the job's error history."""
     dealer, job = _failed_first_attempt(db)
-    jobs_db.claim(db, job.id, "w2", 60, "m1")
+    queue_db.claim(db, job.id, "w2", 60, "m1")
     [row] = [r for r in dealers_db.freshness(db) if r["id"] == dealer.id]
     assert (row["error_job_id"], row["last_error"]) == (job.id, ERROR)
 
@@ -115,12 +116,12 @@ def test_a_cancelled_retry_says_which_attempt_never_ran_and_is_counted_once(db):
 
     dealer = dealers_db.create(db, slug="acme", name="acme", website_url="https://acme.test/")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
-    jobs_db.set_message(db, job.id, "scheduled", "m1")
-    jobs_db.claim(db, job.id, "w1", 60, "m1")
+    queue_db.set_message(db, job.id, "scheduled", "m1")
+    queue_db.claim(db, job.id, "w1", 60, "m1")
     jobs_db.finish(db, job.id, "failed", counters={"items": 9, "upserted": 7, "rejected": 2},
                    verdict="failed", report={"verdict": "failed", "reasons": [ERROR]},
                    error=ERROR, error_kind="failed")
-    jobs_db.requeue(db, job.id, 600)
+    queue_db.requeue(db, job.id, 600)
     before = _totals(db)
     cancelled = service.cancel(db, job.id)
     assert cancelled.state == "cancelled" and cancelled.error_kind == "cancelled"

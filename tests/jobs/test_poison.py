@@ -10,6 +10,7 @@ import time
 import pytest
 
 from crawler.db import dealers as dealers_db
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from tests.jobs.conftest import site_copy, slow_routes, stop, wait_final, wait_for
 
@@ -21,7 +22,7 @@ def _interrupted(db, slug: str, attempts: int, queue: str = "priority", errors: 
     dealer = dealers_db.create(db, slug=slug, name=slug, website_url="http://127.0.0.1:9/")
     job, _ = jobs_db.create_or_get_active(
         db, dealer.id, "crawl", "schedule" if queue == "scheduled" else "operator")
-    jobs_db.set_message(db, job.id, queue, f"message-{slug}")
+    queue_db.set_message(db, job.id, queue, f"message-{slug}")
     db.execute("UPDATE jobs SET state = 'running', attempts = %s, worker = 'gone:1:T',"
                " errors = %s, started_at = now() - interval '10 minutes',"
                " heartbeat_at = now() - interval '10 minutes' WHERE id = %s",
@@ -46,7 +47,7 @@ def test_a_redelivery_buries_an_interrupted_job_out_of_attempts_instead_of_runni
     job = _interrupted(db, "poison-redelivered", attempts=spent)
     assert actors._claim(db, job.id, "next:2:T", job.message_id) is None
     _assert_buried(jobs_db.get(db, job.id), spent)
-    assert [d.id for d in jobs_db.dead_letters(db)] == [job.id]
+    assert [d.id for d in queue_db.dead_letters(db)] == [job.id]
     # idempotent: a second delivery of the same message finds it dead and does nothing
     assert actors._claim(db, job.id, "other:3:T", job.message_id) is None
     again = jobs_db.get(db, job.id)

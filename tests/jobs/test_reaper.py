@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crawler.db import dealers as dealers_db
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 
 
@@ -44,7 +45,7 @@ def test_a_job_cancelled_while_its_worker_died_is_cancelled_not_queued_forever(d
     from jobs import reaper, service
 
     job = _running(db, "cancelled-dead", attempts=1, stale="10 minutes")
-    jobs_db.request_cancel(db, job.id)  # the operator cancels; the worker is already gone
+    queue_db.request_cancel(db, job.id)  # the operator cancels; the worker is already gone
     done = reaper.reap(db)
     assert done["cancelled"] == [job.id] and done["requeued"] == []
     settled = jobs_db.get(db, job.id)
@@ -71,9 +72,9 @@ def test_a_failed_attempt_of_a_cancelled_job_is_not_retried(db):
     from jobs import actors, outcome
 
     job = _running(db, "cancel-then-fail", attempts=1, stale="1 second")
-    jobs_db.request_cancel(db, job.id)
-    failed = jobs_db.fail_running(db, job.id, "feed server reset the connection", "fetch")
-    assert jobs_db.requeue(db, job.id, 1) is None  # never back in line
+    queue_db.request_cancel(db, job.id)
+    failed = queue_db.fail_running(db, job.id, "feed server reset the connection", "fetch")
+    assert queue_db.requeue(db, job.id, 1) is None  # never back in line
     settled = actors.after_failure(db, failed, outcome.TRANSIENT)
     assert settled.state == "cancelled"
 
@@ -153,9 +154,9 @@ def test_a_job_queued_but_never_sent_is_sent_within_a_minute_keeping_its_delay(d
     actors.send(db, job)  # attempt 1's message, sent
     sent = jobs_db.get(db, job.id)
     assert sent.message_sent_at is not None
-    assert jobs_db.claim(db, job.id, "w1", 60, sent.message_id) is not None
-    jobs_db.fail_running(db, job.id, "listing page timed out", "transient:TimeoutError")
-    retry = jobs_db.requeue(db, job.id, 3600)  # ... and the worker dies here, before send
+    assert queue_db.claim(db, job.id, "w1", 60, sent.message_id) is not None
+    queue_db.fail_running(db, job.id, "listing page timed out", "transient:TimeoutError")
+    retry = queue_db.requeue(db, job.id, 3600)  # ... and the worker dies here, before send
     assert retry.message_sent_at is None  # the message it had was attempt 1's, consumed
     assert reaper.reap(db)["resent"] == []  # a worker's send takes a moment: not yet
     db.execute("UPDATE jobs SET updated_at = now() - make_interval(secs => %s) WHERE id = %s",
@@ -179,7 +180,7 @@ def _left_failed(db, slug: str, attempts: int = 1, ago: str = "10 minutes",
     job = _running(db, slug, attempts=attempts, stale="1 second")
     db.execute("UPDATE jobs SET queue = %s, message_id = 'lost-with-redis' WHERE id = %s",
                (queue, job.id))
-    jobs_db.fail_running(db, job.id, "listing page http://127.0.0.1:9/ failed: refused", kind)
+    queue_db.fail_running(db, job.id, "listing page http://127.0.0.1:9/ failed: refused", kind)
     db.execute("UPDATE jobs SET finished_at = now() - %s::interval WHERE id = %s",
                (ago, job.id))
     return jobs_db.get(db, job.id)
@@ -254,9 +255,9 @@ def test_two_reapers_never_both_retry_a_job_left_failed(db):
     # in turn (permanently), and the stale read must not requeue it.
     stale = jobs_db.get(db, job.id)
     stale = stale.model_copy(update={"state": "failed", "attempts": 1})
-    again = jobs_db.claim(db, job.id, "w:2:T", 60)
+    again = queue_db.claim(db, job.id, "w:2:T", 60)
     assert again is not None and again.attempts == 2
-    jobs_db.fail_running(db, job.id, "listing page answered 404: not_found", "permanent")
+    queue_db.fail_running(db, job.id, "listing page answered 404: not_found", "permanent")
     db.execute("UPDATE jobs SET finished_at = now() - interval '10 minutes' WHERE id = %s",
                (job.id,))
     assert actors.retry_left_failed(db, stale, 60) is None

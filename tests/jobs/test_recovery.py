@@ -280,7 +280,7 @@ def handle(request):
 
 
 def _heartbeating(db) -> list[dict]:
-    """The sessions whose last statement was a running job's heartbeat (jobs_db.beat)."""
+    """The sessions whose last statement was a running job's heartbeat (queue_db.beat)."""
     return db.execute(
         "SELECT pid, application_name FROM pg_stat_activity WHERE datname = current_database()"
         " AND pid <> pg_backend_pid() AND query LIKE '%UPDATE jobs SET heartbeat_at%'"

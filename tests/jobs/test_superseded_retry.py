@@ -6,15 +6,16 @@ would never act, and the reaper tried to retry it on every pass (real PostgreSQL
 from __future__ import annotations
 
 from crawler.db import dealers as dealers_db
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 
 
 def _failed_transiently(db, slug: str):
     dealer = dealers_db.create(db, slug=slug, name=slug, website_url=f"https://{slug}.test/")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "api")
-    jobs_db.set_message(db, job.id, "priority", "m1")
-    assert jobs_db.claim(db, job.id, "w1", 60, "m1") is not None
-    return dealer, jobs_db.fail_running(db, job.id, "listing page timed out",
+    queue_db.set_message(db, job.id, "priority", "m1")
+    assert queue_db.claim(db, job.id, "w1", 60, "m1") is not None
+    return dealer, queue_db.fail_running(db, job.id, "listing page timed out",
                                         "transient:TimeoutError")
 
 
@@ -50,7 +51,7 @@ def test_a_failure_its_dead_worker_left_behind_a_newer_job_is_superseded_by_the_
         dealer, failed = _failed_transiently(db, slug)
         newer, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
         if newer_ends:  # the newer job may be over by the time the redelivery comes
-            assert jobs_db.claim(db, newer.id, "w2", 60) is not None
+            assert queue_db.claim(db, newer.id, "w2", 60) is not None
             jobs_db.finish(db, newer.id, "succeeded", counters={})
         actors.retry_left_failed(db, failed)  # the dead worker's redelivered message
         job = jobs_db.get(db, failed.id)

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from crawler.db import dealers as dealers_db
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from tests.jobs.conftest import (
     WORKER_READY,
@@ -239,8 +240,8 @@ def _failed_for_want_of_chromium(db, slug: str = "dusk"):
     dealer = dealers_db.create(db, slug=slug, name=slug.title(),
                                website_url="http://127.0.0.1:9/inventory/")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
-    jobs_db.set_message(db, job.id, "priority", "message-1")
-    assert jobs_db.claim(db, job.id, "unable:1:T", 60, "message-1") is not None
+    queue_db.set_message(db, job.id, "priority", "message-1")
+    assert queue_db.claim(db, job.id, "unable:1:T", 60, "message-1") is not None
     return jobs_db.finish(db, job.id, "failed", counters={}, error_kind=outcome.NO_CHROMIUM,
                           error=f"listing page http://127.0.0.1:9/inventory/ failed: no "
                                 f"Chromium for JavaScript sites ({FIX})")
@@ -393,8 +394,8 @@ def test_a_crawl_failed_for_want_of_chromium_with_none_alive_has_ended_at_once(
     dealer = dealers_db.create(db, slug="dusk", name="Dusk", platform="javascript",
                                website_url="http://127.0.0.1:9/inventory/")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
-    jobs_db.set_message(db, job.id, "priority", "message-1")
-    assert jobs_db.claim(db, job.id, "unable:1:T", 60, "message-1") is not None
+    queue_db.set_message(db, job.id, "priority", "message-1")
+    assert queue_db.claim(db, job.id, "unable:1:T", 60, "message-1") is not None
     failed = jobs_db.finish(db, job.id, "failed", counters={}, error_kind=outcome.NO_CHROMIUM,
                             error=f"listing page http://127.0.0.1:9/inventory/ failed: no "
                                   f"Chromium for JavaScript sites ({FIX})")
