@@ -1,58 +1,23 @@
 """Turn what sources really send into canonical values.
 
 Every function takes one raw value and returns the canonical value or None; none raises on
-bad input. `normalize` applies them to a VehicleItem and returns a Vehicle plus the notes
+bad input (text in pipelines/text.py, numbers, prices and mileages in pipelines/amounts.py).
+`normalize` applies them to a VehicleItem and returns a Vehicle plus the notes
 (flags) about what it had to discard, such as a placeholder price.
 """
 
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urljoin
 
 from crawler.models import Vehicle, VehicleItem, canonical_vehicle
+from pipelines.amounts import best_price, mileage, number
+from pipelines.text import text
 
-KM_PER_MILE = Decimal("1.609344")
-_EMPTY = {"", "n/a", "na", "none", "null", "-", "--", "tbd", "unknown", "not specified"}
-_WS = re.compile(r"\s+")
-
-
-_NEEDS_SPACING = re.compile(r"\s\s|[\n\t\r\xa0]")
-_TEXT: dict[str, str | None] = {}  # short strings repeat (models, colours, trims)
-
-
-def text(value: Any) -> str | None:
-    """A trimmed single-line string, or None for empty and placeholder values."""
-    if value is None:
-        return None
-    if value.__class__ is str:  # the common case, kept short: called ~25 times a row
-        try:
-            return _TEXT[value]
-        except KeyError:
-            pass
-        s = value.strip()
-        if _NEEDS_SPACING.search(s):
-            s = _WS.sub(" ", s)
-        s = None if len(s) < 16 and s.lower() in _EMPTY else s
-        if len(value) <= 40:
-            if len(_TEXT) >= 8192:
-                _TEXT.clear()
-            _TEXT[value] = s
-        return s
-    if isinstance(value, (list, tuple)):
-        value = ", ".join(str(v) for v in value if v is not None)
-    if isinstance(value, dict):
-        value = value.get("name") or value.get("@value") or value.get("value")
-        if value is None:
-            return None
-    s = value.strip() if isinstance(value, str) else str(value).strip()
-    if "  " in s or "\n" in s or "\t" in s or "\r" in s or "\xa0" in s:
-        s = _WS.sub(" ", s)
-    return None if len(s) < 16 and s.lower() in _EMPTY else s
-
-
+_YEAR = re.compile(r"\b(19[0-9]{2}|20[0-9]{2})\b")
 _VIN_SEPARATORS = re.compile(r"[\s\-_.]")
 _PLAIN_VIN = re.compile(r"[A-Z0-9]{17}")
 
@@ -63,61 +28,6 @@ def vin(value: Any) -> str:
         return value  # already canonical: most feed rows
     s = text(value) or ""
     return _VIN_SEPARATORS.sub("", s).upper()
-
-
-# Thousands may be separated by a space, a no-break space (U+00A0), a narrow no-break space
-# (U+202F, as CLDR writes French and Swedish numbers) or a thin space (U+2009).
-_NUMBER = re.compile("-?\\d[\\d,. \u00a0\u202f\u2009]*")
-_GROUP_SPACES = str.maketrans("", "", " \u00a0\u202f\u2009")
-_THOUSANDS_DOT = re.compile(r"\.\d{3}$")
-_KM = re.compile(r"\b(km|kmt|kms|kilomet)")
-_MIL = re.compile(r"\bmil\b")
-_YEAR = re.compile(r"\b(19[0-9]{2}|20[0-9]{2})\b")
-
-
-# ... or by an apostrophe, as Swiss numbers are: 12'345.00, 12’345
-_APOSTROPHE_GROUP = re.compile("(?<=\\d)['\u2019](?=\\d{3}(?!\\d))")
-
-
-def _ungrouped(s: str) -> str:
-    """`s` without apostrophes grouping thousands (a rare spelling: one scan when none)."""
-    return _APOSTROPHE_GROUP.sub("", s) if "'" in s or "\u2019" in s else s
-
-
-def number(value: Any) -> Decimal | None:
-    """The first number in a value: '$24,995.00*' -> 24995.00, '1.234,5' -> 1234.5."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float, Decimal)):
-        try:
-            d = Decimal(str(value))
-        except InvalidOperation:
-            return None
-        return d if d.is_finite() else None
-    if isinstance(value, dict):
-        return number(value.get("value") or value.get("price") or value.get("amount"))
-    m = _NUMBER.search(_ungrouped(str(value)))
-    return None if m is None else _decimal(m.group(0))
-
-
-def _decimal(found: str) -> Decimal | None:
-    """A number `_NUMBER` found, its thousands and decimal separators told apart."""
-    raw = found.translate(_GROUP_SPACES)
-    if "," in raw and "." in raw:
-        # whichever separator comes last is the decimal point
-        if raw.rfind(",") > raw.rfind("."):
-            raw = raw.replace(".", "").replace(",", ".")
-        else:
-            raw = raw.replace(",", "")
-    elif "," in raw:
-        head, _, tail = raw.rpartition(",")
-        raw = raw.replace(",", "") if len(tail) == 3 else head.replace(",", "") + "." + tail
-    elif raw.count(".") > 1 or _THOUSANDS_DOT.search(raw) and len(raw) > 5:
-        raw = raw.replace(".", "")  # '24.995' thousands dot (European)
-    try:
-        return Decimal(raw)
-    except InvalidOperation:
-        return None
 
 
 def _memo(fn):
@@ -138,173 +48,6 @@ def _memo(fn):
     cached.__doc__, cached.__name__, cached.__wrapped__ = fn.__doc__, fn.__name__, fn
     return cached
 
-
-# After a price's first number: it is a payment ("$399/mo", "$250 bi-weekly"), not a price.
-_PAYMENT = re.compile(r"\s*(?:(?:/|per\b|a\b)\s*(?:mo\b|mo\.|mths?\b|months?\b|wk\b|weeks?\b)"
-                      r"|(?:bi-?)?weekly\b|monthly\b)", re.I)
-
-
-# After a price's first number: its magnitude ('$25k', '€ 18,5 k', '$1.2 million', '1.2MM',
-# '12.5 lakh'). Not a unit ('kr', 'km') nor a word ('MSRP'): no letter may follow.
-_MAGNITUDE = re.compile(r"\s*(k|thousand|mm|mn|mill?|millions?|mio|mln|m|lakhs?|lacs?|crores?"
-                        r"|bn|billions?)(?![a-z])\.?", re.I)
-_MAGNITUDES = {"k": 1_000, "thousand": 1_000, "lakh": 100_000, "lakhs": 100_000,
-               "lac": 100_000, "lacs": 100_000, "crore": 10_000_000, "crores": 10_000_000,
-               "bn": 10**9, "billion": 10**9, "billions": 10**9}  # any other: a million
-# Before it: a minus sign, maybe with a currency symbol ('-$5,000', '− € 5.000'), that the
-# number itself does not carry ('$-5,000' and '-5000' do)
-_NEGATIVE = re.compile(r"\s*[-\u2212]\s*[^\w\s]{0,3}\s*")
-# 'Was $30,000 Now $28,000': the price is the one after 'now'
-_NOW = re.compile(r"\bnow\b", re.I)
-# A price in English words ('twenty-four thousand nine hundred ninety-five dollars'): only
-# number words, 'and' and a currency, so no phrase ('one owner, call') is taken for one
-_WORD = re.compile(r"[a-z]+")
-_UNITS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
-    " fifteen sixteen seventeen eighteen nineteen".split())}
-_UNITS.update({w: 10 * i for i, w in enumerate(
-    "twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)})
-_BESIDE_WORDS = frozenset({"and", "dollar", "dollars", "usd", "euro", "euros", "eur",
-                           "pound", "pounds", "gbp"})
-
-
-def _in_words(value: str) -> int | None:
-    """The number `value` names in English words, or None when it holds another word."""
-    total = current = 0
-    seen = False
-    for word in _WORD.findall(value.lower()):
-        if word in _UNITS:
-            current += _UNITS[word]
-            seen = True
-        elif seen and word == "hundred":
-            current = (current or 1) * 100
-        elif seen and word in ("thousand", "million"):
-            total += (current or 1) * (1_000 if word == "thousand" else 1_000_000)
-            current = 0
-        elif word not in _BESIDE_WORDS:
-            return None
-    return total + current if seen else None
-
-
-def price(value: Any) -> tuple[Decimal | None, str | None]:
-    """(price, note). Placeholders (0, 1, 'Call for price') and payments standing for a
-    price ('$399/mo', a lease special in the price column) give None with a note; so does
-    a negative amount (a rebate, not a price). A magnitude counts ('$25k', '$1.2 million'),
-    and an English price in words ('twenty thousand'); of 'Was $30,000 Now $28,000', the
-    price now."""
-    if value is None:
-        return None, None
-    if isinstance(value, str):
-        value = _ungrouped(value)
-        first = _NUMBER.search(value)
-        if first is not None and (now := _NOW.search(value, first.end())):
-            first = _NUMBER.search(value, now.end()) or first
-        if first is None:  # no digit
-            words = _in_words(value)
-            if words is None:
-                return None, ("price_placeholder" if text(value) else None)
-            amount: Decimal | None = Decimal(words)
-        else:
-            end = first.end()
-            scale = _MAGNITUDE.match(value, end)
-            if scale is not None:
-                end = scale.end()
-            if _PAYMENT.match(value, end):
-                return None, "price_placeholder"
-            amount = _decimal(first.group(0))
-            if amount is not None and scale is not None:
-                amount *= _MAGNITUDES.get(scale.group(1).lower(), 1_000_000)
-            if amount is not None and _NEGATIVE.fullmatch(value, 0, first.start()):
-                amount = -amount
-    else:
-        amount = number(value)
-    if amount is None:
-        return None, None
-    if amount < -1:
-        return None, "price_implausible"
-    if amount <= 1 or amount < 100:
-        return None, "price_placeholder"
-    if amount > 10_000_000:
-        return None, "price_implausible"
-    return amount.quantize(Decimal("0.01")), None
-
-
-# Labels dealers put on prices, best first for "what a buyer pays".
-_BUYER_PRICE_KEYS = ("final", "final_price", "total_price", "sale", "sale_price", "internet",
-                     "internet_price", "selling", "selling_price", "our_price", "price",
-                     "asking", "asking_price", "list", "list_price")
-_MSRP_KEYS = ("msrp", "retail", "retail_price", "original_price", "sticker")
-
-
-def best_price(item: VehicleItem) -> tuple[Decimal | None, Decimal | None, list[str]]:
-    """(price a buyer would pay, MSRP, notes) from `price`, `msrp` and labelled `prices`."""
-    notes: list[str] = []
-    if not item.prices:  # one price (feeds, most pages): no labels to weigh
-        chosen, note = price(item.price)
-        msrp_value, _ = price(item.msrp)
-        return chosen, msrp_value, [note] if note and chosen is None else []
-    labelled = {re.sub(r"[^a-z]+", "_", str(k).lower()).strip("_"): v
-                for k, v in item.prices.items()}
-    chosen: Decimal | None = None
-    for key in _BUYER_PRICE_KEYS:
-        if key in labelled:
-            chosen, note = price(labelled[key])
-            if note:
-                notes.append(note)
-            if chosen is not None:
-                break
-    if chosen is None:
-        chosen, note = price(item.price)
-        if note:
-            notes.append(note)
-    msrp_value, _ = price(item.msrp)
-    if msrp_value is None:
-        for key in _MSRP_KEYS:
-            if key in labelled:
-                msrp_value, _ = price(labelled[key])
-                if msrp_value is not None:
-                    break
-    if chosen is not None:
-        notes = [n for n in notes if n != "price_placeholder"]
-    return chosen, msrp_value, sorted(set(notes))
-
-
-# After a mileage's first number: a 'K' (not 'km') or millions, '45K miles', '~50k',
-# '1.2 million' (not 1.2 miles); or litres, an engine size in the wrong column ('1.5L')
-_MILEAGE_AFTER = re.compile(r"\s*(?:(k)(?![a-z])|(million|mln\b|mio\b)"
-                            r"|(l|ltrs?|lit(?:er|re)s?)(?![a-z]))", re.I)
-
-
-def mileage(value: Any, unit: Any = None) -> int | None:
-    """Miles as an integer: '12,345 mi', '20 000 km', '45K miles', '1.2 million',
-    {'value': 53100, 'unitCode': 'KMT'}. None for an engine size ('2.0L')."""
-    if isinstance(value, dict):
-        unit = unit or value.get("unitCode") or value.get("unitText") or value.get("unit")
-        value = value.get("value")
-    if isinstance(value, str):
-        value = _ungrouped(value)
-        first = _NUMBER.search(value)
-        if first is None:
-            return None
-        amount = _decimal(first.group(0))
-        after = _MILEAGE_AFTER.match(value, first.end())
-        if amount is not None and after is not None:
-            if after.group(3):
-                return None
-            amount = amount * (1000 if after.group(1) else 1_000_000)
-    else:
-        amount = number(value)
-    if amount is None or amount < 0:
-        return None
-    u = (text(unit) or (value if isinstance(value, str) else "") or "").lower()
-    if "k" in u or "mil" in u:  # else miles, as most feeds give: no pattern to try
-        if _KM.search(u) or u.endswith("km"):
-            amount = amount / KM_PER_MILE
-        elif _MIL.search(u) and "mile" not in u:
-            amount = amount * 10 / KM_PER_MILE  # Scandinavian 'mil' is 10 km
-    if amount > 2_000_000:
-        return None
-    return int(amount.to_integral_value())
 
 
 _CONDITIONS = [

@@ -35,7 +35,7 @@ def _text(sel: Selector | None) -> str | None:
 
 
 def price_key(label: str) -> str | None:
-    """The pipeline's price label (see pipelines.normalize.best_price) for a dealer-branded
+    """The pipeline's price label (see pipelines.amounts.best_price) for a dealer-branded
     price label; None for amounts nobody pays (discounts, rebates, payments). The HTML-card
     platforms share it."""
     low = label.lower()

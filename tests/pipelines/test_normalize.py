@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from crawler.models import VehicleItem
+from pipelines import amounts, validate
 from pipelines import normalize as n
-from pipelines import validate
+from pipelines.text import text as text_of
 from spiders.extract.structured import from_json_ld
 
 REAL = Path(__file__).resolve().parents[2] / "fixtures" / "real"
@@ -27,12 +28,12 @@ REAL = Path(__file__).resolve().parents[2] / "fixtures" / "real"
     ("99999999999", None),
 ])
 def test_price_parses_real_spellings_and_drops_placeholders(raw, expected):
-    assert n.price(raw)[0] == expected
+    assert amounts.price(raw)[0] == expected
 
 
 def test_placeholder_prices_are_noted_not_stored():
-    assert n.price("Call for price") == (None, "price_placeholder")
-    assert n.price(1) == (None, "price_placeholder")
+    assert amounts.price("Call for price") == (None, "price_placeholder")
+    assert amounts.price(1) == (None, "price_placeholder")
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -45,9 +46,9 @@ def test_placeholder_prices_are_noted_not_stored():
 def test_a_monthly_payment_in_the_price_column_is_not_the_price(raw, expected):
     """Dealer feeds put lease and finance specials in the price column: "$399/mo" was
     stored as a price of $399, a price_changed event from $24,995 downstream."""
-    assert n.price(raw)[0] == expected
+    assert amounts.price(raw)[0] == expected
     if expected is None:
-        assert n.price(raw)[1] == "price_placeholder"
+        assert amounts.price(raw)[1] == "price_placeholder"
 
 
 @pytest.mark.parametrize("raw, unit, miles", [
@@ -59,7 +60,7 @@ def test_a_monthly_payment_in_the_price_column_is_not_the_price(raw, expected):
     ("-5", None, None), ("n/a", None, None),
 ])
 def test_mileage_in_miles_whatever_the_unit(raw, unit, miles):
-    assert n.mileage(raw, unit) == miles
+    assert amounts.mileage(raw, unit) == miles
 
 
 def bytbil_listings() -> list[dict]:
@@ -90,10 +91,10 @@ def test_bytbil_separates_thousands_with_no_break_spaces():
 ])
 def test_no_break_space_thousands_keep_the_whole_price_and_mileage(index, price, mileage_mil):
     row = bytbil_listings()[index]
-    assert n.price(row["price"]) == (price, None)
+    assert amounts.price(row["price"]) == (price, None)
     # 1 Swedish mil = 10 km; stored in miles
-    expected_miles = int((Decimal(mileage_mil) * 10 / n.KM_PER_MILE).to_integral_value())
-    assert n.mileage(row["mileage"]) == expected_miles
+    expected_miles = int((Decimal(mileage_mil) * 10 / amounts.KM_PER_MILE).to_integral_value())
+    assert amounts.mileage(row["mileage"]) == expected_miles
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -103,12 +104,12 @@ def test_no_break_space_thousands_keep_the_whole_price_and_mileage(index, price,
     ("24\u202f995,50\xa0€", Decimal("24995.50")),
 ])
 def test_price_with_unicode_space_separators(raw, expected):
-    assert n.price(raw) == (expected, None)
+    assert amounts.price(raw) == (expected, None)
 
 
 def test_mileage_with_unicode_space_separators_and_unit():
-    assert n.mileage("20\u202f000\xa0km") == n.mileage("20 000 km") == 12427
-    assert n.mileage("4\u2009466\u202fmil") == n.mileage("4 466 mil") == 27750
+    assert amounts.mileage("20\u202f000\xa0km") == amounts.mileage("20 000 km") == 12427
+    assert amounts.mileage("4\u2009466\u202fmil") == amounts.mileage("4 466 mil") == 27750
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -191,7 +192,7 @@ def test_schema_org_car_example_with_old_vin_property_and_kilometres():
 def test_best_price_prefers_what_a_buyer_pays_and_keeps_msrp():
     item = VehicleItem(source="x", prices={"MSRP": "$41,250", "Sale Price": "$38,990",
                                            "Final Price": "$37,490"})
-    price, msrp, notes = n.best_price(item)
+    price, msrp, notes = amounts.best_price(item)
     assert price == Decimal("37490.00") and msrp == Decimal("41250.00") and notes == []
 
 
@@ -215,12 +216,12 @@ def test_raw_item_is_the_item_validation_would_build():
 
 
 def test_memoised_normalizers_answer_as_the_plain_ones():
-    for fn in (n.condition, n.make, n.year, n.drivetrain, n.transmission, n.text):
+    for fn in (n.condition, n.make, n.year, n.drivetrain, n.transmission, text_of):
         plain = getattr(fn, "__wrapped__", None)
         for value in ("Used", " chevy ", "2021", "All-Wheel Drive", "6-Speed A/T", "  n/a ",
                       "Pre-Owned", "a  b\tc"):
             assert fn(value) == fn(value) == (plain(value) if plain else fn(value))
-    assert n.text("  two  spaces ") == "two spaces" and n.text(" N/A ") is None
+    assert text_of("  two  spaces ") == "two spaces" and text_of(" N/A ") is None
 
 
 def _vehicle(**fields):
@@ -269,7 +270,7 @@ def test_a_link_or_data_uri_in_a_name_field_rejects_the_vehicle_with_the_field(f
 ])
 def test_mileage_in_millions_is_read_as_millions(raw, unit, miles):
     """'1.2 million' was read as 1 mile."""
-    assert n.mileage(raw, unit) == miles
+    assert amounts.mileage(raw, unit) == miles
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -294,7 +295,7 @@ def test_a_price_with_a_magnitude_in_words_or_a_suffix_is_read_whole(raw, expect
     """'$1.2 million', '$25k', '€ 18,5 k' and 'twenty thousand' were read as 1.2, 25, 18.5
     and nothing, then dropped as placeholders (a real price, refused unsaid); a Swiss
     '12'345' as 12."""
-    assert n.price(raw) == (expected, None)
+    assert amounts.price(raw) == (expected, None)
 
 
 @pytest.mark.parametrize("raw, note", [
@@ -312,7 +313,7 @@ def test_a_price_with_a_magnitude_in_words_or_a_suffix_is_read_whole(raw, expect
 def test_a_price_that_is_no_price_is_refused_never_stored(raw, note):
     """A negative amount (a rebate in the price column) is no price: '-$5,000' was stored
     as $5,000."""
-    assert n.price(raw) == (None, note)
+    assert amounts.price(raw) == (None, note)
 
 
 @pytest.mark.parametrize("raw, miles", [
@@ -325,7 +326,7 @@ def test_a_price_that_is_no_price_is_refused_never_stored(raw, note):
 def test_mileage_spellings_are_read_right_or_refused(raw, miles):
     """'~50k' was 50 miles (the K only counted at the very start), an engine size in the
     mileage column ('1.5L') was 2 miles, a Swiss '12'345 km' was 7 miles."""
-    assert n.mileage(raw) == miles
+    assert amounts.mileage(raw) == miles
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -338,4 +339,4 @@ def test_mileage_spellings_are_read_right_or_refused(raw, miles):
 def test_a_was_now_price_is_the_price_now(raw, expected):
     """A price column saying 'Was $30,000 Now $28,000' was stored as $30,000: what the car
     cost, not what a buyer pays."""
-    assert n.price(raw) == expected
+    assert amounts.price(raw) == expected

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crawler.models import Vehicle, VehicleItem
-from pipelines import normalize, validate
+from pipelines import amounts, normalize, validate
+from pipelines.text import text as text_of
 
 SETTINGS = settings(max_examples=100, deadline=None)
 
@@ -33,17 +34,17 @@ FIELDS = ["vin", "stock_number", "condition", "year", "make", "model", "trim", "
 @settings(max_examples=200, deadline=None)
 @given(value=raw, unit=raw)
 def test_each_normalizer_returns_its_documented_type(value, unit):
-    t = normalize.text(value)
+    t = text_of(value)
     assert t is None or (isinstance(t, str) and t == t.strip() and "\n" not in t and t)
     v = normalize.vin(value)
     assert isinstance(v, str) and v == v.upper() and " " not in v
-    n = normalize.number(value)
+    n = amounts.number(value)
     assert n is None or (isinstance(n, Decimal) and n.is_finite())
-    p, note = normalize.price(value)
+    p, note = amounts.price(value)
     assert p is None or (Decimal(100) <= p <= Decimal(10_000_000) and p.as_tuple().exponent
                          == -2)
     assert note is None or isinstance(note, str)
-    m = normalize.mileage(value, unit)
+    m = amounts.mileage(value, unit)
     assert m is None or (isinstance(m, int) and 0 <= m <= 2_000_000)
     y = normalize.year(value)
     assert y is None or (isinstance(y, int) and 1900 <= y <= 2100)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.normalize import best_price
+from pipelines.amounts import best_price
 from spiders.extract import attributes
 from spiders.generic import extract as generic_extract
 

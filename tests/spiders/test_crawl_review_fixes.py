@@ -46,7 +46,7 @@ def test_vehicle_links_followed_after_redirect_to_www():
 
 
 def test_mileage_with_k_suffix():
-    from pipelines.normalize import mileage
+    from pipelines.amounts import mileage
 
     assert mileage("45K miles") == 45_000
     assert mileage({"value": "12.5K", "unitCode": "SMI"}) == 12_500

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.normalize import best_price
+from pipelines.amounts import best_price
 from spiders.extract import attributes, dealercom
 
 SITE = Path(__file__).resolve().parents[2] / "fixtures" / "sites" / "dealercom"
