@@ -225,7 +225,7 @@ def _judge(run: Run, dealer: Dealership, complete: bool, problems: list[str],
     and a count that settled at a new level judged against the runs that settled it."""
     baseline = baselines_db.recent_healthy(run.conn, run.dealership_id, run.kind,
                                       exclude_job=run.job_id)
-    history = [j.counters.get("valid", 0) for j in baseline]
+    history = [gate.vehicle_count(j.counters) for j in baseline]
     limits = gate.thresholds(dealer.settings)
     baseline_note = None
     if not history:
@@ -233,7 +233,7 @@ def _judge(run: Run, dealer: Dealership, complete: bool, problems: list[str],
         # ingested (or the other way round) must not lose every car the first run of the
         # other kind lacks. Its active vehicles are the usual count then.
         stocked = vehicles_db.active_count(run.conn, run.dealership_id)
-        if stocked > run.counters.get("valid", 0):
+        if stocked > gate.vehicle_count(run.counters):
             history = [stocked]
             baseline_note = (f"no earlier healthy {run.kind} run: judged against the "
                              f"{stocked} active vehicles")

@@ -71,6 +71,12 @@ ORDER = ["healthy", "degraded", "failed"]
 _ERRORS = re.compile(r"^(\d+) page\(s\) raised errors")
 
 
+def vehicle_count(counters: dict[str, int]) -> int:
+    """The distinct vehicles a run found: its valid items less the repeats merged into them
+    (a feed listing half its cars twice has the usual rows, not the usual cars)."""
+    return max(0, counters.get("valid", 0) - counters.get("duplicates", 0))
+
+
 def thresholds(dealer_settings: dict[str, Any] | None) -> dict[str, float]:
     """Defaults overridden by the dealer's own `gate` settings."""
     merged = dict(DEFAULTS)
@@ -193,8 +199,8 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
              history: list[dict[str, int]] | None = None) -> dict[str, Any]:
     """The run report: verdict, reasons and the figures they rest on.
 
-    `history_counts` are the valid-vehicle counts of the baseline runs; `history` their full
-    counters (for coverage), when known.
+    `history_counts` are the vehicle counts (vehicle_count) of the baseline runs; `history`
+    their full counters (for coverage), when known.
     """
     limits = {**DEFAULTS, **(limits or {})}
     reasons: list[str] = []
@@ -210,7 +216,7 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
             verdict = level
 
     items = counters.get("items", 0)
-    valid = counters.get("valid", 0)
+    valid = vehicle_count(counters)
     rejected = counters.get("rejected", 0)
     pages = counters.get("pages", 0)
     check_problems(worse, problems, complete)
