@@ -245,9 +245,17 @@ def _judge(run: Run, dealer: Dealership, complete: bool, problems: list[str],
         for name, n in vehicles_db.stored_coverage(run.conn, run.dealership_id, run.job_id,
                                                    candidates).items():
             run.counters[name] = run.counters.get(name, 0) + n
+    removing = None
+    if complete and not (baseline and baseline[0].accepted_at is not None):
+        # what removal would take of the inventory listed by the baseline's newest run
+        # (cars a held-back run added since are not the dealer's lot); right after an
+        # operator accepted a run, the next one removes what it does not see
+        removing = vehicles_db.unseen_established(
+            run.conn, run.dealership_id, run.job_id, candidates,
+            baseline[0].finished_at if baseline else None)
     report = gate.evaluate(dict(run.counters), complete=complete, problems=problems,
                            history_counts=history, limits=limits,
-                           history=[j.counters for j in baseline])
+                           history=[j.counters for j in baseline], removing=removing)
     if report["count_only"]:
         # degraded by its count alone: has the count settled at a new level (a lot that
         # really shrank) over the last few complete runs? Then judge it against them.

@@ -57,6 +57,12 @@ DEFAULTS: dict[str, float] = {
     # a run repeated within minutes (an operator looking at a degraded crawl, a broken
     # spider on a short schedule) is the same run, not a new level
     "settle_after_hours": 24,
+    # a complete run that would replace more than this share of the dealer's established
+    # vehicles (active since its baseline's newest run), at least min_count_drop of them,
+    # with others is degraded, never settles: another dealer's feed sent by mistake, a site
+    # now showing a sister store's lot (a real turnover that large: `forecourt quality
+    # accept`). A lot that shrinks is the count check's.
+    "max_removed_share": 0.5,
     # share of pages that raised errors / were blocked above which a run is degraded / failed
     "max_error_rate": 0.1,
     "fail_error_rate": 0.5,
@@ -132,6 +138,24 @@ def check_count(worse: Verdict, valid: int, items: int, baseline: float | None,
         worse("degraded", reason)
 
 
+def check_removals(worse: Verdict, valid: int, removing: tuple[int, int] | None,
+                   limits: dict[str, float]) -> None:
+    """A run that found about as many vehicles as the dealer had, but other ones: the
+    established vehicles it would remove and that other vehicles it found stand in for
+    (unseen ones a smaller count explains are the count check's). `removing`: (established
+    vehicles the run did not see, established vehicles)."""
+    if not removing or not removing[1]:
+        return
+    unseen, established = removing
+    others = max(0, valid - (established - unseen))  # found, not established
+    replaced = min(unseen, others)
+    share = replaced / established
+    if replaced >= limits.get("min_count_drop", 0) and share > limits["max_removed_share"]:
+        worse("degraded", f"would replace {replaced} of the {established} vehicles listed "
+                          f"before it with others ({share:.0%}): {unseen} unseen, "
+                          f"{others} not listed before")
+
+
 def check_rate(worse: Verdict, name: str, count: int, total: int, degrade: float,
                fail: float) -> float:
     rate = count / total if total else 0.0
@@ -196,7 +220,8 @@ def usual_coverage(history: list[dict[str, int]], limits: dict[str, float]
 
 def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
              history_counts: list[int], limits: dict[str, float] | None = None,
-             history: list[dict[str, int]] | None = None) -> dict[str, Any]:
+             history: list[dict[str, int]] | None = None,
+             removing: tuple[int, int] | None = None) -> dict[str, Any]:
     """The run report: verdict, reasons and the figures they rest on.
 
     `history_counts` are the vehicle counts (vehicle_count) of the baseline runs; `history`
@@ -229,6 +254,7 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
         others.pop()
 
     check_count(worse_by_count, valid, items, baseline, limits)
+    check_removals(worse, valid, removing, limits)
     reject_rate = check_rate(worse, "reject rate", rejected, items,
                              limits["max_reject_rate"], limits["fail_reject_rate"])
     errors = counters.get("errors") or sum(int(m.group(1)) for p in problems
@@ -254,6 +280,7 @@ def evaluate(counters: dict[str, int], *, complete: bool, problems: list[str],
         "block_rate": round(block_rate, 4),
         "baseline_count": baseline,
         "baseline_runs": len(history_counts),
+        "removing": list(removing) if removing else None,
         "coverage": now,
         "usual_coverage": {k: round(v, 4) for k, v in usual.items()},
         "may_remove": verdict == "healthy" and complete,

@@ -255,6 +255,31 @@ SELECT count(*) AS n FROM ev
 """
 
 
+_ESTABLISHED = """
+SELECT count(*) AS n FROM vehicles v
+ WHERE v.dealership_id = %(d)s AND v.status = 'active'
+   AND v.first_seen <= coalesce(%(before)s::timestamptz, 'infinity')
+"""
+
+
+def unseen_established(conn: psycopg.Connection, dealership_id: int, job_id: int,
+                       candidates: Collection[str] | None, before: Any | None
+                       ) -> tuple[int, int]:
+    """(established active vehicles the running job has not seen, established active
+    vehicles): what settling it with removal would take off the market of the inventory
+    listed by `before` (None: all of it). `candidates` as for settle_run. Call before
+    settle_run, which forgets the seen set."""
+    params: dict[str, Any] = {"d": dealership_id, "j": job_id, "before": before,
+                              "vins": array_literal(candidates or ())}
+    established = conn.execute(_ESTABLISHED, params).fetchone()["n"]
+    if not established or (candidates is not None and not candidates):
+        return 0, int(established)
+    only = "true" if candidates is None else "v.vin = ANY(%(vins)s::text[])"
+    unseen = conn.execute(f"{_ESTABLISHED} AND {only} AND {_UNSEEN}",  # noqa: S608
+                          params).fetchone()["n"]
+    return int(unseen), int(established)
+
+
 def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
                remove_unseen: bool, candidates: Collection[str] | None = None,
                attempt: tuple[int, str] | None = None) -> dict[str, int]:

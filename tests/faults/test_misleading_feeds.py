@@ -64,6 +64,27 @@ def test_half_the_lot_listed_twice_is_half_the_lot_and_removes_nothing(db, inges
     assert len(active(db, dealer)) == 20
 
 
+def test_another_dealers_feed_removes_nothing_however_often_it_comes(db, ingest):
+    """Another dealer's feed of the same size: the count and coverage are as usual, but the
+    run would remove every car the dealer has. Held back; so is the same file again, when the
+    strangers' cars it added are active too; an operator who accepts it has the next run
+    remove the old lot."""
+    dealer, run = ingest
+    ours = active(db, dealer)
+    for _ in range(2):
+        job = run(THEIRS)
+        assert job.state == "partial" and job.verdict == "degraded", job.report["reasons"]
+        assert "would replace 20 of the 20 vehicles" in job.error
+        assert job.counters["removed"] == 0 and removed_events(db, dealer) == 0
+        assert ours <= active(db, dealer)
+    from crawler.cli import main
+
+    assert main(["quality", "accept", "lot"]) == 0
+    job = run(THEIRS)
+    assert job.state == "succeeded" and job.counters["removed"] == 20
+    assert active(db, dealer) == {r[make_feed.HEADER.index("VIN")] for r in THEIRS}
+
+
 def test_an_ordinary_day_of_sales_still_removes(db, ingest):
     """Five of twenty sold, five new: removed as before."""
     dealer, run = ingest

@@ -159,3 +159,23 @@ def test_new_arrivals_without_a_field_do_not_degrade_a_run_whose_old_cars_keep_i
     report = judge(counters(valid=24, images=5), history=history)
     assert report["verdict"] == "degraded"
     assert report["reasons"] == ["images coverage 21% against a usual 80%"]
+
+
+def test_other_vehicles_standing_in_for_the_lot_degrade_a_run_a_shrinking_lot_does_not():
+    def removing(valid, unseen, established=100, limits=None):
+        return gate.evaluate(counters(valid=valid), complete=True, problems=[],
+                             history_counts=[established], limits=limits,
+                             removing=(unseen, established))
+
+    swapped = removing(valid=100, unseen=100)  # another dealer's lot, as many cars
+    assert swapped["verdict"] == "degraded" and not swapped["count_only"]
+    assert "would replace 100 of the 100 vehicles listed before it" in swapped["reasons"][0]
+    assert removing(valid=100, unseen=40)["verdict"] == "healthy"  # 40 sold, 40 arrived
+    assert removing(valid=95, unseen=60)["verdict"] == "degraded"  # 55 replaced, 5 gone
+    # a shrinking lot is the count's to judge: 30 gone, none replaced
+    assert removing(valid=70, unseen=30)["reasons"] == []
+    lenient = removing(valid=20, unseen=80, limits={"min_count_ratio": 0.1,
+                                                    "fail_count_ratio": 0.05})
+    assert lenient["verdict"] == "healthy"  # a dealer whose thresholds allow the drop
+    # a small lot turning over 4 of its 6 cars in a day is ordinary (min_count_drop)
+    assert removing(valid=6, unseen=4, established=6)["reasons"] == []
