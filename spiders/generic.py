@@ -18,7 +18,9 @@ sitemaps lag the inventory by a day (`settle_detail_pages`). A detail page answe
 with an error page ("Too Many Requests", "Service Unavailable") or cut short leaves the run
 incomplete. Links are only guessed to be vehicle pages (VEHICLE_LINK), so any other page
 without a vehicle counts only when it is surely a car's: a listing page links it, its URL
-names a VIN, it was not redirected, and no page of the run showed that VIN.
+names a VIN and no page of the run showed that VIN. That holds for a page redirected
+elsewhere too (the inventory, the home page, read already or not): while a listing page
+still links the car, a redirect is no more a sale than a 404 is.
 
 A listing page that gives no vehicles, links to no vehicle pages and still looks like a
 results page (`worth_rendering`: its URL, or a "please enable JavaScript" shell) is rendered
@@ -278,9 +280,22 @@ class GenericSpider(DealerSpider):
         if cut:
             self.detail_problem(response.url, f"was cut short ({cut}) before its vehicle")
             return
-        vin = url_vin(response.url)
-        if vin and not response.meta.get("redirect_urls"):
-            self.vehicleless[response.url] = vin
+        asked = (response.meta.get("redirect_urls") or [response.url])[0]
+        vin = url_vin(asked)
+        if vin:
+            self.vehicleless[asked] = vin
+
+    def request_dropped(self, request: scrapy.Request, spider=None) -> None:
+        """A detail page redirected to a page already read (the inventory, the home page)
+        is dropped by Scrapy's duplicate filter with no callback and no errback: judged at
+        the end as a detail page without its vehicle (`settle_detail_pages`)."""
+        super().request_dropped(request, spider)
+        if spider not in (None, self) or request.errback != self.detail_failed:
+            return
+        redirected = request.meta.get("redirect_urls") or []
+        vin = url_vin(redirected[0]) if redirected else None
+        if vin:
+            self.vehicleless[redirected[0]] = vin
 
     def _same_site(self, url: str) -> bool:
         return self.same_site(url)

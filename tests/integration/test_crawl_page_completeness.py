@@ -184,6 +184,41 @@ def test_generic_404_detail_page_still_linked_from_a_listing_page_removes_nothin
                            f"detail page \\S*{CIVIC_VIN} failed: HTTP 404")
 
 
+@pytest.mark.parametrize("target", ["/inventory/", "/"], ids=["to-listing", "to-home-page"])
+def test_generic_detail_page_still_linked_from_a_listing_page_redirected_removes_nothing(
+        db, site, tmp_path, target):
+    """A car page 2 still shows whose page answers 302 to the inventory (read already, so
+    Scrapy's duplicate filter dropped it silently) or to the home page (no vehicle there):
+    the run ended complete and healthy without the car, and removed it, where the same page
+    answering 404 removes nothing. A redirect is no more a sale than a 404 is while the
+    listing links the car."""
+    root, dealer, before = generic(db, site, tmp_path)
+    rogue = "used-2022-nissan-rogue-JN8BT3BB7NW300112"
+    (root / "routes.json").write_text(json.dumps(
+        {f"/inventory/{rogue}": {"redirect": "{{BASE}}" + target}}))
+    base = site(root)  # routes are read when a server starts
+    dealers_db.update(db, dealer.id, website_url=base + "/inventory/")
+    job = crawl(db, dealer.id)
+    assert_nothing_removed(db, job, dealer.id, before,
+                           f"detail page \\S*{rogue} shows no vehicle, although a listing "
+                           "page links it")
+
+
+def test_generic_sold_car_whose_page_redirects_listed_only_in_a_stale_sitemap_is_removed(
+        db, site, tmp_path):
+    """The sold car's page now redirects to the inventory, and only the day-old sitemap
+    lists it: a sale, as with a 404."""
+    root, dealer, before = generic(db, site, tmp_path)
+    _delist(root, CIVIC_VIN, sitemap_too=False)
+    (root / "routes.json").write_text(json.dumps(
+        {f"/inventory/{CIVIC.removesuffix('.html')}": {"redirect": "{{BASE}}/inventory/"}}))
+    base = site(root)
+    dealers_db.update(db, dealer.id, website_url=base + "/inventory/")
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded", reasons(job)
+    assert active_vins(db, dealer.id) == before - {CIVIC_VIN}
+
+
 # --- card platforms: results pages that are not the page asked for, or cut short -----------
 
 def test_results_page_redirected_to_a_page_already_read_removes_nothing(db, site, tmp_path):
