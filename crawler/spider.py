@@ -18,6 +18,7 @@ import scrapy
 from scrapy import signals
 from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.url import url_is_from_any_domain
 from twisted.python.failure import Failure
 
 from crawler import browser, pages, rendering
@@ -62,6 +63,7 @@ class DealerSpider(scrapy.Spider):
     def from_crawler(cls, crawler, *args, **kwargs):
         spider = super().from_crawler(crawler, *args, **kwargs)
         crawler.signals.connect(spider.request_dropped, signal=signals.request_dropped)
+        crawler.signals.connect(spider.request_scheduled, signal=signals.request_scheduled)
         return spider
 
     def same_site(self, url: str) -> bool:
@@ -106,6 +108,12 @@ class DealerSpider(scrapy.Spider):
             self.incomplete = True
         elif kind == pages.BLOCKED:
             self.problems.append(f"blocked page {response.url}")
+        asked = (response.meta.get("redirect_urls") or [""])[0]
+        if listing and _page_number(asked) not in ("", _page_number(response.url)):
+            # page 2 sent to the home page, another page, a consent wall: its cars unknown
+            self.problems.append(f"results page {asked} redirected to {response.url}; its "
+                                 "vehicles are unknown")
+            self.incomplete = True
         return kind
 
     def _count_render(self, seen) -> None:
@@ -158,6 +166,27 @@ class DealerSpider(scrapy.Spider):
                              f"read ({request.url}); its vehicles are unknown")
         self.incomplete = True
 
+    def request_scheduled(self, request: scrapy.Request, spider=None) -> None:
+        """Scrapy's offsite filter drops a request redirected off the dealer's site as it is
+        scheduled, with no callback, no errback and no request_dropped: a listing page so
+        lost leaves the run incomplete; a detail page is the platform's to judge
+        (`redirected_away`)."""
+        redirected = request.meta.get("redirect_urls")
+        if spider not in (None, self) or not redirected or request.dont_filter \
+                or request.meta.get("allow_offsite") \
+                or url_is_from_any_domain(request.url, self.allowed_domains):
+            return
+        if request.errback == self.listing_failed:
+            self.problems.append(f"results page {redirected[0]} redirected off the site to "
+                                 f"{request.url}; its vehicles are unknown")
+            self.incomplete = True
+        else:
+            self.redirected_away(request, redirected[0])
+
+    def redirected_away(self, request: scrapy.Request, asked: str) -> None:
+        """A request for `asked` that a redirect took where it is never read (off the site,
+        or to a page already read). Nothing by default."""
+
     def _ignored(self, failure: Failure) -> bool:
         """Requests we chose not to make (robots.txt, offsite) are not failures of the site.
         An HTTP error answer (HttpError subclasses IgnoreRequest) is one."""
@@ -199,6 +228,12 @@ def _pager(url: str) -> str:
         return ""
     digits = re.match(r"\d*", url[found.end():]).group(0)  # page=23, not page=2
     return found.group(0).lstrip("?&") + digits
+
+
+def _page_number(url: str) -> str:
+    """The page number (or offset) of a later results URL ("2" of "?page=2" and of
+    "/page/2/"), or ""."""
+    return re.sub(r"\D", "", _pager(url))
 
 
 def _bare(host: str) -> str:

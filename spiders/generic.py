@@ -288,14 +288,19 @@ class GenericSpider(DealerSpider):
     def request_dropped(self, request: scrapy.Request, spider=None) -> None:
         """A detail page redirected to a page already read (the inventory, the home page)
         is dropped by Scrapy's duplicate filter with no callback and no errback: judged at
-        the end as a detail page without its vehicle (`settle_detail_pages`)."""
+        the end as a detail page without its vehicle (`settle_detail_pages`); off the site,
+        Scrapy's offsite filter drops it (see DealerSpider.request_scheduled)."""
         super().request_dropped(request, spider)
-        if spider not in (None, self) or request.errback != self.detail_failed:
-            return
         redirected = request.meta.get("redirect_urls") or []
-        vin = url_vin(redirected[0]) if redirected else None
+        if spider in (None, self) and redirected:
+            self.redirected_away(request, redirected[0])
+
+    def redirected_away(self, request: scrapy.Request, asked: str) -> None:
+        """A detail page redirected off the site or to a page already read: judged at the
+        end as a detail page without its vehicle."""
+        vin = url_vin(asked) if request.errback == self.detail_failed else None
         if vin:
-            self.vehicleless[redirected[0]] = vin
+            self.vehicleless[asked] = vin
 
     def _same_site(self, url: str) -> bool:
         return self.same_site(url)

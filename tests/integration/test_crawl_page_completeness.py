@@ -184,18 +184,21 @@ def test_generic_404_detail_page_still_linked_from_a_listing_page_removes_nothin
                            f"detail page \\S*{CIVIC_VIN} failed: HTTP 404")
 
 
-@pytest.mark.parametrize("target", ["/inventory/", "/"], ids=["to-listing", "to-home-page"])
+@pytest.mark.parametrize("target", ["{{BASE}}/inventory/", "{{BASE}}/",
+                                    "http://127.0.0.2:9/sold"],
+                         ids=["to-listing", "to-home-page", "off-site"])
 def test_generic_detail_page_still_linked_from_a_listing_page_redirected_removes_nothing(
         db, site, tmp_path, target):
     """A car page 2 still shows whose page answers 302 to the inventory (read already, so
-    Scrapy's duplicate filter dropped it silently) or to the home page (no vehicle there):
+    Scrapy's duplicate filter dropped it silently), to the home page (no vehicle there) or
+    off the site (Scrapy's offsite filter dropped it silently):
     the run ended complete and healthy without the car, and removed it, where the same page
     answering 404 removes nothing. A redirect is no more a sale than a 404 is while the
     listing links the car."""
     root, dealer, before = generic(db, site, tmp_path)
     rogue = "used-2022-nissan-rogue-JN8BT3BB7NW300112"
     (root / "routes.json").write_text(json.dumps(
-        {f"/inventory/{rogue}": {"redirect": "{{BASE}}" + target}}))
+        {f"/inventory/{rogue}": {"redirect": target}}))
     base = site(root)  # routes are read when a server starts
     dealers_db.update(db, dealer.id, website_url=base + "/inventory/")
     job = crawl(db, dealer.id)
@@ -217,6 +220,40 @@ def test_generic_sold_car_whose_page_redirects_listed_only_in_a_stale_sitemap_is
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", reasons(job)
     assert active_vins(db, dealer.id) == before - {CIVIC_VIN}
+
+
+@pytest.mark.parametrize("target", ["{{BASE}}/", "{{BASE}}/about-us", "http://127.0.0.2:9/consent"],
+                         ids=["home-page", "another-page", "off-site"])
+def test_generic_later_results_page_redirected_elsewhere_removes_nothing(
+        db, site, tmp_path, target):
+    """Page 1 shows 9 of the 10 cars and page 2 the rest; no sitemap. Page 2 answers 302 to
+    the home page, to another page of the site, or off the site (a consent wall): 9 of 10
+    is no count drop, and the run ended complete and healthy without page 2's car, removing
+    it (off the site, Scrapy's offsite filter dropped the redirect with no errback, though a
+    listing page that redirects off-site was said to leave the run incomplete)."""
+    root = copy_site(tmp_path, "generic")
+    page_one = root / "inventory" / "index.html"
+    moved = "".join(f'<li class="vehicle-card"><a href="/inventory/{car}">{car}</a></li>'
+                    for car in ("used-2020-subaru-outback-4S4BTACC1L3210987",
+                                "new-2024-hyundai-tucson-KM8JBCD16RU412377",
+                                "used-2021-mercedes-benz-c-class-W1KAF4HB3MR023456",
+                                "used-2022-jeep-wrangler-1C4HJXDG2NW150034"))
+    page_one.write_text(page_one.read_text().replace('<ul class="results">',
+                                                     '<ul class="results">' + moved))
+    no_sitemap = {"/robots.txt": {"status": 404}}
+    (root / "routes.json").write_text(json.dumps(no_sitemap))
+    dealer = dealers_db.create(db, slug="maple", name="Maple",
+                               website_url=site(root) + "/inventory/")
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded", job.error
+    before = active_vins(db, dealer.id)
+    assert "JN8BT3BB7NW300112" in before  # the Rogue: on page 2 only
+    (root / "routes.json").write_text(json.dumps(
+        {**no_sitemap, "/inventory/?page=2": {"redirect": target}}))
+    dealers_db.update(db, dealer.id, website_url=site(root) + "/inventory/")
+    job = crawl(db, dealer.id)
+    assert_nothing_removed(db, job, dealer.id, before,
+                           r"results page \S*/inventory/\?page=2 redirected (off the site )?to ")
 
 
 # --- card platforms: results pages that are not the page asked for, or cut short -----------
