@@ -225,18 +225,26 @@ def _judge(run: Run, dealer: Dealership, complete: bool, problems: list[str],
     and a count that settled at a new level judged against the runs that settled it."""
     baseline = baselines_db.recent_healthy(run.conn, run.dealership_id, run.kind,
                                       exclude_job=run.job_id)
+    other = "feed" if run.kind == "crawl" else "crawl"
+    since = baseline and jobs_db.recent_healthy(run.conn, run.dealership_id, other, limit=1,
+                                                exclude_job=run.job_id)
+    why = f"no earlier healthy {run.kind} run"
+    if since and since[0].id > baseline[0].id:
+        # The other kind has stocked the dealer since this kind's last healthy run (crawled,
+        # then fed for months): that old count is not the dealer's lot any more.
+        baseline = []
+        why = f"a healthy {other} run since the last healthy {run.kind} run"
     history = [gate.vehicle_count(j.counters) for j in baseline]
     limits = gate.thresholds(dealer.settings)
     baseline_note = None
     if not history:
-        # No healthy run of this kind yet: a dealer crawled for months whose feed is now
-        # ingested (or the other way round) must not lose every car the first run of the
-        # other kind lacks. Its active vehicles are the usual count then.
+        # No healthy run of this kind yet (or none since the other kind's): a dealer crawled
+        # for months whose feed is now ingested (or the other way round) must not lose every
+        # car the first run of the other kind lacks. Its active vehicles are the usual count.
         stocked = vehicles_db.active_count(run.conn, run.dealership_id)
         if stocked > gate.vehicle_count(run.counters):
             history = [stocked]
-            baseline_note = (f"no earlier healthy {run.kind} run: judged against the "
-                             f"{stocked} active vehicles")
+            baseline_note = f"{why}: judged against the {stocked} active vehicles"
     if candidates is not None and run.counters.get("unchanged") and \
             gate.coverage_judgeable(run.counters, limits):
         # The stages counted the coverage of the rows that changed, and the fast path's

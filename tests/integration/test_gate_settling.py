@@ -123,3 +123,20 @@ def test_accepting_a_run_older_than_the_baseline_is_refused(db, dealer, capsys):
     err = capsys.readouterr().err
     assert code == 1 and f"older than job {reports[-1]['job_id']}" in err
     assert "Traceback" not in err
+
+
+def test_a_kind_whose_healthy_runs_predate_the_other_kinds_is_judged_against_the_stock(
+        db, dealer):
+    """A dealer crawled (10 cars) and then fed for months (50 cars): its crawl baseline is
+    the old one, so a crawl run by hand that finds the 10 again was judged healthy against
+    it and removed the other 40 the feed stocks."""
+    for _ in range(3):
+        assert kind_run(db, dealer.id, [item(r) for r in HONDAS[:10]], "crawl")["verdict"] \
+            == "healthy"
+    kind_run(db, dealer.id, [item(r) for r in HONDAS[:50]], "feed")
+    assert kind_run(db, dealer.id, [item(r) for r in HONDAS[:50]], "feed")["verdict"] \
+        == "healthy"
+    again = kind_run(db, dealer.id, [item(r) for r in HONDAS[:10]], "crawl")
+    assert again["verdict"] == "degraded" and again["removed"] == 0
+    assert "judged against the 50 active vehicles" in again["baseline_note"]
+    assert active(db, dealer.id) == 50
