@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 from w3lib.url import canonicalize_url
 
 from crawler import browser, pages
-from crawler.spider import DealerSpider
+from crawler.spider import PAGER_URL, DealerSpider
 from spiders import chain
 from spiders.extract import attributes, structured
 from spiders.extract.structured import item_list_urls
@@ -235,7 +235,9 @@ class GenericSpider(DealerSpider):
                 yield scrapy.Request(loc, callback=self.parse_page, errback=self.detail_failed,
                                      cb_kwargs={"listing": False}, meta={"from_sitemap": True})
 
-    def parse_page(self, response, listing: bool):
+    def parse_page(self, response, listing: bool, earlier: frozenset = frozenset()):
+        """A listing or detail page; `earlier` holds the vehicles (canonical URLs) of the
+        listing pages that led to a listing page."""
         if not hasattr(response, "text"):
             self.note_page(response, 0, listing)
             return
@@ -253,14 +255,23 @@ class GenericSpider(DealerSpider):
             [u for u in urls if self._same_site(u)]
             for urls in page_links(response.text, response.url))
         self.listing_vehicles += len(items) + len(vehicle_urls)
-        self.linked_vehicles.update(_canonical(u) for u in vehicle_urls)
-        self.linked_vehicles.update(_canonical(str(i.url)) for i in items if i.url)
+        shown = frozenset(_canonical(u) for u in vehicle_urls) | \
+            frozenset(_canonical(str(i.url)) for i in items if i.url)
+        self.linked_vehicles.update(shown)
+        asked = (response.meta.get("redirect_urls") or [response.url])[0]
+        if earlier and shown and shown <= earlier and PAGER_URL.search(asked):
+            # page 2 answering with page 1 (a search session expired), as on card sites
+            self.problems.append(f"results page {asked} shows only vehicles of the pages "
+                                 "before it (the site answered with an earlier page); the "
+                                 "vehicles of this page and the next are unknown")
+            self.incomplete = True
         for url in vehicle_urls:
             yield scrapy.Request(url, callback=self.parse_page, errback=self.detail_failed,
                                  cb_kwargs={"listing": False})
         for url in listing_urls:
             yield chain.follow(self, response, url, callback=self.parse_page,
-                               errback=self.listing_failed, cb_kwargs={"listing": True})
+                               errback=self.listing_failed,
+                               cb_kwargs={"listing": True, "earlier": earlier | shown})
         if not items and kind == pages.OTHER and not vehicle_urls and (
                 browser.was_rendered(response)
                 or worth_rendering(response.text, response.url, len(vehicle_urls))):

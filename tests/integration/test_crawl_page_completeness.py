@@ -222,15 +222,12 @@ def test_generic_sold_car_whose_page_redirects_listed_only_in_a_stale_sitemap_is
     assert active_vins(db, dealer.id) == before - {CIVIC_VIN}
 
 
-@pytest.mark.parametrize("target", ["{{BASE}}/", "{{BASE}}/about-us", "http://127.0.0.2:9/consent"],
-                         ids=["home-page", "another-page", "off-site"])
-def test_generic_later_results_page_redirected_elsewhere_removes_nothing(
-        db, site, tmp_path, target):
-    """Page 1 shows 9 of the 10 cars and page 2 the rest; no sitemap. Page 2 answers 302 to
-    the home page, to another page of the site, or off the site (a consent wall): 9 of 10
-    is no count drop, and the run ended complete and healthy without page 2's car, removing
-    it (off the site, Scrapy's offsite filter dropped the redirect with no errback, though a
-    listing page that redirects off-site was said to leave the run incomplete)."""
+NO_SITEMAP = {"/robots.txt": {"status": 404}}
+
+
+def generic_nine_and_one(db, site, tmp_path):
+    """The generic site with page 1 showing 9 of the 10 cars and page 2 the Rogue (and the
+    VIN-less Soul), no sitemap, crawled once: losing page 2 is no count drop."""
     root = copy_site(tmp_path, "generic")
     page_one = root / "inventory" / "index.html"
     moved = "".join(f'<li class="vehicle-card"><a href="/inventory/{car}">{car}</a></li>'
@@ -240,20 +237,44 @@ def test_generic_later_results_page_redirected_elsewhere_removes_nothing(
                                 "used-2022-jeep-wrangler-1C4HJXDG2NW150034"))
     page_one.write_text(page_one.read_text().replace('<ul class="results">',
                                                      '<ul class="results">' + moved))
-    no_sitemap = {"/robots.txt": {"status": 404}}
-    (root / "routes.json").write_text(json.dumps(no_sitemap))
+    (root / "routes.json").write_text(json.dumps(NO_SITEMAP))
     dealer = dealers_db.create(db, slug="maple", name="Maple",
                                website_url=site(root) + "/inventory/")
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", job.error
     before = active_vins(db, dealer.id)
     assert "JN8BT3BB7NW300112" in before  # the Rogue: on page 2 only
+    return root, dealer, before
+
+
+@pytest.mark.parametrize("target", ["{{BASE}}/", "{{BASE}}/about-us", "http://127.0.0.2:9/consent"],
+                         ids=["home-page", "another-page", "off-site"])
+def test_generic_later_results_page_redirected_elsewhere_removes_nothing(
+        db, site, tmp_path, target):
+    """Page 2 answers 302 to the home page, to another page of the site, or off the site (a
+    consent wall): the run ended complete and healthy without page 2's car, removing it (off
+    the site, Scrapy's offsite filter dropped the redirect with no errback, though a listing
+    page that redirects off-site was said to leave the run incomplete)."""
+    root, dealer, before = generic_nine_and_one(db, site, tmp_path)
     (root / "routes.json").write_text(json.dumps(
-        {**no_sitemap, "/inventory/?page=2": {"redirect": target}}))
+        {**NO_SITEMAP, "/inventory/?page=2": {"redirect": target}}))
     dealers_db.update(db, dealer.id, website_url=site(root) + "/inventory/")
     job = crawl(db, dealer.id)
     assert_nothing_removed(db, job, dealer.id, before,
                            r"results page \S*/inventory/\?page=2 redirected (off the site )?to ")
+
+
+def test_generic_later_results_page_answering_with_page_one_removes_nothing(db, site, tmp_path):
+    """`?page=2` answers 200 with page 1 (a search session expired): as on the card
+    platforms, a next page showing only the cars of the pages before it is not the page
+    asked for; the generic spider took it at its word and removed page 2's car."""
+    root, dealer, before = generic_nine_and_one(db, site, tmp_path)
+    (root / "inventory__page-2.html").write_text(
+        (root / "inventory" / "index.html").read_text())
+    job = crawl(db, dealer.id)
+    assert_nothing_removed(db, job, dealer.id, before,
+                           r"results page \S*/inventory/\?page=2 shows only vehicles of the "
+                           r"pages before it")
 
 
 # --- card platforms: results pages that are not the page asked for, or cut short -----------
