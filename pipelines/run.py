@@ -224,10 +224,10 @@ def _judge(run: Run, dealer: Dealership, complete: bool, problems: list[str],
     active vehicles when there are none), coverage over the whole inventory a feed run saw,
     and a count that settled at a new level judged against the runs that settled it."""
     baseline = baselines_db.recent_healthy(run.conn, run.dealership_id, run.kind,
-                                      exclude_job=run.job_id)
+                                           exclude_job=run.job_id)
     other = "feed" if run.kind == "crawl" else "crawl"
-    since = baseline and jobs_db.recent_healthy(run.conn, run.dealership_id, other, limit=1,
-                                                exclude_job=run.job_id)
+    since = baseline and baselines_db.recent_healthy(run.conn, run.dealership_id, other,
+                                                     limit=1, exclude_job=run.job_id)
     why = f"no earlier healthy {run.kind} run"
     if since and since[0].id > baseline[0].id:
         # The other kind has stocked the dealer since this kind's last healthy run (crawled,
