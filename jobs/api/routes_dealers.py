@@ -81,7 +81,7 @@ async def list_jobs(
     dealership_id = await dealership_id_for(rt, token, slug)
     async with rt.pool.connection() as conn:
         rows = await ajobs_db.alist_page(conn, dealership_id, state=state, kind=kind,
-                                        before_id=before, limit=limit + 1)
+                                         before_id=before, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     page = JobPage(items=[JobSummary.of(j, slug, role=token.role) for j in rows],
