@@ -29,11 +29,21 @@ It also checks what the job layer's own machinery could get wrong under kills (m
     sooner than half of job_resend_after_s after its last send (re-sent every pass);
   - ERROR lines and tracebacks in the worker logs, messages in Dramatiq's dead letters.
 
+A mixed fleet (--without-chromium N of the --workers have no Chromium: their
+FORECOURT_CHROMIUM_PATH is a file they may not execute, as on a machine without it; a
+killed worker is replaced by one of its kind, so one with Chromium is always alive) and
+--javascript dealers whose sites render every listing page (the `javascript` fixture site,
+platform `javascript`): their crawls go to the render queues (jobs/queues.py). Checked
+(must be 0): a rendered crawl not ended, or still waiting on a render queue, after the
+drain; one failed for want of Chromium (a worker with Chromium lived throughout); one
+handed on for want of Chromium more than outcome.MAX_CHROMIUM_HANDOFFS times. Hand-offs
+(a worker without Chromium met the crawl: a take-over of an interrupted one) are counted.
+
 The kills cost time, not correctness: jobs per minute is printed for scale.
 
 Run: .venv/bin/python bench/bench_soak.py [--dealers 200] [--vehicles 100] [--minutes 4]
      [--feed-share 0.25] [--flaky-share 0.1] [--workers 3] [--threads 2] [--kill-every 20]
-     [--seed 7] [--keep]
+     [--without-chromium 0] [--javascript 0] [--seed 7] [--keep]
 Uses DATABASE_URL/REDIS_URL when set (a scratch database and Redis namespace are created
 and dropped), else embedded servers in a scratch data directory.
 """
@@ -57,6 +67,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+JS_VEHICLES = 5  # on the fixture JavaScript site (its two pages: fixtures/sites/javascript/api)
 FLAKY_SLUGS: list[str] = []  # sites whose listing page answers 503 at random
 FINAL = ("succeeded", "partial", "failed", "blocked", "cancelled", "dead")
 FAST = {  # quick redelivery, as in the fault tests, so a kill costs seconds
@@ -77,26 +88,36 @@ FAST = {  # quick redelivery, as in the fault tests, so a kill costs seconds
 class Workers:
     """Worker process groups that can be killed and replaced; memory sampled per process."""
 
-    def __init__(self, n: int, threads: int, logs: Path):
+    def __init__(self, n: int, threads: int, logs: Path, without_chromium: int = 0):
         self.threads, self.logs = threads, logs
         self.procs: list[subprocess.Popen] = []
+        # the first `without_chromium` slots have no Chromium (a replacement keeps its kind):
+        # their FORECOURT_CHROMIUM_PATH is a file they may not execute
+        self.renders = [i >= without_chromium for i in range(n)]
+        self.fake_chromium = logs / "no-chromium"
+        self.fake_chromium.write_text("#!/bin/sh\n")
+        self.fake_chromium.chmod(0o644)
         self.started = 0
         self.kills = 0
         self.peak_worker: dict[int, int] = {}  # pid -> peak RSS bytes (worker processes)
         self.peak_child = 0  # largest crawl child seen
         self.twice: set[int] = set()  # jobs seen with two live crawl children at once
+        self.twice_seen: list[str] = []  # what each of those looked like, for the report
         self._stop = threading.Event()
-        for _ in range(n):
-            self.procs.append(self._start())
+        for i in range(n):
+            self.procs.append(self._start(self.renders[i]))
         threading.Thread(target=self._sample, daemon=True).start()
 
-    def _start(self) -> subprocess.Popen:
+    def _start(self, renders: bool = True) -> subprocess.Popen:
         self.started += 1
         log = open(self.logs / f"worker-{self.started}.log", "ab")
+        env = dict(os.environ)
+        if not renders:
+            env["FORECOURT_CHROMIUM_PATH"] = str(self.fake_chromium)
         return subprocess.Popen(
             [sys.executable, "-c", "import sys; from crawler.cli import main; sys.exit(main())",
              "worker", "--processes", "1", "--threads", str(self.threads)],
-            env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
             start_new_session=True)
 
     def kill_one(self, rng: random.Random) -> None:
@@ -108,13 +129,13 @@ class Workers:
             pass
         victim.wait()
         self.kills += 1
-        self.procs[i] = self._start()
+        self.procs[i] = self._start(self.renders[i])
 
     def _sample(self) -> None:
         import psutil
 
         while not self._stop.wait(1.0):
-            running: dict[int, int] = {}  # job id -> live crawl children
+            running: dict[int, list] = {}  # job id -> its live crawl children
             for proc in list(self.procs):
                 try:
                     family = [psutil.Process(proc.pid),
@@ -133,10 +154,41 @@ class Workers:
                     if crawl:
                         self.peak_child = max(self.peak_child, rss)
                         job = int(cmd[cmd.index("crawler.crawl_process") + 1])
-                        running[job] = running.get(job, 0) + 1
+                        running.setdefault(job, []).append((proc.pid, p))
                     else:
                         self.peak_worker[p.pid] = max(self.peak_worker.get(p.pid, 0), rss)
-            self.twice |= {job for job, n in running.items() if n > 1}
+            for job, children in running.items():
+                if len(children) > 1:
+                    self.twice.add(job)
+                    self._describe_twice(job, children)
+
+    def _describe_twice(self, job: int, children: list) -> None:
+        """One line per sighting of a job's two live crawl children: each one's worker
+        group, pid, age and status, and the job's record as it is now (who holds it)."""
+        import psutil
+
+        now = time.time()
+        seen = []
+        for group, p in children:
+            try:
+                seen.append(f"worker {group} (process {p.ppid()}) child {p.pid} "
+                            f"{now - p.create_time():.1f}s old {p.status()}")
+            except psutil.Error:
+                seen.append(f"worker {group} child {p.pid} gone")
+        try:
+            from crawler.db import connect
+
+            with connect() as conn:
+                row = conn.execute(
+                    "SELECT state, worker, attempts, error_kind, extract(epoch FROM"
+                    " now() - heartbeat_at)::float AS beat_age FROM jobs WHERE id = %s",
+                    (job,)).fetchone()
+            record = (f"job {row['state']} attempt {row['attempts']} by {row['worker']}, "
+                      f"beat {row['beat_age']:.1f}s ago, error_kind {row['error_kind']}")
+        except Exception as exc:  # noqa: BLE001 - a description only
+            record = f"job record unread: {exc}"
+        self.twice_seen.append(f"job {job} at {time.strftime('%H:%M:%S')}: "
+                               f"{'; '.join(seen)}; {record}")
 
     def stop(self) -> None:
         self._stop.set()
@@ -297,6 +349,32 @@ def check(conn, triggered: list[int], expected: dict[int, int]) -> dict:
             "max_attempts": attempts["m"]}
 
 
+def check_rendered(conn, triggered: list[int], js_ids: list[int]) -> dict:
+    """The rendered crawls (of the javascript dealers) and every crawl's hand-offs for want
+    of Chromium (an attempt that failed on a worker without it: jobs.outcome.NO_CHROMIUM)."""
+    from crawler.models import Job
+    from jobs import outcome, queues
+
+    rows = [Job.model_validate(r) for r in conn.execute(
+        "SELECT * FROM jobs WHERE id = ANY(%s) AND kind = 'crawl'", (triggered,))]
+    rendered = [j for j in rows if j.dealership_id in set(js_ids)]
+    handoffs = {j.id: outcome.chromium_handoffs(j) for j in rows if outcome.chromium_handoffs(j)}
+    return {
+        "rendered": len(rendered),
+        "rendered_states": dict(sorted(
+            {s: sum(j.state == s for j in rendered) for s in {j.state for j in rendered}}
+            .items())),
+        "rendered_unended": [j.id for j in rendered if j.state not in FINAL],
+        "on_render_queue": [j.id for j in rows if (queues.waits_on(j) or "").endswith(".render")],
+        "chromium_failed": [j.id for j in rows if j.state in ("failed", "dead")
+                            and "chromium" in (j.error or "").lower()],
+        "handed_on": len(handoffs), "max_handoffs": max(handoffs.values(), default=0),
+        "handed_on_again": sorted(i for i, n in handoffs.items() if n > 1),
+        "over_limit": sorted(i for i, n in handoffs.items()
+                             if n > outcome.MAX_CHROMIUM_HANDOFFS),
+    }
+
+
 def _forget_namespace() -> None:
     """Delete the soak's Redis keys (its namespace)."""
     import redis
@@ -325,11 +403,18 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kill-every", type=float, default=20.0)
+    parser.add_argument("--without-chromium", type=int, default=0, metavar="N",
+                        help="of the workers, N have no Chromium (a mixed fleet)")
+    parser.add_argument("--javascript", type=int, default=0, metavar="N",
+                        help="N more dealers whose sites render every listing page")
     parser.add_argument("--drain-timeout", type=float, default=900.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true",
                         help="keep the scratch database and directory (logs) to look into")
     args = parser.parse_args()
+    if args.javascript and args.without_chromium >= args.workers:
+        parser.error("--javascript needs a worker with Chromium: --without-chromium must be "
+                     "below --workers")
     rng = random.Random(args.seed)
     for sig in (signal.SIGINT, signal.SIGTERM):  # clean up (workers, servers) when stopped
         signal.signal(sig, lambda *_: (_ for _ in ()).throw(SystemExit(130)))
@@ -361,7 +446,7 @@ def main() -> int:
     reset_settings()
     os.environ["DATABASE_URL"] = database_url()
     os.environ["REDIS_URL"] = redis_url()
-    workers = server = None
+    workers = server = js_server = None
     status = 1
     try:
         n_feed = int(args.dealers * args.feed_share)
@@ -389,18 +474,32 @@ def main() -> int:
         for slug in feed_slugs:
             expected[dealers_db.create(conn, slug=slug, name=slug,
                                        feed_url=str(feeds / f"{slug}.csv")).id] = args.vehicles
+        js_ids: list[int] = []
+        if args.javascript:  # the fixture JavaScript site (its pages are root-absolute)
+            js_server = fixture_server.serve("javascript", 0)
+            js_base = fixture_server.base_url(js_server)
+            for i in range(args.javascript):
+                js_ids.append(dealers_db.create(
+                    conn, slug=f"soak-js-{i:04d}", name=f"soak-js-{i:04d}",
+                    platform="javascript", website_url=f"{js_base}/inventory/").id)
+                expected[js_ids[-1]] = JS_VEHICLES
         dealer_ids = list(expected)
 
         logs = scratch / "logs"
         logs.mkdir()
-        workers = Workers(args.workers, args.threads, logs)
+        workers = Workers(args.workers, args.threads, logs, args.without_chromium)
         deadline = time.monotonic() + 120
         while sum(b"ready for action" in p.read_bytes() for p in logs.iterdir()) < args.workers:
             if time.monotonic() > deadline:
                 raise SystemExit("workers did not start")
             time.sleep(0.2)
         from crawler.config import get_settings
-        from jobs import reaper, service
+        from jobs import queues, reaper, renderers, service
+
+        while args.javascript and not renderers.alive(queues.SCHEDULED_RENDER):
+            if time.monotonic() > deadline:  # (a JavaScript crawl sent before would fail)
+                raise SystemExit("no worker with Chromium advertised the render queues")
+            time.sleep(0.2)
 
         settings = get_settings()  # a worker reaps every max(5 s, reap_after / 4), 2 passes:
         sends = Sends(reaper.UNSENT_AFTER_S + 2 * max(5.0, settings.job_reap_after_s / 4),
@@ -439,6 +538,7 @@ def main() -> int:
             print(f"drain timed out after {args.drain_timeout:.0f} s with {unfinished} jobs"
                   " still queued or running: the figures below are not a verdict", flush=True)
         result = check(conn, triggered, expected)
+        rendered = check_rendered(conn, triggered, js_ids)
         log_errors, warnings = log_problems(logs)
         resent, resent_soon = sends.resends()
         xq = redis_dead_letters()
@@ -449,6 +549,8 @@ def main() -> int:
         print(f"machine: {os.cpu_count()} cores; {args.dealers} dealers ({len(crawl_slugs)} "
               f"sites, {len(feed_slugs)} feeds) x {args.vehicles} vehicles; {args.workers} "
               f"workers x {args.threads} threads; {workers.kills} kills in {soak_s:.0f} s")
+        print(f"mixed fleet:           {args.without_chromium} of {args.workers} workers "
+              f"without Chromium; {len(js_ids)} JavaScript dealers")
         print(f"jobs triggered:        {len(triggered)}")
         print(f"jobs completed:        {result['completed']}  {result['states']}")
         per_min = result["completed"] / ((time.monotonic() - started) / 60)
@@ -467,6 +569,18 @@ def main() -> int:
               f"{len(result['left_undecided'])}  (must be 0) {result['left_undecided'][:10]}")
         print(f"crawls run twice at once: {len(workers.twice)}  (must be 0) "
               f"{sorted(workers.twice)[:10]}")
+        for line in workers.twice_seen[:10]:
+            print(f"  {line}")
+        print(f"rendered crawls:       {rendered['rendered']} {rendered['rendered_states']}")
+        print(f"rendered not ended:    {len(rendered['rendered_unended'])}, left on a render "
+              f"queue {len(rendered['on_render_queue'])}  (must be 0) "
+              f"{(rendered['rendered_unended'] + rendered['on_render_queue'])[:10]}")
+        print(f"failed for Chromium:   {len(rendered['chromium_failed'])}  (must be 0) "
+              f"{rendered['chromium_failed'][:10]}")
+        print(f"handed on (Chromium):  {rendered['handed_on']} jobs, max "
+              f"{rendered['max_handoffs']} times; more than once "
+              f"{len(rendered['handed_on_again'])} {rendered['handed_on_again'][:10]}; over "
+              f"the limit {len(rendered['over_limit'])}  (must be 0)")
         print(f"messages left unsent:  {len(sends.unsent_late)}  (must be 0) "
               f"{sorted(sends.unsent_late)[:10]}")
         print(f"same-id re-sends:      {resent}, too soon {resent_soon}  (must be 0)")
@@ -481,14 +595,17 @@ def main() -> int:
             result["wrong_inventory"] + result["dead_unexpected"] + \
             result["superseded_orphan"] + result["undecided"] + \
             len(result["left_undecided"]) + len(workers.twice) + len(sends.unsent_late) + \
-            resent_soon + xq + log_errors
+            resent_soon + xq + log_errors + len(rendered["rendered_unended"]) + \
+            len(rendered["on_render_queue"]) + len(rendered["chromium_failed"]) + \
+            len(rendered["over_limit"])
         status = 2 if unfinished else (0 if bad == 0 else 1)
     finally:
         if workers is not None:
             workers.stop()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        for serving in (server, js_server):
+            if serving is not None:
+                serving.shutdown()
+                serving.server_close()
         if args.keep:
             print(f"kept: scratch {scratch}, database {db_name or '(embedded)'}, Redis "
                   f"namespace {os.environ['FORECOURT_REDIS_NAMESPACE']}", flush=True)
