@@ -21,9 +21,10 @@ per worker process. Exit status 1 when any must-be-zero figure is not.
 It also checks what the job layer's own machinery could get wrong under kills (must be 0):
   - flaky sites (--flaky-share of them answer 503 at random): their failed attempts are
     retried, or their retries refused for a newer job (settled 'superseded'); a superseded
-    job whose dealer has no newer job, a dead letter of a site that is not flaky, a failure
-    still undecided (awaiting a retry nobody sends) after the drain;
-  - a crawl run twice at once (two live crawl children of one job);
+    job whose dealer has no newer job, a dead letter of a site that is not flaky (unless
+    every one of its attempts died with a worker the soak killed), a failure still
+    undecided (awaiting a retry nobody sends) after the drain;
+  - a crawl run twice at once (two live crawl children of one job, each a worker's);
   - a queued job whose message was not sent UNSENT_AFTER_S (+ two reaper passes) after its
     record changed (the reaper never sent it), and a message re-sent under the same id
     sooner than half of job_resend_after_s after its last send (re-sent every pass);
@@ -85,6 +86,15 @@ FAST = {  # quick redelivery, as in the fault tests, so a kill costs seconds
 }
 
 
+def _ppid(p) -> int | None:
+    import psutil
+
+    try:
+        return p.ppid()
+    except psutil.Error:
+        return None
+
+
 class Workers:
     """Worker process groups that can be killed and replaced; memory sampled per process."""
 
@@ -99,6 +109,7 @@ class Workers:
         self.fake_chromium.chmod(0o644)
         self.started = 0
         self.kills = 0
+        self.killed: set[int] = set()  # pids of the processes of the killed worker groups
         self.peak_worker: dict[int, int] = {}  # pid -> peak RSS bytes (worker processes)
         self.peak_child = 0  # largest crawl child seen
         self.twice: set[int] = set()  # jobs seen with two live crawl children at once
@@ -121,8 +132,14 @@ class Workers:
             start_new_session=True)
 
     def kill_one(self, rng: random.Random) -> None:
+        import psutil
+
         i = rng.randrange(len(self.procs))
         victim = self.procs[i]
+        try:  # its worker processes, whose jobs' attempts it interrupts
+            self.killed |= {p.pid for p in psutil.Process(victim.pid).children(recursive=True)}
+        except psutil.Error:
+            pass
         try:
             os.killpg(victim.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -158,6 +175,10 @@ class Workers:
                     else:
                         self.peak_worker[p.pid] = max(self.peak_worker.get(p.pid, 0), rss)
             for job, children in running.items():
+                # a crawl child's own child not yet past its exec (the Playwright driver
+                # starting, say) has its command line: it is no second crawl
+                pids = {p.pid for _, p in children}
+                children[:] = [(g, p) for g, p in children if _ppid(p) not in pids]
                 if len(children) > 1:
                     self.twice.add(job)
                     self._describe_twice(job, children)
@@ -220,32 +241,49 @@ def _kind(conn, dealer_id: int) -> str:
 
 class Sends:
     """The sends of queued jobs' messages, sampled from their records once a second:
-    messages the reaper left unsent too long, and same-id re-sends that came too soon."""
+    messages the reaper left unsent too long, and same-id re-sends that came too soon.
+
+    A message being sent shows unsent for the moment of its send (jobs_db.set_message, then
+    the send, then mark_sent), and a reaper's same-id re-send keeps the record's updated_at:
+    one sighting of an old record unsent is that moment; unsent still after a send's
+    longest (jobs.broker.REDIS_TIMEOUT_S), the message was left unsent."""
 
     def __init__(self, unsent_after_s: float, resend_after_s: float):
+        from jobs.broker import REDIS_TIMEOUT_S
+
         self.unsent_after_s, self.resend_after_s = unsent_after_s, resend_after_s
+        self.send_s = REDIS_TIMEOUT_S + 1.0
         self.sent: dict[tuple[int, str], set] = {}  # (job, message id) -> its send times
+        self.unsent_since: dict[tuple[int, str], float] = {}  # first seen late, in a row
         self.unsent_late: set[int] = set()
 
     def sample(self, conn) -> None:
+        late_now = set()
         for row in conn.execute(
                 "SELECT id, message_id, message_sent_at, message_sent_at IS NULL AND"
                 " updated_at < now() - make_interval(secs => %s) AS late FROM jobs"
                 " WHERE state = 'queued'", (self.unsent_after_s,)):
             if row["late"]:
-                self.unsent_late.add(row["id"])
+                key = (row["id"], row["message_id"])
+                late_now.add(key)
+                since = self.unsent_since.setdefault(key, time.monotonic())
+                if time.monotonic() - since > self.send_s:
+                    self.unsent_late.add(row["id"])
             elif row["message_sent_at"] is not None:
                 self.sent.setdefault((row["id"], row["message_id"]), set()).add(
                     row["message_sent_at"])
+        self.unsent_since = {k: v for k, v in self.unsent_since.items() if k in late_now}
 
-    def resends(self) -> tuple[int, int]:
-        """(same-id re-sends seen, those sooner than half job_resend_after_s after the last)"""
-        total = soon = 0
-        for times in self.sent.values():
+    def resends(self) -> tuple[int, list[str]]:
+        """(same-id re-sends seen, those sooner than half job_resend_after_s after the last:
+        the job and the two sends' times)"""
+        total, soon = 0, []
+        for (job, _), times in sorted(self.sent.items()):
             ordered = sorted(times)
             total += len(ordered) - 1
-            soon += sum((b - a).total_seconds() < self.resend_after_s / 2
-                        for a, b in zip(ordered, ordered[1:], strict=False))
+            soon += [f"job {job} sent {a:%H:%M:%S.%f} and {b:%H:%M:%S.%f}"
+                     for a, b in zip(ordered, ordered[1:], strict=False)
+                     if (b - a).total_seconds() < self.resend_after_s / 2]
         return total, soon
 
 
@@ -305,7 +343,16 @@ def redis_dead_letters() -> int:
         client.close()
 
 
-def check(conn, triggered: list[int], expected: dict[int, int]) -> dict:
+def _pid(worker: str | None) -> int | None:
+    """The process id in a worker's name (host:pid:thread)."""
+    try:
+        return int((worker or "").split(":")[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def check(conn, triggered: list[int], expected: dict[int, int],
+          killed: set[int] = frozenset()) -> dict:
     states = {r["state"]: r["n"] for r in conn.execute(
         "SELECT state, count(*) AS n FROM jobs WHERE id = ANY(%s) GROUP BY 1", (triggered,))}
     lost = conn.execute("SELECT count(*) AS n FROM jobs WHERE id = ANY(%s) AND state NOT IN"
@@ -335,12 +382,19 @@ def check(conn, triggered: list[int], expected: dict[int, int]) -> dict:
         " WHERE k.dealership_id = j.dealership_id AND k.id > j.id)) AS orphan"
         " FROM jobs j WHERE id = ANY(%s) AND error_kind = 'superseded'",
         (triggered,)).fetchone()
-    dead = conn.execute(
-        "SELECT count(*) AS n, count(*) FILTER (WHERE d.slug NOT IN (SELECT unnest(%s::text[])))"
-        " AS unexpected FROM jobs j JOIN dealerships d ON d.id = j.dealership_id"
-        " WHERE j.id = ANY(%s) AND j.state = 'dead'", (FLAKY_SLUGS, triggered)).fetchone()
+    dead_rows = conn.execute(
+        "SELECT j.errors, d.slug = ANY(%s::text[]) AS flaky FROM jobs j JOIN dealerships d"
+        " ON d.id = j.dealership_id WHERE j.id = ANY(%s) AND j.state = 'dead'",
+        (FLAKY_SLUGS, triggered)).fetchall()
+    # a job whose every attempt died with a worker the soak killed was buried as it must be
+    killed_only = [all(e.get("kind") == "abandoned" and _pid(e.get("worker")) in killed
+                       for e in r["errors"]) for r in dead_rows]
+    dead = {"n": len(dead_rows), "killed": sum(killed_only),
+            "unexpected": sum(not r["flaky"] and not k
+                              for r, k in zip(dead_rows, killed_only, strict=True))}
     return {"superseded": superseded["n"], "superseded_orphan": superseded["orphan"],
             "dead": dead["n"], "dead_unexpected": dead["unexpected"],
+            "dead_killed": dead["killed"],
             "undecided": len(undecided(conn, triggered)),
             "left_undecided": undecided(conn, triggered, newest=False),
             "states": states, "completed": sum(v for k, v in states.items() if k in FINAL),
@@ -537,7 +591,7 @@ def main() -> int:
         if unfinished:
             print(f"drain timed out after {args.drain_timeout:.0f} s with {unfinished} jobs"
                   " still queued or running: the figures below are not a verdict", flush=True)
-        result = check(conn, triggered, expected)
+        result = check(conn, triggered, expected, workers.killed)
         rendered = check_rendered(conn, triggered, js_ids)
         log_errors, warnings = log_problems(logs)
         resent, resent_soon = sends.resends()
@@ -561,8 +615,9 @@ def main() -> int:
         print(f"duplicate added events:{result['dup_added']:>2}  (must be 0)")
         print(f"wrong inventories:     {result['wrong_inventory']}  (must be 0)")
         print(f"vehicles stored:       {vehicles}")
-        print(f"flaky sites:           {len(FLAKY_SLUGS)}; dead letters {result['dead']}, of "
-              f"sites not flaky {result['dead_unexpected']}  (must be 0)")
+        print(f"flaky sites:           {len(FLAKY_SLUGS)}; dead letters {result['dead']} (every "
+              f"attempt killed {result['dead_killed']}), else of sites not flaky "
+              f"{result['dead_unexpected']}  (must be 0)")
         print(f"superseded retries:    {result['superseded']}, with no newer job "
               f"{result['superseded_orphan']}  (must be 0)")
         print(f"undecided failures:    {result['undecided']}, behind a newer job "
@@ -583,7 +638,9 @@ def main() -> int:
               f"the limit {len(rendered['over_limit'])}  (must be 0)")
         print(f"messages left unsent:  {len(sends.unsent_late)}  (must be 0) "
               f"{sorted(sends.unsent_late)[:10]}")
-        print(f"same-id re-sends:      {resent}, too soon {resent_soon}  (must be 0)")
+        print(f"same-id re-sends:      {resent}, too soon {len(resent_soon)}  (must be 0)")
+        for line in resent_soon[:10]:
+            print(f"  {line}")
         print(f"Dramatiq dead letters: {xq}  (must be 0)")
         print(f"worker log errors:     {log_errors}  (must be 0)")
         for shape, n in sorted(warnings.items(), key=lambda kv: -kv[1])[:8]:
@@ -595,7 +652,7 @@ def main() -> int:
             result["wrong_inventory"] + result["dead_unexpected"] + \
             result["superseded_orphan"] + result["undecided"] + \
             len(result["left_undecided"]) + len(workers.twice) + len(sends.unsent_late) + \
-            resent_soon + xq + log_errors + len(rendered["rendered_unended"]) + \
+            len(resent_soon) + xq + log_errors + len(rendered["rendered_unended"]) + \
             len(rendered["on_render_queue"]) + len(rendered["chromium_failed"]) + \
             len(rendered["over_limit"])
         status = 2 if unfinished else (0 if bad == 0 else 1)
