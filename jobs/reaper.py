@@ -9,7 +9,8 @@ attempt as abandoned and retries it with backoff, or makes it a dead letter afte
 attempt. Queued jobs due long ago whose message seems lost are sent again under the same
 message id: if the first is only waiting in a long backlog it keeps its place in line (a
 new id would invalidate it and send the job to the back, hour after hour), and only one
-delivery can claim the job.
+delivery can claim the job. A reaper re-sends it holding the job's row, and only while it
+still seems lost, so reapers whose passes overlap send it once, not once each.
 
 A worker that dies after its attempt was settled failed (by the crawl child, the feed loop)
 but before it retried, buried or cancelled the job leaves it `failed`; its redelivered
@@ -32,7 +33,7 @@ It also prunes finished jobs past their retention (jobs/retention.py), now and t
 
 Runs in the scheduler's leader on each tick and in every worker process (a thread), so
 either alone is enough. Any number may run: every change is a conditional update (a job
-left failed is decided under its row's lock).
+left failed is decided, and a lost message re-sent, under its row's lock).
 """
 
 from __future__ import annotations
@@ -101,12 +102,13 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
             if queue_db.cancel_ended(conn, lost.id) is not None:
                 done["cancelled"].append(lost.id)
             continue
-        try:  # the original, if waiting, stays valid; a retry keeps what is left of its delay
-            actors.send(conn, lost, delay_s=_delay_left(conn, lost), same_id=True)
+        try:
+            resent = resend_lost(conn, lost)
         except RedisError as exc:  # Redis away: re-sent on a later pass, once it is back
             _redis_away(f"re-send lost job {lost.id}", exc)
             break
-        done["resent"].append(lost.id)
+        if resent is not None:
+            done["resent"].append(lost.id)
     try:
         done["unrendered"] = _leave_render_queues(conn, settings.job_renderer_gone_after_s)
     except RedisError as exc:  # undone: they wait there for a later pass
@@ -116,6 +118,24 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
     pruned = retention.due_prune(conn)  # old finished jobs (every PRUNE_EVERY_S at most)
     done["pruned"] = pruned["ids"] if pruned else []
     return done
+
+
+def resend_lost(conn: psycopg.Connection, job):
+    """Send again, under the same message id, the message of a queued job read as lost
+    (queue_db.stale_queued): the original, if only waiting, stays valid; a retry keeps what
+    is left of its delay. Sent holding the job's row, and only while it still seems lost:
+    a reaper whose pass overlaps another's passes it by, or finds it sent (two sent it
+    twice). The job, or None when there was nothing to send. A Redis error undoes it."""
+    from jobs import actors
+
+    settings = get_settings()
+    with conn.transaction():
+        current = queue_db.lock_lost(conn, job.id, job.message_id,
+                                    settings.job_resend_after_s, UNSENT_AFTER_S)
+        if current is None:
+            return None
+        actors.send(conn, current, delay_s=_delay_left(conn, current), same_id=True)
+    return current
 
 
 def _delay_left(conn: psycopg.Connection, job) -> float:

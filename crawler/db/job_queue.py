@@ -462,24 +462,42 @@ def lock_left_failed(conn: psycopg.Connection, job_id: int, attempts: int,
     return Job.model_validate(row) if row is not None else None
 
 
+# A queued job whose message seems lost (stale_queued, lock_lost).
+_LOST = """state = 'queued'
+           AND (greatest(coalesce(retry_at, created_at), updated_at, message_sent_at)
+                    < now() - make_interval(secs => %(stale)s)
+                OR (message_sent_at IS NULL
+                    AND updated_at < now() - make_interval(secs => %(unsent)s)))"""
+
+
 def stale_queued(conn: psycopg.Connection, stale_after_s: float, unsent_after_s: float,
                  limit: int = 500) -> list[Job]:
     """Queued jobs whose message seems lost: due for `stale_after_s` with no delivery
     (Redis flushed or restarted empty), or not sent `unsent_after_s` after the record last
     changed (a crash between the record and the send)."""
     rows = conn.execute(
-        """
-        SELECT * FROM jobs
-         WHERE state = 'queued'
-           AND (greatest(coalesce(retry_at, created_at), updated_at, message_sent_at)
-                    < now() - make_interval(secs => %(stale)s)
-                OR (message_sent_at IS NULL
-                    AND updated_at < now() - make_interval(secs => %(unsent)s)))
-         ORDER BY id LIMIT %(limit)s
-        """,
+        f"SELECT * FROM jobs WHERE {_LOST} ORDER BY id LIMIT %(limit)s",
         {"stale": stale_after_s, "unsent": unsent_after_s, "limit": limit},
     ).fetchall()
     return [Job.model_validate(r) for r in rows]
+
+
+def lock_lost(conn: psycopg.Connection, job_id: int, message_id: str | None,
+              stale_after_s: float, unsent_after_s: float) -> Job | None:
+    """Lock, until the caller's transaction ends, the row of a queued job whose message
+    `message_id` still seems lost (as stale_queued). None when it was sent meanwhile, moved
+    on, or another transaction holds it: another reaper re-sending it (they pass each other
+    by rather than wait and send it twice)."""
+    row = conn.execute(
+        f"""
+        SELECT * FROM jobs
+         WHERE id = %(id)s AND message_id IS NOT DISTINCT FROM %(message)s AND {_LOST}
+           FOR UPDATE SKIP LOCKED
+        """,
+        {"id": job_id, "message": message_id, "stale": stale_after_s,
+         "unsent": unsent_after_s},
+    ).fetchone()
+    return Job.model_validate(row) if row is not None else None
 
 
 def abandon(conn: psycopg.Connection, job_id: int, stale_after_s: float) -> Job | None:

@@ -262,3 +262,34 @@ def test_two_reapers_never_both_retry_a_job_left_failed(db):
                (job.id,))
     assert actors.retry_left_failed(db, stale, 60) is None
     assert jobs_db.get(db, job.id).state == "failed"
+
+
+def test_two_reapers_never_both_resend_a_lost_message(db):
+    """Every worker runs a reaper. Two whose passes overlapped both read a lost job's
+    message as lost, and both sent it again: the soak (bench/bench_soak.py) saw a message
+    re-sent twice under its id within the same second, a copy in Redis for nothing. A
+    reaper now re-sends a lost message holding its job's row, and only if it is still lost:
+    another reaper passes it by meanwhile, and finds it sent afterwards."""
+    from crawler.db import connect
+    from jobs import actors, reaper
+
+    dealer = dealers_db.create(db, slug="lost-once", name="Lost Once",
+                               website_url="http://127.0.0.1:9/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
+    actors.send(db, job)
+    db.execute("UPDATE jobs SET created_at = now() - interval '2 hours',"
+               " updated_at = now() - interval '2 hours',"
+               " message_sent_at = now() - interval '2 hours' WHERE id = %s", (job.id,))
+    lost = jobs_db.get(db, job.id)
+    db.execute("SET lock_timeout = '10s'")  # (the reaper used to wait on the row, here)
+    with connect() as other:
+        with other.transaction():  # another reaper, re-sending this very message
+            other.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (job.id,))
+            assert reaper.reap(db)["resent"] == []  # passed by, not waited on
+            other.execute("UPDATE jobs SET message_sent_at = now() WHERE id = %s", (job.id,))
+    db.execute("RESET lock_timeout")
+    assert len(_messages_for(job.id)) == 1  # only the other reaper's (not in Redis: a test)
+    # a reaper that read it lost before the other sent it finds it sent, and passes it by
+    assert reaper.resend_lost(db, lost) is None
+    assert reaper.reap(db)["resent"] == []
+    assert len(_messages_for(job.id)) == 1
