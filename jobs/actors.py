@@ -15,8 +15,9 @@ wait (a waiting job's ETag holds still for long polls).
 A killed worker's scheduled job. Dramatiq puts a dead worker's unacked messages back at the
 back of their queue, so its interrupted job would wait behind the whole scheduled backlog
 (queued after it) while its row says `running`. Instead, a scheduled message that gets a
-slot first takes over any scheduled job whose worker stopped heartbeating and runs it in
-that slot, then its own job (the job moved to this message, so the late redelivery does
+slot first takes over any scheduled job whose worker stopped heartbeating (on a worker
+without Chromium, any but a crawl that must render pages) and runs it in that slot, then its
+own job (the job moved to this message, so the late redelivery does
 nothing): the interrupted job, which had its turn already, runs again next in line.
 
 Idempotence. The job record decides: a message runs an attempt only if it can claim the job
@@ -216,16 +217,24 @@ def _may_claim(job_id: int, message_id: str) -> bool:
 def _rescue_interrupted(job_id: int, message_id: str | None) -> None:
     """Run, in this scheduled slot and before this message's own job, the scheduled jobs
     whose worker died mid-attempt: they had their turn, and their redelivered message waits
-    at the back of the queue (see the module's docstring)."""
+    at the back of the queue (see the module's docstring). Without Chromium, not a crawl
+    that must render pages (_needs_chromium): a worker that has it takes that over."""
+    from crawler import browser
     from crawler import logging as fc_logging
 
     me = worker_name()
     stale_after = get_settings().job_stale_after_s
+    renders = browser.find_chromium() is not None
     while True:
         with connect() as conn:
             rescued = None
             for stale in queue_db.stale_running_on(conn, SCHEDULED, stale_after):
                 if stale.id == job_id:  # our own job is claimed by its redelivery below
+                    continue
+                if not renders and stale.kind == "crawl" and _needs_chromium(conn, stale):
+                    # it would only be handed to the back of the render queue after a
+                    # crawl's worth of work here: left to a worker that has Chromium (its
+                    # redelivered message waits on the render queue; the reaper's net)
                     continue
                 with conn.transaction():
                     buried = _bury_if_spent(conn, stale.id, stale_after)

@@ -140,3 +140,31 @@ def test_a_crawl_that_kills_its_worker_every_time_ends_dead(db, site, start_work
 
 
 pytestmark = pytest.mark.integration
+
+
+def test_a_worker_without_chromium_takes_over_no_interrupted_crawl_that_must_render(
+        db, monkeypatch):
+    """A scheduled slot takes over the scheduled jobs whose worker died, before its own. In
+    the soak's mixed fleet (bench/bench_soak.py --without-chromium) a worker without
+    Chromium took over a JavaScript dealer's crawl interrupted on a worker with Chromium: it
+    ran a whole crawl (20 s under load) only to learn it needs Chromium, and handed it to
+    the back of the render queue. Such a crawl is left to a worker with Chromium (its
+    message, redelivered on the render queue, or another's slot); any other is taken over."""
+    from crawler.config import reset_settings
+    from jobs import actors
+
+    must_render = _interrupted(db, "rescue-rendered", attempts=1, queue="scheduled")
+    db.execute("UPDATE dealerships SET platform = 'javascript' WHERE id = %s",
+               (must_render.dealership_id,))
+    plain = _interrupted(db, "rescue-plain", attempts=1, queue="scheduled")
+    monkeypatch.setenv("FORECOURT_CHROMIUM_PATH", "/nonexistent/chromium")
+    reset_settings()
+    try:
+        actors._rescue_interrupted(plain.id + 1000, "message-of-another-job")
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    left = jobs_db.get(db, must_render.id)
+    assert (left.state, left.attempts, left.worker) == ("running", 1, "gone:1:T"), left.errors
+    taken = jobs_db.get(db, plain.id)  # run here (its site refuses: a retry is queued)
+    assert taken.attempts == 2 and [e["kind"] for e in taken.errors][0] == "abandoned"
