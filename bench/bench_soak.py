@@ -24,7 +24,9 @@ It also checks what the job layer's own machinery could get wrong under kills (m
     job whose dealer has no newer job, a dead letter of a site that is not flaky (unless
     every one of its attempts died with a worker the soak killed), a failure still
     undecided (awaiting a retry nobody sends) after the drain;
-  - a crawl run twice at once (two live crawl children of one job, each a worker's);
+  - a crawl run twice at once (two live crawl children of one job, each a worker's), and a
+    crawl child that outlived its killed worker (found among all processes by the soak's
+    Redis namespace in its environment);
   - a queued job whose message was not sent UNSENT_AFTER_S (+ two reaper passes) after its
     record changed (the reaper never sent it), and a message re-sent under the same id
     sooner than half of job_resend_after_s after its last send (re-sent every pass);
@@ -114,6 +116,8 @@ class Workers:
         self.peak_child = 0  # largest crawl child seen
         self.twice: set[int] = set()  # jobs seen with two live crawl children at once
         self.twice_seen: list[str] = []  # what each of those looked like, for the report
+        self.orphaned: set[int] = set()  # jobs with a crawl child no live worker holds
+        self._orphans_before: set[int] = set()
         self._stop = threading.Event()
         for i in range(n):
             self.procs.append(self._start(self.renders[i]))
@@ -174,14 +178,47 @@ class Workers:
                         running.setdefault(job, []).append((proc.pid, p))
                     else:
                         self.peak_worker[p.pid] = max(self.peak_worker.get(p.pid, 0), rss)
+            # and crawl children no worker holds any more: a killed worker's crawl child
+            # lives on, writing, if PDEATHSIG failed it (group 0: no worker)
+            held = {p.pid for children in running.values() for _, p in children}
+            orphans = {p.pid: p for p in self._orphans(held)}
+            # (one killed with its worker a moment ago is not gone yet: seen twice in a row)
+            for pid in set(orphans) & self._orphans_before:
+                p = orphans[pid]
+                try:
+                    cmd = p.cmdline()
+                    running.setdefault(int(cmd[cmd.index("crawler.crawl_process") + 1]),
+                                       []).append((0, p))
+                except (psutil.Error, ValueError, IndexError):
+                    continue
             for job, children in running.items():
                 # a crawl child's own child not yet past its exec (the Playwright driver
-                # starting, say) has its command line: it is no second crawl
+                # starting, say, or `uname -p`) has its command line: it is no second crawl
                 pids = {p.pid for _, p in children}
                 children[:] = [(g, p) for g, p in children if _ppid(p) not in pids]
                 if len(children) > 1:
                     self.twice.add(job)
                     self._describe_twice(job, children)
+                if any(g == 0 for g, _ in children):
+                    self.orphaned.add(job)
+            self._orphans_before = set(orphans)
+
+    def _orphans(self, held: set[int]) -> list:
+        """Live crawl processes of this soak (its Redis namespace) outside every worker."""
+        import psutil
+
+        mine = os.environ["FORECOURT_REDIS_NAMESPACE"]
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if p.pid in held or "crawler.crawl_process" not in (p.info["cmdline"] or ()):
+                    continue
+                if p.status() != psutil.STATUS_ZOMBIE and \
+                        p.environ().get("FORECOURT_REDIS_NAMESPACE") == mine:
+                    found.append(p)
+            except psutil.Error:
+                continue
+        return found
 
     def _describe_twice(self, job: int, children: list) -> None:
         """One line per sighting of a job's two live crawl children: each one's worker
@@ -392,7 +429,15 @@ def check(conn, triggered: list[int], expected: dict[int, int],
     dead = {"n": len(dead_rows), "killed": sum(killed_only),
             "unexpected": sum(not r["flaky"] and not k
                               for r, k in zip(dead_rows, killed_only, strict=True))}
-    return {"superseded": superseded["n"], "superseded_orphan": superseded["orphan"],
+    # an attempt settled abandoned (taken over, reaped) whose worker the soak did not kill:
+    # it lived, but its heartbeat went stale (a starved worker): its crawl and the next
+    # attempt's may have overlapped until its watch saw the job taken
+    live_taken = [r["id"] for r in conn.execute(
+        "SELECT id, errors FROM jobs WHERE id = ANY(%s)", (triggered,))
+        if any(e.get("kind") == "abandoned" and _pid(e.get("worker")) not in killed
+               for e in r["errors"])]
+    return {"live_taken": live_taken, "superseded": superseded["n"],
+            "superseded_orphan": superseded["orphan"],
             "dead": dead["n"], "dead_unexpected": dead["unexpected"],
             "dead_killed": dead["killed"],
             "undecided": len(undecided(conn, triggered)),
@@ -626,6 +671,10 @@ def main() -> int:
               f"{sorted(workers.twice)[:10]}")
         for line in workers.twice_seen[:10]:
             print(f"  {line}")
+        print(f"taken from a live worker: {len(result['live_taken'])} jobs (its heartbeat went "
+              f"stale: starved?) {result['live_taken'][:10]}")
+        print(f"crawls outliving their worker: {len(workers.orphaned)}  (must be 0) "
+              f"{sorted(workers.orphaned)[:10]}")
         print(f"rendered crawls:       {rendered['rendered']} {rendered['rendered_states']}")
         print(f"rendered not ended:    {len(rendered['rendered_unended'])}, left on a render "
               f"queue {len(rendered['on_render_queue'])}  (must be 0) "
@@ -652,7 +701,8 @@ def main() -> int:
             result["wrong_inventory"] + result["dead_unexpected"] + \
             result["superseded_orphan"] + result["undecided"] + \
             len(result["left_undecided"]) + len(workers.twice) + len(sends.unsent_late) + \
-            len(resent_soon) + xq + log_errors + len(rendered["rendered_unended"]) + \
+            len(resent_soon) + xq + log_errors + len(workers.orphaned) + \
+            len(rendered["rendered_unended"]) + \
             len(rendered["on_render_queue"]) + len(rendered["chromium_failed"]) + \
             len(rendered["over_limit"])
         status = 2 if unfinished else (0 if bad == 0 else 1)
