@@ -1,4 +1,4 @@
-"""Entry point of a crawl's child process: `python -m crawler.crawl_process JOB_ID`.
+"""Entry point of a crawl's child process: `python -m crawler.crawl_process JOB_ID [ATTEMPT]`.
 
 Scrapy's reactor cannot be restarted inside a process, so every crawl runs here, alone. The
 store pipeline settles the run and the job record; this module only starts the crawl.
@@ -23,9 +23,18 @@ def main(argv: list[str]) -> int:
     from spiders.registry import spider_for
 
     job_id = int(argv[1])
+    # the attempt its worker claimed (`crawler.crawl_process JOB_ID ATTEMPT`), not the one
+    # the job's row says when this child gets to read it (another worker's, after a take-over)
+    attempt = int(argv[2]) if len(argv) > 2 else None
     with connect() as conn:
         job = jobs_db.get(conn, job_id)
         dealer = dealers_db.get_by_id(conn, job.dealership_id)
+    if attempt is not None and (job.attempts, job.state) != (attempt, "running"):
+        # its worker stalled while this child started and another took the attempt over
+        # (or it ended): the crawl is that one's now, and nothing here is written
+        print(f"job {job_id} attempt {attempt} is no longer running (the job is {job.state}, "
+              f"attempt {job.attempts}): not crawled", flush=True)
+        return 0
     url = job.params.get("url") or dealer.website_url
     platform = job.params.get("platform") or dealer.platform
     from crawler import logging as fc_logging
@@ -46,6 +55,8 @@ def main(argv: list[str]) -> int:
         spider = spider_for(platform)
         settings = get_project_settings()
         settings.set("FORECOURT_JOB_ID", job_id)
+        if attempt is not None:
+            settings.set("FORECOURT_JOB_ATTEMPT", attempt)
         settings.set("FORECOURT_DEALERSHIP_ID", dealer.id)
         for key, value in (dealer.settings.get("scrapy") or {}).items():
             settings.set(key, value, priority="spider")

@@ -41,11 +41,13 @@ def child_env() -> dict[str, str]:
 def run_crawl(job_id: int, *, time_limit_s: int | None = None,
               on_tick: Callable[[Job], None] | None = None,
               should_stop: Callable[[], bool] | None = None,
-              owner: str | None = None) -> Job:
+              owner: str | None = None, attempt: int | None = None) -> Job:
     """Run the job's crawl to its end and return the settled job record.
 
     The child's Scrapy log goes to `log_path(job_id)`. With `owner` (a job
-    worker's name), the parent settles the job only while that worker still owns it.
+    worker's name), the parent settles the job only while that worker still owns it. With
+    `attempt` (the one the worker claimed), the child crawls and writes only as that attempt:
+    taken over before it started (its worker stalled), it crawls nothing.
     """
     settings = get_settings()
     limit = time_limit_s or settings.crawl_time_limit_s
@@ -53,7 +55,8 @@ def run_crawl(job_id: int, *, time_limit_s: int | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as log:
         child = subprocess.Popen(
-            [sys.executable, "-m", "crawler.crawl_process", str(job_id)],
+            [sys.executable, "-m", "crawler.crawl_process", str(job_id),
+             *([str(attempt)] if attempt is not None else [])],
             cwd=str(PROJECT_ROOT), env=child_env(), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=die_with_parent,
         )

@@ -131,7 +131,8 @@ def crawl(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
     limit = int(dealer.settings.get("time_limit_s") or get_settings().crawl_time_limit_s)
     should_stop, _, close = watch(job.id, worker, on_settled, give_up_after_s=give_up_after_s())
     try:
-        return run_crawl(job.id, time_limit_s=limit, should_stop=should_stop, owner=worker)
+        return run_crawl(job.id, time_limit_s=limit, should_stop=should_stop, owner=worker,
+                         attempt=job.attempts)
     finally:
         close()
 

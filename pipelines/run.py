@@ -70,16 +70,18 @@ class Run:
 
 
 def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: str,
-             vins_only: bool = False, overlap_writes: bool = False) -> Run:
+             vins_only: bool = False, overlap_writes: bool = False,
+             attempt: int | None = None) -> Run:
     """`overlap_writes`: store each batch on a second connection in a thread while the
     next batch goes through the stages (the database's work then overlaps Python's), and
     read batches' look-ups ahead on a third (see read_ahead). Call `close` or `abandon` to
-    end such a run."""
+    end such a run. `attempt`: the running attempt the run belongs to (a worker's crawl
+    child), else the job's as its row says now."""
     run = Run(conn=conn, dealership_id=dealership_id, job_id=job_id, kind=kind,
               seen=dedup.VinsOnly() if vins_only else {}, quality=quality.RunQuality(),
               fresh=not vehicles_db.has_vehicles(conn, dealership_id))
     job = jobs_db.get(conn, job_id)
-    run.attempt = (job.attempts, job.state)
+    run.attempt = (job.attempts, job.state) if attempt is None else (attempt, "running")
     if overlap_writes:
         run.writer_conn = sibling(conn)
         run.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"store-{job_id}")

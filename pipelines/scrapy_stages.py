@@ -50,6 +50,8 @@ class StorePipeline:
             raise NotConfigured("no FORECOURT_JOB_ID: items are not stored")
         batch_size = crawler.settings.getint("FORECOURT_BATCH_SIZE", get_settings().batch_size)
         pipeline = cls(crawler, job_id, dealership_id, batch_size)
+        # the attempt the worker claimed (crawler.crawl_process): its run is fenced by it
+        pipeline.attempt = crawler.settings.getint("FORECOURT_JOB_ATTEMPT") or None
         crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
         return pipeline
 
@@ -57,7 +59,8 @@ class StorePipeline:
         from twisted.internet import task
 
         conn = connect()
-        self.run = run_mod.open_run(conn, self.dealership_id, self.job_id, "crawl")
+        self.run = run_mod.open_run(conn, self.dealership_id, self.job_id, "crawl",
+                                    attempt=getattr(self, "attempt", None))
         run_mod.report_progress(self.run, phase="crawling", force=True)
         self.ticker = task.LoopingCall(self._live_progress)
         self.ticker.start(run_mod.PROGRESS_EVERY_S, now=False)
