@@ -9,6 +9,9 @@ HomeNet-style CSV feed per feed dealership (fixtures/tools/make_feed.py), then:
     queued or running job, a new one is triggered (as the scheduler would);
   - every --kill-every seconds (randomised) SIGKILLs one worker group at random, its crawl
     children included, and starts a replacement, as an orchestrator would;
+  - with --stall-every, now and then SIGSTOPs one worker group for --stall-s seconds (past
+    the soak's 4 s stale limit) and resumes it: a starved or paused worker whose crawl
+    child, in a session of its own, runs on;
   - samples the resident memory of every worker process (and, separately, of crawl
     children) once a second;
   - stops triggering, waits for every job to end, and checks the database.
@@ -46,7 +49,8 @@ The kills cost time, not correctness: jobs per minute is printed for scale.
 
 Run: .venv/bin/python bench/bench_soak.py [--dealers 200] [--vehicles 100] [--minutes 4]
      [--feed-share 0.25] [--flaky-share 0.1] [--workers 3] [--threads 2] [--kill-every 20]
-     [--without-chromium 0] [--javascript 0] [--seed 7] [--keep]
+     [--without-chromium 0] [--javascript 0] [--stall-every 0] [--stall-s 6] [--seed 7]
+     [--keep]
 Uses DATABASE_URL/REDIS_URL when set (a scratch database and Redis namespace are created
 and dropped), else embedded servers in a scratch data directory.
 """
@@ -111,6 +115,7 @@ class Workers:
         self.fake_chromium.chmod(0o644)
         self.started = 0
         self.kills = 0
+        self.stalls = 0
         self.killed: set[int] = set()  # pids of the processes of the killed worker groups
         self.peak_worker: dict[int, int] = {}  # pid -> peak RSS bytes (worker processes)
         self.peak_child = 0  # largest crawl child seen
@@ -151,6 +156,24 @@ class Workers:
         victim.wait()
         self.kills += 1
         self.procs[i] = self._start(self.renders[i])
+
+    def stall_one(self, rng: random.Random, seconds: float) -> None:
+        """SIGSTOP one worker group (its crawl children, in sessions of their own, run on)
+        for `seconds`, as a starved or paused machine would, then SIGCONT it."""
+        victim = self.procs[rng.randrange(len(self.procs))]
+        try:
+            os.killpg(victim.pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return
+        self.stalls += 1
+
+        def resume() -> None:
+            try:
+                os.killpg(victim.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+        threading.Timer(seconds, resume).start()
 
     def _sample(self) -> None:
         import psutil
@@ -502,6 +525,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kill-every", type=float, default=20.0)
+    parser.add_argument("--stall-every", type=float, default=0.0, metavar="S",
+                        help="every ~S seconds SIGSTOP a worker group for --stall-s (0: never)")
+    parser.add_argument("--stall-s", type=float, default=6.0)
     parser.add_argument("--without-chromium", type=int, default=0, metavar="N",
                         help="of the workers, N have no Chromium (a mixed fleet)")
     parser.add_argument("--javascript", type=int, default=0, metavar="N",
@@ -607,11 +633,16 @@ def main() -> int:
         started = time.monotonic()
         end = started + args.minutes * 60
         next_kill = started + rng.uniform(0.5, 1.5) * args.kill_every
+        next_stall = started + rng.uniform(0.5, 1.5) * args.stall_every if args.stall_every \
+            else float("inf")
         print(f"soaking for {args.minutes:g} min: {args.workers} workers x {args.threads} "
               f"threads, a kill every ~{args.kill_every:g} s", flush=True)
         while time.monotonic() < end:
             keep_busy(conn, service, dealer_ids, triggered)
             sends.sample(conn)
+            if time.monotonic() >= next_stall:
+                workers.stall_one(rng, args.stall_s)
+                next_stall = time.monotonic() + rng.uniform(0.5, 1.5) * args.stall_every
             if time.monotonic() >= next_kill:
                 workers.kill_one(rng)
                 next_kill = time.monotonic() + rng.uniform(0.5, 1.5) * args.kill_every
@@ -647,7 +678,8 @@ def main() -> int:
         print()
         print(f"machine: {os.cpu_count()} cores; {args.dealers} dealers ({len(crawl_slugs)} "
               f"sites, {len(feed_slugs)} feeds) x {args.vehicles} vehicles; {args.workers} "
-              f"workers x {args.threads} threads; {workers.kills} kills in {soak_s:.0f} s")
+              f"workers x {args.threads} threads; {workers.kills} kills in {soak_s:.0f} s"
+              + (f"; {workers.stalls} stalls of {args.stall_s:g} s" if workers.stalls else ""))
         print(f"mixed fleet:           {args.without_chromium} of {args.workers} workers "
               f"without Chromium; {len(js_ids)} JavaScript dealers")
         print(f"jobs triggered:        {len(triggered)}")
