@@ -217,8 +217,10 @@ class Workers:
             for job, children in running.items():
                 # a crawl child's own child not yet past its exec (the Playwright driver
                 # starting, say, or `uname -p`) has its command line: it is no second crawl
+                # (one gone by now, its parent unreadable, was no crawl either: such a fork)
                 pids = {p.pid for _, p in children}
-                children[:] = [(g, p) for g, p in children if _ppid(p) not in pids]
+                children[:] = [(g, p) for g, p in children
+                               if _ppid(p) is not None and _ppid(p) not in pids]
                 if len(children) > 1:
                     self.twice.add(job)
                     self._describe_twice(job, children)
