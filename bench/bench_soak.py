@@ -305,7 +305,7 @@ class Sends:
     """The sends of queued jobs' messages, sampled from their records once a second:
     messages the reaper left unsent too long, and same-id re-sends that came too soon.
 
-    A message being sent shows unsent for the moment of its send (jobs_db.set_message, then
+    A message being sent shows unsent for the moment of its send (queue_db.set_message, then
     the send, then mark_sent), and a reaper's same-id re-send keeps the record's updated_at:
     one sighting of an old record unsent is that moment; unsent still after a send's
     longest (jobs.broker.REDIS_TIMEOUT_S), the message was left unsent."""

@@ -17,6 +17,7 @@ import sys
 from crawler.config import PROJECT_ROOT
 from crawler.crawl_runner import child_env
 from crawler.db import dealers as dealers_db
+from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 
 
@@ -25,12 +26,12 @@ def test_a_crawl_child_whose_attempt_was_taken_over_before_it_started_crawls_not
     dealer = dealers_db.create(db, slug="stalled", name="Stalled",
                                website_url=site("generic") + "/inventory/")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
-    jobs_db.set_message(db, job.id, "scheduled", "m1")
-    assert jobs_db.claim(db, job.id, "w1:1:T", 60, "m1").attempts == 1
+    queue_db.set_message(db, job.id, "scheduled", "m1")
+    assert queue_db.claim(db, job.id, "w1:1:T", 60, "m1").attempts == 1
     # its worker stalls while its child starts: another worker takes the attempt over
     db.execute("UPDATE jobs SET heartbeat_at = now() - interval '1 minute' WHERE id = %s",
                (job.id,))
-    assert jobs_db.take_over(db, job.id, "w2:2:T", 30, "m2").attempts == 2
+    assert queue_db.take_over(db, job.id, "w2:2:T", 30, "m2").attempts == 2
     # attempt 1's child, which had not read the job yet, gets that far only now
     subprocess.run([sys.executable, "-m", "crawler.crawl_process", str(job.id), "1"],
                    env=child_env(), cwd=str(PROJECT_ROOT), check=True, timeout=300,
