@@ -263,21 +263,24 @@ SELECT count(*) AS n FROM vehicles v
 
 
 def unseen_established(conn: psycopg.Connection, dealership_id: int, job_id: int,
-                       candidates: Collection[str] | None, before: Any | None
-                       ) -> tuple[int, int]:
-    """(established active vehicles the running job has not seen, established active
-    vehicles): what settling it with removal would take off the market of the inventory
-    listed by `before` (None: all of it). `candidates` as for settle_run. Call before
-    settle_run, which forgets the seen set."""
-    params: dict[str, Any] = {"d": dealership_id, "j": job_id, "before": before,
-                              "vins": array_literal(candidates or ())}
-    established = conn.execute(_ESTABLISHED, params).fetchone()["n"]
-    if not established or (candidates is not None and not candidates):
-        return 0, int(established)
+                       candidates: Collection[str] | None, before: Any | None) -> int:
+    """Established active vehicles (listed by `before`; None: all of them) the running job
+    has not seen: what settling it with removal would take off the market of the inventory
+    `before` listed. `candidates` as for settle_run: a feed run's few candidates cost an
+    index probe each, not a count of the dealer's vehicles. Call before settle_run, which
+    forgets the seen set."""
+    if candidates is not None and not candidates:
+        return 0
     only = "true" if candidates is None else "v.vin = ANY(%(vins)s::text[])"
-    unseen = conn.execute(f"{_ESTABLISHED} AND {only} AND {_UNSEEN}",  # noqa: S608
-                          params).fetchone()["n"]
-    return int(unseen), int(established)
+    return int(conn.execute(f"{_ESTABLISHED} AND {only} AND {_UNSEEN}",  # noqa: S608
+                            {"d": dealership_id, "j": job_id, "before": before,
+                             "vins": array_literal(candidates or ())}).fetchone()["n"])
+
+
+def established(conn: psycopg.Connection, dealership_id: int, before: Any | None) -> int:
+    """Active vehicles of the dealership listed by `before` (None: all of them)."""
+    return int(conn.execute(_ESTABLISHED, {"d": dealership_id, "before": before}
+                            ).fetchone()["n"])
 
 
 def settle_run(conn: psycopg.Connection, dealership_id: int, job_id: int,
