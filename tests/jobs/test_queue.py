@@ -173,7 +173,9 @@ def test_cancelled_job_stops_its_crawl_child(db, site, shared_worker, tmp_path):
                 cmd = proc.cmdline()
             except psutil.NoSuchProcess:
                 continue
-            if "crawler.crawl_process" in cmd and cmd[-1] == str(job.id):
+            # `-m crawler.crawl_process JOB ATTEMPT`
+            if "crawler.crawl_process" in cmd and \
+                    cmd[cmd.index("crawler.crawl_process") + 1:][:1] == [str(job.id)]:
                 return proc
         return None
 
