@@ -163,6 +163,8 @@ class Settings(BaseSettings):
         default="127.0.0.1,::1",
         validation_alias=AliasChoices("FORWARDED_ALLOW_IPS", "FORECOURT_FORWARDED_ALLOW_IPS"))
     api_max_body_bytes: int = Field(default=16 * 1024, ge=1)
+    # A request's body must arrive whole within this many seconds of its start (408 if not).
+    api_body_timeout_s: float = Field(default=10.0, gt=0)
     api_wait_max_s: float = Field(default=30.0, ge=0)
     # Async PostgreSQL connections per API process (waiters hold none).
     api_pool_size: int = Field(default=10, ge=1)

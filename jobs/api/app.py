@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_dealers.router)
     _add_operational_routes(app)
     # The last added runs first: Latency > HeadAsGet > CORS > Unexpected > BodyLimit > routes.
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes,
+                       timeout_s=settings.api_body_timeout_s)
     app.add_middleware(problems.Unexpected)  # inside CORS: a 500 carries its headers too
     if settings.api_cors_origins:
         app.add_middleware(ProblemCORS, allow_origins=settings.api_cors_origins,

@@ -1,56 +1,60 @@
-"""Request size limit: bodies over `api_max_body_bytes` answer 413 problem+json, whichever
-route is asked, before it runs.
+"""Request body limits, of size and of time: a body over `api_max_body_bytes` answers 413
+`too-large`, one not whole within `api_body_timeout_s` 408 `body-timeout`, both as
+problem+json, whichever route is asked, before it runs (and before authentication: a body
+is a cost the server bears for whoever sends it).
 
-A declared Content-Length over the limit is refused before any byte is read. A body without
-one (chunked) is read here, up to the limit, before the route runs, and handed to it as
-read: past the limit it is refused at once. So a route that takes no body (cancel, replay)
-refuses an oversized chunked body as it does a declared one, instead of answering while the
-server goes on reading and discarding the rest, however long, on a connection it keeps; at
-most the limit (plus one read) is ever held. A refusal closes the connection, as the rest of
-the body is not read.
-
-Only methods whose body means something (RFC 9110: POST, PUT, PATCH) are limited. No route
-reads the body of a GET (nor of HEAD, OPTIONS, DELETE): it answers as it would without one,
-and the server discards the bytes.
+A request carries a body when it declares a Content-Length above 0 or comes chunked,
+whatever its method: a GET's or a cancel's body means nothing, but the server would read and
+discard it, however long. A declared length over the limit is refused before any byte is
+read; any other body is read here, up to the limit, and handed to the route as read: past
+the limit it is refused at once, so at most the limit (plus one read) is ever held. The body
+must be whole within the time limit of the request's start: a client that dribbles its bytes
+(or declares more than it sends) would hold a connection and a task for as long as it likes,
+where uvicorn limits only the wait between requests. A refusal closes the connection, as the
+rest of the body is not read. A request without a body passes untouched (a long poll's route
+still hears its client leave).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobs.api.problems import MEDIA_TYPE, TYPE_PREFIX
 
-WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
-
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in WITH_BODY:
+        declared, chunked = _framing(scope) if scope["type"] == "http" else (None, False)
+        if not chunked and not declared:
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
-        if declared is not None:  # the server reads no more than it declares
-            if declared > self.max_bytes:
-                await self._refuse(scope, send)
-            else:
-                await self.app(scope, receive, send)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(scope, send, 413)
             return
+        deadline = time.monotonic() + self.timeout_s
         read: list[Message] = []
         seen = 0
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                await self._refuse(scope, send, 408)
+                return
             read.append(message)
             if message["type"] != "http.request":  # the client left: the route hears it
                 break
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                await self._refuse(scope, send)
+                await self._refuse(scope, send, 413)
                 return
             if not message.get("more_body", False):
                 break
@@ -60,23 +64,33 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        body = json.dumps({"type": TYPE_PREFIX + "too-large", "title": "Request Entity Too Large",
-                           "status": 413,
-                           "detail": f"the request body is larger than {self.max_bytes} bytes",
-                           "instance": scope.get("path")}).encode()
-        await send({"type": "http.response.start", "status": 413,
+    async def _refuse(self, scope: Scope, send: Send, status: int) -> None:
+        if status == 413:
+            kind, title = "too-large", "Request Entity Too Large"
+            detail = f"the request body is larger than {self.max_bytes} bytes"
+        else:
+            kind, title = "body-timeout", "Request Timeout"
+            detail = (f"the request body did not arrive whole within {self.timeout_s:g} s; "
+                      "send it at once")
+        body = json.dumps({"type": TYPE_PREFIX + kind, "title": title, "status": status,
+                           "detail": detail, "instance": scope.get("path")}).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", MEDIA_TYPE.encode()),
                                 (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
 
-def _content_length(scope: Scope) -> int | None:
+def _framing(scope: Scope) -> tuple[int | None, bool]:
+    """(the declared Content-Length, whether the body comes chunked). A Content-Length the
+    server could not read would not have reached the application."""
+    declared, chunked = None, False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None
-    return None
+                declared = None
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked

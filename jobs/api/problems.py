@@ -92,8 +92,9 @@ async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
 
 
 # Plain HTTP statuses that have a problem type of their own: a body over the limit is
-# `too-large` (BodyLimit answers its own refusals so; a 413 raised elsewhere is typed alike).
-_HTTP_KINDS = {413: "too-large"}
+# `too-large`, a body too slow `body-timeout` (BodyLimit answers its own refusals so; the
+# same statuses raised elsewhere are typed alike).
+_HTTP_KINDS = {413: "too-large", 408: "body-timeout"}
 
 
 # FastAPI answers 400 "There was an error parsing the body" when json.loads raises anything
@@ -230,8 +231,13 @@ _MEANING = {
          "FORECOURT_API_POOL_TIMEOUT_S",
     413: "the request body is over FORECOURT_API_MAX_BODY_BYTES, whether Content-Length "
          "declares it or it comes chunked (read up to the limit, no further; the connection "
-         "is closed), refused before the route runs, even one that takes no body",
+         "is closed), refused before the route runs and before authentication, whatever the "
+         "method, even a route that takes no body",
+    408: "the request body did not arrive whole within FORECOURT_API_BODY_TIMEOUT_S of the "
+         "request's start (the connection is closed), whatever the method",
 }
+# Every operation may answer these: BodyLimit runs before any route (see add_to_openapi).
+_BODY_LIMITS = (408, 413)
 _COME_BACK = {429, 503}  # statuses whose answers carry Retry-After
 # A trigger's and a replay's 503 (`responses(..., queued=True)`): the job queue too.
 _QUEUED_503 = (_MEANING[503] + "; or the job queue (Redis) is unavailable. A call refused "
@@ -256,8 +262,9 @@ def responses(*statuses: int, queued: bool = False) -> dict[int | str, dict[str,
 
 
 def add_to_openapi(app: FastAPI) -> None:
-    """Publish the Problem schema (routes reference it only as problem+json content) and
-    describe FastAPI's own 422 answers as the problems they are."""
+    """Publish the Problem schema (routes reference it only as problem+json content),
+    describe FastAPI's own 422 answers as the problems they are, and list BodyLimit's 408
+    and 413 on every operation."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -268,8 +275,10 @@ def add_to_openapi(app: FastAPI) -> None:
         schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
+        limits = {str(s): answer for s, answer in responses(*_BODY_LIMITS).items()}
         for path in doc.get("paths", {}).values():
             for op in path.values():
+                op.setdefault("responses", {}).update(limits)
                 answer = op.get("responses", {}).get("422")
                 if answer is not None:
                     answer["description"] = "Unprocessable Entity: the request is not valid"

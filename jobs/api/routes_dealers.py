@@ -38,7 +38,7 @@ _NOT_MODIFIED = {304: {"description": "Not Modified (If-None-Match matched)"}}
 
 
 @router.post("/jobs", response_model=JobDetail, status_code=202, summary="Trigger a job",
-             responses={**_COMMON, **responses(413, 415, 503, queued=True),
+             responses={**_COMMON, **responses(415, 503, queued=True),
                         200: {"model": JobDetail, "description": "the dealership already has "
                               "a queued or running job: that job, nothing new started"}})
 async def trigger_job(request: Request, slug: Slug, body: TriggerIn,

@@ -21,6 +21,8 @@ from crawler.db import tokens as tokens_db
 FORECOURT = str(Path(sys.executable).parent / "forecourt")
 # The main server's FORECOURT_API_METRICS_TOKEN: what Prometheus presents to read /metrics.
 METRICS_TOKEN = "metrics-" + "0123456789abcdef" * 3
+# The no_redis server's FORECOURT_API_BODY_TIMEOUT_S.
+SHORT_BODY_TIMEOUT_S = 0.5
 
 
 def free_port() -> int:
@@ -136,7 +138,8 @@ def servers(forecourt_env):
     limited_a, limited_b: 5 requests per token and 3 failed authentications per client
     address per minute, sharing Redis keys of their own (the main server's failures from
     127.0.0.1 do not count against their 3); limited_a also trusts 127.0.0.5 as a proxy;
-    no_redis: Redis unreachable (3 failed authentications per address, were it counting).
+    no_redis: Redis unreachable (3 failed authentications per address, were it counting),
+    a body must arrive within SHORT_BODY_TIMEOUT_S (the others allow the default 10 s).
     Only main has a metrics token."""
     limited = {"FORECOURT_API_RATE_LIMIT": "5", "FORECOURT_API_RATE_WINDOW_S": "60",
                "FORECOURT_API_AUTH_FAIL_LIMIT": "3", "FORECOURT_API_AUTH_FAIL_WINDOW_S": "60",
@@ -150,7 +153,8 @@ def servers(forecourt_env):
         "limited_a": Server({**limited, "FORWARDED_ALLOW_IPS": "127.0.0.1,::1,127.0.0.5"}),
         "limited_b": Server(limited),
         "no_redis": Server({"REDIS_URL": "redis://127.0.0.1:9/0",  # nothing on port 9
-                            "FORECOURT_API_AUTH_FAIL_LIMIT": "3"}),
+                            "FORECOURT_API_AUTH_FAIL_LIMIT": "3",
+                            "FORECOURT_API_BODY_TIMEOUT_S": str(SHORT_BODY_TIMEOUT_S)}),
     }
     try:
         yield {name: server.ready() for name, server in started.items()}
@@ -295,3 +299,36 @@ def eventually(call, status: int, within_s: float = 5.0) -> httpx.Response:
         if resp.status_code == status or time.monotonic() > deadline:
             return resp
         time.sleep(0.01)
+
+
+def raw_request(url: str, head: str, body: bytes = b"") -> tuple[httpx.Response, bool]:
+    """Send `head` (request line and headers, without the blank line) and `body` over a raw
+    socket, then read the answer: (the answer, whether the server then closed the
+    connection). For what an HTTP client library will not send: a body it never finishes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.encode() + b"\r\n\r\n" + body)
+        reader = sock.makefile("rb")
+        status = int(reader.readline().split()[1])
+        headers = []
+        while (line := reader.readline().strip()):
+            name, _, value = line.decode().partition(":")
+            headers.append((name.strip(), value.strip()))
+        answer = httpx.Response(status, headers=headers)
+        answer = httpx.Response(status, headers=headers,
+                                content=reader.read(int(answer.headers["content-length"])))
+        sock.settimeout(5)
+        try:
+            closed = reader.read(1) == b""  # blocks until the server closes it
+        except TimeoutError:
+            closed = False
+    return answer, closed
+
+
+def slow_body(url: str, method: str, path: str, token: str | None = None
+              ) -> tuple[httpx.Response, bool]:
+    """A request that declares a 100-byte body and sends 10 bytes of it, then waits."""
+    auth_line = f"\r\nAuthorization: Bearer {token}" if token else ""
+    return raw_request(url, f"{method} {path} HTTP/1.1\r\nHost: x{auth_line}\r\n"
+                            "Content-Type: application/json\r\nContent-Length: 100",
+                       b'{"kind": "')

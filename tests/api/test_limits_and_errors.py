@@ -6,10 +6,19 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 
 import httpx
 
-from tests.api.conftest import add_job, assert_problem, auth, metrics_text
+from tests.api.conftest import (
+    SHORT_BODY_TIMEOUT_S,
+    add_job,
+    assert_problem,
+    auth,
+    metrics_text,
+    raw_request,
+    slow_body,
+)
 
 
 def test_rate_limit_holds_across_processes_with_429_and_retry_after(servers, world):
@@ -51,15 +60,16 @@ def test_oversized_bodies_are_refused_with_413(api, world):
     assert world["db"].execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 0
 
 
-def chunked_post(url: str, path: str, token: str, total: int) -> dict:
-    """POST `path` with a chunked body of `total` bytes over a raw socket (the way a client
-    streams a body whose size it does not declare): one thread sends while this one reads
+def chunked_post(url: str, path: str, token: str, total: int, method: str = "POST") -> dict:
+    """POST (or `method`) `path` with a chunked body of `total` bytes over a raw socket (the
+    way a client streams a body whose size it does not declare): one thread sends while this
+    one reads
     the answer, then asks GET /healthz on the same connection. Returns the answer's status,
     headers and body, the bytes the sender got out, whether it sent the whole body, and the
     second request's status (None: the server had closed the connection)."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
-    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
                  "Transfer-Encoding: chunked\r\n\r\n".encode())
     sent = {"bytes": 0, "whole": False}
 
@@ -129,6 +139,60 @@ def test_a_chunked_body_over_the_limit_is_refused_by_routes_that_take_none(api, 
     got = chunked_post(api_server.url, f"/v1/jobs/{queued}/cancel", op, 4000)
     assert got["status"] == 200 and json.loads(got["body"])["state"] == "cancelled", got
     assert got["whole"] and got["second"] == 200, got
+
+
+def test_a_body_over_the_limit_is_refused_whatever_the_method_and_before_authentication(
+        api, api_server, world):
+    """A GET's body (and any body sent with a token the API refuses) went unread: uvicorn
+    read and discarded it, however long, on a connection it kept. Now a body over the limit
+    answers 413 and closes the connection whatever the method, before authentication; a
+    GET's body within the limit is still ignored."""
+    db, op = world["db"], world["tokens"]["operator"]
+    job = add_job(db, world["acme"].id)
+    huge = 64 * 1024 * 1024
+    for method, path, token in (("GET", f"/v1/jobs/{job}", op),
+                                ("GET", "/healthz", op),
+                                ("DELETE", f"/v1/jobs/{job}", op),
+                                ("POST", "/v1/dealerships/acme/jobs", "fc_not_a_token")):
+        got = chunked_post(api_server.url, path, token, huge, method=method)
+        assert got["status"] == 413, (method, path, got)
+        assert json.loads(got["body"])["type"] == "urn:forecourt:problem:too-large"
+        assert not got["whole"] and got["sent"] < huge, "the server stopped reading"
+        assert got["second"] is None, "and closed the connection"
+    declared = api.request("GET", f"/v1/jobs/{job}", content=b"x" * 40_000, headers=auth(op))
+    assert assert_problem(declared, 413)["type"] == "urn:forecourt:problem:too-large"
+    small = api.request("GET", f"/v1/jobs/{job}", content=b"x" * 4000, headers=auth(op))
+    assert small.status_code == 200 and small.json()["id"] == job
+
+
+def test_a_body_that_does_not_arrive_in_time_is_a_408_problem(servers, world):
+    """A client that declared a body and sent only part of it (or dribbles a chunked one)
+    held its connection and a server task for as long as it liked: nothing but the socket's
+    end stopped the wait. Now the body must be whole within FORECOURT_API_BODY_TIMEOUT_S of
+    the request's start (the no_redis server: SHORT_BODY_TIMEOUT_S): 408 `body-timeout`
+    problem+json, the connection closed, nothing recorded."""
+    url, op = servers["no_redis"].url, world["tokens"]["operator"]
+    started = time.monotonic()
+    got, closed = slow_body(url, "POST", "/v1/dealerships/acme/jobs", op)
+    assert time.monotonic() - started >= SHORT_BODY_TIMEOUT_S, "not before the limit"
+    problem = assert_problem(got, 408)
+    assert problem["type"] == "urn:forecourt:problem:body-timeout"
+    assert problem["instance"] == "/v1/dealerships/acme/jobs"
+    assert "FORECOURT_API" not in problem["detail"] and "send it at once" in problem["detail"]
+    assert got.headers["connection"] == "close" and closed
+    chunked, closed = raw_request(
+        url, f"POST /v1/dealerships/acme/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+             f"{op}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked",
+        b"5\r\n{\"kin\r\n")  # one chunk, then nothing
+    assert assert_problem(chunked, 408)["type"] == "urn:forecourt:problem:body-timeout"
+    assert closed
+    assert world["db"].execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 0
+    # a whole body on the same server is answered as usual (Redis is down there: 503)
+    whole, _ = raw_request(
+        url, f"POST /v1/dealerships/acme/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+             f"{op}\r\nContent-Type: application/json\r\nContent-Length: 17",
+        b'{"kind": "crawl"}')
+    assert whole.status_code == 503, whole.text
 
 
 def test_a_request_the_server_cannot_parse_is_a_400_problem(api_server, world):
