@@ -63,10 +63,9 @@ def test_oversized_bodies_are_refused_with_413(api, world):
 def chunked_post(url: str, path: str, token: str, total: int, method: str = "POST") -> dict:
     """POST (or `method`) `path` with a chunked body of `total` bytes over a raw socket (the
     way a client streams a body whose size it does not declare): one thread sends while this
-    one reads
-    the answer, then asks GET /healthz on the same connection. Returns the answer's status,
-    headers and body, the bytes the sender got out, whether it sent the whole body, and the
-    second request's status (None: the server had closed the connection)."""
+    one reads the answer, then asks GET /healthz on the same connection. Returns the
+    answer's status, headers and body, the bytes the sender got out, whether it sent the
+    whole body, and the second request's status (None: the server had closed the connection)."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
     sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
