@@ -37,12 +37,15 @@ message fails and the job's stale heartbeat brings the reaper to it.
 A mixed fleet (jobs/queues.py). Crawls that must render pages have render queues of their
 own, `priority.render` and `scheduled.render`, which only workers that have Chromium consume.
 A crawl known to need Chromium before it starts (its dealer's platform renders every listing
-page) is sent there while a live worker that has Chromium takes that queue (jobs/renderers.py).
+page) is sent there while a live worker that has Chromium takes that queue, or one did within
+`job_renderer_gone_after_s` (jobs/renderers.py: `expected`).
 One that turns out to need it on a worker without Chromium (a platform's fallback renders a
 script-built page) is not a failure there: it goes back to `queued` and its message to the
 render queue, at once, where it waits in line for a worker that has Chromium and an idle
 thread, however long they stay busy; not a retry (it does not use up `job_max_attempts`) and
-not bounded. With none alive it fails permanently, as on a worker alone. During a rolling
+not bounded. With none alive, nor seen within `job_renderer_gone_after_s` (a worker with
+Chromium restarting, or re-installing it, is waited for there too; the reaper sends the
+crawl back if none comes), it fails permanently, as on a worker alone. During a rolling
 deploy the only live workers with Chromium may be of the release before, which knows no
 render queue: the crawl is then handed on through its own queue, with backoff, at most
 outcome.MAX_CHROMIUM_HANDOFFS times, as that release did. One log line says which.
@@ -446,14 +449,14 @@ def _hand_on(conn, job: Job) -> Job:
     queue = queue_for(job)
     render = queues.render_queue(queue)
     renderers.check()  # a worker that had Chromium and lost it leaves the render queues first
-    renderer = renderers.alive(render)
+    renderer = renderers.expected(render)
     if renderer is not None:
         queued = queue_db.requeue(conn, job.id, 0)
         if queued is None:  # moved on, or the dealership has a newer active job
             return queue_db.supersede(conn, job.id, job.error_kind or "") or job
         send(conn, queued, to=render)
         log.warning("job %s needs Chromium, which this worker lacks: it waits on queue %s "
-                    "for a worker that has it (%s is alive)", job.id, render, renderer)
+                    "for a worker that has it (%s)", job.id, render, renderer)
         return queued
     older = renderers.alive(queue)  # advertised, not on the render queue: an older release
     handoffs = outcome.chromium_handoffs(job)
@@ -495,15 +498,16 @@ def queue_for(job: Job) -> str:
 def route(conn, job: Job) -> str:
     """The queue a message of the job goes to: the render queue beside its own when it is a
     crawl known to need Chromium (an attempt failed for want of it, or its dealer's platform
-    renders every listing page) and a live worker that has Chromium takes that queue; else
-    its own (where a worker without Chromium fails it in one line, with none alive)."""
+    renders every listing page) and a worker that has Chromium takes that queue, or did
+    within `job_renderer_gone_after_s` (renderers.expected); else its own (where a worker
+    without Chromium fails it in one line)."""
     from jobs import renderers
 
     queue = queue_for(job)
     if job.kind != "crawl" or not _needs_chromium(conn, job):
         return queue
     render = queues.render_queue(queue)
-    return render if renderers.alive(render) is not None else queue
+    return render if renderers.expected(render) is not None else queue
 
 
 def _needs_chromium(conn, job: Job) -> bool:

@@ -9,9 +9,11 @@ each worker has its own entry, its name (host:pid) in the sorted set
 can leave without touching the others'. A plain queue keeps the key a worker of the release
 before reads, `<namespace>:renderer:<queue>`, set to the name of whichever wrote it last:
 that release, without render queues, hands a crawl on through `priority` while it exists.
-A crawl is sent to a render queue only while `alive(that queue)`, so its message waits where
-a worker takes it (jobs/actors.py: the hand-off of a worker without Chromium, and every
-send).
+A crawl is sent to a render queue only while `expected(that queue)`: a live worker takes it,
+or one was seen within `job_renderer_gone_after_s` (restarting, or re-installing its
+Chromium), so its message waits where a worker takes it (jobs/actors.py: the hand-off of a
+worker without Chromium, and every send); if none comes back, the reaper sends it back to
+its own queue.
 
 Beside each, `<namespace>:renderer-seen:<queue>` says that one did within the last
 `job_renderer_gone_after_s` (it lasts that long). A crawl already waiting on a render queue
@@ -138,6 +140,26 @@ def alive(queue: str) -> str | None:
         log.warning("could not ask Redis for a worker that has Chromium: %s", exc)
         return None
     return found.decode() if isinstance(found, bytes) else found
+
+
+def expected(queue: str) -> str | None:
+    """Which worker that has Chromium a crawl sent to render queue `queue` waits for, said
+    for a log line: a live one that takes it ("host:pid is alive"), else one that did within
+    `job_renderer_gone_after_s` ("host:pid was seen within 120 s": restarting, or
+    re-installing its Chromium, it is expected back; if none comes, the reaper sends the
+    crawl back to its own queue, jobs/reaper.py). None when neither (or Redis cannot say)."""
+    name = alive(queue)
+    if name is not None:
+        return f"{name} is alive"
+    try:
+        seen = _client().get(seen_key(queue))
+    except RedisError as exc:
+        log.warning("could not ask Redis for a worker that has Chromium: %s", exc)
+        return None
+    if seen is None:
+        return None
+    return (f"{seen.decode() if isinstance(seen, bytes) else seen} was seen within "
+            f"{get_settings().job_renderer_gone_after_s:.0f} s")
 
 
 def gone(queue: str) -> bool:

@@ -259,9 +259,9 @@ def test_a_crawl_waiting_for_chromium_is_re_sent_where_a_worker_with_chromium_ta
         db, no_live_renderer):
     """The hand-off puts the crawl's message on the render queue at once (no backoff: it
     waits in line there), and the reaper's re-send of a lost message puts it there again
-    under the same id while a worker with Chromium takes that queue; with none left it goes
-    back on its own queue, where a worker without Chromium fails it in one line and one
-    that has it (of any release) runs it."""
+    under the same id while a worker with Chromium takes that queue (or did lately); with
+    none left it goes back on its own queue, where a worker without Chromium fails it in one
+    line and one that has it (of any release) runs it."""
     from jobs import actors, outcome
 
     failed = _failed_for_want_of_chromium(db)
@@ -277,6 +277,9 @@ def test_a_crawl_waiting_for_chromium_is_re_sent_where_a_worker_with_chromium_ta
     from jobs import renderers
 
     renderers._client().delete(renderers.members_key("priority.render"))
+    actors.send(db, again, same_id=True)  # none alive, one seen lately: it is waited for
+    assert _message_in(jobs_db.get(db, again.id), "priority.render")
+    renderers._client().delete(renderers.seen_key("priority.render"))
     actors.send(db, again, same_id=True)
     assert _message_in(jobs_db.get(db, again.id), "priority")
 
@@ -640,4 +643,41 @@ def test_a_worker_that_lost_chromium_alone_lets_its_crawls_go_back_and_takes_the
     assert len(_lines(worker, LOST)) == 1 and len(_lines(worker, BACK)) == 1, log[-3000:]
     assert not _lines(worker, "no longer has"), log[-3000:]  # no put-back every 15 s
     assert second.state == "succeeded" and second.attempts == 1, second.error
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_javascript_crawl_triggered_while_the_only_worker_with_chromium_reinstalls_it_waits(
+        db, site, job_env, tmp_path, no_live_renderer):
+    """The only worker with Chromium loses it for a moment (a package upgrade re-installing
+    it, a restart for a deploy). A JavaScript dealer's crawl triggered then went to its own
+    queue, where a worker without Chromium failed it at once (or, here, this one handed it
+    on): a run lost to routine maintenance. Now a crawl goes to the render queue while a
+    worker with Chromium was seen there within FORECOURT_JOB_RENDERER_GONE_AFTER_S, waits
+    there, and runs once Chromium is back (the reaper would send it back had none come)."""
+    import os
+
+    from jobs import renderers, service
+
+    worker = None
+    try:
+        worker, chromium = _losing_chromium(
+            job_env, tmp_path, "worker", {"FORECOURT_JOB_RENDERER_GONE_AFTER_S": "90"})
+        wait_for(lambda: renderers.alive("priority.render"),
+                 what="the worker to advertise Chromium")
+        chromium.unlink()  # Chromium removed under the running worker
+        wait_for(lambda: _lines(worker, LOST), what="the worker to say it lost Chromium")
+        assert renderers.alive("priority.render") is None
+        dealer = _javascript_dealer(db, site, "dawn")
+        job, _ = service.trigger(db, dealer.id, "crawl", "operator")
+        waiting = jobs_db.get(db, job.id)
+        assert waiting.state == "queued" and _message_in(waiting, "priority.render")
+        os.symlink("/usr/bin/chromium", chromium)  # Chromium re-installed
+        done = wait_final(db, job.id, timeout=120)
+    finally:
+        if worker is not None:
+            stop(worker, signal.SIGKILL)
+    log = worker.log.read_text(errors="replace")
+    assert done.state == "succeeded", done.error
+    assert done.attempts == 1 and not done.errors
+    assert not _lines(worker, "needs Chromium"), log[-3000:]
     assert "Traceback" not in log, log[-3000:]
