@@ -255,16 +255,19 @@ class NulFree(io.RawIOBase):
 _NOT_XML = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
 
 
-class Utf8Xml(io.RawIOBase):
-    """The bytes of an XML document in UTF-8 (or saying nothing of its encoding), as the
-    parser can take them: stray Windows-1252 bytes decoded as the text readers decode them,
-    and the control characters XML forbids (NUL, a spreadsheet's vertical tab, ^Z) dropped.
-    libxml2 stops at the first of either, and every record after it was lost. Valid UTF-8
-    comes out as it went in. Works per chunk."""
+class XmlText(io.RawIOBase):
+    """The bytes of an XML document in UTF-8 (or saying nothing of its encoding) or in
+    UTF-16 (`codec` 'utf-16-le' or 'utf-16-be'), as the parser can take them, in the same
+    encoding: the control characters XML forbids (NUL, a spreadsheet's vertical tab, ^Z)
+    dropped, and in UTF-8 stray Windows-1252 bytes decoded as the text readers decode them
+    (in UTF-16 a lone surrogate becomes U+FFFD, as there). libxml2 stops at the first of
+    either, and every record after it was lost. Valid text without such controls comes out
+    as it went in (a UTF-16 BOM too). Works per chunk."""
 
-    def __init__(self, inner: io.BufferedReader):
-        self._inner = inner
-        self._decoder = codecs.getincrementaldecoder("utf-8")("forecourt-cp1252")
+    def __init__(self, inner: io.BufferedReader, codec: str = "utf-8"):
+        self._inner, self._codec = inner, codec
+        errors = "forecourt-cp1252" if codec == "utf-8" else "replace"
+        self._decoder = codecs.getincrementaldecoder(codec)(errors)
         self._out = b""
 
     def readable(self) -> bool:
@@ -277,7 +280,7 @@ class Utf8Xml(io.RawIOBase):
             text = self._decoder.decode(data, final=not data)
             if not data and not text:
                 return 0
-            self._out = text.translate(_NOT_XML).encode("utf-8")
+            self._out = text.translate(_NOT_XML).encode(self._codec)
         n = min(len(view), len(self._out))
         view[:n] = self._out[:n]
         self._out = self._out[n:]

@@ -61,11 +61,11 @@ def read_xml(binary: io.BufferedReader) -> Iterator[Row]:
     declared = _ENCODING.match(head)
     encoding, _ = streams.detect_encoding(head)
     if encoding.startswith("utf-16"):  # with a BOM or without (libxml2 tells either)
-        binary = io.BufferedReader(
-            streams.Utf16EndFree(binary, streams.utf16_order(encoding, head)),
-            streams.CHUNK_BYTES)
+        order = streams.utf16_order(encoding, head)
+        binary = io.BufferedReader(streams.Utf16EndFree(binary, order), streams.CHUNK_BYTES)
+        binary = io.BufferedReader(streams.XmlText(binary, order), streams.CHUNK_BYTES)
     elif declared is None or declared.group(1).lower() in (b"utf-8", b"utf8"):
-        binary = io.BufferedReader(streams.Utf8Xml(binary), streams.CHUNK_BYTES)
+        binary = io.BufferedReader(streams.XmlText(binary), streams.CHUNK_BYTES)
     parser_args = dict(events=("end",), resolve_entities=False, no_network=True,
                        huge_tree=False, load_dtd=False, dtd_validation=False,
                        remove_comments=True, remove_pis=True, recover=False)

@@ -544,6 +544,23 @@ def test_xml_with_control_characters_xml_forbids_drops_them_and_reads_on(tmp_pat
     assert len(rows) == 3 and rows[1]["description"] == "twolines and  tab\tkept"
 
 
+@pytest.mark.parametrize("written", ["utf-16", "le-bom", "be-bom", "le", "be"])
+def test_utf16_xml_with_control_characters_xml_forbids_reads_like_its_utf8_twin(tmp_path,
+                                                                               written):
+    """The same feed in UTF-16: only UTF-8 XML had the forbidden controls dropped, so lxml
+    stopped at a UTF-16 feed's vertical tab and every record after it was lost."""
+    codec, bom = _UTF16[written]
+    text = _listings(b"two\x0blines\x00 and \x1a tab\tkept \xc3\xa9",
+                     b'<?xml version="1.0" encoding="UTF-16"?>').decode()
+    path = tmp_path / "feed.xml"
+    path.write_bytes(bom + text.encode(codec))
+    rows = rows_of(path)
+    assert [r["vin"] for r in rows] == ["1HGCM82633A004352", "2T3P1RFV7PC338201",
+                                        "3GNAXKEG2RS112233"]
+    assert rows[1]["description"] == "twolines and  tab\tkept \u00e9"
+    assert rows[2]["description"] == "caf\u00e9"
+
+
 # -- compression and size limits ---------------------------------------------------------------
 
 def test_gzip_and_zip_are_read_transparently(tmp_path):
