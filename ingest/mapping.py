@@ -4,7 +4,8 @@ A mapping is {field: [column names, best first]}. A name may be a path into nest
 (`mileage.value`, `image[*].url`), which also matches the flattened columns CSV exports use
 (`mileage.value`, `image[0].url`, `image[1].url`, ...). Names compare case-insensitively.
 `image_urls` collects every listed column that is present; other fields take the first.
-An optional "defaults" entry gives values for fields a feed leaves empty.
+An optional "defaults" entry gives values for fields a feed leaves empty (a default
+currency only where the row's price names none: '€ 18.500' is EUR whatever the default).
 
 A feed's columns pick the built-in mapping that explains most of them; a dealer's override
 (`--mapping file.json|toml`, or dealerships.feed_mapping) replaces fields of it, or stands
@@ -22,6 +23,7 @@ from typing import Any
 
 from crawler.errors import InvalidInput
 from crawler.models import VehicleItem, raw_item
+from pipelines.amounts import currency_in
 
 Spec = dict[str, Any]
 
@@ -85,11 +87,6 @@ BUILTIN: dict[str, Spec] = {
 }
 FIELDS = [f for f in VehicleItem.model_fields if f not in ("source", "raw", "prices")]
 COLLECT = {"image_urls"}
-_CURRENCY = re.compile(r"\b([A-Z]{3})\s*$")
-# Three capitals after a price that are no currency: a magnitude ('1,2 MIO') or a seller's
-# note ('25000 OBO'); none is an ISO 4217 code
-_NOT_CURRENCY = frozenset({"MIO", "MLN", "MIL", "MLD", "MRD", "BLN", "OBO", "ONO", "TBD",
-                           "NEG", "EST", "VAT", "TAX", "INC", "NET", "OFF", "POA"})
 
 
 def load_override(path: str | Path) -> Spec:
@@ -273,14 +270,15 @@ class Plan:
     def item(self, row: dict, source: str, **extra: Any) -> VehicleItem:
         fields = {f: g(row) for f, g in self.getters.items()}
         for f, v in self.defaults.items():
-            if fields.get(f) in (None, ""):
+            if fields.get(f) in (None, "") and (f != "currency" or not _names_currency(fields)):
                 fields[f] = v
-        price = fields.get("price")
-        if isinstance(price, str) and "currency" not in fields:
-            m = _CURRENCY.search(price.strip())
-            if m and m.group(1) not in _NOT_CURRENCY:
-                fields["currency"] = m.group(1)
         return raw_item(source, fields, row, **extra)  # every field is Any: no validation
+
+
+def _names_currency(fields: dict) -> bool:
+    """Whether a row's price (or MSRP) names its currency ('€ 18.500'): that beats a default
+    currency (normalize reads it)."""
+    return bool(currency_in(fields.get("price")) or currency_in(fields.get("msrp")))
 
 
 def _collect(getters: list[Getter]) -> Getter:

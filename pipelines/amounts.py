@@ -2,13 +2,14 @@
 
 Every function takes one raw value and returns the canonical value or None; none raises on
 bad input. Thousands and decimal separators are told apart (24,995.00 / 24.995,00 /
-24 995 / 24'995), a price's magnitude and payments are read (see `price`), a mileage is
-converted to miles.
+24 995 / 24'995), a price's magnitude and payments are read (see `price`), and so is the
+currency its text names (`currency_in`); a mileage is converted to miles.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -118,12 +119,84 @@ def _in_words(value: str) -> int | None:
     return total + current if seen else None
 
 
-def price(value: Any) -> tuple[Decimal | None, str | None]:
+# Currency marks in a price's text: a symbol, a prefixed dollar ('A$', 'US$'), a local
+# abbreviation ('zł', 'Rp', 'kr') or three capitals (an ISO 4217 code when in ISO_CODES)
+_MARK_PATTERN = (r"(?<![A-Za-z])(?:US|CA|AU|NZ|HK|MX|NT|[CARS])\$|[$€£¥₹₩₽₺₪₫₱฿₴₦₡₲₸₼₾円]"
+                 r"|(?<![A-Za-z])(?:zł|Kč|Rp|Ft|kr|[A-Z]{3})(?![A-Za-z])")
+_MARK = re.compile(_MARK_PATTERN)
+# What each mark names; "" where it names several ('$', '¥' JPY or CNY, 'kr' SEK, NOK,
+# DKK or ISK): the feed's or dealer's default stays
+_SYMBOLS = {"$": "", "¥": "", "kr": "", "€": "EUR", "£": "GBP",
+            "₹": "INR", "₩": "KRW", "₽": "RUB", "₺": "TRY",
+            "₪": "ILS", "₫": "VND", "₱": "PHP", "฿": "THB",
+            "₴": "UAH", "₦": "NGN", "₡": "CRC", "₲": "PYG",
+            "₸": "KZT", "₼": "AZN", "₾": "GEL", "円": "JPY",
+            "US$": "USD", "C$": "CAD", "CA$": "CAD", "A$": "AUD", "AU$": "AUD",
+            "NZ$": "NZD", "HK$": "HKD", "MX$": "MXN", "NT$": "TWD", "S$": "SGD",
+            "R$": "BRL", "zł": "PLN", "Kč": "CZK", "Rp": "IDR", "Ft": "HUF"}
+# ISO 4217's current codes, but for three that are English words in capitals ('ALL IN',
+# 'TOP DEAL', 'CUP'): other capitals after a price are a magnitude or a note ('1,2 MIO',
+# '25000 OBO'), no currency
+ISO_CODES = frozenset("""
+    AED AFN AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP
+    BYN BZD CAD CDF CHF CLP CNY COP CRC CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP
+    GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS
+    KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR
+    MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD
+    RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TRY
+    TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWG""".split())
+# Characters of a price that names no currency ('24995', '$24,995.00'): such a price's
+# text is not searched (most feed rows)
+_PLAIN_PRICE = "0123456789.,$* -'\u00a0\u202f\u2009"
+
+
+def _marks(found: Any) -> Iterator[str]:
+    """What each currency mark of `_MARK` matches names (see _SYMBOLS)."""
+    for m in found:
+        mark = m.group(0).lstrip()
+        if mark in _SYMBOLS:
+            yield _SYMBOLS[mark]
+        elif mark in ISO_CODES:
+            yield mark
+
+
+def currency_in(value: Any) -> str | None:
+    """The ISO code of the one currency a price's text names by an unambiguous symbol or
+    code: '€ 18,5 k' EUR, '£12,995' GBP, 'CHF 12'345.-' CHF, '18500 EUR' EUR, 'A$29,990'
+    AUD. None for '$', '¥' or 'kr' (each the mark of several currencies), for a text
+    naming two ('$20,000 (€18,500)') and for a price that is no text."""
+    if value.__class__ is not str or not value.strip(_PLAIN_PRICE):
+        return None
+    named = set(_marks(_MARK.finditer(value)))
+    return named.pop() if len(named) == 1 and "" not in named else None
+
+
+# The price ceiling (a sanity check: no car costs more) is 10 million units of a currency,
+# times this factor where the unit is worth much less than a dollar: about a million
+# dollars' worth at the least, at 2024 rates. Keep each ceiling within the price column
+# (numeric(16, 2), migration 0017).
+PRICE_CEILING = 10_000_000
+_CEILING_FACTORS = {
+    **dict.fromkeys("CZK EGP MXN PHP THB TRY TWD UAH ZAR".split(), 10),
+    **dict.fromkeys("DZD INR ISK JPY KES LKR PKR RSD RUB".split(), 100),
+    **dict.fromkeys("AMD ARS CLP CRC HUF IQD KRW KZT MMK MNT NGN TZS XAF XOF".split(), 1_000),
+    **dict.fromkeys("COP GNF IDR KHR LAK MGA PYG UGX UZS VND".split(), 10_000),
+    **dict.fromkeys("IRR LBP".split(), 100_000),
+}
+_CEILINGS = {code: PRICE_CEILING * f for code, f in _CEILING_FACTORS.items()}
+
+
+def ceiling(currency: str) -> int:
+    """The highest price `price` accepts in a currency (an ISO code)."""
+    return _CEILINGS.get(currency, PRICE_CEILING)
+
+
+def price(value: Any, currency: str = "USD") -> tuple[Decimal | None, str | None]:
     """(price, note). Placeholders (0, 1, 'Call for price') and payments standing for a
     price ('$399/mo', a lease special in the price column) give None with a note; so does
-    a negative amount (a rebate, not a price). A magnitude counts ('$25k', '$1.2 million'),
-    and an English price in words ('twenty thousand'); of 'Was $30,000 Now $28,000', the
-    price now."""
+    a negative amount (a rebate, not a price) and one above the `currency`'s ceiling. A
+    magnitude counts ('$25k', '$1.2 million'), and an English price in words ('twenty
+    thousand'); of 'Was $30,000 Now $28,000', the price now."""
     if value is None:
         return None, None
     if isinstance(value, str):
@@ -156,7 +229,8 @@ def price(value: Any) -> tuple[Decimal | None, str | None]:
         return None, "price_implausible"
     if amount <= 1 or amount < 100:
         return None, "price_placeholder"
-    if amount > 10_000_000:
+    # every ceiling is 10M or more: the common price pays one comparison, as before
+    if amount > PRICE_CEILING and amount > _CEILINGS.get(currency, PRICE_CEILING):
         return None, "price_implausible"
     return amount.quantize(Decimal("0.01")), None
 
@@ -168,32 +242,34 @@ _BUYER_PRICE_KEYS = ("final", "final_price", "total_price", "sale", "sale_price"
 _MSRP_KEYS = ("msrp", "retail", "retail_price", "original_price", "sticker")
 
 
-def best_price(item: VehicleItem) -> tuple[Decimal | None, Decimal | None, list[str]]:
-    """(price a buyer would pay, MSRP, notes) from `price`, `msrp` and labelled `prices`."""
+def best_price(item: VehicleItem, currency: str = "USD"
+               ) -> tuple[Decimal | None, Decimal | None, list[str]]:
+    """(price a buyer would pay, MSRP, notes) from `price`, `msrp` and labelled `prices`,
+    each in `currency` (its ceiling)."""
     notes: list[str] = []
     if not item.prices:  # one price (feeds, most pages): no labels to weigh
-        chosen, note = price(item.price)
-        msrp_value, _ = price(item.msrp)
+        chosen, note = price(item.price, currency)
+        msrp_value, _ = price(item.msrp, currency)
         return chosen, msrp_value, [note] if note and chosen is None else []
     labelled = {re.sub(r"[^a-z]+", "_", str(k).lower()).strip("_"): v
                 for k, v in item.prices.items()}
     chosen: Decimal | None = None
     for key in _BUYER_PRICE_KEYS:
         if key in labelled:
-            chosen, note = price(labelled[key])
+            chosen, note = price(labelled[key], currency)
             if note:
                 notes.append(note)
             if chosen is not None:
                 break
     if chosen is None:
-        chosen, note = price(item.price)
+        chosen, note = price(item.price, currency)
         if note:
             notes.append(note)
-    msrp_value, _ = price(item.msrp)
+    msrp_value, _ = price(item.msrp, currency)
     if msrp_value is None:
         for key in _MSRP_KEYS:
             if key in labelled:
-                msrp_value, _ = price(labelled[key])
+                msrp_value, _ = price(labelled[key], currency)
                 if msrp_value is not None:
                     break
     if chosen is not None:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from crawler.models import Vehicle, VehicleItem, canonical_vehicle
-from pipelines.amounts import best_price, mileage, number
+from pipelines.amounts import best_price, currency_in, mileage, number
 from pipelines.text import text
 
 _YEAR = re.compile(r"\b(19[0-9]{2}|20[0-9]{2})\b")
@@ -234,16 +234,34 @@ def _without_non_text(fields: dict[str, Any], odd: list[str], notes: list[str]
     return out
 
 
+def currency(item: VehicleItem, stated: Any) -> str:
+    """The item's currency: the one it states, else the one its price's text names ('€ 18,5
+    k', '18500 EUR'), else USD. A '$' names no currency: a feed's default (its mapping's
+    defaults fill `currency`) stays."""
+    s = text(stated)
+    if s:
+        return s.upper()[:3]
+    for value in (item.price, item.msrp, *(item.prices.values() if item.prices else ())):
+        named = currency_in(value)
+        if named:
+            return named
+    return "USD"
+
+
 def normalize(item: VehicleItem) -> Vehicle:
     """Canonical vehicle from raw fields. Never raises; VIN may be '' (validate rejects it).
     A value that is no text where text is expected is dropped with a flag naming its field
-    (`url_not_text`, `url_not_a_page`), as a placeholder price is."""
-    price_value, msrp_value, notes = best_price(item)
+    (`url_not_text`, `url_not_a_page`), as a placeholder price is. A price is checked
+    against its currency's ceiling."""
     raw = item.__dict__
     # the one check the common row pays: every text field a string (or missing)
     odd = [f for f in _TEXT_FIELDS if (v := raw[f]) is not None and v.__class__ is not str]
+    dropped: list[str] = []
     if odd:
-        raw = _without_non_text(raw, odd, notes)
+        raw = _without_non_text(raw, odd, dropped)
+    money = currency(item, raw["currency"])
+    price_value, msrp_value, notes = best_price(item, money)
+    notes += dropped
     url = text(raw["url"])
     if url and not url.startswith(_ABSOLUTE) and _SCHEME.match(url):
         url = None
@@ -270,7 +288,7 @@ def normalize(item: VehicleItem) -> Vehicle:
         mileage=mileage(item.mileage, item.mileage_unit),
         price=price_value,
         msrp=msrp_value,
-        currency=(text(raw["currency"]) or "USD").upper()[:3],
+        currency=money,
         availability=text(raw["availability"]),
         url=url,
         image_urls=image_urls(item.image_urls, base),

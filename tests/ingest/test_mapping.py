@@ -185,9 +185,9 @@ def test_a_certified_column_beside_the_condition(certified, condition, expected)
 
 
 @pytest.mark.parametrize("price, currency", [
-    ("24995 USD", "USD"), ("1.234.000 SEK", "SEK"), ("$25,000", None),
-    ("1,2 MIO", None), ("2.5 MLN", None), ("25000 OBO", None), ("25K ONO", None),
-    ("Call TBD", None), ("25,000 NEG", None),
+    ("24995 USD", "USD"), ("1.234.000 SEK", "SEK"), ("$25,000", "USD"),
+    ("1,2 MIO", "USD"), ("2.5 MLN", "USD"), ("25000 OBO", "USD"), ("25K ONO", "USD"),
+    ("Call TBD", "USD"), ("25,000 NEG", "USD"),
 ])
 def test_a_word_after_a_price_is_no_currency(price, currency):
     """A price's trailing three capitals name its currency ('24995 USD', as Google's feeds
@@ -198,4 +198,20 @@ def test_a_word_after_a_price_is_no_currency(price, currency):
     item = mapping.Plan(spec, columns).item(
         {"VIN": "1HGCM82633A004352", "Make": "Honda", "Model": "Accord", "Price": price},
         "row 1")
-    assert item.currency == currency
+    assert normalize(item).currency == currency
+
+
+@pytest.mark.parametrize("row, currency", [
+    ({"Price": "€ 18.500"}, "EUR"), ({"Price": "18.500 €", "Currency": ""}, "EUR"),
+    ({"Price": "$18,500"}, "CAD"), ({"Price": "18500"}, "CAD"),
+    ({"Price": "£12,995", "Currency": "EUR"}, "EUR"),
+    ({"Price": "12 500 kr", "Currency": None}, "CAD"),
+])
+def test_a_currency_the_price_names_wins_over_the_mappings_default(row, currency):
+    """A dealer's default currency is for rows that say none: a row priced '€ 18.500'
+    took the default instead. A currency column's value wins over both; '$' and 'kr'
+    name no one currency, so the default stays."""
+    columns = ["VIN", "Price", "Currency"]
+    _, spec = mapping.choose(columns, {"defaults": {"currency": "CAD"}})
+    row = {"VIN": "1HGCM82633A004352", **row}
+    assert normalize(mapping.Plan(spec, columns).item(row, "row 1")).currency == currency

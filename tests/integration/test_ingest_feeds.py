@@ -577,6 +577,28 @@ def test_a_price_and_mileage_with_no_break_space_separators_are_stored_whole(db,
     assert stored["currency"] == "SEK"  # a currency column is mapped (it was stored USD)
 
 
+def test_prices_that_name_their_currency_are_stored_in_it_up_to_its_ceiling(db, tmp_path):
+    """A feed without a currency column: each row's price text names its currency, and a
+    price in a currency of small units is no longer refused above 10,000,000; a Vietnamese
+    dealer's 15.5 billion dong (about $600k) overflowed the price column, numeric(12, 2)."""
+    rows = [("1HGCM82633A004352", "€ 18,5 k"), ("2T3P1RFV7PC338201", "$25,000"),
+            ("3GNAXKEG2RS112233", "15.500.000.000 ₫"), ("19XFC2F7XME104512", "₹1.2 crore"),
+            ("WAUFFGFF8F1068897", "12,800,000")]
+    path = tmp_path / "feed.csv"
+    path.write_text("VIN,Year,Make,Model,Price\n"
+                    + "".join(f'{vin},2019,Toyota,Corolla,"{price}"\n' for vin, price in rows))
+    job = ingest(db, dealer(db, "mixed"), path)
+    assert job.counters["added"] == 5
+    stored = {r["vin"]: (r["price"], r["currency"], "price_implausible" in r["quality_flags"])
+              for r in db.execute("SELECT vin, price, currency, quality_flags FROM vehicles")}
+    assert stored == {
+        "1HGCM82633A004352": (Decimal("18500.00"), "EUR", False),
+        "2T3P1RFV7PC338201": (Decimal("25000.00"), "USD", False),
+        "3GNAXKEG2RS112233": (Decimal("15500000000.00"), "VND", False),
+        "19XFC2F7XME104512": (Decimal("12000000.00"), "INR", False),
+        "WAUFFGFF8F1068897": (None, "USD", True)}  # $12.8M: above the dollar's ceiling
+
+
 def test_an_infiniti_on_nissans_wmi_is_stored_without_a_make_mismatch(db, tmp_path):
     """A real 2013 Infiniti JX35 (fixtures/real/vins-vpic) as a dealer's feed states it."""
     path = tmp_path / "infiniti.json"

@@ -340,3 +340,75 @@ def test_a_was_now_price_is_the_price_now(raw, expected):
     """A price column saying 'Was $30,000 Now $28,000' was stored as $30,000: what the car
     cost, not what a buyer pays."""
     assert amounts.price(raw) == expected
+
+
+def _priced(price, currency=None):
+    return n.normalize(VehicleItem(source="row 1", vin="1HGCM82633A004352", price=price,
+                                   currency=currency))
+
+
+@pytest.mark.parametrize("raw, amount, currency", [
+    ("€ 18,5 k", "18500.00", "EUR"), ("18.500 €", "18500.00", "EUR"),
+    ("£12,995", "12995.00", "GBP"), ("CHF 12'345.-", "12345.00", "CHF"),
+    ("EUR 18500", "18500.00", "EUR"), ("EUR18500", "18500.00", "EUR"),
+    ("18500 EUR", "18500.00", "EUR"), ("A$29,990", "29990.00", "AUD"),
+    ("R$ 89.900", "89900.00", "BRL"), ("US$ 25,000", "25000.00", "USD"),
+    ("Was €30.000 Now €28.000", "28000.00", "EUR"),
+    # nothing that names one currency: the default (USD here)
+    ("$25,000", "25000.00", "USD"), ("12 500 kr", "12500.00", "USD"),
+    ("24995", "24995.00", "USD"), ("25000 OBO", "25000.00", "USD"),
+    ("€18,500 / £16,000", "18500.00", "USD"), ("$20,000 (€18,500)", "20000.00", "USD"),
+])
+def test_a_price_that_names_its_currency_gives_the_vehicle_that_currency(raw, amount,
+                                                                         currency):
+    """A row without a currency field was stored in USD whatever its price said: '€ 18,5 k'
+    as 18,500 USD. Only an unambiguous symbol or ISO code counts: '$' and 'kr' name several
+    currencies, and two different currencies name none."""
+    v = _priced(raw)
+    assert (v.price, v.currency) == (Decimal(amount), currency)
+
+
+@pytest.mark.parametrize("stated", ["EUR", "eur"])
+def test_a_stated_currency_wins_over_the_price_text(stated):
+    assert _priced("£12,995", stated).currency == "EUR"
+    assert _priced("$25,000", stated).currency == "EUR"  # '$' invents no currency
+
+
+def test_a_currency_in_a_labelled_price_counts_when_the_item_states_none():
+    item = VehicleItem(source="https://d.test/car", vin="1HGCM82633A004352",
+                       prices={"MSRP": "31.990 €", "Final Price": "29.990 €"})
+    v = n.normalize(item)
+    assert (v.price, v.msrp, v.currency) == (Decimal("29990.00"), Decimal("31990.00"), "EUR")
+
+
+@pytest.mark.parametrize("raw, currency, amount", [
+    ("¥12,800,000", "JPY", "12800000.00"), ("12,800,000", "JPY", "12800000.00"),
+    ("₩45,000,000", None, "45000000.00"), ("₹1.2 crore", None, "12000000.00"),
+    ("HUF 25 990 000", None, "25990000.00"), ("Rp 1.250.000.000", None, "1250000000.00"),
+    ("15.500.000.000 ₫", None, "15500000000.00"), ("COP 189.900.000", None, "189900000.00"),
+])
+def test_a_price_in_a_currency_of_small_units_is_not_refused_as_implausible(raw, currency,
+                                                                            amount):
+    """The 10,000,000 ceiling is meant for dollars and euros: a ¥12.8M car (about $85k), a
+    ₩45M one or a ₹1.2 crore one was refused as an implausible price."""
+    v = _priced(raw, currency)
+    assert v.price == Decimal(amount) and "price_implausible" not in v.quality_flags
+
+
+@pytest.mark.parametrize("raw, currency", [
+    ("12,800,000", "USD"), ("€ 12.800.000", None), ("12,800,000", "GBP"),
+    ("¥ 2,000,000,000", "JPY"), ("₩ 200,000,000,000", None),
+])
+def test_each_currency_keeps_a_ceiling(raw, currency):
+    v = _priced(raw, currency)
+    assert v.price is None and "price_implausible" in v.quality_flags
+
+
+def test_the_ceiling_is_per_currency_and_ten_million_by_default():
+    assert amounts.ceiling("USD") == amounts.ceiling("EUR") == amounts.ceiling("XYZ") \
+        == 10_000_000
+    assert amounts.ceiling("JPY") == amounts.ceiling("INR") == 1_000_000_000
+    # every ceiling fits the price column, numeric(16, 2) (migration 0017)
+    assert max(map(amounts.ceiling, amounts.ISO_CODES)) < Decimal("1e14")
+    assert amounts.price("12,800,000", "JPY") == (Decimal("12800000.00"), None)
+    assert amounts.price("12,800,000") == (None, "price_implausible")

@@ -20,7 +20,9 @@ scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.decimals
                             "2021", "19xfc2f7xme104512", "12,345 mi", "1e400", "-5", "0",
                             "  ", "//cdn.example/a.jpg", "http://[::1", "https://x.test/a b",
                             "'; DROP TABLE vehicles; --", "=HYPERLINK(\"x\")", "\x00",
-                            "99999999999999999999", "NaN", "Infinity", "4WD", "AWD"]))
+                            "99999999999999999999", "NaN", "Infinity", "4WD", "AWD",
+                            "IRR", "VND", "₫ 999.999.999.999",
+                            "IRR 999,999,999,999.99", "€ 18,5 k"]))
 raw = st.recursive(scalars, lambda c: st.lists(c, max_size=3) |
                    st.dictionaries(st.sampled_from(["value", "unitCode", "name", "url",
                                                     "price", "amount", "@value"]), c,
@@ -32,8 +34,9 @@ FIELDS = ["vin", "stock_number", "condition", "year", "make", "model", "trim", "
 
 
 @settings(max_examples=200, deadline=None)
-@given(value=raw, unit=raw)
-def test_each_normalizer_returns_its_documented_type(value, unit):
+@given(value=raw, unit=raw, currency=st.sampled_from(["USD", "EUR", "JPY", "KRW", "VND",
+                                                      "IRR", "XYZ"]))
+def test_each_normalizer_returns_its_documented_type(value, unit, currency):
     t = text_of(value)
     assert t is None or (isinstance(t, str) and t == t.strip() and "\n" not in t and t)
     v = normalize.vin(value)
@@ -44,6 +47,9 @@ def test_each_normalizer_returns_its_documented_type(value, unit):
     assert p is None or (Decimal(100) <= p <= Decimal(10_000_000) and p.as_tuple().exponent
                          == -2)
     assert note is None or isinstance(note, str)
+    p, _ = amounts.price(value, currency)
+    assert p is None or Decimal(100) <= p <= amounts.ceiling(currency)
+    assert amounts.currency_in(value) in (None, *amounts.ISO_CODES)
     m = amounts.mileage(value, unit)
     assert m is None or (isinstance(m, int) and 0 <= m <= 2_000_000)
     y = normalize.year(value)
@@ -72,11 +78,11 @@ def test_any_item_normalizes_and_validates_without_raising(fields, prices):
     assert all(isinstance(r, str) and r for r in why)
     validate.payload(item)  # the reject payload is JSON-safe whatever came in
     if not why:
-        # what validates fits the columns: smallint year, integer mileage, numeric(12,2)
+        # what validates fits the columns: smallint year, integer mileage, numeric(16,2)
         assert len(vehicle.vin) == 17
         assert vehicle.year is None or 1950 <= vehicle.year <= 2100
         assert vehicle.mileage is None or 0 <= vehicle.mileage <= 1_500_000
         for money in (vehicle.price, vehicle.msrp):
-            assert money is None or abs(money) < Decimal("1e10")
+            assert money is None or abs(money) < Decimal("1e14")
         assert vehicle.condition in (None, "new", "used", "certified")
         assert len(vehicle.currency) <= 3
