@@ -124,6 +124,7 @@ def _in_words(value: str) -> int | None:
 _MARK_PATTERN = (r"(?<![A-Za-z])(?:US|CA|AU|NZ|HK|MX|NT|[CARS])\$|[$€£¥₹₩₽₺₪₫₱฿₴₦₡₲₸₼₾円]"
                  r"|(?<![A-Za-z])(?:zł|Kč|Rp|Ft|kr|[A-Z]{3})(?![A-Za-z])")
 _MARK = re.compile(_MARK_PATTERN)
+_MARK_AFTER = re.compile(r"\s*(?:" + _MARK_PATTERN + ")")
 # What each mark names; "" where it names several ('$', '¥' JPY or CNY, 'kr' SEK, NOK,
 # DKK or ISK): the feed's or dealer's default stays
 _SYMBOLS = {"$": "", "¥": "", "kr": "", "€": "EUR", "£": "GBP",
@@ -160,6 +161,11 @@ def _marks(found: Any) -> Iterator[str]:
             yield mark
 
 
+def _marked(found: Any) -> bool:
+    """Whether any of `_MARK`'s matches is a currency mark (one naming several counts)."""
+    return next(_marks(found), None) is not None
+
+
 def currency_in(value: Any) -> str | None:
     """The ISO code of the one currency a price's text names by an unambiguous symbol or
     code: '€ 18,5 k' EUR, '£12,995' GBP, 'CHF 12'345.-' CHF, '18500 EUR' EUR, 'A$29,990'
@@ -191,17 +197,43 @@ def ceiling(currency: str) -> int:
     return _CEILINGS.get(currency, PRICE_CEILING)
 
 
+# What may follow a model year that starts a price ('2019 $25,000', '2019: €18.500'): the
+# end, a blank (no valid grouped number starts with four digits) or a separator; not a
+# digit, a decimal point or a comma ('2019,000' is a number), but ', ' is checked apart
+_AFTER_YEAR = ("", " ", "\u00a0", "\u202f", "\u2009", ":", "-", "/", "|", "$", "€",
+               "£")
+
+
+def _after_year(value: str, first: re.Match) -> re.Match:
+    """The number after the model year that starts a price ('2019 $25,000', '2019 18.500 €')
+    when a currency mark comes before or after it; else `first` (a price of 2019)."""
+    after = _NUMBER.search(value, 4)
+    if after is None:
+        return first
+    if _marked(_MARK.finditer(value, 4, after.start())):
+        return after
+    end = after.end()
+    scale = _MAGNITUDE.match(value, end)
+    marked = _MARK_AFTER.match(value, scale.end() if scale else end)
+    return after if marked and _marked((marked,)) else first
+
+
 def price(value: Any, currency: str = "USD") -> tuple[Decimal | None, str | None]:
     """(price, note). Placeholders (0, 1, 'Call for price') and payments standing for a
     price ('$399/mo', a lease special in the price column) give None with a note; so does
     a negative amount (a rebate, not a price) and one above the `currency`'s ceiling. A
     magnitude counts ('$25k', '$1.2 million'), and an English price in words ('twenty
-    thousand'); of 'Was $30,000 Now $28,000', the price now."""
+    thousand'); of 'Was $30,000 Now $28,000', the price now; of '2019 $25,000', the
+    amount after the model year."""
     if value is None:
         return None, None
     if isinstance(value, str):
         value = _ungrouped(value)
         first = _NUMBER.search(value)
+        # most prices fail the first comparison: the check costs them a slice
+        if "1900" <= value[:4] <= "2100" and value[:4].isdigit() \
+                and (value[4:5] in _AFTER_YEAR or value[4:6] == ", "):
+            first = _after_year(value, first)
         if first is not None and (now := _NOW.search(value, first.end())):
             first = _NUMBER.search(value, now.end()) or first
         if first is None:  # no digit

@@ -581,7 +581,7 @@ def test_prices_that_name_their_currency_are_stored_in_it_up_to_its_ceiling(db, 
     """A feed without a currency column: each row's price text names its currency, and a
     price in a currency of small units is no longer refused above 10,000,000; a Vietnamese
     dealer's 15.5 billion dong (about $600k) overflowed the price column, numeric(12, 2)."""
-    rows = [("1HGCM82633A004352", "€ 18,5 k"), ("2T3P1RFV7PC338201", "$25,000"),
+    rows = [("1HGCM82633A004352", "€ 18,5 k"), ("2T3P1RFV7PC338201", "2019 $25,000"),
             ("3GNAXKEG2RS112233", "15.500.000.000 ₫"), ("19XFC2F7XME104512", "₹1.2 crore"),
             ("WAUFFGFF8F1068897", "12,800,000")]
     path = tmp_path / "feed.csv"

@@ -412,3 +412,23 @@ def test_the_ceiling_is_per_currency_and_ten_million_by_default():
     assert max(map(amounts.ceiling, amounts.ISO_CODES)) < Decimal("1e14")
     assert amounts.price("12,800,000", "JPY") == (Decimal("12800000.00"), None)
     assert amounts.price("12,800,000") == (None, "price_implausible")
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("2019 $25,000", "25000.00"), ("2019 - $25,000", "25000.00"),
+    ("2019: € 18.500", "18500.00"), ("2019 18.500 €", "18500.00"),
+    ("2019 EUR 18500", "18500.00"), ("2021 25 990 kr", "25990.00"),
+    ("1998 $4.5k", "4500.00"), ("2019 Was $30,000 Now $28,000", "28000.00"),
+    ("2019, $25,000", "25000.00"), ("2019 Honda Civic EX $25,000", "25000.00"),
+    # unchanged: no other amount, or none marked as money
+    ("2019", "2019.00"), ("$2019", "2019.00"), ("2019 ", "2019.00"),
+    ("$2,019", "2019.00"), ("2019.00", "2019.00"), ("2500 $25,000", "2500.00"),
+    ("2019,000 €", "2019000.00"), ("2019-2021", "2019.00"),
+])
+def test_a_model_year_before_a_price_is_not_the_price(raw, expected):
+    """'2019 $25,000', a title-like price cell, was stored as a price of 2,019."""
+    assert amounts.price(raw) == (Decimal(expected), None)
+
+
+def test_a_year_before_an_amount_not_marked_as_money_stays_refused():
+    assert amounts.price("2019 25,000 miles") == (None, "price_implausible")

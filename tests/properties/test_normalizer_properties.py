@@ -21,7 +21,7 @@ scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.decimals
                             "  ", "//cdn.example/a.jpg", "http://[::1", "https://x.test/a b",
                             "'; DROP TABLE vehicles; --", "=HYPERLINK(\"x\")", "\x00",
                             "99999999999999999999", "NaN", "Infinity", "4WD", "AWD",
-                            "IRR", "VND", "₫ 999.999.999.999",
+                            "IRR", "VND", "2019 $25,000", "₫ 999.999.999.999",
                             "IRR 999,999,999,999.99", "€ 18,5 k"]))
 raw = st.recursive(scalars, lambda c: st.lists(c, max_size=3) |
                    st.dictionaries(st.sampled_from(["value", "unitCode", "name", "url",
