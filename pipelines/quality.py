@@ -30,8 +30,9 @@ class RunQuality:
     met so far (read from the database the first time a batch holds the key), and the VINs
     other dealers list."""
 
-    price_medians: dict[tuple[str, str, int], tuple[Decimal, int]] = field(default_factory=dict)
-    medians_read: set[tuple[str, str, int]] = field(default_factory=set)
+    price_medians: dict[tuple[str, str, int, str], tuple[Decimal, int]] = field(
+        default_factory=dict)
+    medians_read: set[tuple[str, str, int, str]] = field(default_factory=set)
     # VINs of this run's vehicles that other dealers list: settled on both sides at the end
     shared_vins: set[str] = field(default_factory=set)
     # first photo -> VINs, of each of the last four batches sent to be written (see
@@ -73,7 +74,7 @@ def context_for(conn: psycopg.Connection, dealership_id: int, vehicles: list[Veh
     (what they did not ask is looked up now).
     """
     state = state or RunQuality()
-    keys = {score_mod.market_key(v.make, v.model, v.year) for v in vehicles
+    keys = {score_mod.market_key(v.make, v.model, v.year, v.currency) for v in vehicles
             if v.price is not None and v.make and v.model and v.year}
     keys -= state.medians_read
     if keys:

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from crawler.models import Vehicle
 
-RULES_VERSION = 2
+RULES_VERSION = 3  # 3: market medians per currency
 
 PENALTIES: dict[str, int] = {
     "vin_invalid": 30,
@@ -59,16 +59,21 @@ _PLACEHOLDER_PHOTO = re.compile(
     re.I)
 
 
-def market_key(make: str | None, model: str | None, year: int | None) -> tuple[str, str, int]:
-    return ((make or "").strip().lower(), (model or "").strip().lower(), year or 0)
+def market_key(make: str | None, model: str | None, year: int | None, currency: str | None
+               ) -> tuple[str, str, int, str]:
+    """A market: one model-year in one currency (a yen price is no outlier of a dollar
+    market)."""
+    return ((make or "").strip().lower(), (model or "").strip().lower(), year or 0,
+            (currency or "USD").upper())
 
 
 @dataclass
 class Context:
     """What the rest of the inventory says, for the rules that compare."""
 
-    # (make, model, year) lower-cased -> (median price, vehicles)
-    price_medians: dict[tuple[str, str, int], tuple[Decimal, int]] = field(default_factory=dict)
+    # market_key (make, model lower-cased, year, currency) -> (median price, vehicles)
+    price_medians: dict[tuple[str, str, int, str], tuple[Decimal, int]] = field(
+        default_factory=dict)
     # photo URL -> VINs known to use it (this run and the database), for the photos more
     # than one vehicle uses: a photo missing here is used by no other vehicle
     photo_users: dict[str, set[str]] = field(default_factory=dict)
@@ -84,7 +89,8 @@ def rule_price(v: Vehicle, ctx: Context) -> list[str]:
 def rule_price_outlier(v: Vehicle, ctx: Context) -> list[str]:
     if v.price is None or not (v.make and v.model and v.year):
         return []
-    median, n = ctx.price_medians.get(market_key(v.make, v.model, v.year), (None, 0))
+    median, n = ctx.price_medians.get(market_key(v.make, v.model, v.year, v.currency),
+                                      (None, 0))
     if median is None or n < PRICE_MIN_SAMPLE or median <= 0:
         return []
     ratio = float(v.price) / float(median)

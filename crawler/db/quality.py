@@ -17,23 +17,27 @@ from crawler.db.copy_text import array_literal
 
 
 def price_medians(conn: psycopg.Connection, min_sample: int = 3
-                  ) -> dict[tuple[str, str, int], tuple[Decimal, int]]:
-    """Median asking price per (make, model, year), lower-cased, over active vehicles of every
-    dealership, where at least `min_sample` vehicles have a price."""
+                  ) -> dict[tuple[str, str, int, str], tuple[Decimal, int]]:
+    """Median asking price per market (make, model lower-cased, year, currency: see
+    quality.score.market_key), over active vehicles of every dealership, where at least
+    `min_sample` vehicles have a price."""
     rows = conn.execute(
         """
-        SELECT lower(make) AS make, lower(model) AS model, year,
+        SELECT lower(make) AS make, lower(model) AS model, year, currency,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY price) AS median, count(*) AS n
           FROM vehicles
          WHERE status = 'active' AND price IS NOT NULL AND make IS NOT NULL
            AND model IS NOT NULL AND year IS NOT NULL
-         GROUP BY 1, 2, 3
+         GROUP BY 1, 2, 3, 4
         HAVING count(*) >= %s
         """,
         (min_sample,),
     ).fetchall()
-    return {(r["make"], r["model"], r["year"]): (Decimal(str(r["median"])), int(r["n"]))
-            for r in rows}
+    return {_market(r): (Decimal(str(r["median"])), int(r["n"])) for r in rows}
+
+
+def _market(row: dict) -> tuple[str, str, int, str]:
+    return row["make"], row["model"], row["year"], (row["currency"] or "USD").upper()
 
 
 # A run's market median of a model-year reads at most this many listings of it: a sample
@@ -42,34 +46,35 @@ def price_medians(conn: psycopg.Connection, min_sample: int = 3
 PRICE_SAMPLE_MAX = 1001
 
 
-def price_medians_for(conn: psycopg.Connection, keys: Sequence[tuple[str, str, int]],
+def price_medians_for(conn: psycopg.Connection, keys: Sequence[tuple[str, str, int, str]],
                       min_sample: int = 3, max_sample: int = PRICE_SAMPLE_MAX
-                      ) -> dict[tuple[str, str, int], tuple[Decimal, int]]:
-    """`price_medians` for these (make, model, year) keys only, lower-cased: one range of
-    the market index per key, so a run pays for the models it lists, not for the table.
+                      ) -> dict[tuple[str, str, int, str], tuple[Decimal, int]]:
+    """`price_medians` for these markets only: one range of the market index (make, model,
+    year) per key, its listings in the key's currency, so a run pays for the models it
+    lists, not for the table.
     Each median is of at most `max_sample` listings (in index order, which is the order
     they were stored in, not price order); n is how many it read."""
     if not keys:
         return {}
     rows = conn.execute(
         """
-        SELECT k.make, k.model, k.year, m.median, m.n
-          FROM unnest(%s::text[], %s::text[], %s::int[]) AS k(make, model, year)
+        SELECT k.make, k.model, k.year, k.currency, m.median, m.n
+          FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[])
+               AS k(make, model, year, currency)
          CROSS JOIN LATERAL (
                SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s.price) AS median,
                       count(*) AS n
                  FROM (SELECT v.price FROM vehicles v
                         WHERE lower(v.make) = k.make AND lower(v.model) = k.model
                           AND v.year = k.year AND v.status = 'active'
-                          AND v.price IS NOT NULL
+                          AND v.price IS NOT NULL AND v.currency = k.currency
                         LIMIT %s) s) m
          WHERE m.n >= %s
         """,
-        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], max_sample,
-         min_sample),
+        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+         [k[3] for k in keys], max_sample, min_sample),
     ).fetchall()
-    return {(r["make"], r["model"], r["year"]): (Decimal(str(r["median"])), int(r["n"]))
-            for r in rows}
+    return {_market(r): (Decimal(str(r["median"])), int(r["n"])) for r in rows}
 
 
 # A photo's users are read from at most this many of its listings: the rules only ask

@@ -144,7 +144,7 @@ def upsert_plan(conn) -> list[dict]:
 def test_per_batch_statements_probe_an_index_with_or_without_statistics(fresh):
     batch = [vin(1, i) for i in range(1, 5001)]
     photos = [f"https://img.example/1/{i}.jpg" for i in range(1, 5001)]
-    keys = sorted({(f"make{i % 40}", f"model{i // 40 % 12}", 2005 + i % 20)
+    keys = sorted({(f"make{i % 40}", f"model{i // 40 % 12}", 2005 + i % 20, "USD")
                    for i in range(1, 5001)})
     shared = [vin(1, i) for i in range(2, SMALL + 1, 2)]
     statements = {

@@ -37,7 +37,7 @@ def test_sparse_photo_users_flag_exactly_what_every_photos_users_flag():
                   for u in heroes if rng.random() < 0.3}
         ahead = quality.Lookups(heroes, {v.vin for v in vehicles}, stored, set())
         state = quality.RunQuality()
-        state.medians_read.add(score_mod.market_key("Honda", "Civic", 2021))
+        state.medians_read.add(score_mod.market_key("Honda", "Civic", 2021, "USD"))
         for _ in range(rng.randint(0, 2)):
             state.unstored_heroes.append({rng.choice(pool): {rng.choice(["UNSTORED", "OTHER1"])}})
         ctx = quality.context_for(None, 1, vehicles, state, ahead)

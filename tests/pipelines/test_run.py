@@ -200,7 +200,7 @@ def test_market_medians_are_read_for_the_models_a_run_meets(db, job):
     assert run.quality.price_medians == {}  # nothing is read before a batch needs it
     run_mod.process(run, [item(CIVIC, price="$60,000"),
                           item(RAV4, make="Toyota", model="RAV4", price="$60,000")])
-    assert run.quality.price_medians == {("honda", "civic", 2021): (Decimal("20000"), 3)}
+    assert run.quality.price_medians == {("honda", "civic", 2021, "USD"): (Decimal("20000"), 3)}
     flags = {r["vin"]: r["quality_flags"] for r in db.execute(
         "SELECT vin, quality_flags FROM vehicles WHERE dealership_id = %s",
         (job.dealership_id,))}
@@ -214,8 +214,9 @@ def test_a_market_median_is_of_a_bounded_sample_of_listings(db, job):
     # nine 2021 Civics priced 10,000 ... 18,000 (VINs need not decode for this)
     run_mod.process(run, [item(f"19XFC2F5{i}ME10451{i}", price=f"${10_000 + 1_000 * i}")
                           for i in range(9)])
-    key = ("honda", "civic", 2021)
+    key = ("honda", "civic", 2021, "USD")
     assert quality_db.price_medians_for(db, [key]) == {key: (Decimal("14000"), 9)}
+    assert quality_db.price_medians_for(db, [key[:3] + ("EUR",)]) == {}  # another market
     median, n = quality_db.price_medians_for(db, [key], max_sample=5)[key]
     assert n == 5 and Decimal("12000") <= median <= Decimal("16000")
     assert quality_db.price_medians_for(db, [key], min_sample=3, max_sample=2) == {}

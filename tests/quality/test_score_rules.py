@@ -66,16 +66,32 @@ def test_same_photo_on_another_vehicle_is_reused_but_its_own_is_not():
 
 
 def test_price_far_from_the_same_make_model_year_is_an_outlier():
-    medians = {("ford", "escape", 2022): (Decimal("22000"), 8)}
+    medians = {("ford", "escape", 2022, "USD"): (Decimal("22000"), 8)}
     assert s.rule_price_outlier(car(price=Decimal("9000")), ctx(price_medians=medians)) == \
         ["price_outlier"]
     assert s.rule_price_outlier(car(price=Decimal("52000")), ctx(price_medians=medians)) == \
         ["price_outlier"]
     assert s.rule_price_outlier(car(price=Decimal("19500")), ctx(price_medians=medians)) == []
-    few = {("ford", "escape", 2022): (Decimal("22000"), 2)}  # too few to judge
+    few = {("ford", "escape", 2022, "USD"): (Decimal("22000"), 2)}  # too few to judge
     assert s.rule_price_outlier(car(price=Decimal("9000")), ctx(price_medians=few)) == []
     assert s.rule_price_outlier(car(year=2021, price=Decimal("9000")),
                                 ctx(price_medians=medians)) == []
+
+
+def test_a_price_is_compared_with_its_own_currencys_market_only():
+    """Markets were (make, model, year) whatever the currency: a ¥3,000,000 Escape was an
+    outlier of the dollar market (136 times its median), and a €21,000 one was judged
+    against dollars. Now a market is one model-year in one currency."""
+    dollars = {("ford", "escape", 2022, "USD"): (Decimal("22000"), 8)}
+    assert s.rule_price_outlier(car(price=Decimal("3000000"), currency="JPY"),
+                                ctx(price_medians=dollars)) == []
+    both = {**dollars, ("ford", "escape", 2022, "JPY"): (Decimal("3100000"), 5)}
+    assert s.rule_price_outlier(car(price=Decimal("3000000"), currency="JPY"),
+                                ctx(price_medians=both)) == []
+    assert s.rule_price_outlier(car(price=Decimal("22000"), currency="JPY"),
+                                ctx(price_medians=both)) == ["price_outlier"]
+    assert s.market_key("Ford", "Escape", 2022, "jpy") == ("ford", "escape", 2022, "JPY")
+    assert s.market_key("Ford", "Escape", 2022, None) == ("ford", "escape", 2022, "USD")
 
 
 def test_cross_dealer_duplicate_needs_a_real_vin():
