@@ -12,6 +12,11 @@ import sys
 
 os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "crawler.settings")
 
+# The exit status of a crawl stopped because its attempt was taken over by another (its
+# worker stalled past the stale limit): it stored nothing after and settled nothing, and
+# its log's last words say so ("job N attempt A was taken over by attempt B: stopping").
+TAKEN_OVER_EXIT = 3
+
 
 def main(argv: list[str]) -> int:
     from scrapy.crawler import CrawlerProcess
@@ -70,12 +75,15 @@ def main(argv: list[str]) -> int:
                            else "permanent")
         return 0
     process = CrawlerProcess(settings)
-    process.crawl(spider, url=url, dealer_settings=dealer.settings)
+    crawler = process.create_crawler(spider)
+    process.crawl(crawler, url=url, dealer_settings=dealer.settings)
     # What is loaded by now (modules, settings, the engine) lives as long as the crawl: out
     # of the collector's way, the VIN decoder's cold start alone is ~0.1 s quicker (measured).
     gc.freeze()
     process.start()
-    return 0
+    from pipelines.scrapy_stages import TAKEN_OVER_STAT
+
+    return TAKEN_OVER_EXIT if crawler.stats.get_value(TAKEN_OVER_STAT) else 0
 
 
 if __name__ == "__main__":

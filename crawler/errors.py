@@ -61,6 +61,23 @@ class Busy(ForecourtError):
     """Raised when an operation must wait for a dealership's queued or running job."""
 
 
+class TakenOver(ForecourtError):
+    """Raised when a run would write a batch as an attempt of its job that is no longer the
+    running one: another worker took the job over (its worker looked dead: stalled, cut
+    off), or the job ended meanwhile. Nothing of the batch is written; the run stops and
+    settles nothing (the job is its current attempt's)."""
+
+    def __init__(self, job_id: int, attempt: int, attempts: int | None, state: str | None):
+        if attempts is None:
+            message = f"job {job_id} attempt {attempt} is gone (the job no longer exists)"
+        elif attempts != attempt:
+            message = f"job {job_id} attempt {attempt} was taken over by attempt {attempts}"
+        else:
+            message = f"job {job_id} attempt {attempt} is no longer running (the job is {state})"
+        super().__init__(message)
+        self.job_id, self.attempt, self.attempts, self.state = job_id, attempt, attempts, state
+
+
 class Transient(ForecourtError):
     """Raised for failures worth retrying: network errors, 5xx, timeouts, lost connections."""
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -37,16 +38,17 @@ import xxhash
 from crawler.config import get_settings
 from crawler.db import feeds as feeds_db
 from crawler.db import jobs as jobs_db
-from crawler.db import rejects as rejects_db
 from crawler.db import vehicles as vehicles_db
-from crawler.errors import ForecourtError, Permanent, describe
+from crawler.errors import ForecourtError, Permanent, TakenOver, describe
 from crawler.logging import redact
 from crawler.models import Job, Reject
 from ingest import mapping as mapping_mod
 from ingest import readers, workers
 from ingest.readers import CsvRow, Unreadable
-from pipelines import dedup
+from pipelines import dedup, store
 from pipelines import run as run_mod
+
+log = logging.getLogger(__name__)
 
 # Bump when normalize/validate/quality rules change what a row becomes: every row then takes
 # the full path once.
@@ -277,7 +279,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
             fast, duplicates = fast + skipped[0], duplicates + skipped[1]
             skipped[:] = (0, 0)
             if broken:
-                rejects_db.add(conn, dealership_id, job_id, broken)
+                store.write_rejects(conn, dealership_id, job_id, broken, attempt=run.attempt)
                 run.counters["items"] += len(broken)
                 run.counters["rejected"] += len(broken)
             if fast or duplicates:
@@ -397,6 +399,9 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
         with _few_collections():
             report = ingest(conn, dealer.id, job_id, path, fmt=fmt, mapping=mapping,
                             on_batch=on_batch)
+    except TakenOver as exc:  # another attempt runs the job now: it is that one's to settle
+        log.warning("%s: stopping", exc)
+        return jobs_db.get(conn, job_id)
     except (ForecourtError, OSError, ValueError) as exc:
         job = jobs_db.get(conn, job_id)
         return jobs_db.finish(conn, job_id, "failed", counters=job.counters,

@@ -21,6 +21,7 @@ from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import vehicles as vehicles_db
 from crawler.db.connect import sibling
+from crawler.errors import TakenOver
 from crawler.models import Dealership, Reject, Vehicle, VehicleItem
 from pipelines import dedup, quality, store
 from pipelines.stages import stage_items
@@ -62,7 +63,8 @@ class Run:
     # connection by a thread as soon as the batch is staged (see read_ahead).
     reader: ThreadPoolExecutor | None = None
     reader_conn: psycopg.Connection | None = None
-    # the job's (attempts, state) at open: a run whose attempt was superseded settles nothing
+    # the job's (attempts, state) at open: a run whose attempt was superseded writes no
+    # further batch (store.write raises crawler.errors.TakenOver) and settles nothing
     attempt: tuple[int, str] | None = None
     # URLs of rejected rows without a readable VIN (at most MAX_UNREADABLE_URLS): each that
     # is one active vehicle's page counts that vehicle as seen when the run closes
@@ -92,7 +94,9 @@ def open_run(conn: psycopg.Connection, dealership_id: int, job_id: int, kind: st
 
 def process(run: Run, items: list[VehicleItem]) -> None:
     """Every stage over one batch; the batch is stored atomically (with overlapped writes,
-    by the time the next batch is scored, or the run is closed)."""
+    by the time the next batch is scored, or the run is closed), and only while the run's
+    attempt is the job's running one: else crawler.errors.TakenOver is raised (with
+    overlapped writes, by the next batch or `close`) and nothing of it is written."""
     process_staged(run, *stage_items(items), len(items))
 
 
@@ -137,10 +141,11 @@ def process_staged(run: Run, vehicles: list[Vehicle], rejects: list[Reject],
         quality.remember_unstored(run.quality, vehicles)
         run.pending = run.writer.submit(store.write, run.writer_conn, run.dealership_id,
                                         run.job_id, store.prepare(vehicles),
-                                        vehicles, rejects, fresh=run.fresh)
+                                        vehicles, rejects, fresh=run.fresh,
+                                        attempt=run.attempt)
         return
     _count(run, store.batch(run.conn, run.dealership_id, run.job_id, vehicles, rejects,
-                            fresh=run.fresh))
+                            fresh=run.fresh, attempt=run.attempt))
 
 
 def refresh_statistics(run: Run, tables: tuple[str, ...] = ("vehicles", "vehicle_events")
@@ -305,8 +310,15 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
     finally:
         _stop_writer(run)
     if run.unreadable_urls:  # listed, only its VIN unreadable this time: seen, not removed
-        vehicles_db.mark_seen_by_url(run.conn, run.dealership_id, run.job_id,
-                                     sorted(run.unreadable_urls))
+        try:
+            with run.conn.transaction():
+                if run.attempt is not None:  # (the seen set is the job's current attempt's)
+                    jobs_db.fence(run.conn, run.job_id, run.attempt)
+                vehicles_db.mark_seen_by_url(run.conn, run.dealership_id, run.job_id,
+                                             sorted(run.unreadable_urls))
+        except TakenOver:
+            return {"state": SUPERSEDED, "verdict": None, "may_remove": False, "removed": 0,
+                    "reasons": [], "counters": dict(run.counters)}
     all_problems = [*run.problems, *(problems or [])]
     dealer = dealers_db.get_by_id(run.conn, run.dealership_id)
     report = _judge(run, dealer, complete, all_problems, candidates)

@@ -7,7 +7,10 @@ headless browser are counted (`counters["rendered"]`) and listed (`report["rende
 
 A batch whose write fails (a deadlock victim, a lost connection) stops the crawl: its
 vehicles were neither stored nor seen, so the run is not judged (it would remove them) but
-given up, and the job fails as transient, to be retried.
+given up, and the job fails as transient, to be retried. A batch refused because the run's
+attempt was taken over (its worker stalled past the stale limit, and another runs the job
+now) stops the crawl too, with one log line, and settles nothing: the job is the other
+attempt's (the stat TAKEN_OVER_STAT tells crawler.crawl_process to exit non-zero).
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from scrapy.exceptions import NotConfigured
 from crawler.config import get_settings
 from crawler.db import connect
 from crawler.db import jobs as jobs_db
-from crawler.errors import NoChromium
+from crawler.errors import NoChromium, TakenOver
 from crawler.models import VehicleItem
 from pipelines import run as run_mod
 
 log = logging.getLogger(__name__)
 STORE_FAILED = "store_failed"  # the close reason of a crawl stopped by a failed write
+TAKEN_OVER = "taken_over"  # the close reason of a crawl whose attempt was taken over
+TAKEN_OVER_STAT = "forecourt/taken_over"  # its one line (crawler stats), set when it was
 
 
 class StorePipeline:
@@ -40,6 +45,7 @@ class StorePipeline:
         self.run: run_mod.Run | None = None
         self.report: dict | None = None
         self.failure: str | None = None  # why a batch could not be stored
+        self.taken_over = False  # a batch was refused: the job runs as another attempt now
         self.ticker = None  # records live progress while the crawl runs
 
     @classmethod
@@ -98,23 +104,30 @@ class StorePipeline:
             self._count_pages()
             try:
                 run_mod.process(self.run, batch)
+            except TakenOver as exc:  # not ours to store, judge or settle any more
+                self.failure, self.taken_over = str(exc), True
+                line = f"{exc}: stopping"
+                self.crawler.stats.set_value(TAKEN_OVER_STAT, line)
+                log.warning("%s", line)
+                if not closing:
+                    self._stop(TAKEN_OVER)
             except Exception as exc:  # noqa: BLE001 - the run is given up, the job failed
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 self.failure = f"storing a batch failed: {type(exc).__name__}: {first}"[:500]
                 log.exception("storing a batch of %d items failed: the crawl stops",
                               len(batch))
                 if not closing:
-                    self._stop()
+                    self._stop(STORE_FAILED)
 
-    def _stop(self) -> None:
-        """Close the spider (reason STORE_FAILED): what it would crawl next is not stored."""
+    def _stop(self, reason: str) -> None:
+        """Close the spider (`reason`): what it would crawl next is not stored."""
         from scrapy.utils.defer import deferred_from_coro
 
         engine = self.crawler.engine
         if hasattr(engine, "close_spider_async"):  # Scrapy 2.14+
-            deferred_from_coro(engine.close_spider_async(reason=STORE_FAILED))
+            deferred_from_coro(engine.close_spider_async(reason=reason))
         else:
-            engine.close_spider(self.crawler.spider, STORE_FAILED)
+            engine.close_spider(self.crawler.spider, reason)
 
     def _count_pages(self) -> None:
         """Pages fetched, and of them the ones read after rendering in the browser."""
@@ -132,6 +145,10 @@ class StorePipeline:
         self._stop_ticker()
         self._flush(closing=True)
         run = self.run
+        if self.taken_over:  # nothing to settle: the job is its current attempt's
+            run_mod.abandon(run)
+            run.conn.close()
+            return
         if self.failure is not None:
             self._give_up(run)
             return

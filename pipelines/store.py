@@ -6,6 +6,7 @@ import psycopg
 import xxhash
 
 from crawler.db import copy_text
+from crawler.db import jobs as jobs_db
 from crawler.db import rejects as rejects_db
 from crawler.db import vehicles as vehicles_db
 from crawler.models import Reject, Vehicle
@@ -38,21 +39,40 @@ def prepare(vehicles: list[Vehicle]) -> list[str]:
 
 
 def write(conn: psycopg.Connection, dealership_id: int, job_id: int, lines: list[str],
-          vehicles: list[Vehicle], rejects: list[Reject], fresh: bool = False
-          ) -> dict[str, int]:
-    """Write one prepared batch (`lines`, of `vehicles`). `fresh`: the dealership had no
-    vehicles when the run began, so the batch is most likely all new and goes in with a
-    plain COPY (an upsert if not)."""
-    counts = (vehicles_db.insert_new(conn, dealership_id, job_id, lines, vehicles)
-              if fresh else None)
-    if counts is None:
-        counts = vehicles_db.upsert(conn, dealership_id, job_id, lines)
-    counts["rejected"] = rejects_db.add(conn, dealership_id, job_id, rejects)
+          vehicles: list[Vehicle], rejects: list[Reject], fresh: bool = False,
+          attempt: tuple[int, str] | None = None) -> dict[str, int]:
+    """Write one prepared batch (`lines`, of `vehicles`) and its rejects, in one
+    transaction. `fresh`: the dealership had no vehicles when the run began, so the batch
+    is most likely all new and goes in with a plain COPY (an upsert if not). `attempt`: the
+    run's attempt of the job (pipelines.run.Run.attempt); once another attempt has taken
+    the job over (or it ended) nothing is written and TakenOver is raised
+    (crawler.db.jobs.fence), and a take-over waits for a batch being written to commit."""
+    with conn.transaction():
+        if attempt is not None:
+            jobs_db.fence(conn, job_id, attempt)
+        counts = (vehicles_db.insert_new(conn, dealership_id, job_id, lines, vehicles)
+                  if fresh else None)
+        if counts is None:
+            counts = vehicles_db.upsert(conn, dealership_id, job_id, lines)
+        counts["rejected"] = rejects_db.add(conn, dealership_id, job_id, rejects)
     return counts
 
 
+def write_rejects(conn: psycopg.Connection, dealership_id: int, job_id: int,
+                  rejects: list[Reject], attempt: tuple[int, str] | None = None) -> int:
+    """Write rejects that come without a batch (a feed's unreadable rows), fenced by the
+    run's `attempt` as a batch is (see `write`). Returns how many."""
+    if not rejects:
+        return 0
+    with conn.transaction():
+        if attempt is not None:
+            jobs_db.fence(conn, job_id, attempt)
+        return rejects_db.add(conn, dealership_id, job_id, rejects)
+
+
 def batch(conn: psycopg.Connection, dealership_id: int, job_id: int,
-          vehicles: list[Vehicle], rejects: list[Reject], fresh: bool = False
-          ) -> dict[str, int]:
+          vehicles: list[Vehicle], rejects: list[Reject], fresh: bool = False,
+          attempt: tuple[int, str] | None = None) -> dict[str, int]:
     """Prepare and write one batch (see `write`)."""
-    return write(conn, dealership_id, job_id, prepare(vehicles), vehicles, rejects, fresh)
+    return write(conn, dealership_id, job_id, prepare(vehicles), vehicles, rejects, fresh,
+                 attempt)

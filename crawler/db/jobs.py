@@ -13,7 +13,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from crawler.db.baselines import GATE_BASELINE
-from crawler.errors import NotFound
+from crawler.errors import NotFound, TakenOver
 from crawler.logging import redact
 from crawler.models import Job
 
@@ -103,6 +103,22 @@ def progress(conn: psycopg.Connection, job_id: int, counters: dict[str, int],
         """,
         {"c": Jsonb(counters), "p": phase, "id": job_id, "a": attempts, "s": state},
     )
+
+
+def fence(conn: psycopg.Connection, job_id: int, attempt: tuple[int, str]) -> None:
+    """In the caller's transaction, before it writes for a run of attempt `attempt` (the
+    job's (attempts, state) when the run opened, as `progress` takes it): raise TakenOver
+    if another attempt has claimed the job since, or a running one has ended. The job's row
+    stays share-locked until the transaction ends, so a take-over (an UPDATE of the row)
+    waits for the write to commit and a write after it sees the new attempt. FOR SHARE: FOR
+    KEY SHARE would not hold back an UPDATE that leaves the row's keys alone. One index
+    probe; a worker's heartbeat waits for the write too (a batch: well within a beat)."""
+    row = conn.execute("SELECT attempts, state FROM jobs WHERE id = %s FOR SHARE",
+                       (job_id,)).fetchone()
+    if row is None:
+        raise TakenOver(job_id, attempt[0], None, None)
+    if row["attempts"] != attempt[0] or (attempt[1] == "running" and row["state"] != "running"):
+        raise TakenOver(job_id, attempt[0], row["attempts"], row["state"])
 
 
 def finish(conn: psycopg.Connection, job_id: int, state: str, *, counters: dict[str, int],

@@ -14,6 +14,7 @@ from crawler.config import PROJECT_ROOT
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import vehicles as vehicles_db
+from crawler.errors import TakenOver
 from crawler.models import VehicleItem
 from ingest import feed
 from pipelines import run as run_mod
@@ -333,7 +334,7 @@ def test_an_attempt_taken_over_by_another_settles_nothing(db, dealer):
 def test_an_attempt_taken_over_by_another_no_longer_writes_the_jobs_counters(db, dealer):
     """A live attempt taken for dead (a hung worker whose crawl child goes on) reports its
     progress into the job record beside its successor: it must not overwrite the current
-    attempt's live counters, nor a finished job's."""
+    attempt's live counters, nor a finished job's (nor store its batches)."""
     cars = [item(CIVIC, 20000), item(RAV4, 30000), item(F150, 40000)]
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
     jobs_db.start(db, job.id, "w:1")
@@ -344,7 +345,8 @@ def test_an_attempt_taken_over_by_another_no_longer_writes_the_jobs_counters(db,
     second = run_mod.open_run(db, dealer.id, job.id, "crawl")
     run_mod.process(second, cars)
     run_mod.report_progress(second, phase="crawling", force=True)
-    run_mod.process(first, cars[1:2])
+    with pytest.raises(TakenOver):  # nor store its batch (test_fenced_batches.py)
+        run_mod.process(first, cars[1:2])
     run_mod.report_progress(first, phase="crawling", force=True)  # 2 items
     assert jobs_db.get(db, job.id).counters["items"] == 3  # the second attempt's
     report = run_mod.close(second, complete=True)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from crawler import crawl_process
 from crawler.config import PROJECT_ROOT
 from crawler.crawl_runner import child_env
 from crawler.db import dealers as dealers_db
 from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
+from tests.jobs.conftest import AT_ONCE, site_copy, slow_routes, wait_for
 
 
 def test_a_crawl_child_whose_attempt_was_taken_over_before_it_started_crawls_nothing(
@@ -42,3 +44,54 @@ def test_a_crawl_child_whose_attempt_was_taken_over_before_it_started_crawls_not
     assert after.counters == {}  # attempt 2's live counters, untouched
     assert not db.execute("SELECT 1 FROM vehicles WHERE dealership_id = %s",
                           (dealer.id,)).fetchall()
+
+
+def _written(db, dealership_id: int) -> tuple[list, list]:
+    vehicles = db.execute("SELECT vin, last_job_id, last_seen FROM vehicles"
+                          " WHERE dealership_id = %s ORDER BY vin", (dealership_id,)).fetchall()
+    events = db.execute("SELECT id, vin, kind FROM vehicle_events WHERE dealership_id = %s"
+                        " ORDER BY id", (dealership_id,)).fetchall()
+    return vehicles, events
+
+
+def test_a_crawl_child_taken_over_mid_crawl_stores_no_further_batch_and_stops(
+        db, site, tmp_path):
+    # one vehicle a batch, the pages answering about a second apart: the crawl is storing
+    # vehicles one by one when its attempt is taken over
+    base = site(site_copy(tmp_path, slow_routes(0.2, step_s=1.0)))
+    settings = {"scrapy": {**AT_ONCE["scrapy"], "FORECOURT_BATCH_SIZE": 1}}
+    dealer = dealers_db.create(db, slug="resumed", name="Resumed",
+                               website_url=base + "/inventory/", settings=settings)
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
+    queue_db.set_message(db, job.id, "scheduled", "m1")
+    assert queue_db.claim(db, job.id, "w1:1:T", 60, "m1").attempts == 1
+    log = tmp_path / "child.log"
+    with open(log, "wb") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "crawler.crawl_process", str(job.id), "1"],
+            env={**child_env(), "FORECOURT_LOG_FORMAT": "text"}, cwd=str(PROJECT_ROOT),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: _written(db, dealer.id)[0], timeout=120, what="a first batch")
+        # its worker stalled past the stale limit: another worker takes the attempt over
+        # (the child's own progress beats the job too: both in one transaction)
+        with db.transaction():
+            db.execute("UPDATE jobs SET heartbeat_at = now() - interval '1 minute'"
+                       " WHERE id = %s", (job.id,))
+            assert queue_db.take_over(db, job.id, "w2:2:T", 30, "m2").attempts == 2
+        at_take_over = _written(db, dealer.id)
+        assert len(at_take_over[0]) < 10  # the crawl had more to store
+        code = child.wait(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    text = log.read_text(errors="replace")
+    assert _written(db, dealer.id) == at_take_over, text[-3000:]
+    after = jobs_db.get(db, job.id)
+    assert (after.state, after.attempts, after.worker) == ("running", 2, "w2:2:T"), \
+        (after.state, after.error)
+    assert after.counters == {}  # attempt 2's live counters, untouched
+    assert code == crawl_process.TAKEN_OVER_EXIT, text[-3000:]
+    assert f"job {job.id} attempt 1 was taken over by attempt 2: stopping" in text
+    assert "Traceback" not in text, text[-3000:]
