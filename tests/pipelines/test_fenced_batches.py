@@ -115,6 +115,23 @@ def test_a_feed_runs_overlapped_write_after_a_take_over_writes_nothing(db):
     assert_untouched_successor(db, job.id)
 
 
+def test_a_run_taken_over_after_its_last_batch_records_nothing_as_seen_when_closed(db):
+    """A row rejected for an unreadable VIN counts the one car at its page as seen when the
+    run closes: not into the seen set of the attempt that runs the job now."""
+    job = claimed(db)
+    run = run_mod.open_run(db, job.dealership_id, job.id, "crawl", attempt=1)
+    page = "https://d.test/civic"
+    run_mod.process(run, [item(CIVIC, source=page, url=page)])
+    run_mod.process(run, [item("", source=page, url=page)])  # its VIN unreadable now
+    assert run.unreadable_urls == {page}
+    before = stored(db, job)
+    assert take_over(db, job.id).attempts == 2
+    report = run_mod.close(run, complete=True)
+    assert report["state"] == run_mod.SUPERSEDED and report["removed"] == 0
+    assert stored(db, job) == before and before["seen"] == []
+    assert_untouched_successor(db, job.id)
+
+
 PAUSE_KEY = 4242
 
 
