@@ -160,18 +160,26 @@ def _batches(rows: Iterator, size: int) -> Iterator[list]:
 
 def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: str | Path, *,
            fmt: str | None = None, mapping: dict[str, Any] | None = None,
-           on_batch: Callable[[dict[str, int]], None] | None = None) -> dict[str, Any]:
-    """Ingest one feed file for one dealership as job `job_id`; returns the run report."""
+           on_batch: Callable[[dict[str, int]], None] | None = None,
+           attempt: int | None = None) -> dict[str, Any]:
+    """Ingest one feed file for one dealership as job `job_id`; returns the run report.
+    `attempt`: the one its worker claimed (else the job's as its row says when the run
+    opens); once another has taken the job over, TakenOver is raised, nothing written."""
     started = time.monotonic()
     path = Path(source)
     if not path.is_file():
         raise Permanent(f"no feed file {str(path)!r}",
                                 hint="give an existing file, or an http(s) URL")
     settings = get_settings()
-    # A redelivered attempt (its predecessor died mid-run) starts from a clean seen set.
-    vehicles_db.settle_run(conn, dealership_id, job_id, remove_unseen=False)
+    # A redelivered attempt (its predecessor died mid-run) starts from a clean seen set
+    # (not the one of an attempt that took this one over).
+    cleared = vehicles_db.settle_run(conn, dealership_id, job_id, remove_unseen=False,
+                                     attempt=None if attempt is None else (attempt, "running"))
+    if cleared.get("superseded"):
+        now = jobs_db.get(conn, job_id)
+        raise TakenOver(job_id, attempt or 0, now.attempts, now.state)
     run = run_mod.open_run(conn, dealership_id, job_id, "feed", vins_only=True,
-                           overlap_writes=True)
+                           overlap_writes=True, attempt=attempt)
     run_mod.report_progress(run, phase="ingesting", force=True)
     info: dict[str, Any] = {}
     complete, problems = True, []
@@ -342,7 +350,8 @@ def feed_fingerprint(fmt: str | None, mapping: dict[str, Any] | None) -> str:
 def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = None, *,
             fmt: str | None = None, mapping: dict[str, Any] | None = None,
             on_batch: Callable[[dict[str, int]], None] | None = None,
-            force: bool = False, check_stop: Callable[[], None] | None = None) -> Job:
+            force: bool = False, check_stop: Callable[[], None] | None = None,
+            attempt: int | None = None) -> Job:
     """Run a started feed job to its end and settle its record; returns the job.
 
     `source` is a file path or an http(s) URL (default: the dealership's feed_url); `fmt`
@@ -357,7 +366,9 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
     A job whose cancel was requested by the time its feed proves unchanged ends cancelled.
 
     `check_stop` is called as the download goes (see fetch.fetch): what it raises abandons
-    the fetch and leaves this function, for the caller to settle the job.
+    the fetch and leaves this function, for the caller to settle the job. `attempt`: the
+    one its worker claimed; taken over by another (its worker stalled), the run writes
+    nothing more and the job is left to the attempt that runs it now.
     """
     from crawler.db import dealers as dealers_db
     from ingest import fetch as fetch_mod
@@ -374,7 +385,8 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
             raise Permanent(f"dealership {dealer.slug!r} has no feed",
                                     hint="pass a file or URL, or set the dealer's feed URL")
         if source.startswith(("http://", "https://")):
-            jobs_db.progress(conn, job_id, {}, phase="fetching")
+            jobs_db.progress(conn, job_id, {}, phase="fetching",
+                             attempt=None if attempt is None else (attempt, "running"))
             previous = None if force else feeds_db.get(conn, dealer.id, source, fingerprint)
             fetched = fetch_mod.fetch(source, previous, check_stop=check_stop)
             if fetched.unchanged:
@@ -398,7 +410,7 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
         feeds_db.forget(conn, dealer.id, job_id)
         with _few_collections():
             report = ingest(conn, dealer.id, job_id, path, fmt=fmt, mapping=mapping,
-                            on_batch=on_batch)
+                            on_batch=on_batch, attempt=attempt)
     except TakenOver as exc:  # another attempt runs the job now: it is that one's to settle
         log.warning("%s: stopping", exc)
         return jobs_db.get(conn, job_id)

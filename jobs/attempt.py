@@ -145,19 +145,21 @@ def feed(conn: psycopg.Connection, job: Job, dealer: Dealership, worker: str,
                            hint=f"set one with `forecourt dealers set {dealer.slug} "
                                 "--feed F`, or pass a source file")
     return run_feed(conn, job.id, worker, str(source), fmt=job.params.get("format"),
-                    mapping=job.params.get("mapping"), force=bool(job.params.get("force")))
+                    mapping=job.params.get("mapping"), force=bool(job.params.get("force")),
+                    attempt=job.attempts)
 
 
 def run_feed(conn: psycopg.Connection, job_id: int, worker: str, source: str, *,
              fmt: str | None = None, mapping: dict | None = None, force: bool = False,
              on_batch: Callable[[dict[str, int]], None] | None = None,
-             interrupted: threading.Event | None = None) -> Job:
+             interrupted: threading.Event | None = None, attempt: int | None = None) -> Job:
     """Ingest the feed of a job `worker` has started, heartbeating it meanwhile (a worker's
     attempt, or `forecourt ingest`): stops when the job is cancelled (settled cancelled) or
     taken over by another worker, at the next batch, or at the next chunk while its feed
     downloads (or between the download's tries). `interrupted` (Ctrl-C at the terminal, see
     crawler.cli.ingest) stops it at the same points, leaving the job running for the caller
-    to settle."""
+    to settle. `attempt`: the one `worker` claimed: the feed writes only as that attempt
+    (its batches are refused once another has taken the job over)."""
     from ingest.feed import run_job
 
     # The ingest runs in this thread; a second one heartbeats the job on its own connection
@@ -196,7 +198,7 @@ def run_feed(conn: psycopg.Connection, job_id: int, worker: str, source: str, *,
     try:
         # run_job fetches an http(s) feed itself (outbound safety, conditional GET, retries).
         return run_job(conn, job_id, source, fmt=fmt, mapping=mapping, on_batch=batch_done,
-                       force=force, check_stop=check_stop)
+                       force=force, check_stop=check_stop, attempt=attempt)
     except Stopped as stop:
         if str(stop) == "cancelled":
             return queue_db.fail_running(conn, job_id, "cancelled while running", "cancelled",

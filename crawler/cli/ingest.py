@@ -57,7 +57,7 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
     from jobs.attempt import run_feed
 
     worker = f"cli@{socket.gethostname()}:{os.getpid()}"
-    jobs_db.start(conn, job.id, worker=worker)
+    attempt = jobs_db.start(conn, job.id, worker=worker).attempts
     started = time.monotonic()
     with _progress() as progress:
         task = progress.add_task(f"ingest {slug}", total=None, rate="", status="reading")
@@ -87,7 +87,8 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
         try:  # heartbeating the job as a worker does: the reaper leaves it alone, and
             # `forecourt jobs cancel` stops it at its next batch
             job = run_feed(conn, job.id, worker, source, fmt=fmt, mapping=mapping,
-                           force=force, on_batch=tick, interrupted=interrupted)
+                           force=force, on_batch=tick, interrupted=interrupted,
+                           attempt=attempt)
             if interrupted.is_set() and job.state not in FINAL_STATES:
                 raise KeyboardInterrupt
         except KeyboardInterrupt:  # settle it; don't leave it to the reaper to retry

@@ -227,3 +227,28 @@ def test_a_feed_taken_over_midway_stores_no_later_batch_and_settles_nothing(
     assert stored(db, job) == at_take_over[0]
     assert (result.state, result.attempts) == ("running", 2)
     assert_untouched_successor(db, job.id)
+
+
+def test_a_feed_attempt_taken_over_before_its_run_opens_writes_nothing(db, tmp_path):
+    """A feed worker that stalls before its ingest opens its run (a long download, say)
+    and resumes after another took its attempt over runs as the attempt it claimed, not as
+    the one the job's row names by then: it writes nothing, not even its clean seen set."""
+    from jobs import attempt as attempt_mod
+
+    path = tmp_path / "feed.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        w.writerows([vin, "2021", "Honda", "Civic", "$20,000", "Clean."] for vin in VINS)
+    job = claimed(db, "feed")
+    db.execute("UPDATE jobs SET params = jsonb_build_object('source', %s::text)"
+               " WHERE id = %s", (str(path), job.id))
+    job = jobs_db.get(db, job.id)
+    db.execute("INSERT INTO run_seen (job_id, vin) VALUES (%s, %s)", (job.id, CIVIC))
+    assert take_over(db, job.id).attempts == 2
+    before = stored(db, job)  # attempt 2's seen set holds a VIN
+    dealer = dealers_db.get_by_id(db, job.dealership_id)
+    result = attempt_mod.feed(db, job, dealer, "w1:1:T")  # attempt 1's worker, resumed
+    assert stored(db, job) == before
+    assert (result.state, result.attempts) == ("running", 2)
+    assert_untouched_successor(db, job.id)
