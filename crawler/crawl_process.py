@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
     except UnsafeURL as exc:
         with connect() as conn:
             jobs_db.finish(conn, job_id, "failed", counters=job.counters, error=describe(exc),
-                           error_kind="unsafe_url")
+                           error_kind="unsafe_url", attempt=attempt)
         return 0
     try:  # a dealer misconfigured (no spider for its platform, say) never starts a crawl
         spider = spider_for(platform)
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
         with connect() as conn:
             jobs_db.finish(conn, job_id, "failed", counters=job.counters, error=describe(exc),
                            error_kind="transient" if isinstance(exc, Transient)
-                           else "permanent")
+                           else "permanent", attempt=attempt)
         return 0
     process = CrawlerProcess(settings)
     crawler = process.create_crawler(spider)

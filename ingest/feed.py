@@ -398,10 +398,10 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
                 if jobs_db.get(conn, job_id).cancel_requested_at is not None:
                     return jobs_db.finish(conn, job_id, "cancelled", counters=counters,
                                           report=report, error="cancelled while running",
-                                          error_kind="cancelled")
+                                          error_kind="cancelled", attempt=attempt)
                 feeds_db.touch(conn, dealer.id)
                 return jobs_db.finish(conn, job_id, "succeeded", counters=counters,
-                                      report=report)
+                                      report=report, attempt=attempt)
             path: str | Path = fetched.path
         else:
             path = source[len("file://"):] if source.startswith("file://") else source
@@ -417,7 +417,8 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
     except (ForecourtError, OSError, ValueError) as exc:
         job = jobs_db.get(conn, job_id)
         return jobs_db.finish(conn, job_id, "failed", counters=job.counters,
-                              error=describe(exc), error_kind=type(exc).__name__)
+                              error=describe(exc), error_kind=type(exc).__name__,
+                              attempt=attempt)
     finally:
         if fetched is not None and fetched.path is not None:
             fetch_mod.discard(fetched.path)
@@ -444,4 +445,4 @@ def run_job(conn: psycopg.Connection, job_id: int, source: str | Path | None = N
     return jobs_db.finish(conn, job_id, report["state"], counters=report["counters"],
                           verdict=report["verdict"], report=report,
                           error=None if ok else ("; ".join(report["reasons"]) or None),
-                          error_kind=None if ok else report["state"])
+                          error_kind=None if ok else report["state"], attempt=attempt)

@@ -178,7 +178,7 @@ class StorePipeline:
         jobs_db.finish(run.conn, run.job_id, report["state"], counters=report["counters"],
                        verdict=report["verdict"], report=report,
                        error=None if ok else ("; ".join(report["reasons"]) or None),
-                       error_kind=kind)
+                       error_kind=kind, attempt=_running(run))
         self.report = report
         run.conn.close()
 
@@ -190,6 +190,13 @@ class StorePipeline:
         try:
             if run_mod.give_up(run):  # (else another attempt holds the job now)
                 jobs_db.finish(run.conn, run.job_id, "failed", counters=dict(run.counters),
-                               error=self.failure, error_kind="transient")
+                               error=self.failure, error_kind="transient",
+                               attempt=_running(run))
         finally:
             run.conn.close()
+
+
+def _running(run: run_mod.Run) -> int | None:
+    """The run's attempt, to finish the job only while that attempt runs it (a take-over
+    between the run's settling and its finish leaves the job to its new attempt)."""
+    return run.attempt[0] if run.attempt and run.attempt[1] == "running" else None

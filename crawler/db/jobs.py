@@ -124,9 +124,11 @@ def fence(conn: psycopg.Connection, job_id: int, attempt: tuple[int, str]) -> No
 def finish(conn: psycopg.Connection, job_id: int, state: str, *, counters: dict[str, int],
            verdict: str | None = None, report: dict[str, Any] | None = None,
            error: str | None = None, error_kind: str | None = None,
-           only_from: str | None = None) -> Job:
+           only_from: str | None = None, attempt: int | None = None) -> Job:
     """End the job in `state`; with `only_from`, only while it is in that state (else the job
-    as it is: a job cancelled meanwhile keeps its cancel)."""
+    as it is: a job cancelled meanwhile keeps its cancel); with `attempt`, only while that
+    attempt is the one running (else the job as it is: another attempt took it over, and
+    settles it)."""
     error = redact(error) if error else error  # a feed URL's credentials, a token...
     row = conn.execute(
         """
@@ -137,12 +139,14 @@ def finish(conn: psycopg.Connection, job_id: int, state: str, *, counters: dict[
                              'at', now(), 'attempt', attempts, 'kind', %s::text,
                              'error', %s::text)) END,
                finished_at = now(), updated_at = now()
-         WHERE id = %s AND (%s::text IS NULL OR state = %s) RETURNING *
+         WHERE id = %s AND (%s::text IS NULL OR state = %s)
+           AND (%s::int IS NULL OR (attempts = %s AND state = 'running')) RETURNING *
         """,
         (state, Jsonb(counters), verdict, Jsonb(report) if report is not None else None,
-         error, error_kind, error, error_kind, error, job_id, only_from, only_from),
+         error, error_kind, error, error_kind, error, job_id, only_from, only_from,
+         attempt, attempt),
     ).fetchone()
-    if row is None and only_from is not None:
+    if row is None and (only_from is not None or attempt is not None):
         return get(conn, job_id)
     if row is None:
         raise NotFound(f"no job {job_id}")

@@ -306,6 +306,30 @@ def test_a_cancelled_job_whose_feed_is_unchanged_ends_cancelled(
         assert server.requests[-1]["If-None-Match"] == etag
 
 
+@pytest.mark.parametrize("etag", ['"b1"', None], ids=["etag-304", "same-body-hash"])
+def test_a_stale_attempt_whose_feed_is_unchanged_leaves_the_job_to_its_successor(
+        db, fast_retries, served, etag):  # noqa: F811
+    """A feed worker that stalled was taken over (attempt 2 runs the job); resumed, its
+    attempt 1 found the feed unchanged and finished the job `succeeded` under attempt 2,
+    whose run then settled nothing. Now a job is finished only by its running attempt: the
+    stale one leaves it as it is."""
+    server = served(csv_body(good_rows()), etag=etag)
+    d = dealer(db, feed_url=server.url)
+    assert ingest(db, d).state == "succeeded"
+    job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "schedule")
+    queue_db.set_message(db, job.id, "scheduled", "m1")
+    assert queue_db.claim(db, job.id, "w1:1:T", 60, "m1").attempts == 1
+    with db.transaction():  # another worker takes the stale attempt over
+        db.execute("UPDATE jobs SET heartbeat_at = now() - interval '1 minute' WHERE id = %s",
+                   (job.id,))
+        assert queue_db.take_over(db, job.id, "w2:2:T", 30, "m2").attempts == 2
+    left = feed.run_job(db, job.id, attempt=1)
+    assert (left.state, left.attempts, left.worker) == ("running", 2, "w2:2:T"), left.report
+    assert left.finished_at is None
+    done = feed.run_job(db, job.id, attempt=2)  # the running attempt finishes it
+    assert done.state == "succeeded" and done.report["unchanged_feed"]
+
+
 def test_a_cancelled_job_stays_cancelling_whatever_step_it_reaches(db):
     """Found while fixing cancels: run_job's progress(phase="fetching") overwrote 'cancelling', so a
     polling dealer UI saw a cancelled job carry on fetching."""
