@@ -18,7 +18,6 @@ import scrapy
 from scrapy import signals
 from scrapy.exceptions import IgnoreRequest
 from scrapy.spidermiddlewares.httperror import HttpError
-from scrapy.utils.url import url_is_from_any_domain
 from twisted.python.failure import Failure
 
 from crawler import browser, pages, rendering
@@ -170,11 +169,13 @@ class DealerSpider(scrapy.Spider):
         """Scrapy's offsite filter drops a request redirected off the dealer's site as it is
         scheduled, with no callback, no errback and no request_dropped: a listing page so
         lost leaves the run incomplete; a detail page is the platform's to judge
-        (`redirected_away`)."""
+        (`redirected_away`). Off the site is judged by the host, as that filter judges it
+        (Scrapy's `url_is_from_any_domain` compares host:port, which never matches a domain:
+        every redirect to a URL with a port was called off the site)."""
         redirected = request.meta.get("redirect_urls")
         if spider not in (None, self) or not redirected or request.dont_filter \
                 or request.meta.get("allow_offsite") \
-                or url_is_from_any_domain(request.url, self.allowed_domains):
+                or _on_domains(request.url, self.allowed_domains):
             return
         if request.errback == self.listing_failed:
             self.problems.append(f"results page {redirected[0]} redirected off the site to "
@@ -234,6 +235,13 @@ def _page_number(url: str) -> str:
     """The page number (or offset) of a later results URL ("2" of "?page=2" and of
     "/page/2/"), or ""."""
     return re.sub(r"\D", "", _pager(url))
+
+
+def _on_domains(url: str, domains: list[str]) -> bool:
+    """Whether the URL's host is one of the domains or under one (Scrapy's offsite rule)."""
+    host = (urlparse(url).hostname or "").lower()
+    return not domains or any(host == d or host.endswith("." + d)
+                              for d in (d.lower() for d in domains))
 
 
 def _bare(host: str) -> str:

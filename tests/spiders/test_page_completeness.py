@@ -108,3 +108,34 @@ def test_page_twelve_redirected_to_page_one_is_not_page_one():
     _dropped(spider, "http://dealer.example/inventory/?page=1",
              "http://dealer.example/inventory/?page=12")
     assert spider.incomplete
+
+
+def _scheduled(spider, url: str, *redirected: str) -> Request:
+    request = Request(url, callback=spider.parse_page, errback=spider.listing_failed,
+                      meta={"redirect_urls": list(redirected)})
+    spider.request_scheduled(request, spider)
+    return request
+
+
+@pytest.mark.parametrize("site, target", [
+    ("http://127.0.0.1:8080/inventory/", "http://127.0.0.1:8080/inventory/?page=2"),
+    ("https://dealer.example/inventory/", "https://www.dealer.example:443/inventory/?page=2"),
+])
+def test_a_results_page_redirected_on_its_own_site_with_a_port_is_not_off_the_site(
+        site, target):
+    """The host, not host:port, says whether a redirect left the site (as Scrapy's offsite
+    filter, which let such a request through, judges it): every results page of a site
+    with a port in its URLs that redirected was called "redirected off the site"."""
+    spider = spider_of("generic", site)
+    _scheduled(spider, target, site + "?start=20")
+    assert not spider.incomplete and not spider.problems
+
+
+def test_a_results_page_redirected_to_another_host_with_a_port_is_off_the_site():
+    spider = spider_of("generic", "http://127.0.0.1:8080/inventory/")
+    _scheduled(spider, "http://127.0.0.2:8080/inventory/?page=2",
+               "http://127.0.0.1:8080/inventory/?page=2")
+    assert spider.incomplete
+    assert spider.problems == [
+        "results page http://127.0.0.1:8080/inventory/?page=2 redirected off the site to "
+        "http://127.0.0.2:8080/inventory/?page=2; its vehicles are unknown"]
