@@ -3,14 +3,13 @@
 A spider only extracts. It yields VehicleItems; it records what kind of page each response
 was (and which pages were rendered in the headless browser), and it marks the run incomplete
 when a listing page could not be read (or was cut short, or a redirect sent it to a page
-already read), so the gate never mistakes a broken crawl for a dealer that sold
-everything. Per-platform crawl shapes live in spiders/ (spiders/cards.py for the
-HTML-card platforms).
+already read or to any page but the same results page under the site's own URL), so the
+gate never mistakes a broken crawl for a dealer that sold everything. Per-platform crawl
+shapes live in spiders/ (spiders/cards.py for the HTML-card platforms).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlparse
 
@@ -22,12 +21,10 @@ from twisted.python.failure import Failure
 
 from crawler import browser, pages, rendering
 from crawler.errors import ConfigError, NoChromium
+from crawler.paging import PAGER_URL, renamed_later_page, same_numbered_page
 
 RENDERED_LISTED = 100
 DETAIL_FAILURES_LISTED = 3
-# A later page of a paged listing: page=2, p=3, start=20, offset=40, /page/2/.
-PAGER_URL = re.compile(r"[?&](?:page|pg|p|pn|pt|pagenum|page_no|pageNumber)=(?:[2-9]|\d{2,})"
-                       r"|[?&](?:start|offset|from|skip)=[1-9]|/page/(?:[2-9]|\d{2,})\b", re.I)
 
 
 class DealerSpider(scrapy.Spider):
@@ -70,8 +67,10 @@ class DealerSpider(scrapy.Spider):
         return _bare(urlparse(url).hostname or "") in {_bare(h) for h in self.allowed_domains}
 
     def note_page(self, response: scrapy.http.Response, vehicles_found: int,
-                  listing: bool) -> str:
-        """Classify a response, count it, and record it as a problem when it matters."""
+                  listing: bool, fresh: int | None = None) -> str:
+        """Classify a response, count it, and record it as a problem when it matters.
+        `fresh`: how many of a listing page's vehicles the pages before it (in its run of
+        next pages) did not show, from a spider that keeps them; else `vehicles_found`."""
         body = response.text if hasattr(response, "text") else ""
         kind = pages.classify(response.status, body, vehicles_found)
         seen = rendering.notes(response)
@@ -107,13 +106,32 @@ class DealerSpider(scrapy.Spider):
             self.incomplete = True
         elif kind == pages.BLOCKED:
             self.problems.append(f"blocked page {response.url}")
+        if listing:
+            self._judge_redirect(response, vehicles_found if fresh is None else fresh)
+        return kind
+
+    def _judge_redirect(self, response: scrapy.http.Response, fresh: int) -> None:
+        """A later results page (page=2, start=20, /page/3/) that a redirect answered from
+        another URL: page 2 sent to the home page, to page 1, to a consent wall or another
+        listing leaves its cars unknown, and the run incomplete. Only the site naming the
+        same page its own way is not (`?start=20` -> `?page=2`, `/page/2/` -> `/?page=2`, a
+        trailing slash, `&sort=price` added): the redirect ends at a later page of the same
+        listing (crawler/paging.py, `renamed_later_page`) AND that page shows `fresh`
+        vehicles, ones the pages before it did not show. A page showing none (no vehicles,
+        or page 1's again) is judged as lost, even one the browser might yet fill: in doubt,
+        nothing is removed."""
         asked = (response.meta.get("redirect_urls") or [""])[0]
-        if listing and _page_number(asked) not in ("", _page_number(response.url)):
-            # page 2 sent to the home page, another page, a consent wall: its cars unknown
+        if not PAGER_URL.search(asked):
+            return
+        if not renamed_later_page(asked, response.url):
             self.problems.append(f"results page {asked} redirected to {response.url}; its "
                                  "vehicles are unknown")
             self.incomplete = True
-        return kind
+        elif not fresh:
+            self.problems.append(f"results page {asked} redirected to {response.url}, which "
+                                 "shows no vehicle the pages before it did not; its vehicles "
+                                 "are unknown")
+            self.incomplete = True
 
     def _count_render(self, seen) -> None:
         stats = self.crawler.stats
@@ -154,12 +172,17 @@ class DealerSpider(scrapy.Spider):
     def request_dropped(self, request: scrapy.Request, spider=None) -> None:
         """Scrapy's duplicate filter drops a request for a page already read, with no
         callback and no errback. For a later results page (page=2, pg=3...) redirected to
-        another page already read (page 1, the search's start) that is a results page lost:
-        the run is incomplete. The same page under a slightly other URL is not."""
+        another page already read (page 1, the search's start, another listing) that is a
+        results page lost: the run is incomplete. The same page under a slightly other URL
+        (the same page number of the same listing: `/page/2/`, a trailing slash, `www.`) is
+        not; a page numbered another way (`?start=20` -> `?page=2`) is, since which page the
+        site meant is not known from a page never read under that redirect (as
+        `_judge_redirect` would read it)."""
         if spider not in (None, self) or request.errback != self.listing_failed:
             return
         redirected = request.meta.get("redirect_urls") or []
-        if not redirected or _pager(redirected[0]) in ("", _pager(request.url)):
+        if not redirected or not PAGER_URL.search(redirected[0]) \
+                or same_numbered_page(redirected[0], request.url):
             return
         self.problems.append(f"results page {redirected[0]} redirected to a page already "
                              f"read ({request.url}); its vehicles are unknown")
@@ -220,21 +243,6 @@ class DealerSpider(scrapy.Spider):
 
     def closed(self, reason: str) -> None:
         browser.record_stats(self.crawler.stats)
-
-
-def _pager(url: str) -> str:
-    """The later-page part of a results URL ("page=2" of "?sort=new&page=2"), or ""."""
-    found = PAGER_URL.search(url)
-    if not found:
-        return ""
-    digits = re.match(r"\d*", url[found.end():]).group(0)  # page=23, not page=2
-    return found.group(0).lstrip("?&") + digits
-
-
-def _page_number(url: str) -> str:
-    """The page number (or offset) of a later results URL ("2" of "?page=2" and of
-    "/page/2/"), or ""."""
-    return re.sub(r"\D", "", _pager(url))
 
 
 def _on_domains(url: str, domains: list[str]) -> bool:

@@ -120,7 +120,8 @@ class CardSiteSpider(DealerSpider):
         step = chain.STEP_PLATFORM
         if not cards:  # steps 2-3 of the chain
             step, cards = chain.fallback_items(text, response.url)
-        kind = self.note_page(response, len(cards), listing=True)
+        shown = frozenset(_vehicle_key(card) for card in cards) - {None}
+        kind = self.note_page(response, len(cards), listing=True, fresh=len(shown - earlier))
         if kind in (pages.BLOCKED, pages.NOT_FOUND):
             return
         if not cards:
@@ -129,7 +130,6 @@ class CardSiteSpider(DealerSpider):
             return
         if step != chain.STEP_PLATFORM:
             self.crawler.stats.inc_value(f"forecourt/fallback/{step}")
-        shown = frozenset(_vehicle_key(card) for card in cards) - {None}
         if earlier and shown and shown <= earlier:
             self.problems.append(f"results page {response.url} shows only vehicles of the "
                                  "pages before it (the site answered with an earlier page); "

@@ -242,7 +242,15 @@ class GenericSpider(DealerSpider):
             self.note_page(response, 0, listing)
             return
         items = extract(response.text, response.url)
-        kind = self.note_page(response, len(items), listing)
+        vehicle_urls: list[str] = []
+        listing_urls: list[str] = []
+        if listing:  # its vehicles count in judging a redirect that led to it (note_page)
+            vehicle_urls, listing_urls = (
+                [u for u in urls if self._same_site(u)]
+                for urls in page_links(response.text, response.url))
+        shown = frozenset(_canonical(u) for u in vehicle_urls) | \
+            frozenset(_canonical(str(i.url)) for i in items if i.url)
+        kind = self.note_page(response, len(items), listing, fresh=len(shown - earlier))
         if kind in (pages.BLOCKED, pages.NOT_FOUND):
             return
         self.vins_seen.update(str(i.vin).strip().upper() for i in items if i.vin)
@@ -251,12 +259,7 @@ class GenericSpider(DealerSpider):
             if not items and kind == pages.OTHER:
                 self.detail_without_vehicle(response)
             return
-        vehicle_urls, listing_urls = (
-            [u for u in urls if self._same_site(u)]
-            for urls in page_links(response.text, response.url))
         self.listing_vehicles += len(items) + len(vehicle_urls)
-        shown = frozenset(_canonical(u) for u in vehicle_urls) | \
-            frozenset(_canonical(str(i.url)) for i in items if i.url)
         self.linked_vehicles.update(shown)
         asked = (response.meta.get("redirect_urls") or [response.url])[0]
         if earlier and shown and shown <= earlier and PAGER_URL.search(asked):

@@ -326,3 +326,118 @@ def test_results_page_cut_short_removes_nothing(db, site, tmp_path):
     assert_nothing_removed(db, job, dealer.id, before,
                            r"results page \S*/new-vehicles/ was cut short: its HTML stops "
                            r"inside <div>")
+
+
+# --- generic: a later results page whose URL the site canonicalises with a redirect --------
+
+JEEP_VIN = "1C4HJXDG2NW150034"  # on page 2 of the generic site only
+
+
+def generic_paged_by(db, site, tmp_path, link: str, routes: dict, copies: dict[str, str]):
+    """The generic site, no sitemap (page 2 is the only way to its cars), page 1 linking
+    page 2 as `link`, `routes` (the redirect), and `copies`: files served as other URLs
+    (name -> fixture file the page is copied from)."""
+    root = copy_site(tmp_path, "generic")
+    robots = root / "robots.txt"  # still forbids /inventory/private/
+    robots.write_text(re.sub(r"(?m)^Sitemap:.*$", "", robots.read_text()))
+    page_one = root / "inventory" / "index.html"
+    page_one.write_text(page_one.read_text().replace('href="/inventory/?page=2"',
+                                                     f'href="{link}"'))
+    for name, source in copies.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text((root / source).read_text())
+    (root / "routes.json").write_text(json.dumps(routes))
+    dealer = dealers_db.create(db, slug="maple", name="Maple",
+                               website_url=site(root) + "/inventory/")
+    return root, dealer
+
+
+CANONICAL_PAGE_TWO = [
+    # an offset link, redirected to the page number
+    ("/inventory/?start=5", {"/inventory/?start=5": {
+        "redirect": "{{BASE}}/inventory/?page=2", "redirect_status": 301}}, {}),
+    # a /page/2/ path, redirected to its query form
+    ("/inventory/page/2/", {"/inventory/page/2/": {
+        "redirect": "{{BASE}}/inventory/?page=2", "redirect_status": 301}}, {}),
+    # the offset redirected to the page number with the site's sort order added
+    ("/inventory/?start=5", {"/inventory/?start=5": {
+        "redirect": "{{BASE}}/inventory/?page=2&sort=price", "redirect_status": 301}},
+     {"inventory__page-2_sort-price.html": "inventory__page-2.html"}),
+    # a missing trailing slash added
+    ("/inventory?page=2", {"/inventory?page=2": {
+        "redirect": "{{BASE}}/inventory/?page=2", "redirect_status": 301}}, {}),
+]
+
+
+@pytest.mark.parametrize("link, routes, copies", CANONICAL_PAGE_TWO,
+                         ids=["offset-to-page", "path-to-query", "sort-added", "slash-added"])
+def test_later_results_page_redirected_to_its_canonical_url_is_complete(
+        db, site, tmp_path, link, routes, copies):
+    """A site that canonicalises its pager's URLs with a redirect (`?start=5` -> 301 ->
+    `?page=2`, `/page/2/` -> `/?page=2`) was judged incomplete on every run, so its sold
+    cars were never removed. Page 2 answered at its canonical URL, showing cars page 1 did
+    not, is the page asked for: the run is complete, and a car sold from page 2 is removed
+    on the next run while page 2's other cars stay."""
+    root, dealer = generic_paged_by(db, site, tmp_path, link, routes, copies)
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded", reasons(job)
+    before = active_vins(db, dealer.id)
+    assert len(before) == GENERIC_VINS and JEEP_VIN in before
+    # the Jeep is sold: off page 2 (wherever the site serves it from) and its page gone
+    next((root / "inventory").glob(f"*{JEEP_VIN}.html")).unlink()
+    for page in [root / "inventory__page-2.html", *(root / n for n in copies)]:
+        page.write_text("\n".join(line for line in page.read_text().splitlines()
+                                  if JEEP_VIN not in line))
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded", reasons(job)
+    assert active_vins(db, dealer.id) == before - {JEEP_VIN}
+    assert job.counters["removed"] == 1
+
+
+OFFSET_TO_PAGE = {"/inventory/?start=5": {"redirect": "{{BASE}}/inventory/?page=2",
+                                          "redirect_status": 301}}
+NO_VEHICLES_PAGE = ("<!doctype html><html><head><title>Inventory | Maple Ridge Motors</title>"
+                    "</head><body><p>No vehicles found.</p></body></html>")
+
+
+@pytest.mark.parametrize("target, files, said", [
+    # the canonical page 2 answers with page 1's cars (a search session expired)
+    (None, {"inventory__page-2.html": "inventory/index.html"},
+     r"results page \S*/inventory/\?start=5 redirected to \S*/inventory/\?page=2, which "
+     r"shows no vehicle the pages before it did not"),
+    # ... or says it has none
+    (None, {"inventory__page-2.html": None},
+     r"results page \S*/inventory/\?start=5 redirected to \S*/inventory/\?page=2, which "
+     r"shows no vehicle the pages before it did not"),
+    # sent to page 1 by its number, to the listing's root (read already), to the home page
+    ("{{BASE}}/inventory/?page=1", {"inventory__page-1.html": "inventory/index.html"},
+     r"results page \S*/inventory/\?start=5 redirected to \S*/inventory/\?page=1; its "
+     r"vehicles are unknown"),
+    ("{{BASE}}/inventory/", {},
+     r"results page \S*/inventory/\?start=5 redirected to a page already read"),
+    ("{{BASE}}/", {}, r"results page \S*/inventory/\?start=5 redirected to \S*/; its"),
+    # to page 2 of another listing, even one showing cars page 1 did not
+    ("{{BASE}}/specials/?page=2", {"specials__page-2.html": "inventory__page-2.html"},
+     r"results page \S*/inventory/\?start=5 redirected to \S*/specials/\?page=2; its"),
+], ids=["page-one-again", "no-vehicles", "to-page-one", "to-listing-root", "to-home-page",
+        "to-another-listing"])
+def test_later_results_page_redirected_to_anything_but_its_canonical_url_removes_nothing(
+        db, site, tmp_path, target, files, said):
+    """The site that canonicalises `?start=5` to `?page=2` (complete, above) breaks: the
+    redirect now ends somewhere that is not page 2 with page 2's cars. Its cars are unknown:
+    the run is incomplete and removes nothing."""
+    root, dealer = generic_paged_by(db, site, tmp_path, "/inventory/?start=5",
+                                    OFFSET_TO_PAGE, {})
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded", reasons(job)
+    before = active_vins(db, dealer.id)
+    assert len(before) == GENERIC_VINS
+    for name, source in files.items():
+        (root / name).write_text(NO_VEHICLES_PAGE if source is None
+                                 else (root / source).read_text())
+    if target is not None:
+        (root / "routes.json").write_text(json.dumps({"/inventory/?start=5": {
+            "redirect": target, "redirect_status": 301}}))
+        dealers_db.update(db, dealer.id, website_url=site(root) + "/inventory/")
+    job = crawl(db, dealer.id)
+    assert_nothing_removed(db, job, dealer.id, before, said)

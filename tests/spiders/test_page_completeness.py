@@ -103,6 +103,24 @@ def test_listing_pages_dropped_as_pages_already_read_are_no_fault(url, redirecte
     assert not spider.incomplete and not spider.problems
 
 
+@pytest.mark.parametrize("url, redirected", [
+    ("http://dealer.example/new/?page=2", "http://dealer.example/used/?page=2"),
+    ("http://dealer.example/inventory/?page=2&make=kia",
+     "http://dealer.example/inventory/?page=2&make=honda"),
+    ("http://dealer.example/inventory/?page=2", "http://dealer.example/inventory/?start=20"),
+], ids=["another-listing", "another-filter", "numbered-another-way"])
+def test_later_results_page_redirected_to_another_page_of_that_number_already_read_is_lost(
+        url, redirected):
+    """Page 2 of the used cars sent to page 2 of the new ones (read already) leaves used
+    page 2's cars unknown, as does a page whose number the redirect changed form: which page
+    the site meant is never read."""
+    spider = spider_of("generic", "http://dealer.example/inventory/")
+    _dropped(spider, url, redirected)
+    assert spider.incomplete
+    assert spider.problems == [f"results page {redirected} redirected to a page already read "
+                               f"({url}); its vehicles are unknown"]
+
+
 def test_page_twelve_redirected_to_page_one_is_not_page_one():
     spider = spider_of("generic", "http://dealer.example/inventory/")
     _dropped(spider, "http://dealer.example/inventory/?page=1",
@@ -139,3 +157,40 @@ def test_a_results_page_redirected_to_another_host_with_a_port_is_off_the_site()
     assert spider.problems == [
         "results page http://127.0.0.1:8080/inventory/?page=2 redirected off the site to "
         "http://127.0.0.2:8080/inventory/?page=2; its vehicles are unknown"]
+
+
+CARDS = "<!doctype html><html><body><div class=card>a car</div></body></html>"
+
+
+def _redirected_page(spider, asked: str, final: str, fresh: int):
+    from scrapy.http import HtmlResponse
+
+    response = HtmlResponse(final, body=CARDS.encode(), encoding="utf-8",
+                            request=Request(final, meta={"redirect_urls": [asked]}))
+    spider.note_page(response, 3, listing=True, fresh=fresh)
+
+
+@pytest.mark.parametrize("asked, final, fresh, said", [
+    ("http://dealer.example/used/?page=2", "http://dealer.example/new/?page=2", 3,
+     "results page http://dealer.example/used/?page=2 redirected to "
+     "http://dealer.example/new/?page=2; its vehicles are unknown"),
+    ("http://dealer.example/used/?start=20", "http://dealer.example/used/?page=2", 0,
+     "results page http://dealer.example/used/?start=20 redirected to "
+     "http://dealer.example/used/?page=2, which shows no vehicle the pages before it did "
+     "not; its vehicles are unknown"),
+], ids=["same-number-another-listing", "renamed-without-new-vehicles"])
+def test_later_results_page_redirected_elsewhere_leaves_the_run_incomplete(
+        asked, final, fresh, said):
+    """Page 2 of the used cars answered by page 2 of the new ones (its page number the same)
+    was taken for the page asked for; a renamed page showing only cars seen before is page 1
+    again (or an earlier page) under page 2's address."""
+    spider = spider_of("generic", "http://dealer.example/")
+    _redirected_page(spider, asked, final, fresh)
+    assert spider.incomplete and spider.problems == [said]
+
+
+def test_later_results_page_renamed_with_vehicles_of_its_own_is_no_fault():
+    spider = spider_of("generic", "http://dealer.example/")
+    _redirected_page(spider, "http://dealer.example/used/?start=20",
+                     "http://www.dealer.example/used?page=2&sort=price", 2)
+    assert not spider.incomplete and not spider.problems
