@@ -2,15 +2,15 @@
 
 A spider only extracts. It yields VehicleItems; it records what kind of page each response
 was (and which pages were rendered in the headless browser), and it marks the run incomplete
-when a listing page could not be read (or was cut short, or a redirect sent it to a page
-already read or to any page but the same results page under the site's own URL), so the
-gate never mistakes a broken crawl for a dealer that sold everything. Per-platform crawl
+when a listing page could not be read (or was cut short, or a redirect sent it to any page
+but the same results page under the site's own URL, read already or not), so the gate never
+mistakes a broken crawl for a dealer that sold everything. Per-platform crawl
 shapes live in spiders/ (spiders/cards.py for the HTML-card platforms).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import scrapy
@@ -25,6 +25,22 @@ from crawler.paging import PAGER_URL, renamed_later_page, same_numbered_page
 
 RENDERED_LISTED = 100
 DETAIL_FAILURES_LISTED = 3
+
+
+class ReadListing(NamedTuple):
+    """A results page this crawl read: where it ended, and the most vehicles any read of it
+    showed that the pages before it did not."""
+
+    url: str
+    fresh: int
+
+
+class Renamed(NamedTuple):
+    """A later results page redirected to a page of the same listing the crawl had asked
+    for already (dropped by Scrapy's duplicate filter), judged when the spider closes."""
+
+    asked: str
+    target: str
 
 
 class DealerSpider(scrapy.Spider):
@@ -54,6 +70,10 @@ class DealerSpider(scrapy.Spider):
         # pages read after rendering in the browser (the first RENDERED_LISTED; all counted
         # in the stats as forecourt/rendered/pages)
         self.rendered_pages: list[str] = []
+        # listing pages read, by the duplicate filter's fingerprint of each URL of their
+        # redirect chain; and renamed results pages dropped as duplicates, by their target's
+        self.listings_read: dict[bytes, ReadListing] = {}
+        self.renamed_to_read: dict[bytes, list[Renamed]] = {}
 
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
@@ -107,8 +127,24 @@ class DealerSpider(scrapy.Spider):
         elif kind == pages.BLOCKED:
             self.problems.append(f"blocked page {response.url}")
         if listing:
-            self._judge_redirect(response, vehicles_found if fresh is None else fresh)
+            fresh = vehicles_found if fresh is None else fresh
+            self._judge_redirect(response, fresh)
+            self._remember_listing(response, fresh)
         return kind
+
+    def _fingerprint(self, url: str) -> bytes:
+        """What Scrapy's duplicate filter calls the same request: a GET of `url`."""
+        return self.crawler.request_fingerprinter.fingerprint(scrapy.Request(url))
+
+    def _remember_listing(self, response: scrapy.http.Response, fresh: int) -> None:
+        """Record a listing page read, under each URL the duplicate filter saw on its way
+        (a redirected request dropped as a duplicate of one of them led here)."""
+        chain = [*(response.meta.get("redirect_urls") or []), response.request.url]
+        for url in dict.fromkeys(chain):
+            key = self._fingerprint(url)
+            known = self.listings_read.get(key)
+            if known is None or fresh > known.fresh:  # a page rendered after its plain read
+                self.listings_read[key] = ReadListing(response.url, fresh)
 
     def _judge_redirect(self, response: scrapy.http.Response, fresh: int) -> None:
         """A later results page (page=2, start=20, /page/3/) that a redirect answered from
@@ -170,23 +206,51 @@ class DealerSpider(scrapy.Spider):
         self.incomplete = True
 
     def request_dropped(self, request: scrapy.Request, spider=None) -> None:
-        """Scrapy's duplicate filter drops a request for a page already read, with no
-        callback and no errback. For a later results page (page=2, pg=3...) redirected to
-        another page already read (page 1, the search's start, another listing) that is a
-        results page lost: the run is incomplete. The same page under a slightly other URL
-        (the same page number of the same listing: `/page/2/`, a trailing slash, `www.`) is
-        not; a page numbered another way (`?start=20` -> `?page=2`) is, since which page the
-        site meant is not known from a page never read under that redirect (as
-        `_judge_redirect` would read it)."""
+        """Scrapy's duplicate filter drops a request for a page already asked for (the
+        redirected request keeps the original's `dont_filter`, False, and is scheduled
+        under its new URL), with no callback and no errback. For a later results page
+        (page=2, pg=3...) redirected to another page the crawl asked for (page 1, the
+        search's start, another listing) that is a results page lost: the run is
+        incomplete. The same page under a slightly other URL (the same page number of the
+        same listing: `/page/2/`, a trailing slash, `www.`) is not. A page numbered another
+        way (`?start=20` -> `?page=2`, page 1 linking page 2 both ways) is judged when the
+        spider closes, as `_judge_redirect` judges one it reads: by what the crawl read at
+        that URL (`settle_redirects`)."""
         if spider not in (None, self) or request.errback != self.listing_failed:
             return
         redirected = request.meta.get("redirect_urls") or []
         if not redirected or not PAGER_URL.search(redirected[0]) \
                 or same_numbered_page(redirected[0], request.url):
             return
+        if renamed_later_page(redirected[0], request.url):
+            self.renamed_to_read.setdefault(self._fingerprint(request.url), []).append(
+                Renamed(redirected[0], request.url))
+            return
         self.problems.append(f"results page {redirected[0]} redirected to a page already "
                              f"read ({request.url}); its vehicles are unknown")
         self.incomplete = True
+
+    def settle_redirects(self) -> None:
+        """Once the crawl is done: a later results page renamed to a URL the crawl had asked
+        for already is that page when the crawl read it there as a later page of the same
+        listing showing vehicles the pages before it did not (the rule for a page read
+        through its redirect, `_judge_redirect`); otherwise (never read as a results page,
+        redirected on elsewhere, no new vehicles) its vehicles are unknown."""
+        pending, self.renamed_to_read = self.renamed_to_read, {}
+        for key, renamed in pending.items():
+            read = self.listings_read.get(key)
+            for asked, target in renamed:
+                if read is None:
+                    why = "which the crawl asked for but never read as a results page"
+                elif not renamed_later_page(asked, read.url):
+                    why = f"read already, and redirected on to {read.url}"
+                elif not read.fresh:
+                    why = "which shows no vehicle the pages before it did not"
+                else:
+                    continue
+                self.problems.append(f"results page {asked} redirected to {target}, {why}; "
+                                     "its vehicles are unknown")
+                self.incomplete = True
 
     def request_scheduled(self, request: scrapy.Request, spider=None) -> None:
         """Scrapy's offsite filter drops a request redirected off the dealer's site as it is
@@ -242,6 +306,7 @@ class DealerSpider(scrapy.Spider):
         self.incomplete = True
 
     def closed(self, reason: str) -> None:
+        self.settle_redirects()
         browser.record_stats(self.crawler.stats)
 
 

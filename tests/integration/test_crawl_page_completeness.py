@@ -441,3 +441,71 @@ def test_later_results_page_redirected_to_anything_but_its_canonical_url_removes
         dealers_db.update(db, dealer.id, website_url=site(root) + "/inventory/")
     job = crawl(db, dealer.id)
     assert_nothing_removed(db, job, dealer.id, before, said)
+
+
+def generic_linking_page_two_both_ways(db, site, tmp_path, routes: dict):
+    """The generic site whose page 1 links page 2 both as `?page=2` (first) and as
+    `?start=5`, which answers with `routes` (a redirect): page 2 is asked for, and read, as
+    `?page=2` before the redirect of `?start=5` comes back, so Scrapy's duplicate filter
+    drops the redirected request unread."""
+    root, dealer = generic_paged_by(db, site, tmp_path, "/inventory/?page=2", routes, {})
+    page_one = root / "inventory" / "index.html"
+    page_one.write_text(page_one.read_text().replace(
+        '<a rel="next" href="/inventory/?page=2">Next</a>',
+        '<a rel="next" href="/inventory/?page=2">Next</a> <a href="/inventory/?start=5">6-10</a>'))
+    assert page_one.read_text().count("?start=5") == 1
+    return root, dealer
+
+
+def test_later_results_page_renamed_to_a_page_already_read_is_complete(db, site, tmp_path):
+    """Page 1 links page 2 both ways (`?page=2`, and `?start=5` which answers 301 to
+    `?page=2`): the redirected request is dropped as a duplicate, so the rename was never
+    judged and the run was incomplete on every run, its sold cars never removed. `?page=2`,
+    read in this crawl as page 2 of the same listing with cars page 1 did not show, is the
+    page `?start=5` names: the run is complete and a car sold from page 2 is removed."""
+    root, dealer = generic_linking_page_two_both_ways(db, site, tmp_path, OFFSET_TO_PAGE)
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded", reasons(job)
+    before = active_vins(db, dealer.id)
+    assert len(before) == GENERIC_VINS and JEEP_VIN in before
+    next((root / "inventory").glob(f"*{JEEP_VIN}.html")).unlink()
+    page = root / "inventory__page-2.html"
+    page.write_text("\n".join(line for line in page.read_text().splitlines()
+                              if JEEP_VIN not in line))
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded", reasons(job)
+    assert active_vins(db, dealer.id) == before - {JEEP_VIN}
+    assert job.counters["removed"] == 1
+
+
+@pytest.mark.parametrize("target, files, said", [
+    # page 1 under its own URL, read already
+    ("{{BASE}}/inventory/", {},
+     r"results page \S*/inventory/\?start=5 redirected to a page already read "
+     r"\(\S*/inventory/\)"),
+    # page 2, read already, answers with page 1's cars (a search session expired)
+    ("{{BASE}}/inventory/?page=2", {"inventory__page-2.html": "inventory/index.html"},
+     r"results page \S*/inventory/\?start=5 redirected to \S*/inventory/\?page=2, which "
+     r"shows no vehicle the pages before it did not"),
+    # ... or says it has none
+    ("{{BASE}}/inventory/?page=2", {"inventory__page-2.html": None},
+     r"results page \S*/inventory/\?start=5 redirected to \S*/inventory/\?page=2, which "
+     r"shows no vehicle the pages before it did not"),
+], ids=["to-page-one", "page-one-again", "no-vehicles"])
+def test_later_results_page_redirected_to_a_page_already_read_that_is_not_it_removes_nothing(
+        db, site, tmp_path, target, files, said):
+    """The same site, page 1 linking page 2 both ways, but the page `?start=5` is sent to
+    (read already) is page 1, or page 2 showing no car page 1 did not: page 2's cars are
+    unknown, the run is incomplete and removes nothing."""
+    root, dealer = generic_linking_page_two_both_ways(db, site, tmp_path, OFFSET_TO_PAGE)
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded", reasons(job)
+    before = active_vins(db, dealer.id)
+    for name, source in files.items():
+        (root / name).write_text(NO_VEHICLES_PAGE if source is None
+                                 else (root / source).read_text())
+    (root / "routes.json").write_text(json.dumps({"/inventory/?start=5": {
+        "redirect": target, "redirect_status": 301}}))
+    dealers_db.update(db, dealer.id, website_url=site(root) + "/inventory/")
+    job = crawl(db, dealer.id)
+    assert_nothing_removed(db, job, dealer.id, before, said)

@@ -107,18 +107,95 @@ def test_listing_pages_dropped_as_pages_already_read_are_no_fault(url, redirecte
     ("http://dealer.example/new/?page=2", "http://dealer.example/used/?page=2"),
     ("http://dealer.example/inventory/?page=2&make=kia",
      "http://dealer.example/inventory/?page=2&make=honda"),
-    ("http://dealer.example/inventory/?page=2", "http://dealer.example/inventory/?start=20"),
-], ids=["another-listing", "another-filter", "numbered-another-way"])
+], ids=["another-listing", "another-filter"])
 def test_later_results_page_redirected_to_another_page_of_that_number_already_read_is_lost(
         url, redirected):
     """Page 2 of the used cars sent to page 2 of the new ones (read already) leaves used
-    page 2's cars unknown, as does a page whose number the redirect changed form: which page
-    the site meant is never read."""
+    page 2's cars unknown."""
     spider = spider_of("generic", "http://dealer.example/inventory/")
     _dropped(spider, url, redirected)
     assert spider.incomplete
     assert spider.problems == [f"results page {redirected} redirected to a page already read "
                                f"({url}); its vehicles are unknown"]
+
+
+def _read(spider, url: str, fresh: int, *redirected: str) -> None:
+    """A listing page read at `url` (through `redirected`), showing `fresh` vehicles the
+    pages before it did not."""
+    from scrapy.http import HtmlResponse
+
+    response = HtmlResponse(url, body=CARDS.encode(), encoding="utf-8",
+                            request=Request(url, meta={"redirect_urls": list(redirected)}
+                                            if redirected else {}))
+    spider.note_page(response, max(fresh, 1), listing=True, fresh=fresh)
+
+
+START = "http://dealer.example/inventory/?start=20"
+PAGE_TWO = "http://dealer.example/inventory/?page=2"
+
+
+@pytest.mark.parametrize("read_first", [True, False], ids=["read-before", "read-after"])
+def test_later_results_page_renamed_to_a_page_read_with_vehicles_of_its_own_is_no_fault(
+        read_first):
+    """`?start=20` -> `?page=2`, which the crawl asked for already (page 1 links page 2
+    both ways): the duplicate filter drops it unread. `?page=2` read in this crawl, before
+    or after the drop, showing cars the pages before it did not, is that page."""
+    spider = spider_of("generic", "http://dealer.example/inventory/")
+    if read_first:
+        _read(spider, PAGE_TWO, 3)
+    _dropped(spider, PAGE_TWO, START)
+    assert not spider.incomplete and not spider.problems  # judged when the spider closes
+    if not read_first:
+        _read(spider, PAGE_TWO, 3)
+    spider.closed("finished")
+    assert not spider.incomplete and not spider.problems
+
+
+def test_a_renamed_page_read_plainly_then_rendered_counts_its_rendered_vehicles():
+    spider = spider_of("generic", "http://dealer.example/inventory/")
+    _dropped(spider, PAGE_TWO, START)
+    _read(spider, PAGE_TWO, 3)  # rendered: its vehicles
+    _read(spider, PAGE_TWO, 0)  # a plain read of the same page (order does not matter)
+    spider.closed("finished")
+    assert not spider.incomplete and not spider.problems
+
+
+def test_later_results_page_renamed_to_a_page_read_through_its_own_rename_is_no_fault():
+    """`?start=20` -> `/inventory?page=2`, which the crawl asked for and read after its own
+    redirect to `/inventory/?page=2&sort=price`."""
+    spider = spider_of("generic", "http://dealer.example/inventory/")
+    target = "http://dealer.example/inventory?page=2"
+    _read(spider, PAGE_TWO + "&sort=price", 2, target)
+    _dropped(spider, target, START)
+    spider.closed("finished")
+    assert not spider.incomplete and not spider.problems
+
+
+@pytest.mark.parametrize("read, why", [
+    (None, "which the crawl asked for but never read as a results page"),
+    ((PAGE_TWO, 0), "which shows no vehicle the pages before it did not"),
+    (("http://dealer.example/specials/?page=2", 4),
+     "read already, and redirected on to http://dealer.example/specials/?page=2"),
+    (("http://dealer.example/inventory/", 4),
+     "read already, and redirected on to http://dealer.example/inventory/"),
+], ids=["never-read", "no-new-vehicles", "on-to-another-listing", "on-to-page-one"])
+def test_later_results_page_renamed_to_a_page_already_asked_for_that_is_not_it_is_lost(
+        read, why):
+    """The target the crawl asked for already was never read as a results page (a detail
+    page's request, a failed one), showed no vehicle the pages before it did not (page 1
+    again, empty), or was itself redirected to another listing or to page 1: `?start=20`'s
+    cars are unknown, said when the spider closes."""
+    spider = spider_of("generic", "http://dealer.example/inventory/")
+    _dropped(spider, PAGE_TWO, START)
+    if read is not None:
+        final, fresh = read
+        _read(spider, final, fresh, *([PAGE_TWO] if final != PAGE_TWO else []))
+    spider.problems = [p for p in spider.problems if START in p]  # the read's own, if any
+    spider.incomplete = False
+    spider.closed("finished")
+    assert spider.incomplete
+    assert spider.problems == [f"results page {START} redirected to {PAGE_TWO}, {why}; its "
+                               "vehicles are unknown"]
 
 
 def test_page_twelve_redirected_to_page_one_is_not_page_one():
