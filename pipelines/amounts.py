@@ -126,7 +126,8 @@ _MARK_PATTERN = (r"(?<![A-Za-z])(?:US|CA|AU|NZ|HK|MX|NT|[CARS])\$|[$€£¥₹�
 _MARK = re.compile(_MARK_PATTERN)
 _MARK_AFTER = re.compile(r"\s*(?:" + _MARK_PATTERN + ")")
 # What each mark names; "" where it names several ('$', '¥' JPY or CNY, 'kr' SEK, NOK,
-# DKK or ISK): the feed's or dealer's default stays
+# DKK or ISK): the feed's or dealer's default stays, unless a code beside it says which
+# of them (_SHARED)
 _SYMBOLS = {"$": "", "¥": "", "kr": "", "€": "EUR", "£": "GBP",
             "₹": "INR", "₩": "KRW", "₽": "RUB", "₺": "TRY",
             "₪": "ILS", "₫": "VND", "₱": "PHP", "฿": "THB",
@@ -135,6 +136,14 @@ _SYMBOLS = {"$": "", "¥": "", "kr": "", "€": "EUR", "£": "GBP",
             "US$": "USD", "C$": "CAD", "CA$": "CAD", "A$": "AUD", "AU$": "AUD",
             "NZ$": "NZD", "HK$": "HKD", "MX$": "MXN", "NT$": "TWD", "S$": "SGD",
             "R$": "BRL", "zł": "PLN", "Kč": "CZK", "Rp": "IDR", "Ft": "HUF"}
+# The currencies each mark of several may stand for: '$32,995 CAD' is CAD, '$20,000 EUR'
+# names two currencies (so none)
+_SHARED = {
+    "$": frozenset("""USD CAD AUD NZD HKD SGD TWD MXN ARS CLP COP DOP UYU BSD BBD BZD BMD
+                      BND FJD GYD JMD KYD LRD NAD SBD SRD TTD XCD NIO WST""".split()),
+    "¥": frozenset({"JPY", "CNY"}),
+    "kr": frozenset({"SEK", "NOK", "DKK", "ISK"}),
+}
 # ISO 4217's current codes, but for three that are English words in capitals ('ALL IN',
 # 'TOP DEAL', 'CUP'): other capitals after a price are a magnitude or a note ('1,2 MIO',
 # '25000 OBO'), no currency
@@ -169,12 +178,24 @@ def _marked(found: Any) -> bool:
 def currency_in(value: Any) -> str | None:
     """The ISO code of the one currency a price's text names by an unambiguous symbol or
     code: '€ 18,5 k' EUR, '£12,995' GBP, 'CHF 12'345.-' CHF, '18500 EUR' EUR, 'A$29,990'
-    AUD. None for '$', '¥' or 'kr' (each the mark of several currencies), for a text
-    naming two ('$20,000 (€18,500)') and for a price that is no text."""
+    AUD; '$32,995 CAD' CAD (the code says which of the symbol's currencies it is). None
+    for '$', '¥' or 'kr' alone (each the mark of several currencies), for a text naming
+    two ('$20,000 (€18,500)', '$20,000 EUR') and for a price that is no text."""
     if value.__class__ is not str or not value.strip(_PLAIN_PRICE):
         return None
-    named = set(_marks(_MARK.finditer(value)))
-    return named.pop() if len(named) == 1 and "" not in named else None
+    named: set[str] = set()
+    shared: list[frozenset[str]] = []
+    for m in _MARK.finditer(value):
+        mark = m.group(0)
+        code = _SYMBOLS.get(mark, mark if mark in ISO_CODES else None)
+        if code:
+            named.add(code)
+        elif code == "":
+            shared.append(_SHARED[mark])
+    if len(named) != 1:
+        return None
+    code = named.pop()
+    return code if all(code in among for among in shared) else None
 
 
 # The price ceiling (a sanity check: no car costs more) is 10 million units of a currency,

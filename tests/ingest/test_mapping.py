@@ -215,3 +215,14 @@ def test_a_currency_the_price_names_wins_over_the_mappings_default(row, currency
     _, spec = mapping.choose(columns, {"defaults": {"currency": "CAD"}})
     row = {"VIN": "1HGCM82633A004352", **row}
     assert normalize(mapping.Plan(spec, columns).item(row, "row 1")).currency == currency
+
+
+@pytest.mark.parametrize("price, currency", [("$32,995 CAD", "CAD"), ("$29,990 AUD", "AUD")])
+def test_a_dollar_price_with_its_code_keeps_that_code_over_the_default(price, currency):
+    """A feed's '$32,995 CAD' took its trailing code as its currency; then it took the
+    mapping's default (or USD) instead, since '$' counted as a second currency."""
+    columns = ["VIN", "Price"]
+    for defaults in ({}, {"defaults": {"currency": "USD"}}):
+        _, spec = mapping.choose(columns, defaults or None)
+        row = {"VIN": "1HGCM82633A004352", "Price": price}
+        assert normalize(mapping.Plan(spec, columns).item(row, "row 1")).currency == currency

@@ -432,3 +432,16 @@ def test_a_model_year_before_a_price_is_not_the_price(raw, expected):
 
 def test_a_year_before_an_amount_not_marked_as_money_stays_refused():
     assert amounts.price("2019 25,000 miles") == (None, "price_implausible")
+
+
+@pytest.mark.parametrize("raw, currency", [
+    ("$32,995 CAD", "CAD"), ("CAD $32,995", "CAD"), ("$29,990 AUD", "AUD"),
+    ("$ 350.000 MXN", "MXN"), ("¥3,200,000 JPY", "JPY"), ("125 000 kr SEK", "SEK"),
+    # the symbol cannot stand for the code's currency: two currencies, so none
+    ("$20,000 EUR", "USD"), ("¥3,200,000 KRW", "USD"), ("kr 125 000 USD", "USD"),
+])
+def test_a_code_beside_a_symbol_of_several_currencies_names_the_currency(raw, currency):
+    """'$32,995 CAD' was stored in USD: the '$' was taken for a second currency beside CAD,
+    so the text named none (a feed's trailing code used to give CAD). A code says which of
+    the symbol's currencies it is; one the symbol cannot stand for still names two."""
+    assert _priced(raw).currency == currency
