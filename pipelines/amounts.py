@@ -225,10 +225,14 @@ _AFTER_YEAR = ("", " ", "\u00a0", "\u202f", "\u2009", ":", "-", "/", "|", "$", "
                "£")
 
 
+# The number after a model year: without a sign ('2019-25,000 €': the dash is a separator)
+_UNSIGNED = re.compile(_NUMBER.pattern.removeprefix("-?"))
+
+
 def _after_year(value: str, first: re.Match) -> re.Match:
     """The number after the model year that starts a price ('2019 $25,000', '2019 18.500 €')
     when a currency mark comes before or after it; else `first` (a price of 2019)."""
-    after = _NUMBER.search(value, 4)
+    after = _UNSIGNED.search(value, 4)
     if after is None:
         return first
     if _marked(_MARK.finditer(value, 4, after.start())):

@@ -445,3 +445,14 @@ def test_a_code_beside_a_symbol_of_several_currencies_names_the_currency(raw, cu
     so the text named none (a feed's trailing code used to give CAD). A code says which of
     the symbol's currencies it is; one the symbol cannot stand for still names two."""
     assert _priced(raw).currency == currency
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("2019-25,000 €", "25000.00"), ("2019-18.500 €", "18500.00"),
+    ("2019 -25,000 €", "25000.00"), ("2000-2500 €", "2500.00"),
+])
+def test_a_dash_after_a_model_year_is_no_minus_sign(raw, expected):
+    """A dash may follow the model year ('2019 - $25,000'), but one right before the amount
+    ('2019-25,000 €') was read as its minus sign: a negative price, refused as implausible,
+    where the code before read 2,019."""
+    assert amounts.price(raw) == (Decimal(expected), None)
