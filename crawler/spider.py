@@ -90,7 +90,8 @@ class DealerSpider(scrapy.Spider):
                   listing: bool, fresh: int | None = None) -> str:
         """Classify a response, count it, and record it as a problem when it matters.
         `fresh`: how many of a listing page's vehicles the pages before it (in its run of
-        next pages) did not show, from a spider that keeps them; else `vehicles_found`."""
+        next pages) did not show, from a spider that keeps them; else `vehicles_found` (and
+        a redirect that renumbers a later page cannot be checked: see _judge_redirect)."""
         body = response.text if hasattr(response, "text") else ""
         kind = pages.classify(response.status, body, vehicles_found)
         seen = rendering.notes(response)
@@ -127,8 +128,9 @@ class DealerSpider(scrapy.Spider):
         elif kind == pages.BLOCKED:
             self.problems.append(f"blocked page {response.url}")
         if listing:
+            tracked = fresh is not None
             fresh = vehicles_found if fresh is None else fresh
-            self._judge_redirect(response, fresh)
+            self._judge_redirect(response, fresh, tracked)
             self._remember_listing(response, fresh)
         return kind
 
@@ -146,7 +148,8 @@ class DealerSpider(scrapy.Spider):
             if known is None or fresh > known.fresh:  # a page rendered after its plain read
                 self.listings_read[key] = ReadListing(response.url, fresh)
 
-    def _judge_redirect(self, response: scrapy.http.Response, fresh: int) -> None:
+    def _judge_redirect(self, response: scrapy.http.Response, fresh: int,
+                        tracked: bool = True) -> None:
         """A later results page (page=2, start=20, /page/3/) that a redirect answered from
         another URL: page 2 sent to the home page, to page 1, to a consent wall or another
         listing leaves its cars unknown, and the run incomplete. Only the site naming the
@@ -155,11 +158,15 @@ class DealerSpider(scrapy.Spider):
         listing (crawler/paging.py, `renamed_later_page`) AND that page shows `fresh`
         vehicles, ones the pages before it did not show. A page showing none (no vehicles,
         or page 1's again) is judged as lost, even one the browser might yet fill: in doubt,
-        nothing is removed."""
+        nothing is removed. A spider that does not keep the pages before (`tracked` False:
+        `fresh` is only the page's vehicle count, which page 1's cars served again would
+        pass) is trusted only with a renaming that keeps the page's number
+        (`same_numbered_page`)."""
         asked = (response.meta.get("redirect_urls") or [""])[0]
         if not PAGER_URL.search(asked):
             return
-        if not renamed_later_page(asked, response.url):
+        if not renamed_later_page(asked, response.url) or (
+                not tracked and not same_numbered_page(asked, response.url)):
             self.problems.append(f"results page {asked} redirected to {response.url}; its "
                                  "vehicles are unknown")
             self.incomplete = True

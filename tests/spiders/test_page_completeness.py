@@ -271,3 +271,26 @@ def test_later_results_page_renamed_with_vehicles_of_its_own_is_no_fault():
     _redirected_page(spider, "http://dealer.example/used/?start=20",
                      "http://www.dealer.example/used?page=2&sort=price", 2)
     assert not spider.incomplete and not spider.problems
+
+
+@pytest.mark.parametrize("asked, final, lost", [
+    ("http://dealer.example/inventory/?start=20", "http://dealer.example/inventory/?page=2",
+     True),  # renumbered: page 1's cars served again would pass a bare vehicle count
+    ("http://dealer.example/inventory/?page=2", "http://dealer.example/inventory/page/2/",
+     False),  # the same number, named another way
+], ids=["renumbered", "same-number"])
+def test_a_spider_that_keeps_no_earlier_pages_trusts_only_a_same_numbered_rename(
+        asked, final, lost):
+    """The platform spiders (dealeron, dealercom, dealerinspire, chain) pass no `fresh`:
+    a renamed later page was judged by its vehicle count alone, so `?start=20` sent to
+    `?page=2` serving page 1's cars again (an expired session) made a complete run, and the
+    real page 2's cars could be removed. Without the pages before, only a renaming that
+    keeps the page's number is trusted."""
+    from scrapy.http import HtmlResponse
+
+    spider = spider_of("generic", "http://dealer.example/inventory/")
+    response = HtmlResponse(final, body=CARDS.encode(), encoding="utf-8",
+                            request=Request(final, meta={"redirect_urls": [asked]}))
+    spider.note_page(response, 2, listing=True)
+    assert spider.incomplete is lost, spider.problems
+    assert bool(spider.problems) is lost
