@@ -5,7 +5,8 @@ A mapping is {field: [column names, best first]}. A name may be a path into nest
 (`mileage.value`, `image[0].url`, `image[1].url`, ...). Names compare case-insensitively.
 `image_urls` collects every listed column that is present; other fields take the first.
 An optional "defaults" entry gives values for fields a feed leaves empty (a default
-currency only where the row's price names none: '€ 18.500' is EUR whatever the default).
+currency where the row states none: its currency column is empty, '$' or no currency at
+all, and its price names none: '€ 18.500' is EUR whatever the default).
 
 A feed's columns pick the built-in mapping that explains most of them; a dealer's override
 (`--mapping file.json|toml`, or dealerships.feed_mapping) replaces fields of it, or stands
@@ -23,7 +24,7 @@ from typing import Any
 
 from crawler.errors import InvalidInput
 from crawler.models import VehicleItem, raw_item
-from pipelines.amounts import currency_in
+from pipelines.amounts import currency_in, stated_currency
 
 Spec = dict[str, Any]
 
@@ -270,15 +271,20 @@ class Plan:
     def item(self, row: dict, source: str, **extra: Any) -> VehicleItem:
         fields = {f: g(row) for f, g in self.getters.items()}
         for f, v in self.defaults.items():
-            if fields.get(f) in (None, "") and (f != "currency" or not _names_currency(fields)):
+            if f == "currency":
+                if not _states_currency(fields):
+                    fields[f] = v
+            elif fields.get(f) in (None, ""):
                 fields[f] = v
         return raw_item(source, fields, row, **extra)  # every field is Any: no validation
 
 
-def _names_currency(fields: dict) -> bool:
-    """Whether a row's price (or MSRP) names its currency ('€ 18.500'): that beats a default
-    currency (normalize reads it)."""
-    return bool(currency_in(fields.get("price")) or currency_in(fields.get("msrp")))
+def _states_currency(fields: dict) -> bool:
+    """Whether a row states its currency: in its currency column (a code, '€', 'euros';
+    not '$', which names several, nor what names none) or in its price (or MSRP) text
+    ('€ 18.500'). Either beats a default currency (normalize reads them)."""
+    return bool(stated_currency(fields.get("currency")) or currency_in(fields.get("price"))
+                or currency_in(fields.get("msrp")))
 
 
 def _collect(getters: list[Getter]) -> Getter:

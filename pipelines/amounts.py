@@ -3,7 +3,8 @@
 Every function takes one raw value and returns the canonical value or None; none raises on
 bad input. Thousands and decimal separators are told apart (24,995.00 / 24.995,00 /
 24 995 / 24'995), a price's magnitude and payments are read (see `price`), and so is the
-currency its text names (`currency_in`); a mileage is converted to miles.
+currency its text names (`currency_in`) or a source states (`stated_currency`); a mileage
+is converted to miles.
 """
 
 from __future__ import annotations
@@ -196,6 +197,40 @@ def currency_in(value: Any) -> str | None:
         return None
     code = named.pop()
     return code if all(code in among for among in shared) else None
+
+
+# A currency a source states (a feed's currency column, JSON-LD's priceCurrency) may be a
+# code in any case, a mark of `_SYMBOLS` ('€', 'us$') or one of these English names; ""
+# where the name stands for several currencies, as '$' does. Kept to names that are safe.
+STATED_CODES = ISO_CODES | {"ALL", "CUP", "TOP"}  # not English words where stated
+_NAMES = {**dict.fromkeys(("euro", "euros"), "EUR"),
+          **dict.fromkeys(("pound", "pounds", "sterling", "pound sterling", "pounds sterling",
+                           "british pound", "british pounds"), "GBP"),
+          **dict.fromkeys(("yen", "japanese yen"), "JPY"),
+          **dict.fromkeys(("us dollar", "us dollars"), "USD"),
+          **dict.fromkeys(("dollar", "dollars", "rupee", "rupees", "krona", "kronor",
+                           "krone", "kroner", "peso", "pesos", "franc", "francs"), "")}
+
+
+def stated_currency(value: Any) -> str | None:
+    """The ISO code of a currency a source states: 'EUR', 'eur', ' GBP ', '€', 'us$',
+    'Euro', 'pounds sterling'. "" for a mark or name of several currencies ('$', 'kr',
+    'dollars': a price's own mark or the default decides); None for no currency (empty,
+    'N/A', 'XYZ', 'Bitcoin', '978')."""
+    if value.__class__ is str and value in STATED_CODES:
+        return value  # most sources: one look-up
+    s = text(value)
+    if not s:
+        return None
+    upper = s.upper()
+    if upper in STATED_CODES:
+        return upper
+    for key in (s, upper, s.lower().replace(".", "")):  # '€' 'zł'; 'us$'; 'U.S. Dollars'
+        if key in _SYMBOLS:
+            return _SYMBOLS[key]
+        if key in _NAMES:
+            return _NAMES[key]
+    return currency_in(s)  # a mark beside other text: '€ EUR', '18500 EUR'
 
 
 # The price ceiling (a sanity check: no car costs more) is 10 million units of a currency,

@@ -14,7 +14,14 @@ from typing import Any
 from urllib.parse import urljoin
 
 from crawler.models import Vehicle, VehicleItem, canonical_vehicle
-from pipelines.amounts import best_price, currency_in, mileage, number
+from pipelines.amounts import (
+    STATED_CODES,
+    best_price,
+    currency_in,
+    mileage,
+    number,
+    stated_currency,
+)
 from pipelines.text import text
 
 _YEAR = re.compile(r"\b(19[0-9]{2}|20[0-9]{2})\b")
@@ -234,34 +241,44 @@ def _without_non_text(fields: dict[str, Any], odd: list[str], notes: list[str]
     return out
 
 
-def currency(item: VehicleItem, stated: Any) -> str:
-    """The item's currency: the one it states, else the one its price's text names ('€ 18,5
-    k', '18500 EUR'), else USD. A '$' names no currency: a feed's default (its mapping's
-    defaults fill `currency`) stays."""
-    s = text(stated)
-    if s:
-        return s.upper()[:3]
+def currency(item: VehicleItem, stated: Any) -> tuple[str, str | None]:
+    """(ISO code, note): the currency the item states ('EUR', 'eur', '€', 'us$', 'Euro':
+    see amounts.stated_currency), else the one its price's text names ('€ 18,5 k', '18500
+    EUR'), else USD. A '$' (stated or in the price) names no currency: a feed's default
+    (its mapping's defaults fill `currency`) stays. A stated value that is no currency
+    ('Bitcoin', 'XYZ') is not stored: it counts as none stated, noted `currency_unknown`."""
+    if stated.__class__ is str and stated in STATED_CODES:
+        return stated, None  # most items: one look-up
+    note = None
+    if stated is not None:
+        code = stated_currency(stated)
+        if code:
+            return code, None
+        if code is None and text(stated):
+            note = "currency_unknown"
     for value in (item.price, item.msrp, *(item.prices.values() if item.prices else ())):
         named = currency_in(value)
         if named:
-            return named
-    return "USD"
+            return named, note
+    return "USD", note
 
 
 def normalize(item: VehicleItem) -> Vehicle:
     """Canonical vehicle from raw fields. Never raises; VIN may be '' (validate rejects it).
     A value that is no text where text is expected is dropped with a flag naming its field
-    (`url_not_text`, `url_not_a_page`), as a placeholder price is. A price is checked
-    against its currency's ceiling."""
+    (`url_not_text`, `url_not_a_page`), as a placeholder price is, and a stated currency
+    that is none (`currency_unknown`). A price is checked against its currency's ceiling."""
     raw = item.__dict__
     # the one check the common row pays: every text field a string (or missing)
     odd = [f for f in _TEXT_FIELDS if (v := raw[f]) is not None and v.__class__ is not str]
     dropped: list[str] = []
     if odd:
         raw = _without_non_text(raw, odd, dropped)
-    money = currency(item, raw["currency"])
+    money, unknown = currency(item, raw["currency"])
     price_value, msrp_value, notes = best_price(item, money)
     notes += dropped
+    if unknown:
+        notes.append(unknown)
     url = text(raw["url"])
     if url and not url.startswith(_ABSOLUTE) and _SCHEME.match(url):
         url = None

@@ -206,11 +206,17 @@ def test_a_word_after_a_price_is_no_currency(price, currency):
     ({"Price": "$18,500"}, "CAD"), ({"Price": "18500"}, "CAD"),
     ({"Price": "£12,995", "Currency": "EUR"}, "EUR"),
     ({"Price": "12 500 kr", "Currency": None}, "CAD"),
+    # a currency column holding no one currency states none: the default fills it
+    ({"Price": "18500", "Currency": "$"}, "CAD"), ({"Price": "18500", "Currency": "??"}, "CAD"),
+    ({"Price": "€ 18.500", "Currency": "??"}, "EUR"),
+    ({"Price": "18500", "Currency": "euros"}, "EUR"),
+    ({"Price": "$18,500", "Currency": "£"}, "GBP"),
 ])
 def test_a_currency_the_price_names_wins_over_the_mappings_default(row, currency):
     """A dealer's default currency is for rows that say none: a row priced '€ 18.500'
     took the default instead. A currency column's value wins over both; '$' and 'kr'
-    name no one currency, so the default stays."""
+    name no one currency, so the default stays, as it does for a currency column holding
+    '$' or no currency ('??' was stored as the currency)."""
     columns = ["VIN", "Price", "Currency"]
     _, spec = mapping.choose(columns, {"defaults": {"currency": "CAD"}})
     row = {"VIN": "1HGCM82633A004352", **row}

@@ -577,6 +577,25 @@ def test_a_price_and_mileage_with_no_break_space_separators_are_stored_whole(db,
     assert stored["currency"] == "SEK"  # a currency column is mapped (it was stored USD)
 
 
+def test_a_currency_column_holding_symbols_and_names_is_stored_as_iso_codes(db, tmp_path):
+    """A currency column saying '€', 'us$' or 'pounds' was stored verbatim or cut to three
+    letters ('POU'); one naming no currency ('Bitcoin' was 'BIT') is not stored, it is
+    flagged, and the row's price names its currency or the default (USD) stays."""
+    rows = [("1HGCM82633A004352", "18500", "€"), ("2T3P1RFV7PC338201", "25000", "us$"),
+            ("3GNAXKEG2RS112233", "12995", "pounds"), ("19XFC2F7XME104512", "€ 18.500", "Bitcoin"),
+            ("WAUFFGFF8F1068897", "18500", "Bitcoin")]
+    path = tmp_path / "feed.csv"
+    path.write_text("VIN,Year,Make,Model,Price,Currency\n" + "".join(
+        f'{vin},2019,Toyota,Corolla,"{price}",{money}\n' for vin, price, money in rows))
+    job = ingest(db, dealer(db, "symbols"), path)
+    assert job.counters["added"] == 5
+    stored = {r["vin"]: (r["currency"], "currency_unknown" in r["quality_flags"])
+              for r in db.execute("SELECT vin, currency, quality_flags FROM vehicles")}
+    assert stored == {"1HGCM82633A004352": ("EUR", False), "2T3P1RFV7PC338201": ("USD", False),
+                      "3GNAXKEG2RS112233": ("GBP", False), "19XFC2F7XME104512": ("EUR", True),
+                      "WAUFFGFF8F1068897": ("USD", True)}
+
+
 def test_prices_that_name_their_currency_are_stored_in_it_up_to_its_ceiling(db, tmp_path):
     """A feed without a currency column: each row's price text names its currency, and a
     price in a currency of small units is no longer refused above 10,000,000; a Vietnamese

@@ -374,6 +374,44 @@ def test_a_stated_currency_wins_over_the_price_text(stated):
     assert _priced("$25,000", stated).currency == "EUR"  # '$' invents no currency
 
 
+@pytest.mark.parametrize("stated, code", [
+    ("€", "EUR"), ("£", "GBP"), ("円", "JPY"), ("₹", "INR"), ("zł", "PLN"),
+    ("US$", "USD"), ("us$", "USD"), ("C$", "CAD"), ("a$", "AUD"),
+    ("usd", "USD"), ("GBP ", "GBP"), (" eur\n", "EUR"), ("Euro", "EUR"), ("euros", "EUR"),
+    ("EUROS", "EUR"), ("pounds", "GBP"), ("Pound Sterling", "GBP"), ("pounds sterling", "GBP"),
+    ("yen", "JPY"), ("US dollars", "USD"), ("U.S. Dollar", "USD"),
+    ("ALL", "ALL"),  # Albanian lek: a word in a price's text, a code where it is stated
+])
+def test_a_stated_currency_is_stored_as_its_iso_code(stated, code):
+    """A currency column or JSON-LD priceCurrency holding a symbol or a name was stored
+    verbatim ('€', 'US$') or cut to three letters ('pounds' as 'POU')."""
+    v = _priced("18500", stated)
+    assert v.currency == code and "currency_unknown" not in v.quality_flags
+
+
+@pytest.mark.parametrize("stated, price, code", [
+    ("Bitcoin", "18500", "USD"), ("XYZ", "18500", "USD"), ("978", "18500", "USD"),
+    ("EUR/USD", "18500", "USD"), ("Bitcoin", "€ 18.500", "EUR"), ("??", "£12,995", "GBP"),
+])
+def test_a_stated_currency_that_is_none_is_not_stored_and_is_flagged(stated, price, code):
+    """What no currency names is not stored as one (it was, 'BIT', 'XYZ', '978'): the
+    vehicle's currency is the one its price names, else the default; the flag says why."""
+    v = _priced(price, stated)
+    assert v.currency == code and "currency_unknown" in v.quality_flags
+
+
+@pytest.mark.parametrize("stated, price, code", [
+    ("$", "18500", "USD"), ("$", "£12,995", "GBP"), ("dollars", "€ 18.500", "EUR"),
+    ("kr", "18500", "USD"), ("¥", "18500", "USD"), ("Rupees", "18500", "USD"),
+    ("", "€ 18.500", "EUR"), ("N/A", "18500", "USD"),
+])
+def test_a_stated_mark_of_several_currencies_counts_as_none_stated(stated, price, code):
+    """'$', 'kr', 'dollars' each stand for several currencies, as in a price's text: the
+    price's own mark, else the default, and no flag (nothing unreadable was stated)."""
+    v = _priced(price, stated)
+    assert v.currency == code and "currency_unknown" not in v.quality_flags
+
+
 def test_a_currency_in_a_labelled_price_counts_when_the_item_states_none():
     item = VehicleItem(source="https://d.test/car", vin="1HGCM82633A004352",
                        prices={"MSRP": "31.990 €", "Final Price": "29.990 €"})
