@@ -5,7 +5,8 @@ it is, reading stops with `FeedTooLarge` once more than `feed_max_bytes` decompr
 came out, so a compression bomb costs a bounded amount of work and no memory. Text is UTF-8
 (with or without BOM), UTF-16 (with a BOM, or without one: told by where its NUL bytes
 are), or Windows-1252; a UTF-8 feed with a few stray Windows-1252 bytes is decoded byte by
-byte instead of failing. A DOS end-of-file mark (^Z) that ends the file is dropped.
+byte instead of failing. A DOS end-of-file mark (^Z) that ends the file is dropped. XML
+loses the control characters it forbids (XmlText, XmlBytes).
 """
 
 from __future__ import annotations
@@ -285,6 +286,39 @@ class XmlText(io.RawIOBase):
         view[:n] = self._out[:n]
         self._out = self._out[n:]
         return n
+
+
+# The same controls as bytes: one byte each, of the same value, in any ASCII-compatible
+# encoding (see XmlBytes)
+_NOT_XML_BYTES = bytes(_NOT_XML)
+
+
+class XmlBytes(io.RawIOBase):
+    """The bytes of an XML document in an ASCII-compatible encoding its declaration names
+    (ISO-8859-1, windows-1252, Shift_JIS...) without the control characters XML forbids,
+    as XmlText drops them from UTF-8. In such an encoding each of them is the byte of its
+    own value, and no other character's bytes hold one (a multi-byte character's bytes are
+    all 0x40 or more in Shift_JIS, GBK, Big5, EUC), so they are dropped from the bytes,
+    which are not decoded: everything else reaches the parser as it was, and the parser
+    decodes it as before. Not for stateful encodings (ISO-2022-JP shifts with ESC, a
+    control byte). Works per chunk."""
+
+    def __init__(self, inner: io.BufferedReader):
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        while True:
+            data = self._inner.read1(len(view))
+            if not data:
+                return 0
+            data = data.translate(None, _NOT_XML_BYTES)  # never longer than it was
+            if data:
+                view[:len(data)] = data
+                return len(data)
 
 
 # The same blanks in UTF-16, as the low byte of a code unit whose high byte is 0; and NUL,

@@ -6,11 +6,16 @@ Safety: a feed with a DOCTYPE is refused before parsing (feeds never need one; i
 entity expansion (billion laughs) and external entities (XXE) arrive), and lxml runs with
 entities unresolved, no network, no DTD loading and without huge-tree mode, as a second wall.
 Memory: each record is turned into a dict and cleared, with its earlier siblings, as soon as
-its end tag is read.
+its end tag is read. Control characters XML forbids (a vertical tab, ^Z) are dropped before
+parsing in UTF-8, UTF-16 and every ASCII-compatible encoding a declaration names
+(ISO-8859-1, windows-1252, Shift_JIS...): the parser stopped at the first, losing every
+record after it.
 """
 
 from __future__ import annotations
 
+import codecs
+import functools
 import io
 import re
 from collections.abc import Iterator
@@ -66,6 +71,8 @@ def read_xml(binary: io.BufferedReader) -> Iterator[Row]:
         binary = io.BufferedReader(streams.XmlText(binary, order), streams.CHUNK_BYTES)
     elif declared is None or declared.group(1).lower() in (b"utf-8", b"utf8"):
         binary = io.BufferedReader(streams.XmlText(binary), streams.CHUNK_BYTES)
+    elif _ascii_compatible(declared.group(1).decode("ascii")):
+        binary = io.BufferedReader(streams.XmlBytes(binary), streams.CHUNK_BYTES)
     parser_args = dict(events=("end",), resolve_entities=False, no_network=True,
                        huge_tree=False, load_dtd=False, dtd_validation=False,
                        remove_comments=True, remove_pis=True, recover=False)
@@ -106,6 +113,23 @@ def read_xml(binary: io.BufferedReader) -> Iterator[Row]:
             raise UnsafeXML(f"XML feed uses undeclared or external entities: {exc}") from exc
         yield number + 1, Unreadable(f"the XML cannot be read past this point: "
                                      f"{_cause(exc, errors)}", fatal=True)
+
+
+_ASCII = bytes(range(0x80))
+
+
+@functools.lru_cache(maxsize=32)
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether an encoding an XML declaration names is one Python knows whose bytes below
+    0x80 are ASCII's and which shifts no state (not ISO-2022-*: see streams.XmlBytes).
+    Not UTF-16 or -32, UTF-7, EBCDIC (cp037, cp500...) or a name Python does not know:
+    such a feed goes to the parser as it came."""
+    try:
+        codec = codecs.lookup(encoding)
+        return not codec.name.startswith("iso2022") and codec.decode(_ASCII)[0] == \
+            _ASCII.decode("ascii")
+    except (LookupError, UnicodeError):
+        return False
 
 
 def _cause(exc: etree.XMLSyntaxError, logged: list) -> str:

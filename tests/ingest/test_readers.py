@@ -561,6 +561,38 @@ def test_utf16_xml_with_control_characters_xml_forbids_reads_like_its_utf8_twin(
     assert rows[2]["description"] == "caf\u00e9"
 
 
+@pytest.mark.parametrize("codec, declared, word", [
+    ("latin-1", "ISO-8859-1", "caf\u00e9"), ("cp1252", "windows-1252", "\u20ac \u201cA\u201d"),
+    ("cp1252", "WINDOWS-1252", "\u00e9t\u00e9"), ("iso8859-15", "iso-8859-15", "\u20ac \u0153"),
+    ("latin-1", "latin1", "\u00fcber"), ("shift_jis", "Shift_JIS", "\u65e5\u672c"),
+])
+def test_xml_in_a_declared_ascii_compatible_encoding_with_forbidden_controls_reads_on(
+        tmp_path, codec, declared, word):
+    """The same feed declaring ISO-8859-1, windows-1252 or Shift_JIS: only UTF-8 and
+    UTF-16 XML had the forbidden controls dropped, so lxml stopped at a Latin-1 feed's
+    vertical tab or ^Z and every record after it was lost."""
+    text = _listings(("two\x0blines\x00 and \x1a tab\tkept " + word).encode(),
+                     b'<?xml version="1.0" encoding="%s"?>' % declared.encode()).decode()
+    path = tmp_path / "feed.xml"
+    path.write_bytes(text.replace("caf\u00e9", word).encode(codec))
+    rows = rows_of(path)
+    assert [r["vin"] for r in rows] == ["1HGCM82633A004352", "2T3P1RFV7PC338201",
+                                        "3GNAXKEG2RS112233"]
+    assert rows[1]["description"] == "twolines and  tab\tkept " + word
+    assert rows[2]["description"] == word
+
+
+def test_xml_in_a_stateful_encoding_is_left_to_the_parser(tmp_path):
+    """ISO-2022-JP shifts with ESC (a control XML forbids in text, but here part of the
+    encoding): its bytes are not cleaned, and it reads as before."""
+    text = _listings("\u65e5\u672c".encode(),
+                     b'<?xml version="1.0" encoding="ISO-2022-JP"?>').decode()
+    path = tmp_path / "feed.xml"
+    path.write_bytes(text.replace("caf\u00e9", "\u6771\u4eac").encode("iso2022_jp"))
+    rows = rows_of(path)
+    assert [r["description"] for r in rows] == ["plain", "\u65e5\u672c", "\u6771\u4eac"]
+
+
 # -- compression and size limits ---------------------------------------------------------------
 
 def test_gzip_and_zip_are_read_transparently(tmp_path):
