@@ -310,9 +310,12 @@ def _run_attempt(conn, job: Job, me: str) -> None:
         failure = outcome.classify_exception(exc)
         log.warning("job %s attempt %s raised %s: %s", job_id, job.attempts,
                     type(exc).__name__, exc)
-        job = _settle_after_error(job_id, exc, failure)
+        job = _settle_after_error(job_id, exc, failure, me)
         if job is None:
             raise
+        if job.worker != me:  # taken over while we looked dead: the new attempt's to settle
+            log.info("job %s moved on: %s (worker %s)", job_id, job.state, job.worker)
+            return
     if acted:  # the settled callback decided already (requeued, buried, handed on...)
         job = acted[-1]
     elif job.state == "failed" and failure is not None:
@@ -383,13 +386,16 @@ def _left_failed(job: Job, message_id: str | None) -> bool:
             and job.message_id == message_id and outcome.awaiting_worker(job))
 
 
-def _settle_after_error(job_id: int, exc: Exception, failure: str) -> Job | None:
+def _settle_after_error(job_id: int, exc: Exception, failure: str, me: str) -> Job | None:
     """Record the exception on the job (over a fresh connection: the old one may be the
-    thing that broke). None when even that fails."""
+    thing that broke), while this worker `me` still runs it (another attempt that took it
+    over is that one's to settle: the job is returned as it is). None when even that
+    fails."""
     message = (str(exc) or type(exc).__name__).splitlines()[0][:500]
     try:
         with connect() as conn:
-            job = queue_db.fail_running(conn, job_id, message, f"{failure}:{type(exc).__name__}")
+            job = queue_db.fail_running(conn, job_id, message,
+                                        f"{failure}:{type(exc).__name__}", worker=me)
             return job or jobs_db.get(conn, job_id)
     except Exception:  # noqa: BLE001 - the reaper settles it once the database is back
         log.exception("job %s could not be settled", job_id)

@@ -218,8 +218,9 @@ def beat(conn: psycopg.Connection, job_id: int, worker: str) -> Job | None:
 
 
 def fail_running(conn: psycopg.Connection, job_id: int, error: str, error_kind: str,
-                 state: str = "failed") -> Job | None:
-    """Settle a job that is still running (its attempt ended without the child settling it)."""
+                 state: str = "failed", worker: str | None = None) -> Job | None:
+    """Settle a job that is still running (its attempt ended without the child settling it);
+    with `worker`, only while that worker runs it (None: another took it over, or not)."""
     error = redact(error)  # errors are shown to operators and dealer UIs
     row = conn.execute(
         """
@@ -227,9 +228,9 @@ def fail_running(conn: psycopg.Connection, job_id: int, error: str, error_kind: 
                errors = errors || jsonb_build_array(jsonb_build_object(
                    'at', now(), 'attempt', attempts, 'kind', %s::text, 'error', %s::text)),
                finished_at = now(), updated_at = now()
-         WHERE id = %s AND state = 'running' RETURNING *
+         WHERE id = %s AND state = 'running' AND (%s::text IS NULL OR worker = %s) RETURNING *
         """,
-        (state, error, error_kind, error_kind, error, job_id),
+        (state, error, error_kind, error_kind, error, job_id, worker, worker),
     ).fetchone()
     return Job.model_validate(row) if row is not None else None
 

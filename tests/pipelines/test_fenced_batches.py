@@ -252,3 +252,21 @@ def test_a_feed_attempt_taken_over_before_its_run_opens_writes_nothing(db, tmp_p
     assert stored(db, job) == before
     assert (result.state, result.attempts) == ("running", 2)
     assert_untouched_successor(db, job.id)
+
+
+def test_an_error_escaping_a_taken_over_attempt_does_not_fail_its_successor(db):
+    """An exception that escaped an attempt (a database error after a TakenOver, say) was
+    recorded by `fail_running` on whatever attempt was running: the successor's job ended
+    failed under it. Now only the worker that runs the job settles it."""
+    from jobs import actors
+
+    job = claimed(db, "feed")
+    taken = take_over(db, job.id)
+    assert taken.worker == "w2:2:T"
+    left = actors._settle_after_error(job.id, RuntimeError("connection lost"), "transient",
+                                      "w1:1:T")
+    assert (left.state, left.attempts, left.worker) == ("running", 2, "w2:2:T")
+    assert left.errors == taken.errors  # attempt 1's abandonment only
+    mine = actors._settle_after_error(job.id, RuntimeError("connection lost"), "transient",
+                                      "w2:2:T")
+    assert mine.state == "failed" and mine.error_kind == "transient:RuntimeError"
