@@ -50,8 +50,8 @@ def price_medians_for(conn: psycopg.Connection, keys: Sequence[tuple[str, str, i
                       min_sample: int = 3, max_sample: int = PRICE_SAMPLE_MAX
                       ) -> dict[tuple[str, str, int, str], tuple[Decimal, int]]:
     """`price_medians` for these markets only: one range of the market index (make, model,
-    year) per key, its listings in the key's currency, so a run pays for the models it
-    lists, not for the table.
+    year, currency: migration 0018) per key, so a run pays for the models it lists, not
+    for the table.
     Each median is of at most `max_sample` listings (in index order, which is the order
     they were stored in, not price order); n is how many it read."""
     if not keys:

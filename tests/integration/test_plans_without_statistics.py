@@ -154,7 +154,8 @@ def test_per_batch_statements_probe_an_index_with_or_without_statistics(fresh):
         "hero_photo_users": (
             captured(lambda c: quality_db.hero_photo_users(c, photos)), ("vehicles_hero_photo",)),
         "price_medians_for": (
-            captured(lambda c: quality_db.price_medians_for(c, keys)), ("vehicles_market",)),
+            captured(lambda c: quality_db.price_medians_for(c, keys)),
+            ("vehicles_market_currency",)),
         "duplicate_candidates": (
             captured(lambda c: quality_db.duplicate_candidates(c, 1, 3, shared)),
             ("vehicles_vin", "vehicle_events_job")),
