@@ -156,6 +156,9 @@ def _check_defaults(defaults: Any) -> dict[str, Any]:
                                + (" (or a list of texts)" if field in COLLECT else "")
                                + f", not {type(value).__name__}",
                                hint="see README, Feed mappings")
+    if "currency" in defaults and not stated_currency(defaults["currency"]):
+        raise InvalidInput(f"mapping default currency {defaults['currency']!r} names no one "
+                           "currency", hint='give its ISO 4217 code, e.g. currency = "EUR"')
     return dict(defaults)
 
 

@@ -148,12 +148,12 @@ def expected(queue: str) -> str | None:
     `job_renderer_gone_after_s` ("host:pid was seen within 120 s": restarting, or
     re-installing its Chromium, it is expected back; if none comes, the reaper sends the
     crawl back to its own queue, jobs/reaper.py). None when neither (or Redis cannot say)."""
-    name = alive(queue)
-    if name is not None:
-        return f"{name} is alive"
     try:
+        names = living(queue)
+        if names:
+            return f"{names[0]} is alive"
         seen = _client().get(seen_key(queue))
-    except RedisError as exc:
+    except RedisError as exc:  # one line, not one per look-up
         log.warning("could not ask Redis for a worker that has Chromium: %s", exc)
         return None
     if seen is None:

@@ -129,12 +129,22 @@ def test_override_extends_a_builtin(tmp_path):
     ('{"defaults": 5}', "defaults must be a table"),
     ('{"defaults": {"colour": "red"}}', "defaults name unknown field"),
     ('{"defaults": {"condition": {"a": 1}}}', "default for 'condition' must be"),
+    # a default currency naming no one currency was flagged currency_unknown on every row
+    ('{"defaults": {"currency": "Bitcoin"}}', "default currency 'Bitcoin' names no one"),
+    ('{"defaults": {"currency": "$"}}', "default currency '\\$' names no one"),
 ])
 def test_bad_override_files_are_one_clear_error(tmp_path, content, message):
     path = tmp_path / "m.json"
     path.write_text(content)
     with pytest.raises(InvalidInput, match=message):
         mapping.load_override(path)
+
+
+def test_a_default_currency_may_be_given_as_a_symbol_or_in_lower_case(tmp_path):
+    path = tmp_path / "m.json"
+    for given in ("eur", "€", "EUR"):
+        path.write_text(f'{{"defaults": {{"currency": "{given}"}}}}')
+        assert mapping.load_override(path)["defaults"] == {"currency": given}
 
 
 def test_missing_override_file():
