@@ -379,11 +379,16 @@ def test_later_results_page_redirected_to_its_canonical_url_is_complete(
     not, is the page asked for: the run is complete, and a car sold from page 2 is removed
     on the next run while page 2's other cars stay."""
     root, dealer = generic_paged_by(db, site, tmp_path, link, routes, copies)
+    _complete_and_the_sold_jeep_removed(db, root, dealer, copies)
+
+
+def _complete_and_the_sold_jeep_removed(db, root, dealer, copies=()) -> None:
+    """Crawl (complete), sell the Jeep (off page 2, wherever the site serves it from, and
+    its page gone), crawl again: complete, and only the Jeep removed."""
     job = crawl(db, dealer.id)
     assert job.state == "succeeded", reasons(job)
     before = active_vins(db, dealer.id)
     assert len(before) == GENERIC_VINS and JEEP_VIN in before
-    # the Jeep is sold: off page 2 (wherever the site serves it from) and its page gone
     next((root / "inventory").glob(f"*{JEEP_VIN}.html")).unlink()
     for page in [root / "inventory__page-2.html", *(root / n for n in copies)]:
         page.write_text("\n".join(line for line in page.read_text().splitlines()
@@ -464,18 +469,7 @@ def test_later_results_page_renamed_to_a_page_already_read_is_complete(db, site,
     read in this crawl as page 2 of the same listing with cars page 1 did not show, is the
     page `?start=5` names: the run is complete and a car sold from page 2 is removed."""
     root, dealer = generic_linking_page_two_both_ways(db, site, tmp_path, OFFSET_TO_PAGE)
-    job = crawl(db, dealer.id)
-    assert job.state == "succeeded", reasons(job)
-    before = active_vins(db, dealer.id)
-    assert len(before) == GENERIC_VINS and JEEP_VIN in before
-    next((root / "inventory").glob(f"*{JEEP_VIN}.html")).unlink()
-    page = root / "inventory__page-2.html"
-    page.write_text("\n".join(line for line in page.read_text().splitlines()
-                              if JEEP_VIN not in line))
-    job = crawl(db, dealer.id)
-    assert job.state == "succeeded", reasons(job)
-    assert active_vins(db, dealer.id) == before - {JEEP_VIN}
-    assert job.counters["removed"] == 1
+    _complete_and_the_sold_jeep_removed(db, root, dealer)
 
 
 @pytest.mark.parametrize("target, files, said", [

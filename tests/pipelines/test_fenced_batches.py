@@ -22,19 +22,11 @@ from crawler.db import dealers as dealers_db
 from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from crawler.errors import TakenOver
-from crawler.models import Job, VehicleItem
+from crawler.models import Job
 from ingest import feed
 from pipelines import run as run_mod
 from tests.jobs.conftest import wait_for
-
-CIVIC = "19XFC2F7XME104512"
-RAV4 = "2T3P1RFV7PC338201"
-
-
-def item(vin, **kw):
-    base = dict(source=f"https://d.test/{vin}", vin=vin, year="2021", make="Honda",
-                model="Civic", price="$20,000")
-    return VehicleItem(**{**base, **kw})
+from tests.pipelines.test_run import CIVIC, RAV4, item
 
 
 def claimed(db, kind: str = "crawl") -> Job:
