@@ -163,6 +163,11 @@ class StorePipeline:
         report = run_mod.close(run, complete=complete, problems=problems)
         report["close_reason"] = reason
         if report["state"] == run_mod.SUPERSEDED:  # the job's current attempt settles it
+            attempt = run.attempt[0] if run.attempt else "?"
+            line = (f"job {run.job_id} attempt {attempt} was taken over before it settled: "
+                    "stopping")
+            self.crawler.stats.set_value(TAKEN_OVER_STAT, line)
+            log.warning("%s", line)
             self.report = report
             run.conn.close()
             return

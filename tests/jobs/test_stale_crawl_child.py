@@ -95,3 +95,45 @@ def test_a_crawl_child_taken_over_mid_crawl_stores_no_further_batch_and_stops(
     assert code == crawl_process.TAKEN_OVER_EXIT, text[-3000:]
     assert f"job {job.id} attempt 1 was taken over by attempt 2: stopping" in text
     assert "Traceback" not in text, text[-3000:]
+
+
+def test_a_crawl_child_taken_over_before_it_settles_says_so_and_exits_taken_over(
+        db, site, tmp_path):
+    """Taken over with no batch left to refuse (here: its only listing page, slow, lists
+    nothing), the child's settling was refused as it should be, but it exited 0 without a
+    word: its worker's log never said why the job was not settled. Now it says so in one
+    line and exits as a taken-over child does."""
+    root = site_copy(tmp_path, {"/inventory/": {"delay_s": 4}}, sitemaps=False)
+    (root / "inventory" / "index.html").write_text(
+        "<!doctype html><html><head><title>Inventory</title></head><body><main>"
+        "<h1>Inventory</h1><p>No vehicles found.</p></main></body></html>")
+    dealer = dealers_db.create(db, slug="late", name="Late",
+                               website_url=site(root) + "/inventory/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
+    queue_db.set_message(db, job.id, "scheduled", "m1")
+    assert queue_db.claim(db, job.id, "w1:1:T", 60, "m1").attempts == 1
+    log = tmp_path / "child.log"
+    with open(log, "wb") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "crawler.crawl_process", str(job.id), "1"],
+            env={**child_env(), "FORECOURT_LOG_FORMAT": "text"}, cwd=str(PROJECT_ROOT),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: jobs_db.get(db, job.id).phase == "crawling", timeout=120,
+                 what="the child to open its spider")
+        with db.transaction():
+            db.execute("UPDATE jobs SET heartbeat_at = now() - interval '1 minute'"
+                       " WHERE id = %s", (job.id,))
+            assert queue_db.take_over(db, job.id, "w2:2:T", 30, "m2").attempts == 2
+        code = child.wait(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    text = log.read_text(errors="replace")
+    after = jobs_db.get(db, job.id)
+    assert (after.state, after.attempts, after.worker) == ("running", 2, "w2:2:T"), \
+        (after.state, after.error)
+    assert code == crawl_process.TAKEN_OVER_EXIT, text[-3000:]
+    assert f"job {job.id} attempt 1 was taken over before it settled: stopping" in text
+    assert "Traceback" not in text, text[-3000:]
