@@ -617,7 +617,7 @@ def read(path: Path, fmt: str | None = None, info: dict | None = None,
         if info is not None:
             info.update(format=fmt, file=inner_name)
         if fmt == "xml":
-            yield from xml_reader.read_xml(binary)
+            yield from xml_reader.read_xml(binary, info)
             return
         delimiter = "\t" if fmt == "tsv" else None
         split = streams.byte_lines(binary) if fmt in ("csv", "tsv") else None

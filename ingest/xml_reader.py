@@ -9,7 +9,8 @@ Memory: each record is turned into a dict and cleared, with its earlier siblings
 its end tag is read. Control characters XML forbids (a vertical tab, ^Z) are dropped before
 parsing in UTF-8, UTF-16 and every ASCII-compatible encoding a declaration names
 (ISO-8859-1, windows-1252, Shift_JIS...): the parser stopped at the first, losing every
-record after it.
+record after it. A feed declaring windows-1252, ISO-8859-1 or US-ASCII whose start is
+UTF-8 is read as UTF-8 (_utf8_after_all).
 """
 
 from __future__ import annotations
@@ -58,24 +59,33 @@ def element_value(elem: etree._Element) -> Any:
     return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
 
 
-def read_xml(binary: io.BufferedReader) -> Iterator[Row]:
+def read_xml(binary: io.BufferedReader, info: dict | None = None) -> Iterator[Row]:
+    """The records of an XML feed. `info`, when given, receives `encoding` and
+    `declared_encoding` when the feed is read as UTF-8 against its declaration."""
     head = binary.peek(64 * 1024)[:64 * 1024]
     if _DOCTYPE.search(head):
         raise UnsafeXML("XML feed declares a DOCTYPE; refused (entity expansion and external "
                         "entities are not allowed)", hint="send the feed without a DOCTYPE")
     declared = _ENCODING.match(head)
     encoding, _ = streams.detect_encoding(head)
+    override = None
     if encoding.startswith("utf-16"):  # with a BOM or without (libxml2 tells either)
         order = streams.utf16_order(encoding, head)
         binary = io.BufferedReader(streams.Utf16EndFree(binary, order), streams.CHUNK_BYTES)
         binary = io.BufferedReader(streams.XmlText(binary, order), streams.CHUNK_BYTES)
     elif declared is None or declared.group(1).lower() in (b"utf-8", b"utf8"):
         binary = io.BufferedReader(streams.XmlText(binary), streams.CHUNK_BYTES)
+    elif _utf8_after_all(declared.group(1).decode("ascii"), head):
+        override = "utf-8"  # lxml's encoding= wins over the declaration
+        binary = io.BufferedReader(streams.XmlText(binary), streams.CHUNK_BYTES)
+        if info is not None:
+            info.update(encoding="utf-8", declared_encoding=declared.group(1).decode("ascii"))
     elif _ascii_compatible(declared.group(1).decode("ascii")):
         binary = io.BufferedReader(streams.XmlBytes(binary), streams.CHUNK_BYTES)
     parser_args = dict(events=("end",), resolve_entities=False, no_network=True,
                        huge_tree=False, load_dtd=False, dtd_validation=False,
-                       remove_comments=True, remove_pis=True, recover=False)
+                       remove_comments=True, remove_pis=True, recover=False,
+                       encoding=override)
     number = 0
     context = etree.iterparse(binary, **parser_args)
     checked = closed = False
@@ -116,6 +126,30 @@ def read_xml(binary: io.BufferedReader) -> Iterator[Row]:
 
 
 _ASCII = bytes(range(0x80))
+# single-byte encodings exporters hard-code in a declaration over bytes that are UTF-8
+_WESTERN = {"cp1252", "iso8859-1", "ascii"}
+
+
+def _utf8_after_all(encoding: str, head: bytes) -> bool:
+    """Whether a feed declaring windows-1252, ISO-8859-1 or US-ASCII is really UTF-8: its
+    start holds bytes beyond ASCII and they are strict UTF-8, at least one whole multi-byte
+    character (a UTF-8 BOM is one). Real windows-1252 or Latin-1 text almost never is: an
+    accented letter there is a lone byte >= 0x80, which UTF-8 refuses; read as declared,
+    UTF-8 was mojibake (Citro\u00c3\u00abn), or stopped lxml at a byte windows-1252 leaves
+    undefined (0x81 in \u00c1, 0x8D in \u00cd), losing every record after it. A stray
+    single byte further on is decoded as windows-1252 (streams.XmlText), not an error."""
+    try:
+        if codecs.lookup(encoding).name not in _WESTERN:
+            return False
+    except LookupError:
+        return False
+    if head.isascii():
+        return False
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return not text.isascii()  # not only a character cut at the end of the head
 
 
 @functools.lru_cache(maxsize=32)

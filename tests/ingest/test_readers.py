@@ -582,6 +582,58 @@ def test_xml_in_a_declared_ascii_compatible_encoding_with_forbidden_controls_rea
     assert rows[2]["description"] == word
 
 
+@pytest.mark.parametrize("declared", ["windows-1252", "cp1252", "ISO-8859-1", "latin1",
+                                      "US-ASCII"])
+def test_xml_declaring_a_single_byte_encoding_but_written_in_utf8_is_read_as_utf8(
+        tmp_path, declared):
+    """Exporters hard-code `encoding="windows-1252"` (or ISO-8859-1) over UTF-8 bytes:
+    read as declared, every accented letter became two (Citro\u00c3\u00abn), and in
+    windows-1252 a letter whose UTF-8 holds one of its five undefined bytes (\u00c1 is
+    C3 81, \u00cd is C3 8D) stopped lxml, losing every record after it."""
+    word = "Citro\u00ebn \u00c1rtico \u00cdndigo"
+    text = _listings(word.encode(), b'<?xml version="1.0" encoding="%s"?>' % declared.encode())
+    path = tmp_path / "feed.xml"
+    path.write_bytes(text)
+    info: dict = {}
+    rows = [r for _, r in read(path, info=info)]
+    assert [r["vin"] for r in rows] == ["1HGCM82633A004352", "2T3P1RFV7PC338201",
+                                        "3GNAXKEG2RS112233"]
+    assert [r["description"] for r in rows] == ["plain", word, "caf\u00e9"]
+    assert info["encoding"] == "utf-8" and info["declared_encoding"] == declared
+
+
+@pytest.mark.parametrize("declared", ["windows-1252", "ISO-8859-1"])
+def test_xml_really_in_its_declared_single_byte_encoding_is_read_as_declared(tmp_path,
+                                                                            declared):
+    """No false positive: a real windows-1252 / ISO-8859-1 feed (\u00eb is EB, \u20ac is 80
+    in windows-1252) is not valid UTF-8 and is read as it says."""
+    word = "Citro\u00ebn \u00c1 \u00cd" + (" \u20ac" if declared == "windows-1252" else "")
+    text = _listings(word.encode(), b'<?xml version="1.0" encoding="%s"?>' % declared.encode())
+    path = tmp_path / "feed.xml"
+    path.write_bytes(text.decode().encode("cp1252" if declared == "windows-1252" else "latin-1"))
+    info: dict = {}
+    rows = [r for _, r in read(path, info=info)]
+    assert [r["description"] for r in rows] == ["plain", word, "caf\u00e9"]
+    assert "declared_encoding" not in info
+
+
+def test_xml_read_as_utf8_against_its_declaration_reads_on_past_a_late_single_byte(tmp_path):
+    """The start of the feed (what is sniffed) is UTF-8, a record far past it holds a lone
+    windows-1252 byte: it is decoded as windows-1252, as in a UTF-8 feed, and every record
+    is read."""
+    filler = b"<listing><vin>1HGCM82633A004352</vin><description>%s</description></listing>\n"
+    body = (b'<?xml version="1.0" encoding="windows-1252"?>\n<listings>\n'
+            + filler % "\u00c1gil".encode()
+            + filler % (b"x" * 200) * 400  # past the first 64 KB
+            + filler % b"Citro\xebn \x80" + filler % "\u00cdndigo".encode() + b"</listings>\n")
+    path = tmp_path / "feed.xml"
+    path.write_bytes(body)
+    rows = rows_of(path)
+    assert len(rows) == 403 and not any(isinstance(r, Unreadable) for r in rows)
+    assert [r["description"] for r in (rows[0], rows[-2], rows[-1])] == [
+        "\u00c1gil", "Citro\u00ebn \u20ac", "\u00cdndigo"]
+
+
 def test_xml_in_a_stateful_encoding_is_left_to_the_parser(tmp_path):
     """ISO-2022-JP shifts with ESC (a control XML forbids in text, but here part of the
     encoding): its bytes are not cleaned, and it reads as before."""

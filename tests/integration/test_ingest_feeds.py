@@ -761,3 +761,25 @@ def test_json_values_that_are_not_text_are_not_stored_as_text(db, tmp_path):
     car = db.execute("SELECT * FROM vehicles WHERE dealership_id = %s", (d.id,)).fetchone()
     assert car["vin"] == "JN8BT3BB7NW300112" and car["url"] is None
     assert "url_not_text" in car["quality_flags"]
+
+
+@pytest.mark.parametrize("declared", ["windows-1252", "ISO-8859-1"])
+def test_an_xml_feed_declaring_a_single_byte_encoding_over_utf8_is_stored_right(
+        db, tmp_path, declared):
+    """An exporter's hard-coded `encoding="windows-1252"` over UTF-8 bytes: the colour was
+    stored as mojibake (Citro\u00c3\u00abn), or the run stopped at \u00c1 (C3 81: 0x81 is
+    undefined in windows-1252) and lost the cars after it. The run says what it did."""
+    colour = "Blanc Citro\u00ebn \u00c1rtico \u00cdndigo"
+    body = (FEEDS / "meta-automotive-catalog.xml").read_text()
+    body = body.replace('encoding="UTF-8"', f'encoding="{declared}"')
+    path = tmp_path / "catalog.xml"
+    path.write_bytes(body.replace("Summit White", colour).encode())
+    d = dealer(db)
+    job = ingest(db, d, path)
+    assert job.state == "succeeded" and job.counters["added"] == 2, job.report
+    assert job.report["feed"]["encoding"] == "utf-8"
+    assert job.report["feed"]["declared_encoding"] == declared
+    stored = db.execute("SELECT vin, exterior_color FROM vehicles WHERE dealership_id = %s"
+                        " ORDER BY vin", (d.id,)).fetchall()
+    assert [(r["vin"], r["exterior_color"]) for r in stored] == [
+        ("3GNAXKEG2RS112233", colour), ("3VW6T7AU3KM022910", None)]
