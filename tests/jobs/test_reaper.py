@@ -16,6 +16,20 @@ def _running(db, slug: str, attempts: int, stale: str):
     return job
 
 
+def _sent_two_hours_ago(db, slug: str, name: str):
+    """A scheduled crawl of a new dealer whose message was sent two hours ago and never
+    taken (Redis lost it, or it waits behind a long backlog)."""
+    from jobs import actors
+
+    dealer = dealers_db.create(db, slug=slug, name=name, website_url="http://127.0.0.1:9/")
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
+    actors.send(db, job)
+    db.execute("UPDATE jobs SET created_at = now() - interval '2 hours',"
+               " updated_at = now() - interval '2 hours',"
+               " message_sent_at = now() - interval '2 hours' WHERE id = %s", (job.id,))
+    return job
+
+
 def test_reaper_retries_or_buries_abandoned_jobs_and_leaves_live_ones(db):
     from jobs import reaper
 
@@ -121,16 +135,10 @@ def test_seen_sets_no_run_will_settle_are_dropped_and_live_ones_kept(db):
 def test_a_resent_waiting_job_keeps_its_record_and_etag(db):
     """The re-send under the same message id used to bump updated_at (the job's version and
     ETag) every hour, although nothing a client sees changed while the job waited."""
-    from jobs import actors, reaper
+    from jobs import reaper
     from jobs.api.schemas import version_of
 
-    dealer = dealers_db.create(db, slug="waiting", name="Waiting",
-                               website_url="http://127.0.0.1:9/")
-    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
-    actors.send(db, job)
-    db.execute("UPDATE jobs SET created_at = now() - interval '2 hours',"
-               " updated_at = now() - interval '2 hours',"
-               " message_sent_at = now() - interval '2 hours' WHERE id = %s", (job.id,))
+    job = _sent_two_hours_ago(db, "waiting", "Waiting")
     before = jobs_db.get(db, job.id)
     assert reaper.reap(db)["resent"] == [job.id]
     after = jobs_db.get(db, job.id)
@@ -271,15 +279,9 @@ def test_two_reapers_never_both_resend_a_lost_message(db):
     reaper now re-sends a lost message holding its job's row, and only if it is still lost:
     another reaper passes it by meanwhile, and finds it sent afterwards."""
     from crawler.db import connect
-    from jobs import actors, reaper
+    from jobs import reaper
 
-    dealer = dealers_db.create(db, slug="lost-once", name="Lost Once",
-                               website_url="http://127.0.0.1:9/")
-    job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
-    actors.send(db, job)
-    db.execute("UPDATE jobs SET created_at = now() - interval '2 hours',"
-               " updated_at = now() - interval '2 hours',"
-               " message_sent_at = now() - interval '2 hours' WHERE id = %s", (job.id,))
+    job = _sent_two_hours_ago(db, "lost-once", "Lost Once")
     lost = jobs_db.get(db, job.id)
     db.execute("SET lock_timeout = '10s'")  # (the reaper used to wait on the row, here)
     with connect() as other:
