@@ -9,8 +9,9 @@ Memory: each record is turned into a dict and cleared, with its earlier siblings
 its end tag is read. Control characters XML forbids (a vertical tab, ^Z) are dropped before
 parsing in UTF-8, UTF-16 and every ASCII-compatible encoding a declaration names
 (ISO-8859-1, windows-1252, Shift_JIS...): the parser stopped at the first, losing every
-record after it. A feed declaring windows-1252, ISO-8859-1 or US-ASCII whose start is
-UTF-8 is read as UTF-8 (_utf8_after_all).
+record after it. A feed declaring windows-1252, ISO-8859-1 or US-ASCII is told at its first
+byte beyond ASCII, however far in: read as UTF-8 when its bytes there are UTF-8 (exporters
+hard-code the declaration), else as declared (streams.XmlDeclaredOrUtf8).
 """
 
 from __future__ import annotations
@@ -61,26 +62,28 @@ def element_value(elem: etree._Element) -> Any:
 
 def read_xml(binary: io.BufferedReader, info: dict | None = None) -> Iterator[Row]:
     """The records of an XML feed. `info`, when given, receives `encoding` and
-    `declared_encoding` when the feed is read as UTF-8 against its declaration."""
+    `declared_encoding` when the feed is read in another encoding than it declares (UTF-8;
+    windows-1252 for US-ASCII), as soon as that is told."""
     head = binary.peek(64 * 1024)[:64 * 1024]
     if _DOCTYPE.search(head):
         raise UnsafeXML("XML feed declares a DOCTYPE; refused (entity expansion and external "
                         "entities are not allowed)", hint="send the feed without a DOCTYPE")
-    declared = _ENCODING.match(head)
+    match = _ENCODING.match(head)
+    declared = match.group(1).decode("ascii") if match else None
     encoding, _ = streams.detect_encoding(head)
     override = None
     if encoding.startswith("utf-16"):  # with a BOM or without (libxml2 tells either)
         order = streams.utf16_order(encoding, head)
         binary = io.BufferedReader(streams.Utf16EndFree(binary, order), streams.CHUNK_BYTES)
         binary = io.BufferedReader(streams.XmlText(binary, order), streams.CHUNK_BYTES)
-    elif declared is None or declared.group(1).lower() in (b"utf-8", b"utf8"):
+    elif declared is None or declared.lower() in ("utf-8", "utf8"):
         binary = io.BufferedReader(streams.XmlText(binary), streams.CHUNK_BYTES)
-    elif _utf8_after_all(declared.group(1).decode("ascii"), head):
+    elif _single_byte(declared):  # maybe UTF-8 after all: told at its first byte past ASCII
         override = "utf-8"  # lxml's encoding= wins over the declaration
-        binary = io.BufferedReader(streams.XmlText(binary), streams.CHUNK_BYTES)
-        if info is not None:
-            info.update(encoding="utf-8", declared_encoding=declared.group(1).decode("ascii"))
-    elif _ascii_compatible(declared.group(1).decode("ascii")):
+        told = functools.partial(_told, info, declared)
+        binary = io.BufferedReader(streams.XmlDeclaredOrUtf8(binary, declared, told),
+                                   streams.CHUNK_BYTES)
+    elif _ascii_compatible(declared):
         binary = io.BufferedReader(streams.XmlBytes(binary), streams.CHUNK_BYTES)
     parser_args = dict(events=("end",), resolve_entities=False, no_network=True,
                        huge_tree=False, load_dtd=False, dtd_validation=False,
@@ -94,8 +97,8 @@ def read_xml(binary: io.BufferedReader, info: dict | None = None) -> Iterator[Ro
             closed = elem.getparent() is None  # the root's end tag: the document is whole
             if not checked:  # a DOCTYPE past the first 64 KB, or in UTF-16, is still one
                 checked = True
-                info = elem.getroottree().docinfo
-                if info.doctype or info.internalDTD is not None:
+                docinfo = elem.getroottree().docinfo
+                if docinfo.doctype or docinfo.internalDTD is not None:
                     raise UnsafeXML("XML feed declares a DOCTYPE; refused (entity expansion "
                                     "and external entities are not allowed)",
                                     hint="send the feed without a DOCTYPE")
@@ -130,26 +133,20 @@ _ASCII = bytes(range(0x80))
 _WESTERN = {"cp1252", "iso8859-1", "ascii"}
 
 
-def _utf8_after_all(encoding: str, head: bytes) -> bool:
-    """Whether a feed declaring windows-1252, ISO-8859-1 or US-ASCII is really UTF-8: its
-    start holds bytes beyond ASCII and they are strict UTF-8, at least one whole multi-byte
-    character (a UTF-8 BOM is one). Real windows-1252 or Latin-1 text almost never is: an
-    accented letter there is a lone byte >= 0x80, which UTF-8 refuses; read as declared,
-    UTF-8 was mojibake (Citro\u00c3\u00abn), or stopped lxml at a byte windows-1252 leaves
-    undefined (0x81 in \u00c1, 0x8D in \u00cd), losing every record after it. A stray
-    single byte further on is decoded as windows-1252 (streams.XmlText), not an error."""
+@functools.lru_cache(maxsize=32)
+def _single_byte(encoding: str) -> bool:
+    """Whether an encoding an XML declaration names is windows-1252, ISO-8859-1 or US-ASCII
+    (under any of their names): what streams.XmlDeclaredOrUtf8 reads."""
     try:
-        if codecs.lookup(encoding).name not in _WESTERN:
-            return False
+        return codecs.lookup(encoding).name in _WESTERN
     except LookupError:
         return False
-    if head.isascii():
-        return False
-    try:
-        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return False
-    return not text.isascii()  # not only a character cut at the end of the head
+
+
+def _told(info: dict | None, declared: str, encoding: str) -> None:
+    """Record in `info` the encoding a feed is read in, when it is not the one declared."""
+    if info is not None and codecs.lookup(encoding).name != codecs.lookup(declared).name:
+        info.update(encoding=encoding, declared_encoding=declared)
 
 
 @functools.lru_cache(maxsize=32)

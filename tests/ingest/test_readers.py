@@ -634,6 +634,145 @@ def test_xml_read_as_utf8_against_its_declaration_reads_on_past_a_late_single_by
         "\u00c1gil", "Citro\u00ebn \u20ac", "\u00cdndigo"]
 
 
+def _late_listings(declared: bytes, late: bytes, before: int = 300) -> bytes:
+    """A feed declaring `declared` whose first byte beyond ASCII is past its first 64 KB
+    (what is sniffed): `before` ASCII records of about 270 bytes, one whose description is
+    `late`, and one more."""
+    item = b"<listing><vin>V%05d</vin><description>%s</description></listing>\n"
+    return (b'<?xml version="1.0" encoding="%s"?>\n<listings>\n' % declared
+            + b"".join(item % (i, b"x" * 230) for i in range(before))
+            + item % (before, late) + item % (before + 1, b"after") + b"</listings>\n")
+
+
+def _packed(tmp_path: Path, body: bytes, packing: str) -> Path:
+    if packing == "gzip":
+        path = tmp_path / "feed.xml.gz"
+        path.write_bytes(gzip.compress(body))
+    elif packing == "zip":
+        path = tmp_path / "feed.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("export/feed.xml", body)
+    else:
+        path = tmp_path / "feed.xml"
+        path.write_bytes(body)
+    return path
+
+
+@pytest.mark.parametrize("packing", ["plain", "gzip", "zip"])
+@pytest.mark.parametrize("declared", ["windows-1252", "ISO-8859-1", "US-ASCII"])
+def test_xml_declaring_a_single_byte_encoding_over_utf8_first_beyond_ascii_late_is_utf8(
+        tmp_path, declared, packing):
+    """A long feed with a hard-coded `encoding="windows-1252"` (or ISO-8859-1, US-ASCII)
+    over UTF-8 bytes whose first accented name is in record 300: its first 64 KB are ASCII,
+    so it was read as declared, the run stopping at \u00c1 (C3 81: 0x81 is undefined in
+    windows-1252) or at the first byte beyond US-ASCII and losing every record after it,
+    or storing Citro\u00c3\u00abn."""
+    word = "Citro\u00ebn \u0160koda \u00c1gil \u00cdndigo"
+    body = _late_listings(declared.encode(), word.encode())
+    assert body[:64 * 1024].isascii()
+    info: dict = {}
+    rows = [r for _, r in read(_packed(tmp_path, body, packing), info=info)]
+    assert len(rows) == 302 and not any(isinstance(r, Unreadable) for r in rows)
+    assert [r["description"] for r in rows[-3:]] == ["x" * 230, word, "after"]
+    assert info["encoding"] == "utf-8" and info["declared_encoding"] == declared
+
+
+@pytest.mark.parametrize("declared, codec, word", [
+    ("windows-1252", "cp1252", "Citro\u00ebn \u00c1gil \u0160koda \u20ac \u201cA\u201d"),
+    ("ISO-8859-1", "latin-1", "Citro\u00ebn \u00c1gil \u00cdndigo"),
+])
+@pytest.mark.parametrize("packing", ["plain", "gzip"])
+def test_xml_really_in_its_single_byte_encoding_first_beyond_ascii_late_is_read_as_declared(
+        tmp_path, declared, codec, word, packing):
+    """No false positive past the first 64 KB either: a real windows-1252 / ISO-8859-1 feed
+    whose first accented letter comes late is read as it says."""
+    body = _late_listings(declared.encode(), word.encode(codec))
+    info: dict = {}
+    rows = [r for _, r in read(_packed(tmp_path, body, packing), info=info)]
+    assert len(rows) == 302 and not any(isinstance(r, Unreadable) for r in rows)
+    assert [r["description"] for r in rows[-2:]] == [word, "after"]
+    assert "declared_encoding" not in info
+
+
+def test_xml_in_windows_1252_with_a_byte_it_leaves_undefined_reads_on(tmp_path):
+    """0x81, 0x8D, 0x8F, 0x90 and 0x9D mean nothing in windows-1252: the parser stopped at
+    the first and lost every record after it. It is U+FFFD, as the text readers decode it."""
+    body = _late_listings(b"windows-1252", b"Citro\xebn \x81 \x9d", before=3)
+    path = tmp_path / "feed.xml"
+    path.write_bytes(body)
+    rows = rows_of(path)
+    assert len(rows) == 5 and not any(isinstance(r, Unreadable) for r in rows)
+    assert rows[3]["description"] == "Citro\u00ebn \ufffd \ufffd"
+
+
+def test_xml_declaring_us_ascii_over_single_byte_text_is_read_as_windows_1252(tmp_path):
+    """A feed saying US-ASCII whose bytes beyond ASCII are not UTF-8 stopped the parser at
+    the first; they are decoded as windows-1252, as the text readers decode such bytes, and
+    the run's report says so."""
+    word = "Citro\u00ebn \u00c1gil \u20ac"
+    path = tmp_path / "feed.xml"
+    path.write_bytes(_late_listings(b"US-ASCII", word.encode("cp1252")))
+    info: dict = {}
+    rows = [r for _, r in read(path, info=info)]
+    assert len(rows) == 302 and not any(isinstance(r, Unreadable) for r in rows)
+    assert [r["description"] for r in rows[-2:]] == [word, "after"]
+    assert info["encoding"] == "cp1252" and info["declared_encoding"] == "US-ASCII"
+
+
+def test_xml_with_a_utf8_bom_declaring_windows_1252_over_windows_1252_text_reads(tmp_path):
+    """A UTF-8 BOM, a windows-1252 declaration and windows-1252 text: libxml2 refused the
+    mismatch outright. The BOM says UTF-8; the single bytes are decoded as windows-1252,
+    as in any UTF-8 feed."""
+    word = "Citro\u00ebn \u20ac"
+    path = tmp_path / "feed.xml"
+    path.write_bytes(b"\xef\xbb\xbf" + _listings(
+        word.encode("cp1252"), b'<?xml version="1.0" encoding="windows-1252"?>'))
+    assert [r["description"] for r in rows_of(path)] == ["plain", word, "caf\u00e9"]
+
+
+class _Pieces(io.RawIOBase):
+    """A raw stream handing back its pieces one read at a time, as a socket or a
+    decompressor hands back bytes in lumps of its own."""
+
+    def __init__(self, pieces: list[bytes]):
+        self._pieces = [p for p in pieces if p]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._pieces:
+            return 0
+        piece = self._pieces.pop(0)
+        n = min(len(buffer), len(piece))
+        buffer[:n] = piece[:n]
+        if n < len(piece):
+            self._pieces.insert(0, piece[n:])
+        return n
+
+
+@pytest.mark.parametrize("written", ["utf-8", "cp1252"])
+def test_xml_declaring_windows_1252_is_told_apart_wherever_reads_cut_its_text(written):
+    """The first byte beyond ASCII may end a read (the rest of its character in the next),
+    or be a read of its own, and a character may be cut anywhere after it: UTF-8 or
+    windows-1252, each is read whole, as what it is."""
+    from ingest import streams, xml_reader
+
+    word = "Citro\u00ebn \u00c1 \u0160koda \u20ac \u201cA\u201d"
+    body = _listings(word.encode(), b'<?xml version="1.0" encoding="windows-1252"?>'
+                     ).decode().encode(written)
+    start = body.index(b"Citro") + 5
+    end = body.index(b"</description>", start)
+    cuts = [[body[:cut], body[cut:]] for cut in range(start - 1, end + 1)]
+    cuts.append([body[:start - 1], *(bytes([b]) for b in body[start - 1:end]), body[end:]])
+    for pieces in cuts:
+        binary = io.BufferedReader(_Pieces(pieces), streams.CHUNK_BYTES)
+        info: dict = {}
+        rows = [r for _, r in xml_reader.read_xml(binary, info)]
+        assert [r["description"] for r in rows] == ["plain", word, "caf\u00e9"], pieces
+        assert info.get("encoding") == ("utf-8" if written == "utf-8" else None), pieces
+
+
 def test_xml_in_a_stateful_encoding_is_left_to_the_parser(tmp_path):
     """ISO-2022-JP shifts with ESC (a control XML forbids in text, but here part of the
     encoding): its bytes are not cleaned, and it reads as before."""

@@ -783,3 +783,30 @@ def test_an_xml_feed_declaring_a_single_byte_encoding_over_utf8_is_stored_right(
                         " ORDER BY vin", (d.id,)).fetchall()
     assert [(r["vin"], r["exterior_color"]) for r in stored] == [
         ("3GNAXKEG2RS112233", colour), ("3VW6T7AU3KM022910", None)]
+
+
+@pytest.mark.parametrize("packing", ["plain", "gzip"])
+@pytest.mark.parametrize("declared", ["windows-1252", "ISO-8859-1", "US-ASCII"])
+def test_a_long_xml_feed_over_utf8_whose_first_accent_is_late_is_stored_right(
+        db, tmp_path, declared, packing):
+    """The same declaration over UTF-8 bytes, in a Google feed whose first 64 KB are ASCII
+    and whose first accented make is in its 150th car: it was read as declared, the run
+    stopping short (\u00c1 in windows-1252, any accent in US-ASCII) and removing nothing,
+    or storing Citro\u00c3\u00abn."""
+    rows = list(make_feed.rows(200, seed=11))
+    rows[150][3:5] = ["Citro\u00ebn", "\u0160koda \u00c1gil \u00cdndigo"]  # Make, Model
+    body = (f'<?xml version="1.0" encoding="{declared}"?>\n<rss version="2.0" '
+            'xmlns:g="http://base.google.com/ns/1.0"><channel>\n<title>t</title>\n'
+            + "".join(make_feed._google_item(r) for r in rows) + "</channel></rss>\n"
+            ).encode()
+    assert body[:64 * 1024].isascii()
+    path = tmp_path / ("feed.xml.gz" if packing == "gzip" else "feed.xml")
+    path.write_bytes(gzip.compress(body) if packing == "gzip" else body)
+    d = dealer(db)
+    job = ingest(db, d, path)
+    assert job.state == "succeeded" and job.counters["added"] == 200, job.report
+    assert job.report["feed"]["encoding"] == "utf-8"
+    assert job.report["feed"]["declared_encoding"] == declared
+    car = db.execute("SELECT make, model FROM vehicles WHERE dealership_id = %s AND vin = %s",
+                     (d.id, rows[150][16])).fetchone()
+    assert (car["make"], car["model"]) == ("Citro\u00ebn", "\u0160koda \u00c1gil \u00cdndigo")
