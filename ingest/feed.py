@@ -44,7 +44,8 @@ from crawler.logging import redact
 from crawler.models import Job, Reject
 from ingest import mapping as mapping_mod
 from ingest import readers, workers
-from ingest.readers import CsvRow, Unreadable
+from ingest.csv_reader import CsvRow
+from ingest.rows import Unreadable
 from pipelines import dedup, store
 from pipelines import run as run_mod
 

@@ -35,7 +35,7 @@ from quality import vins
 # (row number, source row, source-row hash as 16 hex characters)
 Work = tuple[int, dict, str]
 # How a CSV feed's records are laid out: (header, delimiter, largest field). A CSV row is
-# sent to a worker as its record's text (ingest.readers.CsvRow.text) and parsed there
+# sent to a worker as its record's text (ingest.csv_reader.CsvRow.text) and parsed there
 # again: a string pickles twenty times faster than the row's dict.
 CsvLayout = tuple[tuple[str, ...], str, int]
 Staged = tuple[list[Vehicle], list[Reject], int]  # vehicles, rejects, rows sent

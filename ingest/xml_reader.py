@@ -27,7 +27,7 @@ from lxml import etree
 
 from crawler.errors import Permanent
 from ingest import streams
-from ingest.readers import Row, Unreadable
+from ingest.rows import Row, Unreadable
 
 RECORD_TAGS = {"item", "entry", "listing", "vehicle", "record", "row"}
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.I)

@@ -12,8 +12,8 @@ import pytest
 
 from crawler.config import PROJECT_ROOT, reset_settings
 from crawler.errors import Permanent
-from ingest import readers
-from ingest.readers import Unreadable
+from ingest import json_reader, readers
+from ingest.rows import Unreadable, listed_vin
 from ingest.streams import FeedTooLarge
 from ingest.xml_reader import UnsafeXML
 
@@ -237,7 +237,7 @@ RECORDS = [{"vin": f"VIN{i:05d}", "price": 20000 + i, "note": "ünïcode ✓ " *
 
 @pytest.mark.parametrize("wrapped", [False, True])
 def test_json_array_streams_records_across_tiny_chunks(tmp_path, monkeypatch, wrapped):
-    monkeypatch.setattr(readers, "_CHUNK", 7)  # every record straddles chunk boundaries
+    monkeypatch.setattr(json_reader, "_CHUNK", 7)  # every record straddles chunk boundaries
     data = {"generated": "today", "meta": {"n": [1, 2]}, "vehicles": RECORDS} if wrapped \
         else RECORDS
     path = tmp_path / "feed.json"
@@ -277,7 +277,7 @@ def test_truncated_json_keeps_what_was_read_and_says_it_is_cut(tmp_path):
 @pytest.mark.parametrize("chunk", [7, 256 * 1024])
 def test_json_broken_record_with_nested_objects_is_skipped_whole(tmp_path, monkeypatch,
                                                                    broken, chunk):
-    monkeypatch.setattr(readers, "_CHUNK", chunk)
+    monkeypatch.setattr(json_reader, "_CHUNK", chunk)
     path = tmp_path / "feed.json"
     path.write_text('[{"vin": "A"}, ' + broken + ', {"vin": "C"}, {"vin": "D"}]')
     got = read(path)
@@ -370,7 +370,7 @@ def test_a_last_record_without_a_line_break_that_does_not_read_is_a_cut(tmp_path
     (None, None),
 ])
 def test_an_unreadable_row_names_the_one_vin_its_text_holds(text, vin):
-    assert readers.listed_vin(text) == vin
+    assert listed_vin(text) == vin
 
 
 def test_a_ragged_csv_row_keeps_the_vin_it_names(tmp_path):

@@ -86,7 +86,7 @@ def test_a_csv_chunk_whose_worker_died_is_parsed_from_its_text_in_the_parent():
     import csv
     import io
 
-    from ingest.readers import CsvRow
+    from ingest.csv_reader import CsvRow
 
     work = work_of(12)
     rows = []

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from crawler.errors import ForecourtError
 from ingest import mapping as mapping_mod
 from ingest import readers
-from ingest.readers import Unreadable
+from ingest.rows import Unreadable
 
 SETTINGS = settings(max_examples=80, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
