@@ -11,7 +11,7 @@ parsing in UTF-8, UTF-16 and every ASCII-compatible encoding a declaration names
 (ISO-8859-1, windows-1252, Shift_JIS...): the parser stopped at the first, losing every
 record after it. A feed declaring windows-1252, ISO-8859-1 or US-ASCII is told at its first
 byte beyond ASCII, however far in: read as UTF-8 when its bytes there are UTF-8 (exporters
-hard-code the declaration), else as declared (streams.XmlDeclaredOrUtf8).
+hard-code the declaration), else as declared (xml_streams.XmlDeclaredOrUtf8).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 from lxml import etree
 
 from crawler.errors import Permanent
-from ingest import streams
+from ingest import streams, xml_streams
 from ingest.rows import Row, Unreadable
 
 RECORD_TAGS = {"item", "entry", "listing", "vehicle", "record", "row"}
@@ -75,16 +75,16 @@ def read_xml(binary: io.BufferedReader, info: dict | None = None) -> Iterator[Ro
     if encoding.startswith("utf-16"):  # with a BOM or without (libxml2 tells either)
         order = streams.utf16_order(encoding, head)
         binary = io.BufferedReader(streams.Utf16EndFree(binary, order), streams.CHUNK_BYTES)
-        binary = io.BufferedReader(streams.XmlText(binary, order), streams.CHUNK_BYTES)
+        binary = io.BufferedReader(xml_streams.XmlText(binary, order), streams.CHUNK_BYTES)
     elif declared is None or declared.lower() in ("utf-8", "utf8"):
-        binary = io.BufferedReader(streams.XmlText(binary), streams.CHUNK_BYTES)
+        binary = io.BufferedReader(xml_streams.XmlText(binary), streams.CHUNK_BYTES)
     elif _single_byte(declared):  # maybe UTF-8 after all: told at its first byte past ASCII
         override = "utf-8"  # lxml's encoding= wins over the declaration
         told = functools.partial(_told, info, declared)
-        binary = io.BufferedReader(streams.XmlDeclaredOrUtf8(binary, declared, told),
+        binary = io.BufferedReader(xml_streams.XmlDeclaredOrUtf8(binary, declared, told),
                                    streams.CHUNK_BYTES)
     elif _ascii_compatible(declared):
-        binary = io.BufferedReader(streams.XmlBytes(binary), streams.CHUNK_BYTES)
+        binary = io.BufferedReader(xml_streams.XmlBytes(binary), streams.CHUNK_BYTES)
     parser_args = dict(events=("end",), resolve_entities=False, no_network=True,
                        huge_tree=False, load_dtd=False, dtd_validation=False,
                        remove_comments=True, remove_pis=True, recover=False,
@@ -136,7 +136,7 @@ _WESTERN = {"cp1252", "iso8859-1", "ascii"}
 @functools.lru_cache(maxsize=32)
 def _single_byte(encoding: str) -> bool:
     """Whether an encoding an XML declaration names is windows-1252, ISO-8859-1 or US-ASCII
-    (under any of their names): what streams.XmlDeclaredOrUtf8 reads."""
+    (under any of their names): what xml_streams.XmlDeclaredOrUtf8 reads."""
     try:
         return codecs.lookup(encoding).name in _WESTERN
     except LookupError:
@@ -152,7 +152,7 @@ def _told(info: dict | None, declared: str, encoding: str) -> None:
 @functools.lru_cache(maxsize=32)
 def _ascii_compatible(encoding: str) -> bool:
     """Whether an encoding an XML declaration names is one Python knows whose bytes below
-    0x80 are ASCII's and which shifts no state (not ISO-2022-*: see streams.XmlBytes).
+    0x80 are ASCII's and which shifts no state (not ISO-2022-*: see xml_streams.XmlBytes).
     Not UTF-16 or -32, UTF-7, EBCDIC (cp037, cp500...) or a name Python does not know:
     such a feed goes to the parser as it came."""
     try:
