@@ -19,13 +19,24 @@ parameters that only order or track the results (`sort...`, `order...`, `dir`, `
 numbers (or two offsets) must be equal; a page number and an offset cannot be compared (the
 page size is the site's), so there the site's own redirect is trusted, and the vehicles
 decide.
+
+A page rendered in headless Chromium is judged by the same rule: the browser follows HTTP
+redirects and the page's scripts' navigations (`location.replace`, a meta refresh) itself,
+and the address its scripts write (`history.replaceState`) is the page's final URL too. Not
+every other-looking final URL is a redirect: `same_url` first sets aside what a browser (or
+Scrapy) writes differently for the same address, the fragment (`#results`), the query's
+order, percent-encoding (`C 300`, `C%20300`; `O'Neil`, `O%27Neil`), the host's case and a
+default port. Anything else (tracking parameters a script adds, a trailing slash) goes
+through `renamed_later_page`, as an HTTP redirect's target does.
 """
 
 from __future__ import annotations
 
 import re
 from typing import NamedTuple
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from w3lib.url import canonicalize_url
 
 # the query parameters that number a results page, and those that give its first result
 PAGE_PARAMS = ("page", "pg", "p", "pn", "pt", "pagenum", "page_no", "pageNumber")
@@ -105,3 +116,24 @@ def same_numbered_page(asked: str, final: str) -> bool:
     trailing slash, `www.`): the same page, whatever its vehicles."""
     return renamed_later_page(asked, final) and place(asked).kind == place(final).kind
 
+
+
+def same_url(asked: str, final: str) -> bool:
+    """Whether `final` is `asked` written another way, no redirect at all (see the module):
+    equal once the fragment is dropped and the query's order, percent-encoding, the host's
+    case and a default port are normalised."""
+    return _normalised(asked) == _normalised(final)
+
+
+def _normalised(url: str) -> str:
+    parts = urlsplit(canonicalize_url(url))
+    try:
+        port = parts.port
+    except ValueError:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    if port is not None and port != {"http": 80, "https": 443}.get(parts.scheme):
+        host += f":{port}"
+    return urlunsplit((parts.scheme, host, parts.path or "/", parts.query, ""))

@@ -4,7 +4,10 @@ A spider only extracts. It yields VehicleItems; it records what kind of page eac
 was (and which pages were rendered in the headless browser), and it marks the run incomplete
 when a listing page could not be read (or was cut short, or a redirect sent it to any page
 but the same results page under the site's own URL, read already or not), so the gate never
-mistakes a broken crawl for a dealer that sold everything. Per-platform crawl
+mistakes a broken crawl for a dealer that sold everything. A redirect is Scrapy's (the
+request's `redirect_urls`) or the browser's: a rendered page's response has the URL where
+the page ended, after the redirects and script navigations Chromium followed itself, and its
+request the URL asked for (`asked_url`). Per-platform crawl
 shapes live in spiders/ (spiders/cards.py for the HTML-card platforms).
 """
 
@@ -21,7 +24,7 @@ from twisted.python.failure import Failure
 
 from crawler import browser, pages, rendering
 from crawler.errors import ConfigError, NoChromium
-from crawler.paging import PAGER_URL, renamed_later_page, same_numbered_page
+from crawler.paging import PAGER_URL, renamed_later_page, same_numbered_page, same_url
 
 RENDERED_LISTED = 100
 DETAIL_FAILURES_LISTED = 3
@@ -141,7 +144,8 @@ class DealerSpider(scrapy.Spider):
     def _remember_listing(self, response: scrapy.http.Response, fresh: int) -> None:
         """Record a listing page read, under each URL the duplicate filter saw on its way
         (a redirected request dropped as a duplicate of one of them led here)."""
-        chain = [*(response.meta.get("redirect_urls") or []), response.request.url]
+        chain = [*(response.meta.get("redirect_urls") or []), response.request.url,
+                 response.url]  # a rendered page's request is the URL asked for
         for url in dict.fromkeys(chain):
             key = self._fingerprint(url)
             known = self.listings_read.get(key)
@@ -161,9 +165,13 @@ class DealerSpider(scrapy.Spider):
         nothing is removed. A spider that does not keep the pages before (`tracked` False:
         `fresh` is only the page's vehicle count, which page 1's cars served again would
         pass) is trusted only with a renaming that keeps the page's number
-        (`same_numbered_page`)."""
-        asked = (response.meta.get("redirect_urls") or [""])[0]
-        if not PAGER_URL.search(asked):
+        (`same_numbered_page`). A page rendered in the browser is judged the same by where
+        it ended (`asked_url`): Chromium follows redirects and its scripts' navigations
+        itself, and a script writing page 1's address (`history.replaceState`) is taken at
+        its word; a final URL that is the one asked for written another way (a fragment,
+        percent-encoding: `same_url`) is no redirect."""
+        asked = self.redirected_from(response)
+        if asked is None:
             return
         if not renamed_later_page(asked, response.url) or (
                 not tracked and not same_numbered_page(asked, response.url)):
@@ -175,6 +183,16 @@ class DealerSpider(scrapy.Spider):
                                  "shows no vehicle the pages before it did not; its vehicles "
                                  "are unknown")
             self.incomplete = True
+
+    def redirected_from(self, response: scrapy.http.Response) -> str | None:
+        """The later results page (page=2, start=20, /page/3/) a listing response was asked
+        as and that a redirect, Scrapy's or the browser's, answered from another URL; None
+        for any other response. Such a page is judged by `_judge_redirect`, which also says
+        when it shows nothing new."""
+        asked = asked_url(response)
+        if not PAGER_URL.search(asked) or same_url(asked, response.url):
+            return None
+        return asked
 
     def _count_render(self, seen) -> None:
         stats = self.crawler.stats
@@ -315,6 +333,15 @@ class DealerSpider(scrapy.Spider):
     def closed(self, reason: str) -> None:
         self.settle_redirects()
         browser.record_stats(self.crawler.stats)
+
+
+def asked_url(response: scrapy.http.Response) -> str:
+    """The URL a response's page was first asked for: the first of Scrapy's redirects
+    (`redirect_urls`), else the request's. A page rendered in the browser answers with the
+    URL where the page ended, after the HTTP redirects (recorded by scrapy-playwright in
+    `redirect_urls` too) and script navigations Chromium followed, while its request keeps
+    the URL asked for."""
+    return (response.meta.get("redirect_urls") or [response.request.url])[0]
 
 
 def _on_domains(url: str, domains: list[str]) -> bool:

@@ -130,7 +130,8 @@ class CardSiteSpider(DealerSpider):
             return
         if step != chain.STEP_PLATFORM:
             self.crawler.stats.inc_value(f"forecourt/fallback/{step}")
-        if earlier and shown and shown <= earlier:
+        if earlier and shown and shown <= earlier and self.redirected_from(response) is None:
+            # (a redirected page showing nothing new is judged so by note_page already)
             self.problems.append(f"results page {response.url} shows only vehicles of the "
                                  "pages before it (the site answered with an earlier page); "
                                  "the vehicles of this page and the next are unknown")

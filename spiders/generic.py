@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 from w3lib.url import canonicalize_url
 
 from crawler import browser, pages
-from crawler.spider import PAGER_URL, DealerSpider
+from crawler.spider import PAGER_URL, DealerSpider, asked_url
 from spiders import chain
 from spiders.extract import attributes, structured
 from spiders.extract.structured import item_list_urls
@@ -261,8 +261,9 @@ class GenericSpider(DealerSpider):
             return
         self.listing_vehicles += len(items) + len(vehicle_urls)
         self.linked_vehicles.update(shown)
-        asked = (response.meta.get("redirect_urls") or [response.url])[0]
-        if earlier and shown and shown <= earlier and PAGER_URL.search(asked):
+        asked = asked_url(response)
+        if earlier and shown and shown <= earlier and PAGER_URL.search(asked) \
+                and self.redirected_from(response) is None:  # else judged by note_page
             # page 2 answering with page 1 (a search session expired), as on card sites
             self.problems.append(f"results page {asked} shows only vehicles of the pages "
                                  "before it (the site answered with an earlier page); the "
@@ -294,7 +295,7 @@ class GenericSpider(DealerSpider):
         if cut:
             self.detail_problem(response.url, f"was cut short ({cut}) before its vehicle")
             return
-        asked = (response.meta.get("redirect_urls") or [response.url])[0]
+        asked = asked_url(response)
         vin = url_vin(asked)
         if vin:
             self.vehicleless[asked] = vin

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from crawler.paging import PAGER_URL, place, renamed_later_page, same_numbered_page
+from crawler.paging import PAGER_URL, place, renamed_later_page, same_numbered_page, same_url
 
 D = "http://dealer.example"
 
@@ -78,3 +78,21 @@ def test_pager_url_and_place_agree_on_later_pages(url):
 ])
 def test_the_same_numbered_page_keeps_its_number_as_it_was(asked, final, same):
     assert same_numbered_page(asked, final) is same
+
+
+@pytest.mark.parametrize("asked, final, same", [
+    (f"{D}/inventory/?page=2", f"{D}/inventory/?page=2#results", True),
+    (f"{D}/inventory/?model=C 300&page=2", f"{D}/inventory/?model=C%20300&page=2", True),
+    (f"{D}/inventory/?model=O'Neil&page=2", f"{D}/inventory/?model=O%27Neil&page=2", True),
+    ("http://Dealer.Example:80/inventory/?page=2&make=kia",
+     f"{D}/inventory/?make=kia&page=2", True),
+    ("https://dealer.example:443", "https://dealer.example/", True),
+    (f"{D}/inventory/?page=2", f"{D}/inventory?page=2", False),  # a redirect, if a renaming
+    (f"{D}/inventory/?page=2", f"{D}/inventory/?page=2&utm_source=site", False),
+    (f"{D}:8080/inventory/?page=2", f"{D}/inventory/?page=2", False),
+    (f"{D}/Inventory/?page=2", f"{D}/inventory/?page=2", False),
+])
+def test_the_same_url_written_another_way_is_no_redirect(asked, final, same):
+    """What a browser writes differently for the address it was given (crawler/paging.py,
+    `same_url`); anything else is judged as a redirect (`renamed_later_page`)."""
+    assert same_url(asked, final) is same

@@ -503,3 +503,103 @@ def test_later_results_page_redirected_to_a_page_already_read_that_is_not_it_rem
     dealers_db.update(db, dealer.id, website_url=site(root) + "/inventory/")
     job = crawl(db, dealer.id)
     assert_nothing_removed(db, job, dealer.id, before, said)
+
+
+# --- javascript: a later results page the browser was sent on from ------------------------
+# Chromium follows a page's redirects (HTTP 3xx) and its scripts' navigations
+# (location.replace, a meta refresh) itself: the crawl sees only where the page ended.
+
+JS_PAGE_TWO_VINS = {"1C6SRFFT0MN104877", "WBA53BJ04MWW95560"}  # fixtures/sites/javascript
+SENT_BY_SCRIPT = ("<!doctype html><html><head><title>Inventory</title><script>"
+                  "location.replace({target!r})</script></head><body></body></html>")
+SPECIALS = {"page": 1, "pages": 1, "total": 1, "vehicles": [{
+    "vin": "1G1ZD5ST9JF100220", "year": 2018, "make": "Chevrolet", "model": "Malibu",
+    "trim": "LT", "stock": "SR2001", "odometer": "40,112", "color": "Silver",
+    "condition": "used", "body": "Sedan", "pricing": {"msrp": None, "sale": 15900,
+                                                      "final": 15400},
+    "status": "in stock", "link": "/vehicles/2018-chevrolet-malibu-1g1zd5st9jf100220",
+    "photo": "/static/img/logo.png"}]}
+
+
+def javascript_site(tmp_path):
+    """The JavaScript-only fixture site, copied, with a one-car specials listing whose page
+    (like the inventory's) exists only once its script has run."""
+    root = copy_site(tmp_path, "javascript")
+    (root / "specials").mkdir()
+    (root / "specials" / "index.html").write_text(
+        (root / "inventory" / "index.html").read_text().replace("/api/inventory-{page}.json",
+                                                                "/api/specials-{page}.json"))
+    (root / "api" / "specials-1.json").write_text(json.dumps(SPECIALS))
+    return root
+
+
+# how the site breaks (its routes, and page 2's document if not the usual one), and the problem
+SENT_ELSEWHERE = [
+    ("its script sending it to page 1 of the specials", {},
+     SENT_BY_SCRIPT.format(target="/specials/"),
+     r"results page \S*/inventory/\?page=2 redirected to \S*/specials/; its vehicles are "
+     "unknown"),
+    ("an HTTP 302 to page 1", {"/inventory/?page=2": {"redirect": "{{BASE}}/inventory/"}},
+     None, r"results page \S*/inventory/\?page=2 redirected to \S*/inventory/; its "
+     "vehicles are unknown"),
+    ("its script sending it to page 1", {}, SENT_BY_SCRIPT.format(target="/inventory/"),
+     r"results page \S*/inventory/\?page=2 redirected to \S*/inventory/; its vehicles are "
+     "unknown"),
+]
+
+
+def test_rendered_later_results_page_sent_elsewhere_in_the_browser_removes_nothing(
+        db, site, tmp_path):
+    """Page 2 of a JavaScript dealer, rendered in real Chromium: its script sends it to page 1
+    of the specials listing (location.replace), or to page 1, or it answers 302 to page 1.
+    The crawl read where the browser ended as if page 2 had said so: sent to the specials,
+    the run was complete and page 2's cars were removed; sent to page 1, the run blamed
+    page 1 ("shows only vehicles of the pages before it"). (One baseline crawl, then each
+    breakage in turn: a browser crawl costs seconds.)"""
+    root = javascript_site(tmp_path)
+    usual_page_two = (root / "inventory__page-2.html").read_text()
+    dealer = dealers_db.create(db, slug="sunset", name="Sunset Ridge Auto Gallery",
+                               website_url=site(root) + "/inventory/", platform="javascript")
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded", reasons(job)
+    before = active_vins(db, dealer.id)
+    assert JS_PAGE_TWO_VINS <= before and len(before) == 5
+    for how, routes, page_two, said in SENT_ELSEWHERE:
+        (root / "routes.json").write_text(json.dumps(routes))
+        (root / "inventory__page-2.html").write_text(page_two or usual_page_two)
+        dealers_db.update(db, dealer.id, website_url=site(root) + "/inventory/")
+        job = crawl(db, dealer.id)
+        try:
+            assert_nothing_removed(db, job, dealer.id, before, said)
+            # one line for page 2, not also one blaming the page it was sent to
+            assert [r for r in job.report["reasons"] if "shows only" in r] == []
+        except AssertionError as exc:
+            raise AssertionError(f"page 2 broken by {how}: {exc}") from None
+
+
+def test_rendered_later_results_pages_renamed_in_the_browser_are_complete(db, site, tmp_path):
+    """Later pages the browser ended on under the site's own URL for them, showing their own
+    cars, are the pages asked for, and the run is complete: page 2 answers 301 with its
+    sort order added, and its script adds a tracking parameter and a fragment to the address
+    (history.replaceState); page 3's script sends it to its canonical URL (no trailing
+    slash, the sort order: location.replace)."""
+    root = javascript_site(tmp_path)
+    for name in ("inventory-1.json", "inventory-2.json"):  # three pages, the third the Malibu
+        page = json.loads((root / "api" / name).read_text())
+        (root / "api" / name).write_text(json.dumps({**page, "pages": 3, "total": 6}))
+    (root / "api" / "inventory-3.json").write_text(json.dumps(
+        {**SPECIALS, "page": 3, "pages": 3, "total": 6}))
+    (root / "routes.json").write_text(json.dumps({"/inventory/?page=2": {
+        "redirect": "{{BASE}}/inventory/?page=2&sort=price", "redirect_status": 301}}))
+    (root / "inventory__page-2_sort-price.html").write_text(
+        (root / "inventory" / "index.html").read_text().replace(
+            "</body>", '<script>history.replaceState(null, "", location.href + '
+                       '"&utm_source=inventory#results")</script></body>'))
+    (root / "inventory__page-3.html").write_text(
+        SENT_BY_SCRIPT.format(target="/inventory?page=3&sort=price"))
+    dealer = dealers_db.create(db, slug="sunset", name="Sunset Ridge Auto Gallery",
+                               website_url=site(root) + "/inventory/", platform="javascript")
+    job = crawl(db, dealer.id)
+    assert job.state == "succeeded" and job.report["complete"] is True, reasons(job)
+    assert active_vins(db, dealer.id) >= JS_PAGE_TWO_VINS | {SPECIALS["vehicles"][0]["vin"]}
+    assert len(active_vins(db, dealer.id)) == 6

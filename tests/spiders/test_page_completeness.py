@@ -294,3 +294,85 @@ def test_a_spider_that_keeps_no_earlier_pages_trusts_only_a_same_numbered_rename
     spider.note_page(response, 2, listing=True)
     assert spider.incomplete is lost, spider.problems
     assert bool(spider.problems) is lost
+
+
+# --- a rendered results page: the browser follows redirects and scripts' navigations itself,
+# so the response's URL is where the page ended and its request's URL the one asked for ---
+
+def _rendered(spider, asked: str, final: str, fresh: int, http: bool = False,
+              body: str = CARDS, moved_to: str | None = None, vehicles: int = 3) -> str:
+    """A listing page rendered in the browser: asked for as `asked`, ended at `final` (by an
+    HTTP redirect, which scrapy-playwright records in `redirect_urls`, or a script's
+    navigation or history change), showing `fresh` vehicles the pages before it did not."""
+    from scrapy.http import HtmlResponse
+
+    from crawler import browser, rendering
+
+    meta = {"playwright": True, browser.RENDERED: True,
+            rendering.NOTES: rendering.RenderNotes(moved_to=moved_to)}
+    if http:
+        meta["redirect_urls"] = [asked]
+    response = HtmlResponse(final, body=body.encode(), encoding="utf-8",
+                            request=Request(asked, meta=meta))
+    return spider.note_page(response, vehicles, listing=True, fresh=fresh)
+
+
+INVENTORY = "http://dealer.example/inventory/"
+
+
+@pytest.mark.parametrize("final, moved_to", [
+    (INVENTORY, INVENTORY),  # location.replace("/inventory/"), a meta refresh
+    (INVENTORY, None),  # the scripts put page 1 in the address bar (history.replaceState)
+    (INVENTORY + "?page=1", INVENTORY + "?page=1"),
+    ("http://dealer.example/specials/", "http://dealer.example/specials/"),
+    ("http://dealer.example/", "http://dealer.example/"),
+], ids=["script-to-page-one", "history-to-page-one", "script-to-page-one-by-number",
+        "script-to-another-listing", "script-to-home-page"])
+def test_rendered_later_results_page_its_scripts_sent_elsewhere_leaves_the_run_incomplete(
+        final, moved_to):
+    """Chromium follows a page's own navigations (location.replace, a meta refresh) and
+    scrapy-playwright answers with the page's final URL and no `redirect_urls`: page 2 sent
+    to page 1, the home page or another listing was read as if page 2 had said so."""
+    spider = spider_of("javascript", INVENTORY)
+    _rendered(spider, INVENTORY + "?page=2", final, 3, moved_to=moved_to)
+    assert spider.incomplete
+    assert spider.problems == [f"results page {INVENTORY}?page=2 redirected to {final}; its "
+                               "vehicles are unknown"]
+
+
+def test_rendered_later_results_page_redirected_by_http_in_the_browser_is_judged_the_same():
+    """An HTTP 302 the browser followed (recorded by scrapy-playwright in `redirect_urls`)."""
+    spider = spider_of("javascript", INVENTORY)
+    _rendered(spider, INVENTORY + "?page=2", INVENTORY, 3, http=True)
+    assert spider.problems == [f"results page {INVENTORY}?page=2 redirected to {INVENTORY}; "
+                               "its vehicles are unknown"]
+
+
+@pytest.mark.parametrize("asked, final", [
+    (INVENTORY + "?page=2", INVENTORY + "?page=2#results"),  # a fragment
+    (INVENTORY + "?make=Mercedes-Benz&model=C 300&page=2",
+     INVENTORY + "?make=Mercedes-Benz&model=C%20300&page=2"),  # the browser's encoding
+    ("http://dealer.example/inventory/?model=O'Neil&page=2",
+     "http://dealer.example/inventory/?model=O%27Neil&page=2"),
+    ("http://Dealer.Example:80/inventory/?page=2&make=kia",
+     "http://dealer.example/inventory/?make=kia&page=2"),  # host case, port, order
+    (INVENTORY + "?page=2", "http://dealer.example/inventory?page=2"),  # the slash
+    (INVENTORY + "?page=2", INVENTORY + "?page=2&utm_source=site&sort=price"),  # history
+    (INVENTORY + "?start=20", "http://www.dealer.example/inventory?page=2#top"),  # renamed
+], ids=["fragment", "encoding", "quote", "host-port-order", "slash", "tracking-params",
+        "renamed"])
+def test_rendered_later_results_page_whose_address_only_looks_other_is_no_fault(asked, final):
+    """What the browser's address bar shows for the page asked for, named another way: a
+    fragment, its own percent-encoding, a trailing slash, tracking or sort parameters added
+    by the site's scripts, `?start=20` renamed `?page=2` (showing new vehicles)."""
+    spider = spider_of("javascript", INVENTORY)
+    _rendered(spider, asked, final, 3)
+    assert not spider.incomplete and not spider.problems
+
+
+def test_rendered_later_results_page_renamed_without_new_vehicles_is_lost():
+    spider = spider_of("javascript", INVENTORY)
+    _rendered(spider, INVENTORY + "?start=20", INVENTORY + "?page=2", 0)
+    assert spider.problems == [f"results page {INVENTORY}?start=20 redirected to "
+                               f"{INVENTORY}?page=2, which shows no vehicle the pages before "
+                               "it did not; its vehicles are unknown"]
