@@ -121,9 +121,13 @@ class DealerSpider(scrapy.Spider):
             self.problems.extend(doubts)
             self.incomplete = True
         elif listing and kind in (pages.BLOCKED, pages.NOT_FOUND):
-            self.problems.append(f"{kind} listing page {response.url}")
+            # one line for the page, naming the page asked for when it was redirected here
+            asked = asked_url(response)
+            self.problems.append(f"{kind} listing page {response.url}" if same_url(
+                asked, response.url) else f"{kind} listing page {asked}: redirected to "
+                                          f"{response.url}")
         elif listing and kind == pages.EMPTY and response.url != self.start_url \
-                and PAGER_URL.search(response.url):
+                and PAGER_URL.search(response.url) and self.redirected_from(response) is None:
             # "no vehicles match" on page 2+ is a site fault, not a sell-out of the rest
             self.problems.append(f"results page {response.url} says no vehicles although it "
                                  "is a later page of the listing")
@@ -133,7 +137,8 @@ class DealerSpider(scrapy.Spider):
         if listing:
             tracked = fresh is not None
             fresh = vehicles_found if fresh is None else fresh
-            self._judge_redirect(response, fresh, tracked)
+            if kind not in (pages.BLOCKED, pages.NOT_FOUND):  # said once, above
+                self._judge_redirect(response, fresh, tracked)
             self._remember_listing(response, fresh)
         return kind
 

@@ -264,6 +264,26 @@ def test_generic_later_results_page_redirected_elsewhere_removes_nothing(
                            r"results page \S*/inventory/\?page=2 redirected (off the site )?to ")
 
 
+def test_generic_later_results_page_redirected_to_a_bot_check_is_one_problem(
+        db, site, tmp_path):
+    """Page 2 answers 302 to a bot check: the run said so twice, "blocked listing page
+    <the check>" and "results page <page 2> redirected to <the check>". One page, one line
+    naming both."""
+    root, dealer, before = generic_nine_and_one(db, site, tmp_path)
+    (root / "check").mkdir()
+    (root / "check" / "index.html").write_text(
+        "<!doctype html><html><head><title>Just a moment...</title></head><body><div "
+        "class=cf-turnstile></div></body></html>")
+    (root / "routes.json").write_text(json.dumps(
+        {**NO_SITEMAP, "/inventory/?page=2": {"redirect": "{{BASE}}/check/"}}))
+    base = site(root)
+    dealers_db.update(db, dealer.id, website_url=base + "/inventory/")
+    job = crawl(db, dealer.id)
+    assert_nothing_removed(db, job, dealer.id, before)
+    assert [r for r in job.report["reasons"] if "/check/" in r] == [
+        f"blocked listing page {base}/inventory/?page=2: redirected to {base}/check/"]
+
+
 def test_generic_later_results_page_answering_with_page_one_removes_nothing(db, site, tmp_path):
     """`?page=2` answers 200 with page 1 (a search session expired): as on the card
     platforms, a next page showing only the cars of the pages before it is not the page

@@ -376,3 +376,55 @@ def test_rendered_later_results_page_renamed_without_new_vehicles_is_lost():
     assert spider.problems == [f"results page {INVENTORY}?start=20 redirected to "
                                f"{INVENTORY}?page=2, which shows no vehicle the pages before "
                                "it did not; its vehicles are unknown"]
+
+
+# --- a redirected results page that is itself blocked or not found: one problem ----------
+
+CHALLENGE = ("<!doctype html><html><head><title>Just a moment...</title></head><body>"
+             "<div id=cf-challenge></div></body></html>")
+SOFT_404 = ("<!doctype html><html><head><title>Page Not Found | Dealer</title></head><body>"
+            "<h1>Page not found</h1></body></html>")
+
+
+@pytest.mark.parametrize("body, kind", [(CHALLENGE, pages.BLOCKED),
+                                        (SOFT_404, pages.NOT_FOUND)],
+                         ids=["blocked", "not-found"])
+def test_later_results_page_redirected_to_a_blocked_or_missing_page_is_one_problem(body, kind):
+    """Page 2 redirected to a bot check (or a "page not found" served with 200) was two
+    problems, "blocked listing page <the check>" and "results page <page 2> redirected to
+    <the check>": one page, one line, naming both."""
+    from scrapy.http import HtmlResponse
+
+    asked, final = INVENTORY + "?page=2", "http://dealer.example/check/?return=%2Finventory"
+    spider = spider_of("generic", INVENTORY)
+    response = HtmlResponse(final, body=body.encode(), encoding="utf-8",
+                            request=Request(final, meta={"redirect_urls": [asked]}))
+    assert spider.note_page(response, 0, listing=True, fresh=0) == kind
+    assert spider.problems == [f"{kind} listing page {asked}: redirected to {final}"]
+
+
+def test_rendered_later_results_page_its_scripts_moved_to_a_bot_check_is_one_problem():
+    spider = spider_of("javascript", INVENTORY)
+    consent = "http://dealer.example/consent/"
+    assert _rendered(spider, INVENTORY + "?page=2", consent, 0, body=CHALLENGE.replace(
+        "Just a moment...", "Cookies").replace("cf-challenge", "x"), moved_to=consent,
+        vehicles=0) == pages.BLOCKED
+    assert spider.problems == [f"blocked listing page {INVENTORY}?page=2: its scripts moved "
+                               f"it to {consent} (a consent or bot-check page?)"]
+
+
+def test_later_results_page_redirected_to_an_empty_later_page_is_one_problem():
+    """`?start=20` renamed `?page=2`, which says "no vehicles found": judged as the redirect
+    it is, not also as a later page saying it has no vehicles."""
+    from scrapy.http import HtmlResponse
+
+    spider = spider_of("generic", INVENTORY)
+    empty = ("<!doctype html><html><head><title>Inventory</title></head><body><p>No vehicles "
+             "found.</p></body></html>")
+    response = HtmlResponse(INVENTORY + "?page=2", body=empty.encode(), encoding="utf-8",
+                            request=Request(INVENTORY + "?page=2",
+                                            meta={"redirect_urls": [INVENTORY + "?start=20"]}))
+    assert spider.note_page(response, 0, listing=True, fresh=0) == pages.EMPTY
+    assert spider.problems == [f"results page {INVENTORY}?start=20 redirected to {INVENTORY}"
+                               "?page=2, which shows no vehicle the pages before it did not; "
+                               "its vehicles are unknown"]
