@@ -36,7 +36,7 @@ class ConfigError(ForecourtError):
 class NoChromium(ConfigError):
     """Raised when a page must be rendered and this machine has no Chromium it may execute
     (FORECOURT_CHROMIUM_PATH, /usr/bin/chromium, `chromium` on PATH). Another worker of the
-    fleet may have one (jobs/actors.py hands the crawl on to it)."""
+    fleet may have one (jobs/failures.py hands the crawl on to it)."""
 
 
 class MigrationError(ForecourtError):

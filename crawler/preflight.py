@@ -102,7 +102,7 @@ def chromium() -> str | None:
     else /usr/bin/chromium or `chromium` on PATH), else None. Only a warning: plain-HTTP
     dealers and feeds need no browser; a crawl that must render a page is handed on to a live
     worker that has Chromium, or with none fails at once, permanently, with the same fix
-    (crawler/spider.py, jobs/actors.py)."""
+    (crawler/spider.py, jobs/failures.py)."""
     from crawler import browser
 
     try:

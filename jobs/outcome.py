@@ -9,7 +9,7 @@ operator looks at it.
 
 A crawl whose listing pages need a Chromium its worker lacks (error kind NO_CHROMIUM) is
 permanent on that worker only: while a worker that has Chromium is alive it goes to the render
-queue and waits there for one (jobs/actors.py, jobs/queues.py), or, while only workers of a
+queue and waits there for one (jobs/failures.py, jobs/queues.py), or, while only workers of a
 release without render queues have Chromium, is handed on through its own queue up to
 MAX_CHROMIUM_HANDOFFS times; those attempts are not retries and do not use up
 `job_max_attempts`.
@@ -85,7 +85,7 @@ def awaiting_worker(job: Job) -> bool:
     """Whether a `failed` job is failed only until its worker acts on it: a queued job's
     attempt is settled by the crawl child or the feed loop, and the worker then, within a
     heartbeat or two, requeues it (a transient failure with attempts left), buries it (dead)
-    or ends it cancelled (jobs.actors.after_failure). A follower (`crawl --queue --wait`,
+    or ends it cancelled (jobs.failures.after_failure). A follower (`crawl --queue --wait`,
     `jobs show --follow`) must not report that moment as the end. A job run at the terminal
     (`forecourt crawl`, `ingest`: never queued) has no worker to act on it."""
     if job.state != "failed" or job.queue is None or job.attempts < 1:

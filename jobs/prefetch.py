@@ -5,7 +5,7 @@ idle the others are: an operator job behind a crawl, or the oldest scheduled job
 ones run elsewhere. So each consumer holds no more messages than can start now:
 
 - priority: the idle threads (priority work may use every thread);
-- scheduled: the free scheduled slots (all threads but one, see jobs/actors.py), and no more
+- scheduled: the free scheduled slots (all threads but one, see jobs/worker.py), and no more
   than the idle threads left over by priority messages already taken.
 
 A render queue (jobs/queues.py, consumed by workers that have Chromium) counts with its plain

@@ -17,12 +17,12 @@ but before it retried, buried or cancelled the job leaves it `failed`; its redel
 message acts for it, and the reaper does when that message was lost too (Redis restarted
 without persistence): once the failure is `job_reap_after_s` old (a live worker acts within
 a heartbeat or two, a redelivery within the broker heartbeat), through the same function
-as the redelivery (jobs.actors.retry_left_failed), which lets the database decide who acts.
+as the redelivery (jobs.failures.retry_left_failed), which lets the database decide who acts.
 
 A crawl waiting on a render queue (jobs/queues.py) for a worker with Chromium waits there
 as long as one is alive, however busy. When the last one stopped or died, it waited on until
 the re-send of lost messages, an hour later, before it failed. It is sent back to its own
-queue (jobs.actors.leave_render_queue) once no worker with Chromium has taken that render
+queue (jobs.routing.leave_render_queue) once no worker with Chromium has taken that render
 queue for `job_renderer_gone_after_s` (jobs/renderers.py: `gone`, one Redis key per render
 queue, not a scan of its messages), where a worker without Chromium fails it in one line;
 long enough that a restart of the workers with Chromium fails none. The job records which
@@ -51,7 +51,7 @@ from crawler.db import connect
 from crawler.db import job_queue as queue_db
 from crawler.db import schedules as schedules_db
 from crawler.db import vehicles as vehicles_db
-from jobs import outcome, queues, renderers, retention
+from jobs import failures, outcome, queues, renderers, retention, routing
 
 log = logging.getLogger("forecourt.reaper")
 
@@ -69,8 +69,6 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
     sent back from a render queue whose workers with Chromium are gone ("unrendered"), the
     jobs whose leftover seen sets it dropped ("forgotten"), and the old finished jobs it
     deleted ("pruned", see jobs/retention.py)."""
-    from jobs import actors
-
     settings = get_settings()
     done: dict[str, list[int]] = {"requeued": [], "dead": [], "resent": [], "cancelled": [],
                                   "unrendered": [], "forgotten": []}
@@ -78,7 +76,7 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
         job = queue_db.abandon(conn, stale.id, settings.job_reap_after_s)
         if job is None:
             continue
-        job = actors.after_failure(conn, job, outcome.TRANSIENT)
+        job = failures.after_failure(conn, job, outcome.TRANSIENT)
         done[_DONE.get(job.state, "requeued")].append(job.id)
         with fc_logging.bind(job_id=job.id, dealership_id=job.dealership_id):
             log.warning("job %s abandoned by %s: %s", job.id, stale.worker, job.state)
@@ -86,7 +84,7 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
         if not outcome.owed_by_its_worker(left):
             continue
         try:
-            job = actors.retry_left_failed(conn, left, settings.job_reap_after_s)
+            job = failures.retry_left_failed(conn, left, settings.job_reap_after_s)
         except RedisError as exc:  # undone: the job stays failed for a later pass
             _redis_away(f"retry job {left.id}, left failed,", exc)
             break
@@ -126,15 +124,13 @@ def resend_lost(conn: psycopg.Connection, job):
     is left of its delay. Sent holding the job's row, and only while it still seems lost:
     a reaper whose pass overlaps another's passes it by, or finds it sent (two sent it
     twice). The job, or None when there was nothing to send. A Redis error undoes it."""
-    from jobs import actors
-
     settings = get_settings()
     with conn.transaction():
         current = queue_db.lock_lost(conn, job.id, job.message_id,
                                     settings.job_resend_after_s, UNSENT_AFTER_S)
         if current is None:
             return None
-        actors.send(conn, current, delay_s=_delay_left(conn, current), same_id=True)
+        routing.send(conn, current, delay_s=_delay_left(conn, current), same_id=True)
     return current
 
 
@@ -148,15 +144,13 @@ def _delay_left(conn: psycopg.Connection, job) -> float:
 def _leave_render_queues(conn: psycopg.Connection, gone_after_s: float) -> list[int]:
     """Send back to their own queue the crawls waiting on a render queue that no worker with
     Chromium has taken for `gone_after_s` (see the module's docstring); their ids."""
-    from jobs import actors
-
     moved: list[int] = []
     for render in (queues.PRIORITY_RENDER, queues.SCHEDULED_RENDER):
         if not renderers.gone(render):
             continue
         queue = queues.plain_queue(render)
         for waiting in queue_db.waiting_on_render(conn, queue):
-            job = actors.leave_render_queue(conn, waiting, _delay_left(conn, waiting))
+            job = routing.leave_render_queue(conn, waiting, _delay_left(conn, waiting))
             if job is None:  # another reaper did, or it moved on
                 continue
             moved.append(job.id)

@@ -11,9 +11,9 @@ before reads, `<namespace>:renderer:<queue>`, set to the name of whichever wrote
 that release, without render queues, hands a crawl on through `priority` while it exists.
 A crawl is sent to a render queue only while `expected(that queue)`: a live worker takes it,
 or one was seen within `job_renderer_gone_after_s` (restarting, or re-installing its
-Chromium), so its message waits where a worker takes it (jobs/actors.py: the hand-off of a
-worker without Chromium, and every send); if none comes back, the reaper sends it back to
-its own queue.
+Chromium), so its message waits where a worker takes it (jobs/failures.py: the hand-off of
+a worker without Chromium; jobs/routing.py: every send); if none comes back, the reaper
+sends it back to its own queue.
 
 Beside each, `<namespace>:renderer-seen:<queue>` says that one did within the last
 `job_renderer_gone_after_s` (it lasts that long). A crawl already waiting on a render queue
@@ -21,7 +21,7 @@ whose workers with Chromium all stopped (or died, or lost Chromium) is sent back
 queue by the reaper once that key is gone too (`gone`; jobs/reaper.py), not when the first
 one expires: a restarting worker with Chromium is back well within it.
 
-A worker stops advertising as soon as it is told to stop (jobs/actors.py, before its
+A worker stops advertising as soon as it is told to stop (jobs/worker.py, before its
 shutdown): from then on it takes no new message, though it may finish a running crawl for
 up to the crawl time limit. It leaves its entries to expire (TTL_S) rather than removing
 them: one briefly outliving its worker only sends a crawl to wait on a render queue (for a
@@ -29,7 +29,7 @@ worker that has Chromium to start, or for the reaper to send it back: jobs/reape
 
 A worker that loses its Chromium while it runs (the package removed, the binary made not
 executable during an upgrade) finds out within EVERY_S, or at once when a render-queue
-message reaches it (`check`, jobs/actors.py). It then removes its entries from the render
+message reaches it (`check`, jobs/execution.py). It then removes its entries from the render
 queues' sets at once, so routing, the hand-off and (after `job_renderer_gone_after_s`) the
 reaper see that it renders nothing, while any other worker with Chromium stays named there;
 its render queues' consumers take no new message (jobs/prefetch.py: `on_change`); and it

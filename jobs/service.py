@@ -17,7 +17,7 @@ from crawler.db import jobs as jobs_db
 from crawler.db import schedules as schedules_db
 from crawler.errors import ForecourtError, InvalidInput, NotFound, Transient
 from crawler.models import FINAL_STATES, Job
-from jobs import outcome
+from jobs import outcome, routing
 
 KINDS = ("crawl", "feed")
 TRIGGERS = ("schedule", "operator", "api", "retry", "demo")
@@ -72,10 +72,8 @@ def record(conn: psycopg.Connection, dealership_id: int, kind: str, trigger: str
 
 def enqueue(conn: psycopg.Connection, job: Job) -> Job:
     """Send the job's message; a job whose message cannot be sent is failed, not left queued."""
-    from jobs import actors  # imports the broker: only callers that enqueue need Redis
-
     try:
-        actors.send(conn, job)
+        routing.send(conn, job)  # imports the broker: only callers that enqueue need Redis
     except Exception as exc:  # Redis unreachable, embedded Redis failing to start
         if isinstance(exc, ForecourtError) and not isinstance(exc, Transient):
             detail = str(exc)

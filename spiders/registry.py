@@ -46,7 +46,7 @@ def extractor_for(platform: str | None):
 
 
 # Platforms whose spider renders every listing page in headless Chromium: a crawl of such a
-# dealer is known to need a worker that has Chromium before it starts (jobs/actors.py sends
+# dealer is known to need a worker that has Chromium before it starts (jobs/routing.py sends
 # it to one). Other platforms render only a page that turns out to be built by scripts.
 RENDERING = frozenset({"javascript"})
 

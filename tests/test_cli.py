@@ -457,7 +457,7 @@ def test_worker_queue_names_are_the_actors_queues():
     """Every queue `forecourt worker --queue` accepts (jobs.queues) has an actor on it."""
     from jobs import actors, queues
 
-    declared = {actor.queue_name for actor in actors._ACTORS.values()}
+    declared = {actor.queue_name for actor in actors.ACTORS.values()}
     assert set(queues.ALL) == declared, (queues.ALL, declared)
 
 

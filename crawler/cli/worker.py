@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         preflight.redis(redis_url())
         # No Chromium: warned, not refused. A worker may serve only plain-HTTP dealers and
         # feeds; a crawl that must render goes to a worker that has Chromium, or with none
-        # alive fails once, permanently, with the fix (jobs/actors.py).
+        # alive fails once, permanently, with the fix (jobs/failures.py).
         no_browser = preflight.chromium()
         if no_browser:
             err_console.print(f"warning: {no_browser}", soft_wrap=True)

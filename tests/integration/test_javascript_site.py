@@ -85,7 +85,7 @@ def test_without_chromium_a_javascript_crawl_fails_with_the_fix(db, monkeypatch)
     assert "downloads failed: 1 not sent (NoChromium)" in job.report["reasons"]
     assert "no Chromium" in job.error
     # every attempt here would meet the same missing browser: failed for good, never retried
-    # (a queued job goes to a worker that has Chromium first, if one is alive: jobs/actors.py)
+    # (a queued job goes to a worker that has Chromium first, if one is alive: jobs/routing.py)
     assert job.error_kind == outcome.NO_CHROMIUM
     assert outcome.classify_settled(job) == outcome.PERMANENT
     assert not db.execute("SELECT 1 FROM vehicles WHERE dealership_id = %s",

@@ -41,25 +41,25 @@ def _assert_buried(job, attempts: int) -> None:
 
 def test_a_redelivery_buries_an_interrupted_job_out_of_attempts_instead_of_running_it(db):
     from crawler.config import get_settings
-    from jobs import actors
+    from jobs import execution
 
     spent = get_settings().job_max_attempts
     job = _interrupted(db, "poison-redelivered", attempts=spent)
-    assert actors._claim(db, job.id, "next:2:T", job.message_id) is None
+    assert execution._claim(db, job.id, "next:2:T", job.message_id) is None
     _assert_buried(jobs_db.get(db, job.id), spent)
     assert [d.id for d in queue_db.dead_letters(db)] == [job.id]
     # idempotent: a second delivery of the same message finds it dead and does nothing
-    assert actors._claim(db, job.id, "other:3:T", job.message_id) is None
+    assert execution._claim(db, job.id, "other:3:T", job.message_id) is None
     again = jobs_db.get(db, job.id)
     assert again.state == "dead" and len(again.errors) == 1
 
 
 def test_an_interrupted_job_with_attempts_left_runs_again(db):
     from crawler.config import get_settings
-    from jobs import actors
+    from jobs import execution
 
     job = _interrupted(db, "poison-not-yet", attempts=get_settings().job_max_attempts - 1)
-    claimed = actors._claim(db, job.id, "next:2:T", job.message_id)
+    claimed = execution._claim(db, job.id, "next:2:T", job.message_id)
     assert claimed is not None and claimed.state == "running"
     assert claimed.attempts == job.attempts + 1
     assert [e["kind"] for e in claimed.errors] == ["abandoned"]
@@ -67,22 +67,22 @@ def test_an_interrupted_job_with_attempts_left_runs_again(db):
 
 def test_chromium_hand_offs_do_not_count_against_the_attempts(db):
     from crawler.config import get_settings
-    from jobs import actors, outcome
+    from jobs import execution, outcome
 
     spent = get_settings().job_max_attempts
     handoffs = [{"kind": outcome.NO_CHROMIUM, "attempt": 1, "error": "no Chromium"}]
     job = _interrupted(db, "poison-handed-on", attempts=spent, errors=handoffs)
-    claimed = actors._claim(db, job.id, "next:2:T", job.message_id)
+    claimed = execution._claim(db, job.id, "next:2:T", job.message_id)
     assert claimed is not None and claimed.attempts == spent + 1
 
 
 def test_a_scheduled_slot_buries_an_interrupted_job_out_of_attempts_instead_of_running_it(db):
     from crawler.config import get_settings
-    from jobs import actors
+    from jobs import execution
 
     spent = get_settings().job_max_attempts
     job = _interrupted(db, "poison-scheduled", attempts=spent, queue="scheduled")
-    actors._rescue_interrupted(job.id + 1000, "message-of-another-job")
+    execution._rescue_interrupted(job.id + 1000, "message-of-another-job")
     _assert_buried(jobs_db.get(db, job.id), spent)
 
 
@@ -93,17 +93,17 @@ def test_two_deliveries_at_once_bury_the_job_once_and_neither_runs_it(db):
 
     from crawler.config import get_settings
     from crawler.db import connect
-    from jobs import actors
+    from jobs import execution, failures
 
     spent = get_settings().job_max_attempts
     job = _interrupted(db, "poison-race", attempts=spent)
     claimed: list = []
     with connect() as other:
         with other.transaction():
-            assert actors._bury_if_spent(other, job.id, 2) is not None  # not committed yet
+            assert failures.bury_if_spent(other, job.id, 2) is not None  # not committed yet
             def deliver() -> None:
                 with connect() as conn:
-                    claimed.append(actors._claim(conn, job.id, "next:2:T", job.message_id))
+                    claimed.append(execution._claim(conn, job.id, "next:2:T", job.message_id))
 
             thread = threading.Thread(target=deliver)
             thread.start()
@@ -151,7 +151,7 @@ def test_a_worker_without_chromium_takes_over_no_interrupted_crawl_that_must_ren
     the back of the render queue. Such a crawl is left to a worker with Chromium (its
     message, redelivered on the render queue, or another's slot); any other is taken over."""
     from crawler.config import reset_settings
-    from jobs import actors
+    from jobs import execution
 
     must_render = _interrupted(db, "rescue-rendered", attempts=1, queue="scheduled")
     db.execute("UPDATE dealerships SET platform = 'javascript' WHERE id = %s",
@@ -160,7 +160,7 @@ def test_a_worker_without_chromium_takes_over_no_interrupted_crawl_that_must_ren
     monkeypatch.setenv("FORECOURT_CHROMIUM_PATH", "/nonexistent/chromium")
     reset_settings()
     try:
-        actors._rescue_interrupted(plain.id + 1000, "message-of-another-job")
+        execution._rescue_interrupted(plain.id + 1000, "message-of-another-job")
     finally:
         monkeypatch.undo()
         reset_settings()

@@ -82,7 +82,7 @@ def test_only_what_a_worker_always_records_is_owed_by_a_worker_that_may_have_die
 
 
 def test_a_crawl_without_chromium_awaits_its_worker_s_hand_off_and_is_not_a_retry():
-    """An attempt that failed for want of Chromium on its worker (jobs/actors.py sends it to
+    """An attempt that failed for want of Chromium on its worker (jobs/failures.py sends it to
     the render queue, or hands it on through its own queue to an older release's worker
     that has Chromium, at most MAX_CHROMIUM_HANDOFFS times): permanent, awaiting its worker
     however often it was handed on (the render queue has no bound), and not counted against

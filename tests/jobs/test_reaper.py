@@ -19,11 +19,11 @@ def _running(db, slug: str, attempts: int, stale: str):
 def _sent_two_hours_ago(db, slug: str, name: str):
     """A scheduled crawl of a new dealer whose message was sent two hours ago and never
     taken (Redis lost it, or it waits behind a long backlog)."""
-    from jobs import actors
+    from jobs import routing
 
     dealer = dealers_db.create(db, slug=slug, name=name, website_url="http://127.0.0.1:9/")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
-    actors.send(db, job)
+    routing.send(db, job)
     db.execute("UPDATE jobs SET created_at = now() - interval '2 hours',"
                " updated_at = now() - interval '2 hours',"
                " message_sent_at = now() - interval '2 hours' WHERE id = %s", (job.id,))
@@ -83,24 +83,24 @@ def test_a_queued_job_stuck_with_a_cancel_request_is_settled(db):
 
 
 def test_a_failed_attempt_of_a_cancelled_job_is_not_retried(db):
-    from jobs import actors, outcome
+    from jobs import failures, outcome
 
     job = _running(db, "cancel-then-fail", attempts=1, stale="1 second")
     queue_db.request_cancel(db, job.id)
     failed = queue_db.fail_running(db, job.id, "feed server reset the connection", "fetch")
     assert queue_db.requeue(db, job.id, 1) is None  # never back in line
-    settled = actors.after_failure(db, failed, outcome.TRANSIENT)
+    settled = failures.after_failure(db, failed, outcome.TRANSIENT)
     assert settled.state == "cancelled"
 
 
 def test_a_job_waiting_in_a_long_backlog_is_resent_without_losing_its_place(db):
-    from jobs import actors, reaper
+    from jobs import reaper, routing
     from jobs.broker import get_broker
 
     dealer = dealers_db.create(db, slug="backlog", name="Backlog",
                                website_url="http://127.0.0.1:9/")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
-    message_id = actors.send(db, job)  # in line (no worker consumes this test's queues)
+    message_id = routing.send(db, job)  # in line (no worker consumes this test's queues)
     db.execute("UPDATE jobs SET created_at = now() - interval '2 hours',"
                " updated_at = now() - interval '2 hours',"
                " message_sent_at = now() - interval '2 hours' WHERE id = %s", (job.id,))
@@ -154,12 +154,12 @@ def test_a_job_queued_but_never_sent_is_sent_within_a_minute_keeping_its_delay(d
     new job and sending it. A job's message is now marked sent only once Redis has it, and a
     queued job whose message was not sent UNSENT_AFTER_S after its record changed is sent
     again, with what is left of its retry delay."""
-    from jobs import actors, reaper
+    from jobs import reaper, routing
 
     dealer = dealers_db.create(db, slug="unsent", name="Unsent",
                                website_url="http://127.0.0.1:9/")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
-    actors.send(db, job)  # attempt 1's message, sent
+    routing.send(db, job)  # attempt 1's message, sent
     sent = jobs_db.get(db, job.id)
     assert sent.message_sent_at is not None
     assert queue_db.claim(db, job.id, "w1", 60, sent.message_id) is not None
@@ -247,7 +247,7 @@ def test_two_reapers_never_both_retry_a_job_left_failed(db):
     transaction holds its row (the other passes it by), and only on the failure it read
     (a reaper that read attempt 1's failure does nothing once attempt 2 has failed)."""
     from crawler.db import connect
-    from jobs import actors, reaper
+    from jobs import failures, reaper
 
     job = _left_failed(db, "two-reapers")
     with connect() as other:
@@ -268,7 +268,7 @@ def test_two_reapers_never_both_retry_a_job_left_failed(db):
     queue_db.fail_running(db, job.id, "listing page answered 404: not_found", "permanent")
     db.execute("UPDATE jobs SET finished_at = now() - interval '10 minutes' WHERE id = %s",
                (job.id,))
-    assert actors.retry_left_failed(db, stale, 60) is None
+    assert failures.retry_left_failed(db, stale, 60) is None
     assert jobs_db.get(db, job.id).state == "failed"
 
 

@@ -147,7 +147,7 @@ def test_a_job_cancelled_before_its_message_could_be_sent_stays_cancelled(db, mo
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from crawler.errors import Transient
-    from jobs import actors, service
+    from jobs import routing, service
 
     dealer = _due_dealer(db, "cancelled-before-send")
     job, created = service.record(db, dealer.id, "crawl", "schedule")
@@ -157,7 +157,7 @@ def test_a_job_cancelled_before_its_message_could_be_sent_stays_cancelled(db, mo
     def refused(conn, job, *args, **kwargs):  # Redis going away at that moment
         raise RedisConnectionError("Connection refused")
 
-    monkeypatch.setattr(actors, "send", refused)
+    monkeypatch.setattr(routing, "send", refused)
     with pytest.raises(Transient):
         service.enqueue(db, job)
     after = jobs_db.get(db, job.id)

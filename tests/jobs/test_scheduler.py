@@ -301,7 +301,7 @@ def test_a_slot_that_could_not_be_queued_is_tried_again_soon_not_at_the_next_slo
     the enqueue failed, and the next run was the next day's."""
     import redis
 
-    from jobs import actors, scheduler
+    from jobs import routing, scheduler
 
     dealer = dealers_db.create(db, slug="daily", name="Daily", website_url="http://127.0.0.1:9/",
                                schedule_interval_s=86_400)
@@ -312,7 +312,7 @@ def test_a_slot_that_could_not_be_queued_is_tried_again_soon_not_at_the_next_slo
     def redis_down(*args, **kwargs):
         raise redis.exceptions.ConnectionError("Error 111 connecting. Connection refused.")
 
-    monkeypatch.setattr(actors, "send", redis_down)
+    monkeypatch.setattr(routing, "send", redis_down)
     assert scheduler.tick(db) == []
     [failed] = _jobs(db, dealer.id)
     assert failed.state == "failed" and "could not enqueue" in failed.error
@@ -335,7 +335,7 @@ def test_a_redis_outage_does_not_hold_back_the_schedule_once_redis_is_back(db, m
     dealer at once, though none of them had failed. They never ran: they are not failures."""
     import redis
 
-    from jobs import actors, scheduler
+    from jobs import routing, scheduler
 
     dealer = dealers_db.create(db, slug="hourly", name="Hourly",
                                website_url="http://127.0.0.1:9/", schedule_interval_s=3600)
@@ -346,7 +346,7 @@ def test_a_redis_outage_does_not_hold_back_the_schedule_once_redis_is_back(db, m
     def redis_down(*args, **kwargs):
         raise redis.exceptions.ConnectionError("Error 111 connecting. Connection refused.")
 
-    monkeypatch.setattr(actors, "send", redis_down)
+    monkeypatch.setattr(routing, "send", redis_down)
     for _ in range(6):  # six retries while Redis is away
         assert scheduler.tick(db) == []
         retry = schedules_db.state(db, dealer.id)["next_run_at"]

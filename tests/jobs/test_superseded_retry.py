@@ -20,13 +20,13 @@ def _failed_transiently(db, slug: str):
 
 
 def test_a_retry_refused_for_a_newer_job_settles_the_failure_as_superseded(db):
-    from jobs import actors, outcome, reaper
+    from jobs import failures, outcome, reaper
     from jobs.api.schemas import JobSummary
 
     dealer, failed = _failed_transiently(db, "busy")
     assert outcome.awaiting_worker(failed)  # its worker is about to retry it...
     newer, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "schedule")
-    job = actors.after_failure(db, failed, outcome.TRANSIENT)  # ...but a newer job runs
+    job = failures.after_failure(db, failed, outcome.TRANSIENT)  # ...but a newer job runs
     assert job.state == "failed" and job.error_kind == "superseded", job
     assert f"job {newer.id}" in job.error and "listing page timed out" in job.error
     assert not outcome.awaiting_worker(job)  # nobody waits for a retry that cannot come
@@ -45,7 +45,7 @@ def test_a_failure_its_dead_worker_left_behind_a_newer_job_is_superseded_by_the_
     looks at a failure behind a newer job, so it stayed failed with its transient kind for
     good, shown as settling and waited on by followers (found reading the code behind the
     soak's check for undecided failures: bench/bench_soak.py)."""
-    from jobs import actors, outcome
+    from jobs import failures, outcome
 
     for slug, newer_ends in (("left-active", False), ("left-ended", True)):
         dealer, failed = _failed_transiently(db, slug)
@@ -53,7 +53,7 @@ def test_a_failure_its_dead_worker_left_behind_a_newer_job_is_superseded_by_the_
         if newer_ends:  # the newer job may be over by the time the redelivery comes
             assert queue_db.claim(db, newer.id, "w2", 60) is not None
             jobs_db.finish(db, newer.id, "succeeded", counters={})
-        actors.retry_left_failed(db, failed)  # the dead worker's redelivered message
+        failures.retry_left_failed(db, failed)  # the dead worker's redelivered message
         job = jobs_db.get(db, failed.id)
         assert job.state == "failed" and job.error_kind == "superseded", (slug, job)
         assert f"job {newer.id}" in job.error and "listing page timed out" in job.error

@@ -262,25 +262,25 @@ def test_a_crawl_waiting_for_chromium_is_re_sent_where_a_worker_with_chromium_ta
     under the same id while a worker with Chromium takes that queue (or did lately); with
     none left it goes back on its own queue, where a worker without Chromium fails it in one
     line and one that has it (of any release) runs it."""
-    from jobs import actors, outcome
+    from jobs import failures, outcome, routing
 
     failed = _failed_for_want_of_chromium(db)
     _advertise("priority.render")
-    actors.after_failure(db, failed, outcome.classify_settled(failed))
+    failures.after_failure(db, failed, outcome.classify_settled(failed))
     waiting = jobs_db.get(db, failed.id)
     assert waiting.state == "queued" and waiting.queue == "priority"
     assert _message_in(waiting, "priority.render") and not _message_in(waiting, "priority")
-    actors.send(db, waiting, same_id=True)  # the reaper's re-send
+    routing.send(db, waiting, same_id=True)  # the reaper's re-send
     again = jobs_db.get(db, waiting.id)
     assert again.message_id == waiting.message_id and _message_in(again, "priority.render")
 
     from jobs import renderers
 
     renderers._client().delete(renderers.members_key("priority.render"))
-    actors.send(db, again, same_id=True)  # none alive, one seen lately: it is waited for
+    routing.send(db, again, same_id=True)  # none alive, one seen lately: it is waited for
     assert _message_in(jobs_db.get(db, again.id), "priority.render")
     renderers._client().delete(renderers.seen_key("priority.render"))
-    actors.send(db, again, same_id=True)
+    routing.send(db, again, same_id=True)
     assert _message_in(jobs_db.get(db, again.id), "priority")
 
 
@@ -291,12 +291,12 @@ def test_a_crawl_needing_chromium_is_handed_on_the_old_way_to_an_older_release_s
     queue, with backoff, a bounded number of times, as that release did."""
     import logging
 
-    from jobs import actors, outcome
+    from jobs import failures, outcome
 
     failed = _failed_for_want_of_chromium(db)
     _advertise("priority")
     with caplog.at_level(logging.INFO, logger="forecourt.jobs"):
-        actors.after_failure(db, failed, outcome.classify_settled(failed))
+        failures.after_failure(db, failed, outcome.classify_settled(failed))
     handed = jobs_db.get(db, failed.id)
     assert handed.state == "queued" and handed.retry_at is not None
     assert _message_in(handed, "priority") and not _message_in(handed, "priority.render")
@@ -392,7 +392,7 @@ def test_a_crawl_failed_for_want_of_chromium_with_none_alive_has_ended_at_once(
     import logging
 
     from crawler.cli.jobs import ended
-    from jobs import actors, outcome
+    from jobs import execution, failures, outcome
 
     dealer = dealers_db.create(db, slug="dusk", name="Dusk", platform="javascript",
                                website_url="http://127.0.0.1:9/inventory/")
@@ -403,11 +403,11 @@ def test_a_crawl_failed_for_want_of_chromium_with_none_alive_has_ended_at_once(
                             error=f"listing page http://127.0.0.1:9/inventory/ failed: no "
                                   f"Chromium for JavaScript sites ({FIX})")
     with caplog.at_level(logging.INFO, logger="forecourt.jobs"):
-        settled = actors.after_failure(db, failed, outcome.classify_settled(failed))
+        settled = failures.after_failure(db, failed, outcome.classify_settled(failed))
         assert settled.state == "failed"
         assert ended(jobs_db.get(db, job.id), {}), "a follower waits on a failure that holds"
         caplog.clear()
-        assert actors._claim(db, job.id, "other:2:T", "message-1") is None
+        assert execution._claim(db, job.id, "other:2:T", "message-1") is None
     assert not [r for r in caplog.records if "needs Chromium" in r.getMessage()
                 or "left failed" in r.getMessage()], [r.getMessage() for r in caplog.records]
     done = jobs_db.get(db, job.id)
@@ -500,11 +500,11 @@ def test_a_crawl_waiting_for_chromium_goes_back_to_its_queue_only_once_its_rende
     message id, once none did for that long: once, whichever reaper (a second pass, another
     process) comes after."""
     from crawler.config import get_settings
-    from jobs import actors, outcome, reaper, renderers
+    from jobs import failures, outcome, reaper, renderers
 
     failed = _failed_for_want_of_chromium(db)
     _advertise("priority.render")
-    actors.after_failure(db, failed, outcome.classify_settled(failed))
+    failures.after_failure(db, failed, outcome.classify_settled(failed))
     waiting = jobs_db.get(db, failed.id)
     assert waiting.state == "queued" and _message_in(waiting, "priority.render")
 
@@ -606,7 +606,7 @@ def test_a_worker_that_lost_chromium_alone_lets_its_crawls_go_back_and_takes_the
     nor run by this worker meanwhile. Chromium re-installed, the worker says so once and
     takes the render queues again without a restart: it drops the copy left there (its job
     is over) and runs the next JavaScript crawl."""
-    from jobs import actors, renderers, service
+    from jobs import renderers, routing, service
 
     worker = None
     try:
@@ -618,7 +618,7 @@ def test_a_worker_that_lost_chromium_alone_lets_its_crawls_go_back_and_takes_the
         assert renderers.alive("priority.render") is None  # at once, not 15 s later
         dealer = _javascript_dealer(db, site, "dawn")
         job, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
-        actors.send(db, job, to="priority.render")  # sent as it said it had Chromium
+        routing.send(db, job, to="priority.render")  # sent as it said it had Chromium
         job = jobs_db.get(db, job.id)
         done = wait_final(db, job.id, timeout=150)
         assert _message_in(job, "priority.render")  # the copy left there: nobody took it

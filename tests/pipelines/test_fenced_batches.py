@@ -40,7 +40,7 @@ def claimed(db, kind: str = "crawl") -> Job:
 
 
 def take_over(conn: psycopg.Connection, job_id: int) -> Job | None:
-    """What another worker does once the job's heartbeat looks stale (jobs/actors.py)."""
+    """What another worker does once the job's heartbeat looks stale (jobs/execution.py)."""
     with conn.transaction():
         conn.execute("UPDATE jobs SET heartbeat_at = now() - interval '1 minute'"
                      " WHERE id = %s", (job_id,))
@@ -250,15 +250,15 @@ def test_an_error_escaping_a_taken_over_attempt_does_not_fail_its_successor(db):
     """An exception that escaped an attempt (a database error after a TakenOver, say) was
     recorded by `fail_running` on whatever attempt was running: the successor's job ended
     failed under it. Now only the worker that runs the job settles it."""
-    from jobs import actors
+    from jobs import failures
 
     job = claimed(db, "feed")
     taken = take_over(db, job.id)
     assert taken.worker == "w2:2:T"
-    left = actors._settle_after_error(job.id, RuntimeError("connection lost"), "transient",
+    left = failures.settle_after_error(job.id, RuntimeError("connection lost"), "transient",
                                       "w1:1:T")
     assert (left.state, left.attempts, left.worker) == ("running", 2, "w2:2:T")
     assert left.errors == taken.errors  # attempt 1's abandonment only
-    mine = actors._settle_after_error(job.id, RuntimeError("connection lost"), "transient",
+    mine = failures.settle_after_error(job.id, RuntimeError("connection lost"), "transient",
                                       "w2:2:T")
     assert mine.state == "failed" and mine.error_kind == "transient:RuntimeError"
