@@ -28,6 +28,7 @@ import logging
 
 from crawler.config import get_settings
 from crawler.db import connect
+from crawler.db import job_ends as ends_db
 from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from crawler.models import Job
@@ -97,13 +98,13 @@ def after_failure(conn, job: Job, failure: str) -> Job:
     transient, else leave it failed (permanent)."""
     settings = get_settings()
     if job.cancel_requested_at is not None:  # cancelled while it ran: never retried
-        return queue_db.cancel_ended(conn, job.id) or job
+        return ends_db.cancel_ended(conn, job.id) or job
     if outcome.needs_chromium(job):
         return _hand_on(conn, job)
     if failure != outcome.TRANSIENT:
         return job
     if outcome.retries_used(job) >= settings.job_max_attempts:
-        return queue_db.bury(conn, job.id) or job
+        return ends_db.bury(conn, job.id) or job
     delay = outcome.backoff_s(outcome.retries_used(job), settings.job_min_backoff_s,
                               settings.job_max_backoff_s)
     queued = queue_db.requeue(conn, job.id, delay)

@@ -48,6 +48,7 @@ from redis.exceptions import RedisError
 from crawler import logging as fc_logging
 from crawler.config import get_settings
 from crawler.db import connect
+from crawler.db import job_ends as ends_db
 from crawler.db import job_queue as queue_db
 from crawler.db import schedules as schedules_db
 from crawler.db import vehicles as vehicles_db
@@ -97,7 +98,7 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
                         job.state)
     for lost in queue_db.stale_queued(conn, settings.job_resend_after_s, UNSENT_AFTER_S):
         if lost.cancel_requested_at is not None:  # no message may claim it: settle it
-            if queue_db.cancel_ended(conn, lost.id) is not None:
+            if ends_db.cancel_ended(conn, lost.id) is not None:
                 done["cancelled"].append(lost.id)
             continue
         try:

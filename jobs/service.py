@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from crawler.db import dealers as dealers_db
-from crawler.db import job_queue as queue_db
+from crawler.db import job_ends as ends_db
 from crawler.db import jobs as jobs_db
 from crawler.db import schedules as schedules_db
 from crawler.errors import ForecourtError, InvalidInput, NotFound, Transient
@@ -102,10 +102,10 @@ def cancel(conn: psycopg.Connection, job_id: int) -> Job:
     second (a feed at its next downloaded chunk or batch) and settles it `cancelled`.
     Failed a moment ago and about to be retried by its worker (outcome.awaiting_worker; the
     API shows it running): cancelled at once. Already cancelled: returned as is."""
-    job = queue_db.cancel_queued(conn, job_id)
+    job = ends_db.cancel_queued(conn, job_id)
     if job is not None:
         return job
-    job = queue_db.request_cancel(conn, job_id)
+    job = ends_db.request_cancel(conn, job_id)
     if job is not None:
         return job
     job = jobs_db.get(conn, job_id)
@@ -114,7 +114,7 @@ def cancel(conn: psycopg.Connection, job_id: int) -> Job:
     if job.state in ("queued", "running"):  # it moved between the two statements
         return cancel(conn, job_id)
     if outcome.awaiting_worker(job):  # failed only until its worker retries it: not over
-        return queue_db.cancel_failed(conn, job_id, job.attempts) or cancel(conn, job_id)
+        return ends_db.cancel_failed(conn, job_id, job.attempts) or cancel(conn, job_id)
     raise InvalidInput(f"job {job_id} already ended {job.state}; nothing to cancel",
                        hint="trigger a new job, or `forecourt dlq replay` a dead one")
 
@@ -127,7 +127,7 @@ def pause(conn: psycopg.Connection, dealership_id: int) -> tuple[Job | None, Job
     dealers_db.update(conn, dealership_id, paused=True)
     job = jobs_db.active(conn, dealership_id)
     if job is not None and job.state == "queued" and job.trigger == "schedule":
-        cancelled = queue_db.cancel_queued(conn, job.id)
+        cancelled = ends_db.cancel_queued(conn, job.id)
         if cancelled is not None:
             return cancelled, None
         job = jobs_db.get(conn, job.id)  # it started meanwhile
@@ -177,14 +177,14 @@ def replay(conn: psycopg.Connection, job_id: int, trigger_name: str = "retry", *
         raise InvalidInput(f"dealership {dealer.slug} has active job {new.id}; replay job "
                            f"{job_id} when it ends",
                            hint=f"follow it with `forecourt jobs show {new.id} --follow`")
-    queue_db.mark_replayed(conn, old.id, new.id)
+    ends_db.mark_replayed(conn, old.id, new.id)
     return new
 
 
 def dead_letters(conn: psycopg.Connection, dealership_id: int | None = None,
                  limit: int = 200) -> list[Job]:
     """Dead jobs not yet replayed or purged, newest first; each keeps `errors`, its history."""
-    return queue_db.dead_letters(conn, dealership_id, limit)
+    return ends_db.dead_letters(conn, dealership_id, limit)
 
 
 def dead_letter(conn: psycopg.Connection, job_id: int) -> Job:
@@ -222,14 +222,14 @@ def replay_dead(conn: psycopg.Connection, dealership_id: int) -> list[Job]:
     new = replay(conn, letters[0].id)
     for dead in letters[1:]:
         if dead.kind == new.kind:
-            queue_db.mark_replayed(conn, dead.id, new.id)
+            ends_db.mark_replayed(conn, dead.id, new.id)
     return [new]
 
 
 def purge_dead(conn: psycopg.Connection, dealership_id: int) -> int:
     """Clear a dealership's dead letters (the job records stay as history); returns how many."""
     dealers_db.get_by_id(conn, dealership_id)
-    return queue_db.purge_dead(conn, dealership_id)
+    return ends_db.purge_dead(conn, dealership_id)
 
 
 def is_final(job: Job) -> bool:

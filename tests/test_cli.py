@@ -231,7 +231,7 @@ def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tm
     from crawler import fixture_server
     from crawler.config import reset_settings
     from crawler.db import dealers as dealers_db
-    from crawler.db import job_queue as queue_db
+    from crawler.db import job_ends as ends_db
     from crawler.db import jobs as jobs_db
     from jobs import reaper
 
@@ -252,7 +252,7 @@ def test_a_crawl_run_from_the_cli_heartbeats_its_job_and_can_be_cancelled(db, tm
         monkeypatch.setenv("FORECOURT_JOB_REAP_AFTER_S", "2")
         reset_settings()
         assert reaper.reap(db)["requeued"] == []  # alive: not the reaper's to retry
-        queue_db.request_cancel(db, job["id"])
+        ends_db.request_cancel(db, job["id"])
         out, err = cli.communicate(timeout=60)
     finally:
         _clean_up(cli, server, monkeypatch)

@@ -266,7 +266,7 @@ def test_commands_that_enqueue_refuse_a_redis_they_cannot_use_and_record_no_job(
         case, redis_with_password, db):
     # Before, each try recorded a failed job ("could not enqueue: AuthenticationError: HELLO
     # must be called...") and only then said so: history made of nothing but the mistake.
-    from crawler.db import job_queue as queue_db
+    from crawler.db import job_ends as ends_db
     from crawler.db import jobs as jobs_db
 
     url, needles = _redis_cases(redis_with_password)[case]
@@ -275,7 +275,7 @@ def test_commands_that_enqueue_refuse_a_redis_they_cannot_use_and_record_no_job(
     dead, _ = jobs_db.create_or_get_active(db, dealer.id, "crawl", "operator")
     jobs_db.finish(db, dead.id, "failed", counters={}, error="site down",
                    error_kind="transient")
-    queue_db.bury(db, dead.id)  # a dead letter
+    ends_db.bury(db, dead.id)  # a dead letter
     for args in (("crawl", "d1", "--queue"), ("dlq", "replay", str(dead.id)),
                  ("dlq", "replay", "--dealer", "d1")):
         done = forecourt(*args, REDIS_URL=url, timeout=20)

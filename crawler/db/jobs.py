@@ -1,9 +1,9 @@
 """SQL for job records: the source of truth for what ran, when, and how it ended.
 
-The queue's transitions of a job (claiming, heartbeats, retries, cancellation, dead
-letters, what the reaper settles) are in crawler/db/job_queue.py; the runs the delisting
-gate compares a run with in crawler/db/baselines.py; the HTTP API's reads in
-crawler/db/jobs_async.py."""
+The queue's transitions of a job (claiming, heartbeats, retries, what the reaper settles)
+are in crawler/db/job_queue.py; its cancellation and dead letters in crawler/db/job_ends.py;
+the runs the delisting gate compares a run with in crawler/db/baselines.py; the HTTP API's
+reads in crawler/db/jobs_async.py."""
 
 from __future__ import annotations
 

@@ -178,6 +178,7 @@ def test_a_failed_attempt_its_worker_is_about_to_retry_is_not_shown_as_final(api
     """A worker records a transiently failed attempt `failed`, then (a moment later, on
     another connection) requeues or buries it. A poller must not see that moment as the
     job's end: it is shown still running, settling, until the worker has decided."""
+    from crawler.db import job_ends as ends_db
     from crawler.db import job_queue as queue_db
 
     db, aid = world["db"], world["acme"].id
@@ -201,7 +202,7 @@ def test_a_failed_attempt_its_worker_is_about_to_retry_is_not_shown_as_final(api
                    error_kind="transient:TimeoutError")
     bolt = auth(world["tokens"]["bolt"])
     assert api.get(f"/v1/jobs/{last}", headers=bolt).json()["state"] == "running"
-    queue_db.bury(db, last)
+    ends_db.bury(db, last)
     assert api.get(f"/v1/jobs/{last}", headers=bolt).json()["state"] == "dead"
 
     # final failures are shown as they are: a permanent one, one run at the terminal

@@ -19,6 +19,7 @@ import pytest
 
 from crawler.config import get_settings, reset_settings
 from crawler.db import dealers as dealers_db
+from crawler.db import job_ends as ends_db
 from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from ingest import feed
@@ -298,7 +299,7 @@ def test_a_cancelled_job_whose_feed_is_unchanged_ends_cancelled(
     assert ingest(db, d).state == "succeeded"
     job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
     jobs_db.start(db, job.id, "test")
-    queue_db.request_cancel(db, job.id)  # while the feed is being fetched
+    ends_db.request_cancel(db, job.id)  # while the feed is being fetched
     done = feed.run_job(db, job.id)
     assert done.state == "cancelled" and done.error_kind == "cancelled", done.report
     assert done.report["unchanged_feed"]  # what the fetch found is kept for the record
@@ -335,7 +336,7 @@ def test_a_cancelled_job_stays_cancelling_whatever_step_it_reaches(db):
     polling dealer UI saw a cancelled job carry on fetching."""
     job, _ = jobs_db.create_or_get_active(db, dealer(db).id, "feed", "operator")
     jobs_db.start(db, job.id, "test")
-    queue_db.request_cancel(db, job.id)
+    ends_db.request_cancel(db, job.id)
     jobs_db.progress(db, job.id, {"items": 3}, phase="fetching")
     now = jobs_db.get(db, job.id)
     assert now.phase == "cancelling" and now.counters == {"items": 3}

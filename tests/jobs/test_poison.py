@@ -10,6 +10,7 @@ import time
 import pytest
 
 from crawler.db import dealers as dealers_db
+from crawler.db import job_ends as ends_db
 from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from tests.jobs.conftest import site_copy, slow_routes, stop, wait_final, wait_for
@@ -47,7 +48,7 @@ def test_a_redelivery_buries_an_interrupted_job_out_of_attempts_instead_of_runni
     job = _interrupted(db, "poison-redelivered", attempts=spent)
     assert execution._claim(db, job.id, "next:2:T", job.message_id) is None
     _assert_buried(jobs_db.get(db, job.id), spent)
-    assert [d.id for d in queue_db.dead_letters(db)] == [job.id]
+    assert [d.id for d in ends_db.dead_letters(db)] == [job.id]
     # idempotent: a second delivery of the same message finds it dead and does nothing
     assert execution._claim(db, job.id, "other:3:T", job.message_id) is None
     again = jobs_db.get(db, job.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crawler.db import dealers as dealers_db
+from crawler.db import job_ends as ends_db
 from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 
@@ -59,7 +60,7 @@ def test_a_job_cancelled_while_its_worker_died_is_cancelled_not_queued_forever(d
     from jobs import reaper, service
 
     job = _running(db, "cancelled-dead", attempts=1, stale="10 minutes")
-    queue_db.request_cancel(db, job.id)  # the operator cancels; the worker is already gone
+    ends_db.request_cancel(db, job.id)  # the operator cancels; the worker is already gone
     done = reaper.reap(db)
     assert done["cancelled"] == [job.id] and done["requeued"] == []
     settled = jobs_db.get(db, job.id)
@@ -86,7 +87,7 @@ def test_a_failed_attempt_of_a_cancelled_job_is_not_retried(db):
     from jobs import failures, outcome
 
     job = _running(db, "cancel-then-fail", attempts=1, stale="1 second")
-    queue_db.request_cancel(db, job.id)
+    ends_db.request_cancel(db, job.id)
     failed = queue_db.fail_running(db, job.id, "feed server reset the connection", "fetch")
     assert queue_db.requeue(db, job.id, 1) is None  # never back in line
     settled = failures.after_failure(db, failed, outcome.TRANSIENT)
