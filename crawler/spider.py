@@ -66,7 +66,7 @@ class DealerSpider(scrapy.Spider):
         # a listing page this machine could not fetch however often it tried (no Chromium
         # to render it): a failed run then fails for good, not retried (jobs/outcome.py)
         self.misconfigured = False
-        # ... because this machine has no Chromium: a worker that has one may (jobs/actors.py)
+        # ... because this machine has no Chromium: a worker that has one may (jobs/failures.py)
         self.lacks_chromium = False
         self.detail_failures = 0
         self.page_kinds: dict[str, int] = {}
