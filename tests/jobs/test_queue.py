@@ -264,7 +264,12 @@ def test_every_worker_line_of_a_job_names_the_job_and_its_dealer(db, shared_work
     dealer = dealers_db.create(db, slug="harbor-logs", name="Harbor", feed_url=str(feed))
     job, _ = service.trigger(db, dealer.id, "feed", "operator")
     wait_final(db, job.id)
-    lines = [ln for ln in shared_worker.log.read_text(errors="replace").splitlines()
-             if f"job {job.id} " in ln]
+
+    def job_lines():  # the "ended" line follows the job's end in the database
+        lines = [ln for ln in shared_worker.log.read_text(errors="replace").splitlines()
+                 if f"job {job.id} " in ln]
+        return lines if any("ended" in ln for ln in lines) else None
+
+    lines = wait_for(job_lines, timeout=10, what="the job's ended line")
     assert any("started" in ln for ln in lines) and any("ended" in ln for ln in lines), lines
     assert all(f"job_id={job.id}" in ln and "dealer=harbor-logs" in ln for ln in lines), lines
