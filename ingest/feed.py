@@ -38,7 +38,8 @@ import xxhash
 from crawler.config import get_settings
 from crawler.db import feeds as feeds_db
 from crawler.db import jobs as jobs_db
-from crawler.db import vehicles as vehicles_db
+from crawler.db import settling as settling_db
+from crawler.db import source_hashes as source_hashes_db
 from crawler.errors import ForecourtError, Permanent, TakenOver, describe
 from crawler.logging import redact
 from crawler.models import Job, Reject
@@ -101,7 +102,7 @@ def _load_known(conn: psycopg.Connection, dealership_id: int, known: dict[int, i
                 unhashed: list[str]) -> None:
     """Fill `known` (source-row hash -> VIN key) with the dealer's active vehicles, and
     `unhashed` with the VINs of those without a source-row hash (crawled, say)."""
-    for hashes, vins in vehicles_db.source_hashes(conn, dealership_id):
+    for hashes, vins in source_hashes_db.source_hashes(conn, dealership_id):
         if None in hashes:
             unhashed.extend(v for h, v in zip(hashes, vins, strict=True) if h is None)
             vins = [v for h, v in zip(hashes, vins, strict=True) if h is not None]
@@ -174,7 +175,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
     settings = get_settings()
     # A redelivered attempt (its predecessor died mid-run) starts from a clean seen set
     # (not the one of an attempt that took this one over).
-    cleared = vehicles_db.settle_run(conn, dealership_id, job_id, remove_unseen=False,
+    cleared = settling_db.settle_run(conn, dealership_id, job_id, remove_unseen=False,
                                      attempt=None if attempt is None else (attempt, "running"))
     if cleared.get("superseded"):
         now = jobs_db.get(conn, job_id)

@@ -51,7 +51,7 @@ from crawler.db import connect
 from crawler.db import job_ends as ends_db
 from crawler.db import job_queue as queue_db
 from crawler.db import schedules as schedules_db
-from crawler.db import vehicles as vehicles_db
+from crawler.db import settling as settling_db
 from jobs import failures, outcome, queues, renderers, retention, routing
 
 log = logging.getLogger("forecourt.reaper")
@@ -113,7 +113,7 @@ def reap(conn: psycopg.Connection) -> dict[str, list[int]]:
     except RedisError as exc:  # undone: they wait there for a later pass
         _redis_away("send crawls back from render queues", exc)
     # a job that ended without settling its run (killed, buried) left its seen set behind
-    done["forgotten"] = vehicles_db.forget_seen_of_ended(conn, settings.job_reap_after_s)
+    done["forgotten"] = settling_db.forget_seen_of_ended(conn, settings.job_reap_after_s)
     pruned = retention.due_prune(conn)  # old finished jobs (every PRUNE_EVERY_S at most)
     done["pruned"] = pruned["ids"] if pruned else []
     return done

@@ -19,6 +19,8 @@ import psycopg
 from crawler.db import baselines as baselines_db
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
+from crawler.db import settling as settling_db
+from crawler.db import vehicle_reads as reads_db
 from crawler.db import vehicles as vehicles_db
 from crawler.db.connect import sibling
 from crawler.errors import TakenOver
@@ -183,7 +185,7 @@ def give_up(run: Run) -> bool:
     (it is that attempt's to settle). Raises if the database is out of reach: the job's
     next attempt starts from a clean seen set anyway."""
     abandon(run)
-    settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
+    settled = settling_db.settle_run(run.conn, run.dealership_id, run.job_id,
                                      remove_unseen=False, attempt=run.attempt)
     return not settled.get("superseded")
 
@@ -248,7 +250,7 @@ def _judge(run: Run, dealer: Dealership, complete: bool, problems: list[str],
         # No healthy run of this kind yet (or none since the other kind's): a dealer crawled
         # for months whose feed is now ingested (or the other way round) must not lose every
         # car the first run of the other kind lacks. Its active vehicles are the usual count.
-        stocked = vehicles_db.active_count(run.conn, run.dealership_id)
+        stocked = reads_db.active_count(run.conn, run.dealership_id)
         if stocked > gate.vehicle_count(run.counters):
             history = [stocked]
             baseline_note = f"{why}: judged against the {stocked} active vehicles"
@@ -257,7 +259,7 @@ def _judge(run: Run, dealer: Dealership, complete: bool, problems: list[str],
         # The stages counted the coverage of the rows that changed, and the fast path's
         # rows are another sample (new cars, re-priced ones): judge the run, and let later
         # runs judge against it, by the coverage of the whole inventory it saw.
-        for name, n in vehicles_db.stored_coverage(run.conn, run.dealership_id, run.job_id,
+        for name, n in settling_db.stored_coverage(run.conn, run.dealership_id, run.job_id,
                                                    candidates).items():
             run.counters[name] = run.counters.get(name, 0) + n
     removing = None
@@ -268,10 +270,10 @@ def _judge(run: Run, dealer: Dealership, complete: bool, problems: list[str],
         # (counting the established ones only when enough would go for the check to
         # matter: a count of a million-vehicle dealer's rows cost a re-ingest ~5%)
         before = baseline[0].finished_at if baseline else None
-        unseen = vehicles_db.unseen_established(run.conn, run.dealership_id, run.job_id,
+        unseen = settling_db.unseen_established(run.conn, run.dealership_id, run.job_id,
                                                 candidates, before)
         if unseen and unseen >= limits.get("min_count_drop", 0):
-            removing = (unseen, vehicles_db.established(run.conn, run.dealership_id, before))
+            removing = (unseen, settling_db.established(run.conn, run.dealership_id, before))
     report = gate.evaluate(dict(run.counters), complete=complete, problems=problems,
                            history_counts=history, limits=limits,
                            history=[j.counters for j in baseline], removing=removing)
@@ -304,7 +306,7 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
 
     `candidates`: for a feed run whose fast path skipped unchanged rows without recording
     them, the VINs of active vehicles it may not have seen (see
-    crawler.db.vehicles.settle_run)."""
+    crawler.db.settling.settle_run)."""
     try:
         wait_for_writes(run)
     finally:
@@ -314,7 +316,7 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
             with run.conn.transaction():
                 if run.attempt is not None:  # (the seen set is the job's current attempt's)
                     jobs_db.fence(run.conn, run.job_id, run.attempt)
-                vehicles_db.mark_seen_by_url(run.conn, run.dealership_id, run.job_id,
+                settling_db.mark_seen_by_url(run.conn, run.dealership_id, run.job_id,
                                              sorted(run.unreadable_urls))
         except TakenOver:
             return {"state": SUPERSEDED, "verdict": None, "may_remove": False, "removed": 0,
@@ -323,7 +325,7 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
     dealer = dealers_db.get_by_id(run.conn, run.dealership_id)
     report = _judge(run, dealer, complete, all_problems, candidates)
     refresh_statistics(run)
-    settled = vehicles_db.settle_run(run.conn, run.dealership_id, run.job_id,
+    settled = settling_db.settle_run(run.conn, run.dealership_id, run.job_id,
                                      remove_unseen=report["may_remove"],
                                      candidates=candidates, attempt=run.attempt)
     run.counters["removed"] += settled["removed"]
@@ -336,7 +338,7 @@ def close(run: Run, complete: bool, problems: list[str] | None = None,
         # An earlier attempt of this job (killed, failed) may have stored changes, or
         # removed vehicles, that this one then found done: the job's changes are counted
         # from its events, whichever attempt recorded them.
-        events = vehicles_db.event_counts(run.conn, run.job_id)
+        events = settling_db.event_counts(run.conn, run.job_id)
         for name in LIFECYCLE_COUNTERS:  # (Counter.update would add)
             run.counters[name] = events.get(name, 0)
         report["removed"] = run.counters["removed"]

@@ -11,7 +11,7 @@ from rich.table import Table
 from crawler.cli.common import console, database, price_text
 from crawler.cli.render import moment
 from crawler.db import dealers as dealers_db
-from crawler.db import vehicles as vehicles_db
+from crawler.db import vehicle_reads as vehicles_db
 
 
 def _field(key: str, x) -> str:

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from crawler.cli.common import console, database, price_text
 from crawler.db import dealers as dealers_db
-from crawler.db import vehicles as vehicles_db
+from crawler.db import vehicle_reads as vehicles_db
 
 STATUSES = ("active", "removed", "all")
 

@@ -1,4 +1,4 @@
--- `forecourt history <dealer>` (crawler.db.vehicles.events_for without a VIN) reads a
+-- `forecourt history <dealer>` (crawler.db.vehicle_reads.events_for without a VIN) reads a
 -- dealer's newest events: a backward scan of this index that stops at --limit. With only
 -- (dealership_id, vin, id) the planner walked the primary key backwards, filtering out
 -- every other dealer's events, for any dealer it took for average or smaller (most of

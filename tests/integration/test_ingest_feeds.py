@@ -478,7 +478,7 @@ def test_re_priced_vehicles_are_updated_in_place(db, tmp_path):
 
 
 def test_known_source_hashes_stream_in_groups_of_ids(db, tmp_path):
-    from crawler.db import vehicles as vehicles_db
+    from crawler.db import source_hashes as source_hashes_db
 
     d = dealer(db)
     rows = list(make_feed.rows(20, seed=8))
@@ -488,10 +488,10 @@ def test_known_source_hashes_stream_in_groups_of_ids(db, tmp_path):
     ids = [r["id"] >> 16 for r in db.execute(
         "SELECT id FROM vehicles WHERE dealership_id = %s", (d.id,))]
     assert len(set(ids)) == 2  # two groups, so two streamed rows
-    groups = list(vehicles_db.source_hashes(db, d.id, by_blocks=False))
+    groups = list(source_hashes_db.source_hashes(db, d.id, by_blocks=False))
     assert len(groups) == 2
     known = {h: vin for hashes, vins in groups for h, vin in zip(hashes, vins, strict=True)}
-    by_blocks = list(vehicles_db.source_hashes(db, d.id, by_blocks=True))
+    by_blocks = list(source_hashes_db.source_hashes(db, d.id, by_blocks=True))
     assert {h: vin for hashes, vins in by_blocks
             for h, vin in zip(hashes, vins, strict=True)} == known
     stored = {r["source_hash"]: r["vin"] for r in db.execute(
@@ -505,7 +505,7 @@ def test_known_source_hashes_stream_in_groups_of_ids(db, tmp_path):
 def test_known_hashes_are_read_by_block_ranges_only_for_a_dealer_that_fills_the_table(db):
     """A dealer holding most of vehicles is read a sixteenth of the table at a time, every
     vehicle once, from one snapshot; a small dealer among many through its index."""
-    from crawler.db import vehicles as vehicles_db
+    from crawler.db import source_hashes as source_hashes_db
 
     big, small = dealer(db, "big"), dealer(db, "small")
     for d, n in ((big, 30_000), (small, 20)):
@@ -522,12 +522,12 @@ def test_known_hashes_are_read_by_block_ranges_only_for_a_dealer_that_fills_the_
             " AND status = 'active'", (d.id,))}
         for way in (None, True, False):
             got = [(vin, None if h is None else f"{h:016x}")
-                   for hashes, vins in vehicles_db.source_hashes(db, d.id, by_blocks=way)
+                   for hashes, vins in source_hashes_db.source_hashes(db, d.id, by_blocks=way)
                    for h, vin in zip(hashes, vins, strict=True)]
             assert len(got) == len(expected) and dict(got) == expected, (d.slug, way)
-    plan = {d.slug: vehicles_db._reads_every_row(list(db.execute(
-        f"EXPLAIN (FORMAT JSON) {vehicles_db._KNOWN_BY_IDS}", {"d": d.id}).fetchone().values()))
-        for d in (big, small)}
+    plan = {d.slug: source_hashes_db._reads_every_row(list(db.execute(
+        f"EXPLAIN (FORMAT JSON) {source_hashes_db._KNOWN_BY_IDS}", {"d": d.id}
+    ).fetchone().values())) for d in (big, small)}
     assert plan == {"big": True, "small": False}
 
 

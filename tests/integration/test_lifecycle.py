@@ -13,7 +13,7 @@ import pytest
 from crawler.config import PROJECT_ROOT
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
-from crawler.db import vehicles as vehicles_db
+from crawler.db import vehicle_reads as reads_db
 from crawler.errors import TakenOver
 from crawler.models import VehicleItem
 from ingest import feed
@@ -92,7 +92,7 @@ def test_added_changed_removed_and_relisted_with_old_and_new_values(db, dealer, 
     assert second.state == "succeeded" and second.counters["removed"] == 1
     assert kinds(db, second) == [("price_changed", CIVIC), ("removed", F150),
                                  ("status_changed", RAV4)]
-    ev = {e["kind"]: e for e in vehicles_db.events_for(db, dealer.id)}
+    ev = {e["kind"]: e for e in reads_db.events_for(db, dealer.id)}
     assert ev["price_changed"]["old_value"] == {"price": 20000.0}
     assert ev["price_changed"]["new_value"] == {"price": 19500.0}
     assert ev["status_changed"]["old_value"] == {"availability": "In Stock"}
@@ -305,7 +305,7 @@ def test_crawls_follow_the_same_rules(db, dealer):
     assert gone["removed"] == 1 and vehicle(db, dealer, RAV4)["status"] == "removed"
     back = crawl(db, dealer, [item(CIVIC, 21000), item(RAV4, 30000)])
     assert back["counters"]["relisted"] == 1
-    history = [e["kind"] for e in vehicles_db.events_for(db, dealer.id, RAV4)][::-1]
+    history = [e["kind"] for e in reads_db.events_for(db, dealer.id, RAV4)][::-1]
     assert history == ["added", "removed", "relisted"]
 
 
@@ -363,7 +363,7 @@ def test_days_on_lot(db, dealer, run_feed):
     db.execute("UPDATE vehicles SET first_seen = first_seen - interval '10 days',"
                " removed_at = removed_at - interval '3 days' WHERE dealership_id = %s",
                (dealer.id,))
-    rows = {r["vin"]: r for r in vehicles_db.list_for(db, dealer.id, status=None)}
+    rows = {r["vin"]: r for r in reads_db.list_for(db, dealer.id, status=None)}
     assert rows[CIVIC]["days_on_lot"] == 10  # still listed: until today
     assert rows[RAV4]["days_on_lot"] == 7  # removed 3 days ago, listed 10 days ago
 

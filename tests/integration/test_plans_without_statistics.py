@@ -19,6 +19,8 @@ import pytest
 
 from crawler.db import connect, migrate
 from crawler.db import quality as quality_db
+from crawler.db import settling as settling_db
+from crawler.db import vehicle_reads as reads_db
 from crawler.db import vehicles as vehicles_db
 
 pytestmark = pytest.mark.integration
@@ -167,8 +169,8 @@ def test_per_batch_statements_probe_an_index_with_or_without_statistics(fresh):
         INSERT INTO vehicle_events (dealership_id, vin, job_id, kind, new_value)
         SELECT 2, 'V2' || lpad(i::text, 15, '0'), 4, 'added', '{}'
           FROM generate_series(1, %s) i""", (SMALL,))
-    history = captured(lambda c: vehicles_db.events_for(c, 2))
-    remove = (vehicles_db._REMOVE.format(only="true", unseen=vehicles_db._UNSEEN),
+    history = captured(lambda c: reads_db.events_for(c, 2))
+    remove = (settling_db._REMOVE.format(only="true", unseen=settling_db._UNSEEN),
               {"d": 1, "j": 3, "vins": "{}"})
     analyzed = fresh.execute("SELECT count(*) AS n FROM pg_stats WHERE schemaname ="
                              " current_schema() AND tablename = 'vehicles'").fetchone()["n"]
@@ -254,7 +256,7 @@ def test_removal_removes_exactly_the_active_vehicles_the_run_did_not_see(fresh):
     want = {(2, r["vin"]) for r in rows if r["status"] == "active" and r["last_job_id"] != 7
             and r["id"] % 3 != 0}
     before = active()
-    assert vehicles_db.settle_run(fresh, 2, 7, remove_unseen=True) == {"removed": len(want)}
+    assert settling_db.settle_run(fresh, 2, 7, remove_unseen=True) == {"removed": len(want)}
     gone = before - active()
     events = {(r["dealership_id"], r["vin"]) for r in fresh.execute(
         "SELECT dealership_id, vin FROM vehicle_events WHERE job_id = 7 AND kind = 'removed'"
