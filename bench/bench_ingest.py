@@ -1,7 +1,7 @@
 """Feed ingestion against plain binary COPY, in one run on one database.
 
 1. generate a seeded HomeNet-style CSV feed (fixtures/tools/make_feed.py), not timed;
-2. forecourt end to end: `ingest.feed.run_job` on a new dealership (read, map, normalize,
+2. forecourt end to end: `ingest.feed_job.run_job` on a new dealership (read, map, normalize,
    validate, VIN, dedup, quality, store with events, settle);
 3. the baseline: the same CSV read with the csv module, each row typed just enough for
    binary COPY (ints, numerics, the image list split) and COPYed into a table identical to
@@ -46,7 +46,7 @@ import psycopg  # noqa: E402
 from crawler.db import connect, migrate  # noqa: E402
 from crawler.db import dealers as dealers_db  # noqa: E402
 from crawler.db import jobs as jobs_db  # noqa: E402
-from ingest import feed  # noqa: E402
+from ingest import feed_job  # noqa: E402
 
 COPY_COLUMNS = [("stock_number", "text"), ("condition", "text"), ("year", "int2"),
                 ("make", "text"), ("model", "text"), ("trim", "text"), ("body_style", "text"),
@@ -189,7 +189,7 @@ def forecourt_load(conn, dealership_id: int, path: Path) -> tuple[float, dict]:
     job, _ = jobs_db.create_or_get_active(conn, dealership_id, "feed", "operator")
     jobs_db.start(conn, job.id, "bench")
     started = time.perf_counter()
-    job = feed.run_job(conn, job.id, path)
+    job = feed_job.run_job(conn, job.id, path)
     elapsed = time.perf_counter() - started
     if job.state != "succeeded":
         raise SystemExit(f"forecourt run ended {job.state}: {job.error}")

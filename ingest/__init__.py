@@ -1,1 +1,1 @@
-"""Feed ingestion: streaming readers, column mappings and the feed loop."""
+"""Feed ingestion: streaming readers, column mappings, the feed loop and the feed job."""

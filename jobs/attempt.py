@@ -160,7 +160,7 @@ def run_feed(conn: psycopg.Connection, job_id: int, worker: str, source: str, *,
     crawler.cli.ingest) stops it at the same points, leaving the job running for the caller
     to settle. `attempt`: the one `worker` claimed: the feed writes only as that attempt
     (its batches are refused once another has taken the job over)."""
-    from ingest.feed import run_job
+    from ingest.feed_job import run_job
 
     # The ingest runs in this thread; a second one heartbeats the job on its own connection
     # (a feed download can take minutes between batches) and notes a cancel request. It

@@ -70,7 +70,7 @@ def classify_settled(job: Job) -> str | None:
     if kind in ("timeout", "cancelled", "unsafe_url", "superseded", PERMANENT) \
             or kind.startswith("permanent"):
         return PERMANENT
-    if job.kind == "feed":  # ingest.feed.run_job records the exception's class name
+    if job.kind == "feed":  # ingest.feed_job.run_job records the exception's class name
         return TRANSIENT if kind in ("Transient", "OperationalError") else PERMANENT
     reasons = [r for r in (job.report or {}).get("reasons") or [job.error or ""]
                if not r.startswith("warning: ")]  # reported only: never the cause

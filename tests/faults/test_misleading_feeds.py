@@ -12,7 +12,7 @@ import pytest
 from crawler.config import PROJECT_ROOT
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
-from ingest import feed
+from ingest import feed_job
 
 sys.path.insert(0, str(PROJECT_ROOT / "fixtures" / "tools"))
 import make_feed  # noqa: E402
@@ -34,7 +34,7 @@ def ingest(db, tmp_path):
             csv.writer(f).writerows([make_feed.HEADER, *rows])
         job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
         jobs_db.start(db, job.id, "test")
-        return feed.run_job(db, job.id, path)
+        return feed_job.run_job(db, job.id, path)
 
     job = run(OURS)
     assert job.state == "succeeded" and job.counters["added"] == 20

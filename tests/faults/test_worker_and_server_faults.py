@@ -109,7 +109,7 @@ def feed_file(tmp_path_factory):
 
 def test_worker_killed_mid_feed_store_batch_finishes_elsewhere_storing_the_same(
         db, fault_env, workers, feed_file):
-    from ingest.feed import run_job
+    from ingest.feed_job import run_job
 
     # the rows after the first 200 are staged in a worker process of the worker's own
     env = servers.env_for(fault_env, FORECOURT_REDIS_NAMESPACE=_namespace(),
@@ -283,7 +283,7 @@ def _day_feed(path, keep, changed: float = 0.0):
 def _lot_before_the_run(db, tmp_path, slug: str):
     """A dealer with two days of feed ingested (600 vehicles, then 20 of them sold), and
     the third day's feed (every kind of change) as its feed URL."""
-    from ingest.feed import run_job
+    from ingest.feed_job import run_job
 
     days = [_day_feed(tmp_path / f"{slug}-0.csv", lambda i: i < ROWS),
             _day_feed(tmp_path / f"{slug}-1.csv", lambda i: i < ROWS - 20),
@@ -375,7 +375,7 @@ def test_worker_killed_at_the_removal_step_of_a_re_ingest_changes_and_counts_all
                       (job_id,)).fetchone()["n"] == 0
 
     # a fault-free run of the same feeds ends the same way
-    from ingest.feed import run_job
+    from ingest.feed_job import run_job
 
     clean = _lot_before_the_run(db, tmp_path, f"clean-{when}")
     clean_job, _ = jobs_db.create_or_get_active(db, clean.id, "feed", "operator")

@@ -89,7 +89,7 @@ def test_truncated_gzip_content_encoding_is_not_a_complete_feed(server, tmp_path
 @pytest.mark.parametrize("path", ["/loop", "/bad-encoding/feed.csv"])
 def test_fetch_errors_are_forecourt_errors(server, tmp_path, path):
     """httpx.TooManyRedirects and httpx.DecodingError are not TransportErrors: they escape
-    fetch() and ingest.feed.run_job, so `forecourt ingest` prints a traceback and leaves the
+    fetch() and ingest.feed_job.run_job, so `forecourt ingest` prints a traceback and leaves the
     job 'running' (the dealer's next ingest is refused for 120 s)."""
     from ingest import fetch
 

@@ -22,7 +22,7 @@ from crawler.db import dealers as dealers_db
 from crawler.db import job_ends as ends_db
 from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
-from ingest import feed
+from ingest import feed, feed_job
 from tests.integration.test_ingest_feeds import (
     FeedServer,
     dealer,
@@ -300,7 +300,7 @@ def test_a_cancelled_job_whose_feed_is_unchanged_ends_cancelled(
     job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
     jobs_db.start(db, job.id, "test")
     ends_db.request_cancel(db, job.id)  # while the feed is being fetched
-    done = feed.run_job(db, job.id)
+    done = feed_job.run_job(db, job.id)
     assert done.state == "cancelled" and done.error_kind == "cancelled", done.report
     assert done.report["unchanged_feed"]  # what the fetch found is kept for the record
     if etag:
@@ -324,10 +324,10 @@ def test_a_stale_attempt_whose_feed_is_unchanged_leaves_the_job_to_its_successor
         db.execute("UPDATE jobs SET heartbeat_at = now() - interval '1 minute' WHERE id = %s",
                    (job.id,))
         assert queue_db.take_over(db, job.id, "w2:2:T", 30, "m2").attempts == 2
-    left = feed.run_job(db, job.id, attempt=1)
+    left = feed_job.run_job(db, job.id, attempt=1)
     assert (left.state, left.attempts, left.worker) == ("running", 2, "w2:2:T"), left.report
     assert left.finished_at is None
-    done = feed.run_job(db, job.id, attempt=2)  # the running attempt finishes it
+    done = feed_job.run_job(db, job.id, attempt=2)  # the running attempt finishes it
     assert done.state == "succeeded" and done.report["unchanged_feed"]
 
 

@@ -18,7 +18,7 @@ from crawler.config import PROJECT_ROOT, reset_settings
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
 from crawler.db import rejects as rejects_db
-from ingest import feed
+from ingest import feed, feed_job
 
 sys.path.insert(0, str(PROJECT_ROOT / "fixtures" / "tools"))
 import make_feed  # noqa: E402
@@ -35,7 +35,7 @@ def ingest(db, d, source=None, **kw):
     job, created = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
     assert created
     jobs_db.start(db, job.id, "test")
-    return feed.run_job(db, job.id, source, **kw)
+    return feed_job.run_job(db, job.id, source, **kw)
 
 
 def snapshot(db, d):

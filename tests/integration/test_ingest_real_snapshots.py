@@ -24,7 +24,7 @@ import pytest
 from crawler.config import PROJECT_ROOT
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
-from ingest import feed
+from ingest import feed_job
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ def test_daily_snapshots_replay_into_the_right_history(db, tmp_path):
             path.write_text(json.dumps(rows))
             job, _ = jobs_db.create_or_get_active(db, ids[name], "feed", "operator")
             jobs_db.start(db, job.id, "test")
-            job = feed.run_job(db, job.id, path)
+            job = feed_job.run_job(db, job.id, path)
             assert job.state in ("succeeded", "partial", "failed"), job.error
             if not rows:
                 absent_days += 1
@@ -163,7 +163,7 @@ def test_a_lot_that_really_shrinks_settles_at_its_new_level_and_removes_again(db
                    " WHERE dealership_id = %s", (d.id,))
         job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
         jobs_db.start(db, job.id, "test")
-        runs.append((day, feed.run_job(db, job.id, path), rows))
+        runs.append((day, feed_job.run_job(db, job.id, path), rows))
     day, last, rows = runs[-1]
     listed = {r["vin"].upper() for r in rows if r["vin"]}
     active = {r["vin"] for r in db.execute(
@@ -192,7 +192,7 @@ def test_snapshot_vehicles_are_stored_with_the_model_their_vins_name(db, tmp_pat
     d = dealers_db.create(db, slug="toyota-of-bellevue", name="Toyota of Bellevue")
     job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
     jobs_db.start(db, job.id, "test")
-    feed.run_job(db, job.id, path)
+    feed_job.run_job(db, job.id, path)
     stored = db.execute("SELECT make, model, quality_flags, vin_placeholder FROM vehicles"
                         " WHERE NOT vin_placeholder").fetchall()
     assert len(stored) >= 10
@@ -222,7 +222,7 @@ def test_a_listed_car_whose_row_lost_its_vin_one_day_is_not_removed(db, tmp_path
         path.write_text(json.dumps(rows))
         job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
         jobs_db.start(db, job.id, "test")
-        jobs[when] = feed.run_job(db, job.id, path)
+        jobs[when] = feed_job.run_job(db, job.id, path)
     [lost] = [r for r in snapshots[day] if r["dealer_name"] == name and not r["vin"]]
     [car] = [r["vin"] for r in snapshots[day_before]
              if r["dealer_name"] == name and r["detail_url"] == lost["detail_url"]]
@@ -258,7 +258,7 @@ def test_a_vin_less_row_at_a_url_several_vehicles_share_keeps_none_of_them(db, t
         path.write_text(json.dumps(rows))
         job, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
         jobs_db.start(db, job.id, "test")
-        jobs[when] = feed.run_job(db, job.id, path)
+        jobs[when] = feed_job.run_job(db, job.id, path)
     job = jobs["2026_03_07"]
     assert job.state == "succeeded" and job.counters["rejected"] == 1
     listed = {r["vin"] for r in snapshots["2026_03_07"] if r["dealer_name"] == name and r["vin"]}
@@ -285,7 +285,7 @@ def test_cars_in_production_added_to_a_lot_do_not_hold_back_its_removals(db, tmp
         path.write_text(json.dumps(rows))
         created, _ = jobs_db.create_or_get_active(db, d.id, "feed", "operator")
         jobs_db.start(db, created.id, "test")
-        job = feed.run_job(db, created.id, path)
+        job = feed_job.run_job(db, created.id, path)
         if when == "2026_02_19":
             break
     assert job is not None and job.state == "succeeded", job and job.error

@@ -16,7 +16,7 @@ from crawler.db import jobs as jobs_db
 from crawler.db import vehicle_reads as reads_db
 from crawler.errors import TakenOver
 from crawler.models import VehicleItem
-from ingest import feed
+from ingest import feed_job
 from pipelines import run as run_mod
 
 sys.path.insert(0, str(PROJECT_ROOT / "fixtures" / "tools"))
@@ -60,7 +60,7 @@ def run_feed(db, dealer, tmp_path):
         path = write_feed(tmp_path / f"feed{next(counter)}.csv", cars, truncated)
         job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
         jobs_db.start(db, job.id, "test")
-        return feed.run_job(db, job.id, path)
+        return feed_job.run_job(db, job.id, path)
     return run
 
 
@@ -70,7 +70,7 @@ def run_rows(db, dealer, path: Path, rows: list[list[str]]):
         csv.writer(f).writerows([make_feed.HEADER, *rows])
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
     jobs_db.start(db, job.id, "test")
-    return feed.run_job(db, job.id, path)
+    return feed_job.run_job(db, job.id, path)
 
 
 def vehicle(db, dealer, vin):
@@ -137,7 +137,7 @@ def test_a_feed_cut_between_fields_of_its_last_record_removes_nothing(db, dealer
         path.write_text(json.dumps(whole) + f'\n{{"vin": "{RAV4}", "pri')
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
     jobs_db.start(db, job.id, "test")
-    cut = feed.run_job(db, job.id, path, fmt=fmt)
+    cut = feed_job.run_job(db, job.id, path, fmt=fmt)
     assert cut.state == "partial", (cut.error, cut.report)
     assert cut.state == "partial" and cut.counters.get("removed", 0) == 0
     assert any("cut short" in r for r in cut.report["reasons"])
@@ -153,7 +153,7 @@ def test_a_repeated_column_name_does_not_overwrite_the_first(db, dealer, tmp_pat
                     f"{RAV4},Toyota,RAV4,2023,\"$30,000\",In Stock,\n")
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
     jobs_db.start(db, job.id, "test")
-    done = feed.run_job(db, job.id, path)
+    done = feed_job.run_job(db, job.id, path)
     assert done.state == "succeeded", done.report
     assert float(vehicle(db, dealer, CIVIC)["price"]) == 20000
     assert float(vehicle(db, dealer, RAV4)["price"]) == 30000
@@ -194,7 +194,7 @@ def test_a_json_record_gaining_a_field_reprocesses_only_itself(db, dealer, tmp_p
     def run(path):
         job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
         jobs_db.start(db, job.id, "test")
-        return feed.run_job(db, job.id, path)
+        return feed_job.run_job(db, job.id, path)
 
     assert run(write(False)).counters["added"] == 5
     again = run(write(True))
@@ -270,7 +270,7 @@ def test_an_empty_or_unreadable_feed_removes_nothing(db, dealer, run_feed, tmp_p
     jobs_db.start(db, job.id, "test")
     junk = tmp_path / "junk.xml"
     junk.write_text("<listings><listing><vin>")
-    broken = feed.run_job(db, job.id, junk)
+    broken = feed_job.run_job(db, job.id, junk)
     assert broken.state != "succeeded" and broken.counters.get("removed", 0) == 0
     assert db.execute("SELECT count(*) AS n FROM vehicles WHERE status = 'active'"
                       ).fetchone()["n"] == 2

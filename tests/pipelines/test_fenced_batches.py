@@ -23,7 +23,7 @@ from crawler.db import job_queue as queue_db
 from crawler.db import jobs as jobs_db
 from crawler.errors import TakenOver
 from crawler.models import Job
-from ingest import feed
+from ingest import feed_job
 from pipelines import run as run_mod
 from tests.jobs.conftest import wait_for
 from tests.pipelines.test_run import CIVIC, RAV4, item
@@ -211,7 +211,7 @@ def test_a_feed_taken_over_midway_stores_no_later_batch_and_settles_nothing(
                 at_take_over.append(stored(other, job))
 
     try:
-        result = feed.run_job(db, job.id, str(path), fmt="csv", on_batch=stall)
+        result = feed_job.run_job(db, job.id, str(path), fmt="csv", on_batch=stall)
     finally:
         monkeypatch.undo()
         reset_settings()

@@ -14,7 +14,7 @@ import pytest
 
 from crawler.db import dealers as dealers_db
 from crawler.db import jobs as jobs_db
-from ingest.feed import run_job
+from ingest.feed_job import run_job
 
 pytestmark = pytest.mark.integration
 

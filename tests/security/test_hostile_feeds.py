@@ -20,7 +20,7 @@ from crawler.db import jobs as jobs_db
 from crawler.errors import ForecourtError
 from ingest import fetch as fetch_mod
 from ingest import readers
-from ingest.feed import run_job
+from ingest.feed_job import run_job
 from ingest.streams import FeedTooLarge
 from tests.conftest import REAL
 
