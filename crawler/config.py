@@ -165,7 +165,9 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=16 * 1024, ge=1)
     # A request's body must arrive whole within this many seconds of its start (408 if not).
     api_body_timeout_s: float = Field(default=10.0, gt=0)
-    api_wait_max_s: float = Field(default=30.0, ge=0)
+    # A long poll's `wait` holds at most this long. The API refuses `wait` over 30 (its
+    # OpenAPI bound), so only a lower cap means anything; a higher one is refused.
+    api_wait_max_s: float = Field(default=30.0, ge=0, le=30)
     # Async PostgreSQL connections per API process (waiters hold none).
     api_pool_size: int = Field(default=10, ge=1)
     # How long a request waits for a database connection (none free, or PostgreSQL not

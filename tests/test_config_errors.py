@@ -93,6 +93,8 @@ def test_a_setting_that_is_not_a_number_is_one_line_at_every_entry_point(args):
     ("FORECOURT_API_AUTH_FAIL_LIMIT", "-1", "greater than or equal to 0"),
     ("FORECOURT_API_AUTH_FAIL_WINDOW_S", "0", "greater than or equal to 1"),
     ("FORECOURT_API_PORT", "70000", "less than or equal to 65535"),
+    # `wait` is refused past 30 s (the OpenAPI document's bound): a longer cap is no cap
+    ("FORECOURT_API_WAIT_MAX_S", "60", "less than or equal to 30"),
     ("FORECOURT_LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     ("FORECOURT_LOG_FORMAT", "xml", "json or text"),
 ])
