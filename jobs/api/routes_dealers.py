@@ -66,8 +66,10 @@ async def list_jobs(
     state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
     kind: Annotated[JobKind | None, Query(description="only jobs of this kind")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
-    cursor: Annotated[str | None, Query(max_length=64, description="`next_cursor` of the "
-                                        "previous page")] = None,
+    # no max_length: a cursor too long to be ours is a 400 invalid-cursor like any other
+    # cursor that is not one (decode_cursor), not a 422 of another type
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page; "
+                                        "one that is not answers 400 invalid-cursor")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The dealership's jobs, newest first, filtered by state and kind, a page at a time."""

@@ -155,12 +155,17 @@ class Health(BaseModel):
     checks: dict[str, str] = Field(default_factory=dict)
 
 
+MAX_CURSOR = 64  # ours are at most 27 characters ("j" and 19 digits, base64)
+
+
 def encode_cursor(job_id: int) -> str:
     return base64.urlsafe_b64encode(f"j{job_id}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int | None:
     """The id a cursor stands for, or None when it is not one of ours."""
+    if len(cursor) > MAX_CURSOR:
+        return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):

@@ -174,6 +174,10 @@ def test_crafted_cursors_are_400_problems_not_500s(api, world):
         resp = api.get("/v1/dealerships/acme/jobs", params={"cursor": _cursor(text)},
                        headers=acme)
         assert assert_problem(resp, 400)["type"].endswith("invalid-cursor"), text
+    # one too long to be ours is a bad cursor like the others, not a 422 of another type
+    for cursor in ("A" * 65, "A" * 4000):
+        resp = api.get("/v1/dealerships/acme/jobs", params={"cursor": cursor}, headers=acme)
+        assert assert_problem(resp, 400)["type"].endswith("invalid-cursor"), len(cursor)
     largest = api.get("/v1/dealerships/acme/jobs",
                       params={"cursor": _cursor(f"j{2**63 - 1}")}, headers=acme)
     assert largest.status_code == 200 and len(largest.json()["items"]) == 1
