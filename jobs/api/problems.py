@@ -145,11 +145,22 @@ async def _validation(request: Request, exc: RequestValidationError) -> JSONResp
         await request.app.state.authenticate_first(request)
     except ApiProblem as problem:
         return await _api_problem(request, problem)
-    details = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
-               for e in exc.errors()]
+    details = [_detail(e) for e in exc.errors()]
     first = details[0] if details else None
     detail = (f"{'.'.join(first['loc'])}: {first['msg']}" if first else "invalid request")
     return problem_response(request, 422, detail, "validation", errors=details)
+
+
+def _detail(error: dict[str, Any]) -> dict[str, Any]:
+    """One validation error as the problem lists it. FastAPI locates malformed JSON at
+    ("body", <character offset>) with the parser's reason aside: said in words, so the offset
+    does not read as a field of the body."""
+    loc, msg = [str(p) for p in error.get("loc", ())], str(error.get("msg", ""))
+    if error.get("type") == "json_invalid" and len(loc) == 2 and loc[1].isdigit():
+        why = (error.get("ctx") or {}).get("error")
+        msg = f"{msg}: {why} at character {loc[1]}" if why else f"{msg} at character {loc[1]}"
+        loc = loc[:1]
+    return {"loc": loc, "msg": msg}
 
 
 async def _domain(request: Request, exc: errors.ForecourtError) -> JSONResponse:

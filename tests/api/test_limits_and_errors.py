@@ -236,6 +236,18 @@ def test_unknown_routes_wrong_methods_and_bad_input_are_problems(api, world):
     assert_problem(api.get("/v1/dealerships/Not_A_Slug/jobs", headers=acme), 422)
 
 
+def test_malformed_json_says_what_is_wrong_and_where(api, world):
+    """FastAPI's own detail was `body.16: JSON decode error`: the character offset read as
+    a field of the body, and not a word of what was wrong."""
+    acme = auth(world["tokens"]["acme"])
+    body = assert_problem(api.post("/v1/dealerships/acme/jobs", content=b'{"kind":"feed"} xx',
+                                   headers=acme | {"Content-Type": "application/json"}), 422)
+    assert body["type"].endswith(":validation")
+    assert body["detail"] == "body: JSON decode error: Extra data at character 16"
+    assert body["errors"] == [{"loc": ["body"],
+                               "msg": "JSON decode error: Extra data at character 16"}]
+
+
 def test_an_unexpected_error_is_a_500_problem_the_ui_can_read_and_is_logged(api, api_server,
                                                                            world):
     """A job record the API cannot represent (counters must be integers) fails the request
