@@ -8,6 +8,23 @@ from fastapi import Response
 
 JSON = "application/json"
 
+# What the OpenAPI document says of the headers `conditional` sets, for routes' `responses`.
+ETAG = {"ETag": {"description": "the body's strong validator: send it back as If-None-Match "
+                                "to get 304 while it is unchanged",
+                 "schema": {"type": "string"}}}
+LOCATION = {"Location": {"description": "the job's path, /v1/jobs/{id}",
+                         "schema": {"type": "string"}}}
+
+
+def documented(status: int, description: str | None = None, *,
+               location: bool = False) -> dict[int, dict]:
+    """An OpenAPI `responses` entry for an answer `conditional` makes: its ETag (on a 304
+    too), and Location where the route sets it."""
+    answer: dict = {"headers": {**ETAG, **(LOCATION if location else {})}}
+    if description:
+        answer["description"] = description
+    return {status: answer}
+
 
 def etag_of(body: bytes) -> str:
     """A strong ETag derived from the exact body bytes."""

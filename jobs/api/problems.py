@@ -254,6 +254,10 @@ _COME_BACK = {429, 503}  # statuses whose answers carry Retry-After
 _QUEUED_503 = (_MEANING[503] + "; or the job queue (Redis) is unavailable. A call refused "
                "because Redis did not answer records no job; one whose message Redis refuses "
                "after that check is recorded failed, and the detail names it")
+_CHALLENGE = {"WWW-Authenticate": {"description": 'Bearer realm="forecourt", with '
+                                                 'error="invalid_token" for a token that is '
+                                                 "unknown or revoked",
+                                  "schema": {"type": "string"}}}
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
                                 "schema": {"type": "integer", "minimum": 1}}}
 
@@ -269,6 +273,8 @@ def responses(*statuses: int, queued: bool = False) -> dict[int | str, dict[str,
                   "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
         if s in _COME_BACK:
             out[s]["headers"] = _RETRY_AFTER
+        if s == 401:
+            out[s]["headers"] = _CHALLENGE
     return out
 
 

@@ -34,13 +34,16 @@ Slug = Annotated[str, Path(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0
                            description="the dealership's slug")]
 # 503: every route reads the database (the token's record, if nothing else).
 _COMMON = responses(401, 404, 422, 429, 503)
-_NOT_MODIFIED = {304: {"description": "Not Modified (If-None-Match matched)"}}
+_NOT_MODIFIED = {**etag.documented(200),
+                 **etag.documented(304, "Not Modified (If-None-Match matched)")}
 
 
 @router.post("/jobs", response_model=JobDetail, status_code=202, summary="Trigger a job",
              responses={**_COMMON, **responses(415, 503, queued=True),
+                        **etag.documented(202, location=True),
                         200: {"model": JobDetail, "description": "the dealership already has "
-                              "a queued or running job: that job, nothing new started"}})
+                              "a queued or running job (of either kind): that job, nothing "
+                              "new started", "headers": {**etag.ETAG, **etag.LOCATION}}})
 async def trigger_job(request: Request, slug: Slug, body: TriggerIn,
                       token: Annotated[ApiToken, Depends(principal)],
                       _json: Annotated[None, Depends(json_body)]) -> Response:

@@ -35,8 +35,9 @@ def _service():
 
 
 @router.get("/{job_id}", response_model=JobDetail, summary="Get a job",
-            responses={**_COMMON, 304: {"description": "Not Modified: the job is unchanged "
-                                                         "(If-None-Match matched)"}})
+            responses={**_COMMON, **etag.documented(200),
+                       **etag.documented(304, "Not Modified: the job is unchanged "
+                                              "(If-None-Match matched)")})
 async def get_job(
     request: Request,
     job_id: JobId,
@@ -93,7 +94,7 @@ def _unchanged(job: Job, body: bytes, since: int | None, if_none_match: str | No
 
 
 @router.post("/{job_id}/cancel", response_model=JobDetail, summary="Cancel a job",
-             responses={**_COMMON, **responses(409)})
+             responses={**_COMMON, **responses(409), **etag.documented(200)})
 async def cancel_job(request: Request, job_id: JobId,
                      token: Annotated[ApiToken, Depends(principal)]) -> Response:
     """Cancel a queued job at once, or ask a running one to stop (its phase shows
@@ -113,7 +114,8 @@ async def cancel_job(request: Request, job_id: JobId,
 
 @router.post("/{job_id}/replay", response_model=JobDetail, status_code=202,
              summary="Replay a dead job",
-             responses={**_COMMON, **responses(409, 503, queued=True)})
+             responses={**_COMMON, **responses(409, 503, queued=True),
+                        **etag.documented(202, location=True)})
 async def replay_job(request: Request, job_id: JobId,
                      token: Annotated[ApiToken, Depends(principal)]) -> Response:
     """Run a dead (or failed) job again as a new queued job; answers 202 with the new job.

@@ -259,3 +259,26 @@ def test_every_status_the_document_lists_is_one_a_request_gets(servers, no_datab
         for client in (main, down, cut, no_db):
             client.close()
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_document_names_the_headers_a_ui_reads():
+    """The README's polling rests on ETag, a trigger answers with Location and a 401 with
+    WWW-Authenticate, but the document named none of them: a client generated from it had
+    no ETag to send back. Documented here, each is checked on real answers by
+    test_every_status_the_document_lists_is_one_a_request_gets."""
+    doc = create_app().openapi()
+    missing = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, answer in op["responses"].items():
+                want = set()
+                if path.startswith("/v1/") and status in ("200", "202", "304"):
+                    want.add("ETag")
+                if status == "202" or (method, path, status) == (
+                        "post", "/v1/dealerships/{slug}/jobs", "200"):
+                    want.add("Location")
+                if status == "401":
+                    want.add("WWW-Authenticate")
+                if lacking := want - set(answer.get("headers", {})):
+                    missing.append(f"{method.upper()} {path} {status}: {sorted(lacking)}")
+    assert not missing, "\n".join(missing)
