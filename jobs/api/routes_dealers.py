@@ -16,6 +16,7 @@ from jobs.api.problems import ApiProblem, responses
 from jobs.api.routes_jobs import _service
 from jobs.api.runtime import runtime_of
 from jobs.api.schemas import (
+    MAX_DEAD_LETTERS,
     DeadLetters,
     Inventory,
     JobDetail,
@@ -100,11 +101,14 @@ async def dead_letters(request: Request, slug: Slug,
                        token: Annotated[ApiToken, Depends(principal)],
                        if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """The dealership's dead jobs not yet replayed or purged, newest first, each with its
-    error history; replay one with POST /v1/jobs/{id}/replay."""
+    error history: the newest 200, `more` true when there are older ones; replay one with
+    POST /v1/jobs/{id}/replay."""
     rt = runtime_of(request)
     dealership_id = await dealership_id_for(rt, token, slug)
-    jobs = await rt.call(_service().dead_letters, dealership_id)
-    body = DeadLetters(items=[JobDetail.of(j, slug, role=token.role) for j in jobs])
+    jobs = await rt.call(_service().dead_letters, dealership_id, MAX_DEAD_LETTERS + 1)
+    body = DeadLetters(items=[JobDetail.of(j, slug, role=token.role)
+                              for j in jobs[:MAX_DEAD_LETTERS]],
+                       more=len(jobs) > MAX_DEAD_LETTERS)
     return etag.conditional(body.model_dump_json().encode(), if_none_match)
 
 

@@ -119,8 +119,14 @@ class JobPage(BaseModel):
                                     "next (older) page; null on the last page")
 
 
+MAX_DEAD_LETTERS = 200  # listed at most, newest first
+
+
 class DeadLetters(BaseModel):
-    items: list[JobDetail]
+    items: list[JobDetail] = Field(description=f"the newest {MAX_DEAD_LETTERS} at most, "
+                                   "newest first")
+    more: bool = Field(default=False, description="the dealership has older dead letters "
+                       "than those listed (replay or purge some to see them)")
 
 
 class LastRun(BaseModel):

@@ -135,6 +135,20 @@ def test_dead_letters_list_and_replay(api, world):
     assert_problem(api.post(f"/v1/jobs/{ok}/replay", headers=acme), 409)
 
 
+def test_dead_letters_say_when_there_are_more_than_listed(api, world):
+    """The list is the newest 200; past that it was cut without a word, and a UI counting
+    its items told the dealer 200."""
+    db, aid, acme = world["db"], world["acme"].id, auth(world["tokens"]["acme"])
+    db.execute("INSERT INTO jobs (dealership_id, kind, trigger, state)"
+               " SELECT %s, 'crawl', 'schedule', 'dead' FROM generate_series(1, 200)", (aid,))
+    page = api.get("/v1/dealerships/acme/dead-letters", headers=acme).json()
+    assert len(page["items"]) == 200 and page["more"] is False
+    newest = add_job(db, aid, state="dead")
+    page = api.get("/v1/dealerships/acme/dead-letters", headers=acme).json()
+    assert len(page["items"]) == 200 and page["more"] is True
+    assert page["items"][0]["id"] == newest, "newest first"
+
+
 def test_inventory_summarises_vehicles_last_good_run_and_quality(api, world):
     db, aid = world["db"], world["acme"].id
     job = add_job(db, aid, state="succeeded", verdict="healthy",
