@@ -48,7 +48,19 @@ def hide_infrastructure(text: str | None) -> str | None:
     return text
 
 
+# Keys of an error history's entries that name our machinery, not the dealer's run: an
+# attempt ended as abandoned records the worker (host, pid, thread) it was lost on.
+OPERATOR_ONLY_ERROR_KEYS = frozenset({"worker"})
+
+
 def hide_in_errors(errors: list) -> list:
-    """A job's error history (dicts with an `error` text) as `hide_infrastructure` shows it."""
-    return [{**e, "error": hide_infrastructure(e.get("error"))}
-            if isinstance(e, dict) and isinstance(e.get("error"), str) else e for e in errors]
+    """A job's error history (dicts with an `error` text) as a dealer may see it: the texts
+    as `hide_infrastructure` shows them, without the worker an entry names."""
+    return [_entry(e) if isinstance(e, dict) else e for e in errors]
+
+
+def _entry(entry: dict) -> dict:
+    shown = {k: v for k, v in entry.items() if k not in OPERATOR_ONLY_ERROR_KEYS}
+    if isinstance(shown.get("error"), str):
+        shown["error"] = hide_infrastructure(shown["error"])
+    return shown

@@ -135,6 +135,27 @@ def test_dead_letters_list_and_replay(api, world):
     assert_problem(api.post(f"/v1/jobs/{ok}/replay", headers=acme), 409)
 
 
+def test_a_dealer_sees_no_worker_in_the_error_history_either(api, world):
+    """An attempt ended as abandoned (its worker died or stalled, the reaper or the next
+    attempt took over) records the worker, a host and pid of ours, in its `errors` entry:
+    the dealer's view left `worker` out of the job but not out of its history."""
+    db, aid = world["db"], world["acme"].id
+    history = [{"at": "2026-01-01T00:00:00+00:00", "attempt": 1, "kind": "abandoned",
+                "error": "worker died", "worker": "build-7.internal:4242:Thread-3"},
+               {"at": "2026-01-01T00:05:00+00:00", "attempt": 2, "kind": "failed",
+                "error": "site gone"}]
+    job = add_job(db, aid, state="dead", error="site gone", errors=history,
+                  worker="build-7.internal:4242:Thread-3")
+    acme = auth(world["tokens"]["acme"])
+    for body in (api.get(f"/v1/jobs/{job}", headers=acme).json(),
+                 api.get("/v1/dealerships/acme/dead-letters", headers=acme).json()["items"][0]):
+        assert "build-7" not in str(body), body
+        assert [e["error"] for e in body["errors"]] == ["worker died", "site gone"]
+        assert body["errors"][0]["attempt"] == 1 and body["errors"][0]["kind"] == "abandoned"
+    ops = api.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["operator"])).json()
+    assert ops["errors"][0]["worker"] == "build-7.internal:4242:Thread-3"
+
+
 def test_dead_letters_say_when_there_are_more_than_listed(api, world):
     """The list is the newest 200; past that it was cut without a word, and a UI counting
     its items told the dealer 200."""
