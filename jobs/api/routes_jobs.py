@@ -44,7 +44,8 @@ async def get_job(
     token: Annotated[ApiToken, Depends(principal)],
     wait: Annotated[float, Query(ge=0, le=30, description="seconds to wait for the job to "
                                  "change (from the If-None-Match ETag or `since`) before "
-                                 "answering; 0 answers at once")] = 0,
+                                 "answering; 0, or neither of those sent, answers at "
+                                 "once")] = 0,
     since: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="the `version` you "
                                        "have; with `wait`, answer when it differs")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
