@@ -41,7 +41,11 @@ class JobSummary(BaseModel):
     kind: JobKind
     trigger: JobTrigger
     state: JobState
-    phase: str | None = None
+    phase: str | None = Field(default=None, description="what the job is doing: null (queued, "
+                              "never started), `retrying` (queued for another attempt), "
+                              "`starting`, `fetching` (a feed's download), `crawling`, "
+                              "`ingesting`, `settling` (an attempt ending), `cancelling` (a "
+                              "cancel was asked), `done` (ended); show any other as it is")
     attempts: int
     counters: dict[str, int]
     verdict: str | None = Field(default=None, description="quality verdict of the latest "
@@ -49,7 +53,9 @@ class JobSummary(BaseModel):
                                 "attempt runs")
     error: str | None = Field(default=None, description="why the latest attempt failed; "
                               "none while an attempt runs (earlier attempts': `errors`)")
-    error_kind: str | None = None
+    error_kind: str | None = Field(default=None, description="the class of `error`, one word "
+                                   "(e.g. `transient`, `abandoned`: its worker was lost, "
+                                   "`cancelled`, `enqueue`: the job queue refused it)")
     cancel_requested: bool = False
     waiting_for: str | None = Field(default=None, description="what a queued job waits for "
                                     "besides a free worker: `a worker with Chromium` while a "
@@ -96,7 +102,8 @@ class JobDetail(JobSummary):
 
     report: dict[str, Any] | None = Field(default=None, description="the run's quality "
                                           "report: verdict, reasons and figures")
-    errors: list[Any] = Field(default_factory=list, description="every attempt's error")
+    errors: list[Any] = Field(default_factory=list, description="the error of every attempt that "
+                              "ended with one, oldest first: `{attempt, at, kind, error}`")
     worker: str | None = None
 
     @classmethod
