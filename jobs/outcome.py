@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from crawler.errors import (
     ConfigError,
@@ -112,6 +112,14 @@ def settling(job: Job, reap_after_s: float, now: datetime | None = None) -> bool
         return True
     now = now or datetime.now(UTC)
     return (now - job.finished_at).total_seconds() < reap_after_s
+
+
+def settling_ends(job: Job, reap_after_s: float) -> datetime | None:
+    """When a job `settling` shows not yet ended will be shown as it is, unless its worker
+    acts first: `reap_after_s` after it failed. None for a job not shown so on a clock."""
+    if not undecided(job) or job.finished_at is None:
+        return None
+    return job.finished_at + timedelta(seconds=reap_after_s)
 
 
 def owed_by_its_worker(job: Job) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -15,7 +16,7 @@ from jobs.api.auth import job_for, may_see, principal, still_valid
 from jobs.api.metrics import WAITING
 from jobs.api.problems import ApiProblem, responses
 from jobs.api.runtime import runtime_of
-from jobs.api.schemas import JobDetail, version_of
+from jobs.api.schemas import JobDetail, settles_at
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -24,8 +25,18 @@ JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the job's id")]
 _COMMON = responses(401, 404, 422, 429, 503)
 
 
+def _shown(job: Job, slug: str, token: ApiToken) -> tuple[bytes, int, datetime | None]:
+    """The job's body and version as shown now, and when it will be shown otherwise without
+    a change to its record (a failure shown settling, then failed: settles_at), if it will."""
+    now = datetime.now(UTC)
+    detail = JobDetail.of(job, slug, role=token.role, now=now)
+    flips = settles_at(job)
+    return (detail.model_dump_json().encode(), detail.version,
+            flips if flips is not None and flips > now else None)
+
+
 def _body(job: Job, slug: str, token: ApiToken) -> bytes:
-    return JobDetail.of(job, slug, role=token.role).model_dump_json().encode()
+    return _shown(job, slug, token)[0]
 
 
 def _service():
@@ -63,22 +74,30 @@ async def get_job(
     WAITING.inc()
     try:
         job, slug = await job_for(rt, token, job_id)
-        body = _body(job, slug, token)
+        body, version, flips = _shown(job, slug, token)
         deadline = time.monotonic() + min(wait, rt.settings.api_wait_max_s)
-        while _unchanged(job, body, since, if_none_match):
+        while _unchanged(version, body, since, if_none_match):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            # No notification comes when a failure shown settling is shown failed: look
+            # again then (a moment after, so it is past).
+            until_flip = None if flips is None else \
+                max(0.0, (flips - datetime.now(UTC)).total_seconds()) + 0.005
             try:
-                got = await asyncio.wait_for(asyncio.shield(fut), remaining)
+                got = await asyncio.wait_for(asyncio.shield(fut), remaining if until_flip
+                                             is None else min(remaining, until_flip))
             except TimeoutError:
+                if until_flip is not None and until_flip < remaining:
+                    body, version, flips = _shown(job, slug, token)
+                    continue
                 break
             fut = rt.watch.register(job_id)  # the answered future left the watch
             if got is None:  # the listener asked everyone to re-read
                 got = await rt.job(job_id)
             if got is not None and may_see(token, got[0]):
                 job, slug = got
-                body = _body(job, slug, token)
+                body, version, flips = _shown(job, slug, token)
     finally:
         WAITING.dec()
         rt.watch.unregister(job_id, fut)
@@ -88,9 +107,10 @@ async def get_job(
     return etag.conditional(body, if_none_match)
 
 
-def _unchanged(job: Job, body: bytes, since: int | None, if_none_match: str | None) -> bool:
+def _unchanged(version: int, body: bytes, since: int | None,
+               if_none_match: str | None) -> bool:
     if since is not None:
-        return version_of(job) == since
+        return version == since
     return etag.matches(if_none_match, etag.etag_of(body))
 
 

@@ -21,9 +21,27 @@ MAX_ID = 2**63 - 1  # ids are bigint
 OPERATOR_ONLY_REPORT = frozenset({"cross_dealer_updated"})
 
 
-def version_of(job: Job) -> int:
-    """The job's version: its updated_at in microseconds (moves on every change)."""
+def _settling_s() -> float:
+    """How long a failure is shown settling at most: twice the reaper's delay (it acts on a
+    dead worker's job once the failure is that old, on its next pass, every quarter of it)."""
+    return 2 * get_settings().job_reap_after_s
+
+
+def settles_at(job: Job) -> datetime | None:
+    """When a failed job shown running, settling (JobSummary.of) is shown as it is, failed,
+    without a change to its record. None for a job not shown settling on a clock."""
+    return outcome.settling_ends(job, _settling_s())
+
+
+def version_of(job: Job, now: datetime | None = None) -> int:
+    """The job's version as shown at `now`: its updated_at in microseconds (moves on every
+    change), or, once a job shown settling is shown failed (settles_at), that moment: the
+    body changed without a write, and a poller waiting with `since` must see it. Later
+    reads of the same record give the same version."""
     stamp = job.updated_at or job.created_at
+    shown_failed = settles_at(job)
+    if shown_failed is not None and shown_failed <= (now or datetime.now(UTC)):
+        stamp = max(stamp, shown_failed)
     return (stamp - _EPOCH) // timedelta(microseconds=1)
 
 
@@ -68,20 +86,22 @@ class JobSummary(BaseModel):
     heartbeat_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime
-    version: int = Field(description="changes whenever the job does; pass it as `since` "
-                                     "to wait for the next change")
+    version: int = Field(description="changes whenever the job as shown does (a failure "
+                                     "shown settling, then failed, included), not between "
+                                     "changes; pass it as `since` to wait for the next change")
 
     @classmethod
-    def of(cls, job: Job, slug: str, *, role: TokenRole, **extra: Any):
-        """The job as `role` may see it: a dealer's view of an error names our database and
-        queue, not their addresses (jobs/api/redact.py). A failed attempt its worker is
-        about to act on (retry, bury, end cancelled, hand on: outcome.settling), a
-        moment later, is not the job's end: shown still running, settling. A poller that
-        took it for the end would stop at `failed` and miss the retry or the dead letter."""
+    def of(cls, job: Job, slug: str, *, role: TokenRole, now: datetime | None = None,
+           **extra: Any):
+        """The job as `role` may see it at `now`: a dealer's view of an error names our
+        database and queue, not their addresses (jobs/api/redact.py). A failed attempt its
+        worker is about to act on (retry, bury, end cancelled, hand on: outcome.settling), a
+        moment later, is not the job's end: shown still running, settling, until settles_at.
+        A poller that took it for the end would stop at `failed` and miss the retry or the
+        dead letter."""
         state, phase, finished_at = job.state, job.phase, job.finished_at
-        # twice the reaper's delay: it acts on a dead worker's job once the failure is
-        # that old, on its next pass (every quarter of it)
-        if outcome.settling(job, 2 * get_settings().job_reap_after_s):
+        now = now or datetime.now(UTC)
+        if outcome.settling(job, _settling_s(), now):
             state, finished_at = "running", None
             phase = "cancelling" if job.cancel_requested_at is not None else "settling"
         return cls(
@@ -94,7 +114,8 @@ class JobSummary(BaseModel):
             replayed_as=getattr(job, "replayed_as", None),
             created_at=job.created_at, started_at=job.started_at,
             heartbeat_at=job.heartbeat_at, finished_at=finished_at,
-            updated_at=job.updated_at or job.created_at, version=version_of(job), **extra)
+            updated_at=job.updated_at or job.created_at, version=version_of(job, now),
+            **extra)
 
 
 class JobDetail(JobSummary):
@@ -107,7 +128,8 @@ class JobDetail(JobSummary):
     worker: str | None = None
 
     @classmethod
-    def of(cls, job: Job, slug: str, *, role: TokenRole, **extra: Any):
+    def of(cls, job: Job, slug: str, *, role: TokenRole, now: datetime | None = None,
+           **extra: Any):
         """The job as `role` may see it: a dealer's view of the report leaves out figures
         about other dealerships, its errors our infrastructure's addresses, and the worker
         (a host and pid of ours)."""
@@ -116,8 +138,8 @@ class JobDetail(JobSummary):
             if report is not None:
                 report = {k: v for k, v in report.items() if k not in OPERATOR_ONLY_REPORT}
             errors, worker = hide_in_errors(errors), None
-        return super().of(job, slug, role=role, report=report, errors=errors, worker=worker,
-                          **extra)
+        return super().of(job, slug, role=role, now=now, report=report, errors=errors,
+                          worker=worker, **extra)
 
 
 class JobPage(BaseModel):

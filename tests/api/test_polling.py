@@ -241,3 +241,33 @@ def test_a_failed_attempt_no_worker_acted_on_is_shown_failed_once_the_reaper_wou
                (newer.id, replayed))
     bolt = auth(world["tokens"]["bolt"])
     assert api.get(f"/v1/jobs/{replayed}", headers=bolt).json()["state"] == "failed"
+
+
+def test_version_moves_when_a_settling_job_is_shown_failed(api, world):
+    """A failed attempt no worker acted on is shown running/settling, then, twice
+    FORECOURT_JOB_REAP_AFTER_S (60 s here) after it failed, `failed`: the body changed but
+    `version` (its updated_at) did not, so a UI waiting with `since` never saw the failure.
+    The version moves with that change, once: not on every poll."""
+    db = world["db"]
+    acme = auth(world["tokens"]["acme"])
+    job = add_job(db, world["acme"].id, state="failed", phase="done", queue="priority",
+                  attempts=1, error="timed out", error_kind="transient:TimeoutError")
+    # shown settling for about 1.5 s more
+    db.execute("UPDATE jobs SET finished_at = now() - interval '118.5 seconds',"
+               " updated_at = now() - interval '118.5 seconds' WHERE id = %s", (job,))
+    settling = api.get(f"/v1/jobs/{job}", headers=acme).json()
+    assert (settling["state"], settling["phase"]) == ("running", "settling"), settling
+    started = time.monotonic()
+    waited = api.get(f"/v1/jobs/{job}", params={"wait": 10, "since": settling["version"]},
+                     headers=acme)
+    shown = waited.json()
+    assert (shown["state"], shown["phase"]) == ("failed", "done"), shown
+    assert shown["version"] != settling["version"]
+    # the wait answered when the job was shown failed, not at the end of its 10 s
+    assert time.monotonic() - started < 8
+    again = api.get(f"/v1/jobs/{job}", headers=acme)
+    assert again.json()["version"] == shown["version"], "no new version on every poll"
+    assert api.get(f"/v1/jobs/{job}", params={"wait": 0.3, "since": shown["version"]},
+                   headers=acme).json()["version"] == shown["version"]
+    assert api.get(f"/v1/jobs/{job}", headers=acme | {
+        "If-None-Match": again.headers["etag"]}).status_code == 304
