@@ -12,7 +12,7 @@ from crawler.config import Settings, get_settings
 from jobs.api import metrics, problems, routes_dealers, routes_jobs
 from jobs.api.auth import authenticate_first, metrics_reader
 from jobs.api.bodylimit import BodyLimit
-from jobs.api.cors import ProblemCORS
+from jobs.api.cors import EXPOSED_HEADERS, ProblemCORS
 from jobs.api.head import HeadAsGet
 from jobs.api.runtime import close_runtime, open_runtime, runtime_of
 from jobs.api.schemas import Health
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(ProblemCORS, allow_origins=settings.api_cors_origins,
                            allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "If-None-Match"],
-                           expose_headers=["ETag", "Retry-After", "Location"])
+                           expose_headers=EXPOSED_HEADERS)
     app.add_middleware(HeadAsGet)  # outside Unexpected and CORS: their answers lose bodies too
     app.add_middleware(metrics.Latency)
     return app

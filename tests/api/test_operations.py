@@ -253,6 +253,23 @@ def test_cors_lets_the_dealer_ui_origin_read_etags_and_nobody_else(api, world):
     assert "access-control-allow-origin" not in other.headers
 
 
+def test_cors_lets_the_dealer_ui_read_why_a_token_was_refused(api, world):
+    """A 401's WWW-Authenticate (no token, or `error="invalid_token"` for a revoked one) was
+    not among the exposed headers: the browser UI read null and could not tell "sign in"
+    from "your token was revoked"."""
+    ui = {"Origin": "https://ui.example"}
+    job = add_job(world["db"], world["acme"].id)
+    for headers, challenge in [({}, 'Bearer realm="forecourt"'),
+                               (auth("fct_AAAAAAAAAAAA_nope"), 'error="invalid_token"')]:
+        resp = api.get(f"/v1/jobs/{job}", headers=ui | headers)
+        assert resp.status_code == 401
+        assert resp.headers["access-control-allow-origin"] == "https://ui.example"
+        exposed = {h.strip().lower()
+                   for h in resp.headers["access-control-expose-headers"].split(",")}
+        assert {"www-authenticate", "etag", "retry-after", "location"} <= exposed
+        assert challenge in resp.headers["www-authenticate"]
+
+
 def test_refused_cors_preflights_are_400_problems(api):
     for origin, method, refused in [("https://evil.example", "GET", "origin"),
                                     ("https://ui.example", "DELETE", "method"),
