@@ -26,7 +26,19 @@ from jobs.api.runtime import Runtime, runtime_of
 
 log = logging.getLogger("forecourt.api")
 
-bearer = HTTPBearer(auto_error=False, bearerFormat="fct_<prefix>_<secret>",
+class _OneBearer(HTTPBearer):
+    """HTTPBearer, which reads the first Authorization header and ignores any other: a
+    request with more than one is refused, 400 `ambiguous-credentials`, before any look-up
+    (not counted as a failed authentication), on every route that authenticates."""
+
+    async def __call__(self, request: Request) -> HTTPAuthorizationCredentials | None:
+        if len(request.headers.getlist("authorization")) > 1:
+            raise ApiProblem(400, "the request has more than one Authorization header; send "
+                             "one, with one bearer token", "ambiguous-credentials")
+        return await super().__call__(request)
+
+
+bearer = _OneBearer(auto_error=False, bearerFormat="fct_<prefix>_<secret>",
                     description="a token from `forecourt tokens create`")
 
 TOUCH_EVERY_S = 60.0

@@ -235,6 +235,8 @@ def install(app: FastAPI, authenticate_first=_nothing_to_check) -> None:
 
 # What the API's own answers of these statuses mean.
 _MEANING = {
+    400: "more than one Authorization header (`ambiguous-credentials`: none is read); or, "
+         "where the route takes a cursor, one that is not ours (`invalid-cursor`)",
     429: "the token's rate limit (FORECOURT_API_RATE_LIMIT), or too many failed "
          "authentications from the client's address (FORECOURT_API_AUTH_FAIL_LIMIT): any "
          "token from there is refused until the window ends",
@@ -266,6 +268,8 @@ def responses(*statuses: int, queued: bool = False) -> dict[int | str, dict[str,
     """OpenAPI `responses` entries documenting problem+json answers; `queued`: the route
     also sends a job's message to Redis, whose outage answers 503 as well."""
     out: dict[int | str, dict[str, Any]] = {}
+    if 401 in statuses:  # a route that authenticates refuses ambiguous credentials
+        statuses = (400, *statuses)
     for s in statuses:
         phrase = HTTPStatus(s).phrase
         meaning = _QUEUED_503 if s == 503 and queued else _MEANING.get(s)

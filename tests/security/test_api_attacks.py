@@ -132,6 +132,52 @@ def test_forged_malformed_and_revoked_tokens_are_refused(server, world):
     assert bolt_tok not in stored and secret_b not in stored
 
 
+def test_two_authorization_headers_are_refused_as_ambiguous_on_every_route(server, world):
+    """A request with two Authorization headers was served as the first one's bearer, the
+    second ignored: a proxy or client that adds its own header beside the caller's decided
+    who the caller was without a word. Ambiguous credentials answer 400 problem+json on
+    every route that authenticates, whichever tokens they are, and nothing is done."""
+    db, tokens = world["db"], world["tokens"]
+    acme_tok, ops_tok = tokens["acme"], tokens["ops"]
+    queued = add_job(db, world["acme"].id, state="queued")
+    dead = add_job(db, world["acme"].id, state="dead", error="gone")
+    pairs = {"dealer then operator": (acme_tok, ops_tok),
+             "unknown then dealer": ("fct_AAAAAAAAAAAA_nope", acme_tok),
+             "the same twice": (acme_tok, acme_tok)}
+    requests = [("GET", f"/v1/jobs/{queued}", {}), ("HEAD", f"/v1/jobs/{queued}", {}),
+                ("GET", f"/v1/jobs/{queued}?wait=5&since=0", {}),
+                ("POST", f"/v1/jobs/{queued}/cancel", {}),
+                ("POST", f"/v1/jobs/{dead}/replay", {}),
+                ("POST", "/v1/dealerships/acme/jobs", {"json": {"kind": "crawl"}}),
+                ("POST", "/v1/dealerships/acme/jobs",  # a malformed body: 400 before 422
+                 {"content": b"{nope", "headers": {"Content-Type": "application/json"}}),
+                ("GET", "/v1/dealerships/acme/jobs", {}),
+                ("GET", "/v1/dealerships/acme/dead-letters", {}),
+                ("GET", "/v1/dealerships/acme/inventory", {}),
+                ("GET", "/metrics", {})]
+    with _client(server) as api:
+        for name, (first, second) in pairs.items():
+            for method, path, kw in requests:
+                headers = [("Authorization", f"Bearer {first}"),
+                           ("Authorization", f"Bearer {second}"),
+                           *kw.get("headers", {}).items()]
+                resp = api.request(method, path, headers=headers,
+                                   **{k: v for k, v in kw.items() if k != "headers"})
+                assert resp.status_code == 400, (name, method, path, resp.text)
+                assert resp.headers["content-type"].startswith("application/problem+json")
+                if method != "HEAD":
+                    body = resp.json()
+                    assert body["type"] == "urn:forecourt:problem:ambiguous-credentials"
+                    assert "Authorization" in body["detail"]
+                _no_5xx_no_leak(resp, acme_tok, ops_tok)
+        # one header still works
+        assert api.get(f"/v1/jobs/{queued}", headers=auth(acme_tok)).status_code == 200
+    rows = db.execute("SELECT id, state, cancel_requested_at FROM jobs WHERE dealership_id = %s"
+                      " ORDER BY id", (world["acme"].id,)).fetchall()
+    assert [(r["id"], r["state"]) for r in rows] == [
+        (world["acme_job"], "succeeded"), (queued, "queued"), (dead, "dead")]
+
+
 def test_rate_limit_counts_per_token_however_it_is_spelled(server, world):
     acme_tok, bolt_tok = world["tokens"]["acme"], world["tokens"]["bolt"]
     spellings = [{"Authorization": f"Bearer {acme_tok}"},
