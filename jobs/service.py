@@ -213,16 +213,15 @@ def dead_letter(conn: psycopg.Connection, job_id: int) -> Job:
 
 def replay_dead(conn: psycopg.Connection, dealership_id: int) -> list[Job]:
     """Replay a dealership's dead letters. One job runs per dealership at a time, so the
-    newest dead letter is replayed and the older ones of its kind are cleared into it; those
-    of the other kind stay dead letters, to replay when it ends. Like `replay`, raises
-    InvalidInput (and keeps every dead letter) when the dealership has an active job."""
-    letters = dead_letters(conn, dealership_id)
+    newest dead letter is replayed and every older one of its kind is cleared into it (not
+    only those a list would show); those of the other kind stay dead letters, to replay when
+    it ends. Like `replay`, raises InvalidInput (and keeps every dead letter) when the
+    dealership has an active job."""
+    letters = dead_letters(conn, dealership_id, limit=1)
     if not letters:
         return []
     new = replay(conn, letters[0].id)
-    for dead in letters[1:]:
-        if dead.kind == new.kind:
-            ends_db.mark_replayed(conn, dead.id, new.id)
+    ends_db.mark_older_replayed(conn, letters[0], new.id)
     return [new]
 
 

@@ -11,21 +11,32 @@ from crawler.db import dealers as dealers_db
 from crawler.db import redis_url
 
 
+LISTED = 200  # `dlq list` shows the newest this many unless told otherwise, as the API does
+LEFT_NAMED = 10  # the dead letters a replay kept, named by id at most
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="List, inspect, replay and purge dead letters.",
                         no_args_is_help=True)
     app.add_typer(group, name="dlq")
 
     @group.command("list")
-    def list_(dealer: str = typer.Option(None, "--dealer", "-d", help="Only this dealership.")
+    def list_(dealer: str = typer.Option(None, "--dealer", "-d", help="Only this dealership."),
+              limit: int = typer.Option(LISTED, "--limit", "-n", min=1,
+                                        help="Show at most this many, the newest.")
               ) -> None:
-        """List dead jobs not yet replayed or purged, newest first."""
+        """List dead jobs not yet replayed or purged, newest first; says when there are
+        more than it shows."""
         from jobs import service
 
         with database() as conn:
             dealer_id = dealers_db.get(conn, dealer).id if dealer else None
-            dead = service.dead_letters(conn, dealer_id)
-            console.print(jobs_table(conn, dead, title="Dead letters"))
+            dead = service.dead_letters(conn, dealer_id, limit + 1)
+            console.print(jobs_table(conn, dead[:limit], title="Dead letters"))
+            if len(dead) > limit:
+                console.print(f"more dead letters than the {limit} shown (the newest): "
+                              "`--limit` shows more; `dlq replay --dealer` replays a "
+                              "dealership's newest and clears the older ones of its kind")
 
     @group.command("show")
     def show(job_id: int = typer.Argument(..., help="The dead job's id.")) -> None:
@@ -61,15 +72,18 @@ def register(app: typer.Typer) -> None:
             else:
                 dealer_id = dealers_db.get(conn, dealer).id
                 jobs = service.replay_dead(conn, dealer_id)
-                left = service.dead_letters(conn, dealer_id)
+                left = service.dead_letters(conn, dealer_id, LEFT_NAMED + 1)
             for job in jobs:
                 console.print(f"queued job {job.id} ({job.kind}, {job.state}); follow it with "
                               f"`forecourt jobs show {job.id} --follow`")
             if not jobs:
                 console.print("no dead letters to replay")
             if left:
-                ids = ", ".join(str(j.id) for j in left)
-                console.print(f"{len(left)} dead letter(s) of another kind kept ({ids}): "
+                ids = ", ".join(str(j.id) for j in left[:LEFT_NAMED])
+                count = (f"more than {LEFT_NAMED}" if len(left) > LEFT_NAMED
+                         else str(len(left)))
+                more = ", ..." if len(left) > LEFT_NAMED else ""
+                console.print(f"{count} dead letter(s) of another kind kept ({ids}{more}): "
                               f"replay them when job {jobs[0].id} ends")
 
     @group.command("purge")

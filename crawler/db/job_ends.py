@@ -104,6 +104,19 @@ def mark_replayed(conn: psycopg.Connection, job_id: int, new_job_id: int) -> Non
         " WHERE id = %s", (new_job_id, job_id))
 
 
+def mark_older_replayed(conn: psycopg.Connection, dead: Job, new_job_id: int) -> int:
+    """Clear into `new_job_id` every dead letter of `dead`'s dealership and kind older than
+    it, however many; returns how many."""
+    cur = conn.execute(
+        """
+        UPDATE jobs SET replayed_as = %(new)s, dlq_cleared_at = now(), updated_at = now()
+         WHERE dealership_id = %(d)s AND kind = %(kind)s AND id < %(id)s
+           AND state = 'dead' AND dlq_cleared_at IS NULL
+        """,
+        {"new": new_job_id, "d": dead.dealership_id, "kind": dead.kind, "id": dead.id})
+    return cur.rowcount
+
+
 def purge_dead(conn: psycopg.Connection, dealership_id: int) -> int:
     """Take a dealership's dead letters off the list; the job records stay as history."""
     cur = conn.execute(

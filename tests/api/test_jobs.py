@@ -4,6 +4,7 @@ replay, dead letters, inventory."""
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 
 from psycopg.types.json import Jsonb
@@ -390,6 +391,58 @@ def test_dlq_replay_dealer_replays_the_newest_and_keeps_the_other_kind(world):
     assert f"1 dead letter(s) of another kind kept ({crawl})" in out.stdout
     assert _letter(db, feed)["replayed_as"] == _letter(db, old_feed)["replayed_as"] == new["id"]
     assert _letter(db, crawl) == {"replayed_as": None, "dlq_cleared_at": None}
+
+
+def _many_dead(db, dealership_id: int, kind: str, n: int) -> list[int]:
+    """`n` dead letters in one statement, oldest first."""
+    rows = db.execute(
+        "INSERT INTO jobs (dealership_id, kind, trigger, state, error)"
+        " SELECT %s, %s, 'schedule', 'dead', 'gone' FROM generate_series(1, %s)"
+        " RETURNING id", (dealership_id, kind, n)).fetchall()
+    return sorted(r["id"] for r in rows)
+
+
+def _listed(out: str) -> list[int]:
+    """The job ids of `dlq list`'s table rows."""
+    return [int(m) for m in re.findall(r"^\S\s+(\d+)\s+\S\s+acme\s", out, re.M)]
+
+
+def test_dlq_list_says_when_more_dead_letters_exist_than_it_shows(world):
+    """`dlq list` showed the newest 200 and said nothing of the others."""
+    db = world["db"]
+    crawls = _many_dead(db, world["acme"].id, "crawl", 203)
+    out = _dlq("list", "--dealer", "acme")
+    assert out.returncode == 0, out.stderr
+    assert _listed(out.stdout) == crawls[::-1][:200]
+    assert "more dead letters than the 200 shown" in out.stdout
+    assert "--limit" in out.stdout
+    few = _dlq("list", "--dealer", "acme", "--limit", "5")
+    assert _listed(few.stdout) == crawls[::-1][:5], few.stdout
+    assert "more dead letters than the 5 shown" in few.stdout
+    every = _dlq("list", "--dealer", "acme", "--limit", "203")
+    assert _listed(every.stdout) == crawls[::-1]
+    assert "more dead letters" not in every.stdout
+    assert _dlq("list", "--limit", "0").returncode == 2
+
+
+def test_dlq_replay_dealer_clears_every_older_dead_letter_of_its_kind(world):
+    """Only the newest 200 dead letters were looked at: older ones of the replayed kind
+    stayed dead letters, to be replayed again later, one by one."""
+    db = world["db"]
+    _both_kinds(world)
+    feed = _many_dead(db, world["acme"].id, "feed", 1)[0]
+    crawls = _many_dead(db, world["acme"].id, "crawl", 250)
+    out = _dlq("replay", "--dealer", "acme")
+    assert out.returncode == 0, out.stderr
+    new = db.execute("SELECT id FROM jobs WHERE params->>'replay_of' = %s",
+                     (str(crawls[-1]),)).fetchone()["id"]
+    left = db.execute("SELECT id FROM jobs WHERE state = 'dead' AND dlq_cleared_at IS NULL"
+                      " AND dealership_id = %s", (world["acme"].id,)).fetchall()
+    assert [r["id"] for r in left] == [feed]
+    cleared = db.execute("SELECT count(*) AS n FROM jobs WHERE replayed_as = %s",
+                         (new,)).fetchone()["n"]
+    assert cleared == 250
+    assert f"1 dead letter(s) of another kind kept ({feed})" in out.stdout
 
 
 def test_a_replayed_or_queued_job_names_the_command_that_follows_it(world):
