@@ -10,7 +10,6 @@ from crawler.cli.jobs import job_detail, jobs_table
 from crawler.db import dealers as dealers_db
 from crawler.db import redis_url
 
-
 LISTED = 200  # `dlq list` shows the newest this many unless told otherwise, as the API does
 LEFT_NAMED = 10  # the dead letters a replay kept, named by id at most
 
