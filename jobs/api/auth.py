@@ -39,6 +39,7 @@ class _OneBearer(HTTPBearer):
 
 
 bearer = _OneBearer(auto_error=False, bearerFormat="fct_<prefix>_<secret>",
+                    scheme_name="HTTPBearer",  # the document's name for it, as before
                     description="a token from `forecourt tokens create`")
 
 TOUCH_EVERY_S = 60.0
