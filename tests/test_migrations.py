@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from crawler.db import connect, migrate
-from crawler.db.migrate import migration_files
+from crawler.db.migrate import migration_files, statements
 
 FORECOURT = str(Path(sys.executable).parent / "forecourt")
 # The migration left pending: 0013 builds an index on vehicle_events inside the migration
@@ -436,3 +436,40 @@ def test_a_no_transaction_migration_is_split_at_lines_ending_in_a_semicolon():
     assert len(found) == 2
     assert found[0].rstrip().endswith("a ON t (x);") and "-- builds two;" in found[0]
     assert found[1].strip() == "CREATE INDEX CONCURRENTLY IF NOT EXISTS b\n    ON t (y);"
+
+
+def test_jobs_public_ids_are_backfilled_unique_and_given_to_new_jobs(scratch):
+    # 0019 and 0020 on a live jobs table: rows written before them get a public id, rows
+    # written by the release before (which knows no public_id) get one by default, and the
+    # no-transaction file is safe to run again after a failure part-way (each statement is).
+    with connect(scratch) as conn:
+        migrate(conn)
+        conn.execute("DELETE FROM schema_migrations WHERE version IN (19, 20)")
+        conn.execute("DROP INDEX jobs_public_id")
+        conn.execute("ALTER TABLE jobs DROP COLUMN public_id")
+        dealer = conn.execute("INSERT INTO dealerships (slug, name) VALUES ('a', 'A')"
+                              " RETURNING id").fetchone()["id"]
+        for _ in range(3):
+            conn.execute("INSERT INTO jobs (dealership_id, kind, trigger, state)"
+                         " VALUES (%s, 'crawl', 'api', 'succeeded')", (dealer,))
+        before = {r["id"]: r["updated_at"] for r in conn.execute(
+            "SELECT id, updated_at FROM jobs")}
+        assert migrate(conn) == ["0019_job_public_ids.sql", "0020_job_public_ids_unique.sql"]
+        sql = dict((n, s) for _, n, s in migration_files())["0020_job_public_ids_unique.sql"]
+        for statement in statements(sql):  # all again: harmless
+            conn.execute(statement)
+        conn.execute("INSERT INTO jobs (dealership_id, kind, trigger, state)"
+                     " VALUES (%s, 'crawl', 'api', 'queued')", (dealer,))
+        rows = conn.execute("SELECT id, public_id, updated_at FROM jobs").fetchall()
+        assert len({r["public_id"] for r in rows}) == 4
+        assert all(isinstance(r["public_id"], uuid.UUID) for r in rows)
+        assert {r["id"]: r["updated_at"] for r in rows if r["id"] in before} == before, \
+            "a backfill is no change a poller sees: versions hold"
+        nullable = conn.execute(
+            "SELECT is_nullable FROM information_schema.columns"
+            " WHERE table_name = 'jobs' AND column_name = 'public_id'").fetchone()
+        assert nullable["is_nullable"] == "NO"
+        assert index_valid(conn, "jobs_public_id") is True
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("UPDATE jobs SET public_id = %s WHERE id <> %s",
+                         (rows[0]["public_id"], rows[0]["id"]))
