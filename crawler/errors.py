@@ -12,14 +12,19 @@ def one_line(exc: BaseException) -> str:
 
 
 class ForecourtError(Exception):
-    """Base of every error forecourt raises on purpose. `hint` tells the user the fix."""
+    """Base of every error forecourt raises on purpose. `hint` tells the user the fix.
+    `public`: the message as an HTTP API client reads it, where it differs: jobs named by
+    their public ids, never by their numbers (one sequence over every dealership)."""
 
     hint: str = ""
+    public: str | None = None
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, public: str | None = None):
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+        if public is not None:
+            self.public = public
 
 
 class Interrupted(ForecourtError):

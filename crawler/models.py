@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -192,7 +193,10 @@ FINAL_STATES = ("succeeded", "partial", "failed", "blocked", "cancelled", "dead"
 
 
 class Job(BaseModel):
-    id: int
+    id: int  # the job's number: one sequence over every dealership, for inside use only
+    # What the HTTP API names the job by (migration 0019): random, so a dealer's jobs say
+    # nothing of how many others ran. None only for a row read before the migration.
+    public_id: UUID | None = None
     dealership_id: int
     kind: JobKind
     trigger: JobTrigger
@@ -217,6 +221,9 @@ class Job(BaseModel):
     retry_at: datetime | None = None
     cancel_requested_at: datetime | None = None
     replayed_as: int | None = None
+    # The public id of the job `replayed_as` names: filled by the API's reads only
+    # (crawler/db/jobs_async.py), None elsewhere.
+    replayed_as_public_id: UUID | None = None
     # Accepted by an operator as the gate's new baseline (migration 0010).
     accepted_at: datetime | None = None
     created_at: datetime

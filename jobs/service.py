@@ -83,7 +83,8 @@ def enqueue(conn: psycopg.Connection, job: Job) -> Job:
                        error=f"could not enqueue: {detail}", error_kind="enqueue",
                        only_from="queued")  # a pause may have cancelled it meanwhile
         raise Transient(f"could not queue job {job.id}: {detail}",
-                        hint="check REDIS_URL and that Redis is up, then trigger again") from exc
+                        hint="check REDIS_URL and that Redis is up, then trigger again",
+                        public=f"could not queue job {job.public_id}: {detail}") from exc
     return jobs_db.get(conn, job.id)
 
 
@@ -116,7 +117,9 @@ def cancel(conn: psycopg.Connection, job_id: int) -> Job:
     if outcome.awaiting_worker(job):  # failed only until its worker retries it: not over
         return ends_db.cancel_failed(conn, job_id, job.attempts) or cancel(conn, job_id)
     raise InvalidInput(f"job {job_id} already ended {job.state}; nothing to cancel",
-                       hint="trigger a new job, or `forecourt dlq replay` a dead one")
+                       hint="trigger a new job, or `forecourt dlq replay` a dead one",
+                       public=f"job {job.public_id} already ended {job.state}; nothing to "
+                              "cancel")
 
 
 def pause(conn: psycopg.Connection, dealership_id: int) -> tuple[Job | None, Job | None]:
@@ -165,10 +168,17 @@ def replay(conn: psycopg.Connection, job_id: int, trigger_name: str = "retry", *
     old = jobs_db.get(conn, job_id)
     if old.state not in ("dead", "failed"):
         raise InvalidInput(f"job {job_id} is {old.state}; only dead or failed jobs replay",
-                           hint="see `forecourt dlq list`")
+                           hint="see `forecourt dlq list`",
+                           public=f"job {old.public_id} is {old.state}; only dead or failed "
+                                  "jobs replay")
     if old.replayed_as is not None:
+        try:
+            as_public = f"job {jobs_db.get(conn, old.replayed_as).public_id}"
+        except NotFound:  # pruned
+            as_public = "a job since deleted"
         raise InvalidInput(f"job {job_id} was already replayed as job {old.replayed_as}",
-                           hint=f"see `forecourt jobs show {old.replayed_as}`")
+                           hint=f"see `forecourt jobs show {old.replayed_as}`",
+                           public=f"job {old.public_id} was already replayed as {as_public}")
     params = {k: v for k, v in old.params.items()} | {"replay_of": old.id}
     dealer = dealers_db.get_by_id(conn, old.dealership_id)
     new, created = trigger(conn, dealer.id, old.kind, trigger_name, params,
@@ -176,7 +186,9 @@ def replay(conn: psycopg.Connection, job_id: int, trigger_name: str = "retry", *
     if not created:
         raise InvalidInput(f"dealership {dealer.slug} has active job {new.id}; replay job "
                            f"{job_id} when it ends",
-                           hint=f"follow it with `forecourt jobs show {new.id} --follow`")
+                           hint=f"follow it with `forecourt jobs show {new.id} --follow`",
+                           public=f"dealership {dealer.slug} has active job {new.public_id}; "
+                                  f"replay job {old.public_id} when it ends")
     ends_db.mark_replayed(conn, old.id, new.id)
     return new
 

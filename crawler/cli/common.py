@@ -59,6 +59,30 @@ def database():
         conn.close()
 
 
+JOB_HELP = ("The job's number, or its public id (the UUID the HTTP API and the dealer UI "
+            "show).")
+
+
+def job_number(conn, given: str) -> int:
+    """The number of the job an operator named: by its number, or by the public id a dealer
+    reported (the API names jobs by it); NotFound or InvalidInput as one line otherwise."""
+    import uuid
+
+    from crawler.db import jobs as jobs_db
+    from crawler.errors import InvalidInput
+
+    text = given.strip()
+    if text.isascii() and text.isdigit():
+        return int(text)
+    try:
+        public_id = uuid.UUID(text)
+    except ValueError:
+        raise InvalidInput(f"{given!r} is not a job's number or public id",
+                           hint="give the number `forecourt jobs list` shows, or the UUID "
+                                "the API shows") from None
+    return jobs_db.id_of_public(conn, public_id)
+
+
 def interactive() -> bool:
     return sys.stdout.isatty()
 

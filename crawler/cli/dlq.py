@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from crawler import preflight
-from crawler.cli.common import console, database
+from crawler.cli.common import JOB_HELP, console, database, job_number
 from crawler.cli.jobs import job_detail, jobs_table
 from crawler.db import dealers as dealers_db
 from crawler.db import redis_url
@@ -38,17 +38,17 @@ def register(app: typer.Typer) -> None:
                               "dealership's newest and clears the older ones of its kind")
 
     @group.command("show")
-    def show(job_id: int = typer.Argument(..., help="The dead job's id.")) -> None:
+    def show(given: str = typer.Argument(..., metavar="JOB", help=JOB_HELP)) -> None:
         """Inspect a dead letter: its params and every attempt's error. Another job is
         refused (`forecourt jobs show` shows any job)."""
         from jobs import service
 
         with database() as conn:
-            console.print(job_detail(conn, service.dead_letter(conn, job_id)))
+            console.print(job_detail(conn, service.dead_letter(conn, job_number(conn, given))))
 
     @group.command("replay")
     def replay(ctx: typer.Context,
-               job_id: int = typer.Argument(None, help="The dead job's id."),
+               given: str = typer.Argument(None, metavar="JOB", help=JOB_HELP),
                dealer: str = typer.Option(None, "--dealer", "-d",
                                           help="Replay this dealership's dead letters.")
                ) -> None:
@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         fails with one line naming it, and the dead letters stay to replay when it ends."""
         from jobs import service
 
-        if (job_id is None) == (dealer is None):  # a bad argument: exit 2
+        if (given is None) == (dealer is None):  # a bad argument: exit 2
             from crawler.cli import UsageError
 
             raise UsageError("give a dead job's id or --dealer, not both or neither; "
@@ -66,8 +66,8 @@ def register(app: typer.Typer) -> None:
         with database() as conn:
             preflight.redis(redis_url())  # no new job recorded only to fail at the enqueue
             left: list = []
-            if job_id is not None:
-                jobs = [service.replay(conn, job_id)]
+            if given is not None:
+                jobs = [service.replay(conn, job_number(conn, given))]
             else:
                 dealer_id = dealers_db.get(conn, dealer).id
                 jobs = service.replay_dead(conn, dealer_id)

@@ -8,7 +8,7 @@ import time
 import typer
 from rich.table import Table
 
-from crawler.cli.common import console, database
+from crawler.cli.common import JOB_HELP, console, database, job_number
 from crawler.cli.rejects import excerpt
 from crawler.cli.render import job_progress, moment, status_line, summary_table
 from crawler.config import get_settings
@@ -50,7 +50,8 @@ def job_detail(conn, job: Job) -> Table:
     table = Table(title=f"Job {job.id}", show_header=False)
     table.add_column("field")
     table.add_column("value")
-    rows = [("dealer", names.get(job.dealership_id, str(job.dealership_id))),
+    rows = [("public id", str(job.public_id) if job.public_id else "-"),
+            ("dealer", names.get(job.dealership_id, str(job.dealership_id))),
             ("kind", job.kind), ("trigger", job.trigger), ("state", job.state),
             ("phase", job.phase or "-"), ("attempts", str(job.attempts)),
             ("queue", queues.waits_on(job) or job.queue or "-"),
@@ -173,13 +174,14 @@ def register(app: typer.Typer) -> None:
             console.print(jobs_table(conn, service.list_jobs(conn, dealer_id, state, limit)))
 
     @group.command("show")
-    def show(job_id: int = typer.Argument(..., help="The job's id."),
+    def show(given: str = typer.Argument(..., metavar="JOB", help=JOB_HELP),
              follow_: bool = typer.Option(False, "--follow", "-f",
                                           help="Follow it live until it ends.")) -> None:
         """Show one job: state, phase, counters, error history."""
         from jobs import service
 
         with database() as conn:
+            job_id = job_number(conn, given)
             job = service.get(conn, job_id)
             if follow_ and not ended(job, {}):
                 job = follow(conn, job_id, f"job {job_id}")
@@ -188,11 +190,12 @@ def register(app: typer.Typer) -> None:
             console.print(job_detail(conn, job))
 
     @group.command("cancel")
-    def cancel(job_id: int = typer.Argument(..., help="The job's id.")) -> None:
+    def cancel(given: str = typer.Argument(..., metavar="JOB", help=JOB_HELP)) -> None:
         """Cancel a queued job, or stop a running one (its crawl child is killed)."""
         from jobs import service
 
         with database() as conn:
+            job_id = job_number(conn, given)
             job = service.cancel(conn, job_id)
         if job.state == "cancelled":
             console.print(f"job {job_id} cancelled")

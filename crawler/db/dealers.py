@@ -148,11 +148,12 @@ async def ainventory(conn: psycopg.AsyncConnection, dealership_id: int) -> dict[
                        AS placeholder_vins
               FROM vehicles WHERE dealership_id = %(d)s
         ), last_ok AS (
-            SELECT id, kind, finished_at, verdict, counters FROM jobs
+            SELECT id, public_id, kind, finished_at, verdict, counters FROM jobs
              WHERE dealership_id = %(d)s AND state = 'succeeded'
              ORDER BY id DESC LIMIT 1
         )
-        SELECT v.*, l.id AS last_job_id, l.kind AS last_job_kind,
+        SELECT v.*, l.id AS last_job_id, l.public_id AS last_job_public_id,
+               l.kind AS last_job_kind,
                l.finished_at AS last_job_finished_at, l.verdict AS last_job_verdict,
                l.counters AS last_job_counters,
                (SELECT count(*) FROM rejects r

@@ -8,6 +8,7 @@ reads in crawler/db/jobs_async.py."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -59,6 +60,14 @@ def get(conn: psycopg.Connection, job_id: int) -> Job:
     if row is None:
         raise NotFound(f"no job {job_id}", hint="see `forecourt jobs list`")
     return Job.model_validate(row)
+
+
+def id_of_public(conn: psycopg.Connection, public_id: UUID) -> int:
+    """The number of the job of that public id (what the API names it by)."""
+    row = conn.execute("SELECT id FROM jobs WHERE public_id = %s", (public_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no job {public_id}", hint="see `forecourt jobs list`")
+    return row["id"]
 
 
 # A new attempt's SET clause: no outcome until it ends (the previous attempt's verdict,

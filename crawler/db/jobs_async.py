@@ -3,27 +3,48 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
 from crawler.models import Job
 
+# A job with its dealership's slug and the public id of the job it was replayed as.
+_WITH_SLUG = (
+    "SELECT j.*, d.slug AS dealership_slug,"
+    " (SELECT r.public_id FROM jobs r WHERE r.id = j.replayed_as) AS replayed_as_public_id"
+    " FROM jobs j JOIN dealerships d ON d.id = j.dealership_id")
+
 
 async def aget_with_slug(conn: psycopg.AsyncConnection, job_id: int) -> tuple[Job, str] | None:
     """A job and its dealership's slug, or None."""
-    cur = await conn.execute(
-        "SELECT j.*, d.slug AS dealership_slug FROM jobs j"
-        " JOIN dealerships d ON d.id = j.dealership_id WHERE j.id = %s", (job_id,))
+    cur = await conn.execute(_WITH_SLUG + " WHERE j.id = %s", (job_id,))
     row = await cur.fetchone()
     return None if row is None else (Job.model_validate(row), row["dealership_slug"])
+
+
+async def aget_public_with_slug(conn: psycopg.AsyncConnection,
+                                public_id: UUID) -> tuple[Job, str] | None:
+    """The job of that public id and its dealership's slug, or None."""
+    cur = await conn.execute(_WITH_SLUG + " WHERE j.public_id = %s", (public_id,))
+    row = await cur.fetchone()
+    return None if row is None else (Job.model_validate(row), row["dealership_slug"])
+
+
+async def aid_of(conn: psycopg.AsyncConnection, dealership_id: int,
+                 public_id: UUID) -> int | None:
+    """The number of the dealership's job of that public id, or None (no such job, or
+    another dealership's)."""
+    cur = await conn.execute("SELECT id FROM jobs WHERE public_id = %s AND dealership_id = %s",
+                             (public_id, dealership_id))
+    row = await cur.fetchone()
+    return None if row is None else row["id"]
 
 
 async def aget_many_with_slug(conn: psycopg.AsyncConnection,
                               job_ids: list[int]) -> dict[int, tuple[Job, str]]:
     """Several jobs with their dealerships' slugs, by id (missing ids are left out)."""
-    cur = await conn.execute(
-        "SELECT j.*, d.slug AS dealership_slug FROM jobs j"
-        " JOIN dealerships d ON d.id = j.dealership_id WHERE j.id = ANY(%s)", (job_ids,))
+    cur = await conn.execute(_WITH_SLUG + " WHERE j.id = ANY(%s)", (job_ids,))
     return {r["id"]: (Job.model_validate(r), r["dealership_slug"])
             for r in await cur.fetchall()}
 
@@ -35,16 +56,19 @@ async def alist_page(conn: psycopg.AsyncConnection, dealership_id: int, *,
     leave out the large columns (params, report, errors)."""
     cur = await conn.execute(
         """
-        SELECT id, dealership_id, kind, trigger, state, phase, attempts, counters, verdict,
-               error, error_kind, worker, message_id, queue, render_message_id, retry_at,
-               cancel_requested_at, replayed_as, created_at, started_at, heartbeat_at,
-               finished_at, updated_at
-          FROM jobs
-         WHERE dealership_id = %(d)s
-           AND (%(s)s::text IS NULL OR state = %(s)s)
-           AND (%(k)s::text IS NULL OR kind = %(k)s)
-           AND (%(b)s::bigint IS NULL OR id < %(b)s)
-         ORDER BY id DESC LIMIT %(n)s
+        SELECT j.id, j.public_id, j.dealership_id, j.kind, j.trigger, j.state, j.phase,
+               j.attempts, j.counters, j.verdict, j.error, j.error_kind, j.worker,
+               j.message_id, j.queue, j.render_message_id, j.retry_at,
+               j.cancel_requested_at, j.replayed_as, j.created_at, j.started_at,
+               j.heartbeat_at, j.finished_at, j.updated_at,
+               (SELECT r.public_id FROM jobs r WHERE r.id = j.replayed_as)
+                   AS replayed_as_public_id
+          FROM jobs j
+         WHERE j.dealership_id = %(d)s
+           AND (%(s)s::text IS NULL OR j.state = %(s)s)
+           AND (%(k)s::text IS NULL OR j.kind = %(k)s)
+           AND (%(b)s::bigint IS NULL OR j.id < %(b)s)
+         ORDER BY j.id DESC LIMIT %(n)s
         """,
         {"d": dealership_id, "s": state, "k": kind, "b": before_id, "n": limit},
     )

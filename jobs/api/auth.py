@@ -23,6 +23,7 @@ from crawler.models import ApiToken, Dealership, Job
 from jobs.api.clients import client_key
 from jobs.api.problems import ApiProblem
 from jobs.api.runtime import Runtime, runtime_of
+from jobs.api.schemas import parse_public_id
 
 log = logging.getLogger("forecourt.api")
 
@@ -192,8 +193,10 @@ def no_dealership(slug: str) -> NotFound:
     return NotFound(f"no dealership {slug!r}")
 
 
-def no_job(job_id: int) -> NotFound:
-    return NotFound(f"no job {job_id}")
+def no_job() -> NotFound:
+    """The one answer for any job a token may not see: another dealership's, an unknown id,
+    a malformed one. It names no id, so every such answer is the same."""
+    return NotFound("no such job")
 
 
 async def dealership_id_for(rt: Runtime, token: ApiToken, slug: str) -> int:
@@ -219,9 +222,15 @@ def may_see(token: ApiToken, job: Job) -> bool:
     return token.role == "operator" or job.dealership_id == token.dealership_id
 
 
-async def job_for(rt: Runtime, token: ApiToken, job_id: int) -> tuple[Job, str]:
-    """A job this token may see, with its dealership's slug, else NotFound."""
-    got = await rt.job(job_id)
+async def job_for(rt: Runtime, token: ApiToken, job_id: str | int) -> tuple[Job, str]:
+    """A job this token may see, with its dealership's slug, else NotFound: by the public
+    id a client gave (a string: malformed is answered as unknown), or by its number (an int,
+    one the API found itself)."""
+    if isinstance(job_id, int):
+        got = await rt.job(job_id)
+    else:
+        public_id = parse_public_id(job_id)
+        got = None if public_id is None else await rt.job_by_public_id(public_id)
     if got is None or not may_see(token, got[0]):
-        raise no_job(job_id)
+        raise no_job()
     return got

@@ -169,7 +169,8 @@ async def _domain(request: Request, exc: errors.ForecourtError) -> JSONResponse:
         log.error("domain error on %s %s: %s", request.method, request.url.path, exc)
     headers = {"Retry-After": "5"} if status == 503 else None
     # a 503's cause may quote our database's or queue's address: named, not shown
-    detail = (str(exc) if status < 500 else hide_infrastructure(str(exc)) if status == 503
+    said = exc.public or str(exc)  # jobs named by their public ids
+    detail = (said if status < 500 else hide_infrastructure(said) if status == 503
               else "internal error")
     return problem_response(request, status, detail, kind, headers)
 

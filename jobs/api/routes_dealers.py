@@ -58,7 +58,7 @@ async def trigger_job(request: Request, slug: Slug, body: TriggerIn,
                                  queue_down=await rt.queue_down())
     payload = JobDetail.of(job, slug, role=token.role).model_dump_json().encode()
     return etag.conditional(payload, None, status=202 if created else 200,
-                            headers={"Location": f"/v1/jobs/{job.id}"})
+                            headers={"Location": f"/v1/jobs/{job.public_id}"})
 
 
 @router.get("/jobs", response_model=JobPage, summary="List a dealership's jobs",
@@ -72,27 +72,41 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100, description="page size")] = 20,
     # no max_length: a cursor too long to be ours is a 400 invalid-cursor like any other
     # cursor that is not one (decode_cursor), not a 422 of another type
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page; "
-                                        "one that is not answers 400 invalid-cursor")] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page "
+                                        "(an opaque string); one that is not, or whose "
+                                        "job was since deleted, answers 400 "
+                                        "invalid-cursor: start again from the first "
+                                        "page")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The dealership's jobs, newest first, filtered by state and kind, a page at a time."""
     rt = runtime_of(request)
-    before = None
+    after = None
     if cursor is not None:
-        before = decode_cursor(cursor)
-        if before is None:
-            raise ApiProblem(400, "the cursor is not valid; use a `next_cursor` from a "
-                             "previous page", "invalid-cursor")
+        after = decode_cursor(cursor)
+        if after is None:
+            raise _invalid_cursor()
     dealership_id = await dealership_id_for(rt, token, slug)
     async with rt.pool.connection() as conn:
+        before = None
+        if after is not None:  # the page's last job: its number is the keyset bound
+            before = await ajobs_db.aid_of(conn, dealership_id, after)
+            if before is None:  # another dealership's job, or one since deleted
+                raise _invalid_cursor()
         rows = await ajobs_db.alist_page(conn, dealership_id, state=state, kind=kind,
                                          before_id=before, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     page = JobPage(items=[JobSummary.of(j, slug, role=token.role) for j in rows],
-                   next_cursor=encode_cursor(rows[-1].id) if more else None)
+                   next_cursor=encode_cursor(rows[-1].public_id) if more else None)
     return etag.conditional(page.model_dump_json().encode(), if_none_match)
+
+
+def _invalid_cursor() -> ApiProblem:
+    """The one answer for a cursor that is not one of ours, or names no job of the
+    dealership's: the same either way."""
+    return ApiProblem(400, "the cursor is not valid; use a `next_cursor` from a previous "
+                      "page", "invalid-cursor")
 
 
 @router.get("/dead-letters", response_model=DeadLetters, summary="List dead letters",
@@ -124,7 +138,7 @@ async def inventory(request: Request, slug: Slug,
         row = await dealers_db.ainventory(conn, dealer.id)
     last = None
     if row["last_job_id"] is not None:
-        last = LastRun(job_id=row["last_job_id"], kind=row["last_job_kind"],
+        last = LastRun(job_id=str(row["last_job_public_id"]), kind=row["last_job_kind"],
                        finished_at=row["last_job_finished_at"],
                        verdict=row["last_job_verdict"], counters=row["last_job_counters"] or {})
     avg = row["avg_quality_score"]

@@ -20,7 +20,10 @@ from jobs.api.schemas import JobDetail, settles_at
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the job's id")]
+# Any string: one that is no job's id (malformed or unknown) answers 404 as another
+# dealership's job does, never a 422 that would tell them apart.
+JobId = Annotated[str, Path(description="the job's id, as the API gave it: an opaque "
+                            "string")]
 # 503: every route reads the database (the token's record, if nothing else).
 _COMMON = responses(401, 404, 422, 429, 503)
 
@@ -66,14 +69,16 @@ async def get_job(
     Poll cheaply: send the last ETag as If-None-Match and get 304 while nothing changed; add
     `wait=N` to hold the request until the job changes (or N seconds pass)."""
     rt = runtime_of(request)
+    job, slug = await job_for(rt, token, job_id)
     if wait <= 0:
-        job, slug = await job_for(rt, token, job_id)
         return etag.conditional(_body(job, slug, token), if_none_match)
-    # Register before the first read, so no change can slip in between, with one read.
-    fut = rt.watch.register(job_id)
+    # The watch is keyed by the job's number. Registered before the read it compares, so
+    # no change can slip in between.
+    number = job.id
+    fut = rt.watch.register(number)
     WAITING.inc()
     try:
-        job, slug = await job_for(rt, token, job_id)
+        job, slug = await job_for(rt, token, number)
         body, version, flips = _shown(job, slug, token)
         deadline = time.monotonic() + min(wait, rt.settings.api_wait_max_s)
         while _unchanged(version, body, since, if_none_match):
@@ -92,15 +97,15 @@ async def get_job(
                     body, version, flips = _shown(job, slug, token)
                     continue
                 break
-            fut = rt.watch.register(job_id)  # the answered future left the watch
+            fut = rt.watch.register(number)  # the answered future left the watch
             if got is None:  # the listener asked everyone to re-read
-                got = await rt.job(job_id)
+                got = await rt.job(number)
             if got is not None and may_see(token, got[0]):
                 job, slug = got
                 body, version, flips = _shown(job, slug, token)
     finally:
         WAITING.dec()
-        rt.watch.unregister(job_id, fut)
+        rt.watch.unregister(number, fut)
         if not fut.done():
             fut.cancel()
     await still_valid(request)  # the token may have been revoked while the request waited
@@ -124,11 +129,11 @@ async def cancel_job(request: Request, job_id: JobId,
     (succeeded, failed, dead...) answers 409. It takes no body: one sent is ignored, and
     one over FORECOURT_API_MAX_BODY_BYTES (declared or chunked) answers 413."""
     rt = runtime_of(request)
-    await job_for(rt, token, job_id)
+    job, _ = await job_for(rt, token, job_id)
     try:
-        job = await rt.call(_service().cancel, job_id)
+        job = await rt.call(_service().cancel, job.id)
     except InvalidInput as exc:
-        raise ApiProblem(409, str(exc), "conflict") from exc
+        raise ApiProblem(409, exc.public or str(exc), "conflict") from exc
     _, slug = await job_for(rt, token, job.id)
     return etag.conditional(_body(job, slug, token), None)
 
@@ -147,11 +152,11 @@ async def replay_job(request: Request, job_id: JobId,
     It takes no body: one sent is ignored, and one over FORECOURT_API_MAX_BODY_BYTES
     (declared or chunked) answers 413."""
     rt = runtime_of(request)
-    await job_for(rt, token, job_id)
+    old, _ = await job_for(rt, token, job_id)
     try:
-        job = await rt.call(_service().replay, job_id, queue_down=await rt.queue_down())
+        job = await rt.call(_service().replay, old.id, queue_down=await rt.queue_down())
     except InvalidInput as exc:
-        raise ApiProblem(409, str(exc), "conflict") from exc
+        raise ApiProblem(409, exc.public or str(exc), "conflict") from exc
     _, slug = await job_for(rt, token, job.id)
     return etag.conditional(_body(job, slug, token), None, status=202,
-                            headers={"Location": f"/v1/jobs/{job.id}"})
+                            headers={"Location": f"/v1/jobs/{job.public_id}"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from uuid import UUID
 
 import redis.asyncio as aredis
 from fastapi import Request
@@ -51,6 +52,10 @@ class Runtime:
     async def job(self, job_id: int) -> tuple[Job, str] | None:
         async with self.pool.connection() as conn:
             return await ajobs_db.aget_with_slug(conn, job_id)
+
+    async def job_by_public_id(self, public_id: UUID) -> tuple[Job, str] | None:
+        async with self.pool.connection() as conn:
+            return await ajobs_db.aget_public_with_slug(conn, public_id)
 
     async def jobs(self, job_ids: list[int]) -> dict[int, tuple[Job, str]]:
         async with self.pool.connection() as conn:

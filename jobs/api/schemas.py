@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -15,7 +16,6 @@ from jobs import outcome, queues
 from jobs.api.redact import hide_in_errors, hide_infrastructure
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_ID = 2**63 - 1  # ids are bigint
 # Report entries about other dealerships (how many of their vehicles a run re-flagged as
 # cross-dealer duplicates): for operator tokens only.
 OPERATOR_ONLY_REPORT = frozenset({"cross_dealer_updated"})
@@ -54,7 +54,11 @@ class TriggerIn(BaseModel):
 class JobSummary(BaseModel):
     """A job as listed: state, phase, live counters, timestamps, verdict, error."""
 
-    id: int
+    id: str = Field(description="the job's id: an opaque string (today a UUID), stable for "
+                    "the job's life; compare it as a whole, never order by it")
+    number: int | None = Field(default=None, description="operator tokens only (null for "
+                               "dealer tokens): the job's number, as the CLI and logs "
+                               "name it")
     dealership: str = Field(description="the dealership's slug")
     kind: JobKind
     trigger: JobTrigger
@@ -79,8 +83,8 @@ class JobSummary(BaseModel):
                                     "besides a free worker: `a worker with Chromium` while a "
                                     "crawl that must render pages waits on a render queue "
                                     "for one; null otherwise")
-    replayed_as: int | None = Field(default=None, description="the job a dead job was "
-                                    "replayed as")
+    replayed_as: str | None = Field(default=None, description="the id of the job a dead "
+                                    "job was replayed as")
     created_at: datetime
     started_at: datetime | None = None
     heartbeat_at: datetime | None = None
@@ -105,17 +109,25 @@ class JobSummary(BaseModel):
             state, finished_at = "running", None
             phase = "cancelling" if job.cancel_requested_at is not None else "settling"
         return cls(
-            id=job.id, dealership=slug, kind=job.kind, trigger=job.trigger, state=state,
+            id=str(job.public_id), number=job.id if role == "operator" else None,
+            dealership=slug, kind=job.kind, trigger=job.trigger, state=state,
             phase=phase, attempts=job.attempts, counters=job.counters, verdict=job.verdict,
             error=job.error if role == "operator" else hide_infrastructure(job.error),
             error_kind=job.error_kind,
             cancel_requested=getattr(job, "cancel_requested_at", None) is not None,
             waiting_for=queues.waiting_for(job) if state == "queued" else None,
-            replayed_as=getattr(job, "replayed_as", None),
+            replayed_as=public_id_of_replay(job),
             created_at=job.created_at, started_at=job.started_at,
             heartbeat_at=job.heartbeat_at, finished_at=finished_at,
             updated_at=job.updated_at or job.created_at, version=version_of(job, now),
             **extra)
+
+
+def public_id_of_replay(job: Job) -> str | None:
+    """The id of the job `job` was replayed as, as the API names it. Its number is never
+    shown: if the read did not join the new job's public id (it was pruned), none."""
+    found = job.replayed_as_public_id
+    return str(found) if job.replayed_as is not None and found is not None else None
 
 
 class JobDetail(JobSummary):
@@ -159,7 +171,7 @@ class DeadLetters(BaseModel):
 
 
 class LastRun(BaseModel):
-    job_id: int
+    job_id: str = Field(description="the job's id (an opaque string)")
     kind: JobKind
     finished_at: datetime | None = None
     verdict: str | None = None
@@ -190,26 +202,34 @@ class Health(BaseModel):
     checks: dict[str, str] = Field(default_factory=dict)
 
 
-MAX_CURSOR = 64  # ours are at most 27 characters ("j" and 19 digits, base64)
+MAX_CURSOR = 64  # ours are 22 characters
 
 
-def encode_cursor(job_id: int) -> str:
-    return base64.urlsafe_b64encode(f"j{job_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int | None:
-    """The id a cursor stands for, or None when it is not one of ours."""
-    if len(cursor) > MAX_CURSOR:
+def parse_public_id(text: str) -> uuid.UUID | None:
+    """The public id a path or cursor names, or None when it is not one (answered exactly
+    as an unknown one is)."""
+    if len(text) > MAX_CURSOR:
         return None
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return uuid.UUID(text)
+    except ValueError:
         return None
-    digits = raw[1:]
-    # ASCII digits only (str.isdigit() also takes '²' and other scripts' digits), and an id
-    # that fits the bigint it is compared with.
-    if raw[:1] != "j" or not 1 <= len(digits) <= 19 or not digits.isascii() \
-            or not digits.isdigit():
+
+
+def encode_cursor(public_id: uuid.UUID) -> str:
+    """An opaque cursor: the public id of the page's last job, as 16 bytes in base64url.
+    It carries no job number (keyset paging resolves it to one server-side)."""
+    return base64.urlsafe_b64encode(public_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> uuid.UUID | None:
+    """The public id a cursor stands for, or None when it is not one of ours."""
+    if len(cursor) != 22:
         return None
-    value = int(digits)
-    return value if value <= MAX_ID else None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "==")
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != 16 or encode_cursor(uuid.UUID(bytes=raw)) != cursor:
+        return None  # not canonical: one id, one cursor
+    return uuid.UUID(bytes=raw)
