@@ -94,15 +94,17 @@ def fill(url: str, dealers: int, jobs: int, pollers: int) -> dict:
                               at, at, at, at))
         conn.execute("ANALYZE jobs")
         by_dealer = {}
-        for r in conn.execute("SELECT dealership_id, array_agg(id) AS ids FROM jobs"
+        for r in conn.execute("SELECT dealership_id, array_agg(id ORDER BY id) AS ids,"
+                              " array_agg(public_id::text ORDER BY id) AS public FROM jobs"
                               " WHERE dealership_id = ANY(%s) GROUP BY 1",
                               (ids[:pollers],)):
-            by_dealer[r["dealership_id"]] = r["ids"]
+            by_dealer[r["dealership_id"]] = (r["ids"], r["public"])
         tokens = []
         for i in range(pollers):
             _, token = tokens_db.create(conn, "dealer", ids[i], "bench")
             tokens.append({"token": token, "slug": f"dealer-{i:04d}",
-                           "jobs": by_dealer[ids[i]]})
+                           # numbers for SQL, public ids (what the API takes) for paths
+                           "jobs": by_dealer[ids[i]][0], "public": by_dealer[ids[i]][1]})
     return {"pollers": tokens, "seconds": time.perf_counter() - started}
 
 
@@ -193,7 +195,7 @@ async def _poller(port: int, spec: dict, scenario: str, stop_at: float, interval
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     auth = f"Authorization: Bearer {spec['token']}\r\n"
     rng = random.Random(spec["slug"])
-    jobs = spec["jobs"]
+    jobs = spec["public"]
 
     def request(path: str, extra: str = "") -> bytes:
         return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{extra}\r\n".encode()
@@ -275,7 +277,7 @@ def _long_poll_process(port, specs, waiters, ready, out):
         etags = {}
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for spec in specs:  # each job's current ETag, as a tab has from its last poll
-            path = f"/v1/jobs/{spec['jobs'][0]}"
+            path = f"/v1/jobs/{spec['public'][0]}"
             writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                          f"{spec['token']}\r\n\r\n".encode())
             etags[path] = (await _read(reader))[2].decode()
@@ -283,7 +285,7 @@ def _long_poll_process(port, specs, waiters, ready, out):
 
         async def open_waiter(i):
             spec = specs[i % len(specs)]
-            path = f"/v1/jobs/{spec['jobs'][0]}"
+            path = f"/v1/jobs/{spec['public'][0]}"
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(f"GET {path}?wait=30 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                          f"{spec['token']}\r\nIf-None-Match: {etags[path]}\r\n\r\n".encode())

@@ -283,6 +283,15 @@ def responses(*statuses: int, queued: bool = False) -> dict[int | str, dict[str,
     return out
 
 
+def _cannot_be_invalid(op: dict[str, Any]) -> bool:
+    """Whether no request to the operation can fail validation: no body, and only path
+    parameters that take any string (a job's id: any string is one, known or not)."""
+    return "requestBody" not in op and all(
+        p.get("in") == "path" and p.get("schema", {}).get("type") == "string"
+        and not set(p.get("schema", {})) - {"type", "title", "description"}
+        for p in op.get("parameters", []))
+
+
 def add_to_openapi(app: FastAPI) -> None:
     """Publish the Problem schema (routes reference it only as problem+json content),
     describe FastAPI's own 422 answers as the problems they are, and list BodyLimit's 408
@@ -301,6 +310,8 @@ def add_to_openapi(app: FastAPI) -> None:
         for path in doc.get("paths", {}).values():
             for op in path.values():
                 op.setdefault("responses", {}).update(limits)
+                if _cannot_be_invalid(op):  # FastAPI lists 422 wherever there are params
+                    op["responses"].pop("422", None)
                 answer = op.get("responses", {}).get("422")
                 if answer is not None:
                     answer["description"] = "Unprocessable Entity: the request is not valid"

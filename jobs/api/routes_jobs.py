@@ -25,7 +25,8 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[str, Path(description="the job's id, as the API gave it: an opaque "
                             "string")]
 # 503: every route reads the database (the token's record, if nothing else).
-_COMMON = responses(401, 404, 422, 429, 503)
+# No 422 for a job id: any string is one, unknown or not (404).
+_COMMON = responses(401, 404, 429, 503)
 
 
 def _shown(job: Job, slug: str, token: ApiToken) -> tuple[bytes, int, datetime | None]:
@@ -49,7 +50,7 @@ def _service():
 
 
 @router.get("/{job_id}", response_model=JobDetail, summary="Get a job",
-            responses={**_COMMON, **etag.documented(200),
+            responses={**_COMMON, **responses(422), **etag.documented(200),
                        **etag.documented(304, "Not Modified: the job is unchanged "
                                               "(If-None-Match matched)")})
 async def get_job(

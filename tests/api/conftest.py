@@ -229,6 +229,20 @@ def add_job(db, dealership_id: int, kind: str = "crawl", state: str = "succeeded
     return row["id"]
 
 
+def pid(job) -> str:
+    """A job's public id, what the API names it by: `job` is a job's number (from add_job;
+    a random UUID, no job's, when there is no such job), a Job, or a public id already."""
+    import uuid
+
+    if isinstance(job, str):
+        return job
+    if getattr(job, "public_id", None) is not None:
+        return str(job.public_id)
+    with connect() as conn:
+        row = conn.execute("SELECT public_id FROM jobs WHERE id = %s", (int(job),)).fetchone()
+    return str(row["public_id"]) if row is not None else str(uuid.uuid4())
+
+
 def freshness_world(db, acme_id: int, bolt_id: int) -> None:
     """Scheduled dealers in every shape of freshness (ages relative to the database's now):
     acme, hourly, last success 3 h ago then a failed run: stale, last run failed;

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api.conftest import add_job, assert_problem, auth, client_from
+from tests.api.conftest import add_job, assert_problem, auth, client_from, pid
 
 BAD = "fct_000000000000_not-a-real-secret"
 
@@ -28,21 +28,21 @@ def test_failed_authentications_from_one_address_are_cut_off_across_processes(se
     a, b = (client_from(servers[n], "127.0.0.2") for n in ("limited_a", "limited_b"))
     other = client_from(servers["limited_b"], "127.0.0.3")
     with a, b, other:
-        assert a.get(f"/v1/jobs/{job}", headers=acme).status_code == 200  # now cached there
+        assert a.get(f"/v1/jobs/{pid(job)}", headers=acme).status_code == 200  # now cached there
         # three guesses, spread over two processes: each one answered 401
         for client in (a, b, a):
-            assert_problem(client.get(f"/v1/jobs/{job}", headers=auth(BAD)), 401)
+            assert_problem(client.get(f"/v1/jobs/{pid(job)}", headers=auth(BAD)), 401)
         # the fourth, on either process: 429, and so is a valid token from that address,
         # whether its process has it cached or would look it up
-        _cut_off(b.get(f"/v1/jobs/{job}", headers=auth(BAD)))
-        _cut_off(a.get(f"/v1/jobs/{job}", headers=acme))
+        _cut_off(b.get(f"/v1/jobs/{pid(job)}", headers=auth(BAD)))
+        _cut_off(a.get(f"/v1/jobs/{pid(job)}", headers=acme))
         _cut_off(b.get("/v1/dealerships/bolt/jobs", headers=bolt))
         # another address is not affected: valid tokens work, a bad one is a plain 401
-        assert other.get(f"/v1/jobs/{job}", headers=acme).status_code == 200
+        assert other.get(f"/v1/jobs/{pid(job)}", headers=acme).status_code == 200
         assert other.get("/v1/dealerships/bolt/jobs", headers=bolt).status_code == 200
-        assert_problem(other.get(f"/v1/jobs/{job}", headers=auth(BAD)), 401)
+        assert_problem(other.get(f"/v1/jobs/{pid(job)}", headers=auth(BAD)), 401)
         # a request without any token costs no look-up: still the 401 that asks for one
-        assert_problem(a.get(f"/v1/jobs/{job}"), 401)
+        assert_problem(a.get(f"/v1/jobs/{pid(job)}"), 401)
 
 
 def test_a_forwarded_address_counts_only_from_a_trusted_proxy(servers, world):
@@ -51,20 +51,20 @@ def test_a_forwarded_address_counts_only_from_a_trusted_proxy(servers, world):
     # 127.0.0.4 is no trusted proxy: a fresh X-Forwarded-For per guess does not dodge the limit
     with client_from(servers["limited_b"], "127.0.0.4") as spoofer:
         for i in range(3):
-            assert_problem(spoofer.get(f"/v1/jobs/{job}", headers={
+            assert_problem(spoofer.get(f"/v1/jobs/{pid(job)}", headers={
                 **auth(BAD), "X-Forwarded-For": f"198.51.100.{i}"}), 401)
-        _cut_off(spoofer.get(f"/v1/jobs/{job}", headers={
+        _cut_off(spoofer.get(f"/v1/jobs/{pid(job)}", headers={
             **auth(BAD), "X-Forwarded-For": "198.51.100.99"}))
     # 127.0.0.1 is trusted by default: its X-Forwarded-For names the client, so a client
     # behind the proxy is cut off alone, not the proxy nor its other clients
     with client_from(servers["limited_b"], "127.0.0.1") as proxy:
         behind = {"X-Forwarded-For": "198.51.100.20"}
         for _ in range(3):
-            assert_problem(proxy.get(f"/v1/jobs/{job}", headers={**auth(BAD), **behind}), 401)
-        _cut_off(proxy.get(f"/v1/jobs/{job}", headers={**auth(BAD), **behind}))
+            assert_problem(proxy.get(f"/v1/jobs/{pid(job)}", headers={**auth(BAD), **behind}), 401)
+        _cut_off(proxy.get(f"/v1/jobs/{pid(job)}", headers={**auth(BAD), **behind}))
         neighbour = {"X-Forwarded-For": "198.51.100.21"}
-        assert proxy.get(f"/v1/jobs/{job}", headers={**acme, **neighbour}).status_code == 200
-        assert proxy.get(f"/v1/jobs/{job}", headers=acme).status_code == 200
+        assert proxy.get(f"/v1/jobs/{pid(job)}", headers={**acme, **neighbour}).status_code == 200
+        assert proxy.get(f"/v1/jobs/{pid(job)}", headers=acme).status_code == 200
 
 
 def test_the_trusted_proxy_setting_decides_whose_forwarded_address_counts(servers, world):
@@ -75,17 +75,17 @@ def test_the_trusted_proxy_setting_decides_whose_forwarded_address_counts(server
     with client_from(servers["limited_a"], "127.0.0.5") as via_a, \
             client_from(servers["limited_b"], "127.0.0.5") as via_b:
         for _ in range(3):
-            assert_problem(via_a.get(f"/v1/jobs/{job}", headers={**auth(BAD), **behind}), 401)
-        _cut_off(via_a.get(f"/v1/jobs/{job}", headers={**acme, **behind}))
+            assert_problem(via_a.get(f"/v1/jobs/{pid(job)}", headers={**auth(BAD), **behind}), 401)
+        _cut_off(via_a.get(f"/v1/jobs/{pid(job)}", headers={**acme, **behind}))
         # to limited_a, 127.0.0.5's other clients are other addresses
-        assert via_a.get(f"/v1/jobs/{job}", headers={
+        assert via_a.get(f"/v1/jobs/{pid(job)}", headers={
             **acme, "X-Forwarded-For": "198.51.100.31"}).status_code == 200
         # to limited_b, 127.0.0.5 is the client, whatever it forwards: not cut off (the
         # failures were counted against 198.51.100.30), until it fails three times itself
-        assert via_b.get(f"/v1/jobs/{job}", headers={**acme, **behind}).status_code == 200
+        assert via_b.get(f"/v1/jobs/{pid(job)}", headers={**acme, **behind}).status_code == 200
         for _ in range(3):
-            assert_problem(via_b.get(f"/v1/jobs/{job}", headers=auth(BAD)), 401)
-        _cut_off(via_b.get(f"/v1/jobs/{job}", headers={**acme, **behind}))
+            assert_problem(via_b.get(f"/v1/jobs/{pid(job)}", headers=auth(BAD)), 401)
+        _cut_off(via_b.get(f"/v1/jobs/{pid(job)}", headers={**acme, **behind}))
 
 
 def test_failed_authentications_are_not_limited_while_redis_is_down(servers, world):
@@ -93,6 +93,6 @@ def test_failed_authentications_are_not_limited_while_redis_is_down(servers, wor
     job = add_job(world["db"], world["acme"].id)
     with client_from(servers["no_redis"], "127.0.0.6") as client:
         for _ in range(6):
-            assert_problem(client.get(f"/v1/jobs/{job}", headers=auth(BAD)), 401)
-        got = client.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["acme"]))
+            assert_problem(client.get(f"/v1/jobs/{pid(job)}", headers=auth(BAD)), 401)
+        got = client.get(f"/v1/jobs/{pid(job)}", headers=auth(world["tokens"]["acme"]))
         assert got.status_code == 200, got.text

@@ -30,6 +30,7 @@ from tests.api.conftest import (
     assert_problem,
     auth,
     client_from,
+    pid,
     slow_body,
 )
 
@@ -142,15 +143,15 @@ def test_every_status_the_document_lists_is_one_a_request_gets(servers, no_datab
 
     def cancel_queued():
         db.execute("DELETE FROM jobs WHERE dealership_id = %s", (aid,))
-        return main.post(f"/v1/jobs/{add_job(db, aid, state='queued')}/cancel", headers=op)
+        return main.post(f"/v1/jobs/{pid(add_job(db, aid, state='queued'))}/cancel", headers=op)
 
     def replay_dead():
         db.execute("DELETE FROM jobs WHERE dealership_id = %s", (aid,))
-        return main.post(f"/v1/jobs/{dead()}/replay", headers=op)
+        return main.post(f"/v1/jobs/{pid(dead())}/replay", headers=op)
 
     def replay_down():
         db.execute("DELETE FROM jobs WHERE dealership_id = %s", (aid,))
-        return down.post(f"/v1/jobs/{dead()}/replay", headers=op)
+        return down.post(f"/v1/jobs/{pid(dead())}/replay", headers=op)
 
     def gets(path: str, bad: str) -> dict:
         return {200: [lambda: main.get(path, headers=op),
@@ -164,27 +165,25 @@ def test_every_status_the_document_lists_is_one_a_request_gets(servers, no_datab
                 429: [lambda: cut.get(path, headers=op)],
                 503: [lambda: no_db.get(path, headers=op)]}
 
-    job_path = f"/v1/jobs/{done()}"
+    job_path = f"/v1/jobs/{pid(done())}"
     produce = {
-        "GET /v1/jobs/{job_id}": gets(job_path, "/v1/jobs/0"),
+        "GET /v1/jobs/{job_id}": gets(job_path, job_path + "?wait=-1"),
         "POST /v1/jobs/{job_id}/cancel": {
             200: [cancel_queued],
-            401: [lambda: main.post(f"/v1/jobs/{done()}/cancel")],
+            401: [lambda: main.post(f"/v1/jobs/{pid(done())}/cancel")],
             404: [lambda: main.post("/v1/jobs/99999999/cancel", headers=op)],
-            409: [lambda: main.post(f"/v1/jobs/{done()}/cancel", headers=op)],
-            413: [lambda: main.post(f"/v1/jobs/{done()}/cancel", **big)],
-            422: [lambda: main.post("/v1/jobs/0/cancel", headers=op)],
-            429: [lambda: cut.post(f"/v1/jobs/{done()}/cancel", headers=op)],
-            503: [lambda: no_db.post(f"/v1/jobs/{done()}/cancel", headers=op)]},
+            409: [lambda: main.post(f"/v1/jobs/{pid(done())}/cancel", headers=op)],
+            413: [lambda: main.post(f"/v1/jobs/{pid(done())}/cancel", **big)],
+            429: [lambda: cut.post(f"/v1/jobs/{pid(done())}/cancel", headers=op)],
+            503: [lambda: no_db.post(f"/v1/jobs/{pid(done())}/cancel", headers=op)]},
         "POST /v1/jobs/{job_id}/replay": {
             202: [replay_dead],
-            401: [lambda: main.post(f"/v1/jobs/{dead()}/replay")],
+            401: [lambda: main.post(f"/v1/jobs/{pid(dead())}/replay")],
             404: [lambda: main.post("/v1/jobs/99999999/replay", headers=op)],
-            409: [lambda: main.post(f"/v1/jobs/{done()}/replay", headers=op)],
-            413: [lambda: main.post(f"/v1/jobs/{dead()}/replay", **big)],
-            422: [lambda: main.post("/v1/jobs/0/replay", headers=op)],
-            429: [lambda: cut.post(f"/v1/jobs/{dead()}/replay", headers=op)],
-            503: [replay_down, lambda: no_db.post(f"/v1/jobs/{dead()}/replay", headers=op)]},
+            409: [lambda: main.post(f"/v1/jobs/{pid(done())}/replay", headers=op)],
+            413: [lambda: main.post(f"/v1/jobs/{pid(dead())}/replay", **big)],
+            429: [lambda: cut.post(f"/v1/jobs/{pid(dead())}/replay", headers=op)],
+            503: [replay_down, lambda: no_db.post(f"/v1/jobs/{pid(dead())}/replay", headers=op)]},
         "POST /v1/dealerships/{slug}/jobs": {
             200: [active_trigger],
             202: [fresh_trigger],

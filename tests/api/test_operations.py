@@ -16,6 +16,7 @@ from tests.api.conftest import (
     auth,
     freshness_world,
     metrics_text,
+    pid,
 )
 
 
@@ -104,7 +105,7 @@ def test_readyz_is_503_when_redis_is_unreachable_while_reads_still_work(servers,
         assert ready.json()["checks"]["redis"].startswith("unreachable")
         job = add_job(world["db"], world["acme"].id)
         for _ in range(3):  # rate limits are skipped, not failed, while Redis is down
-            got = client.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["acme"]))
+            got = client.get(f"/v1/jobs/{pid(job)}", headers=auth(world["tokens"]["acme"]))
             assert got.status_code == 200, "status reads do not need Redis"
 
 
@@ -131,7 +132,7 @@ def test_a_trigger_with_redis_down_is_503_and_records_no_job(servers, world):
         assert client.get("/v1/dealerships/acme/jobs", headers=acme).json()["items"] == []
         # a replay likewise: no new job, the dead letter stays to replay later
         dead = add_job(db, world["acme"].id, state="dead", error="site gone")
-        resp = client.post(f"/v1/jobs/{dead}/replay", headers=acme)
+        resp = client.post(f"/v1/jobs/{pid(dead)}/replay", headers=acme)
         assert "no job" in assert_problem(resp, 503)["detail"]
         assert "retry-after" in resp.headers
         assert _jobs_of(db, world["acme"].id) == [
@@ -139,7 +140,7 @@ def test_a_trigger_with_redis_down_is_503_and_records_no_job(servers, world):
         # a dealership with a job already queued gets that job, as when Redis is up
         active = add_job(db, world["acme"].id, state="queued")
         again = client.post("/v1/dealerships/acme/jobs", json={"kind": "crawl"}, headers=acme)
-        assert again.status_code == 200 and again.json()["id"] == active, again.text
+        assert again.status_code == 200 and again.json()["id"] == pid(active), again.text
 
 
 def test_a_stored_enqueue_error_names_the_queue_to_a_dealer_not_its_address(servers, world):
@@ -152,9 +153,9 @@ def test_a_stored_enqueue_error_names_the_queue_to_a_dealer_not_its_address(serv
     with httpx.Client(base_url=servers["no_redis"].url, timeout=10) as client:
         listed = client.get("/v1/dealerships/acme/jobs", headers=acme).json()["items"][0]
         assert "the job queue" in listed["error"] and "127.0.0.1:9" not in listed["error"]
-        detail = client.get(f"/v1/jobs/{job}", headers=acme).json()
+        detail = client.get(f"/v1/jobs/{pid(job)}", headers=acme).json()
         assert "127.0.0.1:9" not in str(detail) and detail["worker"] is None
-        ops = client.get(f"/v1/jobs/{job}", headers=op).json()
+        ops = client.get(f"/v1/jobs/{pid(job)}", headers=op).json()
         assert "127.0.0.1:9" in ops["error"], ops["error"]
 
 
@@ -185,7 +186,7 @@ def test_a_trigger_redis_refuses_after_the_check_is_recorded_failed_and_named(wo
         redis_proc.wait(10)
     body = assert_problem(resp, 503)
     [job] = _jobs_of(world["db"], world["acme"].id)
-    assert f"could not queue job {job['id']}" in body["detail"] and "OOM" in body["detail"]
+    assert f"could not queue job {pid(job['id'])}" in body["detail"] and "OOM" in body["detail"]
     assert int(resp.headers["retry-after"]) >= 1
     row = world["db"].execute("SELECT state, error_kind, error FROM jobs WHERE id = %s",
                               (job["id"],)).fetchone()
@@ -215,7 +216,7 @@ def test_metrics_report_jobs_durations_vehicles_rejects_and_api_latency(api, wor
                       started_at="2026-01-01T10:00:00Z")
     jobs_db.finish(db, running, "partial", counters={"upserted": 7, "rejected": 2})
     add_job(world["db"], world["bolt"].id, state="queued")
-    assert api.get(f"/v1/jobs/{running}", headers=auth(world["tokens"]["acme"])).status_code \
+    assert api.get(f"/v1/jobs/{pid(running)}", headers=auth(world["tokens"]["acme"])).status_code \
         == 200
     text = metrics_text(api)
     assert _sample(text, "forecourt_jobs", 'state="queued"') == 1
@@ -245,10 +246,10 @@ def test_cors_lets_the_dealer_ui_origin_read_etags_and_nobody_else(api, world):
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "https://ui.example"
     job = add_job(world["db"], world["acme"].id)
-    got = api.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["acme"])
+    got = api.get(f"/v1/jobs/{pid(job)}", headers=auth(world["tokens"]["acme"])
                   | {"Origin": "https://ui.example"})
     assert "etag" in got.headers["access-control-expose-headers"].lower()
-    other = api.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["acme"])
+    other = api.get(f"/v1/jobs/{pid(job)}", headers=auth(world["tokens"]["acme"])
                     | {"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
 

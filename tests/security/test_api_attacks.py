@@ -9,7 +9,7 @@ import pytest
 from crawler.db import connect
 from crawler.db import dealers as dealers_db
 from crawler.db import tokens as tokens_db
-from tests.api.conftest import Server, add_job, auth
+from tests.api.conftest import Server, add_job, auth, pid
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +54,10 @@ def test_another_dealers_resources_cannot_be_reached_by_id_or_path_tricks(server
     bolt_job, acme_job = world["bolt_job"], world["acme_job"]
     acme = auth(world["tokens"]["acme"])
     paths = [
-        f"/v1/jobs/{bolt_job}", f"/v1/jobs/{bolt_job}/", f"/v1/jobs/0{bolt_job}",
-        f"/v1/jobs/{bolt_job}.0", f"/v1/jobs/+{bolt_job}", f"/v1/jobs/{bolt_job}%20",
-        f"/v1/jobs/{acme_job}/../{bolt_job}", f"/v1/jobs/{acme_job}%2f..%2f{bolt_job}",
-        f"/v1/jobs/{bolt_job} OR 1=1", f"/v1/jobs/{acme_job};{bolt_job}",
+        f"/v1/jobs/{pid(bolt_job)}", f"/v1/jobs/{pid(bolt_job)}/", f"/v1/jobs/0{bolt_job}",
+        f"/v1/jobs/{pid(bolt_job)}.0", f"/v1/jobs/+{bolt_job}", f"/v1/jobs/{pid(bolt_job)}%20",
+        f"/v1/jobs/{pid(acme_job)}/../{bolt_job}", f"/v1/jobs/{pid(acme_job)}%2f..%2f{bolt_job}",
+        f"/v1/jobs/{pid(bolt_job)} OR 1=1", f"/v1/jobs/{pid(acme_job)};{bolt_job}",
         "/v1/jobs/-1", "/v1/jobs/0", "/v1/jobs/1e3", "/v1/jobs/99999999999999999999",
         "/v1/jobs/9223372036854775808", "/v1/jobs/%00",
         "/v1/dealerships/bolt/jobs", "/v1/dealerships/BOLT/jobs", "/v1/dealerships/bolt%00/jobs",
@@ -77,8 +77,8 @@ def test_another_dealers_resources_cannot_be_reached_by_id_or_path_tricks(server
                 items = body.get("items", [body]) if isinstance(body, dict) else body
                 assert all(i.get("dealership", "acme") == "acme" for i in items), path
                 assert all(i.get("id") != bolt_job for i in items), path
-        for path in (f"/v1/jobs/{bolt_job}/cancel", f"/v1/jobs/{bolt_job}/replay",
-                     f"/v1/jobs/{acme_job}/../{bolt_job}/replay",
+        for path in (f"/v1/jobs/{pid(bolt_job)}/cancel", f"/v1/jobs/{pid(bolt_job)}/replay",
+                     f"/v1/jobs/{pid(acme_job)}/../{bolt_job}/replay",
                      "/v1/dealerships/bolt/jobs", "/v1/dealerships/acme/../bolt/jobs"):
             resp = api.post(path, headers=acme, json={"kind": "crawl"})
             _no_5xx_no_leak(resp, "secret bolt failure")
@@ -109,18 +109,18 @@ def test_forged_malformed_and_revoked_tokens_are_refused(server, world):
     }
     with _client(server) as api:
         for name, headers in forged.items():
-            url = f"/v1/jobs/{job}" + (f"?access_token={acme_tok}" if name == "in query"
+            url = f"/v1/jobs/{pid(job)}" + (f"?access_token={acme_tok}" if name == "in query"
                                        else "")
             resp = api.get(url, headers=headers)
             _no_5xx_no_leak(resp, acme_tok)
             assert resp.status_code in (400, 401, 431), (name, resp.status_code, resp.text)
         # the real ones work, then stop working once revoked (operator included)
-        assert api.get(f"/v1/jobs/{job}", headers=auth(acme_tok)).status_code == 200
-        assert api.get(f"/v1/jobs/{job}", headers=auth(ops_tok)).status_code == 200
+        assert api.get(f"/v1/jobs/{pid(job)}", headers=auth(acme_tok)).status_code == 200
+        assert api.get(f"/v1/jobs/{pid(job)}", headers=auth(ops_tok)).status_code == 200
         for t in tokens_db.list_all(db):
             if t.role == "operator":
                 tokens_db.revoke(db, t.id)
-        refused = [api.get(f"/v1/jobs/{job}", headers=auth(ops_tok)).status_code
+        refused = [api.get(f"/v1/jobs/{pid(job)}", headers=auth(ops_tok)).status_code
                    for _ in range(50)]
         assert refused[-1] == 401
     # a dealer's tokens die with the dealership
@@ -198,7 +198,7 @@ def test_rate_limit_counts_per_token_however_it_is_spelled(server, world):
 def test_tokens_never_reach_the_api_log(server, world):
     acme_tok = world["tokens"]["acme"]
     with _client(server) as api:
-        api.get(f"/v1/jobs/{world['acme_job']}", headers=auth(acme_tok))
+        api.get(f"/v1/jobs/{pid(world['acme_job'])}", headers=auth(acme_tok))
         api.get("/v1/jobs/1", headers=auth(acme_tok[:-3] + "zzz"))
         api.get("/v1/dealerships/acme/jobs", headers={"Authorization": "Bearer " + acme_tok,
                                                       "X-Api-Key": acme_tok})
