@@ -262,7 +262,7 @@ def test_cors_lets_the_dealer_ui_read_why_a_token_was_refused(api, world):
     job = add_job(world["db"], world["acme"].id)
     for headers, challenge in [({}, 'Bearer realm="forecourt"'),
                                (auth("fct_AAAAAAAAAAAA_nope"), 'error="invalid_token"')]:
-        resp = api.get(f"/v1/jobs/{job}", headers=ui | headers)
+        resp = api.get(f"/v1/jobs/{pid(job)}", headers=ui | headers)
         assert resp.status_code == 401
         assert resp.headers["access-control-allow-origin"] == "https://ui.example"
         exposed = {h.strip().lower()
