@@ -144,10 +144,10 @@ def test_two_authorization_headers_are_refused_as_ambiguous_on_every_route(serve
     pairs = {"dealer then operator": (acme_tok, ops_tok),
              "unknown then dealer": ("fct_AAAAAAAAAAAA_nope", acme_tok),
              "the same twice": (acme_tok, acme_tok)}
-    requests = [("GET", f"/v1/jobs/{queued}", {}), ("HEAD", f"/v1/jobs/{queued}", {}),
-                ("GET", f"/v1/jobs/{queued}?wait=5&since=0", {}),
-                ("POST", f"/v1/jobs/{queued}/cancel", {}),
-                ("POST", f"/v1/jobs/{dead}/replay", {}),
+    requests = [("GET", f"/v1/jobs/{pid(queued)}", {}), ("HEAD", f"/v1/jobs/{pid(queued)}", {}),
+                ("GET", f"/v1/jobs/{pid(queued)}?wait=5&since=0", {}),
+                ("POST", f"/v1/jobs/{pid(queued)}/cancel", {}),
+                ("POST", f"/v1/jobs/{pid(dead)}/replay", {}),
                 ("POST", "/v1/dealerships/acme/jobs", {"json": {"kind": "crawl"}}),
                 ("POST", "/v1/dealerships/acme/jobs",  # a malformed body: 400 before 422
                  {"content": b"{nope", "headers": {"Content-Type": "application/json"}}),
@@ -171,7 +171,7 @@ def test_two_authorization_headers_are_refused_as_ambiguous_on_every_route(serve
                     assert "Authorization" in body["detail"]
                 _no_5xx_no_leak(resp, acme_tok, ops_tok)
         # one header still works
-        assert api.get(f"/v1/jobs/{queued}", headers=auth(acme_tok)).status_code == 200
+        assert api.get(f"/v1/jobs/{pid(queued)}", headers=auth(acme_tok)).status_code == 200
     rows = db.execute("SELECT id, state, cancel_requested_at FROM jobs WHERE dealership_id = %s"
                       " ORDER BY id", (world["acme"].id,)).fetchall()
     assert [(r["id"], r["state"]) for r in rows] == [
