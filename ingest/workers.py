@@ -20,6 +20,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -120,12 +121,22 @@ def _warm() -> int:
 def start_pool(spec: dict[str, Any], processes: int) -> ProcessPoolExecutor:
     """Stage workers, started now: a pool spawns a process only when a task is submitted,
     so each gets a warm-up task at once (a spawned worker takes most of a second to import
-    the stages and open the vPIC data; the feed meanwhile loads the dealer's known rows)."""
+    the stages and open the vPIC data; the feed meanwhile loads the dealer's known rows).
+
+    They are spawned (here, by these submits) with SIGINT blocked, a mask that fork and exec
+    keep: Ctrl-C at a terminal signals the whole process group, and the parent, which stops
+    the run at its next batch and then the pool, is the one to take it. A worker that took
+    it would die with a traceback over the progress display, its chunks left to the parent.
+    """
     pool = ProcessPoolExecutor(max_workers=processes,
                                mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start, initargs=(spec,))
-    for _ in range(processes):
-        pool.submit(_warm)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        for _ in range(processes):
+            pool.submit(_warm)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return pool
 
 

@@ -123,3 +123,33 @@ def test_the_pool_starts_its_workers_at_once_not_at_the_first_chunk():
         assert {pool.submit(os.getpid).result() for _ in range(8)} <= started
     finally:
         workers.stop(pool)
+
+
+def test_a_ctrl_c_at_the_terminal_is_left_to_the_parent_not_the_stage_workers(capfd):
+    """Ctrl-C at a terminal signals the whole foreground process group, the stage workers
+    too; the parent stops the run at its next batch and stops the pool. A worker that took
+    it would die with a KeyboardInterrupt traceback (printed under the progress display)
+    and leave its chunks to be staged in the parent of a run being stopped."""
+    import signal
+    import time
+
+    import psutil
+
+    _, spec = mapping.choose(list(make_feed.HEADER))
+    before = {p.pid for p in psutil.Process().children()}
+    pool = workers.start_pool(spec, 2)
+    try:
+        started = {p.pid for p in psutil.Process().children()} - before
+        for pid in started:  # while they import, and again once they wait for work
+            os.kill(pid, signal.SIGINT)
+        assert {pool.submit(os.getpid).result(timeout=60) for _ in range(8)} <= started
+        for pid in started:
+            os.kill(pid, signal.SIGINT)
+        time.sleep(0.5)
+        pending: deque = deque()
+        assert workers.submit(pool, pending, work_of(5))
+        [(_, (vehicles, rejects, sent))] = list(workers.ready(pending, 0, spec, {}))
+        assert sent == 5 and len(vehicles) + len(rejects) == 5
+    finally:
+        workers.stop(pool)
+    assert "KeyboardInterrupt" not in capfd.readouterr().err
