@@ -925,3 +925,28 @@ def test_jobs_show_says_where_a_queued_crawl_waits(db):
     rows = dict(re.findall(r"│ (queue|waiting for)\s+│ (.+?)\s+│",
                            run("jobs", "show", str(job.id)).stdout))
     assert rows == {"queue": "priority"}
+
+
+def test_a_line_of_text_stays_one_line_however_long_when_piped(db, capsys, monkeypatch):
+    """Piped or in a file the console is 160 columns wide, and it broke longer text lines
+    into several: `forecourt db url` split a long URL, so `psql "$(forecourt db url)"`
+    failed; messages naming a command to run split it in two. Tables keep their width."""
+    import os
+
+    from crawler.cli import main
+    from crawler.db import dealers as dealers_db
+
+    url = "postgresql://postgres@127.0.0.1:5432/postgres?application_name=cli-test" \
+        + "&connect_timeout=10" * 12  # printed, not connected to
+    assert len(url) > 200
+    result = subprocess.run([FORECOURT, "db", "url"], capture_output=True, text=True,
+                            timeout=120, env=dict(os.environ, DATABASE_URL=url))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == url + "\n"
+
+    slug = "a-dealer-whose-slug-pushes-its-history-line-past-a-pipes-width"
+    dealers_db.create(db, slug=slug, name="Long")
+    capsys.readouterr()
+    assert main(["history", slug, "--vin", "1HGCM82633A004352"]) == 0
+    out = capsys.readouterr().out
+    assert len(out) > 161 and out.count("\n") == 1, out

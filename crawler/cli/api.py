@@ -8,7 +8,7 @@ import shutil
 import typer
 
 from crawler import preflight
-from crawler.cli.common import console, database, err_console
+from crawler.cli.common import database, err_console, say
 from crawler.config import get_settings
 from crawler.db import redis_url
 from crawler.errors import InvalidInput
@@ -51,8 +51,8 @@ def register(app: typer.Typer) -> None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
             metrics_dir.mkdir(parents=True)
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        console.print(f"forecourt API on http://{host}:{port}/v1 (OpenAPI: /v1/openapi.json, "
-                      f"docs: /v1/docs), {workers} worker(s); Ctrl-C stops it")
+        say(f"forecourt API on http://{host}:{port}/v1 (OpenAPI: /v1/openapi.json, "
+            f"docs: /v1/docs), {workers} worker(s); Ctrl-C stops it")
         try:
             uvicorn.run("jobs.api.app:create_app", factory=True, host=host, port=port,
                         workers=workers, access_log=access_log, server_header=False,

@@ -21,6 +21,13 @@ console = Console(highlight=False, soft_wrap=False, markup=False,
 err_console = Console(stderr=True, highlight=False, markup=False)
 
 
+def say(text: str) -> None:
+    """Print a line of text (a message, a URL, a token) as one line however long: piped or
+    in a file the console is 160 columns wide, and rich would break a longer one in two
+    (a URL `psql "$(forecourt db url)"` could not use, a command split mid-name)."""
+    console.print(text, markup=False, soft_wrap=True)
+
+
 def fail(message: str, hint: str | None, code: int = 1) -> int:
     """Print one readable error line (with the fix) to stderr; return the exit code."""
     line = f"error: {message}"

@@ -9,7 +9,7 @@ import typer
 
 from crawler import preflight
 from crawler.cli import crash
-from crawler.cli.common import console, database, err_console
+from crawler.cli.common import console, database, err_console, say
 from crawler.cli.render import job_progress, status_line, summary_table
 from crawler.crawl_runner import run_crawl
 from crawler.db import dealers as dealers_db
@@ -108,10 +108,10 @@ def register(app: typer.Typer) -> None:
                 job, created = service.trigger(conn, dealer.id, "crawl", "operator")
                 line = f"job {job.id} {'queued' if created else 'already ' + job.state}"
                 if not wait:
-                    console.print(f"{line}; follow it with `forecourt jobs show {job.id} "
-                                  "--follow`")
+                    say(f"{line}; follow it with `forecourt jobs show {job.id} "
+                        "--follow`")
                     return
-                console.print(line)
+                say(line)
                 job = follow(conn, job.id, f"crawl {slug}")
             console.print(summary_table([(slug, job)]))
             if job.state not in ("succeeded", "partial"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from crawler import embedded
-from crawler.cli.common import console, err_console
+from crawler.cli.common import err_console, say
 from crawler.config import get_settings
 from crawler.db import connect, database_url, migrate
 from crawler.db.migrate import ahead_warning, schema_state
@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
             warning = ahead_warning(schema_state(conn))
         if warning:
             err_console.print(warning, markup=False, soft_wrap=True)
-        console.print(f"applied {len(applied)} migration(s)" +
-                      (": " + ", ".join(applied) if applied else "; schema is current"))
+        say(f"applied {len(applied)} migration(s)" +
+            (": " + ", ".join(applied) if applied else "; schema is current"))
 
     @db_app.command("migrations")
     def migrations_cmd() -> None:
@@ -37,15 +37,15 @@ def register(app: typer.Typer) -> None:
                                 else "applied") + f"  {row['applied_at']:%Y-%m-%d %H:%M:%S%z}")
                  for row in state.applied] + [(name, "pending") for name in state.pending]
         for name, status in sorted(lines):  # names start with their zero-padded version
-            console.print(f"{name}  {status}", markup=False)
-        console.print(f"{len(state.applied) - len(state.unknown)} applied, "
-                      f"{len(state.pending)} pending, {len(state.unknown)} unknown" +
-                      ("; run `forecourt db migrate`" if state.pending else ""), markup=False)
+            say(f"{name}  {status}")
+        say(f"{len(state.applied) - len(state.unknown)} applied, "
+            f"{len(state.pending)} pending, {len(state.unknown)} unknown" +
+            ("; run `forecourt db migrate`" if state.pending else ""))
 
     @db_app.command("url")
     def url_cmd() -> None:
         """Print the database URL in use (starting the embedded server if needed)."""
-        console.print(database_url(), markup=False)
+        say(database_url())
 
     @db_app.command("stop")
     def stop_cmd() -> None:
@@ -53,8 +53,8 @@ def register(app: typer.Typer) -> None:
         data_dir = get_settings().data_dir
         stopped = embedded.stop(data_dir)
         # with DATABASE_URL and REDIS_URL set there is nothing of forecourt's own to stop
-        console.print(f"stopped the embedded {' and '.join(stopped)} in {data_dir}" if stopped
-                      else f"no embedded server was running in {data_dir}")
+        say(f"stopped the embedded {' and '.join(stopped)} in {data_dir}" if stopped
+            else f"no embedded server was running in {data_dir}")
 
     @db_app.command("status")
     def status_cmd() -> None:
@@ -63,9 +63,9 @@ def register(app: typer.Typer) -> None:
         running = embedded.status(settings.data_dir)
         external = {"PostgreSQL": settings.database_url and "DATABASE_URL",
                     "Redis": settings.redis_url and "REDIS_URL"}
-        console.print(f"data directory {settings.data_dir}", markup=False)
+        say(f"data directory {settings.data_dir}")
         for name, state in running.items():
             line = f"{name}: {'running, ' + state if state else 'not running'}"
             if external[name]:
                 line += f" (not used: {external[name]} is set)"
-            console.print(line, markup=False)
+            say(line)

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from crawler.cli.common import console, database
+from crawler.cli.common import console, database, say
 from crawler.db import dealers as dealers_db
 from crawler.errors import ForecourtError, InvalidInput
 from crawler.logging import redact
@@ -37,16 +37,16 @@ def _detected_platform(slug: str, url: str,
     try:
         text, final_url = fetch_page(url)
     except ForecourtError as exc:
-        console.print(f"platform not detected ({exc}): {otherwise}; {fix}", markup=False)
+        say(f"platform not detected ({exc}): {otherwise}; {fix}")
         return False, None
     found = detect(text, final_url)
     if found.page_kind == "blocked":
-        console.print(f"platform not detected (the page is a bot challenge): {otherwise}; "
-                      f"{fix}", markup=False)
+        say(f"platform not detected (the page is a bot challenge): {otherwise}; "
+            f"{fix}")
         return False, None
     rendered = ", pages rendered in the headless browser" if found.renders else ""
-    console.print(f"detected platform: {found.platform or 'unknown'}; crawl path: "
-                  f"{found.path} ({found.spider} spider{rendered})", markup=False)
+    say(f"detected platform: {found.platform or 'unknown'}; crawl path: "
+        f"{found.path} ({found.spider} spider{rendered})")
     return True, stored_platform(found)
 
 
@@ -210,7 +210,7 @@ def register(app: typer.Typer) -> None:
             if url and not platform:
                 fields["platform"] = _detected_platform(slug, url)[1]
             dealer = dealers_db.create(conn, slug=slug, name=name, **fields)
-        console.print(f"added dealership {dealer.slug} (id {dealer.id})")
+        say(f"added dealership {dealer.slug} (id {dealer.id})")
 
     @dealers_app.command("set")
     def set_cmd(
@@ -253,7 +253,7 @@ def register(app: typer.Typer) -> None:
                     fields["platform"] = detected
             dealer = dealers_db.update(conn, current.id, **fields)
         changed = sorted("schedule" if f == "settings" else f for f in fields)
-        console.print(f"updated dealership {dealer.slug}: {', '.join(changed)}")
+        say(f"updated dealership {dealer.slug}: {', '.join(changed)}")
         _print_dealer(dealer)
 
     @dealers_app.command("show")
@@ -288,7 +288,7 @@ def register(app: typer.Typer) -> None:
                 if not typer.confirm(f"Remove dealership {slug} ({dealer.name}, id "
                                      f"{dealer.id}) with all its vehicles, events, jobs, "
                                      "rejects and API tokens?", default=False):
-                    console.print("nothing removed")
+                    say("nothing removed")
                     raise typer.Exit(1)
             counts = offboard.remove(conn, dealer)
         table = Table(title=f"removed dealership {slug}")

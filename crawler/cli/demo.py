@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from crawler import fixture_server
-from crawler.cli.common import console, database
+from crawler.cli.common import console, database, say
 from crawler.cli.crawl import crawl_now
 from crawler.cli.ingest import ingest_now
 from crawler.cli.render import summary_table
@@ -102,8 +102,8 @@ def register(app: typer.Typer) -> None:
                 console.print(stored_table(conn, [d["slug"] for d in spec]))
                 changes = sum(j.counters.get(k, 0) for _, j in results
                               for k in ("added", "changed", "removed", "relisted"))
-                console.print("no changes since the last run" if changes == 0
-                              else f"{changes} change(s) stored")
+                say("no changes since the last run" if changes == 0
+                    else f"{changes} change(s) stored")
         finally:
             for server in servers:
                 server.shutdown()

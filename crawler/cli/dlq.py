@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from crawler import preflight
-from crawler.cli.common import JOB_HELP, console, database, job_number
+from crawler.cli.common import JOB_HELP, console, database, job_number, say
 from crawler.cli.jobs import job_detail, jobs_table
 from crawler.db import dealers as dealers_db
 from crawler.db import redis_url
@@ -73,17 +73,17 @@ def register(app: typer.Typer) -> None:
                 jobs = service.replay_dead(conn, dealer_id)
                 left = service.dead_letters(conn, dealer_id, LEFT_NAMED + 1)
             for job in jobs:
-                console.print(f"queued job {job.id} ({job.kind}, {job.state}); follow it with "
-                              f"`forecourt jobs show {job.id} --follow`")
+                say(f"queued job {job.id} ({job.kind}, {job.state}); follow it with "
+                    f"`forecourt jobs show {job.id} --follow`")
             if not jobs:
-                console.print("no dead letters to replay")
+                say("no dead letters to replay")
             if left:
                 ids = ", ".join(str(j.id) for j in left[:LEFT_NAMED])
                 count = (f"more than {LEFT_NAMED}" if len(left) > LEFT_NAMED
                          else str(len(left)))
                 more = ", ..." if len(left) > LEFT_NAMED else ""
-                console.print(f"{count} dead letter(s) of another kind kept ({ids}{more}): "
-                              f"replay them when job {jobs[0].id} ends")
+                say(f"{count} dead letter(s) of another kind kept ({ids}{more}): "
+                    f"replay them when job {jobs[0].id} ends")
 
     @group.command("purge")
     def purge(dealer: str = typer.Option(..., "--dealer", "-d",
@@ -93,4 +93,4 @@ def register(app: typer.Typer) -> None:
 
         with database() as conn:
             count = service.purge_dead(conn, dealers_db.get(conn, dealer).id)
-        console.print(f"purged {count} dead letter(s) of {dealer}")
+        say(f"purged {count} dead letter(s) of {dealer}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from crawler.cli.common import console, err_console
+from crawler.cli.common import err_console, say
 from crawler.errors import InvalidInput
 from crawler.urls import check_http_url
 
@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:
         err_console.print(f"# {kind}: {len(items)} item(s) from {page_url}{answered}{how}",
                           markup=False, soft_wrap=True)
         for doubt in doubts:
-            err_console.print(f"# problem: {doubt}", markup=False)
+            err_console.print(f"# problem: {doubt}", markup=False, soft_wrap=True)
         from crawler import pages
 
         if not items and rendered is None and kind == pages.OTHER and status < 400:
@@ -153,4 +153,4 @@ def register(app: typer.Typer) -> None:
                                         "classification": kind,
                                         "items": [item_json(i, False) for i in items]},
                                        indent=1, ensure_ascii=False) + "\n")
-            console.print(f"recorded {case}")
+            say(f"recorded {case}")

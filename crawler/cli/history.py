@@ -8,7 +8,7 @@ import json
 import typer
 from rich.table import Table
 
-from crawler.cli.common import console, database, price_text
+from crawler.cli.common import console, database, price_text, say
 from crawler.cli.render import moment
 from crawler.db import dealers as dealers_db
 from crawler.db import vehicle_reads as vehicles_db
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
             dealer = dealers_db.get(conn, slug)
             rows = vehicles_db.events_for(conn, dealer.id, vin, limit)
             if not rows:  # a line, not an empty table
-                console.print(no_events(conn, dealer, slug, vin))
+                say(no_events(conn, dealer, slug, vin))
                 return
         title = f"{dealer.name}: {len(rows)} event(s)" + (f" for {vin}" if vin else "")
         table = Table(title=title)

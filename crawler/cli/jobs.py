@@ -8,7 +8,7 @@ import time
 import typer
 from rich.table import Table
 
-from crawler.cli.common import JOB_HELP, console, database, job_number
+from crawler.cli.common import JOB_HELP, console, database, job_number, say
 from crawler.cli.rejects import excerpt
 from crawler.cli.render import job_progress, moment, status_line, summary_table
 from crawler.config import get_settings
@@ -198,10 +198,10 @@ def register(app: typer.Typer) -> None:
             job_id = job_number(conn, given)
             job = service.cancel(conn, job_id)
         if job.state == "cancelled":
-            console.print(f"job {job_id} cancelled")
+            say(f"job {job_id} cancelled")
         else:
-            console.print(f"job {job_id} is stopping (its worker ends it within a second or "
-                          f"two); see `forecourt jobs show {job_id}`")
+            say(f"job {job_id} is stopping (its worker ends it within a second or "
+                f"two); see `forecourt jobs show {job_id}`")
 
     @group.command("prune")
     def prune(older_than: float | None = typer.Option(
@@ -214,4 +214,4 @@ def register(app: typer.Typer) -> None:
 
         with database() as conn:
             done = retention.prune(conn, older_than)
-        console.print(f"pruned {len(done['ids'])} job(s), {done['rejects']} reject(s)")
+        say(f"pruned {len(done['ids'])} job(s), {done['rejects']} reject(s)")

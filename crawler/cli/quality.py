@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from crawler.cli.common import console, database, price_text
+from crawler.cli.common import console, database, price_text, say
 from crawler.cli.render import job_progress
 from crawler.db import baselines as baselines_db
 from crawler.db import dealers as dealers_db
@@ -109,7 +109,7 @@ def _report(slug: str, job_id: int | None, worst: int) -> None:
                             ", ".join(v["quality_flags"]))
     console.print(worst_table)
     if flags:
-        console.print("flags: " + ", ".join(f"{k} {n}" for k, n in flags.items()))
+        say("flags: " + ", ".join(f"{k} {n}" for k, n in flags.items()))
 
 
 def _accept(slug: str, job_id: int | None) -> None:

@@ -7,7 +7,7 @@ import re
 import typer
 from rich.table import Table
 
-from crawler.cli.common import console, database, err_console
+from crawler.cli.common import console, database, err_console, say
 from crawler.cli.render import moment
 from crawler.db import dealers as dealers_db
 from crawler.db import schedules as schedules_db
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
                 validate(cron, tz, interval)
             service.reschedule(conn, d.id, cron, interval, tz)
         what = f"cron '{cron}' ({tz})" if cron else f"every {interval} s"
-        console.print(f"{dealer}: {what}")
+        say(f"{dealer}: {what}")
 
     @group.command("pause")
     def pause(dealer: str = typer.Argument(..., help="The dealership's slug.")) -> None:
@@ -93,13 +93,13 @@ def register(app: typer.Typer) -> None:
         with database() as conn:
             d = dealers_db.get(conn, dealer)
             cancelled, running = service.pause(conn, d.id)
-        console.print(f"{dealer}: paused")
+        say(f"{dealer}: paused")
         if cancelled is not None:
-            console.print(f"{dealer}: cancelled its scheduled job {cancelled.id}, still "
-                          "waiting to start")
+            say(f"{dealer}: cancelled its scheduled job {cancelled.id}, still "
+                "waiting to start")
         if running is not None:
-            console.print(f"{dealer}: job {running.id} is running; `forecourt jobs cancel "
-                          f"{running.id}` stops it")
+            say(f"{dealer}: job {running.id} is running; `forecourt jobs cancel "
+                f"{running.id}` stops it")
 
     @group.command("resume")
     def resume(dealer: str = typer.Argument(..., help="The dealership's slug.")) -> None:
@@ -109,7 +109,7 @@ def register(app: typer.Typer) -> None:
         with database() as conn:
             d = dealers_db.get(conn, dealer)
             service.resume(conn, d.id)
-        console.print(f"{dealer}: resumed")
+        say(f"{dealer}: resumed")
 
     @group.command("list")
     def list_() -> None:

@@ -8,7 +8,7 @@ import typer
 
 from crawler import logging as fc_logging
 from crawler import preflight
-from crawler.cli.common import console, database
+from crawler.cli.common import database, say
 from crawler.config import get_settings, reset_settings
 from crawler.db import database_url, redis_url
 
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         fc_logging.configure()
         from jobs import scheduler as scheduler_mod
 
-        console.print(f"scheduler: ticking every {get_settings().scheduler_tick_s:g} s; "
-                      "Ctrl-C to stop")
+        say(f"scheduler: ticking every {get_settings().scheduler_tick_s:g} s; "
+            "Ctrl-C to stop")
         scheduler_mod.run()
-        console.print("scheduler stopped")
+        say("scheduler stopped")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from crawler.cli.common import console, database
+from crawler.cli.common import console, database, say
 from crawler.cli.render import moment
 from crawler.db import dealers as dealers_db
 from crawler.db import tokens as tokens_db
@@ -34,9 +34,9 @@ def register(app: typer.Typer) -> None:
             record, token = tokens_db.create(conn, "dealer" if dealer else "operator",
                                              dealership_id, label)
         scope = f"dealership {dealer}" if dealer else "every dealership (operator)"
-        console.print(f"created token {record.id} for {scope}; store it now, it is not "
-                      "shown again:")
-        console.print(token, markup=False)
+        say(f"created token {record.id} for {scope}; store it now, it is not "
+            "shown again:")
+        say(token)
 
     @tokens_app.command("list")
     def list_cmd(
@@ -61,5 +61,5 @@ def register(app: typer.Typer) -> None:
         """Revoke a token: it stops working at once."""
         with database() as conn:
             record = tokens_db.revoke(conn, token_id)
-        console.print(f"revoked token {record.id} ({record.prefix}) at "
-                      f"{moment(record.revoked_at)}")
+        say(f"revoked token {record.id} ({record.prefix}) at "
+            f"{moment(record.revoked_at)}")

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from crawler.cli.common import console
+from crawler.cli.common import console, say
 from quality import vin_checks, vins
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
@@ -48,4 +48,4 @@ def register(app: typer.Typer) -> None:
                               c.flag if c.status == "fail" else "")
             console.print(table)
             failed += any(c.status == "fail" for c in results)
-        console.print(f"{len(numbers)} VIN(s), {failed} with failed checks")
+        say(f"{len(numbers)} VIN(s), {failed} with failed checks")

@@ -7,7 +7,7 @@ import os
 import typer
 
 from crawler import preflight
-from crawler.cli.common import console, database, err_console
+from crawler.cli.common import database, err_console, say
 from crawler.config import PROJECT_ROOT, reset_settings
 from crawler.db import database_url, redis_url
 
@@ -85,8 +85,8 @@ def register(app: typer.Typer) -> None:
         from jobs.queues import consumed
 
         taken = consumed(queues, renders=not no_browser)  # as each worker process decides
-        console.print(f"worker: {processes} process(es) x {threads} thread(s) on "
-                      f"{', '.join(taken)}; Ctrl-C to stop")
+        say(f"worker: {processes} process(es) x {threads} thread(s) on "
+            f"{', '.join(taken)}; Ctrl-C to stop")
         raise typer.Exit(main(make_argument_parser().parse_args(argv)))
 
 
