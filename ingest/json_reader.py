@@ -179,10 +179,18 @@ def _single_vehicle(buf: _Buffer, start: int, limit: int) -> dict | None:
     """The whole object at `start` when it is one vehicle (a dealer with one car, exported
     as a bare object): it names a VIN or a stock or vehicle id. Anything else (an API's
     error answer, `{"vehicles": null}`) is None, so it is refused rather than read as a
-    vehicle that would then be rejected with a less telling reason."""
+    vehicle that would then be rejected with a less telling reason; an object that is cut
+    off or not JSON at all is refused here, saying so."""
     buf.pos = start
     try:
         value = _decode_value(buf, limit)
+    except CutOff as exc:  # "give a list" would be no fix for a file cut short
+        raise Permanent(f"JSON feed ends before its list of vehicles begins ({exc})",
+                        hint="the file is cut short: fetch or export it again") from exc
+    except json.JSONDecodeError as exc:
+        raise Permanent(f"JSON feed is not valid JSON: {exc}",
+                        hint='fix its export: an array of vehicle objects, or an object '
+                             'with a "vehicles" list') from exc
     except ValueError:
         return None
     if not isinstance(value, dict) or buf.skip_ws() != "":

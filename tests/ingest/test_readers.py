@@ -339,6 +339,21 @@ def test_json_that_is_not_a_list_is_refused(tmp_path, text):
         read(path)
 
 
+@pytest.mark.parametrize("text, message", [
+    ('{"broken json\n', "ends before its list of vehicles"),  # cut off
+    ('{"dealer": "x", "vehi', "ends before its list of vehicles"),
+    ('{"dealer": x, "vehicles": []}', "is not valid JSON: Expecting value"),  # malformed
+])
+def test_json_broken_before_its_list_says_so_not_that_it_has_no_list(tmp_path, text, message):
+    """An object cut off or malformed before its list of vehicles began was refused as
+    "an object without a list of vehicles": the fix it named (give a list) was no fix."""
+    path = tmp_path / "feed.json"
+    path.write_text(text)
+    with pytest.raises(Permanent, match=message) as refused:
+        read(path)
+    assert "without a list" not in str(refused.value)
+
+
 def test_a_bare_json_object_naming_a_vin_is_one_vehicle(tmp_path):
     """A dealer with one car whose export writes it as an object, not a one-element list."""
     path = tmp_path / "feed.json"
