@@ -251,7 +251,7 @@ def ingest(conn: psycopg.Connection, dealership_id: int, job_id: int, source: st
                                          vin=row.vin))
                     if row.fatal:
                         complete = False
-                        problems.append(f"feed truncated: {row.reason}")
+                        problems.append(f"feed not read to its end: {row.reason}")
                     continue
                 keys = tuple(row)
                 plan = plans.get(keys)

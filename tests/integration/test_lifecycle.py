@@ -114,9 +114,26 @@ def test_a_truncated_feed_removes_nothing(db, dealer, run_feed):
     run_feed({CIVIC: (20000, "In Stock"), RAV4: (30000, "In Stock"), F150: (1, "x")})
     partial = run_feed({CIVIC: (20000, "In Stock")}, truncated=True)
     assert partial.state == "partial" and partial.counters.get("removed", 0) == 0
-    assert any("truncated" in r for r in partial.report["reasons"])
+    assert any(r.startswith("feed not read to its end: ") and "cut short" in r
+               for r in partial.report["reasons"]), partial.report["reasons"]
     assert vehicle(db, dealer, RAV4)["status"] == "active"
     assert vehicle(db, dealer, F150)["status"] == "active"
+
+
+def test_a_feed_that_cannot_be_read_on_is_not_called_truncated_when_it_is_not(db, dealer,
+                                                                              tmp_path):
+    """Every feed whose reading stopped early was reported "feed truncated: ...", also a
+    CSV file read as XML ("Start tag expected, '<' not found, line 1, column 1"): nothing
+    was cut, and the operator looked for a short download. The reader's own reason says
+    whether it looks cut short."""
+    path = write_feed(tmp_path / "feed.xml", {CIVIC: (20000, "In Stock")})
+    job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
+    jobs_db.start(db, job.id, "test")
+    done = feed.run_job(db, job.id, path, fmt="xml")
+    assert done.counters.get("removed", 0) == 0
+    assert not any("truncated" in r for r in done.report["reasons"]), done.report["reasons"]
+    assert any(r.startswith("feed not read to its end: the XML cannot be read")
+               for r in done.report["reasons"]), done.report["reasons"]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
