@@ -113,8 +113,10 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# Scrapy's crawler extra is an object repr; uvicorn's color_message, the format again with
+# terminal escapes for its own coloured console
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
-    "message", "asctime", "taskName", "crawler"}  # Scrapy's crawler extra is an object repr
+    "message", "asctime", "taskName", "crawler", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

@@ -67,6 +67,18 @@ def test_json_lines_carry_bound_ids_per_thread():
     assert "job_id" not in lines[5] and lines[5]["phase"] == "idle"
 
 
+def test_json_lines_leave_out_uvicorns_colour_copy_of_the_message():
+    """`forecourt api` logged "color_message": "Uvicorn running on \\u001b[1m%s://..." beside
+    every start-up line: uvicorn's copy of the format for its own coloured console, with
+    terminal escapes and unfilled placeholders, in a JSON log."""
+    log, stream = _logger("json")
+    log.info("Uvicorn running on %s://%s:%d", "http", "127.0.0.1", 8000,
+             extra={"color_message": "Uvicorn running on \x1b[1m%s://%s:%d\x1b[0m"})
+    line = json.loads(stream.getvalue())
+    assert line["msg"] == "Uvicorn running on http://127.0.0.1:8000"
+    assert "color_message" not in line and "\x1b" not in stream.getvalue()
+
+
 def test_secrets_in_messages_args_and_tracebacks_never_reach_either_format():
     for fmt in ("json", "text"):
         log, stream = _logger(fmt)
