@@ -950,3 +950,28 @@ def test_a_line_of_text_stays_one_line_however_long_when_piped(db, capsys, monke
     assert main(["history", slug, "--vin", "1HGCM82633A004352"]) == 0
     out = capsys.readouterr().out
     assert len(out) > 161 and out.count("\n") == 1, out
+
+
+def test_a_run_summary_shows_an_error_without_a_verdict_as_the_error_alone():
+    """A run that failed before a verdict (its site refused) showed "-: refused ..." in the
+    summary's verdict column: a dash for no verdict, glued to the error."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from crawler.cli.render import summary_table
+    from crawler.models import Job
+
+    def cell(**fields) -> str:
+        job = Job(id=9, dealership_id=1, kind="crawl", trigger="operator", state="failed",
+                  created_at=datetime.now(UTC), **fields)
+        out = Console(width=400, file=io.StringIO())
+        out.print(summary_table([("acme", job)]))
+        row = next(ln for ln in out.file.getvalue().splitlines() if "acme" in ln)
+        return row.split("│")[-2].strip()
+
+    assert cell(error="refused 127.0.0.1: a loopback address") == \
+        "refused 127.0.0.1: a loopback address"
+    assert cell(verdict="failed", error="reject rate 100%") == "failed: reject rate 100%"
+    assert cell(verdict="healthy") == "healthy"
+    assert cell() == "-"

@@ -49,5 +49,5 @@ def summary_table(rows: Iterable[tuple[str, Job]], title: str = "Run summary") -
         c = job.counters
         table.add_row(slug, str(job.id), job.kind, job.state,
                       *(str(c.get(k, 0)) for k in SUMMARY_COLUMNS),
-                      (job.verdict or "-") + (f": {job.error}" if job.error else ""))
+                      ": ".join(filter(None, (job.verdict, job.error))) or "-")
     return table
