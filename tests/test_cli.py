@@ -975,3 +975,31 @@ def test_a_run_summary_shows_an_error_without_a_verdict_as_the_error_alone():
     assert cell(verdict="failed", error="reject rate 100%") == "failed: reject rate 100%"
     assert cell(verdict="healthy") == "healthy"
     assert cell() == "-"
+
+
+def test_an_ingest_summary_names_how_the_feed_was_read_in_words():
+    """The summary's feed row read "encoding utf-8, delimiter ,, rows_staged_in_workers
+    50000": a comma delimiter lost in the list's own commas, an internal key as it is
+    stored."""
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from crawler.cli.ingest import ingest_summary
+    from crawler.models import Job
+
+    report = {"feed": {"file": "big.csv", "format": "csv", "mapping": "homenet",
+                       "encoding": "utf-8", "delimiter": ",", "rows_staged_in_workers": 50000}}
+    job = Job(id=9, dealership_id=1, kind="feed", trigger="operator", state="succeeded",
+              created_at=datetime.now(UTC), report=report)
+    out = Console(width=400, file=io.StringIO())
+    out.print(ingest_summary("big", job))
+    row = next(ln for ln in out.file.getvalue().splitlines() if "│ feed" in ln)
+    assert row.split("│")[2].strip() == (
+        "file big.csv, format csv, mapping homenet, encoding utf-8, delimiter ',', "
+        "50,000 rows staged in worker processes")
+    report["feed"].update(delimiter="\t", rows_staged_in_workers=0)
+    out = Console(width=400, file=io.StringIO())
+    out.print(ingest_summary("big", job))
+    assert "delimiter '\\t'" in out.file.getvalue()
+    assert "staged" not in out.file.getvalue()

@@ -109,6 +109,20 @@ def ingest_now(conn, slug: str, source: str | None = None, trigger: str = "opera
     return job
 
 
+def feed_line(feed: dict) -> str:
+    """The summary's feed row: where the feed came from and how it was read, in words (a
+    delimiter quoted: a bare ',' is lost among the list's own commas)."""
+    parts = []
+    for key, value in feed.items():
+        if not value:
+            continue
+        if key == "rows_staged_in_workers":
+            parts.append(f"{value:,} rows staged in worker processes")
+        else:
+            parts.append(f"{key} {value!r}" if key == "delimiter" else f"{key} {value}")
+    return ", ".join(parts)
+
+
 def ingest_summary(slug: str, job: Job) -> Table:
     c, report = job.counters, job.report or {}
     table = Table(title=f"Ingest {slug}: job {job.id} {job.state}")
@@ -125,7 +139,7 @@ def ingest_summary(slug: str, job: Job) -> Table:
                       + " (the first of each name is used; a repeat is read as 'Name (2)')")
     feed = report.get("feed") or {}
     if feed:
-        table.add_row("feed", ", ".join(f"{k} {v}" for k, v in feed.items() if v))
+        table.add_row("feed", feed_line(feed))
     seconds = report.get("seconds")
     if seconds is None and job.started_at and job.finished_at:
         seconds = (job.finished_at - job.started_at).total_seconds()
