@@ -1003,3 +1003,20 @@ def test_an_ingest_summary_names_how_the_feed_was_read_in_words():
     out.print(ingest_summary("big", job))
     assert "delimiter '\\t'" in out.file.getvalue()
     assert "staged" not in out.file.getvalue()
+
+
+def test_a_schedule_interval_is_shown_as_it_is_given_not_in_seconds(db):
+    """`schedule set X 6h` answered "X: every 21600 s", as `schedule list` and `dealers
+    show` showed it: the operator's 6h to be worked out again."""
+    from crawler.cli.render import interval_text
+    from crawler.db import dealers as dealers_db
+
+    assert [interval_text(s) for s in (60, 90, 1800, 21600, 86400, 90000, 366 * 86400)] == [
+        "1m", "90s", "30m", "6h", "1d", "25h", "366d"]
+    dealers_db.create(db, slug="acme-motors", name="Acme Motors",
+                      website_url="https://acme.test/")
+    result = run("schedule", "set", "acme-motors", "6h")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "acme-motors: every 6h\n"
+    assert "│ every 6h " in run("schedule", "list").stdout
+    assert "│ every 6h " in run("dealers", "show", "acme-motors").stdout

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from crawler.cli.common import console, database, say
+from crawler.cli.render import interval_text
 from crawler.db import dealers as dealers_db
 from crawler.errors import ForecourtError, InvalidInput
 from crawler.logging import redact
@@ -131,7 +132,7 @@ def _mapping(path: str | None, clear: bool) -> dict | None:
 
 
 def _print_dealer(dealer: Dealership) -> None:
-    schedule = (dealer.schedule_cron or (f"every {dealer.schedule_interval_s} s"
+    schedule = (dealer.schedule_cron or (f"every {interval_text(dealer.schedule_interval_s)}"
                                         if dealer.schedule_interval_s else None))
     table = Table(title=f"dealership {dealer.slug}", show_header=False)
     table.add_column("field")

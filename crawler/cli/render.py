@@ -19,6 +19,15 @@ def moment(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
+def interval_text(seconds: int) -> str:
+    """A schedule interval as `schedule set` takes it: in its largest whole unit (6h, not
+    21600 s)."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def job_progress() -> Progress:
     # on the commands' console: piped or in a file, rich's own is 80 columns wide and cut
     # the status line short ("rejected 1 0:0…") above a summary table twice as wide

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from crawler.cli.common import console, database, err_console, say
-from crawler.cli.render import moment
+from crawler.cli.render import interval_text, moment
 from crawler.db import dealers as dealers_db
 from crawler.db import schedules as schedules_db
 
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
                 tz = d.schedule_tz or "UTC"
                 validate(cron, tz, interval)
             service.reschedule(conn, d.id, cron, interval, tz)
-        what = f"cron '{cron}' ({tz})" if cron else f"every {interval} s"
+        what = f"cron '{cron}' ({tz})" if cron else f"every {interval_text(interval)}"
         say(f"{dealer}: {what}")
 
     @group.command("pause")
@@ -134,7 +134,8 @@ def register(app: typer.Typer) -> None:
                         if leaders:  # the leader sets it at its next tick
                             next_run = "next tick"
                 table.add_row(row["slug"], row["schedule_cron"] or
-                              f"every {row['schedule_interval_s']} s", row["schedule_tz"],
+                              f"every {interval_text(row['schedule_interval_s'])}",
+                              row["schedule_tz"],
                               "yes" if row["paused"] else "no",
                               next_run, moment(st.get("last_run_at")),
                               failing(schedules_db.consecutive_failures(conn, row["id"])))
