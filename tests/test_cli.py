@@ -1020,3 +1020,26 @@ def test_a_schedule_interval_is_shown_as_it_is_given_not_in_seconds(db):
     assert result.stdout == "acme-motors: every 6h\n"
     assert "│ every 6h " in run("schedule", "list").stdout
     assert "│ every 6h " in run("dealers", "show", "acme-motors").stdout
+
+
+def test_fetching_a_page_says_what_it_waits_for_on_a_terminal(site, monkeypatch):
+    """`dealers add` fetched the site to detect its platform without a word: against a site
+    that did not answer, 20 s of silence (`detect` and `extract` of a URL too, 30 s for
+    `extract`). On a terminal a spinner names the page; piped, nothing is added."""
+    from rich.console import Console
+
+    from crawler.cli import common
+    from crawler.cli.detect import fetch_page
+    from crawler.cli.extract import _fetch
+
+    base = site("generic")
+    shown = io.StringIO()
+    monkeypatch.setattr(common, "err_console", Console(file=shown, force_terminal=True))
+    fetch_page(f"{base}/")
+    _fetch(f"{base}/inventory/")
+    assert f"fetching {base}/ " in shown.getvalue(), shown.getvalue()
+    assert f"fetching {base}/inventory/ " in shown.getvalue(), shown.getvalue()
+    piped = io.StringIO()
+    monkeypatch.setattr(common, "err_console", Console(file=piped, force_terminal=False))
+    fetch_page(f"{base}/")
+    assert piped.getvalue() == ""

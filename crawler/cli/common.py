@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import psycopg
 from rich.console import Console
+from rich.text import Text
 
 from crawler.config import get_settings
 from crawler.db import connect
@@ -26,6 +27,12 @@ def say(text: str) -> None:
     in a file the console is 160 columns wide, and rich would break a longer one in two
     (a URL `psql "$(forecourt db url)"` could not use, a command split mid-name)."""
     console.print(text, markup=False, soft_wrap=True)
+
+
+def busy(what: str):
+    """A spinner naming what a command waits for (a page being fetched), on stderr while it
+    lasts; nothing when stderr is not a terminal."""
+    return err_console.status(Text(what), spinner="dots")
 
 
 def fail(message: str, hint: str | None, code: int = 1) -> int:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from crawler.cli import common
 from crawler.cli.common import console
 from crawler.errors import InvalidInput, Transient
 from crawler.urls import check_http_url
@@ -30,7 +31,8 @@ def fetch_page(url: str, timeout_s: float = 20.0) -> tuple[str, str]:
     check_http_url(url)
     try:  # checked connections only (no private or metadata addresses, redirects too)
         with netguard.safe_client(timeout=timeout_s, follow_redirects=True,
-                                  headers={"User-Agent": get_settings().user_agent}) as client:
+                                  headers={"User-Agent": get_settings().user_agent}) as client, \
+                common.busy(f"fetching {url} ..."):
             response = client.get(url)
     except httpx.HTTPError as exc:
         raise Transient(f"cannot fetch {url}: {exc or type(exc).__name__}",

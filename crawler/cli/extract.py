@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from crawler.cli import common
 from crawler.cli.common import err_console, say
 from crawler.errors import InvalidInput
 from crawler.urls import check_http_url
@@ -21,7 +22,8 @@ def _fetch(url: str) -> tuple[str, int]:
     check_http_url(url)
     try:  # checked connections, redirects too (as `detect` and crawls fetch)
         with netguard.safe_client(timeout=30, follow_redirects=True,
-                                  headers={"User-Agent": "forecourt-extract/0.1"}) as client:
+                                  headers={"User-Agent": "forecourt-extract/0.1"}) as client, \
+                common.busy(f"fetching {url} ..."):
             response = client.get(url)
     except httpx.HTTPError as exc:
         raise InvalidInput(f"cannot fetch {url}: {exc}", hint="check the URL") from exc
@@ -33,7 +35,8 @@ def _render(url: str, wait_for: str | None):
     from crawler import rendering
 
     check_http_url(url)
-    return rendering.render(url, wait_for)
+    with common.busy(f"rendering {url} in headless Chromium ..."):
+        return rendering.render(url, wait_for)
 
 
 def item_json(item, raw: bool) -> dict:
