@@ -131,6 +131,17 @@ def test_remove_takes_everything_only_the_dealers_own_and_clears_flags_pointing_
     assert flags_of(db, world["c_on_other"]) == ([DUP], points({DUP}))
 
 
+def test_remove_shows_its_progress_batch_by_batch_then_its_summary(db, world):
+    """A big dealer's removal (a million events, 5,000 rows a transaction) ran for minutes
+    without a word until its summary; `offboard.remove` told of every batch, unheard."""
+    result = remove("acme-motors", "--yes")
+    assert result.returncode == 0, result.stderr
+    progress, *rest = result.stdout.splitlines()
+    assert progress.split()[:2] == ["remove", "acme-motors"], result.stdout
+    assert "vehicles 8" in progress and "vehicle events 7" in progress, progress
+    assert "removed dealership acme-motors" in rest[0]
+
+
 def test_remove_is_refused_in_one_line_while_the_dealer_has_a_job_running(db, world):
     acme = world["acme"]
     running = job(db, acme.id, "running")

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from crawler.cli.common import console, database, say
-from crawler.cli.render import interval_text
+from crawler.cli.render import interval_text, job_progress
 from crawler.db import dealers as dealers_db
 from crawler.errors import ForecourtError, InvalidInput
 from crawler.logging import redact
@@ -291,7 +291,17 @@ def register(app: typer.Typer) -> None:
                                      "rejects and API tokens?", default=False):
                     say("nothing removed")
                     raise typer.Exit(1)
-            counts = offboard.remove(conn, dealer)
+            with job_progress() as progress:  # a big dealer takes thousands of batches
+                task = progress.add_task(f"remove {slug}", total=None, status="")
+                done: dict[str, int] = {}
+
+                def on_batch(what: str, n: int) -> None:
+                    done[what] = done.get(what, 0) + n
+                    progress.update(task, status="  ".join(f"{k} {v:,}"
+                                                           for k, v in done.items()))
+
+                counts = offboard.remove(conn, dealer, on_batch=on_batch)
+                progress.update(task, total=1, completed=1)
         table = Table(title=f"removed dealership {slug}")
         table.add_column("what")
         table.add_column("removed", justify="right")
