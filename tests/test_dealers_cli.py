@@ -352,6 +352,18 @@ def test_list_names_the_generic_spider_as_add_does(db):
     assert "generic" in row, row
 
 
+def test_a_feed_only_dealer_has_no_platform_in_list_or_show(db):
+    """A dealer with a feed and no website was listed as platform "generic" and shown as
+    "- (generic spider)": a website spider for a dealer nothing is crawled for."""
+    dealers_db.create(db, slug="feed-only", name="Feed Only",
+                      feed_url="https://feeds.test/inventory.csv")
+    listing = run("dealers", "list")
+    row = next(ln for ln in listing.stdout.splitlines() if "feed-only" in ln)
+    assert row.split("│")[3].strip() == "-", row
+    assert shown_row(run("dealers", "show", "feed-only").stdout, "platform") == \
+        "- (no website)"
+
+
 def test_list_stale_names_each_overdue_dealer_how_long_and_its_last_error(db):
     """On-call had `dealers list` (last job state only): nothing said which dealers' inventory
     is out of date, for how long, or why."""

@@ -140,7 +140,8 @@ def _print_dealer(dealer: Dealership) -> None:
     for label, value in (
             ("id", str(dealer.id)), ("name", dealer.name),
             ("website", redact(dealer.website_url or "-")),
-            ("platform", dealer.platform or "- (generic spider)"),
+            ("platform", dealer.platform or ("- (generic spider)" if dealer.website_url
+                                             else "- (no website)")),
             ("feed", redact(dealer.feed_url or "-")),  # a feed URL may carry credentials
             ("feed format", dealer.feed_format or "- (from the feed's name)"),
             ("feed mapping", _mapping_text(dealer.feed_mapping)),
@@ -332,7 +333,8 @@ def register(app: typer.Typer) -> None:
                     "inventory", "paused"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["slug"], r["name"], r["platform"] or "generic",
+            table.add_row(r["slug"], r["name"],
+                          r["platform"] or ("generic" if r["website_url"] else "-"),
                           redact(r["website_url"] or r["feed_url"] or "-"),
                           str(r["active_vehicles"]),
                           r["last_job_state"] or "-", _inventory_text(judged.get(r["slug"])),
