@@ -118,6 +118,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess, message: str) -> 
     (["schedule", "set", "x", "1s"], 1, "interval 1 s is shorter than a minute (give 1m"),
     # the fetch fails (nothing listens on port 9); `detect` has no --platform to suggest
     (["detect", "http://127.0.0.1:9/inventory/"], 1, "(check the URL, or save the page"),
+    (["vin"], 2, "Missing argument 'VIN'"),  # was 'numbers', the parameter's name
 ])
 def test_bad_arguments_exit_2_and_other_errors_1_in_one_line(args, code, message):
     result = run(*args)

@@ -15,7 +15,8 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 def register(app: typer.Typer) -> None:
     @app.command("vin")
     def vin(
-        numbers: list[str] = typer.Argument(..., help="One or more VINs (any case, spaces ok)."),  # noqa: B008
+        numbers: list[str] = typer.Argument(  # noqa: B008
+            ..., metavar="VIN", help="One or more VINs (any case, spaces ok)."),
         make: str | None = typer.Option(None, "--make", help="The make the source states."),
         year: int | None = typer.Option(None, "--year", help="The model year it states."),
         model: str | None = typer.Option(None, "--model", help="The model it states."),
