@@ -1044,3 +1044,18 @@ def test_fetching_a_page_says_what_it_waits_for_on_a_terminal(site, monkeypatch)
     monkeypatch.setattr(common, "err_console", Console(file=piped, force_terminal=False))
     fetch_page(f"{base}/")
     assert piped.getvalue() == ""
+
+
+def test_resuming_a_dealer_with_no_schedule_says_nothing_will_run(db):
+    """`schedule resume` of a dealer that has no schedule answered "resumed", as if its runs
+    would now come."""
+    from crawler.db import dealers as dealers_db
+
+    dealers_db.create(db, slug="acme-motors", name="Acme Motors",
+                      website_url="https://acme.test/")
+    result = run("schedule", "resume", "acme-motors")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ("acme-motors: resumed; it has no schedule, so nothing runs "
+                             "(give it one: `forecourt schedule set acme-motors 6h`)\n")
+    assert run("schedule", "set", "acme-motors", "6h").returncode == 0
+    assert run("schedule", "resume", "acme-motors").stdout == "acme-motors: resumed\n"

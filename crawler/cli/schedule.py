@@ -109,7 +109,10 @@ def register(app: typer.Typer) -> None:
         with database() as conn:
             d = dealers_db.get(conn, dealer)
             service.resume(conn, d.id)
-        say(f"{dealer}: resumed")
+        none = "" if d.schedule_cron or d.schedule_interval_s else (
+            f"; it has no schedule, so nothing runs (give it one: `forecourt schedule set "
+            f"{dealer} 6h`)")
+        say(f"{dealer}: resumed{none}")
 
     @group.command("list")
     def list_() -> None:
