@@ -77,6 +77,20 @@ def test_set_changes_only_the_given_fields_and_prints_the_dealer(db, tmp_path):
         assert value in shown.stdout
 
 
+def test_set_names_what_changed_as_show_labels_it(db, tmp_path):
+    """`dealers set` answered "updated dealership x: feed_format, website_url" (the columns'
+    names) and "schedule" for --schedule, which sets what the schedule runs, not when."""
+    add_acme()
+    result = run("dealers", "set", "acme-motors", "--url", "https://acme-motors.test/",
+                 "--platform", "dealeron", "--feed", "https://acme-motors.test/feed.xml",
+                 "--feed-format", "xml", "--schedule", "feed")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == ("updated dealership acme-motors: feed, feed "
+                                             "format, platform, scheduled runs, website")
+    for label in ("feed", "feed format", "platform", "scheduled runs", "website"):
+        assert shown_row(result.stdout, label)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--platform", "nosuch"], "no spider for platform 'nosuch'"),
     (["--url", "ftp://acme.test/"], "http(s) URL"),
@@ -203,7 +217,7 @@ def test_schedule_picks_what_the_scheduler_runs_for_a_dealer_with_a_website_and_
 
     changed = run("dealers", "set", "acme-motors", "--schedule", "feed")
     assert changed.returncode == 0, changed.stderr
-    assert "updated dealership acme-motors: schedule" in changed.stdout
+    assert "updated dealership acme-motors: scheduled runs" in changed.stdout
     assert shown_row(changed.stdout, "scheduled runs") == "feed (set with --schedule)"
     dealer = dealers_db.get(db, "acme-motors")
     assert dealer.settings == {"schedule_kind": "feed"}
@@ -308,7 +322,7 @@ def test_a_stored_mapping_is_shown_used_by_ingest_and_cleared(db):
     assert "--mapping and --no-mapping" in line
     cleared = run("dealers", "set", "custom-motors", "--no-mapping")
     assert cleared.returncode == 0, cleared.stderr
-    assert "updated dealership custom-motors: feed_mapping" in cleared.stdout
+    assert "updated dealership custom-motors: feed mapping" in cleared.stdout
     assert dealers_db.get(db, "custom-motors").feed_mapping is None
     assert shown_row(cleared.stdout, "feed mapping") == "- (detected from the feed's columns)"
 

@@ -131,6 +131,12 @@ def _mapping(path: str | None, clear: bool) -> dict | None:
     return spec
 
 
+# what `dealers set` changed, named as `dealers show` labels it (settings holds what the
+# schedule runs)
+_LABELS = {"website_url": "website", "feed_url": "feed", "feed_format": "feed format",
+           "feed_mapping": "feed mapping", "settings": "scheduled runs"}
+
+
 def _print_dealer(dealer: Dealership) -> None:
     schedule = (dealer.schedule_cron or (f"every {interval_text(dealer.schedule_interval_s)}"
                                         if dealer.schedule_interval_s else None))
@@ -254,7 +260,7 @@ def register(app: typer.Typer) -> None:
                 if found and detected != current.platform:
                     fields["platform"] = detected
             dealer = dealers_db.update(conn, current.id, **fields)
-        changed = sorted("schedule" if f == "settings" else f for f in fields)
+        changed = sorted(_LABELS.get(f, f) for f in fields)
         say(f"updated dealership {dealer.slug}: {', '.join(changed)}")
         _print_dealer(dealer)
 

@@ -100,7 +100,7 @@ def test_dealers_set_url_detects_the_new_sites_platform_and_keeps_it_when_unreac
     result = run("dealers", "set", "moved", "--url", base + "/inventory/")
     assert result.exit_code == 0, result.output
     assert "detected platform: dealerinspire" in result.output
-    assert "updated dealership moved: platform, website_url" in result.output
+    assert "updated dealership moved: platform, website" in result.output
     assert dealers_db.get(db, "moved").platform == "dealerinspire"
     result = run("dealers", "set", "moved", "--url", base + "/no-such-page/")
     assert result.exit_code == 0, result.output
