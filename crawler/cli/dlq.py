@@ -33,9 +33,9 @@ def register(app: typer.Typer) -> None:
             dead = service.dead_letters(conn, dealer_id, limit + 1)
             console.print(jobs_table(conn, dead[:limit], title="Dead letters"))
             if len(dead) > limit:
-                console.print(f"more dead letters than the {limit} shown (the newest): "
-                              "`--limit` shows more; `dlq replay --dealer` replays a "
-                              "dealership's newest and clears the older ones of its kind")
+                say(f"more dead letters than the {limit} shown (the newest): `--limit` shows "
+                    "more; `dlq replay --dealer` replays a dealership's newest and clears the "
+                    "older ones of its kind")
 
     @group.command("show")
     def show(given: str = typer.Argument(..., metavar="JOB", help=JOB_HELP)) -> None:
