@@ -129,7 +129,7 @@ def test_a_feed_that_cannot_be_read_on_is_not_called_truncated_when_it_is_not(db
     path = write_feed(tmp_path / "feed.xml", {CIVIC: (20000, "In Stock")})
     job, _ = jobs_db.create_or_get_active(db, dealer.id, "feed", "operator")
     jobs_db.start(db, job.id, "test")
-    done = feed.run_job(db, job.id, path, fmt="xml")
+    done = feed_job.run_job(db, job.id, path, fmt="xml")
     assert done.counters.get("removed", 0) == 0
     assert not any("truncated" in r for r in done.report["reasons"]), done.report["reasons"]
     assert any(r.startswith("feed not read to its end: the XML cannot be read")
