@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 
 import psycopg
 
@@ -18,7 +19,7 @@ from crawler.models import ApiToken
 
 _SELECT = """
     SELECT t.id, t.prefix, t.role, t.dealership_id, d.slug AS dealership_slug, t.label,
-           t.created_at, t.last_used_at, t.revoked_at
+           t.created_at, t.last_used_at, t.revoked_at, t.expires_at
       FROM api_tokens t LEFT JOIN dealerships d ON d.id = t.dealership_id
 """
 
@@ -46,16 +47,18 @@ def matches(token: str, secret_hash: bytes) -> bool:
 
 
 def create(conn: psycopg.Connection, role: str, dealership_id: int | None = None,
-           label: str | None = None) -> tuple[ApiToken, str]:
-    """Store a new token; returns its record and the token, which is never shown again."""
+           label: str | None = None, expires_in: timedelta | None = None
+           ) -> tuple[ApiToken, str]:
+    """Store a new token, expiring `expires_in` from now (None: never); returns its record
+    and the token, which is never shown again."""
     if (role == "dealer") != (dealership_id is not None):
         raise InvalidInput("a dealer token needs a dealership, an operator token none",
                            hint="use --dealer <slug> or --operator")
     prefix, token = new_token()
     row = conn.execute(
-        "INSERT INTO api_tokens (prefix, secret_hash, role, dealership_id, label)"
-        " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-        (prefix, hash_token(token), role, dealership_id, label),
+        "INSERT INTO api_tokens (prefix, secret_hash, role, dealership_id, label, expires_at)"
+        " VALUES (%s, %s, %s, %s, %s, now() + %s) RETURNING id",
+        (prefix, hash_token(token), role, dealership_id, label, expires_in),
     ).fetchone()
     return get(conn, row["id"]), token
 
@@ -67,9 +70,14 @@ def get(conn: psycopg.Connection, token_id: int) -> ApiToken:
     return ApiToken.model_validate(row)
 
 
+_LIVE = " t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())"
+
+
 def list_all(conn: psycopg.Connection, include_revoked: bool = True) -> list[ApiToken]:
+    """Every token, or (`include_revoked` false) only those that still work: neither
+    revoked nor expired."""
     rows = conn.execute(
-        _SELECT + " WHERE %s OR t.revoked_at IS NULL ORDER BY t.id", (include_revoked,)
+        _SELECT + " WHERE %s OR (" + _LIVE + ") ORDER BY t.id", (include_revoked,)
     ).fetchall()
     return [ApiToken.model_validate(r) for r in rows]
 
@@ -89,13 +97,13 @@ def revoke(conn: psycopg.Connection, token_id: int) -> ApiToken:
 
 async def alookup(conn: psycopg.AsyncConnection, token: str) -> tuple[ApiToken, bytes] | None:
     """The live token record for a presented token and its stored hash, or None (unknown,
-    revoked, malformed, wrong secret)."""
+    revoked, expired, malformed, wrong secret)."""
     prefix = prefix_of(token)
     if prefix is None:
         return None
     cur = await conn.execute(
         _SELECT.replace("SELECT t.id", "SELECT t.secret_hash, t.id", 1)
-        + " WHERE t.prefix = %s AND t.revoked_at IS NULL", (prefix,))
+        + " WHERE t.prefix = %s AND" + _LIVE, (prefix,))
     row = await cur.fetchone()
     if row is None or not matches(token, row["secret_hash"]):
         return None
