@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -20,8 +21,10 @@ from crawler.db import dealers as dealers_db
 from crawler.db import tokens as tokens_db
 from crawler.errors import NotFound
 from crawler.models import ApiToken, Dealership, Job
+from jobs.api import quota
 from jobs.api.clients import client_key
 from jobs.api.problems import ApiProblem
+from jobs.api.ratelimit import quota_headers
 from jobs.api.runtime import Runtime, runtime_of
 from jobs.api.schemas import parse_public_id
 
@@ -47,8 +50,10 @@ TOUCH_EVERY_S = 60.0
 _CHALLENGE = 'Bearer realm="forecourt"'
 
 
-def _unauthorized(detail: str) -> ApiProblem:
-    return ApiProblem(401, detail, "unauthorized",
+def _unauthorized() -> ApiProblem:
+    """The one answer to a token that does not work: unknown, malformed, revoked or expired
+    alike (before or during a long poll), so it tells nobody which tokens exist."""
+    return ApiProblem(401, "the bearer token is unknown or revoked", "unauthorized",
                       {"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'})
 
 
@@ -74,7 +79,7 @@ async def principal(
     token = await _lookup(rt, creds.credentials)
     if token is None:
         await _count_failure(rt, address)
-        raise _unauthorized("the bearer token is unknown or revoked")
+        raise _unauthorized()
     hit = await rt.limiter.hit(token.prefix, gate)
     if hit.gated:
         _cut_off(rt, hit.retry_after)
@@ -82,18 +87,24 @@ async def principal(
         raise ApiProblem(429, f"rate limit of {rt.limiter.limit} requests per "
                          f"{rt.limiter.window_ms // 1000} s exceeded; retry in "
                          f"{hit.retry_after} s", "rate-limited",
-                         {"Retry-After": str(hit.retry_after)})
+                         {"Retry-After": str(hit.retry_after),
+                          **quota_headers(rt.limiter.limit, 0, hit.retry_after)})
+    if hit.reset_ms is not None:
+        quota.remember(request, rt.limiter.limit, hit.remaining, hit.reset_ms)
     request.state.token = token
     return token
 
 
 def _cut_off(rt: Runtime, retry_after: int) -> None:
-    """429 when the client's address is cut off for `retry_after` more seconds (0: it is not)."""
+    """429 when the client's address is cut off for `retry_after` more seconds (0: it is
+    not); its RateLimit-* headers tell the limit that refused it, the failures'."""
     if retry_after:
         failures = rt.auth_failures
         raise ApiProblem(429, f"too many failed authentications from this address (limit "
                          f"{failures.limit} per {failures.window_ms // 1000} s); retry in "
-                         f"{retry_after} s", "rate-limited", {"Retry-After": str(retry_after)})
+                         f"{retry_after} s", "rate-limited",
+                         {"Retry-After": str(retry_after),
+                          **quota_headers(failures.limit, 0, retry_after)})
 
 
 async def _count_failure(rt: Runtime, address: str) -> None:
@@ -150,19 +161,22 @@ async def authenticate_first(request: Request) -> None:
 
 
 async def still_valid(request: Request) -> None:
-    """401 when the request's token was revoked since `principal` accepted it: a long poll
-    outlives a revocation. Cheap: a cache hit while the job watch listens (a revocation evicts
-    the token at once), else one indexed query."""
+    """401 when the request's token was revoked, or expired, since `principal` accepted it:
+    a long poll outlives either. The same 401 as for an unknown token. Cheap: a cache hit
+    while the job watch listens (a revocation evicts the token at once, an expiry is checked
+    against the cached record), else one indexed query."""
     creds = await bearer(request)
     if creds is None or await _lookup(runtime_of(request), creds.credentials) is None:
-        raise _unauthorized("the bearer token was revoked")
+        raise _unauthorized()
 
 
 def _cached(rt: Runtime, presented: str, now: float) -> ApiToken | None:
-    """The token's record from the process cache, if it is there, current and matches."""
+    """The token's record from the process cache, if it is there, current, matches and has
+    not expired (no notification comes when a token's time runs out)."""
     prefix = tokens_db.prefix_of(presented)
     hit = rt.token_cache.get(prefix) if prefix else None
-    if hit is not None and hit[2] > now and tokens_db.matches(presented, hit[1]):
+    if hit is not None and hit[2] > now and tokens_db.matches(presented, hit[1]) \
+            and not hit[0].expired(datetime.now(UTC)):
         return hit[0]
     return None
 
