@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from redis.exceptions import RedisError
 
 from crawler.config import Settings, get_settings
-from jobs.api import metrics, problems, routes_dealers, routes_jobs
+from jobs.api import metrics, problems, quota, routes_dealers, routes_jobs
 from jobs.api.auth import authenticate_first, metrics_reader
 from jobs.api.bodylimit import BodyLimit
 from jobs.api.cors import EXPOSED_HEADERS, ProblemCORS
@@ -24,9 +24,11 @@ A dealer token sees only its own dealership; anything else answers 404. `/metric
 metrics token (FORECOURT_API_METRICS_TOKEN) or an operator token; `/healthz` and `/readyz`
 none. Errors are RFC 9457
 problem+json. Poll jobs cheaply with `If-None-Match` (304 while unchanged) and `wait`.
-Too many requests per token, or too many unknown or revoked tokens from one address, answer
-429; any call but `/healthz` while the database is unreachable, and a trigger or replay while
-the job queue is down (recording no job), answer 503: both carry Retry-After.
+Answers to a request counted against its token's rate limit carry RateLimit-Limit,
+RateLimit-Remaining and RateLimit-Reset (seconds until the window ends). Too many requests
+per token, or too many unknown or revoked tokens from one address, answer 429; any call
+but `/healthz` while the database is unreachable, and a trigger or replay while the job
+queue is down (recording no job), answer 503: both carry Retry-After.
 """
 
 
@@ -53,13 +55,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   redirect_slashes=False)
     problems.install(app, authenticate_first)
     problems.add_to_openapi(app)
+    quota.add_to_openapi(app)
     app.include_router(routes_jobs.router)
     app.include_router(routes_dealers.router)
     _add_operational_routes(app)
-    # The last added runs first: Latency > HeadAsGet > CORS > Unexpected > BodyLimit > routes.
+    # The last added runs first:
+    # Latency > HeadAsGet > CORS > QuotaHeaders > Unexpected > BodyLimit > routes.
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes,
                        timeout_s=settings.api_body_timeout_s)
     app.add_middleware(problems.Unexpected)  # inside CORS: a 500 carries its headers too
+    app.add_middleware(quota.QuotaHeaders)  # on every answer to a counted request
     if settings.api_cors_origins:
         app.add_middleware(ProblemCORS, allow_origins=settings.api_cors_origins,
                            allow_methods=["GET", "POST"],

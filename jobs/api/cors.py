@@ -11,9 +11,11 @@ from starlette.types import Receive, Scope, Send
 from jobs.api.problems import problem_response
 
 # What the UI's script may read of an answer besides the safelisted headers: the ETag to
-# poll with, Retry-After of a 429 or 503, a trigger's Location, and a 401's challenge (no
-# token, or `error="invalid_token"`: sign in again or stop polling with a revoked token).
-EXPOSED_HEADERS = ["ETag", "Retry-After", "Location", "WWW-Authenticate"]
+# poll with, Retry-After of a 429 or 503, a trigger's Location, a 401's challenge (no
+# token, or `error="invalid_token"`: sign in again or stop polling with a revoked token),
+# and the token's quota (RateLimit-*: slow down before a 429).
+EXPOSED_HEADERS = ["ETag", "Retry-After", "Location", "WWW-Authenticate", "RateLimit-Limit",
+                   "RateLimit-Remaining", "RateLimit-Reset"]
 
 # What a refused preflight keeps of Starlette's answer: the CORS headers, not its body's.
 _BODY_HEADERS = ("content-length", "content-type")

@@ -44,6 +44,8 @@ class Hit(NamedTuple):
     remaining: int
     retry_after: int  # seconds, when not allowed
     gated: bool = False  # refused by the gate, not by this limiter's own count
+    reset_ms: int | None = None  # the window's time left; None: nothing was counted (Redis
+    # unavailable, or the gate refused), so there is no quota to tell
 
 
 @dataclass
@@ -87,8 +89,8 @@ class Limiter:
         if count < 0:
             return Hit(False, self.limit, _seconds(ttl_ms), gated=True)
         if count > self.limit:
-            return Hit(False, 0, _seconds(ttl_ms))
-        return Hit(True, self.limit - count, 0)
+            return Hit(False, 0, _seconds(ttl_ms), reset_ms=ttl_ms)
+        return Hit(True, self.limit - count, 0, reset_ms=ttl_ms)
 
     async def spent(self, key: str) -> int:
         """Seconds until `key`'s window ends if its hits have reached the limit, else 0;
@@ -108,6 +110,14 @@ class Limiter:
     def _off(self, exc: BaseException) -> None:
         log.warning("rate limits off for %d s, Redis unavailable: %s", SKIP_S, exc)
         self.pause.until = time.monotonic() + SKIP_S
+
+
+def quota_headers(limit: int, remaining: int, reset_s: int) -> dict[str, str]:
+    """The quota a client has left, as draft-ietf-httpapi-ratelimit-headers' widely
+    implemented form: RateLimit-Limit (requests per window), RateLimit-Remaining (left in
+    this window) and RateLimit-Reset (seconds until the window ends)."""
+    return {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(max(0, remaining)),
+            "RateLimit-Reset": str(max(0, reset_s))}
 
 
 def _seconds(ttl_ms: int) -> int:
