@@ -266,7 +266,8 @@ def test_every_status_the_document_lists_is_one_a_request_gets(servers, no_datab
 def test_the_document_names_the_headers_a_ui_reads():
     """The README's polling rests on ETag, a trigger answers with Location and a 401 with
     WWW-Authenticate, but the document named none of them: a client generated from it had
-    no ETag to send back. A counted request's answers tell the token's quota (RateLimit-*). Documented here, each is checked on real answers by
+    no ETag to send back. A counted request's answers tell the token's quota
+    (RateLimit-*). Documented here, each is checked on real answers by
     test_every_status_the_document_lists_is_one_a_request_gets."""
     doc = create_app().openapi()
     missing = []
