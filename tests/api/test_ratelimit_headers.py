@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api.conftest import add_job, assert_problem, auth, client_from
+from tests.api.conftest import add_job, assert_problem, auth, client_from, pid
 
 NAMES = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
@@ -24,9 +24,9 @@ def test_counted_answers_carry_the_tokens_quota_decreasing_until_the_429(servers
     a, b = (httpx.Client(base_url=servers[n].url, timeout=10) for n in ("limited_a", "limited_b"))
     with a, b:
         seen = []
-        for client, path in ((a, f"/v1/jobs/{job}"), (b, "/v1/dealerships/acme/jobs"),
+        for client, path in ((a, f"/v1/jobs/{pid(job)}"), (b, "/v1/dealerships/acme/jobs"),
                              (a, "/v1/jobs/99999999"),  # a 404 is counted too
-                             (b, f"/v1/jobs/{job}"), (a, "/v1/dealerships/acme/inventory")):
+                             (b, f"/v1/jobs/{pid(job)}"), (a, "/v1/dealerships/acme/inventory")):
             resp = client.get(path, headers=acme)
             assert resp.status_code in (200, 404), resp.text
             seen.append(_quota(resp))
@@ -34,23 +34,24 @@ def test_counted_answers_carry_the_tokens_quota_decreasing_until_the_429(servers
         assert [s[1] for s in seen] == [4, 3, 2, 1, 0]
         assert all(1 <= s[2] <= 60 for s in seen)
         assert [s[2] for s in seen] == sorted((s[2] for s in seen), reverse=True)
-        over = b.get(f"/v1/jobs/{job}", headers=acme)
+        over = b.get(f"/v1/jobs/{pid(job)}", headers=acme)
         assert_problem(over, 429)
         limit, remaining, reset = _quota(over)
         assert (limit, remaining) == (5, 0)
         assert int(over.headers["retry-after"]) == reset and 1 <= reset <= 60
         # another token has its own quota
-        other = a.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["operator"]))
+        other = a.get(f"/v1/jobs/{pid(job)}", headers=auth(world["tokens"]["operator"]))
         assert _quota(other)[:2] == (5, 4)
 
 
 def test_a_304_and_a_422_after_authentication_carry_the_quota_too(api, world):
     job = add_job(world["db"], world["acme"].id)
     acme = auth(world["tokens"]["acme"])
-    first = api.get(f"/v1/jobs/{job}", headers=acme)
-    unchanged = api.get(f"/v1/jobs/{job}", headers=acme | {"If-None-Match": first.headers["etag"]})
+    first = api.get(f"/v1/jobs/{pid(job)}", headers=acme)
+    unchanged = api.get(f"/v1/jobs/{pid(job)}",
+                        headers=acme | {"If-None-Match": first.headers["etag"]})
     assert unchanged.status_code == 304
-    invalid = api.get("/v1/jobs/0", headers=acme)
+    invalid = api.get(f"/v1/jobs/{pid(job)}", params={"wait": -1}, headers=acme)
     assert invalid.status_code == 422
     quotas = [_quota(r) for r in (first, unchanged, invalid)]
     assert [q[1] for q in quotas] == sorted((q[1] for q in quotas), reverse=True)
@@ -79,7 +80,7 @@ def test_an_address_cut_off_is_told_the_failed_authentications_limit(servers, wo
 
 def test_cors_lets_the_dealer_ui_read_the_quota(api, world):
     job = add_job(world["db"], world["acme"].id)
-    resp = api.get(f"/v1/jobs/{job}", headers=auth(world["tokens"]["acme"])
+    resp = api.get(f"/v1/jobs/{pid(job)}", headers=auth(world["tokens"]["acme"])
                    | {"Origin": "https://ui.example"})
     assert resp.status_code == 200
     exposed = {h.strip().lower() for h in resp.headers["access-control-expose-headers"].split(",")}

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from crawler.db import tokens as tokens_db
-from tests.api.conftest import FORECOURT, add_job, assert_problem, auth, eventually
+from tests.api.conftest import FORECOURT, add_job, assert_problem, auth, eventually, pid
 from tests.api.test_polling import _update, _wait_in_thread
 
 
@@ -38,7 +38,7 @@ def test_create_with_expires_in_stores_the_expiry_and_the_token_works_until_then
     want = datetime.now(UTC) + timedelta(days=90)
     assert abs((record.expires_at - want).total_seconds()) < 120
     job = add_job(world["db"], world["acme"].id)
-    assert api.get(f"/v1/jobs/{job}", headers=auth(token)).status_code == 200
+    assert api.get(f"/v1/jobs/{pid(job)}", headers=auth(token)).status_code == 200
     hours = forecourt("tokens", "create", "--operator", "--label", "ops-12h",
                       "--expires-in", "12h")
     assert hours.returncode == 0, hours.stderr
@@ -54,10 +54,10 @@ def test_an_expired_token_gets_exactly_the_unknown_tokens_401(api, world):
     db = world["db"]
     token = world["tokens"]["acme"]
     job = add_job(db, world["acme"].id)
-    assert api.get(f"/v1/jobs/{job}", headers=auth(token)).status_code == 200  # now cached
+    assert api.get(f"/v1/jobs/{pid(job)}", headers=auth(token)).status_code == 200  # now cached
     _expire(db, _record(db, "acme ui").id)
-    expired = eventually(lambda: api.get(f"/v1/jobs/{job}", headers=auth(token)), 401)
-    unknown = api.get(f"/v1/jobs/{job}", headers=auth("fct_000000000000_" + "x" * 43))
+    expired = eventually(lambda: api.get(f"/v1/jobs/{pid(job)}", headers=auth(token)), 401)
+    unknown = api.get(f"/v1/jobs/{pid(job)}", headers=auth("fct_000000000000_" + "x" * 43))
     got, want = assert_problem(expired, 401), assert_problem(unknown, 401)
     assert got == want
     assert expired.headers["www-authenticate"] == unknown.headers["www-authenticate"]
@@ -71,10 +71,10 @@ def test_a_token_expiring_in_the_process_cache_stops_working_on_time(api, world)
     token = world["tokens"]["bolt"]
     job = add_job(db, world["bolt"].id, kind="feed")
     _expire(db, _record(db, "bolt ui").id, in_s=1.5)
-    resp = eventually(lambda: api.get(f"/v1/jobs/{job}", headers=auth(token)), 200)
+    resp = eventually(lambda: api.get(f"/v1/jobs/{pid(job)}", headers=auth(token)), 200)
     assert resp.status_code == 200  # works, and is cached, while it lasts
     time.sleep(1.6)
-    assert_problem(api.get(f"/v1/jobs/{job}", headers=auth(token)), 401)
+    assert_problem(api.get(f"/v1/jobs/{pid(job)}", headers=auth(token)), 401)
 
 
 def test_a_long_poll_outliving_its_token_answers_401_not_data(api, world):
@@ -84,16 +84,16 @@ def test_a_long_poll_outliving_its_token_answers_401_not_data(api, world):
     db = world["db"]
     job = add_job(db, world["acme"].id, state="running", phase="crawling")
     acme = auth(world["tokens"]["acme"])
-    tag = api.get(f"/v1/jobs/{job}", headers=acme).headers["etag"]
+    tag = api.get(f"/v1/jobs/{pid(job)}", headers=acme).headers["etag"]
     token_id = _record(db, "acme ui").id
     _expire(db, token_id, in_s=1.5)
-    quiet = api.get(f"/v1/jobs/{job}?wait=3", headers=acme | {"If-None-Match": tag})
+    quiet = api.get(f"/v1/jobs/{pid(job)}?wait=3", headers=acme | {"If-None-Match": tag})
     assert assert_problem(quiet, 401)["detail"] == "the bearer token is unknown or revoked"
 
     db.execute("UPDATE api_tokens SET expires_at = NULL WHERE id = %s", (token_id,))
-    tag = eventually(lambda: api.get(f"/v1/jobs/{job}", headers=acme), 200).headers["etag"]
+    tag = eventually(lambda: api.get(f"/v1/jobs/{pid(job)}", headers=acme), 200).headers["etag"]
     _expire(db, token_id, in_s=1.5)
-    result, done = _wait_in_thread(api, f"/v1/jobs/{job}?wait=30",
+    result, done = _wait_in_thread(api, f"/v1/jobs/{pid(job)}?wait=30",
                                    acme | {"If-None-Match": tag})
     time.sleep(2)
     _update(job, phase="storing")  # wakes the waiter with data it may no longer have
