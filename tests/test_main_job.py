@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
 import subprocess
@@ -16,13 +17,14 @@ pytestmark = pytest.mark.integration
 
 
 def _free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports (the demo serves one site per port)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = s.getsockname()[1]
-        if first + count > 65535:
-            continue
+    """The first of `count` consecutive free ports (the demo serves one site per port), below
+    the kernel's ephemeral range: the demo binds them minutes later (after installing), and a
+    port from the ephemeral range was meanwhile taken by some test's outgoing connection."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]) \
+        if Path("/proc/sys/net/ipv4/ip_local_port_range").exists() else 32768
+    rng = random.Random()
+    for _ in range(200):
+        first = rng.randrange(max(1024, low - 12000), low - count)
         try:
             for port in range(first, first + count):
                 with socket.socket() as probe:
