@@ -208,7 +208,10 @@ def image_urls(value: Any, base: str | None = None) -> list[str]:
             continue
         if not s.startswith(_ABSOLUTE):
             if base:
-                s = urljoin(base, s)
+                try:
+                    s = urljoin(base, s)
+                except ValueError:  # '//[x': a host urllib cannot read (an IPv6 bracket)
+                    continue
             elif s.startswith("//"):
                 s = "https:" + s
             if not s.startswith(_ABSOLUTE):
@@ -285,7 +288,11 @@ def normalize(item: VehicleItem) -> Vehicle:
         notes.append("url_not_a_page")
     base = url or (item.source if item.source.startswith("http") else None)
     if url and base and not url.startswith(_ABSOLUTE):
-        url = urljoin(base, url)
+        try:
+            url = urljoin(base, url)
+        except ValueError:  # a host urllib cannot read: no page to link to
+            url = None
+            notes.append("url_not_a_page")
     return canonical_vehicle(
         vin=vin(item.vin),
         source=item.source,

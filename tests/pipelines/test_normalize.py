@@ -203,6 +203,18 @@ def test_image_urls_from_joined_strings_and_objects():
         "https://d.test/p/1.jpg", "https://cdn.test/2.jpg"]
 
 
+def test_an_image_url_that_cannot_be_joined_is_dropped_not_raised():
+    """A relative photo link like `//[x` (a broken IPv6 host) made urljoin raise ValueError
+    out of normalize: found by the property test. It is no image; the others are kept."""
+    base = "https://d.test/inventory/"
+    assert n.image_urls(["//[x/1.jpg", "/p/2.jpg", "//["], base) == ["https://d.test/p/2.jpg"]
+    item = VehicleItem(source="row 1", vin="1HGCM82633A004352", image_urls=["//[x"],
+                       url=base)
+    assert n.normalize(item).image_urls == []
+    assert n.normalize(VehicleItem(source="row 2", vin="1HGCM82633A004352", url="//[x")).url \
+        is None
+
+
 def test_raw_item_is_the_item_validation_would_build():
     from crawler.models import raw_item
 
