@@ -18,7 +18,32 @@ from ingest.streams import CHUNK_BYTES, HEAD_BYTES  # also registers "forecourt-
 _NOT_XML = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
 
 
-class XmlText(io.RawIOBase):
+class _Chunked(io.RawIOBase):
+    """A raw stream handing out, piece by piece, the chunks its `_chunk` makes (bytes, maybe
+    empty; None at the end)."""
+
+    _out = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._out:
+            out = self._chunk()
+            if out is None:
+                return 0
+            self._out = out
+        n = min(len(view), len(self._out))
+        view[:n] = self._out[:n]
+        self._out = self._out[n:] if n < len(self._out) else b""
+        return n
+
+    def _chunk(self) -> bytes | None:
+        raise NotImplementedError
+
+
+class XmlText(_Chunked):
     """The bytes of an XML document in UTF-8 (or saying nothing of its encoding) or in
     UTF-16 (`codec` 'utf-16-le' or 'utf-16-be'), as the parser can take them, in the same
     encoding: the control characters XML forbids (NUL, a spreadsheet's vertical tab, ^Z)
@@ -31,23 +56,13 @@ class XmlText(io.RawIOBase):
         self._inner, self._codec = inner, codec
         errors = "forecourt-cp1252" if codec == "utf-8" else "replace"
         self._decoder = codecs.getincrementaldecoder(codec)(errors)
-        self._out = b""
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        view = memoryview(buffer).cast("B")
-        while not self._out:
-            data = self._inner.read1(CHUNK_BYTES)
-            text = self._decoder.decode(data, final=not data)
-            if not data and not text:
-                return 0
-            self._out = text.translate(_NOT_XML).encode(self._codec)
-        n = min(len(view), len(self._out))
-        view[:n] = self._out[:n]
-        self._out = self._out[n:]
-        return n
+    def _chunk(self) -> bytes | None:
+        data = self._inner.read1(CHUNK_BYTES)
+        text = self._decoder.decode(data, final=not data)
+        if not data and not text:
+            return None
+        return text.translate(_NOT_XML).encode(self._codec)
 
 
 # The same controls as bytes: one byte each, of the same value, in any ASCII-compatible
@@ -86,7 +101,7 @@ class XmlBytes(io.RawIOBase):
 _BEYOND_ASCII = re.compile(rb"[\x80-\xff]")
 
 
-class XmlDeclaredOrUtf8(io.RawIOBase):
+class XmlDeclaredOrUtf8(_Chunked):
     """The bytes of an XML document declaring a single-byte encoding (`codec`: windows-1252,
     ISO-8859-1 or US-ASCII) in UTF-8, for a parser told they are, without the control
     characters XML forbids (dropped from the bytes, as XmlBytes does).
@@ -113,22 +128,6 @@ class XmlDeclaredOrUtf8(io.RawIOBase):
         self._inner, self._decided = inner, decided
         self._codec = "cp1252" if codecs.lookup(codec).name == "ascii" else codec
         self._decoder: codecs.IncrementalDecoder | None = None  # until told
-        self._out = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        view = memoryview(buffer).cast("B")
-        while not self._out:
-            out = self._chunk()
-            if out is None:
-                return 0
-            self._out = out
-        n = min(len(view), len(self._out))
-        view[:n] = self._out[:n]
-        self._out = self._out[n:] if n < len(self._out) else b""
-        return n
 
     def _chunk(self) -> bytes | None:
         """The next chunk in UTF-8 (maybe empty), None at the end."""
